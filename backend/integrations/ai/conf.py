@@ -1,0 +1,48 @@
+"""Deployment-wide AI settings, read from Django settings in this one place.
+
+settings.py fills them from the environment (django-environ); everything in the AI layer asks
+this module, so a test's `settings` override is seen everywhere at once.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from .providers.base import ProviderConfig
+
+PROVIDER_TYPES = ("auto", "openrouter", "openai", "anthropic")
+
+_DEFAULTS = {
+    "openrouter": {"base_url": "https://openrouter.ai/api/v1", "default_model": "openai/gpt-4o-mini"},
+    "openai": {"base_url": "https://api.openai.com/v1", "default_model": "gpt-4o-mini"},
+    "anthropic": {"base_url": "https://api.anthropic.com", "default_model": "claude-3-5-haiku"},
+}
+
+
+def _get(name: str, default: object = "") -> object:
+    return getattr(settings, name, default)
+
+
+def setting_name(provider: str, suffix: str) -> str:
+    return f"{provider.upper()}_{suffix}"
+
+
+def preferred_provider() -> str:
+    return str(_get("AI_PROVIDER", "auto") or "auto").strip().lower()
+
+
+def settings_config(provider: str) -> ProviderConfig:
+    """The deployment-wide config of one provider (its key may be empty)."""
+    defaults = _DEFAULTS[provider]
+    return ProviderConfig(
+        api_key=str(_get(setting_name(provider, "API_KEY")) or ""),
+        base_url=str(_get(setting_name(provider, "BASE_URL")) or defaults["base_url"]),
+        default_model=str(_get(setting_name(provider, "DEFAULT_MODEL")) or defaults["default_model"]),
+        timeout=float(_get("AI_REQUEST_TIMEOUT", 60.0)),
+        max_retries=int(_get("AI_MAX_RETRIES", 2)),
+        retry_backoff=float(_get("AI_RETRY_BACKOFF", 0.5)),
+        retry_after_cap=float(_get("AI_RETRY_AFTER_CAP", 30.0)),
+        http_referer=str(_get("OPENROUTER_HTTP_REFERER")) if provider == "openrouter" else "",
+        app_name=str(_get("OPENROUTER_APP_NAME", "Panel CMS")) if provider == "openrouter" else "",
+        source="settings",
+    )

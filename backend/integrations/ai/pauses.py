@@ -1,0 +1,89 @@
+"""Shared provider health: rate-limit pauses and failure cooldowns, kept in the Django cache.
+
+A 429 with `Retry-After` means every request made with that key should wait, not just the one
+that was told: a batch of 100 prompts must not hammer the upstream with 99 more. Likewise a
+provider that keeps failing is skipped for a while. Both live in the Django cache, so with a
+shared cache (Redis) several app processes honour what one of them learnt.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+MAX_PAUSE = 60.0
+
+
+def _pause_key(site_id: int | None, provider: str) -> str:
+    return f"integrations.ai:pause:{site_id or 0}:{provider}"
+
+
+def _fail_key(site_id: int | None, provider: str) -> str:
+    return f"integrations.ai:failures:{site_id or 0}:{provider}"
+
+
+def _cool_key(site_id: int | None, provider: str) -> str:
+    return f"integrations.ai:cooldown:{site_id or 0}:{provider}"
+
+
+def pause(site_id: int | None, provider: str, seconds: float) -> None:
+    """Ask every sender for this (site, provider) to hold off for `seconds`."""
+    seconds = min(max(seconds, 0.0), MAX_PAUSE)
+    until = time.time() + seconds
+    current = cache.get(_pause_key(site_id, provider))
+    if current is None or current < until:
+        cache.set(_pause_key(site_id, provider), until, timeout=int(seconds) + 1)
+
+
+def paused_for(site_id: int | None, provider: str) -> float:
+    until = cache.get(_pause_key(site_id, provider))
+    return max(until - time.time(), 0.0) if until else 0.0
+
+
+def wait_if_paused(site_id: int | None, provider: str) -> float:
+    """Sleep out a shared pause; returns how long it slept."""
+    remaining = paused_for(site_id, provider)
+    if remaining > 0:
+        time.sleep(remaining)
+    return remaining
+
+
+def cooldown_settings() -> tuple[int, float]:
+    return int(getattr(settings, "AI_COOLDOWN_AFTER_FAILURES", 3)), float(
+        getattr(settings, "AI_COOLDOWN_SECONDS", 60.0)
+    )
+
+
+def record_failure(site_id: int | None, provider: str) -> bool:
+    """Count a failed call (after its retries); returns True when the provider now cools down."""
+    threshold, seconds = cooldown_settings()
+    key = _fail_key(site_id, provider)
+    if cache.add(key, 1, timeout=int(seconds)):
+        count = 1
+    else:
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=int(seconds))
+            count = 1
+    if count >= threshold:
+        cache.set(_cool_key(site_id, provider), time.time() + seconds, timeout=int(seconds) + 1)
+        cache.delete(key)
+        return True
+    return False
+
+
+def record_success(site_id: int | None, provider: str) -> None:
+    cache.delete(_fail_key(site_id, provider))
+
+
+def cooling_down(site_id: int | None, provider: str) -> float:
+    """Seconds left in this provider's cooldown for the site (0 when healthy)."""
+    until = cache.get(_cool_key(site_id, provider))
+    return max(until - time.time(), 0.0) if until else 0.0
+
+
+def clear_cooldown(site_id: int | None, provider: str) -> None:
+    cache.delete_many([_cool_key(site_id, provider), _fail_key(site_id, provider), _pause_key(site_id, provider)])

@@ -1,0 +1,144 @@
+"""Anthropic messages through the official `anthropic` SDK.
+
+Differences the rest of the layer never sees: the system prompt is a top-level field (system
+messages are lifted out of the list), `max_tokens` is mandatory, replies are content blocks
+(text blocks joined), and `stop_reason` is mapped to the common finish reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from .base import (
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_OTHER,
+    FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    BaseProvider,
+    GenerationResult,
+    ModelInfo,
+    cached_client,
+)
+
+_FINISH = {
+    "end_turn": FINISH_STOP,
+    "stop_sequence": FINISH_STOP,
+    "max_tokens": FINISH_LENGTH,
+    "tool_use": FINISH_TOOL_CALLS,
+    "refusal": FINISH_CONTENT_FILTER,
+    "pause_turn": FINISH_OTHER,
+    None: FINISH_STOP,
+}
+
+
+def _sdk() -> Any:
+    import anthropic  # imported on first use so `import integrations.ai` stays cheap
+
+    return anthropic
+
+
+class AnthropicProvider(BaseProvider):
+    name = "anthropic"
+    api_key_setting = "ANTHROPIC_API_KEY"
+    temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    supported_options: ClassVar[frozenset[str]] = frozenset({"stop", "top_p", "top_k", "user"})
+
+    @property
+    def client(self) -> Any:
+        def build() -> Any:
+            return _sdk().Anthropic(
+                api_key=self.config.api_key,
+                base_url=self.config.base_url,
+                timeout=self.config.timeout,
+                max_retries=0,  # BaseProvider retries; the SDK must not retry a second time over
+            )
+
+        return cached_client(self.name, self.config, build)
+
+    def _request(self, messages, model, max_tokens, temperature, system_prompt, options) -> dict[str, Any]:
+        system_parts = [system_prompt] if system_prompt else []
+        system_parts += [m["content"] for m in messages if m["role"] == "system"]
+        request: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "messages": [m for m in messages if m["role"] != "system"],
+        }
+        if system_parts:
+            request["system"] = "\n\n".join(system_parts)
+        if options.get("stop"):
+            stop = options["stop"]
+            request["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        for key in ("top_p", "top_k"):
+            if options.get(key) is not None:
+                request[key] = options[key]
+        if options.get("user"):
+            request["metadata"] = {"user_id": str(options["user"])}
+        return request
+
+    def _send(self, messages, model, max_tokens, temperature, system_prompt, options) -> GenerationResult:
+        sdk = _sdk()
+        try:
+            raw = self.client.messages.with_raw_response.create(
+                **self._request(messages, model, max_tokens, temperature, system_prompt, options)
+            )
+            message = raw.parse()
+        except (sdk.AnthropicError, ValueError) as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
+        usage = message.usage
+        prompt = (usage.input_tokens or 0) + (getattr(usage, "cache_read_input_tokens", 0) or 0)
+        prompt += getattr(usage, "cache_creation_input_tokens", 0) or 0
+        return GenerationResult(
+            content=text,
+            model=message.model or model,
+            provider=self.name,
+            prompt_tokens=prompt,
+            completion_tokens=usage.output_tokens or 0,
+            total_tokens=prompt + (usage.output_tokens or 0),
+            finish_reason=_FINISH.get(message.stop_reason, FINISH_OTHER),
+            request_id=raw.headers.get("request-id") or message.id,
+        )
+
+    def _stream(self, messages, model, max_tokens, temperature, system_prompt, options) -> Iterator[Any]:
+        sdk = _sdk()
+        request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
+        request["stream"] = True
+        result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
+        parts: list[str] = []
+        try:
+            raw = self.client.messages.with_raw_response.create(**request)
+            result.request_id = raw.headers.get("request-id")
+            for event in raw.parse():
+                kind = event.type
+                if kind == "message_start":
+                    result.model = event.message.model or model
+                    result.request_id = result.request_id or event.message.id
+                    result.prompt_tokens = event.message.usage.input_tokens or 0
+                elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
+                    parts.append(event.delta.text)
+                    yield event.delta.text
+                elif kind == "message_delta":
+                    result.finish_reason = _FINISH.get(event.delta.stop_reason, FINISH_OTHER)
+                    result.completion_tokens = event.usage.output_tokens or 0
+        except (sdk.AnthropicError, ValueError) as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        result.content = "".join(parts)
+        result.total_tokens = result.prompt_tokens + result.completion_tokens
+        yield result
+
+    def get_available_models(self) -> list[ModelInfo]:
+        """The models this deployment declares for Anthropic (built-in table plus database mappings)."""
+        return [ModelInfo(id=native, name=logical) for logical, native in self.mapper.models_for(self.name)]
+
+    def check_key(self) -> dict[str, Any]:
+        """Prove the key works with a cheap authenticated call (the models listing)."""
+        sdk = _sdk()
+        try:
+            page = self.client.models.list()
+            count = len(list(page))
+        except sdk.AnthropicError as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        return {"ok": True, "models_visible": count}

@@ -1,0 +1,444 @@
+"""The contract every vendor module fulfils, and the parts they share.
+
+`AIProviderInterface` is what services see. `BaseProvider` holds what is the same for every
+vendor — input validation, retries with backoff that honour `Retry-After`, latency measurement,
+the reused SDK client — so a vendor module only translates one request and one response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from .. import pauses, usage
+from .errors import (
+    AIProviderError,
+    InvalidRequest,
+    ProviderNotConfigured,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    map_status_error,
+    redact,
+)
+
+logger = logging.getLogger("integrations.ai")
+
+Message = Mapping[str, str]
+ROLES = frozenset({"system", "user", "assistant"})
+MAX_TOKENS_LIMIT = 128_000
+
+# Finish reasons every vendor's are normalised to.
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+FINISH_CONTENT_FILTER = "content_filter"
+FINISH_TOOL_CALLS = "tool_calls"
+FINISH_OTHER = "other"
+
+
+@dataclass(frozen=True, repr=False)
+class ProviderConfig:
+    """Everything one provider instance needs. Built by the factory from a site record or settings."""
+
+    api_key: str
+    base_url: str
+    default_model: str
+    timeout: float = 60.0
+    max_retries: int = 2
+    retry_backoff: float = 0.5
+    retry_after_cap: float = 30.0
+    http_referer: str = ""
+    app_name: str = ""
+    source: str = "settings"
+    site_id: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderConfig(api_key={'<set>' if self.api_key else '<missing>'}, base_url={self.base_url!r}, "
+            f"default_model={self.default_model!r}, source={self.source!r}, site_id={self.site_id!r})"
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable digest of the config (the key only as a hash) for client and provider caches."""
+        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "api_key"]
+        parts.append(hashlib.sha256(self.api_key.encode()).hexdigest())
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+@dataclass
+class GenerationResult:
+    """What `generate_content` returns.
+
+    Typed, but it also answers `result["content"]`, `result["tokens_used"]` and `.get()` like the
+    dict the original plan returned, so older callers keep working.
+    """
+
+    content: str
+    model: str
+    provider: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    finish_reason: str = FINISH_STOP
+    request_id: str | None = None
+    latency_ms: float = 0.0
+    cost: Decimal | None = None
+    requested_model: str | None = None
+    upstream_provider: str | None = None
+    attempts: int = 1
+    cached: bool = False
+
+    @property
+    def tokens_used(self) -> int:
+        return self.total_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tokens_used"] = self.total_tokens
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "tokens_used" or key in self.__dataclass_fields__:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key == "tokens_used" or key in self.__dataclass_fields__
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def keys(self) -> list[str]:
+        return [*self.__dataclass_fields__, "tokens_used"]
+
+    def __str__(self) -> str:
+        return self.content
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    name: str = ""
+    context_length: int | None = None
+    prompt_price: Decimal | None = None  # USD per token
+    completion_price: Decimal | None = None
+    max_completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One upstream try, reported to the usage ledger whether it succeeded or not."""
+
+    provider: str
+    model: str
+    number: int
+    latency_ms: float
+    result: GenerationResult | None = None
+    error: AIProviderError | None = None
+
+
+class AIProviderInterface(ABC):
+    """What the CMS services program against."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def generate_content(
+        self,
+        messages: list[Message],
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> GenerationResult: ...
+
+    @abstractmethod
+    def is_model_supported(self, model: str) -> bool: ...
+
+    @abstractmethod
+    def get_available_models(self) -> list[ModelInfo]: ...
+
+
+_client_cache: dict[tuple[str, str], Any] = {}
+_client_lock = threading.Lock()
+
+
+def cached_client(provider: str, config: ProviderConfig, build: Callable[[], Any]) -> Any:
+    """One SDK client per (provider, config): clients are thread-safe and own the connection pool."""
+    key = (provider, config.fingerprint)
+    client = _client_cache.get(key)
+    if client is None:
+        with _client_lock:
+            client = _client_cache.get(key)
+            if client is None:
+                client = _client_cache[key] = build()
+    return client
+
+
+def clear_client_cache() -> None:
+    with _client_lock:
+        _client_cache.clear()
+
+
+class BaseProvider(AIProviderInterface):
+    """Shared machinery. Subclasses implement `_send` (one HTTP call, SDK errors already mapped)."""
+
+    temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
+    supported_options: ClassVar[frozenset[str]] = frozenset()
+    api_key_setting: ClassVar[str]
+    resolution: Any = None  # set by the factory: how this provider was chosen
+
+    def __init__(self, config: ProviderConfig, mapper: Any = None) -> None:
+        if not config.api_key:
+            raise ProviderNotConfigured(
+                f"The {self.name} provider has no API key: set {self.api_key_setting} "
+                "or add the key in the site's AI provider settings.",
+                provider=self.name,
+            )
+        from .model_mapper import ModelMapper
+
+        self.config = config
+        self.mapper = mapper or ModelMapper()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} source={self.config.source} base_url={self.config.base_url!r}>"
+
+    # -- public ------------------------------------------------------------------------------
+    def resolve_model(self, model: str | None) -> str:
+        """The provider-native id for `model` (logical name, native id or vendor/model id)."""
+        return self.mapper.normalize_model_name(model or self.config.default_model, self.name)
+
+    def generate_content(
+        self,
+        messages: list[Message],
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> GenerationResult:
+        clean = self.validate(messages, max_tokens, temperature, system_prompt, kwargs)
+        resolved = self.resolve_model(model)
+        attempt = 0
+        while True:
+            attempt += 1
+            pauses.wait_if_paused(self.config.site_id, self.name)
+            started = time.perf_counter()
+            try:
+                result = self._send(clean, resolved, max_tokens, temperature, system_prompt, kwargs)
+            except AIProviderError as exc:
+                latency = (time.perf_counter() - started) * 1000
+                self._notify(Attempt(self.name, resolved, attempt, latency, error=exc))
+                if isinstance(exc, RateLimited) and exc.retry_after:
+                    # Everyone sending with this site's key waits too (batches, other threads, processes).
+                    pauses.pause(self.config.site_id, self.name, min(exc.retry_after, self.config.retry_after_cap))
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+                logger.warning(
+                    "%s attempt %d for %s failed (%s); retrying in %.2fs",
+                    self.name, attempt, resolved, type(exc).__name__, delay,
+                )
+                time.sleep(delay)
+                continue
+            result.latency_ms = (time.perf_counter() - started) * 1000
+            result.requested_model = model or self.config.default_model
+            result.attempts = attempt
+            self._notify(Attempt(self.name, resolved, attempt, result.latency_ms, result=result))
+            logger.info(
+                "%s served %s: %d+%d tokens in %.0f ms",
+                self.name, result.model, result.prompt_tokens, result.completion_tokens, result.latency_ms,
+            )
+            return result
+
+    def generate_stream(
+        self,
+        messages: list[Message],
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> StreamingResult:
+        """Yield text deltas as they arrive; `.result` holds the totals once the stream is consumed."""
+        clean = self.validate(messages, max_tokens, temperature, system_prompt, kwargs)
+        resolved = self.resolve_model(model)
+        stream = StreamingResult(self, resolved)
+        stream._start(self._stream(clean, resolved, max_tokens, temperature, system_prompt, kwargs))
+        return stream
+
+    def is_model_supported(self, model: str) -> bool:
+        try:
+            resolved = self.resolve_model(model)
+        except AIProviderError:
+            return False
+        return any(info.id == resolved for info in self.get_available_models())
+
+    # -- validation --------------------------------------------------------------------------
+    def validate(
+        self,
+        messages: list[Message],
+        max_tokens: int,
+        temperature: float,
+        system_prompt: str | None,
+        options: Mapping[str, Any],
+    ) -> list[dict[str, str]]:
+        """Check the request before any network I/O; return the messages as plain dicts."""
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise InvalidRequest(f"max_tokens must be an integer, got {max_tokens!r}.", provider=self.name)
+        if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+            raise InvalidRequest(
+                f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}, got {max_tokens}.", provider=self.name
+            )
+        low, high = self.temperature_range
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            raise InvalidRequest(f"temperature must be a number, got {temperature!r}.", provider=self.name)
+        if not low <= temperature <= high:
+            raise InvalidRequest(
+                f"temperature must be between {low:g} and {high:g} for {self.name}, got {temperature:g}.",
+                provider=self.name,
+            )
+        unknown = set(options) - self.supported_options
+        if unknown:
+            allowed = ", ".join(sorted(self.supported_options)) or "none"
+            raise InvalidRequest(
+                f"Unsupported option(s) for {self.name}: {', '.join(sorted(unknown))}. Supported: {allowed}.",
+                provider=self.name,
+            )
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise InvalidRequest("system_prompt must be a string.", provider=self.name)
+        if not isinstance(messages, list | tuple) or not messages:
+            raise InvalidRequest("messages must be a non-empty list of {role, content}.", provider=self.name)
+        clean: list[dict[str, str]] = []
+        for index, message in enumerate(messages):
+            role = message.get("role") if isinstance(message, Mapping) else None
+            content = message.get("content") if isinstance(message, Mapping) else None
+            if role not in ROLES:
+                raise InvalidRequest(
+                    f"messages[{index}].role must be one of system, user, assistant.", provider=self.name
+                )
+            if not isinstance(content, str) or not content.strip():
+                raise InvalidRequest(f"messages[{index}].content is empty: give a prompt.", provider=self.name)
+            clean.append({"role": role, "content": content})
+        if not any(m["role"] == "user" for m in clean):
+            raise InvalidRequest("messages must contain at least one user message.", provider=self.name)
+        return clean
+
+    # -- retries -----------------------------------------------------------------------------
+    def _retry_delay(self, exc: AIProviderError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up."""
+        if not exc.retryable or attempt > self.config.max_retries:
+            return None
+        backoff = self.config.retry_backoff * (2 ** (attempt - 1))
+        delay = random.uniform(backoff / 2, backoff)  # jitter
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            if exc.retry_after > self.config.retry_after_cap:
+                return None  # waiting that long inside a request helps nobody; surface it
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    def _notify(self, attempt: Attempt) -> None:
+        usage.record_attempt(attempt)
+
+    # -- vendor hooks ------------------------------------------------------------------------
+    @abstractmethod
+    def _send(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        system_prompt: str | None,
+        options: Mapping[str, Any],
+    ) -> GenerationResult: ...
+
+    @abstractmethod
+    def _stream(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        system_prompt: str | None,
+        options: Mapping[str, Any],
+    ) -> Iterator[str | GenerationResult]:
+        """Yield text deltas, then exactly one GenerationResult with the totals."""
+
+    # -- SDK error translation (both SDKs share one exception layout) ------------------------
+    def translate_sdk_error(self, exc: Exception, sdk: Any) -> AIProviderError:
+        secrets = (self.config.api_key,)
+        if isinstance(exc, sdk.APITimeoutError):
+            return ProviderTimeout(
+                f"No answer within {self.config.timeout:g}s; raise AI_REQUEST_TIMEOUT or retry.",
+                provider=self.name,
+            )
+        if isinstance(exc, sdk.APIConnectionError):
+            return ProviderUnavailable(
+                f"Could not reach {self.config.base_url} (connection failed or was dropped).",
+                provider=self.name,
+            )
+        if isinstance(exc, sdk.APIResponseValidationError):
+            return ProviderUnavailable("The provider sent a response that could not be read.", provider=self.name)
+        if isinstance(exc, sdk.APIStatusError):
+            response = exc.response
+            return map_status_error(
+                self.name,
+                exc.status_code,
+                exc.body,
+                headers=dict(response.headers) if response is not None else None,
+                request_id=getattr(exc, "request_id", None),
+                secrets=secrets,
+            )
+        if isinstance(exc, ValueError):  # json.JSONDecodeError from a malformed body
+            return ProviderUnavailable("The provider sent malformed JSON.", provider=self.name)
+        return AIProviderError(redact(f"Unexpected provider failure: {exc}", secrets), provider=self.name)
+
+
+class StreamingResult:
+    """Iterate for text deltas; afterwards `.result` is the GenerationResult with the totals."""
+
+    def __init__(self, provider: BaseProvider, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.result: GenerationResult | None = None
+        self._source: Iterator[str | GenerationResult] | None = None
+        self._started = 0.0
+
+    def _start(self, source: Iterator[str | GenerationResult]) -> None:
+        self._source = source
+        self._started = time.perf_counter()
+
+    def __iter__(self) -> Iterator[str]:
+        assert self._source is not None
+        try:
+            for item in self._source:
+                if isinstance(item, GenerationResult):
+                    self.result = item
+                elif item:
+                    yield item
+        except AIProviderError as exc:
+            latency = (time.perf_counter() - self._started) * 1000
+            self.provider._notify(Attempt(self.provider.name, self.model, 1, latency, error=exc))
+            raise
+        if self.result is not None:
+            self.result.latency_ms = (time.perf_counter() - self._started) * 1000
+            self.provider._notify(
+                Attempt(self.provider.name, self.model, 1, self.result.latency_ms, result=self.result)
+            )
+
+    def text(self) -> str:
+        return "".join(self)

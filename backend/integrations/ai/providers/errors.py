@@ -1,0 +1,205 @@
+"""One exception hierarchy for every vendor.
+
+Callers catch these, never an SDK's exceptions: each vendor module maps its SDK errors here
+(`map_status_error`), so a CMS view can tell "fix your key" from "try again later" without
+knowing which vendor answered. Messages say what to fix and pass through `redact()`, so a key
+echoed back by a vendor (OpenAI quotes part of a bad key) never reaches a log or a page.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# Shapes of vendor secrets: OpenAI/OpenRouter/Anthropic keys all start "sk-".
+_KEY_PATTERN = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove known secrets and anything shaped like a vendor key from `text`."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_PATTERN.sub("[redacted]", text)
+
+
+class AIProviderError(Exception):
+    """Base of every error the AI layer raises. `code` is stable and safe to show to API clients."""
+
+    code = "provider_error"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.message = redact(message)
+        self.provider = provider
+        self.status_code = status_code
+        self.request_id = request_id
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        prefix = f"[{self.provider}] " if self.provider else ""
+        return f"{prefix}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, provider={self.provider!r}, status={self.status_code})"
+
+
+class ProviderNotConfigured(AIProviderError):
+    """A provider was asked for but lacks what it needs (usually an API key)."""
+
+    code = "provider_not_configured"
+
+
+class UnknownProvider(AIProviderError, ValueError):
+    code = "unknown_provider"
+
+
+class InvalidRequest(AIProviderError, ValueError):
+    """The request itself is wrong (empty prompt, out-of-range parameter, 400 from the vendor)."""
+
+    code = "invalid_request"
+
+
+class ModelNotFound(InvalidRequest):
+    code = "model_not_found"
+
+
+class ContentRefused(InvalidRequest):
+    """Moderation flagged the input (OpenRouter 403) or the model refused."""
+
+    code = "content_refused"
+
+
+class AuthenticationFailed(AIProviderError):
+    code = "authentication_failed"
+
+
+class PermissionDenied(AIProviderError):
+    code = "permission_denied"
+
+
+class InsufficientCredits(AIProviderError):
+    code = "insufficient_credits"
+
+
+class BudgetExceeded(AIProviderError):
+    code = "budget_exceeded"
+
+
+class RateLimited(AIProviderError):
+    code = "rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(AIProviderError):
+    """5xx, Anthropic 529 (overloaded), a dropped connection or an unreadable response."""
+
+    code = "provider_unavailable"
+    retryable = True
+
+
+class ProviderTimeout(ProviderUnavailable):
+    code = "provider_timeout"
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or HTTP date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if (ms := lowered.get("retry-after-ms")) is not None:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def _vendor_message(body: object) -> tuple[str, dict]:
+    """Pull (message, error dict) out of an OpenAI, OpenRouter or Anthropic error body."""
+    if isinstance(body, Mapping):
+        err = body.get("error", body)
+        if isinstance(err, Mapping):
+            return str(err.get("message") or ""), dict(err)
+        if isinstance(err, str):
+            return err, {}
+    if isinstance(body, str):
+        return body, {}
+    return "", {}
+
+
+_STATUS_HINTS = {
+    400: "The provider rejected the request; check the model id and parameters.",
+    401: "The API key was rejected; set a valid key in the site's AI settings or the environment.",
+    402: "The account has no credits left; add credits with the provider.",
+    403: "The provider refused the request.",
+    404: "The model or endpoint was not found; check the model id.",
+    408: "The provider timed out.",
+    413: "The request is too large; shorten the prompt.",
+    429: "Rate limited by the provider; wait and retry.",
+    529: "The provider is overloaded; retry later.",
+}
+
+
+def map_status_error(
+    provider: str,
+    status: int,
+    body: object,
+    headers: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+    secrets: Iterable[str] = (),
+) -> AIProviderError:
+    """Turn an HTTP error status and vendor body into the matching typed error."""
+    vendor_msg, err = _vendor_message(body)
+    hint = _STATUS_HINTS.get(status, "The provider returned an error.")
+    message = redact(f"{hint} Provider said: {vendor_msg}" if vendor_msg else hint, secrets)
+    kwargs: dict[str, Any] = {"provider": provider, "status_code": status, "request_id": request_id}
+    err_type = str(err.get("type") or err.get("code") or "")
+    if status == 401:
+        return AuthenticationFailed(message, **kwargs)
+    if status == 402:
+        return InsufficientCredits(message, **kwargs)
+    if status == 403:
+        metadata = err.get("metadata") or {}
+        if isinstance(metadata, Mapping) and metadata.get("reasons"):
+            reasons = ", ".join(map(str, metadata["reasons"]))
+            return ContentRefused(f"The input was flagged by moderation ({reasons}).", **kwargs)
+        return PermissionDenied(message, **kwargs)
+    if status == 404 or err_type in {"model_not_found", "not_found_error"}:
+        return ModelNotFound(message, **kwargs)
+    if status == 400 and "model" in vendor_msg.lower() and (
+        "not a valid model" in vendor_msg.lower() or "does not exist" in vendor_msg.lower()
+    ):
+        return ModelNotFound(message, **kwargs)
+    if status == 408:
+        return ProviderTimeout(message, **kwargs)
+    if status == 429:
+        return RateLimited(message, retry_after=parse_retry_after(headers), **kwargs)
+    if status == 409 or status >= 500:
+        return ProviderUnavailable(message, **kwargs)
+    if 400 <= status < 500:
+        return InvalidRequest(message, **kwargs)
+    return AIProviderError(message, **kwargs)

@@ -1,0 +1,204 @@
+"""OpenAI chat completions through the official `openai` SDK.
+
+Also the base of the OpenRouter provider, which speaks the same wire format; the hooks
+`_extra_body`, `_default_headers` and `_read_extras` are where OpenRouter differs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from .base import (
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_OTHER,
+    FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    BaseProvider,
+    GenerationResult,
+    ModelInfo,
+    cached_client,
+)
+from .errors import AIProviderError
+
+_FINISH = {
+    "stop": FINISH_STOP,
+    "length": FINISH_LENGTH,
+    "content_filter": FINISH_CONTENT_FILTER,
+    "tool_calls": FINISH_TOOL_CALLS,
+    "function_call": FINISH_TOOL_CALLS,
+    None: FINISH_STOP,
+}
+_REASONING_PREFIXES = ("o1", "o3", "o4")
+
+
+def _sdk() -> Any:
+    import openai  # imported on first use so `import integrations.ai` stays cheap
+
+    return openai
+
+
+class OpenAIProvider(BaseProvider):
+    name = "openai"
+    api_key_setting = "OPENAI_API_KEY"
+    supported_options: ClassVar[frozenset[str]] = frozenset(
+        {"stop", "top_p", "user", "seed", "presence_penalty", "frequency_penalty", "response_format"}
+    )
+
+    @property
+    def client(self) -> Any:
+        def build() -> Any:
+            return _sdk().OpenAI(
+                api_key=self.config.api_key,
+                base_url=self.config.base_url,
+                timeout=self.config.timeout,
+                max_retries=0,  # BaseProvider retries; the SDK must not retry a second time over
+                default_headers=self._default_headers() or None,
+            )
+
+        return cached_client(self.name, self.config, build)
+
+    # -- hooks for OpenAI-compatible variants -----------------------------------------------------
+    def _default_headers(self) -> dict[str, str]:
+        return {}
+
+    def _extra_body(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def _read_extras(self, result: GenerationResult, payload: Any) -> None:
+        """Copy vendor extensions (cost, serving upstream) from the parsed response."""
+
+    # -- request building -------------------------------------------------------------------------
+    def _request(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        system_prompt: str | None,
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        chat = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
+        request: dict[str, Any] = {"model": model, "messages": chat}
+        if self.name == "openai" and model.startswith(_REASONING_PREFIXES):
+            # Reasoning models take max_completion_tokens and only their default temperature.
+            request["max_completion_tokens"] = max_tokens
+        else:
+            request["max_tokens"] = max_tokens
+            request["temperature"] = temperature
+        passthrough = {k: v for k, v in options.items() if k in OpenAIProvider.supported_options}
+        request.update(passthrough)
+        extra = self._extra_body(options)
+        if extra:
+            request["extra_body"] = extra
+        return request
+
+    def _send(self, messages, model, max_tokens, temperature, system_prompt, options) -> GenerationResult:
+        sdk = _sdk()
+        request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
+        try:
+            raw = self.client.chat.completions.with_raw_response.create(**request)
+            completion = raw.parse()
+        except sdk.OpenAIError as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        except ValueError as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        if not completion.choices:
+            raise AIProviderError("The provider answered with no choices.", provider=self.name)
+        choice = completion.choices[0]
+        usage = completion.usage
+        result = GenerationResult(
+            content=choice.message.content or "",
+            model=completion.model or model,
+            provider=self.name,
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            total_tokens=getattr(usage, "total_tokens", 0) or 0,
+            finish_reason=_FINISH.get(choice.finish_reason, FINISH_OTHER),
+            request_id=raw.headers.get("x-request-id") or completion.id,
+        )
+        self._read_extras(result, completion)
+        return result
+
+    def _stream(self, messages, model, max_tokens, temperature, system_prompt, options) -> Iterator[Any]:
+        sdk = _sdk()
+        request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+        result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
+        parts: list[str] = []
+        try:
+            raw = self.client.chat.completions.with_raw_response.create(**request)
+            result.request_id = raw.headers.get("x-request-id")
+            for chunk in raw.parse():
+                result.model = chunk.model or result.model
+                result.request_id = result.request_id or chunk.id
+                if chunk.choices:
+                    choice = chunk.choices[0]
+                    if choice.delta and choice.delta.content:
+                        parts.append(choice.delta.content)
+                        yield choice.delta.content
+                    if choice.finish_reason:
+                        result.finish_reason = _FINISH.get(choice.finish_reason, FINISH_OTHER)
+                if chunk.usage:
+                    result.prompt_tokens = chunk.usage.prompt_tokens or 0
+                    result.completion_tokens = chunk.usage.completion_tokens or 0
+                    result.total_tokens = chunk.usage.total_tokens or 0
+                    self._read_extras(result, chunk)
+        except sdk.OpenAIError as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        result.content = "".join(parts)
+        yield result
+
+    # -- models -----------------------------------------------------------------------------------
+    def get_available_models(self) -> list[ModelInfo]:
+        """The models this deployment declares for OpenAI (built-in table plus database mappings)."""
+        return [ModelInfo(id=native, name=logical) for logical, native in self.mapper.models_for(self.name)]
+
+    def check_key(self) -> dict[str, Any]:
+        """Prove the key works with a cheap authenticated call (the models listing)."""
+        sdk = _sdk()
+        try:
+            page = self.client.models.list()
+            count = len(list(page))
+        except sdk.OpenAIError as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        return {"ok": True, "models_visible": count}
+
+
+class ModelListCache:
+    """Per-provider-config cache of a fetched model listing, shared by threads."""
+
+    def __init__(self, ttl: float = 600.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, list[ModelInfo]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, fetch: Any) -> list[ModelInfo]:
+        entry = self._entries.get(key)
+        if entry and time.monotonic() - entry[0] < self.ttl:
+            return entry[1]
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry and time.monotonic() - entry[0] < self.ttl:
+                return entry[1]
+            models = fetch()
+            self._entries[key] = (time.monotonic(), models)
+            return models
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None

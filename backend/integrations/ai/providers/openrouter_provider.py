@@ -1,0 +1,96 @@
+"""OpenRouter: the OpenAI wire format at openrouter.ai, with its own extensions.
+
+What differs from OpenAI: `vendor/model` ids, attribution headers (`HTTP-Referer`, `X-Title`),
+usage accounting (`usage: {include: true}` makes the response carry its cost), the native
+`models` fallback list and `provider` routing preferences, and a live model catalogue with
+prices at `GET /models`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .base import GenerationResult, ModelInfo
+from .openai_provider import ModelListCache, OpenAIProvider, _sdk, to_decimal
+
+_models_cache = ModelListCache(ttl=600.0)
+
+
+class OpenRouterProvider(OpenAIProvider):
+    name = "openrouter"
+    api_key_setting = "OPENROUTER_API_KEY"
+    supported_options: ClassVar[frozenset[str]] = OpenAIProvider.supported_options | {
+        "models",
+        "provider",
+        "transforms",
+        "route",
+    }
+
+    def _default_headers(self) -> dict[str, str]:
+        headers = {}
+        if self.config.http_referer:
+            headers["HTTP-Referer"] = self.config.http_referer
+        if self.config.app_name:
+            headers["X-Title"] = self.config.app_name
+        return headers
+
+    def _extra_body(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {"usage": {"include": True}}
+        if options.get("models"):
+            body["models"] = [self.resolve_model(m) for m in options["models"]]
+        for key in ("provider", "transforms", "route"):
+            if options.get(key) is not None:
+                body[key] = options[key]
+        return body
+
+    def _read_extras(self, result: GenerationResult, payload: Any) -> None:
+        extra = getattr(payload, "model_extra", None) or {}
+        if extra.get("provider"):
+            result.upstream_provider = str(extra["provider"])
+        usage = getattr(payload, "usage", None)
+        usage_extra = getattr(usage, "model_extra", None) or {}
+        if usage_extra.get("cost") is not None:
+            result.cost = to_decimal(usage_extra["cost"])
+
+    def get_available_models(self) -> list[ModelInfo]:
+        """OpenRouter's live catalogue with prices and context lengths, cached for ten minutes."""
+        return _models_cache.get(self.config.fingerprint, self._fetch_models)
+
+    def _fetch_models(self) -> list[ModelInfo]:
+        sdk = _sdk()
+        try:
+            payload = self.client.get("/models", cast_to=object)
+        except sdk.OpenAIError as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        models = []
+        for row in payload.get("data", []) if isinstance(payload, dict) else []:
+            pricing = row.get("pricing") or {}
+            top = row.get("top_provider") or {}
+            models.append(
+                ModelInfo(
+                    id=row["id"],
+                    name=row.get("name", ""),
+                    context_length=row.get("context_length"),
+                    prompt_price=to_decimal(pricing.get("prompt")),
+                    completion_price=to_decimal(pricing.get("completion")),
+                    max_completion_tokens=top.get("max_completion_tokens"),
+                )
+            )
+        return models
+
+    def check_key(self) -> dict[str, Any]:
+        """OpenRouter's key endpoint: label, usage, limit and remaining credit."""
+        sdk = _sdk()
+        try:
+            payload = self.client.get("/key", cast_to=object)
+        except sdk.OpenAIError as exc:
+            raise self.translate_sdk_error(exc, sdk) from None
+        data = payload.get("data", {}) if isinstance(payload, dict) else {}
+        return {
+            "ok": True,
+            "usage": data.get("usage"),
+            "limit": data.get("limit"),
+            "limit_remaining": data.get("limit_remaining"),
+            "is_free_tier": data.get("is_free_tier"),
+        }

@@ -1,0 +1,158 @@
+"""A site's AI configuration as an immutable snapshot, cached so the hot path makes no query.
+
+Snapshots are rebuilt when a version counter in the Django cache moves: saving a site's
+settings bumps that site's counter, saving a global mapping bumps the global one. With a shared
+cache (Redis) every app process sees the bump; reading the counter is a cache hit, not a query.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from django.core.cache import cache
+
+from .conf import settings_config
+from .providers.base import ProviderConfig
+from .providers.model_mapper import PROVIDERS
+
+GLOBAL_VERSION_KEY = "integrations.ai:version:global"
+
+
+def _site_version_key(site_id: int) -> str:
+    return f"integrations.ai:version:site:{site_id}"
+
+
+@dataclass(frozen=True)
+class SiteSnapshot:
+    site_id: int | None
+    enabled: bool = False
+    provider_type: str = "auto"
+    # Configs built from the site's own keys (source "site"); a provider absent here has no site key.
+    site_configs: dict[str, ProviderConfig] = field(default_factory=dict)
+    # Non-secret preferences that also apply when the deployment-wide key is used.
+    preferences: dict[str, dict[str, str]] = field(default_factory=dict)
+    mappings: dict[str, dict[str, str]] = field(default_factory=dict)
+    fallback_chain: tuple[tuple[str, str], ...] = ()
+    openrouter_options: dict[str, object] = field(default_factory=dict)
+    monthly_budget: Decimal | None = None
+    # (provider, model id) -> (USD per million prompt tokens, per million completion tokens)
+    prices: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(default_factory=dict)
+    version: tuple[int, int] = (0, 0)
+
+    def config_for(self, provider: str) -> ProviderConfig:
+        """The site's config for `provider`, else the deployment's (with the site's non-secret prefs)."""
+        if provider in self.site_configs:
+            return self.site_configs[provider]
+        base = settings_config(provider)
+        prefs = {k: v for k, v in self.preferences.get(provider, {}).items() if v}
+        return replace(base, site_id=self.site_id, **prefs)
+
+
+_snapshots: dict[int | None, SiteSnapshot] = {}
+_lock = threading.Lock()
+
+
+def _versions(site_id: int | None) -> tuple[int, int]:
+    keys = [GLOBAL_VERSION_KEY] + ([_site_version_key(site_id)] if site_id else [])
+    values = cache.get_many(keys)
+    return (
+        int(values.get(GLOBAL_VERSION_KEY, 0)),
+        int(values.get(_site_version_key(site_id), 0)) if site_id else 0,
+    )
+
+
+def get_snapshot(site_id: int | None) -> SiteSnapshot:
+    version = _versions(site_id)
+    snap = _snapshots.get(site_id)
+    if snap is not None and snap.version == version:
+        return snap
+    snap = _build(site_id, version)
+    with _lock:
+        _snapshots[site_id] = snap
+    return snap
+
+
+def _bump(key: str) -> None:
+    if not cache.add(key, 1, timeout=None):
+        try:
+            cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.set(key, 1, timeout=None)
+
+
+def invalidate_site(site_id: int | None) -> None:
+    """Drop cached snapshots (and providers) of one site, or of every site when `site_id` is None."""
+    _bump(_site_version_key(site_id) if site_id else GLOBAL_VERSION_KEY)
+    with _lock:
+        if site_id:
+            _snapshots.pop(site_id, None)
+        else:
+            _snapshots.clear()
+
+
+def clear_snapshots() -> None:
+    with _lock:
+        _snapshots.clear()
+
+
+def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
+    from integrations.models import AIProviderSettings, ModelMapping, ModelPrice
+
+    prices = {
+        (p.provider, p.model_id): (p.prompt_per_million, p.completion_per_million) for p in ModelPrice.objects.all()
+    }
+
+    mappings: dict[str, dict[str, str]] = {}
+    rows = ModelMapping.objects.filter(is_active=True, site__isnull=True)
+    if site_id:
+        rows = ModelMapping.objects.filter(is_active=True, site__isnull=True) | ModelMapping.objects.filter(
+            is_active=True, site_id=site_id
+        )
+    # Global rows first so a site's own row wins.
+    for row in sorted(rows, key=lambda r: r.site_id is not None):
+        mappings.setdefault(row.logical_name, {})[row.provider] = row.provider_model_id
+    record = AIProviderSettings.objects.filter(site_id=site_id).first() if site_id else None
+    if record is None or not record.enabled:
+        budget = record.monthly_budget if record is not None else None  # a cap holds even when disabled
+        return SiteSnapshot(site_id=site_id, mappings=mappings, prices=prices, monthly_budget=budget, version=version)
+
+    site_configs: dict[str, ProviderConfig] = {}
+    preferences: dict[str, dict[str, str]] = {}
+    for provider in PROVIDERS:
+        prefs = {"default_model": getattr(record, f"{provider}_default_model", "")}
+        if provider == "openrouter":
+            prefs["http_referer"] = record.openrouter_http_referer
+            prefs["app_name"] = record.openrouter_app_name
+        preferences[provider] = prefs
+        key = record.api_key(provider)
+        if key:
+            base = settings_config(provider)
+            site_configs[provider] = replace(
+                base,
+                api_key=key,
+                # A site's base URL applies only to the site's own key, so a site can never send the
+                # deployment's key to an address of its choosing.
+                base_url=getattr(record, f"{provider}_base_url", "") or base.base_url,
+                source="site",
+                site_id=site_id,
+                **{k: v for k, v in prefs.items() if v},
+            )
+    return SiteSnapshot(
+        site_id=site_id,
+        enabled=True,
+        provider_type=record.provider_type,
+        site_configs=site_configs,
+        preferences=preferences,
+        mappings=mappings,
+        fallback_chain=tuple((e["provider"], e.get("model") or "") for e in record.fallback_chain or ()),
+        openrouter_options={
+            k: v
+            for k, v in (("models", record.openrouter_fallback_models), ("provider", record.openrouter_routing))
+            if v
+        },
+        monthly_budget=record.monthly_budget,
+        prices=prices,
+        version=version,
+    )

@@ -1,0 +1,137 @@
+"""The usage ledger: one `AIUsage` row per upstream attempt, success or failure, and per cache hit.
+
+Providers report each attempt into the current call's collector (a context variable, so threads
+and concurrent requests never mix); the service writes the collected rows in one `bulk_create`
+after the call, keeping the database off the path before the upstream request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .providers.base import Attempt, GenerationResult
+
+logger = logging.getLogger("integrations.ai")
+
+MILLION = Decimal(1_000_000)
+
+
+@dataclass
+class CallRecord:
+    site_id: int | None
+    service: str
+    requested_model: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+_current: ContextVar[CallRecord | None] = ContextVar("integrations_ai_call", default=None)
+_sink: ContextVar[list | None] = ContextVar("integrations_ai_ledger_sink", default=None)
+
+
+@contextlib.contextmanager
+def deferred(rows: list) -> Iterator[list]:
+    """Collect ledger rows into `rows` instead of writing them (batch workers: the caller writes once)."""
+    token = _sink.set(rows)
+    try:
+        yield rows
+    finally:
+        _sink.reset(token)
+
+
+def save_rows(rows: list) -> list:
+
+    sink = _sink.get()
+    if sink is not None:
+        sink.extend(rows)
+        return rows
+    return save_rows(rows)
+
+
+@contextlib.contextmanager
+def collecting(site_id: int | None, service: str, requested_model: str = "") -> Iterator[CallRecord]:
+    record = CallRecord(site_id=site_id, service=service, requested_model=requested_model)
+    token = _current.set(record)
+    try:
+        yield record
+    finally:
+        _current.reset(token)
+
+
+def record_attempt(attempt: Attempt) -> None:
+    record = _current.get()
+    if record is not None:
+        record.attempts.append(attempt)
+
+
+def price_cost(prices: dict[tuple[str, str], tuple[Decimal, Decimal]], result: GenerationResult) -> Decimal | None:
+    price = prices.get((result.provider, result.model))
+    if price is None:
+        return None
+    prompt, completion = price
+    return (prompt * result.prompt_tokens + completion * result.completion_tokens) / MILLION
+
+
+Prices = dict[tuple[str, str], tuple[Decimal, Decimal]]
+
+
+def cost_of(prices: Prices, result: GenerationResult) -> tuple[Decimal | None, str]:
+    """The call's cost: what the provider reported, else the price table's, else unknown."""
+    if result.cost is not None:
+        return result.cost, "reported"
+    priced = price_cost(prices, result)
+    return (priced, "price_table") if priced is not None else (None, "")
+
+
+def write_ledger(
+    record: CallRecord, prices: dict[tuple[str, str], tuple[Decimal, Decimal]], cached: GenerationResult | None = None
+) -> list[Any]:
+    """Write the collected attempts (or one cache-hit row) to the ledger; never raises into the caller."""
+    from integrations.models import AIUsage
+
+    rows = []
+    if cached is not None:
+        rows.append(
+            AIUsage(
+                site_id=record.site_id, service=record.service, provider=cached.provider,
+                requested_model=record.requested_model or (cached.requested_model or ""), served_model=cached.model,
+                prompt_tokens=cached.prompt_tokens, completion_tokens=cached.completion_tokens,
+                total_tokens=cached.total_tokens, cost=Decimal(0), cost_source="cache",
+                latency_ms=int(cached.latency_ms), status=AIUsage.STATUS_CACHED, cache_hit=True,
+                request_id=(cached.request_id or "")[:200],
+            )
+        )
+    for attempt in record.attempts:
+        result, error = attempt.result, attempt.error
+        row = AIUsage(
+            site_id=record.site_id, service=record.service, provider=attempt.provider,
+            requested_model=record.requested_model or attempt.model, served_model=attempt.model,
+            attempt=attempt.number, latency_ms=int(attempt.latency_ms),
+        )
+        if result is not None:
+            cost, source = cost_of(prices, result)
+            row.served_model = result.model
+            row.prompt_tokens, row.completion_tokens = result.prompt_tokens, result.completion_tokens
+            row.total_tokens = result.total_tokens
+            row.cost, row.cost_source = cost, source
+            row.status = AIUsage.STATUS_OK
+            row.request_id = (result.request_id or "")[:200]
+        else:
+            row.status = AIUsage.STATUS_ERROR
+            row.error_class = type(error).__name__
+            row.error_message = str(error)[:500]
+            row.request_id = (getattr(error, "request_id", None) or "")[:200]
+        rows.append(row)
+    if not rows:
+        return []
+    try:
+        return AIUsage.objects.bulk_create(rows)
+    except Exception:  # the ledger must never turn a served answer into an error
+        logger.exception("could not write %d AI usage rows", len(rows))
+        return []

@@ -1,0 +1,239 @@
+"""Per-site AI configuration: which provider, whose keys, and what model ids mean on each provider."""
+
+from __future__ import annotations
+
+from django.contrib.sites.models import Site
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import models
+from django.db.models import Q
+
+from .fields import SecretKeyField, mask_secret
+
+PROVIDER_CHOICES = [
+    ("openrouter", "OpenRouter"),
+    ("openai", "OpenAI"),
+    ("anthropic", "Anthropic"),
+]
+PROVIDER_TYPE_CHOICES = [("auto", "Auto-detect (prefer OpenRouter)"), *PROVIDER_CHOICES]
+PROVIDERS = [value for value, _ in PROVIDER_CHOICES]
+
+_url = URLValidator(schemes=["http", "https"])
+
+
+class AIProviderSettings(models.Model):
+    """One site's AI provider choice and credentials. Keys are encrypted at rest and write-only in the admin."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="ai_settings")
+    provider_type = models.CharField(max_length=20, choices=PROVIDER_TYPE_CHOICES, default="auto")
+    enabled = models.BooleanField(
+        default=True, help_text="When off, this site uses the deployment-wide settings from the environment."
+    )
+
+    openrouter_api_key = SecretKeyField(max_length=500, blank=True, default="")
+    openrouter_default_model = models.CharField(max_length=200, blank=True, default="")
+    openrouter_base_url = models.CharField(max_length=300, blank=True, default="", validators=[_url])
+    openrouter_http_referer = models.CharField(max_length=300, blank=True, default="", validators=[_url])
+    openrouter_app_name = models.CharField(max_length=100, blank=True, default="")
+
+    openai_api_key = SecretKeyField(max_length=500, blank=True, default="")
+    openai_default_model = models.CharField(max_length=200, blank=True, default="")
+    openai_base_url = models.CharField(max_length=300, blank=True, default="", validators=[_url])
+
+    anthropic_api_key = SecretKeyField(max_length=500, blank=True, default="")
+    anthropic_default_model = models.CharField(max_length=200, blank=True, default="")
+    anthropic_base_url = models.CharField(max_length=300, blank=True, default="", validators=[_url])
+
+    fallback_chain = models.JSONField(
+        default=list, blank=True,
+        help_text='Tried in order when the primary provider fails: [{"provider": "anthropic", "model": '
+        '"claude-3-5-haiku"}, ...]. The model may be empty for the provider\'s default.',
+    )
+    openrouter_fallback_models = models.JSONField(
+        default=list, blank=True,
+        help_text="OpenRouter's own `models` fallback list, e.g. [\"anthropic/claude-3.5-haiku\"].",
+    )
+    openrouter_routing = models.JSONField(
+        default=dict, blank=True,
+        help_text='OpenRouter provider routing: {"order": [...], "allow_fallbacks": true, "sort": "price", '
+        '"data_collection": "deny"}.',
+    )
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True,
+        help_text="Monthly spend cap in USD; requests are refused once month-to-date spend reaches it.",
+    )
+    is_demo_upstream = models.BooleanField(
+        default=False,
+        help_text="Base URLs point at the local upstream emulator (demo data); answers are not from a real model.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "AI provider settings"
+        verbose_name_plural = "AI provider settings"
+
+    def __str__(self) -> str:
+        return f"AI settings for {self.site.domain}"
+
+    def __repr__(self) -> str:
+        keys = ",".join(p for p in PROVIDERS if self.api_key(p)) or "none"
+        return f"<AIProviderSettings site={self.site_id} provider={self.provider_type} keys_set={keys}>"
+
+    def api_key(self, provider: str) -> str:
+        return getattr(self, f"{provider}_api_key", "") or ""
+
+    def masked_key(self, provider: str) -> str:
+        return mask_secret(self.api_key(provider))
+
+    def clean(self) -> None:
+        if self.provider_type not in {"auto", *PROVIDERS}:
+            raise ValidationError({"provider_type": f"Unknown provider {self.provider_type!r}."})
+        errors = {}
+        if not isinstance(self.fallback_chain, list):
+            errors["fallback_chain"] = "A list of {provider, model} entries."
+        else:
+            for index, entry in enumerate(self.fallback_chain, start=1):
+                if not isinstance(entry, dict) or entry.get("provider") not in PROVIDERS:
+                    errors["fallback_chain"] = (
+                        f"Entry {index} needs a provider, one of {', '.join(PROVIDERS)}: {entry!r}."
+                    )
+                    break
+                if set(entry) - {"provider", "model"}:
+                    errors["fallback_chain"] = f"Entry {index} may only have provider and model."
+                    break
+        if not isinstance(self.openrouter_fallback_models, list) or not all(
+            isinstance(m, str) and "/" in m for m in self.openrouter_fallback_models
+        ):
+            errors["openrouter_fallback_models"] = "A list of OpenRouter vendor/model ids."
+        routing = self.openrouter_routing
+        allowed = {"order", "allow_fallbacks", "sort", "data_collection", "only", "ignore", "require_parameters"}
+        if not isinstance(routing, dict) or set(routing) - allowed:
+            errors["openrouter_routing"] = f"An object with keys among: {', '.join(sorted(allowed))}."
+        elif routing.get("sort") not in (None, "price", "throughput", "latency"):
+            errors["openrouter_routing"] = "sort must be price, throughput or latency."
+        elif routing.get("data_collection") not in (None, "allow", "deny"):
+            errors["openrouter_routing"] = "data_collection must be allow or deny."
+        if self.monthly_budget is not None and self.monthly_budget < 0:
+            errors["monthly_budget"] = "The budget cannot be negative."
+        if errors:
+            raise ValidationError(errors)
+        model = self.openrouter_default_model
+        if model and "/" not in model:
+            raise ValidationError(
+                {"openrouter_default_model": "OpenRouter model ids are vendor/model, e.g. openai/gpt-4o-mini."}
+            )
+
+
+class ModelMapping(models.Model):
+    """A logical model name's id on one provider; a row with a site overrides the global row."""
+
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_model_mappings",
+        help_text="Empty for a mapping every site uses.",
+    )
+    logical_name = models.CharField(max_length=100, help_text="What callers ask for, e.g. gpt-4o.")
+    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    provider_model_id = models.CharField(max_length=200, help_text="The id this provider knows it by.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["logical_name", "provider"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["logical_name", "provider"], condition=Q(site__isnull=True), name="unique_global_mapping"
+            ),
+            models.UniqueConstraint(
+                fields=["site", "logical_name", "provider"], condition=Q(site__isnull=False),
+                name="unique_site_mapping",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.site.domain if self.site_id else "global"
+        return f"{self.logical_name} → {self.provider}:{self.provider_model_id} ({scope})"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.provider not in PROVIDERS:
+            errors["provider"] = f"Unknown provider {self.provider!r}; choose one of {', '.join(PROVIDERS)}."
+        if self.provider == "openrouter" and self.provider_model_id and "/" not in self.provider_model_id:
+            errors["provider_model_id"] = "OpenRouter ids are vendor/model, e.g. anthropic/claude-3.5-sonnet."
+        if self.provider in {"openai", "anthropic"} and "/" in (self.provider_model_id or ""):
+            errors["provider_model_id"] = f"{self.provider} ids have no vendor prefix (e.g. gpt-4o)."
+        if errors:
+            raise ValidationError(errors)
+        duplicate = ModelMapping.objects.filter(
+            site=self.site, logical_name=self.logical_name, provider=self.provider
+        ).exclude(pk=self.pk)
+        if self.logical_name and self.provider and duplicate.exists():
+            raise ValidationError(
+                f"{self.logical_name} already has a {self.provider} mapping "
+                f"{'for this site' if self.site_id else 'globally'}."
+            )
+
+
+class ModelPrice(models.Model):
+    """USD per million tokens for a provider's model, used when the provider reports no cost itself."""
+
+    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    model_id = models.CharField(max_length=200, help_text="The provider's id, e.g. claude-3-5-sonnet-20241022.")
+    prompt_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    completion_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "model_id"]
+        constraints = [models.UniqueConstraint(fields=["provider", "model_id"], name="unique_model_price")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model_id} ${self.prompt_per_million}/${self.completion_per_million} per M"
+
+    def clean(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ValidationError({"provider": f"Unknown provider {self.provider!r}."})
+        if self.prompt_per_million is not None and self.prompt_per_million < 0:
+            raise ValidationError({"prompt_per_million": "Prices cannot be negative."})
+        if self.completion_per_million is not None and self.completion_per_million < 0:
+            raise ValidationError({"completion_per_million": "Prices cannot be negative."})
+
+
+class AIUsage(models.Model):
+    """One upstream attempt (or cache hit): who asked, what served, what it cost, how it ended."""
+
+    STATUS_OK = "ok"
+    STATUS_ERROR = "error"
+    STATUS_CACHED = "cached"
+    STATUS_CHOICES = [(STATUS_OK, "OK"), (STATUS_ERROR, "Error"), (STATUS_CACHED, "Cache hit")]
+
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage")
+    service = models.CharField(max_length=50, default="general")
+    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    requested_model = models.CharField(max_length=200, blank=True)
+    served_model = models.CharField(max_length=200, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    cost_source = models.CharField(
+        max_length=20, blank=True, help_text="reported, price_table, cache, or empty (unknown)."
+    )
+    latency_ms = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES)
+    error_class = models.CharField(max_length=60, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    cache_hit = models.BooleanField(default=False)
+    request_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "AI usage"
+        verbose_name_plural = "AI usage"
+        indexes = [models.Index(fields=["site", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.served_model or self.requested_model} {self.status}"

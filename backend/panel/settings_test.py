@@ -1,0 +1,19 @@
+"""Settings for the test suite: a fixed encryption key, no vendor keys leaking in from the shell."""
+
+import os
+
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "UKwl6rPBD3jYq6U0HNbergTqGWe2zWg9x7bmyrBIEP8=")
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
+
+from .settings import *  # noqa: F403
+
+# Whatever the developer's shell or .env holds, tests start with no vendor configured.
+AI_PROVIDER = "auto"
+OPENROUTER_API_KEY = ""
+OPENAI_API_KEY = ""
+ANTHROPIC_API_KEY = ""
+OPENROUTER_HTTP_REFERER = ""
+AI_RETRY_BACKOFF = 0.01
+AI_REQUEST_TIMEOUT = 5.0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}

@@ -1,0 +1,55 @@
+"""Shared fixtures: one loopback upstream emulator for the session, clean caches per test."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+
+from integrations.ai.providers import base as provider_base
+from integrations.ai.providers import factory as provider_factory
+from integrations.ai.providers import openrouter_provider
+from integrations.ai import site_config
+from integrations.ai.testing.upstream import Upstream
+
+
+@pytest.fixture(scope="session")
+def _upstream_server():
+    server = Upstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def upstream(_upstream_server):
+    """The emulator, reset: no scripts, no recorded requests, connection count zero."""
+    _upstream_server.reset()
+    yield _upstream_server
+    _upstream_server.reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ai_caches():
+    """Every test starts with no cached clients, providers, snapshots or model listings."""
+    cache.clear()
+    provider_base.clear_client_cache()
+    provider_factory.clear_provider_cache()
+    site_config.clear_snapshots()
+    openrouter_provider._models_cache.clear()
+    yield
+    cache.clear()
+    provider_base.clear_client_cache()
+    provider_factory.clear_provider_cache()
+    site_config.clear_snapshots()
+
+
+@pytest.fixture
+def ai_settings(settings, upstream):
+    """Deployment settings pointing every provider at the emulator, with no key set yet."""
+    settings.OPENROUTER_BASE_URL = upstream.openrouter_base_url
+    settings.OPENAI_BASE_URL = upstream.openai_base_url
+    settings.ANTHROPIC_BASE_URL = upstream.anthropic_base_url
+    settings.AI_PROVIDER = "auto"
+    settings.OPENROUTER_API_KEY = ""
+    settings.OPENAI_API_KEY = ""
+    settings.ANTHROPIC_API_KEY = ""
+    return settings

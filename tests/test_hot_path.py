@@ -1,0 +1,79 @@
+"""The warm path: no database query before the upstream call, one reused connection (issue 6)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from integrations.ai import usage
+from integrations.ai.providers.errors import ModelNotFound
+from integrations.ai.providers.factory import ProviderFactory
+from integrations.ai.service import AIService
+
+from .factories import AIProviderSettingsFactory, ModelMappingFactory
+
+OR_KEY = "sk-or-v1-" + "5e" * 24
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def record(upstream):
+    return AIProviderSettingsFactory(
+        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
+    )
+
+
+def test_warm_path_makes_zero_queries(record, upstream, django_assert_num_queries):
+    service = AIService(site=record.site)
+    service.generate_content("warm up")  # first call: loads the site's snapshot
+    rows: list = []
+    with usage.deferred(rows), django_assert_num_queries(0):
+        result = AIService(site=record.site).generate_content("Second call, new service object")
+    assert result.content.endswith("Second call, new service object")
+    assert len(rows) == 1 and rows[0].status == "ok"  # the ledger row, deferred
+
+
+def test_saving_settings_invalidates_only_that_site(record, upstream, django_assert_num_queries):
+    other = AIProviderSettingsFactory(
+        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
+    )
+    first_a = ProviderFactory.create_provider(site=record.site)
+    first_b = ProviderFactory.create_provider(site=other.site)
+    record.openrouter_app_name = "Renamed"
+    record.save()
+    with django_assert_num_queries(0):
+        assert ProviderFactory.create_provider(site=other.site) is first_b
+    second_a = ProviderFactory.create_provider(site=record.site)
+    assert second_a is not first_a
+    assert second_a.config.app_name == "Renamed"
+
+
+def test_saving_a_site_mapping_invalidates_that_site(record, upstream):
+    provider = ProviderFactory.create_provider(site=record.site)
+    with pytest.raises(ModelNotFound):  # unknown to the built-in table and without a vendor prefix
+        provider.resolve_model("house-model")
+    ModelMappingFactory(site=record.site, logical_name="house-model", provider="openrouter",
+                        provider_model_id="mistralai/mistral-large")
+    AIService(site=record.site).generate_content("hi", model="house-model")
+    assert upstream.requests[-1].json["model"] == "mistralai/mistral-large"
+
+
+def test_one_connection_serves_many_sequential_calls(record, upstream):
+    service = AIService(site=record.site)
+    for n in range(20):
+        service.generate_content(f"call {n}")
+    assert len(upstream.requests) == 20
+    assert upstream.connections == 1
+
+
+def test_importing_the_ai_package_loads_no_vendor_sdk():
+    code = (
+        "import sys; sys.path.insert(0, 'backend'); import integrations.ai; "
+        "from integrations.ai import AIService; "
+        "print(','.join(m for m in ('openai', 'anthropic', 'httpx2', 'httpx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
