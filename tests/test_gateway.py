@@ -205,31 +205,71 @@ def test_32_concurrent_requests_make_32_rows_with_correct_token_sums(upstream):
     assert sum(r.cost for r in rows) == sum(r.cost for r in results)
 
 
-def test_site_at_its_budget_gets_budget_exceeded_and_no_request_is_made(db, upstream):
-    record = AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
-        monthly_budget=Decimal("0.0002"),
+def capped_site(upstream, cap):
+    return AIProviderSettingsFactory(
+        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
+        monthly_budget=Decimal(cap),
     )
-    service = AIService(site=record.site)
-    service.generate_content(PROMPT)  # costs ~0.00014 by the emulator's prices: under the cap
-    service.generate_content(PROMPT + " and more words to cost more")  # crosses the cap
-    upstream.reset()
-    with pytest.raises(errors.BudgetExceeded, match=r"monthly AI budget of \$0.00 is used up"):
-        service.generate_content(PROMPT)
+
+
+@pytest.fixture
+def gpt4o_price(db):
+    return ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
+
+
+def test_site_at_its_budget_gets_budget_exceeded_and_no_request_is_made(db, upstream, gpt4o_price):
+    record = capped_site(upstream, "0.01")
+    AIUsage.objects.create(site=record.site, provider="openai", status="ok", cost=Decimal("0.01"))
+    with pytest.raises(errors.BudgetExceeded, match=r"monthly AI budget of \$0.01 is used up"):
+        AIService(site=record.site).generate_content(PROMPT, model="gpt-4o")
     assert upstream.requests == []
 
 
-def test_budget_of_another_site_does_not_count(db, upstream):
-    capped = AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
-        monthly_budget=Decimal("0.0001"),
-    )
-    other = AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
-    )
-    for n in range(3):
-        AIService(site=other.site).generate_content(f"{PROMPT} {n}")
-    AIService(site=capped.site).generate_content(PROMPT)  # the other site's spend is not this site's
+def test_spend_accumulates_until_the_cap_refuses(db, upstream, gpt4o_price):
+    record = capped_site(upstream, "0.0005")
+    service = AIService(site=record.site)
+    served = 0
+    with pytest.raises(errors.BudgetExceeded):
+        for _ in range(50):
+            service.generate_content(PROMPT, model="gpt-4o", max_tokens=20)
+            served += 1
+    assert 0 < served < 50
+    spent = sum(r.cost for r in AIUsage.objects.filter(site=record.site))
+    assert spent <= Decimal("0.0005")
+    assert len(upstream.requests) == served
+
+
+def test_a_request_whose_worst_case_would_pass_the_cap_is_refused(db, upstream, gpt4o_price):
+    record = capped_site(upstream, "0.001")
+    # 2,000 completion tokens at $10/M could cost $0.02: more than the whole cap.
+    with pytest.raises(errors.BudgetExceeded, match="could cost up to"):
+        AIService(site=record.site).generate_content(PROMPT, model="gpt-4o", max_tokens=2000)
+    assert upstream.requests == []
+    AIService(site=record.site).generate_content(PROMPT, model="gpt-4o", max_tokens=20)  # fits
+    assert len(upstream.requests) == 1
+
+
+def test_budget_of_another_site_does_not_count(db, upstream, gpt4o_price):
+    capped = capped_site(upstream, "0.01")
+    other = capped_site(upstream, "100")
+    AIUsage.objects.create(site=other.site, provider="openai", status="ok", cost=Decimal("5"))
+    AIService(site=capped.site).generate_content(PROMPT, model="gpt-4o", max_tokens=20)
+    assert len(upstream.requests) == 1
+
+
+def test_a_cache_hit_is_served_even_at_the_cap(db, upstream, gpt4o_price):
+    record = capped_site(upstream, "0.01")
+    service = AIService(site=record.site)
+    first = service.generate_content(PROMPT, model="gpt-4o", max_tokens=20, temperature=0)
+    AIUsage.objects.create(site=record.site, provider="openai", status="ok", cost=Decimal("0.01"))
+    from integrations.models import BudgetPeriod
+
+    BudgetPeriod.objects.filter(site=record.site).update(spent=Decimal("0.01"))
+    assert service.generate_content(PROMPT, model="gpt-4o", max_tokens=20, temperature=0).content == first.content
+    with pytest.raises(errors.BudgetExceeded):
+        service.generate_content(PROMPT + "?", model="gpt-4o", max_tokens=20, temperature=0)
 
 
 class TestResponseCache:

@@ -118,9 +118,10 @@ def test_anthropic_happy_path(all_keys, upstream):
     (request,) = upstream.requests
     assert request.path == "/anthropic/v1/messages"
     assert request.headers["x-api-key"] == ANTHROPIC_KEY
-    assert request.headers["anthropic-version"] == "2023-06-01"
-    assert "authorization" not in request.headers
+    assert request.headers["authorization"] == f"Bearer {ANTHROPIC_KEY}"  # what SDK 2.x sends
+    assert request.headers["anthropic-version"] == "2023-06-01"  # pinned: keeps temperature working
     body = request.json
+    assert body["temperature"] == 0.3
     assert body["model"] == "claude-3-5-sonnet-20241022"
     assert body["system"] == "You write copy.\n\nBe brief."
     assert body["messages"] == MESSAGES  # no system role inside messages
@@ -129,6 +130,18 @@ def test_anthropic_happy_path(all_keys, upstream):
     assert result.finish_reason == "stop"
     assert result.request_id.startswith("req_")
     assert result.total_tokens == result.prompt_tokens + result.completion_tokens > 0
+
+
+def test_anthropic_api_2026_drops_sampling_parameters(all_keys, upstream):
+    all_keys.ANTHROPIC_API_VERSION = "2026-10-21"
+    provider = ProviderFactory.create_provider("anthropic")
+    provider.generate_content(MESSAGES, temperature=0.3)
+    request = upstream.requests[0]
+    assert request.headers["anthropic-version"] == "2026-10-21"
+    assert "temperature" not in request.json  # the 2026-10-21 API answers 400 to any sampling parameter
+    with pytest.raises(InvalidRequest, match="top_p not accepted by anthropic-version 2026-10-21"):
+        provider.generate_content(MESSAGES, top_p=0.9)
+    assert len(upstream.requests) == 1
 
 
 def test_anthropic_content_blocks_joined_and_stop_reason_mapped(all_keys, upstream):

@@ -7,4 +7,4 @@ class IntegrationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the cache invalidation receivers)
+        from . import admin_usage, signals  # noqa: F401  (ledger admin; cache invalidation receivers)

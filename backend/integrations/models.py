@@ -59,7 +59,7 @@ class AIProviderSettings(models.Model):
         '"data_collection": "deny"}.',
     )
     monthly_budget = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True,
+        max_digits=14, decimal_places=6, null=True, blank=True,
         help_text="Monthly spend cap in USD; requests are refused once month-to-date spend reaches it.",
     )
     is_demo_upstream = models.BooleanField(
@@ -237,3 +237,60 @@ class AIUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.served_model or self.requested_model} {self.status}"
+
+
+class BudgetPeriod(models.Model):
+    """A site's spend in one calendar month, updated atomically so parallel requests cannot overrun a cap.
+
+    `reserved` holds the worst-case cost of requests in flight; a request reserves before it calls
+    the upstream (one conditional UPDATE) and settles to its real cost afterwards.
+    """
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_budget_periods")
+    month = models.DateField(help_text="First day of the month.")
+    spent = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    reserved = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["site", "month"], name="unique_budget_period")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.month:%Y-%m}: ${self.spent} (+${self.reserved} reserved)"
+
+
+class BatchJob(models.Model):
+    """A bulk generation run (a Celery task, or in-process without a broker), with per-item outcomes."""
+
+    STATUS_CHOICES = [("pending", "Pending"), ("running", "Running"), ("done", "Done"), ("failed", "Failed")]
+
+    kind = models.CharField(max_length=60, help_text="Which handler runs it, e.g. pages.generate_meta.")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_batch_jobs")
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="pending")
+    total = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    items = models.JSONField(default=list, blank=True, help_text="One entry per item: {item, ok, code, message}.")
+    error = models.CharField(max_length=500, blank=True)
+    task_id = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_batch_jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.site.domain}: {self.status} {self.processed}/{self.total}"
+
+    @property
+    def processed(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def percent(self) -> int:
+        return int(self.processed * 100 / self.total) if self.total else (100 if self.status == "done" else 0)

@@ -64,8 +64,28 @@ TEMPLATES = [
     },
 ]
 
+# SQLite and local memory need no setup; DATABASE_URL (PostgreSQL via psycopg 3) and REDIS_URL scale out.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'panel.sqlite3'}")}
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://panel")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Threads (batches, the dev server) write concurrently: wait for the lock instead of failing,
+    # and take it at the start of a transaction so two writers never deadlock upgrading.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    # Shared by every app process: response cache, cooldowns, rate-limit pauses, settings versions.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://panel")}
+
+# Celery runs batch generation. Without a broker the same tasks run in-process, synchronously.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
@@ -97,6 +117,10 @@ AI_REQUEST_TIMEOUT = env.float("AI_REQUEST_TIMEOUT", default=60.0)
 AI_MAX_RETRIES = env.int("AI_MAX_RETRIES", default=2)
 AI_RETRY_BACKOFF = env.float("AI_RETRY_BACKOFF", default=0.5)
 AI_RETRY_AFTER_CAP = env.float("AI_RETRY_AFTER_CAP", default=30.0)
+AI_COOLDOWN_AFTER_FAILURES = env.int("AI_COOLDOWN_AFTER_FAILURES", default=3)
+AI_COOLDOWN_SECONDS = env.float("AI_COOLDOWN_SECONDS", default=60.0)
+AI_CACHE_TTL = env.int("AI_CACHE_TTL", default=3600)
+AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
 
 OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
 OPENROUTER_DEFAULT_MODEL = env.str("OPENROUTER_DEFAULT_MODEL", default="openai/gpt-4o-mini")
@@ -111,6 +135,8 @@ OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1"
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_DEFAULT_MODEL = env.str("ANTHROPIC_DEFAULT_MODEL", default="claude-3-5-haiku")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
+# 2023-06-01 keeps temperature; 2026-10-21 (SDK 2.x default) rejects sampling parameters.
+ANTHROPIC_API_VERSION = env.str("ANTHROPIC_API_VERSION", default="2023-06-01")
 
 LOGGING = {
     "version": 1,

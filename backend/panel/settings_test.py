@@ -15,5 +15,11 @@ ANTHROPIC_API_KEY = ""
 OPENROUTER_HTTP_REFERER = ""
 AI_RETRY_BACKOFF = 0.01
 AI_REQUEST_TIMEOUT = 5.0
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not shared-cache memory: threads in the concurrency tests need real SQLite locking.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+if not REDIS_URL:  # noqa: F405  (the PostgreSQL+Redis CI run keeps its shared cache)
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "")
+CELERY_TASK_ALWAYS_EAGER = True

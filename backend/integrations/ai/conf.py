@@ -45,4 +45,5 @@ def settings_config(provider: str) -> ProviderConfig:
         http_referer=str(_get("OPENROUTER_HTTP_REFERER")) if provider == "openrouter" else "",
         app_name=str(_get("OPENROUTER_APP_NAME", "Panel CMS")) if provider == "openrouter" else "",
         source="settings",
+        extra={"api_version": str(_get("ANTHROPIC_API_VERSION", "2023-06-01"))} if provider == "anthropic" else {},
     )

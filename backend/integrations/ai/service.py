@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from . import budget, pauses, response_cache, usage
@@ -124,29 +125,48 @@ class AIService:
         primary = self.provider_for(provider, model)
         clean = primary.validate(messages, max_tokens, temperature, system_prompt, kwargs)
         resolved = primary.resolve_model(model)
-        if not self._budget_checked:
-            budget.check_budget(self.site_id, snapshot.monthly_budget)
 
         cache_key = None
         if response_cache.should_cache(temperature, cache):
             params = {"max_tokens": max_tokens, "temperature": temperature, "system": system_prompt, **kwargs}
             cache_key = response_cache.key_for(self.site_id, primary.name, resolved, clean, params)
             hit = response_cache.get(cache_key)
-            if hit is not None:
+            if hit is not None:  # served free, so even a site at its budget gets it
                 record = usage.CallRecord(self.site_id, self.service, model or resolved)
                 usage.write_ledger(record, snapshot.prices, cached=hit)
                 return hit
 
+        reservation = None
+        if snapshot.monthly_budget is not None and not self._budget_checked:
+            price = self.price_for(snapshot, primary, resolved)
+            estimate = budget.estimate_cost(price, clean, system_prompt, max_tokens)
+            reservation = budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
         with usage.collecting(self.site_id, self.service, model or resolved) as record:
             try:
                 result = self._run_chain(snapshot, primary, model, clean, max_tokens, temperature,
                                          system_prompt, kwargs, failover)
             finally:
                 usage.write_ledger(record, snapshot.prices)
+                if reservation is not None:
+                    reservation.settle(usage.total_cost(record, snapshot.prices))
         result.attempts = len(record.attempts)
         if cache_key is not None:
             response_cache.put(cache_key, result)
         return result
+
+    @staticmethod
+    def price_for(snapshot: SiteSnapshot, provider: BaseProvider, model: str) -> tuple[Decimal, Decimal] | None:
+        """USD per million (prompt, completion) tokens: the price table, else OpenRouter's catalogue."""
+        price = snapshot.prices.get((provider.name, model))
+        if price is not None or provider.name != "openrouter":
+            return price
+        try:
+            info = next((m for m in provider.get_available_models() if m.id == model), None)
+        except AIProviderError:
+            return None
+        if info is None or info.prompt_price is None or info.completion_price is None:
+            return None
+        return info.prompt_price * 1_000_000, info.completion_price * 1_000_000
 
     def _candidates(
         self, snapshot: SiteSnapshot, primary: BaseProvider, model: str | None, failover: bool
@@ -217,8 +237,13 @@ class AIService:
         """Yield text deltas as they arrive; the usage row is written when the stream ends."""
         snapshot = get_snapshot(self.site_id)
         chosen = self.provider_for(provider, model)
-        messages = self.messages_for(prompt)
-        budget.check_budget(self.site_id, snapshot.monthly_budget)
+        messages = chosen.validate(self.messages_for(prompt), max_tokens, temperature, system_prompt, kwargs)
+        resolved = chosen.resolve_model(model)
+        reservation = None
+        if snapshot.monthly_budget is not None:
+            price = self.price_for(snapshot, chosen, resolved)
+            estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
+            reservation = budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
         options = dict(kwargs)
         if chosen.name == "openrouter":
             for key, value in snapshot.openrouter_options.items():
@@ -227,7 +252,7 @@ class AIService:
             messages, model=model, max_tokens=max_tokens, temperature=temperature,
             system_prompt=system_prompt, **options,
         )
-        return _LedgeredStream(stream, self, snapshot, model or stream.model)
+        return _LedgeredStream(stream, self, snapshot, model or stream.model, reservation)
 
     # -- batches -----------------------------------------------------------------------------------
     def generate_batch(
@@ -249,7 +274,17 @@ class AIService:
         # Everything that touches the database happens here, in the caller's thread: the snapshot
         # is warmed, the budget checked once, and the workers' ledger rows written in one go.
         snapshot = get_snapshot(site_id)
-        budget.check_budget(site_id, snapshot.monthly_budget)
+        reservation = None
+        if snapshot.monthly_budget is not None:
+            primary = self.provider_for(params.get("provider"), params.get("model"))
+            price = self.price_for(snapshot, primary, primary.resolve_model(params.get("model")))
+            max_tokens = params.get("max_tokens", 1000)
+            estimate = sum(
+                (budget.estimate_cost(price, [{"content": p}], params.get("system_prompt"), max_tokens)
+                 for p in prompts),
+                Decimal(0),
+            )
+            reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
         rows: list = []
 
         def run(item: BatchItem) -> BatchItem:
@@ -271,16 +306,22 @@ class AIService:
                 return list(pool.map(run, items))
         finally:
             usage.save_rows(rows)
+            if reservation is not None:
+                reservation.settle(sum((r.cost or Decimal(0) for r in rows), Decimal(0)))
 
 
 class _LedgeredStream:
     """Wraps a provider stream so its usage row is written once it finishes or fails."""
 
-    def __init__(self, stream: StreamingResult, service: AIService, snapshot: SiteSnapshot, requested: str) -> None:
+    def __init__(
+        self, stream: StreamingResult, service: AIService, snapshot: SiteSnapshot, requested: str,
+        reservation: budget.Reservation | None,
+    ) -> None:
         self.stream = stream
         self.service = service
         self.snapshot = snapshot
         self.requested = requested
+        self.reservation = reservation
 
     @property
     def result(self) -> GenerationResult | None:
@@ -292,3 +333,5 @@ class _LedgeredStream:
                 yield from self.stream
             finally:
                 usage.write_ledger(record, self.snapshot.prices)
+                if self.reservation is not None:
+                    self.reservation.settle(usage.total_cost(record, self.snapshot.prices))

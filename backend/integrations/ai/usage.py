@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("integrations.ai")
 
 MILLION = Decimal(1_000_000)
+Prices = dict[tuple[str, str], tuple[Decimal, Decimal]]  # (provider, model) -> USD per million tokens
 
 
 @dataclass
@@ -46,12 +47,16 @@ def deferred(rows: list) -> Iterator[list]:
 
 
 def save_rows(rows: list) -> list:
+    """Write ledger rows in one query; a failure is logged, never raised into a served answer."""
+    from integrations.models import AIUsage
 
-    sink = _sink.get()
-    if sink is not None:
-        sink.extend(rows)
-        return rows
-    return save_rows(rows)
+    if not rows:
+        return []
+    try:
+        return AIUsage.objects.bulk_create(rows)
+    except Exception:
+        logger.exception("could not write %d AI usage rows", len(rows))
+        return []
 
 
 @contextlib.contextmanager
@@ -70,15 +75,12 @@ def record_attempt(attempt: Attempt) -> None:
         record.attempts.append(attempt)
 
 
-def price_cost(prices: dict[tuple[str, str], tuple[Decimal, Decimal]], result: GenerationResult) -> Decimal | None:
+def price_cost(prices: Prices, result: GenerationResult) -> Decimal | None:
     price = prices.get((result.provider, result.model))
     if price is None:
         return None
     prompt, completion = price
     return (prompt * result.prompt_tokens + completion * result.completion_tokens) / MILLION
-
-
-Prices = dict[tuple[str, str], tuple[Decimal, Decimal]]
 
 
 def cost_of(prices: Prices, result: GenerationResult) -> tuple[Decimal | None, str]:
@@ -89,8 +91,18 @@ def cost_of(prices: Prices, result: GenerationResult) -> tuple[Decimal | None, s
     return (priced, "price_table") if priced is not None else (None, "")
 
 
+def total_cost(record: CallRecord, prices: Prices) -> Decimal:
+    """What the call's successful attempts cost (unknown costs count as zero)."""
+    total = Decimal(0)
+    for attempt in record.attempts:
+        if attempt.result is not None:
+            cost, _ = cost_of(prices, attempt.result)
+            total += cost or Decimal(0)
+    return total
+
+
 def write_ledger(
-    record: CallRecord, prices: dict[tuple[str, str], tuple[Decimal, Decimal]], cached: GenerationResult | None = None
+    record: CallRecord, prices: Prices, cached: GenerationResult | None = None
 ) -> list[Any]:
     """Write the collected attempts (or one cache-hit row) to the ledger; never raises into the caller."""
     from integrations.models import AIUsage
@@ -128,10 +140,8 @@ def write_ledger(
             row.error_message = str(error)[:500]
             row.request_id = (getattr(error, "request_id", None) or "")[:200]
         rows.append(row)
-    if not rows:
-        return []
-    try:
-        return AIUsage.objects.bulk_create(rows)
-    except Exception:  # the ledger must never turn a served answer into an error
-        logger.exception("could not write %d AI usage rows", len(rows))
-        return []
+    sink = _sink.get()
+    if sink is not None:
+        sink.extend(rows)
+        return rows
+    return save_rows(rows)

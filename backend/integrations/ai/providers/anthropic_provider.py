@@ -3,6 +3,12 @@
 Differences the rest of the layer never sees: the system prompt is a top-level field (system
 messages are lifted out of the list), `max_tokens` is mandatory, replies are content blocks
 (text blocks joined), and `stop_reason` is mapped to the common finish reasons.
+
+API versions: SDK 2.x defaults to `anthropic-version: 2026-10-21`, which rejects the sampling
+parameters (`temperature`, `top_p`, `top_k`) with a 400 and so dropped them from the SDK. Panel's
+services promise a temperature, so we pin `ANTHROPIC_API_VERSION` (default `2023-06-01`) and send
+the sampling parameters in the body ourselves. Set it to `2026-10-21` to move on: temperature is
+then not sent (the model's own sampling applies) and `top_p`/`top_k` are refused before sending.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from .base import (
     ModelInfo,
     cached_client,
 )
+from .errors import InvalidRequest
+
+LEGACY_API_VERSION = "2023-06-01"
+SAMPLING_REMOVED_IN = "2026-10-21"
 
 _FINISH = {
     "end_turn": FINISH_STOP,
@@ -46,6 +56,14 @@ class AnthropicProvider(BaseProvider):
     supported_options: ClassVar[frozenset[str]] = frozenset({"stop", "top_p", "top_k", "user"})
 
     @property
+    def api_version(self) -> str:
+        return str(self.config.extra.get("api_version") or LEGACY_API_VERSION)
+
+    @property
+    def accepts_sampling(self) -> bool:
+        return self.api_version < SAMPLING_REMOVED_IN
+
+    @property
     def client(self) -> Any:
         def build() -> Any:
             return _sdk().Anthropic(
@@ -53,9 +71,23 @@ class AnthropicProvider(BaseProvider):
                 base_url=self.config.base_url,
                 timeout=self.config.timeout,
                 max_retries=0,  # BaseProvider retries; the SDK must not retry a second time over
+                # The SDK authenticates with a Bearer header; x-api-key is what the 2023-06-01 API
+                # and most proxies read, so both go to the same host.
+                default_headers={"anthropic-version": self.api_version, "x-api-key": self.config.api_key},
             )
 
         return cached_client(self.name, self.config, build)
+
+    def validate(self, messages, max_tokens, temperature, system_prompt, options):
+        clean = super().validate(messages, max_tokens, temperature, system_prompt, options)
+        refused = {"top_p", "top_k"} & {k for k, v in options.items() if v is not None}
+        if refused and not self.accepts_sampling:
+            raise InvalidRequest(
+                f"{', '.join(sorted(refused))} not accepted by anthropic-version {self.api_version}; "
+                f"drop it or set ANTHROPIC_API_VERSION={LEGACY_API_VERSION}.",
+                provider=self.name,
+            )
+        return clean
 
     def _request(self, messages, model, max_tokens, temperature, system_prompt, options) -> dict[str, Any]:
         system_parts = [system_prompt] if system_prompt else []
@@ -63,19 +95,21 @@ class AnthropicProvider(BaseProvider):
         request: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
-            "temperature": temperature,
             "messages": [m for m in messages if m["role"] != "system"],
         }
+        sampling: dict[str, Any] = {}
+        if self.accepts_sampling:  # the SDK no longer has these arguments: they go in the body
+            sampling["temperature"] = temperature
+            sampling.update({k: options[k] for k in ("top_p", "top_k") if options.get(k) is not None})
         if system_parts:
             request["system"] = "\n\n".join(system_parts)
         if options.get("stop"):
             stop = options["stop"]
             request["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        for key in ("top_p", "top_k"):
-            if options.get(key) is not None:
-                request[key] = options[key]
         if options.get("user"):
             request["metadata"] = {"user_id": str(options["user"])}
+        if sampling:
+            request["extra_body"] = sampling
         return request
 
     def _send(self, messages, model, max_tokens, temperature, system_prompt, options) -> GenerationResult:

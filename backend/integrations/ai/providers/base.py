@@ -282,8 +282,8 @@ class BaseProvider(AIProviderInterface):
         return stream
 
     def is_model_supported(self, model: str) -> bool:
-        try:
-            resolved = self.resolve_model(model)
+        try:  # no fallback to the default model here: "" is not a supported model
+            resolved = self.mapper.normalize_model_name(model, self.name)
         except AIProviderError:
             return False
         return any(info.id == resolved for info in self.get_available_models())

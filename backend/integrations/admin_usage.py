@@ -1,0 +1,121 @@
+"""Admin for the usage ledger and the price table.
+
+The ledger is read-only evidence: nobody edits it in the admin. A site admin sees only their
+sites' rows; the changelist shows totals of whatever the filters select, and month-to-date spend
+against each visible site's budget.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.contrib import admin
+from django.db.models import Count, Sum
+from import_export import resources
+from import_export.admin import ExportMixin, ImportExportModelAdmin
+from tenancy.access import SiteScopedAdminMixin, site_ids_for
+
+from .ai.budget import month_start
+from .models import AIProviderSettings, AIUsage, ModelPrice
+
+
+class AIUsageResource(resources.ModelResource):
+    class Meta:
+        model = AIUsage
+        fields = (
+            "id", "created_at", "site__domain", "service", "provider", "requested_model", "served_model",
+            "attempt", "status", "error_class", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
+            "cost_source", "latency_ms", "cache_hit", "request_id",
+        )
+        export_order = fields
+
+
+@admin.register(AIUsage)
+class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
+    resource_classes = [AIUsageResource]
+    list_display = (
+        "created_at", "site", "service", "provider", "served_model", "status", "error_class",
+        "total_tokens", "cost", "latency_ms", "cache_hit",
+    )
+    list_filter = (
+        "site", "provider", ("served_model", admin.AllValuesFieldListFilter), "status", "cache_hit",
+        ("created_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("served_model", "requested_model", "request_id", "service")
+    date_hierarchy = "created_at"
+    list_select_related = ("site",)
+    change_list_template = "admin/integrations/aiusage/change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:
+            totals = changelist.queryset.aggregate(
+                rows=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"),
+                tokens=Sum("total_tokens"), cost=Sum("cost"),
+            )
+            response.context_data["usage_totals"] = totals
+            response.context_data["budgets"] = self._budgets(request)
+        return response
+
+    def _budgets(self, request) -> list[dict]:
+        ids = site_ids_for(request.user)
+        records = AIProviderSettings.objects.filter(monthly_budget__isnull=False).select_related("site")
+        if ids is not None:
+            records = records.filter(site_id__in=ids)
+        spend = dict(
+            AIUsage.objects.filter(created_at__gte=month_start(), site_id__in=[r.site_id for r in records])
+            .values_list("site_id")
+            .annotate(total=Sum("cost"))
+        )
+        return [
+            {
+                "site": r.site.domain,
+                "spent": spend.get(r.site_id) or Decimal(0),
+                "cap": r.monthly_budget,
+                "percent": min(100, int((spend.get(r.site_id) or 0) * 100 / r.monthly_budget))
+                if r.monthly_budget
+                else 100,
+            }
+            for r in records
+        ]
+
+
+class ModelPriceResource(resources.ModelResource):
+    class Meta:
+        model = ModelPrice
+        fields = ("provider", "model_id", "prompt_per_million", "completion_per_million")
+        import_id_fields = ("provider", "model_id")
+        skip_unchanged = True
+        clean_model_instances = True
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(ImportExportModelAdmin):
+    """Prices are deployment-wide: superusers edit them, site admins may look."""
+
+    resource_classes = [ModelPriceResource]
+    list_display = ("provider", "model_id", "prompt_per_million", "completion_per_million", "updated_at")
+    list_filter = ("provider",)
+    search_fields = ("model_id",)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_import_permission(self, request):
+        return request.user.is_superuser

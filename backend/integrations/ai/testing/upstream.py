@@ -1,0 +1,572 @@
+"""A loopback emulator of the OpenAI, OpenRouter and Anthropic HTTP APIs.
+
+Tests must run the real SDK clients over real HTTP without reaching a vendor, and the demo must
+answer without a key. This server speaks each wire format closely enough for the official SDKs
+(responses, error bodies, request-id headers, SSE streams) and can be scripted per request: any
+status with the vendor's error body, `Retry-After`, latency, a dropped socket, malformed JSON.
+It records every request so tests assert on what was actually sent.
+
+Flavours live under path prefixes of one server: `/openai/v1`, `/openrouter/api/v1`, `/anthropic`.
+Standard library only; run it alone with `python -m integrations.ai.testing.upstream --port 8765`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3-mini", "gpt-3.5-turbo")
+ANTHROPIC_MODELS = (
+    "claude-3-5-sonnet-20241022", "claude-3-5-haiku-20241022", "claude-3-7-sonnet-20250219",
+    "claude-sonnet-4-20250514", "claude-opus-4-20250514", "claude-3-opus-20240229", "claude-3-haiku-20240307",
+)
+# id -> (USD per prompt token, per completion token, context length)
+OPENROUTER_MODELS: dict[str, tuple[str, str, int]] = {
+    "openai/gpt-4o": ("0.0000025", "0.00001", 128000),
+    "openai/gpt-4o-mini": ("0.00000015", "0.0000006", 128000),
+    "openai/gpt-4.1": ("0.000002", "0.000008", 1047576),
+    "openai/gpt-4.1-mini": ("0.0000004", "0.0000016", 1047576),
+    "openai/gpt-4.1-nano": ("0.0000001", "0.0000004", 1047576),
+    "openai/o3-mini": ("0.0000011", "0.0000044", 200000),
+    "anthropic/claude-3.5-sonnet": ("0.000003", "0.000015", 200000),
+    "anthropic/claude-3.5-haiku": ("0.0000008", "0.000004", 200000),
+    "anthropic/claude-3.7-sonnet": ("0.000003", "0.000015", 200000),
+    "anthropic/claude-sonnet-4": ("0.000003", "0.000015", 200000),
+    "anthropic/claude-opus-4": ("0.000015", "0.000075", 200000),
+    "anthropic/claude-3-haiku": ("0.00000025", "0.00000125", 200000),
+    "meta-llama/llama-3.1-70b-instruct": ("0.0000001", "0.00000028", 131072),
+    "google/gemini-2.0-flash-001": ("0.0000001", "0.0000004", 1048576),
+    "mistralai/mistral-large": ("0.000002", "0.000006", 128000),
+}
+UPSTREAM_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "meta-llama": "DeepInfra", "google": "Google",
+                  "mistralai": "Mistral"}
+ANTHROPIC_VERSIONS = ("2023-06-01", "2026-10-21")
+PREFIXES = (("/openrouter/api/v1", "openrouter"), ("/openai/v1", "openai"), ("/anthropic", "anthropic"))
+
+OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied",
+                      404: "invalid_request_error", 408: "timeout", 409: "conflict", 429: "rate_limit_exceeded"}
+ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                         403: "permission_error", 404: "not_found_error", 408: "timeout_error",
+                         413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+                         529: "overloaded_error"}
+MESSAGES = {400: "Invalid request.", 401: "Invalid authentication credentials.",
+            402: "Insufficient credits. Add more using https://openrouter.ai/credits",
+            403: "Your request was flagged by moderation.", 404: "Not found.", 408: "Request timed out.",
+            409: "Conflict.", 413: "Request too large.", 429: "Rate limit exceeded, slow down.",
+            500: "Internal server error.", 502: "The model returned an invalid response.",
+            503: "No provider available that meets the routing requirements.", 529: "Overloaded."}
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    flavor: str
+    headers: dict[str, str]
+    json: Any
+
+
+@dataclass
+class Script:
+    flavor: str | None = None
+    status: int = 200
+    content: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    delay: float = 0.0
+    drop: bool = False
+    malformed: bool = False
+    finish_reason: str | None = None
+    served_model: str | None = None
+    usage: dict | None = None
+    times: int = 1
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
+    return ""
+
+
+def _mask(key: str) -> str:
+    return f"{key[:3]}{'*' * 8}{key[-4:]}" if len(key) > 8 else "****"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], upstream: Upstream) -> None:
+        self.upstream = upstream
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address):  # one call per accepted TCP connection
+        with self.upstream._lock:
+            self.upstream.connections += 1
+        super().process_request(request, client_address)
+
+    def handle_error(self, request, client_address):  # client went away: nothing to report
+        pass
+
+
+class Upstream:
+    """The emulator. `start()` serves on an ephemeral loopback port in a daemon thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._server = _Server((host, port), self)
+        self._thread: threading.Thread | None = None
+        self.requests: list[RecordedRequest] = []
+        self.connections = 0
+        self._scripts: list[Script] = []
+        self._generations: dict[str, dict] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.url}/openai/v1"
+
+    @property
+    def openrouter_base_url(self) -> str:
+        return f"{self.url}/openrouter/api/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return f"{self.url}/anthropic"
+
+    def start(self) -> Upstream:
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="upstream-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Upstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting and inspection ------------------------------------------------------------
+    def reset(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+            self.requests.clear()
+            self._generations.clear()
+            self.connections = 0
+
+    def script(self, *, flavor: str | None = None, status: int = 200, content: str | None = None,
+               headers: dict[str, str] | None = None, body: Any = None, delay: float = 0.0, drop: bool = False,
+               malformed: bool = False, finish_reason: str | None = None, served_model: str | None = None,
+               usage: dict | None = None, times: int = 1) -> None:
+        """Queue how the next `times` matching generation requests are answered (FIFO)."""
+        with self._lock:
+            self._scripts.append(Script(flavor, status, content, dict(headers or {}), body, delay, drop, malformed,
+                                        finish_reason, served_model, usage, times))
+
+    def requests_for(self, flavor: str) -> list[RecordedRequest]:
+        return [r for r in list(self.requests) if r.flavor == flavor]
+
+    def wait_for_requests(self, n: int, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"expected {n} requests, got {len(self.requests)}")
+            time.sleep(0.01)
+
+    def _take_script(self, flavor: str) -> Script | None:
+        with self._lock:
+            for index, script in enumerate(self._scripts):
+                if script.flavor in (None, flavor):
+                    script.times -= 1
+                    if script.times <= 0:
+                        del self._scripts[index]
+                    return script
+        return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _route(self) -> tuple[str, str]:
+        path = urlsplit(self.path).path
+        for prefix, flavor in PREFIXES:
+            if path.startswith(prefix + "/") or path == prefix:
+                return flavor, path[len(prefix):]
+        return "", path
+
+    def _record(self, flavor: str) -> RecordedRequest:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        parts = urlsplit(self.path)
+        request = RecordedRequest(self.command, parts.path, dict(parse_qsl(parts.query)), flavor,
+                                  {k.lower(): v for k, v in self.headers.items()}, body)
+        with self.server.upstream._lock:
+            self.server.upstream.requests.append(request)
+        return request
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None, raw: bytes | None = None):
+        data = raw if raw is not None else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _drop(self) -> None:
+        # RST instead of FIN so the client sees the connection die mid-request.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        self.connection.close()
+
+    def _error(self, flavor: str, status: int, message: str | None = None, extra: dict | None = None,
+               headers: dict[str, str] | None = None, model: str = "") -> None:
+        message = message or MESSAGES.get(status, "Upstream error.")
+        if flavor == "anthropic":
+            body: Any = {"type": "error", "error": {"type": ANTHROPIC_ERROR_TYPES.get(status, "api_error"),
+                                                    "message": message}}
+            headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}", **(headers or {})}
+            if status == 429:
+                headers.setdefault("anthropic-ratelimit-requests-remaining", "0")
+        elif flavor == "openrouter":
+            metadata: dict[str, Any] = {}
+            if status == 403:
+                metadata = {"reasons": ["violence"], "flagged_input": "…", "provider_name": None, "model_slug": model}
+            body = {"error": {"code": status, "message": message, "metadata": metadata}}
+        else:
+            body = {"error": {"message": message, "type": OPENAI_ERROR_TYPES.get(status, "server_error"),
+                              "param": None, "code": (extra or {}).get("code")}}
+            headers = {"x-request-id": f"req_{uuid.uuid4().hex[:24]}", **(headers or {})}
+        self._send(status, body, headers)
+
+    # -- HTTP verbs ---------------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        flavor, path = self._route()
+        request = self._record(flavor)
+        if not self._authorised(flavor, request):
+            return
+        if path == "/models" and flavor == "openrouter":
+            data = [{"id": mid, "name": mid.split("/", 1)[1], "created": 1700000000, "context_length": ctx,
+                     "pricing": {"prompt": p, "completion": c, "request": "0", "image": "0"},
+                     "top_provider": {"context_length": ctx, "max_completion_tokens": 16384, "is_moderated": False},
+                     "supported_parameters": ["max_tokens", "temperature", "top_p", "stop"]}
+                    for mid, (p, c, ctx) in OPENROUTER_MODELS.items()]
+            return self._send(200, {"data": data})
+        if path == "/models" and flavor == "openai":
+            data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"} for m in OPENAI_MODELS]
+            return self._send(200, {"object": "list", "data": data})
+        if path == "/v1/models" and flavor == "anthropic":
+            data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+                    for m in ANTHROPIC_MODELS]
+            return self._send(200, {"data": data, "has_more": False, "first_id": data[0]["id"],
+                                    "last_id": data[-1]["id"]})
+        if path == "/key" and flavor == "openrouter":
+            used = sum(float(g["total_cost"]) for g in self.server.upstream._generations.values())
+            return self._send(200, {"data": {"label": "sk-or-v1-emu...", "usage": round(used, 8), "limit": 10.0,
+                                             "limit_remaining": round(10.0 - used, 8), "is_free_tier": False,
+                                             "rate_limit": {"requests": 100, "interval": "10s"}}})
+        if path == "/generation" and flavor == "openrouter":
+            generation = self.server.upstream._generations.get(request.query.get("id", ""))
+            if generation is None:
+                return self._error(flavor, 404, "Generation not found.")
+            return self._send(200, {"data": generation})
+        self._error(flavor or "openai", 404, f"No route for GET {request.path}.")
+
+    def do_POST(self) -> None:
+        flavor, path = self._route()
+        request = self._record(flavor)
+        generation = (flavor in ("openai", "openrouter") and path == "/chat/completions") or (
+            flavor == "anthropic" and path == "/v1/messages"
+        )
+        if not generation:
+            return self._error(flavor or "openai", 404, f"No route for POST {request.path}.")
+        script = self.server.upstream._take_script(flavor)
+        if script and script.delay:
+            time.sleep(script.delay)
+        if script and script.drop:
+            return self._drop()
+        if not self._authorised(flavor, request):
+            return
+        body = request.json if isinstance(request.json, dict) else {}
+        model = str(body.get("model") or "")
+        if script and script.status != 200:
+            if script.body is not None:
+                return self._send(script.status, script.body, script.headers)
+            return self._error(flavor, script.status, headers=script.headers, model=model)
+        if script and script.malformed:
+            return self._send(200, None, script.headers, raw=b'{"id": "chatcmpl-trunc", "choices": [')
+        if script and script.body is not None:
+            return self._send(200, script.body, script.headers)
+        problem = self._validate(flavor, body)
+        if problem:
+            return self._error(flavor, problem[0], problem[1], extra=problem[2] if len(problem) > 2 else None,
+                               model=model)
+        if flavor == "anthropic":
+            return self._anthropic(body, script)
+        return self._chat(flavor, body, script)
+
+    # -- validation ------------------------------------------------------------------------------
+    def _authorised(self, flavor: str, request: RecordedRequest) -> bool:
+        if flavor == "anthropic":
+            # API 2023-06-01 reads x-api-key; SDK 2.x (API 2026-10-21) sends Authorization: Bearer.
+            auth = request.headers.get("authorization", "")
+            key = request.headers.get("x-api-key", "") or (auth[7:] if auth.lower().startswith("bearer ") else "")
+            if key and request.headers.get("anthropic-version") not in ANTHROPIC_VERSIONS:
+                self._error(flavor, 400, "anthropic-version: header is required (2023-06-01 or 2026-10-21)")
+                return False
+        else:
+            auth = request.headers.get("authorization", "")
+            key = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if not key:
+            self._error(flavor or "openai", 401, "Missing authentication.")
+            return False
+        if "invalid" in key:
+            message = (f"Incorrect API key provided: {_mask(key)}. You can find your API key at "
+                       "https://platform.openai.com/account/api-keys." if flavor == "openai"
+                       else "invalid x-api-key" if flavor == "anthropic" else "No auth credentials found")
+            self._error(flavor, 401, message)
+            return False
+        return True
+
+    def _validate(self, flavor: str, body: dict) -> tuple | None:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return 400, "'messages' is required and must be a non-empty array."
+        model = body.get("model")
+        if flavor == "anthropic":
+            if "max_tokens" not in body:
+                return 400, "max_tokens: Field required"
+            if any(m.get("role") == "system" for m in messages if isinstance(m, dict)):
+                return 400, 'messages: Unexpected role "system". Use the top-level `system` parameter.'
+            sampling = sorted({"temperature", "top_p", "top_k"} & set(body))
+            if sampling and self.headers.get("anthropic-version") >= "2026-10-21":
+                return 400, f"{sampling[0]}: Extra inputs are not permitted"
+            if model not in ANTHROPIC_MODELS:
+                return 404, f"model: {model}"
+        elif flavor == "openai":
+            if model not in OPENAI_MODELS:
+                return 404, f"The model `{model}` does not exist or you do not have access to it.", {
+                    "code": "model_not_found"}
+        else:
+            candidates = [model, *(body.get("models") or [])]
+            if not any(c in OPENROUTER_MODELS for c in candidates):
+                return 400, f"{model} is not a valid model ID"
+        return None
+
+    # -- successful answers ------------------------------------------------------------------------
+    def _reply(self, flavor: str, model: str, system: str, messages: list, max_tokens: int,
+               script: Script | None) -> tuple[str, int, int, bool]:
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        last = _text_of(users[-1].get("content")) if users else ""
+        content = script.content if script and script.content is not None else (
+            f"Emulated {flavor} reply ({model}): {last[:200]}")
+        prompt_words = len(_words(system)) + sum(len(_words(_text_of(m.get("content")))) for m in messages
+                                                   if isinstance(m, dict))
+        words = _words(content)
+        truncated = len(words) > max_tokens
+        if truncated:
+            content = " ".join(words[:max_tokens])
+            words = words[:max_tokens]
+        return content, max(prompt_words, 1), len(words), truncated
+
+    def _chat(self, flavor: str, body: dict, script: Script | None) -> None:
+        model = str(body["model"])
+        if flavor == "openrouter" and model not in OPENROUTER_MODELS:
+            model = next(m for m in body.get("models") or [] if m in OPENROUTER_MODELS)
+        if script and script.served_model:
+            model = script.served_model
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 4096)
+        messages = body["messages"]
+        system = " ".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
+        chat = [m for m in messages if m.get("role") != "system"]
+        content, prompt_tokens, completion_tokens, truncated = self._reply(flavor, model, system, chat, max_tokens,
+                                                                           script)
+        prompt_tokens += len(_words(system))
+        finish = (script.finish_reason if script and script.finish_reason else ("length" if truncated else "stop"))
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        gen_id = (f"gen-{uuid.uuid4().hex[:20]}" if flavor == "openrouter" else f"chatcmpl-{uuid.uuid4().hex[:24]}")
+        extra: dict[str, Any] = {}
+        if flavor == "openrouter":
+            price = OPENROUTER_MODELS.get(model, ("0", "0", 0))
+            cost = Decimal(price[0]) * prompt_tokens + Decimal(price[1]) * completion_tokens
+            usage.update({"cost": float(cost), "prompt_tokens_details": {"cached_tokens": 0},
+                          "completion_tokens_details": {"reasoning_tokens": 0}})
+            extra["provider"] = UPSTREAM_NAMES.get(model.split("/", 1)[0], "Emulated")
+            self.server.upstream._generations[gen_id] = {
+                "id": gen_id, "model": model, "total_cost": float(cost), "tokens_prompt": prompt_tokens,
+                "tokens_completion": completion_tokens, "provider_name": extra["provider"]}
+        if script and script.usage:
+            usage.update(script.usage)
+        headers = {} if flavor == "openrouter" else {"x-request-id": f"req_{uuid.uuid4().hex[:24]}"}
+        headers.update(script.headers if script else {})
+        created = int(time.time())
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage")) or (
+                flavor == "openrouter" and bool((body.get("usage") or {}).get("include")))
+            return self._chat_stream(flavor, gen_id, created, model, content, finish, usage if include_usage else None,
+                                     headers)
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                                  "logprobs": None, "finish_reason": finish}
+        if flavor == "openrouter":
+            choice["native_finish_reason"] = finish
+        payload = {"id": gen_id, "object": "chat.completion", "created": created, "model": model,
+                   "choices": [choice], "usage": usage, "system_fingerprint": "fp_emulator", **extra}
+        self._send(200, payload, headers)
+
+    def _anthropic(self, body: dict, script: Script | None) -> None:
+        model = str(body["model"])
+        system = body.get("system") or ""
+        system_text = system if isinstance(system, str) else _text_of(system)
+        content, prompt_tokens, completion_tokens, truncated = self._reply(
+            "anthropic", model, system_text, body["messages"], int(body["max_tokens"]), script)
+        stop = script.finish_reason if script and script.finish_reason else ("max_tokens" if truncated else "end_turn")
+        usage = {"input_tokens": prompt_tokens, "output_tokens": completion_tokens,
+                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        if script and script.usage:
+            usage.update(script.usage)
+        msg_id = f"msg_{uuid.uuid4().hex[:24]}"
+        headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}", **(script.headers if script else {})}
+        if body.get("stream"):
+            return self._anthropic_stream(msg_id, model, content, stop, usage, headers)
+        self._send(200, {"id": msg_id, "type": "message", "role": "assistant", "model": model,
+                         "content": [{"type": "text", "text": content}], "stop_reason": stop,
+                         "stop_sequence": None, "usage": usage}, headers)
+
+    # -- streaming -----------------------------------------------------------------------------------
+    def _start_stream(self, headers: dict[str, str]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.close_connection = True
+
+    def _write(self, text: str) -> None:
+        self.wfile.write(text.encode())
+        self.wfile.flush()
+
+    def _chat_stream(self, flavor: str, gen_id: str, created: int, model: str, content: str, finish: str,
+                     usage: dict | None, headers: dict[str, str]) -> None:
+        self._start_stream(headers)
+
+        def chunk(delta: dict, finish_reason: str | None = None, **extra: Any) -> str:
+            data = {"id": gen_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
+            return f"data: {json.dumps(data)}\n\n"
+
+        try:
+            if flavor == "openrouter":
+                self._write(": OPENROUTER PROCESSING\n\n")
+            self._write(chunk({"role": "assistant", "content": ""}))
+            words = content.split(" ")
+            for index, word in enumerate(words):
+                piece = word if index == len(words) - 1 else word + " "
+                self._write(chunk({"content": piece}))
+                if flavor == "openrouter" and index == len(words) // 2:
+                    self._write(": OPENROUTER PROCESSING\n\n")
+            self._write(chunk({}, finish))
+            if usage is not None:
+                last = {"id": gen_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "choices": [], "usage": usage}
+                self._write(f"data: {json.dumps(last)}\n\n")
+            self._write("data: [DONE]\n\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _anthropic_stream(self, msg_id: str, model: str, content: str, stop: str, usage: dict,
+                          headers: dict[str, str]) -> None:
+        self._start_stream(headers)
+
+        def event(name: str, data: dict) -> str:
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+        try:
+            start_usage = {**usage, "output_tokens": 1}
+            self._write(event("message_start", {"type": "message_start", "message": {
+                "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": None, "stop_sequence": None, "usage": start_usage}}))
+            self._write(event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                      "content_block": {"type": "text", "text": ""}}))
+            self._write(event("ping", {"type": "ping"}))
+            words = content.split(" ")
+            for index, word in enumerate(words):
+                piece = word if index == len(words) - 1 else word + " "
+                self._write(event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                          "delta": {"type": "text_delta", "text": piece}}))
+            self._write(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+            self._write(event("message_delta", {"type": "message_delta",
+                                                "delta": {"stop_reason": stop, "stop_sequence": None},
+                                                "usage": {"output_tokens": usage["output_tokens"]}}))
+            self._write(event("message_stop", {"type": "message_stop"}))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the OpenAI/OpenRouter/Anthropic upstream emulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args(argv)
+    upstream = Upstream(args.host, args.port)
+    print(f"Upstream emulator listening on {upstream.url} "
+          f"(openai {upstream.openai_base_url}, openrouter {upstream.openrouter_base_url}, "
+          f"anthropic {upstream.anthropic_base_url})", flush=True)
+    try:
+        upstream._server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        upstream._server.server_close()
+
+
+if __name__ == "__main__":
+    main()
