@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
+from integrations.ai import site_config
 from integrations.ai.providers import base as provider_base
 from integrations.ai.providers import factory as provider_factory
 from integrations.ai.providers import openrouter_provider
-from integrations.ai import site_config
 from integrations.ai.testing.upstream import Upstream
 
 

@@ -115,7 +115,7 @@ def test_slow_upstream_times_out(keys, upstream, flavor):
     keys.AI_REQUEST_TIMEOUT = 0.3
     upstream.script(flavor=flavor, delay=1.0)
     started = time.monotonic()
-    with pytest.raises(errors.ProviderTimeout, match="No answer within 0.3s"):
+    with pytest.raises(errors.ProviderTimeout, match=r"No answer within 0\.3s"):
         ProviderFactory.create_provider(flavor).generate_content(MESSAGES)
     assert time.monotonic() - started < 0.9
 

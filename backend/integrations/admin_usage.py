@@ -13,6 +13,7 @@ from django.contrib import admin
 from django.db.models import Count, Sum
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
+
 from tenancy.access import SiteScopedAdminMixin, site_ids_for
 
 from .ai.budget import month_start

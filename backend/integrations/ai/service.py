@@ -274,9 +274,10 @@ class AIService:
         # Everything that touches the database happens here, in the caller's thread: the snapshot
         # is warmed, the budget checked once, and the workers' ledger rows written in one go.
         snapshot = get_snapshot(site_id)
+        primary = self.provider_for(params.get("provider"), params.get("model"))
+        primary.client  # noqa: B018 - import the SDK and build the pooled client once, not in every worker
         reservation = None
         if snapshot.monthly_budget is not None:
-            primary = self.provider_for(params.get("provider"), params.get("model"))
             price = self.price_for(snapshot, primary, primary.resolve_model(params.get("model")))
             max_tokens = params.get("max_tokens", 1000)
             estimate = sum(

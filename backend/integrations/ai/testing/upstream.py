@@ -76,6 +76,7 @@ class RecordedRequest:
     flavor: str
     headers: dict[str, str]
     json: Any
+    received_at: float = 0.0  # time.monotonic() when the request arrived
 
 
 @dataclass
@@ -238,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         parts = urlsplit(self.path)
         request = RecordedRequest(self.command, parts.path, dict(parse_qsl(parts.query)), flavor,
-                                  {k.lower(): v for k, v in self.headers.items()}, body)
+                                  {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
         with self.server.upstream._lock:
             self.server.upstream.requests.append(request)
         return request

@@ -1,0 +1,102 @@
+"""Batch generation (issue 6) and the `ai_test` command (issue 2)."""
+
+from __future__ import annotations
+
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from integrations.ai.providers import errors
+from integrations.ai.service import AIService
+from integrations.models import AIUsage
+
+from .factories import AIProviderSettingsFactory, SiteFactory
+
+OAI_KEY = "sk-proj-" + "6a" * 24
+OR_KEY = "sk-or-v1-" + "6b" * 24
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def record(upstream):
+    return AIProviderSettingsFactory(
+        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+    )
+
+
+def test_batch_preserves_order_and_captures_each_error(record, upstream):
+    upstream.script(flavor="openai", delay=0.2)  # the first prompt finishes last
+    upstream.script(flavor="openai", status=400, times=1)
+    prompts = [f"Prompt number {i}" for i in range(12)]
+    items = AIService(site=record.site, service="pages.batch").generate_batch(prompts, concurrency=4, max_tokens=30)
+    assert [item.index for item in items] == list(range(12))
+    assert [item.prompt for item in items] == prompts
+    failed = [item for item in items if not item.ok]
+    assert len(failed) == 1 and isinstance(failed[0].error, errors.InvalidRequest)
+    for item in items:
+        if item.ok:
+            assert item.result.content.endswith(item.prompt)
+    rows = AIUsage.objects.filter(site=record.site)
+    assert rows.count() == 12 and rows.filter(status="error").count() == 1
+    assert set(rows.values_list("service", flat=True)) == {"pages.batch"}
+
+
+def test_batch_runs_concurrently(record, upstream):
+    upstream.script(flavor="openai", delay=0.2, times=8)
+    started = time.monotonic()
+    items = AIService(site=record.site).generate_batch([f"p{i}" for i in range(8)], concurrency=8)
+    assert all(item.ok for item in items)
+    assert time.monotonic() - started < 0.2 * 8 / 2  # well under the sequential 1.6 s
+
+
+def test_a_rate_limit_pauses_the_whole_batch(record, upstream, settings):
+    settings.AI_MAX_RETRIES = 1
+    upstream.script(flavor="openai", status=429, headers={"Retry-After": "1"})
+    items = AIService(site=record.site).generate_batch([f"p{i}" for i in range(6)], concurrency=2)
+    assert all(item.ok for item in items)
+    requests = sorted(upstream.requests, key=lambda r: r.received_at)
+    assert len(requests) == 7  # six prompts plus one retry
+    told_to_wait = requests[0].received_at  # the scripted 429 answered the first request
+    gaps = [r.received_at - told_to_wait for r in requests[1:]]
+    # The other worker's first request left together with the one that was told to wait; after that,
+    # nothing from either worker during the second the upstream asked for.
+    in_flight = [g for g in gaps if g < 0.05]
+    assert len(in_flight) <= 1, gaps
+    assert all(g >= 0.95 for g in gaps if g >= 0.05), gaps
+    assert len(gaps) - len(in_flight) >= 5
+
+
+def test_batch_refuses_bad_concurrency(record):
+    with pytest.raises(errors.InvalidRequest, match="concurrency"):
+        AIService(site=record.site).generate_batch(["x"], concurrency=0)
+
+
+def test_ai_test_command_prints_answer_and_numbers(ai_settings, upstream):
+    ai_settings.OPENROUTER_API_KEY = OR_KEY
+    out = StringIO()
+    call_command("ai_test", "Say hello to Panel", "--model", "claude-3-5-sonnet", stdout=out)
+    text = out.getvalue()
+    assert "Emulated openrouter reply (anthropic/claude-3.5-sonnet): Say hello to Panel" in text
+    assert "provider:  openrouter (via Anthropic)" in text
+    assert "model:     anthropic/claude-3.5-sonnet (requested claude-3-5-sonnet)" in text
+    assert "tokens:    4 prompt + 8 completion = 12" in text
+    assert "cost:      $0.000132" in text  # 4 x $3/M + 8 x $15/M, as OpenRouter reported it
+    assert OR_KEY not in text
+
+
+def test_ai_test_command_uses_a_sites_settings(record, upstream):
+    out = StringIO()
+    call_command("ai_test", "Hello", "--site", record.site.domain, stdout=out)
+    assert "provider:  openai" in out.getvalue()
+    assert upstream.requests[0].headers["authorization"] == f"Bearer {OAI_KEY}"
+
+
+def test_ai_test_command_reports_typed_errors(ai_settings):
+    with pytest.raises(CommandError, match="provider_not_configured: No AI provider is configured"):
+        call_command("ai_test", "Hello")
+    SiteFactory(domain="known.example")
+    with pytest.raises(CommandError, match=r"No site with domain 'unknown\.example'"):
+        call_command("ai_test", "Hello", "--site", "unknown.example")
