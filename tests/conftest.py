@@ -7,7 +7,6 @@ from django.core.cache import cache
 
 from integrations.ai import site_config
 from integrations.ai.providers import base as provider_base
-from integrations.ai.providers import factory as provider_factory
 from integrations.ai.providers import openrouter_provider
 from integrations.ai.testing.upstream import Upstream
 
@@ -32,13 +31,11 @@ def _fresh_ai_caches():
     """Every test starts with no cached clients, providers, snapshots or model listings."""
     cache.clear()
     provider_base.clear_client_cache()
-    provider_factory.clear_provider_cache()
     site_config.clear_snapshots()
     openrouter_provider._models_cache.clear()
     yield
     cache.clear()
     provider_base.clear_client_cache()
-    provider_factory.clear_provider_cache()
     site_config.clear_snapshots()
 
 

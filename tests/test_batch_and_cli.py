@@ -61,12 +61,12 @@ def test_a_rate_limit_pauses_the_whole_batch(record, upstream, settings):
     assert len(requests) == 7  # six prompts plus one retry
     told_to_wait = requests[0].received_at  # the scripted 429 answered the first request
     gaps = [r.received_at - told_to_wait for r in requests[1:]]
-    # The other worker's first request left together with the one that was told to wait; after that,
+    # The other worker may get a request or two out while the 429 is on its way back; after that,
     # nothing from either worker during the second the upstream asked for.
     in_flight = [g for g in gaps if g < 0.05]
-    assert len(in_flight) <= 1, gaps
+    assert len(in_flight) <= 2, gaps
     assert all(g >= 0.95 for g in gaps if g >= 0.05), gaps
-    assert len(gaps) - len(in_flight) >= 5
+    assert len(gaps) - len(in_flight) >= 4
 
 
 def test_batch_refuses_bad_concurrency(record):

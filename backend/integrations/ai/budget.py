@@ -13,11 +13,10 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
-from django.utils import timezone
-
 from .providers.errors import BudgetExceeded
+
+# django.db and django.utils.timezone are imported inside the functions: only capped sites need it, and importing it
+# here would triple the import time of `integrations.ai`.
 
 logger = logging.getLogger("integrations.ai")
 MILLION = Decimal(1_000_000)
@@ -29,11 +28,15 @@ def usd(amount: Decimal) -> str:
 
 
 def month_start() -> datetime.datetime:
+    from django.utils import timezone
+
     now = timezone.now()
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def month_to_date_spend(site_id: int) -> Decimal:
+    from django.db.models import Sum
+
     from integrations.models import AIUsage
 
     total = AIUsage.objects.filter(site_id=site_id, created_at__gte=month_start()).aggregate(total=Sum("cost"))
@@ -59,6 +62,8 @@ class Reservation:
 
     def settle(self, actual: Decimal) -> None:
         """Turn the reservation into the real spend (zero if the call failed)."""
+        from django.db.models import F
+
         from integrations.models import BudgetPeriod
 
         BudgetPeriod.objects.filter(pk=self.period_id).update(
@@ -67,6 +72,8 @@ class Reservation:
 
 
 def _period(site_id: int):
+    from django.db import IntegrityError, transaction
+
     from integrations.models import BudgetPeriod
 
     month = month_start().date()
@@ -85,6 +92,8 @@ def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Rese
     """Reserve `estimate` against the site's cap, or raise BudgetExceeded. None when there is no cap."""
     if site_id is None or cap is None:
         return None
+    from django.db.models import F
+
     from integrations.models import BudgetPeriod
 
     period = _period(site_id)

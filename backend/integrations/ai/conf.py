@@ -6,7 +6,10 @@ this module, so a test's `settings` override is seen everywhere at once.
 
 from __future__ import annotations
 
+import threading
+
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from .providers.base import ProviderConfig
 
@@ -31,8 +34,29 @@ def preferred_provider() -> str:
     return str(_get("AI_PROVIDER", "auto") or "auto").strip().lower()
 
 
+_configs: dict[str, ProviderConfig] = {}
+_lock = threading.Lock()
+
+
 def settings_config(provider: str) -> ProviderConfig:
-    """The deployment-wide config of one provider (its key may be empty)."""
+    """The deployment-wide config of one provider (its key may be empty); built once per settings change."""
+    config = _configs.get(provider)
+    if config is None:
+        config = _build(provider)
+        with _lock:
+            _configs[provider] = config
+    return config
+
+
+def _clear(**kwargs: object) -> None:
+    with _lock:
+        _configs.clear()
+
+
+setting_changed.connect(_clear, dispatch_uid="integrations.ai.conf")
+
+
+def _build(provider: str) -> ProviderConfig:
     defaults = _DEFAULTS[provider]
     return ProviderConfig(
         api_key=str(_get(setting_name(provider, "API_KEY")) or ""),

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
 
 _current_site_id: ContextVar[int | None] = ContextVar("integrations_ai_site_id", default=None)
 

@@ -75,8 +75,18 @@ def record_failure(site_id: int | None, provider: str) -> bool:
     return False
 
 
-def record_success(site_id: int | None, provider: str) -> None:
-    cache.delete(_fail_key(site_id, provider))
+def record_success(site_id: int | None, provider: str, failures: int = 1) -> None:
+    """Reset the consecutive-failure count (skipped when `health()` showed none)."""
+    if failures:
+        cache.delete(_fail_key(site_id, provider))
+
+
+def health(site_id: int | None, provider: str) -> tuple[float, int]:
+    """(seconds of cooldown left, consecutive failures) in one cache read."""
+    keys = [_cool_key(site_id, provider), _fail_key(site_id, provider)]
+    values = cache.get_many(keys)
+    until = values.get(keys[0])
+    return (max(until - time.time(), 0.0) if until else 0.0), int(values.get(keys[1]) or 0)
 
 
 def cooling_down(site_id: int | None, provider: str) -> float:

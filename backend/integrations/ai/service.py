@@ -194,7 +194,8 @@ class AIService:
         last_error: AIProviderError | None = None
         skipped: list[str] = []
         for candidate, candidate_model in self._candidates(snapshot, primary, model, failover):
-            if pauses.cooling_down(self.site_id, candidate.name):
+            cooling, failures = pauses.health(self.site_id, candidate.name)
+            if cooling:
                 skipped.append(candidate.name)
                 continue
             options = dict(kwargs)
@@ -215,7 +216,7 @@ class AIService:
                     logger.warning("%s cools down for site %s after repeated failures", candidate.name, self.site_id)
                 logger.warning("%s failed (%s); trying the next provider", candidate.name, type(exc).__name__)
                 continue
-            pauses.record_success(self.site_id, candidate.name)
+            pauses.record_success(self.site_id, candidate.name, failures)
             return result
         if last_error is not None:
             raise last_error

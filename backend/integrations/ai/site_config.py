@@ -8,10 +8,13 @@ cache (Redis) every app process sees the bump; reading the counter is a cache hi
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.cache import cache
+from django.core.signals import setting_changed
 
 from .conf import settings_config
 from .providers.base import ProviderConfig
@@ -40,18 +43,35 @@ class SiteSnapshot:
     # (provider, model id) -> (USD per million prompt tokens, per million completion tokens)
     prices: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(default_factory=dict)
     version: tuple[int, int] = (0, 0)
+    _resolved: dict[str, ProviderConfig] = field(default_factory=dict, repr=False, compare=False)
+    # Memo of the factory's decisions for this snapshot: dropped with it when settings change.
+    providers: dict[tuple, object] = field(default_factory=dict, repr=False, compare=False)
 
     def config_for(self, provider: str) -> ProviderConfig:
         """The site's config for `provider`, else the deployment's (with the site's non-secret prefs)."""
-        if provider in self.site_configs:
-            return self.site_configs[provider]
-        base = settings_config(provider)
-        prefs = {k: v for k, v in self.preferences.get(provider, {}).items() if v}
-        return replace(base, site_id=self.site_id, **prefs)
+        config = self._resolved.get(provider)
+        if config is None:
+            if provider in self.site_configs:
+                config = self.site_configs[provider]
+            else:
+                prefs = {k: v for k, v in self.preferences.get(provider, {}).items() if v}
+                config = replace(settings_config(provider), site_id=self.site_id, **prefs)
+            self._resolved[provider] = config
+        return config
 
 
 _snapshots: dict[int | None, SiteSnapshot] = {}
+_checked_at: dict[int | None, float] = {}
 _lock = threading.Lock()
+
+
+def _check_interval() -> float:
+    """How long a snapshot is trusted before the shared version counters are read again.
+
+    Saves in this process invalidate at once (signals); this bounds how stale another process's
+    save can look. 0 reads the counters on every call.
+    """
+    return float(getattr(settings, "AI_SETTINGS_CHECK_INTERVAL", 1.0))
 
 
 def _versions(site_id: int | None) -> tuple[int, int]:
@@ -64,13 +84,16 @@ def _versions(site_id: int | None) -> tuple[int, int]:
 
 
 def get_snapshot(site_id: int | None) -> SiteSnapshot:
-    version = _versions(site_id)
     snap = _snapshots.get(site_id)
-    if snap is not None and snap.version == version:
+    now = time.monotonic()
+    if snap is not None and now - _checked_at.get(site_id, 0.0) < _check_interval():
         return snap
-    snap = _build(site_id, version)
+    version = _versions(site_id)
+    if snap is None or snap.version != version:
+        snap = _build(site_id, version)
     with _lock:
         _snapshots[site_id] = snap
+        _checked_at[site_id] = now
     return snap
 
 
@@ -92,9 +115,13 @@ def invalidate_site(site_id: int | None) -> None:
             _snapshots.clear()
 
 
-def clear_snapshots() -> None:
+def clear_snapshots(**kwargs: object) -> None:
     with _lock:
         _snapshots.clear()
+        _checked_at.clear()
+
+
+setting_changed.connect(clear_snapshots, dispatch_uid="integrations.ai.site_config")
 
 
 def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:

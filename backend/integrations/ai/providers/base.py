@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, ClassVar
 
 from .. import pauses, usage
@@ -67,7 +68,7 @@ class ProviderConfig:
             f"default_model={self.default_model!r}, source={self.source!r}, site_id={self.site_id!r})"
         )
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """A stable digest of the config (the key only as a hash) for client and provider caches."""
         parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "api_key"]
@@ -259,7 +260,7 @@ class BaseProvider(AIProviderInterface):
             result.requested_model = model or self.config.default_model
             result.attempts = attempt
             self._notify(Attempt(self.name, resolved, attempt, result.latency_ms, result=result))
-            logger.info(
+            logger.debug(
                 "%s served %s: %d+%d tokens in %.0f ms",
                 self.name, result.model, result.prompt_tokens, result.completion_tokens, result.latency_ms,
             )

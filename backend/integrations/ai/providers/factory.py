@@ -3,13 +3,13 @@
 Order: an explicit `provider_type` > the site's record > `AI_PROVIDER` > auto-detect (OpenRouter
 first, then OpenAI, then Anthropic). A provider that is asked for but has no key raises
 `ProviderNotConfigured` naming what to set, never a silent None. Providers are cached per
-(site, provider, config), so the SDK client and its connection pool are reused.
+settings snapshot of a site, and SDK clients per (provider, config), so clients and their
+connection pools are reused across requests and threads.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,15 +50,13 @@ class Resolution:
     config: ProviderConfig
 
 
-_providers: dict[tuple, BaseProvider] = {}
-_mappers: dict[tuple, ModelMapper] = {}
-_lock = threading.Lock()
-
-
 class ProviderFactory:
     @classmethod
     def resolve(cls, provider_type: str | None = None, site: Any = None) -> Resolution:
-        snapshot = get_snapshot(site_id_of(site))
+        return cls._resolve(get_snapshot(site_id_of(site)), provider_type)
+
+    @classmethod
+    def _resolve(cls, snapshot: SiteSnapshot, provider_type: str | None) -> Resolution:
         usable = {p for p in PROVIDERS if snapshot.config_for(p).api_key}
 
         if provider_type:
@@ -96,14 +94,29 @@ class ProviderFactory:
 
     @classmethod
     def create_provider(cls, provider_type: str | None = None, site: Any = None) -> BaseProvider:
-        resolution = cls.resolve(provider_type, site)
-        return cls._provider(resolution, get_snapshot(resolution.config.site_id))
+        """The provider for the site, built once per settings snapshot (so its SDK client is reused)."""
+        snapshot = get_snapshot(site_id_of(site))
+        key = ("type", provider_type)
+        provider = snapshot.providers.get(key)
+        if provider is None:
+            resolution = cls._resolve(snapshot, provider_type)
+            provider = provider_class(resolution.provider_type)(resolution.config, cls.mapper_for(snapshot))
+            provider.resolution = resolution
+            snapshot.providers[key] = provider
+        return provider
 
     @classmethod
     def get_provider_for_model(cls, model: str, site: Any = None) -> BaseProvider:
         """A `vendor/model` id goes to OpenRouter; gpt*/o1/o3 to OpenAI and claude* to Anthropic when
         that key is set, else OpenRouter; other known families to OpenRouter; the rest to the default."""
         snapshot = get_snapshot(site_id_of(site))
+        provider = snapshot.providers.get(("model", model))
+        if provider is None:
+            provider = snapshot.providers[("model", model)] = cls._provider_for_model(snapshot, model, site)
+        return provider
+
+    @classmethod
+    def _provider_for_model(cls, snapshot: SiteSnapshot, model: str, site: Any) -> BaseProvider:
         usable = {p for p in PROVIDERS if snapshot.config_for(p).api_key}
         vendor = vendor_of(model)
         if "/" in model:
@@ -124,29 +137,10 @@ class ProviderFactory:
 
     @classmethod
     def mapper_for(cls, snapshot: SiteSnapshot) -> ModelMapper:
-        key = (snapshot.site_id, snapshot.version)
-        mapper = _mappers.get(key)
+        mapper = snapshot.providers.get(("mapper",))
         if mapper is None:
-            mapper = ModelMapper(snapshot.mappings)
-            with _lock:
-                _mappers[key] = mapper
+            mapper = snapshot.providers[("mapper",)] = ModelMapper(snapshot.mappings)
         return mapper
-
-    @classmethod
-    def _provider(cls, resolution: Resolution, snapshot: SiteSnapshot) -> BaseProvider:
-        key = (resolution.provider_type, resolution.config.fingerprint, snapshot.site_id, snapshot.version)
-        provider = _providers.get(key)
-        if provider is None:
-            provider = provider_class(resolution.provider_type)(resolution.config, cls.mapper_for(snapshot))
-            provider.resolution = resolution
-            with _lock:
-                # Entries of this site from an older settings version can never be hit again.
-                for stale in [k for k in _providers if k[2] == snapshot.site_id and k[3] != snapshot.version]:
-                    del _providers[stale]
-                for stale in [k for k in _mappers if k[0] == snapshot.site_id and k[1] != snapshot.version]:
-                    del _mappers[stale]
-                _providers[key] = provider
-        return provider
 
     @staticmethod
     def _not_configured(provider_type: str, snapshot: SiteSnapshot) -> ProviderNotConfigured:
@@ -155,9 +149,3 @@ class ProviderFactory:
             f"The {provider_type} provider has no API key: set {setting_name(provider_type, 'API_KEY')}{where}.",
             provider=provider_type,
         )
-
-
-def clear_provider_cache() -> None:
-    with _lock:
-        _providers.clear()
-        _mappers.clear()
