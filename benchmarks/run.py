@@ -158,9 +158,11 @@ def main() -> None:
         rows: list = []
         with usage.deferred(rows):  # ledger rows written after the timing, as batches do
             results = overhead(upstream, args.n, with_litellm)
+        deferred_calls = len(rows)
+        usage.flush(rows)
         raw_p50 = results[0][1]
         print("\noverhead (loopback emulator, zero added latency, "
-              f"{args.n} calls each; ledger rows deferred: {len(rows)})")
+              f"{args.n} calls each; ledger rows deferred: {deferred_calls})")
         print(f"{'contender':<24}{'p50 ms':>10}{'p99 ms':>10}{'p50 / raw':>12}")
         for name, p50, p99 in results:
             print(f"{name:<24}{p50:>10.3f}{p99:>10.3f}{p50 / raw_p50:>12.3f}")

@@ -29,11 +29,12 @@ def record(upstream):
 def test_warm_path_makes_zero_queries(record, upstream, django_assert_num_queries):
     service = AIService(site=record.site)
     service.generate_content("warm up")  # first call: loads the site's snapshot
-    rows: list = []
-    with usage.deferred(rows), django_assert_num_queries(0):
+    entries: list = []
+    with usage.deferred(entries), django_assert_num_queries(0):
         result = AIService(site=record.site).generate_content("Second call, new service object")
     assert result.content.endswith("Second call, new service object")
-    assert len(rows) == 1 and rows[0].status == "ok"  # the ledger row, deferred
+    (row,) = usage.flush(entries)  # the ledger row, deferred and written now
+    assert row.status == "ok" and row.total_tokens == result.total_tokens
 
 
 def test_saving_settings_invalidates_only_that_site(record, upstream, django_assert_num_queries):

@@ -307,9 +307,9 @@ class AIService:
             with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="ai-batch") as pool:
                 return list(pool.map(run, items))
         finally:
-            usage.save_rows(rows)
+            saved = usage.flush(rows)
             if reservation is not None:
-                reservation.settle(sum((r.cost or Decimal(0) for r in rows), Decimal(0)))
+                reservation.settle(sum((r.cost or Decimal(0) for r in saved), Decimal(0)))
 
 
 class _LedgeredStream:

@@ -37,13 +37,24 @@ _sink: ContextVar[list | None] = ContextVar("integrations_ai_ledger_sink", defau
 
 
 @contextlib.contextmanager
-def deferred(rows: list) -> Iterator[list]:
-    """Collect ledger rows into `rows` instead of writing them (batch workers: the caller writes once)."""
-    token = _sink.set(rows)
+def deferred(entries: list) -> Iterator[list]:
+    """Collect calls into `entries` instead of writing them; `flush(entries)` writes them in one query.
+
+    Batch workers use it so only the calling thread touches the database, and the row objects are
+    only built when they are written.
+    """
+    token = _sink.set(entries)
     try:
-        yield rows
+        yield entries
     finally:
         _sink.reset(token)
+
+
+def flush(entries: list) -> list:
+    """Build and write the ledger rows of deferred calls; returns the saved rows."""
+    rows = [row for entry in entries for row in build_rows(*entry)]
+    entries.clear()
+    return save_rows(rows)
 
 
 def save_rows(rows: list) -> list:
@@ -101,10 +112,16 @@ def total_cost(record: CallRecord, prices: Prices) -> Decimal:
     return total
 
 
-def write_ledger(
-    record: CallRecord, prices: Prices, cached: GenerationResult | None = None
-) -> list[Any]:
+def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
     """Write the collected attempts (or one cache-hit row) to the ledger; never raises into the caller."""
+    sink = _sink.get()
+    if sink is not None:
+        sink.append((record, prices, cached))
+        return []
+    return save_rows(build_rows(record, prices, cached))
+
+
+def build_rows(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
     from integrations.models import AIUsage
 
     rows = []
@@ -140,8 +157,4 @@ def write_ledger(
             row.error_message = str(error)[:500]
             row.request_id = (getattr(error, "request_id", None) or "")[:200]
         rows.append(row)
-    sink = _sink.get()
-    if sink is not None:
-        sink.extend(rows)
-        return rows
-    return save_rows(rows)
+    return rows

@@ -43,10 +43,17 @@ _FINISH = {
 }
 
 
-def _sdk() -> Any:
-    import anthropic  # imported on first use so `import integrations.ai` stays cheap
+_anthropic: Any = None
 
-    return anthropic
+
+def _sdk() -> Any:
+    """The `anthropic` module, imported on first use so `import integrations.ai` stays cheap."""
+    global _anthropic
+    if _anthropic is None:
+        import anthropic
+
+        _anthropic = anthropic
+    return _anthropic
 
 
 class AnthropicProvider(BaseProvider):
@@ -115,10 +122,9 @@ class AnthropicProvider(BaseProvider):
     def _send(self, messages, model, max_tokens, temperature, system_prompt, options) -> GenerationResult:
         sdk = _sdk()
         try:
-            raw = self.client.messages.with_raw_response.create(
+            message = self.client.messages.create(
                 **self._request(messages, model, max_tokens, temperature, system_prompt, options)
             )
-            message = raw.parse()
         except (sdk.AnthropicError, ValueError) as exc:
             raise self.translate_sdk_error(exc, sdk) from None
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
@@ -133,7 +139,7 @@ class AnthropicProvider(BaseProvider):
             completion_tokens=usage.output_tokens or 0,
             total_tokens=prompt + (usage.output_tokens or 0),
             finish_reason=_FINISH.get(message.stop_reason, FINISH_OTHER),
-            request_id=raw.headers.get("request-id") or message.id,
+            request_id=getattr(message, "_request_id", None) or message.id,
         )
 
     def _stream(self, messages, model, max_tokens, temperature, system_prompt, options) -> Iterator[Any]:
@@ -143,9 +149,9 @@ class AnthropicProvider(BaseProvider):
         result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
         parts: list[str] = []
         try:
-            raw = self.client.messages.with_raw_response.create(**request)
-            result.request_id = raw.headers.get("request-id")
-            for event in raw.parse():
+            stream = self.client.messages.create(**request)
+            result.request_id = stream.response.headers.get("request-id")
+            for event in stream:
                 kind = event.type
                 if kind == "message_start":
                     result.model = event.message.model or model

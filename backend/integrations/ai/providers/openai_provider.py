@@ -36,10 +36,17 @@ _FINISH = {
 _REASONING_PREFIXES = ("o1", "o3", "o4")
 
 
-def _sdk() -> Any:
-    import openai  # imported on first use so `import integrations.ai` stays cheap
+_openai: Any = None
 
-    return openai
+
+def _sdk() -> Any:
+    """The `openai` module, imported on first use so `import integrations.ai` stays cheap."""
+    global _openai
+    if _openai is None:
+        import openai
+
+        _openai = openai
+    return _openai
 
 
 class OpenAIProvider(BaseProvider):
@@ -101,11 +108,8 @@ class OpenAIProvider(BaseProvider):
         sdk = _sdk()
         request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
         try:
-            raw = self.client.chat.completions.with_raw_response.create(**request)
-            completion = raw.parse()
-        except sdk.OpenAIError as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
-        except ValueError as exc:
+            completion = self.client.chat.completions.create(**request)
+        except (sdk.OpenAIError, ValueError) as exc:
             raise self.translate_sdk_error(exc, sdk) from None
         if not completion.choices:
             raise AIProviderError("The provider answered with no choices.", provider=self.name)
@@ -119,7 +123,7 @@ class OpenAIProvider(BaseProvider):
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             total_tokens=getattr(usage, "total_tokens", 0) or 0,
             finish_reason=_FINISH.get(choice.finish_reason, FINISH_OTHER),
-            request_id=raw.headers.get("x-request-id") or completion.id,
+            request_id=getattr(completion, "_request_id", None) or completion.id,
         )
         self._read_extras(result, completion)
         return result
@@ -132,9 +136,9 @@ class OpenAIProvider(BaseProvider):
         result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
         parts: list[str] = []
         try:
-            raw = self.client.chat.completions.with_raw_response.create(**request)
-            result.request_id = raw.headers.get("x-request-id")
-            for chunk in raw.parse():
+            stream = self.client.chat.completions.create(**request)
+            result.request_id = stream.response.headers.get("x-request-id")
+            for chunk in stream:
                 result.model = chunk.model or result.model
                 result.request_id = result.request_id or chunk.id
                 if chunk.choices:
@@ -149,7 +153,7 @@ class OpenAIProvider(BaseProvider):
                     result.completion_tokens = chunk.usage.completion_tokens or 0
                     result.total_tokens = chunk.usage.total_tokens or 0
                     self._read_extras(result, chunk)
-        except sdk.OpenAIError as exc:
+        except (sdk.OpenAIError, ValueError) as exc:
             raise self.translate_sdk_error(exc, sdk) from None
         result.content = "".join(parts)
         yield result
