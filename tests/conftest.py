@@ -50,3 +50,12 @@ def ai_settings(settings, upstream):
     settings.OPENAI_API_KEY = ""
     settings.ANTHROPIC_API_KEY = ""
     return settings
+
+
+@pytest.fixture
+def client(client, db):
+    """The test client, with a Site for its host: tenancy resolves the site from the request host."""
+    from django.contrib.sites.models import Site
+
+    Site.objects.get_or_create(domain="testserver", defaults={"name": "Test server"})
+    return client

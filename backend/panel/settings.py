@@ -138,6 +138,8 @@ ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropi
 # 2023-06-01 keeps temperature; 2026-10-21 (SDK 2.x default) rejects sampling parameters.
 ANTHROPIC_API_VERSION = env.str("ANTHROPIC_API_VERSION", default="2023-06-01")
 
+IMPORT_EXPORT_USE_TRANSACTIONS = True  # an import with any bad row saves nothing
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

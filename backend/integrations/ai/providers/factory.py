@@ -136,6 +136,11 @@ class ProviderFactory:
         return cls.create_provider(None, site)
 
     @classmethod
+    def mapper_for_site(cls, site: Any = None) -> ModelMapper:
+        """The model mapper a site's providers use (its own mappings over global ones)."""
+        return cls.mapper_for(get_snapshot(site_id_of(site)))
+
+    @classmethod
     def mapper_for(cls, snapshot: SiteSnapshot) -> ModelMapper:
         mapper = snapshot.providers.get(("mapper",))
         if mapper is None:

@@ -1,0 +1,131 @@
+"""The admin's live screens: test a provider with a real prompt, check a key.
+
+Both run through the same factory and service the CMS uses, for the record's site, so what an
+admin sees here is what pages will get. Another tenant's record is a 404 (`require_site`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from tenancy.access import require_site
+
+from .ai.providers.errors import AIProviderError
+from .ai.providers.factory import ProviderFactory
+from .ai.service import AIService
+from .forms import PROVIDER_LABELS, ProviderTestForm
+from .models import PROVIDERS, AIProviderSettings
+
+
+def _record_for(request: HttpRequest, pk: int) -> AIProviderSettings:
+    record = get_object_or_404(AIProviderSettings.objects.select_related("site"), pk=pk)
+    require_site(request.user, record.site_id)
+    if not request.user.has_perm("integrations.change_aiprovidersettings"):
+        raise PermissionDenied
+    return record
+
+
+def _usable_providers(record: AIProviderSettings) -> list[str]:
+    usable = []
+    for provider in PROVIDERS:
+        try:
+            ProviderFactory.create_provider(provider, record.site_id)
+        except AIProviderError:
+            continue
+        usable.append(provider)
+    return usable
+
+
+def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[tuple[str, str]], str]:
+    """Logical names from the mapping table, plus OpenRouter's live catalogue when it answers."""
+    mapper = ProviderFactory.mapper_for_site(record.site_id)
+    choices = [(name, name) for name in sorted(mapper.table)]
+    notice = ""
+    if "openrouter" in usable:
+        try:
+            catalogue = ProviderFactory.create_provider("openrouter", record.site_id).get_available_models()
+        except AIProviderError as exc:
+            notice = f"OpenRouter's model list is unavailable ({exc.code}); showing mapped models only."
+        else:
+            known = {value for value, _ in choices}
+            choices += [(m.id, f"{m.id} (OpenRouter)") for m in catalogue if m.id not in known]
+    return choices, notice
+
+
+def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
+    record = _record_for(request, pk)
+    usable = _usable_providers(record)
+    provider_choices = [("", "— as the site resolves it —")] + [(p, PROVIDER_LABELS[p]) for p in usable]
+    model_choices, notice = _model_choices(record, usable)
+    form = ProviderTestForm(
+        request.POST or None, providers=provider_choices, models=model_choices,
+    )
+    result = error = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            result = AIService(site=record.site_id, service="admin.test").generate_content(
+                data["prompt"],
+                provider=data["provider"] or None,
+                model=data["model"] or None,
+                max_tokens=data["max_tokens"],
+                temperature=data["temperature"],
+                cache=False,
+            )
+        except AIProviderError as exc:
+            error = exc
+    try:
+        resolution = ProviderFactory.resolve(None, record.site_id)
+    except AIProviderError as exc:
+        resolution, resolve_error = None, exc
+    else:
+        resolve_error = None
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": record,
+        "title": f"Test AI provider for {record.site.domain}",
+        "form": form,
+        "result": result,
+        "error": error,
+        "notice": notice,
+        "resolution": resolution,
+        "resolve_error": resolve_error,
+        "usable": [PROVIDER_LABELS[p] for p in usable],
+    }
+    return TemplateResponse(request, "admin/integrations/aiprovidersettings/test_provider.html", context)
+
+
+def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: str) -> HttpResponse:
+    record = _record_for(request, pk)
+    if request.method != "POST":  # it calls the provider: never on a GET (prefetchers, crawlers)
+        return HttpResponseNotAllowed(["POST"])
+    back = HttpResponseRedirect(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]))
+    if provider not in PROVIDERS:
+        messages.error(request, f"Unknown provider {provider!r}.")
+        return back
+    label = PROVIDER_LABELS[provider]
+    try:
+        status = ProviderFactory.create_provider(provider, record.site_id).check_key()
+    except AIProviderError as exc:
+        messages.error(request, f"{label} key check failed ({exc.code}): {exc.message}")
+        return back
+    if provider == "openrouter":
+        limit = status.get("limit")
+        remaining = status.get("limit_remaining")
+        summary = (
+            f"used ${status.get('usage') or 0:.4f}"
+            + (f", limit ${limit:.2f}, remaining ${remaining:.4f}" if limit is not None else ", no limit")
+            + (" (free tier)" if status.get("is_free_tier") else "")
+        )
+    else:
+        summary = f"{status['models_visible']} models visible"
+    messages.success(request, f"{label} key works: {summary}.")
+    return back
