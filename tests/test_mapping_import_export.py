@@ -33,7 +33,10 @@ def confirm(client, response):
 def test_a_good_file_imports(client):
     SiteFactory(domain="shop.example.test")
     client.force_login(SuperUserFactory())
-    content = HEADER + ",house-fast,openrouter,mistralai/mistral-large,1\nshop.example.test,house-fast,openai,gpt-4o-mini,1\n"
+    content = (
+        HEADER + ",house-fast,openrouter,mistralai/mistral-large,1\n"
+        "shop.example.test,house-fast,openai,gpt-4o-mini,1\n"
+    )
     response = import_file(client, content)
     assert response.status_code == 200 and response.context["confirm_form"] is not None
     confirm(client, response)
