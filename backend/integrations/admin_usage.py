@@ -11,13 +11,14 @@ from decimal import Decimal
 
 from django.contrib import admin
 from django.db.models import Count, Sum
+from django.utils.html import format_html
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
 from tenancy.access import SiteScopedAdminMixin, site_ids_for
 
 from .ai.budget import month_start
-from .models import AIProviderSettings, AIUsage, ModelPrice
+from .models import AIProviderSettings, AIUsage, APIToken, BatchJob, ModelPrice
 
 
 class AIUsageResource(resources.ModelResource):
@@ -120,3 +121,34 @@ class ModelPriceAdmin(ImportExportModelAdmin):
 
     def has_import_permission(self, request):
         return request.user.is_superuser
+
+
+@admin.register(APIToken)
+class APITokenAdmin(admin.ModelAdmin):
+    """Tokens are issued with `manage.py ai_token`; here they can be seen (prefix only) and revoked."""
+
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at")
+    fields = ("name", "user", "prefix", "created_at", "last_used_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs if request.user.is_superuser else qs.filter(user=request.user)
+
+
+@admin.register(BatchJob)
+class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    list_display = ("kind", "site", "status", "progress", "succeeded", "failed", "created_at", "finished_at")
+    list_filter = ("status", "kind", "site")
+    readonly_fields = ("kind", "site", "params", "status", "total", "succeeded", "failed", "items", "error",
+                       "task_id", "created_by", "created_at", "started_at", "finished_at")
+
+    @admin.display(description="Progress")
+    def progress(self, obj: BatchJob) -> str:
+        return format_html('<progress max="100" value="{}"></progress> {}/{}', obj.percent, obj.processed, obj.total)
+
+    def has_add_permission(self, request):
+        return False

@@ -1,8 +1,9 @@
 """Bulk generation as jobs: one `BatchJob` row records progress and each item's outcome.
 
-Apps register a handler per job kind; `start_job` records the job and hands it to Celery (or
-runs it in-process when no broker is configured). A handler receives the job and a `report`
-callback, and calls it once per item; progress is visible in the admin while it runs.
+An app registers a handler per job kind and a Celery task that runs it; `start_job` records the
+job and hands it to Celery, which runs it in a worker or, with no broker configured
+(CELERY_TASK_ALWAYS_EAGER), right here in-process. A handler calls `report` once per item from
+the calling thread, so progress shows in the admin while the job runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 logger = logging.getLogger("integrations.ai")
 
-Report = Callable[[str, bool, str, str], None]  # (item label, ok, error code, message)
+Report = Callable[..., None]  # report(item label, ok, code="", message="")
 Handler = Callable[[Any, Report], None]
 
 _handlers: dict[str, Handler] = {}
@@ -36,30 +37,35 @@ def handler_for(kind: str) -> Handler:
     return _handlers[kind]
 
 
-def start_job(kind: str, site: Any, params: dict | None = None, user: Any = None):
-    """Record a job and dispatch it; returns the BatchJob (already finished when run in-process)."""
+def start_job(kind: str, site: Any, task: Any, params: dict | None = None, user: Any = None):
+    """Record a job and dispatch `task(job_id)`; returns the BatchJob (finished already when run in-process)."""
     from .models import BatchJob
-    from .tasks import run_batch_job
 
     handler_for(kind)  # fail now, not in a worker, on an unknown kind
     job = BatchJob.objects.create(kind=kind, site=site, params=params or {}, created_by=user)
-    async_result = run_batch_job.delay(job.pk)
+    async_result = task.delay(job.pk)
     BatchJob.objects.filter(pk=job.pk).update(task_id=async_result.id or "")
     job.refresh_from_db()
     return job
 
 
+def set_total(job: Any, total: int) -> None:
+    from .models import BatchJob
+
+    job.total = total
+    BatchJob.objects.filter(pk=job.pk).update(total=total)
+
+
 def run_job(job_id: int) -> None:
-    """Execute one job in this process (the Celery task's body)."""
+    """Execute one job in this process (the body of every job task)."""
     from .models import BatchJob
 
     job = BatchJob.objects.get(pk=job_id)
     BatchJob.objects.filter(pk=job_id).update(status="running", started_at=timezone.now())
 
     def report(item: str, ok: bool, code: str = "", message: str = "") -> None:
-        entry = {"item": item, "ok": ok, "code": code, "message": message[:300]}
+        job.items.append({"item": item, "ok": ok, "code": code, "message": message[:300]})
         counter = "succeeded" if ok else "failed"
-        job.items.append(entry)
         BatchJob.objects.filter(pk=job_id).update(**{counter: F(counter) + 1}, items=job.items)
 
     try:
@@ -71,10 +77,3 @@ def run_job(job_id: int) -> None:
         )
         raise
     BatchJob.objects.filter(pk=job_id).update(status="done", finished_at=timezone.now())
-
-
-def set_total(job: Any, total: int) -> None:
-    from .models import BatchJob
-
-    job.total = total
-    BatchJob.objects.filter(pk=job.pk).update(total=total)

@@ -294,3 +294,33 @@ class BatchJob(models.Model):
     @property
     def percent(self) -> int:
         return int(self.processed * 100 / self.total) if self.total else (100 if self.status == "done" else 0)
+
+
+class APIToken(models.Model):
+    """A staff user's token for the JSON generation endpoint. Only a hash is stored; the token is shown once."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="ai_api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="The token's first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "AI API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def digest(raw: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name: str) -> tuple[APIToken, str]:
+        import secrets
+
+        raw = "pnl_" + secrets.token_urlsafe(32)
+        return cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw)), raw

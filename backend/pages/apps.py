@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class PagesConfig(AppConfig):
     name = "pages"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import tasks  # noqa: F401  (registers the batch job handler)

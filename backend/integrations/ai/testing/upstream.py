@@ -107,6 +107,21 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def _instance(schema: dict, text: str) -> Any:
+    """A minimal value that satisfies a JSON schema (structured outputs), its strings taken from `text`."""
+    kind = schema.get("type")
+    if kind == "object":
+        return {name: _instance(sub, f"{name}: {text}") for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_instance(schema.get("items") or {}, text) for _ in range(max(int(schema.get("minItems") or 1), 1))]
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "boolean":
+        return True
+    limit = int(schema.get("maxLength") or 200)
+    return text[:limit].rsplit(" ", 1)[0] if len(text) > limit else text
+
+
 def _mask(key: str) -> str:
     return f"{key[:3]}{'*' * 8}{key[-4:]}" if len(key) > 8 else "****"
 
@@ -336,6 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised(flavor, request):
             return
         body = request.json if isinstance(request.json, dict) else {}
+        self._body = body
         model = str(body.get("model") or "")
         if script and script.status != 200:
             if script.body is not None:
@@ -408,6 +424,9 @@ class _Handler(BaseHTTPRequestHandler):
         last = _text_of(users[-1].get("content")) if users else ""
         content = script.content if script and script.content is not None else (
             f"Emulated {flavor} reply ({model}): {last[:200]}")
+        schema = ((self._body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema and not (script and script.content is not None):  # structured outputs: JSON in that shape
+            content = json.dumps(_instance(schema, " ".join(last.split()[:40])))
         prompt_words = len(_words(system)) + sum(len(_words(_text_of(m.get("content")))) for m in messages
                                                    if isinstance(m, dict))
         words = _words(content)

@@ -1,0 +1,104 @@
+"""Structured blocks (hero, text, FAQ, call to action, features) written by a model as JSON.
+
+The model is shown the block type's exact shape and asked for JSON only; the answer is parsed
+and validated against the same schema the admin uses. When it does not fit, the model gets one
+more try with the validation errors in hand; after that the caller gets a typed error and
+nothing is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+
+from integrations.ai import AIService as CoreAIService
+from integrations.ai.providers.errors import InvalidRequest
+
+from ..blocks import SCHEMAS, BlockValidationError, describe, json_schema, validate_block
+from ..models import Block, Page
+from .ai_service import structured_output
+
+SYSTEM_PROMPT = (
+    "You write website content blocks as JSON. Answer with one JSON object only, exactly in the "
+    "requested shape: no markdown fences, no commentary."
+)
+
+
+class BlockGenerationFailed(InvalidRequest):
+    """The model's JSON did not fit the block type, even after a retry with the errors."""
+
+    code = "invalid_block_json"
+
+
+def parse_json_object(text: str) -> Any:
+    """The JSON object in a model's answer, tolerating a ```json fence around it."""
+    text = text.strip()
+    fenced = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.DOTALL)
+    if fenced:
+        text = fenced.group(1)
+    return json.loads(text)
+
+
+class AdvancedAIService:
+    def __init__(self, site: Any = None) -> None:
+        self.site = site
+
+    def _ai(self, site: Any = None) -> CoreAIService:
+        return CoreAIService(site=site if site is not None else self.site, service="pages.blocks")
+
+    def _call_ai_api(self, prompt: str, model: str | None = None, max_tokens: int = 500) -> str:
+        """The plan's low-level call, kept: one prompt in, the answer's text out."""
+        return self._ai().generate_content(prompt, model=model, max_tokens=max_tokens).content
+
+    def block_prompt(self, block_type: str, page_title: str, instructions: str = "") -> str:
+        return (
+            f"Write a '{block_type}' block for the web page \"{page_title}\".\n"
+            + (f"Instructions: {instructions}\n" if instructions else "")
+            + f"Return JSON of exactly this shape: {describe(block_type)}"
+        )
+
+    def generate_block_content(
+        self, block_type: str, page_title: str, instructions: str = "", model: str | None = None,
+        site: Any = None,
+    ) -> dict[str, Any]:
+        """Valid content for `block_type`, or BlockGenerationFailed after one corrective retry."""
+        if block_type not in SCHEMAS:
+            raise InvalidRequest(f"Unknown block type {block_type!r}; choose one of {', '.join(SCHEMAS)}.")
+        ai = self._ai(site)
+        messages = [{"role": "user", "content": self.block_prompt(block_type, page_title, instructions)}]
+        structured = structured_output(ai, f"{block_type}_block", json_schema(block_type), model)
+        for attempt in (1, 2):
+            answer = ai.complete(messages, model=model, max_tokens=1200, temperature=0.5,
+                                 system_prompt=SYSTEM_PROMPT, **structured).content
+            try:
+                content = parse_json_object(answer)
+                validate_block(block_type, content)
+                return content
+            except (ValueError, BlockValidationError) as exc:
+                problem = "; ".join(exc.errors) if isinstance(exc, BlockValidationError) else f"not valid JSON ({exc})"
+                if attempt == 2:
+                    raise BlockGenerationFailed(
+                        f"The model's {block_type} block was invalid twice: {problem}. Nothing was saved."
+                    ) from None
+                messages += [
+                    {"role": "assistant", "content": answer},
+                    {"role": "user", "content": f"That was invalid: {problem}. Reply with the corrected JSON only."},
+                ]
+        raise AssertionError("unreachable")
+
+    def generate_block(
+        self, page: Page, block_type: str, instructions: str = "", model: str | None = None, save: bool = True
+    ) -> Block:
+        content = self.generate_block_content(block_type, page.title, instructions, model, site=page.site_id)
+        block = Block(page=page, type=block_type, content=content)
+        if save:
+            with transaction.atomic():
+                last = page.blocks.aggregate(last=Max("order"))["last"]
+                block.order = 0 if last is None else last + 1
+                block.full_clean()
+                block.save()
+        return block

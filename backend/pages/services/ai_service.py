@@ -1,0 +1,180 @@
+"""SEO meta for pages: a title of at most 60 characters and a description of at most 160.
+
+One request returns both fields as JSON (structured outputs where the provider has them).
+Models overshoot limits, so each field is trimmed at a word boundary (never mid-word) and
+stripped of the quotes models like to add. Both are parsed and checked before anything is
+saved, so a vendor error or a bad answer leaves the page as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.db import transaction
+
+from integrations.ai import AIService as CoreAIService
+from integrations.ai.providers.errors import AIProviderError, InvalidRequest
+
+from ..models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
+
+SYSTEM_PROMPT = (
+    "You write SEO metadata for web pages. Answer with the requested text only: no quotes, "
+    "no labels, no explanations."
+)
+BODY_EXCERPT = 1500
+QUOTES = "\"'\u2018\u2019\u201c\u201d"
+
+
+def trim_to_words(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary; a single over-long word is dropped whole."""
+    text = re.sub(r"\s+", " ", text).strip().strip(QUOTES).strip()
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    if not (text[limit].isspace() or text[limit] in ",;:.!?"):  # the cut splits a word: drop that word
+        cut = cut.rsplit(" ", 1)[0] if " " in cut else ""
+    return cut.rstrip(" ,;:-\u2013\u2014")
+
+
+META_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "meta_title": {"type": "string", "maxLength": META_TITLE_MAX},
+        "meta_description": {"type": "string", "maxLength": META_DESCRIPTION_MAX},
+    },
+    "required": ["meta_title", "meta_description"],
+    "additionalProperties": False,
+}
+META_SYSTEM_PROMPT = (
+    "You write SEO metadata for web pages. Answer with one JSON object only: "
+    '{"meta_title": "...", "meta_description": "..."}; no markdown, no commentary.'
+)
+
+
+def meta_prompt(title: str, body: str) -> str:
+    return (
+        f"Write the meta title (at most {META_TITLE_MAX} characters) and meta description (at most "
+        f"{META_DESCRIPTION_MAX} characters) for this page.\n\nPage title: {title}\n\n"
+        f"Page content:\n{body[:BODY_EXCERPT]}"
+    )
+
+
+def structured_output(ai: CoreAIService, name: str, schema: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """`response_format` asking for `schema`, when the provider that will serve supports it."""
+    if "response_format" not in ai.provider_for(None, model).supported_options:
+        return {}
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}}
+
+
+def parse_meta(text: str) -> dict[str, str]:
+    """Both fields from the model's JSON, trimmed to their limits; InvalidRequest when unusable."""
+    try:
+        data = json.loads(re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip()))
+    except ValueError:
+        raise InvalidRequest("The model's meta was not valid JSON; nothing was saved.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The model's meta was not a JSON object; nothing was saved.")
+    meta = {
+        "meta_title": trim_to_words(str(data.get("meta_title") or ""), META_TITLE_MAX),
+        "meta_description": trim_to_words(str(data.get("meta_description") or ""), META_DESCRIPTION_MAX),
+    }
+    empty = [name for name, value in meta.items() if not value]
+    if empty:
+        raise InvalidRequest(f"The model's meta had no {' or '.join(empty)}; nothing was saved.")
+    return meta
+
+
+def title_prompt(title: str, body: str) -> str:
+    return (
+        f"Write an SEO meta title of at most {META_TITLE_MAX} characters for this page.\n\n"
+        f"Page title: {title}\n\nPage content:\n{body[:BODY_EXCERPT]}"
+    )
+
+
+def description_prompt(title: str, body: str) -> str:
+    return (
+        f"Write an SEO meta description of at most {META_DESCRIPTION_MAX} characters for this page.\n\n"
+        f"Page title: {title}\n\nPage content:\n{body[:BODY_EXCERPT]}"
+    )
+
+
+class AIService:
+    """Meta title and description generation for the pages of one site."""
+
+    def __init__(self, site: Any = None) -> None:
+        self.site = site
+
+    def _ai(self, site: Any = None) -> CoreAIService:
+        return CoreAIService(site=site if site is not None else self.site, service="pages.meta")
+
+    def generate_meta_title(self, title: str, content: str = "", model: str | None = None, site: Any = None) -> str:
+        result = self._ai(site).generate_content(
+            title_prompt(title, content), model=model, max_tokens=60, temperature=0.4, system_prompt=SYSTEM_PROMPT
+        )
+        return self._checked(trim_to_words(result.content, META_TITLE_MAX), "meta title")
+
+    def generate_meta_description(
+        self, title: str, content: str = "", model: str | None = None, site: Any = None
+    ) -> str:
+        result = self._ai(site).generate_content(
+            description_prompt(title, content), model=model, max_tokens=120, temperature=0.4,
+            system_prompt=SYSTEM_PROMPT,
+        )
+        return self._checked(trim_to_words(result.content, META_DESCRIPTION_MAX), "meta description")
+
+    @staticmethod
+    def _checked(text: str, what: str) -> str:
+        if not text:
+            raise InvalidRequest(f"The model returned an empty {what}; try again or another model.")
+        return text
+
+    def generate_meta_for_page(self, page: Page, model: str | None = None, save: bool = True) -> dict[str, str]:
+        """Generate both fields in one request, then save them together (or not at all)."""
+        ai = self._ai(page.site_id)
+        result = ai.generate_content(
+            meta_prompt(page.title, page.body), model=model, max_tokens=300, temperature=0.4,
+            system_prompt=META_SYSTEM_PROMPT, **structured_output(ai, "page_meta", META_SCHEMA, model),
+        )
+        meta = parse_meta(result.content)
+        if save:
+            with transaction.atomic():
+                Page.objects.filter(pk=page.pk).update(**meta)
+            for field, value in meta.items():
+                setattr(page, field, value)
+        return meta
+
+    def generate_meta_batch(
+        self, pages: list[Page], model: str | None = None, concurrency: int = 8, on_page: Any = None
+    ) -> dict[int, str | None]:
+        """Meta for many pages at once (one site's pages); returns {page id: error message or None}.
+
+        Each page is saved only when both its fields came back; a failing page does not stop the rest.
+        """
+        outcome: dict[int, str | None] = {}
+        by_site: dict[int, list[Page]] = {}
+        for page in pages:
+            by_site.setdefault(page.site_id, []).append(page)
+        for site_id, site_pages in by_site.items():
+            ai = self._ai(site_id)
+            items = ai.generate_batch(
+                [meta_prompt(page.title, page.body) for page in site_pages], concurrency=concurrency, model=model,
+                max_tokens=300, temperature=0.4, system_prompt=META_SYSTEM_PROMPT,
+                **structured_output(ai, "page_meta", META_SCHEMA, model),
+            )
+            for page, item in zip(site_pages, items, strict=True):
+                error: AIProviderError | None = item.error
+                if error is None:
+                    try:
+                        meta = parse_meta(item.result.content)
+                    except AIProviderError as exc:
+                        error = exc
+                    else:
+                        Page.objects.filter(pk=page.pk).update(**meta)
+                        for field, value in meta.items():
+                            setattr(page, field, value)
+                outcome[page.pk] = None if error is None else f"{error.code}: {error.message}"
+                if on_page is not None:
+                    on_page(page, outcome[page.pk])
+        return outcome

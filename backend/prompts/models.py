@@ -1,0 +1,104 @@
+"""Prompt templates with named variables, global or per site, and their saved runs."""
+
+from __future__ import annotations
+
+import string
+
+from django.conf import settings
+from django.contrib.sites.models import Site
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class TemplateVariableError(ValueError):
+    """Rendering was asked with a variable missing or one the template does not use; names them."""
+
+
+def template_variables(template: str) -> list[str]:
+    """The `{name}` variables of a template, in order of first use; raises ValueError when malformed."""
+    names: list[str] = []
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(
+                f"{{{field}}} is not a variable name: use letters, digits and _ (write {{{{ and }}}} for braces)"
+            )
+        if spec or conversion:
+            raise ValueError(f"{{{field}}} may not have a format spec or conversion")
+        if field not in names:
+            names.append(field)
+    return names
+
+
+class PromptTemplate(models.Model):
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="prompt_templates",
+        help_text="Empty for a template every site can use.",
+    )
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=200)
+    system_prompt = models.TextField(blank=True)
+    template = models.TextField(help_text="Text with {variable} placeholders; {{ and }} for literal braces.")
+    default_model = models.CharField(max_length=200, blank=True, help_text="Empty: the site's default model.")
+    max_tokens = models.PositiveIntegerField(default=500, validators=[MinValueValidator(1), MaxValueValidator(128_000)])
+    temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["slug"], condition=Q(site__isnull=True), name="unique_global_template"),
+            models.UniqueConstraint(fields=["site", "slug"], condition=Q(site__isnull=False),
+                                    name="unique_site_template"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def variables(self) -> list[str]:
+        return template_variables(self.template)
+
+    def clean(self) -> None:
+        try:
+            template_variables(self.template)
+        except ValueError as exc:
+            raise ValidationError({"template": str(exc)}) from None
+
+    def render(self, variables: dict[str, object]) -> str:
+        expected = set(self.variables)
+        given = set(variables)
+        missing = [name for name in self.variables if name not in given]
+        extra = sorted(given - expected)
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing variable(s): {', '.join(missing)}")
+            if extra:
+                parts.append(f"unknown variable(s): {', '.join(extra)}")
+            raise TemplateVariableError(f"Template {self.slug!r}: {'; '.join(parts)}.")
+        return self.template.format(**{k: str(v) for k, v in variables.items()})
+
+
+class PromptRun(models.Model):
+    """A template's output that a person chose to keep."""
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="runs")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="prompt_runs")
+    variables = models.JSONField(default=dict)
+    output = models.TextField()
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=20, blank=True)
+    total_tokens = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.template} run {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,52 @@
+"""Prompt templates through the provider layer: render with variables, generate with the template's
+model and parameters unless the caller overrides them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from integrations.ai import AIService
+from integrations.ai.providers.base import GenerationResult
+from integrations.ai.providers.errors import InvalidRequest
+
+from ..models import PromptRun, PromptTemplate, TemplateVariableError
+
+
+class AIContentService:
+    def __init__(self, site: Any = None) -> None:
+        self.site = site
+
+    def render(self, template: PromptTemplate, variables: dict[str, Any]) -> str:
+        try:
+            return template.render(variables)
+        except TemplateVariableError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    def generate(
+        self,
+        template: PromptTemplate,
+        variables: dict[str, Any],
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        site: Any = None,
+    ) -> GenerationResult:
+        prompt = self.render(template, variables)
+        site = site if site is not None else (self.site if self.site is not None else template.site_id)
+        return AIService(site=site, service="prompts.template").generate_content(
+            prompt,
+            model=model or template.default_model or None,
+            max_tokens=max_tokens if max_tokens is not None else template.max_tokens,
+            temperature=temperature if temperature is not None else template.temperature,
+            system_prompt=template.system_prompt or None,
+        )
+
+    def save_run(
+        self, template: PromptTemplate, site_id: int, variables: dict[str, Any], output: str,
+        result: GenerationResult | None = None, user: Any = None,
+    ) -> PromptRun:
+        return PromptRun.objects.create(
+            template=template, site_id=site_id, variables=variables, output=output,
+            model=result.model if result else "", provider=result.provider if result else "",
+            total_tokens=result.total_tokens if result else 0, created_by=user,
+        )

@@ -1,0 +1,45 @@
+"""factory-boy factories for the CMS models (pages, blocks, prompt templates)."""
+
+from __future__ import annotations
+
+import factory
+
+from pages.models import Block, Page
+from prompts.models import PromptTemplate
+
+from .factories import SiteFactory
+
+
+class PageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Page
+
+    site = factory.SubFactory(SiteFactory)
+    title = factory.Sequence(lambda n: f"Spring sale {n}")
+    slug = factory.Sequence(lambda n: f"spring-sale-{n}")
+    body = "Everything in the bakery is twenty percent off until Sunday, including sourdough and croissants."
+    status = "published"
+
+
+class BlockFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Block
+
+    page = factory.SubFactory(PageFactory)
+    type = "text"
+    order = factory.Sequence(lambda n: n)
+    content = factory.LazyFunction(lambda: {"body": "Fresh bread every morning."})
+
+
+class PromptTemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PromptTemplate
+
+    site = None
+    name = factory.Sequence(lambda n: f"Product blurb {n}")
+    slug = factory.Sequence(lambda n: f"product-blurb-{n}")
+    system_prompt = "You are a concise copywriter."
+    template = "Write a blurb for {product} aimed at {audience}."
+    default_model = "gpt-4o"
+    max_tokens = 150
+    temperature = 0.3
