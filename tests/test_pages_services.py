@@ -21,8 +21,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def page(upstream):
-    record = AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
+    record = AIProviderSettingsFactory(  # auto: claude-* goes to Anthropic, the rest to OpenRouter
+        provider_type="auto", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
         anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
     )
     return PageFactory(site=record.site, title="Spring sale", meta_title="", meta_description="")

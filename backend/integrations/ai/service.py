@@ -75,11 +75,23 @@ class AIService:
         return self._provider
 
     def provider_for(self, provider: str | None, model: str | None) -> BaseProvider:
+        """Who serves this call: an explicit provider; else the site's (or AI_PROVIDER's) chosen one when it
+        can serve the model; else the model decides (ProviderFactory.get_provider_for_model)."""
         if provider:
             return ProviderFactory.create_provider(provider, self.site_id)
-        if model and not self.provider_type:
+        if not model or self.provider_type:
+            return self.provider
+        try:
+            chosen = self.provider
+        except ProviderNotConfigured:
             return ProviderFactory.get_provider_for_model(model, self.site_id)
-        return self.provider
+        if chosen.resolution is not None and not chosen.resolution.detected:
+            try:
+                chosen.resolve_model(model)
+                return chosen
+            except ModelNotFound:
+                pass
+        return ProviderFactory.get_provider_for_model(model, self.site_id)
 
     @staticmethod
     def messages_for(prompt: str) -> list[dict[str, str]]:

@@ -48,6 +48,7 @@ class Resolution:
     provider_type: str
     source: str  # "explicit" | "site" | "settings" | "auto"
     config: ProviderConfig
+    detected: bool = False  # picked by auto-detection (from the site's keys or the environment's)
 
 
 class ProviderFactory:
@@ -73,7 +74,7 @@ class ProviderFactory:
             if snapshot.provider_type == "auto":
                 for candidate in AUTO_ORDER:
                     if candidate in site_keys:
-                        return Resolution(candidate, "site", snapshot.config_for(candidate))
+                        return Resolution(candidate, "site", snapshot.config_for(candidate), detected=True)
             logger.info("site %s has no usable AI key for %s; using deployment settings",
                         snapshot.site_id, snapshot.provider_type)
 
@@ -86,7 +87,7 @@ class ProviderFactory:
 
         for candidate in AUTO_ORDER:
             if candidate in usable:
-                return Resolution(candidate, "auto", snapshot.config_for(candidate))
+                return Resolution(candidate, "auto", snapshot.config_for(candidate), detected=True)
         raise ProviderNotConfigured(
             "No AI provider is configured: set OPENROUTER_API_KEY, OPENAI_API_KEY or ANTHROPIC_API_KEY, "
             "or add a key in the site's AI provider settings."

@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"would generate: [{page.site.domain}] {page.title}")
             return
         failures: list[str] = []
-        with tqdm(total=len(pages), desc="pages", unit="page", file=self.stderr, disable=None) as bar:
+        with tqdm(total=len(pages), desc="pages", unit="page", file=self.stderr._out, disable=False) as bar:
             def progress(page: Page, problem: str | None) -> None:
                 bar.update(1)
                 if problem:
