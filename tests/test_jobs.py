@@ -70,9 +70,7 @@ def test_a_real_worker_generates_meta_for_50_pages(site, upstream, settings):
     from tests.test_scaleout import database_url
 
     PageFactory.create_batch(50, site=site, meta_title="", meta_description="")
-    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": os.environ["REDIS_URL"],
-           "DJANGO_SETTINGS_MODULE": "panel.settings_test", "TEST_CELERY_BROKER_URL": os.environ["REDIS_URL"],
-           "CELERY_EAGER": "0"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "panel.settings_test"}
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "panel", "worker", "--pool=solo", "--concurrency=1",
          "--loglevel=WARNING", "-Q", "panel-test"],
@@ -80,7 +78,6 @@ def test_a_real_worker_generates_meta_for_50_pages(site, upstream, settings):
     )
     try:
         app.conf.task_always_eager = False
-        app.conf.broker_url = os.environ["REDIS_URL"]
         app.conf.task_default_queue = "panel-test"
         job = start_generate_meta(site, concurrency=8)
         deadline = time.monotonic() + 90

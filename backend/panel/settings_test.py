@@ -21,5 +21,5 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if not REDIS_URL:  # noqa: F405  (the PostgreSQL+Redis CI run keeps its shared cache)
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
-CELERY_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "")
+# Tasks run in-process unless a test hands them to a real worker (tests/test_jobs.py, Redis pass).
 CELERY_TASK_ALWAYS_EAGER = True

@@ -1,0 +1,89 @@
+"""The CMS admin's AI actions: generate meta, generate a block, run a prompt template (issue 4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from pages.models import Block
+from prompts.models import PromptRun
+
+from .factories import AIProviderSettingsFactory, SuperUserFactory
+from .factories_cms import PageFactory, PromptTemplateFactory
+
+OR_KEY = "sk-or-v1-" + "6c" * 24
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def site(upstream):
+    return AIProviderSettingsFactory(
+        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
+    ).site
+
+
+@pytest.fixture
+def admin_client(client):
+    client.force_login(SuperUserFactory())
+    return client
+
+
+def test_generate_meta_action_saves_and_reports(admin_client, site, upstream):
+    pages = PageFactory.create_batch(2, site=site, meta_title="", meta_description="")
+    upstream.script(content=json.dumps({"meta_title": "Fresh bread", "meta_description": "Baked daily."}), times=2)
+    response = admin_client.post(reverse("admin:pages_page_changelist"), {
+        "action": "generate_meta", "_selected_action": [p.pk for p in pages]}, follow=True)
+    text = response.content.decode()
+    assert "Generated meta for 2 page(s)." in text
+    for page in pages:
+        page.refresh_from_db()
+        assert (page.meta_title, page.meta_description) == ("Fresh bread", "Baked daily.")
+
+
+def test_generate_meta_action_error_changes_nothing_and_says_why(admin_client, site, upstream, settings):
+    settings.AI_MAX_RETRIES = 0
+    page = PageFactory(site=site, meta_title="Old", meta_description="Old too")
+    upstream.script(flavor="openrouter", status=402)
+    response = admin_client.post(reverse("admin:pages_page_changelist"), {
+        "action": "generate_meta", "_selected_action": [page.pk]}, follow=True)
+    assert "not changed — insufficient_credits" in response.content.decode()
+    page.refresh_from_db()
+    assert (page.meta_title, page.meta_description) == ("Old", "Old too")
+
+
+def test_generate_block_view(admin_client, site, upstream):
+    page = PageFactory(site=site)
+    url = reverse("admin:pages_page_generate_block", args=[page.pk])
+    assert admin_client.get(url).status_code == 200
+    upstream.script(content=json.dumps({"heading": "Bread, daily", "subheading": "Since 1921"}))
+    response = admin_client.post(url, {"type": "hero", "instructions": "warm", "model": ""}, follow=True)
+    assert "Added a hero block." in response.content.decode()
+    assert Block.objects.get(page=page).content == {"heading": "Bread, daily", "subheading": "Since 1921"}
+
+
+def test_generate_block_view_invalid_twice_saves_nothing(admin_client, site, upstream):
+    page = PageFactory(site=site)
+    upstream.script(content="no json here", times=2)
+    response = admin_client.post(reverse("admin:pages_page_generate_block", args=[page.pk]),
+                                 {"type": "cta", "instructions": "", "model": ""})
+    assert "No block was added — invalid_block_json" in response.content.decode()
+    assert not Block.objects.filter(page=page).exists()
+
+
+def test_run_template_preview_then_save(admin_client, site, upstream):
+    template = PromptTemplateFactory(site=None)
+    url = reverse("admin:prompts_prompttemplate_run", args=[template.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="product"' in page and 'name="audience"' in page
+    response = admin_client.post(url, {"product": "rye", "audience": "students", "site": site.pk, "model": ""})
+    html = response.content.decode()
+    assert 'id="save-form"' in html and "Write a blurb for rye aimed at students." in html
+    assert PromptRun.objects.count() == 0  # a preview saves nothing
+    saved = admin_client.post(url, {"_save": "1", "output": "Edited output", "site_id": site.pk,
+                                     "variables_json": json.dumps({"product": "rye", "audience": "students"})})
+    assert saved.status_code == 302
+    run = PromptRun.objects.get()
+    assert (run.output, run.site, run.variables["product"]) == ("Edited output", site, "rye")
