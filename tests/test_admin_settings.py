@@ -243,6 +243,22 @@ class TestLiveTestScreen:
         assert upstream.requests == []
 
 
+    def test_streaming_variant_sends_deltas_then_totals(self, client, two_sites, upstream):
+        record_a, _ = two_sites
+        client.force_login(SuperUserFactory())
+        url = reverse("admin:integrations_aiprovidersettings_test_stream", args=[record_a.pk])
+        assert client.get(url).status_code == 405
+        response = client.post(url, {"provider": "", "model": "", "prompt": "Stream me a line",
+                                     "max_tokens": 50, "temperature": 0.5})
+        assert response["Content-Type"] == "text/event-stream"
+        events = [json.loads(chunk.decode()[6:]) for chunk in b"".join(response.streaming_content).split(b"\n\n")
+                  if chunk]
+        deltas = [e["delta"] for e in events if "delta" in e]
+        assert len(deltas) > 3 and "".join(deltas).endswith("Stream me a line")
+        assert events[-1]["done"] and events[-1]["total_tokens"] > 0 and events[-1]["cost"]
+        assert upstream.requests[-1].json["stream"] is True
+
+
 class TestCheckKey:
     def url(self, record, provider):
         return reverse("admin:integrations_aiprovidersettings_check_key", args=[record.pk, provider])

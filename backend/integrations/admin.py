@@ -73,6 +73,9 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         return [
             path("<int:pk>/test/", wrap(lambda request, pk: admin_views.test_provider_view(self, request, pk)),
                  name="integrations_aiprovidersettings_test"),
+            path("<int:pk>/test/stream/",
+                 wrap(lambda request, pk: admin_views.stream_test_view(self, request, pk)),
+                 name="integrations_aiprovidersettings_test_stream"),
             path("<int:pk>/check-key/<str:provider>/",
                  wrap(lambda request, pk, provider: admin_views.check_key_view(self, request, pk, provider)),
                  name="integrations_aiprovidersettings_check_key"),

@@ -6,11 +6,19 @@ admin sees here is what pages will get. Another tenant's record is a 404 (`requi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -129,3 +137,41 @@ def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: st
         summary = f"{status['models_visible']} models visible"
     messages.success(request, f"{label} key works: {summary}.")
     return back
+
+
+def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
+    """The test screen's streaming variant: server-sent events with text deltas, then the totals."""
+    record = _record_for(request, pk)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    usable = _usable_providers(record)
+    model_choices, _ = _model_choices(record, usable)
+    form = ProviderTestForm(
+        request.POST, providers=[("", "")] + [(p, p) for p in usable], models=model_choices,
+    )
+    if not form.is_valid():
+        return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
+    data = form.cleaned_data
+
+    def events():
+        try:
+            stream = AIService(site=record.site_id, service="admin.test").generate_stream(
+                data["prompt"], provider=data["provider"] or None, model=data["model"] or None,
+                max_tokens=data["max_tokens"], temperature=data["temperature"],
+            )
+            for delta in stream:
+                yield f"data: {json.dumps({'delta': delta})}\n\n"
+            result = stream.result
+            yield "data: " + json.dumps({
+                "done": True, "provider": result.provider, "model": result.model,
+                "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                "total_tokens": result.total_tokens, "latency_ms": round(result.latency_ms),
+                "cost": str(result.cost) if result.cost is not None else None,
+            }) + "\n\n"
+        except AIProviderError as exc:
+            yield f"data: {json.dumps({'error': {'code': exc.code, 'message': str(exc)}})}\n\n"
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

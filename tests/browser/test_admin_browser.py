@@ -50,6 +50,13 @@ def test_site_admin_sets_a_key_and_tests_the_provider(page, live_server, admin_l
     assert re.fullmatch(r"\d+ ms \(1 attempt\)", page.inner_text("#result-latency"))
     assert upstream.requests[-1].headers["authorization"] == f"Bearer {KEY}"
 
+    page.fill("#id_prompt", "Stream a slogan for a bike shop")
+    page.click("#stream-button")
+    page.wait_for_function("document.getElementById('stream-stats').textContent.includes('tokens')")
+    assert page.inner_text("#stream-answer") == (
+        "Emulated openrouter reply (openai/gpt-4o): Stream a slogan for a bike shop")
+    assert "openrouter · openai/gpt-4o · 7 prompt + 11 completion = 18 tokens" in page.inner_text("#stream-stats")
+
     assert KEY not in page.content()
     assert KEY[10:] not in page.content()
     response = page.goto(f"{live_server.url}/admin/integrations/aiprovidersettings/{other.pk}/test/")
