@@ -59,3 +59,29 @@ def client(client, db):
 
     Site.objects.get_or_create(domain="testserver", defaults={"name": "Test server"})
     return client
+
+
+EMULATED_KEYS = {
+    "openrouter": "sk-or-v1-" + "e0" * 24,
+    "openai": "sk-proj-" + "e1" * 24,
+    "anthropic": "sk-ant-api03-" + "e2" * 24,
+}
+
+
+@pytest.fixture
+def emulated_site(upstream, db):
+    """Make a site whose AI settings point at the emulator: `emulated_site("openai", monthly_budget=...)`.
+
+    The named provider gets a realistic-looking key and the emulator's base URL; `also=[...]` adds more
+    providers the same way; other keyword arguments go to the settings record.
+    """
+    from tests.factories import AIProviderSettingsFactory
+
+    def make(provider: str = "openrouter", also: tuple[str, ...] = (), **fields):
+        for name in (provider, *also):
+            if name in EMULATED_KEYS:
+                fields.setdefault(f"{name}_api_key", EMULATED_KEYS[name])
+                fields.setdefault(f"{name}_base_url", getattr(upstream, f"{name}_base_url"))
+        return AIProviderSettingsFactory(provider_type=provider, **fields).site
+
+    return make

@@ -9,19 +9,15 @@ from django.core.management import CommandError, call_command
 
 from pages.models import Page
 
-from .factories import AIProviderSettingsFactory, SiteFactory
+from .factories import SiteFactory
 from .factories_cms import PageFactory
-
-OR_KEY = "sk-or-v1-" + "a9" * 24
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def site(upstream):
-    return AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
-    ).site
+def site(emulated_site):
+    return emulated_site("openrouter")
 
 
 def run(*args):

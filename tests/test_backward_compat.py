@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from .factories import AIProviderSettingsFactory
-
-OR_KEY = "sk-or-v1-" + "b8" * 24
-OAI_KEY = "sk-proj-" + "b9" * 24
-
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def site(upstream):
-    return AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
-        openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
-    ).site
+def site(emulated_site):
+    return emulated_site("openrouter", also=("openai",))
 
 
 def test_the_plans_import_path_and_signature(site, upstream):

@@ -10,19 +10,15 @@ from django.urls import reverse
 from pages.models import Block
 from prompts.models import PromptRun
 
-from .factories import AIProviderSettingsFactory, SuperUserFactory
+from .factories import SuperUserFactory
 from .factories_cms import PageFactory, PromptTemplateFactory
-
-OR_KEY = "sk-or-v1-" + "6c" * 24
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def site(upstream):
-    return AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
-    ).site
+def site(emulated_site):
+    return emulated_site("openrouter")
 
 
 @pytest.fixture

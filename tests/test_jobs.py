@@ -16,18 +16,14 @@ from pages.tasks import start_generate_meta
 from prompts.models import PromptRun
 from prompts.tasks import start_template_batch
 
-from .factories import AIProviderSettingsFactory
 from .factories_cms import PageFactory, PromptTemplateFactory
 
 ROOT = Path(__file__).resolve().parent.parent
-OR_KEY = "sk-or-v1-" + "4a" * 24
 
 
 @pytest.fixture
-def site(upstream):
-    return AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
-    ).site
+def site(emulated_site):
+    return emulated_site("openrouter")
 
 
 @pytest.mark.django_db

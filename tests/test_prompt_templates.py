@@ -9,19 +9,14 @@ from integrations.ai.providers.errors import InvalidRequest
 from prompts.models import TemplateVariableError, template_variables
 from prompts.services.ai_service import AIContentService
 
-from .factories import AIProviderSettingsFactory
 from .factories_cms import PromptTemplateFactory
-
-OR_KEY = "sk-or-v1-" + "e1" * 24
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def site(upstream):
-    return AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
-    ).site
+def site(emulated_site):
+    return emulated_site("openrouter")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
-from tenancy.access import SiteScopedAdminMixin, site_ids_for
+from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, site_ids_for
 
 from .ai.budget import month_start
 from .models import AIProviderSettings, AIUsage, APIToken, BatchJob, ModelPrice
@@ -102,22 +102,13 @@ class ModelPriceResource(resources.ModelResource):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(ImportExportModelAdmin):
+class ModelPriceAdmin(SuperuserEditsMixin, ImportExportModelAdmin):
     """Prices are deployment-wide: superusers edit them, site admins may look."""
 
     resource_classes = [ModelPriceResource]
     list_display = ("provider", "model_id", "prompt_per_million", "completion_per_million", "updated_at")
     list_filter = ("provider",)
     search_fields = ("model_id",)
-
-    def has_add_permission(self, request):
-        return request.user.is_superuser
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
 
     def has_import_permission(self, request):
         return request.user.is_superuser

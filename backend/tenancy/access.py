@@ -83,3 +83,16 @@ class SiteScopedAdminMixin:
         if obj is None or not allowed:
             return allowed
         return self.has_change_permission(request, obj)
+
+
+class SuperuserEditsMixin:
+    """ModelAdmin mixin for deployment-wide tables: only superusers add, change or delete rows."""
+
+    def has_add_permission(self, request, *args):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
