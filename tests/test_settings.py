@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start(env_changes: dict[str, str | None]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("FIELD_ENCRYPTION_KEY", "DJANGO_SETTINGS_MODULE", "DJANGO_SECRET_KEY")}
+    dropped = ("FIELD_ENCRYPTION_KEY", "DJANGO_SETTINGS_MODULE", "DJANGO_SECRET_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update({k: v for k, v in env_changes.items() if v is not None})
     code = "import sys; sys.path.insert(0, 'backend'); import django; django.setup(); print('started')"
     # cwd without a .env, so a developer's local key cannot satisfy the check
