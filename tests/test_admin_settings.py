@@ -305,7 +305,7 @@ class TestTenancy:
         record_a, record_b = two_sites
         client.force_login(site_admin_for(record_a.site))
         changelist = client.get(reverse("admin:integrations_aiprovidersettings_changelist")).content.decode()
-        assert "a.example.test" in changelist and "b.example.test" not in changelist
+        assert "a.example.test" in changelist and "b.example.test" not in changelist  # rows and filters
         for name, args in [("change", [record_b.pk]), ("test", [record_b.pk])]:
             url = reverse(f"admin:integrations_aiprovidersettings_{name}", args=args)
             assert client.get(url).status_code in (302, 404)
@@ -329,6 +329,7 @@ class TestTenancy:
         client.force_login(site_admin_for(record_a.site))
         html = client.get(reverse("admin:integrations_modelmapping_changelist")).content.decode()
         assert "shared-model" in html and "a-model" in html and "b-model" not in html
+        assert "b.example.test" not in html  # not even in the site filter
         change = reverse("admin:integrations_modelmapping_change", args=[shared.pk])
         page = client.get(change)
         assert page.status_code == 200 and 'name="logical_name"' not in page.content.decode()  # view only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import admin
 from django.contrib.sites.models import Site
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
@@ -53,6 +54,13 @@ class SiteScopedAdminMixin:
         if self.global_rows:
             condition |= Q(**{f"{self.site_field}__isnull": True})
         return qs.filter(condition)
+
+    def get_list_filter(self, request):
+        # A plain "site" filter lists every site's domain; only offer the sites the rows belong to.
+        return [
+            (f, admin.RelatedOnlyFieldListFilter) if f == self.site_field else f
+            for f in super().get_list_filter(request)
+        ]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.related_model is Site:
