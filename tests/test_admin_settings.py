@@ -349,3 +349,21 @@ class TestTenancy:
         html = client.get(reverse("admin:integrations_aiusage_changelist")).content.decode()
         assert "svc-a" in html and "svc-b" not in html
         assert 'id="usage-totals"' in html
+
+
+def test_usage_export_is_scoped_and_filterable(client, two_sites, upstream):
+    record_a, record_b = two_sites
+    AIService(site=record_a.site, service="svc-a").generate_content("a")
+    AIService(site=record_b.site, service="svc-b").generate_content("b")
+    client.force_login(site_admin_for(record_a.site))
+    url = reverse("admin:integrations_aiusage_export")
+    page = client.get(url)
+    formats = {label.lower(): value for value, label in page.context["form"].fields["format"].choices}
+    fields = ("site__domain", "service", "provider", "served_model", "total_tokens", "cost", "status")
+    body = client.post(url, {"format": formats["csv"], "resource": "0",
+                             **{f"aiusageresource_{f}": "on" for f in fields}}).content.decode()
+    assert "svc-a" in body and "svc-b" not in body
+    assert "a.example.test" in body and "openrouter" in body
+    assert_no_key(body)
+    filtered = client.get(reverse("admin:integrations_aiusage_changelist") + "?provider__exact=anthropic")
+    assert filtered.context["usage_totals"]["rows"] == 0

@@ -26,6 +26,24 @@ def _get(name: str, default: object = "") -> object:
     return getattr(settings, name, default)
 
 
+def cooldown() -> tuple[int, float]:
+    """(failures in a row before a provider cools down, seconds it is skipped)."""
+    return int(_get("AI_COOLDOWN_AFTER_FAILURES", 3)), float(_get("AI_COOLDOWN_SECONDS", 60.0))
+
+
+def cache_ttl() -> int:
+    return int(_get("AI_CACHE_TTL", 3600))
+
+
+def settings_check_interval() -> float:
+    return float(_get("AI_SETTINGS_CHECK_INTERVAL", 1.0))
+
+
+def default_site_id() -> int | None:
+    """Django's SITE_ID, when the deployment pins one site (commands outside a request use it)."""
+    return _get("SITE_ID", None)  # type: ignore[return-value]
+
+
 def setting_name(provider: str, suffix: str) -> str:
     return f"{provider.upper()}_{suffix}"
 

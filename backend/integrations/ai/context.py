@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
+from . import conf
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
@@ -26,7 +26,7 @@ def site_id_of(site: Any) -> int | None:
         current = _current_site_id.get()
         if current is not None:
             return current
-        return getattr(settings, "SITE_ID", None)
+        return conf.default_site_id()
     if isinstance(site, int):
         return site
     return site.pk

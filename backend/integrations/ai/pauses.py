@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
 from django.core.cache import cache
+
+from . import conf
 
 MAX_PAUSE = 60.0
 
@@ -50,15 +51,9 @@ def wait_if_paused(site_id: int | None, provider: str) -> float:
     return remaining
 
 
-def cooldown_settings() -> tuple[int, float]:
-    return int(getattr(settings, "AI_COOLDOWN_AFTER_FAILURES", 3)), float(
-        getattr(settings, "AI_COOLDOWN_SECONDS", 60.0)
-    )
-
-
 def record_failure(site_id: int | None, provider: str) -> bool:
     """Count a failed call (after its retries); returns True when the provider now cools down."""
-    threshold, seconds = cooldown_settings()
+    threshold, seconds = conf.cooldown()
     key = _fail_key(site_id, provider)
     if cache.add(key, 1, timeout=int(seconds)):
         count = 1

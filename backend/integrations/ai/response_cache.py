@@ -13,14 +13,10 @@ from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 
+from . import conf
 from .providers.base import GenerationResult
-
-
-def ttl() -> int:
-    return int(getattr(settings, "AI_CACHE_TTL", 3600))
 
 
 def should_cache(temperature: float, cache_flag: bool | None) -> bool:
@@ -52,4 +48,4 @@ def put(key: str, result: GenerationResult) -> None:
     data = {f.name: getattr(result, f.name) for f in fields(result)}
     if data["cost"] is not None:
         data["cost"] = str(data["cost"])
-    cache.set(key, data, timeout=ttl())
+    cache.set(key, data, timeout=conf.cache_ttl())

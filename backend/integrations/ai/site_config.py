@@ -12,11 +12,10 @@ import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import setting_changed
 
-from .conf import settings_config
+from .conf import settings_check_interval, settings_config
 from .providers.base import ProviderConfig
 from .providers.model_mapper import PROVIDERS
 
@@ -65,14 +64,9 @@ _checked_at: dict[int | None, float] = {}
 _lock = threading.Lock()
 
 
-def _check_interval() -> float:
-    """How long a snapshot is trusted before the shared version counters are read again.
-
-    Saves in this process invalidate at once (signals); this bounds how stale another process's
-    save can look. 0 reads the counters on every call.
-    """
-    return float(getattr(settings, "AI_SETTINGS_CHECK_INTERVAL", 1.0))
-
+# How long a snapshot is trusted before the shared version counters are read again
+# (conf.settings_check_interval): saves in this process invalidate at once through signals; the
+# interval bounds how stale another process's save can look. 0 reads the counters on every call.
 
 def _versions(site_id: int | None) -> tuple[int, int]:
     keys = [GLOBAL_VERSION_KEY] + ([_site_version_key(site_id)] if site_id else [])
@@ -86,7 +80,7 @@ def _versions(site_id: int | None) -> tuple[int, int]:
 def get_snapshot(site_id: int | None) -> SiteSnapshot:
     snap = _snapshots.get(site_id)
     now = time.monotonic()
-    if snap is not None and now - _checked_at.get(site_id, 0.0) < _check_interval():
+    if snap is not None and now - _checked_at.get(site_id, 0.0) < settings_check_interval():
         return snap
     version = _versions(site_id)
     if snap is None or snap.version != version:
