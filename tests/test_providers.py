@@ -282,3 +282,23 @@ def test_missing_key_for_an_asked_provider_names_the_setting(ai_settings, upstre
     ai_settings.OPENAI_API_KEY = OPENAI_KEY
     with pytest.raises(ProviderNotConfigured, match="ANTHROPIC_API_KEY"):
         ProviderFactory.create_provider("anthropic")
+
+
+def test_model_mapper_public_api():
+    from integrations.ai.providers.errors import UnknownProvider
+    from integrations.ai.providers.model_mapper import ModelMapper
+
+    mapper = ModelMapper({"house": {"openrouter": "mistralai/mistral-large"}})
+    assert mapper.get_model_for_provider("gpt-4o", "openrouter") == "openai/gpt-4o"
+    assert mapper.get_model_for_provider("claude-3-5-sonnet", "anthropic") == "claude-3-5-sonnet-20241022"
+    assert mapper.normalize_model_name("house", "openrouter") == "mistralai/mistral-large"
+    assert mapper.logical_name("anthropic/claude-3.5-sonnet") == "claude-3-5-sonnet"
+    with pytest.raises(UnknownProvider):
+        mapper.normalize_model_name("gpt-4o", "cohere")
+
+
+def test_each_flavor_records_its_own_requests(all_keys, upstream):
+    for provider in ("openrouter", "anthropic", "openai"):
+        ProviderFactory.create_provider(provider).generate_content(MESSAGES)
+    assert [r.path for r in upstream.requests_for("anthropic")] == ["/anthropic/v1/messages"]
+    assert len(upstream.requests_for("openrouter")) == len(upstream.requests_for("openai")) == 1

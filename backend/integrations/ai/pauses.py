@@ -88,7 +88,3 @@ def cooling_down(site_id: int | None, provider: str) -> float:
     """Seconds left in this provider's cooldown for the site (0 when healthy)."""
     until = cache.get(_cool_key(site_id, provider))
     return max(until - time.time(), 0.0) if until else 0.0
-
-
-def clear_cooldown(site_id: int | None, provider: str) -> None:
-    cache.delete_many([_cool_key(site_id, provider), _fail_key(site_id, provider), _pause_key(site_id, provider)])

@@ -46,6 +46,10 @@ class SiteSnapshot:
     # Memo of the factory's decisions for this snapshot: dropped with it when settings change.
     providers: dict[tuple, object] = field(default_factory=dict, repr=False, compare=False)
 
+    def usable(self) -> set[str]:
+        """Providers with a key for this site: its own, or the deployment's."""
+        return {p for p in PROVIDERS if self.config_for(p).api_key}
+
     def config_for(self, provider: str) -> ProviderConfig:
         """The site's config for `provider`, else the deployment's (with the site's non-secret prefs)."""
         config = self._resolved.get(provider)

@@ -58,7 +58,7 @@ class ProviderFactory:
 
     @classmethod
     def _resolve(cls, snapshot: SiteSnapshot, provider_type: str | None) -> Resolution:
-        usable = {p for p in PROVIDERS if snapshot.config_for(p).api_key}
+        usable = snapshot.usable()
 
         if provider_type:
             provider_type = provider_type.strip().lower()
@@ -118,7 +118,7 @@ class ProviderFactory:
 
     @classmethod
     def _provider_for_model(cls, snapshot: SiteSnapshot, model: str, site: Any) -> BaseProvider:
-        usable = {p for p in PROVIDERS if snapshot.config_for(p).api_key}
+        usable = snapshot.usable()
         vendor = vendor_of(model)
         if "/" in model:
             if "openrouter" in usable:

@@ -8,7 +8,7 @@ extends it without a deploy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from .errors import ModelNotFound, UnknownProvider
 
@@ -130,6 +130,3 @@ class ModelMapper:
         """(logical name, native id) pairs this mapper knows for `provider`, sorted."""
         check_provider(provider)
         return sorted((name, ids[provider]) for name, ids in self.table.items() if provider in ids)
-
-    def declared_ids(self, provider: str) -> Iterable[str]:
-        return (native for _, native in self.models_for(provider))

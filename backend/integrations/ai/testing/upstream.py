@@ -212,12 +212,6 @@ class Upstream:
     def requests_for(self, flavor: str) -> list[RecordedRequest]:
         return [r for r in list(self.requests) if r.flavor == flavor]
 
-    def wait_for_requests(self, n: int, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < n:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"expected {n} requests, got {len(self.requests)}")
-            time.sleep(0.01)
 
     def _take_script(self, flavor: str) -> Script | None:
         with self._lock:
