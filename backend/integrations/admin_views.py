@@ -28,6 +28,7 @@ from tenancy.access import require_site
 from .ai.providers.errors import AIProviderError
 from .ai.providers.factory import ProviderFactory
 from .ai.service import AIService
+from .ai.site_config import get_snapshot
 from .forms import PROVIDER_LABELS, ProviderTestForm
 from .models import PROVIDERS, AIProviderSettings
 
@@ -41,14 +42,16 @@ def _record_for(request: HttpRequest, pk: int) -> AIProviderSettings:
 
 
 def _usable_providers(record: AIProviderSettings) -> list[str]:
-    usable = []
-    for provider in PROVIDERS:
-        try:
-            ProviderFactory.create_provider(provider, record.site_id)
-        except AIProviderError:
-            continue
-        usable.append(provider)
-    return usable
+    usable = get_snapshot(record.site_id).usable()
+    return [p for p in PROVIDERS if p in usable]
+
+
+def _test_form(record: AIProviderSettings, data: Any) -> tuple[ProviderTestForm, list[str], str]:
+    """The test screen's form (both variants), its usable providers, and any notice about the model list."""
+    usable = _usable_providers(record)
+    model_choices, notice = _model_choices(record, usable)
+    providers = [("", "— as the site resolves it —")] + [(p, PROVIDER_LABELS[p]) for p in usable]
+    return ProviderTestForm(data, providers=providers, models=model_choices), usable, notice
 
 
 def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[tuple[str, str]], str]:
@@ -69,12 +72,7 @@ def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[
 
 def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
     record = _record_for(request, pk)
-    usable = _usable_providers(record)
-    provider_choices = [("", "— as the site resolves it —")] + [(p, PROVIDER_LABELS[p]) for p in usable]
-    model_choices, notice = _model_choices(record, usable)
-    form = ProviderTestForm(
-        request.POST or None, providers=provider_choices, models=model_choices,
-    )
+    form, usable, notice = _test_form(record, request.POST or None)
     result = error = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -144,11 +142,7 @@ def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRes
     record = _record_for(request, pk)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    usable = _usable_providers(record)
-    model_choices, _ = _model_choices(record, usable)
-    form = ProviderTestForm(
-        request.POST, providers=[("", "")] + [(p, p) for p in usable], models=model_choices,
-    )
+    form, _, _ = _test_form(record, request.POST)
     if not form.is_valid():
         return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
     data = form.cleaned_data
