@@ -201,6 +201,15 @@ class AIService:
             except ModelNotFound:
                 yield candidate, None
 
+    @staticmethod
+    def _options_for(snapshot: SiteSnapshot, provider: BaseProvider, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The caller's options, plus the site's OpenRouter fallback models and routing for OpenRouter."""
+        options = dict(kwargs)
+        if provider.name == "openrouter":
+            for key, value in snapshot.openrouter_options.items():
+                options.setdefault(key, value)
+        return options
+
     def _run_chain(self, snapshot, primary, model, messages, max_tokens, temperature, system_prompt, kwargs,
                    failover) -> GenerationResult:
         last_error: AIProviderError | None = None
@@ -210,11 +219,8 @@ class AIService:
             if cooling:
                 skipped.append(candidate.name)
                 continue
-            options = dict(kwargs)
-            if candidate.name == "openrouter":
-                for key, value in snapshot.openrouter_options.items():
-                    options.setdefault(key, value)
-            elif candidate is not primary:
+            options = self._options_for(snapshot, candidate, kwargs)
+            if candidate is not primary and candidate.name != "openrouter":
                 options = {k: v for k, v in options.items() if k in candidate.supported_options}
             try:
                 result = candidate.generate_content(
@@ -257,10 +263,7 @@ class AIService:
             price = self.price_for(snapshot, chosen, resolved)
             estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
             reservation = budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
-        options = dict(kwargs)
-        if chosen.name == "openrouter":
-            for key, value in snapshot.openrouter_options.items():
-                options.setdefault(key, value)
+        options = self._options_for(snapshot, chosen, kwargs)
         stream: StreamingResult = chosen.generate_stream(
             messages, model=model, max_tokens=max_tokens, temperature=temperature,
             system_prompt=system_prompt, **options,
