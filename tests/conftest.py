@@ -11,6 +11,12 @@ from integrations.ai.providers import openrouter_provider
 from integrations.ai.testing.upstream import Upstream
 
 
+def upstream_host(server: Upstream) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(server.url).netloc
+
+
 @pytest.fixture(scope="session")
 def _upstream_server():
     server = Upstream().start()
@@ -19,8 +25,13 @@ def _upstream_server():
 
 
 @pytest.fixture
-def upstream(_upstream_server):
-    """The emulator, reset: no scripts, no recorded requests, connection count zero."""
+def upstream(_upstream_server, settings):
+    """The emulator, reset: no scripts, no recorded requests, connection count zero.
+
+    Its exact host:port is allowlisted for sites' base URLs, as a deployment allowlists a local
+    model server (every other loopback port stays refused).
+    """
+    settings.AI_OUTBOUND_ALLOWLIST = [upstream_host(_upstream_server)]
     _upstream_server.reset()
     yield _upstream_server
     _upstream_server.reset()

@@ -68,7 +68,8 @@ def test_cooldown_set_by_one_process_is_honoured_by_another(upstream, settings):
     assert pauses.cooling_down(record.site_id, "openrouter") > 0
     upstream.reset()
 
-    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "panel.settings_test"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "panel.settings_test",
+           "AI_OUTBOUND_ALLOWLIST": ",".join(settings.AI_OUTBOUND_ALLOWLIST)}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(record.site_id)], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60,

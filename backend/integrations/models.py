@@ -116,6 +116,14 @@ class AIProviderSettings(models.Model):
             errors["openrouter_routing"] = "data_collection must be allow or deny."
         if self.monthly_budget is not None and self.monthly_budget < 0:
             errors["monthly_budget"] = "The budget cannot be negative."
+        errors.update(self._outbound_errors())
+        for name in ("openrouter_http_referer", "openrouter_app_name"):
+            value = getattr(self, name) or ""
+            if not all(" " <= c <= "~" for c in value):
+                errors[name] = (
+                    "Sent as an HTTP header, so plain ASCII letters, digits and punctuation only "
+                    "(no accents, emoji or line breaks), e.g. “Cafe Panel”."
+                )
         if errors:
             raise ValidationError(errors)
         model = self.openrouter_default_model
@@ -123,6 +131,24 @@ class AIProviderSettings(models.Model):
             raise ValidationError(
                 {"openrouter_default_model": "OpenRouter model ids are vendor/model, e.g. openai/gpt-4o-mini."}
             )
+
+
+    def _outbound_errors(self) -> dict[str, str]:
+        """Base URLs a site chose must pass the outbound policy (the deployment's own URLs are trusted)."""
+        from .ai.conf import outbound_policy, settings_config
+        from .ai.providers.outbound import OutboundRefused
+
+        policy = outbound_policy()
+        errors = {}
+        for provider in PROVIDERS:
+            url = getattr(self, f"{provider}_base_url") or ""
+            if not url or url == settings_config(provider).base_url:
+                continue
+            try:
+                policy.check_url(url)
+            except OutboundRefused as exc:
+                errors[f"{provider}_base_url"] = str(exc)
+        return errors
 
 
 class ModelMapping(models.Model):

@@ -1,22 +1,34 @@
-"""Keep cached AI configuration in step with the database: a save invalidates only what it touched."""
+"""Keep cached AI configuration in step with the database: a change invalidates every site it touched.
+
+A record moved from site A to site B touches both: B must start using it, and A must stop
+(otherwise A keeps sending with a key it no longer has until a restart). `pre_save` remembers the
+site a row had before the save; deletes invalidate the site the row belonged to.
+"""
 
 from __future__ import annotations
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from .ai.site_config import invalidate_site
 from .models import AIProviderSettings, ModelMapping, ModelPrice
 
 
+@receiver(pre_save, sender=AIProviderSettings)
+@receiver(pre_save, sender=ModelMapping)
+def _remember_previous_site(sender, instance, raw: bool = False, **kwargs) -> None:
+    if instance.pk is None or raw:
+        return
+    instance._previous_site_id = sender.objects.filter(pk=instance.pk).values_list("site_id", flat=True).first()
+
+
 @receiver([post_save, post_delete], sender=AIProviderSettings)
-def _settings_changed(sender, instance: AIProviderSettings, **kwargs) -> None:
-    invalidate_site(instance.site_id)
-
-
 @receiver([post_save, post_delete], sender=ModelMapping)
-def _mapping_changed(sender, instance: ModelMapping, **kwargs) -> None:
+def _site_scoped_changed(sender, instance, **kwargs) -> None:
     invalidate_site(instance.site_id)
+    previous = getattr(instance, "_previous_site_id", instance.site_id)
+    if previous != instance.site_id:
+        invalidate_site(previous)  # None (a global mapping) invalidates every site
 
 
 @receiver([post_save, post_delete], sender=ModelPrice)

@@ -121,6 +121,8 @@ AI_COOLDOWN_AFTER_FAILURES = env.int("AI_COOLDOWN_AFTER_FAILURES", default=3)
 AI_COOLDOWN_SECONDS = env.float("AI_COOLDOWN_SECONDS", default=60.0)
 AI_CACHE_TTL = env.int("AI_CACHE_TTL", default=3600)
 AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
+# Where a site's own base URL may point beyond public https:443 (hosts, host:port, IPs, CIDR ranges).
+AI_OUTBOUND_ALLOWLIST = env.list("AI_OUTBOUND_ALLOWLIST", default=[])
 
 OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
 OPENROUTER_DEFAULT_MODEL = env.str("OPENROUTER_DEFAULT_MODEL", default="openai/gpt-4o-mini")
@@ -137,6 +139,10 @@ ANTHROPIC_DEFAULT_MODEL = env.str("ANTHROPIC_DEFAULT_MODEL", default="claude-3-5
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 # 2023-06-01 keeps temperature; 2026-10-21 (SDK 2.x default) rejects sampling parameters.
 ANTHROPIC_API_VERSION = env.str("ANTHROPIC_API_VERSION", default="2023-06-01")
+
+# Debug pages and error reports scrub anything that is, or looks like, an API key (frames included).
+DEFAULT_EXCEPTION_REPORTER = "panel.error_reporting.KeyScrubbingExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "panel.error_reporting.KeyScrubbingExceptionReporterFilter"
 
 IMPORT_EXPORT_USE_TRANSACTIONS = True  # an import with any bad row saves nothing
 

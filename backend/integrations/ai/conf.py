@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 from .providers.base import ProviderConfig
+from .providers.outbound import OutboundPolicy
 
 PROVIDER_TYPES = ("auto", "openrouter", "openai", "anthropic")
 
@@ -42,6 +43,18 @@ def settings_check_interval() -> float:
 def default_site_id() -> int | None:
     """Django's SITE_ID, when the deployment pins one site (commands outside a request use it)."""
     return _get("SITE_ID", None)  # type: ignore[return-value]
+
+
+def outbound_allowlist() -> tuple[str, ...]:
+    """Hosts, host:port, IPs or CIDR ranges a site's base URL may reach beyond public https (superuser-set)."""
+    value = _get("AI_OUTBOUND_ALLOWLIST", ()) or ()
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(str(entry).strip() for entry in value if str(entry).strip())  # type: ignore[union-attr]
+
+
+def outbound_policy() -> OutboundPolicy:
+    return OutboundPolicy(outbound_allowlist())
 
 
 def setting_name(provider: str, suffix: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import budget, pauses, response_cache, usage
 from .context import site_id_of
-from .providers.base import BaseProvider, GenerationResult, StreamingResult
+from .providers.base import BaseProvider, GenerationResult, StreamingResult, check_text
 from .providers.errors import (
     AIProviderError,
     AuthenticationFailed,
@@ -60,7 +60,6 @@ class AIService:
         self.site = site
         self.provider_type = provider
         self.service = service  # names the caller in logs and the usage ledger
-        self._provider: BaseProvider | None = None
         self._budget_checked = False  # batch workers: the batch checked the budget once up front
 
     @property
@@ -69,10 +68,13 @@ class AIService:
 
     @property
     def provider(self) -> BaseProvider:
-        """Resolved on first use, so constructing the service costs nothing and needs no key."""
-        if self._provider is None:
-            self._provider = ProviderFactory.create_provider(self.provider_type, self.site_id)
-        return self._provider
+        """The site's provider as its settings are now.
+
+        Resolved from the current settings snapshot on every use (the factory memoises it per
+        snapshot, so this costs a dict lookup), never kept on the instance: a long-lived service
+        follows a switched provider or a removed key within AI_SETTINGS_CHECK_INTERVAL.
+        """
+        return ProviderFactory.create_provider(self.provider_type, self.site_id)
 
     def provider_for(self, provider: str | None, model: str | None) -> BaseProvider:
         """Who serves this call: an explicit provider; else the site's (or AI_PROVIDER's) chosen one when it
@@ -97,6 +99,7 @@ class AIService:
     def messages_for(prompt: str) -> list[dict[str, str]]:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequest("The prompt is empty: give the text to generate from.")
+        check_text(prompt, "The prompt")
         return [{"role": "user", "content": prompt}]
 
     # -- generation ------------------------------------------------------------------------------

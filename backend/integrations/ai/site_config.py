@@ -14,8 +14,9 @@ from decimal import Decimal
 
 from django.core.cache import cache
 from django.core.signals import setting_changed
+from django.views.decorators.debug import sensitive_variables
 
-from .conf import settings_check_interval, settings_config
+from .conf import outbound_policy, settings_check_interval, settings_config
 from .providers.base import ProviderConfig
 from .providers.model_mapper import PROVIDERS
 
@@ -122,6 +123,7 @@ def clear_snapshots(**kwargs: object) -> None:
 setting_changed.connect(clear_snapshots, dispatch_uid="integrations.ai.site_config")
 
 
+@sensitive_variables("key", "record", "site_configs")
 def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     from integrations.models import AIProviderSettings, ModelMapping, ModelPrice
 
@@ -145,6 +147,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
 
     site_configs: dict[str, ProviderConfig] = {}
     preferences: dict[str, dict[str, str]] = {}
+    policy = outbound_policy()
     for provider in PROVIDERS:
         prefs = {"default_model": getattr(record, f"{provider}_default_model", "")}
         if provider == "openrouter":
@@ -154,12 +157,15 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
         key = record.api_key(provider)
         if key:
             base = settings_config(provider)
+            site_url = getattr(record, f"{provider}_base_url", "")
             site_configs[provider] = replace(
                 base,
                 api_key=key,
                 # A site's base URL applies only to the site's own key, so a site can never send the
-                # deployment's key to an address of its choosing.
-                base_url=getattr(record, f"{provider}_base_url", "") or base.base_url,
+                # deployment's key to an address of its choosing; and every connection to it passes
+                # the outbound policy (providers.outbound), so it cannot reach the server's network.
+                base_url=site_url or base.base_url,
+                outbound=policy if site_url and site_url != base.base_url else None,
                 source="site",
                 site_id=site_id,
                 **{k: v for k, v in prefs.items() if v},

@@ -59,6 +59,7 @@ def _sdk() -> Any:
 class AnthropicProvider(BaseProvider):
     name = "anthropic"
     api_key_setting = "ANTHROPIC_API_KEY"
+    sdk = staticmethod(_sdk)
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     supported_options: ClassVar[frozenset[str]] = frozenset({"stop", "top_p", "top_k", "user"})
 
@@ -81,6 +82,7 @@ class AnthropicProvider(BaseProvider):
                 # The SDK authenticates with a Bearer header; x-api-key is what the 2023-06-01 API
                 # and most proxies read, so both go to the same host.
                 default_headers={"anthropic-version": self.api_version, "x-api-key": self.config.api_key},
+                http_client=self.http_client(),
             )
 
         return cached_client(self.name, self.config, build)
@@ -120,13 +122,9 @@ class AnthropicProvider(BaseProvider):
         return request
 
     def _send(self, messages, model, max_tokens, temperature, system_prompt, options) -> GenerationResult:
-        sdk = _sdk()
-        try:
-            message = self.client.messages.create(
-                **self._request(messages, model, max_tokens, temperature, system_prompt, options)
-            )
-        except (sdk.AnthropicError, ValueError) as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
+        message = self.client.messages.create(
+            **self._request(messages, model, max_tokens, temperature, system_prompt, options)
+        )
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
         usage = message.usage
         prompt = (usage.input_tokens or 0) + (getattr(usage, "cache_read_input_tokens", 0) or 0)
@@ -143,28 +141,24 @@ class AnthropicProvider(BaseProvider):
         )
 
     def _stream(self, messages, model, max_tokens, temperature, system_prompt, options) -> Iterator[Any]:
-        sdk = _sdk()
         request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
         request["stream"] = True
         result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
         parts: list[str] = []
-        try:
-            stream = self.client.messages.create(**request)
-            result.request_id = stream.response.headers.get("request-id")
-            for event in stream:
-                kind = event.type
-                if kind == "message_start":
-                    result.model = event.message.model or model
-                    result.request_id = result.request_id or event.message.id
-                    result.prompt_tokens = event.message.usage.input_tokens or 0
-                elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
-                    parts.append(event.delta.text)
-                    yield event.delta.text
-                elif kind == "message_delta":
-                    result.finish_reason = _FINISH.get(event.delta.stop_reason, FINISH_OTHER)
-                    result.completion_tokens = event.usage.output_tokens or 0
-        except (sdk.AnthropicError, ValueError) as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
+        stream = self.client.messages.create(**request)
+        result.request_id = stream.response.headers.get("request-id")
+        for event in stream:
+            kind = event.type
+            if kind == "message_start":
+                result.model = event.message.model or model
+                result.request_id = result.request_id or event.message.id
+                result.prompt_tokens = event.message.usage.input_tokens or 0
+            elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
+                parts.append(event.delta.text)
+                yield event.delta.text
+            elif kind == "message_delta":
+                result.finish_reason = _FINISH.get(event.delta.stop_reason, FINISH_OTHER)
+                result.completion_tokens = event.usage.output_tokens or 0
         result.content = "".join(parts)
         result.total_tokens = result.prompt_tokens + result.completion_tokens
         yield result
@@ -173,12 +167,6 @@ class AnthropicProvider(BaseProvider):
         """The models this deployment declares for Anthropic (built-in table plus database mappings)."""
         return [ModelInfo(id=native, name=logical) for logical, native in self.mapper.models_for(self.name)]
 
-    def check_key(self) -> dict[str, Any]:
-        """Prove the key works with a cheap authenticated call (the models listing)."""
-        sdk = _sdk()
-        try:
-            page = self.client.models.list()
-            count = len(list(page))
-        except sdk.AnthropicError as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
-        return {"ok": True, "models_visible": count}
+    def _check_key(self) -> dict[str, Any]:
+        """The models listing: a cheap authenticated call."""
+        return {"ok": True, "models_visible": len(list(self.client.models.list()))}

@@ -8,10 +8,12 @@ the reused SDK client — so a vendor module only translates one request and one
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import threading
 import time
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -27,15 +29,44 @@ from .errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    URLNotAllowed,
     map_status_error,
     redact,
 )
+from .outbound import OutboundPolicy, OutboundRefused, guarded_transport
 
 logger = logging.getLogger("integrations.ai")
 
 Message = Mapping[str, str]
 ROLES = frozenset({"system", "user", "assistant"})
 MAX_TOKENS_LIMIT = 128_000
+
+
+def check_text(text: str, where: str, provider: str | None = None) -> None:
+    """Refuse text no vendor can be sent: a NUL character, or an unpaired surrogate (not encodable as UTF-8).
+
+    Raised as `InvalidRequest` before any network I/O, so it never counts as a provider failure,
+    a retry or a step towards a cooldown.
+    """
+    if "\x00" in text:
+        raise InvalidRequest(f"{where} contains a NUL character (\\x00); remove it.", provider=provider)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            f"{where} is not valid text: an unpaired surrogate at character {exc.start}. Send UTF-8 text.",
+            provider=provider,
+        ) from None
+
+
+def header_safe(value: str) -> str:
+    """A header value that can always be sent: accents folded to ASCII, control characters dropped.
+
+    HTTP header values are Latin-1 at most; "Café ☕ Panel" would otherwise fail inside the HTTP
+    client on every request. The admin refuses such values at save time; this covers the environment.
+    """
+    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    return " ".join("".join(c for c in folded if c.isprintable()).split())
 
 # Finish reasons every vendor's are normalised to.
 FINISH_STOP = "stop"
@@ -61,6 +92,8 @@ class ProviderConfig:
     source: str = "settings"
     site_id: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Set when a site (not the deployment) chose base_url: every connection is checked against it.
+    outbound: OutboundPolicy | None = None
 
     def __repr__(self) -> str:
         return (
@@ -240,7 +273,7 @@ class BaseProvider(AIProviderInterface):
             pauses.wait_if_paused(self.config.site_id, self.name)
             started = time.perf_counter()
             try:
-                result = self._send(clean, resolved, max_tokens, temperature, system_prompt, kwargs)
+                result = self._guard(self._send, clean, resolved, max_tokens, temperature, system_prompt, kwargs)
             except AIProviderError as exc:
                 latency = (time.perf_counter() - started) * 1000
                 self._notify(Attempt(self.name, resolved, attempt, latency, error=exc))
@@ -279,8 +312,12 @@ class BaseProvider(AIProviderInterface):
         clean = self.validate(messages, max_tokens, temperature, system_prompt, kwargs)
         resolved = self.resolve_model(model)
         stream = StreamingResult(self, resolved)
-        stream._start(self._stream(clean, resolved, max_tokens, temperature, system_prompt, kwargs))
+        stream._start(self._guard_stream(self._stream(clean, resolved, max_tokens, temperature, system_prompt, kwargs)))
         return stream
+
+    def check_key(self) -> dict[str, Any]:
+        """Prove the key works with a cheap authenticated call; typed errors only."""
+        return self._guard(self._check_key)
 
     def is_model_supported(self, model: str) -> bool:
         try:  # no fallback to the default model here: "" is not a supported model
@@ -322,6 +359,8 @@ class BaseProvider(AIProviderInterface):
             )
         if system_prompt is not None and not isinstance(system_prompt, str):
             raise InvalidRequest("system_prompt must be a string.", provider=self.name)
+        if system_prompt:
+            check_text(system_prompt, "system_prompt", self.name)
         if not isinstance(messages, list | tuple) or not messages:
             raise InvalidRequest("messages must be a non-empty list of {role, content}.", provider=self.name)
         clean: list[dict[str, str]] = []
@@ -334,6 +373,7 @@ class BaseProvider(AIProviderInterface):
                 )
             if not isinstance(content, str) or not content.strip():
                 raise InvalidRequest(f"messages[{index}].content is empty: give a prompt.", provider=self.name)
+            check_text(content, f"messages[{index}].content", self.name)
             clean.append({"role": role, "content": content})
         if not any(m["role"] == "user" for m in clean):
             raise InvalidRequest("messages must contain at least one user message.", provider=self.name)
@@ -379,19 +419,70 @@ class BaseProvider(AIProviderInterface):
     ) -> Iterator[str | GenerationResult]:
         """Yield text deltas, then exactly one GenerationResult with the totals."""
 
-    # -- SDK error translation (both SDKs share one exception layout) ------------------------
-    def translate_sdk_error(self, exc: Exception, sdk: Any) -> AIProviderError:
+    @abstractmethod
+    def _check_key(self) -> dict[str, Any]: ...
+
+    # -- the one place vendor exceptions become ours ---------------------------------------------
+    @staticmethod
+    @abstractmethod
+    def sdk() -> Any:
+        """The vendor SDK module (imported on first use); its exception classes are read from it."""
+
+    def _guard(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Run one vendor call; whatever it raises leaves as a typed `AIProviderError`.
+
+        The original exception is dropped (`from None`): SDK frames hold request headers, and with
+        them the key, which a debug page or an error tracker would otherwise show.
+        """
+        try:
+            return call(*args)
+        except Exception as exc:
+            raise self.translate_error(exc) from None
+
+    def _guard_stream(self, source: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from source
+        except Exception as exc:
+            raise self.translate_error(exc) from None
+
+    def http_client(self) -> Any:
+        """The SDK's httpx client: None (the SDK's own) unless a site chose the base URL, then one whose
+        every connection passes the outbound policy. Raises URLNotAllowed for a URL refused outright."""
+        policy = self.config.outbound
+        if policy is None:
+            return None
+        try:
+            policy.check_url(self.config.base_url)
+        except OutboundRefused as exc:
+            raise URLNotAllowed(str(exc), provider=self.name) from None
+        import httpcore2
+        import httpx2
+
+        transport = guarded_transport(
+            policy, httpx2, httpcore2, limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
+        )
+        return httpx2.Client(transport=transport, timeout=self.config.timeout, follow_redirects=True)
+
+    def translate_error(self, exc: BaseException) -> AIProviderError:
+        """Map anything a vendor call raised to the matching typed error; messages never carry a key."""
+        if isinstance(exc, AIProviderError):
+            return exc
         secrets = (self.config.api_key,)
+        refused = _cause_of(exc, OutboundRefused)
+        if refused is not None:
+            return URLNotAllowed(str(refused), provider=self.name)
+        sdk = self.sdk()
+        unreachable = f"Could not reach {self.config.base_url} (connection failed or was dropped)."
         if isinstance(exc, sdk.APITimeoutError):
+            if self.config.outbound is not None and _cause_named(exc, "ConnectTimeout"):
+                # A site's own URL: a filtered port reads like a closed one (no port-scanning oracle).
+                return ProviderUnavailable(unreachable, provider=self.name)
             return ProviderTimeout(
                 f"No answer within {self.config.timeout:g}s; raise AI_REQUEST_TIMEOUT or retry.",
                 provider=self.name,
             )
         if isinstance(exc, sdk.APIConnectionError):
-            return ProviderUnavailable(
-                f"Could not reach {self.config.base_url} (connection failed or was dropped).",
-                provider=self.name,
-            )
+            return ProviderUnavailable(unreachable, provider=self.name)
         if isinstance(exc, sdk.APIResponseValidationError):
             return ProviderUnavailable("The provider sent a response that could not be read.", provider=self.name)
         if isinstance(exc, sdk.APIStatusError):
@@ -404,9 +495,33 @@ class BaseProvider(AIProviderInterface):
                 request_id=getattr(exc, "request_id", None),
                 secrets=secrets,
             )
-        if isinstance(exc, ValueError):  # json.JSONDecodeError from a malformed body
+        if isinstance(exc, json.JSONDecodeError):
             return ProviderUnavailable("The provider sent malformed JSON.", provider=self.name)
-        return AIProviderError(redact(f"Unexpected provider failure: {exc}", secrets), provider=self.name)
+        if isinstance(exc, UnicodeError):
+            return InvalidRequest(
+                "The request holds text that cannot be sent (a header value or body that is not valid text).",
+                provider=self.name,
+            )
+        logger.warning("unexpected %s failure: %s", self.name, redact(f"{type(exc).__name__}: {exc}", secrets))
+        return AIProviderError(f"Unexpected provider failure ({type(exc).__name__}).", provider=self.name)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and its causes/contexts, each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+
+
+def _cause_of(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
+
+
+def _cause_named(exc: BaseException, name: str) -> bool:
+    return any(type(e).__name__ == name for e in _chain(exc))
 
 
 class StreamingResult:

@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Shapes of vendor secrets: OpenAI/OpenRouter/Anthropic keys all start "sk-".
-_KEY_PATTERN = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}")
+# Shapes of vendor secrets: OpenAI/OpenRouter/Anthropic keys all start "sk-"; whatever follows
+# "Bearer" in an Authorization header is a secret whatever its shape.
+_KEY_PATTERN = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}|(?i:\bbearer\s+)[^\s'\",;]{6,}")
+VENDOR_MESSAGE_MAX = 300
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -58,6 +60,12 @@ class ProviderNotConfigured(AIProviderError):
     """A provider was asked for but lacks what it needs (usually an API key)."""
 
     code = "provider_not_configured"
+
+
+class URLNotAllowed(ProviderNotConfigured):
+    """A site's base URL is outside the outbound policy (see `providers.outbound`); nothing was sent."""
+
+    code = "url_not_allowed"
 
 
 class UnknownProvider(AIProviderError, ValueError):
@@ -139,16 +147,22 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 def _vendor_message(body: object) -> tuple[str, dict]:
-    """Pull (message, error dict) out of an OpenAI, OpenRouter or Anthropic error body."""
+    """Pull (message, error dict) out of an OpenAI, OpenRouter or Anthropic JSON error body.
+
+    Only a parsed JSON error's message is kept, truncated: a body that is not JSON (an HTML page,
+    whatever a site's own endpoint answers) is never echoed back to the user.
+    """
+    message, err = "", {}
     if isinstance(body, Mapping):
-        err = body.get("error", body)
-        if isinstance(err, Mapping):
-            return str(err.get("message") or ""), dict(err)
-        if isinstance(err, str):
-            return err, {}
-    if isinstance(body, str):
-        return body, {}
-    return "", {}
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            message, err = str(inner.get("message") or ""), dict(inner)
+        elif isinstance(inner, str):
+            message = inner
+    message = " ".join(message.split())
+    if len(message) > VENDOR_MESSAGE_MAX:
+        message = message[: VENDOR_MESSAGE_MAX - 1] + "…"
+    return message, err
 
 
 _STATUS_HINTS = {

@@ -52,6 +52,7 @@ def _sdk() -> Any:
 class OpenAIProvider(BaseProvider):
     name = "openai"
     api_key_setting = "OPENAI_API_KEY"
+    sdk = staticmethod(_sdk)
     supported_options: ClassVar[frozenset[str]] = frozenset(
         {"stop", "top_p", "user", "seed", "presence_penalty", "frequency_penalty", "response_format"}
     )
@@ -65,6 +66,7 @@ class OpenAIProvider(BaseProvider):
                 timeout=self.config.timeout,
                 max_retries=0,  # BaseProvider retries; the SDK must not retry a second time over
                 default_headers=self._default_headers() or None,
+                http_client=self.http_client(),
             )
 
         return cached_client(self.name, self.config, build)
@@ -105,12 +107,8 @@ class OpenAIProvider(BaseProvider):
         return request
 
     def _send(self, messages, model, max_tokens, temperature, system_prompt, options) -> GenerationResult:
-        sdk = _sdk()
         request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
-        try:
-            completion = self.client.chat.completions.create(**request)
-        except (sdk.OpenAIError, ValueError) as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
+        completion = self.client.chat.completions.create(**request)
         if not completion.choices:
             raise AIProviderError("The provider answered with no choices.", provider=self.name)
         choice = completion.choices[0]
@@ -129,32 +127,28 @@ class OpenAIProvider(BaseProvider):
         return result
 
     def _stream(self, messages, model, max_tokens, temperature, system_prompt, options) -> Iterator[Any]:
-        sdk = _sdk()
         request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
         result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
         parts: list[str] = []
-        try:
-            stream = self.client.chat.completions.create(**request)
-            result.request_id = stream.response.headers.get("x-request-id")
-            for chunk in stream:
-                result.model = chunk.model or result.model
-                result.request_id = result.request_id or chunk.id
-                if chunk.choices:
-                    choice = chunk.choices[0]
-                    if choice.delta and choice.delta.content:
-                        parts.append(choice.delta.content)
-                        yield choice.delta.content
-                    if choice.finish_reason:
-                        result.finish_reason = _FINISH.get(choice.finish_reason, FINISH_OTHER)
-                if chunk.usage:
-                    result.prompt_tokens = chunk.usage.prompt_tokens or 0
-                    result.completion_tokens = chunk.usage.completion_tokens or 0
-                    result.total_tokens = chunk.usage.total_tokens or 0
-                    self._read_extras(result, chunk)
-        except (sdk.OpenAIError, ValueError) as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
+        stream = self.client.chat.completions.create(**request)
+        result.request_id = stream.response.headers.get("x-request-id")
+        for chunk in stream:
+            result.model = chunk.model or result.model
+            result.request_id = result.request_id or chunk.id
+            if chunk.choices:
+                choice = chunk.choices[0]
+                if choice.delta and choice.delta.content:
+                    parts.append(choice.delta.content)
+                    yield choice.delta.content
+                if choice.finish_reason:
+                    result.finish_reason = _FINISH.get(choice.finish_reason, FINISH_OTHER)
+            if chunk.usage:
+                result.prompt_tokens = chunk.usage.prompt_tokens or 0
+                result.completion_tokens = chunk.usage.completion_tokens or 0
+                result.total_tokens = chunk.usage.total_tokens or 0
+                self._read_extras(result, chunk)
         result.content = "".join(parts)
         yield result
 
@@ -163,15 +157,9 @@ class OpenAIProvider(BaseProvider):
         """The models this deployment declares for OpenAI (built-in table plus database mappings)."""
         return [ModelInfo(id=native, name=logical) for logical, native in self.mapper.models_for(self.name)]
 
-    def check_key(self) -> dict[str, Any]:
-        """Prove the key works with a cheap authenticated call (the models listing)."""
-        sdk = _sdk()
-        try:
-            page = self.client.models.list()
-            count = len(list(page))
-        except sdk.OpenAIError as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
-        return {"ok": True, "models_visible": count}
+    def _check_key(self) -> dict[str, Any]:
+        """The models listing: a cheap authenticated call."""
+        return {"ok": True, "models_visible": len(list(self.client.models.list()))}
 
 
 class ModelListCache:

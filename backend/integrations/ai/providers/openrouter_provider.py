@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .base import GenerationResult, ModelInfo
-from .openai_provider import ModelListCache, OpenAIProvider, _sdk, to_decimal
+from .base import GenerationResult, ModelInfo, header_safe
+from .openai_provider import ModelListCache, OpenAIProvider, to_decimal
 
 _models_cache = ModelListCache(ttl=600.0)
 
@@ -29,10 +29,9 @@ class OpenRouterProvider(OpenAIProvider):
 
     def _default_headers(self) -> dict[str, str]:
         headers = {}
-        if self.config.http_referer:
-            headers["HTTP-Referer"] = self.config.http_referer
-        if self.config.app_name:
-            headers["X-Title"] = self.config.app_name
+        for header, value in (("HTTP-Referer", self.config.http_referer), ("X-Title", self.config.app_name)):
+            if value and header_safe(value):
+                headers[header] = header_safe(value)
         return headers
 
     def _extra_body(self, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,14 +54,10 @@ class OpenRouterProvider(OpenAIProvider):
 
     def get_available_models(self) -> list[ModelInfo]:
         """OpenRouter's live catalogue with prices and context lengths, cached for ten minutes."""
-        return _models_cache.get(self.config.fingerprint, self._fetch_models)
+        return _models_cache.get(self.config.fingerprint, lambda: self._guard(self._fetch_models))
 
     def _fetch_models(self) -> list[ModelInfo]:
-        sdk = _sdk()
-        try:
-            payload = self.client.get("/models", cast_to=object)
-        except sdk.OpenAIError as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
+        payload = self.client.get("/models", cast_to=object)
         models = []
         for row in payload.get("data", []) if isinstance(payload, dict) else []:
             pricing = row.get("pricing") or {}
@@ -79,13 +74,9 @@ class OpenRouterProvider(OpenAIProvider):
             )
         return models
 
-    def check_key(self) -> dict[str, Any]:
+    def _check_key(self) -> dict[str, Any]:
         """OpenRouter's key endpoint: label, usage, limit and remaining credit."""
-        sdk = _sdk()
-        try:
-            payload = self.client.get("/key", cast_to=object)
-        except sdk.OpenAIError as exc:
-            raise self.translate_sdk_error(exc, sdk) from None
+        payload = self.client.get("/key", cast_to=object)
         data = payload.get("data", {}) if isinstance(payload, dict) else {}
         return {
             "ok": True,
