@@ -105,3 +105,92 @@ def test_export_lists_mappings_and_nothing_secret(client, fmt_name):
     assert "sk-proj-" not in body
     if fmt_name == "json":
         assert json.loads(body)[0]["logical_name"] == "exp-model"
+
+
+def invalid_rows(response) -> dict[int, str]:
+    """Row number (header excluded) -> all its error texts, from the admin's import result."""
+    result = response.context["result"]
+    return {row.number: " ".join(str(m) for messages in row.error_dict.values() for m in messages)
+            for row in result.invalid_rows}
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "nope", "tru", "on"])
+def test_a_boolean_that_is_not_one_is_a_row_error_naming_it(client, value):
+    client.force_login(SuperUserFactory())
+    response = import_file(client, HEADER + ",good,openai,gpt-4o,1\n" + f",vague,openai,gpt-4o-mini,{value}\n")
+    assert response.context.get("confirm_form") is None
+    errors = invalid_rows(response)
+    assert set(errors) == {2}
+    assert f"'{value}'" in errors[2] and "is_active" in errors[2]
+    assert "true/false/1/0/yes/no" in errors[2]
+    assert "must be one of true/false/1/0/yes/no" in response.content.decode()
+    assert not ModelMapping.objects.exists()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("TRUE", True), ("yes", True), ("Yes", True), ("1", True),
+                                                 ("false", False), ("No", False), ("0", False), (" no ", False)])
+def test_the_boolean_spellings_import(client, value, expected):
+    client.force_login(SuperUserFactory())
+    confirm(client, import_file(client, HEADER + f",m,openai,gpt-4o,{value}\n"))
+    assert ModelMapping.objects.get().is_active is expected
+
+
+def test_json_booleans_are_strict_too(client):
+    client.force_login(SuperUserFactory())
+    row = {"site": "", "provider": "openai", "provider_model_id": "gpt-4o"}
+    rows = [{**row, "logical_name": "a", "is_active": False}, {**row, "logical_name": "b", "is_active": "maybe"}]
+    page = client.get(reverse("admin:integrations_modelmapping_import"))
+    formats = {label.lower(): value for value, label in page.context["form"].fields["format"].choices}
+    response = import_file(client, json.dumps(rows), name="mappings.json", fmt=formats["json"])
+    assert set(invalid_rows(response)) == {2} and "'maybe'" in invalid_rows(response)[2]
+    assert not ModelMapping.objects.exists()
+
+
+def test_two_rows_for_the_same_key_are_a_row_error_naming_both(client):
+    SiteFactory(domain="shop.example.test")
+    client.force_login(SuperUserFactory())
+    content = (
+        HEADER
+        + "shop.example.test,house-fast,openai,gpt-4o-mini,1\n"
+        + ",house-fast,openai,gpt-4o,1\n"  # global: a different key
+        + "shop.example.test,house-fast,anthropic,claude-3-5-haiku,1\n"  # another provider: a different key
+        + "shop.example.test,house-fast,openai,gpt-4o,1\n"  # the same key as row 1
+    )
+    response = import_file(client, content)
+    assert response.context.get("confirm_form") is None
+    errors = invalid_rows(response)
+    assert set(errors) == {4}
+    assert "row 1" in errors[4].lower() and "row 4" in errors[4].lower()
+    assert "Row 4 repeats row 1" in response.content.decode()  # shown on the import screen
+    assert "house-fast" in errors[4] and "openai" in errors[4]
+    assert not ModelMapping.objects.exists()
+
+
+def test_a_repeated_global_key_is_an_error_too(client):
+    client.force_login(SuperUserFactory())
+    response = import_file(client, HEADER + ",m,openai,gpt-4o,1\n,m,openai,gpt-4o-mini,0\n")
+    assert set(invalid_rows(response)) == {2} and "row 1" in invalid_rows(response)[2].lower()
+    assert not ModelMapping.objects.exists()
+
+
+def test_updating_an_existing_mapping_once_is_still_fine(client):
+    ModelMappingFactory(site=None, logical_name="m", provider="openai", provider_model_id="gpt-4o")
+    client.force_login(SuperUserFactory())
+    confirm(client, import_file(client, HEADER + ",m,openai,gpt-4o-mini,no\n"))
+    mapping = ModelMapping.objects.get()
+    assert (mapping.provider_model_id, mapping.is_active) == ("gpt-4o-mini", False)
+
+
+def test_an_export_imports_back_unchanged(client):
+    ModelMappingFactory(site=SiteFactory(domain="rt.example.test"), logical_name="m", provider="openai",
+                        provider_model_id="gpt-4o", is_active=False)
+    client.force_login(SuperUserFactory())
+    url = reverse("admin:integrations_modelmapping_export")
+    formats = {label.lower(): value for value, label in client.get(url).context["form"].fields["format"].choices}
+    exported = client.post(url, {"format": formats["csv"], "resource": "0", **{
+        f"modelmappingresource_{f}": "on" for f in ("site", "logical_name", "provider", "provider_model_id",
+                                                    "is_active")}}).content.decode()
+    response = import_file(client, exported)
+    assert response.context["confirm_form"] is not None, invalid_rows(response)
+    confirm(client, response)
+    assert ModelMapping.objects.get().is_active is False

@@ -2,7 +2,9 @@
 
 Staff only, for the site the request's host names, authenticated by session (with CSRF) or by
 `Authorization: Token <token>`. Input is validated before any upstream call; every error is
-`{"error": {"code", "message"}}` with a stable code and a fitting status.
+`{"error": {"code", "message"}}` with a stable code and a fitting status, including bodies too large
+or too deeply nested to parse and hosts with no site. Each token (or session user) may make
+`AI_API_RATE_LIMIT` requests per window, counted in the shared Django cache so all processes agree.
 """
 
 from __future__ import annotations
@@ -10,18 +12,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from django_ratelimit.core import get_usage
 
 from tenancy.access import can_manage
 
+from .ai import conf
 from .ai.providers import errors
 from .ai.service import AIService
 from .models import APIToken
 
 SAVABLE_FIELDS = ("meta_title", "meta_description", "body")
+MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
 
 STATUS_FOR = [  # most specific first
     (errors.BudgetExceeded, 402),
@@ -41,19 +47,41 @@ def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
 
 
 def _authenticate(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+    """(user, None) or (None, the error response). Sets `request.api_caller`, the rate limit's key."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Token "):
         token = APIToken.objects.select_related("user").filter(key_hash=APIToken.digest(header[6:].strip())).first()
         if token is None or not token.user.is_active:
             return None, error(401, "invalid_token", "The API token is not valid.")
         APIToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        request.api_caller = f"token:{token.key_hash}"  # a hash, never the token itself
         return token.user, None
     if not request.user.is_authenticated:
         return None, error(401, "not_authenticated", "Log in or send 'Authorization: Token <token>'.")
     rejected = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
     if rejected is not None:  # session auth must carry the CSRF token
         return None, error(403, "csrf_failed", "CSRF token missing or incorrect.")
+    request.api_caller = f"user:{request.user.pk}"
     return request.user, None
+
+
+def _caller(group: str, request: HttpRequest) -> str:
+    return request.api_caller
+
+
+def _rate_limited(request: HttpRequest) -> JsonResponse | None:
+    """Count this request against the caller's window; a 429 with Retry-After once it is used up."""
+    rate = conf.api_rate_limit()
+    if rate is None:
+        return None
+    usage = get_usage(request, group="integrations.api.generate", key=_caller, rate=rate, increment=True)
+    if usage is None or not usage["should_limit"]:
+        return None
+    wait = max(1, int(usage["time_left"]))
+    response = error(429, "rate_limited", f"Too many requests: at most {rate[0]} per {rate[1]} s. "
+                     f"Retry in {wait} s.", retry_after=wait)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 def _int(data: dict, name: str, default: int) -> int:
@@ -70,18 +98,52 @@ def _float(data: dict, name: str, default: float) -> float:
     return float(value)
 
 
+def _str(data: dict, name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise errors.InvalidRequest(f"{name} must be a string.")
+    return value
+
+
+def _not_json(constant: str) -> float:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _parse(request: HttpRequest) -> Any:
+    """The JSON body; ValueError for anything json.loads accepts that JSON does not, or cannot nest."""
+    try:
+        return json.loads(request.body or b"{}", parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 @csrf_exempt  # enforced by _authenticate for session auth; token auth needs no CSRF
 def generate(request: HttpRequest) -> JsonResponse:
+    """Oversize bodies (413) and other refused requests (400) answer in the endpoint's JSON shape too."""
+    try:
+        return _generate(request)
+    except RequestDataTooBig:
+        return error(413, "payload_too_large", "The request body is larger than this server accepts.")
+    except SuspiciousOperation:
+        return error(400, "bad_request", "The request was refused as malformed.")
+
+
+def _generate(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
         return error(405, "method_not_allowed", "Use POST.")
+    site = getattr(request, "site", None)
+    if site is None:  # panel.sites.CurrentSiteMiddleware found no site for the host
+        return error(404, "unknown_site", "No site is configured for this host.")
     user, failure = _authenticate(request)
     if failure is not None:
         return failure
-    site = getattr(request, "site", None)
-    if not user.is_staff or site is None or not can_manage(user, site.pk):
+    if not user.is_staff or not can_manage(user, site.pk):
         return error(403, "forbidden", "Staff access to this site is required.")
+    limited = _rate_limited(request)
+    if limited is not None:
+        return limited
     try:
-        data = json.loads(request.body or b"{}")
+        data = _parse(request)
     except ValueError:
         return error(400, "invalid_json", "The body must be a JSON object.")
     if not isinstance(data, dict):
@@ -94,17 +156,17 @@ def generate(request: HttpRequest) -> JsonResponse:
             raise errors.InvalidRequest("prompt is required and may not be empty.")
         max_tokens = _int(data, "max_tokens", 1000)
         temperature = _float(data, "temperature", 0.7)
-        for name in ("model", "provider", "system_prompt"):
-            if data.get(name) is not None and not isinstance(data[name], str):
-                raise errors.InvalidRequest(f"{name} must be a string.")
+        for name in ("model", "provider", "system_prompt", "field"):
+            _str(data, name)
         if data.get("page_id") is not None:
             from pages.models import Page
 
-            field = data.get("field")
-            if field not in SAVABLE_FIELDS:
+            page_id = data["page_id"]
+            if isinstance(page_id, bool) or not isinstance(page_id, int) or not 0 < page_id <= MAX_ID:
+                raise errors.InvalidRequest("page_id must be a positive integer (not a string or boolean).")
+            if data.get("field") not in SAVABLE_FIELDS:
                 raise errors.InvalidRequest(f"field must be one of {', '.join(SAVABLE_FIELDS)} when page_id is given.")
-            page = Page.objects.filter(pk=data["page_id"], site=site).first() if isinstance(
-                data["page_id"], int) else None
+            page = Page.objects.filter(pk=page_id, site=site).first()
             if page is None:
                 return error(404, "not_found", "No such page on this site.")
         result = AIService(site=site, service="api.generate").generate_content(

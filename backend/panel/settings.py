@@ -18,6 +18,23 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-dev-only-secret-key"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "testserver"])
 
+# HTTPS. Secure by default when DEBUG is off (bin/dev sets DJANGO_DEBUG=1 and serves plain HTTP);
+# behind a TLS-terminating proxy set DJANGO_SECURE_PROXY_SSL_HEADER, or every request redirects.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2 or not _proxy_ssl_header[0].startswith("HTTP_"):
+        raise ImproperlyConfigured(
+            "DJANGO_SECURE_PROXY_SSL_HEADER must be 'HTTP_<HEADER>,<value>', e.g. 'HTTP_X_FORWARDED_PROTO,https'."
+        )
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -42,7 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django.contrib.sites.middleware.CurrentSiteMiddleware",
+    "panel.sites.CurrentSiteMiddleware",  # Django's, except that a host with no site gets request.site = None
     "integrations.ai.context.AISiteMiddleware",
 ]
 
@@ -123,6 +140,8 @@ AI_CACHE_TTL = env.int("AI_CACHE_TTL", default=3600)
 AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
 # Where a site's own base URL may point beyond public https:443 (hosts, host:port, IPs, CIDR ranges).
 AI_OUTBOUND_ALLOWLIST = env.list("AI_OUTBOUND_ALLOWLIST", default=[])
+AI_SETTINGS_CHECK_INTERVAL = env.float("AI_SETTINGS_CHECK_INTERVAL", default=1.0)
+AI_API_RATE_LIMIT = env.str("AI_API_RATE_LIMIT", default="60/m")  # per API token or session user; "off" disables
 
 OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
 OPENROUTER_DEFAULT_MODEL = env.str("OPENROUTER_DEFAULT_MODEL", default="openai/gpt-4o-mini")

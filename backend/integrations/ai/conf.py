@@ -6,9 +6,11 @@ this module, so a test's `settings` override is seen everywhere at once.
 
 from __future__ import annotations
 
+import re
 import threading
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from .providers.base import ProviderConfig
@@ -38,6 +40,28 @@ def cache_ttl() -> int:
 
 def settings_check_interval() -> float:
     return float(_get("AI_SETTINGS_CHECK_INTERVAL", 1.0))
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$", re.IGNORECASE)
+_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def api_rate_limit() -> tuple[int, int] | None:
+    """(requests, per seconds) each API token or session user may make; None when switched off.
+
+    `AI_API_RATE_LIMIT` is "60/m", "1000/h", "10/30s"...; "", "0" or "off" switch the limit off.
+    A value that is none of these stops with a message rather than silently leaving the API unlimited.
+    """
+    raw = str(_get("AI_API_RATE_LIMIT", "60/m") or "").strip()
+    if raw.lower() in ("", "0", "off", "none"):
+        return None
+    match = _RATE.match(raw)
+    if match is None or int(match[1]) < 1 or match[2] == "0":
+        raise ImproperlyConfigured(
+            f"AI_API_RATE_LIMIT must look like '60/m' (requests per s, m, h or d; '10/30s' for 30 seconds) "
+            f"or be 'off'; got {raw!r}."
+        )
+    return int(match[1]), int(match[2] or 1) * _PERIOD_SECONDS[match[3].lower()]
 
 
 def default_site_id() -> int | None:
