@@ -5,7 +5,7 @@ from __future__ import annotations
 import factory
 
 from pages.models import Block, Page
-from prompts.models import PromptTemplate
+from prompts.models import PromptRun, PromptTemplate
 
 from .factories import SiteFactory
 
@@ -43,3 +43,16 @@ class PromptTemplateFactory(factory.django.DjangoModelFactory):
     default_model = "gpt-4o"
     max_tokens = 150
     temperature = 0.3
+
+
+class PromptRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PromptRun
+
+    template = factory.SubFactory(PromptTemplateFactory)
+    site = factory.SubFactory(SiteFactory)
+    variables = factory.LazyFunction(lambda: {"product": "rye", "audience": "students"})
+    output = factory.Sequence(lambda n: f"Saved output {n}")
+    model = "gpt-4o"
+    provider = "openai"
+    total_tokens = 10

@@ -83,7 +83,8 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         ]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["providers_with_keys"] = [p for p in PROVIDERS if obj is not None and obj.api_key(p)]
+        # Check-key buttons only for the site's own keys: checking the deployment's is for superusers.
+        context["providers_with_keys"] = [p for p in PROVIDERS if obj is not None and admin_views.has_own_key(obj, p)]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

@@ -33,12 +33,22 @@ from .forms import PROVIDER_LABELS, ProviderTestForm
 from .models import PROVIDERS, AIProviderSettings
 
 
-def _record_for(request: HttpRequest, pk: int) -> AIProviderSettings:
-    record = get_object_or_404(AIProviderSettings.objects.select_related("site"), pk=pk)
+def _record_for(model_admin: Any, request: HttpRequest, pk: int) -> AIProviderSettings:
+    """The record, if the user manages its site (else 404) and may change it (else 403).
+
+    These screens spend the site's budget and use its keys, so they need the change permission,
+    not just a membership.
+    """
+    record = get_object_or_404(model_admin.get_queryset(request).select_related("site"), pk=pk)
     require_site(request.user, record.site_id)
-    if not request.user.has_perm("integrations.change_aiprovidersettings"):
+    if not model_admin.has_change_permission(request, record):
         raise PermissionDenied
     return record
+
+
+def has_own_key(record: AIProviderSettings, provider: str) -> bool:
+    """Whether calls for `provider` on this site use the site's own key (not the deployment's)."""
+    return record.enabled and bool(record.api_key(provider))
 
 
 def _usable_providers(record: AIProviderSettings) -> list[str]:
@@ -71,7 +81,7 @@ def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[
 
 
 def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
-    record = _record_for(request, pk)
+    record = _record_for(model_admin, request, pk)
     form, usable, notice = _test_form(record, request.POST or None)
     result = error = None
     if request.method == "POST" and form.is_valid():
@@ -110,7 +120,7 @@ def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
 
 
 def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: str) -> HttpResponse:
-    record = _record_for(request, pk)
+    record = _record_for(model_admin, request, pk)
     if request.method != "POST":  # it calls the provider: never on a GET (prefetchers, crawlers)
         return HttpResponseNotAllowed(["POST"])
     back = HttpResponseRedirect(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]))
@@ -118,6 +128,11 @@ def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: st
         messages.error(request, f"Unknown provider {provider!r}.")
         return back
     label = PROVIDER_LABELS[provider]
+    if not has_own_key(record, provider) and not request.user.is_superuser:
+        # The check would report the deployment account's credit and spend: not a site admin's business.
+        messages.error(request, f"{record.site.domain} has no {label} key of its own to check; "
+                                f"enter one (and enable these settings) first.")
+        return back
     try:
         status = ProviderFactory.create_provider(provider, record.site_id).check_key()
     except AIProviderError as exc:
@@ -139,7 +154,7 @@ def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: st
 
 def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
     """The test screen's streaming variant: server-sent events with text deltas, then the totals."""
-    record = _record_for(request, pk)
+    record = _record_for(model_admin, request, pk)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     form, _, _ = _test_form(record, request.POST)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -42,6 +43,8 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         service = AIService()
         done = 0
         for page in queryset.select_related("site"):
+            if not self.has_change_permission(request, page):  # the queryset is scoped; this is belt and braces
+                continue
             try:
                 meta = service.generate_meta_for_page(page)
             except AIProviderError as exc:
@@ -60,10 +63,10 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         ]
 
     def generate_block_view(self, request, pk: int):
-        page = get_object_or_404(Page, pk=pk)
+        page = get_object_or_404(self.get_queryset(request), pk=pk)
         require_site(request.user, page.site_id)
-        if not self.has_change_permission(request, page):
-            return HttpResponseRedirect(reverse("admin:index"))
+        if not self.has_change_permission(request, page):  # it writes a block and spends the site's budget
+            raise PermissionDenied
         form = GenerateBlockForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data

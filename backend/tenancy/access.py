@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.sites.models import Site
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 
@@ -39,14 +40,15 @@ class SiteScopedAdminMixin:
     """ModelAdmin mixin: rows filtered to the user's sites, site choices limited, saves checked.
 
     `site_field` names the path to the Site ("site" or "page__site"); `global_rows` lets rows with
-    no site (shared defaults) be seen read-only by site admins.
+    no site (shared defaults) be seen read-only by site admins. Only superusers write global rows:
+    for anyone else the site is required and must be one they manage, checked in the form (a clear
+    error on the field, whatever the POST says) and again in `save_model`.
     """
 
     site_field = "site"
     global_rows = False
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        qs = super().get_queryset(request)
+    def _scope(self, request: HttpRequest, qs: QuerySet) -> QuerySet:
         ids = site_ids_for(request.user)
         if ids is None:
             return qs
@@ -55,19 +57,101 @@ class SiteScopedAdminMixin:
             condition |= Q(**{f"{self.site_field}__isnull": True})
         return qs.filter(condition)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return self._scope(request, super().get_queryset(request))
+
+    def get_search_results(self, request, queryset, search_term):
+        # Changelist search and autocomplete: never more than the user's rows, whatever queryset came in.
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        return self._scope(request, queryset), may_have_duplicates
+
     def get_list_filter(self, request):
-        # A plain "site" filter lists every site's domain; only offer the sites the rows belong to.
-        return [
-            (f, admin.RelatedOnlyFieldListFilter) if f == self.site_field else f
-            for f in super().get_list_filter(request)
-        ]
+        # A plain relation filter lists every row of the related table (every site's domains,
+        # templates, pages...); offer only the related rows that the user's own rows point at.
+        return [self._scoped_filter(f) for f in super().get_list_filter(request)]
+
+    def _scoped_filter(self, spec: Any) -> Any:
+        if isinstance(spec, str):
+            name, filter_class = spec, None
+        elif isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+            name, filter_class = spec
+        else:
+            return spec  # a SimpleListFilter: it must scope its own lookups
+        if "__" in name:
+            return spec
+        try:
+            model_field = self.model._meta.get_field(name)
+        except FieldDoesNotExist:
+            return spec
+        if not model_field.is_relation:
+            return spec
+        if filter_class is None or (
+            issubclass(filter_class, admin.RelatedFieldListFilter)
+            and not issubclass(filter_class, admin.RelatedOnlyFieldListFilter)
+        ):
+            return (name, admin.RelatedOnlyFieldListFilter)
+        return spec
+
+    def _site_form_field(self) -> str:
+        """The form field that carries the row's site: the first step of `site_field`."""
+        return self.site_field.split("__")[0]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        scoped_user = site_ids_for(request.user) is not None
         if db_field.related_model is Site:
             kwargs["queryset"] = sites_for(request.user)
-            if site_ids_for(request.user) is not None and not self.global_rows:
-                kwargs.setdefault("required", True)
+            if scoped_user:
+                kwargs["required"] = True
+        elif scoped_user:
+            related_admin = self.admin_site._registry.get(db_field.related_model)
+            if isinstance(related_admin, SiteScopedAdminMixin):
+                # A choice of pages, templates...: only those the user may see (and so may link to).
+                kwargs["queryset"] = related_admin.get_queryset(request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        if site_ids_for(request.user) is None:
+            return form_class
+        admin_self, user, field_name = self, request.user, self._site_form_field()
+
+        class SiteCheckedForm(form_class):
+            def clean(self):
+                cleaned = super().clean()
+                if field_name in self.fields:
+                    target = admin_self._site_id_of_value(cleaned.get(field_name))
+                    if not can_manage(user, target) and field_name not in self.errors:
+                        self.add_error(field_name, "Choose one of the sites you manage.")
+                return cleaned
+
+        SiteCheckedForm.__name__ = form_class.__name__
+        return SiteCheckedForm
+
+    def _site_id_of_value(self, value: Any) -> int | None:
+        """The site id a form value for the site-carrying field stands for (a Site, or e.g. a Page)."""
+        if value is None:
+            return None
+        if isinstance(value, Site):
+            return value.pk
+        rest = self.site_field.split("__")[1:]
+        for part in rest:
+            value = getattr(value, part, None)
+            if value is None:
+                return None
+        return value.pk
+
+    def save_model(self, request, obj, form, change):
+        # The last line: whatever a form or a subclass did, a non-superuser writes only into their sites.
+        if not can_manage(request.user, self._row_site_id(obj)):
+            raise PermissionDenied("You can only save records of the sites you manage.")
+        super().save_model(request, obj, form, change)
+
+    def has_import_permission(self, request, *args, **kwargs):
+        # django-import-export allows anyone by default; importing writes rows, so it needs add and change.
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def has_export_permission(self, request, *args, **kwargs):
+        return self.has_view_permission(request)
 
     def _row_site_id(self, obj: Any) -> int | None:
         target = obj
@@ -104,3 +188,9 @@ class SuperuserEditsMixin:
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
+
+    def has_import_permission(self, request, *args, **kwargs):
+        return request.user.is_superuser
+
+    def has_export_permission(self, request, *args, **kwargs):
+        return self.has_view_permission(request)
