@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.contrib.sites.admin import SiteAdmin
+from django.contrib.sites.models import Site
 
-from .access import SuperuserEditsMixin
+from .access import SuperuserEditsMixin, site_ids_for
 from .models import SiteMembership
 
 
@@ -18,3 +20,25 @@ class SiteMembershipAdmin(SuperuserEditsMixin, admin.ModelAdmin):
     def has_view_permission(self, request, obj=None):
         return request.user.is_superuser
 
+
+
+admin.site.unregister(Site)
+
+
+@admin.register(Site)
+class ScopedSiteAdmin(SiteAdmin):
+    """Sites themselves: a site admin given access sees (and may rename) only the sites they manage.
+
+    Adding or deleting a site creates or destroys a tenant: superusers only.
+    """
+
+    def get_queryset(self, request):
+        ids = site_ids_for(request.user)
+        queryset = super().get_queryset(request)
+        return queryset if ids is None else queryset.filter(pk__in=ids)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
