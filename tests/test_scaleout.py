@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from integrations.ai import pauses
+from integrations.ai import pauses, usage
 from integrations.ai.providers import errors
 from integrations.ai.service import AIService
 from integrations.models import AIUsage, BudgetPeriod, ModelPrice
@@ -110,6 +110,7 @@ def test_concurrent_spend_never_exceeds_the_cap(upstream):
     for t in threads:
         t.join()
 
+    assert usage.flush()
     spent = sum((r.cost for r in AIUsage.objects.filter(site=record.site)), Decimal(0))
     assert outcomes.count("ok") > 0 and outcomes.count("refused") > 0
     assert spent <= cap

@@ -121,6 +121,11 @@ AI_COOLDOWN_AFTER_FAILURES = env.int("AI_COOLDOWN_AFTER_FAILURES", default=3)
 AI_COOLDOWN_SECONDS = env.float("AI_COOLDOWN_SECONDS", default=60.0)
 AI_CACHE_TTL = env.int("AI_CACHE_TTL", default=3600)
 AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
+# The usage ledger is written off the caller's thread (integrations.ai.ledger_writer).
+AI_LEDGER_QUEUE_SIZE = env.int("AI_LEDGER_QUEUE_SIZE", default=10000)
+AI_LEDGER_BATCH_SIZE = env.int("AI_LEDGER_BATCH_SIZE", default=500)
+AI_LEDGER_FLUSH_INTERVAL = env.float("AI_LEDGER_FLUSH_INTERVAL", default=0.2)
+AI_LEDGER_FLUSH_TIMEOUT = env.float("AI_LEDGER_FLUSH_TIMEOUT", default=30.0)
 
 OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
 OPENROUTER_DEFAULT_MODEL = env.str("OPENROUTER_DEFAULT_MODEL", default="openai/gpt-4o-mini")
