@@ -97,7 +97,7 @@ def work(n):
         except AIProviderError:
             pass
         i += 1
-        if i == 3 and n == 0:
+        if i == 8 and n == 0:  # past a repeat of its first shared prompt: a cache hit
             print("loaded", flush=True)
 
 threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
