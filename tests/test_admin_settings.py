@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
+from integrations.ai import usage
 from integrations.ai.providers.factory import ProviderFactory
 from integrations.ai.service import AIService
 from integrations.models import AIProviderSettings
@@ -345,6 +346,7 @@ class TestTenancy:
         record_a, record_b = two_sites
         AIService(site=record_a.site, service="svc-a").generate_content("a")
         AIService(site=record_b.site, service="svc-b").generate_content("b")
+        usage.flush()
         client.force_login(site_admin_for(record_a.site))
         html = client.get(reverse("admin:integrations_aiusage_changelist")).content.decode()
         assert "svc-a" in html and "svc-b" not in html
@@ -355,6 +357,7 @@ def test_usage_export_is_scoped_and_filterable(client, two_sites, upstream):
     record_a, record_b = two_sites
     AIService(site=record_a.site, service="svc-a").generate_content("a")
     AIService(site=record_b.site, service="svc-b").generate_content("b")
+    usage.flush()
     client.force_login(site_admin_for(record_a.site))
     url = reverse("admin:integrations_aiusage_export")
     page = client.get(url)

@@ -11,6 +11,7 @@ import json
 import pytest
 from django.core.cache import cache
 
+from integrations.ai import usage
 from integrations.models import AIUsage, APIToken
 
 from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, SuperUserFactory, UserFactory
@@ -96,6 +97,7 @@ def test_other_urls_on_a_host_with_no_site_are_not_a_500(client, site, settings)
 
 def test_the_site_still_reaches_the_ai_layer(client, token, upstream, site):
     assert post(client, {"prompt": "x"}, token).status_code == 200
+    usage.flush()
     assert AIUsage.objects.get().site == site  # AISiteMiddleware saw request.site
 
 

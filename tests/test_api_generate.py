@@ -7,6 +7,7 @@ import json
 import pytest
 from django.test import Client
 
+from integrations.ai import usage
 from integrations.models import AIUsage, APIToken
 from pages.models import Page
 
@@ -60,6 +61,7 @@ def test_token_auth_generates_and_reports_usage(client, token, upstream, site):
     assert data["content"] == "Emulated openai reply (gpt-4o): Tagline for bread"
     assert data["provider"] == "openai" and data["usage"]["total_tokens"] > 0 and data["saved"] is False
     assert upstream.requests[0].headers["authorization"] == f"Bearer {OAI_KEY}"
+    usage.flush()
     assert AIUsage.objects.get().service == "api.generate"
     assert AIUsage.objects.get().site == site
 

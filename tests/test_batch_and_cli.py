@@ -8,6 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from integrations.ai import usage
 from integrations.ai.providers import errors
 from integrations.ai.service import AIService
 from integrations.models import AIUsage
@@ -39,6 +40,7 @@ def test_batch_preserves_order_and_captures_each_error(record, upstream):
     for item in items:
         if item.ok:
             assert item.result.content.endswith(item.prompt)
+    usage.flush()
     rows = AIUsage.objects.filter(site=record.site)
     assert rows.count() == 12 and rows.filter(status="error").count() == 1
     assert set(rows.values_list("service", flat=True)) == {"pages.batch"}

@@ -63,11 +63,10 @@ def test_a_real_worker_generates_meta_for_50_pages(site, upstream, settings):
     from django.db import connection
 
     from panel.celery import app
-    from tests.test_scaleout import database_url
+    from tests.test_scaleout import child_env
 
     PageFactory.create_batch(50, site=site, meta_title="", meta_description="")
-    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "panel.settings_test",
-           "AI_OUTBOUND_ALLOWLIST": ",".join(settings.AI_OUTBOUND_ALLOWLIST)}
+    env = child_env()
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "panel", "worker", "--pool=solo", "--concurrency=1",
          "--loglevel=WARNING", "-Q", "panel-test"],

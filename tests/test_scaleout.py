@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from integrations.ai import pauses
+from integrations.ai import pauses, usage
 from integrations.ai.providers import errors
 from integrations.ai.service import AIService
 from integrations.models import AIUsage, BudgetPeriod, ModelPrice
@@ -30,6 +30,14 @@ ANT_KEY = "sk-ant-api03-" + "4e" * 24
 OAI_KEY = "sk-proj-" + "5f" * 24
 
 needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs a shared cache (REDIS_URL)")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that shares this test's database and the emulator's allowlist."""
+    from django.conf import settings
+
+    return {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "panel.settings_test",
+            "AI_OUTBOUND_ALLOWLIST": ",".join(settings.AI_OUTBOUND_ALLOWLIST), **extra}
 
 
 def database_url() -> str:
@@ -68,8 +76,7 @@ def test_cooldown_set_by_one_process_is_honoured_by_another(upstream, settings):
     assert pauses.cooling_down(record.site_id, "openrouter") > 0
     upstream.reset()
 
-    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "panel.settings_test",
-           "AI_OUTBOUND_ALLOWLIST": ",".join(settings.AI_OUTBOUND_ALLOWLIST)}
+    env = child_env()
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(record.site_id)], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60,
@@ -111,6 +118,7 @@ def test_concurrent_spend_never_exceeds_the_cap(upstream):
     for t in threads:
         t.join()
 
+    assert usage.flush()
     spent = sum((r.cost for r in AIUsage.objects.filter(site=record.site)), Decimal(0))
     assert outcomes.count("ok") > 0 and outcomes.count("refused") > 0
     assert spent <= cap

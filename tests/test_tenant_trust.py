@@ -12,6 +12,7 @@ from django.contrib.sites.models import Site
 from django.urls import reverse
 from django.views.debug import get_exception_reporter_class
 
+from integrations.ai import usage
 from integrations.ai.providers import errors
 from integrations.ai.service import AIService
 from integrations.ai.testing.upstream import Upstream
@@ -106,6 +107,7 @@ class TestOutboundPolicy:
                             follow=True).content.decode()
         assert "url_not_allowed" in check
         assert other_server.connections == 0 and other_server.requests == []
+        usage.flush()
         assert not AIUsage.objects.filter(status="error", error_class="ProviderUnavailable").exists()
 
     def test_dns_rebinding_is_refused_at_connect_time(self, upstream, monkeypatch):
@@ -240,6 +242,7 @@ class TestTextValidation:
                                content_type="application/json", **auth)
         assert response.status_code == 400 and "NUL" in response.json()["error"]["message"]
         assert upstream.requests == []
+        usage.flush()
         assert not AIUsage.objects.exists()  # nothing counted as a provider failure
         ok = client.post("/api/ai/generate/", '{"prompt": "hello world"}', content_type="application/json", **auth)
         assert ok.status_code == 200, ok.content  # no cooldown was triggered

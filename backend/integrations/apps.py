@@ -8,3 +8,6 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import admin_usage, signals  # noqa: F401  (ledger admin; cache invalidation receivers)
+        from .ai import ledger_writer
+
+        ledger_writer.install_signal_handler()  # queued ledger rows are written before SIGTERM ends the process

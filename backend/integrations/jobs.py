@@ -15,6 +15,8 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
+from .ai import usage
+
 logger = logging.getLogger("integrations.ai")
 
 Report = Callable[..., None]  # report(item label, ok, code="", message="")
@@ -69,7 +71,10 @@ def run_job(job_id: int) -> None:
         BatchJob.objects.filter(pk=job_id).update(**{counter: F(counter) + 1}, items=job.items)
 
     try:
-        handler_for(job.kind)(job, report)
+        try:
+            handler_for(job.kind)(job, report)
+        finally:
+            usage.flush()  # the job's ledger rows are written before it reports done
     except Exception as exc:
         logger.exception("batch job %s failed", job_id)
         BatchJob.objects.filter(pk=job_id).update(

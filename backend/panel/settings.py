@@ -142,6 +142,11 @@ AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
 AI_OUTBOUND_ALLOWLIST = env.list("AI_OUTBOUND_ALLOWLIST", default=[])
 AI_SETTINGS_CHECK_INTERVAL = env.float("AI_SETTINGS_CHECK_INTERVAL", default=1.0)
 AI_API_RATE_LIMIT = env.str("AI_API_RATE_LIMIT", default="60/m")  # per API token or session user; "off" disables
+# The usage ledger is written off the caller's thread (integrations.ai.ledger_writer).
+AI_LEDGER_QUEUE_SIZE = env.int("AI_LEDGER_QUEUE_SIZE", default=10000)
+AI_LEDGER_BATCH_SIZE = env.int("AI_LEDGER_BATCH_SIZE", default=500)
+AI_LEDGER_FLUSH_INTERVAL = env.float("AI_LEDGER_FLUSH_INTERVAL", default=0.2)
+AI_LEDGER_FLUSH_TIMEOUT = env.float("AI_LEDGER_FLUSH_TIMEOUT", default=30.0)
 
 OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
 OPENROUTER_DEFAULT_MODEL = env.str("OPENROUTER_DEFAULT_MODEL", default="openai/gpt-4o-mini")

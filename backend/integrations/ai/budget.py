@@ -1,9 +1,12 @@
 """Monthly spend caps per site, enforced before any upstream call.
 
 A capped request reserves its worst-case cost (prompt estimate x prompt price + max_tokens x
-completion price) with one conditional UPDATE on the site's `BudgetPeriod` row, so two requests
-from two processes can never both slip past the cap; afterwards it settles to the real cost.
-Sites without a cap skip all of this and keep a query-free hot path.
+completion price) with one atomic `incr` on the site's month counter in the Django cache (integer
+micro-dollars: spent + in flight), and gives it back with `decr` when that passes the cap, so two
+requests can never both slip past it; afterwards it settles to the real cost. With Redis as the
+cache the counters are shared by every process. The counters are seeded from the site's
+`BudgetPeriod` row when cold (one query, then none), and the ledger writer adds each written row's
+cost to that row, so the cap holds after a restart. Sites without a cap skip all of this.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import datetime
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from .providers.errors import BudgetExceeded
 
@@ -20,6 +23,18 @@ from .providers.errors import BudgetExceeded
 
 logger = logging.getLogger("integrations.ai")
 MILLION = Decimal(1_000_000)
+COUNTER_TTL = 40 * 24 * 3600  # outlives the month it counts
+
+
+def micro(amount: Decimal) -> int:
+    """Whole micro-dollars, rounded up: the counters may overstate spend, never understate it."""
+    return int((amount * MILLION).to_integral_value(rounding=ROUND_CEILING))
+
+
+def counter_keys(site_id: int) -> tuple[str, str]:
+    """(spent + reserved, spent) counters of the site's current month."""
+    base = f"ai:budget:{site_id}:{month_start():%Y-%m}"
+    return f"{base}:used", f"{base}:spent"
 
 
 def usd(amount: Decimal) -> str:
@@ -57,18 +72,22 @@ def estimate_cost(
 @dataclass
 class Reservation:
     site_id: int
-    period_id: int
     amount: Decimal
+    keys: tuple[str, str]
+    reserved: int  # micro-dollars
 
     def settle(self, actual: Decimal) -> None:
-        """Turn the reservation into the real spend (zero if the call failed)."""
-        from django.db.models import F
+        """Turn the reservation into the real spend (zero if the call failed): two cache increments."""
+        from django.core.cache import cache
 
-        from integrations.models import BudgetPeriod
-
-        BudgetPeriod.objects.filter(pk=self.period_id).update(
-            spent=F("spent") + actual, reserved=F("reserved") - self.amount
-        )
+        spent = micro(actual)
+        used_key, spent_key = self.keys
+        try:
+            cache.incr(used_key, spent - self.reserved)
+            if spent:
+                cache.incr(spent_key, spent)
+        except ValueError:  # the counters were evicted meanwhile: the next call reseeds them from the database
+            logger.warning("budget counters of site %s vanished before a settlement", self.site_id)
 
 
 def _period(site_id: int):
@@ -88,28 +107,50 @@ def _period(site_id: int):
     return period
 
 
+def _seed(site_id: int, keys: tuple[str, str]) -> None:
+    """Cold counters: start them at the month's recorded spend (`add` keeps whichever seed came first)."""
+    from django.core.cache import cache
+
+    spent = micro(_period(site_id).spent)
+    used_key, spent_key = keys
+    cache.add(spent_key, spent, COUNTER_TTL)
+    cache.add(used_key, spent, COUNTER_TTL)
+
+
+def forget(site_id: int) -> None:
+    """Drop a site's counters, so the next call reseeds them: after editing its `BudgetPeriod` by hand."""
+    from django.core.cache import cache
+
+    cache.delete_many(list(counter_keys(site_id)))
+
+
 def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Reservation | None:
     """Reserve `estimate` against the site's cap, or raise BudgetExceeded. None when there is no cap."""
     if site_id is None or cap is None:
         return None
-    from django.db.models import F
+    from django.core.cache import cache
 
-    from integrations.models import BudgetPeriod
-
-    period = _period(site_id)
-    updated = BudgetPeriod.objects.filter(
-        pk=period.pk, spent__lt=cap, spent__lte=cap - F("reserved") - estimate
-    ).update(reserved=F("reserved") + estimate)
-    if updated:
-        return Reservation(site_id=site_id, period_id=period.pk, amount=estimate)
-    period.refresh_from_db()
-    if period.spent >= cap:
+    keys = counter_keys(site_id)
+    used_key, spent_key = keys
+    amount = micro(estimate)
+    limit = int((cap * MILLION).to_integral_value(rounding=ROUND_FLOOR))
+    try:
+        used = cache.incr(used_key, amount)
+    except ValueError:  # cold
+        _seed(site_id, keys)
+        used = cache.incr(used_key, amount)
+    if used <= limit and used - amount < limit:
+        return Reservation(site_id=site_id, amount=estimate, keys=keys, reserved=amount)
+    cache.decr(used_key, amount)
+    spent = Decimal(cache.get(spent_key) or 0) / MILLION
+    in_flight = max(Decimal(0), Decimal(used - amount) / MILLION - spent)
+    if spent >= cap:
         raise BudgetExceeded(
-            f"This site's monthly AI budget of {usd(cap)} is used up ({usd(period.spent)} spent this month). "
+            f"This site's monthly AI budget of {usd(cap)} is used up ({usd(spent)} spent this month). "
             "Raise the cap in the site's AI provider settings or wait for next month."
         )
     raise BudgetExceeded(
         f"This request could cost up to {usd(estimate)}, which would pass the site's monthly AI budget of "
-        f"{usd(cap)} ({usd(period.spent)} spent, {usd(period.reserved)} in flight). Lower max_tokens, "
+        f"{usd(cap)} ({usd(spent)} spent, {usd(in_flight)} in flight). Lower max_tokens, "
         "raise the cap, or retry when running requests finish."
     )

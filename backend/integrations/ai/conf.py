@@ -126,3 +126,27 @@ def _build(provider: str) -> ProviderConfig:
         source="settings",
         extra={"api_version": str(_get("ANTHROPIC_API_VERSION", "2023-06-01"))} if provider == "anthropic" else {},
     )
+
+
+def ledger_queue_size() -> int:
+    """Calls the in-process ledger writer holds before callers write their own rows (back-pressure)."""
+    return max(1, int(_get("AI_LEDGER_QUEUE_SIZE", 10000)))
+
+
+def ledger_batch_size() -> int:
+    return max(1, int(_get("AI_LEDGER_BATCH_SIZE", 500)))
+
+
+def ledger_flush_interval() -> float:
+    """Seconds the writer waits for more rows before writing a partial batch."""
+    return max(0.0, float(_get("AI_LEDGER_FLUSH_INTERVAL", 0.2)))
+
+
+def ledger_flush_timeout() -> float:
+    """How long `usage.flush()` (and the exit/SIGTERM flush) waits for the writer."""
+    return float(_get("AI_LEDGER_FLUSH_TIMEOUT", 30.0))
+
+
+def redis_url() -> str:
+    """The shared Redis (REDIS_URL): when set, ledger rows are pushed there and drained by any process."""
+    return str(_get("REDIS_URL", "") or "")

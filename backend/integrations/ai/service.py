@@ -325,9 +325,9 @@ class AIService:
             with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="ai-batch") as pool:
                 return list(pool.map(run, items))
         finally:
-            saved = usage.flush(rows)
+            spent = usage.submit_deferred(rows)  # to the ledger writer, off this thread
             if reservation is not None:
-                reservation.settle(sum((r.cost or Decimal(0) for r in saved), Decimal(0)))
+                reservation.settle(spent)
 
 
 class _LedgeredStream:

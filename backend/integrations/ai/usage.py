@@ -1,8 +1,9 @@
 """The usage ledger: one `AIUsage` row per upstream attempt, success or failure, and per cache hit.
 
 Providers report each attempt into the current call's collector (a context variable, so threads
-and concurrent requests never mix); the service writes the collected rows in one `bulk_create`
-after the call, keeping the database off the path before the upstream request.
+and concurrent requests never mix); after the call the service hands the record to the ledger
+writer (`ledger_writer`), which builds and writes the rows on its own thread (or through Redis),
+so the caller's thread makes no query. `flush()` waits until everything handed over is written.
 """
 
 from __future__ import annotations
@@ -50,11 +51,32 @@ def deferred(entries: list) -> Iterator[list]:
         _sink.reset(token)
 
 
-def flush(entries: list) -> list:
-    """Build and write the ledger rows of deferred calls; returns the saved rows."""
+def flush(entries: list | None = None, timeout: float | None = None) -> Any:
+    """Without arguments: block until every call handed to the ledger so far is in the database.
+
+    Tests and management commands call it before reading the ledger or exiting. Returns True when
+    everything was written within `timeout` seconds (default `AI_LEDGER_FLUSH_TIMEOUT`).
+    With `entries` (calls collected by `deferred`), the older form: build and write them now, on
+    this thread, and return the saved rows.
+    """
+    if entries is None:
+        from . import ledger_writer
+
+        return ledger_writer.flush(timeout)
     rows = [row for entry in entries for row in build_rows(*entry)]
     entries.clear()
     return save_rows(rows)
+
+
+def submit_deferred(entries: list) -> Decimal:
+    """Hand calls collected by `deferred` to the ledger writer; returns what they cost (for settling)."""
+    from . import ledger_writer
+
+    spent = sum((total_cost(record, prices) for record, prices, _ in entries), Decimal(0))
+    for entry in entries:
+        ledger_writer.submit(entry)
+    entries.clear()
+    return spent
 
 
 def save_rows(rows: list) -> list:
@@ -113,48 +135,54 @@ def total_cost(record: CallRecord, prices: Prices) -> Decimal:
 
 
 def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
-    """Write the collected attempts (or one cache-hit row) to the ledger; never raises into the caller."""
+    """Hand the collected attempts (or one cache-hit row) to the ledger writer; no query, never raises."""
     sink = _sink.get()
     if sink is not None:
         sink.append((record, prices, cached))
         return []
-    return save_rows(build_rows(record, prices, cached))
+    from . import ledger_writer
+
+    ledger_writer.submit((record, prices, cached))
+    return []
+
+
+def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[dict[str, Any]]:
+    """The ledger rows of one call as plain field values (what the writer saves or Redis carries)."""
+    rows: list[dict[str, Any]] = []
+    if cached is not None:
+        rows.append({
+            "site_id": record.site_id, "service": record.service, "provider": cached.provider,
+            "requested_model": record.requested_model or (cached.requested_model or ""),
+            "served_model": cached.model, "prompt_tokens": cached.prompt_tokens,
+            "completion_tokens": cached.completion_tokens, "total_tokens": cached.total_tokens,
+            "cost": Decimal(0), "cost_source": "cache", "latency_ms": int(cached.latency_ms),
+            "status": "cached", "cache_hit": True, "request_id": (cached.request_id or "")[:200],
+        })
+    for attempt in record.attempts:
+        result, error = attempt.result, attempt.error
+        row: dict[str, Any] = {
+            "site_id": record.site_id, "service": record.service, "provider": attempt.provider,
+            "requested_model": record.requested_model or attempt.model, "served_model": attempt.model,
+            "attempt": attempt.number, "latency_ms": int(attempt.latency_ms),
+        }
+        if result is not None:
+            cost, source = cost_of(prices, result)
+            row.update(
+                served_model=result.model, prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens, total_tokens=result.total_tokens,
+                cost=cost, cost_source=source, status="ok", request_id=(result.request_id or "")[:200],
+            )
+        else:
+            row.update(
+                status="error", error_class=type(error).__name__, error_message=str(error)[:500],
+                request_id=(getattr(error, "request_id", None) or "")[:200],
+            )
+        rows.append(row)
+    return rows
 
 
 def build_rows(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
+    """Unsaved `AIUsage` objects for one call."""
     from integrations.models import AIUsage
 
-    rows = []
-    if cached is not None:
-        rows.append(
-            AIUsage(
-                site_id=record.site_id, service=record.service, provider=cached.provider,
-                requested_model=record.requested_model or (cached.requested_model or ""), served_model=cached.model,
-                prompt_tokens=cached.prompt_tokens, completion_tokens=cached.completion_tokens,
-                total_tokens=cached.total_tokens, cost=Decimal(0), cost_source="cache",
-                latency_ms=int(cached.latency_ms), status=AIUsage.STATUS_CACHED, cache_hit=True,
-                request_id=(cached.request_id or "")[:200],
-            )
-        )
-    for attempt in record.attempts:
-        result, error = attempt.result, attempt.error
-        row = AIUsage(
-            site_id=record.site_id, service=record.service, provider=attempt.provider,
-            requested_model=record.requested_model or attempt.model, served_model=attempt.model,
-            attempt=attempt.number, latency_ms=int(attempt.latency_ms),
-        )
-        if result is not None:
-            cost, source = cost_of(prices, result)
-            row.served_model = result.model
-            row.prompt_tokens, row.completion_tokens = result.prompt_tokens, result.completion_tokens
-            row.total_tokens = result.total_tokens
-            row.cost, row.cost_source = cost, source
-            row.status = AIUsage.STATUS_OK
-            row.request_id = (result.request_id or "")[:200]
-        else:
-            row.status = AIUsage.STATUS_ERROR
-            row.error_class = type(error).__name__
-            row.error_message = str(error)[:500]
-            row.request_id = (getattr(error, "request_id", None) or "")[:200]
-        rows.append(row)
-    return rows
+    return [AIUsage(**fields) for fields in row_fields(record, prices, cached)]

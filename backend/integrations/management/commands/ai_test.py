@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.sites.models import Site
 from django.core.management.base import BaseCommand, CommandError
 
+from integrations.ai import usage
 from integrations.ai.providers.errors import AIProviderError
 from integrations.ai.service import AIService
 
@@ -37,6 +38,8 @@ class Command(BaseCommand):
             )
         except AIProviderError as exc:
             raise CommandError(f"{exc.code}: {exc}") from None
+        finally:
+            usage.flush()  # the ledger rows are in the database before the command returns
         cost = f"${result.cost:.6f}" if result.cost is not None else "not reported"
         self.stdout.write(result.content)
         self.stdout.write("")

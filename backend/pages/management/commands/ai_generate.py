@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from tqdm import tqdm
 
+from integrations.ai import usage
 from pages.models import Page
 from pages.services.ai_service import AIService
 
@@ -44,9 +45,12 @@ class Command(BaseCommand):
                 if problem:
                     failures.append(f"[{page.site.domain}] {page.title}: {problem}")
 
-            AIService().generate_meta_batch(
-                pages, model=options["model"], concurrency=options["concurrency"], on_page=progress
-            )
+            try:
+                AIService().generate_meta_batch(
+                    pages, model=options["model"], concurrency=options["concurrency"], on_page=progress
+                )
+            finally:
+                usage.flush()  # the ledger rows are in the database before the command returns
         done = len(pages) - len(failures)
         self.stdout.write(self.style.SUCCESS(f"Generated meta for {done} of {len(pages)} page(s)."))
         for line in failures:

@@ -1,0 +1,460 @@
+"""The ledger writer: usage rows leave the caller's thread and reach the database in batches, none lost.
+
+`submit(entry)` is all a caller does after an AI call (no query): the entry (call record, prices,
+cached result) goes to an in-process bounded queue that a daemon thread drains with `bulk_create`,
+building the `AIUsage` objects there. When the queue is full the caller writes its own rows
+(back-pressure, never a drop). With REDIS_URL set, the caller instead serialises the rows to JSON
+and pushes them onto a Redis list; that push is the acknowledgement, and a drainer thread in any
+process moves them to a per-process processing list (LMOVE), writes them, then deletes that list,
+so a killed process loses nothing it pushed: its processing list is re-queued by the next drainer.
+If Redis is unreachable, rows take the in-process path.
+
+The same transaction that inserts the rows adds their cost to the sites' `BudgetPeriod` of the
+month, so the periods the budget counters are seeded from always match the ledger.
+
+A call made inside an open transaction (`transaction.atomic`, ATOMIC_REQUESTS, a test case) may
+reference rows another connection cannot see yet, and on SQLite another connection would wait for
+that transaction's lock; its rows are handed over when the transaction commits (`on_commit`), or
+written inside it by `flush()`, and roll back with it, as a synchronous write would.
+
+Everything pending is written at interpreter exit, on SIGTERM (the handler chains to the previous
+one), at Celery worker shutdown and on `flush()`. A failed write is logged (type and redacted
+message) and retried with backoff; rows stay queued meanwhile.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from . import conf
+
+logger = logging.getLogger("integrations.ai")
+
+_FLUSH = object()  # queue marker: write what you hold now
+MAX_BACKOFF = 30.0
+
+
+def _fields_of(entry: Any) -> list[dict[str, Any]]:
+    from .usage import row_fields
+
+    return row_fields(*entry)
+
+
+def _describe(exc: BaseException) -> str:
+    from .providers.errors import redact
+
+    return redact(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def write_rows(fields: list[dict[str, Any]]) -> None:
+    """Insert ledger rows and add their cost to this month's budget periods, in one transaction.
+
+    A row whose site was deleted meanwhile is kept with no site (as deleting a site does to its rows).
+    """
+    from django.db import IntegrityError, transaction
+    from django.db.models import F
+
+    from integrations.models import AIUsage, BudgetPeriod
+
+    from .budget import month_start
+
+    if not fields:
+        return
+    spend: dict[int, Decimal] = defaultdict(Decimal)
+    for row in fields:
+        if row.get("site_id") is not None and row.get("cost"):
+            spend[row["site_id"]] += Decimal(row["cost"])
+    try:
+        with transaction.atomic():
+            AIUsage.objects.bulk_create([AIUsage(**row) for row in fields])
+            month = month_start().date()
+            for site_id, amount in spend.items():
+                BudgetPeriod.objects.filter(site_id=site_id, month=month).update(spent=F("spent") + amount)
+    except IntegrityError:
+        from django.contrib.sites.models import Site
+
+        known = set(Site.objects.filter(pk__in={r["site_id"] for r in fields}).values_list("pk", flat=True))
+        if all(r.get("site_id") in known or r.get("site_id") is None for r in fields):
+            raise
+        write_rows([{**r, "site_id": r["site_id"] if r.get("site_id") in known else None} for r in fields])
+
+
+class _LocalWriter:
+    """The in-process queue and its daemon thread."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.RLock())  # re-entrant: the SIGTERM handler may interrupt a submit
+        self.queue: queue.Queue | None = None
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+        self.submitted = 0
+        self.written = 0
+
+    def _ensure(self) -> queue.Queue:
+        if self.thread is not None and self.pid == os.getpid() and self.thread.is_alive():
+            return self.queue  # type: ignore[return-value]
+        with self.cond:
+            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+                if self.pid != os.getpid():  # new process (or fork): the parent writes what it queued
+                    self.queue = queue.Queue(conf.ledger_queue_size())
+                    self.submitted = self.written = 0
+                    self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._run, name="ai-ledger-writer", daemon=True)
+                self.thread.start()
+                _register_exit_flush()
+        return self.queue  # type: ignore[return-value]
+
+    def put(self, entry: Any) -> None:
+        q = self._ensure()
+        with self.cond:
+            self.submitted += 1
+        try:
+            q.put_nowait(entry)
+            return
+        except queue.Full:
+            pass
+        try:  # back-pressure: the caller writes its own rows
+            write_rows(_fields_of(entry))
+        except Exception as exc:
+            logger.warning("ledger queue full and a direct write failed (%s); waiting for room", _describe(exc))
+            q.put(entry)
+            return
+        self._done(1)
+
+    def _done(self, count: int) -> None:
+        with self.cond:
+            self.written += count
+            self.cond.notify_all()
+
+    def wait(self, deadline: float) -> bool:
+        with self.cond:
+            target = self.submitted
+            if self.written >= target:
+                return True
+        if self.queue is not None:
+            with contextlib.suppress(queue.Full):  # a full queue is a full batch: being written anyway
+                self.queue.put_nowait(_FLUSH)
+        with self.cond:
+            return self.cond.wait_for(lambda: self.written >= target, max(0.0, deadline - time.monotonic()))
+
+    def _run(self) -> None:
+        from django.db import close_old_connections, connection
+
+        q = self.queue
+        assert q is not None
+        batch: list[Any] = []
+        backoff = 0.5
+        while True:
+            if not batch:
+                item = q.get()
+                if item is _FLUSH:
+                    continue
+                batch.append(item)
+            self._collect(q, batch)
+            try:
+                close_old_connections()
+                write_rows([row for entry in batch for row in _fields_of(entry)])
+            except Exception as exc:
+                logger.error("could not write %d AI usage call(s), will retry in %.1fs: %s",
+                             len(batch), backoff, _describe(exc))
+                connection.close()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = 0.5
+            self._done(len(batch))
+            batch = []
+
+    @staticmethod
+    def _collect(q: queue.Queue, batch: list[Any]) -> None:
+        """Add queued entries until the batch is full, the flush interval passed, or a flush asks."""
+        size = conf.ledger_batch_size()
+        deadline = time.monotonic() + conf.ledger_flush_interval()
+        while len(batch) < size:
+            remaining = deadline - time.monotonic()
+            try:
+                item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+            except queue.Empty:
+                return
+            if item is _FLUSH:
+                deadline = 0.0  # take what is already queued, then write
+                continue
+            batch.append(item)
+
+
+class _RedisLedger:
+    """Rows pushed to a Redis list, drained into the database by a thread in any process."""
+
+    HEARTBEAT_TTL = 10
+
+    def __init__(self, url: str) -> None:
+        import redis
+        from django.db import connection
+
+        self.errors = (redis.RedisError, OSError)
+        self.pool = redis.ConnectionPool.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.client = redis.Redis(connection_pool=self.pool)
+        db = connection.settings_dict
+        # One list per database, so a dev server and a test run sharing a Redis never mix rows.
+        self.key = f"panel:ai-ledger:{db['ENGINE'].rsplit('.', 1)[-1]}:{db.get('HOST') or ''}:{db['NAME']}"
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.processing = f"{self.key}:processing:{self.owner}"
+        self.alive = f"{self.key}:alive:{self.owner}"
+        self.down_until = 0.0
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def push(self, entry: Any) -> bool:
+        """Push one call's rows; True is the acknowledgement, False means use the in-process path."""
+        if time.monotonic() < self.down_until:
+            return False
+        try:
+            payload = json.dumps(_fields_of(entry), default=str)
+            self.client.rpush(self.key, payload)
+        except self.errors as exc:
+            logger.warning("Redis unreachable for the AI usage ledger (%s); writing in-process", _describe(exc))
+            self.down_until = time.monotonic() + 5
+            return False
+        self.ensure_drainer()
+        return True
+
+    def ensure_drainer(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="ai-ledger-drainer", daemon=True)
+                self.thread.start()
+                _register_exit_flush()
+
+    def _owner_dead(self, owner: str) -> bool:
+        if self.client.exists(f"{self.key}:alive:{owner}"):
+            host, _, rest = owner.partition(":")
+            if host != self.host:
+                return False
+            try:
+                os.kill(int(rest.split(":")[0]), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, ValueError):
+                return False
+            return False
+        return True
+
+    def recover(self) -> int:
+        """Re-queue the processing lists of processes that died before writing them."""
+        moved = 0
+        prefix = f"{self.key}:processing:"
+        for raw in self.client.scan_iter(match=f"{prefix}*", count=100):
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            owner = name[len(prefix):]
+            if owner == self.owner or not self._owner_dead(owner):
+                continue
+            while self.client.lmove(name, self.key, "RIGHT", "LEFT") is not None:
+                moved += 1
+        if moved:
+            logger.warning("re-queued %d AI usage call(s) left by a stopped process", moved)
+        return moved
+
+    @staticmethod
+    def decode(raw: bytes) -> list[dict[str, Any]]:
+        rows = json.loads(raw)
+        for row in rows:
+            if row.get("cost") is not None:
+                row["cost"] = Decimal(row["cost"])
+        return rows
+
+    def _run(self) -> None:
+        from django.db import close_old_connections, connection
+
+        last_beat = last_recover = 0.0
+        backoff = 0.5
+        while True:
+            try:
+                now = time.monotonic()
+                if now - last_beat > 1:
+                    self.client.set(self.alive, "1", ex=self.HEARTBEAT_TTL)
+                    last_beat = now
+                if now - last_recover > 5:
+                    self.recover()
+                    last_recover = now
+                items = self.client.lrange(self.processing, 0, -1)  # a failed batch is retried first
+                if not items:
+                    first = self.client.blmove(self.key, self.processing, 1, "LEFT", "RIGHT")
+                    if first is None:
+                        continue
+                    items = [first]
+                    while len(items) < conf.ledger_batch_size():
+                        more = self.client.lmove(self.key, self.processing, "LEFT", "RIGHT")
+                        if more is None:
+                            break
+                        items.append(more)
+                close_old_connections()
+                write_rows([row for raw in items for row in self.decode(raw)])
+                self.client.delete(self.processing)  # the acknowledgement: written
+                backoff = 0.5
+            except self.errors as exc:
+                logger.warning("AI usage drainer: Redis error (%s); retrying", _describe(exc))
+                time.sleep(1)
+            except Exception as exc:
+                logger.error("could not write AI usage rows from Redis, will retry in %.1fs: %s",
+                             backoff, _describe(exc))
+                connection.close()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def wait(self, deadline: float) -> bool:
+        """Until the list and every processing list are empty (written by this or another drainer)."""
+        try:
+            self.ensure_drainer()
+            prefix = f"{self.key}:processing:*"
+            while True:
+                if not self.client.llen(self.key) and not any(
+                    self.client.llen(name) for name in self.client.scan_iter(match=prefix, count=100)
+                ):
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
+        except self.errors as exc:
+            logger.warning("could not check the Redis AI usage ledger (%s)", _describe(exc))
+            return False
+
+
+_local = _LocalWriter()
+_redis: _RedisLedger | None = None
+_redis_url: str | None = None
+_redis_lock = threading.Lock()
+
+
+def _redis_ledger() -> _RedisLedger | None:
+    global _redis, _redis_url
+    url = conf.redis_url()
+    if not url:
+        return None
+    if _redis is None or _redis_url != url:
+        with _redis_lock:
+            if _redis is None or _redis_url != url:
+                _redis, _redis_url = _RedisLedger(url), url
+    return _redis
+
+
+class _Held:
+    """One call made inside an open transaction: handed over when it commits (`on_commit`)."""
+
+    __slots__ = ("done", "entry")
+
+    def __init__(self, entry: Any) -> None:
+        self.entry = entry
+        self.done = False
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.done = True
+            _route(self.entry)
+
+
+def submit(entry: Any) -> None:
+    """Hand one call's ledger entry to the writer. No query on this thread; never raises."""
+    from django.db import connection, transaction
+
+    try:
+        if connection.in_atomic_block:
+            transaction.on_commit(_Held(entry), robust=True)
+        else:
+            _route(entry)
+    except Exception as exc:  # a served answer must never fail on its bookkeeping
+        logger.error("could not hand an AI usage entry to the ledger writer: %s", _describe(exc))
+
+
+def _route(entry: Any) -> None:
+    redis_ledger = _redis_ledger()
+    if redis_ledger is not None and redis_ledger.push(entry):
+        return
+    _local.put(entry)
+
+
+def _write_held() -> None:
+    """Write the calls held by this thread's open transaction, inside it."""
+    from django.db import connection
+
+    if not connection.in_atomic_block:
+        return
+    held = [func for _, func, _ in connection.run_on_commit if isinstance(func, _Held) and not func.done]
+    if held:
+        write_rows([row for h in held for row in _fields_of(h.entry)])
+        for h in held:
+            h.done = True
+
+
+def flush(timeout: float | None = None, *, include_held: bool = True) -> bool:
+    """Block until every call handed over so far is in the database; False if `timeout` passed first."""
+    deadline = time.monotonic() + (conf.ledger_flush_timeout() if timeout is None else timeout)
+    if include_held:
+        _write_held()
+    done = _local.wait(deadline)
+    redis_ledger = _redis_ledger() if conf.redis_url() else None
+    if redis_ledger is not None:
+        done = redis_ledger.wait(deadline) and done
+    if not done:
+        logger.error("the AI usage ledger was not fully written within the flush timeout; rows stay queued")
+    return done
+
+
+_exit_registered = False
+
+
+def _register_exit_flush() -> None:
+    global _exit_registered
+    if not _exit_registered:
+        _exit_registered = True
+        atexit.register(_flush_quietly)
+
+
+def _flush_quietly() -> None:
+    try:
+        flush(include_held=False)
+    except Exception as exc:
+        logger.error("flushing the AI usage ledger failed: %s", _describe(exc))
+
+
+_installed = False
+
+
+def install_signal_handler() -> bool:
+    """Flush on SIGTERM, then do what the previous handler did (exit, by default). Main thread only."""
+    global _installed
+    if _installed or threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        _flush_quietly()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_IGN:
+            return
+        else:  # the default: die of SIGTERM, as before
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main interpreter
+        return False
+    _installed = True
+    return True
