@@ -13,7 +13,7 @@ from tenancy.access import SiteScopedAdminMixin
 
 from . import admin_views
 from .ai.budget import month_to_date_spend, usd
-from .forms import SECRET_FORM_FIELDS, AIProviderSettingsForm
+from .forms import PROVIDER_LABELS, SECRET_FORM_FIELDS, AIProviderSettingsForm
 from .models import PROVIDERS, AIProviderSettings, ModelMapping
 from .resources import ModelMappingResource
 
@@ -83,7 +83,9 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         ]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["providers_with_keys"] = [p for p in PROVIDERS if obj is not None and obj.api_key(p)]
+        context["providers_with_keys"] = [
+            (p, PROVIDER_LABELS[p]) for p in PROVIDERS if obj is not None and obj.api_key(p)
+        ]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
