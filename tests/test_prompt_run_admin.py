@@ -58,7 +58,8 @@ def test_saved_run_keeps_model_provider_tokens_cost_and_links_its_ledger_rows(cl
     response = preview(client, template, site)
     result = response.context["result"]
     html = response.content.decode()
-    assert f"{result.provider} · {result.model} · " in html and f"= {result.total_tokens} tokens" in html
+    label = {"openrouter": "OpenRouter", "openai": "OpenAI", "anthropic": "Anthropic"}[provider]
+    assert f"{label} · {result.model} · " in html and f"= {result.total_tokens} tokens" in html
     assert result.total_tokens > 0 and result.request_id
     ledger = AIUsage.objects.get(site=site, status=AIUsage.STATUS_OK)
     assert ledger.request_id == result.request_id

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from integrations.ai.providers.errors import AIProviderError
+from integrations.forms import PROVIDER_LABELS
 from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, sites_for
 
 from . import run_previews
@@ -125,7 +126,8 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                     token = run_previews.remember(request, template.pk, site.pk, data, result, cost)
                     save_form = SaveRunForm(initial={"preview_token": token, "output": result.content},
                                             request=request, template=template)
-                    preview = {"cost": cost, "site": site}
+                    preview = {"cost": f"${cost.normalize():f}" if cost is not None else "not known", "site": site,
+                               "provider": PROVIDER_LABELS.get(result.provider, result.provider)}
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
             "title": f"Run “{template}”", "form": form, "result": result, "preview": preview,
@@ -136,16 +138,25 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
 @admin.register(PromptRun)
 class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("template", "site", "provider", "model", "total_tokens", "cost", "created_by", "created_at")
+    list_display = ("template", "site", "provider_name", "model", "total_tokens", "cost_usd", "created_by",
+                    "created_at")
     list_filter = ("site", "template")
     fields = (
-        "template", "site", "variables", "output", "provider", "model", "prompt_tokens", "completion_tokens",
-        "total_tokens", "cost", "usage", "created_by", "created_at",
+        "template", "site", "variables", "output", "provider_name", "model", "prompt_tokens", "completion_tokens",
+        "total_tokens", "cost_usd", "usage", "created_by", "created_at",
     )
     readonly_fields = tuple(f for f in fields if f != "output")  # the text can be corrected, the facts not
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="Provider", ordering="provider")
+    def provider_name(self, obj: PromptRun) -> str:
+        return PROVIDER_LABELS.get(obj.provider, obj.provider) or "—"
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_usd(self, obj: PromptRun) -> str:
+        return f"${obj.cost.normalize():f}" if obj.cost is not None else "not known"
 
     @admin.display(description="Usage ledger")
     def usage(self, obj: PromptRun) -> str:

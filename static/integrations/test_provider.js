@@ -18,12 +18,15 @@ document.addEventListener("DOMContentLoaded", () => {
     const answer = document.getElementById("stream-answer");
     const stats = document.getElementById("stream-stats");
     document.querySelectorAll("#stream-error").forEach((el) => el.remove());
+    // An earlier answer or error on the page belongs to another prompt: don't leave it beside this one.
+    document.querySelectorAll("#test-result, #test-error").forEach((el) => { el.hidden = true; });
     box.hidden = false;
     answer.textContent = "";
     stats.textContent = "";
     const fail = (text) => {
       const item = window.aiBusy.message("error", text);
       item.id = "stream-error";
+      if (!answer.textContent) box.hidden = true;  // nothing arrived: no empty answer box
     };
     let response;
     try {
