@@ -78,8 +78,8 @@ def test_run_template_preview_then_save(admin_client, site, upstream):
     html = response.content.decode()
     assert 'id="save-form"' in html and "Write a blurb for rye aimed at students." in html
     assert PromptRun.objects.count() == 0  # a preview saves nothing
-    saved = admin_client.post(url, {"_save": "1", "output": "Edited output", "site_id": site.pk,
-                                     "variables_json": json.dumps({"product": "rye", "audience": "students"})})
+    token = response.context["save_form"].initial["preview_token"]
+    saved = admin_client.post(url, {"_save": "1", "output": "Edited output", "preview_token": token})
     assert saved.status_code == 302
     run = PromptRun.objects.get()
     assert (run.output, run.site, run.variables["product"]) == ("Edited output", site, "rye")

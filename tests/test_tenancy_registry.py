@@ -38,9 +38,7 @@ PROJECT_APPS = ("tenancy", "integrations", "pages", "prompts")
 STANDARD_VIEWS = ("changelist", "add", "history", "delete", "change")
 DENIED = (302, 403, 404)
 # Custom views fixed on another branch of issue 10; remove an entry once that branch is merged.
-OWNED_ELSEWHERE = {
-    "prompts_prompttemplate_run": "the Run-with-AI view's permission check is another helper's part of issue 10",
-}  # 302: Django's "doesn't exist" redirect to the admin index
+# 302: Django's "doesn't exist" redirect to the admin index
 REGISTRY = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
 IDS = [model._meta.label for model, _ in REGISTRY]
 
@@ -309,8 +307,6 @@ def test_custom_views_refuse_site_b_and_need_the_model_permission(client, world,
         # a member of site A without the model's permissions may not use A's own custom views either
         client.force_login(world.no_perms)
         target = reverse(name, kwargs=route_kwargs(route, a_row.pk)) if takes_object(route) else reverse(name)
-        if route.name in OWNED_ELSEWHERE:
-            pytest.xfail(OWNED_ELSEWHERE[route.name])
         for method in (client.get, client.post):
             response = method(target)
             allowed = (403, 405) if method == client.get else (403,)  # 405: a POST-only view refuses a GET first

@@ -13,7 +13,7 @@ from tenancy.access import SiteScopedAdminMixin
 
 from . import admin_views
 from .ai.budget import month_to_date_spend, usd
-from .forms import SECRET_FORM_FIELDS, AIProviderSettingsForm
+from .forms import PROVIDER_LABELS, SECRET_FORM_FIELDS, AIProviderSettingsForm
 from .models import PROVIDERS, AIProviderSettings, ModelMapping
 from .resources import ModelMappingResource
 
@@ -84,7 +84,9 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # Check-key buttons only for the site's own keys: checking the deployment's is for superusers.
-        context["providers_with_keys"] = [p for p in PROVIDERS if obj is not None and admin_views.has_own_key(obj, p)]
+        context["providers_with_keys"] = [
+            (p, PROVIDER_LABELS[p]) for p in PROVIDERS if obj is not None and admin_views.has_own_key(obj, p)
+        ]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

@@ -42,6 +42,14 @@ class AIProviderSettingsForm(forms.ModelForm):
             "openai_default_model", "openai_base_url", "anthropic_default_model", "anthropic_base_url",
             "fallback_chain", "monthly_budget",
         )
+        # Vendor names as the vendors write them ("OpenRouter", not the derived "Openrouter").
+        labels = {
+            "openrouter_default_model": "OpenRouter default model", "openrouter_base_url": "OpenRouter base URL",
+            "openrouter_http_referer": "OpenRouter HTTP-Referer", "openrouter_app_name": "OpenRouter app name",
+            "openrouter_fallback_models": "OpenRouter fallback models", "openrouter_routing": "OpenRouter routing",
+            "openai_default_model": "OpenAI default model", "openai_base_url": "OpenAI base URL",
+            "anthropic_default_model": "Anthropic default model", "anthropic_base_url": "Anthropic base URL",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

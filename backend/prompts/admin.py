@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from integrations.ai.providers.errors import AIProviderError
+from integrations.forms import PROVIDER_LABELS
 from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, sites_for
 
+from . import run_previews
 from .models import PromptRun, PromptTemplate
 from .services.ai_service import AIContentService
 
@@ -31,6 +34,42 @@ def variables_form(template: PromptTemplate, user, data=None) -> forms.Form:
     return type("VariablesForm", (forms.Form,), fields)(data)
 
 
+class SaveRunForm(forms.Form):
+    """The save step: the (edited) output and the token of a preview kept server-side.
+
+    Nothing else is read from the request: the site, variables, model and numbers come from the
+    preview (`run_previews`), so a tampered or stale hidden field is a form error, not a 500.
+    """
+
+    preview_token = forms.CharField(widget=forms.HiddenInput, max_length=100)
+    output = forms.CharField(widget=forms.Textarea(attrs={"rows": 10, "cols": 90}), strip=True,
+                             error_messages={"required": "The output is empty: write or generate something to save."})
+
+    def __init__(self, *args, request, template: PromptTemplate, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.request, self.template = request, template
+        self.preview: run_previews.RunPreview | None = None
+
+    def clean_preview_token(self) -> str:
+        token = self.cleaned_data["preview_token"]
+        preview = run_previews.peek(self.request, self.template.pk, token)
+        if preview is None:
+            raise forms.ValidationError("This preview is unknown, expired or already saved: preview again.")
+        if not can_manage(self.request.user, preview.site_id):
+            raise forms.ValidationError("You do not manage the site this preview ran for.")
+        self.preview = preview
+        return token
+
+
+def can_run(user, template: PromptTemplate) -> bool:
+    """Running a template spends a site's budget and keeps a run: it takes both permissions and a site."""
+    if not (user.has_perm("prompts.view_prompttemplate") and user.has_perm("prompts.add_promptrun")):
+        return False
+    if template.site_id is not None:
+        return can_manage(user, template.site_id)
+    return sites_for(user).exists()
+
+
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     global_rows = True
@@ -46,45 +85,83 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_run"] = obj is not None and can_run(request.user, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def run_view(self, request, pk: int):
         template = get_object_or_404(PromptTemplate, pk=pk)
         if template.site_id is not None:
-            require_site(request.user, template.site_id)
-        form = variables_form(template, request.user, request.POST or None)
-        service = AIContentService()
-        preview = result = None
+            require_site(request.user, template.site_id)  # another tenant's template: 404, not 403
+        if not can_run(request.user, template):
+            raise PermissionDenied
+        preview = result = save_form = None
+        form = variables_form(template, request.user)
         if request.method == "POST" and "_save" in request.POST:
-            variables = json.loads(request.POST.get("variables_json") or "{}")
-            site_id = int(request.POST.get("site_id") or 0)
-            output = request.POST.get("output", "").strip()
-            if not can_manage(request.user, site_id) or not output:
-                self.message_user(request, "Nothing saved: the output is empty or the site is not yours.",
-                                  messages.ERROR)
-            else:
-                service.save_run(template, site_id, variables, output, user=request.user)
+            save_form = SaveRunForm(request.POST, request=request, template=template)
+            if save_form.is_valid():
+                token, preview = save_form.cleaned_data["preview_token"], save_form.preview
+                run = AIContentService().save_run(
+                    template, preview.site_id, preview.variables, save_form.cleaned_data["output"],
+                    result=run_previews.as_result(preview, save_form.cleaned_data["output"]), user=request.user,
+                )
+                run_previews.forget(request, token)
                 self.message_user(request, "Output saved.", messages.SUCCESS)
-                return HttpResponseRedirect(reverse("admin:prompts_promptrun_changelist"))
-        elif request.method == "POST" and form.is_valid():
-            data = dict(form.cleaned_data)
-            site, model = data.pop("site"), data.pop("model")
-            try:
-                result = service.generate(template, data, model=model or None, site=site.pk)
-            except AIProviderError as exc:
-                self.message_user(request, f"No output — {exc.code}: {exc.message}", messages.ERROR)
-            else:
-                preview = {"variables_json": json.dumps(data), "site_id": site.pk}
+                if request.user.has_perm("prompts.view_promptrun") or request.user.has_perm("prompts.change_promptrun"):
+                    return HttpResponseRedirect(reverse("admin:prompts_promptrun_change", args=[run.pk]))
+                return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_run", args=[template.pk]))
+            self.message_user(request, "Nothing saved: " + " ".join(
+                str(e) for errors in save_form.errors.values() for e in errors), messages.ERROR)
+        elif request.method == "POST":
+            form = variables_form(template, request.user, request.POST)
+            if form.is_valid():
+                data = dict(form.cleaned_data)
+                site, model = data.pop("site"), data.pop("model")
+                try:
+                    result = AIContentService().generate(template, data, model=model or None, site=site.pk)
+                except AIProviderError as exc:
+                    self.message_user(request, f"No output — {exc.code}: {exc.message}", messages.ERROR)
+                else:
+                    cost = run_previews.call_cost(site.pk, result)
+                    token = run_previews.remember(request, template.pk, site.pk, data, result, cost)
+                    save_form = SaveRunForm(initial={"preview_token": token, "output": result.content},
+                                            request=request, template=template)
+                    preview = {"cost": f"${cost.normalize():f}" if cost is not None else "not known", "site": site,
+                               "provider": PROVIDER_LABELS.get(result.provider, result.provider)}
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
             "title": f"Run “{template}”", "form": form, "result": result, "preview": preview,
+            "save_form": save_form,
         }
         return TemplateResponse(request, "admin/prompts/prompttemplate/run.html", context)
 
 
 @admin.register(PromptRun)
 class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("template", "site", "model", "total_tokens", "created_by", "created_at")
+    list_display = ("template", "site", "provider_name", "model", "total_tokens", "cost_usd", "created_by",
+                    "created_at")
     list_filter = ("site", "template")
-    readonly_fields = ("template", "site", "variables", "model", "provider", "total_tokens", "created_by", "created_at")
+    fields = (
+        "template", "site", "variables", "output", "provider_name", "model", "prompt_tokens", "completion_tokens",
+        "total_tokens", "cost_usd", "usage", "created_by", "created_at",
+    )
+    readonly_fields = tuple(f for f in fields if f != "output")  # the text can be corrected, the facts not
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="Provider", ordering="provider")
+    def provider_name(self, obj: PromptRun) -> str:
+        return PROVIDER_LABELS.get(obj.provider, obj.provider) or "—"
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_usd(self, obj: PromptRun) -> str:
+        return f"${obj.cost.normalize():f}" if obj.cost is not None else "not known"
+
+    @admin.display(description="Usage ledger")
+    def usage(self, obj: PromptRun) -> str:
+        """The run's rows in the AI usage ledger, found by the provider's request id."""
+        if not obj.request_id:
+            return "—"
+        url = reverse("admin:integrations_aiusage_changelist") + "?" + urlencode({"request_id": obj.request_id})
+        return format_html('<a href="{}" class="usage-link">Usage rows for request {}</a>', url, obj.request_id)

@@ -93,7 +93,15 @@ class PromptRun(models.Model):
     output = models.TextField()
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=20, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(
+        max_digits=14, decimal_places=8, null=True, blank=True, help_text="USD; empty when nobody knows it."
+    )
+    request_id = models.CharField(
+        max_length=200, blank=True, help_text="The provider's request id: the run's rows in the AI usage ledger."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,21 @@ def admin_login(page, live_server):
         return page
 
     return login
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+
+@pytest.fixture
+def screenshot(page, request):
+    """`screenshot("step")` writes the whole page to var/screenshots/<test>-<step>.png (git-ignored),
+    so a person can look at every screen a browser test went through."""
+
+    def take(step: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"{request.node.name}-{step}")
+        target = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(target), full_page=True)
+        return target
+
+    return take

@@ -45,8 +45,15 @@ class AIContentService:
         self, template: PromptTemplate, site_id: int, variables: dict[str, Any], output: str,
         result: GenerationResult | None = None, user: Any = None,
     ) -> PromptRun:
+        """Keep `output` (perhaps edited) with what generating it took: model, provider, tokens, cost,
+        and the request id that finds its rows in the usage ledger."""
         return PromptRun.objects.create(
             template=template, site_id=site_id, variables=variables, output=output,
             model=result.model if result else "", provider=result.provider if result else "",
-            total_tokens=result.total_tokens if result else 0, created_by=user,
+            prompt_tokens=result.prompt_tokens if result else 0,
+            completion_tokens=result.completion_tokens if result else 0,
+            total_tokens=result.total_tokens if result else 0,
+            cost=result.cost if result else None,
+            request_id=(result.request_id or "")[:200] if result else "",
+            created_by=user,
         )
