@@ -12,7 +12,7 @@ from django.db import connection
 from django.urls import reverse
 
 from integrations.ai import usage
-from integrations.ai.providers.factory import ProviderFactory
+from integrations.ai.factory import ProviderFactory
 from integrations.ai.service import AIService
 from integrations.models import AIProviderSettings
 

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
+from integrations.ai.factory import ProviderFactory
 from integrations.ai.providers.errors import ProviderNotConfigured, UnknownProvider
-from integrations.ai.providers.factory import ProviderFactory
 
 KEYS = {"openrouter": "sk-or-v1-" + "1" * 48, "openai": "sk-proj-" + "2" * 48, "anthropic": "sk-ant-" + "3" * 48}
 PROVIDERS = ("openrouter", "openai", "anthropic")

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.ai import budget, pauses, usage
+from integrations.ai import budget, clock, pauses, usage
 from integrations.ai.providers import errors
 from integrations.ai.service import AIService
 from integrations.models import AIUsage, ModelPrice
@@ -342,12 +342,50 @@ def test_streaming_yields_deltas_and_records_usage(db, upstream, provider):
         assert row.cost is not None and row.cost_source == "reported"
 
 
-def test_streaming_error_is_typed_and_recorded(db, upstream):
+def test_streaming_error_is_typed_and_recorded_after_its_retries(db, upstream, settings):
+    settings.AI_MAX_RETRIES = 2
     record = AIProviderSettingsFactory(
         provider_type="anthropic", anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url
     )
-    upstream.script(flavor="anthropic", status=529)
-    with pytest.raises(errors.ProviderUnavailable):
+    upstream.script(flavor="anthropic", status=529, times=3)
+    with clock.use(clock.FakeClock()) as fake, pytest.raises(errors.ProviderUnavailable):
         list(AIService(site=record.site).generate_stream(PROMPT))
+    assert len(fake.sleeps) == 2  # backed off twice, without waiting in real time
+    rows = ledger(record.site)
+    assert [(r.status, r.error_class, r.attempt) for r in sorted(rows, key=lambda r: r.attempt)] == [
+        ("error", "ProviderUnavailable", n) for n in (1, 2, 3)]
+
+
+def test_a_stream_fails_over_before_its_first_delta(db, upstream, settings):
+    settings.AI_MAX_RETRIES = 0
+    record = AIProviderSettingsFactory(
+        provider_type="anthropic", anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
+        openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
+        fallback_chain=[{"provider": "openai", "model": ""}],
+    )
+    upstream.script(flavor="anthropic", status=529)
+    stream = AIService(site=record.site).generate_stream(PROMPT)
+    text = "".join(stream)
+    assert text.startswith("Emulated openai reply")
+    assert stream.result.provider == "openai"
+    assert [r.flavor for r in upstream.requests] == ["anthropic", "openai"]
+    rows = sorted(ledger(record.site), key=lambda r: r.provider)
+    assert [(r.provider, r.status) for r in rows] == [("anthropic", "error"), ("openai", "ok")]
+
+
+def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upstream, settings):
+    record = AIProviderSettingsFactory(
+        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
+        anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
+        fallback_chain=[{"provider": "anthropic", "model": ""}],
+    )
+    upstream.script(flavor="openai", cut_after=3)
+    received: list[str] = []
+    with pytest.raises(errors.ProviderUnavailable):
+        for delta in AIService(site=record.site).generate_stream(PROMPT):
+            received.append(delta)
+    assert len(received) == 3  # what reached the caller is not replayed by another provider
+    assert [r.flavor for r in upstream.requests] == ["openai"]
     (row,) = ledger(record.site)
     assert row.status == "error" and row.error_class == "ProviderUnavailable"
+    assert row.completion_tokens > 0  # the part that was streamed is accounted

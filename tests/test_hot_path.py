@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from integrations.ai import usage
+from integrations.ai.factory import ProviderFactory
 from integrations.ai.providers.errors import ModelNotFound
-from integrations.ai.providers.factory import ProviderFactory
 from integrations.ai.service import AIService
 
 from .factories import AIProviderSettingsFactory, ModelMappingFactory

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def page(upstream):
-    record = AIProviderSettingsFactory(  # auto: claude-* goes to Anthropic, the rest to OpenRouter
+    record = AIProviderSettingsFactory(  # auto picks OpenRouter, which then serves every model
         provider_type="auto", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
         anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
     )
@@ -64,6 +64,10 @@ def test_meta_sends_the_expected_messages_and_saves(page, upstream):
 
 
 def test_anthropic_gets_no_response_format(page, upstream):
+    record = AIProviderSettingsFactory(
+        provider_type="anthropic", anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
+    )
+    page = PageFactory(site=record.site, title="Spring sale", meta_title="", meta_description="")
     upstream.script(content=json.dumps({"meta_title": "T", "meta_description": "D"}))
     AIService().generate_meta_for_page(page, model="claude-3-5-haiku")
     request = upstream.requests[0]

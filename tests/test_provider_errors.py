@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from integrations.ai.factory import ProviderFactory
 from integrations.ai.providers import errors
-from integrations.ai.providers.factory import ProviderFactory
 
 KEYS = {
     "openrouter": "sk-or-v1-" + "d4" * 24,

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from integrations.ai.factory import ProviderFactory
 from integrations.ai.providers.errors import InvalidRequest, ModelNotFound, ProviderNotConfigured
-from integrations.ai.providers.factory import ProviderFactory
 from integrations.ai.service import AIService
 
 OPENROUTER_KEY = "sk-or-v1-" + "a1" * 24

@@ -25,8 +25,8 @@ from django.urls import reverse
 
 from tenancy.access import require_site
 
+from .ai.factory import ProviderFactory
 from .ai.providers.errors import AIProviderError
-from .ai.providers.factory import ProviderFactory
 from .ai.service import AIService
 from .ai.site_config import get_snapshot
 from .forms import PROVIDER_LABELS, ProviderTestForm

@@ -9,5 +9,8 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from . import admin_usage, signals  # noqa: F401  (ledger admin; cache invalidation receivers)
         from .ai import ledger_writer
+        from .ai.conf import load_provider_specs
+
+        load_provider_specs()  # providers a deployment adds by dotted path (AI_PROVIDER_SPECS)
 
         ledger_writer.install_signal_handler()  # queued ledger rows are written before SIGTERM ends the process

@@ -1,6 +1,6 @@
 """Panel's AI layer.
 
-Layers, top down: `service` (what CMS code calls) -> `providers.factory` (which provider, for
+Layers, top down: `service` (what CMS code calls) -> `factory` (which provider, for
 which site, with whose key) -> `providers.<vendor>_provider` (one wire format each, under
 `providers.base`) -> the vendor SDK. `providers.errors` is the one exception hierarchy,
 `providers.model_mapper` translates model names, `conf` and `site_config` read settings, and
@@ -16,7 +16,7 @@ from typing import Any
 
 _EXPORTS = {
     "AIService": "integrations.ai.service",
-    "ProviderFactory": "integrations.ai.providers.factory",
+    "ProviderFactory": "integrations.ai.factory",
     "ModelMapper": "integrations.ai.providers.model_mapper",
     "GenerationResult": "integrations.ai.providers.base",
     "AIProviderInterface": "integrations.ai.providers.base",

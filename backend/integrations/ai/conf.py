@@ -13,16 +13,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from .providers.base import ProviderConfig
+from .providers import registry
 from .providers.outbound import OutboundPolicy
-
-PROVIDER_TYPES = ("auto", "openrouter", "openai", "anthropic")
-
-_DEFAULTS = {
-    "openrouter": {"base_url": "https://openrouter.ai/api/v1", "default_model": "openai/gpt-4o-mini"},
-    "openai": {"base_url": "https://api.openai.com/v1", "default_model": "gpt-4o-mini"},
-    "anthropic": {"base_url": "https://api.anthropic.com", "default_model": "claude-3-5-haiku"},
-}
+from .providers.types import ProviderConfig
 
 
 def _get(name: str, default: object = "") -> object:
@@ -95,6 +88,8 @@ _lock = threading.Lock()
 
 def settings_config(provider: str) -> ProviderConfig:
     """The deployment-wide config of one provider (its key may be empty); built once per settings change."""
+    if provider in deployment_endpoints():
+        return endpoint_config(provider)
     config = _configs.get(provider)
     if config is None:
         config = _build(provider)
@@ -106,17 +101,73 @@ def settings_config(provider: str) -> ProviderConfig:
 def _clear(**kwargs: object) -> None:
     with _lock:
         _configs.clear()
+    load_provider_specs()
 
 
 setting_changed.connect(_clear, dispatch_uid="integrations.ai.conf")
 
 
-def _build(provider: str) -> ProviderConfig:
-    defaults = _DEFAULTS[provider]
+def provider_types() -> list[str]:
+    """What AI_PROVIDER and a site's provider type may name: auto, or any registered direct provider."""
+    load_provider_specs()
+    return ["auto", *registry.direct_names()]
+
+
+_loaded: tuple[tuple[str, ...], list[str]] = ((), [])
+
+
+def load_provider_specs() -> None:
+    """Register the providers a deployment adds by dotted path (`AI_PROVIDER_SPECS`); on a settings
+    change, the previously added ones are dropped first."""
+    global _loaded
+    paths = tuple(_get("AI_PROVIDER_SPECS", ()) or ())
+    if paths == _loaded[0]:
+        return
+    with _lock:
+        for name in _loaded[1]:
+            registry.unregister(name)
+        _loaded = (paths, [spec.name for spec in registry.load(paths)])
+
+
+def deployment_endpoints() -> dict[str, str]:
+    """Named OpenAI-compatible endpoints every site may use (`AI_ENDPOINTS`): name -> kind."""
+    return {name: str(spec.get("kind") or "openai_compatible") for name, spec in _endpoints().items()}
+
+
+def _endpoints() -> dict[str, dict[str, str]]:
+    value = _get("AI_ENDPOINTS", {}) or {}
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured("AI_ENDPOINTS must be a JSON object: {name: {base_url, api_key, default_model}}.")
+    return value
+
+
+def endpoint_config(name: str) -> ProviderConfig:
+    """The deployment's config of a named endpoint (`AI_ENDPOINTS[name]`); trusted like any deployment URL."""
+    key = f"endpoint:{name}"
+    config = _configs.get(key)
+    if config is None:
+        entry = _endpoints().get(name) or {}
+        config = _build(str(entry.get("kind") or "openai_compatible"), name=name, overrides=entry)
+        with _lock:
+            _configs[key] = config
+    return config
+
+
+def _build(provider: str, name: str = "", overrides: dict[str, str] | None = None) -> ProviderConfig:
+    spec = registry.get(provider)
+    overrides = overrides or {}
+
+    def setting(suffix: str, default: str) -> str:
+        if name:  # a named endpoint: only its own entry
+            return str(overrides.get(suffix.lower()) or default)
+        return str(_get(f"{spec.env_prefix}_{suffix}") or default)
+
     return ProviderConfig(
-        api_key=str(_get(setting_name(provider, "API_KEY")) or ""),
-        base_url=str(_get(setting_name(provider, "BASE_URL")) or defaults["base_url"]),
-        default_model=str(_get(setting_name(provider, "DEFAULT_MODEL")) or defaults["default_model"]),
+        api_key=setting("API_KEY", ""),
+        base_url=setting("BASE_URL", spec.default_base_url),
+        default_model=setting("DEFAULT_MODEL", spec.default_model),
+        kind=spec.name,
+        name=name,
         timeout=float(_get("AI_REQUEST_TIMEOUT", 60.0)),
         max_retries=int(_get("AI_MAX_RETRIES", 2)),
         retry_backoff=float(_get("AI_RETRY_BACKOFF", 0.5)),

@@ -8,11 +8,9 @@ shared cache (Redis) several app processes honour what one of them learnt.
 
 from __future__ import annotations
 
-import time
-
 from django.core.cache import cache
 
-from . import conf
+from . import clock, conf
 
 MAX_PAUSE = 60.0
 
@@ -32,7 +30,7 @@ def _cool_key(site_id: int | None, provider: str) -> str:
 def pause(site_id: int | None, provider: str, seconds: float) -> None:
     """Ask every sender for this (site, provider) to hold off for `seconds`."""
     seconds = min(max(seconds, 0.0), MAX_PAUSE)
-    until = time.time() + seconds
+    until = clock.get().time() + seconds
     current = cache.get(_pause_key(site_id, provider))
     if current is None or current < until:
         cache.set(_pause_key(site_id, provider), until, timeout=int(seconds) + 1)
@@ -40,14 +38,14 @@ def pause(site_id: int | None, provider: str, seconds: float) -> None:
 
 def paused_for(site_id: int | None, provider: str) -> float:
     until = cache.get(_pause_key(site_id, provider))
-    return max(until - time.time(), 0.0) if until else 0.0
+    return max(until - clock.get().time(), 0.0) if until else 0.0
 
 
 def wait_if_paused(site_id: int | None, provider: str) -> float:
     """Sleep out a shared pause; returns how long it slept."""
     remaining = paused_for(site_id, provider)
     if remaining > 0:
-        time.sleep(remaining)
+        clock.get().sleep(remaining)
     return remaining
 
 
@@ -64,7 +62,7 @@ def record_failure(site_id: int | None, provider: str) -> bool:
             cache.set(key, 1, timeout=int(seconds))
             count = 1
     if count >= threshold:
-        cache.set(_cool_key(site_id, provider), time.time() + seconds, timeout=int(seconds) + 1)
+        cache.set(_cool_key(site_id, provider), clock.get().time() + seconds, timeout=int(seconds) + 1)
         cache.delete(key)
         return True
     return False
@@ -81,10 +79,10 @@ def health(site_id: int | None, provider: str) -> tuple[float, int]:
     keys = [_cool_key(site_id, provider), _fail_key(site_id, provider)]
     values = cache.get_many(keys)
     until = values.get(keys[0])
-    return (max(until - time.time(), 0.0) if until else 0.0), int(values.get(keys[1]) or 0)
+    return (max(until - clock.get().time(), 0.0) if until else 0.0), int(values.get(keys[1]) or 0)
 
 
 def cooling_down(site_id: int | None, provider: str) -> float:
     """Seconds left in this provider's cooldown for the site (0 when healthy)."""
     until = cache.get(_cool_key(site_id, provider))
-    return max(until - time.time(), 0.0) if until else 0.0
+    return max(until - clock.get().time(), 0.0) if until else 0.0

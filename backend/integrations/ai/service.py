@@ -1,9 +1,9 @@
 """`AIService`: the one call CMS code makes to generate text.
 
 It keeps the original plan's signature, `generate_content(prompt, provider=None, model=None,
-max_tokens=1000, temperature=0.7)`, and does everything a gateway should around it: the site's
-budget check, the response cache, the provider chosen for the site, failover along the site's
-chain (skipping providers in cooldown), and one usage-ledger row per attempt.
+max_tokens=1000, temperature=0.7)`, and runs every call — plain, streamed or batched — through one
+pipeline: prepare (snapshot, provider, one validation, model) -> cache -> budget -> chain (failover
+along the site's chain, skipping providers in cooldown) -> ledger (one row per attempt).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 from . import budget, pauses, response_cache, usage
 from .context import site_id_of
-from .providers.base import BaseProvider, GenerationResult, StreamingResult, check_text
+from .factory import ProviderFactory
+from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult, check_text
 from .providers.errors import (
     AIProviderError,
     AuthenticationFailed,
@@ -28,8 +29,8 @@ from .providers.errors import (
     ProviderNotConfigured,
     ProviderUnavailable,
     RateLimited,
+    UnknownProvider,
 )
-from .providers.factory import ProviderFactory
 from .site_config import SiteSnapshot, get_snapshot
 
 logger = logging.getLogger("integrations.ai")
@@ -37,6 +38,20 @@ logger = logging.getLogger("integrations.ai")
 # Failures where another provider may well succeed; request errors (bad input, unknown model,
 # moderation) would fail the same way everywhere and surface at once.
 FAILOVER_ERRORS = (ProviderUnavailable, RateLimited, InsufficientCredits, AuthenticationFailed, PermissionDenied)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A call after the pipeline's first step: whose settings, which provider, the validated request."""
+
+    snapshot: SiteSnapshot
+    primary: BaseProvider
+    request: AIRequest
+    resolved: str  # the primary provider's id for the requested model
+
+    @property
+    def requested(self) -> str:
+        return self.request.model or self.resolved
 
 
 @dataclass
@@ -77,8 +92,9 @@ class AIService:
         return ProviderFactory.create_provider(self.provider_type, self.site_id)
 
     def provider_for(self, provider: str | None, model: str | None) -> BaseProvider:
-        """Who serves this call: an explicit provider; else the site's (or AI_PROVIDER's) chosen one when it
-        can serve the model; else the model decides (ProviderFactory.get_provider_for_model)."""
+        """Who serves this call: an explicit provider; else the site's (or AI_PROVIDER's) resolved one —
+        which, for a router such as OpenRouter, serves every model, and otherwise serves the model when it
+        can; else the model decides (ProviderFactory.get_provider_for_model)."""
         if provider:
             return ProviderFactory.create_provider(provider, self.site_id)
         if not model or self.provider_type:
@@ -87,6 +103,8 @@ class AIService:
             chosen = self.provider
         except ProviderNotConfigured:
             return ProviderFactory.get_provider_for_model(model, self.site_id)
+        if chosen.spec.serves_any_model:
+            return chosen
         if chosen.resolution is not None and not chosen.resolution.detected:
             try:
                 chosen.resolve_model(model)
@@ -101,6 +119,32 @@ class AIService:
             raise InvalidRequest("The prompt is empty: give the text to generate from.")
         check_text(prompt, "The prompt")
         return [{"role": "user", "content": prompt}]
+
+    # -- the pipeline: prepare -> cache -> budget -> chain -> ledger ---------------------------------
+    def prepare(
+        self, messages: list[dict[str, str]], provider: str | None = None, model: str | None = None,
+        max_tokens: int = 1000, temperature: float = 0.7, system_prompt: str | None = None, **options: Any,
+    ) -> Prepared:
+        """The first step of every call: the site's snapshot, the provider, the request validated once."""
+        snapshot = get_snapshot(self.site_id)
+        primary = self.provider_for(provider, model)
+        request = primary.validate_request(
+            AIRequest.of(messages, model, max_tokens, temperature, system_prompt, **options)
+        )
+        return Prepared(snapshot, primary, request, primary.resolve_model(model))
+
+    def _reserve(self, prep: Prepared, requests: list[AIRequest] | None = None) -> budget.Reservation | None:
+        """Reserve the worst-case cost against the site's cap (one request, or a batch's at once)."""
+        snapshot = prep.snapshot
+        if snapshot.monthly_budget is None or self._budget_checked:
+            return None
+        price = self.price_for(snapshot, prep.primary, prep.resolved)
+        estimate = sum(
+            (budget.estimate_cost(price, list(r.messages), r.system_prompt, r.max_tokens)
+             for r in (requests or [prep.request])),
+            Decimal(0),
+        )
+        return budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
 
     # -- generation ------------------------------------------------------------------------------
     def generate_content(
@@ -136,34 +180,32 @@ class AIService:
         `cache=True/False` forces the response cache on or off (default: on at temperature 0);
         `failover=False` uses only the chosen provider.
         """
-        snapshot = get_snapshot(self.site_id)
-        primary = self.provider_for(provider, model)
-        clean = primary.validate(messages, max_tokens, temperature, system_prompt, kwargs)
-        resolved = primary.resolve_model(model)
+        prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
+        return self.execute(prep, cache=cache, failover=failover)
 
+    def execute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
+        """The rest of the pipeline for a prepared call: cache -> budget -> chain -> ledger."""
+        request = prep.request
         cache_key = None
-        if response_cache.should_cache(temperature, cache):
-            params = {"max_tokens": max_tokens, "temperature": temperature, "system": system_prompt, **kwargs}
-            cache_key = response_cache.key_for(self.site_id, primary.name, resolved, clean, params)
+        if response_cache.should_cache(request.temperature, cache):
+            params = {"max_tokens": request.max_tokens, "temperature": request.temperature,
+                      "system": request.system_prompt, **request.options}
+            cache_key = response_cache.key_for(self.site_id, prep.primary.name, prep.resolved,
+                                               list(request.messages), params)
             hit = response_cache.get(cache_key)
             if hit is not None:  # served free, so even a site at its budget gets it
-                record = usage.CallRecord(self.site_id, self.service, model or resolved)
-                usage.write_ledger(record, snapshot.prices, cached=hit)
+                record = usage.CallRecord(self.site_id, self.service, prep.requested)
+                usage.write_ledger(record, prep.snapshot.prices, cached=hit)
                 return hit
 
-        reservation = None
-        if snapshot.monthly_budget is not None and not self._budget_checked:
-            price = self.price_for(snapshot, primary, resolved)
-            estimate = budget.estimate_cost(price, clean, system_prompt, max_tokens)
-            reservation = budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
-        with usage.collecting(self.site_id, self.service, model or resolved) as record:
+        reservation = self._reserve(prep)
+        with usage.collecting(self.site_id, self.service, prep.requested) as record:
             try:
-                result = self._run_chain(snapshot, primary, model, clean, max_tokens, temperature,
-                                         system_prompt, kwargs, failover)
+                result = self._run_chain(prep, failover)
             finally:
-                usage.write_ledger(record, snapshot.prices)
+                usage.write_ledger(record, prep.snapshot.prices)
                 if reservation is not None:
-                    reservation.settle(usage.total_cost(record, snapshot.prices))
+                    reservation.settle(usage.total_cost(record, prep.snapshot.prices))
         result.attempts = len(record.attempts)
         if cache_key is not None:
             response_cache.put(cache_key, result)
@@ -171,9 +213,9 @@ class AIService:
 
     @staticmethod
     def price_for(snapshot: SiteSnapshot, provider: BaseProvider, model: str) -> tuple[Decimal, Decimal] | None:
-        """USD per million (prompt, completion) tokens: the price table, else OpenRouter's catalogue."""
+        """USD per million (prompt, completion) tokens: the price table, else a router's live catalogue."""
         price = snapshot.prices.get((provider.name, model))
-        if price is not None or provider.name != "openrouter":
+        if price is not None or not provider.spec.serves_any_model:
             return price
         try:
             info = next((m for m in provider.get_available_models() if m.id == model), None)
@@ -183,65 +225,67 @@ class AIService:
             return None
         return info.prompt_price * 1_000_000, info.completion_price * 1_000_000
 
-    def _candidates(
-        self, snapshot: SiteSnapshot, primary: BaseProvider, model: str | None, failover: bool
-    ) -> Iterator[tuple[BaseProvider, str | None]]:
-        yield primary, model
+    def _candidates(self, prep: Prepared, failover: bool) -> Iterator[tuple[BaseProvider, AIRequest]]:
+        """The primary, then the site's fallback chain, each with the request fitted to it."""
+        snapshot, request = prep.snapshot, prep.request
+        yield prep.primary, self._with_site_options(snapshot, prep.primary, request)
         if not failover:
             return
         for provider_type, chain_model in snapshot.fallback_chain:
             try:
                 candidate = ProviderFactory.create_provider(provider_type, self.site_id)
-            except ProviderNotConfigured as exc:
+            except (ProviderNotConfigured, UnknownProvider) as exc:
                 logger.warning("fallback %s skipped: %s", provider_type, exc)
                 continue
-            if chain_model:
-                yield candidate, chain_model
-                continue
-            try:  # the requested model, if this provider can serve it; else its default
-                candidate.resolve_model(model)
-                yield candidate, model
-            except ModelNotFound:
-                yield candidate, None
+            model: str | None = chain_model or request.model
+            if not chain_model:
+                try:  # the requested model, if this provider can serve it; else its default
+                    candidate.resolve_model(request.model)
+                except ModelNotFound:
+                    model = None
+            adapted = candidate.adapt(request.with_changes(model=model))
+            if candidate.kind == "openrouter":  # a router takes the caller's options as they are
+                adapted = adapted.with_changes(options=dict(request.options))
+            yield candidate, self._with_site_options(snapshot, candidate, adapted)
 
     @staticmethod
-    def _options_for(snapshot: SiteSnapshot, provider: BaseProvider, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The caller's options, plus the site's OpenRouter fallback models and routing for OpenRouter."""
-        options = dict(kwargs)
-        if provider.name == "openrouter":
-            for key, value in snapshot.openrouter_options.items():
-                options.setdefault(key, value)
-        return options
+    def _with_site_options(snapshot: SiteSnapshot, provider: BaseProvider, request: AIRequest) -> AIRequest:
+        """The site's OpenRouter fallback models and routing, added for OpenRouter."""
+        if provider.kind != "openrouter" or not snapshot.openrouter_options:
+            return request
+        options = dict(request.options)
+        for key, value in snapshot.openrouter_options.items():
+            options.setdefault(key, value)
+        return request.with_changes(options=options)
 
-    def _run_chain(self, snapshot, primary, model, messages, max_tokens, temperature, system_prompt, kwargs,
-                   failover) -> GenerationResult:
+    def _run_chain(self, prep: Prepared, failover: bool) -> GenerationResult:
         last_error: AIProviderError | None = None
         skipped: list[str] = []
-        for candidate, candidate_model in self._candidates(snapshot, primary, model, failover):
+        for candidate, request in self._candidates(prep, failover):
             cooling, failures = pauses.health(self.site_id, candidate.name)
             if cooling:
                 skipped.append(candidate.name)
                 continue
-            options = self._options_for(snapshot, candidate, kwargs)
-            if candidate is not primary and candidate.name != "openrouter":
-                options = {k: v for k, v in options.items() if k in candidate.supported_options}
             try:
-                result = candidate.generate_content(
-                    messages, model=candidate_model, max_tokens=max_tokens,
-                    temperature=min(temperature, candidate.temperature_range[1]),
-                    system_prompt=system_prompt, **options,
-                )
+                result = candidate.execute(request)
             except FAILOVER_ERRORS as exc:
                 last_error = exc
-                if exc.retryable and pauses.record_failure(self.site_id, candidate.name):
-                    logger.warning("%s cools down for site %s after repeated failures", candidate.name, self.site_id)
-                logger.warning("%s failed (%s); trying the next provider", candidate.name, type(exc).__name__)
+                self._count_failure(candidate, exc)
                 continue
             pauses.record_success(self.site_id, candidate.name, failures)
             return result
+        raise self._chain_exhausted(last_error, skipped)
+
+    def _count_failure(self, candidate: BaseProvider, exc: AIProviderError) -> None:
+        if exc.retryable and pauses.record_failure(self.site_id, candidate.name):
+            logger.warning("%s cools down for site %s after repeated failures", candidate.name, self.site_id)
+        logger.warning("%s failed (%s); trying the next provider", candidate.name, type(exc).__name__)
+
+    @staticmethod
+    def _chain_exhausted(last_error: AIProviderError | None, skipped: list[str]) -> AIProviderError:
         if last_error is not None:
-            raise last_error
-        raise ProviderUnavailable(
+            return last_error
+        return ProviderUnavailable(
             f"Every provider for this site is cooling down after repeated failures ({', '.join(skipped)}); "
             "retry shortly or add a fallback provider."
         )
@@ -256,22 +300,15 @@ class AIService:
         system_prompt: str | None = None,
         **kwargs: Any,
     ) -> Iterator[str]:
-        """Yield text deltas as they arrive; the usage row is written when the stream ends."""
-        snapshot = get_snapshot(self.site_id)
-        chosen = self.provider_for(provider, model)
-        messages = chosen.validate(self.messages_for(prompt), max_tokens, temperature, system_prompt, kwargs)
-        resolved = chosen.resolve_model(model)
-        reservation = None
-        if snapshot.monthly_budget is not None:
-            price = self.price_for(snapshot, chosen, resolved)
-            estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
-            reservation = budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
-        options = self._options_for(snapshot, chosen, kwargs)
-        stream: StreamingResult = chosen.generate_stream(
-            messages, model=model, max_tokens=max_tokens, temperature=temperature,
-            system_prompt=system_prompt, **options,
-        )
-        return _LedgeredStream(stream, self, snapshot, model or stream.model, reservation)
+        """Yield text deltas as they arrive; the usage rows are written when the stream ends.
+
+        A provider that fails before the first delta reached the caller is retried and failed over
+        like a plain call; after a delta, the caller gets the typed error and the ledger keeps the
+        partial usage.
+        """
+        prep = self.prepare(self.messages_for(prompt), provider, model, max_tokens, temperature, system_prompt,
+                            **kwargs)
+        return _LedgeredStream(self, prep, self._reserve(prep))
 
     # -- batches -----------------------------------------------------------------------------------
     def generate_batch(
@@ -290,31 +327,31 @@ class AIService:
             raise InvalidRequest("concurrency must be at least 1.")
         items = [BatchItem(index=i, prompt=p) for i, p in enumerate(prompts)]
         site_id = self.site_id
-        # Everything that touches the database happens here, in the caller's thread: the snapshot
-        # is warmed, the budget checked once, and the workers' ledger rows written in one go.
-        snapshot = get_snapshot(site_id)
-        primary = self.provider_for(params.get("provider"), params.get("model"))
-        primary.client  # noqa: B018 - import the SDK and build the pooled client once, not in every worker
+        # Before the workers start, in the caller's thread: the snapshot warmed, the provider's pooled
+        # client built once, and the budget reserved once for every prompt that is valid.
+        run_options = {k: params.pop(k) for k in ("cache", "failover") if k in params}
+        preps: dict[int, Prepared] = {}
+        for item in items:
+            try:
+                preps[item.index] = self.prepare(self.messages_for(item.prompt), **params)
+            except AIProviderError as exc:
+                item.error = exc
         reservation = None
-        if snapshot.monthly_budget is not None:
-            price = self.price_for(snapshot, primary, primary.resolve_model(params.get("model")))
-            max_tokens = params.get("max_tokens", 1000)
-            estimate = sum(
-                (budget.estimate_cost(price, [{"content": p}], params.get("system_prompt"), max_tokens)
-                 for p in prompts),
-                Decimal(0),
-            )
-            reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
+        if preps:
+            first = next(iter(preps.values()))
+            first.primary.client  # noqa: B018 - import the SDK and build the client once, not per worker
+            reservation = self._reserve(first, [p.request for p in preps.values()])
         rows: list = []
+        worker = AIService(site=site_id, provider=self.provider_type, service=self.service)
+        worker._budget_checked = True  # reserved above, for the whole batch
 
         def run(item: BatchItem) -> BatchItem:
-            worker = AIService(site=site_id, provider=self.provider_type, service=self.service)
-            worker._budget_checked = True
-            with usage.deferred(rows):
-                try:
-                    item.result = worker.generate_content(item.prompt, **params)
-                except AIProviderError as exc:
-                    item.error = exc
+            if item.error is None:
+                with usage.deferred(rows):
+                    try:
+                        item.result = worker.execute(preps[item.index], **run_options)
+                    except AIProviderError as exc:
+                        item.error = exc
             if on_item is not None:
                 on_item(item)
             return item
@@ -331,27 +368,55 @@ class AIService:
 
 
 class _LedgeredStream:
-    """Wraps a provider stream so its usage row is written once it finishes or fails."""
+    """A stream through the chain: retried and failed over until the first delta; ledgered when done."""
 
-    def __init__(
-        self, stream: StreamingResult, service: AIService, snapshot: SiteSnapshot, requested: str,
-        reservation: budget.Reservation | None,
-    ) -> None:
-        self.stream = stream
+    def __init__(self, service: AIService, prep: Prepared, reservation: budget.Reservation | None) -> None:
         self.service = service
-        self.snapshot = snapshot
-        self.requested = requested
+        self.prep = prep
         self.reservation = reservation
+        self.stream: StreamingResult | None = None
 
     @property
     def result(self) -> GenerationResult | None:
-        return self.stream.result
+        return self.stream.result if self.stream is not None else None
 
     def __iter__(self) -> Iterator[str]:
-        with usage.collecting(self.service.site_id, self.service.service, self.requested) as record:
+        service, prep = self.service, self.prep
+        with usage.collecting(service.site_id, service.service, prep.requested) as record:
             try:
-                yield from self.stream
+                yield from self._through_chain()
             finally:
-                usage.write_ledger(record, self.snapshot.prices)
+                usage.write_ledger(record, prep.snapshot.prices)
                 if self.reservation is not None:
-                    self.reservation.settle(usage.total_cost(record, self.snapshot.prices))
+                    self.reservation.settle(usage.total_cost(record, prep.snapshot.prices))
+
+    def _through_chain(self) -> Iterator[str]:
+        service = self.service
+        last_error: AIProviderError | None = None
+        skipped: list[str] = []
+        for candidate, request in service._candidates(self.prep, failover=True):
+            cooling, failures = pauses.health(service.site_id, candidate.name)
+            if cooling:
+                skipped.append(candidate.name)
+                continue
+            attempt = 0
+            while True:
+                attempt += 1
+                self.stream = candidate.stream(request, attempt=attempt)
+                try:
+                    yield from self.stream
+                except AIProviderError as exc:
+                    if self.stream.delivered:  # half an answer went out: it cannot be replayed
+                        raise
+                    delay = candidate._retry_delay(exc, attempt)
+                    if delay is not None:
+                        candidate.hooks.sleep(delay)
+                        continue
+                    if not isinstance(exc, FAILOVER_ERRORS):
+                        raise
+                    last_error = exc
+                    service._count_failure(candidate, exc)
+                    break
+                pauses.record_success(service.site_id, candidate.name, failures)
+                return
+        raise service._chain_exhausted(last_error, skipped)

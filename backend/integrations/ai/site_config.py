@@ -16,9 +16,9 @@ from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.views.decorators.debug import sensitive_variables
 
-from .conf import outbound_policy, settings_check_interval, settings_config
+from .conf import deployment_endpoints, endpoint_config, outbound_policy, settings_check_interval, settings_config
+from .providers import registry
 from .providers.base import ProviderConfig
-from .providers.model_mapper import PROVIDERS
 
 GLOBAL_VERSION_KEY = "integrations.ai:version:global"
 
@@ -43,13 +43,31 @@ class SiteSnapshot:
     # (provider, model id) -> (USD per million prompt tokens, per million completion tokens)
     prices: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(default_factory=dict)
     version: tuple[int, int] = (0, 0)
+    # Named OpenAI-compatible endpoints this site can use (deployment-wide and its own): name -> kind.
+    instances: dict[str, str] = field(default_factory=dict)
     _resolved: dict[str, ProviderConfig] = field(default_factory=dict, repr=False, compare=False)
     # Memo of the factory's decisions for this snapshot: dropped with it when settings change.
     providers: dict[tuple, object] = field(default_factory=dict, repr=False, compare=False)
 
+    def names(self) -> list[str]:
+        """Every provider name this site could use: the registry's direct providers, then named endpoints."""
+        return [*registry.direct_names(), *self.instances]
+
+    def kind_of(self, name: str) -> str | None:
+        """The registered kind serving `name` (itself for a direct provider), or None if unknown."""
+        if name in self.instances:
+            return self.instances[name]
+        return name if registry.find(name) is not None else None
+
     def usable(self) -> set[str]:
-        """Providers with a key for this site: its own, or the deployment's."""
-        return {p for p in PROVIDERS if self.config_for(p).api_key}
+        """Providers this site can call now: with a key (its own or the deployment's), or needing none."""
+        usable = set()
+        for name in self.names():
+            config = self.config_for(name)
+            spec = registry.get(self.kind_of(name) or name)
+            if config.api_key or (not spec.key_required and config.base_url):
+                usable.add(name)
+        return usable
 
     def config_for(self, provider: str) -> ProviderConfig:
         """The site's config for `provider`, else the deployment's (with the site's non-secret prefs)."""
@@ -57,6 +75,8 @@ class SiteSnapshot:
         if config is None:
             if provider in self.site_configs:
                 config = self.site_configs[provider]
+            elif provider in self.instances:
+                config = replace(endpoint_config(provider), site_id=self.site_id)
             else:
                 prefs = {k: v for k, v in self.preferences.get(provider, {}).items() if v}
                 config = replace(settings_config(provider), site_id=self.site_id, **prefs)
@@ -143,12 +163,15 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     record = AIProviderSettings.objects.filter(site_id=site_id).first() if site_id else None
     if record is None or not record.enabled:
         budget = record.monthly_budget if record is not None else None  # a cap holds even when disabled
-        return SiteSnapshot(site_id=site_id, mappings=mappings, prices=prices, monthly_budget=budget, version=version)
+        return SiteSnapshot(site_id=site_id, mappings=mappings, prices=prices, monthly_budget=budget, version=version,
+                            instances=deployment_endpoints())
 
     site_configs: dict[str, ProviderConfig] = {}
     preferences: dict[str, dict[str, str]] = {}
     policy = outbound_policy()
-    for provider in PROVIDERS:
+    for provider in registry.direct_names():
+        if not hasattr(record, f"{provider}_api_key"):
+            continue
         prefs = {"default_model": getattr(record, f"{provider}_default_model", "")}
         if provider == "openrouter":
             prefs["http_referer"] = record.openrouter_http_referer
@@ -173,6 +196,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     return SiteSnapshot(
         site_id=site_id,
         enabled=True,
+        instances=deployment_endpoints(),
         provider_type=record.provider_type,
         site_configs=site_configs,
         preferences=preferences,

@@ -165,17 +165,17 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
             "requested_model": record.requested_model or attempt.model, "served_model": attempt.model,
             "attempt": attempt.number, "latency_ms": int(attempt.latency_ms),
         }
-        if result is not None:
+        if result is not None:  # a success, or the part of a stream delivered before it broke
             cost, source = cost_of(prices, result)
             row.update(
                 served_model=result.model, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, total_tokens=result.total_tokens,
                 cost=cost, cost_source=source, status="ok", request_id=(result.request_id or "")[:200],
             )
-        else:
+        if error is not None:
             row.update(
                 status="error", error_class=type(error).__name__, error_message=str(error)[:500],
-                request_id=(getattr(error, "request_id", None) or "")[:200],
+                request_id=(getattr(error, "request_id", None) or row.get("request_id") or "")[:200],
             )
         rows.append(row)
     return rows

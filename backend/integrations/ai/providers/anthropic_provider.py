@@ -22,12 +22,12 @@ from .base import (
     FINISH_OTHER,
     FINISH_STOP,
     FINISH_TOOL_CALLS,
+    AIRequest,
     BaseProvider,
     GenerationResult,
-    ModelInfo,
     cached_client,
 )
-from .errors import InvalidRequest
+from .errors import InvalidRequest, ProviderUnavailable
 
 LEGACY_API_VERSION = "2023-06-01"
 SAMPLING_REMOVED_IN = "2026-10-21"
@@ -57,8 +57,7 @@ def _sdk() -> Any:
 
 
 class AnthropicProvider(BaseProvider):
-    name = "anthropic"
-    api_key_setting = "ANTHROPIC_API_KEY"
+    kind = "anthropic"
     sdk = staticmethod(_sdk)
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     supported_options: ClassVar[frozenset[str]] = frozenset({"stop", "top_p", "top_k", "user"})
@@ -85,11 +84,11 @@ class AnthropicProvider(BaseProvider):
                 http_client=self.http_client(),
             )
 
-        return cached_client(self.name, self.config, build)
+        return cached_client(self.kind, self.config, build)
 
-    def validate(self, messages, max_tokens, temperature, system_prompt, options):
-        clean = super().validate(messages, max_tokens, temperature, system_prompt, options)
-        refused = {"top_p", "top_k"} & {k for k, v in options.items() if v is not None}
+    def validate_request(self, request: AIRequest) -> AIRequest:
+        clean = super().validate_request(request)
+        refused = {"top_p", "top_k"} & {k for k, v in request.options.items() if v is not None}
         if refused and not self.accepts_sampling:
             raise InvalidRequest(
                 f"{', '.join(sorted(refused))} not accepted by anthropic-version {self.api_version}; "
@@ -98,7 +97,10 @@ class AnthropicProvider(BaseProvider):
             )
         return clean
 
-    def _request(self, messages, model, max_tokens, temperature, system_prompt, options) -> dict[str, Any]:
+    def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
+        messages, max_tokens, temperature, system_prompt, options = (
+            ai.messages, ai.max_tokens, ai.temperature, ai.system_prompt, ai.options
+        )
         system_parts = [system_prompt] if system_prompt else []
         system_parts += [m["content"] for m in messages if m["role"] == "system"]
         request: dict[str, Any] = {
@@ -121,10 +123,8 @@ class AnthropicProvider(BaseProvider):
             request["extra_body"] = sampling
         return request
 
-    def _send(self, messages, model, max_tokens, temperature, system_prompt, options) -> GenerationResult:
-        message = self.client.messages.create(
-            **self._request(messages, model, max_tokens, temperature, system_prompt, options)
-        )
+    def _send(self, ai: AIRequest, model: str) -> GenerationResult:
+        message = self.client.messages.create(**self._request(ai, model))
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
         usage = message.usage
         prompt = (usage.input_tokens or 0) + (getattr(usage, "cache_read_input_tokens", 0) or 0)
@@ -140,13 +140,14 @@ class AnthropicProvider(BaseProvider):
             request_id=getattr(message, "_request_id", None) or message.id,
         )
 
-    def _stream(self, messages, model, max_tokens, temperature, system_prompt, options) -> Iterator[Any]:
-        request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
+    def _stream(self, ai: AIRequest, model: str) -> Iterator[Any]:
+        request = self._request(ai, model)
         request["stream"] = True
         result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
         parts: list[str] = []
         stream = self.client.messages.create(**request)
         result.request_id = stream.response.headers.get("request-id")
+        finished = False
         for event in stream:
             kind = event.type
             if kind == "message_start":
@@ -157,16 +158,11 @@ class AnthropicProvider(BaseProvider):
                 parts.append(event.delta.text)
                 yield event.delta.text
             elif kind == "message_delta":
+                finished = True
                 result.finish_reason = _FINISH.get(event.delta.stop_reason, FINISH_OTHER)
                 result.completion_tokens = event.usage.output_tokens or 0
+        if not finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
+            raise ProviderUnavailable("The stream ended before the provider finished its answer.", provider=self.name)
         result.content = "".join(parts)
         result.total_tokens = result.prompt_tokens + result.completion_tokens
         yield result
-
-    def get_available_models(self) -> list[ModelInfo]:
-        """The models this deployment declares for Anthropic (built-in table plus database mappings)."""
-        return [ModelInfo(id=native, name=logical) for logical, native in self.mapper.models_for(self.name)]
-
-    def _check_key(self) -> dict[str, Any]:
-        """The models listing: a cheap authenticated call."""
-        return {"ok": True, "models_visible": len(list(self.client.models.list()))}

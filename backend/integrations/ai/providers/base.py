@@ -2,26 +2,26 @@
 
 `AIProviderInterface` is what services see. `BaseProvider` holds what is the same for every
 vendor — input validation, retries with backoff that honour `Retry-After`, latency measurement,
-the reused SDK client — so a vendor module only translates one request and one response.
+the reused SDK client, turning any vendor exception into a typed error — so a vendor module only
+translates one request and one response (see ADDING_PROVIDERS.md beside this file).
+
+The package is a leaf: it imports nothing of Django or the gateway. What a provider reports
+(attempts for the ledger) and waits on (shared rate-limit pauses, the clock) reaches it as
+`ProviderHooks`, wired by the gateway's factory.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
 import threading
-import time
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
-from decimal import Decimal
-from functools import cached_property
 from typing import Any, ClassVar
 
-from .. import pauses, usage
+from . import registry
 from .errors import (
     AIProviderError,
     InvalidRequest,
@@ -33,13 +33,25 @@ from .errors import (
     map_status_error,
     redact,
 )
-from .outbound import OutboundPolicy, OutboundRefused, guarded_transport
+from .outbound import OutboundRefused, guarded_transport
+from .types import (  # noqa: F401  (re-exported: the provider API in one import)
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_OTHER,
+    FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    MAX_TOKENS_LIMIT,
+    ROLES,
+    AIRequest,
+    Attempt,
+    GenerationResult,
+    Message,
+    ModelInfo,
+    ProviderConfig,
+    ProviderHooks,
+)
 
 logger = logging.getLogger("integrations.ai")
-
-Message = Mapping[str, str]
-ROLES = frozenset({"system", "user", "assistant"})
-MAX_TOKENS_LIMIT = 128_000
 
 
 def check_text(text: str, where: str, provider: str | None = None) -> None:
@@ -68,126 +80,10 @@ def header_safe(value: str) -> str:
     folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
     return " ".join("".join(c for c in folded if c.isprintable()).split())
 
-# Finish reasons every vendor's are normalised to.
-FINISH_STOP = "stop"
-FINISH_LENGTH = "length"
-FINISH_CONTENT_FILTER = "content_filter"
-FINISH_TOOL_CALLS = "tool_calls"
-FINISH_OTHER = "other"
-
-
-@dataclass(frozen=True, repr=False)
-class ProviderConfig:
-    """Everything one provider instance needs. Built by the factory from a site record or settings."""
-
-    api_key: str
-    base_url: str
-    default_model: str
-    timeout: float = 60.0
-    max_retries: int = 2
-    retry_backoff: float = 0.5
-    retry_after_cap: float = 30.0
-    http_referer: str = ""
-    app_name: str = ""
-    source: str = "settings"
-    site_id: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    # Set when a site (not the deployment) chose base_url: every connection is checked against it.
-    outbound: OutboundPolicy | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"ProviderConfig(api_key={'<set>' if self.api_key else '<missing>'}, base_url={self.base_url!r}, "
-            f"default_model={self.default_model!r}, source={self.source!r}, site_id={self.site_id!r})"
-        )
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """A stable digest of the config (the key only as a hash) for client and provider caches."""
-        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "api_key"]
-        parts.append(hashlib.sha256(self.api_key.encode()).hexdigest())
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-@dataclass
-class GenerationResult:
-    """What `generate_content` returns.
-
-    Typed, but it also answers `result["content"]`, `result["tokens_used"]` and `.get()` like the
-    dict the original plan returned, so older callers keep working.
-    """
-
-    content: str
-    model: str
-    provider: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    finish_reason: str = FINISH_STOP
-    request_id: str | None = None
-    latency_ms: float = 0.0
-    cost: Decimal | None = None
-    requested_model: str | None = None
-    upstream_provider: str | None = None
-    attempts: int = 1
-    cached: bool = False
-
-    @property
-    def tokens_used(self) -> int:
-        return self.total_tokens
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["tokens_used"] = self.total_tokens
-        return data
-
-    def __getitem__(self, key: str) -> Any:
-        if key == "tokens_used" or key in self.__dataclass_fields__:
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def __contains__(self, key: object) -> bool:
-        return key == "tokens_used" or key in self.__dataclass_fields__
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def keys(self) -> list[str]:
-        return [*self.__dataclass_fields__, "tokens_used"]
-
-    def __str__(self) -> str:
-        return self.content
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    id: str
-    name: str = ""
-    context_length: int | None = None
-    prompt_price: Decimal | None = None  # USD per token
-    completion_price: Decimal | None = None
-    max_completion_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One upstream try, reported to the usage ledger whether it succeeded or not."""
-
-    provider: str
-    model: str
-    number: int
-    latency_ms: float
-    result: GenerationResult | None = None
-    error: AIProviderError | None = None
-
-
 class AIProviderInterface(ABC):
     """What the CMS services program against."""
 
-    name: ClassVar[str]
+    name: str
 
     @abstractmethod
     def generate_content(
@@ -229,15 +125,18 @@ def clear_client_cache() -> None:
 
 
 class BaseProvider(AIProviderInterface):
-    """Shared machinery. Subclasses implement `_send` (one HTTP call, SDK errors already mapped)."""
+    """Shared machinery. A vendor module sets `kind` (its registry name) and implements `sdk`,
+    `client`, `_send`, `_stream` and `_check_key`; everything else is here."""
 
+    kind: ClassVar[str]
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 2.0)
     supported_options: ClassVar[frozenset[str]] = frozenset()
-    api_key_setting: ClassVar[str]
     resolution: Any = None  # set by the factory: how this provider was chosen
 
-    def __init__(self, config: ProviderConfig, mapper: Any = None) -> None:
-        if not config.api_key:
+    def __init__(self, config: ProviderConfig, mapper: Any = None, hooks: ProviderHooks | None = None) -> None:
+        self.spec = registry.get(config.kind or self.kind)
+        self.name = config.name or self.spec.name
+        if self.spec.key_required and not config.api_key:
             raise ProviderNotConfigured(
                 f"The {self.name} provider has no API key: set {self.api_key_setting} "
                 "or add the key in the site's AI provider settings.",
@@ -247,14 +146,21 @@ class BaseProvider(AIProviderInterface):
 
         self.config = config
         self.mapper = mapper or ModelMapper()
+        self.hooks = hooks or ProviderHooks()
+
+    @property
+    def api_key_setting(self) -> str:
+        return f"{self.spec.env_prefix}_API_KEY"
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} source={self.config.source} base_url={self.config.base_url!r}>"
+        return f"<{type(self).__name__} name={self.name} source={self.config.source} base_url={self.config.base_url!r}>"
 
     # -- public ------------------------------------------------------------------------------
     def resolve_model(self, model: str | None) -> str:
         """The provider-native id for `model` (logical name, native id or vendor/model id)."""
-        return self.mapper.normalize_model_name(model or self.config.default_model, self.name)
+        return self.mapper.normalize_model_name(
+            model or self.config.default_model, self.name, passthrough=self.spec.model_ids == "passthrough"
+        )
 
     def generate_content(
         self,
@@ -265,21 +171,26 @@ class BaseProvider(AIProviderInterface):
         system_prompt: str | None = None,
         **kwargs: Any,
     ) -> GenerationResult:
-        clean = self.validate(messages, max_tokens, temperature, system_prompt, kwargs)
-        resolved = self.resolve_model(model)
+        request = AIRequest.of(messages, model, max_tokens, temperature, system_prompt, **kwargs)
+        return self.execute(self.validate_request(request))
+
+    def execute(self, request: AIRequest) -> GenerationResult:
+        """Send a validated request, retrying what is retryable; every attempt goes to `hooks.on_attempt`."""
+        resolved = self.resolve_model(request.model)
+        hooks, site_id = self.hooks, self.config.site_id
         attempt = 0
         while True:
             attempt += 1
-            pauses.wait_if_paused(self.config.site_id, self.name)
-            started = time.perf_counter()
+            hooks.wait_if_paused(site_id, self.name)
+            started = hooks.monotonic()
             try:
-                result = self._guard(self._send, clean, resolved, max_tokens, temperature, system_prompt, kwargs)
+                result = self._guard(self._send, request, resolved)
             except AIProviderError as exc:
-                latency = (time.perf_counter() - started) * 1000
-                self._notify(Attempt(self.name, resolved, attempt, latency, error=exc))
+                latency = (hooks.monotonic() - started) * 1000
+                hooks.on_attempt(Attempt(self.name, resolved, attempt, latency, error=exc))
                 if isinstance(exc, RateLimited) and exc.retry_after:
                     # Everyone sending with this site's key waits too (batches, other threads, processes).
-                    pauses.pause(self.config.site_id, self.name, min(exc.retry_after, self.config.retry_after_cap))
+                    hooks.pause(site_id, self.name, min(exc.retry_after, self.config.retry_after_cap))
                 delay = self._retry_delay(exc, attempt)
                 if delay is None:
                     raise
@@ -287,12 +198,12 @@ class BaseProvider(AIProviderInterface):
                     "%s attempt %d for %s failed (%s); retrying in %.2fs",
                     self.name, attempt, resolved, type(exc).__name__, delay,
                 )
-                time.sleep(delay)
+                hooks.sleep(delay)
                 continue
-            result.latency_ms = (time.perf_counter() - started) * 1000
-            result.requested_model = model or self.config.default_model
+            result.latency_ms = (hooks.monotonic() - started) * 1000
+            result.requested_model = request.model or self.config.default_model
             result.attempts = attempt
-            self._notify(Attempt(self.name, resolved, attempt, result.latency_ms, result=result))
+            hooks.on_attempt(Attempt(self.name, resolved, attempt, result.latency_ms, result=result))
             logger.debug(
                 "%s served %s: %d+%d tokens in %.0f ms",
                 self.name, result.model, result.prompt_tokens, result.completion_tokens, result.latency_ms,
@@ -309,33 +220,39 @@ class BaseProvider(AIProviderInterface):
         **kwargs: Any,
     ) -> StreamingResult:
         """Yield text deltas as they arrive; `.result` holds the totals once the stream is consumed."""
-        clean = self.validate(messages, max_tokens, temperature, system_prompt, kwargs)
-        resolved = self.resolve_model(model)
-        stream = StreamingResult(self, resolved)
-        stream._start(self._guard_stream(self._stream(clean, resolved, max_tokens, temperature, system_prompt, kwargs)))
+        request = AIRequest.of(messages, model, max_tokens, temperature, system_prompt, **kwargs)
+        return self.stream(self.validate_request(request))
+
+    def stream(self, request: AIRequest, attempt: int = 1) -> StreamingResult:
+        """Stream a validated request. Not retried here: the gateway retries and fails over a stream only
+        until its first delta reached the caller (half an answer cannot be replayed)."""
+        resolved = self.resolve_model(request.model)
+        stream = StreamingResult(self, resolved, attempt)
+        stream._start(self._guard_stream(self._stream(request, resolved)))
         return stream
 
     def check_key(self) -> dict[str, Any]:
         """Prove the key works with a cheap authenticated call; typed errors only."""
         return self._guard(self._check_key)
 
+    def get_available_models(self) -> list[ModelInfo]:
+        """The models this deployment declares for the provider (built-in table plus database mappings)."""
+        return [ModelInfo(id=native, name=logical) for logical, native in self.mapper.models_for(self.name)]
+
     def is_model_supported(self, model: str) -> bool:
         try:  # no fallback to the default model here: "" is not a supported model
-            resolved = self.mapper.normalize_model_name(model, self.name)
+            resolved = self.mapper.normalize_model_name(
+                model, self.name, passthrough=self.spec.model_ids == "passthrough"
+            )
         except AIProviderError:
             return False
         return any(info.id == resolved for info in self.get_available_models())
 
     # -- validation --------------------------------------------------------------------------
-    def validate(
-        self,
-        messages: list[Message],
-        max_tokens: int,
-        temperature: float,
-        system_prompt: str | None,
-        options: Mapping[str, Any],
-    ) -> list[dict[str, str]]:
-        """Check the request before any network I/O; return the messages as plain dicts."""
+    def validate_request(self, request: AIRequest) -> AIRequest:
+        """Check the request before any network I/O, once per call; returns it with plain-dict messages."""
+        messages, max_tokens, temperature = request.messages, request.max_tokens, request.temperature
+        system_prompt, options = request.system_prompt, request.options
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
             raise InvalidRequest(f"max_tokens must be an integer, got {max_tokens!r}.", provider=self.name)
         if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
@@ -377,7 +294,22 @@ class BaseProvider(AIProviderInterface):
             clean.append({"role": role, "content": content})
         if not any(m["role"] == "user" for m in clean):
             raise InvalidRequest("messages must contain at least one user message.", provider=self.name)
-        return clean
+        return request.with_changes(messages=tuple(clean), options=dict(options))
+
+    def validate(
+        self, messages: list[Message], max_tokens: int, temperature: float, system_prompt: str | None,
+        options: Mapping[str, Any],
+    ) -> list[dict[str, str]]:
+        """The messages, checked (kept for callers of the earlier signature)."""
+        request = AIRequest.of(messages, None, max_tokens, temperature, system_prompt, **options)
+        return list(self.validate_request(request).messages)
+
+    def adapt(self, request: AIRequest) -> AIRequest:
+        """A request validated for another provider, fitted to this one without validating again:
+        temperature clamped to this vendor's range, options it does not take dropped (failover)."""
+        low, high = self.temperature_range
+        options = {k: v for k, v in request.options.items() if k in self.supported_options}
+        return request.with_changes(temperature=min(max(request.temperature, low), high), options=options)
 
     # -- retries -----------------------------------------------------------------------------
     def _retry_delay(self, exc: AIProviderError, attempt: int) -> float | None:
@@ -393,34 +325,25 @@ class BaseProvider(AIProviderInterface):
         return delay
 
     def _notify(self, attempt: Attempt) -> None:
-        usage.record_attempt(attempt)
+        self.hooks.on_attempt(attempt)
 
     # -- vendor hooks ------------------------------------------------------------------------
     @abstractmethod
-    def _send(
-        self,
-        messages: list[dict[str, str]],
-        model: str,
-        max_tokens: int,
-        temperature: float,
-        system_prompt: str | None,
-        options: Mapping[str, Any],
-    ) -> GenerationResult: ...
+    def _send(self, request: AIRequest, model: str) -> GenerationResult:
+        """One HTTP call for `request` with the provider-native `model` id."""
 
     @abstractmethod
-    def _stream(
-        self,
-        messages: list[dict[str, str]],
-        model: str,
-        max_tokens: int,
-        temperature: float,
-        system_prompt: str | None,
-        options: Mapping[str, Any],
-    ) -> Iterator[str | GenerationResult]:
+    def _stream(self, request: AIRequest, model: str) -> Iterator[str | GenerationResult]:
         """Yield text deltas, then exactly one GenerationResult with the totals."""
 
+    def _check_key(self) -> dict[str, Any]:
+        """A cheap authenticated call that proves the key works: the models listing (both SDKs have it)."""
+        return {"ok": True, "models_visible": len(list(self.client.models.list()))}
+
+    @property
     @abstractmethod
-    def _check_key(self) -> dict[str, Any]: ...
+    def client(self) -> Any:
+        """The vendor SDK client, one per config (`cached_client`)."""
 
     # -- the one place vendor exceptions become ours ---------------------------------------------
     @staticmethod
@@ -525,35 +448,51 @@ def _cause_named(exc: BaseException, name: str) -> bool:
 
 
 class StreamingResult:
-    """Iterate for text deltas; afterwards `.result` is the GenerationResult with the totals."""
+    """Iterate for text deltas; afterwards `.result` is the GenerationResult with the totals.
 
-    def __init__(self, provider: BaseProvider, model: str) -> None:
+    `delivered` counts the deltas handed to the caller: a failure before the first one may fail
+    over to another provider; after it, the caller has half an answer and gets the typed error.
+    """
+
+    def __init__(self, provider: BaseProvider, model: str, attempt: int = 1) -> None:
         self.provider = provider
         self.model = model
+        self.attempt = attempt
         self.result: GenerationResult | None = None
+        self.delivered = 0
+        self.partial: list[str] = []
         self._source: Iterator[str | GenerationResult] | None = None
         self._started = 0.0
 
     def _start(self, source: Iterator[str | GenerationResult]) -> None:
         self._source = source
-        self._started = time.perf_counter()
+        self._started = self.provider.hooks.monotonic()
 
     def __iter__(self) -> Iterator[str]:
         assert self._source is not None
+        hooks = self.provider.hooks
         try:
             for item in self._source:
                 if isinstance(item, GenerationResult):
                     self.result = item
                 elif item:
+                    self.delivered += 1
+                    self.partial.append(item)
                     yield item
         except AIProviderError as exc:
-            latency = (time.perf_counter() - self._started) * 1000
-            self.provider._notify(Attempt(self.provider.name, self.model, 1, latency, error=exc))
+            latency = (hooks.monotonic() - self._started) * 1000
+            partial = None
+            if self.delivered:  # the ledger keeps what was streamed before the failure
+                text = "".join(self.partial)
+                partial = GenerationResult(content=text, model=self.model, provider=self.provider.name,
+                                           completion_tokens=max(1, len(text) // 4), finish_reason=FINISH_OTHER)
+                partial.total_tokens = partial.completion_tokens
+            hooks.on_attempt(Attempt(self.provider.name, self.model, self.attempt, latency, result=partial, error=exc))
             raise
         if self.result is not None:
-            self.result.latency_ms = (time.perf_counter() - self._started) * 1000
-            self.provider._notify(
-                Attempt(self.provider.name, self.model, 1, self.result.latency_ms, result=self.result)
+            self.result.latency_ms = (hooks.monotonic() - self._started) * 1000
+            hooks.on_attempt(
+                Attempt(self.provider.name, self.model, self.attempt, self.result.latency_ms, result=self.result)
             )
 
     def text(self) -> str:

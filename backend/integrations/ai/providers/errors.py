@@ -14,9 +14,20 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Shapes of vendor secrets: OpenAI/OpenRouter/Anthropic keys all start "sk-"; whatever follows
-# "Bearer" in an Authorization header is a secret whatever its shape.
-_KEY_PATTERN = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}|(?i:\bbearer\s+)[^\s'\",;]{6,}")
+# Shapes of vendor secrets: the generic "sk-" prefix most vendors use, whatever follows "Bearer" in
+# an Authorization header, and each registered provider's own `key_pattern` (registry.register).
+_key_patterns: list[str] = [r"\bsk-[A-Za-z0-9_\-*.]{6,}", r"(?i:\bbearer\s+)[^\s'\",;]{6,}"]
+_KEY_PATTERN = re.compile("|".join(_key_patterns))
+
+
+def register_key_pattern(pattern: str) -> None:
+    """Redact text matching `pattern` everywhere `redact()` runs (a provider's key shape)."""
+    global _KEY_PATTERN
+    if pattern not in _key_patterns:
+        re.compile(pattern)  # fail at registration, not at redaction
+        _key_patterns.append(pattern)
+        _KEY_PATTERN = re.compile("|".join(f"(?:{p})" for p in _key_patterns))
+
 VENDOR_MESSAGE_MAX = 300
 
 

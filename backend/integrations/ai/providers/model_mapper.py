@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .errors import ModelNotFound, UnknownProvider
-
-PROVIDERS = ("openrouter", "openai", "anthropic")
+from . import registry
+from .errors import ModelNotFound
 
 # logical name -> {provider: provider-native id}
 BUILTIN_MODELS: dict[str, dict[str, str]] = {
@@ -59,9 +58,8 @@ def vendor_of(model: str) -> str | None:
 
 
 def check_provider(provider: str) -> str:
-    if provider not in PROVIDERS:
-        raise UnknownProvider(f"Unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}.")
-    return provider
+    """`provider` if the registry knows it; UnknownProvider naming the choices otherwise."""
+    return registry.get(provider).name
 
 
 class ModelMapper:
@@ -91,42 +89,40 @@ class ModelMapper:
         """The id `provider_type` knows `model` by; raises ModelNotFound when it cannot serve it."""
         return self.normalize_model_name(model, provider_type)
 
-    def normalize_model_name(self, model: str, provider: str) -> str:
-        check_provider(provider)
+    def normalize_model_name(self, model: str, provider: str, passthrough: bool = False) -> str:
+        """The id `provider` knows `model` by. `passthrough` (a named OpenAI-compatible endpoint):
+        a mapped id if there is one, else the model as given."""
+        spec = None if passthrough else registry.get(provider)
         model = (model or "").strip()
         if not model:
             raise ModelNotFound("No model given and the provider has no default model.", provider=provider)
         logical = self.logical_name(model)
         if logical is not None and provider in self.table[logical]:
             return self.table[logical][provider]
+        if spec is None or spec.model_ids == "passthrough":
+            return model
         vendor = vendor_of(model)
-        if provider == "openrouter":
+        if spec.serves_any_model:  # a router: vendor/model ids
             if "/" in model:
                 return model
             if vendor is None:
                 raise ModelNotFound(
-                    f"OpenRouter needs a vendor/model id (e.g. openai/gpt-4o); {model!r} has no known vendor.",
+                    f"{spec.label} needs a vendor/model id (e.g. openai/gpt-4o); {model!r} has no known vendor.",
                     provider=provider,
                 )
             return f"{vendor}/{model}"
-        if "/" in model:
-            if vendor != provider:
-                raise ModelNotFound(
-                    f"{model!r} is a {vendor} model; the {provider} provider cannot serve it. "
-                    "Use OpenRouter for it or pick a model of this provider.",
-                    provider=provider,
-                )
-            bare = model.split("/", 1)[1]
-            return self.normalize_model_name(bare, provider) if bare != model else bare
-        if vendor is not None and vendor != provider:
+        own = spec.vendor or spec.name
+        if vendor is not None and vendor != own:
             raise ModelNotFound(
                 f"{model!r} is a {vendor} model; the {provider} provider cannot serve it. "
                 "Use OpenRouter for it or pick a model of this provider.",
                 provider=provider,
             )
+        if "/" in model:
+            bare = model.split("/", 1)[1]
+            return self.normalize_model_name(bare, provider)
         return model
 
     def models_for(self, provider: str) -> list[tuple[str, str]]:
         """(logical name, native id) pairs this mapper knows for `provider`, sorted."""
-        check_provider(provider)
         return sorted((name, ids[provider]) for name, ids in self.table.items() if provider in ids)

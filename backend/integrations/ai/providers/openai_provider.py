@@ -18,12 +18,13 @@ from .base import (
     FINISH_OTHER,
     FINISH_STOP,
     FINISH_TOOL_CALLS,
+    AIRequest,
     BaseProvider,
     GenerationResult,
     ModelInfo,
     cached_client,
 )
-from .errors import AIProviderError
+from .errors import AIProviderError, ProviderUnavailable
 
 _FINISH = {
     "stop": FINISH_STOP,
@@ -50,8 +51,7 @@ def _sdk() -> Any:
 
 
 class OpenAIProvider(BaseProvider):
-    name = "openai"
-    api_key_setting = "OPENAI_API_KEY"
+    kind = "openai"
     sdk = staticmethod(_sdk)
     supported_options: ClassVar[frozenset[str]] = frozenset(
         {"stop", "top_p", "user", "seed", "presence_penalty", "frequency_penalty", "response_format"}
@@ -61,7 +61,7 @@ class OpenAIProvider(BaseProvider):
     def client(self) -> Any:
         def build() -> Any:
             return _sdk().OpenAI(
-                api_key=self.config.api_key,
+                api_key=self.config.api_key or "no-key",  # an endpoint without keys (Ollama) still gets a header
                 base_url=self.config.base_url,
                 timeout=self.config.timeout,
                 max_retries=0,  # BaseProvider retries; the SDK must not retry a second time over
@@ -69,7 +69,7 @@ class OpenAIProvider(BaseProvider):
                 http_client=self.http_client(),
             )
 
-        return cached_client(self.name, self.config, build)
+        return cached_client(self.kind, self.config, build)
 
     # -- hooks for OpenAI-compatible variants -----------------------------------------------------
     def _default_headers(self) -> dict[str, str]:
@@ -82,23 +82,17 @@ class OpenAIProvider(BaseProvider):
         """Copy vendor extensions (cost, serving upstream) from the parsed response."""
 
     # -- request building -------------------------------------------------------------------------
-    def _request(
-        self,
-        messages: list[dict[str, str]],
-        model: str,
-        max_tokens: int,
-        temperature: float,
-        system_prompt: str | None,
-        options: Mapping[str, Any],
-    ) -> dict[str, Any]:
+    def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
+        messages, max_tokens, options = list(ai.messages), ai.max_tokens, ai.options
+        system_prompt = ai.system_prompt
         chat = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
         request: dict[str, Any] = {"model": model, "messages": chat}
-        if self.name == "openai" and model.startswith(_REASONING_PREFIXES):
+        if self.kind == "openai" and model.startswith(_REASONING_PREFIXES):
             # Reasoning models take max_completion_tokens and only their default temperature.
             request["max_completion_tokens"] = max_tokens
         else:
             request["max_tokens"] = max_tokens
-            request["temperature"] = temperature
+            request["temperature"] = ai.temperature
         passthrough = {k: v for k, v in options.items() if k in OpenAIProvider.supported_options}
         request.update(passthrough)
         extra = self._extra_body(options)
@@ -106,8 +100,8 @@ class OpenAIProvider(BaseProvider):
             request["extra_body"] = extra
         return request
 
-    def _send(self, messages, model, max_tokens, temperature, system_prompt, options) -> GenerationResult:
-        request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
+    def _send(self, ai: AIRequest, model: str) -> GenerationResult:
+        request = self._request(ai, model)
         completion = self.client.chat.completions.create(**request)
         if not completion.choices:
             raise AIProviderError("The provider answered with no choices.", provider=self.name)
@@ -126,14 +120,15 @@ class OpenAIProvider(BaseProvider):
         self._read_extras(result, completion)
         return result
 
-    def _stream(self, messages, model, max_tokens, temperature, system_prompt, options) -> Iterator[Any]:
-        request = self._request(messages, model, max_tokens, temperature, system_prompt, options)
+    def _stream(self, ai: AIRequest, model: str) -> Iterator[Any]:
+        request = self._request(ai, model)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
         result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
         parts: list[str] = []
         stream = self.client.chat.completions.create(**request)
         result.request_id = stream.response.headers.get("x-request-id")
+        finished = False
         for chunk in stream:
             result.model = chunk.model or result.model
             result.request_id = result.request_id or chunk.id
@@ -143,23 +138,17 @@ class OpenAIProvider(BaseProvider):
                     parts.append(choice.delta.content)
                     yield choice.delta.content
                 if choice.finish_reason:
+                    finished = True
                     result.finish_reason = _FINISH.get(choice.finish_reason, FINISH_OTHER)
             if chunk.usage:
                 result.prompt_tokens = chunk.usage.prompt_tokens or 0
                 result.completion_tokens = chunk.usage.completion_tokens or 0
                 result.total_tokens = chunk.usage.total_tokens or 0
                 self._read_extras(result, chunk)
+        if not finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
+            raise ProviderUnavailable("The stream ended before the provider finished its answer.", provider=self.name)
         result.content = "".join(parts)
         yield result
-
-    # -- models -----------------------------------------------------------------------------------
-    def get_available_models(self) -> list[ModelInfo]:
-        """The models this deployment declares for OpenAI (built-in table plus database mappings)."""
-        return [ModelInfo(id=native, name=logical) for logical, native in self.mapper.models_for(self.name)]
-
-    def _check_key(self) -> dict[str, Any]:
-        """The models listing: a cheap authenticated call."""
-        return {"ok": True, "models_visible": len(list(self.client.models.list()))}
 
 
 class ModelListCache:

@@ -18,8 +18,7 @@ _models_cache = ModelListCache(ttl=600.0)
 
 
 class OpenRouterProvider(OpenAIProvider):
-    name = "openrouter"
-    api_key_setting = "OPENROUTER_API_KEY"
+    kind = "openrouter"
     supported_options: ClassVar[frozenset[str]] = OpenAIProvider.supported_options | {
         "models",
         "provider",

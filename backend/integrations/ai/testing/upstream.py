@@ -93,6 +93,7 @@ class Script:
     served_model: str | None = None
     usage: dict | None = None
     times: int = 1
+    cut_after: int | None = None  # streams: drop the connection after this many text deltas
 
 
 def _words(text: str) -> list[str]:
@@ -203,11 +204,11 @@ class Upstream:
     def script(self, *, flavor: str | None = None, status: int = 200, content: str | None = None,
                headers: dict[str, str] | None = None, body: Any = None, delay: float = 0.0, drop: bool = False,
                malformed: bool = False, finish_reason: str | None = None, served_model: str | None = None,
-               usage: dict | None = None, times: int = 1) -> None:
+               usage: dict | None = None, times: int = 1, cut_after: int | None = None) -> None:
         """Queue how the next `times` matching generation requests are answered (FIFO)."""
         with self._lock:
             self._scripts.append(Script(flavor, status, content, dict(headers or {}), body, delay, drop, malformed,
-                                        finish_reason, served_model, usage, times))
+                                        finish_reason, served_model, usage, times, cut_after))
 
     def requests_for(self, flavor: str) -> list[RecordedRequest]:
         return [r for r in list(self.requests) if r.flavor == flavor]
@@ -338,6 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not generation:
             return self._error(flavor or "openai", 404, f"No route for POST {request.path}.")
         script = self.server.upstream._take_script(flavor)
+        self._cut_after = script.cut_after if script else None
         if script and script.delay:
             time.sleep(script.delay)
         if script and script.drop:
@@ -525,6 +527,8 @@ class _Handler(BaseHTTPRequestHandler):
             words = content.split(" ")
             for index, word in enumerate(words):
                 piece = word if index == len(words) - 1 else word + " "
+                if self._cut_after is not None and index >= self._cut_after:
+                    return self._drop()
                 self._write(chunk({"content": piece}))
                 if flavor == "openrouter" and index == len(words) // 2:
                     self._write(": OPENROUTER PROCESSING\n\n")
@@ -555,6 +559,8 @@ class _Handler(BaseHTTPRequestHandler):
             words = content.split(" ")
             for index, word in enumerate(words):
                 piece = word if index == len(words) - 1 else word + " "
+                if self._cut_after is not None and index >= self._cut_after:
+                    return self._drop()
                 self._write(event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                           "delta": {"type": "text_delta", "text": piece}}))
             self._write(event("content_block_stop", {"type": "content_block_stop", "index": 0}))

@@ -1,10 +1,11 @@
-"""Which provider serves a request, and with whose key.
+"""Which provider serves a request, and with whose key (the gateway side of the provider registry).
 
-Order: an explicit `provider_type` > the site's record > `AI_PROVIDER` > auto-detect (OpenRouter
-first, then OpenAI, then Anthropic). A provider that is asked for but has no key raises
-`ProviderNotConfigured` naming what to set, never a silent None. Providers are cached per
-settings snapshot of a site, and SDK clients per (provider, config), so clients and their
-connection pools are reused across requests and threads.
+Order: an explicit `provider_type` > the site's record > `AI_PROVIDER` > auto-detect (the
+registry's `auto_rank`: OpenRouter, then OpenAI, then Anthropic). A provider that is asked for but
+has no key raises `ProviderNotConfigured` naming what to set, never a silent None. Providers are
+cached per settings snapshot of a site, and SDK clients per (provider, config), so clients and
+their connection pools are reused across requests and threads. Every provider built here gets the
+gateway's hooks (ledger, shared pauses, clock).
 """
 
 from __future__ import annotations
@@ -13,32 +14,22 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..conf import preferred_provider, setting_name
-from ..context import site_id_of
-from ..site_config import SiteSnapshot, get_snapshot
-from .base import BaseProvider, ProviderConfig
-from .errors import ProviderNotConfigured, UnknownProvider
-from .model_mapper import PROVIDERS, ModelMapper, vendor_of
+from .conf import preferred_provider, setting_name
+from .context import site_id_of
+from .hooks import GATEWAY_HOOKS
+from .providers import registry
+from .providers.base import BaseProvider, ProviderConfig
+from .providers.errors import ProviderNotConfigured
+from .providers.model_mapper import ModelMapper, vendor_of
+from .site_config import SiteSnapshot, get_snapshot
 
 logger = logging.getLogger("integrations.ai")
 
-AUTO_ORDER = ("openrouter", "openai", "anthropic")
 
-
-def provider_class(provider_type: str) -> type[BaseProvider]:
-    if provider_type == "openrouter":
-        from .openrouter_provider import OpenRouterProvider
-
-        return OpenRouterProvider
-    if provider_type == "openai":
-        from .openai_provider import OpenAIProvider
-
-        return OpenAIProvider
-    if provider_type == "anthropic":
-        from .anthropic_provider import AnthropicProvider
-
-        return AnthropicProvider
-    raise UnknownProvider(f"Unknown provider {provider_type!r}; choose one of {', '.join(PROVIDERS)}.")
+def provider_class(provider_type: str, snapshot: SiteSnapshot | None = None) -> type[BaseProvider]:
+    """The class serving `provider_type`: a registered kind, or a named endpoint of the snapshot."""
+    kind = snapshot.kind_of(provider_type) if snapshot is not None else None
+    return registry.get(kind or provider_type).provider_class()
 
 
 @dataclass(frozen=True)
@@ -62,17 +53,17 @@ class ProviderFactory:
 
         if provider_type:
             provider_type = provider_type.strip().lower()
-            provider_class(provider_type)  # raises UnknownProvider
+            provider_class(provider_type, snapshot)  # raises UnknownProvider
             if provider_type not in usable:
                 raise cls._not_configured(provider_type, snapshot)
             return Resolution(provider_type, "explicit", snapshot.config_for(provider_type))
 
         if snapshot.enabled:
             site_keys = set(snapshot.site_configs)
-            if snapshot.provider_type in PROVIDERS and snapshot.provider_type in usable:
+            if snapshot.provider_type != "auto" and snapshot.provider_type in usable:
                 return Resolution(snapshot.provider_type, "site", snapshot.config_for(snapshot.provider_type))
             if snapshot.provider_type == "auto":
-                for candidate in AUTO_ORDER:
+                for candidate in registry.auto_order():
                     if candidate in site_keys:
                         return Resolution(candidate, "site", snapshot.config_for(candidate), detected=True)
             logger.info("site %s has no usable AI key for %s; using deployment settings",
@@ -80,17 +71,17 @@ class ProviderFactory:
 
         preferred = preferred_provider()
         if preferred != "auto":
-            provider_class(preferred)
+            provider_class(preferred, snapshot)
             if preferred not in usable:
                 raise cls._not_configured(preferred, snapshot)
             return Resolution(preferred, "settings", snapshot.config_for(preferred))
 
-        for candidate in AUTO_ORDER:
+        for candidate in registry.auto_order():
             if candidate in usable:
                 return Resolution(candidate, "auto", snapshot.config_for(candidate), detected=True)
+        keys = ", ".join(f"{registry.get(n).env_prefix}_API_KEY" for n in registry.auto_order())
         raise ProviderNotConfigured(
-            "No AI provider is configured: set OPENROUTER_API_KEY, OPENAI_API_KEY or ANTHROPIC_API_KEY, "
-            "or add a key in the site's AI provider settings."
+            f"No AI provider is configured: set one of {keys}, or add a key in the site's AI provider settings."
         )
 
     @classmethod
@@ -101,15 +92,18 @@ class ProviderFactory:
         provider = snapshot.providers.get(key)
         if provider is None:
             resolution = cls._resolve(snapshot, provider_type)
-            provider = provider_class(resolution.provider_type)(resolution.config, cls.mapper_for(snapshot))
+            provider = provider_class(resolution.provider_type, snapshot)(
+                resolution.config, cls.mapper_for(snapshot), GATEWAY_HOOKS
+            )
             provider.resolution = resolution
             snapshot.providers[key] = provider
         return provider
 
     @classmethod
     def get_provider_for_model(cls, model: str, site: Any = None) -> BaseProvider:
-        """A `vendor/model` id goes to OpenRouter; gpt*/o1/o3 to OpenAI and claude* to Anthropic when
-        that key is set, else OpenRouter; other known families to OpenRouter; the rest to the default."""
+        """Routing by model name, for when the resolved provider can't serve the model: a `vendor/model`
+        id goes to OpenRouter; gpt*/o1/o3 to OpenAI and claude* to Anthropic when that key is set, else
+        OpenRouter; other known families to OpenRouter; the rest to the default."""
         snapshot = get_snapshot(site_id_of(site))
         provider = snapshot.providers.get(("model", model))
         if provider is None:
@@ -119,21 +113,23 @@ class ProviderFactory:
     @classmethod
     def _provider_for_model(cls, snapshot: SiteSnapshot, model: str, site: Any) -> BaseProvider:
         usable = snapshot.usable()
+        routers = [n for n in registry.auto_order() if registry.get(n).serves_any_model and n in usable]
         vendor = vendor_of(model)
+        direct = registry.for_vendor(vendor) if vendor else None
         if "/" in model:
-            if "openrouter" in usable:
-                return cls.create_provider("openrouter", site)
-            if vendor in usable:  # openai/gpt-4o without OpenRouter: the direct provider can serve it
-                return cls.create_provider(vendor, site)
+            if routers:
+                return cls.create_provider(routers[0], site)
+            if direct is not None and direct.name in usable:  # openai/gpt-4o without a router: direct serves it
+                return cls.create_provider(direct.name, site)
             raise cls._not_configured("openrouter", snapshot)
-        if vendor in ("openai", "anthropic"):
-            if vendor in usable:
-                return cls.create_provider(vendor, site)
-            if "openrouter" in usable:
-                return cls.create_provider("openrouter", site)
-            raise cls._not_configured(vendor, snapshot)
-        if vendor is not None and "openrouter" in usable:  # gemini-…, llama-…: only OpenRouter serves them
-            return cls.create_provider("openrouter", site)
+        if direct is not None:
+            if direct.name in usable:
+                return cls.create_provider(direct.name, site)
+            if routers:
+                return cls.create_provider(routers[0], site)
+            raise cls._not_configured(direct.name, snapshot)
+        if vendor is not None and routers:  # gemini-…, llama-…: only a router serves them
+            return cls.create_provider(routers[0], site)
         return cls.create_provider(None, site)
 
     @classmethod
@@ -151,7 +147,8 @@ class ProviderFactory:
     @staticmethod
     def _not_configured(provider_type: str, snapshot: SiteSnapshot) -> ProviderNotConfigured:
         where = " or add it in this site's AI provider settings" if snapshot.site_id else ""
+        spec = registry.find(snapshot.kind_of(provider_type) or provider_type)
+        setting = f"{spec.env_prefix}_API_KEY" if spec is not None else setting_name(provider_type, "API_KEY")
         return ProviderNotConfigured(
-            f"The {provider_type} provider has no API key: set {setting_name(provider_type, 'API_KEY')}{where}.",
-            provider=provider_type,
+            f"The {provider_type} provider has no API key: set {setting}{where}.", provider=provider_type,
         )

@@ -1,0 +1,29 @@
+"""What the gateway gives every provider it builds: the ledger, shared pauses and the clock.
+
+Providers (a Django-free package) report attempts and ask for waits through `ProviderHooks`;
+this module wires those to the usage ledger (`usage.record_attempt`), the shared rate-limit
+pauses (`pauses`) and the gateway clock (`clock`). Looked up at call time, so a test's clock
+applies to providers built before it.
+"""
+
+from __future__ import annotations
+
+from . import clock, pauses, usage
+from .providers.types import ProviderHooks
+
+
+def _sleep(seconds: float) -> None:
+    clock.get().sleep(seconds)
+
+
+def _monotonic() -> float:
+    return clock.get().monotonic()
+
+
+GATEWAY_HOOKS = ProviderHooks(
+    on_attempt=usage.record_attempt,
+    wait_if_paused=pauses.wait_if_paused,
+    pause=pauses.pause,
+    sleep=_sleep,
+    monotonic=_monotonic,
+)

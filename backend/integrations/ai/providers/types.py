@@ -1,0 +1,190 @@
+"""The plain types that cross the provider boundary: config in, request in, result and attempts out.
+
+This module imports nothing of the project's, so anything (the gateway, tests, a deployment's own
+provider module) can use them without pulling in a vendor SDK, Django or the gateway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from decimal import Decimal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .outbound import OutboundPolicy
+
+Message = Mapping[str, str]
+ROLES = frozenset({"system", "user", "assistant"})
+MAX_TOKENS_LIMIT = 128_000
+
+# Finish reasons every vendor's are normalised to.
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+FINISH_CONTENT_FILTER = "content_filter"
+FINISH_TOOL_CALLS = "tool_calls"
+FINISH_OTHER = "other"
+
+
+@dataclass(frozen=True, repr=False)
+class ProviderConfig:
+    """Everything one provider instance needs. Built by the factory from a site record or settings."""
+
+    api_key: str
+    base_url: str
+    default_model: str
+    # Which registered provider kind serves it, and the instance's own name (they differ only for
+    # named OpenAI-compatible endpoints such as "ollama"; empty name means the kind's name).
+    kind: str = ""
+    name: str = ""
+    timeout: float = 60.0
+    max_retries: int = 2
+    retry_backoff: float = 0.5
+    retry_after_cap: float = 30.0
+    http_referer: str = ""
+    app_name: str = ""
+    source: str = "settings"
+    site_id: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    # Set when a site (not the deployment) chose base_url: every connection is checked against it.
+    outbound: OutboundPolicy | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderConfig(name={self.name or self.kind!r}, api_key={'<set>' if self.api_key else '<missing>'}, "
+            f"base_url={self.base_url!r}, "
+            f"default_model={self.default_model!r}, source={self.source!r}, site_id={self.site_id!r})"
+        )
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A stable digest of the config (the key only as a hash) for client and provider caches."""
+        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "api_key"]
+        parts.append(hashlib.sha256(self.api_key.encode()).hexdigest())
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+@dataclass
+class GenerationResult:
+    """What `generate_content` returns.
+
+    Typed, but it also answers `result["content"]`, `result["tokens_used"]` and `.get()` like the
+    dict the original plan returned, so older callers keep working.
+    """
+
+    content: str
+    model: str
+    provider: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    finish_reason: str = FINISH_STOP
+    request_id: str | None = None
+    latency_ms: float = 0.0
+    cost: Decimal | None = None
+    requested_model: str | None = None
+    upstream_provider: str | None = None
+    attempts: int = 1
+    cached: bool = False
+
+    @property
+    def tokens_used(self) -> int:
+        return self.total_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tokens_used"] = self.total_tokens
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "tokens_used" or key in self.__dataclass_fields__:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key == "tokens_used" or key in self.__dataclass_fields__
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def keys(self) -> list[str]:
+        return [*self.__dataclass_fields__, "tokens_used"]
+
+    def __str__(self) -> str:
+        return self.content
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    name: str = ""
+    context_length: int | None = None
+    prompt_price: Decimal | None = None  # USD per token
+    completion_price: Decimal | None = None
+    max_completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One upstream try, reported to the usage ledger whether it succeeded or not."""
+
+    provider: str
+    model: str
+    number: int
+    latency_ms: float
+    result: GenerationResult | None = None
+    error: Exception | None = None  # an AIProviderError
+
+
+@dataclass(frozen=True)
+class AIRequest:
+    """One generation request as it travels through the gateway and into a provider.
+
+    Built and validated once per call (`BaseProvider.validate_request`); failover candidates get
+    `for_candidate` copies (temperature clamped, options filtered) without validating again.
+    """
+
+    messages: tuple[dict[str, str], ...]
+    model: str | None = None
+    max_tokens: int = 1000
+    temperature: float = 0.7
+    system_prompt: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, messages: Any, model: str | None = None, max_tokens: int = 1000, temperature: float = 0.7,
+           system_prompt: str | None = None, **options: Any) -> AIRequest:
+        return cls(tuple(messages) if isinstance(messages, list | tuple) else messages, model, max_tokens,
+                   temperature, system_prompt, dict(options))
+
+    def with_changes(self, **changes: Any) -> AIRequest:
+        return replace(self, **changes)
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+def _no_wait(site_id: int | None, provider: str) -> float:
+    return 0.0
+
+
+@dataclass(frozen=True)
+class ProviderHooks:
+    """What a provider reports to, and waits on, without knowing who listens.
+
+    The gateway wires these to its usage ledger, shared rate-limit pauses and clock; a provider
+    used on its own gets no-ops and the real clock.
+    """
+
+    on_attempt: Callable[[Attempt], None] = _ignore
+    wait_if_paused: Callable[[int | None, str], float] = _no_wait
+    pause: Callable[[int | None, str, float], None] = _ignore
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.perf_counter
