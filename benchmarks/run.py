@@ -350,10 +350,13 @@ def http_bench(quick: bool, with_litellm: bool) -> None:
                 cell[name] = wrk(f"c{index}", url, body, auth, concurrency, seconds)
             base = cell["emulator direct"]["p50"]
             for name, result in cell.items():
+                if not result["requests"]:
+                    print(f"{concurrency:>5}  {name:<26}   no request completed within {seconds} s")
+                    continue
                 added = "" if name == "emulator direct" else f"{result['p50'] - base:.3f}"
                 print(f"{concurrency:>5}  {name:<26}{result['p50']:>9.3f}{result['p99']:>9.3f}{result['rps']:>9.0f}"
                       f"{added:>14}{result['errors']:>8}")
-            if "LiteLLM proxy" in cell:
+            if "LiteLLM proxy" in cell and all(result["requests"] for result in cell.values()):
                 ours_added = cell["Panel /api/ai/generate/"]["p50"] - base
                 theirs = cell["LiteLLM proxy"]["p50"] - base
                 ratio = ours_added / theirs if theirs > 0 else float("nan")
