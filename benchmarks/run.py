@@ -1,32 +1,54 @@
-"""Benchmarks for the AI layer, printed as a table (run on demand: `bin/bench`).
+"""Benchmarks for the AI layer, printed as tables (run on demand: `bin/bench`, or `bin/bench --quick`).
 
 All numbers come from one run against the loopback upstream emulator, so they measure our
 overhead, not a vendor's: the emulator answers in well under a millisecond unless told to wait.
 
-- overhead: p50/p99 of `AIService.generate_content` vs the raw `openai` SDK (one reused client)
-  vs LiteLLM's `completion()`, same emulator, same prompt, interleaved rounds.
+- overhead (in-process): p50/p99 of the raw `openai` SDK (one reused client), of
+  `AIService(site=...).generate_content` the way every caller gets it (the headline: usage ledger
+  written as usual, on a site with a monthly budget), of named variants beside it, and of LiteLLM's
+  `completion()`: same emulator, same prompt, interleaved rounds.
+- http: `POST /api/ai/generate/` under the production server (`bin/serve`: gunicorn, gthread) at
+  concurrency 1, 16 and 64, beside the emulator called directly with the same body and LiteLLM's
+  proxy pointed at the same emulator; p50/p99 latency and requests per second, measured with `wrk`.
 - batch: 100 prompts at concurrency 16 against a 50 ms upstream, wall time vs the ideal 7 x 50 ms.
 - import time of `integrations.ai` (fresh interpreter) and peak memory over 1,000 sequential calls.
+
+The database is its own file, `var/bench.sqlite3` (recreated and migrated on every run); the
+development database is never touched. Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import platform
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
 import tracemalloc
+import urllib.error
+import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings_test")
 
 KEY = "sk-bench-" + "0" * 40
+PROXY_KEY = "sk-bench-proxy-" + "7" * 24  # LiteLLM's proxy refuses to start without a master key
+BENCH_DB = ROOT / "var" / "bench.sqlite3"
+PROMPT = "Write a one-line tagline for a bakery"
+MODEL = "gpt-4o-mini"
+BUDGET = Decimal("1000000")  # a cap never reached: the reserve/settle path runs on every call
+HEADLINE = "AIService (default)"
+CONCURRENCIES = (1, 16, 64)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -35,15 +57,49 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def setup_django() -> None:
-    import django
-    from django.conf import settings
+def machine() -> str:
+    """CPU model, cores, memory, Python and kernel: numbers mean nothing without them."""
+    cpu = platform.processor() or platform.machine()
+    memory = ""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name"))
+        kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal")))
+        memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return (f"machine: {cpu} ({platform.machine()}), {os.cpu_count()} cores{memory}, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
-    settings.DATABASES["default"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+
+def setup_django() -> None:
+    """Production settings (DEBUG off) on a fresh, migrated `var/bench.sqlite3`, never the dev database."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"
+    os.environ["DATABASE_URL"] = f"sqlite:///{BENCH_DB}"
+    os.environ["DJANGO_DEBUG"] = "0"  # as deployed: no per-connection query log
+    os.environ["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+    BENCH_DB.parent.mkdir(exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{BENCH_DB}{suffix}").unlink(missing_ok=True)
+    import django
+
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def make_site(domain: str, base_url: str, budget: Decimal | None):
+    """A site whose own OpenAI settings point at the emulator, as an admin would configure it."""
+    from django.contrib.sites.models import Site
+
+    from integrations.models import AIProviderSettings
+
+    site = Site.objects.create(domain=domain, name=domain)
+    AIProviderSettings.objects.create(site=site, provider_type="openai", openai_api_key=KEY,
+                                      openai_base_url=base_url, monthly_budget=budget)
+    return site
 
 
 def measure(fn, n: int) -> list[float]:
@@ -56,45 +112,261 @@ def measure(fn, n: int) -> list[float]:
 
 
 def overhead(upstream, n: int, with_litellm: bool) -> list[tuple[str, float, float]]:
+    """In-process p50/p99 per contender; the raw SDK first, the headline second."""
     import openai
-    from django.conf import settings
 
+    from integrations.ai import usage
     from integrations.ai.service import AIService
 
-    settings.OPENAI_API_KEY = KEY
-    settings.OPENAI_BASE_URL = upstream.openai_base_url
-    settings.AI_PROVIDER = "openai"
-    messages = [{"role": "user", "content": "Write a one-line tagline for a bakery"}]
+    messages = [{"role": "user", "content": PROMPT}]
     raw = openai.OpenAI(api_key=KEY, base_url=upstream.openai_base_url, max_retries=0)
 
     def raw_call():
-        raw.chat.completions.create(model="gpt-4o-mini", messages=messages, max_tokens=100, temperature=0.7)
+        raw.chat.completions.create(model=MODEL, messages=messages, max_tokens=100, temperature=0.7)
 
-    service = AIService(service="bench")
+    budgeted = AIService(site=make_site("budgeted.bench.local", upstream.openai_base_url, BUDGET), service="bench")
+    unbudgeted = AIService(site=make_site("unbudgeted.bench.local", upstream.openai_base_url, None),
+                           service="bench")
 
-    def service_call():
-        service.generate_content(messages[0]["content"], model="gpt-4o-mini", max_tokens=100)
+    def service_call():  # exactly what a caller gets: ledger written, budget checked
+        budgeted.generate_content(PROMPT, model=MODEL, max_tokens=100)
 
-    calls = {"raw openai SDK": raw_call, "AIService": service_call}
+    def unbudgeted_call():
+        unbudgeted.generate_content(PROMPT, model=MODEL, max_tokens=100)
+
+    calls = {"raw openai SDK": raw_call, HEADLINE: service_call,
+             "variant: site without budget": unbudgeted_call}
+    deferred_rows: list = []
+    if hasattr(usage, "deferred"):
+        def deferred_call():  # what batch workers do; no normal caller gets it
+            with usage.deferred(deferred_rows):
+                budgeted.generate_content(PROMPT, model=MODEL, max_tokens=100)
+
+        calls["variant: ledger deferred"] = deferred_call
     if with_litellm:
         import litellm
 
         def litellm_call():
-            litellm.completion(
-                model="openai/gpt-4o-mini", messages=messages, max_tokens=100, temperature=0.7,
-                api_key=KEY, api_base=upstream.openai_base_url,
-            )
+            litellm.completion(model=f"openai/{MODEL}", messages=messages, max_tokens=100, temperature=0.7,
+                               api_key=KEY, api_base=upstream.openai_base_url)
 
         calls["LiteLLM completion()"] = litellm_call
-    for fn in calls.values():  # warm up: clients, pools, snapshots, lazy imports
+    for fn in calls.values():  # warm up: clients, pools, snapshots, budget periods, lazy imports
         measure(fn, 50)
     samples: dict[str, list[float]] = {name: [] for name in calls}
     rounds = 10
     for _ in range(rounds):  # interleave so drift (CPU frequency, GC) hits every contender alike
         for name, fn in calls.items():
-            samples[name] += measure(fn, n // rounds)
+            samples[name] += measure(fn, max(1, n // rounds))
+        upstream.reset()  # the emulator's own request log is not ours to carry
+    if deferred_rows:
+        usage.flush(deferred_rows)
     return [(name, percentile(s, 50), percentile(s, 99)) for name, s in samples.items()]
 
+
+def print_overhead(results: list[tuple[str, float, float]], n: int) -> None:
+    raw_p50 = results[0][1]
+    by_name = {name: p50 for name, p50, _ in results}
+    print(f"\noverhead, in-process (loopback emulator, no added latency, {n} calls each, interleaved)")
+    print(f"headline = {HEADLINE}: AIService(site=...).generate_content as every caller gets it, "
+          "usage ledger written as usual, site with a monthly budget")
+    print(f"{'contender':<32}{'p50 ms':>10}{'p99 ms':>10}{'p50 / raw':>12}{'added p50 ms':>15}")
+    for name, p50, p99 in results:
+        print(f"{name:<32}{p50:>10.3f}{p99:>10.3f}{p50 / raw_p50:>12.3f}{p50 - raw_p50:>15.3f}")
+    if "LiteLLM completion()" in by_name:
+        ours, theirs = by_name[HEADLINE] - raw_p50, by_name["LiteLLM completion()"] - raw_p50
+        print(f"added over raw SDK at p50: {HEADLINE} {ours:.3f} ms, LiteLLM completion() {theirs:.3f} ms "
+              f"(ratio {ours / theirs if theirs > 0 else float('nan'):.3f})")
+
+
+# -- HTTP ----------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_emulator(port: int) -> None:
+    """`run.py --serve-emulator PORT`: the emulator in its own process, its request log kept short."""
+    from integrations.ai.testing.upstream import Upstream
+
+    upstream = Upstream("127.0.0.1", port).start()
+    print(f"emulator on {upstream.url}", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+            with upstream._lock:
+                upstream.requests.clear()  # tens of thousands of recorded requests would skew memory and GC
+    except KeyboardInterrupt:
+        upstream.stop()
+
+
+class Process:
+    """A server started for the benchmark, in its own process group, stopped by its id."""
+
+    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None,
+                 cwd: Path = ROOT, drop: tuple[str, ...] = ()) -> None:
+        self.name, self.log = name, log
+        self._file = log.open("w")
+        child_env = {k: v for k, v in os.environ.items() if k not in drop}
+        self.popen = subprocess.Popen(args, cwd=cwd, env={**child_env, **(env or {})}, stdout=self._file,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._file.close()
+
+
+def post(url: str, body: dict, headers: dict[str, str], timeout: float = 10) -> int:
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def wait_ready(process: Process, url: str, body: dict, headers: dict[str, str], limit: float) -> None:
+    """Until the contender answers 200 a few times in a row (every worker warm), or fail loudly."""
+    deadline, ok = time.monotonic() + limit, 0
+    while ok < 8:
+        if process.popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name} did not come up; see {process.log}")
+        try:
+            status = post(url, body, headers)
+        except OSError:
+            status = 0
+        if status not in (0, 200):
+            raise RuntimeError(f"{process.name} answered {status}; see {process.log}")
+        ok = ok + 1 if status == 200 else 0
+        if status != 200:
+            time.sleep(0.5)
+
+
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = [[%(body)s]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = [[%(auth)s]]
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk(name: str, url: str, body: dict, auth: str, concurrency: int, seconds: int) -> dict:
+    """One closed-loop wrk run; latencies in ms, throughput in requests per second."""
+    script = ROOT / "var" / f"bench-wrk-{name}.lua"
+    script.write_text(WRK_SCRIPT % {"body": json.dumps(body), "auth": auth})
+    threads = min(concurrency, 2)
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("BENCH "))
+    requests, duration_us, p50_us, p99_us, status_errors, socket_errors = (int(x) for x in line.split()[1:])
+    return {"p50": p50_us / 1000, "p99": p99_us / 1000, "rps": requests / (duration_us / 1e6),
+            "requests": requests, "errors": status_errors + socket_errors}
+
+
+def http_bench(quick: bool, with_litellm: bool) -> None:
+    from django.contrib.auth import get_user_model
+
+    from integrations.models import APIToken
+    from tenancy.models import SiteMembership
+
+    if not shutil.which("wrk"):
+        print("\nhttp: wrk not found (apt-get install wrk; bin/bench installs it); skipping")
+        return
+    var = ROOT / "var"
+    emulator_port, server_port, proxy_port = free_port(), free_port(), free_port()
+    emulator = Process("emulator", [sys.executable, str(Path(__file__).resolve()), "--serve-emulator",
+                                    str(emulator_port)], var / "bench-emulator.log")
+    processes = [emulator]
+    try:
+        emulator_base = f"http://127.0.0.1:{emulator_port}/openai/v1"
+        site = make_site("127.0.0.1", emulator_base, BUDGET)  # the site comes from the request's host
+        user = get_user_model().objects.create_user("bench", is_staff=True)
+        SiteMembership.objects.create(user=user, site=site)
+        _, token = APIToken.issue(user, "bench")
+
+        server = Process("gunicorn (bin/serve)", [str(ROOT / "bin" / "serve")], var / "bench-gunicorn.log",
+                         {"GUNICORN_BIND": f"127.0.0.1:{server_port}"})
+        processes.append(server)
+        proxy = None
+        if with_litellm:
+            litellm_bin = Path(sys.executable).parent / "litellm"
+            config = var / "bench-litellm.yaml"
+            config.write_text(
+                "model_list:\n"
+                f"  - model_name: {MODEL}\n"
+                "    litellm_params:\n"
+                f"      model: openai/{MODEL}\n"
+                f"      api_base: {emulator_base}\n"
+                f"      api_key: {KEY}\n"
+                "general_settings:\n"
+                f"  master_key: {PROXY_KEY}\n"
+                "litellm_settings:\n"
+                "  telemetry: false\n"
+            )
+            proxy = Process("LiteLLM proxy", [str(litellm_bin), "--config", str(config), "--host", "127.0.0.1",
+                                              "--port", str(proxy_port), "--num_workers", "2"],
+                            var / "bench-litellm.log", {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}, cwd=var,
+                            drop=("DATABASE_URL", "REDIS_URL"))  # ours, not the proxy's: it would try to use them
+            processes.append(proxy)
+
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 100,
+                "temperature": 0.7}
+        ours = {"prompt": PROMPT, "model": MODEL, "max_tokens": 100, "temperature": 0.7}
+        contenders = [  # name, process, url, body, Authorization
+            ("emulator direct", emulator, f"{emulator_base}/chat/completions", chat, f"Bearer {KEY}"),
+            ("Panel /api/ai/generate/", server, f"http://127.0.0.1:{server_port}/api/ai/generate/", ours,
+             f"Token {token}"),
+        ]
+        if proxy is not None:
+            contenders.append(("LiteLLM proxy", proxy, f"http://127.0.0.1:{proxy_port}/v1/chat/completions", chat,
+                               f"Bearer {PROXY_KEY}"))
+        for _name, process, url, body, auth in contenders:
+            wait_ready(process, url, body, {"Authorization": auth}, 240 if process is proxy else 30)
+
+        seconds, warm = (3, 1) if quick else (8, 2)
+        print(f"\nhttp: POST under load (wrk, closed loop, {seconds} s per cell after {warm} s warm-up; "
+              "server, emulator and wrk share the machine's cores)")
+        print("Panel = bin/serve (gunicorn gthread, 2 workers x 16 threads, DEBUG off, SQLite var/bench.sqlite3, "
+              "ledger on, site with a monthly budget); LiteLLM proxy: 2 uvicorn workers, master key, no database")
+        print(f"{'conc.':>5}  {'contender':<26}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'added p50 ms':>14}{'errors':>8}")
+        for concurrency in CONCURRENCIES:
+            cell: dict[str, dict] = {}
+            for index, (name, _, url, body, auth) in enumerate(contenders):
+                wrk(f"c{index}", url, body, auth, concurrency, warm)
+                cell[name] = wrk(f"c{index}", url, body, auth, concurrency, seconds)
+            base = cell["emulator direct"]["p50"]
+            for name, result in cell.items():
+                if not result["requests"]:
+                    print(f"{concurrency:>5}  {name:<26}   no request completed within {seconds} s")
+                    continue
+                added = "" if name == "emulator direct" else f"{result['p50'] - base:.3f}"
+                print(f"{concurrency:>5}  {name:<26}{result['p50']:>9.3f}{result['p99']:>9.3f}{result['rps']:>9.0f}"
+                      f"{added:>14}{result['errors']:>8}")
+            if "LiteLLM proxy" in cell and all(result["requests"] for result in cell.values()):
+                ours_added = cell["Panel /api/ai/generate/"]["p50"] - base
+                theirs = cell["LiteLLM proxy"]["p50"] - base
+                ratio = ours_added / theirs if theirs > 0 else float("nan")
+                print(f"{'':>5}  added p50, Panel / LiteLLM proxy: {ours_added:.3f} / {theirs:.3f} ms = {ratio:.3f}")
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+# -- the rest ------------------------------------------------------------------------------------------
 
 def batch(upstream) -> tuple[float, float]:
     from integrations.ai.service import AIService
@@ -102,8 +374,9 @@ def batch(upstream) -> tuple[float, float]:
     upstream.reset()
     upstream.script(flavor="openai", delay=0.05, times=100)
     prompts = [f"Tagline number {i} for a bakery" for i in range(100)]
+    site = make_site("batch.bench.local", upstream.openai_base_url, BUDGET)
     started = time.perf_counter()
-    items = AIService(service="bench.batch").generate_batch(prompts, concurrency=16, max_tokens=50)
+    items = AIService(site=site, service="bench.batch").generate_batch(prompts, concurrency=16, max_tokens=50)
     wall = time.perf_counter() - started
     assert all(item.ok for item in items), [item.error for item in items if not item.ok][:3]
     return wall * 1000, 7 * 50.0
@@ -122,11 +395,11 @@ def memory(upstream, calls: int = 1000) -> float:
     from integrations.ai.service import AIService
 
     upstream.reset()
-    service = AIService(service="bench.memory")
-    service.generate_content("warm up", model="gpt-4o-mini", max_tokens=20)
+    service = AIService(site=make_site("memory.bench.local", upstream.openai_base_url, BUDGET), service="bench.memory")
+    service.generate_content("warm up", model=MODEL, max_tokens=20)
     tracemalloc.start()
     for i in range(calls):
-        service.generate_content(f"Sequential call {i}", model="gpt-4o-mini", max_tokens=20)
+        service.generate_content(f"Sequential call {i}", model=MODEL, max_tokens=20)
         if i % 100 == 0:
             upstream.reset()  # the emulator's own request log is not ours to count
     _, peak = tracemalloc.get_traced_memory()
@@ -134,14 +407,32 @@ def memory(upstream, calls: int = 1000) -> float:
     return peak / 1024 / 1024
 
 
+def versions() -> str:
+    import importlib.metadata as metadata
+
+    found = []
+    for name in ("Django", "openai", "gunicorn", "litellm"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found.append(f"{name} {metadata.version(name)}")
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0] \
+        if shutil.which("wrk") else "no wrk"
+    return ", ".join([*found, wrk_version.strip()])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=2000, help="calls per contender in the overhead benchmark")
+    parser.add_argument("-n", type=int, help="calls per contender in the overhead benchmark (default 2000, quick 300)")
+    parser.add_argument("--quick", action="store_true", help="fewer calls and shorter HTTP cells (about 3 minutes)")
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
+    parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_emulator:
+        return serve_emulator(args.serve_emulator)
+    n = args.n or (300 if args.quick else 2000)
 
+    print(machine())
     setup_django()
-    from integrations.ai import usage
     from integrations.ai.testing.upstream import Upstream
 
     with_litellm = not args.no_litellm
@@ -151,33 +442,18 @@ def main() -> None:
         except ImportError:
             print("litellm not installed (pip install -r benchmarks/requirements.txt); skipping it")
             with_litellm = False
+    print(versions())
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
     with Upstream() as upstream:
-        rows: list = []
-        with usage.deferred(rows):  # ledger rows written after the timing, as batches do
-            results = overhead(upstream, args.n, with_litellm)
-        deferred_calls = len(rows)
-        usage.flush(rows)
-        raw_p50 = results[0][1]
-        print("\noverhead (loopback emulator, zero added latency, "
-              f"{args.n} calls each; ledger rows deferred: {deferred_calls})")
-        print(f"{'contender':<24}{'p50 ms':>10}{'p99 ms':>10}{'p50 / raw':>12}")
-        for name, p50, p99 in results:
-            print(f"{name:<24}{p50:>10.3f}{p99:>10.3f}{p50 / raw_p50:>12.3f}")
-        service_over = results[1][1] - raw_p50
-        if with_litellm:
-            litellm_over = results[2][1] - raw_p50
-            print(f"added over raw SDK at p50: AIService {service_over:.3f} ms, LiteLLM {litellm_over:.3f} ms "
-                  f"(ratio {service_over / litellm_over if litellm_over else float('nan'):.3f})")
-
+        print_overhead(overhead(upstream, n, with_litellm), n)
+        if not args.no_http:
+            http_bench(args.quick, with_litellm)
         wall, ideal = batch(upstream)
         print(f"\nbatch: 100 prompts, concurrency 16, 50 ms upstream: {wall:.0f} ms wall "
               f"vs ideal {ideal:.0f} ms ({wall / ideal:.2f} x)")
         peak = memory(upstream)
     print(f"\nimport integrations.ai (fresh interpreter, median of 5): {import_time():.1f} ms")
-    print(f"peak traced memory over 1,000 sequential calls (ledger written): {peak:.2f} MiB")
+    print(f"peak traced memory over 1,000 sequential calls (ledger written, budgeted site): {peak:.2f} MiB")
 
 
 if __name__ == "__main__":

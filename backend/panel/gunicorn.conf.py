@@ -1,0 +1,59 @@
+"""Gunicorn settings for the production server (`bin/serve`), all overridable from the environment.
+
+Why these defaults: a request to the AI layer spends almost all its time waiting on the vendor, so
+one process per core with many threads (`gthread`) serves far more concurrent calls than sync
+workers would, at a fraction of the memory. SIGTERM stops accepting and lets in-flight requests
+finish for `GUNICORN_GRACEFUL_TIMEOUT` seconds, so a deploy or scale-down drains instead of cutting
+answers off. The access log is off by default: a reverse proxy in front usually keeps one.
+
+Environment (defaults in brackets; the README's Production section has the full table):
+GUNICORN_BIND [127.0.0.1:8000, comma-separated for several], GUNICORN_WORKERS or WEB_CONCURRENCY [2],
+GUNICORN_THREADS [16], GUNICORN_TIMEOUT [120], GUNICORN_GRACEFUL_TIMEOUT [30], GUNICORN_KEEPALIVE [5],
+GUNICORN_MAX_REQUESTS [0: never recycle], GUNICORN_ACCESS_LOG [off; `-` for stdout],
+GUNICORN_LOG_LEVEL [info], GUNICORN_CONTROL_SOCKET [off: its default path is one per user, and two
+servers on one machine would fight over it].
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BACKEND = Path(__file__).resolve().parent.parent  # panel/ lives in backend/, next to the other apps
+
+
+def _int(name: str, default: int, minimum: int) -> int:
+    """Read an integer setting; a bad value stops startup with a message naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}.") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+wsgi_app = "panel.wsgi:application"
+pythonpath = str(BACKEND)
+bind = [address.strip() for address in os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
+        if address.strip()]
+worker_class = "gthread"
+workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2, 1), 1)
+threads = _int("GUNICORN_THREADS", 16, 1)
+timeout = _int("GUNICORN_TIMEOUT", 120, 1)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30, 0)
+keepalive = _int("GUNICORN_KEEPALIVE", 5, 0)
+max_requests = _int("GUNICORN_MAX_REQUESTS", 0, 0)
+max_requests_jitter = max_requests // 10
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# The heartbeat file on tmpfs: a disk-backed /tmp can stall workers long enough to be killed.
+SHM = "/dev/shm"  # noqa: S108  (gunicorn makes its own unique, private files in it)
+worker_tmp_dir = SHM if os.path.isdir(SHM) else None
+control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
