@@ -40,6 +40,10 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "new_anthropic_api_key", "clear_anthropic_api_key", "anthropic_default_model", "anthropic_base_url",
         )}),
         ("Failover and budget", {"fields": ("fallback_chain", "monthly_budget", "month_to_date")}),
+        ("Policy and rate limits", {"fields": (
+            "allowed_providers", "allowed_models", "openrouter_deny_data_collection", "openrouter_zero_retention",
+            "requests_per_minute", "tokens_per_minute",
+        )}),
     )
 
     @admin.display(description="Keys")

@@ -41,6 +41,8 @@ class AIProviderSettingsForm(forms.ModelForm):
             "openrouter_fallback_models", "openrouter_routing",
             "openai_default_model", "openai_base_url", "anthropic_default_model", "anthropic_base_url",
             "fallback_chain", "monthly_budget",
+            "allowed_providers", "allowed_models", "openrouter_deny_data_collection", "openrouter_zero_retention",
+            "requests_per_minute", "tokens_per_minute",
         )
         # Vendor names as the vendors write them ("OpenRouter", not the derived "Openrouter").
         labels = {

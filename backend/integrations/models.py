@@ -62,6 +62,32 @@ class AIProviderSettings(models.Model):
         max_digits=14, decimal_places=6, null=True, blank=True,
         help_text="Monthly spend cap in USD; requests are refused once month-to-date spend reaches it.",
     )
+    # Governance (policy.py, ratelimit.py): who may be called, what may leave, how fast.
+    allowed_providers = models.JSONField(
+        default=list, blank=True,
+        help_text='Providers this site may call, e.g. ["openrouter", "anthropic"]; empty allows all.',
+    )
+    allowed_models = models.JSONField(
+        default=list, blank=True,
+        help_text='Models this site may call: logical names or patterns matched against the name asked for and '
+        'the provider\'s id, e.g. ["gpt-4o-mini", "claude-3-5-haiku*", "*/llama-*"]; empty allows all.',
+    )
+    openrouter_deny_data_collection = models.BooleanField(
+        default=False,
+        help_text="Send data_collection: deny on every OpenRouter call: only upstreams that do not store or train "
+        "on prompts serve this site.",
+    )
+    openrouter_zero_retention = models.BooleanField(
+        default=False,
+        help_text="Send zdr: true on every OpenRouter call: only zero-data-retention endpoints serve this site.",
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Calls per minute for this site across all processes; empty: unlimited.",
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Tokens (prompt estimate + max_tokens) per minute for this site; empty: unlimited.",
+    )
     is_demo_upstream = models.BooleanField(
         default=False,
         help_text="Base URLs point at the local upstream emulator (demo data); answers are not from a real model.",
@@ -114,6 +140,7 @@ class AIProviderSettings(models.Model):
             errors["openrouter_routing"] = "sort must be price, throughput or latency."
         elif routing.get("data_collection") not in (None, "allow", "deny"):
             errors["openrouter_routing"] = "data_collection must be allow or deny."
+        errors.update(self._policy_errors())
         if self.monthly_budget is not None and self.monthly_budget < 0:
             errors["monthly_budget"] = "The budget cannot be negative."
         errors.update(self._outbound_errors())
@@ -132,6 +159,16 @@ class AIProviderSettings(models.Model):
                 {"openrouter_default_model": "OpenRouter model ids are vendor/model, e.g. openai/gpt-4o-mini."}
             )
 
+
+    def _policy_errors(self) -> dict[str, str]:
+        errors = {}
+        allowed = self.allowed_providers
+        if not isinstance(allowed, list) or not all(p in PROVIDERS for p in allowed):
+            errors["allowed_providers"] = f"A list of providers among: {', '.join(PROVIDERS)}."
+        models_ = self.allowed_models
+        if not isinstance(models_, list) or not all(isinstance(m, str) and m.strip() for m in models_):
+            errors["allowed_models"] = 'A list of model names or patterns, e.g. ["gpt-4o-mini", "claude-*"].'
+        return errors
 
     def _outbound_errors(self) -> dict[str, str]:
         """Base URLs a site chose must pass the outbound policy (the deployment's own URLs are trusted)."""
@@ -232,7 +269,10 @@ class AIUsage(models.Model):
     STATUS_OK = "ok"
     STATUS_ERROR = "error"
     STATUS_CACHED = "cached"
-    STATUS_CHOICES = [(STATUS_OK, "OK"), (STATUS_ERROR, "Error"), (STATUS_CACHED, "Cache hit")]
+    STATUS_REFUSED = "refused"  # stopped by the gateway (policy, rate limit, budget): no upstream request
+    STATUS_CHOICES = [
+        (STATUS_OK, "OK"), (STATUS_ERROR, "Error"), (STATUS_CACHED, "Cache hit"), (STATUS_REFUSED, "Refused"),
+    ]
 
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage")
     service = models.CharField(max_length=50, default="general")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import budget, pauses, response_cache, usage
+from . import budget, governance, pauses, response_cache, usage
 from .context import site_id_of
 from .providers.base import BaseProvider, GenerationResult, StreamingResult, check_text
 from .providers.errors import (
@@ -151,19 +151,15 @@ class AIService:
                 usage.write_ledger(record, snapshot.prices, cached=hit)
                 return hit
 
-        reservation = None
-        if snapshot.monthly_budget is not None and not self._budget_checked:
-            price = self.price_for(snapshot, primary, resolved)
-            estimate = budget.estimate_cost(price, clean, system_prompt, max_tokens)
-            reservation = budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
+        admission = governance.admit(self, snapshot, primary, model, resolved, clean, system_prompt, max_tokens,
+                                     check_budget=not self._budget_checked)
         with usage.collecting(self.site_id, self.service, model or resolved) as record:
             try:
                 result = self._run_chain(snapshot, primary, model, clean, max_tokens, temperature,
                                          system_prompt, kwargs, failover)
             finally:
                 usage.write_ledger(record, snapshot.prices)
-                if reservation is not None:
-                    reservation.settle(usage.total_cost(record, snapshot.prices))
+                admission.settle(record, snapshot.prices)
         result.attempts = len(record.attempts)
         if cache_key is not None:
             response_cache.put(cache_key, result)
@@ -211,13 +207,17 @@ class AIService:
         if provider.name == "openrouter":
             for key, value in snapshot.openrouter_options.items():
                 options.setdefault(key, value)
-        return options
+        return governance.options_for(snapshot, provider, options)
 
     def _run_chain(self, snapshot, primary, model, messages, max_tokens, temperature, system_prompt, kwargs,
                    failover) -> GenerationResult:
         last_error: AIProviderError | None = None
         skipped: list[str] = []
+        refused: list[AIProviderError] = []
         for candidate, candidate_model in self._candidates(snapshot, primary, model, failover):
+            if (refusal := governance.candidate_refusal(snapshot, candidate, candidate_model)) is not None:
+                refused.append(refusal)  # the site's policy: skipped before any request, never a failure
+                continue
             cooling, failures = pauses.health(self.site_id, candidate.name)
             if cooling:
                 skipped.append(candidate.name)
@@ -241,6 +241,8 @@ class AIService:
             return result
         if last_error is not None:
             raise last_error
+        if refused:
+            raise governance.refuse(self.site_id, self.service, model or "", primary.name, refused[0])
         raise ProviderUnavailable(
             f"Every provider for this site is cooling down after repeated failures ({', '.join(skipped)}); "
             "retry shortly or add a fallback provider."
@@ -261,17 +263,15 @@ class AIService:
         chosen = self.provider_for(provider, model)
         messages = chosen.validate(self.messages_for(prompt), max_tokens, temperature, system_prompt, kwargs)
         resolved = chosen.resolve_model(model)
-        reservation = None
-        if snapshot.monthly_budget is not None:
-            price = self.price_for(snapshot, chosen, resolved)
-            estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
-            reservation = budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
+        if (refusal := governance.candidate_refusal(snapshot, chosen, model)) is not None:
+            raise governance.refuse(self.site_id, self.service, model or resolved, chosen.name, refusal)
+        admission = governance.admit(self, snapshot, chosen, model, resolved, messages, system_prompt, max_tokens)
         options = self._options_for(snapshot, chosen, kwargs)
         stream: StreamingResult = chosen.generate_stream(
             messages, model=model, max_tokens=max_tokens, temperature=temperature,
             system_prompt=system_prompt, **options,
         )
-        return _LedgeredStream(stream, self, snapshot, model or stream.model, reservation)
+        return _LedgeredStream(stream, self, snapshot, model or stream.model, admission)
 
     # -- batches -----------------------------------------------------------------------------------
     def generate_batch(
@@ -335,13 +335,13 @@ class _LedgeredStream:
 
     def __init__(
         self, stream: StreamingResult, service: AIService, snapshot: SiteSnapshot, requested: str,
-        reservation: budget.Reservation | None,
+        admission: governance.Admission,
     ) -> None:
         self.stream = stream
         self.service = service
         self.snapshot = snapshot
         self.requested = requested
-        self.reservation = reservation
+        self.admission = admission
 
     @property
     def result(self) -> GenerationResult | None:
@@ -353,5 +353,4 @@ class _LedgeredStream:
                 yield from self.stream
             finally:
                 usage.write_ledger(record, self.snapshot.prices)
-                if self.reservation is not None:
-                    self.reservation.settle(usage.total_cost(record, self.snapshot.prices))
+                self.admission.settle(record, self.snapshot.prices)
