@@ -44,6 +44,10 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "allowed_providers", "allowed_models", "openrouter_deny_data_collection", "openrouter_zero_retention",
             "requests_per_minute", "tokens_per_minute",
         )}),
+        ("Budget windows and alerts", {"fields": (
+            "daily_budget", "weekly_budget", "service_budgets", "alert_thresholds", "alert_webhook_url",
+            "new_alert_webhook_secret",
+        )}),
     )
 
     @admin.display(description="Keys")

@@ -21,6 +21,15 @@ PROVIDERS = [value for value, _ in PROVIDER_CHOICES]
 _url = URLValidator(schemes=["http", "https"])
 
 
+def _non_negative(value: object) -> bool:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return not isinstance(value, bool) and Decimal(str(value)) >= 0
+    except InvalidOperation:
+        return False
+
+
 class AIProviderSettings(models.Model):
     """One site's AI provider choice and credentials. Keys are encrypted at rest and write-only in the admin."""
 
@@ -88,6 +97,29 @@ class AIProviderSettings(models.Model):
         null=True, blank=True,
         help_text="Tokens (prompt estimate + max_tokens) per minute for this site; empty: unlimited.",
     )
+    # Budget windows and alerts (budget_windows.py); the monthly cap above stays the hard monthly limit.
+    daily_budget = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Spend cap in USD per calendar day.",
+    )
+    weekly_budget = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="Spend cap in USD per calendar week (Monday to Sunday).",
+    )
+    service_budgets = models.JSONField(
+        default=dict, blank=True,
+        help_text='Monthly caps in USD per calling service, e.g. {"pages.meta": "5.00", "blocks": "20"}.',
+    )
+    alert_thresholds = models.JSONField(
+        default=list, blank=True,
+        help_text="Percentages of each cap at which the site's admins are e-mailed once per period; "
+        "empty means [50, 80, 100].",
+    )
+    alert_webhook_url = models.CharField(
+        max_length=300, blank=True, default="", validators=[_url],
+        help_text="Optional URL that also receives each alert as JSON, signed with HMAC-SHA256 of the body "
+        "(header X-Panel-Signature: sha256=<hex>).",
+    )
+    alert_webhook_secret = SecretKeyField(max_length=500, blank=True, default="")
     is_demo_upstream = models.BooleanField(
         default=False,
         help_text="Base URLs point at the local upstream emulator (demo data); answers are not from a real model.",
@@ -165,6 +197,27 @@ class AIProviderSettings(models.Model):
         allowed = self.allowed_providers
         if not isinstance(allowed, list) or not all(p in PROVIDERS for p in allowed):
             errors["allowed_providers"] = f"A list of providers among: {', '.join(PROVIDERS)}."
+        budgets = self.service_budgets
+        if not isinstance(budgets, dict) or not all(
+            isinstance(k, str) and k and _non_negative(v) for k, v in budgets.items()
+        ):
+            errors["service_budgets"] = 'An object of service name to USD cap, e.g. {"pages.meta": "5.00"}.'
+        thresholds = self.alert_thresholds
+        if not isinstance(thresholds, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 < t <= 1000 for t in thresholds
+        ):
+            errors["alert_thresholds"] = "A list of whole percentages between 1 and 1000, e.g. [50, 80, 100]."
+        for name in ("daily_budget", "weekly_budget"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                errors[name] = "The budget cannot be negative."
+        if self.alert_webhook_url:
+            from .ai.conf import outbound_policy
+            from .ai.providers.outbound import OutboundRefused
+
+            try:
+                outbound_policy().check_url(self.alert_webhook_url)
+            except OutboundRefused as exc:
+                errors["alert_webhook_url"] = str(exc)
         models_ = self.allowed_models
         if not isinstance(models_, list) or not all(isinstance(m, str) and m.strip() for m in models_):
             errors["allowed_models"] = 'A list of model names or patterns, e.g. ["gpt-4o-mini", "claude-*"].'
@@ -323,6 +376,26 @@ class BudgetPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id} {self.month:%Y-%m}: ${self.spent} (+${self.reserved} reserved)"
+
+
+class BudgetAlert(models.Model):
+    """One threshold alert sent for one budget window's period: the unique row makes it once only."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_budget_alerts")
+    window = models.CharField(max_length=80, help_text="day, week, month or service:<name>.")
+    period_start = models.DateField()
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the cap.")
+    cap = models.DecimalField(max_digits=14, decimal_places=6)
+    spent = models.DecimalField(max_digits=14, decimal_places=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["site", "window", "period_start", "threshold"],
+                                               name="unique_budget_alert")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.window} {self.period_start}: {self.threshold}%"
 
 
 class BatchJob(models.Model):

@@ -9,9 +9,10 @@ the dashboard can count what was stopped and why.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from . import budget, ratelimit, usage
+from . import budget, budget_windows, ratelimit, usage
 from .providers.errors import AIProviderError, BudgetExceeded, PolicyViolation, RateLimited
 
 REFUSALS = (BudgetExceeded, PolicyViolation, RateLimited)
@@ -23,11 +24,15 @@ class Admission:
 
     reservation: budget.Reservation | None = None
     ticket: ratelimit.Ticket | None = None
+    windows: budget_windows.WindowReservation | None = None
 
     def settle(self, record: usage.CallRecord, prices: usage.Prices) -> None:
         """Settle the budget to what the call cost and the token window to what it used."""
+        cost = usage.total_cost(record, prices)
         if self.reservation is not None:
-            self.reservation.settle(usage.total_cost(record, prices))
+            self.reservation.settle(cost)
+        if self.windows is not None:
+            self.windows.settle(cost)
         if self.ticket is not None:
             used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
             self.ticket.settle(used)
@@ -53,13 +58,18 @@ def admit(service: Any, snapshot: Any, provider: Any, requested_model: str | Non
             site_id, policy.requests_per_minute, policy.tokens_per_minute,
             ratelimit.estimate_tokens(messages, system_prompt, max_tokens),
         )
-        if check_budget and snapshot.monthly_budget is not None:
+        windows = budget_windows.windows_for(policy, snapshot.monthly_budget, service.service) if site_id else []
+        if check_budget and windows:
             price = service.price_for(snapshot, provider, resolved)
             estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
-            admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
+            admission.windows = budget_windows.reserve(site_id, windows, policy, estimate)
+            if snapshot.monthly_budget is not None:
+                admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
     except REFUSALS as exc:
         if admission.ticket is not None:
             admission.ticket.settle(0)
+        if admission.windows is not None:
+            admission.windows.settle(Decimal(0))
         raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
     return admission
 

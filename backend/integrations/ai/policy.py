@@ -10,6 +10,7 @@ OpenRouter call of the site, whatever the caller or the site's routing JSON says
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -26,6 +27,10 @@ class SitePolicy:
     zero_retention: bool = False
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    daily_budget: Decimal | None = None
+    weekly_budget: Decimal | None = None
+    service_budgets: tuple[tuple[str, Decimal], ...] = ()
+    alert_thresholds: tuple[int, ...] = (50, 80, 100)
 
     @classmethod
     def from_record(cls, record: Any) -> SitePolicy:
@@ -38,6 +43,10 @@ class SitePolicy:
             zero_retention=record.openrouter_zero_retention,
             requests_per_minute=record.requests_per_minute or None,
             tokens_per_minute=record.tokens_per_minute or None,
+            daily_budget=record.daily_budget,
+            weekly_budget=record.weekly_budget,
+            service_budgets=tuple((k, Decimal(str(v))) for k, v in (record.service_budgets or {}).items()),
+            alert_thresholds=tuple(sorted(record.alert_thresholds or ())) or (50, 80, 100),
         )
 
     def model_allowed(self, *names: str | None) -> bool:
