@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 from integrations.models import AIUsage, APIToken
 
 from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
-from .test_scaleout import database_url
+from .test_scaleout import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "backend" / "panel" / "gunicorn.conf.py"
@@ -77,9 +76,8 @@ class Server:
     """`bin/serve` on an ephemeral loopback port, against the test database."""
 
     def __init__(self, **env: str) -> None:
-        child_env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "panel.settings_test",
-                     "GUNICORN_BIND": "127.0.0.1:0", "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "4", **env}
-        self.process = subprocess.Popen([str(ROOT / "bin" / "serve")], cwd=ROOT, env=child_env,
+        environment = child_env(GUNICORN_BIND="127.0.0.1:0", GUNICORN_WORKERS="1", GUNICORN_THREADS="4", **env)
+        self.process = subprocess.Popen([str(ROOT / "bin" / "serve")], cwd=ROOT, env=environment,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log: list[str] = []
         listening = threading.Event()

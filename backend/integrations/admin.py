@@ -40,6 +40,14 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "new_anthropic_api_key", "clear_anthropic_api_key", "anthropic_default_model", "anthropic_base_url",
         )}),
         ("Failover and budget", {"fields": ("fallback_chain", "monthly_budget", "month_to_date")}),
+        ("Policy and rate limits", {"fields": (
+            "allowed_providers", "allowed_models", "openrouter_deny_data_collection", "openrouter_zero_retention",
+            "requests_per_minute", "tokens_per_minute",
+        )}),
+        ("Budget windows and alerts", {"fields": (
+            "daily_budget", "weekly_budget", "service_budgets", "alert_thresholds", "alert_webhook_url",
+            "new_alert_webhook_secret",
+        )}),
     )
 
     @admin.display(description="Keys")

@@ -31,6 +31,7 @@ MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
 
 STATUS_FOR = [  # most specific first
     (errors.BudgetExceeded, 402),
+    (errors.PolicyViolation, 403),
     (errors.ContentRefused, 422),
     (errors.InvalidRequest, 400),
     (errors.UnknownProvider, 400),

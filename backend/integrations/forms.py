@@ -10,7 +10,7 @@ from .models import PROVIDER_CHOICES, PROVIDERS, AIProviderSettings
 
 KEY_FIELDS = {provider: f"{provider}_api_key" for provider in PROVIDERS}
 PROVIDER_LABELS = dict(PROVIDER_CHOICES)
-SECRET_FORM_FIELDS = tuple(f"new_{p}_api_key" for p in PROVIDERS)
+SECRET_FORM_FIELDS = (*(f"new_{p}_api_key" for p in PROVIDERS), "new_alert_webhook_secret")
 
 
 def _new_key_field(label: str) -> forms.CharField:
@@ -41,6 +41,9 @@ class AIProviderSettingsForm(forms.ModelForm):
             "openrouter_fallback_models", "openrouter_routing",
             "openai_default_model", "openai_base_url", "anthropic_default_model", "anthropic_base_url",
             "fallback_chain", "monthly_budget",
+            "allowed_providers", "allowed_models", "openrouter_deny_data_collection", "openrouter_zero_retention",
+            "requests_per_minute", "tokens_per_minute",
+            "daily_budget", "weekly_budget", "service_budgets", "alert_thresholds", "alert_webhook_url",
         )
         # Vendor names as the vendors write them ("OpenRouter", not the derived "Openrouter").
         labels = {
@@ -50,6 +53,12 @@ class AIProviderSettingsForm(forms.ModelForm):
             "openai_default_model": "OpenAI default model", "openai_base_url": "OpenAI base URL",
             "anthropic_default_model": "Anthropic default model", "anthropic_base_url": "Anthropic base URL",
         }
+
+    new_alert_webhook_secret = forms.CharField(
+        label="New webhook signing secret", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Signs each alert (HMAC-SHA256 of the body). Write-only; leave empty to keep the current one.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,6 +86,8 @@ class AIProviderSettingsForm(forms.ModelForm):
                 setattr(record, field, new)
             elif self.cleaned_data.get(f"clear_{provider}_api_key"):
                 setattr(record, field, "")
+        if self.cleaned_data.get("new_alert_webhook_secret"):
+            record.alert_webhook_secret = self.cleaned_data["new_alert_webhook_secret"]
         if commit:
             record.save()
             self.save_m2m()

@@ -21,6 +21,15 @@ PROVIDERS = [value for value, _ in PROVIDER_CHOICES]
 _url = URLValidator(schemes=["http", "https"])
 
 
+def _non_negative(value: object) -> bool:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return not isinstance(value, bool) and Decimal(str(value)) >= 0
+    except InvalidOperation:
+        return False
+
+
 class AIProviderSettings(models.Model):
     """One site's AI provider choice and credentials. Keys are encrypted at rest and write-only in the admin."""
 
@@ -62,6 +71,55 @@ class AIProviderSettings(models.Model):
         max_digits=14, decimal_places=6, null=True, blank=True,
         help_text="Monthly spend cap in USD; requests are refused once month-to-date spend reaches it.",
     )
+    # Governance (policy.py, ratelimit.py): who may be called, what may leave, how fast.
+    allowed_providers = models.JSONField(
+        default=list, blank=True,
+        help_text='Providers this site may call, e.g. ["openrouter", "anthropic"]; empty allows all.',
+    )
+    allowed_models = models.JSONField(
+        default=list, blank=True,
+        help_text='Models this site may call: logical names or patterns matched against the name asked for and '
+        'the provider\'s id, e.g. ["gpt-4o-mini", "claude-3-5-haiku*", "*/llama-*"]; empty allows all.',
+    )
+    openrouter_deny_data_collection = models.BooleanField(
+        default=False,
+        help_text="Send data_collection: deny on every OpenRouter call: only upstreams that do not store or train "
+        "on prompts serve this site.",
+    )
+    openrouter_zero_retention = models.BooleanField(
+        default=False,
+        help_text="Send zdr: true on every OpenRouter call: only zero-data-retention endpoints serve this site.",
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Calls per minute for this site across all processes; empty: unlimited.",
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Tokens (prompt estimate + max_tokens) per minute for this site; empty: unlimited.",
+    )
+    # Budget windows and alerts (budget_windows.py); the monthly cap above stays the hard monthly limit.
+    daily_budget = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Spend cap in USD per calendar day.",
+    )
+    weekly_budget = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="Spend cap in USD per calendar week (Monday to Sunday).",
+    )
+    service_budgets = models.JSONField(
+        default=dict, blank=True,
+        help_text='Monthly caps in USD per calling service, e.g. {"pages.meta": "5.00", "blocks": "20"}.',
+    )
+    alert_thresholds = models.JSONField(
+        default=list, blank=True,
+        help_text="Percentages of each cap at which the site's admins are e-mailed once per period; "
+        "empty means [50, 80, 100].",
+    )
+    alert_webhook_url = models.CharField(
+        max_length=300, blank=True, default="", validators=[_url],
+        help_text="Optional URL that also receives each alert as JSON, signed with HMAC-SHA256 of the body "
+        "(header X-Panel-Signature: sha256=<hex>).",
+    )
+    alert_webhook_secret = SecretKeyField(max_length=500, blank=True, default="")
     is_demo_upstream = models.BooleanField(
         default=False,
         help_text="Base URLs point at the local upstream emulator (demo data); answers are not from a real model.",
@@ -114,6 +172,7 @@ class AIProviderSettings(models.Model):
             errors["openrouter_routing"] = "sort must be price, throughput or latency."
         elif routing.get("data_collection") not in (None, "allow", "deny"):
             errors["openrouter_routing"] = "data_collection must be allow or deny."
+        errors.update(self._policy_errors())
         if self.monthly_budget is not None and self.monthly_budget < 0:
             errors["monthly_budget"] = "The budget cannot be negative."
         errors.update(self._outbound_errors())
@@ -132,6 +191,37 @@ class AIProviderSettings(models.Model):
                 {"openrouter_default_model": "OpenRouter model ids are vendor/model, e.g. openai/gpt-4o-mini."}
             )
 
+
+    def _policy_errors(self) -> dict[str, str]:
+        errors = {}
+        allowed = self.allowed_providers
+        if not isinstance(allowed, list) or not all(p in PROVIDERS for p in allowed):
+            errors["allowed_providers"] = f"A list of providers among: {', '.join(PROVIDERS)}."
+        budgets = self.service_budgets
+        if not isinstance(budgets, dict) or not all(
+            isinstance(k, str) and k and _non_negative(v) for k, v in budgets.items()
+        ):
+            errors["service_budgets"] = 'An object of service name to USD cap, e.g. {"pages.meta": "5.00"}.'
+        thresholds = self.alert_thresholds
+        if not isinstance(thresholds, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 < t <= 1000 for t in thresholds
+        ):
+            errors["alert_thresholds"] = "A list of whole percentages between 1 and 1000, e.g. [50, 80, 100]."
+        for name in ("daily_budget", "weekly_budget"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                errors[name] = "The budget cannot be negative."
+        if self.alert_webhook_url:
+            from .ai.conf import outbound_policy
+            from .ai.providers.outbound import OutboundRefused
+
+            try:
+                outbound_policy().check_url(self.alert_webhook_url)
+            except OutboundRefused as exc:
+                errors["alert_webhook_url"] = str(exc)
+        models_ = self.allowed_models
+        if not isinstance(models_, list) or not all(isinstance(m, str) and m.strip() for m in models_):
+            errors["allowed_models"] = 'A list of model names or patterns, e.g. ["gpt-4o-mini", "claude-*"].'
+        return errors
 
     def _outbound_errors(self) -> dict[str, str]:
         """Base URLs a site chose must pass the outbound policy (the deployment's own URLs are trusted)."""
@@ -232,7 +322,10 @@ class AIUsage(models.Model):
     STATUS_OK = "ok"
     STATUS_ERROR = "error"
     STATUS_CACHED = "cached"
-    STATUS_CHOICES = [(STATUS_OK, "OK"), (STATUS_ERROR, "Error"), (STATUS_CACHED, "Cache hit")]
+    STATUS_REFUSED = "refused"  # stopped by the gateway (policy, rate limit, budget): no upstream request
+    STATUS_CHOICES = [
+        (STATUS_OK, "OK"), (STATUS_ERROR, "Error"), (STATUS_CACHED, "Cache hit"), (STATUS_REFUSED, "Refused"),
+    ]
 
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage")
     service = models.CharField(max_length=50, default="general")
@@ -283,6 +376,26 @@ class BudgetPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id} {self.month:%Y-%m}: ${self.spent} (+${self.reserved} reserved)"
+
+
+class BudgetAlert(models.Model):
+    """One threshold alert sent for one budget window's period: the unique row makes it once only."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_budget_alerts")
+    window = models.CharField(max_length=80, help_text="day, week, month or service:<name>.")
+    period_start = models.DateField()
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the cap.")
+    cap = models.DecimalField(max_digits=14, decimal_places=6)
+    spent = models.DecimalField(max_digits=14, decimal_places=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["site", "window", "period_start", "threshold"],
+                                               name="unique_budget_alert")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.window} {self.period_start}: {self.threshold}%"
 
 
 class BatchJob(models.Model):

@@ -147,6 +147,9 @@ AI_LEDGER_QUEUE_SIZE = env.int("AI_LEDGER_QUEUE_SIZE", default=10000)
 AI_LEDGER_BATCH_SIZE = env.int("AI_LEDGER_BATCH_SIZE", default=500)
 AI_LEDGER_FLUSH_INTERVAL = env.float("AI_LEDGER_FLUSH_INTERVAL", default=0.2)
 AI_LEDGER_FLUSH_TIMEOUT = env.float("AI_LEDGER_FLUSH_TIMEOUT", default=30.0)
+# Budget alerts (integrations.ai.budget_windows) are e-mailed through Django's e-mail backend.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="panel@localhost")
 
 OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
 OPENROUTER_DEFAULT_MODEL = env.str("OPENROUTER_DEFAULT_MODEL", default="openai/gpt-4o-mini")

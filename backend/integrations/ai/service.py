@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import budget, pauses, response_cache, usage
+from . import budget, governance, pauses, response_cache, usage
 from .context import site_id_of
 from .factory import ProviderFactory
 from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult, check_text
@@ -133,8 +133,16 @@ class AIService:
         )
         return Prepared(snapshot, primary, request, primary.resolve_model(model))
 
+    def _admit(self, prep: Prepared) -> governance.Admission:
+        """Rate limits and budget windows for one call (governance.admit); a refusal is recorded and raised."""
+        request = prep.request
+        return governance.admit(
+            self, prep.snapshot, prep.primary, request.model, prep.resolved, list(request.messages),
+            request.system_prompt, request.max_tokens, check_budget=not self._budget_checked,
+        )
+
     def _reserve(self, prep: Prepared, requests: list[AIRequest] | None = None) -> budget.Reservation | None:
-        """Reserve the worst-case cost against the site's cap (one request, or a batch's at once)."""
+        """Reserve a batch's worst-case cost against the site's monthly cap at once."""
         snapshot = prep.snapshot
         if snapshot.monthly_budget is None or self._budget_checked:
             return None
@@ -198,14 +206,13 @@ class AIService:
                 usage.write_ledger(record, prep.snapshot.prices, cached=hit)
                 return hit
 
-        reservation = self._reserve(prep)
+        admission = self._admit(prep)
         with usage.collecting(self.site_id, self.service, prep.requested) as record:
             try:
                 result = self._run_chain(prep, failover)
             finally:
                 usage.write_ledger(record, prep.snapshot.prices)
-                if reservation is not None:
-                    reservation.settle(usage.total_cost(record, prep.snapshot.prices))
+                admission.settle(record, prep.snapshot.prices)
         result.attempts = len(record.attempts)
         if cache_key is not None:
             response_cache.put(cache_key, result)
@@ -250,18 +257,22 @@ class AIService:
 
     @staticmethod
     def _with_site_options(snapshot: SiteSnapshot, provider: BaseProvider, request: AIRequest) -> AIRequest:
-        """The site's OpenRouter fallback models and routing, added for OpenRouter."""
-        if provider.kind != "openrouter" or not snapshot.openrouter_options:
+        """The site's OpenRouter fallback models and routing added, and its data policy applied, for OpenRouter."""
+        if provider.kind != "openrouter":
             return request
         options = dict(request.options)
         for key, value in snapshot.openrouter_options.items():
             options.setdefault(key, value)
-        return request.with_changes(options=options)
+        return request.with_changes(options=governance.options_for(snapshot, provider, options))
 
     def _run_chain(self, prep: Prepared, failover: bool) -> GenerationResult:
         last_error: AIProviderError | None = None
         skipped: list[str] = []
+        refused: list[AIProviderError] = []
         for candidate, request in self._candidates(prep, failover):
+            if (refusal := governance.candidate_refusal(prep.snapshot, candidate, request.model)) is not None:
+                refused.append(refusal)  # the site's policy: skipped before any request, never a failure
+                continue
             cooling, failures = pauses.health(self.site_id, candidate.name)
             if cooling:
                 skipped.append(candidate.name)
@@ -274,17 +285,20 @@ class AIService:
                 continue
             pauses.record_success(self.site_id, candidate.name, failures)
             return result
-        raise self._chain_exhausted(last_error, skipped)
+        raise self._chain_exhausted(prep, last_error, skipped, refused)
 
     def _count_failure(self, candidate: BaseProvider, exc: AIProviderError) -> None:
         if exc.retryable and pauses.record_failure(self.site_id, candidate.name):
             logger.warning("%s cools down for site %s after repeated failures", candidate.name, self.site_id)
         logger.warning("%s failed (%s); trying the next provider", candidate.name, type(exc).__name__)
 
-    @staticmethod
-    def _chain_exhausted(last_error: AIProviderError | None, skipped: list[str]) -> AIProviderError:
+    def _chain_exhausted(
+        self, prep: Prepared, last_error: AIProviderError | None, skipped: list[str], refused: list[AIProviderError]
+    ) -> AIProviderError:
         if last_error is not None:
             return last_error
+        if refused:  # recorded as a refusal in the ledger, with the rule that refused it
+            return governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, refused[0])
         return ProviderUnavailable(
             f"Every provider for this site is cooling down after repeated failures ({', '.join(skipped)}); "
             "retry shortly or add a fallback provider."
@@ -308,7 +322,9 @@ class AIService:
         """
         prep = self.prepare(self.messages_for(prompt), provider, model, max_tokens, temperature, system_prompt,
                             **kwargs)
-        return _LedgeredStream(self, prep, self._reserve(prep))
+        if (refusal := governance.candidate_refusal(prep.snapshot, prep.primary, model)) is not None:
+            raise governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, refusal)
+        return _LedgeredStream(self, prep, self._admit(prep))
 
     # -- batches -----------------------------------------------------------------------------------
     def generate_batch(
@@ -370,10 +386,10 @@ class AIService:
 class _LedgeredStream:
     """A stream through the chain: retried and failed over until the first delta; ledgered when done."""
 
-    def __init__(self, service: AIService, prep: Prepared, reservation: budget.Reservation | None) -> None:
+    def __init__(self, service: AIService, prep: Prepared, admission: governance.Admission) -> None:
         self.service = service
         self.prep = prep
-        self.reservation = reservation
+        self.admission = admission
         self.stream: StreamingResult | None = None
 
     @property
@@ -387,14 +403,17 @@ class _LedgeredStream:
                 yield from self._through_chain()
             finally:
                 usage.write_ledger(record, prep.snapshot.prices)
-                if self.reservation is not None:
-                    self.reservation.settle(usage.total_cost(record, prep.snapshot.prices))
+                self.admission.settle(record, prep.snapshot.prices)
 
     def _through_chain(self) -> Iterator[str]:
         service = self.service
         last_error: AIProviderError | None = None
         skipped: list[str] = []
+        refused: list[AIProviderError] = []
         for candidate, request in service._candidates(self.prep, failover=True):
+            if (refusal := governance.candidate_refusal(self.prep.snapshot, candidate, request.model)) is not None:
+                refused.append(refusal)
+                continue
             cooling, failures = pauses.health(service.site_id, candidate.name)
             if cooling:
                 skipped.append(candidate.name)
@@ -419,4 +438,4 @@ class _LedgeredStream:
                     break
                 pauses.record_success(service.site_id, candidate.name, failures)
                 return
-        raise service._chain_exhausted(last_error, skipped)
+        raise service._chain_exhausted(self.prep, last_error, skipped, refused)

@@ -17,6 +17,7 @@ from django.core.signals import setting_changed
 from django.views.decorators.debug import sensitive_variables
 
 from .conf import deployment_endpoints, endpoint_config, outbound_policy, settings_check_interval, settings_config
+from .policy import SitePolicy
 from .providers import registry
 from .providers.base import ProviderConfig
 
@@ -40,6 +41,8 @@ class SiteSnapshot:
     fallback_chain: tuple[tuple[str, str], ...] = ()
     openrouter_options: dict[str, object] = field(default_factory=dict)
     monthly_budget: Decimal | None = None
+    # Model/data policy and rate limits (policy.py, ratelimit.py); they hold even when the record is disabled.
+    policy: SitePolicy = field(default_factory=SitePolicy)
     # (provider, model id) -> (USD per million prompt tokens, per million completion tokens)
     prices: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(default_factory=dict)
     version: tuple[int, int] = (0, 0)
@@ -164,7 +167,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     if record is None or not record.enabled:
         budget = record.monthly_budget if record is not None else None  # a cap holds even when disabled
         return SiteSnapshot(site_id=site_id, mappings=mappings, prices=prices, monthly_budget=budget, version=version,
-                            instances=deployment_endpoints())
+                            instances=deployment_endpoints(), policy=SitePolicy.from_record(record))
 
     site_configs: dict[str, ProviderConfig] = {}
     preferences: dict[str, dict[str, str]] = {}
@@ -208,6 +211,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
             if v
         },
         monthly_budget=record.monthly_budget,
+        policy=SitePolicy.from_record(record),
         prices=prices,
         version=version,
     )

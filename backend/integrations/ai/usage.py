@@ -31,6 +31,8 @@ class CallRecord:
     service: str
     requested_model: str = ""
     attempts: list[Attempt] = field(default_factory=list)
+    # (provider, error) of a call the gateway refused before any upstream request (governance.refuse)
+    refusal: tuple[str, Any] | None = None
 
 
 _current: ContextVar[CallRecord | None] = ContextVar("integrations_ai_call", default=None)
@@ -157,6 +159,13 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
             "completion_tokens": cached.completion_tokens, "total_tokens": cached.total_tokens,
             "cost": Decimal(0), "cost_source": "cache", "latency_ms": int(cached.latency_ms),
             "status": "cached", "cache_hit": True, "request_id": (cached.request_id or "")[:200],
+        })
+    if record.refusal is not None:
+        provider, error = record.refusal
+        rows.append({
+            "site_id": record.site_id, "service": record.service, "provider": provider,
+            "requested_model": record.requested_model, "served_model": "", "attempt": 0, "cost": Decimal(0),
+            "status": "refused", "error_class": type(error).__name__, "error_message": str(error)[:500],
         })
     for attempt in record.attempts:
         result, error = attempt.result, attempt.error

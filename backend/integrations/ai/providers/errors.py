@@ -115,6 +115,20 @@ class BudgetExceeded(AIProviderError):
     code = "budget_exceeded"
 
 
+class PolicyViolation(AIProviderError):
+    """The site's model/data policy refuses this call; raised before any upstream request.
+
+    `rule` names the setting that refused it (`allowed_providers`, `allowed_models`), so the
+    message can tell an admin what to change. Never a provider failure: no cooldown, no retry.
+    """
+
+    code = "policy_violation"
+
+    def __init__(self, message: str, *, rule: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.rule = rule
+
+
 class RateLimited(AIProviderError):
     code = "rate_limited"
     retryable = True

@@ -1,0 +1,215 @@
+"""Daily, weekly and per-service budget windows, and the threshold alerts of every window.
+
+Each window (today, this week, this month, one service this month) has two integer micro-dollar
+counters in the Django cache, like `budget.py`'s monthly cap: `used` (spent + in flight) checked
+with one atomic `incr` before the call, and `spent` moved after it. Cold counters are seeded from
+the ledger (one query). The calendar month's cap itself stays enforced by `budget.py`; its window
+here only drives the alerts.
+
+Alerts: when a settlement moves a window's `spent` counter across a threshold (50/80/100 % by
+default), the site's admins (users with a `SiteMembership` for it) are e-mailed and the optional
+webhook gets a signed JSON POST. A unique `BudgetAlert` row per (site, window, period, threshold)
+makes that happen once, across processes and restarts. The caller's thread only touches the
+database when a threshold is actually crossed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
+
+from .budget import MILLION, micro, usd
+from .providers.errors import BudgetExceeded
+
+logger = logging.getLogger("integrations.ai")
+LABELS = {"day": "daily", "week": "weekly", "month": "monthly"}
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str  # day | week | month | service:<name>
+    cap: Decimal
+    start: datetime.datetime
+    ttl: int
+    service: str | None = None
+    enforce: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"monthly budget of the service {self.service}" if self.service else f"{LABELS[self.name]} budget"
+
+    def keys(self, site_id: int) -> tuple[str, str]:
+        base = f"ai:window:{site_id}:{self.name}:{self.start:%Y%m%d}"
+        return f"{base}:used", f"{base}:spent"
+
+
+def windows_for(policy: object, monthly_budget: Decimal | None, service: str,
+                now: datetime.datetime | None = None) -> list[Window]:
+    """The windows that apply to a call of `service`."""
+    from django.utils import timezone
+
+    now = timezone.localtime(now)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = day - datetime.timedelta(days=day.weekday())
+    month = day.replace(day=1)
+    windows = []
+    if policy.daily_budget is not None:
+        windows.append(Window("day", policy.daily_budget, day, 2 * 86400))
+    if policy.weekly_budget is not None:
+        windows.append(Window("week", policy.weekly_budget, week, 8 * 86400))
+    if monthly_budget is not None:  # enforced by budget.py; here for its alerts
+        windows.append(Window("month", monthly_budget, month, 32 * 86400, enforce=False))
+    for name, cap in policy.service_budgets:
+        if name == service:
+            windows.append(Window(f"service:{name}", cap, month, 32 * 86400, service=name))
+    return windows
+
+
+def spent_since(site_id: int, window: Window) -> Decimal:
+    from django.db.models import Sum
+
+    from integrations.models import AIUsage
+
+    rows = AIUsage.objects.filter(site_id=site_id, created_at__gte=window.start)
+    if window.service:
+        rows = rows.filter(service=window.service)
+    return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+
+
+def _incr(site_id: int, window: Window, which: int, amount: int) -> int:
+    from django.core.cache import cache
+
+    key = window.keys(site_id)[which]
+    try:
+        return cache.incr(key, amount)
+    except ValueError:  # cold: seed both counters from the ledger (`add` keeps whichever seed came first)
+        seed = micro(spent_since(site_id, window))
+        for k in window.keys(site_id):
+            cache.add(k, seed, window.ttl)
+        return cache.incr(key, amount)
+
+
+@dataclass
+class WindowReservation:
+    site_id: int
+    policy: object
+    held: list[tuple[Window, int]] = field(default_factory=list)
+
+    def settle(self, actual: Decimal) -> None:
+        """Turn the reservations into the real spend, and send the alerts a crossing calls for."""
+        from django.core.cache import cache
+
+        spent = micro(actual)
+        for window, reserved in self.held:
+            try:
+                if window.enforce:
+                    cache.incr(window.keys(self.site_id)[0], spent - reserved)
+                after = _incr(self.site_id, window, 1, spent) if spent else None
+            except ValueError:
+                logger.warning("budget window counters of site %s vanished before a settlement", self.site_id)
+                continue
+            if after is not None:
+                crossed(self.site_id, window, self.policy, after - spent, after)
+
+
+def reserve(site_id: int | None, windows: list[Window], policy: object, estimate: Decimal) -> WindowReservation | None:
+    """Reserve `estimate` in every window, or give all back and raise BudgetExceeded naming the window."""
+    if site_id is None or not windows:
+        return None
+    from django.core.cache import cache
+
+    amount = micro(estimate)
+    reservation = WindowReservation(site_id, policy)
+    for window in windows:
+        if not window.enforce:
+            reservation.held.append((window, 0))
+            continue
+        used = _incr(site_id, window, 0, amount)
+        limit = int((window.cap * MILLION).to_integral_value(rounding=ROUND_FLOOR))
+        if used <= limit and used - amount < limit:
+            reservation.held.append((window, amount))
+            continue
+        cache.decr(window.keys(site_id)[0], amount)
+        for held, reserved in reservation.held:
+            if reserved:
+                cache.decr(held.keys(site_id)[0], reserved)
+        spent = Decimal(cache.get(window.keys(site_id)[1]) or 0) / MILLION
+        raise BudgetExceeded(
+            f"This request could cost up to {usd(estimate)}, which would pass the site's {window.label} of "
+            f"{usd(window.cap)} ({usd(spent)} spent since {window.start:%Y-%m-%d}). Raise that cap in the site's "
+            "AI provider settings or wait for the next period."
+        )
+    return reservation
+
+
+def crossed(site_id: int, window: Window, policy: object, before_micro: int, after_micro: int) -> None:
+    """Send the alerts of every threshold this settlement crossed (each once per period). Never raises."""
+    cap_micro = micro(window.cap)
+    for threshold in policy.alert_thresholds:
+        level = cap_micro * threshold // 100
+        if before_micro < level <= after_micro:
+            try:
+                send_alert(site_id, window, threshold, Decimal(after_micro) / MILLION)
+            except Exception:  # a served answer never fails on its alert
+                logger.exception("could not send the %s%% budget alert of site %s", threshold, site_id)
+
+
+def send_alert(site_id: int, window: Window, threshold: int, spent: Decimal) -> bool:
+    """E-mail the site's admins and call the webhook, unless this alert was already sent. True if sent now."""
+    from django.contrib.auth import get_user_model
+    from django.core.mail import send_mail
+    from django.db import IntegrityError, transaction
+
+    from integrations.models import AIProviderSettings, BudgetAlert
+
+    try:
+        with transaction.atomic():
+            alert = BudgetAlert.objects.create(site_id=site_id, window=window.name, period_start=window.start.date(),
+                                               threshold=threshold, cap=window.cap, spent=spent)
+    except IntegrityError:
+        return False
+    record = AIProviderSettings.objects.select_related("site").filter(site_id=site_id).first()
+    domain = record.site.domain if record else str(site_id)
+    subject = f"[{domain}] AI spend at {threshold}% of the {window.label}"
+    body = (f"The site {domain} has spent {usd(spent)} of its {window.label} of {usd(window.cap)} "
+            f"({threshold}% threshold) in the period starting {window.start:%Y-%m-%d}.\n"
+            "Review the usage dashboard or raise the cap in the site's AI provider settings.")
+    recipients = list(
+        get_user_model().objects.filter(site_memberships__site_id=site_id, is_active=True)
+        .exclude(email="").values_list("email", flat=True).distinct()
+    )
+    if recipients:
+        send_mail(subject, body, None, recipients)
+    if record is not None and record.alert_webhook_url:
+        post_webhook(record.alert_webhook_url, record.alert_webhook_secret, {
+            "site": domain, "site_id": site_id, "window": window.name, "period_start": str(alert.period_start),
+            "threshold": threshold, "cap": str(window.cap), "spent": str(spent),
+        })
+    return True
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post_webhook(url: str, secret: str, payload: dict) -> int:
+    """POST the alert through the outbound policy (no private addresses unless allowlisted); the status code."""
+    import httpcore2
+    import httpx2
+
+    from .conf import outbound_allowlist
+    from .providers.outbound import OutboundPolicy, guarded_transport
+
+    policy = OutboundPolicy(outbound_allowlist())
+    policy.check_url(url)
+    body = json.dumps(payload, sort_keys=True).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "Panel-AI-budget-alert"}
+    if secret:
+        headers["X-Panel-Signature"] = signature(secret, body)
+    with httpx2.Client(transport=guarded_transport(policy, httpx2, httpcore2), timeout=5.0) as client:
+        return client.post(url, content=body, headers=headers).status_code
