@@ -73,7 +73,7 @@ def test_generate_block_view_proposes_then_adds_the_edited_block(admin_client, s
     token = response.context["token"]
     saved = admin_client.post(url, {"_accept": "1", "token": token, "heading": "Bread, every day",
                                     "subheading": "Since 1921", "cta_text": "", "cta_url": ""}, follow=True)
-    assert "Added a hero block." in saved.content.decode()
+    assert "Added a Hero block." in saved.content.decode()
     assert Block.objects.get(page=page).content == {"heading": "Bread, every day", "subheading": "Since 1921"}
 
 

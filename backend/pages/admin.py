@@ -28,6 +28,14 @@ class BlockInline(admin.StackedInline):
     def has_add_permission(self, request, obj=None):
         return False  # added through "Add block" / "Generate block", which use the block type's form
 
+    # Blocks are the page's content: whoever may see or change the page sees and reorders its blocks
+    # (an editor holds the page permissions only); deleting one still takes delete_block.
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or request.user.has_perm("pages.view_page")
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) or request.user.has_perm("pages.change_page")
+
     @admin.display(description="Content")
     def preview(self, obj: Block) -> str:
         if obj is None or not obj.pk:

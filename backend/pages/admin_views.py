@@ -22,7 +22,7 @@ from prompts import run_previews
 from tenancy.access import can_manage, require_site
 
 from .block_forms import BlockContentForm
-from .blocks import BLOCK_TYPES
+from .blocks import BLOCK_LABELS, BLOCK_TYPES
 from .forms import GenerateBlockForm
 from .models import META_DESCRIPTION_MAX, META_TITLE_MAX, Block, Page
 from .services.advanced_ai_service import AdvancedAIService
@@ -163,7 +163,7 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
             if proposal_form.is_valid():
                 block = AdvancedAIService.add_block(page, payload["type"], proposal_form.content())
                 run_previews.forget(request, token)
-                model_admin.message_user(request, f"Added a {block.get_type_display().lower()} block.",
+                model_admin.message_user(request, f"Added a {BLOCK_LABELS[block.type]} block.",
                                          messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:pages_page_change", args=[page.pk]))
             model_admin.message_user(request, "Nothing was saved: fix the marked fields.", messages.ERROR)
@@ -182,12 +182,13 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
         **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
         "title": f"Generate a block for “{page}”", "form": form, "proposal_form": proposal_form, "token": token,
         "proposal": proposal_form.initial_content() if proposal_form is not None else None,
+        "block_label": BLOCK_LABELS.get(proposal_form.block_type) if proposal_form is not None else "",
     }
     return TemplateResponse(request, "admin/pages/page/generate_block.html", context)
 
 
 class BlockTypeForm(forms.Form):
-    type = forms.ChoiceField(choices=[(t, t.title()) for t in BLOCK_TYPES])
+    type = forms.ChoiceField(choices=[(t, BLOCK_LABELS[t]) for t in BLOCK_TYPES])
 
 
 def edit_block_view(model_admin: Any, request: HttpRequest, pk: int, block_id: int | None = None) -> HttpResponse:
@@ -203,16 +204,16 @@ def edit_block_view(model_admin: Any, request: HttpRequest, pk: int, block_id: i
     if request.method == "POST" and form.is_valid():
         if block is None:
             AdvancedAIService.add_block(page, block_type, form.content())
-            model_admin.message_user(request, f"Added a {block_type} block.", messages.SUCCESS)
+            model_admin.message_user(request, f"Added a {BLOCK_LABELS[block_type]} block.", messages.SUCCESS)
         else:
             block.content = form.content()
             block.full_clean()
             block.save(update_fields=["content", "updated_at"])
-            model_admin.message_user(request, f"Saved the {block_type} block.", messages.SUCCESS)
+            model_admin.message_user(request, f"Saved the {BLOCK_LABELS[block_type]} block.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:pages_page_change", args=[page.pk]))
     context = {
         **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
-        "title": f"{'Edit' if block else 'Add'} a {block_type} block of “{page}”", "proposal_form": form,
+        "title": f"{'Edit' if block else 'Add'} a {BLOCK_LABELS[block_type]} block of “{page}”", "proposal_form": form,
         "block_type": block_type, "block": block,
         "proposal": form.initial_content(),
     }

@@ -203,7 +203,7 @@ def _plausible(name: str, schema: dict, topic: str, about: str, index: int = 0) 
         "subheading": f"Everything you need to know about {topic.lower()}",
         "body": f"{about or topic}. We take pride in our {angle} and look forward to welcoming you.",
         "question": [f"What makes {topic.lower()} special?", f"How do I order {topic.lower()}?",
-                     f"When is {topic.lower()} available?"][index % 3],
+                     f"How far ahead should I plan for {topic.lower()}?"][index % 3],
         "answer": f"Our team puts care into every detail of {topic.lower()}; ask us anything in store or online.",
         "description": f"{about or topic} — known for our {angle}.",
         "text": f"Ready for {topic.lower()}? Get in touch today.",
