@@ -103,3 +103,17 @@ def test_generate_block_preview_edit_accept(page, live_server, admin_login, emul
     block = Block.objects.get(page=target)
     assert block.content["items"][0]["question"] == "Do you deliver cakes?"
     assert "Do you deliver cakes?" in page.inner_text(".inline-group")  # rendered on the page form
+
+
+@pytest.mark.parametrize("role", ["superuser", "site_admin", "editor"])
+def test_admin_index_overview(page, live_server, admin_login, emulated_site, screenshot, role):
+    site = emulated_site("openrouter", site=SiteFactory(domain="localhost", name="Bakery (OpenRouter)"),
+                         monthly_budget=25)
+    emulated_site("anthropic", site=SiteFactory(domain="books.example.test", name="Bookshop (Anthropic)"))
+    admin_login(make_user(role, site))
+    page.goto(f"{live_server.url}/admin/")
+    page.wait_for_selector("#site-overview")
+    screenshot("index")
+    text = page.inner_text("#site-overview")
+    assert "Bakery (OpenRouter)" in text and ("Bookshop (Anthropic)" in text) == (role == "superuser")
+    assert page.inner_text("#site-name") == "Panel AI" and page.locator("text=View site").count() == 0
