@@ -26,8 +26,10 @@ def sites_for(user: Any) -> QuerySet[Site]:
 
 
 def site_label(site: Site) -> str:
-    """How a site is shown to people: its name (the domain only when it has none)."""
-    return site.name or site.domain
+    """How a site is shown in a choice: its name, with the domain to tell similar names apart."""
+    if not site.name or site.name == site.domain:
+        return site.domain
+    return f"{site.name} ({site.domain})"
 
 
 def can_manage(user: Any, site_id: int | None) -> bool:
