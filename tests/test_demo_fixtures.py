@@ -42,3 +42,40 @@ def test_load_demo_wires_the_demo_sites_to_the_emulator(upstream, client):
     html = client.get(reverse(change, args=[site_a.pk]), HTTP_HOST="127.0.0.1").content.decode()
     assert "Demo upstream: answers come from the local emulator" in html
     assert client.get(reverse(change, args=[site_b.pk]), HTTP_HOST="127.0.0.1").status_code == 302
+
+
+def test_demo_shows_every_flow_on_every_demo_site(upstream, client):
+    """Named sites, an editor account, and the emulator answering meta, blocks and templates in shape."""
+    from pages.blocks import SCHEMAS, validate_block
+    from pages.models import Page
+    from pages.services.advanced_ai_service import AdvancedAIService
+    from pages.services.ai_service import AIService as PagesAIService
+    from prompts.models import PromptTemplate
+
+    call_command("load_demo", "--upstream-url", upstream.url, stdout=StringIO())
+    names = dict(AIProviderSettings.objects.values_list("site__name", "provider_type"))
+    assert names == {"Bakery (OpenRouter)": "openrouter", "Bookshop (Anthropic)": "anthropic"}
+    for page in Page.objects.select_related("site"):
+        proposal = PagesAIService().propose_meta(page)
+        assert page.title in proposal.meta_title and len(proposal.meta_title) <= 60
+        assert len(proposal.meta_description) <= 160 and "Write the meta" not in proposal.meta_description
+        for block_type in SCHEMAS:
+            validate_block(block_type, AdvancedAIService().propose_block(page, block_type).content)
+
+    assert client.login(username="editor", password="demo")
+    bakery = Page.objects.get(slug="spring-sale")
+    bookshop = Page.objects.get(slug="autumn-reads")
+    assert client.get(reverse("admin:pages_page_change", args=[bakery.pk]), HTTP_HOST="127.0.0.1").status_code == 200
+    assert client.get(reverse("admin:pages_page_change", args=[bookshop.pk]),
+                      HTTP_HOST="127.0.0.1").status_code in (302, 404)  # another site: not even its existence
+    assert client.get(reverse("admin:integrations_aiprovidersettings_changelist"),
+                      HTTP_HOST="127.0.0.1").status_code == 403  # no AI settings for editors
+    preview = client.post(reverse("admin:pages_page_generate_meta", args=[bakery.pk]),
+                          {"step": "generate", "model": ""}, HTTP_HOST="127.0.0.1")
+    assert "Spring sale | " in preview.content.decode()
+    template = PromptTemplate.objects.get(slug="product-blurb")
+    run = client.post(reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
+                      {"product": "rye bread", "audience": "students", "site": bakery.site_id, "model": ""},
+                      HTTP_HOST="127.0.0.1")
+    html = run.content.decode()
+    assert 'id="save-form"' in html and "crafted with care" in html  # prose, from the emulator

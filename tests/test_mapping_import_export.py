@@ -61,6 +61,7 @@ def test_one_bad_row_saves_nothing_and_names_row_and_reason(client):
     assert "Unknown provider 'cohere'" in " ".join(invalid[2]["provider"])
     assert "OpenRouter ids are vendor/model" in " ".join(invalid[3]["provider_model_id"])
     assert "Unknown provider &#x27;cohere&#x27;" in html and "OpenRouter ids are vendor/model" in html
+    assert "integrations/import_inline_errors.css" in html  # the errors show in the table, not only on hover
     assert not ModelMapping.objects.exists()
 
 

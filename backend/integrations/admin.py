@@ -104,6 +104,7 @@ class ModelMappingAdmin(SiteScopedAdminMixin, ImportExportModelAdmin):
 
     resource_classes = [ModelMappingResource]
     global_rows = True
+    import_template_name = "admin/integrations/modelmapping/import.html"  # row errors inline, not on hover
     list_display = ("logical_name", "provider", "provider_model_id", "site", "is_active", "updated_at")
     list_filter = ("provider", "is_active", "site")
     search_fields = ("logical_name", "provider_model_id")

@@ -18,6 +18,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "features": {"heading": (False, 120), "items": ("list", 1, 12, {"title": (True, 80), "description": (True, 400)})},
 }
 BLOCK_TYPES = list(SCHEMAS)
+BLOCK_LABELS = {"hero": "Hero", "text": "Text", "faq": "FAQ", "cta": "Call to action", "features": "Features"}
 
 
 class BlockValidationError(ValueError):

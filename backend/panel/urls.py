@@ -3,6 +3,12 @@ from django.urls import path
 
 from integrations import api_views
 
+# Branding; no public front end is served here, so the admin's "View site" link is hidden (site_url None).
+admin.site.site_header = "Panel AI"
+admin.site.site_title = "Panel AI"
+admin.site.index_title = "Overview"
+admin.site.site_url = None
+
 urlpatterns = [
     path("api/ai/generate/", api_views.generate, name="ai-generate"),
     path("admin/", admin.site.urls),

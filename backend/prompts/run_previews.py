@@ -41,6 +41,29 @@ class RunPreview:
         return Decimal(self.cost) if self.cost is not None else None
 
 
+def keep(request: HttpRequest, payload: dict[str, Any]) -> str:
+    """Keep `payload` (JSON-able) in this session under a new one-time token; returns the token.
+
+    The generic store behind every generate-then-accept screen (prompt runs, page meta, blocks):
+    whatever a later accept must trust stays here, the browser only carries the token.
+    """
+    kept: dict[str, dict[str, Any]] = dict(request.session.get(SESSION_KEY) or {})
+    token = secrets.token_urlsafe(24)
+    kept[token] = dict(payload)
+    while len(kept) > MAX_KEPT:
+        kept.pop(next(iter(kept)))
+    request.session[SESSION_KEY] = kept
+    return token
+
+
+def fetch(request: HttpRequest, token: Any, **expected: Any) -> dict[str, Any] | None:
+    """The payload behind `token` when every `expected` item matches it, else None (unknown, used, foreign)."""
+    data = (request.session.get(SESSION_KEY) or {}).get(token) if isinstance(token, str) else None
+    if not isinstance(data, dict) or any(data.get(k) != v for k, v in expected.items()):
+        return None
+    return dict(data)
+
+
 def remember(
     request: HttpRequest, template_id: int, site_id: int, variables: dict[str, Any], result: GenerationResult,
     cost: Decimal | None,
@@ -52,19 +75,13 @@ def remember(
         total_tokens=result.total_tokens, cost=str(cost) if cost is not None else None,
         request_id=(result.request_id or "")[:200],
     )
-    kept: dict[str, dict[str, Any]] = dict(request.session.get(SESSION_KEY) or {})
-    token = secrets.token_urlsafe(24)
-    kept[token] = asdict(preview)
-    while len(kept) > MAX_KEPT:
-        kept.pop(next(iter(kept)))
-    request.session[SESSION_KEY] = kept
-    return token
+    return keep(request, asdict(preview))
 
 
 def peek(request: HttpRequest, template_id: int, token: str) -> RunPreview | None:
     """The preview behind `token` for this template, or None (unknown, used, or another template's)."""
-    data = (request.session.get(SESSION_KEY) or {}).get(token) if isinstance(token, str) else None
-    if not isinstance(data, dict) or data.get("template_id") != template_id:
+    data = fetch(request, token, template_id=template_id)
+    if data is None:
         return None
     try:
         return RunPreview(**data)

@@ -25,6 +25,13 @@ def sites_for(user: Any) -> QuerySet[Site]:
     return Site.objects.all() if ids is None else Site.objects.filter(pk__in=ids)
 
 
+def site_label(site: Site) -> str:
+    """How a site is shown in a choice: its name, with the domain to tell similar names apart."""
+    if not site.name or site.name == site.domain:
+        return site.domain
+    return f"{site.name} ({site.domain})"
+
+
 def can_manage(user: Any, site_id: int | None) -> bool:
     ids = site_ids_for(user)
     return ids is None or (site_id is not None and site_id in ids)
@@ -107,7 +114,10 @@ class SiteScopedAdminMixin:
             if isinstance(related_admin, SiteScopedAdminMixin):
                 # A choice of pages, templates...: only those the user may see (and so may link to).
                 kwargs["queryset"] = related_admin.get_queryset(request)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.related_model is Site and formfield is not None:
+            formfield.label_from_instance = site_label  # sites by name, not by domain
+        return formfield
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form_class = super().get_form(request, obj, change=change, **kwargs)

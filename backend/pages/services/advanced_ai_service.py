@@ -94,11 +94,20 @@ class AdvancedAIService:
         self, page: Page, block_type: str, instructions: str = "", model: str | None = None, save: bool = True
     ) -> Block:
         content = self.generate_block_content(block_type, page.title, instructions, model, site=page.site_id)
-        block = Block(page=page, type=block_type, content=content)
         if save:
-            with transaction.atomic():
-                last = page.blocks.aggregate(last=Max("order"))["last"]
-                block.order = 0 if last is None else last + 1
-                block.full_clean()
-                block.save()
+            return self.add_block(page, block_type, content)
+        return Block(page=page, type=block_type, content=content)
+
+    def propose_block(self, page: Page, block_type: str, instructions: str = "", model: str | None = None) -> Block:
+        """A generated block to show before saving: validated content, not saved, no order yet."""
+        return self.generate_block(page, block_type, instructions, model, save=False)
+
+    @staticmethod
+    def add_block(page: Page, block_type: str, content: dict[str, Any]) -> Block:
+        """Append an accepted block after the page's last one; full_clean checks the schema first."""
+        with transaction.atomic():
+            last = page.blocks.aggregate(last=Max("order"))["last"]
+            block = Block(page=page, type=block_type, content=content, order=0 if last is None else last + 1)
+            block.full_clean()
+            block.save()
         return block

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -25,6 +26,17 @@ SYSTEM_PROMPT = (
 )
 BODY_EXCERPT = 1500
 QUOTES = "\"'\u2018\u2019\u201c\u201d"
+
+
+@dataclass(frozen=True)
+class MetaProposal:
+    """Generated meta not yet saved, with what the call ran on (shown next to the proposal)."""
+
+    meta_title: str
+    meta_description: str
+    model: str
+    provider: str
+    total_tokens: int
 
 
 def trim_to_words(text: str, limit: int) -> str:
@@ -144,6 +156,49 @@ class AIService:
             for field, value in meta.items():
                 setattr(page, field, value)
         return meta
+
+    def propose_meta(self, page: Page, model: str | None = None) -> MetaProposal:
+        """Meta for `page` to show a person before anything is saved (the page is not touched).
+
+        Structured outputs where the provider has them; elsewhere the JSON instruction in the
+        system prompt, and an answer that is not usable JSON gets one corrective retry naming the
+        problem before the caller gets the typed error.
+        """
+        ai = self._ai(page.site_id)
+        messages = [{"role": "user", "content": meta_prompt(page.title, page.body)}]
+        structured = structured_output(ai, "page_meta", META_SCHEMA, model)
+        for attempt in (1, 2):
+            result = ai.complete(messages, model=model, max_tokens=300, temperature=0.4,
+                                 system_prompt=META_SYSTEM_PROMPT, **structured)
+            try:
+                meta = parse_meta(result.content)
+            except InvalidRequest as exc:
+                if attempt == 2:
+                    raise
+                messages += [
+                    {"role": "assistant", "content": result.content},
+                    {"role": "user", "content": f"That was unusable: {exc.message} Reply with the corrected JSON "
+                                                'object only: {"meta_title": "...", "meta_description": "..."}.'},
+                ]
+                continue
+            return MetaProposal(meta_title=meta["meta_title"], meta_description=meta["meta_description"],
+                                model=result.model, provider=result.provider, total_tokens=result.total_tokens)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def apply_meta(page: Page, meta_title: str, meta_description: str) -> None:
+        """Save accepted (possibly edited) meta: both fields checked against the limits, then written together."""
+        problems = [
+            f"{label} is {len(value)} characters; at most {limit}"
+            for label, value, limit in (("meta title", meta_title, META_TITLE_MAX),
+                                        ("meta description", meta_description, META_DESCRIPTION_MAX))
+            if len(value) > limit
+        ]
+        if problems:
+            raise InvalidRequest("; ".join(problems) + ". Nothing was saved.")
+        with transaction.atomic():
+            Page.objects.filter(pk=page.pk).update(meta_title=meta_title, meta_description=meta_description)
+        page.meta_title, page.meta_description = meta_title, meta_description
 
     def generate_meta_batch(
         self, pages: list[Page], model: str | None = None, concurrency: int = 8, on_page: Any = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import socket
 import struct
 import threading
@@ -121,6 +122,124 @@ def _instance(schema: dict, text: str) -> Any:
         return True
     limit = int(schema.get("maxLength") or 200)
     return text[:limit].rsplit(" ", 1)[0] if len(text) > limit else text
+
+
+# -- plausible CMS content ---------------------------------------------------------------------------
+# The demo must show the product: asked for page meta or a content block, the emulator answers with
+# text about the page in the requested shape (not an echo of the prompt), whether the shape came as
+# a structured-output schema or only as a JSON instruction in the prompt (vendors without
+# structured outputs, e.g. Anthropic).
+META_SHAPE = {"type": "object", "properties": {"meta_title": {"type": "string", "maxLength": 60},
+                                               "meta_description": {"type": "string", "maxLength": 160}}}
+_SHAPE_LINE = re.compile(r"Return JSON of exactly this shape: (\{.*\})\s*$", re.DOTALL)
+_PAGE_TITLE = re.compile(r"(?:Page title: |for the web page \")([^\"\n]+)")
+_PAGE_BODY = re.compile(r"Page content:\n(.+)", re.DOTALL)
+
+
+def _shape_to_schema(shape: str) -> dict | None:
+    """Read the prompt's block shape (`pages.blocks.describe`) back into a JSON schema."""
+    pos = 0
+
+    def skip() -> None:
+        nonlocal pos
+        while pos < len(shape) and shape[pos] in " ,":
+            pos += 1
+
+    def obj() -> dict:
+        nonlocal pos
+        assert shape[pos] == "{"
+        pos += 1
+        props: dict[str, Any] = {}
+        while True:
+            skip()
+            if shape[pos] == "}":
+                pos += 1
+                return {"type": "object", "properties": props}
+            key = re.match(r'"([^"]+)":\s*', shape[pos:])
+            assert key
+            pos += key.end()
+            listed = re.match(r"\[(\d+)-(\d+) x ", shape[pos:])
+            if listed:
+                pos += listed.end()
+                items = obj()
+                assert shape[pos] == "]"
+                pos += 1
+                props[key.group(1)] = {"type": "array", "minItems": int(listed.group(1)),
+                                       "maxItems": int(listed.group(2)), "items": items}
+                continue
+            field_ = re.match(r"string(?: \(optional\))? <= (\d+) chars", shape[pos:])
+            assert field_
+            pos += field_.end()
+            props[key.group(1)] = {"type": "string", "maxLength": int(field_.group(1))}
+
+    try:
+        return obj()
+    except (AssertionError, IndexError):
+        return None
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-")
+
+
+def _plausible(name: str, schema: dict, topic: str, about: str, index: int = 0) -> Any:
+    """A value for field `name` about `topic` that a person would accept as a first draft."""
+    kind = schema.get("type")
+    if kind == "object":
+        return {key: _plausible(key, sub, topic, about, index) for key, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        count = min(max(int(schema.get("minItems") or 1), 3), int(schema.get("maxItems") or 3))
+        return [_plausible(name, schema.get("items") or {}, topic, about, i) for i in range(count)]
+    if kind in ("integer", "number"):
+        return 1
+    if kind == "boolean":
+        return True
+    limit = int(schema.get("maxLength") or 200)
+    angle = ("quality", "service", "value")[index % 3]
+    texts = {
+        "meta_title": f"{topic} | Fresh ideas, friendly service",
+        "meta_description": f"{about or topic}. Visit us to learn more about {topic.lower()}.",
+        "heading": topic, "title": f"{topic}: {angle}",
+        "subheading": f"Everything you need to know about {topic.lower()}",
+        "body": f"{about or topic}. We take pride in our {angle} and look forward to welcoming you.",
+        "question": [f"What makes {topic.lower()} special?", f"How do I order {topic.lower()}?",
+                     f"How far ahead should I plan for {topic.lower()}?"][index % 3],
+        "answer": f"Our team puts care into every detail of {topic.lower()}; ask us anything in store or online.",
+        "description": f"{about or topic} — known for our {angle}.",
+        "text": f"Ready for {topic.lower()}? Get in touch today.",
+        "cta_text": "Find out more", "button_text": "Get in touch",
+        "cta_url": "/contact/", "button_url": "/contact/",
+    }
+    return _clip(texts.get(name, f"{topic} ({name.replace('_', ' ')})"), limit)
+
+
+def _cms_answer(system: str, last: str, schema: dict | None) -> str | None:
+    """JSON for a CMS service's request (meta or block), or None for any other prompt."""
+    if schema is None:
+        shape = _SHAPE_LINE.search(last)
+        if shape:
+            schema = _shape_to_schema(shape.group(1))
+        elif "meta_title" in system and "JSON" in system:
+            schema = META_SHAPE
+    if schema is None:
+        return None
+    title = _PAGE_TITLE.search(last)
+    body = _PAGE_BODY.search(last)
+    topic = _clip(title.group(1).strip(), 40) if title else _clip(" ".join(last.split()[:6]), 40)
+    about = _clip(re.split(r"(?<=[.!?:])\s", body.group(1).strip())[0].rstrip(".:"), 120) if body else ""
+    return json.dumps(_plausible("", schema, topic, about))
+
+
+def _prose(flavor: str, model: str, last: str) -> str:
+    """A short paragraph for a writing request that came with a system prompt (prompt templates).
+
+    It keeps the emulator's label and ends with the request, which tests and the demo rely on.
+    """
+    subject = _clip(re.sub(r"^(write|create|draft|compose)\s+", "", last.strip(), flags=re.I).rstrip("."), 120)
+    return (f"Emulated {flavor} reply ({model}): {subject[:1].upper()}{subject[1:]} — crafted with care, made "
+            "fresh every day and ready when you are. Stop by or order online; we would love to hear what you "
+            f"think.\n\nIn reply to: {last[:200]}")
 
 
 def _mask(key: str) -> str:
@@ -421,8 +540,14 @@ class _Handler(BaseHTTPRequestHandler):
         content = script.content if script and script.content is not None else (
             f"Emulated {flavor} reply ({model}): {last[:200]}")
         schema = ((self._body.get("response_format") or {}).get("json_schema") or {}).get("schema")
-        if schema and not (script and script.content is not None):  # structured outputs: JSON in that shape
-            content = json.dumps(_instance(schema, " ".join(last.split()[:40])))
+        if not (script and script.content is not None):
+            cms = _cms_answer(system, last, schema)
+            if cms is not None:  # a CMS service asked for meta or a block: JSON in that shape
+                content = cms
+            elif schema:  # structured outputs of another shape
+                content = json.dumps(_instance(schema, " ".join(last.split()[:40])))
+            elif system and re.match(r"\s*(write|create|draft|compose)\b", last, re.I):
+                content = _prose(flavor, model, last)
         prompt_words = len(_words(system)) + sum(len(_words(_text_of(m.get("content")))) for m in messages
                                                    if isinstance(m, dict))
         words = _words(content)

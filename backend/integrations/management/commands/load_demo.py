@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand
 
 from integrations.models import PROVIDERS, AIProviderSettings
 
-DEMO_USERS = ("admin", "site-a-admin")
+DEMO_USERS = ("admin", "site-a-admin", "editor")  # superuser; site admin and editor of "Bakery (OpenRouter)"
 
 
 class Command(BaseCommand):
@@ -35,7 +35,8 @@ class Command(BaseCommand):
                 setattr(record, f"{provider}_api_key", f"emulator-demo-token-{provider}")
                 setattr(record, f"{provider}_base_url", bases[provider])
             record.save()
-            self.stdout.write(f"demo upstream for {record.site.domain}: {record.provider_type} via {url}")
+            self.stdout.write(f"demo upstream for {record.site.name} ({record.site.domain}): {record.provider_type} "
+                              f"via {url}")
         users = get_user_model().objects.filter(username__in=DEMO_USERS)
         for user in users:
             user.set_password(options["password"])

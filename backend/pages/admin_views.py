@@ -1,0 +1,220 @@
+"""Generate → preview → accept screens of the page admin: meta and blocks.
+
+Nothing the model writes reaches a page until a person accepts it. The proposal is kept in the
+session under a one-time token (`prompts.run_previews.keep`); the accept request carries only that
+token and the (edited) text, and is checked again for the page, its site and the permission.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from integrations.ai.providers.errors import AIProviderError
+from prompts import run_previews
+from tenancy.access import can_manage, require_site
+
+from .block_forms import BlockContentForm
+from .blocks import BLOCK_LABELS, BLOCK_TYPES
+from .forms import GenerateBlockForm
+from .models import META_DESCRIPTION_MAX, META_TITLE_MAX, Block, Page
+from .services.advanced_ai_service import AdvancedAIService
+from .services.ai_service import AIService
+
+META_KIND, BLOCK_KIND = "page_meta", "page_block"
+MAX_PREVIEW_PAGES = 20  # more pages than this: the batch action (a BatchJob) is the right tool
+
+
+class GenerateMetaForm(forms.Form):
+    """The generate button: one fixed choice, so a stray POST is a form error, not a paid call."""
+
+    step = forms.ChoiceField(choices=[("generate", "generate")], widget=forms.HiddenInput, initial="generate")
+    model = forms.CharField(required=False, max_length=200, help_text="Empty: the site's default model.")
+
+
+def editable_page(model_admin: Any, request: HttpRequest, pk: Any) -> Page:
+    """The page, if this user may change it: 404 for another site's page, 403 without change_page."""
+    page = get_object_or_404(model_admin.get_queryset(request).select_related("site"), pk=pk)
+    require_site(request.user, page.site_id)
+    if not model_admin.has_change_permission(request, page):
+        raise PermissionDenied
+    return page
+
+
+def meta_row(page: Page, token: str, proposal: dict[str, Any], errors: list[str] | None = None) -> dict[str, Any]:
+    return {"page": page, "token": token, "proposal": proposal, "errors": errors or [],
+            "title_limit": META_TITLE_MAX, "description_limit": META_DESCRIPTION_MAX}
+
+
+def propose_meta_rows(model_admin: Any, request: HttpRequest, pages: list[Page], model: str | None = None):
+    """Generate a proposal per page (kept server-side); a failing page becomes an error message."""
+    rows = []
+    for page in pages:
+        try:
+            proposal = AIService().propose_meta(page, model=model)
+        except AIProviderError as exc:
+            model_admin.message_user(request, f"{page}: no proposal — {exc.code}: {exc.message}", messages.ERROR)
+            continue
+        payload = {"kind": META_KIND, "page_id": page.pk, "site_id": page.site_id,
+                   "meta_title": proposal.meta_title, "meta_description": proposal.meta_description,
+                   "model": proposal.model, "provider": proposal.provider, "total_tokens": proposal.total_tokens}
+        rows.append(meta_row(page, run_previews.keep(request, payload), payload))
+    return rows
+
+
+def render_meta_preview(model_admin: Any, request: HttpRequest, rows: list[dict[str, Any]],
+                        back: str | None = None) -> HttpResponse:
+    context = {
+        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "rows": rows,
+        "title": "Review generated meta", "back": back or reverse("admin:pages_page_changelist"),
+    }
+    return TemplateResponse(request, "admin/pages/page/meta_preview.html", context)
+
+
+def generate_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
+    """One page: its current meta and a button that generates a proposal to review."""
+    page = editable_page(model_admin, request, pk)
+    form = GenerateMetaForm(request.POST or None)
+    back = reverse("admin:pages_page_change", args=[page.pk])
+    if request.method == "POST" and form.is_valid():
+        rows = propose_meta_rows(model_admin, request, [page], form.cleaned_data["model"] or None)
+        if rows:
+            return render_meta_preview(model_admin, request, rows, back)
+    context = {
+        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
+        "title": f"Generate meta for “{page}”", "form": form, "title_limit": META_TITLE_MAX,
+        "description_limit": META_DESCRIPTION_MAX,
+    }
+    return TemplateResponse(request, "admin/pages/page/generate_meta.html", context)
+
+
+def accept_meta_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """Save the ticked proposals, with the person's edits; anything invalid re-renders, nothing half-saved."""
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    rows, ready = [], []
+    for token in request.POST.getlist("token"):
+        payload = run_previews.fetch(request, token, kind=META_KIND)
+        if payload is None:
+            model_admin.message_user(request, "A proposal was unknown, expired or already saved: generate again.",
+                                     messages.ERROR)
+            continue
+        page = model_admin.get_queryset(request).filter(pk=payload["page_id"]).first()
+        if page is None or not can_manage(request.user, page.site_id) or not model_admin.has_change_permission(
+                request, page):
+            model_admin.message_user(request, "A proposal was for a page you can no longer change.", messages.ERROR)
+            continue
+        edited = {"meta_title": request.POST.get(f"meta_title-{token}", "").strip(),
+                  "meta_description": request.POST.get(f"meta_description-{token}", "").strip()}
+        accepted = request.POST.get(f"accept-{token}") == "on"
+        errors = []
+        if accepted:
+            for field, label, limit in (("meta_title", "Meta title", META_TITLE_MAX),
+                                        ("meta_description", "Meta description", META_DESCRIPTION_MAX)):
+                if not edited[field]:
+                    errors.append(f"{label} is empty: write one or untick this page.")
+                elif len(edited[field]) > limit:
+                    errors.append(f"{label} is {len(edited[field])} characters; at most {limit}.")
+        rows.append(meta_row(page, token, {**payload, **edited}, errors))
+        if accepted:
+            ready.append((page, token, edited))
+    if any(row["errors"] for row in rows):
+        model_admin.message_user(request, "Nothing was saved: fix the marked fields.", messages.ERROR)
+        return render_meta_preview(model_admin, request, rows)
+    for page, token, edited in ready:
+        AIService.apply_meta(page, edited["meta_title"], edited["meta_description"])
+        run_previews.forget(request, token)
+    for row in rows:
+        if not any(row["token"] == token for _p, token, _e in ready):
+            run_previews.forget(request, row["token"])
+    if ready:
+        model_admin.message_user(request, f"Saved meta for {len(ready)} page(s): "
+                                 + ", ".join(str(page) for page, _t, _e in ready) + ".", messages.SUCCESS)
+    else:
+        model_admin.message_user(request, "No page was ticked: nothing was saved.", messages.WARNING)
+    if len(rows) == 1 and ready:
+        return HttpResponseRedirect(reverse("admin:pages_page_change", args=[rows[0]["page"].pk]))
+    return HttpResponseRedirect(reverse("admin:pages_page_changelist"))
+
+
+def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
+    """Generate a block, review it rendered and as a form, edit, then add it (or drop it)."""
+    page = editable_page(model_admin, request, pk)
+    form = GenerateBlockForm(None if "_accept" in request.POST else (request.POST or None))
+    proposal_form = token = None
+    if request.method == "POST" and "_accept" in request.POST:
+        token = request.POST.get("token", "")
+        payload = run_previews.fetch(request, token, kind=BLOCK_KIND, page_id=page.pk)
+        if payload is None:
+            model_admin.message_user(request, "This proposal is unknown, expired or already saved: generate again.",
+                                     messages.ERROR)
+            token = None
+        else:
+            proposal_form = BlockContentForm(request.POST, block_type=payload["type"])
+            if proposal_form.is_valid():
+                block = AdvancedAIService.add_block(page, payload["type"], proposal_form.content())
+                run_previews.forget(request, token)
+                model_admin.message_user(request, f"Added a {BLOCK_LABELS[block.type]} block.",
+                                         messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:pages_page_change", args=[page.pk]))
+            model_admin.message_user(request, "Nothing was saved: fix the marked fields.", messages.ERROR)
+    elif request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            block = AdvancedAIService().propose_block(page, data["type"], data["instructions"],
+                                                      model=data["model"] or None)
+        except AIProviderError as exc:
+            model_admin.message_user(request, f"No block was proposed — {exc.code}: {exc.message}", messages.ERROR)
+        else:
+            token = run_previews.keep(request, {"kind": BLOCK_KIND, "page_id": page.pk, "site_id": page.site_id,
+                                                "type": block.type, "content": block.content})
+            proposal_form = BlockContentForm(block_type=block.type, content=block.content)
+    context = {
+        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
+        "title": f"Generate a block for “{page}”", "form": form, "proposal_form": proposal_form, "token": token,
+        "proposal": proposal_form.initial_content() if proposal_form is not None else None,
+        "block_label": BLOCK_LABELS.get(proposal_form.block_type) if proposal_form is not None else "",
+    }
+    return TemplateResponse(request, "admin/pages/page/generate_block.html", context)
+
+
+class BlockTypeForm(forms.Form):
+    type = forms.ChoiceField(choices=[(t, BLOCK_LABELS[t]) for t in BLOCK_TYPES])
+
+
+def edit_block_view(model_admin: Any, request: HttpRequest, pk: int, block_id: int | None = None) -> HttpResponse:
+    """Add or edit one block of a page with its type's form and a rendered preview."""
+    page = editable_page(model_admin, request, pk)
+    block = get_object_or_404(Block, pk=block_id, page=page) if block_id is not None else None
+    block_type = block.type if block else request.GET.get("type") or request.POST.get("block_type")
+    if block_type not in BLOCK_TYPES:
+        context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
+                   "original": page, "title": f"Add a block to “{page}”", "form": BlockTypeForm(request.GET or None)}
+        return TemplateResponse(request, "admin/pages/page/choose_block_type.html", context)
+    form = BlockContentForm(request.POST or None, block_type=block_type, content=block.content if block else None)
+    if request.method == "POST" and form.is_valid():
+        if block is None:
+            AdvancedAIService.add_block(page, block_type, form.content())
+            model_admin.message_user(request, f"Added a {BLOCK_LABELS[block_type]} block.", messages.SUCCESS)
+        else:
+            block.content = form.content()
+            block.full_clean()
+            block.save(update_fields=["content", "updated_at"])
+            model_admin.message_user(request, f"Saved the {BLOCK_LABELS[block_type]} block.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:pages_page_change", args=[page.pk]))
+    context = {
+        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
+        "title": f"{'Edit' if block else 'Add'} a {BLOCK_LABELS[block_type]} block of “{page}”", "proposal_form": form,
+        "block_type": block_type, "block": block,
+        "proposal": form.initial_content(),
+    }
+    return TemplateResponse(request, "admin/pages/page/edit_block.html", context)
