@@ -30,14 +30,37 @@ def test_provider_override_still_works(site, upstream):
     assert upstream.requests[0].json["model"] == "gpt-4o"
 
 
-def test_the_services_keep_their_classes(site):
+def params(function) -> list[tuple[str, object]]:
+    import inspect
+
+    return [(p.name, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+def test_the_services_keep_their_signatures():
+    """The plan's call styles, parameter by parameter (names, order, defaults), not just "still callable"."""
+    import inspect
+
+    from integrations.ai import AIService
+    from integrations.ai.providers.base import AIProviderInterface
     from pages.services.advanced_ai_service import AdvancedAIService
     from pages.services.ai_service import AIService as PagesAIService
     from prompts.services.ai_service import AIContentService
 
-    assert callable(AdvancedAIService()._call_ai_api)
-    assert callable(PagesAIService().generate_meta_title)
-    assert callable(AIContentService().generate)
+    empty = inspect.Parameter.empty
+    assert params(AIService.generate_content)[:6] == [
+        ("self", empty), ("prompt", empty), ("provider", None), ("model", None), ("max_tokens", 1000),
+        ("temperature", 0.7)]
+    assert params(AIProviderInterface.generate_content)[:6] == [
+        ("self", empty), ("messages", empty), ("model", None), ("max_tokens", 1000), ("temperature", 0.7),
+        ("system_prompt", None)]
+    assert params(AdvancedAIService._call_ai_api) == [
+        ("self", empty), ("prompt", empty), ("model", None), ("max_tokens", 500)]
+    assert params(PagesAIService.generate_meta_title)[:4] == [
+        ("self", empty), ("title", empty), ("content", ""), ("model", None)]
+    assert params(PagesAIService.generate_meta_description)[:4] == [
+        ("self", empty), ("title", empty), ("content", ""), ("model", None)]
+    assert params(AIContentService.generate)[:4] == [
+        ("self", empty), ("template", empty), ("variables", empty), ("model", None)]
 
 
 def test_no_service_imports_a_vendor_sdk():

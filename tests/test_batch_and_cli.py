@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from integrations.ai import usage
+from integrations.ai import clock, usage
 from integrations.ai.providers import errors
 from integrations.ai.service import AIService
 from integrations.models import AIUsage
@@ -59,18 +59,22 @@ def test_batch_runs_concurrently(record, upstream):
 def test_a_rate_limit_pauses_the_whole_batch(record, upstream, settings):
     settings.AI_MAX_RETRIES = 1
     upstream.script(flavor="openai", status=429, headers={"Retry-After": "1"})
-    items = AIService(site=record.site).generate_batch([f"p{i}" for i in range(6)], concurrency=2)
+    with clock.use(clock.FakeClock()) as fake:
+        items = AIService(site=record.site).generate_batch([f"p{i}" for i in range(6)], concurrency=2)
     assert all(item.ok for item in items)
     requests = sorted(upstream.requests, key=lambda r: r.received_at)
     assert len(requests) == 7  # six prompts plus one retry
-    told_to_wait = requests[0].received_at  # the scripted 429 answered the first request
-    gaps = [r.received_at - told_to_wait for r in requests[1:]]
-    # The other worker may get a request or two out while the 429 is on its way back; after that,
-    # nothing from either worker during the second the upstream asked for.
-    in_flight = [g for g in gaps if g < 0.05]
-    assert len(in_flight) <= 2, gaps
-    assert all(g >= 0.95 for g in gaps if g >= 0.05), gaps
-    assert len(gaps) - len(in_flight) >= 4
+    # The order of events, not the wall clock: both workers waited out the second the upstream asked
+    # for (the told one as its retry delay, the other through the shared pause) ...
+    waited: dict[str, float] = {}
+    for thread, seconds, _ in fake.events:
+        waited[thread] = waited.get(thread, 0.0) + seconds
+    assert len(waited) == 2 and all(total >= 0.95 for total in waited.values()), fake.events
+    # ... and once both had waited, every request left after their waits: at most the one or two that
+    # were already in flight when the 429 came back went out before.
+    both_waited = max(min(at for t, _, at in fake.events if t == thread) for thread in waited)
+    before = [r for r in requests[1:] if r.received_at < both_waited]
+    assert len(before) <= 2 and len(requests) - 1 - len(before) >= 4
 
 
 def test_batch_refuses_bad_concurrency(record):

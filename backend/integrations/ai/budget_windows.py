@@ -22,6 +22,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 from .budget import MILLION, micro, usd
 from .providers.errors import BudgetExceeded
@@ -48,7 +49,7 @@ class Window:
         return f"{base}:used", f"{base}:spent"
 
 
-def windows_for(policy: object, monthly_budget: Decimal | None, service: str,
+def windows_for(policy: Any, monthly_budget: Decimal | None, service: str,
                 now: datetime.datetime | None = None) -> list[Window]:
     """The windows that apply to a call of `service`."""
     from django.utils import timezone
@@ -97,7 +98,7 @@ def _incr(site_id: int, window: Window, which: int, amount: int) -> int:
 @dataclass
 class WindowReservation:
     site_id: int
-    policy: object
+    policy: Any
     held: list[tuple[Window, int]] = field(default_factory=list)
 
     def settle(self, actual: Decimal) -> None:
@@ -117,7 +118,7 @@ class WindowReservation:
                 crossed(self.site_id, window, self.policy, after - spent, after)
 
 
-def reserve(site_id: int | None, windows: list[Window], policy: object, estimate: Decimal) -> WindowReservation | None:
+def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: Decimal) -> WindowReservation | None:
     """Reserve `estimate` in every window, or give all back and raise BudgetExceeded naming the window."""
     if site_id is None or not windows:
         return None
@@ -147,7 +148,7 @@ def reserve(site_id: int | None, windows: list[Window], policy: object, estimate
     return reservation
 
 
-def crossed(site_id: int, window: Window, policy: object, before_micro: int, after_micro: int) -> None:
+def crossed(site_id: int, window: Window, policy: Any, before_micro: int, after_micro: int) -> None:
     """Send the alerts of every threshold this settlement crossed (each once per period). Never raises."""
     cap_micro = micro(window.cap)
     for threshold in policy.alert_thresholds:

@@ -28,16 +28,24 @@ class Clock:
 
 
 class FakeClock(Clock):
-    """Time that moves only when someone sleeps; every sleep is recorded (thread-safe)."""
+    """Time that moves only when someone sleeps; every sleep is recorded (thread-safe).
+
+    Each thread's sleeps move that thread's own view of time, as real threads sleeping side by side
+    each wait their own while: a pause one worker sets is still ahead of another worker, which
+    then waits it out too. `advance()` moves every thread's time.
+    """
 
     def __init__(self, start: float = 1_000_000.0) -> None:
-        self._now = start
+        self._base = start
+        self._slept: dict[int, float] = {}
         self._lock = threading.Lock()
         self.sleeps: list[float] = []
+        # (thread name, seconds, real perf_counter when it slept): lets a test check the order of events
+        self.events: list[tuple[str, float, float]] = []
 
     def time(self) -> float:
         with self._lock:
-            return self._now
+            return self._base + self._slept.get(threading.get_ident(), 0.0)
 
     def monotonic(self) -> float:
         return self.time()
@@ -45,11 +53,13 @@ class FakeClock(Clock):
     def sleep(self, seconds: float) -> None:
         with self._lock:
             self.sleeps.append(round(seconds, 3))
-            self._now += max(seconds, 0.0)
+            self.events.append((threading.current_thread().name, seconds, time.perf_counter()))
+            ident = threading.get_ident()
+            self._slept[ident] = self._slept.get(ident, 0.0) + max(seconds, 0.0)
 
     def advance(self, seconds: float) -> None:
         with self._lock:
-            self._now += seconds
+            self._base += seconds
 
 
 _current: Clock = Clock()

@@ -6,8 +6,10 @@ this module, so a test's `settings` override is seen everywhere at once.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -18,7 +20,7 @@ from .providers.outbound import OutboundPolicy
 from .providers.types import ProviderConfig
 
 
-def _get(name: str, default: object = "") -> object:
+def _get(name: str, default: Any = "") -> Any:
     return getattr(settings, name, default)
 
 
@@ -59,7 +61,7 @@ def api_rate_limit() -> tuple[int, int] | None:
 
 def default_site_id() -> int | None:
     """Django's SITE_ID, when the deployment pins one site (commands outside a request use it)."""
-    return _get("SITE_ID", None)  # type: ignore[return-value]
+    return _get("SITE_ID", None)
 
 
 def outbound_allowlist() -> tuple[str, ...]:
@@ -67,7 +69,7 @@ def outbound_allowlist() -> tuple[str, ...]:
     value = _get("AI_OUTBOUND_ALLOWLIST", ()) or ()
     if isinstance(value, str):
         value = value.split(",")
-    return tuple(str(entry).strip() for entry in value if str(entry).strip())  # type: ignore[union-attr]
+    return tuple(str(entry).strip() for entry in value if str(entry).strip())
 
 
 def outbound_policy() -> OutboundPolicy:
@@ -160,7 +162,9 @@ def _build(provider: str, name: str = "", overrides: dict[str, str] | None = Non
     def setting(suffix: str, default: str) -> str:
         if name:  # a named endpoint: only its own entry
             return str(overrides.get(suffix.lower()) or default)
-        return str(_get(f"{spec.env_prefix}_{suffix}") or default)
+        name_ = f"{spec.env_prefix}_{suffix}"
+        # A provider added by dotted path has no line in settings.py: its variables come from the environment.
+        return str(_get(name_, None) or os.environ.get(name_) or default)
 
     return ProviderConfig(
         api_key=setting("API_KEY", ""),

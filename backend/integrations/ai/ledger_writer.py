@@ -271,7 +271,7 @@ class _RedisLedger:
         return moved
 
     @staticmethod
-    def decode(raw: bytes) -> list[dict[str, Any]]:
+    def decode(raw: bytes | str) -> list[dict[str, Any]]:
         rows = json.loads(raw)
         for row in rows:
             if row.get("cost") is not None:

@@ -313,8 +313,9 @@ class AIService:
         temperature: float = 0.7,
         system_prompt: str | None = None,
         **kwargs: Any,
-    ) -> Iterator[str]:
-        """Yield text deltas as they arrive; the usage rows are written when the stream ends.
+    ) -> GatewayStream:
+        """Yield text deltas as they arrive (iterate it); `.result` has the totals, and the usage rows are
+        written, when the stream ends.
 
         A provider that fails before the first delta reached the caller is retried and failed over
         like a plain call; after a delta, the caller gets the typed error and the ledger keeps the
@@ -324,7 +325,7 @@ class AIService:
                             **kwargs)
         if (refusal := governance.candidate_refusal(prep.snapshot, prep.primary, model)) is not None:
             raise governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, refusal)
-        return _LedgeredStream(self, prep, self._admit(prep))
+        return GatewayStream(self, prep, self._admit(prep))
 
     # -- batches -----------------------------------------------------------------------------------
     def generate_batch(
@@ -383,7 +384,7 @@ class AIService:
                 reservation.settle(spent)
 
 
-class _LedgeredStream:
+class GatewayStream:
     """A stream through the chain: retried and failed over until the first delta; ledgered when done."""
 
     def __init__(self, service: AIService, prep: Prepared, admission: governance.Admission) -> None:

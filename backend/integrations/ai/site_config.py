@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 from django.core.cache import cache
 from django.core.signals import setting_changed
@@ -50,7 +51,7 @@ class SiteSnapshot:
     instances: dict[str, str] = field(default_factory=dict)
     _resolved: dict[str, ProviderConfig] = field(default_factory=dict, repr=False, compare=False)
     # Memo of the factory's decisions for this snapshot: dropped with it when settings change.
-    providers: dict[tuple, object] = field(default_factory=dict, repr=False, compare=False)
+    providers: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def names(self) -> list[str]:
         """Every provider name this site could use: the registry's direct providers, then named endpoints."""
@@ -81,7 +82,7 @@ class SiteSnapshot:
             elif provider in self.instances:
                 config = replace(endpoint_config(provider), site_id=self.site_id)
             else:
-                prefs = {k: v for k, v in self.preferences.get(provider, {}).items() if v}
+                prefs: dict[str, Any] = {k: v for k, v in self.preferences.get(provider, {}).items() if v}
                 config = replace(settings_config(provider), site_id=self.site_id, **prefs)
             self._resolved[provider] = config
         return config
@@ -175,7 +176,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     for provider in registry.direct_names():
         if not hasattr(record, f"{provider}_api_key"):
             continue
-        prefs = {"default_model": getattr(record, f"{provider}_default_model", "")}
+        prefs: dict[str, Any] = {"default_model": getattr(record, f"{provider}_default_model", "")}
         if provider == "openrouter":
             prefs["http_referer"] = record.openrouter_http_referer
             prefs["app_name"] = record.openrouter_app_name

@@ -1,2 +1,7 @@
-"""Vendor modules under one interface (`base`), one error hierarchy (`errors`), the `factory`
-that picks one, and the `model_mapper` that names models for each."""
+"""The provider package: one module per vendor under one interface (`base`), the plain `types` that
+cross the boundary, one error hierarchy (`errors`), the `registry` every provider list comes from,
+the `model_mapper` that names models for each, and the `outbound` URL policy.
+
+A leaf: nothing here imports Django or the gateway (`integrations.ai.factory` builds providers and
+hands them the gateway's hooks). See ADDING_PROVIDERS.md for the extension contract.
+"""

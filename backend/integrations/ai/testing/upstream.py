@@ -280,7 +280,7 @@ class Upstream:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def openai_base_url(self) -> str:
@@ -518,7 +518,7 @@ class _Handler(BaseHTTPRequestHandler):
             if any(m.get("role") == "system" for m in messages if isinstance(m, dict)):
                 return 400, 'messages: Unexpected role "system". Use the top-level `system` parameter.'
             sampling = sorted({"temperature", "top_p", "top_k"} & set(body))
-            if sampling and self.headers.get("anthropic-version") >= "2026-10-21":
+            if sampling and (self.headers.get("anthropic-version") or "") >= "2026-10-21":
                 return 400, f"{sampling[0]}: Extra inputs are not permitted"
             if model not in ANTHROPIC_MODELS:
                 return 404, f"model: {model}"

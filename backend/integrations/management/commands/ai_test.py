@@ -6,6 +6,8 @@ from django.contrib.sites.models import Site
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.ai import usage
+from integrations.ai.conf import load_provider_specs
+from integrations.ai.providers import registry
 from integrations.ai.providers.errors import AIProviderError
 from integrations.ai.service import AIService
 
@@ -15,7 +17,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("prompt")
-        parser.add_argument("--provider", choices=["openrouter", "openai", "anthropic"])
+        load_provider_specs()
+        parser.add_argument(
+            "--provider",
+            help=f"One of {', '.join(registry.direct_names())}, or a named endpoint of the site or deployment.",
+        )
         parser.add_argument("--model")
         parser.add_argument("--site", help="Domain of the site whose AI settings to use (default: deployment).")
         parser.add_argument("--max-tokens", type=int, default=200)
