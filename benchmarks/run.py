@@ -79,6 +79,9 @@ def setup_django() -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{BENCH_DB}"
     os.environ["DJANGO_DEBUG"] = "0"  # as deployed: no per-connection query log
     os.environ["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+    # The bench sites' base URLs point at the loopback emulator (ephemeral ports): the deployment allows
+    # loopback for sites, as a deployment with a local model server would (the policy's check still runs).
+    os.environ["AI_OUTBOUND_ALLOWLIST"] = "127.0.0.1"
     BENCH_DB.parent.mkdir(exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{BENCH_DB}{suffix}").unlink(missing_ok=True)

@@ -86,9 +86,11 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Threads (batches, the dev server) write concurrently: wait for the lock instead of failing,
-    # and take it at the start of a transaction so two writers never deadlock upgrading.
+    # and take it at the start of a transaction so two writers never deadlock upgrading. WAL with
+    # synchronous=NORMAL: no corruption on a crash, no fsync on every commit (3 ms each on this disk).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        {"timeout": 30, "transaction_mode": "IMMEDIATE",
+         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:

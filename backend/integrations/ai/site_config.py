@@ -15,7 +15,6 @@ from typing import Any
 
 from django.core.cache import cache
 from django.core.signals import setting_changed
-from django.views.decorators.debug import sensitive_variables
 
 from .conf import deployment_endpoints, endpoint_config, outbound_policy, settings_check_interval, settings_config
 from .policy import SitePolicy
@@ -147,7 +146,6 @@ def clear_snapshots(**kwargs: object) -> None:
 setting_changed.connect(clear_snapshots, dispatch_uid="integrations.ai.site_config")
 
 
-@sensitive_variables("key", "record", "site_configs")
 def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     from integrations.models import AIProviderSettings, ModelMapping, ModelPrice
 
