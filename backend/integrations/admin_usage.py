@@ -26,7 +26,8 @@ class AIUsageResource(resources.ModelResource):
         model = AIUsage
         fields = (
             "id", "created_at", "site__domain", "service", "provider", "requested_model", "served_model",
-            "attempt", "status", "error_class", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
+            "attempt", "status", "error_class", "prompt_tokens", "completion_tokens", "total_tokens",
+            "cached_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
             "cost_source", "latency_ms", "cache_hit", "request_id",
         )
         export_order = fields
@@ -95,7 +96,8 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
 class ModelPriceResource(resources.ModelResource):
     class Meta:
         model = ModelPrice
-        fields = ("provider", "model_id", "prompt_per_million", "completion_per_million")
+        fields = ("provider", "model_id", "prompt_per_million", "completion_per_million", "cache_read_per_million",
+                  "cache_write_per_million")
         import_id_fields = ("provider", "model_id")
         skip_unchanged = True
         clean_model_instances = True
@@ -106,7 +108,8 @@ class ModelPriceAdmin(SuperuserEditsMixin, ImportExportModelAdmin):
     """Prices are deployment-wide: superusers edit them, site admins may look."""
 
     resource_classes = [ModelPriceResource]
-    list_display = ("provider", "model_id", "prompt_per_million", "completion_per_million", "updated_at")
+    list_display = ("provider", "model_id", "prompt_per_million", "completion_per_million", "cache_read_per_million",
+                    "cache_write_per_million", "updated_at")
     list_filter = ("provider",)
     search_fields = ("model_id",)
 
