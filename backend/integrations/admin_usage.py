@@ -11,12 +11,14 @@ from decimal import Decimal
 
 from django.contrib import admin
 from django.db.models import Count, Sum
+from django.urls import path
 from django.utils.html import format_html
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
 from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, site_ids_for
 
+from . import admin_dashboard
 from .ai.budget import month_start
 from .models import AIProviderSettings, AIUsage, APIToken, BatchJob, ModelPrice
 
@@ -57,6 +59,16 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(lambda request: admin_dashboard.dashboard_view(self, request)),
+                 name="integrations_aiusage_dashboard"),
+            path("dashboard/export.csv", wrap(lambda request: admin_dashboard.dashboard_csv_view(self, request)),
+                 name="integrations_aiusage_dashboard_csv"),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
