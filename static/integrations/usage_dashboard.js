@@ -53,7 +53,7 @@
                        { type: "line", label: "saved USD", data: data.cache.saved, borderColor: color(4),
                          backgroundColor: color(4), yAxisID: "y1" }] },
     options: { animation: false, plugins: { legend: { position: "bottom" } },
-               scales: { y: { beginAtZero: true, position: "left" },
+               scales: { y: { beginAtZero: true, position: "left", ticks: { precision: 0 } },
                          y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false } } } },
   });
 
@@ -75,6 +75,7 @@
     type: "bar",
     data: { labels: data.refusals.map((r) => r.reason),
             datasets: [{ label: "refused requests", data: data.refusals.map((r) => r.count), backgroundColor: color(6) }] },
-    options: { animation: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+    options: { animation: false, plugins: { legend: { display: false } },
+               scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
   });
 })();
