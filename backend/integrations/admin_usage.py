@@ -11,12 +11,14 @@ from decimal import Decimal
 
 from django.contrib import admin
 from django.db.models import Count, Sum
+from django.urls import path
 from django.utils.html import format_html
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
 from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, site_ids_for
 
+from . import admin_dashboard
 from .ai.budget import month_start
 from .models import AIProviderSettings, AIUsage, APIToken, BatchJob, ModelPrice
 
@@ -26,7 +28,8 @@ class AIUsageResource(resources.ModelResource):
         model = AIUsage
         fields = (
             "id", "created_at", "site__domain", "service", "provider", "requested_model", "served_model",
-            "attempt", "status", "error_class", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
+            "attempt", "status", "error_class", "prompt_tokens", "completion_tokens", "total_tokens",
+            "cached_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
             "cost_source", "latency_ms", "cache_hit", "request_id",
         )
         export_order = fields
@@ -56,6 +59,16 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboard/", wrap(lambda request: admin_dashboard.dashboard_view(self, request)),
+                 name="integrations_aiusage_dashboard"),
+            path("dashboard/export.csv", wrap(lambda request: admin_dashboard.dashboard_csv_view(self, request)),
+                 name="integrations_aiusage_dashboard_csv"),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
@@ -95,7 +108,8 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
 class ModelPriceResource(resources.ModelResource):
     class Meta:
         model = ModelPrice
-        fields = ("provider", "model_id", "prompt_per_million", "completion_per_million")
+        fields = ("provider", "model_id", "prompt_per_million", "completion_per_million", "cache_read_per_million",
+                  "cache_write_per_million")
         import_id_fields = ("provider", "model_id")
         skip_unchanged = True
         clean_model_instances = True
@@ -106,7 +120,8 @@ class ModelPriceAdmin(SuperuserEditsMixin, ImportExportModelAdmin):
     """Prices are deployment-wide: superusers edit them, site admins may look."""
 
     resource_classes = [ModelPriceResource]
-    list_display = ("provider", "model_id", "prompt_per_million", "completion_per_million", "updated_at")
+    list_display = ("provider", "model_id", "prompt_per_million", "completion_per_million", "cache_read_per_million",
+                    "cache_write_per_million", "updated_at")
     list_filter = ("provider",)
     search_fields = ("model_id",)
 

@@ -298,6 +298,14 @@ class ModelPrice(models.Model):
     model_id = models.CharField(max_length=200, help_text="The provider's id, e.g. claude-3-5-sonnet-20241022.")
     prompt_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     completion_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    cache_read_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True,
+        help_text="Prompt tokens read from the vendor's prompt cache; empty = the prompt price.",
+    )
+    cache_write_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True,
+        help_text="Prompt tokens written to the vendor's prompt cache; empty = the prompt price.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -314,6 +322,9 @@ class ModelPrice(models.Model):
             raise ValidationError({"prompt_per_million": "Prices cannot be negative."})
         if self.completion_per_million is not None and self.completion_per_million < 0:
             raise ValidationError({"completion_per_million": "Prices cannot be negative."})
+        for name in ("cache_read_per_million", "cache_write_per_million"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValidationError({name: "Prices cannot be negative."})
 
 
 class AIUsage(models.Model):
@@ -336,9 +347,18 @@ class AIUsage(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    # Parts of prompt_tokens / completion_tokens that vendors bill at other prices.
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens read from the prompt cache.")
+    cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens written to the prompt cache.")
+    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens spent on reasoning.")
     cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     cost_source = models.CharField(
         max_length=20, blank=True, help_text="reported, price_table, cache, or empty (unknown)."
+    )
+    saved_cost = models.DecimalField(
+        max_digits=14, decimal_places=8, default=0,
+        help_text="What a cache saved: a response-cache hit's original cost, or prompt-cache reads below "
+                  "the prompt price.",
     )
     latency_ms = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES)

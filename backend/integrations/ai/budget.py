@@ -15,8 +15,12 @@ import datetime
 import logging
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING
 
 from .providers.errors import BudgetExceeded
+
+if TYPE_CHECKING:
+    from .usage import Price
 
 # django.db and django.utils.timezone are imported inside the functions: only capped sites need it, and importing it
 # here would triple the import time of `integrations.ai`.
@@ -59,7 +63,8 @@ def month_to_date_spend(site_id: int) -> Decimal:
 
 
 def estimate_cost(
-    price: tuple[Decimal, Decimal] | None, messages: list[dict[str, str]], system_prompt: str | None, max_tokens: int
+    price: Price | tuple[Decimal, Decimal] | None, messages: list[dict[str, str]], system_prompt: str | None,
+    max_tokens: int,
 ) -> Decimal:
     """Worst case for one call: ~1 token per 3 characters of input, and every allowed output token."""
     if price is None:

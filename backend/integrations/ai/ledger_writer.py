@@ -274,8 +274,9 @@ class _RedisLedger:
     def decode(raw: bytes | str) -> list[dict[str, Any]]:
         rows = json.loads(raw)
         for row in rows:
-            if row.get("cost") is not None:
-                row["cost"] = Decimal(row["cost"])
+            for name in ("cost", "saved_cost"):
+                if row.get(name) is not None:
+                    row[name] = Decimal(row[name])
         return rows
 
     def _run(self) -> None:

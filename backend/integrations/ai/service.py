@@ -219,7 +219,7 @@ class AIService:
         return result
 
     @staticmethod
-    def price_for(snapshot: SiteSnapshot, provider: BaseProvider, model: str) -> tuple[Decimal, Decimal] | None:
+    def price_for(snapshot: SiteSnapshot, provider: BaseProvider, model: str) -> usage.Price | None:
         """USD per million (prompt, completion) tokens: the price table, else a router's live catalogue."""
         price = snapshot.prices.get((provider.name, model))
         if price is not None or not provider.spec.serves_any_model:
@@ -230,7 +230,7 @@ class AIService:
             return None
         if info is None or info.prompt_price is None or info.completion_price is None:
             return None
-        return info.prompt_price * 1_000_000, info.completion_price * 1_000_000
+        return usage.Price(info.prompt_price * 1_000_000, info.completion_price * 1_000_000)
 
     def _candidates(self, prep: Prepared, failover: bool) -> Iterator[tuple[BaseProvider, AIRequest]]:
         """The primary, then the site's fallback chain, each with the request fitted to it."""

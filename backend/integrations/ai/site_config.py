@@ -20,6 +20,7 @@ from .conf import deployment_endpoints, endpoint_config, outbound_policy, settin
 from .policy import SitePolicy
 from .providers import registry
 from .providers.base import ProviderConfig
+from .usage import Price
 
 GLOBAL_VERSION_KEY = "integrations.ai:version:global"
 
@@ -44,7 +45,7 @@ class SiteSnapshot:
     # Model/data policy and rate limits (policy.py, ratelimit.py); they hold even when the record is disabled.
     policy: SitePolicy = field(default_factory=SitePolicy)
     # (provider, model id) -> (USD per million prompt tokens, per million completion tokens)
-    prices: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(default_factory=dict)
+    prices: dict[tuple[str, str], Price] = field(default_factory=dict)
     version: tuple[int, int] = (0, 0)
     # Named OpenAI-compatible endpoints this site can use (deployment-wide and its own): name -> kind.
     instances: dict[str, str] = field(default_factory=dict)
@@ -150,7 +151,9 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     from integrations.models import AIProviderSettings, ModelMapping, ModelPrice
 
     prices = {
-        (p.provider, p.model_id): (p.prompt_per_million, p.completion_per_million) for p in ModelPrice.objects.all()
+        (p.provider, p.model_id): Price(p.prompt_per_million, p.completion_per_million, p.cache_read_per_million,
+                                        p.cache_write_per_million)
+        for p in ModelPrice.objects.all()
     }
 
     mappings: dict[str, dict[str, str]] = {}

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .providers.base import Attempt, GenerationResult
@@ -22,7 +22,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger("integrations.ai")
 
 MILLION = Decimal(1_000_000)
-Prices = dict[tuple[str, str], tuple[Decimal, Decimal]]  # (provider, model) -> USD per million tokens
+
+
+class Price(NamedTuple):
+    """USD per million tokens of one model; empty cache prices mean the prompt price."""
+
+    prompt: Decimal
+    completion: Decimal
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
+
+
+Prices = dict[tuple[str, str], Price]  # (provider, model) -> its price
 
 
 @dataclass
@@ -111,11 +122,32 @@ def record_attempt(attempt: Attempt) -> None:
 
 
 def price_cost(prices: Prices, result: GenerationResult) -> Decimal | None:
+    """The price table's cost of one result, cache reads and writes at their own prices.
+
+    prompt_tokens holds every input token, cached_tokens and cache_write_tokens are parts of it;
+    reasoning tokens are part of completion_tokens and billed as completion (never added twice).
+    """
     price = prices.get((result.provider, result.model))
     if price is None:
         return None
-    prompt, completion = price
-    return (prompt * result.prompt_tokens + completion * result.completion_tokens) / MILLION
+    price = Price(*price)
+    read = min(max(result.cached_tokens, 0), result.prompt_tokens)
+    written = min(max(result.cache_write_tokens, 0), result.prompt_tokens - read)
+    uncached = result.prompt_tokens - read - written
+    read_price = price.prompt if price.cache_read is None else price.cache_read
+    write_price = price.prompt if price.cache_write is None else price.cache_write
+    return (price.prompt * uncached + read_price * read + write_price * written
+            + price.completion * result.completion_tokens) / MILLION
+
+
+def saved_by_cache(price: tuple | None, cached_tokens: int) -> Decimal:
+    """What reading `cached_tokens` from the vendor's prompt cache saved against the prompt price."""
+    if price is None or not cached_tokens:
+        return Decimal(0)
+    price = Price(*price)
+    if price.cache_read is None:
+        return Decimal(0)
+    return (price.prompt - price.cache_read) * cached_tokens / MILLION
 
 
 def cost_of(prices: Prices, result: GenerationResult) -> tuple[Decimal | None, str]:
@@ -157,7 +189,8 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
             "requested_model": record.requested_model or (cached.requested_model or ""),
             "served_model": cached.model, "prompt_tokens": cached.prompt_tokens,
             "completion_tokens": cached.completion_tokens, "total_tokens": cached.total_tokens,
-            "cost": Decimal(0), "cost_source": "cache", "latency_ms": int(cached.latency_ms),
+            "reasoning_tokens": cached.reasoning_tokens, "cost": Decimal(0), "cost_source": "cache",
+            "saved_cost": cost_of(prices, cached)[0] or Decimal(0), "latency_ms": int(cached.latency_ms),
             "status": "cached", "cache_hit": True, "request_id": (cached.request_id or "")[:200],
         })
     if record.refusal is not None:
@@ -179,7 +212,10 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
             row.update(
                 served_model=result.model, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, total_tokens=result.total_tokens,
-                cost=cost, cost_source=source, status="ok", request_id=(result.request_id or "")[:200],
+                cached_tokens=result.cached_tokens, cache_write_tokens=result.cache_write_tokens,
+                reasoning_tokens=result.reasoning_tokens, cost=cost, cost_source=source, status="ok",
+                saved_cost=saved_by_cache(prices.get((result.provider, result.model)), result.cached_tokens),
+                request_id=(result.request_id or "")[:200],
             )
         if error is not None:
             row.update(

@@ -56,11 +56,28 @@ def _sdk() -> Any:
     return _anthropic
 
 
+def _read_input(result: GenerationResult, usage: Any) -> None:
+    """prompt_tokens is all input (uncached + cache reads + cache writes); the parts are kept too.
+
+    Anthropic's `input_tokens` counts only the uncached part, unlike OpenAI's `prompt_tokens`.
+    """
+    uncached = getattr(usage, "input_tokens", None)
+    if uncached is None:  # a block that repeats none of the input counts (a stream's message_delta)
+        return
+    read = getattr(usage, "cache_read_input_tokens", None)
+    written = getattr(usage, "cache_creation_input_tokens", None)
+    result.cached_tokens = result.cached_tokens if read is None else read
+    result.cache_write_tokens = result.cache_write_tokens if written is None else written
+    result.prompt_tokens = uncached + result.cached_tokens + result.cache_write_tokens
+
+
 class AnthropicProvider(BaseProvider):
     kind = "anthropic"
     sdk = staticmethod(_sdk)
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-    supported_options: ClassVar[frozenset[str]] = frozenset({"stop", "top_p", "top_k", "user"})
+    # cache_system=True marks the system prompt for Anthropic's prompt cache (`cache_control`
+    # ephemeral): later calls with the same system prompt read it at the cache-read price.
+    supported_options: ClassVar[frozenset[str]] = frozenset({"stop", "top_p", "top_k", "user", "cache_system"})
 
     @property
     def api_version(self) -> str:
@@ -113,7 +130,11 @@ class AnthropicProvider(BaseProvider):
             sampling["temperature"] = temperature
             sampling.update({k: options[k] for k in ("top_p", "top_k") if options.get(k) is not None})
         if system_parts:
-            request["system"] = "\n\n".join(system_parts)
+            system = "\n\n".join(system_parts)
+            request["system"] = (
+                [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+                if options.get("cache_system") else system
+            )
         if options.get("stop"):
             stop = options["stop"]
             request["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
@@ -127,18 +148,17 @@ class AnthropicProvider(BaseProvider):
         message = self.client.messages.create(**self._request(ai, model))
         text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
         usage = message.usage
-        prompt = (usage.input_tokens or 0) + (getattr(usage, "cache_read_input_tokens", 0) or 0)
-        prompt += getattr(usage, "cache_creation_input_tokens", 0) or 0
-        return GenerationResult(
+        result = GenerationResult(
             content=text,
             model=message.model or model,
             provider=self.name,
-            prompt_tokens=prompt,
             completion_tokens=usage.output_tokens or 0,
-            total_tokens=prompt + (usage.output_tokens or 0),
             finish_reason=_FINISH.get(message.stop_reason, FINISH_OTHER),
             request_id=getattr(message, "_request_id", None) or message.id,
         )
+        _read_input(result, usage)
+        result.total_tokens = result.prompt_tokens + result.completion_tokens
+        return result
 
     def _stream(self, ai: AIRequest, model: str) -> Iterator[Any]:
         request = self._request(ai, model)
@@ -153,7 +173,7 @@ class AnthropicProvider(BaseProvider):
             if kind == "message_start":
                 result.model = event.message.model or model
                 result.request_id = result.request_id or event.message.id
-                result.prompt_tokens = event.message.usage.input_tokens or 0
+                _read_input(result, event.message.usage)
             elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
                 parts.append(event.delta.text)
                 yield event.delta.text
@@ -161,6 +181,7 @@ class AnthropicProvider(BaseProvider):
                 finished = True
                 result.finish_reason = _FINISH.get(event.delta.stop_reason, FINISH_OTHER)
                 result.completion_tokens = event.usage.output_tokens or 0
+                _read_input(result, event.usage)  # newer APIs repeat the input counts here
         if not finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
             raise ProviderUnavailable("The stream ended before the provider finished its answer.", provider=self.name)
         result.content = "".join(parts)

@@ -117,6 +117,7 @@ class OpenAIProvider(BaseProvider):
             finish_reason=_FINISH.get(choice.finish_reason, FINISH_OTHER),
             request_id=getattr(completion, "_request_id", None) or completion.id,
         )
+        read_token_details(result, usage)
         self._read_extras(result, completion)
         return result
 
@@ -144,6 +145,7 @@ class OpenAIProvider(BaseProvider):
                 result.prompt_tokens = chunk.usage.prompt_tokens or 0
                 result.completion_tokens = chunk.usage.completion_tokens or 0
                 result.total_tokens = chunk.usage.total_tokens or 0
+                read_token_details(result, chunk.usage)
                 self._read_extras(result, chunk)
         if not finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
             raise ProviderUnavailable("The stream ended before the provider finished its answer.", provider=self.name)
@@ -174,6 +176,33 @@ class ModelListCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+def _count(container: Any, name: str) -> int:
+    """An integer field of a usage detail block, whether the SDK typed it or kept it as an extra."""
+    if container is None:
+        return 0
+    value = container.get(name) if isinstance(container, dict) else getattr(container, name, None)
+    if value is None:
+        value = (getattr(container, "model_extra", None) or {}).get(name)
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def read_token_details(result: GenerationResult, usage: Any) -> None:
+    """Copy the billed-differently parts of an OpenAI-format usage block into the result.
+
+    `prompt_tokens_details.cached_tokens` (read from the prompt cache), OpenRouter's
+    `prompt_tokens_details.cache_write_tokens`, and `completion_tokens_details.reasoning_tokens`;
+    each is a part of prompt_tokens / completion_tokens, never added to them.
+    """
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    result.cached_tokens = _count(prompt_details, "cached_tokens")
+    result.cache_write_tokens = _count(prompt_details, "cache_write_tokens")
+    result.reasoning_tokens = _count(completion_details, "reasoning_tokens")
 
 
 def to_decimal(value: Any) -> Decimal | None:

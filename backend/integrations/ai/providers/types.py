@@ -89,6 +89,12 @@ class GenerationResult:
     upstream_provider: str | None = None
     attempts: int = 1
     cached: bool = False
+    # Parts of the counts above that vendors bill differently: prompt tokens read from / written to
+    # the vendor's prompt cache (both included in prompt_tokens), and reasoning tokens (included in
+    # completion_tokens, billed as completion).
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def tokens_used(self) -> int:

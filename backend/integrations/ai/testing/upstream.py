@@ -242,6 +242,23 @@ def _prose(flavor: str, model: str, last: str) -> str:
             f"think.\n\nIn reply to: {last[:200]}")
 
 
+def _merge(usage: dict, changes: dict) -> None:
+    """Apply a script's usage changes; nested detail blocks are merged, not replaced."""
+    for name, value in changes.items():
+        if isinstance(value, dict) and isinstance(usage.get(name), dict):
+            usage[name] = {**usage[name], **value}
+        else:
+            usage[name] = value
+
+
+def _cached_prefix(system: Any) -> str:
+    """The text of the system blocks up to the last one marked `cache_control` (Anthropic caches a prefix)."""
+    if not isinstance(system, list):
+        return ""
+    marked = [i for i, block in enumerate(system) if isinstance(block, dict) and block.get("cache_control")]
+    return _text_of(system[: marked[-1] + 1]) if marked else ""
+
+
 def _mask(key: str) -> str:
     return f"{key[:3]}{'*' * 8}{key[-4:]}" if len(key) > 8 else "****"
 
@@ -275,6 +292,7 @@ class Upstream:
         self.connections = 0
         self._scripts: list[Script] = []
         self._generations: dict[str, dict] = {}
+        self._prompt_cache: set[tuple[str, str]] = set()  # Anthropic (model, cached prefix) written so far
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -317,6 +335,7 @@ class Upstream:
         with self._lock:
             self._scripts.clear()
             self.requests.clear()
+            self._prompt_cache.clear()
             self._generations.clear()
             self.connections = 0
 
@@ -572,20 +591,22 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_tokens += len(_words(system))
         finish = (script.finish_reason if script and script.finish_reason else ("length" if truncated else "stop"))
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                 "total_tokens": prompt_tokens + completion_tokens}
+                                 "total_tokens": prompt_tokens + completion_tokens,
+                                 "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
         gen_id = (f"gen-{uuid.uuid4().hex[:20]}" if flavor == "openrouter" else f"chatcmpl-{uuid.uuid4().hex[:24]}")
         extra: dict[str, Any] = {}
         if flavor == "openrouter":
             price = OPENROUTER_MODELS.get(model, ("0", "0", 0))
             cost = Decimal(price[0]) * prompt_tokens + Decimal(price[1]) * completion_tokens
-            usage.update({"cost": float(cost), "prompt_tokens_details": {"cached_tokens": 0},
-                          "completion_tokens_details": {"reasoning_tokens": 0}})
+            usage.update({"cost": float(cost),
+                          "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, "audio_tokens": 0}})
             extra["provider"] = UPSTREAM_NAMES.get(model.split("/", 1)[0], "Emulated")
             self.server.upstream._generations[gen_id] = {
                 "id": gen_id, "model": model, "total_cost": float(cost), "tokens_prompt": prompt_tokens,
                 "tokens_completion": completion_tokens, "provider_name": extra["provider"]}
         if script and script.usage:
-            usage.update(script.usage)
+            _merge(usage, script.usage)
         headers = {} if flavor == "openrouter" else {"x-request-id": f"req_{uuid.uuid4().hex[:24]}"}
         headers.update(script.headers if script else {})
         created = int(time.time())
@@ -609,10 +630,19 @@ class _Handler(BaseHTTPRequestHandler):
         content, prompt_tokens, completion_tokens, truncated = self._reply(
             "anthropic", model, system_text, body["messages"], int(body["max_tokens"]), script)
         stop = script.finish_reason if script and script.finish_reason else ("max_tokens" if truncated else "end_turn")
-        usage = {"input_tokens": prompt_tokens, "output_tokens": completion_tokens,
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        written = read = 0
+        cached_prefix = _cached_prefix(system)
+        if cached_prefix:  # prompt caching: the marked system blocks are written once, then read
+            key = (model, cached_prefix)
+            cached_tokens = min(len(_words(cached_prefix)), prompt_tokens)
+            with self.server.upstream._lock:
+                hit = key in self.server.upstream._prompt_cache
+                self.server.upstream._prompt_cache.add(key)
+            read, written = (cached_tokens, 0) if hit else (0, cached_tokens)
+        usage = {"input_tokens": prompt_tokens - read - written, "output_tokens": completion_tokens,
+                 "cache_creation_input_tokens": written, "cache_read_input_tokens": read}
         if script and script.usage:
-            usage.update(script.usage)
+            _merge(usage, script.usage)
         msg_id = f"msg_{uuid.uuid4().hex[:24]}"
         headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}", **(script.headers if script else {})}
         if body.get("stream"):
