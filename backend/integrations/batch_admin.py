@@ -67,7 +67,7 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     list_select_related = ("site", "created_by")
     change_form_template = "admin/integrations/batchjob/change_form.html"
     change_list_template = "admin/integrations/batchjob/change_list.html"
-    fields = ("kind_name", "site_name", "status", "created_by", "created_at", "started_at", "finished_at",
+    fields = ("kind_name", "site_name", "created_by", "created_at", "started_at", "finished_at",
               "retry_of_link", "options", "error")
     readonly_fields = fields
 

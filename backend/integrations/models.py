@@ -433,7 +433,7 @@ class BatchJob(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.kind} for {self.site.domain}: {self.status} {self.processed}/{self.total}"
+        return f"Job #{self.pk}: {self.kind} for {self.site.name or self.site.domain}"
 
     @property
     def processed(self) -> int:
