@@ -12,7 +12,6 @@ from decimal import Decimal
 from django.contrib import admin
 from django.db.models import Count, Sum
 from django.urls import path
-from django.utils.html import format_html
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
@@ -20,7 +19,7 @@ from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, site_ids_f
 
 from . import admin_dashboard
 from .ai.budget import month_start
-from .models import AIProviderSettings, AIUsage, APIToken, BatchJob, ModelPrice
+from .models import AIProviderSettings, AIUsage, APIToken, ModelPrice
 
 
 class AIUsageResource(resources.ModelResource):
@@ -144,17 +143,3 @@ class APITokenAdmin(admin.ModelAdmin):
         qs = super().get_queryset(request)
         return qs if request.user.is_superuser else qs.filter(user=request.user)
 
-
-@admin.register(BatchJob)
-class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("kind", "site", "status", "progress", "succeeded", "failed", "created_at", "finished_at")
-    list_filter = ("status", "kind", "site")
-    readonly_fields = ("kind", "site", "params", "status", "total", "succeeded", "failed", "items", "error",
-                       "task_id", "created_by", "created_at", "started_at", "finished_at")
-
-    @admin.display(description="Progress")
-    def progress(self, obj: BatchJob) -> str:
-        return format_html('<progress max="100" value="{}"></progress> {}/{}', obj.percent, obj.processed, obj.total)
-
-    def has_add_permission(self, request):
-        return False

@@ -7,7 +7,7 @@ class IntegrationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import admin_usage, signals  # noqa: F401  (ledger admin; cache invalidation receivers)
+        from . import admin_usage, batch_admin, signals  # noqa: F401  (ledger, batch-job admins; cache receivers)
         from .ai import ledger_writer
         from .ai.conf import load_provider_specs
 

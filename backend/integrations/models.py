@@ -421,7 +421,9 @@ class BudgetAlert(models.Model):
 class BatchJob(models.Model):
     """A bulk generation run (a Celery task, or in-process without a broker), with per-item outcomes."""
 
-    STATUS_CHOICES = [("pending", "Pending"), ("running", "Running"), ("done", "Done"), ("failed", "Failed")]
+    STATUS_CHOICES = [("pending", "Pending"), ("running", "Running"), ("done", "Done"), ("failed", "Failed"),
+                      ("cancelled", "Cancelled")]
+    FINISHED = ("done", "failed", "cancelled")
 
     kind = models.CharField(max_length=60, help_text="Which handler runs it, e.g. pages.generate_meta.")
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_batch_jobs")
@@ -433,6 +435,13 @@ class BatchJob(models.Model):
     items = models.JSONField(default=list, blank=True, help_text="One entry per item: {item, ok, code, message}.")
     error = models.CharField(max_length=500, blank=True)
     task_id = models.CharField(max_length=100, blank=True)
+    cancel_requested = models.BooleanField(
+        default=False, help_text="Set from the admin; the job stops before its next items (jobs.checkpoint)."
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries",
+        help_text="The job whose failed items this one runs again.",
+    )
     created_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_batch_jobs"
     )
@@ -444,7 +453,7 @@ class BatchJob(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.kind} for {self.site.domain}: {self.status} {self.processed}/{self.total}"
+        return f"Job #{self.pk}: {self.kind} for {self.site.name or self.site.domain}"
 
     @property
     def processed(self) -> int:
@@ -453,6 +462,10 @@ class BatchJob(models.Model):
     @property
     def percent(self) -> int:
         return int(self.processed * 100 / self.total) if self.total else (100 if self.status == "done" else 0)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in self.FINISHED
 
 
 class APIToken(models.Model):

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from tenancy.access import SiteScopedAdminMixin
 
-from . import admin_views
+from . import admin_views, batch_views
 from .models import Block, Page
 
 
@@ -52,7 +52,7 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("title", "slug", "body")
     prepopulated_fields = {"slug": ("title",)}
     inlines = [BlockInline]
-    actions = ["generate_meta"]
+    actions = ["generate_meta", "generate_meta_batch"]
     change_form_template = "admin/pages/page/change_form.html"
     list_select_related = ("site",)
 
@@ -76,6 +76,10 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if not rows:
             return None
         return admin_views.render_meta_preview(self, request, rows)
+
+    @admin.action(description="Generate meta for selected pages (batch)", permissions=["change"])
+    def generate_meta_batch(self, request, queryset):
+        return batch_views.generate_meta_batch_action(self, request, queryset)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view

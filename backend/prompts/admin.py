@@ -16,7 +16,7 @@ from integrations.ai.providers.errors import AIProviderError
 from integrations.forms import PROVIDER_LABELS
 from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, sites_for
 
-from . import run_previews
+from . import batch_views, run_previews
 from .models import PromptRun, PromptTemplate
 from .services.ai_service import AIContentService
 
@@ -78,15 +78,29 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "slug", "template")
     prepopulated_fields = {"slug": ("name",)}
     change_form_template = "admin/prompts/prompttemplate/change_form.html"
+    actions = ["run_over_csv"]
+
+    @admin.action(description="Run template over a CSV of variables")
+    def run_over_csv(self, request, queryset):
+        """Pick one template, then upload its CSV on the batch screen (estimate and confirm there)."""
+        templates = [t for t in queryset[:2] if batch_views.can_run_batch(request.user, t)]
+        if len(templates) != 1 or queryset.count() != 1:
+            self.message_user(request, "Select exactly one template you may run.", messages.ERROR)
+            return None
+        return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_batch", args=[templates[0].pk]))
 
     def get_urls(self):
         return [
             path("<int:pk>/run/", self.admin_site.admin_view(self.run_view), name="prompts_prompttemplate_run"),
+            path("<int:pk>/batch/", self.admin_site.admin_view(
+                lambda request, pk: batch_views.template_batch_view(self, request, pk)),
+                name="prompts_prompttemplate_batch"),
             *super().get_urls(),
         ]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_run"] = obj is not None and can_run(request.user, obj)
+        context["can_run_batch"] = obj is not None and batch_views.can_run_batch(request.user, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def run_view(self, request, pk: int):
