@@ -88,7 +88,8 @@ def main() -> None:
         for n in range(20):  # a ledger to list and chart
             AIService(site=record.site, service="bench.admin").generate_content(f"Describe product {n}",
                                                                                max_tokens=60)
-        start_generate_meta(record.site, page_ids=list(Page.objects.filter(site=record.site).values_list("pk", flat=True)))
+        page_ids = list(Page.objects.filter(site=record.site).values_list("pk", flat=True))
+        start_generate_meta(record.site, page_ids=page_ids)
     usage.flush()
 
     rows = []
