@@ -17,6 +17,22 @@ def upstream_host(server: Upstream) -> str:
     return urlsplit(server.url).netloc
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Fail a test whose responses, output or log lines carried an API key (tests/leakcheck.py)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call":
+        return
+    from tests import leakcheck
+
+    leakcheck.scan(report.capstdout + report.capstderr + report.caplog, "captured output/logs")
+    leaked = leakcheck.take()
+    if leaked and report.passed:
+        report.outcome = "failed"
+        report.longrepr = "An API key escaped: " + "; ".join(leaked)
+
+
 @pytest.fixture(scope="session")
 def _upstream_server():
     server = Upstream().start()
