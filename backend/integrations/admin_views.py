@@ -62,8 +62,10 @@ def provider_label(name: str, snapshot: SiteSnapshot | None = None) -> str:
 
 def own_keys(record: AIProviderSettings) -> list[tuple[str, str]]:
     """(name, label) of each credential of the site with a key of its own: the check-key buttons."""
+    order = {name: index for index, name in enumerate(registry.names())}  # registry order, then endpoints
+    rows = sorted(record.credentials.all(), key=lambda c: (c.is_endpoint, order.get(c.provider, 0), c.name))
     return [(c.label_name, c.name if c.is_endpoint else registry.label(c.provider))
-            for c in record.credentials.all() if has_own_key(record, c.label_name)]
+            for c in rows if has_own_key(record, c.label_name)]
 
 
 def _usable_providers(record: AIProviderSettings) -> list[str]:
