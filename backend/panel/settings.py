@@ -140,6 +140,8 @@ AI_CACHE_TTL = env.int("AI_CACHE_TTL", default=3600)
 AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
 # Where a site's own base URL may point beyond public https:443 (hosts, host:port, IPs, CIDR ranges).
 AI_OUTBOUND_ALLOWLIST = env.list("AI_OUTBOUND_ALLOWLIST", default=[])
+# Named OpenAI-compatible endpoints every site may use: {"ollama": {"base_url": …, "api_key": …, "default_model": …}}.
+AI_ENDPOINTS = env.json("AI_ENDPOINTS", default={})
 AI_SETTINGS_CHECK_INTERVAL = env.float("AI_SETTINGS_CHECK_INTERVAL", default=1.0)
 AI_API_RATE_LIMIT = env.str("AI_API_RATE_LIMIT", default="60/m")  # per API token or session user; "off" disables
 # The usage ledger is written off the caller's thread (integrations.ai.ledger_writer).
