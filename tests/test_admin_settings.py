@@ -169,6 +169,24 @@ class TestWriteOnlyKeys:
         client.post(url, self.form_data(record_a, clear_openrouter_api_key="on"))
         assert stored(record_a, "openrouter", "api_key") == ""
 
+    def test_error_reports_hide_every_credential_key_being_typed(self, client, two_sites):
+        """The inline's key fields are numbered; each is a sensitive POST parameter for Django's reporter."""
+        from django.views.debug import SafeExceptionReporterFilter
+
+        record_a, _ = two_sites
+        client.force_login(SuperUserFactory())
+        url = reverse("admin:integrations_aiprovidersettings_change", args=[record_a.pk])
+        typed = "sk-proj-" + "5" * 48
+        data = self.form_data(record_a, new_openrouter_api_key="", new_openai_api_key=typed,
+                              new_alert_webhook_secret="whsec-" + "4" * 20)
+        request = client.post(url, data).wsgi_request
+        cleansed = SafeExceptionReporterFilter().get_post_parameters(request)
+        key_fields = [name for name in data if name.endswith("new_api_key")]
+        assert len(key_fields) == 2  # the stored OpenRouter row and the new OpenAI row
+        for name in (*key_fields, "new_alert_webhook_secret"):
+            assert cleansed[name] == "********************", name
+        assert typed not in repr(dict(cleansed))
+
     def test_invalid_form_echoes_no_key_and_saves_nothing(self, client, two_sites):
         record_a, _ = two_sites
         client.force_login(SuperUserFactory())
