@@ -97,11 +97,11 @@ def make_site(domain: str, base_url: str, budget: Decimal | None):
     """A site whose own OpenAI settings point at the emulator, as an admin would configure it."""
     from django.contrib.sites.models import Site
 
-    from integrations.models import AIProviderSettings
+    from integrations.models import AIProviderSettings, ProviderCredential
 
     site = Site.objects.create(domain=domain, name=domain)
-    AIProviderSettings.objects.create(site=site, provider_type="openai", openai_api_key=KEY,
-                                      openai_base_url=base_url, monthly_budget=budget)
+    record = AIProviderSettings.objects.create(site=site, provider_type="openai", monthly_budget=budget)
+    ProviderCredential.objects.create(settings=record, provider="openai", api_key=KEY, base_url=base_url)
     return site
 
 

@@ -9,7 +9,16 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.sites.models import Site
 
-from integrations.models import AIProviderSettings, AIUsage, APIToken, BatchJob, ModelMapping, ModelPrice
+from integrations.ai.providers import registry
+from integrations.models import (
+    AIProviderSettings,
+    AIUsage,
+    APIToken,
+    BatchJob,
+    ModelMapping,
+    ModelPrice,
+    ProviderCredential,
+)
 from tenancy.models import SiteMembership
 
 
@@ -51,12 +60,46 @@ class SiteMembershipFactory(factory.django.DjangoModelFactory):
     site = factory.SubFactory(SiteFactory)
 
 
+CREDENTIAL_FIELDS = ("api_key", "base_url", "default_model")
+
+
 class AIProviderSettingsFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = AIProviderSettings
 
     site = factory.SubFactory(SiteFactory)
     provider_type = "auto"
+    enabled = True
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        """Accepts the old column kwargs (`openrouter_api_key=…`, `openai_base_url=…`,
+        `anthropic_default_model=…`) and turns them into credential rows, one per provider named."""
+        rows: dict[str, dict[str, str]] = {}
+        for provider in registry.direct_names():
+            for field in CREDENTIAL_FIELDS:
+                value = kwargs.pop(f"{provider}_{field}", None)
+                if value is not None:
+                    rows.setdefault(provider, {})[field] = value
+        record = super()._create(model_class, *args, **kwargs)
+        for provider, values in rows.items():
+            if any(values.values()):
+                ProviderCredential.objects.create(settings=record, provider=provider, name=provider, **values)
+        return record
+
+
+class ProviderCredentialFactory(factory.django.DjangoModelFactory):
+    """A site's own key for a provider; `provider="openai_compatible", name="ollama"` for an endpoint."""
+
+    class Meta:
+        model = ProviderCredential
+
+    settings = factory.SubFactory(AIProviderSettingsFactory)
+    provider = "openai"
+    name = ""
+    api_key = ""
+    base_url = ""
+    default_model = ""
     enabled = True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from io import StringIO
 
 import pytest
@@ -24,6 +25,7 @@ from .factories import (
     SuperUserFactory,
     UserFactory,
 )
+from .settings_forms import settings_form_data, stored
 
 OR_KEY = "sk-or-v1-" + "0123456789abcdef" * 3
 OAI_KEY = "sk-proj-" + "fedcba9876543210" * 3
@@ -73,11 +75,12 @@ class TestEncryption:
         record_a, _ = two_sites
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT openrouter_api_key FROM integrations_aiprovidersettings WHERE id = %s", [record_a.pk]
+                "SELECT api_key FROM integrations_providercredential WHERE settings_id = %s AND name = %s",
+                [record_a.pk, "openrouter"],
             )
             (raw,) = cursor.fetchone()
         assert raw and OR_KEY not in raw and raw.startswith("gAAAA")  # a Fernet token
-        assert AIProviderSettings.objects.get(pk=record_a.pk).openrouter_api_key == OR_KEY
+        assert AIProviderSettings.objects.get(pk=record_a.pk).api_key("openrouter") == OR_KEY
 
     def test_repr_and_str_hide_keys(self, two_sites):
         for record in two_sites:
@@ -86,7 +89,7 @@ class TestEncryption:
 
     def test_dumpdata_exports_ciphertext_only_and_loads_back(self, two_sites):
         out = StringIO()
-        call_command("dumpdata", "integrations.aiprovidersettings", stdout=out)
+        call_command("dumpdata", "integrations.aiprovidersettings", "integrations.providercredential", stdout=out)
         assert_no_key(out.getvalue())
         rows = json.loads(out.getvalue())
         AIProviderSettings.objects.all().delete()
@@ -96,7 +99,7 @@ class TestEncryption:
 
         for obj in serializers.deserialize("json", fixture.getvalue()):
             obj.save()
-        assert AIProviderSettings.objects.get(site__domain="a.example.test").openrouter_api_key == OR_KEY
+        assert AIProviderSettings.objects.get(site__domain="a.example.test").api_key("openrouter") == OR_KEY
 
 
 class TestPerSiteResolution:
@@ -145,21 +148,13 @@ class TestWriteOnlyKeys:
         html = client.get(reverse("admin:integrations_aiprovidersettings_change", args=[record_a.pk])).content.decode()
         assert_no_key(html)
         assert "A key is set, ending ••••" + OR_KEY[-4:] in html
-        assert 'name="new_openrouter_api_key"' in html and 'type="password"' in html
+        assert re.search(r'name="credentials-\d+-new_api_key"', html) and 'type="password"' in html
         changelist = client.get(reverse("admin:integrations_aiprovidersettings_changelist")).content.decode()
         assert_no_key(changelist)
         assert OR_KEY[-4:] in changelist
 
     def form_data(self, record, **changes):
-        data = {
-            "site": record.site_id, "provider_type": record.provider_type, "enabled": "on",
-            "openrouter_default_model": "", "openrouter_base_url": record.openrouter_base_url,
-            "openrouter_http_referer": "", "openrouter_app_name": "", "openrouter_fallback_models": "[]",
-            "openrouter_routing": "{}", "openai_default_model": "", "openai_base_url": "",
-            "anthropic_default_model": "", "anthropic_base_url": "", "fallback_chain": "[]", "monthly_budget": "",
-        }
-        data.update(changes)
-        return data
+        return settings_form_data(record, **changes)
 
     def test_replace_keep_and_clear(self, client, two_sites):
         record_a, _ = two_sites
@@ -168,14 +163,29 @@ class TestWriteOnlyKeys:
         new_key = "sk-or-v1-" + "9" * 48
         response = client.post(url, self.form_data(record_a, new_openrouter_api_key=new_key))
         assert response.status_code == 302
-        record_a.refresh_from_db()
-        assert record_a.openrouter_api_key == new_key
+        assert stored(record_a, "openrouter", "api_key") == new_key
         client.post(url, self.form_data(record_a))  # empty field keeps the key
-        record_a.refresh_from_db()
-        assert record_a.openrouter_api_key == new_key
+        assert stored(record_a, "openrouter", "api_key") == new_key
         client.post(url, self.form_data(record_a, clear_openrouter_api_key="on"))
-        record_a.refresh_from_db()
-        assert record_a.openrouter_api_key == ""
+        assert stored(record_a, "openrouter", "api_key") == ""
+
+    def test_error_reports_hide_every_credential_key_being_typed(self, client, two_sites):
+        """The inline's key fields are numbered; each is a sensitive POST parameter for Django's reporter."""
+        from django.views.debug import SafeExceptionReporterFilter
+
+        record_a, _ = two_sites
+        client.force_login(SuperUserFactory())
+        url = reverse("admin:integrations_aiprovidersettings_change", args=[record_a.pk])
+        typed = "sk-proj-" + "5" * 48
+        data = self.form_data(record_a, new_openrouter_api_key="", new_openai_api_key=typed,
+                              new_alert_webhook_secret="whsec-" + "4" * 20)
+        request = client.post(url, data).wsgi_request
+        cleansed = SafeExceptionReporterFilter().get_post_parameters(request)
+        key_fields = [name for name in data if name.endswith("new_api_key")]
+        assert len(key_fields) == 2  # the stored OpenRouter row and the new OpenAI row
+        for name in (*key_fields, "new_alert_webhook_secret"):
+            assert cleansed[name] == "********************", name
+        assert typed not in repr(dict(cleansed))
 
     def test_invalid_form_echoes_no_key_and_saves_nothing(self, client, two_sites):
         record_a, _ = two_sites
@@ -191,7 +201,7 @@ class TestWriteOnlyKeys:
         assert "Either enter a new key or remove the key" in html
         assert "Entry 1 needs a provider" in html
         record_a.refresh_from_db()
-        assert record_a.openrouter_api_key == OR_KEY and record_a.fallback_chain == []
+        assert record_a.api_key("openrouter") == OR_KEY and record_a.fallback_chain == []
 
 
 class TestLiveTestScreen:

@@ -30,7 +30,7 @@ def test_load_demo_wires_the_demo_sites_to_the_emulator(upstream, client):
     call_command("load_demo", "--upstream-url", upstream.url, stdout=StringIO())  # idempotent
     assert "demo-token" not in out.getvalue()
     site_a = AIProviderSettings.objects.get(site__domain="127.0.0.1")
-    assert site_a.is_demo_upstream and site_a.openrouter_base_url == upstream.openrouter_base_url
+    assert site_a.is_demo_upstream and site_a.credential("openrouter").base_url == upstream.openrouter_base_url
     assert ModelMapping.objects.filter(site__isnull=True, logical_name="claude-3-5-sonnet").count() == 2
     result = AIService(site=site_a.site).generate_content("Hello demo")
     assert result.provider == "openrouter" and result.content.endswith("Hello demo")

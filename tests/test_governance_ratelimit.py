@@ -13,7 +13,7 @@ import pytest
 from integrations.ai import usage
 from integrations.ai.providers.errors import BudgetExceeded, InvalidRequest, RateLimited
 from integrations.ai.service import AIService
-from integrations.models import AIProviderSettings, AIUsage, APIToken, ModelPrice
+from integrations.models import AIProviderSettings, AIUsage, APIToken, ModelPrice, ProviderCredential
 
 from .factories import SiteFactory, SiteMembershipFactory, UserFactory
 from .test_scaleout import ROOT, child_env, needs_redis
@@ -69,8 +69,9 @@ def test_tokens_per_minute_counts_the_tokens_really_used(emulated_site, upstream
 def test_api_answers_429_with_retry_after(client, upstream, settings):
     settings.ALLOWED_HOSTS = ["*"]
     site = SiteFactory(domain="limited.example.test")
-    AIProviderSettings.objects.create(site=site, provider_type="openai", requests_per_minute=1,
-                                      openai_api_key="sk-proj-" + "ab" * 24, openai_base_url=upstream.openai_base_url)
+    record = AIProviderSettings.objects.create(site=site, provider_type="openai", requests_per_minute=1)
+    ProviderCredential.objects.create(settings=record, provider="openai", api_key="sk-proj-" + "ab" * 24,
+                                      base_url=upstream.openai_base_url)
     user = UserFactory()
     SiteMembershipFactory(user=user, site=site)
     raw = APIToken.issue(user, "t")[1]

@@ -135,3 +135,23 @@ def test_no_import_cycle_inside_the_ai_layer():
     assert cycles == []
     providers = {n for n in graph if n.startswith("integrations.ai.providers")}
     assert all(dep.startswith("integrations.ai.providers") for n in providers for dep in graph[n])
+
+
+@pytest.mark.django_db
+def test_the_admin_form_and_model_choices_offer_it_without_a_migration(together, client):
+    from django.urls import reverse
+
+    from integrations.models import AIProviderSettings, ModelMapping, ProviderCredential
+
+    from .factories import AIProviderSettingsFactory, SuperUserFactory
+
+    assert ("together", "Together AI") in ProviderCredential._meta.get_field("provider").choices
+    assert ("together", "Together AI") in AIProviderSettings._meta.get_field("provider_type").choices
+    assert ("together", "Together AI") in ModelMapping._meta.get_field("provider").choices
+    record = AIProviderSettingsFactory()
+    client.force_login(SuperUserFactory())
+    html = client.get(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk])).content.decode()
+    assert '<option value="together">Together AI</option>' in html  # the credential inline's provider choice
+    out = StringIO()
+    call_command("makemigrations", "integrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()

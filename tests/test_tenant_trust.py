@@ -19,6 +19,7 @@ from integrations.ai.testing.upstream import Upstream
 from integrations.models import AIProviderSettings, AIUsage
 
 from .factories import AIProviderSettingsFactory, SiteFactory, SuperUserFactory
+from .settings_forms import credential_errors, settings_form_data, stored
 from .test_admin_settings import ANT_KEY, OAI_KEY, OR_KEY, site_admin_for
 
 pytestmark = pytest.mark.django_db
@@ -28,16 +29,8 @@ THROWAWAY = "sk-throwaway-" + "1234abcd" * 4
 
 
 def form_data(record: AIProviderSettings, **changes: str) -> dict[str, object]:
-    data: dict[str, object] = {
-        "site": record.site_id, "provider_type": record.provider_type, "enabled": "on",
-        "openrouter_default_model": "", "openrouter_base_url": record.openrouter_base_url,
-        "openrouter_http_referer": record.openrouter_http_referer, "openrouter_app_name": record.openrouter_app_name,
-        "openrouter_fallback_models": "[]", "openrouter_routing": "{}", "openai_default_model": "",
-        "openai_base_url": record.openai_base_url, "anthropic_default_model": "",
-        "anthropic_base_url": record.anthropic_base_url, "fallback_chain": "[]", "monthly_budget": "",
-    }
-    data.update(changes)
-    return data
+    """The change page's POST; old column names (openai_base_url=…) go to the credentials inline."""
+    return settings_form_data(record, **changes)
 
 
 def run_test_screen(client, record, provider: str = "", prompt: str = "hi") -> str:
@@ -77,9 +70,9 @@ class TestOutboundPolicy:
         response = client.post(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]),
                                form_data(record, openai_base_url=url, new_openai_api_key=THROWAWAY))
         assert response.status_code == 200, "a refused URL is a form error, not a save"
-        assert "openai_base_url" in response.context["adminform"].form.errors
+        assert "base_url" in credential_errors(response)["openai"]
         record.refresh_from_db()
-        assert record.openai_base_url == upstream.openai_base_url and record.openai_api_key == OAI_KEY
+        assert stored(record, "openai", "base_url") == upstream.openai_base_url and record.api_key("openai") == OAI_KEY
         assert other_server.connections == 0
 
     def test_a_public_https_url_and_the_allowlisted_emulator_are_accepted(self, client, upstream):
@@ -89,8 +82,7 @@ class TestOutboundPolicy:
         for url in ("https://api.together.xyz/v1", upstream.openai_base_url):
             response = client.post(change, form_data(record, openai_base_url=url))
             assert response.status_code == 302, response.content.decode()[:2000]
-            record.refresh_from_db()
-            assert record.openai_base_url == url
+            assert stored(record, "openai", "base_url") == url
 
     def test_a_row_saved_before_the_policy_is_refused_at_request_time_with_no_connection(
         self, client, upstream, other_server
@@ -271,9 +263,9 @@ class TestSettingsFollowChanges:
         record.provider_type = "anthropic"
         record.save()
         assert service.generate_content("two").provider == "anthropic"
-        record.openrouter_api_key = ""
-        record.anthropic_api_key = ""
-        record.save()
+        for row in record.credentials.all():
+            row.api_key = ""
+            row.save()
         with pytest.raises(errors.ProviderNotConfigured):
             service.generate_content("three")  # a removed key is not used again
         assert [r.flavor for r in upstream.requests] == ["openrouter", "anthropic"]

@@ -4,23 +4,67 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import path
-from django.utils.decorators import method_decorator
 from django.utils.html import format_html
-from django.views.decorators.debug import sensitive_post_parameters
 from import_export.admin import ImportExportModelAdmin
 
 from tenancy.access import SiteScopedAdminMixin
 
 from . import admin_views
 from .ai.budget import month_to_date_spend, usd
-from .forms import PROVIDER_LABELS, SECRET_FORM_FIELDS, AIProviderSettingsForm
-from .models import PROVIDERS, AIProviderSettings, ModelMapping
+from .fields import mask_secret
+from .forms import (
+    AIProviderSettingsForm,
+    ProviderCredentialForm,
+    ProviderCredentialFormSet,
+    secret_post_names,
+)
+from .models import AIProviderSettings, ModelMapping, ProviderCredential
 from .resources import ModelMappingResource
+
+
+class ProviderCredentialInline(admin.StackedInline):
+    """A site's own keys, one row per provider or named endpoint: the same fields for every provider
+    the registry knows, so a provider added there appears here with no code."""
+
+    model = ProviderCredential
+    form = ProviderCredentialForm
+    formset = ProviderCredentialFormSet
+    extra = 0
+    verbose_name = "provider credential"
+    verbose_name_plural = "Provider keys and endpoints"
+    fields = ("provider", "name", "new_api_key", "clear_api_key", "base_url", "default_model", "enabled")
+
+    # Keys are part of a site's settings: whoever may change the settings (their own site's, under
+    # the parent admin's site scoping) may change its credentials; no separate permission to grant.
+    def _parent(self):
+        return self.admin_site._registry[AIProviderSettings]
+
+    def _may_change(self, request, obj) -> bool:
+        parent = self._parent()
+        return parent.has_change_permission(request, obj) if obj is not None else parent.has_add_permission(request)
+
+    def get_fields(self, request, obj=None):
+        if self._may_change(request, obj):
+            return self.fields
+        return tuple(f for f in self.fields if f not in ("new_api_key", "clear_api_key"))  # view-only: no inputs
+
+    def has_view_permission(self, request, obj=None):
+        return self._parent().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return self._may_change(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may_change(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may_change(request, obj)
 
 
 @admin.register(AIProviderSettings)
 class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     form = AIProviderSettingsForm
+    inlines = (ProviderCredentialInline,)
     change_form_template = "admin/integrations/aiprovidersettings/change_form.html"
     list_display = ("site", "provider_type", "enabled", "keys", "budget", "is_demo_upstream", "updated_at")
     list_filter = ("provider_type", "enabled", "is_demo_upstream")
@@ -30,14 +74,7 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("site", "provider_type", "enabled", "is_demo_upstream")}),
         ("OpenRouter", {"fields": (
-            "new_openrouter_api_key", "clear_openrouter_api_key", "openrouter_default_model", "openrouter_base_url",
             "openrouter_http_referer", "openrouter_app_name", "openrouter_fallback_models", "openrouter_routing",
-        )}),
-        ("OpenAI", {"fields": (
-            "new_openai_api_key", "clear_openai_api_key", "openai_default_model", "openai_base_url",
-        )}),
-        ("Anthropic", {"fields": (
-            "new_anthropic_api_key", "clear_anthropic_api_key", "anthropic_default_model", "anthropic_base_url",
         )}),
         ("Failover and budget", {"fields": ("fallback_chain", "monthly_budget", "month_to_date")}),
         ("Policy and rate limits", {"fields": (
@@ -50,9 +87,12 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         )}),
     )
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("credentials")  # the Keys column: no query per row
+
     @admin.display(description="Keys")
     def keys(self, obj: AIProviderSettings) -> str:
-        parts = [f"{p}: {obj.masked_key(p)}" for p in PROVIDERS if obj.api_key(p)]
+        parts = [f"{c.label_name}: {mask_secret(c.api_key)}" for c in obj.credentials.all() if c.api_key]
         return ", ".join(parts) or "none (uses deployment settings)"
 
     @admin.display(description="Budget")
@@ -71,9 +111,11 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         percent = int(spent * 100 / obj.monthly_budget) if obj.monthly_budget else 100
         return format_html("{} of {} ({}%)", usd(spent), usd(obj.monthly_budget), percent)
 
-    @method_decorator(sensitive_post_parameters(*SECRET_FORM_FIELDS))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         # Error reports (the debug page, admin e-mails) must not show a key that was being typed in.
+        # What `sensitive_post_parameters` does, with names taken from the POST: the inline's key
+        # fields are numbered (credentials-0-new_api_key, credentials-1-…).
+        request.sensitive_post_parameters = secret_post_names(request.POST if request.method == "POST" else ())
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
@@ -92,9 +134,7 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # Check-key buttons only for the site's own keys: checking the deployment's is for superusers.
-        context["providers_with_keys"] = [
-            (p, PROVIDER_LABELS[p]) for p in PROVIDERS if obj is not None and admin_views.has_own_key(obj, p)
-        ]
+        context["providers_with_keys"] = admin_views.own_keys(obj) if obj is not None else []
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

@@ -26,11 +26,12 @@ from django.urls import reverse
 from tenancy.access import require_site
 
 from .ai.factory import ProviderFactory
+from .ai.providers import registry
 from .ai.providers.errors import AIProviderError
 from .ai.service import AIService
-from .ai.site_config import get_snapshot
-from .forms import PROVIDER_LABELS, ProviderTestForm
-from .models import PROVIDERS, AIProviderSettings
+from .ai.site_config import SiteSnapshot, get_snapshot
+from .forms import ProviderTestForm
+from .models import AIProviderSettings
 
 
 def _record_for(model_admin: Any, request: HttpRequest, pk: int) -> AIProviderSettings:
@@ -47,20 +48,38 @@ def _record_for(model_admin: Any, request: HttpRequest, pk: int) -> AIProviderSe
 
 
 def has_own_key(record: AIProviderSettings, provider: str) -> bool:
-    """Whether calls for `provider` on this site use the site's own key (not the deployment's)."""
-    return record.enabled and bool(record.api_key(provider))
+    """Whether calls for `provider` (a provider or a named endpoint) use the site's own key."""
+    row = record.credential(provider)
+    return record.enabled and row is not None and row.enabled and bool(row.api_key)
+
+
+def provider_label(name: str, snapshot: SiteSnapshot | None = None) -> str:
+    """What people read: the registry's label for a provider ("OpenAI"), the name of an endpoint ("ollama")."""
+    if snapshot is not None and name in snapshot.instances:
+        return name
+    return registry.label(name)
+
+
+def own_keys(record: AIProviderSettings) -> list[tuple[str, str]]:
+    """(name, label) of each credential of the site with a key of its own: the check-key buttons."""
+    order = {name: index for index, name in enumerate(registry.names())}  # registry order, then endpoints
+    rows = sorted(record.credentials.all(), key=lambda c: (c.is_endpoint, order.get(c.provider, 0), c.name))
+    return [(c.label_name, c.name if c.is_endpoint else registry.label(c.provider))
+            for c in rows if has_own_key(record, c.label_name)]
 
 
 def _usable_providers(record: AIProviderSettings) -> list[str]:
-    usable = get_snapshot(record.site_id).usable()
-    return [p for p in PROVIDERS if p in usable]
+    snapshot = get_snapshot(record.site_id)
+    usable = snapshot.usable()
+    return [p for p in snapshot.names() if p in usable]
 
 
 def _test_form(record: AIProviderSettings, data: Any) -> tuple[ProviderTestForm, list[str], str]:
     """The test screen's form (both variants), its usable providers, and any notice about the model list."""
     usable = _usable_providers(record)
     model_choices, notice = _model_choices(record, usable)
-    providers = [("", "— as the site resolves it —")] + [(p, PROVIDER_LABELS[p]) for p in usable]
+    snapshot = get_snapshot(record.site_id)
+    providers = [("", "— as the site resolves it —")] + [(p, provider_label(p, snapshot)) for p in usable]
     return ProviderTestForm(data, providers=providers, models=model_choices), usable, notice
 
 
@@ -77,6 +96,15 @@ def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[
         else:
             known = {value for value, _ in choices}
             choices += [(m.id, f"{m.id} (OpenRouter)") for m in catalogue if m.id not in known]
+    snapshot = get_snapshot(record.site_id)
+    for name in (p for p in usable if p in snapshot.instances):  # an endpoint names its own models
+        try:
+            listed = ProviderFactory.create_provider(name, record.site_id).get_available_models()
+        except AIProviderError as exc:
+            notice = " ".join(filter(None, [notice, f"{name}'s model list is unavailable ({exc.code})."]))
+            continue
+        known = {value for value, _ in choices}
+        choices += [(m.id, f"{m.id} ({name})") for m in listed if m.id not in known]
     return choices, notice
 
 
@@ -114,7 +142,7 @@ def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
         "notice": notice,
         "resolution": resolution,
         "resolve_error": resolve_error,
-        "usable": [PROVIDER_LABELS[p] for p in usable],
+        "usable": [provider_label(p, get_snapshot(record.site_id)) for p in usable],
     }
     return TemplateResponse(request, "admin/integrations/aiprovidersettings/test_provider.html", context)
 
@@ -124,10 +152,11 @@ def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: st
     if request.method != "POST":  # it calls the provider: never on a GET (prefetchers, crawlers)
         return HttpResponseNotAllowed(["POST"])
     back = HttpResponseRedirect(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]))
-    if provider not in PROVIDERS:
+    snapshot = get_snapshot(record.site_id)
+    if provider not in snapshot.names():
         messages.error(request, f"Unknown provider {provider!r}.")
         return back
-    label = PROVIDER_LABELS[provider]
+    label = provider_label(provider, snapshot)
     if not has_own_key(record, provider) and not request.user.is_superuser:
         # The check would report the deployment account's credit and spend: not a site admin's business.
         messages.error(request, f"{record.site.domain} has no {label} key of its own to check; "

@@ -1,45 +1,49 @@
-"""Admin forms: write-only API keys, the live test form."""
+"""Admin forms: the site settings, its write-only credentials (an inline), the live test form."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 
-from .models import PROVIDER_CHOICES, PROVIDERS, AIProviderSettings
-
-KEY_FIELDS = {provider: f"{provider}_api_key" for provider in PROVIDERS}
-PROVIDER_LABELS = dict(PROVIDER_CHOICES)
-SECRET_FORM_FIELDS = (*(f"new_{p}_api_key" for p in PROVIDERS), "new_alert_webhook_secret")
+from .ai.providers import registry
+from .fields import mask_secret
+from .models import AIProviderSettings, ProviderCredential
 
 
-def _new_key_field(label: str) -> forms.CharField:
-    return forms.CharField(
-        label=f"New {label} API key",
-        required=False,
-        strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-    )
+class _Labels:
+    """Provider labels from the registry ("OpenRouter"); an endpoint's name as it is."""
+
+    def __getitem__(self, name: str) -> str:
+        return registry.label(name)
+
+    def get(self, name: str, default: str | None = None) -> str:
+        return registry.label(name)
+
+
+PROVIDER_LABELS = _Labels()
+SECRET_FORM_FIELDS = ("new_alert_webhook_secret",)
+CREDENTIALS_PREFIX = "credentials"  # the inline's formset prefix (the related_name)
+_CREDENTIAL_KEY_FIELD = re.compile(rf"^{CREDENTIALS_PREFIX}-(\d+|__prefix__)-new_api_key$")
+
+
+def secret_post_names(post: Iterable[str]) -> list[str]:
+    """POST names holding a secret on the settings page: the webhook secret and every credential's
+    `credentials-N-new_api_key` (for `sensitive_post_parameters`, which takes exact names)."""
+    return [*SECRET_FORM_FIELDS, *(name for name in post if _CREDENTIAL_KEY_FIELD.match(name))]
 
 
 class AIProviderSettingsForm(forms.ModelForm):
-    """Keys can be set, replaced or cleared, never read back: the stored value is not in the form."""
-
-    new_openrouter_api_key = _new_key_field("OpenRouter")
-    clear_openrouter_api_key = forms.BooleanField(label="Remove the OpenRouter key", required=False)
-    new_openai_api_key = _new_key_field("OpenAI")
-    clear_openai_api_key = forms.BooleanField(label="Remove the OpenAI key", required=False)
-    new_anthropic_api_key = _new_key_field("Anthropic")
-    clear_anthropic_api_key = forms.BooleanField(label="Remove the Anthropic key", required=False)
+    """The site-wide settings; keys, base URLs and default models are the credentials inline."""
 
     class Meta:
         model = AIProviderSettings
         # Listed, not excluded: a key field added later must never appear in the form by default.
         fields = (
             "site", "provider_type", "enabled", "is_demo_upstream",
-            "openrouter_default_model", "openrouter_base_url", "openrouter_http_referer", "openrouter_app_name",
-            "openrouter_fallback_models", "openrouter_routing",
-            "openai_default_model", "openai_base_url", "anthropic_default_model", "anthropic_base_url",
+            "openrouter_http_referer", "openrouter_app_name", "openrouter_fallback_models", "openrouter_routing",
             "fallback_chain", "monthly_budget",
             "allowed_providers", "allowed_models", "openrouter_deny_data_collection", "openrouter_zero_retention",
             "requests_per_minute", "tokens_per_minute",
@@ -47,11 +51,8 @@ class AIProviderSettingsForm(forms.ModelForm):
         )
         # Vendor names as the vendors write them ("OpenRouter", not the derived "Openrouter").
         labels = {
-            "openrouter_default_model": "OpenRouter default model", "openrouter_base_url": "OpenRouter base URL",
             "openrouter_http_referer": "OpenRouter HTTP-Referer", "openrouter_app_name": "OpenRouter app name",
             "openrouter_fallback_models": "OpenRouter fallback models", "openrouter_routing": "OpenRouter routing",
-            "openai_default_model": "OpenAI default model", "openai_base_url": "OpenAI base URL",
-            "anthropic_default_model": "Anthropic default model", "anthropic_base_url": "Anthropic base URL",
         }
 
     new_alert_webhook_secret = forms.CharField(
@@ -60,38 +61,100 @@ class AIProviderSettingsForm(forms.ModelForm):
         help_text="Signs each alert (HMAC-SHA256 of the body). Write-only; leave empty to keep the current one.",
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for provider in PROVIDERS:
-            masked = self.instance.masked_key(provider) if self.instance.pk else ""
-            status = f"A key is set, ending {masked}." if masked else "No key is set."
-            if f"new_{provider}_api_key" in self.fields:
-                self.fields[f"new_{provider}_api_key"].help_text = f"{status} Leave empty to keep the current key."
-
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        for provider in PROVIDERS:
-            new = data.get(f"new_{provider}_api_key") or ""
-            if new and data.get(f"clear_{provider}_api_key"):
-                self.add_error(f"clear_{provider}_api_key", "Either enter a new key or remove the key, not both.")
-            if new and (any(c.isspace() for c in new) or len(new) < 8):
-                self.add_error(f"new_{provider}_api_key", "That does not look like an API key (spaces or too short).")
+        # The failover chain and the policy may name endpoints added on this same page: the record's
+        # clean() (run next) checks names against the inline's rows as submitted, not as stored.
+        pending = self._submitted_endpoint_names()
+        if pending is not None:
+            self.instance._pending_endpoint_names = pending
         return data
+
+    def _submitted_endpoint_names(self) -> list[str] | None:
+        total = self.data.get(f"{CREDENTIALS_PREFIX}-TOTAL_FORMS") if self.is_bound else None
+        if total is None or not str(total).isdigit():
+            return None
+        names = []
+        for index in range(min(int(total), 1000)):
+            prefix = f"{CREDENTIALS_PREFIX}-{index}-"
+            spec = registry.find(str(self.data.get(prefix + "provider") or ""))
+            name = str(self.data.get(prefix + "name") or "").strip()
+            if spec is not None and spec.named_instances and name and not self.data.get(prefix + "DELETE"):
+                names.append(name)
+        return names
 
     def save(self, commit: bool = True) -> AIProviderSettings:
         record = super().save(commit=False)
-        for provider, field in KEY_FIELDS.items():
-            new = self.cleaned_data.get(f"new_{provider}_api_key")
-            if new:
-                setattr(record, field, new)
-            elif self.cleaned_data.get(f"clear_{provider}_api_key"):
-                setattr(record, field, "")
         if self.cleaned_data.get("new_alert_webhook_secret"):
             record.alert_webhook_secret = self.cleaned_data["new_alert_webhook_secret"]
         if commit:
             record.save()
             self.save_m2m()
         return record
+
+
+class ProviderCredentialForm(forms.ModelForm):
+    """One provider's or endpoint's key, base URL and default model. The key is write-only: the
+    stored value is not in the form; its last four characters are shown in the help text."""
+
+    new_api_key = forms.CharField(
+        label="New API key", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    clear_api_key = forms.BooleanField(label="Remove the key", required=False)
+
+    class Meta:
+        model = ProviderCredential
+        # Listed, not excluded: the stored key (`api_key`) must never be a form field.
+        fields = ("provider", "name", "base_url", "default_model", "enabled")
+        labels = {"base_url": "Base URL"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        masked = mask_secret(self.instance.api_key) if self.instance.pk else ""
+        status = f"A key is set, ending {masked}." if masked else "No key is set."
+        self.fields["new_api_key"].help_text = f"{status} Leave empty to keep the current key."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        new = data.get("new_api_key") or ""
+        if new and data.get("clear_api_key"):
+            self.add_error("clear_api_key", "Either enter a new key or remove the key, not both.")
+        if new and (any(c.isspace() for c in new) or len(new) < 8):
+            self.add_error("new_api_key", "That does not look like an API key (spaces or too short).")
+        spec = registry.find(str(data.get("provider") or ""))
+        if spec is not None and not spec.named_instances and not (data.get("name") or "").strip():
+            data["name"] = spec.name  # a direct provider's row is named after it: one per site
+        return data
+
+    def save(self, commit: bool = True) -> ProviderCredential:
+        credential = super().save(commit=False)
+        new = self.cleaned_data.get("new_api_key")
+        if new:
+            credential.api_key = new
+        elif self.cleaned_data.get("clear_api_key"):
+            credential.api_key = ""
+        if commit:
+            credential.save()
+        return credential
+
+
+class ProviderCredentialFormSet(forms.BaseInlineFormSet):
+    """The credentials inline: names are unique per site, which the messages say in words."""
+
+    def clean(self) -> None:
+        seen: dict[str, int] = {}
+        for index, form in enumerate(self.forms, start=1):
+            data = getattr(form, "cleaned_data", None) or {}
+            if not data or data.get("DELETE"):
+                continue
+            name = data.get("name") or ""
+            if name in seen:
+                raise forms.ValidationError(
+                    f"Rows {seen[name]} and {index} both configure {name!r}: one row per provider or endpoint name."
+                )
+            seen[name] = index
+        super().clean()
 
 
 class ProviderTestForm(forms.Form):

@@ -8,15 +8,33 @@ from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
+from .ai.providers import registry
 from .fields import SecretKeyField, mask_secret
 
-PROVIDER_CHOICES = [
-    ("openrouter", "OpenRouter"),
-    ("openai", "OpenAI"),
-    ("anthropic", "Anthropic"),
-]
-PROVIDER_TYPE_CHOICES = [("auto", "Auto-detect (prefer OpenRouter)"), *PROVIDER_CHOICES]
-PROVIDERS = [value for value, _ in PROVIDER_CHOICES]
+
+def provider_choices() -> list[tuple[str, str]]:
+    """The directly configured providers, from the registry (a callable: a new provider needs no migration)."""
+    return [(spec.name, spec.label) for spec in registry.specs() if not spec.named_instances]
+
+
+def provider_type_choices() -> list[tuple[str, str]]:
+    return [("auto", "Auto-detect (prefer OpenRouter)"), *provider_choices()]
+
+
+class _ProviderNames:
+    """The registry's direct provider names, read when used (so one added by AI_PROVIDER_SPECS is in)."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(registry.direct_names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in registry.direct_names()
+
+    def __len__(self) -> int:
+        return len(registry.direct_names())
+
+
+PROVIDERS = _ProviderNames()
 
 _url = URLValidator(schemes=["http", "https"])
 
@@ -34,24 +52,15 @@ class AIProviderSettings(models.Model):
     """One site's AI provider choice and credentials. Keys are encrypted at rest and write-only in the admin."""
 
     site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="ai_settings")
-    provider_type = models.CharField(max_length=20, choices=PROVIDER_TYPE_CHOICES, default="auto")
+    provider_type = models.CharField(max_length=20, choices=provider_type_choices, default="auto")
     enabled = models.BooleanField(
         default=True, help_text="When off, this site uses the deployment-wide settings from the environment."
     )
 
-    openrouter_api_key = SecretKeyField(max_length=500, blank=True, default="")
-    openrouter_default_model = models.CharField(max_length=200, blank=True, default="")
-    openrouter_base_url = models.CharField(max_length=300, blank=True, default="", validators=[_url])
+    # Keys, base URLs and default models are rows of ProviderCredential (`credentials`), one per provider
+    # or named endpoint; the OpenRouter headers below are site-wide and stay here.
     openrouter_http_referer = models.CharField(max_length=300, blank=True, default="", validators=[_url])
     openrouter_app_name = models.CharField(max_length=100, blank=True, default="")
-
-    openai_api_key = SecretKeyField(max_length=500, blank=True, default="")
-    openai_default_model = models.CharField(max_length=200, blank=True, default="")
-    openai_base_url = models.CharField(max_length=300, blank=True, default="", validators=[_url])
-
-    anthropic_api_key = SecretKeyField(max_length=500, blank=True, default="")
-    anthropic_default_model = models.CharField(max_length=200, blank=True, default="")
-    anthropic_base_url = models.CharField(max_length=300, blank=True, default="", validators=[_url])
 
     fallback_chain = models.JSONField(
         default=list, blank=True,
@@ -135,14 +144,30 @@ class AIProviderSettings(models.Model):
         return f"AI settings for {self.site.domain}"
 
     def __repr__(self) -> str:
-        keys = ",".join(p for p in PROVIDERS if self.api_key(p)) or "none"
+        keys = ",".join(c.label_name for c in self._credentials() if c.api_key) or "none"
         return f"<AIProviderSettings site={self.site_id} provider={self.provider_type} keys_set={keys}>"
 
+    def _credentials(self) -> list[ProviderCredential]:
+        """The credential rows, through `.all()` so a `prefetch_related("credentials")` serves them."""
+        if self.pk is None:
+            return []
+        return list(self.credentials.all())
+
+    def credential(self, name: str) -> ProviderCredential | None:
+        """The row for a direct provider (`openai`) or a named endpoint (`ollama`), if the site has one."""
+        return next((c for c in self._credentials() if c.label_name == name), None)
+
     def api_key(self, provider: str) -> str:
-        return getattr(self, f"{provider}_api_key", "") or ""
+        """The site's own key for a provider or endpoint (decrypted), "" when it has none."""
+        row = self.credential(provider)
+        return (row.api_key or "") if row is not None else ""
 
     def masked_key(self, provider: str) -> str:
         return mask_secret(self.api_key(provider))
+
+    def endpoint_names(self) -> list[str]:
+        """Names of the site's own OpenAI-compatible endpoints (credential rows of a named-instance kind)."""
+        return [c.name for c in self._credentials() if c.is_endpoint]
 
     def clean(self) -> None:
         if self.provider_type not in {"auto", *PROVIDERS}:
@@ -151,10 +176,11 @@ class AIProviderSettings(models.Model):
         if not isinstance(self.fallback_chain, list):
             errors["fallback_chain"] = "A list of {provider, model} entries."
         else:
+            known = self.chain_names()
             for index, entry in enumerate(self.fallback_chain, start=1):
-                if not isinstance(entry, dict) or entry.get("provider") not in PROVIDERS:
+                if not isinstance(entry, dict) or entry.get("provider") not in known:
                     errors["fallback_chain"] = (
-                        f"Entry {index} needs a provider, one of {', '.join(PROVIDERS)}: {entry!r}."
+                        f"Entry {index} needs a provider, one of {', '.join(known)}: {entry!r}."
                     )
                     break
                 if set(entry) - {"provider", "model"}:
@@ -175,7 +201,6 @@ class AIProviderSettings(models.Model):
         errors.update(self._policy_errors())
         if self.monthly_budget is not None and self.monthly_budget < 0:
             errors["monthly_budget"] = "The budget cannot be negative."
-        errors.update(self._outbound_errors())
         for name in ("openrouter_http_referer", "openrouter_app_name"):
             value = getattr(self, name) or ""
             if not all(" " <= c <= "~" for c in value):
@@ -185,18 +210,25 @@ class AIProviderSettings(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
-        model = self.openrouter_default_model
-        if model and "/" not in model:
-            raise ValidationError(
-                {"openrouter_default_model": "OpenRouter model ids are vendor/model, e.g. openai/gpt-4o-mini."}
-            )
+
+    def chain_names(self) -> list[str]:
+        """What a fallback chain entry may name: every registered direct provider, the deployment's
+        named endpoints, and this site's own endpoints (rows being added in the same form count:
+        the admin sets `_pending_endpoint_names`)."""
+        from .ai.conf import deployment_endpoints
+
+        pending = getattr(self, "_pending_endpoint_names", None)
+        own = list(pending) if pending is not None else self.endpoint_names()
+        names = [*registry.direct_names(), *deployment_endpoints(), *own]
+        return list(dict.fromkeys(names))
 
 
     def _policy_errors(self) -> dict[str, str]:
         errors = {}
         allowed = self.allowed_providers
-        if not isinstance(allowed, list) or not all(p in PROVIDERS for p in allowed):
-            errors["allowed_providers"] = f"A list of providers among: {', '.join(PROVIDERS)}."
+        known = self.chain_names()
+        if not isinstance(allowed, list) or not all(p in known for p in allowed):
+            errors["allowed_providers"] = f"A list of providers among: {', '.join(known)}."
         budgets = self.service_budgets
         if not isinstance(budgets, dict) or not all(
             isinstance(k, str) and k and _non_negative(v) for k, v in budgets.items()
@@ -223,22 +255,95 @@ class AIProviderSettings(models.Model):
             errors["allowed_models"] = 'A list of model names or patterns, e.g. ["gpt-4o-mini", "claude-*"].'
         return errors
 
-    def _outbound_errors(self) -> dict[str, str]:
-        """Base URLs a site chose must pass the outbound policy (the deployment's own URLs are trusted)."""
-        from .ai.conf import outbound_policy, settings_config
-        from .ai.providers.outbound import OutboundRefused
 
-        policy = outbound_policy()
-        errors = {}
-        for provider in PROVIDERS:
-            url = getattr(self, f"{provider}_base_url") or ""
-            if not url or url == settings_config(provider).base_url:
-                continue
-            try:
-                policy.check_url(url)
-            except OutboundRefused as exc:
-                errors[f"{provider}_base_url"] = str(exc)
-        return errors
+class ProviderCredential(models.Model):
+    """A site's own key, base URL and default model for one provider, or for a named endpoint.
+
+    One row per direct provider (`openai`; its name is the provider's) or per named OpenAI-compatible
+    endpoint (`ollama`, with its own base URL and an optional key). Rows rather than columns, so a
+    provider added to the registry needs no migration: `provider` takes its choices from the registry
+    at run time. The key is encrypted at rest and never shown back (the admin writes it, shows its
+    last four); a base URL chosen here is used only with this row's key, never the deployment's.
+    """
+
+    settings = models.ForeignKey(AIProviderSettings, on_delete=models.CASCADE, related_name="credentials")
+    provider = models.CharField(max_length=20, choices=registry.choices)
+    name = models.CharField(
+        max_length=20, blank=True, default="",
+        help_text="For an OpenAI-compatible endpoint, the name callers use, e.g. ollama. "
+        "Leave empty for a direct provider (its name is the provider's).",
+    )
+    api_key = SecretKeyField(max_length=500, blank=True, default="")
+    base_url = models.CharField(max_length=300, blank=True, default="", validators=[_url])
+    default_model = models.CharField(max_length=200, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["settings", "provider", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["settings", "name"], name="unique_credential_name_per_settings"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label_name
+
+    def __repr__(self) -> str:
+        return (f"<ProviderCredential settings={self.settings_id} provider={self.provider} name={self.name!r} "
+                f"key={'set' if self.api_key else 'none'} enabled={self.enabled}>")
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.name and not self.is_endpoint:
+            self.name = self.provider  # unique per site, like an endpoint's name
+        super().save(*args, **kwargs)
+
+    @property
+    def is_endpoint(self) -> bool:
+        spec = registry.find(self.provider)
+        return spec is not None and spec.named_instances
+
+    @property
+    def label_name(self) -> str:
+        """The name callers, the failover chain and the ledger use: the endpoint's, else the provider's."""
+        return self.name or self.provider
+
+    def clean(self) -> None:
+        from .ai.conf import deployment_endpoints, endpoint_config, outbound_allowlist, settings_config
+        from .ai.providers.outbound import OutboundPolicy, OutboundRefused
+
+        spec = registry.find(self.provider)
+        if spec is None:
+            raise ValidationError({"provider": f"Unknown provider {self.provider!r}; choose one of "
+                                               f"{', '.join(registry.names())}."})
+        errors: dict[str, str] = {}
+        name = (self.name or "").strip()
+        if spec.named_instances:
+            if not name:
+                errors["name"] = f"A {spec.label} needs a name callers use, e.g. ollama."
+            elif not registry.NAME_PATTERN.fullmatch(name):
+                errors["name"] = "1-20 lowercase letters, digits, _ or -, starting with a letter (e.g. ollama)."
+            elif registry.find(name) is not None:
+                errors["name"] = f"{name!r} is a provider's own name; choose another, e.g. {name}-local."
+            elif not self.base_url:
+                errors["base_url"] = f"A {spec.label} needs its base URL, e.g. http://127.0.0.1:11434/v1."
+        elif name and name != self.provider:
+            errors["name"] = f"Leave empty for {spec.label}: only OpenAI-compatible endpoints take a name."
+        self.name = name
+        if self.base_url:
+            if spec.named_instances:
+                deployment = endpoint_config(name).base_url if name in deployment_endpoints() else ""
+            else:
+                deployment = settings_config(self.provider).base_url
+            if self.base_url != deployment:
+                try:
+                    OutboundPolicy(outbound_allowlist()).check_url(self.base_url)
+                except OutboundRefused as exc:
+                    errors["base_url"] = str(exc)
+        if self.provider == "openrouter" and self.default_model and "/" not in self.default_model:
+            errors["default_model"] = "OpenRouter model ids are vendor/model, e.g. openai/gpt-4o-mini."
+        if errors:
+            raise ValidationError(errors)
 
 
 class ModelMapping(models.Model):
@@ -249,7 +354,7 @@ class ModelMapping(models.Model):
         help_text="Empty for a mapping every site uses.",
     )
     logical_name = models.CharField(max_length=100, help_text="What callers ask for, e.g. gpt-4o.")
-    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    provider = models.CharField(max_length=20, choices=provider_choices)
     provider_model_id = models.CharField(max_length=200, help_text="The id this provider knows it by.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -294,7 +399,7 @@ class ModelMapping(models.Model):
 class ModelPrice(models.Model):
     """USD per million tokens for a provider's model, used when the provider reports no cost itself."""
 
-    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    provider = models.CharField(max_length=20, choices=provider_choices)
     model_id = models.CharField(max_length=200, help_text="The provider's id, e.g. claude-3-5-sonnet-20241022.")
     prompt_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     completion_per_million = models.DecimalField(max_digits=12, decimal_places=6)
@@ -340,7 +445,7 @@ class AIUsage(models.Model):
 
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage")
     service = models.CharField(max_length=50, default="general")
-    provider = models.CharField(max_length=20, choices=PROVIDER_CHOICES)
+    provider = models.CharField(max_length=20, choices=provider_choices)
     requested_model = models.CharField(max_length=200, blank=True)
     served_model = models.CharField(max_length=200, blank=True)
     attempt = models.PositiveSmallIntegerField(default=1)

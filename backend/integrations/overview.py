@@ -18,9 +18,9 @@ from django.utils import timezone
 from tenancy.access import sites_for
 
 from .ai.budget import month_start, usd
-from .models import PROVIDER_CHOICES, PROVIDERS, AIProviderSettings, AIUsage
+from .ai.providers import registry
+from .models import AIProviderSettings, AIUsage
 
-PROVIDER_LABELS = dict(PROVIDER_CHOICES)
 TEST_SERVICES = ("admin.test", "cli.ai_test")
 MAX_SITES = 50  # the overview of a superuser with many sites stays an overview
 
@@ -29,7 +29,7 @@ def site_overview(user: Any) -> list[dict[str, Any]]:
     """One row per site `user` manages (by name), for the admin index."""
     sites = list(sites_for(user).order_by("name", "domain")[:MAX_SITES])
     ids = [s.pk for s in sites]
-    records = {r.site_id: r for r in AIProviderSettings.objects.filter(site_id__in=ids)}
+    records = {r.site_id: r for r in AIProviderSettings.objects.filter(site_id__in=ids).prefetch_related("credentials")}
     spend = dict(AIUsage.objects.filter(site_id__in=ids, created_at__gte=month_start())
                  .values_list("site_id").annotate(total=Sum("cost")))
     since = timezone.now() - timedelta(hours=24)
@@ -47,7 +47,8 @@ def site_overview(user: Any) -> list[dict[str, Any]]:
             "site": site, "name": site.name or site.domain, "record": record,
             "provider": (record.get_provider_type_display() if record else "deployment default"),
             "enabled": bool(record and record.enabled),
-            "keys": [PROVIDER_LABELS[p] for p in PROVIDERS if record and record.api_key(p)],
+            "keys": [c.name if c.is_endpoint else registry.label(c.provider)
+                     for c in (record.credentials.all() if record else ()) if c.api_key],
             "spent": usd(spent), "cap": usd(cap) if cap is not None else None,
             "percent": min(100, int(spent * 100 / cap)) if cap else (100 if cap == 0 else None),
             "calls": window["total"], "errors": window["errors"],

@@ -11,7 +11,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from .ai.site_config import invalidate_site
-from .models import AIProviderSettings, ModelMapping, ModelPrice
+from .models import AIProviderSettings, ModelMapping, ModelPrice, ProviderCredential
 
 
 @receiver(pre_save, sender=AIProviderSettings)
@@ -29,6 +29,13 @@ def _site_scoped_changed(sender, instance, **kwargs) -> None:
     previous = getattr(instance, "_previous_site_id", instance.site_id)
     if previous != instance.site_id:
         invalidate_site(previous)  # None (a global mapping) invalidates every site
+
+
+@receiver([post_save, post_delete], sender=ProviderCredential)
+def _credential_changed(sender, instance: ProviderCredential, **kwargs) -> None:
+    site_id = AIProviderSettings.objects.filter(pk=instance.settings_id).values_list("site_id", flat=True).first()
+    if site_id:
+        invalidate_site(site_id)
 
 
 @receiver([post_save, post_delete], sender=ModelPrice)

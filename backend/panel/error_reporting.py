@@ -29,10 +29,10 @@ def known_secrets() -> set[str]:
         if name.endswith("_API_KEY") and isinstance(getattr(settings, name, None), str)
     }
     try:
-        from integrations.models import AIProviderSettings
+        from integrations.models import AIProviderSettings, ProviderCredential
 
-        for record in AIProviderSettings.objects.all():
-            secrets.update(record.api_key(p) for p in ("openrouter", "openai", "anthropic"))
+        secrets.update(c.api_key or "" for c in ProviderCredential.objects.exclude(api_key="").only("api_key"))
+        secrets.update(r.alert_webhook_secret or "" for r in AIProviderSettings.objects.only("alert_webhook_secret"))
     except Exception:  # the error being reported may be the database itself
         logger.debug("could not read site keys for scrubbing", exc_info=True)
     return {s for s in secrets if len(s) >= 6}

@@ -31,13 +31,14 @@ def test_site_admin_sets_a_key_and_tests_the_provider(page, live_server, admin_l
     page.wait_for_selector("#result_list")
     assert page.locator("#result_list").inner_text().count("other.example.test") == 0
     page.click(f"a[href$='/aiprovidersettings/{record.pk}/change/']")
-    page.wait_for_selector("#id_new_openrouter_api_key")
+    key_input = ".inline-related:has(input[name$='-name'][value='openrouter']) input[name$='-new_api_key']"
+    page.wait_for_selector(key_input)
     assert "No key is set." in page.content()
-    page.fill("#id_new_openrouter_api_key", KEY)
+    page.fill(key_input, KEY)
     page.click("input[name=_continue]")
     page.wait_for_selector(".messagelist")
     assert f"A key is set, ending ••••{KEY[-4:]}" in page.content()
-    assert AIProviderSettings.objects.get(pk=record.pk).openrouter_api_key == KEY
+    assert AIProviderSettings.objects.get(pk=record.pk).api_key("openrouter") == KEY
 
     page.click("text=Test provider")
     page.wait_for_selector("#id_prompt")

@@ -55,14 +55,16 @@ def test_settings_with_keys_save_and_every_key_checks(page, live_server, admin_l
         "check-key-form"] * 3
 
     # Save: the settings change and Django says so.
-    page.fill("#id_openrouter_default_model", "openai/gpt-4.1")
+    # The OpenRouter row of the credentials inline (one row per provider, the same fields for each).
+    page.fill(".inline-related:has(input[name$='-name'][value='openrouter']) input[name$='-default_model']",
+              "openai/gpt-4.1")
     page.click("input[name=_save]")
     page.wait_for_selector(".messagelist .success")
     screenshot("2-saved")
     assert "was changed successfully" in page.inner_text(".messagelist .success")
     assert page.url.endswith("/admin/integrations/aiprovidersettings/")
     record.refresh_from_db()
-    assert record.openrouter_default_model == "openai/gpt-4.1"
+    assert record.credential("openrouter").default_model == "openai/gpt-4.1"
     assert {p: record.api_key(p) for p in EMULATED_KEYS} == EMULATED_KEYS  # keys kept
 
     # Save and continue editing: back on the same form, with the new value.
@@ -97,4 +99,5 @@ def test_settings_with_keys_save_and_every_key_checks(page, live_server, admin_l
     for key in EMULATED_KEYS.values():
         assert key not in html and key[10:] not in html
     record.refresh_from_db()
-    assert record.openrouter_default_model == "openai/gpt-4.1" and record.monthly_budget == Decimal("12.50")
+    assert record.credential("openrouter").default_model == "openai/gpt-4.1"
+    assert record.monthly_budget == Decimal("12.50")

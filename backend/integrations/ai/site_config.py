@@ -165,43 +165,19 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     # Global rows first so a site's own row wins.
     for row in sorted(rows, key=lambda r: r.site_id is not None):
         mappings.setdefault(row.logical_name, {})[row.provider] = row.provider_model_id
-    record = AIProviderSettings.objects.filter(site_id=site_id).first() if site_id else None
+    record = (
+        AIProviderSettings.objects.filter(site_id=site_id).prefetch_related("credentials").first() if site_id else None
+    )
     if record is None or not record.enabled:
         budget = record.monthly_budget if record is not None else None  # a cap holds even when disabled
         return SiteSnapshot(site_id=site_id, mappings=mappings, prices=prices, monthly_budget=budget, version=version,
                             instances=deployment_endpoints(), policy=SitePolicy.from_record(record))
 
-    site_configs: dict[str, ProviderConfig] = {}
-    preferences: dict[str, dict[str, str]] = {}
-    policy = outbound_policy()
-    for provider in registry.direct_names():
-        if not hasattr(record, f"{provider}_api_key"):
-            continue
-        prefs: dict[str, Any] = {"default_model": getattr(record, f"{provider}_default_model", "")}
-        if provider == "openrouter":
-            prefs["http_referer"] = record.openrouter_http_referer
-            prefs["app_name"] = record.openrouter_app_name
-        preferences[provider] = prefs
-        key = record.api_key(provider)
-        if key:
-            base = settings_config(provider)
-            site_url = getattr(record, f"{provider}_base_url", "")
-            site_configs[provider] = replace(
-                base,
-                api_key=key,
-                # A site's base URL applies only to the site's own key, so a site can never send the
-                # deployment's key to an address of its choosing; and every connection to it passes
-                # the outbound policy (providers.outbound), so it cannot reach the server's network.
-                base_url=site_url or base.base_url,
-                outbound=policy if site_url and site_url != base.base_url else None,
-                source="site",
-                site_id=site_id,
-                **{k: v for k, v in prefs.items() if v},
-            )
+    site_configs, preferences, instances = _site_credentials(record, site_id)
     return SiteSnapshot(
         site_id=site_id,
         enabled=True,
-        instances=deployment_endpoints(),
+        instances=instances,
         provider_type=record.provider_type,
         site_configs=site_configs,
         preferences=preferences,
@@ -217,3 +193,61 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
         prices=prices,
         version=version,
     )
+
+
+def _site_credentials(
+    record: Any, site_id: int | None
+) -> tuple[dict[str, ProviderConfig], dict[str, dict[str, str]], dict[str, str]]:
+    """The site's enabled credential rows as configs: (site_configs, preferences, instances).
+
+    A direct provider's row with a key becomes a "site" config; its default model is a preference
+    that also applies when the deployment's key is used. A named endpoint's row (`ollama`) becomes
+    a config of its own and joins the deployment's endpoints in `instances`.
+    """
+    rows = {row.label_name: row for row in record.credentials.all() if row.enabled}
+    site_configs: dict[str, ProviderConfig] = {}
+    preferences: dict[str, dict[str, str]] = {}
+    instances = deployment_endpoints()
+    policy = outbound_policy()
+    for provider in registry.direct_names():
+        row = rows.get(provider)
+        prefs: dict[str, Any] = {"default_model": row.default_model if row is not None else ""}
+        if provider == "openrouter":
+            prefs["http_referer"] = record.openrouter_http_referer
+            prefs["app_name"] = record.openrouter_app_name
+        preferences[provider] = prefs
+        if row is None or not row.api_key or row.provider != provider:
+            continue
+        base = settings_config(provider)
+        site_configs[provider] = replace(
+            base,
+            api_key=row.api_key,
+            # A site's base URL applies only to the site's own key, so a site can never send the
+            # deployment's key to an address of its choosing; and every connection to it passes
+            # the outbound policy (providers.outbound), so it cannot reach the server's network.
+            base_url=row.base_url or base.base_url,
+            outbound=policy if row.base_url and row.base_url != base.base_url else None,
+            source="site",
+            site_id=site_id,
+            **{k: v for k, v in prefs.items() if v},
+        )
+    for name, row in rows.items():
+        spec = registry.find(row.provider)
+        if spec is None or not spec.named_instances or not row.base_url:
+            continue  # a provider no longer registered, or a row without its address
+        shared = name in instances  # the site's row overrides a deployment endpoint of the same name
+        base = endpoint_config(name)  # timeouts and retries; for a shared name, its URL and model too
+        site_configs[name] = replace(
+            base,
+            # Only the row's own key, never the deployment endpoint's, goes to the row's URL.
+            api_key=row.api_key or "",
+            base_url=row.base_url,
+            default_model=row.default_model or base.default_model or spec.default_model,
+            kind=spec.name,
+            name=name,
+            source="site",
+            site_id=site_id,
+            outbound=None if shared and row.base_url == base.base_url else policy,
+        )
+        instances[name] = spec.name
+    return site_configs, preferences, instances

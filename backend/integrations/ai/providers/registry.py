@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from .errors import UnknownProvider, register_key_pattern
 
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,19}")  # provider names and named endpoints' names
+
 
 @dataclass(frozen=True)
 class ProviderSpec:
@@ -39,7 +41,7 @@ class ProviderSpec:
     named_instances: bool = False  # configured as named endpoints ("ollama", "vllm"), several per site
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,19}", self.name):
+        if not NAME_PATTERN.fullmatch(self.name):
             raise ValueError(f"Provider name {self.name!r}: 1-20 lowercase letters, digits, _ or -.")
 
     def provider_class(self) -> type[Any]:

@@ -6,7 +6,8 @@ answer without a key. This server speaks each wire format closely enough for the
 status with the vendor's error body, `Retry-After`, latency, a dropped socket, malformed JSON.
 It records every request so tests assert on what was actually sent.
 
-Flavours live under path prefixes of one server: `/openai/v1`, `/openrouter/api/v1`, `/anthropic`.
+Flavours live under path prefixes of one server: `/openai/v1`, `/openrouter/api/v1`, `/anthropic`, and
+`/compatible/v1`: a local OpenAI-compatible server (Ollama, vLLM) that takes any model id and no key.
 Standard library only; run it alone with `python -m integrations.ai.testing.upstream --port 8765`.
 """
 
@@ -53,7 +54,9 @@ OPENROUTER_MODELS: dict[str, tuple[str, str, int]] = {
 UPSTREAM_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "meta-llama": "DeepInfra", "google": "Google",
                   "mistralai": "Mistral"}
 ANTHROPIC_VERSIONS = ("2023-06-01", "2026-10-21")
-PREFIXES = (("/openrouter/api/v1", "openrouter"), ("/openai/v1", "openai"), ("/anthropic", "anthropic"))
+PREFIXES = (("/openrouter/api/v1", "openrouter"), ("/openai/v1", "openai"), ("/anthropic", "anthropic"),
+            ("/compatible/v1", "compatible"))
+COMPATIBLE_MODELS = ("llama3.1", "mistral", "qwen2.5")  # what the local server lists; it serves any id
 
 OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied",
                       404: "invalid_request_error", 408: "timeout", 409: "conflict", 429: "rate_limit_exceeded"}
@@ -312,6 +315,11 @@ class Upstream:
     def anthropic_base_url(self) -> str:
         return f"{self.url}/anthropic"
 
+    @property
+    def compatible_base_url(self) -> str:
+        """An OpenAI-compatible local server (Ollama-style): any model id, no key needed."""
+        return f"{self.url}/compatible/v1"
+
     def start(self) -> Upstream:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="upstream-emulator", daemon=True)
@@ -448,8 +456,10 @@ class _Handler(BaseHTTPRequestHandler):
                      "supported_parameters": ["max_tokens", "temperature", "top_p", "stop"]}
                     for mid, (p, c, ctx) in OPENROUTER_MODELS.items()]
             return self._send(200, {"data": data})
-        if path == "/models" and flavor == "openai":
-            data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"} for m in OPENAI_MODELS]
+        if path == "/models" and flavor in ("openai", "compatible"):
+            listed = OPENAI_MODELS if flavor == "openai" else COMPATIBLE_MODELS
+            owner = "openai" if flavor == "openai" else "library"
+            data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": owner} for m in listed]
             return self._send(200, {"object": "list", "data": data})
         if path == "/v1/models" and flavor == "anthropic":
             data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
@@ -471,7 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         flavor, path = self._route()
         request = self._record(flavor)
-        generation = (flavor in ("openai", "openrouter") and path == "/chat/completions") or (
+        generation = (flavor in ("openai", "openrouter", "compatible") and path == "/chat/completions") or (
             flavor == "anthropic" and path == "/v1/messages"
         )
         if not generation:
@@ -515,6 +525,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             auth = request.headers.get("authorization", "")
             key = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if flavor == "compatible" and "invalid" not in key:
+            return True  # a local server: no key needed, any key accepted
         if not key:
             self._error(flavor or "openai", 401, "Missing authentication.")
             return False
@@ -541,6 +553,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return 400, f"{sampling[0]}: Extra inputs are not permitted"
             if model not in ANTHROPIC_MODELS:
                 return 404, f"model: {model}"
+        elif flavor == "compatible":
+            if not isinstance(model, str) or not model:
+                return 400, "'model' is required."
         elif flavor == "openai":
             if model not in OPENAI_MODELS:
                 return 404, f"The model `{model}` does not exist or you do not have access to it.", {

@@ -1,6 +1,6 @@
 """`manage.py load_demo`: demo sites, mappings, prices and users, wired to the local upstream emulator.
 
-Fixtures never hold keys. The demo records get placeholder tokens here, shaped nothing like a real
+Fixtures never hold keys. The demo records' credential rows get placeholder tokens here, shaped nothing like a real
 key, which only the emulator accepts, and base URLs pointing at it; they stay labelled as a demo
 upstream in the admin.
 """
@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from integrations.models import PROVIDERS, AIProviderSettings
+from integrations.models import AIProviderSettings, ProviderCredential
 
 DEMO_USERS = ("admin", "site-a-admin", "editor")  # superuser; site admin and editor of "Bakery (OpenRouter)"
 
@@ -31,9 +31,11 @@ class Command(BaseCommand):
             "openrouter": f"{url}/openrouter/api/v1", "openai": f"{url}/openai/v1", "anthropic": f"{url}/anthropic"
         }
         for record in AIProviderSettings.objects.filter(is_demo_upstream=True).select_related("site"):
-            for provider in PROVIDERS:
-                setattr(record, f"{provider}_api_key", f"emulator-demo-token-{provider}")
-                setattr(record, f"{provider}_base_url", bases[provider])
+            for provider, base_url in bases.items():
+                ProviderCredential.objects.update_or_create(
+                    settings=record, name=provider,
+                    defaults={"provider": provider, "api_key": f"emulator-demo-token-{provider}", "base_url": base_url},
+                )
             record.save()
             self.stdout.write(f"demo upstream for {record.site.name} ({record.site.domain}): {record.provider_type} "
                               f"via {url}")
