@@ -26,6 +26,7 @@ from .base import (
     BaseProvider,
     GenerationResult,
     cached_client,
+    lazy_import,
 )
 from .errors import InvalidRequest, ProviderUnavailable
 
@@ -43,17 +44,7 @@ _FINISH = {
 }
 
 
-_anthropic: Any = None
-
-
-def _sdk() -> Any:
-    """The `anthropic` module, imported on first use so `import integrations.ai` stays cheap."""
-    global _anthropic
-    if _anthropic is None:
-        import anthropic
-
-        _anthropic = anthropic
-    return _anthropic
+_sdk = lazy_import("anthropic")  # the SDK, imported on first use
 
 
 def _read_input(result: GenerationResult, usage: Any) -> None:

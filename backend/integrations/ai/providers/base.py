@@ -12,6 +12,8 @@ The package is a leaf: it imports nothing of Django or the gateway. What a provi
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import logging
 import random
@@ -52,6 +54,17 @@ from .types import (  # noqa: F401  (re-exported: the provider API in one import
 )
 
 logger = logging.getLogger("integrations.ai")
+
+
+def lazy_import(name: str) -> Callable[[], Any]:
+    """A function returning module `name`, imported on its first call: vendor SDKs load only when a
+    provider of theirs is used, so `import integrations.ai` stays cheap."""
+
+    @functools.cache
+    def load() -> Any:
+        return importlib.import_module(name)
+
+    return load
 
 
 def check_text(text: str, where: str, provider: str | None = None) -> None:

@@ -23,6 +23,7 @@ from .base import (
     GenerationResult,
     ModelInfo,
     cached_client,
+    lazy_import,
 )
 from .errors import AIProviderError, ProviderUnavailable
 
@@ -37,17 +38,7 @@ _FINISH = {
 _REASONING_PREFIXES = ("o1", "o3", "o4")
 
 
-_openai: Any = None
-
-
-def _sdk() -> Any:
-    """The `openai` module, imported on first use so `import integrations.ai` stays cheap."""
-    global _openai
-    if _openai is None:
-        import openai
-
-        _openai = openai
-    return _openai
+_sdk = lazy_import("openai")  # the SDK, imported on first use
 
 
 class OpenAIProvider(BaseProvider):
