@@ -84,21 +84,22 @@ class Dashboard:
         rows = UsageDaily.objects.filter(day__gte=self.first, day__lte=self.last)
         return rows if self.site_ids is None else rows.filter(site_id__in=self.site_ids)
 
-    def _read(self) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[int, int]]]:
-        """Per (day, site, provider, model, service, status, error class): counts and sums; and the
-        latency histograms of answered upstream attempts per (provider, model)."""
-        cells: list[dict[str, Any]] = []
-        histograms: dict[tuple[str, str], list[dict[str, int]]] = defaultdict(list)
-        columns = ("day", "site_id", "provider", "model", "service", "status", "error_class", *SUMMED)
-        for cell in self._rollups().values(*columns, "latency_histogram").order_by().iterator(chunk_size=5000):
-            histogram = cell.pop("latency_histogram")
-            if cell["status"] == "ok":
-                histograms[(cell["provider"], cell["model"])].append(histogram)
-            cells.append(cell)
-        return cells, {key: merge_histograms(found) for key, found in histograms.items()}
+    def cells(self, by_site: bool = True) -> list[dict[str, Any]]:
+        """Per (day, [site,] provider, model, service, status, error class): counts and sums.
 
-    def cells(self) -> list[dict[str, Any]]:
-        return self._read()[0]
+        Summed in the database (a site's roll-ups may repeat a group after a site was deleted); the
+        page needs no site column (budgets are per site apart), the CSV table does.
+        """
+        keys = ("day", *(("site_id",) if by_site else ()), "provider", "model", "service", "status", "error_class")
+        return list(self._rollups().values(*keys).annotate(**{name: Sum(name) for name in SUMMED}).order_by())
+
+    def latencies(self) -> dict[tuple[str, str], dict[int, int]]:
+        """Latency histograms of answered upstream attempts per (provider, model), merged over the range."""
+        found: dict[tuple[str, str], list[dict[str, int]]] = defaultdict(list)
+        rows = self._rollups().filter(status="ok").values_list("provider", "model", "latency_histogram").order_by()
+        for provider, model, histogram in rows.iterator(chunk_size=5000):
+            found[(provider, model)].append(histogram)
+        return {key: merge_histograms(histograms) for key, histograms in found.items()}
 
     def month_spend(self) -> tuple[dict[datetime.date, Decimal], dict[int, Decimal]]:
         """This month's spend per day (all scoped sites) and per site, for the burn-down."""
@@ -116,8 +117,9 @@ class Dashboard:
     def days(self) -> list[datetime.date]:
         return [self.first + datetime.timedelta(days=n) for n in range((self.last - self.first).days + 1)]
 
-    def build(self) -> dict[str, Any]:
-        cells, latencies = self._read()
+    def build(self, table: bool = True) -> dict[str, Any]:
+        """Everything the page shows; with `table`, also the daily table per site (the CSV's)."""
+        cells = self.cells(by_site=table)
         days = self.days()
         index = {day: n for n, day in enumerate(days)}
         return {
@@ -127,9 +129,9 @@ class Dashboard:
             "error_rate": self._error_rate(cells, index),
             "cache": self._cache(cells, index),
             "refusals": self._refusals(cells),
-            "latency": self._latency(latencies),
+            "latency": self._latency(self.latencies()),
             "budget": self._budget(),
-            "table": self._table(cells),
+            **({"table": self._table(cells)} if table else {}),
         }
 
     @staticmethod

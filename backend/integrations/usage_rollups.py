@@ -3,7 +3,8 @@
 The ledger writer calls `add(rows)` in the transaction that inserts the raw `AIUsage` rows, so a
 roll-up always matches the rows written with it (and rolls back with them). Rows are summed in
 Python per group (day, site, provider, model, service, status, error class), then each group's
-roll-up row is read with `SELECT ... FOR UPDATE` and updated, or inserted when missing. Two writer
+roll-up row is read with `SELECT ... FOR UPDATE` and updated (the sums merged in Python, written
+back by primary key), or inserted when missing. Two writer
 processes stay correct: the rows they share are locked in primary-key order, missing groups are
 inserted in key order, and an insert that loses the race to another writer (unique constraint)
 rolls back to a savepoint and merges into the row the winner committed.
@@ -181,9 +182,23 @@ def _merge(groups: dict[Key, Group], model: Any) -> None:
             missing.append(model(site_id=site_id, day=day, provider=provider, model=name, service=service,
                                  status=status, error_class=error_class, **groups[key].fields()))
     if changed:
-        model.objects.bulk_update(changed, list(UPDATED))
+        _update(changed, model)
     if missing:
         model.objects.bulk_create(missing)
+
+
+def _update(objs: list[Any], model: Any) -> None:
+    """Write the merged sums back: one UPDATE by primary key, executed for every row at once
+    (`bulk_update`'s CASE expressions cost seconds for a few hundred groups)."""
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in UPDATED]
+    sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    sql = f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE {quote(model._meta.pk.column)} = %s"  # noqa: S608
+    params = [[f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields] + [obj.pk] for obj in objs]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def add(rows: Iterable[Any]) -> None:
