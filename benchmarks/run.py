@@ -15,12 +15,19 @@ overhead, not a vendor's: the emulator answers in well under a millisecond unles
 
 The database is its own file, `var/bench.sqlite3` (recreated and migrated on every run); the
 development database is never touched. Everything listens on 127.0.0.1 only.
+
+`bin/bench --dashboard [--dashboard-rows N]` runs only the usage dashboard step: a ledger of
+1,000,000 rows (`seed_usage`, over the last 90 days, two sites; seeded once, topped up if short)
+and the dashboard page rendered through the test client as a superuser and as a site admin,
+median of 5 renders each. It uses `DATABASE_URL` when set (e.g. PostgreSQL), else its own kept
+file `var/bench-dashboard.sqlite3`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import platform
@@ -91,6 +98,79 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+DASHBOARD_DB = ROOT / "var" / "bench-dashboard.sqlite3"
+DASHBOARD_SITES = ("dash-a.bench.local", "dash-b.bench.local")
+DASHBOARD_URL = "/admin/integrations/aiusage/dashboard/"
+
+
+def setup_dashboard_django() -> str:
+    """Production settings on `DATABASE_URL` if set, else a kept `var/bench-dashboard.sqlite3`; migrated."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{DASHBOARD_DB}")
+    os.environ["DJANGO_DEBUG"] = "0"
+    os.environ["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+    DASHBOARD_DB.parent.mkdir(exist_ok=True)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    db = connection.settings_dict
+    return f"{db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}"
+
+
+def dashboard_bench(rows: int, renders: int = 5) -> None:
+    """Seed the ledger to `rows` rows (once), then time the dashboard page as superuser and site admin."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.contrib.sites.models import Site
+    from django.test import Client
+
+    from integrations.management.commands.seed_usage import seed
+    from integrations.models import AIProviderSettings, AIUsage, UsageDaily
+    from tenancy.models import SiteMembership
+
+    sites = []
+    for domain, cap in zip(DASHBOARD_SITES, (Decimal("5000"), Decimal("800")), strict=True):
+        site, _ = Site.objects.get_or_create(domain=domain, defaults={"name": domain})
+        AIProviderSettings.objects.get_or_create(site=site, defaults={"provider_type": "openai",
+                                                                      "monthly_budget": cap})
+        sites.append(site)
+    Site.objects.get_or_create(domain="localhost", defaults={"name": "bench admin host"})
+    have = AIUsage.objects.filter(site__in=sites).count()
+    if have < rows:
+        print(f"seeding {rows - have:,} ledger rows (seed_usage, batches of 10,000) ...", flush=True)
+        started = time.perf_counter()
+        seed(rows - have, [s.pk for s in sites], 90, seed_value=have)
+        print(f"seeded in {time.perf_counter() - started:.0f} s", flush=True)
+    users = get_user_model().objects
+    root = users.filter(username="bench-root").first() or users.create_superuser("bench-root", "root@bench.local")
+    admin = users.filter(username="bench-site-admin").first() or users.create_user("bench-site-admin", is_staff=True)
+    SiteMembership.objects.get_or_create(user=admin, site=sites[0])
+    admin.user_permissions.add(Permission.objects.get(codename="view_aiusage"))
+
+    ledger_rows = AIUsage.objects.count()
+    print(f"\ndashboard: {ledger_rows:,} ledger rows, {UsageDaily.objects.count():,} daily roll-up rows; "
+          f"GET {DASHBOARD_URL} through the test client (middleware, admin, template), median of {renders}")
+    print(f"{'user':<34}{'range':<10}{'median ms':>11}{'min ms':>9}{'max ms':>9}")
+    for label, user in (("superuser (all sites)", root), ("site admin (one site)", admin)):
+        client = Client(HTTP_HOST="localhost")
+        client.force_login(user)
+        for range_label, query in (("30 days", {}), ("90 days", {"start": (datetime.date.today() - datetime.timedelta(
+                days=89)).isoformat()})):
+            def render(query=query, client=client) -> None:
+                response = client.get(DASHBOARD_URL, query, secure=True)
+                assert response.status_code == 200, response.status_code
+                assert b"chart-cost" in response.content
+
+            render()  # warm: templates, connections, permission caches
+            samples = measure(render, renders)
+            print(f"{label:<34}{range_label:<10}{statistics.median(samples):>11.1f}{min(samples):>9.1f}"
+                  f"{max(samples):>9.1f}")
 
 
 def make_site(domain: str, base_url: str, budget: Decimal | None):
@@ -429,9 +509,16 @@ def main() -> None:
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
     parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--dashboard", action="store_true",
+                        help="only the usage dashboard on a seeded ledger (DATABASE_URL if set)")
+    parser.add_argument("--dashboard-rows", type=int, default=1_000_000, help="ledger rows for --dashboard")
     args = parser.parse_args()
     if args.serve_emulator:
         return serve_emulator(args.serve_emulator)
+    if args.dashboard:
+        print(machine())
+        print(f"database: {setup_dashboard_django()}")
+        return dashboard_bench(args.dashboard_rows)
     n = args.n or (300 if args.quick else 2000)
 
     print(machine())

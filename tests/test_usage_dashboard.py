@@ -1,7 +1,8 @@
 """The usage dashboard (issue 14, item 1): scoping to the user's sites, its numbers, its CSV.
 
 Ledger rows are made the way the gateway makes them where it matters (one call through the
-emulator), and written directly with chosen days and latencies where the numbers must be exact.
+emulator), and written directly with chosen days and latencies where the numbers must be exact
+(with their daily roll-ups, which the dashboard reads, added as the ledger writer adds them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
+from integrations import usage_rollups
 from integrations.ai import usage
 from integrations.ai.service import AIService
 from integrations.models import AIUsage
@@ -45,6 +47,8 @@ def row(site, day: datetime.date, **fields) -> AIUsage:
               "latency_ms": 100, **fields}
     made = AIUsage.objects.create(site=site, **values)
     AIUsage.objects.filter(pk=made.pk).update(created_at=at(day))
+    made.refresh_from_db()
+    usage_rollups.add([made])  # what the ledger writer does with the rows it writes
     return made
 
 

@@ -483,6 +483,48 @@ class AIUsage(models.Model):
         return f"{self.provider}:{self.served_model or self.requested_model} {self.status}"
 
 
+class UsageDaily(models.Model):
+    """One day of the ledger for one (site, provider, model, service, status, error class): what the dashboard reads.
+
+    Kept by the ledger writer in the transaction that inserts the raw rows (`integrations.usage_rollups`),
+    and kept for ever: pruning raw `AIUsage` rows (`prune_usage`) never touches it, so the dashboard's
+    numbers do not change when the ledger is pruned. `model` is the served model, or the requested one
+    when nothing was served (refusals). `latency_histogram` maps a bucket's lower edge in ms (the
+    latency rounded down to two significant digits) to its count; p50/p95 are read from it.
+    """
+
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage_daily")
+    day = models.DateField(help_text="The day in TIME_ZONE.")
+    provider = models.CharField(max_length=20)
+    model = models.CharField(max_length=200, blank=True)
+    service = models.CharField(max_length=50)
+    status = models.CharField(max_length=10, choices=AIUsage.STATUS_CHOICES)
+    error_class = models.CharField(max_length=60, blank=True)
+    requests = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    saved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    cache_hits = models.PositiveBigIntegerField(default=0)
+    latency_sum = models.PositiveBigIntegerField(default=0, help_text="Sum of latency_ms.")
+    latency_histogram = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = "AI usage per day"
+        verbose_name_plural = "AI usage per day"
+        constraints = [models.UniqueConstraint(
+            fields=["site", "day", "provider", "model", "service", "status", "error_class"],
+            name="unique_usage_daily")]
+        indexes = [models.Index(fields=["day", "site"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.site_id} {self.provider}:{self.model} {self.service} {self.status}: {self.requests}"
+
+
 class BudgetPeriod(models.Model):
     """A site's spend in one calendar month, updated atomically so parallel requests cannot overrun a cap.
 

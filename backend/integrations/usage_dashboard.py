@@ -5,6 +5,11 @@ requests, tokens and error rate broken down by provider, model and service; late
 provider and model; cache hits and what they saved; the month's budget burn-down with a month-end
 forecast; refusals by reason. The scope (`site_ids`) is applied to every query first, so a site
 admin's page cannot contain another site's numbers, not even in a total.
+
+It reads the daily roll-ups (`UsageDaily`, kept by the ledger writer), never raw ledger rows: the
+page costs the same on a ledger of a million rows, and pruning raw rows changes nothing on it.
+Latency percentiles come from the roll-ups' histograms, to two significant digits (rounded down;
+see `usage_rollups.bucket`).
 """
 
 from __future__ import annotations
@@ -18,16 +23,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Sum, Value
-from django.db.models.functions import Coalesce, NullIf, TruncDate
+from django.db.models import Sum
 from django.utils import timezone
+
+from .usage_rollups import histogram_percentile, merge_histograms
 
 DIMENSIONS = ("provider", "model", "service")
 METRICS = ("cost", "requests", "tokens")
 TOP_KEYS = 8  # series per stacked chart; the rest are summed as "other"
 MAX_DAYS = 366
 SUMMED = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
-          "reasoning_tokens", "cost", "saved_cost", "latency_ms")
+          "reasoning_tokens", "cost", "saved_cost", "latency_sum")
 
 
 class DashboardError(ValueError):
@@ -71,50 +77,38 @@ class Dashboard:
     today: datetime.date = field(default_factory=timezone.localdate)
 
     # -- sources ---------------------------------------------------------------------------------------
-    def _usage(self) -> Any:
-        from .models import AIUsage
+    def _rollups(self) -> Any:
+        """The daily roll-ups in range and scope (never raw ledger rows: they may have been pruned)."""
+        from .models import UsageDaily
 
-        start = timezone.make_aware(datetime.datetime.combine(self.first, datetime.time.min))
-        end = timezone.make_aware(datetime.datetime.combine(self.last + datetime.timedelta(days=1),
-                                                            datetime.time.min))
-        rows = AIUsage.objects.filter(created_at__gte=start, created_at__lt=end)
+        rows = UsageDaily.objects.filter(day__gte=self.first, day__lte=self.last)
         return rows if self.site_ids is None else rows.filter(site_id__in=self.site_ids)
 
-    def cells(self) -> list[dict[str, Any]]:
-        """Per (day, site, provider, model, service, status, error class): counts and sums."""
-        sums = {name: Coalesce(Sum(name), Value(0)) for name in SUMMED if name not in ("requests", "cost",
-                                                                                     "saved_cost")}
-        rows = (
-            self._usage()
-            .annotate(day=TruncDate("created_at"), model=Coalesce(NullIf("served_model", Value("")),
-                                                                 "requested_model"))
-            .values("day", "site_id", "provider", "model", "service", "status", "error_class")
-            .annotate(requests=Count("id"), cost=Sum("cost"), saved_cost=Sum("saved_cost"), **sums)
-            .order_by()
-        )
-        return list(rows)
+    def cells(self, by_site: bool = True) -> list[dict[str, Any]]:
+        """Per (day, [site,] provider, model, service, status, error class): counts and sums.
 
-    def latencies(self) -> dict[tuple[str, str], list[int]]:
-        """Latency samples of answered upstream attempts per (provider, model)."""
-        found: dict[tuple[str, str], list[int]] = defaultdict(list)
-        rows = (self._usage().filter(status="ok").annotate(
-            model=Coalesce(NullIf("served_model", Value("")), "requested_model"))
-            .values_list("provider", "model", "latency_ms").order_by())
-        for provider, model, latency in rows.iterator(chunk_size=5000):
-            found[(provider, model)].append(latency)
-        return found
+        Summed in the database (a site's roll-ups may repeat a group after a site was deleted); the
+        page needs no site column (budgets are per site apart), the CSV table does.
+        """
+        keys = ("day", *(("site_id",) if by_site else ()), "provider", "model", "service", "status", "error_class")
+        return list(self._rollups().values(*keys).annotate(**{name: Sum(name) for name in SUMMED}).order_by())
+
+    def latencies(self) -> dict[tuple[str, str], dict[int, int]]:
+        """Latency histograms of answered upstream attempts per (provider, model), merged over the range."""
+        found: dict[tuple[str, str], list[dict[str, int]]] = defaultdict(list)
+        rows = self._rollups().filter(status="ok").values_list("provider", "model", "latency_histogram").order_by()
+        for provider, model, histogram in rows.iterator(chunk_size=5000):
+            found[(provider, model)].append(histogram)
+        return {key: merge_histograms(histograms) for key, histograms in found.items()}
 
     def month_spend(self) -> tuple[dict[datetime.date, Decimal], dict[int, Decimal]]:
         """This month's spend per day (all scoped sites) and per site, for the burn-down."""
-        from .models import AIUsage
+        from .models import UsageDaily
 
-        month_first = self.today.replace(day=1)
-        start = timezone.make_aware(datetime.datetime.combine(month_first, datetime.time.min))
-        rows = AIUsage.objects.filter(created_at__gte=start)
+        rows = UsageDaily.objects.filter(day__gte=self.today.replace(day=1))
         if self.site_ids is not None:
             rows = rows.filter(site_id__in=self.site_ids)
-        per_day = {r["day"]: r["cost"] or Decimal(0) for r in rows.annotate(day=TruncDate("created_at"))
-                   .values("day").annotate(cost=Sum("cost")).order_by()}
+        per_day = {r["day"]: r["cost"] or Decimal(0) for r in rows.values("day").annotate(cost=Sum("cost")).order_by()}
         per_site = {r["site_id"]: r["cost"] or Decimal(0) for r in rows.filter(site_id__isnull=False)
                     .values("site_id").annotate(cost=Sum("cost")).order_by()}
         return per_day, per_site
@@ -123,8 +117,9 @@ class Dashboard:
     def days(self) -> list[datetime.date]:
         return [self.first + datetime.timedelta(days=n) for n in range((self.last - self.first).days + 1)]
 
-    def build(self) -> dict[str, Any]:
-        cells = self.cells()
+    def build(self, table: bool = True) -> dict[str, Any]:
+        """Everything the page shows; with `table`, also the daily table per site (the CSV's)."""
+        cells = self.cells(by_site=table)
         days = self.days()
         index = {day: n for n, day in enumerate(days)}
         return {
@@ -136,7 +131,7 @@ class Dashboard:
             "refusals": self._refusals(cells),
             "latency": self._latency(self.latencies()),
             "budget": self._budget(),
-            "table": self._table(cells),
+            **({"table": self._table(cells)} if table else {}),
         }
 
     @staticmethod
@@ -216,13 +211,11 @@ class Dashboard:
         return [{"reason": k, "count": v} for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
     @staticmethod
-    def _latency(samples: dict[tuple[str, str], list[int]]) -> list[dict[str, Any]]:
-        out = []
-        for (provider, model), values in sorted(samples.items()):
-            values.sort()
-            out.append({"provider": provider, "model": model, "requests": len(values),
-                        "p50": percentile(values, 0.50), "p95": percentile(values, 0.95)})
-        return out
+    def _latency(histograms: dict[tuple[str, str], dict[int, int]]) -> list[dict[str, Any]]:
+        """p50/p95 per provider and model from the roll-ups' histograms (resolution: usage_rollups.bucket)."""
+        return [{"provider": provider, "model": model, "requests": sum(histogram.values()),
+                 "p50": histogram_percentile(histogram, 0.50), "p95": histogram_percentile(histogram, 0.95)}
+                for (provider, model), histogram in sorted(histograms.items())]
 
     def _budget(self) -> dict[str, Any]:
         """Cumulative spend this month against the scoped sites' monthly caps, and where it ends."""

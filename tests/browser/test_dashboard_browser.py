@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
+from integrations import usage_rollups
 from integrations.models import AIUsage
 from tests.factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
 
@@ -40,6 +41,7 @@ def spread(site, model: str, service: str, cost: str, days: int = 10) -> None:
                                                error_class="BudgetExceeded" if n else "RateLimited"))
         AIUsage.objects.filter(pk__in=[m.pk for m in made]).update(
             created_at=timezone.make_aware(datetime.datetime.combine(day, datetime.time(10))))
+        usage_rollups.add(AIUsage.objects.filter(pk__in=[m.pk for m in made]))  # as the ledger writer does
 
 
 @pytest.fixture

@@ -188,6 +188,14 @@ def ledger_queue_size() -> int:
     return max(1, int(_get("AI_LEDGER_QUEUE_SIZE", 10000)))
 
 
+def usage_retention_days() -> int:
+    """Days raw ledger rows are kept (`prune_usage`); the daily roll-ups are kept for ever."""
+    days = int(_get("AI_USAGE_RETENTION_DAYS", 400))
+    if days < 1:
+        raise ImproperlyConfigured(f"AI_USAGE_RETENTION_DAYS must be at least 1 (days); got {days}.")
+    return days
+
+
 def ledger_batch_size() -> int:
     return max(1, int(_get("AI_LEDGER_BATCH_SIZE", 500)))
 

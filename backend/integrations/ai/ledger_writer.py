@@ -9,8 +9,9 @@ process moves them to a per-process processing list (LMOVE), writes them, then d
 so a killed process loses nothing it pushed: its processing list is re-queued by the next drainer.
 If Redis is unreachable, rows take the in-process path.
 
-The same transaction that inserts the rows adds their cost to the sites' `BudgetPeriod` of the
-month, so the periods the budget counters are seeded from always match the ledger.
+The same transaction that inserts the rows adds them to their daily roll-ups (`UsageDaily`, what
+the dashboard reads; `integrations.usage_rollups`) and their cost to the sites' `BudgetPeriod` of
+the month, so the roll-ups and the periods the budget counters are seeded from always match the ledger.
 
 A call made inside an open transaction (`transaction.atomic`, ATOMIC_REQUESTS, a test case) may
 reference rows another connection cannot see yet, and on SQLite another connection would wait for
@@ -60,13 +61,15 @@ def _describe(exc: BaseException) -> str:
 
 
 def write_rows(fields: list[dict[str, Any]]) -> None:
-    """Insert ledger rows and add their cost to this month's budget periods, in one transaction.
+    """Insert ledger rows, add them to their daily roll-ups and their cost to this month's budget
+    periods, in one transaction (so the dashboard's roll-ups always match the ledger).
 
     A row whose site was deleted meanwhile is kept with no site (as deleting a site does to its rows).
     """
     from django.db import IntegrityError, transaction
     from django.db.models import F
 
+    from integrations import usage_rollups
     from integrations.models import AIUsage, BudgetPeriod
 
     from .budget import month_start
@@ -79,9 +82,9 @@ def write_rows(fields: list[dict[str, Any]]) -> None:
             spend[row["site_id"]] += Decimal(row["cost"])
     try:
         with transaction.atomic():
-            AIUsage.objects.bulk_create([AIUsage(**row) for row in fields])
+            usage_rollups.add(AIUsage.objects.bulk_create([AIUsage(**row) for row in fields]))
             month = month_start().date()
-            for site_id, amount in spend.items():
+            for site_id, amount in sorted(spend.items()):  # one lock order for every writer
                 BudgetPeriod.objects.filter(site_id=site_id, month=month).update(spent=F("spent") + amount)
     except IntegrityError:
         from django.contrib.sites.models import Site

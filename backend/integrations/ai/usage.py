@@ -93,13 +93,19 @@ def submit_deferred(entries: list) -> Decimal:
 
 
 def save_rows(rows: list) -> list:
-    """Write ledger rows in one query; a failure is logged, never raised into a served answer."""
+    """Write ledger rows and their daily roll-ups; a failure is logged, never raised into a served answer."""
+    from django.db import transaction
+
+    from integrations import usage_rollups
     from integrations.models import AIUsage
 
     if not rows:
         return []
     try:
-        return AIUsage.objects.bulk_create(rows)
+        with transaction.atomic():
+            saved = AIUsage.objects.bulk_create(rows)
+            usage_rollups.add(saved)
+        return saved
     except Exception:
         logger.exception("could not write %d AI usage rows", len(rows))
         return []
