@@ -16,9 +16,20 @@ from integrations.ai.providers.errors import AIProviderError
 from integrations.forms import PROVIDER_LABELS
 from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, sites_for
 
-from . import run_previews
-from .models import PromptRun, PromptTemplate
+from . import run_previews, template_versions
+from .models import PromptRun, PromptTemplate, PromptTemplateVersion
 from .services.ai_service import AIContentService
+
+
+class PromptTemplateForm(forms.ModelForm):
+    save_as_draft = forms.BooleanField(
+        required=False, label="Save as draft",
+        help_text="Keep the running (production) version; this save becomes the draft to try and promote.",
+    )
+
+    class Meta:
+        model = PromptTemplate
+        fields = ("site", "name", "slug", "system_prompt", "template", "default_model", "max_tokens", "temperature")
 
 
 def variables_form(template: PromptTemplate, user, data=None) -> forms.Form:
@@ -78,16 +89,91 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "slug", "template")
     prepopulated_fields = {"slug": ("name",)}
     change_form_template = "admin/prompts/prompttemplate/change_form.html"
+    form = PromptTemplateForm
+    readonly_fields = ("production_label", "draft_label")
 
     def get_urls(self):
+        wrap = self.admin_site.admin_view
         return [
-            path("<int:pk>/run/", self.admin_site.admin_view(self.run_view), name="prompts_prompttemplate_run"),
+            path("<int:pk>/run/", wrap(self.run_view), name="prompts_prompttemplate_run"),
+            path("<int:pk>/versions/", wrap(self.versions_view), name="prompts_prompttemplate_versions"),
+            path("<int:pk>/versions/<int:version_id>/rollback/", wrap(self.rollback_view),
+                 name="prompts_prompttemplate_rollback"),
+            path("<int:pk>/draft/", wrap(self.draft_view), name="prompts_prompttemplate_draft"),
             *super().get_urls(),
         ]
+
+    @admin.display(description="Production version")
+    def production_label(self, obj: PromptTemplate) -> str:
+        return obj.production_version.label if obj and obj.production_version_id else "—"
+
+    @admin.display(description="Draft version")
+    def draft_label(self, obj: PromptTemplate) -> str:
+        return obj.draft_version.label if obj and obj.draft_version_id else "—"
+
+    def save_model(self, request, obj, form, change):
+        obj.version_author = request.user
+        obj.save_as_draft = bool(form.cleaned_data.get("save_as_draft")) and change
+        super().save_model(request, obj, form, change)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_run"] = obj is not None and can_run(request.user, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _template_for(self, request, pk: int, change: bool) -> PromptTemplate:
+        """The template if this user may see it (404 for another site's), and change it when `change`."""
+        template = get_object_or_404(self.get_queryset(request), pk=pk)
+        if template.site_id is not None:
+            require_site(request.user, template.site_id)
+        allowed = self.has_change_permission(request, template) if change else self.has_view_permission(
+            request, template)
+        if not allowed:
+            raise PermissionDenied
+        return template
+
+    def versions_view(self, request, pk: int):
+        """Every version, newest first, each with its diff against the one before and a rollback button."""
+        template = self._template_for(request, pk, change=False)
+        versions = list(template.versions.select_related("created_by", "restored_from").order_by("number"))
+        rows, previous = [], None
+        for version in versions:
+            rows.append({"version": version, "diff": template_versions.diff(previous, version),
+                         "production": version.pk == template.production_version_id,
+                         "draft": version.pk == template.draft_version_id})
+            previous = version
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
+            "title": f"Versions of “{template}”", "rows": list(reversed(rows)),
+            "can_change": self.has_change_permission(request, template),
+        }
+        return TemplateResponse(request, "admin/prompts/prompttemplate/versions.html", context)
+
+    def rollback_view(self, request, pk: int, version_id: int):
+        template = self._template_for(request, pk, change=True)
+        version = get_object_or_404(PromptTemplateVersion, pk=version_id, template=template)
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
+        new = template_versions.rollback(template, version, user=request.user)
+        self.message_user(request, f"Rolled back: {new.label} (a copy of {version.label}) is now production.",
+                          messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
+
+    def draft_view(self, request, pk: int):
+        """Promote or discard the draft (POST `action`)."""
+        template = self._template_for(request, pk, change=True)
+        back = HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
+        action = request.POST.get("action")
+        if request.method != "POST" or action not in ("promote", "discard"):
+            return back
+        if template.draft_version_id is None:
+            self.message_user(request, "This template has no draft.", messages.ERROR)
+        elif action == "promote":
+            version = template_versions.promote_draft(template)
+            self.message_user(request, f"{version.label} is now production.", messages.SUCCESS)
+        else:
+            template_versions.discard_draft(template)
+            self.message_user(request, "The draft was discarded; it stays in the history.", messages.SUCCESS)
+        return back
 
     def run_view(self, request, pk: int):
         template = get_object_or_404(PromptTemplate, pk=pk)
@@ -104,6 +190,7 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 run = AIContentService().save_run(
                     template, preview.site_id, preview.variables, save_form.cleaned_data["output"],
                     result=run_previews.as_result(preview, save_form.cleaned_data["output"]), user=request.user,
+                    version=template.versions.filter(pk=preview.version_id).first() if preview.version_id else None,
                 )
                 run_previews.forget(request, token)
                 self.message_user(request, "Output saved.", messages.SUCCESS)
@@ -117,13 +204,16 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             if form.is_valid():
                 data = dict(form.cleaned_data)
                 site, model = data.pop("site"), data.pop("model")
+                content_service = AIContentService()
                 try:
-                    result = AIContentService().generate(template, data, model=model or None, site=site.pk)
+                    result = content_service.generate(template, data, model=model or None, site=site.pk)
                 except AIProviderError as exc:
                     self.message_user(request, f"No output — {exc.code}: {exc.message}", messages.ERROR)
                 else:
                     cost = run_previews.call_cost(site.pk, result)
-                    token = run_previews.remember(request, template.pk, site.pk, data, result, cost)
+                    token = run_previews.remember(
+                        request, template.pk, site.pk, data, result, cost,
+                        version_id=content_service.last_version.pk if content_service.last_version else None)
                     save_form = SaveRunForm(initial={"preview_token": token, "output": result.content},
                                             request=request, template=template)
                     preview = {"cost": f"${cost.normalize():f}" if cost is not None else "not known", "site": site,
@@ -138,12 +228,12 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
 @admin.register(PromptRun)
 class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("template", "site", "provider_name", "model", "total_tokens", "cost_usd", "created_by",
+    list_display = ("template", "version", "site", "provider_name", "model", "total_tokens", "cost_usd", "created_by",
                     "created_at")
     list_filter = ("site", "template")
     fields = (
-        "template", "site", "variables", "output", "provider_name", "model", "prompt_tokens", "completion_tokens",
-        "total_tokens", "cost_usd", "usage", "created_by", "created_at",
+        "template", "version", "site", "variables", "output", "provider_name", "model", "prompt_tokens",
+        "completion_tokens", "total_tokens", "cost_usd", "usage", "created_by", "created_at",
     )
     readonly_fields = tuple(f for f in fields if f != "output")  # the text can be corrected, the facts not
 

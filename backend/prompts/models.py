@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from typing import Any
 
 from django.conf import settings
 from django.contrib.sites.models import Site
@@ -45,8 +46,20 @@ class PromptTemplate(models.Model):
     default_model = models.CharField(max_length=200, blank=True, help_text="Empty: the site's default model.")
     max_tokens = models.PositiveIntegerField(default=500, validators=[MinValueValidator(1), MaxValueValidator(128_000)])
     temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    production_version = models.ForeignKey(
+        "PromptTemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
+        help_text="The version runs use.",
+    )
+    draft_version = models.ForeignKey(
+        "PromptTemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
+        help_text="A version being tried; runs use it only when asked to.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Set by the admin before save(): who saved, and whether the new version is only a draft.
+    version_author: Any = None
+    save_as_draft: bool = False
 
     class Meta:
         ordering = ["name"]
@@ -59,6 +72,13 @@ class PromptTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, then keep the saved text as a new immutable version (when it differs from the latest)."""
+        super().save(*args, **kwargs)
+        from .template_versions import record_version
+
+        record_version(self, user=self.version_author, draft=self.save_as_draft)
+
     @property
     def variables(self) -> list[str]:
         return template_variables(self.template)
@@ -69,25 +89,68 @@ class PromptTemplate(models.Model):
         except ValueError as exc:
             raise ValidationError({"template": str(exc)}) from None
 
+    def active_version(self, draft: bool = False) -> PromptTemplateVersion | None:
+        """The version a run uses: production (or the draft when asked), None before the first save."""
+        return self.draft_version if draft and self.draft_version_id else self.production_version
+
     def render(self, variables: dict[str, object]) -> str:
-        expected = set(self.variables)
-        given = set(variables)
-        missing = [name for name in self.variables if name not in given]
-        extra = sorted(given - expected)
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing variable(s): {', '.join(missing)}")
-            if extra:
-                parts.append(f"unknown variable(s): {', '.join(extra)}")
-            raise TemplateVariableError(f"Template {self.slug!r}: {'; '.join(parts)}.")
-        return self.template.format(**{k: str(v) for k, v in variables.items()})
+        return render_text(self.template, self.slug, variables)
+
+
+def render_text(template: str, slug: str, variables: dict[str, object]) -> str:
+    """`template` filled with `variables`; TemplateVariableError names the missing and unknown ones."""
+    names = template_variables(template)
+    expected = set(names)
+    given = set(variables)
+    missing = [name for name in names if name not in given]
+    extra = sorted(given - expected)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing variable(s): {', '.join(missing)}")
+        if extra:
+            parts.append(f"unknown variable(s): {', '.join(extra)}")
+        raise TemplateVariableError(f"Template {slug!r}: {'; '.join(parts)}.")
+    return template.format(**{k: str(v) for k, v in variables.items()})
+
+
+class PromptTemplateVersion(models.Model):
+    """One saved state of a template: never changed after it is written (rollback makes a new one)."""
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    system_prompt = models.TextField(blank=True)
+    text = models.TextField()
+    default_model = models.CharField(max_length=200, blank=True)
+    max_tokens = models.PositiveIntegerField(default=500)
+    temperature = models.FloatField(default=0.7)
+    content_hash = models.CharField(max_length=40)
+    restored_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [models.UniqueConstraint(fields=["template", "number"], name="unique_template_version")]
+
+    def __str__(self) -> str:
+        return f"{self.template} v{self.number}"
+
+    @property
+    def label(self) -> str:
+        return f"v{self.number}"
+
+    def render(self, variables: dict[str, object]) -> str:
+        return render_text(self.text, self.template.slug, variables)
 
 
 class PromptRun(models.Model):
     """A template's output that a person chose to keep."""
 
     template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(PromptTemplateVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="runs", help_text="The template version that produced it.")
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="prompt_runs")
     variables = models.JSONField(default=dict)
     output = models.TextField()

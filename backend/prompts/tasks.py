@@ -18,24 +18,27 @@ KIND = "prompts.run_template_batch"
 @register(KIND)
 def _run_template_batch(job: Any, report: Any) -> None:
     template = PromptTemplate.objects.get(pk=job.params["template_id"])
+    version = template.active_version()
+    source: Any = version if version is not None else template
     rows = job.params.get("variables", [])
     set_total(job, len(rows))
     prompts, valid = [], []
     for index, variables in enumerate(rows):
         try:
-            prompts.append(template.render(variables))
+            prompts.append(source.render(variables))
             valid.append(index)
         except TemplateVariableError as exc:
             report(f"row {index + 1}", False, "invalid_variables", str(exc))
     items = AIService(site=job.site_id, service="prompts.template").generate_batch(
         prompts, concurrency=int(job.params.get("concurrency") or settings.AI_BATCH_CONCURRENCY),
-        model=template.default_model or None, max_tokens=template.max_tokens, temperature=template.temperature,
-        system_prompt=template.system_prompt or None,
+        model=source.default_model or None, max_tokens=source.max_tokens, temperature=source.temperature,
+        system_prompt=source.system_prompt or None,
     )
     for index, item in zip(valid, items, strict=True):
         if item.ok:
             PromptRun.objects.create(
-                template=template, site_id=job.site_id, variables=rows[index], output=item.result.content,
+                template=template, version=version, site_id=job.site_id, variables=rows[index],
+                output=item.result.content,
                 model=item.result.model, provider=item.result.provider, total_tokens=item.result.total_tokens,
                 created_by=job.created_by,
             )

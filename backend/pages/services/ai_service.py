@@ -17,7 +17,9 @@ from django.db import transaction
 
 from integrations.ai import AIService as CoreAIService
 from integrations.ai.providers.errors import AIProviderError, InvalidRequest
+from prompts.versions import BuiltinPrompt, register_builtin
 
+from .. import provenance
 from ..models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
 
 SYSTEM_PROMPT = (
@@ -37,6 +39,7 @@ class MetaProposal:
     model: str
     provider: str
     total_tokens: int
+    origin: provenance.Origin | None = None
 
 
 def trim_to_words(text: str, limit: int) -> str:
@@ -78,6 +81,10 @@ def structured_output(ai: CoreAIService, name: str, schema: dict[str, Any], mode
     if "response_format" not in ai.provider_for(None, model).supported_options:
         return {}
     return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}}
+
+
+META_PROMPT = register_builtin(BuiltinPrompt("pages.meta", META_SYSTEM_PROMPT, meta_prompt("{title}", "{body}")))
+META_PARAMETERS = {"max_tokens": 300, "temperature": 0.4}
 
 
 def parse_meta(text: str) -> dict[str, str]:
@@ -167,9 +174,11 @@ class AIService:
         ai = self._ai(page.site_id)
         messages = [{"role": "user", "content": meta_prompt(page.title, page.body)}]
         structured = structured_output(ai, "page_meta", META_SCHEMA, model)
+        results = []
         for attempt in (1, 2):
-            result = ai.complete(messages, model=model, max_tokens=300, temperature=0.4,
+            result = ai.complete(messages, model=model, **META_PARAMETERS,
                                  system_prompt=META_SYSTEM_PROMPT, **structured)
+            results.append(result)
             try:
                 meta = parse_meta(result.content)
             except InvalidRequest as exc:
@@ -181,8 +190,11 @@ class AIService:
                                                 'object only: {"meta_title": "...", "meta_description": "..."}.'},
                 ]
                 continue
+            origin = provenance.origin_of(results, page, META_PROMPT,
+                                          {**META_PARAMETERS, "model": model or "", "structured": bool(structured)})
             return MetaProposal(meta_title=meta["meta_title"], meta_description=meta["meta_description"],
-                                model=result.model, provider=result.provider, total_tokens=result.total_tokens)
+                                model=result.model, provider=result.provider, total_tokens=result.total_tokens,
+                                origin=origin)
         raise AssertionError("unreachable")
 
     @staticmethod
