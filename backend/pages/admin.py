@@ -10,10 +10,11 @@ from django.contrib import admin
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from tenancy.access import SiteScopedAdminMixin
 
-from . import admin_views
+from . import admin_views, provenance
 from .models import Block, Page
 
 
@@ -42,7 +43,10 @@ class BlockInline(admin.StackedInline):
             return "—"
         html = render_to_string("admin/pages/includes/block_preview.html", {"type": obj.type, "content": obj.content})
         edit = reverse("admin:pages_page_edit_block", args=[obj.page_id, obj.pk])
-        return format_html('{}<p><a class="button edit-block" href="{}">Edit this block</a></p>', html, edit)
+        badge = render_to_string("admin/pages/includes/provenance_badge.html",
+                                 {"row": obj.provenance.order_by("-accepted_at", "-id").first()})
+        return format_html('{}<p>{}</p><p><a class="button edit-block" href="{}">Edit this block</a></p>',
+                           html, mark_safe(badge), edit)  # noqa: S308 - rendered by an autoescaping template
 
 
 @admin.register(Page)
@@ -55,6 +59,26 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     actions = ["generate_meta"]
     change_form_template = "admin/pages/page/change_form.html"
     list_select_related = ("site",)
+    readonly_fields = ("ai_provenance",)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """Each AI-written meta field gets its provenance (and the AI-generated marker) beside it."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None and obj.pk:
+            rows = provenance.current(obj)
+            for name in provenance.META_FIELDS:
+                if name in rows and name in form.base_fields:
+                    badge = render_to_string("admin/pages/includes/provenance_badge.html", {"row": rows[name]})
+                    form.base_fields[name].help_text = mark_safe(badge)  # noqa: S308 - autoescaped template
+        return form
+
+    @admin.display(description="AI provenance")
+    def ai_provenance(self, obj: Page) -> str:
+        """Every AI-written field and block of the page, newest first, with what produced it."""
+        if obj is None or not obj.pk:
+            return "—"
+        rows = list(obj.provenance.select_related("accepted_by"))
+        return render_to_string("admin/pages/includes/provenance_list.html", {"rows": rows})
 
     @admin.display(description="Site", ordering="site__name")
     def site_name(self, obj: Page) -> str:
