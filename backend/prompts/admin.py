@@ -105,11 +105,13 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Production version")
     def production_label(self, obj: PromptTemplate) -> str:
-        return obj.production_version.label if obj and obj.production_version_id else "—"
+        version = obj.production_version if obj else None
+        return f"v{version.number}" if version else "—"
 
     @admin.display(description="Draft version")
     def draft_label(self, obj: PromptTemplate) -> str:
-        return obj.draft_version.label if obj and obj.draft_version_id else "—"
+        version = obj.draft_version if obj else None
+        return f"v{version.number}" if version else "—"
 
     def save_model(self, request, obj, form, change):
         obj.version_author = request.user
@@ -138,8 +140,8 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         rows, previous = [], None
         for version in versions:
             rows.append({"version": version, "diff": template_versions.diff(previous, version),
-                         "production": version.pk == template.production_version_id,
-                         "draft": version.pk == template.draft_version_id})
+                         "production": version.label == PromptTemplateVersion.PRODUCTION,
+                         "draft": version.label == PromptTemplateVersion.DRAFT})
             previous = version
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
@@ -154,7 +156,7 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
         new = template_versions.rollback(template, version, user=request.user)
-        self.message_user(request, f"Rolled back: {new.label} (a copy of {version.label}) is now production.",
+        self.message_user(request, f"Rolled back: {new.display} (a copy of {version.display}) is now production.",
                           messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
 
@@ -165,11 +167,11 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         action = request.POST.get("action")
         if request.method != "POST" or action not in ("promote", "discard"):
             return back
-        if template.draft_version_id is None:
+        if template.draft_version is None:
             self.message_user(request, "This template has no draft.", messages.ERROR)
         elif action == "promote":
             version = template_versions.promote_draft(template)
-            self.message_user(request, f"{version.label} is now production.", messages.SUCCESS)
+            self.message_user(request, f"{version.display} is now production.", messages.SUCCESS)
         else:
             template_versions.discard_draft(template)
             self.message_user(request, "The draft was discarded; it stays in the history.", messages.SUCCESS)

@@ -46,14 +46,6 @@ class PromptTemplate(models.Model):
     default_model = models.CharField(max_length=200, blank=True, help_text="Empty: the site's default model.")
     max_tokens = models.PositiveIntegerField(default=500, validators=[MinValueValidator(1), MaxValueValidator(128_000)])
     temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
-    production_version = models.ForeignKey(
-        "PromptTemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
-        help_text="The version runs use.",
-    )
-    draft_version = models.ForeignKey(
-        "PromptTemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
-        help_text="A version being tried; runs use it only when asked to.",
-    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -89,9 +81,19 @@ class PromptTemplate(models.Model):
         except ValueError as exc:
             raise ValidationError({"template": str(exc)}) from None
 
+    @property
+    def production_version(self) -> PromptTemplateVersion | None:
+        """The version runs use (labels live on the versions; read fresh, never cached)."""
+        return self.versions.filter(label=PromptTemplateVersion.PRODUCTION).first() if self.pk else None
+
+    @property
+    def draft_version(self) -> PromptTemplateVersion | None:
+        """A version being tried; runs use it only when asked to."""
+        return self.versions.filter(label=PromptTemplateVersion.DRAFT).first() if self.pk else None
+
     def active_version(self, draft: bool = False) -> PromptTemplateVersion | None:
-        """The version a run uses: production (or the draft when asked), None before the first save."""
-        return self.draft_version if draft and self.draft_version_id else self.production_version
+        """The version a run uses: production (or the draft when asked and there is one), None before a save."""
+        return (self.draft_version if draft else None) or self.production_version
 
     def render(self, variables: dict[str, object]) -> str:
         return render_text(self.template, self.slug, variables)
@@ -115,7 +117,12 @@ def render_text(template: str, slug: str, variables: dict[str, object]) -> str:
 
 
 class PromptTemplateVersion(models.Model):
-    """One saved state of a template: never changed after it is written (rollback makes a new one)."""
+    """One saved state of a template: its text never changes after it is written (rollback makes a new one).
+
+    Only the label moves: one version per template is `production`, at most one is the `draft`.
+    """
+
+    PRODUCTION, DRAFT = "production", "draft"
 
     template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
@@ -125,6 +132,7 @@ class PromptTemplateVersion(models.Model):
     max_tokens = models.PositiveIntegerField(default=500)
     temperature = models.FloatField(default=0.7)
     content_hash = models.CharField(max_length=40)
+    label = models.CharField(max_length=10, blank=True, default="", choices=[(PRODUCTION, "production"), (DRAFT, "draft")])
     restored_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -132,13 +140,17 @@ class PromptTemplateVersion(models.Model):
 
     class Meta:
         ordering = ["template", "-number"]
-        constraints = [models.UniqueConstraint(fields=["template", "number"], name="unique_template_version")]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "number"], name="unique_template_version"),
+            models.UniqueConstraint(fields=["template", "label"], condition=~Q(label=""),
+                                    name="one_version_per_label"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.template} v{self.number}"
 
     @property
-    def label(self) -> str:
+    def display(self) -> str:
         return f"v{self.number}"
 
     def render(self, variables: dict[str, object]) -> str:

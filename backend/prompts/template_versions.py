@@ -43,13 +43,17 @@ def record_version(template: PromptTemplate, user: Any = None, draft: bool = Fal
             template=template, number=number, content_hash=digest, restored_from=restored_from,
             created_by=user if getattr(user, "is_authenticated", False) else None, **state,
         )
-    label = {"draft_version": latest} if draft else {"production_version": latest}
-    if not draft and template.draft_version_id == latest.pk:
-        label["draft_version"] = None  # the draft was saved as production: it is no longer a draft
-    PromptTemplate.objects.filter(pk=template.pk).update(**label)
-    for name, value in label.items():
-        setattr(template, name, value)
+    if draft and latest.label == PromptTemplateVersion.PRODUCTION:
+        return latest  # nothing new to try: production stays production
+    set_label(latest, PromptTemplateVersion.DRAFT if draft else PromptTemplateVersion.PRODUCTION)
     return latest
+
+
+def set_label(version: PromptTemplateVersion, label: str) -> None:
+    """Move `label` to `version` (a version holds one label: a draft made production is no longer the draft)."""
+    version.template.versions.filter(label=label).exclude(pk=version.pk).update(label="")
+    PromptTemplateVersion.objects.filter(pk=version.pk).update(label=label)
+    version.label = label
 
 
 def _load(template: PromptTemplate, version: PromptTemplateVersion) -> None:
@@ -77,8 +81,7 @@ def promote_draft(template: PromptTemplate) -> PromptTemplateVersion:
     draft = template.draft_version
     if draft is None:
         raise ValueError("This template has no draft to promote.")
-    PromptTemplate.objects.filter(pk=template.pk).update(production_version=draft, draft_version=None)
-    template.production_version, template.draft_version = draft, None
+    set_label(draft, PromptTemplateVersion.PRODUCTION)
     _load(template, draft)
     return draft
 
@@ -86,10 +89,10 @@ def promote_draft(template: PromptTemplate) -> PromptTemplateVersion:
 @transaction.atomic
 def discard_draft(template: PromptTemplate) -> None:
     """Drop the draft label (the version stays in the history) and show production in the form again."""
-    PromptTemplate.objects.filter(pk=template.pk).update(draft_version=None)
-    template.draft_version = None
-    if template.production_version is not None:
-        _load(template, template.production_version)
+    template.versions.filter(label=PromptTemplateVersion.DRAFT).update(label="")
+    production = template.production_version
+    if production is not None:
+        _load(template, production)
 
 
 def diff(old: PromptTemplateVersion | None, new: PromptTemplateVersion) -> list[tuple[str, str]]:
