@@ -132,7 +132,8 @@ class PromptTemplateVersion(models.Model):
     max_tokens = models.PositiveIntegerField(default=500)
     temperature = models.FloatField(default=0.7)
     content_hash = models.CharField(max_length=40)
-    label = models.CharField(max_length=10, blank=True, default="", choices=[(PRODUCTION, "production"), (DRAFT, "draft")])
+    label = models.CharField(max_length=10, blank=True, default="",
+                             choices=[(PRODUCTION, "production"), (DRAFT, "draft")])
     restored_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
