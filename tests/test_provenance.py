@@ -109,3 +109,49 @@ def test_accepted_block_records_provenance_and_editing_it_clears_the_marker(clie
 def test_builtin_prompt_version_is_a_hash_of_what_the_service_sends():
     assert META_PROMPT.version == content_hash(META_SYSTEM_PROMPT, meta_prompt("{title}", "{body}"))
     assert META_PROMPT.version != BLOCK_PROMPT.version and len(META_PROMPT.version) == 12
+
+
+def test_ledger_rows_carry_the_page_and_the_page_admin_shows_its_spend(client, emulated_site, upstream):
+    from django.contrib.contenttypes.models import ContentType
+
+    from integrations.ai import usage
+    from integrations.models import AIUsage
+    from pages.models import Page
+    from pages.services.ai_service import AIService
+    from prompts.services.ai_service import AIContentService
+
+    from .factories_cms import PromptTemplateFactory
+
+    site, other = emulated_site("openrouter"), emulated_site("openrouter")
+    page = PageFactory(site=site, title="Opening hours", body="Open daily.")
+    second = PageFactory(site=site, title="Cakes", body="Wedding cakes.")
+    theirs = PageFactory(site=other, title="Secret page of site B", body="B.")
+    AIService().propose_meta(page)
+    AIService().propose_meta(page)
+    AIService().propose_meta(second)
+    AIService().propose_meta(theirs)
+    template = PromptTemplateFactory(site=site)
+    AIContentService().generate(template, {"product": "rye", "audience": "students"})
+    AIService(site=site).generate_meta_title("Not attributed")
+    usage.flush()
+    page_type = ContentType.objects.get_for_model(Page)
+    mine = AIUsage.objects.filter(content_type=page_type, object_id=page.pk)
+    assert mine.count() == 2 and {row.content_label for row in mine} == {"Page: Opening hours"}
+    assert all(row.cost and row.cost > 0 for row in mine)
+    run_row = AIUsage.objects.get(service="prompts.template")
+    assert run_row.content_object == template and run_row.content_label.endswith("v1")
+    assert AIUsage.objects.filter(content_type__isnull=True).count() == 1  # a call made for no content
+
+    user = staff(site, "view_page", "change_page", "view_aiusage")
+    client.force_login(user)
+    change = client.get(reverse("admin:pages_page_change", args=[page.pk])).content.decode()
+    total = sum(row.cost for row in mine)
+    assert f"${total:.6f} over 2 call(s)" in change
+    listing = client.get(reverse("admin:integrations_aiusage_changelist")).content.decode()
+    assert 'id="usage-by-content"' in listing and "Page: Opening hours" in listing and "Page: Cakes" in listing
+    assert "Secret page of site B" not in listing  # grouping and the filter list only this site's rows
+    filtered = client.get(reverse("admin:integrations_aiusage_changelist"),
+                          {"content": f"{page_type.pk}:{page.pk}"})
+    assert filtered.context["cl"].result_count == 2
+    assert client.get(reverse("admin:integrations_aiusage_changelist"),
+                      {"content": f"{page_type.pk}:{theirs.pk}"}).context["cl"].result_count == 0

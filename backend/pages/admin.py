@@ -59,7 +59,7 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     actions = ["generate_meta"]
     change_form_template = "admin/pages/page/change_form.html"
     list_select_related = ("site",)
-    readonly_fields = ("ai_provenance",)
+    readonly_fields = ("ai_provenance", "ai_spend")
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         """Each AI-written meta field gets its provenance (and the AI-generated marker) beside it."""
@@ -71,6 +71,27 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                     badge = render_to_string("admin/pages/includes/provenance_badge.html", {"row": rows[name]})
                     form.base_fields[name].help_text = mark_safe(badge)  # noqa: S308 - autoescaped template
         return form
+
+    @admin.display(description="AI spend")
+    def ai_spend(self, obj: Page) -> str:
+        """What AI calls for this page cost (proposals included, accepted or not), from the usage ledger."""
+        if obj is None or not obj.pk:
+            return "—"
+        from django.contrib.contenttypes.models import ContentType
+        from django.db.models import Count, Sum
+
+        from integrations.models import AIUsage
+
+        content_type = ContentType.objects.get_for_model(Page)
+        totals = AIUsage.objects.filter(content_type=content_type, object_id=obj.pk).aggregate(
+            calls=Count("id"), cost=Sum("cost"), tokens=Sum("total_tokens"))
+        if not totals["calls"]:
+            return "No AI calls for this page yet."
+        cost = f"${totals['cost']:.6f}" if totals["cost"] is not None else "cost not known"
+        text = f"{cost} over {totals['calls']} call(s), {totals['tokens'] or 0} tokens"
+        url = reverse("admin:integrations_aiusage_changelist") + f"?content={content_type.pk}:{obj.pk}"
+        return format_html('<span class="ai-spend">{}</span> · <a href="{}">usage rows</a>', text, url)  # its admin
+        # checks the usage permission and the site again
 
     @admin.display(description="AI provenance")
     def ai_provenance(self, obj: Page) -> str:

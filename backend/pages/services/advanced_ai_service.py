@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from integrations.ai import AIService as CoreAIService
+from integrations.ai import usage
 from integrations.ai.providers.errors import InvalidRequest
 from prompts.versions import BuiltinPrompt, register_builtin
 
@@ -117,7 +118,8 @@ class AdvancedAIService:
     def generate_block(
         self, page: Page, block_type: str, instructions: str = "", model: str | None = None, save: bool = True
     ) -> Block:
-        content = self.generate_block_content(block_type, page.title, instructions, model, site=page.site_id)
+        with usage.attributed_to(page):
+            content = self.generate_block_content(block_type, page.title, instructions, model, site=page.site_id)
         if save:
             return self.add_block(page, block_type, content)
         return Block(page=page, type=block_type, content=content)
@@ -130,7 +132,8 @@ class AdvancedAIService:
         self, page: Page, block_type: str, instructions: str = "", model: str | None = None,
     ) -> tuple[Block, provenance.Origin]:
         """`propose_block`, plus what produced it (kept with the proposal, recorded when accepted)."""
-        content, results = self._block_content(block_type, page.title, instructions, model, page.site_id)
+        with usage.attributed_to(page):  # the block does not exist yet: its cost is the page's
+            content, results = self._block_content(block_type, page.title, instructions, model, page.site_id)
         origin = provenance.origin_of(results, page, BLOCK_PROMPT, {
             **BLOCK_PARAMETERS, "model": model or "", "type": block_type, "instructions": instructions})
         return Block(page=page, type=block_type, content=content), origin

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from integrations.ai import AIService as CoreAIService
+from integrations.ai import usage
 from integrations.ai.providers.errors import AIProviderError, InvalidRequest
 from prompts.versions import BuiltinPrompt, register_builtin
 
@@ -152,10 +153,11 @@ class AIService:
     def generate_meta_for_page(self, page: Page, model: str | None = None, save: bool = True) -> dict[str, str]:
         """Generate both fields in one request, then save them together (or not at all)."""
         ai = self._ai(page.site_id)
-        result = ai.generate_content(
-            meta_prompt(page.title, page.body), model=model, max_tokens=300, temperature=0.4,
-            system_prompt=META_SYSTEM_PROMPT, **structured_output(ai, "page_meta", META_SCHEMA, model),
-        )
+        with usage.attributed_to(page):
+            result = ai.generate_content(
+                meta_prompt(page.title, page.body), model=model, max_tokens=300, temperature=0.4,
+                system_prompt=META_SYSTEM_PROMPT, **structured_output(ai, "page_meta", META_SCHEMA, model),
+            )
         meta = parse_meta(result.content)
         if save:
             with transaction.atomic():
@@ -165,6 +167,11 @@ class AIService:
         return meta
 
     def propose_meta(self, page: Page, model: str | None = None) -> MetaProposal:
+        """Meta for `page` to review before saving; its ledger rows carry the page (cost per page)."""
+        with usage.attributed_to(page):
+            return self._propose_meta(page, model)
+
+    def _propose_meta(self, page: Page, model: str | None = None) -> MetaProposal:
         """Meta for `page` to show a person before anything is saved (the page is not touched).
 
         Structured outputs where the provider has them; elsewhere the JSON instruction in the

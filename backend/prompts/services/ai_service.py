@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from integrations.ai import AIService
+from integrations.ai import AIService, usage
 from integrations.ai.providers.base import GenerationResult
 from integrations.ai.providers.errors import InvalidRequest
 
@@ -38,13 +38,15 @@ class AIContentService:
         source: Any = version if version is not None else template
         prompt = self.render(source, variables)
         site = site if site is not None else (self.site if self.site is not None else template.site_id)
-        result = AIService(site=site, service="prompts.template").generate_content(
-            prompt,
-            model=model or source.default_model or None,
-            max_tokens=max_tokens if max_tokens is not None else source.max_tokens,
-            temperature=temperature if temperature is not None else source.temperature,
-            system_prompt=source.system_prompt or None,
-        )
+        label = f"Prompt template: {template} {version.display if version else ''}".strip()
+        with usage.attributed_to(template, label=label):
+            result = AIService(site=site, service="prompts.template").generate_content(
+                prompt,
+                model=model or source.default_model or None,
+                max_tokens=max_tokens if max_tokens is not None else source.max_tokens,
+                temperature=temperature if temperature is not None else source.temperature,
+                system_prompt=source.system_prompt or None,
+            )
         self.last_version = version
         return result
 
