@@ -14,7 +14,7 @@ from django.utils.safestring import mark_safe
 
 from tenancy.access import SiteScopedAdminMixin
 
-from . import admin_views, provenance
+from . import admin_views, provenance, staleness
 from .models import Block, Page
 
 
@@ -51,12 +51,12 @@ class BlockInline(admin.StackedInline):
 
 @admin.register(Page)
 class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("title", "site_name", "slug", "status", "has_meta", "updated_at")
+    list_display = ("title", "site_name", "slug", "status", "has_meta", "ai_stale", "updated_at")
     list_filter = ("status", "site")
     search_fields = ("title", "slug", "body")
     prepopulated_fields = {"slug": ("title",)}
     inlines = [BlockInline]
-    actions = ["generate_meta"]
+    actions = ["generate_meta", "regenerate_stale_meta"]
     change_form_template = "admin/pages/page/change_form.html"
     list_select_related = ("site",)
     readonly_fields = ("ai_provenance", "ai_spend")
@@ -104,6 +104,20 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="Site", ordering="site__name")
     def site_name(self, obj: Page) -> str:
         return obj.site.name or obj.site.domain
+
+    @admin.display(description="AI content")
+    def ai_stale(self, obj: Page) -> str:
+        """Flag pages whose AI-written fields were generated from older text or an older prompt."""
+        reasons = staleness.stale_reasons(obj)
+        if not reasons:
+            return "—"
+        return format_html('<span class="ai-stale" title="{}">stale ({})</span>',
+                           "; ".join(sorted(set(reasons.values()))), len(reasons))
+
+    @admin.action(description="Regenerate stale AI meta (estimate, then review)", permissions=["change"])
+    def regenerate_stale_meta(self, request, queryset):
+        """Only pages whose AI meta is stale: an estimate first, then proposals to review and accept."""
+        return admin_views.regenerate_stale_meta(self, request, queryset)
 
     @admin.display(boolean=True, description="Meta")
     def has_meta(self, obj: Page) -> bool:

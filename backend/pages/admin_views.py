@@ -21,7 +21,7 @@ from integrations.ai.providers.errors import AIProviderError
 from prompts import run_previews
 from tenancy.access import can_manage, require_site
 
-from . import provenance
+from . import provenance, staleness
 from .block_forms import BlockContentForm
 from .blocks import BLOCK_LABELS, BLOCK_TYPES
 from .forms import GenerateBlockForm
@@ -78,6 +78,33 @@ def render_meta_preview(model_admin: Any, request: HttpRequest, rows: list[dict[
         "title": "Review generated meta", "back": back or reverse("admin:pages_page_changelist"),
     }
     return TemplateResponse(request, "admin/pages/page/meta_preview.html", context)
+
+
+def regenerate_stale_meta(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    """The bulk action: split the selection into stale and up-to-date pages, show the estimate, then propose."""
+    pages = [p for p in queryset.select_related("site") if model_admin.has_change_permission(request, p)
+             and can_manage(request.user, p.site_id)]
+    stale = [p for p in pages if staleness.meta_is_stale(p)]
+    skipped = len(pages) - len(stale)
+    if not stale:
+        model_admin.message_user(request, f"No stale AI meta in the selection: {skipped} page(s) are up to date "
+                                 "(same text, same prompt version) and were skipped.", messages.INFO)
+        return None
+    if len(stale) > MAX_PREVIEW_PAGES:
+        model_admin.message_user(request, f"{len(stale)} pages are stale; review works on up to "
+                                 f"{MAX_PREVIEW_PAGES} at a time: select fewer.", messages.ERROR)
+        return None
+    if request.POST.get("confirm") != "yes":
+        context = {
+            **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
+            "title": "Regenerate stale AI meta", "stale": [(p, staleness.stale_reasons(p)) for p in stale],
+            "skipped": skipped, "estimate": staleness.estimate_meta(stale), "selected": [p.pk for p in pages],
+        }
+        return TemplateResponse(request, "admin/pages/page/regenerate_stale.html", context)
+    if skipped:
+        model_admin.message_user(request, f"{skipped} up-to-date page(s) skipped.", messages.INFO)
+    rows = propose_meta_rows(model_admin, request, stale)
+    return render_meta_preview(model_admin, request, rows) if rows else None
 
 
 def generate_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
