@@ -125,3 +125,77 @@ def test_version_screens_refuse_other_sites_and_missing_permissions(client, emul
     client.force_login(staff(site_a))
     assert client.post(reverse("admin:prompts_prompttemplate_rollback",
                                args=[global_template.pk, global_template.versions.get().pk])).status_code == 403
+
+
+def test_trial_runs_the_draft_on_recent_runs_side_by_side_then_promotes(client, emulated_site, upstream):
+    from integrations.ai import usage
+    from integrations.models import AIUsage, BatchJob
+    from prompts.models import PromptTrialItem
+
+    site = emulated_site("openrouter")
+    template = PromptTemplateFactory(site=site, template="Old: {product} for {audience}.", default_model="")
+    client.force_login(staff(site))
+    for product in ("rye", "spelt", "oats"):
+        response = client.post(reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
+                               {"product": product, "audience": "students", "site": site.pk, "model": ""})
+        client.post(reverse("admin:prompts_prompttemplate_run", args=[template.pk]), {
+            "_save": "1", "output": f"Saved {product} blurb",
+            "preview_token": response.context["save_form"].initial["preview_token"]})
+    edit(client, template, "New: {product}, for {audience}!", draft=True)
+    draft = template.draft_version
+    before = len(upstream.requests)
+
+    started = client.post(reverse("admin:prompts_prompttemplate_trial", args=[template.pk]),
+                          {"version": draft.pk, "site": site.pk, "items": 2})
+    assert started.status_code == 302
+    job = BatchJob.objects.get(kind="prompts.trial_version")
+    assert started["Location"] == reverse("admin:prompts_prompttemplate_trial_result", args=[template.pk, job.pk])
+    assert (job.status, job.total, job.succeeded) == ("done", 2, 2)
+    sent = [r.json["messages"][-1]["content"] for r in upstream.requests[before:]]
+    assert sorted(sent) == ["New: oats, for students!", "New: spelt, for students!"]  # the 2 newest runs
+    items = list(PromptTrialItem.objects.filter(job=job))
+    assert {i.old_output for i in items} == {"Saved oats blurb", "Saved spelt blurb"}
+    assert all(i.new_output and i.new_tokens > 0 and i.new_cost and i.new_latency_ms is not None for i in items)
+    assert all(i.old_latency_ms is not None and i.old_cost for i in items)
+
+    page = client.get(started["Location"])
+    html = page.content.decode()
+    assert "Saved oats blurb" in html and items[0].new_output in html
+    totals = page.context["totals"]
+    assert totals.new_tokens == sum(i.new_tokens for i in items) and totals.items == 2
+    assert totals.new_cost == sum(i.new_cost for i in items)
+    usage.flush()
+    assert AIUsage.objects.filter(service="prompts.trial", content_label__endswith="(trial)").count() == 2
+    assert template.production_version.number == 1  # a trial changes nothing
+
+    client.post(reverse("admin:prompts_prompttemplate_draft", args=[template.pk]), {"action": "promote"})
+    assert template.production_version == draft
+
+
+def test_trial_refuses_other_sites_missing_permissions_and_templates_without_runs(client, emulated_site, upstream):
+    from integrations.models import BatchJob
+
+    site_a, site_b = emulated_site("openrouter"), emulated_site("openrouter")
+    ours = PromptTemplateFactory(site=site_a)
+    theirs = PromptTemplateFactory(site=site_b)
+    client.force_login(staff(site_a))
+    no_runs = client.post(reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
+                          {"version": ours.production_version.pk, "site": site_a.pk, "items": 3}, follow=True)
+    assert "No saved runs" in no_runs.content.decode() and upstream.requests == []
+    assert client.post(reverse("admin:prompts_prompttemplate_trial", args=[theirs.pk]),
+                       {"version": theirs.production_version.pk, "site": site_b.pk, "items": 1}).status_code == 404
+    # our template, but site B's site or another template's version: form errors, nothing runs
+    bad = client.post(reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
+                      {"version": theirs.production_version.pk, "site": site_a.pk, "items": 1}, follow=True)
+    assert "No trial" in bad.content.decode() and not BatchJob.objects.exists()
+    job_b = BatchJob.objects.create(kind="prompts.trial_version", site=site_b, params={"template_id": theirs.pk})
+    assert client.get(reverse("admin:prompts_prompttemplate_trial_result",
+                              args=[theirs.pk, job_b.pk])).status_code == 404
+    job_b.params = {"template_id": ours.pk}
+    job_b.save()  # even pointed at our template, a job of site B stays hidden
+    assert client.get(reverse("admin:prompts_prompttemplate_trial_result",
+                              args=[ours.pk, job_b.pk])).status_code == 404
+    client.force_login(staff(site_a, perms=("view_prompttemplate", "add_promptrun")))
+    assert client.post(reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
+                       {"version": ours.production_version.pk, "site": site_a.pk, "items": 1}).status_code == 403
+    assert upstream.requests == []

@@ -16,7 +16,7 @@ from integrations.ai.providers.errors import AIProviderError
 from integrations.forms import PROVIDER_LABELS
 from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, sites_for
 
-from . import run_previews, template_versions
+from . import run_previews, template_versions, trials
 from .models import PromptRun, PromptTemplate, PromptTemplateVersion
 from .services.ai_service import AIContentService
 
@@ -72,6 +72,24 @@ class SaveRunForm(forms.Form):
         return token
 
 
+class TrialForm(forms.Form):
+    """Which version to try, on which site's saved runs, and on how many of them."""
+
+    version = forms.ModelChoiceField(queryset=PromptTemplateVersion.objects.none(), empty_label=None)
+    site = forms.ModelChoiceField(queryset=None, empty_label=None)
+    items = forms.IntegerField(min_value=1, max_value=trials.MAX_TRIAL_ITEMS, initial=5,
+                               help_text=f"The most recent saved runs, at most {trials.MAX_TRIAL_ITEMS}.")
+
+    def __init__(self, *args, user, template: PromptTemplate, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = template.versions.order_by("-number")
+        draft = template.draft_version
+        if draft is not None:
+            self.fields["version"].initial = draft.pk
+        sites = sites_for(user)
+        self.fields["site"].queryset = sites if template.site_id is None else sites.filter(pk=template.site_id)
+
+
 def can_run(user, template: PromptTemplate) -> bool:
     """Running a template spends a site's budget and keeps a run: it takes both permissions and a site."""
     if not (user.has_perm("prompts.view_prompttemplate") and user.has_perm("prompts.add_promptrun")):
@@ -100,6 +118,8 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             path("<int:pk>/versions/<int:version_id>/rollback/", wrap(self.rollback_view),
                  name="prompts_prompttemplate_rollback"),
             path("<int:pk>/draft/", wrap(self.draft_view), name="prompts_prompttemplate_draft"),
+            path("<int:pk>/trial/", wrap(self.trial_start_view), name="prompts_prompttemplate_trial"),
+            path("<int:pk>/trial/<int:job_id>/", wrap(self.trial_view), name="prompts_prompttemplate_trial_result"),
             *super().get_urls(),
         ]
 
@@ -143,10 +163,12 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                          "production": version.label == PromptTemplateVersion.PRODUCTION,
                          "draft": version.label == PromptTemplateVersion.DRAFT})
             previous = version
+        can_change = self.has_change_permission(request, template)
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
-            "title": f"Versions of “{template}”", "rows": list(reversed(rows)),
-            "can_change": self.has_change_permission(request, template),
+            "title": f"Versions of “{template}”", "rows": list(reversed(rows)), "can_change": can_change,
+            "trial_form": TrialForm(user=request.user, template=template) if can_change and can_run(
+                request.user, template) else None,
         }
         return TemplateResponse(request, "admin/prompts/prompttemplate/versions.html", context)
 
@@ -176,6 +198,46 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             template_versions.discard_draft(template)
             self.message_user(request, "The draft was discarded; it stays in the history.", messages.SUCCESS)
         return back
+
+    def trial_start_view(self, request, pk: int):
+        """Try the draft (or any version) on the site's recent saved runs; it spends budget, so it takes
+        the run permissions, the change permission and the site."""
+        template = self._template_for(request, pk, change=True)
+        if not can_run(request.user, template):
+            raise PermissionDenied
+        back = HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
+        if request.method != "POST":
+            return back
+        form = TrialForm(request.POST, user=request.user, template=template)
+        if not form.is_valid():
+            self.message_user(request, "No trial: " + " ".join(
+                str(e) for errors in form.errors.values() for e in errors), messages.ERROR)
+            return back
+        version = form.cleaned_data["version"]
+        try:
+            job = trials.start_trial(version, form.cleaned_data["site"], form.cleaned_data["items"], request.user)
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return back
+        return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_trial_result", args=[template.pk, job.pk]))
+
+    def trial_view(self, request, pk: int, job_id: int):
+        """Old and new output side by side, with tokens, cost and latency per item and in total."""
+        from integrations.models import BatchJob
+
+        template = self._template_for(request, pk, change=False)
+        job = get_object_or_404(BatchJob, pk=job_id, kind=trials.KIND, params__template_id=template.pk)
+        require_site(request.user, job.site_id)
+        items = list(job.trial_items.select_related("version", "run__version").order_by("id"))
+        version = template.versions.filter(pk=job.params.get("version_id")).first()
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
+            "title": f"Trial of {version.display if version else 'a version'} of “{template}”", "job": job,
+            "items": items, "totals": trials.totals(items), "version": version,
+            "is_draft": version is not None and version.label == PromptTemplateVersion.DRAFT,
+            "can_change": self.has_change_permission(request, template),
+        }
+        return TemplateResponse(request, "admin/prompts/prompttemplate/trial.html", context)
 
     def run_view(self, request, pk: int):
         template = get_object_or_404(PromptTemplate, pk=pk)

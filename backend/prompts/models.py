@@ -186,3 +186,34 @@ class PromptRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} run {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class PromptTrialItem(models.Model):
+    """One variable set of a trial: a version (usually the draft) run where a saved run already exists.
+
+    The trial itself is a `BatchJob` (kind `prompts.trial_version`: progress, budget checks); each item
+    keeps the old output beside the new one with what each took, for the side-by-side screen.
+    """
+
+    job = models.ForeignKey("integrations.BatchJob", on_delete=models.CASCADE, related_name="trial_items")
+    version = models.ForeignKey(PromptTemplateVersion, on_delete=models.CASCADE, related_name="trial_items")
+    run = models.ForeignKey(PromptRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                            help_text="The saved run whose variables and output are the 'before'.")
+    variables = models.JSONField(default=dict)
+    old_output = models.TextField(blank=True)
+    old_tokens = models.PositiveIntegerField(default=0)
+    old_cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    old_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    new_output = models.TextField(blank=True)
+    new_tokens = models.PositiveIntegerField(default=0)
+    new_cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    new_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    request_id = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+
+    def __str__(self) -> str:
+        return f"trial item {self.pk} of job {self.job_id}"

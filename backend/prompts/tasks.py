@@ -10,6 +10,7 @@ from django.conf import settings
 from integrations.ai import AIService
 from integrations.jobs import register, run_job, set_total, start_job
 
+from . import trials  # noqa: F401 - registers the trial job kind and its Celery task
 from .models import PromptRun, PromptTemplate, TemplateVariableError
 
 KIND = "prompts.run_template_batch"

@@ -56,6 +56,16 @@ def current_attribution() -> Attribution | None:
     return _attribution.get()
 
 
+@contextlib.contextmanager
+def carrying(attribution: Attribution | None) -> Iterator[None]:
+    """Re-enter an attribution read on another thread (batch workers do not inherit context variables)."""
+    token = _attribution.set(attribution)
+    try:
+        yield
+    finally:
+        _attribution.reset(token)
+
+
 @dataclass
 class CallRecord:
     site_id: int | None
