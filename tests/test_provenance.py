@@ -155,3 +155,20 @@ def test_ledger_rows_carry_the_page_and_the_page_admin_shows_its_spend(client, e
     assert filtered.context["cl"].result_count == 2
     assert client.get(reverse("admin:integrations_aiusage_changelist"),
                       {"content": f"{page_type.pk}:{theirs.pk}"}).context["cl"].result_count == 0
+
+
+def test_meta_written_without_review_records_provenance_too(emulated_site, upstream):
+    from pages.services.ai_service import AIService
+
+    site = emulated_site("openai")
+    one = PageFactory(site=site, title="Opening hours", body="Open daily.", meta_title="", meta_description="")
+    many = [PageFactory(site=site, meta_title="", meta_description="") for _ in range(2)]
+    AIService().generate_meta_for_page(one)
+    AIService().generate_meta_batch(many, concurrency=2)
+    for page in (one, *many):
+        page.refresh_from_db()
+        rows = {row.field: row for row in ContentProvenance.objects.filter(page=page)}
+        assert set(rows) == {"meta_title", "meta_description"}
+        assert rows["meta_title"].accepted_text == page.meta_title and rows["meta_title"].accepted_by is None
+        assert rows["meta_title"].provider == "openai" and rows["meta_title"].request_id
+        assert rows["meta_title"].prompt_version == META_PROMPT.version and rows["meta_title"].ai_generated

@@ -160,8 +160,10 @@ class AIService:
             )
         meta = parse_meta(result.content)
         if save:
+            origin = provenance.origin_of([result], page, META_PROMPT, {**META_PARAMETERS, "model": model or ""})
             with transaction.atomic():
                 Page.objects.filter(pk=page.pk).update(**meta)
+                provenance.record_meta(page, origin, proposed=meta, accepted=meta)
             for field, value in meta.items():
                 setattr(page, field, value)
         return meta
@@ -245,7 +247,11 @@ class AIService:
                     except AIProviderError as exc:
                         error = exc
                     else:
-                        Page.objects.filter(pk=page.pk).update(**meta)
+                        origin = provenance.origin_of([item.result], page, META_PROMPT,
+                                                      {**META_PARAMETERS, "model": model or ""})
+                        with transaction.atomic():
+                            Page.objects.filter(pk=page.pk).update(**meta)
+                            provenance.record_meta(page, origin, proposed=meta, accepted=meta)
                         for field, value in meta.items():
                             setattr(page, field, value)
                 outcome[page.pk] = None if error is None else f"{error.code}: {error.message}"
