@@ -172,3 +172,13 @@ def test_meta_written_without_review_records_provenance_too(emulated_site, upstr
         assert rows["meta_title"].accepted_text == page.meta_title and rows["meta_title"].accepted_by is None
         assert rows["meta_title"].provider == "openai" and rows["meta_title"].request_id
         assert rows["meta_title"].prompt_version == META_PROMPT.version and rows["meta_title"].ai_generated
+
+
+def test_a_block_saved_without_review_records_provenance(emulated_site):
+    from pages.services.advanced_ai_service import AdvancedAIService
+
+    page = PageFactory(site=emulated_site("anthropic"), title="Opening hours")
+    block = AdvancedAIService().generate_block(page, "faq", "two questions")
+    row = ContentProvenance.objects.get(block=block)
+    assert (row.provider, row.prompt_name, row.accepted_by) == ("anthropic", "pages.blocks", None)
+    assert row.parameters["instructions"] == "two questions" and row.ai_generated

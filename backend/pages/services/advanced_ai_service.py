@@ -118,11 +118,12 @@ class AdvancedAIService:
     def generate_block(
         self, page: Page, block_type: str, instructions: str = "", model: str | None = None, save: bool = True
     ) -> Block:
-        with usage.attributed_to(page):
-            content = self.generate_block_content(block_type, page.title, instructions, model, site=page.site_id)
+        block, origin = self.propose_block_with_origin(page, block_type, instructions, model)
         if save:
-            return self.add_block(page, block_type, content)
-        return Block(page=page, type=block_type, content=content)
+            with transaction.atomic():
+                block = self.add_block(page, block_type, block.content)
+                provenance.record_block(block, origin, proposed=block.content)
+        return block
 
     def propose_block(self, page: Page, block_type: str, instructions: str = "", model: str | None = None) -> Block:
         """A generated block to show before saving: validated content, not saved, no order yet."""
