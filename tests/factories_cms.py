@@ -5,7 +5,7 @@ from __future__ import annotations
 import factory
 
 from pages.models import Block, Page
-from prompts.models import PromptRun, PromptTemplate
+from prompts.models import PromptRun, PromptTemplate, PromptTemplateVersion
 
 from .factories import SiteFactory
 
@@ -56,3 +56,15 @@ class PromptRunFactory(factory.django.DjangoModelFactory):
     model = "gpt-4o"
     provider = "openai"
     total_tokens = 10
+
+
+class PromptTemplateVersionFactory(factory.django.DjangoModelFactory):
+    """An extra, unlabelled version (saving a template already makes its v1)."""
+
+    class Meta:
+        model = PromptTemplateVersion
+
+    template = factory.SubFactory(PromptTemplateFactory)
+    number = factory.Sequence(lambda n: n + 1000)
+    text = "Older text for {product}."
+    content_hash = factory.Sequence(lambda n: f"hash{n}")

@@ -34,6 +34,28 @@ class AIUsageResource(resources.ModelResource):
         export_order = fields
 
 
+class ContentFilter(admin.SimpleListFilter):
+    """Rows for one piece of content (a page, a prompt template), from the rows this user may see."""
+
+    title = "content"
+    parameter_name = "content"
+
+    def lookups(self, request, model_admin):
+        rows = (model_admin.get_queryset(request).filter(content_type__isnull=False)
+                .values_list("content_type_id", "object_id", "content_label").distinct().order_by("content_label"))
+        return [(f"{ct}:{pk}", label or f"#{pk}") for ct, pk, label in rows[:200]]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        try:
+            content_type_id, object_id = (int(part) for part in value.split(":", 1))
+        except ValueError:
+            return queryset.none()
+        return queryset.filter(content_type_id=content_type_id, object_id=object_id)
+
+
 @admin.register(AIUsage)
 class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     resource_classes = [AIUsageResource]
@@ -43,9 +65,9 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     )
     list_filter = (
         "site", "provider", ("served_model", admin.AllValuesFieldListFilter), "status", "cache_hit",
-        ("created_at", admin.DateFieldListFilter),
+        ("created_at", admin.DateFieldListFilter), ContentFilter,
     )
-    search_fields = ("served_model", "requested_model", "request_id", "service")
+    search_fields = ("served_model", "requested_model", "request_id", "service", "content_label")
     date_hierarchy = "created_at"
     list_select_related = ("site",)
     change_list_template = "admin/integrations/aiusage/change_list.html"
@@ -78,6 +100,12 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
                 tokens=Sum("total_tokens"), cost=Sum("cost"),
             )
             response.context_data["usage_totals"] = totals
+            response.context_data["usage_by_content"] = list(
+                changelist.queryset.filter(content_type__isnull=False).order_by()
+                .values("content_type_id", "object_id", "content_label")
+                .annotate(calls=Count("id"), tokens=Sum("total_tokens"), cost=Sum("cost"))
+                .order_by("-cost", "content_label")[:50]
+            )
             response.context_data["budgets"] = self._budgets(request)
         return response
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.sites.models import Site
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -471,13 +472,21 @@ class AIUsage(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     cache_hit = models.BooleanField(default=False)
     request_id = models.CharField(max_length=200, blank=True)
+    # The content the call was for (a page, a prompt template), when the caller said (`usage.attributed_to`);
+    # the label stays readable after the object is deleted.
+    content_type = models.ForeignKey("contenttypes.ContentType", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    content_object = GenericForeignKey("content_type", "object_id")
+    content_label = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = "AI usage"
         verbose_name_plural = "AI usage"
-        indexes = [models.Index(fields=["site", "created_at"])]
+        indexes = [models.Index(fields=["site", "created_at"]),
+                   models.Index(fields=["content_type", "object_id"], name="aiusage_content_idx")]
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.served_model or self.requested_model} {self.status}"

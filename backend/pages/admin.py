@@ -10,10 +10,11 @@ from django.contrib import admin
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from tenancy.access import SiteScopedAdminMixin
 
-from . import admin_views, batch_views
+from . import admin_views, batch_views, provenance, staleness
 from .models import Block, Page
 
 
@@ -42,23 +43,81 @@ class BlockInline(admin.StackedInline):
             return "—"
         html = render_to_string("admin/pages/includes/block_preview.html", {"type": obj.type, "content": obj.content})
         edit = reverse("admin:pages_page_edit_block", args=[obj.page_id, obj.pk])
-        return format_html('{}<p><a class="button edit-block" href="{}">Edit this block</a></p>', html, edit)
+        badge = render_to_string("admin/pages/includes/provenance_badge.html",
+                                 {"row": obj.provenance.order_by("-accepted_at", "-id").first()})
+        return format_html('{}<p>{}</p><p><a class="button edit-block" href="{}">Edit this block</a></p>',
+                           html, mark_safe(badge), edit)  # noqa: S308 - rendered by an autoescaping template
 
 
 @admin.register(Page)
 class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("title", "site_name", "slug", "status", "has_meta", "updated_at")
+    list_display = ("title", "site_name", "slug", "status", "has_meta", "ai_stale", "updated_at")
     list_filter = ("status", "site")
     search_fields = ("title", "slug", "body")
     prepopulated_fields = {"slug": ("title",)}
     inlines = [BlockInline]
-    actions = ["generate_meta", "generate_meta_batch"]
+    actions = ["generate_meta", "generate_meta_batch", "regenerate_stale_meta"]
     change_form_template = "admin/pages/page/change_form.html"
     list_select_related = ("site",)
+    readonly_fields = ("ai_provenance", "ai_spend")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """Each AI-written meta field gets its provenance (and the AI-generated marker) beside it."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None and obj.pk:
+            rows = provenance.current(obj)
+            for name in provenance.META_FIELDS:
+                if name in rows and name in form.base_fields:
+                    badge = render_to_string("admin/pages/includes/provenance_badge.html", {"row": rows[name]})
+                    form.base_fields[name].help_text = mark_safe(badge)  # noqa: S308 - autoescaped template
+        return form
+
+    @admin.display(description="AI spend")
+    def ai_spend(self, obj: Page) -> str:
+        """What AI calls for this page cost (proposals included, accepted or not), from the usage ledger."""
+        if obj is None or not obj.pk:
+            return "—"
+        from django.contrib.contenttypes.models import ContentType
+        from django.db.models import Count, Sum
+
+        from integrations.models import AIUsage
+
+        content_type = ContentType.objects.get_for_model(Page)
+        totals = AIUsage.objects.filter(content_type=content_type, object_id=obj.pk).aggregate(
+            calls=Count("id"), cost=Sum("cost"), tokens=Sum("total_tokens"))
+        if not totals["calls"]:
+            return "No AI calls for this page yet."
+        cost = f"${totals['cost']:.6f}" if totals["cost"] is not None else "cost not known"
+        text = f"{cost} over {totals['calls']} call(s), {totals['tokens'] or 0} tokens"
+        url = reverse("admin:integrations_aiusage_changelist") + f"?content={content_type.pk}:{obj.pk}"
+        return format_html('<span class="ai-spend">{}</span> · <a href="{}">usage rows</a>', text, url)  # its admin
+        # checks the usage permission and the site again
+
+    @admin.display(description="AI provenance")
+    def ai_provenance(self, obj: Page) -> str:
+        """Every AI-written field and block of the page, newest first, with what produced it."""
+        if obj is None or not obj.pk:
+            return "—"
+        rows = list(obj.provenance.select_related("accepted_by"))
+        return render_to_string("admin/pages/includes/provenance_list.html", {"rows": rows})
 
     @admin.display(description="Site", ordering="site__name")
     def site_name(self, obj: Page) -> str:
         return obj.site.name or obj.site.domain
+
+    @admin.display(description="AI content")
+    def ai_stale(self, obj: Page) -> str:
+        """Flag pages whose AI-written fields were generated from older text or an older prompt."""
+        reasons = staleness.stale_reasons(obj)
+        if not reasons:
+            return "—"
+        return format_html('<span class="ai-stale" title="{}">stale ({})</span>',
+                           "; ".join(sorted(set(reasons.values()))), len(reasons))
+
+    @admin.action(description="Regenerate stale AI meta (estimate, then review)", permissions=["change"])
+    def regenerate_stale_meta(self, request, queryset):
+        """Only pages whose AI meta is stale: an estimate first, then proposals to review and accept."""
+        return admin_views.regenerate_stale_meta(self, request, queryset)
 
     @admin.display(boolean=True, description="Meta")
     def has_meta(self, obj: Page) -> bool:

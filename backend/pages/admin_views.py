@@ -21,6 +21,7 @@ from integrations.ai.providers.errors import AIProviderError
 from prompts import run_previews
 from tenancy.access import can_manage, require_site
 
+from . import provenance, staleness
 from .block_forms import BlockContentForm
 from .blocks import BLOCK_LABELS, BLOCK_TYPES
 from .forms import GenerateBlockForm
@@ -64,7 +65,8 @@ def propose_meta_rows(model_admin: Any, request: HttpRequest, pages: list[Page],
             continue
         payload = {"kind": META_KIND, "page_id": page.pk, "site_id": page.site_id,
                    "meta_title": proposal.meta_title, "meta_description": proposal.meta_description,
-                   "model": proposal.model, "provider": proposal.provider, "total_tokens": proposal.total_tokens}
+                   "model": proposal.model, "provider": proposal.provider, "total_tokens": proposal.total_tokens,
+                   "origin": proposal.origin.as_dict() if proposal.origin else None}
         rows.append(meta_row(page, run_previews.keep(request, payload), payload))
     return rows
 
@@ -76,6 +78,33 @@ def render_meta_preview(model_admin: Any, request: HttpRequest, rows: list[dict[
         "title": "Review generated meta", "back": back or reverse("admin:pages_page_changelist"),
     }
     return TemplateResponse(request, "admin/pages/page/meta_preview.html", context)
+
+
+def regenerate_stale_meta(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    """The bulk action: split the selection into stale and up-to-date pages, show the estimate, then propose."""
+    pages = [p for p in queryset.select_related("site") if model_admin.has_change_permission(request, p)
+             and can_manage(request.user, p.site_id)]
+    stale = [p for p in pages if staleness.meta_is_stale(p)]
+    skipped = len(pages) - len(stale)
+    if not stale:
+        model_admin.message_user(request, f"No stale AI meta in the selection: {skipped} page(s) are up to date "
+                                 "(same text, same prompt version) and were skipped.", messages.INFO)
+        return None
+    if len(stale) > MAX_PREVIEW_PAGES:
+        model_admin.message_user(request, f"{len(stale)} pages are stale; review works on up to "
+                                 f"{MAX_PREVIEW_PAGES} at a time: select fewer.", messages.ERROR)
+        return None
+    if request.POST.get("confirm") != "yes":
+        context = {
+            **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
+            "title": "Regenerate stale AI meta", "stale": [(p, staleness.stale_reasons(p)) for p in stale],
+            "skipped": skipped, "estimate": staleness.estimate_meta(stale), "selected": [p.pk for p in pages],
+        }
+        return TemplateResponse(request, "admin/pages/page/regenerate_stale.html", context)
+    if skipped:
+        model_admin.message_user(request, f"{skipped} up-to-date page(s) skipped.", messages.INFO)
+    rows = propose_meta_rows(model_admin, request, stale)
+    return render_meta_preview(model_admin, request, rows) if rows else None
 
 
 def generate_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
@@ -126,19 +155,22 @@ def accept_meta_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
                     errors.append(f"{label} is {len(edited[field])} characters; at most {limit}.")
         rows.append(meta_row(page, token, {**payload, **edited}, errors))
         if accepted:
-            ready.append((page, token, edited))
+            ready.append((page, token, edited, payload))
     if any(row["errors"] for row in rows):
         model_admin.message_user(request, "Nothing was saved: fix the marked fields.", messages.ERROR)
         return render_meta_preview(model_admin, request, rows)
-    for page, token, edited in ready:
+    for page, token, edited, payload in ready:
         AIService.apply_meta(page, edited["meta_title"], edited["meta_description"])
+        origin = provenance.Origin.from_dict(payload.get("origin"))
+        if origin is not None:
+            provenance.record_meta(page, origin, proposed=payload, accepted=edited, user=request.user)
         run_previews.forget(request, token)
     for row in rows:
-        if not any(row["token"] == token for _p, token, _e in ready):
+        if not any(row["token"] == token for _p, token, _e, _o in ready):
             run_previews.forget(request, row["token"])
     if ready:
         model_admin.message_user(request, f"Saved meta for {len(ready)} page(s): "
-                                 + ", ".join(str(page) for page, _t, _e in ready) + ".", messages.SUCCESS)
+                                 + ", ".join(str(page) for page, _t, _e, _o in ready) + ".", messages.SUCCESS)
     else:
         model_admin.message_user(request, "No page was ticked: nothing was saved.", messages.WARNING)
     if len(rows) == 1 and ready:
@@ -162,6 +194,9 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
             proposal_form = BlockContentForm(request.POST, block_type=payload["type"])
             if proposal_form.is_valid():
                 block = AdvancedAIService.add_block(page, payload["type"], proposal_form.content())
+                origin = provenance.Origin.from_dict(payload.get("origin"))
+                if origin is not None:
+                    provenance.record_block(block, origin, proposed=payload["content"], user=request.user)
                 run_previews.forget(request, token)
                 model_admin.message_user(request, f"Added a {BLOCK_LABELS[block.type]} block.",
                                          messages.SUCCESS)
@@ -170,13 +205,14 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
     elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            block = AdvancedAIService().propose_block(page, data["type"], data["instructions"],
-                                                      model=data["model"] or None)
+            block, origin = AdvancedAIService().propose_block_with_origin(
+                page, data["type"], data["instructions"], model=data["model"] or None)
         except AIProviderError as exc:
             model_admin.message_user(request, f"No block was proposed — {exc.code}: {exc.message}", messages.ERROR)
         else:
             token = run_previews.keep(request, {"kind": BLOCK_KIND, "page_id": page.pk, "site_id": page.site_id,
-                                                "type": block.type, "content": block.content})
+                                                "type": block.type, "content": block.content,
+                                                "origin": origin.as_dict()})
             proposal_form = BlockContentForm(block_type=block.type, content=block.content)
     context = {
         **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,

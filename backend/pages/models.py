@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.sites.models import Site
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -32,6 +33,12 @@ class Page(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        from .provenance import clear_edited
+
+        clear_edited(self)  # a field a person changed is no longer the AI's text
+
     @property
     def missing_meta(self) -> bool:
         return not (self.meta_title and self.meta_description)
@@ -51,8 +58,63 @@ class Block(models.Model):
     def __str__(self) -> str:
         return f"{self.type} block #{self.order} of {self.page}"
 
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        from .provenance import clear_edited
+
+        clear_edited(self.page, block=self)
+
     def clean(self) -> None:
         try:
             validate_block(self.type, self.content)
         except BlockValidationError as exc:
             raise ValidationError({"content": exc.errors}) from None
+
+
+class ContentProvenance(models.Model):
+    """Where one AI-written field or block came from, and whether it is still the AI's text.
+
+    Written when a person accepts a proposal (or a bulk regeneration saves one). `accepted_text` is
+    what was saved; when a later save stores something else, the row stops being "AI-generated"
+    (`edited_at` set) but keeps its history. The newest row per page and field is the current one.
+    """
+
+    FIELD_CHOICES = [("meta_title", "Meta title"), ("meta_description", "Meta description"), ("block", "Block")]
+
+    page = models.ForeignKey(Page, on_delete=models.CASCADE, related_name="provenance")
+    block = models.ForeignKey(Block, null=True, blank=True, on_delete=models.CASCADE, related_name="provenance")
+    field = models.CharField(max_length=20, choices=FIELD_CHOICES)
+    provider = models.CharField(max_length=20, blank=True)
+    model = models.CharField(max_length=200, blank=True, help_text="The model that served the request.")
+    prompt_name = models.CharField(max_length=200, help_text="A built-in prompt (pages.meta) or a template's slug.")
+    prompt_version = models.CharField(max_length=40, help_text="Built-in: a hash of its text; template: v<number>.")
+    template_version = models.ForeignKey(
+        "prompts.PromptTemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    parameters = models.JSONField(default=dict, blank=True)
+    request_id = models.CharField(max_length=200, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True,
+                               help_text="USD of the request(s) that produced it; shared by fields of one request.")
+    latency_ms = models.PositiveIntegerField(default=0)
+    source_hash = models.CharField(max_length=40, blank=True, help_text="Hash of the page title and body it was "
+                                   "generated from: when they change, the field is stale.")
+    generated_at = models.DateTimeField()
+    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    accepted_at = models.DateTimeField(auto_now_add=True)
+    accepted_text = models.TextField(blank=True)
+    edited_at_review = models.BooleanField(default=False, help_text="The person changed the proposal before saving.")
+    edited_at = models.DateTimeField(null=True, blank=True, help_text="When a person changed the text afterwards.")
+
+    class Meta:
+        ordering = ["-accepted_at", "-id"]
+        verbose_name_plural = "content provenance"
+
+    def __str__(self) -> str:
+        return f"{self.get_field_display()} of {self.page} by {self.model or self.provider}"
+
+    @property
+    def ai_generated(self) -> bool:
+        return self.edited_at is None

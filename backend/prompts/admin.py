@@ -16,9 +16,20 @@ from integrations.ai.providers.errors import AIProviderError
 from integrations.forms import PROVIDER_LABELS
 from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, sites_for
 
-from . import batch_views, run_previews
-from .models import PromptRun, PromptTemplate
+from . import batch_views, run_previews, template_versions, trials
+from .models import PromptRun, PromptTemplate, PromptTemplateVersion
 from .services.ai_service import AIContentService
+
+
+class PromptTemplateForm(forms.ModelForm):
+    save_as_draft = forms.BooleanField(
+        required=False, label="Save as draft",
+        help_text="Keep the running (production) version; this save becomes the draft to try and promote.",
+    )
+
+    class Meta:
+        model = PromptTemplate
+        fields = ("site", "name", "slug", "system_prompt", "template", "default_model", "max_tokens", "temperature")
 
 
 def variables_form(template: PromptTemplate, user, data=None) -> forms.Form:
@@ -61,6 +72,24 @@ class SaveRunForm(forms.Form):
         return token
 
 
+class TrialForm(forms.Form):
+    """Which version to try, on which site's saved runs, and on how many of them."""
+
+    version = forms.ModelChoiceField(queryset=PromptTemplateVersion.objects.none(), empty_label=None)
+    site = forms.ModelChoiceField(queryset=None, empty_label=None)
+    items = forms.IntegerField(min_value=1, max_value=trials.MAX_TRIAL_ITEMS, initial=5,
+                               help_text=f"The most recent saved runs, at most {trials.MAX_TRIAL_ITEMS}.")
+
+    def __init__(self, *args, user, template: PromptTemplate, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = template.versions.order_by("-number")
+        draft = template.draft_version
+        if draft is not None:
+            self.fields["version"].initial = draft.pk
+        sites = sites_for(user)
+        self.fields["site"].queryset = sites if template.site_id is None else sites.filter(pk=template.site_id)
+
+
 def can_run(user, template: PromptTemplate) -> bool:
     """Running a template spends a site's budget and keeps a run: it takes both permissions and a site."""
     if not (user.has_perm("prompts.view_prompttemplate") and user.has_perm("prompts.add_promptrun")):
@@ -78,6 +107,9 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "slug", "template")
     prepopulated_fields = {"slug": ("name",)}
     change_form_template = "admin/prompts/prompttemplate/change_form.html"
+    form = PromptTemplateForm
+    readonly_fields = ("production_label", "draft_label")
+
     actions = ["run_over_csv"]
 
     @admin.action(description="Run template over a CSV of variables")
@@ -90,18 +122,136 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_batch", args=[templates[0].pk]))
 
     def get_urls(self):
+        wrap = self.admin_site.admin_view
         return [
-            path("<int:pk>/run/", self.admin_site.admin_view(self.run_view), name="prompts_prompttemplate_run"),
-            path("<int:pk>/batch/", self.admin_site.admin_view(
-                lambda request, pk: batch_views.template_batch_view(self, request, pk)),
-                name="prompts_prompttemplate_batch"),
+            path("<int:pk>/run/", wrap(self.run_view), name="prompts_prompttemplate_run"),
+            path("<int:pk>/batch/", wrap(lambda request, pk: batch_views.template_batch_view(self, request, pk)),
+                 name="prompts_prompttemplate_batch"),
+            path("<int:pk>/versions/", wrap(self.versions_view), name="prompts_prompttemplate_versions"),
+            path("<int:pk>/versions/<int:version_id>/rollback/", wrap(self.rollback_view),
+                 name="prompts_prompttemplate_rollback"),
+            path("<int:pk>/draft/", wrap(self.draft_view), name="prompts_prompttemplate_draft"),
+            path("<int:pk>/trial/", wrap(self.trial_start_view), name="prompts_prompttemplate_trial"),
+            path("<int:pk>/trial/<int:job_id>/", wrap(self.trial_view), name="prompts_prompttemplate_trial_result"),
             *super().get_urls(),
         ]
+
+    @admin.display(description="Production version")
+    def production_label(self, obj: PromptTemplate) -> str:
+        version = obj.production_version if obj else None
+        return f"v{version.number}" if version else "—"
+
+    @admin.display(description="Draft version")
+    def draft_label(self, obj: PromptTemplate) -> str:
+        version = obj.draft_version if obj else None
+        return f"v{version.number}" if version else "—"
+
+    def save_model(self, request, obj, form, change):
+        obj.version_author = request.user
+        obj.save_as_draft = bool(form.cleaned_data.get("save_as_draft")) and change
+        super().save_model(request, obj, form, change)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_run"] = obj is not None and can_run(request.user, obj)
         context["can_run_batch"] = obj is not None and batch_views.can_run_batch(request.user, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _template_for(self, request, pk: int, change: bool) -> PromptTemplate:
+        """The template if this user may see it (404 for another site's), and change it when `change`."""
+        template = get_object_or_404(self.get_queryset(request), pk=pk)
+        if template.site_id is not None:
+            require_site(request.user, template.site_id)
+        allowed = self.has_change_permission(request, template) if change else self.has_view_permission(
+            request, template)
+        if not allowed:
+            raise PermissionDenied
+        return template
+
+    def versions_view(self, request, pk: int):
+        """Every version, newest first, each with its diff against the one before and a rollback button."""
+        template = self._template_for(request, pk, change=False)
+        versions = list(template.versions.select_related("created_by", "restored_from").order_by("number"))
+        rows, previous = [], None
+        for version in versions:
+            rows.append({"version": version, "diff": template_versions.diff(previous, version),
+                         "production": version.label == PromptTemplateVersion.PRODUCTION,
+                         "draft": version.label == PromptTemplateVersion.DRAFT})
+            previous = version
+        can_change = self.has_change_permission(request, template)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
+            "title": f"Versions of “{template}”", "rows": list(reversed(rows)), "can_change": can_change,
+            "trial_form": TrialForm(user=request.user, template=template) if can_change and can_run(
+                request.user, template) else None,
+        }
+        return TemplateResponse(request, "admin/prompts/prompttemplate/versions.html", context)
+
+    def rollback_view(self, request, pk: int, version_id: int):
+        template = self._template_for(request, pk, change=True)
+        version = get_object_or_404(PromptTemplateVersion, pk=version_id, template=template)
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
+        new = template_versions.rollback(template, version, user=request.user)
+        self.message_user(request, f"Rolled back: {new.display} (a copy of {version.display}) is now production.",
+                          messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
+
+    def draft_view(self, request, pk: int):
+        """Promote or discard the draft (POST `action`)."""
+        template = self._template_for(request, pk, change=True)
+        back = HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
+        action = request.POST.get("action")
+        if request.method != "POST" or action not in ("promote", "discard"):
+            return back
+        if template.draft_version is None:
+            self.message_user(request, "This template has no draft.", messages.ERROR)
+        elif action == "promote":
+            version = template_versions.promote_draft(template)
+            self.message_user(request, f"{version.display} is now production.", messages.SUCCESS)
+        else:
+            template_versions.discard_draft(template)
+            self.message_user(request, "The draft was discarded; it stays in the history.", messages.SUCCESS)
+        return back
+
+    def trial_start_view(self, request, pk: int):
+        """Try the draft (or any version) on the site's recent saved runs; it spends budget, so it takes
+        the run permissions, the change permission and the site."""
+        template = self._template_for(request, pk, change=True)
+        if not can_run(request.user, template):
+            raise PermissionDenied
+        back = HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
+        if request.method != "POST":
+            return back
+        form = TrialForm(request.POST, user=request.user, template=template)
+        if not form.is_valid():
+            self.message_user(request, "No trial: " + " ".join(
+                str(e) for errors in form.errors.values() for e in errors), messages.ERROR)
+            return back
+        version = form.cleaned_data["version"]
+        try:
+            job = trials.start_trial(version, form.cleaned_data["site"], form.cleaned_data["items"], request.user)
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return back
+        return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_trial_result", args=[template.pk, job.pk]))
+
+    def trial_view(self, request, pk: int, job_id: int):
+        """Old and new output side by side, with tokens, cost and latency per item and in total."""
+        from integrations.models import BatchJob
+
+        template = self._template_for(request, pk, change=False)
+        job = get_object_or_404(BatchJob, pk=job_id, kind=trials.KIND, params__template_id=template.pk)
+        require_site(request.user, job.site_id)
+        items = list(job.trial_items.select_related("version", "run__version").order_by("id"))
+        version = template.versions.filter(pk=job.params.get("version_id")).first()
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
+            "title": f"Trial of {version.display if version else 'a version'} of “{template}”", "job": job,
+            "items": items, "totals": trials.totals(items), "version": version,
+            "is_draft": version is not None and version.label == PromptTemplateVersion.DRAFT,
+            "can_change": self.has_change_permission(request, template),
+        }
+        return TemplateResponse(request, "admin/prompts/prompttemplate/trial.html", context)
 
     def run_view(self, request, pk: int):
         template = get_object_or_404(PromptTemplate, pk=pk)
@@ -118,6 +268,7 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 run = AIContentService().save_run(
                     template, preview.site_id, preview.variables, save_form.cleaned_data["output"],
                     result=run_previews.as_result(preview, save_form.cleaned_data["output"]), user=request.user,
+                    version=template.versions.filter(pk=preview.version_id).first() if preview.version_id else None,
                 )
                 run_previews.forget(request, token)
                 self.message_user(request, "Output saved.", messages.SUCCESS)
@@ -131,13 +282,16 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             if form.is_valid():
                 data = dict(form.cleaned_data)
                 site, model = data.pop("site"), data.pop("model")
+                content_service = AIContentService()
                 try:
-                    result = AIContentService().generate(template, data, model=model or None, site=site.pk)
+                    result = content_service.generate(template, data, model=model or None, site=site.pk)
                 except AIProviderError as exc:
                     self.message_user(request, f"No output — {exc.code}: {exc.message}", messages.ERROR)
                 else:
                     cost = run_previews.call_cost(site.pk, result)
-                    token = run_previews.remember(request, template.pk, site.pk, data, result, cost)
+                    token = run_previews.remember(
+                        request, template.pk, site.pk, data, result, cost,
+                        version_id=content_service.last_version.pk if content_service.last_version else None)
                     save_form = SaveRunForm(initial={"preview_token": token, "output": result.content},
                                             request=request, template=template)
                     preview = {"cost": f"${cost.normalize():f}" if cost is not None else "not known", "site": site,
@@ -152,12 +306,12 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
 @admin.register(PromptRun)
 class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("template", "site", "provider_name", "model", "total_tokens", "cost_usd", "created_by",
+    list_display = ("template", "version", "site", "provider_name", "model", "total_tokens", "cost_usd", "created_by",
                     "created_at")
     list_filter = ("site", "template")
     fields = (
-        "template", "site", "variables", "output", "provider_name", "model", "prompt_tokens", "completion_tokens",
-        "total_tokens", "cost_usd", "usage", "created_by", "created_at",
+        "template", "version", "site", "variables", "output", "provider_name", "model", "prompt_tokens",
+        "completion_tokens", "total_tokens", "cost_usd", "usage", "created_by", "created_at",
     )
     readonly_fields = tuple(f for f in fields if f != "output")  # the text can be corrected, the facts not
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from typing import Any
 
 from django.conf import settings
 from django.contrib.sites.models import Site
@@ -48,6 +49,10 @@ class PromptTemplate(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Set by the admin before save(): who saved, and whether the new version is only a draft.
+    version_author: Any = None
+    save_as_draft: bool = False
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -59,6 +64,13 @@ class PromptTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, then keep the saved text as a new immutable version (when it differs from the latest)."""
+        super().save(*args, **kwargs)
+        from .template_versions import record_version
+
+        record_version(self, user=self.version_author, draft=self.save_as_draft)
+
     @property
     def variables(self) -> list[str]:
         return template_variables(self.template)
@@ -69,25 +81,89 @@ class PromptTemplate(models.Model):
         except ValueError as exc:
             raise ValidationError({"template": str(exc)}) from None
 
+    @property
+    def production_version(self) -> PromptTemplateVersion | None:
+        """The version runs use (labels live on the versions; read fresh, never cached)."""
+        return self.versions.filter(label=PromptTemplateVersion.PRODUCTION).first() if self.pk else None
+
+    @property
+    def draft_version(self) -> PromptTemplateVersion | None:
+        """A version being tried; runs use it only when asked to."""
+        return self.versions.filter(label=PromptTemplateVersion.DRAFT).first() if self.pk else None
+
+    def active_version(self, draft: bool = False) -> PromptTemplateVersion | None:
+        """The version a run uses: production (or the draft when asked and there is one), None before a save."""
+        return (self.draft_version if draft else None) or self.production_version
+
     def render(self, variables: dict[str, object]) -> str:
-        expected = set(self.variables)
-        given = set(variables)
-        missing = [name for name in self.variables if name not in given]
-        extra = sorted(given - expected)
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing variable(s): {', '.join(missing)}")
-            if extra:
-                parts.append(f"unknown variable(s): {', '.join(extra)}")
-            raise TemplateVariableError(f"Template {self.slug!r}: {'; '.join(parts)}.")
-        return self.template.format(**{k: str(v) for k, v in variables.items()})
+        return render_text(self.template, self.slug, variables)
+
+
+def render_text(template: str, slug: str, variables: dict[str, object]) -> str:
+    """`template` filled with `variables`; TemplateVariableError names the missing and unknown ones."""
+    names = template_variables(template)
+    expected = set(names)
+    given = set(variables)
+    missing = [name for name in names if name not in given]
+    extra = sorted(given - expected)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing variable(s): {', '.join(missing)}")
+        if extra:
+            parts.append(f"unknown variable(s): {', '.join(extra)}")
+        raise TemplateVariableError(f"Template {slug!r}: {'; '.join(parts)}.")
+    return template.format(**{k: str(v) for k, v in variables.items()})
+
+
+class PromptTemplateVersion(models.Model):
+    """One saved state of a template: its text never changes after it is written (rollback makes a new one).
+
+    Only the label moves: one version per template is `production`, at most one is the `draft`.
+    """
+
+    PRODUCTION, DRAFT = "production", "draft"
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    system_prompt = models.TextField(blank=True)
+    text = models.TextField()
+    default_model = models.CharField(max_length=200, blank=True)
+    max_tokens = models.PositiveIntegerField(default=500)
+    temperature = models.FloatField(default=0.7)
+    content_hash = models.CharField(max_length=40)
+    label = models.CharField(max_length=10, blank=True, default="",
+                             choices=[(PRODUCTION, "production"), (DRAFT, "draft")])
+    restored_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "number"], name="unique_template_version"),
+            models.UniqueConstraint(fields=["template", "label"], condition=~Q(label=""),
+                                    name="one_version_per_label"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} v{self.number}"
+
+    @property
+    def display(self) -> str:
+        return f"v{self.number}"
+
+    def render(self, variables: dict[str, object]) -> str:
+        return render_text(self.text, self.template.slug, variables)
 
 
 class PromptRun(models.Model):
     """A template's output that a person chose to keep."""
 
     template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(PromptTemplateVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="runs", help_text="The template version that produced it.")
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="prompt_runs")
     variables = models.JSONField(default=dict)
     output = models.TextField()
@@ -110,3 +186,34 @@ class PromptRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} run {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class PromptTrialItem(models.Model):
+    """One variable set of a trial: a version (usually the draft) run where a saved run already exists.
+
+    The trial itself is a `BatchJob` (kind `prompts.trial_version`: progress, budget checks); each item
+    keeps the old output beside the new one with what each took, for the side-by-side screen.
+    """
+
+    job = models.ForeignKey("integrations.BatchJob", on_delete=models.CASCADE, related_name="trial_items")
+    version = models.ForeignKey(PromptTemplateVersion, on_delete=models.CASCADE, related_name="trial_items")
+    run = models.ForeignKey(PromptRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                            help_text="The saved run whose variables and output are the 'before'.")
+    variables = models.JSONField(default=dict)
+    old_output = models.TextField(blank=True)
+    old_tokens = models.PositiveIntegerField(default=0)
+    old_cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    old_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    new_output = models.TextField(blank=True)
+    new_tokens = models.PositiveIntegerField(default=0)
+    new_cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    new_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    request_id = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+
+    def __str__(self) -> str:
+        return f"trial item {self.pk} of job {self.job_id}"

@@ -35,6 +35,7 @@ class RunPreview:
     total_tokens: int
     cost: str | None  # a Decimal as text: sessions hold JSON
     request_id: str
+    version_id: int | None = None  # the template version that produced it
 
     @property
     def cost_decimal(self) -> Decimal | None:
@@ -66,14 +67,14 @@ def fetch(request: HttpRequest, token: Any, **expected: Any) -> dict[str, Any] |
 
 def remember(
     request: HttpRequest, template_id: int, site_id: int, variables: dict[str, Any], result: GenerationResult,
-    cost: Decimal | None,
+    cost: Decimal | None, version_id: int | None = None,
 ) -> str:
     """Keep `result`'s numbers for a later save by this session; returns the token the form carries."""
     preview = RunPreview(
         template_id=template_id, site_id=site_id, variables=dict(variables), model=result.model,
         provider=result.provider, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
         total_tokens=result.total_tokens, cost=str(cost) if cost is not None else None,
-        request_id=(result.request_id or "")[:200],
+        request_id=(result.request_id or "")[:200], version_id=version_id,
     )
     return keep(request, asdict(preview))
 

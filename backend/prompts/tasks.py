@@ -10,6 +10,7 @@ from django.conf import settings
 from integrations.ai import AIService
 from integrations.jobs import checkpoint, register, register_retry, run_job, set_total, start_job
 
+from . import trials  # noqa: F401 - registers the trial job kind and its Celery task
 from .models import PromptRun, PromptTemplate, TemplateVariableError
 
 KIND = "prompts.run_template_batch"
@@ -18,6 +19,8 @@ KIND = "prompts.run_template_batch"
 @register(KIND)
 def _run_template_batch(job: Any, report: Any) -> None:
     template = PromptTemplate.objects.get(pk=job.params["template_id"])
+    version = template.active_version()
+    source: Any = version if version is not None else template
     rows = job.params.get("variables", [])
     # Row numbers as the person knows them (a CSV's, or the first job's for a retry); else 1, 2, ...
     numbers = job.params.get("row_numbers") or list(range(1, len(rows) + 1))
@@ -25,7 +28,7 @@ def _run_template_batch(job: Any, report: Any) -> None:
     prompts, valid = [], []
     for index, variables in enumerate(rows):
         try:
-            prompts.append(template.render(variables))
+            prompts.append(source.render(variables))
             valid.append(index)
         except TemplateVariableError as exc:
             report(f"row {numbers[index]}", False, "invalid_variables", str(exc), key=index)
@@ -35,14 +38,15 @@ def _run_template_batch(job: Any, report: Any) -> None:
     for start in range(0, len(prompts), chunk):
         checkpoint(job)  # a cancelled job stops between chunks
         items = service.generate_batch(
-            prompts[start:start + chunk], concurrency=concurrency, model=template.default_model or None,
-            max_tokens=template.max_tokens, temperature=template.temperature,
-            system_prompt=template.system_prompt or None,
+            prompts[start:start + chunk], concurrency=concurrency, model=source.default_model or None,
+            max_tokens=source.max_tokens, temperature=source.temperature,
+            system_prompt=source.system_prompt or None,
         )
         for index, item in zip(valid[start:start + chunk], items, strict=True):
             if item.ok:
                 PromptRun.objects.create(
-                    template=template, site_id=job.site_id, variables=rows[index], output=item.result.content,
+                    template=template, version=version, site_id=job.site_id, variables=rows[index],
+                    output=item.result.content,
                     model=item.result.model, provider=item.result.provider, total_tokens=item.result.total_tokens,
                     created_by=job.created_by,
                 )

@@ -361,10 +361,11 @@ class AIService:
         rows: list = []
         worker = AIService(site=site_id, provider=self.provider_type, service=self.service)
         worker._budget_checked = True  # reserved above, for the whole batch
+        attribution = usage.current_attribution()  # the workers' ledger rows carry the caller's content
 
         def run(item: BatchItem) -> BatchItem:
             if item.error is None:
-                with usage.deferred(rows):
+                with usage.deferred(rows), usage.carrying(attribution):
                     try:
                         item.result = worker.execute(preps[item.index], **run_options)
                     except AIProviderError as exc:

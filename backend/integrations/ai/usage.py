@@ -36,6 +36,47 @@ class Price(NamedTuple):
 Prices = dict[tuple[str, str], Price]  # (provider, model) -> its price
 
 
+# (content type id, object id, label) of the content the current calls are for; see `attributed_to`
+Attribution = tuple[int, int, str]
+_attribution: ContextVar[Attribution | None] = ContextVar("integrations_ai_attribution", default=None)
+
+
+@contextlib.contextmanager
+def attributed_to(obj: Any, label: str | None = None) -> Iterator[Attribution | None]:
+    """Ledger rows of the AI calls made inside this block carry `obj` (a page, a template, ...).
+
+    Callers keep their signatures: the gateway reads the attribution when it starts a call record.
+    A saved model instance only; None (or an unsaved object) attributes nothing. Batch workers run
+    on their own threads and do not inherit it.
+    """
+    attribution = None
+    if obj is not None and getattr(obj, "pk", None) is not None:
+        from django.contrib.contenttypes.models import ContentType
+
+        content_type = ContentType.objects.get_for_model(obj)
+        text = label if label is not None else f"{obj._meta.verbose_name.capitalize()}: {obj}"
+        attribution = (content_type.pk, int(obj.pk), text[:200])
+    token = _attribution.set(attribution)
+    try:
+        yield attribution
+    finally:
+        _attribution.reset(token)
+
+
+def current_attribution() -> Attribution | None:
+    return _attribution.get()
+
+
+@contextlib.contextmanager
+def carrying(attribution: Attribution | None) -> Iterator[None]:
+    """Re-enter an attribution read on another thread (batch workers do not inherit context variables)."""
+    token = _attribution.set(attribution)
+    try:
+        yield
+    finally:
+        _attribution.reset(token)
+
+
 @dataclass
 class CallRecord:
     site_id: int | None
@@ -44,6 +85,8 @@ class CallRecord:
     attempts: list[Attempt] = field(default_factory=list)
     # (provider, error) of a call the gateway refused before any upstream request (governance.refuse)
     refusal: tuple[str, Any] | None = None
+    # the content the call was for (`attributed_to`), read when the record is made
+    content: Attribution | None = field(default_factory=current_attribution)
 
 
 _current: ContextVar[CallRecord | None] = ContextVar("integrations_ai_call", default=None)
@@ -189,6 +232,10 @@ def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | 
 def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[dict[str, Any]]:
     """The ledger rows of one call as plain field values (what the writer saves or Redis carries)."""
     rows: list[dict[str, Any]] = []
+    link: dict[str, Any] = {}
+    if record.content is not None:
+        link = {"content_type_id": record.content[0], "object_id": record.content[1],
+                "content_label": record.content[2]}
     if cached is not None:
         rows.append({
             "site_id": record.site_id, "service": record.service, "provider": cached.provider,
@@ -197,21 +244,21 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
             "completion_tokens": cached.completion_tokens, "total_tokens": cached.total_tokens,
             "reasoning_tokens": cached.reasoning_tokens, "cost": Decimal(0), "cost_source": "cache",
             "saved_cost": cost_of(prices, cached)[0] or Decimal(0), "latency_ms": int(cached.latency_ms),
-            "status": "cached", "cache_hit": True, "request_id": (cached.request_id or "")[:200],
+            "status": "cached", "cache_hit": True, "request_id": (cached.request_id or "")[:200], **link,
         })
     if record.refusal is not None:
         provider, error = record.refusal
         rows.append({
             "site_id": record.site_id, "service": record.service, "provider": provider,
             "requested_model": record.requested_model, "served_model": "", "attempt": 0, "cost": Decimal(0),
-            "status": "refused", "error_class": type(error).__name__, "error_message": str(error)[:500],
+            "status": "refused", "error_class": type(error).__name__, "error_message": str(error)[:500], **link,
         })
     for attempt in record.attempts:
         result, error = attempt.result, attempt.error
         row: dict[str, Any] = {
             "site_id": record.site_id, "service": record.service, "provider": attempt.provider,
             "requested_model": record.requested_model or attempt.model, "served_model": attempt.model,
-            "attempt": attempt.number, "latency_ms": int(attempt.latency_ms),
+            "attempt": attempt.number, "latency_ms": int(attempt.latency_ms), **link,
         }
         if result is not None:  # a success, or the part of a stream delivered before it broke
             cost, source = cost_of(prices, result)

@@ -16,8 +16,11 @@ from django.db import transaction
 from django.db.models import Max
 
 from integrations.ai import AIService as CoreAIService
+from integrations.ai import usage
 from integrations.ai.providers.errors import InvalidRequest
+from prompts.versions import BuiltinPrompt, register_builtin
 
+from .. import provenance
 from ..blocks import SCHEMAS, BlockValidationError, describe, json_schema, validate_block
 from ..models import Block, Page
 from .ai_service import structured_output
@@ -26,6 +29,24 @@ SYSTEM_PROMPT = (
     "You write website content blocks as JSON. Answer with one JSON object only, exactly in the "
     "requested shape: no markdown fences, no commentary."
 )
+
+
+def block_prompt(block_type: str, page_title: str, instructions: str = "") -> str:
+    return (
+        f"Write a '{block_type}' block for the web page \"{page_title}\".\n"
+        + (f"Instructions: {instructions}\n" if instructions else "")
+        + f"Return JSON of exactly this shape: {describe(block_type)}"
+    )
+
+
+# The version covers the wording and every block type's shape: a change to either is a new prompt version.
+BLOCK_PROMPT = register_builtin(BuiltinPrompt(
+    "pages.blocks", SYSTEM_PROMPT,
+    "\n".join(["Write a '{block_type}' block for the web page \"{page_title}\".",
+                "Instructions: {instructions}", "Return JSON of exactly this shape: {shape}",
+                *(f"{name}: {describe(name)}" for name in SCHEMAS)]),
+))
+BLOCK_PARAMETERS = {"max_tokens": 1200, "temperature": 0.5}
 
 
 class BlockGenerationFailed(InvalidRequest):
@@ -55,29 +76,33 @@ class AdvancedAIService:
         return self._ai().generate_content(prompt, model=model, max_tokens=max_tokens).content
 
     def block_prompt(self, block_type: str, page_title: str, instructions: str = "") -> str:
-        return (
-            f"Write a '{block_type}' block for the web page \"{page_title}\".\n"
-            + (f"Instructions: {instructions}\n" if instructions else "")
-            + f"Return JSON of exactly this shape: {describe(block_type)}"
-        )
+        return block_prompt(block_type, page_title, instructions)
 
     def generate_block_content(
         self, block_type: str, page_title: str, instructions: str = "", model: str | None = None,
         site: Any = None,
     ) -> dict[str, Any]:
         """Valid content for `block_type`, or BlockGenerationFailed after one corrective retry."""
+        return self._block_content(block_type, page_title, instructions, model, site)[0]
+
+    def _block_content(
+        self, block_type: str, page_title: str, instructions: str, model: str | None, site: Any,
+    ) -> tuple[dict[str, Any], list[Any]]:
+        """The content and every call it took (a corrective retry counts in the provenance)."""
         if block_type not in SCHEMAS:
             raise InvalidRequest(f"Unknown block type {block_type!r}; choose one of {', '.join(SCHEMAS)}.")
         ai = self._ai(site)
         messages = [{"role": "user", "content": self.block_prompt(block_type, page_title, instructions)}]
         structured = structured_output(ai, f"{block_type}_block", json_schema(block_type), model)
+        results = []
         for attempt in (1, 2):
-            answer = ai.complete(messages, model=model, max_tokens=1200, temperature=0.5,
-                                 system_prompt=SYSTEM_PROMPT, **structured).content
+            results.append(ai.complete(messages, model=model, **BLOCK_PARAMETERS,
+                                       system_prompt=SYSTEM_PROMPT, **structured))
+            answer = results[-1].content
             try:
                 content = parse_json_object(answer)
                 validate_block(block_type, content)
-                return content
+                return content, results
             except (ValueError, BlockValidationError) as exc:
                 problem = "; ".join(exc.errors) if isinstance(exc, BlockValidationError) else f"not valid JSON ({exc})"
                 if attempt == 2:
@@ -93,14 +118,26 @@ class AdvancedAIService:
     def generate_block(
         self, page: Page, block_type: str, instructions: str = "", model: str | None = None, save: bool = True
     ) -> Block:
-        content = self.generate_block_content(block_type, page.title, instructions, model, site=page.site_id)
+        block, origin = self.propose_block_with_origin(page, block_type, instructions, model)
         if save:
-            return self.add_block(page, block_type, content)
-        return Block(page=page, type=block_type, content=content)
+            with transaction.atomic():
+                block = self.add_block(page, block_type, block.content)
+                provenance.record_block(block, origin, proposed=block.content)
+        return block
 
     def propose_block(self, page: Page, block_type: str, instructions: str = "", model: str | None = None) -> Block:
         """A generated block to show before saving: validated content, not saved, no order yet."""
-        return self.generate_block(page, block_type, instructions, model, save=False)
+        return self.propose_block_with_origin(page, block_type, instructions, model)[0]
+
+    def propose_block_with_origin(
+        self, page: Page, block_type: str, instructions: str = "", model: str | None = None,
+    ) -> tuple[Block, provenance.Origin]:
+        """`propose_block`, plus what produced it (kept with the proposal, recorded when accepted)."""
+        with usage.attributed_to(page):  # the block does not exist yet: its cost is the page's
+            content, results = self._block_content(block_type, page.title, instructions, model, page.site_id)
+        origin = provenance.origin_of(results, page, BLOCK_PROMPT, {
+            **BLOCK_PARAMETERS, "model": model or "", "type": block_type, "instructions": instructions})
+        return Block(page=page, type=block_type, content=content), origin
 
     @staticmethod
     def add_block(page: Page, block_type: str, content: dict[str, Any]) -> Block:

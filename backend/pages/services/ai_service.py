@@ -16,8 +16,11 @@ from typing import Any
 from django.db import transaction
 
 from integrations.ai import AIService as CoreAIService
+from integrations.ai import usage
 from integrations.ai.providers.errors import AIProviderError, InvalidRequest
+from prompts.versions import BuiltinPrompt, register_builtin
 
+from .. import provenance
 from ..models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
 
 SYSTEM_PROMPT = (
@@ -37,6 +40,7 @@ class MetaProposal:
     model: str
     provider: str
     total_tokens: int
+    origin: provenance.Origin | None = None
 
 
 def trim_to_words(text: str, limit: int) -> str:
@@ -78,6 +82,10 @@ def structured_output(ai: CoreAIService, name: str, schema: dict[str, Any], mode
     if "response_format" not in ai.provider_for(None, model).supported_options:
         return {}
     return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}}
+
+
+META_PROMPT = register_builtin(BuiltinPrompt("pages.meta", META_SYSTEM_PROMPT, meta_prompt("{title}", "{body}")))
+META_PARAMETERS = {"max_tokens": 300, "temperature": 0.4}
 
 
 def parse_meta(text: str) -> dict[str, str]:
@@ -145,19 +153,27 @@ class AIService:
     def generate_meta_for_page(self, page: Page, model: str | None = None, save: bool = True) -> dict[str, str]:
         """Generate both fields in one request, then save them together (or not at all)."""
         ai = self._ai(page.site_id)
-        result = ai.generate_content(
-            meta_prompt(page.title, page.body), model=model, max_tokens=300, temperature=0.4,
-            system_prompt=META_SYSTEM_PROMPT, **structured_output(ai, "page_meta", META_SCHEMA, model),
-        )
+        with usage.attributed_to(page):
+            result = ai.generate_content(
+                meta_prompt(page.title, page.body), model=model, max_tokens=300, temperature=0.4,
+                system_prompt=META_SYSTEM_PROMPT, **structured_output(ai, "page_meta", META_SCHEMA, model),
+            )
         meta = parse_meta(result.content)
         if save:
+            origin = provenance.origin_of([result], page, META_PROMPT, {**META_PARAMETERS, "model": model or ""})
             with transaction.atomic():
                 Page.objects.filter(pk=page.pk).update(**meta)
+                provenance.record_meta(page, origin, proposed=meta, accepted=meta)
             for field, value in meta.items():
                 setattr(page, field, value)
         return meta
 
     def propose_meta(self, page: Page, model: str | None = None) -> MetaProposal:
+        """Meta for `page` to review before saving; its ledger rows carry the page (cost per page)."""
+        with usage.attributed_to(page):
+            return self._propose_meta(page, model)
+
+    def _propose_meta(self, page: Page, model: str | None = None) -> MetaProposal:
         """Meta for `page` to show a person before anything is saved (the page is not touched).
 
         Structured outputs where the provider has them; elsewhere the JSON instruction in the
@@ -167,9 +183,11 @@ class AIService:
         ai = self._ai(page.site_id)
         messages = [{"role": "user", "content": meta_prompt(page.title, page.body)}]
         structured = structured_output(ai, "page_meta", META_SCHEMA, model)
+        results = []
         for attempt in (1, 2):
-            result = ai.complete(messages, model=model, max_tokens=300, temperature=0.4,
+            result = ai.complete(messages, model=model, **META_PARAMETERS,
                                  system_prompt=META_SYSTEM_PROMPT, **structured)
+            results.append(result)
             try:
                 meta = parse_meta(result.content)
             except InvalidRequest as exc:
@@ -181,8 +199,11 @@ class AIService:
                                                 'object only: {"meta_title": "...", "meta_description": "..."}.'},
                 ]
                 continue
+            origin = provenance.origin_of(results, page, META_PROMPT,
+                                          {**META_PARAMETERS, "model": model or "", "structured": bool(structured)})
             return MetaProposal(meta_title=meta["meta_title"], meta_description=meta["meta_description"],
-                                model=result.model, provider=result.provider, total_tokens=result.total_tokens)
+                                model=result.model, provider=result.provider, total_tokens=result.total_tokens,
+                                origin=origin)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -226,7 +247,11 @@ class AIService:
                     except AIProviderError as exc:
                         error = exc
                     else:
-                        Page.objects.filter(pk=page.pk).update(**meta)
+                        origin = provenance.origin_of([item.result], page, META_PROMPT,
+                                                      {**META_PARAMETERS, "model": model or ""})
+                        with transaction.atomic():
+                            Page.objects.filter(pk=page.pk).update(**meta)
+                            provenance.record_meta(page, origin, proposed=meta, accepted=meta)
                         for field, value in meta.items():
                             setattr(page, field, value)
                 outcome[page.pk] = None if error is None else f"{error.code}: {error.message}"

@@ -43,11 +43,11 @@ EIGHT = Decimal("0.00000001")
 COLUMNS = ("site_id", "service", "provider", "requested_model", "served_model", "attempt", "prompt_tokens",
            "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
            "cost_source", "saved_cost", "latency_ms", "status", "error_class", "error_message", "cache_hit",
-           "request_id", "created_at")
+           "request_id", "content_label", "created_at")
 DEFAULTS = {"served_model": "", "attempt": 1, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
             "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "cost": None, "cost_source": "",
             "saved_cost": Decimal(0), "latency_ms": 0, "error_class": "", "error_message": "", "cache_hit": False,
-            "request_id": ""}
+            "request_id": "", "content_label": ""}
 
 
 def fake_row(rng: random.Random, site_id: int, created_at: datetime.datetime) -> SimpleNamespace:
