@@ -89,6 +89,10 @@ def setup_django() -> None:
     # The bench sites' base URLs point at the loopback emulator (ephemeral ports): the deployment allows
     # loopback for sites, as a deployment with a local model server would (the policy's check still runs).
     os.environ["AI_OUTBOUND_ALLOWLIST"] = "127.0.0.1"
+    # Plain HTTP on loopback, as behind a proxy that terminates TLS: no redirect to https.
+    os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"
+    # The load test measures the endpoint, not its per-token limiter (60 requests a minute by default).
+    os.environ["AI_API_RATE_LIMIT"] = "off"
     BENCH_DB.parent.mkdir(exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{BENCH_DB}{suffix}").unlink(missing_ok=True)
