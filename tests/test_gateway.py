@@ -91,11 +91,12 @@ def test_without_fallback_the_typed_error_surfaces_after_the_retries(db, upstrea
         provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
     )
     upstream.script(flavor="openrouter", times=10, **fault)
-    with pytest.raises(getattr(errors, error_class)):
+    with clock.use(clock.FakeClock()) as fake, pytest.raises(getattr(errors, error_class)):
         AIService(site=record.site).generate_content(PROMPT)
     tries = 1 if error_class == "InsufficientCredits" else 3
     if name == "429":
         tries = 3
+        assert fake.sleeps == [1.0, 1.0]  # Retry-After honoured before each retry, in no real time
     assert len(upstream.requests) == tries
     usage.flush()
     assert AIUsage.objects.filter(site=record.site, status="error").count() == tries
