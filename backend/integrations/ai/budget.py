@@ -83,7 +83,7 @@ class Reservation:
 
     def settle(self, actual: Decimal) -> None:
         """Turn the reservation into the real spend (zero if the call failed): two cache increments."""
-        from django.core.cache import cache
+        from .shared_cache import cache
 
         spent = micro(actual)
         used_key, spent_key = self.keys
@@ -114,7 +114,7 @@ def _period(site_id: int):
 
 def _seed(site_id: int, keys: tuple[str, str]) -> None:
     """Cold counters: start them at the month's recorded spend (`add` keeps whichever seed came first)."""
-    from django.core.cache import cache
+    from .shared_cache import cache
 
     spent = micro(_period(site_id).spent)
     used_key, spent_key = keys
@@ -124,7 +124,7 @@ def _seed(site_id: int, keys: tuple[str, str]) -> None:
 
 def forget(site_id: int) -> None:
     """Drop a site's counters, so the next call reseeds them: after editing its `BudgetPeriod` by hand."""
-    from django.core.cache import cache
+    from .shared_cache import cache
 
     cache.delete_many(list(counter_keys(site_id)))
 
@@ -133,7 +133,7 @@ def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Rese
     """Reserve `estimate` against the site's cap, or raise BudgetExceeded. None when there is no cap."""
     if site_id is None or cap is None:
         return None
-    from django.core.cache import cache
+    from .shared_cache import cache
 
     keys = counter_keys(site_id)
     used_key, spent_key = keys

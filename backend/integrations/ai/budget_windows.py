@@ -83,7 +83,7 @@ def spent_since(site_id: int, window: Window) -> Decimal:
 
 
 def _incr(site_id: int, window: Window, which: int, amount: int) -> int:
-    from django.core.cache import cache
+    from .shared_cache import cache
 
     key = window.keys(site_id)[which]
     try:
@@ -103,7 +103,7 @@ class WindowReservation:
 
     def settle(self, actual: Decimal) -> None:
         """Turn the reservations into the real spend, and send the alerts a crossing calls for."""
-        from django.core.cache import cache
+        from .shared_cache import cache
 
         spent = micro(actual)
         for window, reserved in self.held:
@@ -122,7 +122,7 @@ def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: D
     """Reserve `estimate` in every window, or give all back and raise BudgetExceeded naming the window."""
     if site_id is None or not windows:
         return None
-    from django.core.cache import cache
+    from .shared_cache import cache
 
     amount = micro(estimate)
     reservation = WindowReservation(site_id, policy)

@@ -8,9 +8,8 @@ shared cache (Redis) several app processes honour what one of them learnt.
 
 from __future__ import annotations
 
-from django.core.cache import cache
-
 from . import clock, conf
+from .shared_cache import cache
 
 MAX_PAUSE = 60.0
 

@@ -32,7 +32,7 @@ def _keys(site_id: int, index: int) -> tuple[str, str]:
 
 
 def _take(key: str, amount: int) -> int:
-    from django.core.cache import cache
+    from .shared_cache import cache
 
     cache.add(key, 0, KEY_TTL)
     try:
@@ -43,7 +43,7 @@ def _take(key: str, amount: int) -> int:
 
 
 def _give_back(key: str, amount: int) -> None:
-    from django.core.cache import cache
+    from .shared_cache import cache
 
     with contextlib.suppress(ValueError):
         cache.decr(key, amount)
@@ -59,7 +59,7 @@ class Ticket:
     def settle(self, used_tokens: int) -> None:
         if self.token_key is None or used_tokens == self.estimated:
             return
-        from django.core.cache import cache
+        from .shared_cache import cache
 
         with contextlib.suppress(ValueError):  # the window ended and its counter expired: nothing to correct
             cache.incr(self.token_key, used_tokens - self.estimated)

@@ -13,10 +13,9 @@ from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
-from django.core.cache import cache
-
 from . import conf
 from .providers.base import GenerationResult
+from .shared_cache import cache
 
 
 def should_cache(temperature: float, cache_flag: bool | None) -> bool:

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from django.core.cache import cache
 from django.core.signals import setting_changed
 
 from .conf import deployment_endpoints, endpoint_config, outbound_policy, settings_check_interval, settings_config
 from .policy import SitePolicy
 from .providers import registry
 from .providers.base import ProviderConfig
+from .shared_cache import cache
 from .usage import Price
 
 GLOBAL_VERSION_KEY = "integrations.ai:version:global"
