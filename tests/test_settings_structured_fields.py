@@ -160,3 +160,18 @@ def test_a_view_only_site_admin_reads_the_settings_not_json(client, record):
     assert "<tr><th>pages.meta</th><td>5.00 USD a month</td></tr>" in html
     assert "50%, 80%, 100%" in html
     assert "[{" not in html and "&quot;provider&quot;" not in html and '{"' not in html
+
+
+def test_a_saved_run_shows_its_variables_as_a_table(client):
+    from .factories_cms import PromptRunFactory, PromptTemplateFactory
+
+    site = SiteFactory(domain="runs.example.test", name="Runs")
+    run = PromptRunFactory(site=site, template=PromptTemplateFactory(site=site, name="Blurb"),
+                           variables={"product": "Rye <loaf>", "tone": "warm"})
+    user = UserFactory()
+    SiteMembershipFactory(user=user, site=site)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["view_promptrun", "change_promptrun"]))
+    client.force_login(user)
+    html = client.get(reverse("admin:prompts_promptrun_change", args=[run.pk])).content.decode()
+    assert ("<tr><th>product</th><td>Rye &lt;loaf&gt;</td></tr><tr><th>tone</th><td>warm</td></tr>" in html)
+    assert "{&quot;" not in html and '{"product"' not in html
