@@ -280,7 +280,7 @@ class ProviderChecksField(forms.MultipleChoiceField):
 ROUTING_SORTS = [("", "OpenRouter's default (balanced)"), ("price", "Lowest price"),
                  ("throughput", "Highest throughput"), ("latency", "Lowest latency")]
 ROUTING_DATA_COLLECTION = [("", "OpenRouter's default (allow)"), ("allow", "Allow"),
-                           ("deny", "Deny: only upstreams that do not store or train on prompts")]
+                           ("deny", "Deny (no storing or training on prompts)")]
 _PROVIDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/-]{0,63}")
 
 
