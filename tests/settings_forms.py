@@ -1,5 +1,9 @@
 """What the AI provider settings change page posts: the settings fields plus the credentials inline.
 
+The JSON columns are posted as the form's own inputs (`structured_fields`): pass Python values,
+e.g. `fallback_chain=[{"provider": "ollama", "model": "llama3.1"}]`, and they become the rows,
+checkboxes and text a browser would send (`fallback_chain-0-provider`, `openrouter_routing_sort`, ...).
+
 Tests written against the old per-provider columns keep their intent: `settings_form_data(record,
 openai_base_url=url, new_openai_api_key=key, clear_openrouter_api_key="on")` turns those names into
 the inline's rows (`credentials-N-base_url`, `credentials-N-new_api_key`, ...), adding a row for a
@@ -63,13 +67,52 @@ def credentials_data(
     return data
 
 
+STRUCTURED = ("fallback_chain", "openrouter_fallback_models", "openrouter_routing", "allowed_providers",
+              "allowed_models", "service_budgets", "alert_thresholds")
+
+
+def structured_fields(name: str, value: Any) -> dict[str, Any]:
+    """What the form posts for JSON column `name` holding `value` (a list or dict, as stored)."""
+    if name == "fallback_chain":
+        data: dict[str, Any] = {"fallback_chain": "rows"}
+        for index, entry in enumerate(value):
+            data.update({f"fallback_chain-{index}-provider": entry.get("provider", ""),
+                         f"fallback_chain-{index}-model": entry.get("model", ""),
+                         f"fallback_chain-{index}-order": str(index + 1)})
+        return data
+    if name == "service_budgets":
+        data = {"service_budgets": "rows"}
+        for index, (service, amount) in enumerate(value.items()):
+            data.update({f"service_budgets-{index}-service": service, f"service_budgets-{index}-amount": str(amount)})
+        return data
+    if name == "openrouter_routing":
+        data = {f"openrouter_routing_{key}": ", ".join(value.get(key, [])) for key in ("order", "only", "ignore")}
+        data.update({"openrouter_routing_sort": value.get("sort", ""),
+                     "openrouter_routing_data_collection": value.get("data_collection", "")})
+        if value.get("allow_fallbacks", True) is not False:
+            data["openrouter_routing_allow_fallbacks"] = "on"
+        if value.get("require_parameters"):
+            data["openrouter_routing_require_parameters"] = "on"
+        return data
+    if name in ("openrouter_fallback_models", "allowed_models"):
+        return {name: "\n".join(value)}
+    if name == "alert_thresholds":
+        return {name: ", ".join(str(t) for t in value)}
+    if name == "allowed_providers":
+        return {name: list(value)} if value else {}
+    raise KeyError(name)
+
+
 def settings_form_data(record: AIProviderSettings, **changes: Any) -> dict[str, Any]:
-    """The whole change page's POST for `record`, with `changes` (settings fields or old column names)."""
+    """The whole change page's POST for `record`, with `changes` (settings fields or old column names).
+    The JSON columns are posted as stored unless `changes` gives them (as Python values)."""
     data: dict[str, Any] = {
         "site": record.site_id, "provider_type": record.provider_type, "enabled": "on",
         "openrouter_http_referer": record.openrouter_http_referer, "openrouter_app_name": record.openrouter_app_name,
-        "openrouter_fallback_models": "[]", "openrouter_routing": "{}", "fallback_chain": "[]", "monthly_budget": "",
+        "monthly_budget": "",
     }
+    for name in STRUCTURED:
+        data.update(structured_fields(name, changes.pop(name, getattr(record, name))))
     credential_changes: dict[str, dict[str, Any]] = {}
     for name, value in changes.items():
         target = _credential_change(name)

@@ -193,7 +193,7 @@ class TestWriteOnlyKeys:
         url = reverse("admin:integrations_aiprovidersettings_change", args=[record_a.pk])
         typed = "sk-or-v1-" + "7" * 48
         response = client.post(url, self.form_data(
-            record_a, new_openrouter_api_key=typed, clear_openrouter_api_key="on", fallback_chain='[{"provider": "x"}]'
+            record_a, new_openrouter_api_key=typed, clear_openrouter_api_key="on", fallback_chain=[{"provider": "x"}]
         ))
         assert response.status_code == 200
         html = response.content.decode()

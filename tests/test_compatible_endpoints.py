@@ -164,7 +164,7 @@ class TestAdmin:
         record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
                                            openai_base_url=upstream.openai_base_url)
         client.force_login(site_admin_for(record.site))
-        data = settings_form_data(record, fallback_chain='[{"provider": "ollama", "model": "llama3.1"}]')
+        data = settings_form_data(record, fallback_chain=[{"provider": "ollama", "model": "llama3.1"}])
         data.update(credentials_data(record, add=({"provider": "openai_compatible", "name": "ollama",
                                                    "base_url": upstream.compatible_base_url},)))
         response = client.post(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]), data)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import path
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 
 from tenancy.access import SiteScopedAdminMixin
 
 from . import admin_views
 from .ai.budget import month_to_date_spend, usd
+from .ai.providers import registry
 from .fields import mask_secret
 from .forms import (
     AIProviderSettingsForm,
@@ -70,7 +71,14 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     list_filter = ("provider_type", "enabled", "is_demo_upstream")
     search_fields = ("site__domain", "site__name")
     list_select_related = ("site",)
-    readonly_fields = ("month_to_date",)
+    # The JSON columns as a person reads them, for whoever may only view the settings (see get_fieldsets).
+    READABLE = {
+        "fallback_chain": "failover_chain", "openrouter_fallback_models": "openrouter_fallbacks",
+        "openrouter_routing": "routing", "allowed_providers": "providers_allowed",
+        "allowed_models": "models_allowed", "service_budgets": "budgets_per_service",
+        "alert_thresholds": "thresholds",
+    }
+    readonly_fields = ("month_to_date", *READABLE.values())
     fieldsets = (
         (None, {"fields": ("site", "provider_type", "enabled", "is_demo_upstream")}),
         ("OpenRouter", {"fields": (
@@ -86,6 +94,58 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "new_alert_webhook_secret",
         )}),
     )
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        return [(title, {**options, "fields": tuple(self.READABLE.get(f, f) for f in options["fields"])})
+                for title, options in fieldsets]
+
+    @admin.display(description="Failover chain")
+    def failover_chain(self, obj: AIProviderSettings) -> str:
+        entries = [e for e in obj.fallback_chain or [] if isinstance(e, dict)]
+        if not entries:
+            return "none"
+        return format_html("<ol>{}</ol>", format_html_join("", "<li>{} — {}</li>", (
+            (registry.label(str(e.get("provider"))), e.get("model") or "provider default") for e in entries)))
+
+    @admin.display(description="OpenRouter fallback models")
+    def openrouter_fallbacks(self, obj: AIProviderSettings) -> str:
+        return ", ".join(map(str, obj.openrouter_fallback_models or [])) or "none"
+
+    @admin.display(description="OpenRouter routing")
+    def routing(self, obj: AIProviderSettings) -> str:
+        routing = obj.openrouter_routing if isinstance(obj.openrouter_routing, dict) else {}
+        names = {"order": "Provider order", "allow_fallbacks": "Allow fallbacks", "sort": "Sort",
+                 "data_collection": "Data collection", "only": "Only", "ignore": "Never",
+                 "require_parameters": "Require parameters"}
+        rows = [(names.get(k, k), ", ".join(map(str, v)) if isinstance(v, list) else
+                 ("yes" if v is True else "no" if v is False else v)) for k, v in routing.items()]
+        if not rows:
+            return "OpenRouter's defaults"
+        return format_html('<table class="kv-table">{}</table>',
+                           format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+    @admin.display(description="Allowed providers")
+    def providers_allowed(self, obj: AIProviderSettings) -> str:
+        return ", ".join(registry.label(str(p)) for p in obj.allowed_providers or []) or "all"
+
+    @admin.display(description="Allowed models")
+    def models_allowed(self, obj: AIProviderSettings) -> str:
+        return ", ".join(map(str, obj.allowed_models or [])) or "all"
+
+    @admin.display(description="Service budgets")
+    def budgets_per_service(self, obj: AIProviderSettings) -> str:
+        budgets = obj.service_budgets if isinstance(obj.service_budgets, dict) else {}
+        if not budgets:
+            return "none"
+        return format_html('<table class="kv-table">{}</table>', format_html_join(
+            "", "<tr><th>{}</th><td>{} USD a month</td></tr>", budgets.items()))
+
+    @admin.display(description="Alert thresholds")
+    def thresholds(self, obj: AIProviderSettings) -> str:
+        return ", ".join(f"{t}%" for t in obj.alert_thresholds or []) or "50%, 80%, 100% (default)"
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("credentials")  # the Keys column: no query per row

@@ -10,7 +10,15 @@ from django import forms
 
 from .ai.providers import registry
 from .fields import mask_secret
-from .models import AIProviderSettings, ProviderCredential
+from .models import AIProviderSettings, ProviderCredential, UsageDaily
+from .settings_fields import (
+    FallbackChainField,
+    LinesField,
+    PercentagesField,
+    ProviderChecksField,
+    RoutingField,
+    ServiceBudgetsField,
+)
 
 
 class _Labels:
@@ -55,11 +63,61 @@ class AIProviderSettingsForm(forms.ModelForm):
             "openrouter_fallback_models": "OpenRouter fallback models", "openrouter_routing": "OpenRouter routing",
         }
 
+    # The JSON columns, edited as rows, checkboxes and plain text (settings_fields.py); the record's
+    # clean() still checks what they produce.
+    fallback_chain = FallbackChainField(
+        label="Failover chain", required=False,
+        help_text="Tried in order, top first, when the primary provider fails. An empty model uses the "
+        "provider's default. To remove a row without JavaScript, set its provider to “—” and clear the model.",
+    )
+    openrouter_fallback_models = LinesField(
+        label="OpenRouter fallback models", required=False, slash_required=True,
+        example="anthropic/claude-3.5-haiku\nopenai/gpt-4o-mini",
+        help_text="OpenRouter's own fallback list: one vendor/model id per line, tried in order.",
+    )
+    openrouter_routing = RoutingField(label="OpenRouter routing", required=False)
+    allowed_providers = ProviderChecksField(
+        label="Allowed providers", required=False,
+        help_text="Providers and endpoints this site may call; none ticked allows all.",
+    )
+    allowed_models = LinesField(
+        label="Allowed models", required=False, example="gpt-4o-mini\nclaude-3-5-haiku*\n*/llama-*",
+        help_text="One logical name or pattern per line (* matches anything), matched against the name asked "
+        "for and the provider's id; empty allows all.",
+    )
+    service_budgets = ServiceBudgetsField(
+        label="Service budgets", required=False,
+        help_text="Monthly caps in USD per calling service (e.g. pages.meta, pages.blocks, prompts.template).",
+    )
+    alert_thresholds = PercentagesField(
+        label="Alert thresholds (%)", required=False,
+        widget=forms.TextInput(attrs={"placeholder": "50, 80, 100", "class": "vTextField"}),
+        help_text="Percentages of each cap at which the site's admins are e-mailed, once per period, separated "
+        "by commas; empty means 50, 80, 100.",
+    )
+
     new_alert_webhook_secret = forms.CharField(
         label="New webhook signing secret", required=False, strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Signs each alert (HMAC-SHA256 of the body). Write-only; leave empty to keep the current one.",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Choices from this site's providers and endpoints, and its mapped model names.
+        from .ai.factory import ProviderFactory
+
+        record = self.instance
+        names = record.chain_names()
+        stored = [p for p in (record.allowed_providers or []) if isinstance(p, str) and p not in names]
+        providers = [(name, registry.label(name)) for name in [*names, *stored]]
+        self.fields["fallback_chain"].set_options(providers, sorted(ProviderFactory.mapper_for_site(
+            record.site_id).table))
+        self.fields["allowed_providers"].choices = providers
+        services = set(UsageDaily.objects.filter(site_id=record.site_id).values_list("service", flat=True)
+                       .distinct()) if record.site_id else set()
+        services |= set(record.service_budgets) if isinstance(record.service_budgets, dict) else set()
+        self.fields["service_budgets"].set_options(sorted(services))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -142,7 +142,9 @@ class AIProviderSettings(models.Model):
         verbose_name_plural = "AI provider settings"
 
     def __str__(self) -> str:
-        return f"AI settings for {self.site.domain}"
+        from tenancy.access import site_label
+
+        return f"AI settings for {site_label(self.site)}"  # by name: what people call their site
 
     def __repr__(self) -> str:
         keys = ",".join(c.label_name for c in self._credentials() if c.api_key) or "none"

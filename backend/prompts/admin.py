@@ -9,7 +9,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from integrations.ai.providers.errors import AIProviderError
@@ -310,13 +310,22 @@ class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                     "created_at")
     list_filter = ("site", "template")
     fields = (
-        "template", "version", "site", "variables", "output", "provider_name", "model", "prompt_tokens",
+        "template", "version", "site", "variable_values", "output", "provider_name", "model", "prompt_tokens",
         "completion_tokens", "total_tokens", "cost_usd", "usage", "created_by", "created_at",
     )
     readonly_fields = tuple(f for f in fields if f != "output")  # the text can be corrected, the facts not
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="Variables")
+    def variable_values(self, obj: PromptRun) -> str:
+        """The values the run was made with, as a table (name, value), not a JSON dump."""
+        values = obj.variables if isinstance(obj.variables, dict) else {}
+        if not values:
+            return "none"
+        return format_html('<table class="kv-table run-variables">{}</table>', format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>", ((name, value) for name, value in values.items())))
 
     @admin.display(description="Provider", ordering="provider")
     def provider_name(self, obj: PromptRun) -> str:
