@@ -184,7 +184,7 @@ def test_a_block_saved_without_review_records_provenance(emulated_site):
     assert row.parameters["instructions"] == "two questions" and row.ai_generated
 
 
-def test_batch_meta_ledger_rows_carry_each_items_own_page(client, emulated_site, upstream):
+def test_batch_meta_ledger_rows_carry_each_items_own_page(client, emulated_site, upstream, settings):
     """Batch workers run on threads: each item's rows carry its own page, so cost per page counts batch meta."""
     from django.contrib.contenttypes.models import ContentType
 
@@ -193,6 +193,7 @@ def test_batch_meta_ledger_rows_carry_each_items_own_page(client, emulated_site,
     from pages.models import Page
     from pages.services.ai_service import AIService
 
+    settings.AI_MAX_RETRIES = 0
     site = emulated_site("openrouter")
     pages = [PageFactory(site=site, title=f"Page {n}", body=f"Body {n}.", meta_title="", meta_description="")
              for n in range(4)]

@@ -60,10 +60,11 @@ class StaleBlock:
 def stale_blocks(page: Page) -> list[StaleBlock]:
     """The page's stale AI blocks, in page order; a block a person edited is theirs and never listed."""
     reasons = stale_reasons(page)
+    if not any(key not in META_FIELDS for key in reasons):
+        return []
     rows = current(page)
-    blocks = {block.pk: block for block in page.blocks.all()}
-    return [StaleBlock(blocks[key], rows[key], why) for key, why in reasons.items()
-            if key not in META_FIELDS and key in blocks]
+    return [StaleBlock(block, rows[block.pk], reasons[block.pk]) for block in page.blocks.all()
+            if block.pk in reasons]
 
 
 @dataclass(frozen=True)
