@@ -182,3 +182,38 @@ def test_a_block_saved_without_review_records_provenance(emulated_site):
     row = ContentProvenance.objects.get(block=block)
     assert (row.provider, row.prompt_name, row.accepted_by) == ("anthropic", "pages.blocks", None)
     assert row.parameters["instructions"] == "two questions" and row.ai_generated
+
+
+def test_batch_meta_ledger_rows_carry_each_items_own_page(client, emulated_site, upstream, settings):
+    """Batch workers run on threads: each item's rows carry its own page, so cost per page counts batch meta."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from integrations.ai import usage
+    from integrations.models import AIUsage
+    from pages.models import Page
+    from pages.services.ai_service import AIService
+
+    settings.AI_MAX_RETRIES = 0
+    site = emulated_site("openrouter")
+    pages = [PageFactory(site=site, title=f"Page {n}", body=f"Body {n}.", meta_title="", meta_description="")
+             for n in range(4)]
+    upstream.script(status=400)  # one item fails: its (error) row is still the right page's
+    with usage.attributed_to(pages[0]):  # a caller's attribution does not leak onto the other items
+        outcome = AIService().generate_meta_batch(pages, concurrency=3)
+    assert sum(problem is not None for problem in outcome.values()) == 1
+    usage.flush()
+    page_type = ContentType.objects.get_for_model(Page)
+    rows = AIUsage.objects.filter(service="pages.meta")
+    assert rows.count() >= 4 and not rows.filter(content_type__isnull=True).exists()
+    assert all(rows.filter(content_type=page_type, object_id=page.pk).exists() for page in pages)
+    by_prompt = {}
+    for request in upstream.requests:
+        by_prompt[request.json["messages"][-1]["content"]] = request
+    assert len(by_prompt) == 4  # one request per page, each page's own text
+    for page in pages:
+        mine = AIUsage.objects.filter(content_type=page_type, object_id=page.pk)
+        assert {row.content_label for row in mine} == {f"Page: {page.title}"}
+        assert mine.count() == 1 or not all(row.status == AIUsage.STATUS_OK for row in mine)
+    client.force_login(staff(site, "view_page", "change_page"))
+    html = client.get(reverse("admin:pages_page_change", args=[pages[3].pk])).content.decode()
+    assert "over 1 call(s)" in html

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from tenancy.access import SiteScopedAdminMixin, require_site, site_label
 
@@ -26,6 +27,7 @@ from .models import BatchJob
 KIND_LABELS = {
     "pages.generate_meta": "Generate page meta",
     "prompts.run_template_batch": "Run template over rows",
+    "prompts.trial_version": "Try a template version",
 }
 # What the work itself takes, on top of change_batchjob, to run it again.
 KIND_PERMISSIONS = {
@@ -170,7 +172,11 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         else:
             self.message_user(request, f"Job #{job.pk} had already finished ({job.get_status_display().lower()}).",
                               messages.WARNING)
-        return HttpResponseRedirect(reverse("admin:integrations_batchjob_change", args=[job.pk]))
+        back = request.POST.get("next", "")  # the page the button was on (a trial's), when it is this site's
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                               require_https=request.is_secure()):
+            back = reverse("admin:integrations_batchjob_change", args=[job.pk])
+        return HttpResponseRedirect(back)
 
     def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         job = self._job(request, pk, change=True)

@@ -56,7 +56,7 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("title", "slug", "body")
     prepopulated_fields = {"slug": ("title",)}
     inlines = [BlockInline]
-    actions = ["generate_meta", "generate_meta_batch", "regenerate_stale_meta"]
+    actions = ["generate_meta", "generate_meta_batch", "regenerate_stale_meta", "regenerate_stale_blocks"]
     change_form_template = "admin/pages/page/change_form.html"
     list_select_related = ("site",)
     readonly_fields = ("ai_provenance", "ai_spend")
@@ -119,6 +119,11 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         """Only pages whose AI meta is stale: an estimate first, then proposals to review and accept."""
         return admin_views.regenerate_stale_meta(self, request, queryset)
 
+    @admin.action(description="Regenerate stale AI blocks (estimate, then review)", permissions=["change"])
+    def regenerate_stale_blocks(self, request, queryset):
+        """Only blocks still as the AI wrote them whose page text or block prompt changed; estimate, then review."""
+        return admin_views.regenerate_stale_blocks(self, request, queryset)
+
     @admin.display(boolean=True, description="Meta")
     def has_meta(self, obj: Page) -> bool:
         return not obj.missing_meta
@@ -149,6 +154,8 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                  name="pages_page_generate_meta"),
             path("meta/accept/", wrap(lambda r: admin_views.accept_meta_view(self, r)),
                  name="pages_page_accept_meta"),
+            path("blocks/accept/", wrap(lambda r: admin_views.accept_blocks_view(self, r)),
+                 name="pages_page_accept_blocks"),
             path("<int:pk>/blocks/add/", wrap(lambda r, pk: admin_views.edit_block_view(self, r, pk)),
                  name="pages_page_add_block"),
             path("<int:pk>/blocks/<int:block_id>/",

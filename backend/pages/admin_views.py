@@ -12,6 +12,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -29,7 +30,7 @@ from .models import META_DESCRIPTION_MAX, META_TITLE_MAX, Block, Page
 from .services.advanced_ai_service import AdvancedAIService
 from .services.ai_service import AIService
 
-META_KIND, BLOCK_KIND = "page_meta", "page_block"
+META_KIND, BLOCK_KIND, BLOCK_REGEN_KIND = "page_meta", "page_block", "page_block_regen"
 MAX_PREVIEW_PAGES = 20  # more pages than this: the batch action (a BatchJob) is the right tool
 
 
@@ -105,6 +106,105 @@ def regenerate_stale_meta(model_admin: Any, request: HttpRequest, queryset: Any)
         model_admin.message_user(request, f"{skipped} up-to-date page(s) skipped.", messages.INFO)
     rows = propose_meta_rows(model_admin, request, stale)
     return render_meta_preview(model_admin, request, rows) if rows else None
+
+
+def regenerate_stale_blocks(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    """The blocks' bulk action: stale AI blocks of the selection only, an estimate first, then proposals to review.
+
+    A block is stale when its page's text or the block prompt changed since it was generated; a block
+    a person edited is never proposed again, and an up-to-date one sends nothing.
+    """
+    pages = [p for p in queryset.select_related("site") if model_admin.has_change_permission(request, p)
+             and can_manage(request.user, p.site_id)]
+    stale = [item for page in pages for item in staleness.stale_blocks(page)]
+    if not stale:
+        model_admin.message_user(request, f"No stale AI blocks in the selection: the blocks of {len(pages)} page(s) "
+                                 "are up to date (same text, same prompt version) or were edited by a person.",
+                                 messages.INFO)
+        return None
+    if len(stale) > MAX_PREVIEW_PAGES:
+        model_admin.message_user(request, f"{len(stale)} blocks are stale; review works on up to "
+                                 f"{MAX_PREVIEW_PAGES} at a time: select fewer pages.", messages.ERROR)
+        return None
+    if request.POST.get("confirm") != "yes":
+        context = {
+            **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
+            "title": "Regenerate stale AI blocks", "stale": stale, "estimate": staleness.estimate_blocks(stale),
+            "selected": [p.pk for p in pages],
+        }
+        return TemplateResponse(request, "admin/pages/page/regenerate_stale_blocks.html", context)
+    rows = []
+    for item in stale:
+        block, page = item.block, item.block.page
+        try:
+            proposed, origin = AdvancedAIService().propose_block_with_origin(
+                page, block.type, item.instructions, model=item.model)
+        except AIProviderError as exc:
+            model_admin.message_user(request, f"{page}, {BLOCK_LABELS[block.type]} block: no proposal — "
+                                     f"{exc.code}: {exc.message}", messages.ERROR)
+            continue
+        payload = {"kind": BLOCK_REGEN_KIND, "page_id": page.pk, "site_id": page.site_id, "block_id": block.pk,
+                   "type": block.type, "content": proposed.content, "was": provenance.block_text(block.content),
+                   "origin": origin.as_dict()}
+        rows.append(block_row(block, run_previews.keep(request, payload), proposed.content, item.reason))
+    return render_block_preview(model_admin, request, rows) if rows else None
+
+
+def block_row(block: Block, token: str, proposal: Any, reason: str = "", error: str = "") -> dict[str, Any]:
+    return {"block": block, "page": block.page, "token": token, "proposal": proposal, "reason": reason,
+            "error": error, "label": BLOCK_LABELS.get(block.type, block.type)}
+
+
+def render_block_preview(model_admin: Any, request: HttpRequest, rows: list[dict[str, Any]]) -> HttpResponse:
+    context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "rows": rows,
+               "title": "Review regenerated blocks"}
+    return TemplateResponse(request, "admin/pages/page/blocks_preview.html", context)
+
+
+def accept_blocks_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """Replace the ticked blocks with their proposals, each checked again for the page, its site and permission.
+
+    A block changed since its proposal was made (a person edited it meanwhile) is not overwritten.
+    """
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    saved, problems = [], []
+    for token in request.POST.getlist("token"):
+        payload = run_previews.fetch(request, token, kind=BLOCK_REGEN_KIND)
+        if payload is None:
+            problems.append("A proposal was unknown, expired or already saved: regenerate again.")
+            continue
+        page = model_admin.get_queryset(request).filter(pk=payload["page_id"]).first()
+        if page is None or not can_manage(request.user, page.site_id) or not model_admin.has_change_permission(
+                request, page):
+            problems.append("A proposal was for a page you can no longer change.")
+            continue
+        if request.POST.get(f"accept-{token}") != "on":
+            run_previews.forget(request, token)
+            continue
+        block = Block.objects.filter(pk=payload["block_id"], page=page).first()
+        if block is None or provenance.block_text(block.content) != payload["was"]:
+            problems.append(f"{page}: the block was deleted or changed since the proposal; it was left as it is.")
+            run_previews.forget(request, token)
+            continue
+        origin = provenance.Origin.from_dict(payload.get("origin"))
+        with transaction.atomic():
+            block.content = payload["content"]
+            block.full_clean()
+            if origin is not None:  # the new row first, so the save below sees the AI's text, not an edit
+                provenance.record_block(block, origin, proposed=payload["content"], user=request.user)
+            block.save(update_fields=["content", "updated_at"])
+        run_previews.forget(request, token)
+        saved.append(f"{page} ({BLOCK_LABELS.get(block.type, block.type)})")
+    for problem in problems:
+        model_admin.message_user(request, problem, messages.ERROR)
+    if saved:
+        model_admin.message_user(request, f"Replaced {len(saved)} block(s): {', '.join(saved)}.", messages.SUCCESS)
+    elif not problems:
+        model_admin.message_user(request, "No block was ticked: nothing was saved.", messages.WARNING)
+    return HttpResponseRedirect(reverse("admin:pages_page_changelist"))
 
 
 def generate_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:

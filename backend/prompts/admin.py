@@ -78,10 +78,15 @@ class TrialForm(forms.Form):
     version = forms.ModelChoiceField(queryset=PromptTemplateVersion.objects.none(), empty_label=None)
     site = forms.ModelChoiceField(queryset=None, empty_label=None)
     items = forms.IntegerField(min_value=1, max_value=trials.MAX_TRIAL_ITEMS, initial=5,
-                               help_text=f"The most recent saved runs, at most {trials.MAX_TRIAL_ITEMS}.")
+                               help_text=f"The most recent saved runs (or pages), at most {trials.MAX_TRIAL_ITEMS}.")
+    source = forms.ChoiceField(choices=[("runs", "recent saved runs")], initial="runs", label="Over", required=False)
 
     def __init__(self, *args, user, template: PromptTemplate, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        labelled = [v for v in (template.draft_version, template.production_version) if v is not None]
+        if trials.fillable_from_pages(template, *labelled):  # every variable comes from a page: title, body, ...
+            self.fields["source"].choices = [("runs", "recent saved runs"),
+                                             ("pages", "recent pages of the site (production beside it)")]
         self.fields["version"].queryset = template.versions.order_by("-number")
         draft = template.draft_version
         if draft is not None:
@@ -229,7 +234,8 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             return back
         version = form.cleaned_data["version"]
         try:
-            job = trials.start_trial(version, form.cleaned_data["site"], form.cleaned_data["items"], request.user)
+            job = trials.start_trial(version, form.cleaned_data["site"], form.cleaned_data["items"], request.user,
+                                     source=form.cleaned_data["source"] or "runs")
         except ValueError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return back
@@ -244,12 +250,15 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         require_site(request.user, job.site_id)
         items = list(job.trial_items.select_related("version", "run__version").order_by("id"))
         version = template.versions.filter(pk=job.params.get("version_id")).first()
+        jobs_admin = self.admin_site._registry.get(BatchJob)
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
             "title": f"Trial of {version.display if version else 'a version'} of “{template}”", "job": job,
             "items": items, "totals": trials.totals(items), "version": version,
             "is_draft": version is not None and version.label == PromptTemplateVersion.DRAFT,
             "can_change": self.has_change_permission(request, template),
+            # the batch job's own cancel (and its permission): change_batchjob on this site's job
+            "can_cancel": not job.finished and bool(jobs_admin and jobs_admin.has_change_permission(request, job)),
         }
         return TemplateResponse(request, "admin/prompts/prompttemplate/trial.html", context)
 

@@ -362,10 +362,12 @@ class AIService:
         worker = AIService(site=site_id, provider=self.provider_type, service=self.service)
         worker._budget_checked = True  # reserved above, for the whole batch
         attribution = usage.current_attribution()  # the workers' ledger rows carry the caller's content
+        per_item = usage.item_attributions()  # or each item its own (`usage.attributed_each`)
 
         def run(item: BatchItem) -> BatchItem:
             if item.error is None:
-                with usage.deferred(rows), usage.carrying(attribution):
+                own = per_item[item.index] if item.index < len(per_item) else None
+                with usage.deferred(rows), usage.carrying(own or attribution):
                     try:
                         item.result = worker.execute(preps[item.index], **run_options)
                     except AIProviderError as exc:

@@ -77,6 +77,33 @@ def carrying(attribution: Attribution | None) -> Iterator[None]:
         _attribution.reset(token)
 
 
+_item_attributions: ContextVar[tuple[Attribution | None, ...] | None] = ContextVar(
+    "integrations_ai_item_attributions", default=None)
+
+
+@contextlib.contextmanager
+def attributed_each(objs: Any) -> Iterator[tuple[Attribution | None, ...]]:
+    """A batch started inside this block attributes its item i to `objs[i]` (a page per prompt, ...).
+
+    `generate_batch` keeps its signature: it reads these when it starts, and each worker carries
+    its own item's attribution (an item past the end, or a None, falls back to `attributed_to`'s).
+    """
+    attributions = []
+    for obj in objs:
+        with attributed_to(obj) as attribution:
+            attributions.append(attribution)
+    token = _item_attributions.set(tuple(attributions))
+    try:
+        yield tuple(attributions)
+    finally:
+        _item_attributions.reset(token)
+
+
+def item_attributions() -> tuple[Attribution | None, ...]:
+    """The per-item attributions set by `attributed_each` (empty outside one)."""
+    return _item_attributions.get() or ()
+
+
 @dataclass
 class CallRecord:
     site_id: int | None

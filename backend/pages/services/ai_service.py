@@ -234,11 +234,12 @@ class AIService:
             by_site.setdefault(page.site_id, []).append(page)
         for site_id, site_pages in by_site.items():
             ai = self._ai(site_id)
-            items = ai.generate_batch(
-                [meta_prompt(page.title, page.body) for page in site_pages], concurrency=concurrency, model=model,
-                max_tokens=300, temperature=0.4, system_prompt=META_SYSTEM_PROMPT,
-                **structured_output(ai, "page_meta", META_SCHEMA, model),
-            )
+            with usage.attributed_each(site_pages):  # each item's ledger rows carry its own page (cost per page)
+                items = ai.generate_batch(
+                    [meta_prompt(page.title, page.body) for page in site_pages], concurrency=concurrency,
+                    model=model, max_tokens=300, temperature=0.4, system_prompt=META_SYSTEM_PROMPT,
+                    **structured_output(ai, "page_meta", META_SCHEMA, model),
+                )
             for page, item in zip(site_pages, items, strict=True):
                 error: AIProviderError | None = item.error
                 if error is None:
