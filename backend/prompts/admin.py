@@ -333,8 +333,11 @@ class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         values = obj.variables if isinstance(obj.variables, dict) else {}
         if not values:
             return "none"
+        # In the template's own order (PostgreSQL's jsonb does not keep the order keys were written in).
+        order = {name: n for n, name in enumerate(obj.template.variables if obj.template_id else [])}
+        names = sorted(values, key=lambda name: (order.get(name, len(order)), name))
         return format_html('<table class="kv-table run-variables">{}</table>', format_html_join(
-            "", "<tr><th>{}</th><td>{}</td></tr>", ((name, value) for name, value in values.items())))
+            "", "<tr><th>{}</th><td>{}</td></tr>", ((name, values[name]) for name in names)))
 
     @admin.display(description="Provider", ordering="provider")
     def provider_name(self, obj: PromptRun) -> str:
