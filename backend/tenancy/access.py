@@ -43,6 +43,14 @@ def require_site(user: Any, site_id: int | None) -> None:
         raise Http404("No such record.")
 
 
+class SiteNameFilter(admin.RelatedOnlyFieldListFilter):
+    """The related-only site filter, with sites by name."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> list[tuple[Any, str]]:
+        pks = model_admin.get_queryset(request).distinct().values_list(f"{self.field_path}__pk", flat=True)
+        return [(site.pk, site_label(site)) for site in Site.objects.filter(pk__in=pks).order_by("name", "domain")]
+
+
 class SiteScopedAdminMixin:
     """ModelAdmin mixin: rows filtered to the user's sites, site choices limited, saves checked.
 
@@ -96,8 +104,17 @@ class SiteScopedAdminMixin:
             issubclass(filter_class, admin.RelatedFieldListFilter)
             and not issubclass(filter_class, admin.RelatedOnlyFieldListFilter)
         ):
-            return (name, admin.RelatedOnlyFieldListFilter)
+            return (name, SiteNameFilter if model_field.related_model is Site else admin.RelatedOnlyFieldListFilter)
         return spec
+
+    def get_list_display(self, request):
+        # Sites by name in the list ("Bakery (bakery.example.test)"), not Django's bare domain.
+        return [self._site_column if name == self.site_field else name for name in super().get_list_display(request)]
+
+    @admin.display(description="Site", ordering="site__name")
+    def _site_column(self, obj: Any) -> str:
+        site = getattr(obj, "site", None)
+        return site_label(site) if site is not None else "— all sites —"
 
     def _site_form_field(self) -> str:
         """The form field that carries the row's site: the first step of `site_field`."""
