@@ -16,8 +16,6 @@ database when a threshold is actually crossed.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
 import json
 import logging
 from dataclasses import dataclass, field
@@ -195,6 +193,9 @@ def send_alert(site_id: int, window: Window, threshold: int, spent: Decimal) -> 
 
 
 def signature(secret: str, body: bytes) -> str:
+    import hashlib
+    import hmac
+
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 

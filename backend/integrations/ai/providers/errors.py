@@ -8,7 +8,6 @@ echoed back by a vendor (OpenAI quotes part of a bad key) never reaches a log or
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -165,6 +164,8 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
+        import email.utils  # only for an HTTP-date Retry-After: keeps `import integrations.ai` light
+
         parsed = email.utils.parsedate_to_datetime(value) if value else None
         if parsed is None:
             return None
