@@ -18,7 +18,7 @@ from typing import Any
 from . import budget, governance, pauses, response_cache, usage
 from .context import site_id_of
 from .factory import ProviderFactory
-from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult, check_text
+from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult
 from .providers.errors import (
     AIProviderError,
     AuthenticationFailed,
@@ -117,8 +117,7 @@ class AIService:
     def messages_for(prompt: str) -> list[dict[str, str]]:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequest("The prompt is empty: give the text to generate from.")
-        check_text(prompt, "The prompt")
-        return [{"role": "user", "content": prompt}]
+        return [{"role": "user", "content": prompt}]  # its text is checked once, in validate_request
 
     # -- the pipeline: prepare -> cache -> budget -> chain -> ledger ---------------------------------
     def prepare(
