@@ -155,3 +155,33 @@ def test_webhook_to_a_private_address_is_refused_at_save(emulated_site):
     with pytest.raises(ValidationError) as caught:
         record.full_clean()
     assert set(caught.value.message_dict) >= {"alert_webhook_url", "service_budgets", "alert_thresholds"}
+
+
+def test_a_batch_counts_in_the_daily_window_and_is_refused_up_front_past_it(emulated_site, upstream):
+    """A batch reserves its worst case in every window before it starts; what it spent stays in the day's count."""
+    site = emulated_site("openai", daily_budget=Decimal("0.0095"))
+    upstream.script(flavor="openai", usage=USAGE, times=20)
+    # Worst case of one prompt: (2//3 + 16) prompt x $2.5/M + 300 completion x $10/M = $0.00304: three fit.
+    items = AIService(site=site).generate_batch(["hi"] * 3, concurrency=2, model="gpt-4o", max_tokens=300)
+    assert all(item.ok for item in items)
+    # Spent 3 x $0.00125 = $0.00375: a batch of two more ($0.00608 at worst) would pass $0.0095.
+    with pytest.raises(BudgetExceeded, match="daily budget of"):
+        AIService(site=site).generate_batch(["hi"] * 2, model="gpt-4o", max_tokens=300)
+    assert len(upstream.requests) == 3
+    call(site)  # $0.00125 more, worst case $0.00129 with max_tokens=100
+    usage.flush()
+    assert AIUsage.objects.filter(site=site, status="refused", error_class="BudgetExceeded").count() == 1
+
+
+def test_a_batch_that_crosses_a_monthly_threshold_sends_its_alert(emulated_site, upstream):
+    """The month's alerts read the monthly cap's own counter (one count of the month), batches included."""
+    site = emulated_site("openai", monthly_budget=PER_CALL * 4, alert_thresholds=[50, 100])
+    SiteMembershipFactory(user=UserFactory(email="admin-m@example.test"), site=site)
+    upstream.script(flavor="openai", usage=USAGE, times=10)
+    AIService(site=site).generate_batch(["hi"] * 2, model="gpt-4o", max_tokens=100)
+    assert [m.subject for m in mail.outbox] == [f"[{site.domain}] AI spend at 50% of the monthly budget"]
+    call(site)
+    call(site)
+    assert len(mail.outbox) == 2 and "100%" in mail.outbox[1].subject
+    assert set(BudgetAlert.objects.filter(site=site).values_list("window", "threshold")) == {
+        ("month", 50), ("month", 100)}

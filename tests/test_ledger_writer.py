@@ -69,6 +69,34 @@ def test_a_warm_budgeted_call_makes_no_query_on_the_calling_thread(upstream, pri
     assert period.spent == sum((r.cost or Decimal(0) for r in rows), Decimal(0)) > 0
 
 
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_carry_the_time_the_call_ended_not_the_time_they_were_written(upstream, priced):
+    """The writer batches rows for a while: a row keeps its call's time, so one queued across midnight keeps
+    its day in the ledger and in the daily roll-ups."""
+    import datetime
+
+    from django.utils import timezone
+
+    from integrations.models import UsageDaily
+
+    record = openai_site(upstream)
+    AIService(site=record.site).generate_content("a call", model="gpt-4o", max_tokens=20)
+    ended = timezone.now()
+    assert usage.flush()
+    assert AIUsage.objects.get(site=record.site).created_at <= ended
+
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    late = usage.CallRecord(record.site_id, "late", "gpt-4o", refusal=("openai", errors.BudgetExceeded("capped")),
+                            ended_at=midnight.timestamp() - 0.5)
+    usage.write_ledger(late, {})
+    assert usage.flush()
+    row = AIUsage.objects.get(site=record.site, service="late")
+    assert row.created_at == midnight - datetime.timedelta(seconds=0.5)
+    yesterday = (midnight - datetime.timedelta(days=1)).date()
+    assert UsageDaily.objects.get(site=record.site, service="late").day == yesterday
+
+
 CHILD = """
 import json, os, signal, sys, threading
 sys.path.insert(0, "backend")
@@ -203,12 +231,14 @@ def test_killed_process_loses_no_row_pushed_to_redis(upstream):
             lines = wait_for_line(child, "pushed")
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
+            # Read under the lock: once it is released, this process's own drainer (started by an earlier
+            # test) may write what it took from the list at once.
+            assert AIUsage.objects.filter(site=record.site).count() == 0
     finally:
         if child.poll() is None:
             child.kill()
     assert child.returncode == -signal.SIGKILL
     counts = json.loads(lines[-2])
-    assert AIUsage.objects.filter(site=record.site).count() == 0
     assert usage.flush(timeout=60)  # this process drains the list and re-queues the dead one's batch
     assert_one_row_per_request(record.site, upstream, hits=counts["hits"])
     assert AIUsage.objects.filter(site=record.site, status="error").count() == 3

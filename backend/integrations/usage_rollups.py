@@ -113,8 +113,9 @@ class Group:
 
 
 def key_of(row: Any) -> Key:
-    """The group of one ledger row (an `AIUsage` object, saved so `created_at` is set)."""
-    return (row.site_id, timezone.localdate(row.created_at), row.provider,
+    """The group of one ledger row (an `AIUsage` object, saved so `created_at` is set); days are TIME_ZONE's,
+    whatever zone the writing thread has activated."""
+    return (row.site_id, timezone.localdate(row.created_at, timezone.get_default_timezone()), row.provider,
             row.served_model or row.requested_model or "", row.service, row.status, row.error_class or "")
 
 

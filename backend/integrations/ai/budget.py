@@ -47,10 +47,10 @@ def usd(amount: Decimal) -> str:
 
 
 def month_start() -> datetime.datetime:
-    from django.utils import timezone
+    """The start of this month in TIME_ZONE (the budget windows' and daily roll-ups' calendar)."""
+    from .budget_windows import calendar
 
-    now = timezone.now()
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return calendar()[2]
 
 
 def month_to_date_spend(site_id: int) -> Decimal:
@@ -81,18 +81,25 @@ class Reservation:
     keys: tuple[str, str]
     reserved: int  # micro-dollars
 
-    def settle(self, actual: Decimal) -> None:
-        """Turn the reservation into the real spend (zero if the call failed): two cache increments."""
+    def settle(self, actual: Decimal) -> tuple[int, int] | None:
+        """Turn the reservation into the real spend (zero if the call failed): two cache increments.
+
+        Returns the month's spend counter (micro-dollars) before and after, when it moved: the monthly
+        alerts are read from it (`budget_windows`), so the month is counted once.
+        """
         from .shared_cache import cache
 
         spent = micro(actual)
         used_key, spent_key = self.keys
         try:
-            cache.incr(used_key, spent - self.reserved)
+            if spent != self.reserved:
+                cache.incr(used_key, spent - self.reserved)
             if spent:
-                cache.incr(spent_key, spent)
+                after = cache.incr(spent_key, spent)
+                return after - spent, after
         except ValueError:  # the counters were evicted meanwhile: the next call reseeds them from the database
             logger.warning("budget counters of site %s vanished before a settlement", self.site_id)
+        return None
 
 
 def _period(site_id: int):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -47,15 +48,47 @@ class Window:
         return f"{base}:used", f"{base}:spent"
 
 
-def windows_for(policy: Any, monthly_budget: Decimal | None, service: str,
-                now: datetime.datetime | None = None) -> list[Window]:
-    """The windows that apply to a call of `service`."""
+_calendar: tuple[Any, float, datetime.datetime, datetime.datetime, datetime.datetime] | None = None
+_memo: dict[tuple[int, Decimal | None, str, float], tuple[Any, list[Window]]] = {}
+
+
+def calendar(now: datetime.datetime | None = None) -> tuple[datetime.datetime, datetime.datetime, datetime.datetime]:
+    """The starts of today, this week and this month in TIME_ZONE (never a request's activated zone:
+    the ledger's daily roll-ups use the same days). Recomputed once a day, not per call."""
     from django.utils import timezone
 
-    now = timezone.localtime(now)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    global _calendar
+    zone = timezone.get_default_timezone()
+    cached = _calendar
+    if now is None and cached is not None and cached[0] is zone and time.time() < cached[1]:
+        return cached[2], cached[3], cached[4]
+    local = timezone.localtime(now, zone)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     week = day - datetime.timedelta(days=day.weekday())
     month = day.replace(day=1)
+    if now is None:
+        tomorrow = day + datetime.timedelta(days=1)  # wall-clock arithmetic: the next local midnight
+        _calendar = (zone, tomorrow.timestamp(), day, week, month)
+    return day, week, month
+
+
+def windows_for(policy: Any, monthly_budget: Decimal | None, service: str,
+                now: datetime.datetime | None = None) -> list[Window]:
+    """The windows that apply to a call of `service` (memoised per policy and day: the hot path asks per call)."""
+    day, week, month = calendar(now)
+    key = (id(policy), monthly_budget, service, day.timestamp())
+    hit = _memo.get(key)
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    windows = _windows(policy, monthly_budget, service, day, week, month)
+    if len(_memo) > 512:
+        _memo.clear()
+    _memo[key] = (policy, windows)
+    return windows
+
+
+def _windows(policy: Any, monthly_budget: Decimal | None, service: str, day: datetime.datetime,
+             week: datetime.datetime, month: datetime.datetime) -> list[Window]:
     windows = []
     if policy.daily_budget is not None:
         windows.append(Window("day", policy.daily_budget, day, 2 * 86400))
@@ -99,14 +132,22 @@ class WindowReservation:
     policy: Any
     held: list[tuple[Window, int]] = field(default_factory=list)
 
-    def settle(self, actual: Decimal) -> None:
-        """Turn the reservations into the real spend, and send the alerts a crossing calls for."""
+    def settle(self, actual: Decimal, month: tuple[int, int] | None = None) -> None:
+        """Turn the reservations into the real spend, and send the alerts a crossing calls for.
+
+        `month` is the monthly cap's spend counter before and after this settlement (`budget.py`):
+        the month window has no counters of its own, its alerts read that one.
+        """
         from .shared_cache import cache
 
         spent = micro(actual)
         for window, reserved in self.held:
+            if not window.enforce:  # the calendar month: counted by budget.py
+                if month is not None:
+                    crossed(self.site_id, window, self.policy, *month)
+                continue
             try:
-                if window.enforce:
+                if spent != reserved:
                     cache.incr(window.keys(self.site_id)[0], spent - reserved)
                 after = _incr(self.site_id, window, 1, spent) if spent else None
             except ValueError:

@@ -101,8 +101,10 @@ def settings_config(provider: str) -> ProviderConfig:
 
 
 def _clear(**kwargs: object) -> None:
+    global _redis_url
     with _lock:
         _configs.clear()
+        _redis_url = None
     load_provider_specs()
 
 
@@ -210,6 +212,14 @@ def ledger_flush_timeout() -> float:
     return float(_get("AI_LEDGER_FLUSH_TIMEOUT", 30.0))
 
 
+_redis_url: str | None = None
+
+
 def redis_url() -> str:
-    """The shared Redis (REDIS_URL): when set, ledger rows are pushed there and drained by any process."""
-    return str(_get("REDIS_URL", "") or "")
+    """The shared Redis (REDIS_URL): when set, ledger rows are pushed there and drained by any process.
+
+    Read once (every ledger hand-off asks), and again after a settings change."""
+    global _redis_url
+    if _redis_url is None:
+        _redis_url = str(_get("REDIS_URL", "") or "")
+    return _redis_url

@@ -28,14 +28,16 @@ class Admission:
 
     def settle(self, record: usage.CallRecord, prices: usage.Prices) -> None:
         """Settle the budget to what the call cost and the token window to what it used."""
-        cost = usage.total_cost(record, prices)
-        if self.reservation is not None:
-            self.reservation.settle(cost)
-        if self.windows is not None:
-            self.windows.settle(cost)
+        self.settle_cost(usage.total_cost(record, prices))
         if self.ticket is not None:
             used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
             self.ticket.settle(used)
+
+    def settle_cost(self, cost: Decimal) -> None:
+        """Settle the monthly cap and the budget windows to `cost`; the month's alerts read the cap's counter."""
+        month = self.reservation.settle(cost) if self.reservation is not None else None
+        if self.windows is not None:
+            self.windows.settle(cost, month)
 
 
 def refuse(site_id: int | None, service: str, requested_model: str, provider: str,
@@ -58,19 +60,49 @@ def admit(service: Any, snapshot: Any, provider: Any, requested_model: str | Non
             site_id, policy.requests_per_minute, policy.tokens_per_minute,
             ratelimit.estimate_tokens(messages, system_prompt, max_tokens),
         )
-        windows = budget_windows.windows_for(policy, snapshot.monthly_budget, service.service) if site_id else []
-        if check_budget and windows:
+        if check_budget and site_id and has_caps(snapshot):
             price = service.price_for(snapshot, provider, resolved)
-            estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
-            admission.windows = budget_windows.reserve(site_id, windows, policy, estimate)
-            if snapshot.monthly_budget is not None:
-                admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
+            _reserve_spend(admission, site_id, snapshot, service.service,
+                           budget.estimate_cost(price, messages, system_prompt, max_tokens))
     except REFUSALS as exc:
         if admission.ticket is not None:
             admission.ticket.settle(0)
+        raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
+    return admission
+
+
+def has_caps(snapshot: Any) -> bool:
+    """Whether any spend cap (monthly, daily, weekly, per service) applies to the site."""
+    policy = snapshot.policy
+    return (snapshot.monthly_budget is not None or policy.daily_budget is not None
+            or policy.weekly_budget is not None or bool(policy.service_budgets))
+
+
+def _reserve_spend(admission: Admission, site_id: int, snapshot: Any, service_name: str, estimate: Decimal) -> None:
+    """Reserve `estimate` in every budget window, then against the monthly cap; on a refusal give all back."""
+    windows = budget_windows.windows_for(snapshot.policy, snapshot.monthly_budget, service_name)
+    try:
+        admission.windows = budget_windows.reserve(site_id, windows, snapshot.policy, estimate)
+        admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
+    except BudgetExceeded:
         if admission.windows is not None:
             admission.windows.settle(Decimal(0))
-        raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
+            admission.windows = None
+        raise
+
+
+def reserve_spend(site_id: int | None, service_name: str, requested_model: str, provider: str, snapshot: Any,
+                  estimate: Decimal) -> Admission:
+    """Reserve a batch's worst-case cost in every cap at once (settle it with `settle_cost`).
+
+    A refusal is recorded in the ledger and raised, as for a single call.
+    """
+    admission = Admission()
+    if site_id and has_caps(snapshot):
+        try:
+            _reserve_spend(admission, site_id, snapshot, service_name, estimate)
+        except BudgetExceeded as exc:
+            raise refuse(site_id, service_name, requested_model, provider, exc) from None
     return admission
 
 

@@ -1,8 +1,9 @@
 """The ledger writer: usage rows leave the caller's thread and reach the database in batches, none lost.
 
 `submit(entry)` is all a caller does after an AI call (no query): the entry (call record, prices,
-cached result) goes to an in-process bounded queue that a daemon thread drains with `bulk_create`,
-building the `AIUsage` objects there. When the queue is full the caller writes its own rows
+cached result) goes to an in-process bounded queue that a daemon thread drains, building the rows
+there and inserting each batch with one prepared `executemany` (`integrations.usage_insert`).
+When the queue is full the caller writes its own rows
 (back-pressure, never a drop). With REDIS_URL set, the caller instead serialises the rows to JSON
 and pushes them onto a Redis list; that push is the acknowledgement, and a drainer thread in any
 process moves them to a per-process processing list (LMOVE), writes them, then deletes that list,
@@ -26,11 +27,11 @@ message) and retried with backoff; rows stay queued meanwhile.
 from __future__ import annotations
 
 import atexit
-import contextlib
+import collections
+import datetime
 import json
 import logging
 import os
-import queue
 import signal
 import socket
 import threading
@@ -44,7 +45,6 @@ from . import conf
 
 logger = logging.getLogger("integrations.ai")
 
-_FLUSH = object()  # queue marker: write what you hold now
 MAX_BACKOFF = 30.0
 
 
@@ -68,23 +68,24 @@ def write_rows(fields: list[dict[str, Any]]) -> None:
     """
     from django.db import IntegrityError, transaction
     from django.db.models import F
+    from django.utils import timezone
 
     from integrations import usage_rollups
     from integrations.models import AIUsage, BudgetPeriod
-
-    from .budget import month_start
+    from integrations.usage_insert import insert_rows
 
     if not fields:
         return
-    spend: dict[int, Decimal] = defaultdict(Decimal)
-    for row in fields:
-        if row.get("site_id") is not None and row.get("cost"):
-            spend[row["site_id"]] += Decimal(row["cost"])
     try:
         with transaction.atomic():
-            usage_rollups.add(AIUsage.objects.bulk_create([AIUsage(**row) for row in fields]))
-            month = month_start().date()
-            for site_id, amount in sorted(spend.items()):  # one lock order for every writer
+            rows = insert_rows(AIUsage, fields)
+            usage_rollups.add(rows)
+            spend: dict[tuple[int, datetime.date], Decimal] = defaultdict(Decimal)
+            zone = timezone.get_default_timezone()
+            for row in rows:  # each row's cost to the month it was made in (a batch may straddle two)
+                if row.site_id is not None and row.cost:
+                    spend[row.site_id, timezone.localdate(row.created_at, zone).replace(day=1)] += Decimal(row.cost)
+            for (site_id, month), amount in sorted(spend.items()):  # one lock order for every writer
                 BudgetPeriod.objects.filter(site_id=site_id, month=month).update(spent=F("spent") + amount)
     except IntegrityError:
         from django.contrib.sites.models import Site
@@ -96,44 +97,62 @@ def write_rows(fields: list[dict[str, Any]]) -> None:
 
 
 class _LocalWriter:
-    """The in-process queue and its daemon thread."""
+    """The in-process queue and its daemon thread.
+
+    The queue is a deque the caller appends to (no lock, no wake-up per call): the writer is woken
+    once when rows arrive after it went idle, then sleeps the flush interval (or until a batch is
+    full or `flush()` asks) and takes everything queued. Waking it on every call would make it
+    compete with the callers for the interpreter once per call instead of once per batch.
+    """
 
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.RLock())  # re-entrant: the SIGTERM handler may interrupt a submit
-        self.queue: queue.Queue | None = None
+        self.items: collections.deque[Any] = collections.deque()
+        self.arrived = threading.Event()  # rows are queued (set by the first put after the writer went idle)
+        self.hurry = threading.Event()  # write now: a full batch, or a flush waiting
         self.thread: threading.Thread | None = None
         self.pid = 0
+        self.maxsize = 0
+        self.batch_size = 0
         self.submitted = 0
         self.written = 0
 
-    def _ensure(self) -> queue.Queue:
+    def _ensure(self) -> None:
         if self.thread is not None and self.pid == os.getpid() and self.thread.is_alive():
-            return self.queue  # type: ignore[return-value]
+            return
         with self.cond:
             if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
                 if self.pid != os.getpid():  # new process (or fork): the parent writes what it queued
-                    self.queue = queue.Queue(conf.ledger_queue_size())
+                    self.items = collections.deque()
+                    self.arrived, self.hurry = threading.Event(), threading.Event()
                     self.submitted = self.written = 0
                     self.pid = os.getpid()
+                self.maxsize, self.batch_size = conf.ledger_queue_size(), conf.ledger_batch_size()
                 self.thread = threading.Thread(target=self._run, name="ai-ledger-writer", daemon=True)
                 self.thread.start()
                 _register_exit_flush()
-        return self.queue  # type: ignore[return-value]
 
     def put(self, entry: Any) -> None:
-        q = self._ensure()
+        self._ensure()
         with self.cond:
             self.submitted += 1
-        try:
-            q.put_nowait(entry)
+            room = len(self.items) < self.maxsize
+            if room:
+                self.items.append(entry)
+        if room:
+            if not self.arrived.is_set():
+                self.arrived.set()
+            if len(self.items) >= self.batch_size and not self.hurry.is_set():
+                self.hurry.set()
             return
-        except queue.Full:
-            pass
         try:  # back-pressure: the caller writes its own rows
             write_rows(_fields_of(entry))
         except Exception as exc:
             logger.warning("ledger queue full and a direct write failed (%s); waiting for room", _describe(exc))
-            q.put(entry)
+            with self.cond:
+                self.cond.wait_for(lambda: len(self.items) < self.maxsize)
+                self.items.append(entry)
+            self.arrived.set()
             return
         self._done(1)
 
@@ -147,26 +166,39 @@ class _LocalWriter:
             target = self.submitted
             if self.written >= target:
                 return True
-        if self.queue is not None:
-            with contextlib.suppress(queue.Full):  # a full queue is a full batch: being written anyway
-                self.queue.put_nowait(_FLUSH)
         with self.cond:
-            return self.cond.wait_for(lambda: self.written >= target, max(0.0, deadline - time.monotonic()))
+            while self.written < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.hurry.set()  # again each time: the writer may have cleared it for an earlier batch
+                self.arrived.set()
+                self.cond.wait(min(remaining, 0.05))
+            return True
+
+    def _take(self) -> list[Any]:
+        batch: list[Any] = []
+        items = self.items
+        while items and len(batch) < self.batch_size:
+            batch.append(items.popleft())
+        return batch
 
     def _run(self) -> None:
         from django.db import close_old_connections, connection
 
-        q = self.queue
-        assert q is not None
         batch: list[Any] = []
         backoff = 0.5
         while True:
             if not batch:
-                item = q.get()
-                if item is _FLUSH:
+                if not self.items:
+                    self.arrived.wait()
+                self.arrived.clear()
+                if not self.items:
                     continue
-                batch.append(item)
-            self._collect(q, batch)
+                if len(self.items) < self.batch_size:  # let more arrive, unless a flush or a full batch asks
+                    self.hurry.wait(conf.ledger_flush_interval())
+                self.hurry.clear()
+                batch = self._take()
             try:
                 close_old_connections()
                 write_rows([row for entry in batch for row in _fields_of(entry)])
@@ -178,24 +210,10 @@ class _LocalWriter:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = 0.5
-            self._done(len(batch))
+            with self.cond:
+                self.written += len(batch)
+                self.cond.notify_all()  # flush() waiters, and callers waiting for room
             batch = []
-
-    @staticmethod
-    def _collect(q: queue.Queue, batch: list[Any]) -> None:
-        """Add queued entries until the batch is full, the flush interval passed, or a flush asks."""
-        size = conf.ledger_batch_size()
-        deadline = time.monotonic() + conf.ledger_flush_interval()
-        while len(batch) < size:
-            remaining = deadline - time.monotonic()
-            try:
-                item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
-            except queue.Empty:
-                return
-            if item is _FLUSH:
-                deadline = 0.0  # take what is already queued, then write
-                continue
-            batch.append(item)
 
 
 class _RedisLedger:
@@ -280,6 +298,8 @@ class _RedisLedger:
             for name in ("cost", "saved_cost"):
                 if row.get(name) is not None:
                     row[name] = Decimal(row[name])
+            if row.get("created_at"):
+                row["created_at"] = datetime.datetime.fromisoformat(row["created_at"])
         return rows
 
     def _run(self) -> None:

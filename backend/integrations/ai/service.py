@@ -140,10 +140,10 @@ class AIService:
             request.system_prompt, request.max_tokens, check_budget=not self._budget_checked,
         )
 
-    def _reserve(self, prep: Prepared, requests: list[AIRequest] | None = None) -> budget.Reservation | None:
-        """Reserve a batch's worst-case cost against the site's monthly cap at once."""
+    def _reserve(self, prep: Prepared, requests: list[AIRequest] | None = None) -> governance.Admission | None:
+        """Reserve a batch's worst-case cost in every spend cap (monthly, daily, weekly, its service's) at once."""
         snapshot = prep.snapshot
-        if snapshot.monthly_budget is None or self._budget_checked:
+        if self._budget_checked or not governance.has_caps(snapshot):
             return None
         price = self.price_for(snapshot, prep.primary, prep.resolved)
         estimate = sum(
@@ -151,7 +151,8 @@ class AIService:
              for r in (requests or [prep.request])),
             Decimal(0),
         )
-        return budget.reserve(self.site_id, snapshot.monthly_budget, estimate)
+        return governance.reserve_spend(self.site_id, self.service, prep.requested, prep.primary.name, snapshot,
+                                        estimate)
 
     # -- generation ------------------------------------------------------------------------------
     def generate_content(
@@ -383,7 +384,7 @@ class AIService:
         finally:
             spent = usage.submit_deferred(rows)  # to the ledger writer, off this thread
             if reservation is not None:
-                reservation.settle(spent)
+                reservation.settle_cost(spent)
 
 
 class GatewayStream:

@@ -9,7 +9,9 @@ so the caller's thread makes no query. `flush()` waits until everything handed o
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -114,6 +116,8 @@ class CallRecord:
     refusal: tuple[str, Any] | None = None
     # the content the call was for (`attributed_to`), read when the record is made
     content: Attribution | None = field(default_factory=current_attribution)
+    # when the call ended (`time.time()`, set when it is handed to the ledger): the rows' created_at
+    ended_at: float | None = None
 
 
 _current: ContextVar[CallRecord | None] = ContextVar("integrations_ai_call", default=None)
@@ -246,6 +250,8 @@ def total_cost(record: CallRecord, prices: Prices) -> Decimal:
 
 def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
     """Hand the collected attempts (or one cache-hit row) to the ledger writer; no query, never raises."""
+    if record.ended_at is None:
+        record.ended_at = time.time()
     sink = _sink.get()
     if sink is not None:
         sink.append((record, prices, cached))
@@ -256,12 +262,17 @@ def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | 
     return []
 
 
+def _utc(timestamp: float | None) -> datetime.datetime | None:
+    """An aware UTC datetime for a `time.time()` value; None (a record never handed over) means "now"."""
+    return None if timestamp is None else datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+
+
 def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[dict[str, Any]]:
     """The ledger rows of one call as plain field values (what the writer saves or Redis carries)."""
     rows: list[dict[str, Any]] = []
-    link: dict[str, Any] = {}
+    link: dict[str, Any] = {"created_at": _utc(record.ended_at)}
     if record.content is not None:
-        link = {"content_type_id": record.content[0], "object_id": record.content[1],
+        link |= {"content_type_id": record.content[0], "object_id": record.content[1],
                 "content_label": record.content[2]}
     if cached is not None:
         rows.append({
