@@ -78,3 +78,22 @@ def test_importing_the_ai_package_loads_no_vendor_sdk():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+
+def test_every_sdk_client_shares_one_tls_context(record, upstream, settings):
+    """Loading the CA bundle costs 35-50 ms: a new site's first call (its own client) must not pay it again."""
+    settings.OPENAI_API_KEY = "sk-proj-" + "4d" * 24  # deployment-wide keys: the SDK's default client
+    settings.ANTHROPIC_API_KEY = "sk-ant-api03-" + "4d" * 24
+    other = AIProviderSettingsFactory(
+        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
+    )
+    sites = [ProviderFactory.create_provider(site=s).client for s in (record.site, other.site)]
+    deployment = [ProviderFactory.create_provider(name).client for name in ("openai", "anthropic")]
+    assert len({id(c) for c in sites + deployment}) == 4  # four clients, each with its own pool
+
+    def tls_context(sdk_client):  # the SDK's httpx client -> its transport's connection pool
+        return sdk_client._client._transport._pool._ssl_context
+
+    assert tls_context(sites[0]) is tls_context(sites[1])
+    assert tls_context(deployment[0]) is tls_context(deployment[1])

@@ -158,19 +158,8 @@ def upsert(groups: dict[Key, Group], model: Any = None) -> None:
 
 
 def _merge(groups: dict[Key, Group], model: Any) -> None:
-    from django.db.models import Q
-
-    site_ids = {k[0] for k in groups}
-    sites = Q(site_id__in=[s for s in site_ids if s is not None])
-    if None in site_ids:
-        sites |= Q(site__isnull=True)
-    candidates = (model.objects.select_for_update()
-                  .filter(sites, day__in={k[1] for k in groups}, provider__in={k[2] for k in groups},
-                          model__in={k[3] for k in groups}, service__in={k[4] for k in groups},
-                          status__in={k[5] for k in groups})
-                  .order_by("pk"))
     existing: dict[Key, Any] = {}
-    for obj in candidates:
+    for obj in _candidates(groups, model):
         key = (obj.site_id, obj.day, obj.provider, obj.model, obj.service, obj.status, obj.error_class)
         existing.setdefault(key, obj)  # rows of a deleted site (site NULL) may repeat; one takes the sums
     changed, missing = [], []
@@ -186,6 +175,36 @@ def _merge(groups: dict[Key, Group], model: Any) -> None:
         _update(changed, model)
     if missing:
         model.objects.bulk_create(missing)
+
+
+def _candidates(groups: dict[Key, Group], model: Any) -> Any:
+    """The roll-up rows that may match `groups`, locked (PostgreSQL; SQLite's writer holds the file), in key order.
+
+    Written as SQL, not a queryset: the writer runs it once per batch, and compiling the six-way filter
+    through the ORM cost as much as the rest of the batch's statements together.
+    """
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    column = {name: quote(model._meta.get_field(name).column)
+              for name in ("site", "day", "provider", "model", "service", "status")}
+    site_ids = sorted({k[0] for k in groups if k[0] is not None})
+    sites = []
+    if site_ids:
+        sites.append(f"{column['site']} IN ({', '.join(['%s'] * len(site_ids))})")
+    if any(k[0] is None for k in groups):
+        sites.append(f"{column['site']} IS NULL")
+    where, params = [f"({' OR '.join(sites)})"], list(site_ids)
+    for position, name in enumerate(("day", "provider", "model", "service", "status"), start=1):
+        values = sorted({k[position] for k in groups})
+        if name == "day":
+            values = [connection.ops.adapt_datefield_value(v) for v in values]
+        where.append(f"{column[name]} IN ({', '.join(['%s'] * len(values))})")
+        params += values
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = (f"SELECT * FROM {quote(model._meta.db_table)} WHERE {' AND '.join(where)} "  # noqa: S608
+           f"ORDER BY {quote(model._meta.pk.column)}{lock}")
+    return model._default_manager.raw(sql, params)
 
 
 def _update(objs: list[Any], model: Any) -> None:

@@ -35,10 +35,19 @@ def micro(amount: Decimal) -> int:
     return int((amount * MILLION).to_integral_value(rounding=ROUND_CEILING))
 
 
+_keys: dict[tuple[int, datetime.datetime], tuple[str, str]] = {}
+
+
 def counter_keys(site_id: int) -> tuple[str, str]:
-    """(spent + reserved, spent) counters of the site's current month."""
-    base = f"ai:budget:{site_id}:{month_start():%Y-%m}"
-    return f"{base}:used", f"{base}:spent"
+    """(spent + reserved, spent) counters of the site's current month (memoised: every capped call asks)."""
+    month = month_start()
+    keys = _keys.get((site_id, month))
+    if keys is None:
+        base = f"ai:budget:{site_id}:{month:%Y-%m}"
+        if len(_keys) > 4096:
+            _keys.clear()
+        keys = _keys[site_id, month] = (f"{base}:used", f"{base}:spent")
+    return keys
 
 
 def usd(amount: Decimal) -> str:

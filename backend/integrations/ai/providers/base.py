@@ -132,6 +132,28 @@ def cached_client(provider: str, config: ProviderConfig, build: Callable[[], Any
     return client
 
 
+_tls_contexts: dict[bool, Any] = {}
+_tls_lock = threading.Lock()  # not _client_lock: clients are built under that one
+
+
+def shared_tls_context(trust_env: bool) -> Any:
+    """One TLS context per process, shared by every SDK client (an `ssl.SSLContext` is thread-safe).
+
+    Building one loads the CA bundle: 35-50 ms for each client otherwise, paid by the first call of
+    every site (each site's keys make their own client) and again after each settings change.
+    `trust_env` as httpx means it: whether SSL_CERT_FILE / SSL_CERT_DIR choose the CA bundle.
+    """
+    context = _tls_contexts.get(trust_env)
+    if context is None:
+        import httpx2
+
+        with _tls_lock:
+            context = _tls_contexts.get(trust_env)
+            if context is None:
+                context = _tls_contexts[trust_env] = httpx2.create_ssl_context(trust_env=trust_env)
+    return context
+
+
 def clear_client_cache() -> None:
     with _client_lock:
         _client_cache.clear()
@@ -382,11 +404,12 @@ class BaseProvider(AIProviderInterface):
             raise self.translate_error(exc) from None
 
     def http_client(self) -> Any:
-        """The SDK's httpx client: None (the SDK's own) unless a site chose the base URL, then one whose
-        every connection passes the outbound policy. Raises URLNotAllowed for a URL refused outright."""
+        """The SDK's httpx client: the SDK's default one (with the process's shared TLS context) unless a
+        site chose the base URL, then one whose every connection passes the outbound policy. Raises
+        URLNotAllowed for a URL refused outright."""
         policy = self.config.outbound
         if policy is None:
-            return None
+            return self.sdk().DefaultHttpxClient(verify=shared_tls_context(trust_env=True))
         try:
             policy.check_url(self.config.base_url)
         except OutboundRefused as exc:
@@ -395,7 +418,8 @@ class BaseProvider(AIProviderInterface):
         import httpx2
 
         transport = guarded_transport(
-            policy, httpx2, httpcore2, limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100)
+            policy, httpx2, httpcore2, verify=shared_tls_context(trust_env=False),
+            limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
         )
         return httpx2.Client(transport=transport, timeout=self.config.timeout, follow_redirects=True)
 
