@@ -3,6 +3,7 @@ the JSON endpoint and drains in-flight requests on SIGTERM."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import re
@@ -48,6 +49,16 @@ def test_defaults_suit_a_small_box(monkeypatch):
     assert conf.graceful_timeout == 30
     assert conf.accesslog is None
     assert conf.control_socket_disable is True
+
+
+def test_a_worker_freezes_the_loaded_app_out_of_the_garbage_collectors_scans(monkeypatch):
+    conf = load_config(monkeypatch)
+    gc.unfreeze()
+    try:
+        conf.post_worker_init(worker=None)
+        assert gc.get_freeze_count() > 10_000  # everything loaded so far: Django, the apps, the test modules
+    finally:
+        gc.unfreeze()
 
 
 def test_settings_come_from_the_environment(monkeypatch):

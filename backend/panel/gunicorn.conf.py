@@ -16,6 +16,7 @@ servers on one machine would fight over it].
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -57,3 +58,14 @@ worker_tmp_dir = SHM if os.path.isdir(SHM) else None
 control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
 if not control_socket_disable:
     control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+
+
+def post_worker_init(worker: object) -> None:
+    """Freeze what the loaded app allocated so the garbage collector stops rescanning it.
+
+    A worker holds ~150,000 long-lived objects (Django, the models, the URL conf); every full
+    collection walked all of them, a ~160 ms pause for every thread of the process, once every
+    few thousand requests under load (p99 at concurrency 1: ~100 ms before, ~20 ms after).
+    Frozen objects are never freed, which suits objects that live as long as the worker anyway.
+    """
+    gc.freeze()

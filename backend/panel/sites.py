@@ -4,6 +4,11 @@ Django's `CurrentSiteMiddleware` raises `Site.DoesNotExist` for a host without a
 turns every request to such a host into a 500. Here that host gets `request.site = None`: the JSON
 API answers it with its own error, the admin of a superuser still opens, and a view that needs the
 site anyway (Django's login page asks for it) answers 404 instead of 500.
+
+The host's site is remembered per process by the exact host the request named. Django's own cache
+misses on every request whose host carries a port ("127.0.0.1:8000" for a site "127.0.0.1": it
+queries the full host, fails, then strips the port), which cost a query and an exception per API
+call. Saving or deleting any site forgets every remembered host, as Django's cache does.
 """
 
 from __future__ import annotations
@@ -12,7 +17,32 @@ from collections.abc import Callable
 
 from django.contrib.sites.models import Site
 from django.contrib.sites.shortcuts import get_current_site
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.http import Http404, HttpRequest, HttpResponse
+
+MAX_HOSTS = 1000  # hosts remembered per process; a flood of port variants cannot grow it without bound
+_site_by_host: dict[str, Site] = {}
+
+
+def forget_hosts(**_kwargs: object) -> None:
+    """Drop every remembered host: a site was saved or deleted (its domain may have changed)."""
+    _site_by_host.clear()
+
+
+for _signal in (pre_save, post_save, pre_delete, post_delete):
+    _signal.connect(forget_hosts, sender=Site, dispatch_uid="panel.sites.forget_hosts")
+
+
+def site_for(request: HttpRequest) -> Site:
+    """The request's site (Django's rules: the host with its port, then without); Site.DoesNotExist if none."""
+    host = request.get_host()
+    site = _site_by_host.get(host)
+    if site is None:
+        site = get_current_site(request)
+        if len(_site_by_host) >= MAX_HOSTS:
+            _site_by_host.clear()
+        _site_by_host[host] = site
+    return site
 
 
 class CurrentSiteMiddleware:
@@ -23,7 +53,7 @@ class CurrentSiteMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
-            request.site = get_current_site(request)
+            request.site = site_for(request)
         except Site.DoesNotExist:
             request.site = None
         return self.get_response(request)

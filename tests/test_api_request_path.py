@@ -1,0 +1,103 @@
+"""The request path of POST /api/ai/generate/ outside the AI layer (issue 12): cheap, and no less strict.
+
+A warm token call costs one query (token, user flags and site membership together), the host's site
+is remembered even when the host carries a port, and a token's last use is written at most once a
+minute. Each saving here keeps the check it replaces: deactivated users, renamed sites and
+non-members are still refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.contrib.sites.models import Site
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from integrations.ai import usage
+from integrations.models import APIToken
+
+from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
+from .test_api_generate import HOST, OAI_KEY, code_of, post
+
+pytestmark = pytest.mark.django_db
+PORTED = f"{HOST}:8000"  # the host as a client names it on a non-default port
+
+
+@pytest.fixture
+def site(upstream, settings):
+    settings.ALLOWED_HOSTS = ["*"]
+    site = SiteFactory(domain=HOST)
+    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key=OAI_KEY,
+                              openai_base_url=upstream.openai_base_url)
+    return site
+
+
+@pytest.fixture
+def staff(site):
+    user = UserFactory(username="editor")
+    SiteMembershipFactory(user=user, site=site)
+    return user
+
+
+@pytest.fixture
+def token(staff):
+    return APIToken.issue(staff, "storefront")[1]
+
+
+def test_a_warm_token_call_on_a_ported_host_makes_one_query(client, token, upstream):
+    assert post(client, {"prompt": "warm up"}, token, host=PORTED).status_code == 200
+    entries: list = []
+    with usage.deferred(entries), CaptureQueriesContext(connection) as queries:
+        response = post(client, {"prompt": "second"}, token, host=PORTED)
+    assert response.status_code == 200, response.content
+    assert len(queries) == 1, [q["sql"] for q in queries]  # the token with its user and membership
+    usage.flush(entries)
+
+
+def test_a_renamed_site_stops_answering_for_its_old_host(client, token, site, upstream):
+    assert post(client, {"prompt": "x"}, token, host=PORTED).status_code == 200
+    site.domain = "renamed.example.test"
+    site.save()
+    response = post(client, {"prompt": "x"}, token, host=PORTED)
+    assert response.status_code == 404 and code_of(response) == "unknown_site"
+    assert post(client, {"prompt": "x"}, token, host="renamed.example.test:8000").status_code == 200
+
+
+def test_a_deleted_site_stops_answering(client, token, site, upstream):
+    assert post(client, {"prompt": "x"}, token, host=PORTED).status_code == 200
+    Site.objects.get(pk=site.pk).delete()
+    assert code_of(post(client, {"prompt": "x"}, token, host=PORTED)) == "unknown_site"
+
+
+def test_a_deactivated_users_token_is_401(client, token, staff, upstream):
+    assert post(client, {"prompt": "x"}, token).status_code == 200
+    staff.is_active = False
+    staff.save()
+    response = post(client, {"prompt": "x"}, token)
+    assert response.status_code == 401 and code_of(response) == "invalid_token"
+
+
+def test_a_token_loses_the_site_with_its_membership(client, token, staff, site, upstream):
+    assert post(client, {"prompt": "x"}, token).status_code == 200
+    staff.site_memberships.all().delete()
+    assert code_of(post(client, {"prompt": "x"}, token)) == "forbidden"
+    staff.is_staff, staff.is_superuser = False, True  # a superuser still needs staff status
+    staff.save()
+    assert code_of(post(client, {"prompt": "x"}, token)) == "forbidden"
+
+
+def test_last_use_is_written_at_most_once_a_minute(client, token, upstream):
+    record = APIToken.objects.get()
+    assert record.last_used_at is None
+    assert post(client, {"prompt": "x"}, token).status_code == 200
+    first = APIToken.objects.get().last_used_at
+    assert first is not None and timezone.now() - first < datetime.timedelta(seconds=10)
+    assert post(client, {"prompt": "x"}, token).status_code == 200
+    assert APIToken.objects.get().last_used_at == first  # within the minute: no write
+    stale = timezone.now() - datetime.timedelta(minutes=2)
+    APIToken.objects.filter(pk=record.pk).update(last_used_at=stale)
+    assert post(client, {"prompt": "x"}, token).status_code == 200
+    assert APIToken.objects.get().last_used_at > stale + datetime.timedelta(minutes=1)
