@@ -101,3 +101,21 @@ def test_last_use_is_written_at_most_once_a_minute(client, token, upstream):
     APIToken.objects.filter(pk=record.pk).update(last_used_at=stale)
     assert post(client, {"prompt": "x"}, token).status_code == 200
     assert APIToken.objects.get().last_used_at > stale + datetime.timedelta(minutes=1)
+
+
+def test_a_site_renamed_by_another_process_stops_answering_once_its_host_expires(client, token, site, upstream,
+                                                                                monkeypatch):
+    """A change made elsewhere sends no signal here: the remembered host is trusted for HOST_TTL seconds only."""
+    from panel import sites
+
+    assert post(client, {"prompt": "warm up"}, token, host=PORTED).status_code == 200
+    Site.objects.filter(pk=site.pk).update(domain="renamed.example.test")  # no signal, as from another process
+    assert post(client, {"prompt": "still remembered"}, token, host=PORTED).status_code == 200
+    monkeypatch.setattr(sites, "HOST_TTL", 0.0)
+    sites.forget_hosts()  # entries remembered with the old lifetime go; from now on every lookup expires at once
+    assert post(client, {"prompt": "warm again"}, token, host=PORTED).status_code == 404
+    Site.objects.filter(pk=site.pk).update(domain=HOST)
+    assert post(client, {"prompt": "back"}, token, host=PORTED).status_code == 200
+    Site.objects.filter(pk=site.pk).update(domain="renamed.example.test")
+    response = post(client, {"prompt": "expired"}, token, host=PORTED)
+    assert response.status_code == 404 and code_of(response) == "unknown_site"

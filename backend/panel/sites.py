@@ -8,20 +8,25 @@ site anyway (Django's login page asks for it) answers 404 instead of 500.
 The host's site is remembered per process by the exact host the request named. Django's own cache
 misses on every request whose host carries a port ("127.0.0.1:8000" for a site "127.0.0.1": it
 queries the full host, fails, then strips the port), which cost a query and an exception per API
-call. Saving or deleting any site forgets every remembered host, as Django's cache does.
+call. Saving or deleting any site forgets every remembered host in this process, as Django's cache
+does; other processes re-read a host after `HOST_TTL` seconds (Django's own cache never does), so a
+site renamed or deleted elsewhere stops answering for its old host within that time.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
+from django.contrib.sites import models as site_models
 from django.contrib.sites.models import Site
 from django.contrib.sites.shortcuts import get_current_site
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.http import Http404, HttpRequest, HttpResponse
 
 MAX_HOSTS = 1000  # hosts remembered per process; a flood of port variants cannot grow it without bound
-_site_by_host: dict[str, Site] = {}
+HOST_TTL = 30.0  # seconds a remembered host is trusted before it is looked up again
+_site_by_host: dict[str, tuple[Site, float]] = {}
 
 
 def forget_hosts(**_kwargs: object) -> None:
@@ -36,12 +41,17 @@ for _signal in (pre_save, post_save, pre_delete, post_delete):
 def site_for(request: HttpRequest) -> Site:
     """The request's site (Django's rules: the host with its port, then without); Site.DoesNotExist if none."""
     host = request.get_host()
-    site = _site_by_host.get(host)
-    if site is None:
-        site = get_current_site(request)
-        if len(_site_by_host) >= MAX_HOSTS:
-            _site_by_host.clear()
-        _site_by_host[host] = site
+    now = time.monotonic()
+    remembered = _site_by_host.get(host)
+    if remembered is not None and remembered[1] > now:
+        return remembered[0]
+    django_cache = site_models.SITE_CACHE  # read each time: Site.objects.clear_cache() rebinds it
+    django_cache.pop(host, None)  # it would answer from its own copy forever
+    django_cache.pop(host.rsplit(":", 1)[0], None)
+    site = get_current_site(request)
+    if len(_site_by_host) >= MAX_HOSTS:
+        _site_by_host.clear()
+    _site_by_host[host] = (site, now + HOST_TTL)
     return site
 
 
