@@ -80,8 +80,9 @@ def machine() -> str:
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
-def setup_django() -> None:
-    """Production settings (DEBUG off) on a fresh, migrated `var/bench.sqlite3`, never the dev database."""
+def setup_django(fresh: bool = True) -> None:
+    """Production settings (DEBUG off) on a fresh, migrated `var/bench.sqlite3`, never the dev database
+    (`fresh=False`: the one the parent run made, for a contender's own process)."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"
     os.environ["DATABASE_URL"] = f"sqlite:///{BENCH_DB}"
     os.environ["DJANGO_DEBUG"] = "0"  # as deployed: no per-connection query log
@@ -94,14 +95,16 @@ def setup_django() -> None:
     # The load test measures the endpoint, not its per-token limiter (60 requests a minute by default).
     os.environ["AI_API_RATE_LIMIT"] = "off"
     BENCH_DB.parent.mkdir(exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{BENCH_DB}{suffix}").unlink(missing_ok=True)
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{BENCH_DB}{suffix}").unlink(missing_ok=True)
     import django
 
     django.setup()
-    from django.core.management import call_command
+    if fresh:
+        from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
+        call_command("migrate", verbosity=0)
 
 
 DASHBOARD_DB = ROOT / "var" / "bench-dashboard.sqlite3"
@@ -198,65 +201,92 @@ def measure(fn, n: int) -> list[float]:
     return samples
 
 
-def overhead(upstream: Emulator, n: int, with_litellm: bool) -> list[tuple[str, float, float]]:
-    """In-process p50/p99 per contender; the raw SDK first, the headline second."""
+CONTENDERS = ("raw openai SDK", HEADLINE, "variant: site without budget", "variant: ledger deferred",
+              "LiteLLM completion()")
+
+
+def contender_call(name: str, base_url: str):
+    """The call one contender makes, built in the process that measures it."""
     import openai
 
-    from integrations.ai import conf, ledger_writer, usage
+    from integrations.ai import usage
     from integrations.ai.service import AIService
 
     messages = [{"role": "user", "content": PROMPT}]
-    raw = openai.OpenAI(api_key=KEY, base_url=upstream.openai_base_url, max_retries=0)
-
-    def raw_call():
-        raw.chat.completions.create(model=MODEL, messages=messages, max_tokens=100, temperature=0.7)
-
-    budgeted = AIService(site=make_site("budgeted.bench.local", upstream.openai_base_url, BUDGET), service="bench")
-    unbudgeted = AIService(site=make_site("unbudgeted.bench.local", upstream.openai_base_url, None),
-                           service="bench")
-
-    def service_call():  # exactly what a caller gets: ledger written, budget checked
-        budgeted.generate_content(PROMPT, model=MODEL, max_tokens=100)
-
-    def unbudgeted_call():
-        unbudgeted.generate_content(PROMPT, model=MODEL, max_tokens=100)
-
-    calls = {"raw openai SDK": raw_call, HEADLINE: service_call,
-             "variant: site without budget": unbudgeted_call}
-    deferred_rows: list = []
-    if hasattr(usage, "deferred"):
-        def deferred_call():  # what batch workers do; no normal caller gets it
-            with usage.deferred(deferred_rows):
-                budgeted.generate_content(PROMPT, model=MODEL, max_tokens=100)
-
-        calls["variant: ledger deferred"] = deferred_call
-    if with_litellm:
+    if name == "raw openai SDK":
+        raw = openai.OpenAI(api_key=KEY, base_url=base_url, max_retries=0)
+        return lambda: raw.chat.completions.create(model=MODEL, messages=messages, max_tokens=100, temperature=0.7)
+    if name == "LiteLLM completion()":
         import litellm
 
-        def litellm_call():
-            litellm.completion(model=f"openai/{MODEL}", messages=messages, max_tokens=100, temperature=0.7,
-                               api_key=KEY, api_base=upstream.openai_base_url)
+        return lambda: litellm.completion(model=f"openai/{MODEL}", messages=messages, max_tokens=100,
+                                          temperature=0.7, api_key=KEY, api_base=base_url)
+    domain = "unbudgeted.bench.local" if name == "variant: site without budget" else "budgeted.bench.local"
+    service = AIService(site=domain_site(domain), service="bench")
+    if name == "variant: ledger deferred":  # what batch workers do; no normal caller gets it
+        rows: list = []
 
-        calls["LiteLLM completion()"] = litellm_call
-    for fn in calls.values():  # warm up: clients, pools, snapshots, budget periods, lazy imports
-        measure(fn, 50)
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    writer_cpu = 0.0
-    rounds = 5
-    # Blocks of calls per contender, interleaved over rounds so drift (CPU frequency, neighbours) hits every
-    # contender alike; after each block an untimed pause lets that contender's background work finish (our
-    # ledger writer's last batch, LiteLLM's logging threads) instead of landing in the next one's block.
+        def deferred() -> None:
+            with usage.deferred(rows):
+                service.generate_content(PROMPT, model=MODEL, max_tokens=100)
+            if len(rows) >= 500:
+                usage.flush(rows)  # written in one go every 500 calls (one slow call in 500: not the p50)
+
+        return deferred
+    return lambda: service.generate_content(PROMPT, model=MODEL, max_tokens=100)  # ledger on, budget checked
+
+
+def domain_site(domain: str):
+    from django.contrib.sites.models import Site
+
+    return Site.objects.get(domain=domain)
+
+
+def overhead_worker(name: str, base_url: str, calls: int) -> None:
+    """`run.py --overhead-worker NAME URL N`: one contender alone in its own process; prints its samples.
+
+    Each contender measured in its own interpreter: a background thread of one (our ledger writer,
+    LiteLLM's logging workers) can only slow the calls it belongs to.
+    """
+    from integrations.ai import ledger_writer, usage
+
+    fn = contender_call(name, base_url)
+    measure(fn, 50)  # warm up: clients, pools, snapshots, budget counters, lazy imports
+    usage.flush()
+    before = thread_cpu(ledger_writer._local.thread)
+    samples = measure(fn, calls)
+    usage.flush()  # the writer's last batch belongs to these calls: its CPU is counted below
+    writer = thread_cpu(ledger_writer._local.thread) - before
+    print("SAMPLES " + json.dumps({"samples": samples, "writer_cpu_ms": writer * 1000 / calls}), flush=True)
+
+
+def overhead(upstream: Emulator, n: int, with_litellm: bool) -> list[tuple[str, float, float]]:
+    """In-process p50/p99 per contender; the raw SDK first, the headline second.
+
+    Every contender runs alone in its own process, one after another, in 6 rounds (so drift of the
+    machine over the run hits every contender alike); samples of the rounds are pooled.
+    """
+    make_site("budgeted.bench.local", upstream.openai_base_url, BUDGET)
+    make_site("unbudgeted.bench.local", upstream.openai_base_url, None)
+    names = [c for c in CONTENDERS if with_litellm or c != "LiteLLM completion()"]
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    writer_cpu: list[float] = []
+    rounds = 6
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     for _ in range(rounds):
-        for name, fn in calls.items():
-            before = thread_cpu(ledger_writer._local.thread)
-            samples[name] += measure(fn, max(1, n // rounds))
-            time.sleep(conf.ledger_flush_interval() + 0.1)
+        for name in names:
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--overhead-worker", name,
+                                  upstream.openai_base_url, str(max(1, n // rounds))],
+                                 capture_output=True, text=True, env=env, cwd=ROOT)
+            line = next((x for x in out.stdout.splitlines() if x.startswith("SAMPLES ")), None)
+            if out.returncode != 0 or line is None:
+                raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
+            result = json.loads(line[len("SAMPLES "):])
+            samples[name] += result["samples"]
             if name == HEADLINE:
-                writer_cpu += thread_cpu(ledger_writer._local.thread) - before
+                writer_cpu.append(result["writer_cpu_ms"])
     global WRITER_CPU_PER_CALL
-    WRITER_CPU_PER_CALL = writer_cpu / (rounds * max(1, n // rounds)) * 1000
-    if deferred_rows:
-        usage.flush(deferred_rows)
+    WRITER_CPU_PER_CALL = statistics.median(writer_cpu)
     return [(name, percentile(s, 50), percentile(s, 99)) for name, s in samples.items()]
 
 
@@ -273,8 +303,8 @@ def thread_cpu(thread) -> float:
 def print_overhead(results: list[tuple[str, float, float]], n: int) -> None:
     raw_p50 = results[0][1]
     by_name = {name: p50 for name, p50, _ in results}
-    print(f"\noverhead, in-process ({n} calls each in 5 interleaved blocks; the loopback emulator in its own "
-          "process, no added latency)")
+    print(f"\noverhead, in-process ({n} calls each; every contender alone in its own process, 6 rounds in turn; "
+          "the loopback emulator in its own process, no added latency)")
     print(f"headline = {HEADLINE}: AIService(site=...).generate_content as every caller gets it, "
           "usage ledger written as usual, site with a monthly budget")
     print(f"{'contender':<32}{'p50 ms':>10}{'p99 ms':>10}{'p50 / raw':>12}{'added p50 ms':>15}")
@@ -284,7 +314,8 @@ def print_overhead(results: list[tuple[str, float, float]], n: int) -> None:
         ours, theirs = by_name[HEADLINE] - raw_p50, by_name["LiteLLM completion()"] - raw_p50
         print(f"added over raw SDK at p50: {HEADLINE} {ours:.3f} ms, LiteLLM completion() {theirs:.3f} ms "
               f"(ratio {ours / theirs if theirs > 0 else float('nan'):.3f})")
-    print(f"ledger writer thread (off the caller's thread): {WRITER_CPU_PER_CALL * 1000:.0f} us CPU per headline call")
+    print(f"ledger writer thread (off the caller's thread): {WRITER_CPU_PER_CALL * 1000:.0f} us CPU per headline "
+          "call")
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------
@@ -509,6 +540,8 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
 def batch(upstream: Emulator) -> tuple[float, float]:
     """100 prompts at concurrency 16 against an emulator that answers after 50 ms, on a site never used before
     (its settings, client and budget counters are built inside the timed region, as a first batch gets them)."""
+    import openai  # noqa: F401 - imported, as in a running server: the first batch's import is not the batch's cost
+
     from integrations.ai.service import AIService
 
     prompts = [f"Tagline number {i} for a bakery" for i in range(100)]
@@ -562,12 +595,17 @@ def main() -> None:
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
     parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--emulator-delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--overhead-worker", nargs=3, metavar=("NAME", "URL", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--dashboard", action="store_true",
                         help="only the usage dashboard on a seeded ledger (DATABASE_URL if set)")
     parser.add_argument("--dashboard-rows", type=int, default=1_000_000, help="ledger rows for --dashboard")
     args = parser.parse_args()
     if args.serve_emulator:
         return serve_emulator(args.serve_emulator, args.emulator_delay)
+    if args.overhead_worker:
+        name, url, calls = args.overhead_worker
+        setup_django(fresh=False)
+        return overhead_worker(name, url, int(calls))
     if args.dashboard:
         print(machine())
         print(f"database: {setup_dashboard_django()}")

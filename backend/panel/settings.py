@@ -98,6 +98,8 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://panel")}
+    if CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache":
+        CACHES["default"]["BACKEND"] = "panel.cache.FastLocMemCache"  # why: panel/cache.py
 
 # Celery runs batch generation. Without a broker the same tasks run in-process, synchronously.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)

@@ -8,10 +8,15 @@ shared cache (Redis) several app processes honour what one of them learnt.
 
 from __future__ import annotations
 
+import threading
+import time
+
 from . import clock, conf
 from .shared_cache import cache
 
 MAX_PAUSE = 60.0
+FRESH = 0.5  # seconds a pause read by `health()` stands in for the next `paused_for()` on the same thread
+_read = threading.local()
 
 
 def _pause_key(site_id: int | None, provider: str) -> str:
@@ -36,7 +41,12 @@ def pause(site_id: int | None, provider: str, seconds: float) -> None:
 
 
 def paused_for(site_id: int | None, provider: str) -> float:
-    until = cache.get(_pause_key(site_id, provider))
+    seen = getattr(_read, "pause", None)
+    if seen is not None and seen[:2] == (site_id, provider) and time.monotonic() - seen[2] < FRESH:
+        _read.pause = None  # once: a retry reads the cache again
+        until = seen[3]
+    else:
+        until = cache.get(_pause_key(site_id, provider))
     return max(until - clock.get().time(), 0.0) if until else 0.0
 
 
@@ -74,9 +84,15 @@ def record_success(site_id: int | None, provider: str, failures: int = 1) -> Non
 
 
 def health(site_id: int | None, provider: str) -> tuple[float, int]:
-    """(seconds of cooldown left, consecutive failures) in one cache read."""
-    keys = [_cool_key(site_id, provider), _fail_key(site_id, provider)]
+    """(seconds of cooldown left, consecutive failures) in one cache read.
+
+    The same read takes the provider's rate-limit pause: the attempt that follows at once on this
+    thread (`wait_if_paused`) uses it instead of asking the cache again (one round trip less per call
+    with Redis).
+    """
+    keys = [_cool_key(site_id, provider), _fail_key(site_id, provider), _pause_key(site_id, provider)]
     values = cache.get_many(keys)
+    _read.pause = (site_id, provider, time.monotonic(), values.get(keys[2]))
     until = values.get(keys[0])
     return (max(until - clock.get().time(), 0.0) if until else 0.0), int(values.get(keys[1]) or 0)
 
