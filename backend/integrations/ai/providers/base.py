@@ -409,7 +409,8 @@ class BaseProvider(AIProviderInterface):
         URLNotAllowed for a URL refused outright."""
         policy = self.config.outbound
         if policy is None:
-            return self.sdk().DefaultHttpxClient(verify=shared_tls_context(trust_env=True))
+            default = getattr(self.sdk(), "DefaultHttpxClient", None)  # both official SDKs have it; else theirs
+            return default(verify=shared_tls_context(trust_env=True)) if default is not None else None
         try:
             policy.check_url(self.config.base_url)
         except OutboundRefused as exc:
