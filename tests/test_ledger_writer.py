@@ -97,6 +97,28 @@ def test_rows_carry_the_time_the_call_ended_not_the_time_they_were_written(upstr
     assert UsageDaily.objects.get(site=record.site, service="late").day == yesterday
 
 
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_drained_twice_are_written_and_billed_once(upstream, priced):
+    """A drainer that died between its commit and its acknowledgement leaves its batch to be drained again:
+    rows that travelled through Redis carry a ledger_key, and a second write of them is skipped."""
+    from integrations.ai.ledger_writer import write_rows
+    from integrations.models import UsageDaily
+
+    record = openai_site(upstream, cap="100")
+    AIService(site=record.site).generate_content("seed the period", model="gpt-4o", max_tokens=20)
+    assert usage.flush()
+    spent_before = BudgetPeriod.objects.get(site=record.site).spent
+    batch = [{"site_id": record.site_id, "service": "redis", "provider": "openai", "served_model": "gpt-4o",
+              "status": "ok", "cost": Decimal("0.25"), "total_tokens": 10, "ledger_key": f"call-{n}:0"}
+             for n in range(3)]
+    write_rows(batch)
+    write_rows([*batch[1:], {**batch[0], "ledger_key": "call-3:0"}])  # drained again, with one new call
+    assert AIUsage.objects.filter(site=record.site, service="redis").count() == 4
+    assert UsageDaily.objects.get(site=record.site, service="redis").requests == 4
+    assert BudgetPeriod.objects.get(site=record.site).spent == spent_before + Decimal("1.00")
+
+
 CHILD = """
 import json, os, signal, sys, threading
 sys.path.insert(0, "backend")

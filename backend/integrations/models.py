@@ -474,6 +474,10 @@ class AIUsage(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     cache_hit = models.BooleanField(default=False)
     request_id = models.CharField(max_length=200, blank=True)
+    # Set on rows that travel through Redis (one key per row, made when the call is pushed): a batch
+    # written again after a drainer died between its commit and its acknowledgement is skipped, so a
+    # crash can never make a site pay twice. Empty (NULL) for rows written in-process.
+    ledger_key = models.CharField(max_length=40, null=True, blank=True, unique=True, editable=False)
     # The content the call was for (a page, a prompt template), when the caller said (`usage.attributed_to`);
     # the label stays readable after the object is deleted.
     content_type = models.ForeignKey("contenttypes.ContentType", null=True, blank=True, on_delete=models.SET_NULL,

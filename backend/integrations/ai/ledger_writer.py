@@ -8,6 +8,8 @@ When the queue is full the caller writes its own rows
 and pushes them onto a Redis list; that push is the acknowledgement, and a drainer thread in any
 process moves them to a per-process processing list (LMOVE), writes them, then deletes that list,
 so a killed process loses nothing it pushed: its processing list is re-queued by the next drainer.
+Each pushed row carries a unique `ledger_key`, so a batch drained twice (a drainer that died between
+its commit and its acknowledgement) is written once: a crash never makes a site pay twice.
 If Redis is unreachable, rows take the in-process path.
 
 The same transaction that inserts the rows adds them to their daily roll-ups (`UsageDaily`, what
@@ -78,6 +80,13 @@ def write_rows(fields: list[dict[str, Any]]) -> None:
         return
     try:
         with transaction.atomic():
+            keys = [row["ledger_key"] for row in fields if row.get("ledger_key")]
+            if keys:  # rows from Redis: skip any a drainer wrote before it died unacknowledged
+                done = set(AIUsage.objects.filter(ledger_key__in=keys).values_list("ledger_key", flat=True))
+                if done:
+                    logger.warning("skipped %d AI usage row(s) already written by a drainer that stopped "
+                                   "before acknowledging them", len(done))
+                    fields = [row for row in fields if row.get("ledger_key") not in done]
             rows = insert_rows(AIUsage, fields)
             usage_rollups.add(rows)
             spend: dict[tuple[int, datetime.date], Decimal] = defaultdict(Decimal)
@@ -244,7 +253,9 @@ class _RedisLedger:
         if time.monotonic() < self.down_until:
             return False
         try:
-            payload = json.dumps(_fields_of(entry), default=str)
+            call = uuid.uuid4().hex  # each row's ledger_key: written once even if a batch is drained twice
+            payload = json.dumps([{**row, "ledger_key": f"{call}:{index}"}
+                                  for index, row in enumerate(_fields_of(entry))], default=str)
             self.client.rpush(self.key, payload)
         except self.errors as exc:
             logger.warning("Redis unreachable for the AI usage ledger (%s); writing in-process", _describe(exc))
