@@ -93,7 +93,14 @@ class OpenAIProvider(BaseProvider):
 
     def _send(self, ai: AIRequest, model: str) -> GenerationResult:
         request = self._request(ai, model)
-        completion = self.client.chat.completions.create(**request)
+        extra = request.pop("extra_body", None)
+        # The SDK's documented call for custom requests, not `chat.completions.create`: the body is a plain
+        # JSON dict the gateway built and validated, and create()'s per-call TypedDict transform of it (an
+        # identity here) was ~13 % of a call's CPU. Same client, auth, errors and parsed `ChatCompletion`.
+        completion = self.client.post(
+            "/chat/completions", body={**request, **extra} if extra else request,
+            cast_to=_sdk().types.chat.ChatCompletion, options={"security": {"bearer_auth": True}},
+        )
         if not completion.choices:
             raise AIProviderError("The provider answered with no choices.", provider=self.name)
         choice = completion.choices[0]
