@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -52,6 +52,15 @@ class Prepared:
     @property
     def requested(self) -> str:
         return self.request.model or self.resolved
+
+
+@dataclass
+class ChainState:
+    """What walking a failover chain left behind: the last failure, and the candidates skipped and why."""
+
+    last_error: AIProviderError | None = None
+    skipped: list[str] = field(default_factory=list)  # cooling down
+    refused: list[AIProviderError] = field(default_factory=list)  # by the site's policy
 
 
 @dataclass
@@ -265,42 +274,48 @@ class AIService:
             options.setdefault(key, value)
         return request.with_changes(options=governance.options_for(snapshot, provider, options))
 
-    def _run_chain(self, prep: Prepared, failover: bool) -> GenerationResult:
-        last_error: AIProviderError | None = None
-        skipped: list[str] = []
-        refused: list[AIProviderError] = []
+    def _usable(
+        self, prep: Prepared, failover: bool, chain: ChainState
+    ) -> Iterator[tuple[BaseProvider, AIRequest, int]]:
+        """The candidates to try, in order, each with its recent failure count: those the site's policy
+        refuses (never a provider failure) and those cooling down are skipped and noted in `chain`.
+        Plain calls and streams both walk the chain through here."""
         for candidate, request in self._candidates(prep, failover):
             if (refusal := governance.candidate_refusal(prep.snapshot, candidate, request.model)) is not None:
-                refused.append(refusal)  # the site's policy: skipped before any request, never a failure
+                chain.refused.append(refusal)
                 continue
             cooling, failures = pauses.health(self.site_id, candidate.name)
             if cooling:
-                skipped.append(candidate.name)
+                chain.skipped.append(candidate.name)
                 continue
+            yield candidate, request, failures
+
+    def _run_chain(self, prep: Prepared, failover: bool) -> GenerationResult:
+        chain = ChainState()
+        for candidate, request, failures in self._usable(prep, failover, chain):
             try:
                 result = candidate.execute(request)
             except FAILOVER_ERRORS as exc:
-                last_error = exc
-                self._count_failure(candidate, exc)
+                self._failed(chain, candidate, exc)
                 continue
             pauses.record_success(self.site_id, candidate.name, failures)
             return result
-        raise self._chain_exhausted(prep, last_error, skipped, refused)
+        raise self._chain_exhausted(prep, chain)
 
-    def _count_failure(self, candidate: BaseProvider, exc: AIProviderError) -> None:
+    def _failed(self, chain: ChainState, candidate: BaseProvider, exc: AIProviderError) -> None:
+        """A candidate failed after its retries: count it towards its cooldown; the next one is tried."""
+        chain.last_error = exc
         if exc.retryable and pauses.record_failure(self.site_id, candidate.name):
             logger.warning("%s cools down for site %s after repeated failures", candidate.name, self.site_id)
         logger.warning("%s failed (%s); trying the next provider", candidate.name, type(exc).__name__)
 
-    def _chain_exhausted(
-        self, prep: Prepared, last_error: AIProviderError | None, skipped: list[str], refused: list[AIProviderError]
-    ) -> AIProviderError:
-        if last_error is not None:
-            return last_error
-        if refused:  # recorded as a refusal in the ledger, with the rule that refused it
-            return governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, refused[0])
+    def _chain_exhausted(self, prep: Prepared, chain: ChainState) -> AIProviderError:
+        if chain.last_error is not None:
+            return chain.last_error
+        if chain.refused:  # recorded as a refusal in the ledger, with the rule that refused it
+            return governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, chain.refused[0])
         return ProviderUnavailable(
-            f"Every provider for this site is cooling down after repeated failures ({', '.join(skipped)}); "
+            f"Every provider for this site is cooling down after repeated failures ({', '.join(chain.skipped)}); "
             "retry shortly or add a fallback provider."
         )
 
@@ -411,17 +426,8 @@ class GatewayStream:
 
     def _through_chain(self) -> Iterator[str]:
         service = self.service
-        last_error: AIProviderError | None = None
-        skipped: list[str] = []
-        refused: list[AIProviderError] = []
-        for candidate, request in service._candidates(self.prep, failover=True):
-            if (refusal := governance.candidate_refusal(self.prep.snapshot, candidate, request.model)) is not None:
-                refused.append(refusal)
-                continue
-            cooling, failures = pauses.health(service.site_id, candidate.name)
-            if cooling:
-                skipped.append(candidate.name)
-                continue
+        chain = ChainState()
+        for candidate, request, failures in service._usable(self.prep, True, chain):
             attempt = 0
             while True:
                 attempt += 1
@@ -437,9 +443,8 @@ class GatewayStream:
                         continue
                     if not isinstance(exc, FAILOVER_ERRORS):
                         raise
-                    last_error = exc
-                    service._count_failure(candidate, exc)
+                    service._failed(chain, candidate, exc)
                     break
                 pauses.record_success(service.site_id, candidate.name, failures)
                 return
-        raise service._chain_exhausted(self.prep, last_error, skipped, refused)
+        raise service._chain_exhausted(self.prep, chain)
