@@ -200,6 +200,7 @@ class _LocalWriter:
         while True:
             if not batch:
                 if not self.items:
+                    connection.close()  # idle: hold no database connection (nor lock a test database's drop)
                     self.arrived.wait()
                 self.arrived.clear()
                 if not self.items:
@@ -331,6 +332,7 @@ class _RedisLedger:
                 if not items:
                     first = self.client.blmove(self.key, self.processing, 1, "LEFT", "RIGHT")
                     if first is None:
+                        connection.close()  # idle for a second: hold no database connection
                         continue
                     items = [first]
                     while len(items) < conf.ledger_batch_size():
