@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from integrations.ai import site_config
+from integrations.ai import ledger_writer, site_config
 from integrations.ai.providers import base as provider_base
 from integrations.ai.providers import openrouter_provider
 from integrations.ai.testing.upstream import Upstream
@@ -50,6 +50,10 @@ def upstream(_upstream_server, settings):
     settings.AI_OUTBOUND_ALLOWLIST = [upstream_host(_upstream_server)]
     _upstream_server.reset()
     yield _upstream_server
+    # The ledger rows this test's calls handed to the writer are written before its database is emptied:
+    # on PostgreSQL a background write racing the teardown's TRUNCATE can deadlock it (and fail the next
+    # test's setup). Rows held by the test's own open transaction roll back with it.
+    ledger_writer.flush(timeout=10, include_held=False)
     _upstream_server.reset()
 
 
