@@ -220,9 +220,7 @@ class _LocalWriter:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = 0.5
-            with self.cond:
-                self.written += len(batch)
-                self.cond.notify_all()  # flush() waiters, and callers waiting for room
+            self._done(len(batch))  # wakes flush() waiters, and callers waiting for room
             batch = []
 
 
