@@ -11,47 +11,11 @@ from integrations.ai import usage
 from integrations.models import AIUsage, APIToken
 from pages.models import Page
 
-from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, SuperUserFactory, UserFactory
-from .factories_cms import PageFactory
-
-OAI_KEY = "sk-proj-" + "f1" * 24
-URL = "/api/ai/generate/"
-HOST = "shop.example.test"
+from ..factories import SiteFactory, SiteMembershipFactory, SuperUserFactory, UserFactory
+from ..factories_cms import PageFactory
+from .calls import HOST, OAI_KEY, URL, code_of, post
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def site(upstream, settings):
-    settings.ALLOWED_HOSTS = ["*"]
-    site = SiteFactory(domain=HOST)
-    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key=OAI_KEY,
-                              openai_base_url=upstream.openai_base_url)
-    return site
-
-
-@pytest.fixture
-def staff(site):
-    user = UserFactory(username="editor")
-    SiteMembershipFactory(user=user, site=site)
-    return user
-
-
-@pytest.fixture
-def token(staff):
-    return APIToken.issue(staff, "storefront")[1]
-
-
-def post(client, body, token=None, host=HOST, raw=None):
-    headers = {"HTTP_HOST": host}
-    if token:
-        headers["HTTP_AUTHORIZATION"] = f"Token {token}"
-    return client.post(URL, data=raw if raw is not None else json.dumps(body), content_type="application/json",
-                       **headers)
-
-
-def code_of(response):
-    return response.json()["error"]["code"]
 
 
 def test_token_auth_generates_and_reports_usage(client, token, upstream, site):

@@ -19,32 +19,10 @@ from django.utils import timezone
 from integrations.ai import usage
 from integrations.models import APIToken
 
-from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
-from .test_api_generate import HOST, OAI_KEY, code_of, post
+from .calls import HOST, code_of, post
 
 pytestmark = pytest.mark.django_db
 PORTED = f"{HOST}:8000"  # the host as a client names it on a non-default port
-
-
-@pytest.fixture
-def site(upstream, settings):
-    settings.ALLOWED_HOSTS = ["*"]
-    site = SiteFactory(domain=HOST)
-    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key=OAI_KEY,
-                              openai_base_url=upstream.openai_base_url)
-    return site
-
-
-@pytest.fixture
-def staff(site):
-    user = UserFactory(username="editor")
-    SiteMembershipFactory(user=user, site=site)
-    return user
-
-
-@pytest.fixture
-def token(staff):
-    return APIToken.issue(staff, "storefront")[1]
 
 
 def test_a_warm_token_call_on_a_ported_host_makes_one_query(client, token, upstream):

@@ -14,32 +14,11 @@ from django.core.cache import cache
 from integrations.ai import usage
 from integrations.models import AIUsage, APIToken
 
-from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, SuperUserFactory, UserFactory
-from .factories_cms import PageFactory
-from .test_api_generate import HOST, OAI_KEY, URL, code_of, post
+from ..factories import SiteMembershipFactory, SuperUserFactory, UserFactory
+from ..factories_cms import PageFactory
+from .calls import HOST, URL, code_of, post
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def site(upstream, settings):
-    settings.ALLOWED_HOSTS = ["*"]
-    site = SiteFactory(domain=HOST)
-    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key=OAI_KEY,
-                              openai_base_url=upstream.openai_base_url)
-    return site
-
-
-@pytest.fixture
-def staff(site):
-    user = UserFactory(username="editor")
-    SiteMembershipFactory(user=user, site=site)
-    return user
-
-
-@pytest.fixture
-def token(staff):
-    return APIToken.issue(staff, "storefront")[1]
 
 
 def assert_json_error(response, status: int, code: str) -> None:
