@@ -159,6 +159,11 @@ print(json.dumps(counts), flush=True)
 if mode == "linger":  # everything handed over; now wait to be stopped
     print("pushed", flush=True)
     threading.Event().wait(120)
+elif mode == "celery":  # a Celery worker stopping: its shutdown signal, then an exit that runs no atexit hook
+    import panel.celery
+    from celery import signals
+    signals.worker_shutdown.send(sender=None)
+    os._exit(0)
 """
 
 
@@ -226,6 +231,43 @@ def test_sigterm_with_the_default_handler_writes_queued_rows_then_exits(upstream
     assert child.returncode == -signal.SIGTERM  # it still dies of SIGTERM, as before
     counts = json.loads(lines[-2])
     assert counts["calls"] == 20
+    assert_one_row_per_request(record.site, upstream, hits=counts["hits"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_queue_makes_callers_write_their_own_rows(upstream):
+    record = openai_site(upstream)
+    # The writer holds two calls and waits ten minutes for more: every call after those two finds the
+    # queue full and writes its own rows (back-pressure), none is dropped.
+    child = start_child(record.site_id, "linger", 1, CHILD_CALLS="6", AI_LEDGER_QUEUE_SIZE="2",
+                        AI_LEDGER_FLUSH_INTERVAL="600", AI_LEDGER_BATCH_SIZE="100000", REDIS_URL="")
+    try:
+        lines = wait_for_line(child, "pushed")
+        assert AIUsage.objects.filter(site=record.site).count() == 6 - 2
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    counts = json.loads(lines[-2])
+    assert counts["calls"] == 6
+    assert_one_row_per_request(record.site, upstream, hits=counts["hits"])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mode", ["exit", "celery"])
+def test_rows_queued_at_a_normal_exit_or_a_celery_worker_shutdown_are_written(upstream, mode):
+    record = openai_site(upstream)
+    child = start_child(record.site_id, mode, 2, CHILD_CALLS="4", AI_LEDGER_FLUSH_INTERVAL="600",
+                        AI_LEDGER_BATCH_SIZE="100000", REDIS_URL="")
+    try:
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err[-2000:]
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert counts["calls"] == 8
     assert_one_row_per_request(record.site, upstream, hits=counts["hits"])
 
 
