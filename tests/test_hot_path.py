@@ -80,7 +80,6 @@ def test_importing_the_ai_package_loads_no_vendor_sdk():
     assert out.stdout.strip() == ""
 
 
-
 def test_every_sdk_client_shares_one_tls_context(record, upstream, settings):
     """Loading the CA bundle costs 35-50 ms: a new site's first call (its own client) must not pay it again."""
     settings.OPENAI_API_KEY = "sk-proj-" + "4d" * 24  # deployment-wide keys: the SDK's default client

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -167,14 +168,25 @@ elif mode == "celery":  # a Celery worker stopping: its shutdown signal, then an
 """
 
 
-def start_child(site_id: int, mode: str, workers: int, **env_extra: str) -> subprocess.Popen:
+# The child's writer holds its rows in memory until the process stops (no interval write, no full batch).
+HELD_IN_MEMORY = {"AI_LEDGER_FLUSH_INTERVAL": "600", "AI_LEDGER_BATCH_SIZE": "100000", "REDIS_URL": ""}
+
+
+@contextlib.contextmanager
+def running_child(site_id: int, mode: str, workers: int, **env_extra: str) -> Iterator[subprocess.Popen]:
+    """The CHILD script in its own process; killed on the way out if a failed test left it running."""
     env = child_env(**env_extra)
     if "REDIS_URL" in env_extra and not env_extra["REDIS_URL"]:
         env.pop("REDIS_URL")
-    return subprocess.Popen(
+    child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(site_id), mode, str(workers)], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
 
 
 def wait_for_line(child: subprocess.Popen, expected: str) -> list[str]:
@@ -199,15 +211,10 @@ def test_sigterm_mid_load_loses_no_row(upstream, settings):
     upstream.script(flavor="openai", status=500, times=4)  # some calls take two attempts
     upstream.script(flavor="openai", delay=0.02, times=10_000)
     # rows stay in the child's memory until it flushes (no interval write), so only the stop path saves them
-    child = start_child(record.site_id, "graceful", 6, AI_LEDGER_FLUSH_INTERVAL="600",
-                        AI_LEDGER_BATCH_SIZE="100000", REDIS_URL="")
-    try:
+    with running_child(record.site_id, "graceful", 6, **HELD_IN_MEMORY) as child:
         wait_for_line(child, "loaded")
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
     assert child.returncode == 0, err[-2000:]
     counts = json.loads(out.strip().splitlines()[-1])
     assert counts["calls"] > 6 and counts["hits"] > 0
@@ -218,16 +225,11 @@ def test_sigterm_mid_load_loses_no_row(upstream, settings):
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_with_the_default_handler_writes_queued_rows_then_exits(upstream):
     record = openai_site(upstream)
-    child = start_child(record.site_id, "linger", 4, CHILD_CALLS="5", AI_LEDGER_FLUSH_INTERVAL="600",
-                        AI_LEDGER_BATCH_SIZE="100000", REDIS_URL="")
-    try:
+    with running_child(record.site_id, "linger", 4, CHILD_CALLS="5", **HELD_IN_MEMORY) as child:
         lines = wait_for_line(child, "pushed")
         assert AIUsage.objects.filter(site=record.site).count() == 0  # still queued in the child
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
     assert child.returncode == -signal.SIGTERM  # it still dies of SIGTERM, as before
     counts = json.loads(lines[-2])
     assert counts["calls"] == 20
@@ -239,16 +241,12 @@ def test_a_full_queue_makes_callers_write_their_own_rows(upstream):
     record = openai_site(upstream)
     # The writer holds two calls and waits ten minutes for more: every call after those two finds the
     # queue full and writes its own rows (back-pressure), none is dropped.
-    child = start_child(record.site_id, "linger", 1, CHILD_CALLS="6", AI_LEDGER_QUEUE_SIZE="2",
-                        AI_LEDGER_FLUSH_INTERVAL="600", AI_LEDGER_BATCH_SIZE="100000", REDIS_URL="")
-    try:
+    with running_child(record.site_id, "linger", 1, CHILD_CALLS="6", AI_LEDGER_QUEUE_SIZE="2",
+                       **HELD_IN_MEMORY) as child:
         lines = wait_for_line(child, "pushed")
         assert AIUsage.objects.filter(site=record.site).count() == 6 - 2
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
     counts = json.loads(lines[-2])
     assert counts["calls"] == 6
     assert_one_row_per_request(record.site, upstream, hits=counts["hits"])
@@ -258,13 +256,8 @@ def test_a_full_queue_makes_callers_write_their_own_rows(upstream):
 @pytest.mark.parametrize("mode", ["exit", "celery"])
 def test_rows_queued_at_a_normal_exit_or_a_celery_worker_shutdown_are_written(upstream, mode):
     record = openai_site(upstream)
-    child = start_child(record.site_id, mode, 2, CHILD_CALLS="4", AI_LEDGER_FLUSH_INTERVAL="600",
-                        AI_LEDGER_BATCH_SIZE="100000", REDIS_URL="")
-    try:
+    with running_child(record.site_id, mode, 2, CHILD_CALLS="4", **HELD_IN_MEMORY) as child:
         out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
     assert child.returncode == 0, err[-2000:]
     counts = json.loads(out.strip().splitlines()[-1])
     assert counts["calls"] == 8
@@ -287,20 +280,16 @@ def ledger_table_locked():
 def test_killed_process_loses_no_row_pushed_to_redis(upstream):
     record = openai_site(upstream)
     upstream.script(flavor="openai", status=500, times=3)
-    # Rows the Redis path did not take would sit in the child's memory and die with it.
-    child = start_child(record.site_id, "linger", 6, CHILD_CALLS="6", AI_LEDGER_FLUSH_INTERVAL="600",
-                        AI_LEDGER_BATCH_SIZE="5")
-    try:
-        with ledger_table_locked():  # the child's drainer takes rows but cannot write them
-            lines = wait_for_line(child, "pushed")
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=30)
-            # Read under the lock: once it is released, this process's own drainer (started by an earlier
-            # test) may write what it took from the list at once.
-            assert AIUsage.objects.filter(site=record.site).count() == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
+    # Rows the Redis path did not take would sit in the child's memory and die with it. While the ledger
+    # table is locked, the child's drainer takes rows but cannot write them.
+    with running_child(record.site_id, "linger", 6, CHILD_CALLS="6", AI_LEDGER_FLUSH_INTERVAL="600",
+                       AI_LEDGER_BATCH_SIZE="5") as child, ledger_table_locked():
+        lines = wait_for_line(child, "pushed")
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        # Read under the lock: once it is released, this process's own drainer (started by an earlier
+        # test) may write what it took from the list at once.
+        assert AIUsage.objects.filter(site=record.site).count() == 0
     assert child.returncode == -signal.SIGKILL
     counts = json.loads(lines[-2])
     assert usage.flush(timeout=60)  # this process drains the list and re-queues the dead one's batch
