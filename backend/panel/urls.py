@@ -13,3 +13,5 @@ urlpatterns = [
     path("api/ai/generate/", api_views.generate, name="ai-generate"),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = api_views.bad_request  # JSON under /api/ (a Host outside ALLOWED_HOSTS included)
