@@ -52,7 +52,8 @@ def test_ledger_export_turns_caller_supplied_formulas_into_text(client):
     for text in HOSTILE:
         AIUsageFactory(site=site, requested_model=text, served_model=text, request_id=text)
     client.force_login(SuperUserFactory())
-    body = cells(export(client, "aiusage", ("requested_model", "served_model", "request_id", "cost"), "aiusageresource"))
+    fields = ("requested_model", "served_model", "request_id", "cost")
+    body = cells(export(client, "aiusage", fields, "aiusageresource"))
     for text in HOSTILE:
         assert text not in body and "'" + text in body
 

@@ -76,7 +76,7 @@ def test_settings_come_from_the_environment(monkeypatch):
 
 
 def test_the_graceful_timeout_outlasts_the_slowest_ai_call(monkeypatch):
-    """SIGTERM must not drop a call still within its timeout × attempts (issue 25)."""
+    """SIGTERM must not drop a call still within its timeout times attempts (issue 25)."""
     conf = load_config(monkeypatch, AI_REQUEST_TIMEOUT="30", AI_MAX_RETRIES="3", AI_RETRY_BACKOFF="1")
     assert conf.graceful_timeout >= 30 * 4 + 1 + 2 + 4
     assert load_config(monkeypatch, AI_REQUEST_TIMEOUT="5", AI_MAX_RETRIES="0").graceful_timeout == 15
