@@ -474,9 +474,10 @@ class AIUsage(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     cache_hit = models.BooleanField(default=False)
     request_id = models.CharField(max_length=200, blank=True)
-    # Set on rows that travel through Redis (one key per row, made when the call is pushed): a batch
-    # written again after a drainer died between its commit and its acknowledgement is skipped, so a
-    # crash can never make a site pay twice. Empty (NULL) for rows written in-process.
+    # One key per row, made with the call's record before it is handed over (usage.row_fields): a batch
+    # written again (a drainer that died between its commit and its acknowledgement, a Redis push that
+    # timed out after arriving and was then written directly) is skipped, so a site never pays twice.
+    # NULL only on rows written before issue 25.
     ledger_key = models.CharField(max_length=40, null=True, blank=True, unique=True, editable=False)
     # The content the call was for (a page, a prompt template), when the caller said (`usage.attributed_to`);
     # the label stays readable after the object is deleted.
@@ -658,3 +659,28 @@ class APIToken(models.Model):
 
         raw = "pnl_" + secrets.token_urlsafe(32)
         return cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw)), raw
+
+
+class LedgerDeadLetter(models.Model):
+    """A ledger row the database would not store, set aside so the rows queued behind it are written.
+
+    The ledger writer writes a batch; when that fails for anything but the database being unreachable,
+    it writes the batch row by row and puts each row that still fails here, with why, instead of
+    retrying the batch for ever (`integrations.ai.ledger_dead_letter`). `payload` is the row as ASCII
+    JSON (so text no column could hold is kept, escaped); the usage dashboard counts these rows.
+    """
+
+    site_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)  # no FK: kept as it was
+    ledger_key = models.CharField(max_length=40, blank=True, db_index=True)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    error = models.CharField(max_length=500)
+    payload = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "ledger row set aside"
+        verbose_name_plural = "ledger rows set aside"
+
+    def __str__(self) -> str:
+        return f"ledger row {self.ledger_key or self.pk} set aside: {self.error[:60]}"
