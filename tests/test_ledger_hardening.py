@@ -23,14 +23,25 @@ needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs 
 
 
 def openai_site(upstream):
-    return AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                     openai_base_url=upstream.openai_base_url)
+    return AIProviderSettingsFactory(
+        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+    )
 
 
 def served(site_id: int, service: str, **fields) -> usage.CallRecord:
     """A call record as the gateway makes it: one attempt that the vendor answered with `fields`."""
-    result = GenerationResult(**{"content": "hi", "model": "gpt-4o", "provider": "openai", "prompt_tokens": 3,
-                                 "completion_tokens": 4, "total_tokens": 7, "cost": Decimal("0.001"), **fields})
+    result = GenerationResult(
+        **{
+            "content": "hi",
+            "model": "gpt-4o",
+            "provider": "openai",
+            "prompt_tokens": 3,
+            "completion_tokens": 4,
+            "total_tokens": 7,
+            "cost": Decimal("0.001"),
+            **fields,
+        }
+    )
     return usage.CallRecord(site_id, service, "gpt-4o", attempts=[Attempt("openai", "gpt-4o", 1, 5.0, result=result)])
 
 
@@ -104,8 +115,9 @@ def test_every_row_has_its_ledger_key_before_it_is_handed_over(upstream):
 @pytest.mark.django_db(transaction=True)
 def test_a_call_pushed_to_redis_and_also_written_directly_is_billed_once(upstream):
     record = openai_site(upstream)
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o", prompt_per_million=Decimal(1),
-                              completion_per_million=Decimal(1))
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal(1), completion_per_million=Decimal(1)
+    )
     call = served(record.site_id, "both-paths")
     redis_ledger = ledger_writer._redis_ledger()
     assert redis_ledger is not None and redis_ledger.push((call, {}, None))  # arrived, though the caller timed out

@@ -49,8 +49,11 @@ def write_or_set_aside(write: Callable[[Rows], Any], fields: Rows) -> int:
     except Exception as exc:
         if _unreachable(exc):
             raise
-        logger.warning("a batch of %d AI usage row(s) could not be written (%s); writing them one by one",
-                       len(fields), _describe(exc))
+        logger.warning(
+            "a batch of %d AI usage row(s) could not be written (%s); writing them one by one",
+            len(fields),
+            _describe(exc),
+        )
     set_aside = 0
     for row in fields:
         try:
@@ -84,9 +87,16 @@ def _set_aside(row: dict[str, Any], exc: BaseException) -> int:
         return 0
     site_id = row.get("site_id")
     LedgerDeadLetter.objects.create(
-        site_id=site_id if isinstance(site_id, int) and 0 < site_id < 2**63 else None, ledger_key=key[:40],
-        cost=_cost(row.get("cost")), error=_describe(exc), payload=_payload(row),
+        site_id=site_id if isinstance(site_id, int) and 0 < site_id < 2**63 else None,
+        ledger_key=key[:40],
+        cost=_cost(row.get("cost")),
+        error=_describe(exc),
+        payload=_payload(row),
     )
-    logger.error("AI usage row %s (site %s) could not be stored and was set aside in LedgerDeadLetter: %s",
-                 key or "(no key)", site_id, _describe(exc))
+    logger.error(
+        "AI usage row %s (site %s) could not be stored and was set aside in LedgerDeadLetter: %s",
+        key or "(no key)",
+        site_id,
+        _describe(exc),
+    )
     return 1
