@@ -185,8 +185,8 @@ class ModelPriceAdmin(SuperuserEditsMixin, ImportExportModelAdmin):
 class APITokenAdmin(admin.ModelAdmin):
     """Tokens are issued with `manage.py ai_token`; here they can be seen (prefix only) and revoked."""
 
-    list_display = ("name", "user", "prefix", "created_at", "last_used_at")
-    fields = ("name", "user", "prefix", "created_at", "last_used_at")
+    list_display = ("name", "user", "site", "scopes", "expires_at", "prefix", "created_at", "last_used_at")
+    fields = ("name", "user", "site", "scopes", "expires_at", "prefix", "created_at", "last_used_at")
     readonly_fields = fields
 
     def has_add_permission(self, request):

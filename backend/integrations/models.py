@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.sites.models import Site
 from django.core.exceptions import ValidationError
@@ -140,6 +142,9 @@ class AIProviderSettings(models.Model):
     class Meta:
         verbose_name = "AI provider settings"
         verbose_name_plural = "AI provider settings"
+        # Checked by the JSON API for every call (api_views); granted to staff who had access before it
+        # existed by migration 0016, and to the demo's groups in fixtures/demo.json.
+        permissions = [("use_ai", "May use AI generation through the API")]
 
     def __str__(self) -> str:
         from tenancy.access import site_label
@@ -632,12 +637,28 @@ class BatchJob(models.Model):
 
 
 class APIToken(models.Model):
-    """A staff user's token for the JSON generation endpoint. Only a hash is stored; the token is shown once."""
+    """A staff user's token for the JSON generation endpoint. Only a hash is stored; the token is shown once.
+
+    A token never does more than its user may (staff, member of the site, `integrations.use_ai`, and
+    `pages.change_page` to write into a page), and less when scoped: `site` (empty: every site its user
+    manages, as tokens made before scopes existed), `scopes` (what it may be used for) and `expires_at`.
+    """
+
+    SCOPE_GENERATE = "generate"
+    SCOPE_PAGES = "pages.write"
+    SCOPES = {SCOPE_GENERATE: "Generate text", SCOPE_PAGES: "Write generated text into a page's fields"}
+    DEFAULT_LIFETIME = datetime.timedelta(days=90)
 
     user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="ai_api_tokens")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, help_text="The token's first characters, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True)
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_api_tokens",
+        help_text="The one site this token works for; empty: every site its user manages.",
+    )
+    scopes = models.JSONField(default=list, blank=True, help_text=f"Among: {', '.join(SCOPES)}.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
@@ -654,11 +675,20 @@ class APIToken(models.Model):
         return hashlib.sha256(raw.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user, name: str) -> tuple[APIToken, str]:
+    def issue(
+        cls, user, name: str, *, site: Site | None = None, scopes: tuple[str, ...] = (SCOPE_GENERATE,),
+        expires_at: datetime.datetime | None = None,
+    ) -> tuple[APIToken, str]:
+        """A new token (and its raw value, shown once); unknown scopes are a ValueError naming them."""
         import secrets
 
+        unknown = sorted(set(scopes) - set(cls.SCOPES))
+        if unknown:
+            raise ValueError(f"Unknown token scope(s) {', '.join(unknown)}; choose among {', '.join(cls.SCOPES)}.")
         raw = "pnl_" + secrets.token_urlsafe(32)
-        return cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw)), raw
+        token = cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw), site=site,
+                                   scopes=list(dict.fromkeys(scopes)), expires_at=expires_at)
+        return token, raw
 
 
 class LedgerDeadLetter(models.Model):
