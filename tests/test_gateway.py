@@ -401,3 +401,18 @@ def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upst
     (row,) = ledger(record.site)
     assert row.status == "error" and row.error_class == "ProviderUnavailable"
     assert row.completion_tokens > 0  # the part that was streamed is accounted
+
+
+def test_a_broken_openrouter_stream_is_recorded_with_its_cost(site_with_fallback, upstream):
+    """Issue 25: OpenRouter reports a call's cost in its last chunk, which a broken stream never sends; the row
+    is priced from the router's catalogue instead of being recorded free (and the budget counts it)."""
+    upstream.script(flavor="openrouter", cut_after=2)
+    received: list[str] = []
+    with pytest.raises(errors.ProviderUnavailable):
+        for delta in AIService(site=site_with_fallback.site).generate_stream(PROMPT, model="openai/gpt-4o-mini"):
+            received.append(delta)
+    assert len(received) == 2
+    (row,) = ledger(site_with_fallback.site)
+    assert row.status == "error" and row.provider == "openrouter"
+    assert row.prompt_tokens > 0 and row.completion_tokens > 0
+    assert row.cost is not None and row.cost > 0 and row.cost_source == "price_table"

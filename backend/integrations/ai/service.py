@@ -415,6 +415,8 @@ class GatewayStream:
         self.prep = prep
         self.admission = admission
         self.stream: StreamingResult | None = None
+        self.record: usage.CallRecord | None = None
+        self.prices: usage.Prices = prep.snapshot.prices  # plus a broken stream's price (`_price_broken`)
 
     @property
     def result(self) -> GenerationResult | None:
@@ -423,11 +425,30 @@ class GatewayStream:
     def __iter__(self) -> Iterator[str]:
         service, prep = self.service, self.prep
         with usage.collecting(service.site_id, service.service, prep.requested) as record:
+            self.record = record
             try:
                 yield from self._through_chain()
             finally:
-                usage.write_ledger(record, prep.snapshot.prices)
-                self.admission.settle(record, prep.snapshot.prices)
+                usage.write_ledger(record, self.prices)
+                self.admission.settle(record, self.prices)
+
+    def _price_broken(self, candidate: BaseProvider, request: AIRequest) -> None:
+        """A stream that broke after its first delta never got the vendor's usage (nor OpenRouter's cost):
+        its ledger row is priced from estimated tokens (~4 characters each, prompt and answer so far) at
+        the price table's, else the router catalogue's price, so a broken stream is never free."""
+        attempt = self.record.attempts[-1] if self.record is not None and self.record.attempts else None
+        partial = attempt.result if attempt is not None else None
+        if partial is None or partial.cost is not None:
+            return
+        if not partial.prompt_tokens:
+            chars = sum(len(m["content"]) for m in request.messages) + len(request.system_prompt or "")
+            partial.prompt_tokens = max(1, chars // 4)
+            partial.total_tokens = partial.prompt_tokens + partial.completion_tokens
+        key = (partial.provider, partial.model)
+        if key not in self.prices:
+            price = self.service.price_for(self.prep.snapshot, candidate, partial.model)
+            if price is not None:
+                self.prices = {**self.prices, key: price}
 
     def _through_chain(self) -> Iterator[str]:
         service = self.service
@@ -441,6 +462,7 @@ class GatewayStream:
                     yield from self.stream
                 except AIProviderError as exc:
                     if self.stream.delivered:  # half an answer went out: it cannot be replayed
+                        self._price_broken(candidate, request)
                         raise
                     delay = candidate._retry_delay(exc, attempt)
                     if delay is not None:
