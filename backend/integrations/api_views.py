@@ -71,7 +71,8 @@ def _token_sql() -> str:
     sql = _TOKEN_SQL.get(connection.vendor)
     if sql is None:
         from django.contrib.auth import get_user_model
-        from django.contrib.auth.models import Group
+        from django.contrib.auth.models import Group, Permission
+        from django.contrib.contenttypes.models import ContentType
 
         from tenancy.models import SiteMembership
 
@@ -81,13 +82,21 @@ def _token_sql() -> str:
         user_perms = User.user_permissions.through._meta
         user_groups = User.groups.through._meta
         group_perms = Group.permissions.through._meta
+        permission, content_type = Permission._meta, ContentType._meta
 
         def col(meta: Any, field: str) -> str:
             return f"{q(meta.db_table)}.{q(meta.get_field(field).column)}"
 
-        def holds(through: Any, owner: str, owner_value: str) -> str:  # the use_ai permission, bound as %s
+        # the use_ai permission by app label and codename (bound), not a cached id: ids change when
+        # permissions are recreated (a flushed test database, a restored dump)
+        use_ai = (f"SELECT {col(permission, 'id')} FROM {q(permission.db_table)} "  # noqa: S608
+                  f"INNER JOIN {q(content_type.db_table)} ON {col(permission, 'content_type')} = "
+                  f"{col(content_type, 'id')} WHERE {col(content_type, 'app_label')} = %s "
+                  f"AND {col(permission, 'codename')} = %s")
+
+        def holds(through: Any, owner: str, owner_value: str) -> str:
             return (f"SELECT 1 FROM {q(through.db_table)} WHERE {col(through, owner)} = {owner_value} "  # noqa: S608
-                    f"AND {col(through, 'permission')} = %s")
+                    f"AND {col(through, 'permission')} IN ({use_ai})")
 
         group_ids = (f"SELECT {col(user_groups, 'group')} FROM {q(user_groups.db_table)} "  # noqa: S608
                      f"WHERE {col(user_groups, 'user')} = {col(user, 'id')}")
@@ -101,28 +110,12 @@ def _token_sql() -> str:
             f"{col(user, 'id')}, {col(token, 'site')}, {col(token, 'scopes')}, {col(token, 'expires_at')}, "
             f"(EXISTS({holds(user_perms, 'user', col(user, 'id'))}) OR EXISTS("
             f"SELECT 1 FROM {q(group_perms.db_table)} WHERE {col(group_perms, 'group')} IN ({group_ids}) "
-            f"AND {col(group_perms, 'permission')} = %s)) "
+            f"AND {col(group_perms, 'permission')} IN ({use_ai}))) "
             f"FROM {q(token.db_table)} INNER JOIN {q(user.db_table)} ON {col(token, 'user')} = {col(user, 'id')} "
             f"WHERE {col(token, 'key_hash')} = %s"
         )
         _TOKEN_SQL[connection.vendor] = sql
     return sql
-
-
-_permission_ids: dict[str, int] = {}  # per database alias: the use_ai permission's primary key
-
-
-def _use_ai_permission_id() -> int:
-    """The `integrations.use_ai` permission's id (0 when it does not exist: then only superusers pass)."""
-    from django.contrib.auth.models import Permission
-
-    found = _permission_ids.get(connection.alias)
-    if found is None:
-        found = Permission.objects.filter(content_type__app_label=USE_AI[0], codename=USE_AI[1]).values_list(
-            "pk", flat=True).first() or 0
-        if found:
-            _permission_ids[connection.alias] = found
-    return found
 
 
 class Caller:
@@ -175,9 +168,8 @@ def _authorize(request: HttpRequest, site_id: int) -> JsonResponse | None:
         key_hash = APIToken.digest(header[6:].strip())
         now = timezone.now()
         cutoff = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
-        permission_id = _use_ai_permission_id()
         with connection.cursor() as cursor:
-            cursor.execute(_token_sql(), [site_id, cutoff, permission_id, permission_id, key_hash])
+            cursor.execute(_token_sql(), [site_id, cutoff, *USE_AI, *USE_AI, key_hash])
             row = cursor.fetchone()
         if row is None or not row[1]:  # no such token, or its user is deactivated
             return error(401, "invalid_token", "The API token is not valid.")
