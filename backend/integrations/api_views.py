@@ -1,16 +1,19 @@
 """`POST /api/ai/generate/`: text generation for CMS front ends, as JSON.
 
-Staff only, for the site the request's host names, authenticated by session (with CSRF) or by
-`Authorization: Token <token>`. Input is validated before any upstream call; every error is
+Staff only, for the site the request's host names, with the `integrations.use_ai` permission (and
+`pages.change_page` plus, for a token, its `pages.write` scope to write into a page), authenticated by
+session (with CSRF) or by `Authorization: Token <token>` (a token may be bound to one site, scoped and
+expiring). Input is validated before any upstream call; every error is
 `{"error": {"code", "message"}}` with a stable code and a fitting status, including bodies too large
-or too deeply nested to parse and hosts with no site. Each token (or session user) may make
-`AI_API_RATE_LIMIT` requests per window, counted in the shared Django cache so all processes agree.
+or too deeply nested to parse and hosts with no site. Each user (all their tokens and their session
+together) may make `AI_API_RATE_LIMIT` requests per window, counted in the shared Django cache so all processes agree.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -335,7 +338,10 @@ def _generate(request: HttpRequest) -> JsonResponse:
             response["Retry-After"] = str(int(exc.retry_after + 0.999))
         return response
 
-    cost, cost_source = usage.cost_of(get_snapshot(site.pk).prices, result)  # reported, else the price table's
+    if result.cached:  # as the ledger has it: a response-cache hit is free
+        cost, cost_source = Decimal(0), "cache"
+    else:  # what the vendor reported, else the price table's (as the ledger computes it)
+        cost, cost_source = usage.cost_of(get_snapshot(site.pk).prices, result)
     saved = False
     if page is not None:
         from pages.models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
