@@ -11,6 +11,9 @@ class IntegrationsConfig(AppConfig):
         from .ai import ledger_writer
         from .ai.conf import load_provider_specs
 
+        from .v1 import keys
+
+        keys.connect()  # a saved or revoked virtual key is re-read by every process
         load_provider_specs()  # providers a deployment adds by dotted path (AI_PROVIDER_SPECS)
 
         ledger_writer.install_signal_handler()  # queued ledger rows are written before SIGTERM ends the process
