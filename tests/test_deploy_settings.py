@@ -160,3 +160,9 @@ def test_every_variable_in_the_readme_table_is_read(load_settings, name):
 
 def test_the_check_interval_reaches_the_ai_layer(load_settings):
     assert load_settings(AI_SETTINGS_CHECK_INTERVAL="2.5")["AI_SETTINGS_CHECK_INTERVAL"] == 2.5
+
+
+def test_kept_database_connections_are_health_checked(load_settings):
+    """After a PostgreSQL restart a kept connection is stale: Django checks it before reuse (issue 25)."""
+    assert load_settings()["DATABASES"]["default"]["CONN_HEALTH_CHECKS"] is True
+    assert load_settings(DATABASE_CONN_HEALTH_CHECKS="0")["DATABASES"]["default"]["CONN_HEALTH_CHECKS"] is False

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "backend" / "panel" / "gunicorn.conf.py"
 GUNICORN_VARS = ("GUNICORN_BIND", "GUNICORN_WORKERS", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
                  "GUNICORN_GRACEFUL_TIMEOUT", "GUNICORN_KEEPALIVE", "GUNICORN_MAX_REQUESTS", "GUNICORN_ACCESS_LOG",
-                 "GUNICORN_LOG_LEVEL", "GUNICORN_CONTROL_SOCKET")
+                 "GUNICORN_LOG_LEVEL", "GUNICORN_CONTROL_SOCKET", "AI_REQUEST_TIMEOUT", "AI_MAX_RETRIES",
+                 "AI_RETRY_BACKOFF")
 
 
 def load_config(monkeypatch, **env: str):
@@ -46,7 +47,7 @@ def test_defaults_suit_a_small_box(monkeypatch):
     assert conf.pythonpath == str(ROOT / "backend")
     assert conf.bind == ["127.0.0.1:8000"]
     assert (conf.worker_class, conf.workers, conf.threads) == ("gthread", 2, 16)
-    assert conf.graceful_timeout == 30
+    assert conf.graceful_timeout == 192  # 3 attempts of 60 s, 0.5 + 1 s of backoff, 10 s for the ledger
     assert conf.accesslog is None
     assert conf.control_socket_disable is True
 
@@ -72,6 +73,15 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert (conf.accesslog, conf.loglevel) == ("-", "warning")
     assert (conf.control_socket_disable, conf.control_socket) == (False, "/run/panel.ctl")
     assert load_config(monkeypatch, WEB_CONCURRENCY="5").workers == 5  # the platform convention, when set
+
+
+def test_the_graceful_timeout_outlasts_the_slowest_ai_call(monkeypatch):
+    """SIGTERM must not drop a call still within its timeout times attempts (issue 25)."""
+    conf = load_config(monkeypatch, AI_REQUEST_TIMEOUT="30", AI_MAX_RETRIES="3", AI_RETRY_BACKOFF="1")
+    assert conf.graceful_timeout >= 30 * 4 + 1 + 2 + 4
+    assert load_config(monkeypatch, AI_REQUEST_TIMEOUT="5", AI_MAX_RETRIES="0").graceful_timeout == 15
+    with pytest.raises(ValueError, match="AI_REQUEST_TIMEOUT must be a number"):
+        load_config(monkeypatch, AI_REQUEST_TIMEOUT="soon")
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [

@@ -19,6 +19,7 @@ from .forms import (
     ProviderCredentialFormSet,
     secret_post_names,
 )
+from .import_storage import SessionBoundImportMixin
 from .models import AIProviderSettings, ModelMapping, ProviderCredential
 from .resources import ModelMappingResource
 
@@ -199,7 +200,7 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ModelMapping)
-class ModelMappingAdmin(SiteScopedAdminMixin, ImportExportModelAdmin):
+class ModelMappingAdmin(SiteScopedAdminMixin, SessionBoundImportMixin, ImportExportModelAdmin):
     """Global rows are shared by every site: site admins see them, superusers edit them."""
 
     resource_classes = [ModelMappingResource]

@@ -8,21 +8,23 @@ against each visible site's budget.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.contrib import admin
 from django.db.models import Count, Sum
+from django.http import HttpResponseBadRequest
 from django.urls import path
-from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
 from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, site_ids_for
 
 from . import admin_dashboard
 from .ai.budget import month_start
+from .export_safety import FormulaSafeResource
 from .models import AIProviderSettings, AIUsage, APIToken, ModelPrice
 
 
-class AIUsageResource(resources.ModelResource):
+class AIUsageResource(FormulaSafeResource):
     class Meta:
         model = AIUsage
         fields = (
@@ -32,6 +34,24 @@ class AIUsageResource(resources.ModelResource):
             "cost_source", "latency_ms", "cache_hit", "request_id",
         )
         export_order = fields
+
+
+MAX_ID = 2**63 - 1  # the largest key any supported database stores
+DATE_PARTS = {"year": (1, 9999), "month": (1, 12), "day": (1, 31)}
+
+
+def date_hierarchy_problem(query: Any, field: str) -> str | None:
+    """What is wrong with the date drill-down's `<field>__year/month/day` parameters, or None.
+
+    Django's changelist turns them into a datetime and only catches ValueError: a year of 20 digits
+    raised OverflowError, a 500.
+    """
+    for part, (low, high) in DATE_PARTS.items():
+        value = query.get(f"{field}__{part}")
+        if value is not None and not (value.isascii() and value.isdigit() and len(value) <= 4
+                                      and low <= int(value) <= high):
+            return f"{field}__{part} must be a whole number from {low} to {high}."
+    return None
 
 
 class ContentFilter(admin.SimpleListFilter):
@@ -52,6 +72,8 @@ class ContentFilter(admin.SimpleListFilter):
         try:
             content_type_id, object_id = (int(part) for part in value.split(":", 1))
         except ValueError:
+            return queryset.none()
+        if not (0 < content_type_id <= MAX_ID and 0 <= object_id <= MAX_ID):  # no database stores it: no row
             return queryset.none()
         return queryset.filter(content_type_id=content_type_id, object_id=object_id)
 
@@ -92,6 +114,9 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         ]
 
     def changelist_view(self, request, extra_context=None):
+        problem = date_hierarchy_problem(request.GET, self.date_hierarchy)
+        if problem is not None:
+            return HttpResponseBadRequest(problem)
         response = super().changelist_view(request, extra_context)
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
@@ -132,7 +157,7 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         ]
 
 
-class ModelPriceResource(resources.ModelResource):
+class ModelPriceResource(FormulaSafeResource):
     class Meta:
         model = ModelPrice
         fields = ("provider", "model_id", "prompt_per_million", "completion_per_million", "cache_read_per_million",

@@ -15,9 +15,10 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.core import get_usage
 
@@ -170,6 +171,19 @@ def _parse(request: HttpRequest) -> Any:
         return json.loads(request.body or b"{}", parse_constant=_not_json)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The project's 400 handler (`handler400`): JSON under /api/, Django's page elsewhere.
+
+    A request Django refuses before any view runs (a Host outside ALLOWED_HOSTS, a malformed cookie)
+    reaches this, not `generate`; an API client must still get the endpoint's JSON shape.
+    Never calls `request.get_host()`: that is what failed.
+    """
+    if request.path.startswith("/api/"):
+        return error(400, "bad_request", "The request was refused as malformed (for example, a Host header this "
+                     "server does not serve: see DJANGO_ALLOWED_HOSTS).")
+    return defaults.bad_request(request, exception)
 
 
 @csrf_exempt  # enforced by _authenticate for session auth; token auth needs no CSRF

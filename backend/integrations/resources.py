@@ -11,10 +11,11 @@ from typing import Any
 
 from django.contrib.sites.models import Site
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from import_export import fields, resources, widgets
+from import_export import fields, widgets
 
 from tenancy.access import site_ids_for
 
+from .export_safety import FormulaSafeResource
 from .models import ModelMapping
 
 
@@ -53,7 +54,7 @@ class StrictBooleanWidget(widgets.BooleanWidget):
         return self.SPELLINGS[spelled]
 
 
-class ModelMappingResource(resources.ModelResource):
+class ModelMappingResource(FormulaSafeResource):
     site = fields.Field(attribute="site", column_name="site", widget=SiteDomainWidget())
     is_active = fields.Field(attribute="is_active", column_name="is_active", widget=StrictBooleanWidget())
 

@@ -7,6 +7,7 @@ the model for a block.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # field -> (required, max length); lists: field -> ("list", min items, max items, item schema)
@@ -17,6 +18,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "cta": {"text": (True, 200), "button_text": (True, 40), "button_url": (False, 300)},
     "features": {"heading": (False, 120), "items": ("list", 1, 12, {"title": (True, 80), "description": (True, 400)})},
 }
+# Fields rendered as a link's href: a web address, a path, mailto: or tel:, never javascript:/data:/vbscript:.
+URL_FIELDS = frozenset({"cta_url", "button_url"})
+URL_SCHEMES = ("http", "https", "mailto", "tel")
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):")
 BLOCK_TYPES = list(SCHEMAS)
 BLOCK_LABELS = {"hero": "Hero", "text": "Text", "faq": "FAQ", "cta": "Call to action", "features": "Features"}
 
@@ -57,6 +62,20 @@ def _check_object(value: Any, schema: dict[str, Any], path: str, errors: list[st
             errors.append(f"{path}{key} must be text")
         elif len(item) > max_length:
             errors.append(f"{path}{key} is {len(item)} characters; at most {max_length}")
+        elif key in URL_FIELDS and (scheme := unsafe_scheme(item)) is not None:
+            errors.append(f"{path}{key} may not be a {scheme}: URL; give https://…, a path such as /contact/, "
+                          "mailto: or tel:")
+
+
+def unsafe_scheme(url: str) -> str | None:
+    """The scheme of a link a browser would not treat as a plain address (`javascript`, `data`, ...), else None.
+
+    Read as browsers read it: spaces and control characters (which they drop, so `java\tscript:` runs)
+    removed and case ignored first.
+    """
+    squeezed = "".join(c for c in url if c > " " and c != "\x7f").lower()
+    match = _SCHEME.match(squeezed)
+    return match[1] if match is not None and match[1] not in URL_SCHEMES else None
 
 
 def validate_block(block_type: str, content: Any) -> None:

@@ -4,11 +4,15 @@ Why these defaults: a request to the AI layer spends almost all its time waiting
 one process per core with many threads (`gthread`) serves far more concurrent calls than sync
 workers would, at a fraction of the memory. SIGTERM stops accepting and lets in-flight requests
 finish for `GUNICORN_GRACEFUL_TIMEOUT` seconds, so a deploy or scale-down drains instead of cutting
-answers off. The access log is off by default: a reverse proxy in front usually keeps one.
+answers off. Its default is what the slowest AI call may take (`AI_REQUEST_TIMEOUT` times its
+attempts, `AI_MAX_RETRIES` + 1, plus the backoffs between them) plus 10 s to write the ledger, so a
+drain never drops a call that would still have been answered. The access log is off by default: a
+reverse proxy in front usually keeps one.
 
 Environment (defaults in brackets; the README's Production section has the full table):
 GUNICORN_BIND [127.0.0.1:8000, comma-separated for several], GUNICORN_WORKERS or WEB_CONCURRENCY [2],
-GUNICORN_THREADS [16], GUNICORN_TIMEOUT [120], GUNICORN_GRACEFUL_TIMEOUT [30], GUNICORN_KEEPALIVE [5],
+GUNICORN_THREADS [16], GUNICORN_TIMEOUT [120], GUNICORN_GRACEFUL_TIMEOUT [192 with the AI defaults],
+GUNICORN_KEEPALIVE [5],
 GUNICORN_MAX_REQUESTS [0: never recycle], GUNICORN_ACCESS_LOG [off; `-` for stdout],
 GUNICORN_LOG_LEVEL [info], GUNICORN_CONTROL_SOCKET [off: its default path is one per user, and two
 servers on one machine would fight over it].
@@ -17,6 +21,7 @@ servers on one machine would fight over it].
 from __future__ import annotations
 
 import gc
+import math
 import os
 from pathlib import Path
 
@@ -37,6 +42,22 @@ def _int(name: str, default: int, minimum: int) -> int:
     return value
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}.") from None
+
+
+def slowest_call() -> int:
+    """Seconds the slowest AI call may take: every attempt timing out, with the backoffs between them
+    (`AI_REQUEST_TIMEOUT`, `AI_MAX_RETRIES`, `AI_RETRY_BACKOFF`, read as panel/settings.py reads them)."""
+    timeout, retries = _float("AI_REQUEST_TIMEOUT", 60.0), _int("AI_MAX_RETRIES", 2, 0)
+    backoff = _float("AI_RETRY_BACKOFF", 0.5)
+    return math.ceil(timeout * (retries + 1) + sum(backoff * 2**n for n in range(retries)))
+
+
 wsgi_app = "panel.wsgi:application"
 pythonpath = str(BACKEND)
 bind = [address.strip() for address in os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
@@ -45,7 +66,7 @@ worker_class = "gthread"
 workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2, 1), 1)
 threads = _int("GUNICORN_THREADS", 16, 1)
 timeout = _int("GUNICORN_TIMEOUT", 120, 1)
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30, 0)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", slowest_call() + 10, 0)  # + the ledger flush
 keepalive = _int("GUNICORN_KEEPALIVE", 5, 0)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0, 0)
 max_requests_jitter = max_requests // 10

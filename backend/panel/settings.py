@@ -84,6 +84,9 @@ TEMPLATES = [
 # SQLite and local memory need no setup; DATABASE_URL (PostgreSQL via psycopg 3) and REDIS_URL scale out.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'panel.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# A kept connection is checked before a request reuses it: after a database restart, a stale one is
+# replaced instead of failing the request with a 500.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Threads (batches, the dev server) write concurrently: wait for the lock instead of failing,
     # and take it at the start of a transaction so two writers never deadlock upgrading. WAL with
@@ -182,6 +185,9 @@ DEFAULT_EXCEPTION_REPORTER = "panel.error_reporting.KeyScrubbingExceptionReporte
 DEFAULT_EXCEPTION_REPORTER_FILTER = "panel.error_reporting.KeyScrubbingExceptionReporterFilter"
 
 IMPORT_EXPORT_USE_TRANSACTIONS = True  # an import with any bad row saves nothing
+# An upload waits for its confirm step in the cache (shared through Redis), never under a file name the
+# browser posts back (integrations/import_storage.py). Exports escape formulas in integrations/export_safety.py.
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.CacheStorage"
 
 LOGGING = {
     "version": 1,

@@ -14,3 +14,5 @@ urlpatterns = [
     path("v1/", include("integrations.v1.urls")),  # OpenAI/Anthropic dialects with virtual keys
     path("admin/", admin.site.urls),
 ]
+
+handler400 = api_views.bad_request  # JSON under /api/ (a Host outside ALLOWED_HOSTS included)

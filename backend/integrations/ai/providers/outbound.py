@@ -85,14 +85,36 @@ def _literal_ip(host: str) -> IPAddress | None:
         return None
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix: the last 32 bits are the IPv4
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: translated somewhere local, never public
+
+
 def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+    """The IPv4 address an IPv6 address carries, if it carries one, else the address itself.
+
+    `::ffff:127.0.0.1` (mapped), `::127.0.0.1` (the deprecated "compatible" form), `64:ff9b::127.0.0.1`
+    (NAT64), 6to4 (`2002:7f00:1::`) and Teredo's client address all reach the IPv4 address inside on a
+    host or network that translates them, so they are judged as that address.
+    """
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    packed = address.packed
+    if (packed[:12] == bytes(12) and int(address) > 1) or address in _NAT64:  # not :: or ::1 (judged as IPv6)
+        return ipaddress.IPv4Address(packed[12:])
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
     return address
 
 
 def is_public(address: IPAddress) -> bool:
-    """Globally routable unicast: not loopback, private, shared (CGNAT), link-local, reserved or multicast."""
+    """Globally routable unicast: not loopback, private, shared (CGNAT), link-local, reserved or multicast,
+    nor an IPv6 address that embeds such an IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_LOCAL:
+        return False
     address = _unmapped(address)
     return address.is_global and not address.is_multicast
 
