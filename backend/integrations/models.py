@@ -485,6 +485,9 @@ class AIUsage(models.Model):
     object_id = models.PositiveBigIntegerField(null=True, blank=True)
     content_object = GenericForeignKey("content_type", "object_id")
     content_label = models.CharField(max_length=200, blank=True)
+    # The virtual key that made the call (the /v1 endpoints); its spend per key.
+    api_key = models.ForeignKey("APIToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -639,6 +642,19 @@ class APIToken(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # A token bound to a site is a virtual key of the /v1 endpoints (integrations.v1): it reaches that site only.
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_api_tokens")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    # A virtual key's own limits, on top of its site's (integrations.ai.callers); empty means none.
+    last4 = models.CharField(max_length=4, blank=True, help_text="The key's last four characters.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True,
+                                         help_text="USD this key may spend per calendar month.")
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True,
+                                      help_text="Model names or patterns (gpt-4o*, anthropic/*); empty: any the "
+                                                "site allows.")
 
     class Meta:
         verbose_name = "AI API token"
@@ -658,3 +674,19 @@ class APIToken(models.Model):
 
         raw = "pnl_" + secrets.token_urlsafe(32)
         return cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw)), raw
+
+
+class VirtualKeyManager(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(site__isnull=False)
+
+
+class VirtualKey(APIToken):
+    """The site-bound API tokens: the /v1 endpoints' virtual keys (the same table, one key model)."""
+
+    objects = VirtualKeyManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "AI API key (/v1)"
+        verbose_name_plural = "AI API keys (/v1)"

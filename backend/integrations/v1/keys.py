@@ -66,15 +66,31 @@ def bump(**_kwargs: object) -> None:
 def _load(key_hash: str, version: int, now: float) -> _Entry:
     from integrations.models import APIToken
 
-    row = (APIToken.objects.filter(key_hash=key_hash, site__isnull=False, revoked_at__isnull=True)
-           .values("id", "site_id", "name", "last4", "expires_at", "monthly_budget", "requests_per_minute",
-                   "tokens_per_minute", "allowed_models").first())
+    row = (
+        APIToken.objects.filter(key_hash=key_hash, site__isnull=False, revoked_at__isnull=True)
+        .values(
+            "id",
+            "site_id",
+            "name",
+            "last4",
+            "expires_at",
+            "monthly_budget",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "allowed_models",
+        )
+        .first()
+    )
     if row is None:
         return _Entry(None, None, version, now)
     scope = KeyScope(
-        id=row["id"], site_id=row["site_id"], name=row["name"], last4=row["last4"],
+        id=row["id"],
+        site_id=row["site_id"],
+        name=row["name"],
+        last4=row["last4"],
         monthly_budget=Decimal(row["monthly_budget"]) if row["monthly_budget"] is not None else None,
-        requests_per_minute=row["requests_per_minute"] or None, tokens_per_minute=row["tokens_per_minute"] or None,
+        requests_per_minute=row["requests_per_minute"] or None,
+        tokens_per_minute=row["tokens_per_minute"] or None,
         allowed_models=tuple(m.strip() for m in row["allowed_models"] or () if m.strip()),
     )
     expires = row["expires_at"].timestamp() if row["expires_at"] is not None else None
@@ -111,3 +127,19 @@ def connect() -> None:
 
     for signal in (post_save, post_delete):
         signal.connect(bump, sender=APIToken, dispatch_uid=f"integrations.v1.keys.{signal is post_save}")
+
+
+def new_key() -> tuple[str, dict[str, str]]:
+    """A fresh key and the fields stored for it (its hash, last four and first characters), never the key."""
+    import secrets
+
+    raw = PREFIX + secrets.token_urlsafe(32)
+    return raw, {"key_hash": digest(raw), "last4": raw[-4:], "prefix": raw[: len(PREFIX) + 2]}
+
+
+def issue(site: object, user: object, name: str = "", **limits: object) -> tuple[object, str]:
+    """Create a virtual key for `site`; returns (row, the key), which is shown once and stored nowhere."""
+    from integrations.models import VirtualKey
+
+    raw, stored = new_key()
+    return VirtualKey.objects.create(site=site, user=user, name=name, **stored, **limits), raw

@@ -49,8 +49,9 @@ class Dialect:
 
 
 OPENAI = Dialect("openai", "v1.chat", openai_dialect.parse, openai_dialect.completion, openai_dialect.error_body)
-ANTHROPIC = Dialect("anthropic", "v1.messages", anthropic_dialect.parse, anthropic_dialect.message,
-                    anthropic_dialect.error_body)
+ANTHROPIC = Dialect(
+    "anthropic", "v1.messages", anthropic_dialect.parse, anthropic_dialect.message, anthropic_dialect.error_body
+)
 
 
 def _request_headers() -> dict[str, str]:
@@ -98,8 +99,9 @@ def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
     try:
         data = json.loads(request.body or b"null")
     except RequestDataTooBig:
-        return failed(dialect, Failure(413, "The request body is larger than this server accepts.",
-                                       "request_too_large"))
+        return failed(
+            dialect, Failure(413, "The request body is larger than this server accepts.", "request_too_large")
+        )
     except (ValueError, RecursionError):
         return failed(dialect, failure_for(BadField("The body must be valid JSON.")))
     try:
@@ -176,17 +178,32 @@ def models(request: HttpRequest, model: str | None = None) -> HttpResponse:
         return key
     found = model_ids(key)
     if dialect is ANTHROPIC:
-        entries = [{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
-                   for m in sorted(found)]
+        entries = [
+            {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"} for m in sorted(found)
+        ]
     else:
         entries = [{"id": m, "object": "model", "created": 0, "owned_by": found[m]} for m in sorted(found)]
     if model is not None:
         entry = next((e for e in entries if e["id"] == model), None)
         if entry is None:
-            return failed(dialect, Failure(404, f"The model {model!r} is not available with this key.",
-                                           "model_not_found", param="model", anthropic_type="not_found_error"))
+            return failed(
+                dialect,
+                Failure(
+                    404,
+                    f"The model {model!r} is not available with this key.",
+                    "model_not_found",
+                    param="model",
+                    anthropic_type="not_found_error",
+                ),
+            )
         return JsonResponse(entry)
     if dialect is ANTHROPIC:
-        return JsonResponse({"data": entries, "has_more": False, "first_id": entries[0]["id"] if entries else None,
-                             "last_id": entries[-1]["id"] if entries else None})
+        return JsonResponse(
+            {
+                "data": entries,
+                "has_more": False,
+                "first_id": entries[0]["id"] if entries else None,
+                "last_id": entries[-1]["id"] if entries else None,
+            }
+        )
     return JsonResponse({"object": "list", "data": entries})
