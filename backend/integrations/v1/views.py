@@ -24,7 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from integrations.ai import callers
 from integrations.ai.callers import KeyScope
 from integrations.ai.factory import ProviderFactory
-from integrations.ai.providers.errors import AIProviderError
+from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured
 from integrations.ai.providers.types import GenerationResult
 from integrations.ai.service import AIService, GatewayStream
 from integrations.ai.site_config import get_snapshot
@@ -117,6 +117,8 @@ def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
             stream = service.stream_messages(call.messages, **call.kwargs())
             pieces = iter(stream)
             first = next(pieces, None)  # limits, budget, policy and failover all decide before this returns
+    except ProviderNotConfigured as exc:
+        return failed(dialect, _not_served(key, call.model, exc))
     except AIProviderError as exc:
         return failed(dialect, failure_for(exc))
     body = _events(dialect.writer(stream.prep.resolved, call), stream, pieces, first)
@@ -124,6 +126,15 @@ def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
     for name, value in {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_request_headers()}.items():
         response[name] = value
     return response
+
+
+def _not_served(key: KeyScope, model: str, exc: ProviderNotConfigured) -> Failure:
+    """The model needs a provider this site has no key for: to the client, a model the site does not have
+    (404), unless the site has no usable provider at all (503, `failure_for`)."""
+    if not get_snapshot(key.site_id).usable():
+        return failure_for(exc)
+    return Failure(404, f"This site does not serve the model {model!r} ({exc.message})", "model_not_found",
+                   param="model", should_retry=False, anthropic_type="not_found_error")
 
 
 def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: str | None) -> Iterator[bytes]:
