@@ -123,10 +123,13 @@ def resolve(raw: str) -> KeyScope:
 
 def connect() -> None:
     """Forget remembered keys whenever a token changes (called from the app's ready())."""
-    from integrations.models import APIToken
+    from integrations.models import APIToken, VirtualKey
 
-    for signal in (post_save, post_delete):
-        signal.connect(bump, sender=APIToken, dispatch_uid=f"integrations.v1.keys.{signal is post_save}")
+    for model in (APIToken, VirtualKey):  # a proxy's saves are sent with the proxy as sender
+        for signal in (post_save, post_delete):
+            signal.connect(
+                bump, sender=model, dispatch_uid=f"integrations.v1.keys.{model.__name__}.{signal is post_save}"
+            )
 
 
 def new_key() -> tuple[str, dict[str, str]]:
