@@ -563,6 +563,30 @@ class BudgetPeriod(models.Model):
         return f"{self.site_id} {self.month:%Y-%m}: ${self.spent} (+${self.reserved} reserved)"
 
 
+class UsageKeyDaily(models.Model):
+    """One day of one virtual key's calls: the dashboard's and CSV's spend per key (`integrations.usage_keys`).
+
+    Kept by the ledger writer beside `UsageDaily`, in the same transaction as the raw rows, and kept when
+    the raw rows are pruned. `requests` counts answered attempts (ok, error, cached), `refused` the calls
+    the gateway refused.
+    """
+
+    api_key = models.ForeignKey("APIToken", on_delete=models.CASCADE, related_name="usage_days")
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    day = models.DateField(help_text="The day in TIME_ZONE.")
+    requests = models.PositiveBigIntegerField(default=0)
+    refused = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+
+    class Meta:
+        verbose_name = "AI usage per key and day"
+        verbose_name_plural = "AI usage per key and day"
+        constraints = [models.UniqueConstraint(fields=["api_key", "day"], name="unique_usage_key_daily")]
+        indexes = [models.Index(fields=["day", "site"], name="usage_key_daily_day_site")]
+
+
 class BudgetAlert(models.Model):
     """One threshold alert sent for one budget window's period: the unique row makes it once only."""
 

@@ -19,8 +19,9 @@ ASK = [{"role": "user", "content": "Name a bakery"}]
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
 def test_plain_message_from_each_upstream_in_anthropics_format(emulated_site, make_key, ant, upstream, provider):
     site = emulated_site(provider)
-    reply = ant(make_key(site)).messages.create(model=MODEL_FOR[provider], max_tokens=64, system="Be brief.",
-                                                messages=ASK)
+    reply = ant(make_key(site)).messages.create(
+        model=MODEL_FOR[provider], max_tokens=64, system="Be brief.", messages=ASK
+    )
     assert reply.type == "message" and reply.id.startswith("msg_") and reply.role == "assistant"
     assert reply.content[0].type == "text" and reply.content[0].text.startswith(f"Emulated {provider} reply")
     assert reply.stop_reason == "end_turn"
@@ -44,24 +45,29 @@ def test_streamed_message_events_and_final_usage(emulated_site, make_key, ant, p
     assert final.stop_reason == "end_turn"
     assert final.usage.output_tokens == len(text.split()) and final.usage.input_tokens > 0
 
-    events = [e.type for e in client.messages.create(model=MODEL_FOR[provider], max_tokens=64, messages=ASK,
-                                                     stream=True)]
+    events = [
+        e.type for e in client.messages.create(model=MODEL_FOR[provider], max_tokens=64, messages=ASK, stream=True)
+    ]
     assert events[:2] == ["message_start", "content_block_start"]
     assert events[-3:] == ["content_block_stop", "message_delta", "message_stop"]
     assert set(events[2:-3]) == {"content_block_delta"}
 
 
 def test_max_tokens_cut_is_stop_reason_max_tokens(emulated_site, make_key, ant):
-    reply = ant(make_key(emulated_site("anthropic"))).messages.create(model="claude-3-5-haiku", max_tokens=3,
-                                                                      messages=ASK)
+    reply = ant(make_key(emulated_site("anthropic"))).messages.create(
+        model="claude-3-5-haiku", max_tokens=3, messages=ASK
+    )
     assert reply.stop_reason == "max_tokens" and reply.usage.output_tokens == 3
 
 
 def test_tools_are_refused_by_name(emulated_site, make_key, ant, upstream):
     with pytest.raises(anthropic.BadRequestError) as caught:
         ant(make_key(emulated_site("anthropic"))).messages.create(
-            model="claude-3-5-haiku", max_tokens=64, messages=ASK,
-            tools=[{"name": "lookup", "input_schema": {"type": "object"}}])
+            model="claude-3-5-haiku",
+            max_tokens=64,
+            messages=ASK,
+            tools=[{"name": "lookup", "input_schema": {"type": "object"}}],
+        )
     assert caught.value.body["error"]["type"] == "invalid_request_error"
     assert "tools" in caught.value.body["error"]["message"]
     assert upstream.requests == []
@@ -73,11 +79,16 @@ def test_models_list_in_anthropics_format(emulated_site, make_key, ant):
     assert listed == ["claude-3-5-haiku", "claude-3-5-sonnet"]
 
 
-def test_over_budget_key_is_rate_limit_error_and_disallowed_model_permission_denied(emulated_site, make_key, ant,
-                                                                                    upstream):
+def test_over_budget_key_is_rate_limit_error_and_disallowed_model_permission_denied(
+    emulated_site, make_key, ant, upstream
+):
     site = emulated_site("anthropic")
-    ModelPrice.objects.create(provider="anthropic", model_id="claude-3-5-haiku-20241022",
-                              prompt_per_million=Decimal("1000"), completion_per_million=Decimal("1000"))
+    ModelPrice.objects.create(
+        provider="anthropic",
+        model_id="claude-3-5-haiku-20241022",
+        prompt_per_million=Decimal("1000"),
+        completion_per_million=Decimal("1000"),
+    )
     poor = ant(make_key(site, "poor", monthly_budget=Decimal("0.01")), max_retries=2)
     with pytest.raises(anthropic.RateLimitError) as caught:  # 1000 output tokens could cost $1: over $0.01
         poor.messages.create(model="claude-3-5-haiku", max_tokens=1000, messages=ASK)
@@ -92,7 +103,9 @@ def test_over_budget_key_is_rate_limit_error_and_disallowed_model_permission_den
     assert upstream.requests == []  # neither reached the vendor, and the SDK did not retry the budget refusal
     usage.flush()
     assert sorted(AIUsage.objects.values_list("status", "error_class")) == [
-        ("refused", "BudgetExceeded"), ("refused", "PolicyViolation")]
+        ("refused", "BudgetExceeded"),
+        ("refused", "PolicyViolation"),
+    ]
 
 
 def test_a_revoked_or_expired_key_is_authentication_error(emulated_site, make_key, ant):
@@ -123,8 +136,13 @@ def test_a_missing_max_tokens_is_invalid_request(emulated_site, make_key, live_s
     import httpx2
 
     raw = make_key(emulated_site("anthropic"))
-    answer = httpx2.post(f"{live_server.url}/v1/messages", headers={"x-api-key": raw, "anthropic-version": "2023-06-01"},
-                         json={"model": "claude-3-5-haiku", "messages": ASK})
+    answer = httpx2.post(
+        f"{live_server.url}/v1/messages",
+        headers={"x-api-key": raw, "anthropic-version": "2023-06-01"},
+        json={"model": "claude-3-5-haiku", "messages": ASK},
+    )
     assert answer.status_code == 400
-    assert answer.json() == {"type": "error", "error": {"type": "invalid_request_error",
-                                                        "message": "max_tokens is required."}}
+    assert answer.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "max_tokens is required."},
+    }

@@ -59,16 +59,28 @@ def test_a_token_without_a_site_is_no_virtual_key(site):
 def site_admin(site):
     user = UserFactory(username="site-admin", is_staff=True)
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(codename__in=[
-        "add_virtualkey", "change_virtualkey", "view_virtualkey", "delete_virtualkey"]))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["add_virtualkey", "change_virtualkey", "view_virtualkey", "delete_virtualkey"]
+        )
+    )
     client = Client()
     client.force_login(user)
     return client
 
 
 def _create(client: Client, site_id: int, **fields) -> object:
-    data = {"site": site_id, "name": "storefront", "expires_at_0": "", "expires_at_1": "", "monthly_budget": "",
-            "requests_per_minute": "", "tokens_per_minute": "", "allowed_models": "", **fields}
+    data = {
+        "site": site_id,
+        "name": "storefront",
+        "expires_at_0": "",
+        "expires_at_1": "",
+        "monthly_budget": "",
+        "requests_per_minute": "",
+        "tokens_per_minute": "",
+        "allowed_models": "",
+        **fields,
+    }
     return client.post("/admin/integrations/virtualkey/add/", data)
 
 
@@ -78,8 +90,11 @@ def test_a_site_admin_creates_a_key_shown_once(site, site_admin, settings):
     assert answer.status_code == 200 and "no-store" in answer["Cache-Control"]
     raw = re.search(r'value="(sk-panel-[^"]+)"', answer.content.decode()).group(1)
     key = VirtualKey.objects.get()
-    assert (key.site_id, key.monthly_budget, key.allowed_models) == (site.pk, Decimal("5.00"),
-                                                                     ["gpt-4o-mini", "claude-*"])
+    assert (key.site_id, key.monthly_budget, key.allowed_models) == (
+        site.pk,
+        Decimal("5.00"),
+        ["gpt-4o-mini", "claude-*"],
+    )
     assert keys.resolve(raw).id == key.pk
     listing = site_admin.get("/admin/integrations/virtualkey/").content.decode()
     change = site_admin.get(f"/admin/integrations/virtualkey/{key.pk}/change/").content.decode()

@@ -36,16 +36,23 @@ def test_plain_completion_from_each_upstream_in_openais_format(emulated_site, ma
     assert sent["max_tokens"] == 50  # the client's parameters reached the vendor through the gateway
     usage.flush()
     row = AIUsage.objects.get()
-    assert (row.site_id, row.status, row.service, row.prompt_tokens) == (site.pk, "ok", "v1.chat",
-                                                                         reply.usage.prompt_tokens)
+    assert (row.site_id, row.status, row.service, row.prompt_tokens) == (
+        site.pk,
+        "ok",
+        "v1.chat",
+        reply.usage.prompt_tokens,
+    )
     assert row.api_key.site_id == site.pk
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
 def test_streamed_completion_with_usage_chunk(emulated_site, make_key, oai, provider):
     site = emulated_site(provider)
-    chunks = list(oai(make_key(site)).chat.completions.create(
-        model=MODEL_FOR[provider], messages=HELLO, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        oai(make_key(site)).chat.completions.create(
+            model=MODEL_FOR[provider], messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
 
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -60,18 +67,25 @@ def test_streamed_completion_with_usage_chunk(emulated_site, make_key, oai, prov
 
 
 def test_stream_without_include_usage_has_no_usage_chunk(emulated_site, make_key, oai):
-    chunks = list(oai(make_key(emulated_site("openai"))).chat.completions.create(
-        model="gpt-4o-mini", messages=HELLO, stream=True))
+    chunks = list(
+        oai(make_key(emulated_site("openai"))).chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    )
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert all(c.usage is None for c in chunks)
 
 
 def test_json_schema_response_format_reaches_an_openai_upstream(emulated_site, make_key, oai, upstream):
-    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "required": ["name"],
+        "additionalProperties": False,
+    }
     reply = oai(make_key(emulated_site("openai"))).chat.completions.create(
-        model="gpt-4o-mini", messages=HELLO,
-        response_format={"type": "json_schema", "json_schema": {"name": "bakery", "schema": schema, "strict": True}})
+        model="gpt-4o-mini",
+        messages=HELLO,
+        response_format={"type": "json_schema", "json_schema": {"name": "bakery", "schema": schema, "strict": True}},
+    )
     assert set(json.loads(reply.choices[0].message.content)) == {"name"}
     assert upstream.requests_for("openai")[-1].json["response_format"]["json_schema"]["schema"] == schema
 
@@ -79,8 +93,9 @@ def test_json_schema_response_format_reaches_an_openai_upstream(emulated_site, m
 def test_json_schema_on_an_upstream_without_it_is_a_400_naming_it(emulated_site, make_key, oai, upstream):
     client = oai(make_key(emulated_site("anthropic")))
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="claude-3-5-haiku", messages=HELLO,
-                                       response_format={"type": "json_object"})
+        client.chat.completions.create(
+            model="claude-3-5-haiku", messages=HELLO, response_format={"type": "json_object"}
+        )
     assert "response_format" in caught.value.message
     assert upstream.requests_for("anthropic") == []
 
@@ -88,8 +103,7 @@ def test_json_schema_on_an_upstream_without_it_is_a_400_naming_it(emulated_site,
 def test_tools_are_refused_by_name_not_ignored(emulated_site, make_key, oai, upstream):
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     with pytest.raises(openai.BadRequestError) as caught:
-        oai(make_key(emulated_site("openai"))).chat.completions.create(model="gpt-4o-mini", messages=HELLO,
-                                                                       tools=tools)
+        oai(make_key(emulated_site("openai"))).chat.completions.create(model="gpt-4o-mini", messages=HELLO, tools=tools)
     assert caught.value.body["param"] == "tools" and "tools" in caught.value.message
     assert upstream.requests == []
 
@@ -97,8 +111,7 @@ def test_tools_are_refused_by_name_not_ignored(emulated_site, make_key, oai, ups
 def test_models_list_is_the_sites_models_the_key_may_call(emulated_site, make_key, oai):
     site = emulated_site("anthropic", allowed_models=["claude-3-5-*", "claude-sonnet-4"])
     listed = {m.id: m.owned_by for m in oai(make_key(site)).models.list()}
-    assert listed == {"claude-3-5-haiku": "anthropic", "claude-3-5-sonnet": "anthropic",
-                      "claude-sonnet-4": "anthropic"}
+    assert listed == {"claude-3-5-haiku": "anthropic", "claude-3-5-sonnet": "anthropic", "claude-sonnet-4": "anthropic"}
     narrowed = {m.id for m in oai(make_key(site, allowed_models=["*haiku*"])).models.list()}
     assert narrowed == {"claude-3-5-haiku"}
     assert oai(make_key(site)).models.retrieve("claude-sonnet-4").id == "claude-sonnet-4"
@@ -125,8 +138,9 @@ def test_a_model_the_site_cannot_serve_is_not_found(emulated_site, make_key, oai
 
 
 def _price(provider: str, model: str) -> None:
-    ModelPrice.objects.create(provider=provider, model_id=model, prompt_per_million=Decimal("10"),
-                              completion_per_million=Decimal("10"))
+    ModelPrice.objects.create(
+        provider=provider, model_id=model, prompt_per_million=Decimal("10"), completion_per_million=Decimal("10")
+    )
 
 
 def test_a_key_over_its_budget_gets_rate_limit_error_and_no_retry(emulated_site, make_key, oai, upstream):
@@ -139,6 +153,7 @@ def test_a_key_over_its_budget_gets_rate_limit_error_and_no_retry(emulated_site,
     usage.flush()
     AIUsage.objects.filter(api_key__name="spent").update(cost=Decimal("0.02"))  # the month's spend, past the cap
     from integrations.ai.shared_cache import cache
+
     cache.clear()  # cold counters: reseeded from the ledger, the key's rows only
 
     with pytest.raises(openai.RateLimitError) as caught:
@@ -187,8 +202,9 @@ def test_upstream_down_is_a_502_in_openais_shape(emulated_site, make_key, oai, u
 
 def test_a_stream_broken_after_its_first_token_ends_with_an_error_event(emulated_site, make_key, oai, upstream):
     upstream.script(flavor="openai", cut_after=2)
-    stream = oai(make_key(emulated_site("openai"))).chat.completions.create(model="gpt-4o-mini", messages=HELLO,
-                                                                            stream=True)
+    stream = oai(make_key(emulated_site("openai"))).chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True
+    )
     received = []
     with pytest.raises(openai.APIError) as caught:
         for chunk in stream:

@@ -65,8 +65,12 @@ def test_models_lists_only_the_keys_site(sites, make_key, oai, ant):
 
 def test_one_sites_spend_never_counts_against_another_sites_key(sites, make_key, oai):
     site_a, site_b = sites
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal("10"),
-                              completion_per_million=Decimal("10"))
+    ModelPrice.objects.create(
+        provider="openai",
+        model_id="gpt-4o-mini",
+        prompt_per_million=Decimal("10"),
+        completion_per_million=Decimal("10"),
+    )
     key_a = make_key(site_a, monthly_budget=Decimal("0.05"))
     oai(make_key(site_b)).chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=10)
     usage.flush()

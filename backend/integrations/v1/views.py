@@ -133,8 +133,14 @@ def _not_served(key: KeyScope, model: str, exc: ProviderNotConfigured) -> Failur
     (404), unless the site has no usable provider at all (503, `failure_for`)."""
     if not get_snapshot(key.site_id).usable():
         return failure_for(exc)
-    return Failure(404, f"This site does not serve the model {model!r} ({exc.message})", "model_not_found",
-                   param="model", should_retry=False, anthropic_type="not_found_error")
+    return Failure(
+        404,
+        f"This site does not serve the model {model!r} ({exc.message})",
+        "model_not_found",
+        param="model",
+        should_retry=False,
+        anthropic_type="not_found_error",
+    )
 
 
 def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: str | None) -> Iterator[bytes]:
