@@ -586,6 +586,9 @@ class UsageKeyDaily(models.Model):
         constraints = [models.UniqueConstraint(fields=["api_key", "day"], name="unique_usage_key_daily")]
         indexes = [models.Index(fields=["day", "site"], name="usage_key_daily_day_site")]
 
+    def __str__(self) -> str:
+        return f"{self.day} key {self.api_key_id}: {self.requests} requests, ${self.cost}"
+
 
 class BudgetAlert(models.Model):
     """One threshold alert sent for one budget window's period: the unique row makes it once only."""

@@ -1,4 +1,4 @@
-"""Virtual keys: resolved with no query once warm, forgotten on revoke in every process, managed per site in the admin."""
+"""Virtual keys: resolved with no query once warm, forgotten on revoke everywhere, managed per site in the admin."""
 
 from __future__ import annotations
 

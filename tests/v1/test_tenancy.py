@@ -44,7 +44,7 @@ def test_chat_completions_spend_on_the_keys_own_site_whatever_the_host(sites, ma
 
 
 def test_messages_spend_on_the_keys_own_site(sites, make_key, ant, upstream):
-    site_a, site_b = sites
+    site_a, _site_b = sites
     client = ant(make_key(site_a))
     client.messages.create(model="gpt-4o-mini", max_tokens=20, messages=ASK)
     with pytest.raises(anthropic.NotFoundError):

@@ -159,7 +159,7 @@ class Events:
         self.model = model
 
     def first(self) -> bytes:
-        start = {
+        start: dict[str, Any] = {
             "id": self.id,
             "type": "message",
             "role": "assistant",

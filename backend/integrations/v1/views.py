@@ -194,6 +194,7 @@ def models(request: HttpRequest, model: str | None = None) -> HttpResponse:
     if isinstance(key, HttpResponse):
         return key
     found = model_ids(key)
+    entries: list[dict[str, Any]]
     if dialect is ANTHROPIC:
         entries = [
             {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"} for m in sorted(found)
