@@ -151,11 +151,12 @@ def test_a_missing_max_tokens_is_invalid_request(emulated_site, make_key, live_s
 def test_a_stream_broken_after_its_first_token_ends_with_an_error_event(emulated_site, make_key, ant, upstream):
     upstream.script(flavor="anthropic", cut_after=2)
     received = []
-    with pytest.raises(anthropic.APIStatusError) as caught:  # the SDK raises on an `error` event
-        with ant(make_key(emulated_site("anthropic"))).messages.stream(
-            model="claude-3-5-haiku", max_tokens=64, messages=ASK
-        ) as stream:
-            received.extend(stream.text_stream)
+    client = ant(make_key(emulated_site("anthropic")))
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,  # the SDK raises on an `error` event
+        client.messages.stream(model="claude-3-5-haiku", max_tokens=64, messages=ASK) as stream,
+    ):
+        received.extend(stream.text_stream)
     assert "".join(received) == "Emulated anthropic "
     assert caught.value.body["error"]["type"] == "api_error"
     usage.flush()
