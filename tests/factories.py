@@ -161,3 +161,13 @@ class APITokenFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"token-{n}")
     prefix = factory.Sequence(lambda n: f"pnl_{n:06d}")
     key_hash = factory.LazyFunction(lambda: APIToken.digest(secrets.token_urlsafe(32)))
+
+
+def may_use_ai(user, *perms: str):
+    """Grant `user` the JSON API's `integrations.use_ai` permission (and `perms`, as "app.codename")."""
+    from django.contrib.auth.models import Permission
+
+    for name in ("integrations.use_ai", *perms):
+        app, codename = name.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
+    return user

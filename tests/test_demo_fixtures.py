@@ -79,3 +79,14 @@ def test_demo_shows_every_flow_on_every_demo_site(upstream, client):
                       HTTP_HOST="127.0.0.1")
     html = run.content.decode()
     assert 'id="save-form"' in html and "crafted with care" in html  # prose, from the emulator
+
+
+def test_the_demo_logins_may_use_the_json_api(upstream, client):
+    """Issue 25: the API asks for `integrations.use_ai`; the demo's site admin and editor have it (through
+    their groups), and both may write into pages through it (`pages.change_page`)."""
+    from django.contrib.auth import get_user_model
+
+    call_command("load_demo", "--upstream-url", upstream.url, stdout=StringIO())
+    for username in ("site-a-admin", "editor"):
+        user = get_user_model().objects.get(username=username)
+        assert user.has_perm("integrations.use_ai") and user.has_perm("pages.change_page")

@@ -51,7 +51,20 @@ FAULTS = [
     ("drop", {"drop": True}, "ProviderUnavailable"),
     ("malformed", {"malformed": True}, "ProviderUnavailable"),
     ("402", {"status": 402}, "InsufficientCredits"),
+    # a 200 with nothing in it (issue 25): retried and failed over like a vendor error
+    ("empty_choices", {"body": {"id": "gen-empty", "object": "chat.completion", "created": 0,
+                                "model": "openai/gpt-4o-mini", "choices": []}}, "EmptyResponse"),
 ]
+
+
+def test_an_empty_choices_answer_is_retried_then_served(site_with_fallback, upstream):
+    upstream.script(flavor="openrouter", body={"id": "gen-empty", "object": "chat.completion", "created": 0,
+                                               "model": "openai/gpt-4o-mini", "choices": []})
+    with clock.use(clock.FakeClock()):
+        result = AIService(site=site_with_fallback.site).generate_content(PROMPT)
+    assert result.provider == "openrouter" and result.content and result.attempts == 2
+    rows = ledger(site_with_fallback.site)
+    assert [(r.status, r.error_class) for r in rows] == [("error", "EmptyResponse"), ("ok", "")]
 
 
 @pytest.mark.parametrize(("name", "fault", "error_class"), FAULTS, ids=[f[0] for f in FAULTS])

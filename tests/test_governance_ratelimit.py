@@ -15,7 +15,7 @@ from integrations.ai.providers.errors import BudgetExceeded, InvalidRequest, Rat
 from integrations.ai.service import AIService
 from integrations.models import AIProviderSettings, AIUsage, APIToken, ModelPrice, ProviderCredential
 
-from .factories import SiteFactory, SiteMembershipFactory, UserFactory
+from .factories import SiteFactory, SiteMembershipFactory, UserFactory, may_use_ai
 from .test_scaleout import ROOT, child_env, needs_redis
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +74,7 @@ def test_api_answers_429_with_retry_after(client, upstream, settings):
                                       base_url=upstream.openai_base_url)
     user = UserFactory()
     SiteMembershipFactory(user=user, site=site)
+    may_use_ai(user)
     raw = APIToken.issue(user, "t")[1]
 
     def call():

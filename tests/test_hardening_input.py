@@ -62,9 +62,12 @@ def test_ledger_export_turns_caller_supplied_formulas_into_text(client):
 def test_mapping_export_turns_formulas_into_text(client):
     ModelMappingFactory(logical_name="@SUM(A1:A9)", provider="openai", provider_model_id='=HYPERLINK("x")')
     client.force_login(SuperUserFactory())
-    body = cells(export(client, "modelmapping", ("site", "logical_name", "provider", "provider_model_id"),
-                        "modelmappingresource"))
-    assert "'@SUM(A1:A9)" in body and "'=HYPERLINK(\"x\")" in body
+    body = cells(
+        export(
+            client, "modelmapping", ("site", "logical_name", "provider", "provider_model_id"), "modelmappingresource"
+        )
+    )
+    assert "'@SUM(A1:A9)" in body and '\'=HYPERLINK("x")' in body
     assert "@SUM(A1:A9)" not in body
 
 
@@ -75,9 +78,15 @@ def test_the_import_confirm_step_cannot_name_a_file_of_the_server(client):
     victim.close()
     try:
         client.force_login(SuperUserFactory())
-        response = client.post(reverse("admin:integrations_modelmapping_process_import"), {
-            "import_file_name": os.path.basename(victim.name), "original_file_name": "m.csv", "format": "0",
-            "resource": "0"})
+        response = client.post(
+            reverse("admin:integrations_modelmapping_process_import"),
+            {
+                "import_file_name": os.path.basename(victim.name),
+                "original_file_name": "m.csv",
+                "format": "0",
+                "resource": "0",
+            },
+        )
         assert response.status_code == 400
         assert os.path.exists(victim.name)
         assert not ModelMapping.objects.exists()
@@ -92,10 +101,14 @@ def test_an_upload_is_confirmed_from_the_cache_only_by_its_own_session(client, s
     assert settings.IMPORT_EXPORT_TMP_STORAGE_CLASS.endswith("CacheStorage")
     admin_user = SuperUserFactory()
     client.force_login(admin_user)
-    upload = SimpleUploadedFile("m.csv", b"site,logical_name,provider,provider_model_id,is_active\n"
-                                         b",house,openai,gpt-4o,1\n", content_type="text/csv")
-    preview = client.post(reverse("admin:integrations_modelmapping_import"),
-                          {"import_file": upload, "format": "0", "resource": "0"})
+    upload = SimpleUploadedFile(
+        "m.csv",
+        b"site,logical_name,provider,provider_model_id,is_active\n,house,openai,gpt-4o,1\n",
+        content_type="text/csv",
+    )
+    preview = client.post(
+        reverse("admin:integrations_modelmapping_import"), {"import_file": upload, "format": "0", "resource": "0"}
+    )
     data = dict(preview.context["confirm_form"].initial)
     other = Client()
     other.force_login(SuperUserFactory())
@@ -107,10 +120,20 @@ def test_an_upload_is_confirmed_from_the_cache_only_by_its_own_session(client, s
     assert client.post(url, data).status_code == 400  # used up: never read twice
 
 
-@pytest.mark.parametrize("host", [
-    "::127.0.0.1", "64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe", "::ffff:10.0.0.1", "::ffff:7f00:1",
-    "2002:7f00:1::", "2001:0:4136:e378:8000:63bf:80ff:fffe", "64:ff9b:1::8.8.8.8", "::192.168.1.1",
-])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "::127.0.0.1",
+        "64:ff9b::127.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "::ffff:10.0.0.1",
+        "::ffff:7f00:1",
+        "2002:7f00:1::",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        "64:ff9b:1::8.8.8.8",
+        "::192.168.1.1",
+    ],
+)
 def test_ipv6_that_carries_a_private_ipv4_is_not_public(host):
     assert not is_public(ipaddress.ip_address(host))
     with pytest.raises(OutboundRefused):
@@ -126,17 +149,25 @@ def test_ipv6_carrying_a_public_ipv4_stays_public(host):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("query", [
-    "content=99999999999999999999999999:1", "content=1:99999999999999999999999999", "content=-5:1",
-    "created_at__year=99999999999999999999", "created_at__year=2026&created_at__month=99999999999999999999",
-    "created_at__year=0", "created_at__year=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "content=99999999999999999999999999:1",
+        "content=1:99999999999999999999999999",
+        "content=-5:1",
+        "created_at__year=99999999999999999999",
+        "created_at__year=2026&created_at__month=99999999999999999999",
+        "created_at__year=0",
+        "created_at__year=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96",
+    ],
+)
 def test_ledger_changelist_parameters_no_database_holds_are_not_a_500(client, query):
     from django.contrib.contenttypes.models import ContentType
 
     site = SiteFactory()
-    AIUsageFactory(site=site, content_type=ContentType.objects.get_for_model(site), object_id=site.pk,
-                   content_label="Site")  # the content filter has choices, so it runs
+    AIUsageFactory(
+        site=site, content_type=ContentType.objects.get_for_model(site), object_id=site.pk, content_label="Site"
+    )  # the content filter has choices, so it runs
     client.force_login(SuperUserFactory())
     response = client.get(reverse("admin:integrations_aiusage_changelist") + "?" + query)
     assert response.status_code in (200, 400)
@@ -152,20 +183,44 @@ def test_a_sane_date_drilldown_still_works(client):
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("url", [
-    "javascript:alert(1)", "JavaScript:alert(1)", " javascript:alert(1)", "java\tscript:alert(1)",
-    "java\nscript:alert(1)", "\x01javascript:alert(1)", "data:text/html;base64,PHNjcmlwdD4=", "vbscript:msgbox(1)",
-])
-@pytest.mark.parametrize(("block_type", "field", "base"), [
-    ("hero", "cta_url", {"heading": "Hi"}), ("cta", "button_url", {"text": "Buy", "button_text": "Go"}),
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "\x01javascript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD4=",
+        "vbscript:msgbox(1)",
+    ],
+)
+@pytest.mark.parametrize(
+    ("block_type", "field", "base"),
+    [
+        ("hero", "cta_url", {"heading": "Hi"}),
+        ("cta", "button_url", {"text": "Buy", "button_text": "Go"}),
+    ],
+)
 def test_block_links_refuse_script_urls(url, block_type, field, base):
     with pytest.raises(BlockValidationError, match=f"{field} may not be a"):
         validate_block(block_type, {**base, field: url})
 
 
-@pytest.mark.parametrize("url", ["/contact/", "https://shop.example/buy", "http://x.example", "mailto:a@b.example",
-                                 "tel:+3212345", "#order", "contact", "//cdn.example/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/contact/",
+        "https://shop.example/buy",
+        "http://x.example",
+        "mailto:a@b.example",
+        "tel:+3212345",
+        "#order",
+        "contact",
+        "//cdn.example/x",
+    ],
+)
 def test_block_links_keep_ordinary_addresses(url):
     validate_block("cta", {"text": "Buy", "button_text": "Go", "button_url": url})
 
@@ -174,8 +229,9 @@ def test_block_links_keep_ordinary_addresses(url):
 def test_block_model_clean_refuses_a_script_url():
     from .factories_cms import BlockFactory
 
-    block = BlockFactory.build(page=None, type="cta", content={"text": "a", "button_text": "b",
-                                                               "button_url": "javascript:alert(1)"})
+    block = BlockFactory.build(
+        page=None, type="cta", content={"text": "a", "button_text": "b", "button_url": "javascript:alert(1)"}
+    )
     with pytest.raises(ValidationError):
         block.clean()
 
@@ -183,8 +239,9 @@ def test_block_model_clean_refuses_a_script_url():
 @pytest.mark.django_db
 def test_a_host_outside_allowed_hosts_gets_json_400_on_the_api(client, settings):
     settings.ALLOWED_HOSTS = ["panel.example.test"]
-    response = client.post("/api/ai/generate/", data="{}", content_type="application/json",
-                           HTTP_HOST="evil.example.test")
+    response = client.post(
+        "/api/ai/generate/", data="{}", content_type="application/json", HTTP_HOST="evil.example.test"
+    )
     assert response.status_code == 400
     assert response["Content-Type"].startswith("application/json")
     assert response.json()["error"]["code"] == "bad_request"

@@ -19,7 +19,7 @@ import pytest
 
 from integrations.models import AIUsage, APIToken
 
-from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
+from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory, may_use_ai
 from .test_scaleout import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +150,7 @@ def test_bin_serve_answers_json_and_drains_on_sigterm(upstream):
                               openai_base_url=upstream.openai_base_url)
     user = UserFactory(username="server-editor")
     SiteMembershipFactory(user=user, site=site)
+    may_use_ai(user)
     _, raw_token = APIToken.issue(user, "server test")
     server = Server()
     try:

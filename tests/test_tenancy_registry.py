@@ -50,6 +50,8 @@ def site_path(model: type[models.Model]) -> str | None:
     if model is Site:
         return ""
     model_admin = admin.site._registry.get(model)
+    if getattr(model_admin, "owner_field", None):  # rows belong to a user (a site on them only narrows them)
+        return None
     explicit = getattr(model_admin, "site_field", None)
     if explicit:
         return explicit

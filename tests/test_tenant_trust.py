@@ -215,13 +215,14 @@ class TestKeysCannotEscape:
 class TestTextValidation:
     def test_lone_surrogates_never_reach_the_provider_nor_cool_it_down(self, client, upstream, settings):
         from integrations.models import APIToken
-        from tests.factories import SiteMembershipFactory, UserFactory
+        from tests.factories import SiteMembershipFactory, UserFactory, may_use_ai
 
         site = Site.objects.get(domain="testserver")
         AIProviderSettingsFactory(site=site, provider_type="openrouter", openrouter_api_key=OR_KEY,
                                   openrouter_base_url=upstream.openrouter_base_url)
         user = UserFactory()
         SiteMembershipFactory(user=user, site=site)
+        may_use_ai(user)
         _, token = APIToken.issue(user, "t")
         auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
         for _ in range(4):  # more than AI_COOLDOWN_AFTER_FAILURES

@@ -70,8 +70,19 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         csv_url=reverse("admin:integrations_aiusage_dashboard_csv") + (f"?{query.urlencode()}" if query else ""),
         changelist_url=reverse("admin:integrations_aiusage_changelist"),
         is_superuser=request.user.is_superuser,
+        set_aside=_set_aside_count(request),
     )
     return TemplateResponse(request, "admin/integrations/aiusage/dashboard.html", context)
+
+
+def _set_aside_count(request: HttpRequest) -> int:
+    """Ledger rows the writer could not store (LedgerDeadLetter) of the sites on the page; rows of no site
+    count for superusers only."""
+    from .models import LedgerDeadLetter
+
+    ids, _chosen, _choices = _scope(request)
+    rows = LedgerDeadLetter.objects.all() if ids is None else LedgerDeadLetter.objects.filter(site_id__in=ids)
+    return rows.count()
 
 
 def dashboard_csv_view(model_admin: Any, request: HttpRequest) -> HttpResponse:

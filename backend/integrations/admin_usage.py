@@ -185,14 +185,16 @@ class ModelPriceAdmin(SuperuserEditsMixin, ImportExportModelAdmin):
 class APITokenAdmin(admin.ModelAdmin):
     """Tokens are issued with `manage.py ai_token`; here they can be seen (prefix only) and revoked."""
 
-    list_display = ("name", "user", "prefix", "created_at", "last_used_at")
-    fields = ("name", "user", "prefix", "created_at", "last_used_at")
+    list_display = ("name", "user", "site", "scopes", "expires_at", "prefix", "created_at", "last_used_at")
+    fields = ("name", "user", "site", "scopes", "expires_at", "prefix", "created_at", "last_used_at")
     readonly_fields = fields
 
     def has_add_permission(self, request):
         return False
 
+    owner_field = "user"  # a token is its user's: a site on it narrows where it works, not who sees it
+
     def get_queryset(self, request):
         qs = super().get_queryset(request)
-        return qs if request.user.is_superuser else qs.filter(user=request.user)
+        return qs if request.user.is_superuser else qs.filter(**{self.owner_field: request.user})
 

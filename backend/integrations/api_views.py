@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -24,9 +24,10 @@ from django_ratelimit.core import get_usage
 
 from tenancy.access import can_manage
 
-from .ai import conf
+from .ai import conf, usage
 from .ai.providers import errors
 from .ai.service import AIService
+from .ai.site_config import get_snapshot
 from .models import APIToken
 
 SAVABLE_FIELDS = ("meta_title", "meta_description", "body")
@@ -54,10 +55,13 @@ def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
 
 
 _TOKEN_SQL: dict[str, str] = {}  # per database vendor, built once from the models' tables and columns
+USE_AI = ("integrations", "use_ai")
+CHANGE_PAGE = "pages.change_page"
 
 
 def _token_sql() -> str:
-    """One query for all a token request needs: the token, its user's flags, the site membership.
+    """One query for all a token request needs: the token and its scope, its user's flags, the site
+    membership, and whether the user holds `integrations.use_ai` (directly or through a group).
 
     Why raw SQL: this runs on every API call, and the ORM spent ~0.5 ms of CPU compiling each of
     the two queries it replaces (token with user, then the user's memberships) while the database
@@ -67,22 +71,37 @@ def _token_sql() -> str:
     sql = _TOKEN_SQL.get(connection.vendor)
     if sql is None:
         from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
 
         from tenancy.models import SiteMembership
 
         q = connection.ops.quote_name
-        token, user, member = APIToken._meta, get_user_model()._meta, SiteMembership._meta
+        User = get_user_model()
+        token, user, member = APIToken._meta, User._meta, SiteMembership._meta
+        user_perms = User.user_permissions.through._meta
+        user_groups = User.groups.through._meta
+        group_perms = Group.permissions.through._meta
 
         def col(meta: Any, field: str) -> str:
             return f"{q(meta.db_table)}.{q(meta.get_field(field).column)}"
 
+        def holds(through: Any, owner: str, owner_value: str) -> str:  # the use_ai permission, bound as %s
+            return (f"SELECT 1 FROM {q(through.db_table)} WHERE {col(through, owner)} = {owner_value} "  # noqa: S608
+                    f"AND {col(through, 'permission')} = %s")
+
+        group_ids = (f"SELECT {col(user_groups, 'group')} FROM {q(user_groups.db_table)} "  # noqa: S608
+                     f"WHERE {col(user_groups, 'user')} = {col(user, 'id')}")
         # Names from the models' metadata, quoted; every value is a bound parameter.
         sql = (
             f"SELECT {col(token, 'id')}, {col(user, 'is_active')}, "  # noqa: S608
             f"{col(user, 'is_staff')}, {col(user, 'is_superuser')}, "
             f"EXISTS(SELECT 1 FROM {q(member.db_table)} WHERE {col(member, 'user')} = {col(user, 'id')} "
             f"AND {col(member, 'site')} = %s), "
-            f"({col(token, 'last_used_at')} IS NULL OR {col(token, 'last_used_at')} < %s) "
+            f"({col(token, 'last_used_at')} IS NULL OR {col(token, 'last_used_at')} < %s), "
+            f"{col(user, 'id')}, {col(token, 'site')}, {col(token, 'scopes')}, {col(token, 'expires_at')}, "
+            f"(EXISTS({holds(user_perms, 'user', col(user, 'id'))}) OR EXISTS("
+            f"SELECT 1 FROM {q(group_perms.db_table)} WHERE {col(group_perms, 'group')} IN ({group_ids}) "
+            f"AND {col(group_perms, 'permission')} = %s)) "
             f"FROM {q(token.db_table)} INNER JOIN {q(user.db_table)} ON {col(token, 'user')} = {col(user, 'id')} "
             f"WHERE {col(token, 'key_hash')} = %s"
         )
@@ -90,25 +109,96 @@ def _token_sql() -> str:
     return sql
 
 
+_permission_ids: dict[str, int] = {}  # per database alias: the use_ai permission's primary key
+
+
+def _use_ai_permission_id() -> int:
+    """The `integrations.use_ai` permission's id (0 when it does not exist: then only superusers pass)."""
+    from django.contrib.auth.models import Permission
+
+    found = _permission_ids.get(connection.alias)
+    if found is None:
+        found = Permission.objects.filter(content_type__app_label=USE_AI[0], codename=USE_AI[1]).values_list(
+            "pk", flat=True).first() or 0
+        if found:
+            _permission_ids[connection.alias] = found
+    return found
+
+
+class Caller:
+    """Who is calling, once authorised: the user, and what the token (if any) allows."""
+
+    def __init__(self, user_id: int, scopes: tuple[str, ...], is_superuser: bool, user: Any = None) -> None:
+        self.user_id = user_id
+        self.scopes = scopes
+        self.is_superuser = is_superuser
+        self._user = user
+
+    def may_write_pages(self) -> bool:
+        """The token's scope allows it (session callers have no scope limit) and the user holds change_page."""
+        if APIToken.SCOPE_PAGES not in self.scopes:
+            return False
+        if self.is_superuser:
+            return True
+        if self._user is None:
+            from django.contrib.auth import get_user_model
+
+            self._user = get_user_model().objects.get(pk=self.user_id)
+        return bool(self._user.has_perm(CHANGE_PAGE))
+
+
+def _scopes(raw: Any) -> tuple[str, ...]:
+    """The token's scopes column as the driver returns it (JSON text on SQLite, a list on PostgreSQL)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return ()
+    return tuple(s for s in raw if isinstance(s, str)) if isinstance(raw, list) else ()
+
+
+def _expired(raw: Any, now: datetime.datetime) -> bool:
+    if raw is None:
+        return False
+    if isinstance(raw, str):  # SQLite returns the text
+        raw = datetime.datetime.fromisoformat(raw)
+    if timezone.is_naive(raw):
+        raw = timezone.make_aware(raw, datetime.UTC)
+    return raw <= now
+
+
 def _authorize(request: HttpRequest, site_id: int) -> JsonResponse | None:
-    """None if the caller may generate for the site, else the 401/403. Sets `request.api_caller`."""
+    """None if the caller may generate for the site, else the 401/403. Sets `request.api_caller` (the rate
+    limit's key: the user, whichever way they authenticate) and `request.api_scope` (a `Caller`)."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Token "):
         key_hash = APIToken.digest(header[6:].strip())
         now = timezone.now()
         cutoff = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
+        permission_id = _use_ai_permission_id()
         with connection.cursor() as cursor:
-            cursor.execute(_token_sql(), [site_id, cutoff, key_hash])
+            cursor.execute(_token_sql(), [site_id, cutoff, permission_id, permission_id, key_hash])
             row = cursor.fetchone()
         if row is None or not row[1]:  # no such token, or its user is deactivated
             return error(401, "invalid_token", "The API token is not valid.")
-        token_id, _active, is_staff, is_superuser, is_member, last_use_stale = row
+        token_id, _active, is_staff, is_superuser, is_member, last_use_stale = row[:6]
+        user_id, token_site, scopes, expires_at, may_use_ai = row[6:]
+        if _expired(expires_at, now):
+            return error(401, "token_expired", "The API token has expired; ask for a new one (manage.py ai_token).")
         if not is_staff or not (is_superuser or is_member):
             return error(403, "forbidden", "Staff access to this site is required.")
+        if token_site is not None and token_site != site_id:
+            return error(403, "forbidden", "This API token is for another site.")
+        scopes = _scopes(scopes)
+        if APIToken.SCOPE_GENERATE not in scopes:
+            return error(403, "forbidden", "This API token does not have the 'generate' scope.")
+        if not (is_superuser or may_use_ai):
+            return error(403, "forbidden", "The 'May use AI generation through the API' permission is required.")
         if last_use_stale:
             # A write per request would serialise every API call on the token's row: once a minute is enough.
             APIToken.objects.filter(pk=token_id).update(last_used_at=now)
-        request.api_caller = f"token:{key_hash}"  # a hash, never the token itself
+        request.api_caller = f"user:{user_id}"  # one window per user, across their tokens and their session
+        request.api_scope = Caller(user_id, scopes, bool(is_superuser))
         return None
     if not request.user.is_authenticated:
         return error(401, "not_authenticated", "Log in or send 'Authorization: Token <token>'.")
@@ -117,7 +207,10 @@ def _authorize(request: HttpRequest, site_id: int) -> JsonResponse | None:
         return error(403, "csrf_failed", "CSRF token missing or incorrect.")
     if not request.user.is_staff or not can_manage(request.user, site_id):
         return error(403, "forbidden", "Staff access to this site is required.")
+    if not request.user.has_perm(".".join(USE_AI)):
+        return error(403, "forbidden", "The 'May use AI generation through the API' permission is required.")
     request.api_caller = f"user:{request.user.pk}"
+    request.api_scope = Caller(request.user.pk, tuple(APIToken.SCOPES), request.user.is_superuser, request.user)
     return None
 
 
@@ -236,6 +329,9 @@ def _generate(request: HttpRequest) -> JsonResponse:
             page = Page.objects.filter(pk=page_id, site=site).first()
             if page is None:
                 return error(404, "not_found", "No such page on this site.")
+            if not request.api_scope.may_write_pages():  # checked before any spend
+                return error(403, "forbidden", "Writing into a page needs the 'Can change page' permission, and "
+                             "a token with the 'pages.write' scope.")
         result = AIService(site=site, service="api.generate").generate_content(
             prompt, provider=data.get("provider") or None, model=data.get("model") or None,
             max_tokens=max_tokens, temperature=temperature, system_prompt=data.get("system_prompt") or None,
@@ -247,14 +343,21 @@ def _generate(request: HttpRequest) -> JsonResponse:
             response["Retry-After"] = str(int(exc.retry_after + 0.999))
         return response
 
+    cost, cost_source = usage.cost_of(get_snapshot(site.pk).prices, result)  # reported, else the price table's
     saved = False
     if page is not None:
         from pages.models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
+        from pages.provenance import record_api_write
         from pages.services.ai_service import trim_to_words
 
         limit = {"meta_title": META_TITLE_MAX, "meta_description": META_DESCRIPTION_MAX}.get(data["field"])
         value = trim_to_words(result.content, limit) if limit else result.content
-        Page.objects.filter(pk=page.pk).update(**{data["field"]: value})
+        with transaction.atomic():
+            Page.objects.filter(pk=page.pk).update(**{data["field"]: value})
+            setattr(page, data["field"], value)
+            record_api_write(page, data["field"], value, result, cost, request.api_scope.user_id,
+                             {k: data[k] for k in ("model", "provider", "max_tokens", "temperature") if k in data},
+                             (data.get("system_prompt"), data["prompt"]))
         saved = True
     return JsonResponse({
         "content": result.content,
@@ -262,7 +365,8 @@ def _generate(request: HttpRequest) -> JsonResponse:
         "model": result.model,
         "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                   "total_tokens": result.total_tokens},
-        "cost": str(result.cost) if result.cost is not None else None,
+        "cost": str(cost) if cost is not None else None,
+        "cost_source": cost_source or None,
         "finish_reason": result.finish_reason,
         "latency_ms": round(result.latency_ms, 1),
         "request_id": result.request_id,

@@ -26,7 +26,7 @@ class SessionBoundImportMixin:
         response = super().import_action(request, **kwargs)  # type: ignore[misc]
         form = (getattr(response, "context_data", None) or {}).get("confirm_form")
         if form is not None and form.initial.get("import_file_name"):
-            names = [*request.session.get(SESSION_KEY, [])[-(KEPT - 1):], form.initial["import_file_name"]]
+            names = [*request.session.get(SESSION_KEY, [])[-(KEPT - 1) :], form.initial["import_file_name"]]
             request.session[SESSION_KEY] = names
         return response
 

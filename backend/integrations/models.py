@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.sites.models import Site
 from django.core.exceptions import ValidationError
@@ -140,6 +142,9 @@ class AIProviderSettings(models.Model):
     class Meta:
         verbose_name = "AI provider settings"
         verbose_name_plural = "AI provider settings"
+        # Checked by the JSON API for every call (api_views); granted to staff who had access before it
+        # existed by migration 0016, and to the demo's groups in fixtures/demo.json.
+        permissions = [("use_ai", "May use AI generation through the API")]
 
     def __str__(self) -> str:
         from tenancy.access import site_label
@@ -474,9 +479,10 @@ class AIUsage(models.Model):
     error_message = models.CharField(max_length=500, blank=True)
     cache_hit = models.BooleanField(default=False)
     request_id = models.CharField(max_length=200, blank=True)
-    # Set on rows that travel through Redis (one key per row, made when the call is pushed): a batch
-    # written again after a drainer died between its commit and its acknowledgement is skipped, so a
-    # crash can never make a site pay twice. Empty (NULL) for rows written in-process.
+    # One key per row, made with the call's record before it is handed over (usage.row_fields): a batch
+    # written again (a drainer that died between its commit and its acknowledgement, a Redis push that
+    # timed out after arriving and was then written directly) is skipped, so a site never pays twice.
+    # NULL only on rows written before issue 25.
     ledger_key = models.CharField(max_length=40, null=True, blank=True, unique=True, editable=False)
     # The content the call was for (a page, a prompt template), when the caller said (`usage.attributed_to`);
     # the label stays readable after the object is deleted.
@@ -661,18 +667,34 @@ class BatchJob(models.Model):
 
 
 class APIToken(models.Model):
-    """A staff user's token for the JSON generation endpoint. Only a hash is stored; the token is shown once."""
+    """A staff user's token for the JSON generation endpoint. Only a hash is stored; the token is shown once.
+
+    A token never does more than its user may (staff, member of the site, `integrations.use_ai`, and
+    `pages.change_page` to write into a page), and less when scoped: `site` (empty: every site its user
+    manages, as tokens made before scopes existed), `scopes` (what it may be used for) and `expires_at`.
+    """
+
+    SCOPE_GENERATE = "generate"
+    SCOPE_PAGES = "pages.write"
+    SCOPE_V1 = "v1"  # a site's virtual key for the OpenAI/Anthropic-dialect /v1 endpoints (integrations.v1)
+    SCOPES = {SCOPE_GENERATE: "Generate text", SCOPE_PAGES: "Write generated text into a page's fields",
+              SCOPE_V1: "Call the site's /v1 endpoints (OpenAI and Anthropic clients)"}
+    DEFAULT_LIFETIME = datetime.timedelta(days=90)
 
     user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="ai_api_tokens")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, help_text="The token's first characters, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True)
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_api_tokens",
+        help_text="The one site this token works for; empty: every site its user manages.",
+    )
+    scopes = models.JSONField(default=list, blank=True, help_text=f"Among: {', '.join(SCOPES)}.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    # A token bound to a site is a virtual key of the /v1 endpoints (integrations.v1): it reaches that site only.
-    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_api_tokens")
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
-    # A virtual key's own limits, on top of its site's (integrations.ai.callers); empty means none.
+    # A virtual key of the /v1 endpoints (scope "v1", integrations.v1) reaches its `site` only, with its own
+    # limits on top of the site's (integrations.ai.callers); empty means none.
     last4 = models.CharField(max_length=4, blank=True, help_text="The key's last four characters.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True,
@@ -696,20 +718,29 @@ class APIToken(models.Model):
         return hashlib.sha256(raw.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user, name: str) -> tuple[APIToken, str]:
+    def issue(
+        cls, user, name: str, *, site: Site | None = None, scopes: tuple[str, ...] = (SCOPE_GENERATE,),
+        expires_at: datetime.datetime | None = None,
+    ) -> tuple[APIToken, str]:
+        """A new token (and its raw value, shown once); unknown scopes are a ValueError naming them."""
         import secrets
 
+        unknown = sorted(set(scopes) - set(cls.SCOPES))
+        if unknown:
+            raise ValueError(f"Unknown token scope(s) {', '.join(unknown)}; choose among {', '.join(cls.SCOPES)}.")
         raw = "pnl_" + secrets.token_urlsafe(32)
-        return cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw)), raw
+        token = cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw), site=site,
+                                   scopes=list(dict.fromkeys(scopes)), expires_at=expires_at)
+        return token, raw
 
 
 class VirtualKeyManager(models.Manager):
     def get_queryset(self) -> models.QuerySet:
-        return super().get_queryset().filter(site__isnull=False)
+        return super().get_queryset().filter(site__isnull=False, prefix__startswith="sk-panel-")
 
 
 class VirtualKey(APIToken):
-    """The site-bound API tokens: the /v1 endpoints' virtual keys (the same table, one key model)."""
+    """The /v1 endpoints' virtual keys: tokens bound to a site with the scope "v1" (the same table, one key model)."""
 
     objects = VirtualKeyManager()
 
@@ -717,3 +748,28 @@ class VirtualKey(APIToken):
         proxy = True
         verbose_name = "AI API key (/v1)"
         verbose_name_plural = "AI API keys (/v1)"
+
+
+class LedgerDeadLetter(models.Model):
+    """A ledger row the database would not store, set aside so the rows queued behind it are written.
+
+    The ledger writer writes a batch; when that fails for anything but the database being unreachable,
+    it writes the batch row by row and puts each row that still fails here, with why, instead of
+    retrying the batch for ever (`integrations.ai.ledger_dead_letter`). `payload` is the row as ASCII
+    JSON (so text no column could hold is kept, escaped); the usage dashboard counts these rows.
+    """
+
+    site_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)  # no FK: kept as it was
+    ledger_key = models.CharField(max_length=40, blank=True, db_index=True)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    error = models.CharField(max_length=500)
+    payload = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "ledger row set aside"
+        verbose_name_plural = "ledger rows set aside"
+
+    def __str__(self) -> str:
+        return f"ledger row {self.ledger_key or self.pk} set aside: {self.error[:60]}"

@@ -79,7 +79,8 @@ class ContentProvenance(models.Model):
     (`edited_at` set) but keeps its history. The newest row per page and field is the current one.
     """
 
-    FIELD_CHOICES = [("meta_title", "Meta title"), ("meta_description", "Meta description"), ("block", "Block")]
+    FIELD_CHOICES = [("meta_title", "Meta title"), ("meta_description", "Meta description"), ("block", "Block"),
+                     ("body", "Body")]  # body: written through the JSON API
 
     page = models.ForeignKey(Page, on_delete=models.CASCADE, related_name="provenance")
     block = models.ForeignKey(Block, null=True, blank=True, on_delete=models.CASCADE, related_name="provenance")

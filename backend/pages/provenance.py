@@ -95,6 +95,26 @@ def record_meta(page: Page, origin: Origin, proposed: dict[str, str], accepted: 
     ]
 
 
+API_PROMPT = "api.generate"  # the prompt name of text written into a page through POST /api/ai/generate/
+
+
+def record_api_write(page: Page, field_name: str, value: str, result: Any, cost: Decimal | None, user_id: int,
+                     parameters: dict[str, Any], prompts: tuple[str | None, str]) -> ContentProvenance:
+    """The provenance of a field the JSON API wrote: nobody reviewed it, so `accepted_by` is the caller
+    and the prompt is the caller's own (its version: a hash of `prompts`, the system prompt and the prompt)."""
+    from django.contrib.auth import get_user_model
+
+    origin = Origin(
+        provider=result.provider, model=result.model, prompt_name=API_PROMPT,
+        prompt_version=content_hash(*prompts),
+        parameters=parameters, request_id=(result.request_id or "")[:200], prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, cost=str(cost) if cost is not None else None,
+        latency_ms=int(result.latency_ms), source_hash=source_hash(page), generated_at=timezone.now().isoformat(),
+    )
+    user = get_user_model().objects.filter(pk=user_id).first()
+    return _row(page, origin, user, field=field_name, accepted_text=value, edited_at_review=False)
+
+
 def block_text(content: Any) -> str:
     return json.dumps(content, sort_keys=True, ensure_ascii=False)
 
@@ -127,7 +147,7 @@ def clear_edited(page: Page, block: Block | None = None) -> int:
             if key != block.pk:
                 continue
             now_text = block_text(block.content)
-        elif row.field in META_FIELDS:
+        elif row.field in (*META_FIELDS, "body"):
             now_text = getattr(page, row.field)
         else:
             continue

@@ -6,7 +6,7 @@ import pytest
 
 from integrations.models import APIToken
 
-from ..factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
+from ..factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory, may_use_ai
 from .calls import HOST, OAI_KEY
 
 
@@ -23,9 +23,9 @@ def site(upstream, settings):
 def staff(site):
     user = UserFactory(username="editor")
     SiteMembershipFactory(user=user, site=site)
-    return user
+    return may_use_ai(user, "pages.change_page")
 
 
 @pytest.fixture
 def token(staff):
-    return APIToken.issue(staff, "storefront")[1]
+    return APIToken.issue(staff, "storefront", scopes=(APIToken.SCOPE_GENERATE, APIToken.SCOPE_PAGES))[1]

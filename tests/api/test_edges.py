@@ -14,7 +14,7 @@ from django.core.cache import cache
 from integrations.ai import usage
 from integrations.models import AIUsage, APIToken
 
-from ..factories import SiteMembershipFactory, SuperUserFactory, UserFactory
+from ..factories import SiteMembershipFactory, SuperUserFactory, UserFactory, may_use_ai
 from ..factories_cms import PageFactory
 from .calls import HOST, URL, code_of, post
 
@@ -124,8 +124,10 @@ def test_the_token_is_rate_limited_with_retry_after(client, token, staff, upstre
     assert 1 <= int(response["Retry-After"]) <= 86400
     assert len(upstream.requests) == 3  # the fourth never reached the provider
     assert token not in response.content.decode()
-    other = APIToken.issue(staff, "second token")[1]  # the limit is per token
-    assert post(client, {"prompt": "x"}, other).status_code == 200
+    other = APIToken.issue(staff, "second token")[1]  # the limit is per user: a second token shares it
+    assert_json_error(post(client, {"prompt": "x"}, other), 429, "rate_limited")
+    client.force_login(staff)  # ... and so does their session
+    assert_json_error(post(client, {"prompt": "x"}), 429, "rate_limited")
 
 
 def test_the_limit_is_kept_in_the_shared_cache(client, token, upstream, settings):
@@ -183,4 +185,5 @@ def test_members_of_the_site_share_nothing(client, site, upstream, settings):
     users = [UserFactory(username=f"u{i}") for i in range(2)]
     for user in users:
         SiteMembershipFactory(user=user, site=site)
+        may_use_ai(user)
         assert post(client, {"prompt": "x"}, APIToken.issue(user, "t")[1]).status_code == 200

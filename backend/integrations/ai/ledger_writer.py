@@ -23,7 +23,8 @@ written inside it by `flush()`, and roll back with it, as a synchronous write wo
 
 Everything pending is written at interpreter exit, on SIGTERM (the handler chains to the previous
 one), at Celery worker shutdown and on `flush()`. A failed write is logged (type and redacted
-message) and retried with backoff; rows stay queued meanwhile.
+message) and retried with backoff while the database is unreachable; rows stay queued meanwhile. A
+row the database refuses for itself is set aside instead (`ledger_dead_letter`), never the batch.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import conf
+from .ledger_dead_letter import write_or_set_aside
 
 logger = logging.getLogger("integrations.ai")
 
@@ -155,7 +157,7 @@ class _LocalWriter:
                 self.hurry.set()
             return
         try:  # back-pressure: the caller writes its own rows
-            write_rows(_fields_of(entry))
+            write_or_set_aside(write_rows, _fields_of(entry))
         except Exception as exc:
             logger.warning("ledger queue full and a direct write failed (%s); waiting for room", _describe(exc))
             with self.cond:
@@ -211,7 +213,7 @@ class _LocalWriter:
                 batch = self._take()
             try:
                 close_old_connections()
-                write_rows([row for entry in batch for row in _fields_of(entry)])
+                write_or_set_aside(write_rows, [row for entry in batch for row in _fields_of(entry)])
             except Exception as exc:
                 logger.error("could not write %d AI usage call(s), will retry in %.1fs: %s",
                              len(batch), backoff, _describe(exc))
@@ -252,9 +254,9 @@ class _RedisLedger:
         if time.monotonic() < self.down_until:
             return False
         try:
-            call = uuid.uuid4().hex  # each row's ledger_key: written once even if a batch is drained twice
-            payload = json.dumps([{**row, "ledger_key": f"{call}:{index}"}
-                                  for index, row in enumerate(_fields_of(entry))], default=str)
+            # each row carries its call's ledger_key (usage.row_fields): written once even if a batch is
+            # drained twice, or a push that timed out had arrived and the caller writes the rows itself
+            payload = json.dumps(_fields_of(entry), default=str)
             self.client.rpush(self.key, payload)
         except self.errors as exc:
             logger.warning("Redis unreachable for the AI usage ledger (%s); writing in-process", _describe(exc))
@@ -339,7 +341,7 @@ class _RedisLedger:
                             break
                         items.append(more)
                 close_old_connections()
-                write_rows([row for raw in items for row in self.decode(raw)])
+                write_or_set_aside(write_rows, [row for raw in items for row in self.decode(raw)])
                 self.client.delete(self.processing)  # the acknowledgement: written
                 backoff = 0.5
             except self.errors as exc:

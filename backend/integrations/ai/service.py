@@ -18,7 +18,7 @@ from typing import Any
 from . import budget, governance, pauses, response_cache, usage
 from .context import site_id_of
 from .factory import ProviderFactory
-from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult
+from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult, check_text
 from .providers.errors import (
     AIProviderError,
     AuthenticationFailed,
@@ -134,6 +134,11 @@ class AIService:
         max_tokens: int = 1000, temperature: float = 0.7, system_prompt: str | None = None, **options: Any,
     ) -> Prepared:
         """The first step of every call: the site's snapshot, the provider, the request validated once."""
+        for name, value in (("model", model), ("provider", provider)):  # before they are looked up anywhere
+            if value is not None:
+                if not isinstance(value, str):
+                    raise InvalidRequest(f"{name} must be a string.")
+                check_text(value, name)
         snapshot = get_snapshot(self.site_id)
         primary = self.provider_for(provider, model)
         request = primary.validate_request(

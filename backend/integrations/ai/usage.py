@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -122,6 +123,10 @@ class CallRecord:
     ended_at: float | None = None
     # the virtual API key that made the call (`callers.acting_as`), read when the record is made
     api_key_id: int | None = field(default_factory=current_id)
+    # made with the record, before any attempt to hand it over: row i's ledger_key is f"{key}:{i}" on every
+    # path (Redis, in-process, a direct write after a Redis push that timed out), so a row that reached the
+    # database once is never written again (ledger_writer.write_rows skips keys it holds)
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 _current: ContextVar[CallRecord | None] = ContextVar("integrations_ai_call", default=None)
@@ -320,7 +325,24 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
                 request_id=(getattr(error, "request_id", None) or row.get("request_id") or "")[:200],
             )
         rows.append(row)
+    for index, row in enumerate(rows):
+        row["ledger_key"] = f"{record.key}:{index}"
+        for name, value in row.items():  # vendor-supplied text (served model, request id, error message) too
+            if isinstance(value, str) and not (value.isascii() and "\x00" not in value):
+                row[name] = storable_text(value)
     return rows
+
+
+def storable_text(text: str) -> str:
+    """`text` as every database stores it: NUL (PostgreSQL refuses it) and unpaired surrogates (not
+    encodable as UTF-8) replaced by U+FFFD. Callers' input is refused before this (`check_text`); this
+    keeps what a vendor sent back from making a row unstorable."""
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
 
 
 def build_rows(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:

@@ -1,6 +1,6 @@
 """Virtual keys resolved to their site and limits, with no query for a warm key.
 
-A key is an `APIToken` row bound to a site (only its SHA-256 is stored). Each process remembers
+A key is an `APIToken` row bound to a site with the scope "v1" (only its SHA-256 is stored). Each process remembers
 what a hash resolved to (a `KeyScope`, or "no such key") with the key version it read it under;
 the version is a counter in the shared cache that every save or delete of a token bumps (a revoke
 is a save), so a revoked key stops working in this process at once and in every other within
@@ -26,6 +26,7 @@ from integrations.ai.shared_cache import cache
 VERSION_KEY = "integrations.v1:keys:version"
 MAX_REMEMBERED = 10_000  # hashes kept per process; a flood of random keys cannot grow it without bound
 PREFIX = "sk-panel-"  # shaped like a vendor key, so errors.redact() removes one pasted into any message
+SCOPE = "v1"  # APIToken.SCOPE_V1: the token scope of a virtual key
 
 
 class KeyRefused(Exception):
@@ -78,10 +79,11 @@ def _load(key_hash: str, version: int, now: float) -> _Entry:
             "requests_per_minute",
             "tokens_per_minute",
             "allowed_models",
+            "scopes",
         )
         .first()
     )
-    if row is None:
+    if row is None or SCOPE not in (row["scopes"] or ()):  # a generate-endpoint token is no virtual key
         return _Entry(None, None, version, now)
     scope = KeyScope(
         id=row["id"],
@@ -137,7 +139,7 @@ def new_key() -> tuple[str, dict[str, str]]:
     import secrets
 
     raw = PREFIX + secrets.token_urlsafe(32)
-    return raw, {"key_hash": digest(raw), "last4": raw[-4:], "prefix": raw[: len(PREFIX) + 2]}
+    return raw, {"key_hash": digest(raw), "last4": raw[-4:], "prefix": raw[: len(PREFIX) + 2], "scopes": [SCOPE]}
 
 
 def issue(site: object, user: object, name: str = "", **limits: object) -> tuple[object, str]:

@@ -309,6 +309,10 @@ class BaseProvider(AIProviderInterface):
                 f"Unsupported option(s) for {self.name}: {', '.join(sorted(unknown))}. Supported: {allowed}.",
                 provider=self.name,
             )
+        if request.model is not None:  # it reaches the ledger too (requested_model): text every database stores
+            if not isinstance(request.model, str):
+                raise InvalidRequest("model must be a string.", provider=self.name)
+            check_text(request.model, "model", self.name)
         if system_prompt is not None and not isinstance(system_prompt, str):
             raise InvalidRequest("system_prompt must be a string.", provider=self.name)
         if system_prompt:

@@ -152,6 +152,13 @@ class ProviderTimeout(ProviderUnavailable):
     code = "provider_timeout"
 
 
+class EmptyResponse(ProviderUnavailable):
+    """A 200 with no answer in it (an OpenAI-format body with empty `choices`): a vendor failure, so it is
+    retried and failed over like a 5xx, never returned as an empty answer."""
+
+    code = "empty_response"
+
+
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or HTTP date)."""
     if not headers:

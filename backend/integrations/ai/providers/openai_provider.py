@@ -25,7 +25,7 @@ from .base import (
     cached_client,
     lazy_import,
 )
-from .errors import AIProviderError, ProviderUnavailable
+from .errors import EmptyResponse, ProviderUnavailable
 
 _FINISH = {
     "stop": FINISH_STOP,
@@ -102,7 +102,8 @@ class OpenAIProvider(BaseProvider):
             cast_to=_sdk().types.chat.ChatCompletion, options={"security": {"bearer_auth": True}},
         )
         if not completion.choices:
-            raise AIProviderError("The provider answered with no choices.", provider=self.name)
+            raise EmptyResponse("The provider answered 200 with no choices (an empty answer).", provider=self.name,
+                                request_id=getattr(completion, "id", None))
         choice = completion.choices[0]
         usage = completion.usage
         result = GenerationResult(
