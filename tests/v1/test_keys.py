@@ -48,10 +48,17 @@ def test_only_a_hash_and_the_last_four_are_stored(site):
     assert raw not in repr(keys.resolve(raw)) and raw not in str(row)
 
 
-def test_a_token_without_a_site_is_no_virtual_key(site):
-    _, raw = APIToken.issue(UserFactory(), "generate endpoint")
+def test_generate_tokens_and_virtual_keys_do_not_open_each_others_endpoints(site, client, settings):
+    settings.ALLOWED_HOSTS = ["*"]
+    user = UserFactory(is_staff=True)
+    SiteMembershipFactory(user=user, site=site)
+    _, generate_token = APIToken.issue(user, "generate endpoint", site=site)
     with pytest.raises(keys.KeyRefused):
-        keys.resolve(raw)
+        keys.resolve(generate_token)
+    _, virtual = keys.issue(site, user, "v1 only")
+    answer = client.post("/api/ai/generate/", {"prompt": "hi"}, content_type="application/json",
+                         HTTP_HOST=site.domain, HTTP_AUTHORIZATION=f"Token {virtual}")
+    assert answer.status_code == 403 and "scope" in answer.json()["error"]["message"]
 
 
 # -- the admin ---------------------------------------------------------------------------------------------
