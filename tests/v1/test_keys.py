@@ -56,8 +56,13 @@ def test_generate_tokens_and_virtual_keys_do_not_open_each_others_endpoints(site
     with pytest.raises(keys.KeyRefused):
         keys.resolve(generate_token)
     _, virtual = keys.issue(site, user, "v1 only")
-    answer = client.post("/api/ai/generate/", {"prompt": "hi"}, content_type="application/json",
-                         HTTP_HOST=site.domain, HTTP_AUTHORIZATION=f"Token {virtual}")
+    answer = client.post(
+        "/api/ai/generate/",
+        {"prompt": "hi"},
+        content_type="application/json",
+        HTTP_HOST=site.domain,
+        HTTP_AUTHORIZATION=f"Token {virtual}",
+    )
     assert answer.status_code == 403 and "scope" in answer.json()["error"]["message"]
 
 

@@ -225,3 +225,29 @@ def test_a_missing_or_unknown_key_is_401(emulated_site, oai, base_url):
     missing = httpx.post(f"{base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": HELLO})
     assert missing.status_code == 401 and "Authorization: Bearer" in missing.json()["error"]["message"]
     assert missing.headers["x-should-retry"] == "false"
+
+
+def test_a_stream_refused_before_its_first_token_gets_the_status_not_an_event(emulated_site, make_key, oai, upstream):
+    client = oai(make_key(emulated_site("openai"), requests_per_minute=1))
+    assert list(client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True))
+    with pytest.raises(openai.RateLimitError):  # raised by create(): the 429 came before any SSE byte
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    assert len(upstream.requests_for("openai")) == 1
+
+
+def test_each_keys_budget_counts_its_own_spend_only(emulated_site, make_key, oai):
+    site = emulated_site("openai")
+    _price("openai", "gpt-4o-mini")
+    spender, saver = (
+        make_key(site, "spender", monthly_budget=Decimal("0.05")),
+        make_key(site, "saver", monthly_budget=Decimal("0.05")),
+    )
+    oai(spender).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
+    usage.flush()
+    AIUsage.objects.update(cost=Decimal("0.06"))  # the spender's month is past its cap
+    from integrations.ai.shared_cache import cache
+
+    cache.clear()
+    with pytest.raises(openai.RateLimitError):
+        oai(spender).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
+    assert oai(saver).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10).choices
