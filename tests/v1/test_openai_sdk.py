@@ -227,12 +227,19 @@ def test_a_missing_or_unknown_key_is_401(emulated_site, oai, base_url):
     assert missing.headers["x-should-retry"] == "false"
 
 
-def test_a_stream_refused_before_its_first_token_gets_the_status_not_an_event(emulated_site, make_key, oai, upstream):
-    client = oai(make_key(emulated_site("openai"), requests_per_minute=1))
-    assert list(client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True))
-    with pytest.raises(openai.RateLimitError):  # raised by create(): the 429 came before any SSE byte
+def test_a_stream_refused_before_its_first_token_gets_the_status_not_an_event(
+    emulated_site, make_key, oai, upstream, settings
+):
+    settings.AI_MAX_RETRIES = 0
+    client = oai(make_key(emulated_site("openai"), requests_per_minute=2))
+    upstream.script(flavor="openai", status=503)  # the only provider fails before any token
+    with pytest.raises(openai.InternalServerError) as failed:  # raised by create(): no SSE byte was sent
         client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
-    assert len(upstream.requests_for("openai")) == 1
+    assert failed.value.status_code == 502
+    assert list(client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True))
+    with pytest.raises(openai.RateLimitError):  # the key's limit, also before the stream starts
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    assert len(upstream.requests_for("openai")) == 2
 
 
 def test_each_keys_budget_counts_its_own_spend_only(emulated_site, make_key, oai):
