@@ -531,6 +531,9 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
         site = make_site("127.0.0.1", emulator_base, BUDGET)  # the site comes from the request's host
         user = get_user_model().objects.create_user("bench", is_staff=True)
         SiteMembership.objects.create(user=user, site=site)
+        from django.contrib.auth.models import Permission
+
+        user.user_permissions.add(Permission.objects.get(codename="use_ai"))  # the generate endpoint asks for it
         _, token = APIToken.issue(user, "bench")
         from integrations.v1 import keys
 
@@ -693,6 +696,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls and shorter HTTP cells (about 3 minutes)")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
+    parser.add_argument("--http-only", action="store_true", help="only the HTTP benchmark (plain and streamed)")
     parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--emulator-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--overhead-worker", nargs=3, metavar=("NAME", "URL", "N"), help=argparse.SUPPRESS)
@@ -724,6 +728,12 @@ def main() -> None:
     print(versions())
 
     upstream, slow = Emulator("emulator"), Emulator("emulator-50ms", delay=0.05)
+    if args.http_only:
+        try:
+            return http_bench(upstream, args.quick, with_litellm)
+        finally:
+            upstream.stop()
+            slow.stop()
     try:
         print_overhead(overhead(upstream, n, with_litellm), n)
         if not args.no_http:
