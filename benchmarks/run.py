@@ -10,9 +10,11 @@ well under a millisecond unless told to wait.
   SDK's `client.post`, the call the gateway itself makes: the like-for-like baseline), and of
   LiteLLM's `completion()`: same emulator, same prompt. Each contender runs alone in its own process,
   6 rounds in turn, so one contender's background threads never slow another's calls.
-- http: `POST /api/ai/generate/` under the production server (`bin/serve`: gunicorn, gthread) at
-  concurrency 1, 16 and 64, beside the emulator called directly with the same body and LiteLLM's
-  proxy pointed at the same emulator; p50/p99 latency and requests per second, measured with `wrk`.
+- http: `POST /api/ai/generate/` and `POST /v1/chat/completions` (a virtual key, OpenAI's request
+  shape) under the production server (`bin/serve`: gunicorn, gthread) at concurrency 1, 16 and 64,
+  beside the emulator called directly with the same body and LiteLLM's proxy pointed at the same
+  emulator; p50/p99 latency and requests per second, measured with `wrk`. Then the same chat body
+  streamed: time to the first content chunk for the emulator, Panel's /v1 and LiteLLM's proxy.
 - batch: 100 prompts at concurrency 16 against a 50 ms upstream, wall time vs the ideal 7 x 50 ms.
 - import time of `integrations.ai` (fresh interpreter) and peak memory over 1,000 sequential calls.
 
@@ -460,6 +462,57 @@ def wrk(name: str, url: str, body: dict, auth: str, concurrency: int, seconds: i
             "requests": requests, "errors": status_errors + socket_errors}
 
 
+FIRST_CONTENT = b'"content":"'
+
+
+def ttft(url: str, body: dict, auth: str, concurrency: int, seconds: float) -> dict:
+    """Streamed requests back to back from `concurrency` threads for `seconds`: time from sending a request to
+    the first SSE line carrying content text (ms, p50/p99), each on a fresh connection (as wrk's are reused,
+    these are not: every contender pays the same connect)."""
+    import http.client
+    import threading
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Authorization": auth}
+    samples: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def worker() -> None:
+        while time.monotonic() < stop_at:
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            started, first = time.perf_counter(), None
+            try:
+                connection.request("POST", parts.path, payload, headers)
+                response = connection.getresponse()
+                for line in iter(response.readline, b""):
+                    if first is None and line.startswith(b"data:") and FIRST_CONTENT in line.replace(b": ", b":") \
+                            and b'"content":""' not in line.replace(b": ", b":"):
+                        first = (time.perf_counter() - started) * 1000
+                ok = response.status == 200 and first is not None
+            except OSError:
+                ok = False
+            finally:
+                connection.close()
+            with lock:
+                if ok:
+                    samples.append(first)  # type: ignore[arg-type]
+                else:
+                    errors[0] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    samples.sort()
+    return {"p50": percentile(samples, 50) if samples else 0.0, "p99": percentile(samples, 99) if samples else 0.0,
+            "requests": len(samples), "errors": errors[0]}
+
+
 def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> None:
     from django.contrib.auth import get_user_model
 
@@ -478,7 +531,13 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
         site = make_site("127.0.0.1", emulator_base, BUDGET)  # the site comes from the request's host
         user = get_user_model().objects.create_user("bench", is_staff=True)
         SiteMembership.objects.create(user=user, site=site)
+        from django.contrib.auth.models import Permission
+
+        user.user_permissions.add(Permission.objects.get(codename="use_ai"))  # the generate endpoint asks for it
         _, token = APIToken.issue(user, "bench")
+        from integrations.v1 import keys
+
+        _, virtual_key = keys.issue(site, user, "bench")  # the /v1 endpoints' key for the same site
 
         server = Process("gunicorn (bin/serve)", [str(ROOT / "bin" / "serve")], var / "bench-gunicorn.log",
                          {"GUNICORN_BIND": f"127.0.0.1:{server_port}"})
@@ -513,6 +572,8 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
             ("Panel /api/ai/generate/", server, f"http://127.0.0.1:{server_port}/api/ai/generate/", ours,
              f"Token {token}"),
         ]
+        contenders.append(("Panel /v1/chat/completions", server, f"http://127.0.0.1:{server_port}/v1/chat/completions",
+                           chat, f"Bearer {virtual_key}"))  # the same request shape as LiteLLM's proxy
         if proxy is not None:
             contenders.append(("LiteLLM proxy", proxy, f"http://127.0.0.1:{proxy_port}/v1/chat/completions", chat,
                                f"Bearer {PROXY_KEY}"))
@@ -539,10 +600,37 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
                 print(f"{concurrency:>5}  {name:<26}{result['p50']:>9.3f}{result['p99']:>9.3f}{result['rps']:>9.0f}"
                       f"{added:>14}{result['errors']:>8}")
             if "LiteLLM proxy" in cell and all(result["requests"] for result in cell.values()):
-                ours_added = cell["Panel /api/ai/generate/"]["p50"] - base
+                theirs = cell["LiteLLM proxy"]["p50"] - base
+                for ours_name in ("Panel /api/ai/generate/", "Panel /v1/chat/completions"):
+                    ours_added = cell[ours_name]["p50"] - base
+                    ratio = ours_added / theirs if theirs > 0 else float("nan")
+                    print(f"{'':>5}  added p50, {ours_name} / LiteLLM proxy: {ours_added:.3f} / {theirs:.3f} ms "
+                          f"= {ratio:.3f}")
+        streamed = [(name, url, {**body, "stream": True}, auth) for name, _, url, body, auth in contenders
+                    if body is chat]
+        print(f"\nhttp streamed: time to the first content chunk, same chat body with stream: true ({seconds} s per "
+              "cell, closed loop of Python client threads in one process: the client's own cost is in every row)")
+        print(f"{'conc.':>5}  {'contender':<26}{'p50 ms':>9}{'p99 ms':>9}{'streams':>9}{'added p50 ms':>14}"
+              f"{'errors':>8}")
+        for concurrency in CONCURRENCIES:
+            cell = {}
+            for name, url, body, auth in streamed:
+                ttft(url, body, auth, concurrency, warm)
+                cell[name] = ttft(url, body, auth, concurrency, seconds)
+            base = cell["emulator direct"]["p50"]
+            for name, result in cell.items():
+                if not result["requests"]:
+                    print(f"{concurrency:>5}  {name:<26}   no stream completed within {seconds} s")
+                    continue
+                added = "" if name == "emulator direct" else f"{result['p50'] - base:.3f}"
+                print(f"{concurrency:>5}  {name:<26}{result['p50']:>9.3f}{result['p99']:>9.3f}"
+                      f"{result['requests']:>9}{added:>14}{result['errors']:>8}")
+            if "LiteLLM proxy" in cell and all(result["requests"] for result in cell.values()):
+                ours_added = cell["Panel /v1/chat/completions"]["p50"] - base
                 theirs = cell["LiteLLM proxy"]["p50"] - base
                 ratio = ours_added / theirs if theirs > 0 else float("nan")
-                print(f"{'':>5}  added p50, Panel / LiteLLM proxy: {ours_added:.3f} / {theirs:.3f} ms = {ratio:.3f}")
+                print(f"{'':>5}  added TTFT p50, Panel /v1 / LiteLLM proxy: {ours_added:.3f} / {theirs:.3f} ms "
+                      f"= {ratio:.3f}")
     finally:
         for process in reversed(processes):
             process.stop()
@@ -608,6 +696,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls and shorter HTTP cells (about 3 minutes)")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
+    parser.add_argument("--http-only", action="store_true", help="only the HTTP benchmark (plain and streamed)")
     parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--emulator-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--overhead-worker", nargs=3, metavar=("NAME", "URL", "N"), help=argparse.SUPPRESS)
@@ -639,6 +728,12 @@ def main() -> None:
     print(versions())
 
     upstream, slow = Emulator("emulator"), Emulator("emulator-50ms", delay=0.05)
+    if args.http_only:
+        try:
+            return http_bench(upstream, args.quick, with_litellm)
+        finally:
+            upstream.stop()
+            slow.stop()
     try:
         print_overhead(overhead(upstream, n, with_litellm), n)
         if not args.no_http:

@@ -31,7 +31,7 @@ class AIUsageResource(FormulaSafeResource):
             "id", "created_at", "site__domain", "service", "provider", "requested_model", "served_model",
             "attempt", "status", "error_class", "prompt_tokens", "completion_tokens", "total_tokens",
             "cached_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
-            "cost_source", "latency_ms", "cache_hit", "request_id",
+            "cost_source", "latency_ms", "cache_hit", "request_id", "api_key__name", "api_key__last4",
         )
         export_order = fields
 
@@ -87,7 +87,7 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     )
     list_filter = (
         "site", "provider", ("served_model", admin.AllValuesFieldListFilter), "status", "cache_hit",
-        ("created_at", admin.DateFieldListFilter), ContentFilter,
+        ("created_at", admin.DateFieldListFilter), ContentFilter, "api_key",
     )
     search_fields = ("served_model", "requested_model", "request_id", "service", "content_label")
     date_hierarchy = "created_at"

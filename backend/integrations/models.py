@@ -491,6 +491,9 @@ class AIUsage(models.Model):
     object_id = models.PositiveBigIntegerField(null=True, blank=True)
     content_object = GenericForeignKey("content_type", "object_id")
     content_label = models.CharField(max_length=200, blank=True)
+    # The virtual key that made the call (the /v1 endpoints); its spend per key.
+    api_key = models.ForeignKey("APIToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -564,6 +567,33 @@ class BudgetPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id} {self.month:%Y-%m}: ${self.spent} (+${self.reserved} reserved)"
+
+
+class UsageKeyDaily(models.Model):
+    """One day of one virtual key's calls: the dashboard's and CSV's spend per key (`integrations.usage_keys`).
+
+    Kept by the ledger writer beside `UsageDaily`, in the same transaction as the raw rows, and kept when
+    the raw rows are pruned. `requests` counts answered attempts (ok, error, cached), `refused` the calls
+    the gateway refused.
+    """
+
+    api_key = models.ForeignKey("APIToken", on_delete=models.CASCADE, related_name="usage_days")
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    day = models.DateField(help_text="The day in TIME_ZONE.")
+    requests = models.PositiveBigIntegerField(default=0)
+    refused = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+
+    class Meta:
+        verbose_name = "AI usage per key and day"
+        verbose_name_plural = "AI usage per key and day"
+        constraints = [models.UniqueConstraint(fields=["api_key", "day"], name="unique_usage_key_daily")]
+        indexes = [models.Index(fields=["day", "site"], name="usage_key_daily_day_site")]
+
+    def __str__(self) -> str:
+        return f"{self.day} key {self.api_key_id}: {self.requests} requests, ${self.cost}"
 
 
 class BudgetAlert(models.Model):
@@ -646,7 +676,9 @@ class APIToken(models.Model):
 
     SCOPE_GENERATE = "generate"
     SCOPE_PAGES = "pages.write"
-    SCOPES = {SCOPE_GENERATE: "Generate text", SCOPE_PAGES: "Write generated text into a page's fields"}
+    SCOPE_V1 = "v1"  # a site's virtual key for the OpenAI/Anthropic-dialect /v1 endpoints (integrations.v1)
+    SCOPES = {SCOPE_GENERATE: "Generate text", SCOPE_PAGES: "Write generated text into a page's fields",
+              SCOPE_V1: "Call the site's /v1 endpoints (OpenAI and Anthropic clients)"}
     DEFAULT_LIFETIME = datetime.timedelta(days=90)
 
     user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="ai_api_tokens")
@@ -661,6 +693,17 @@ class APIToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # A virtual key of the /v1 endpoints (scope "v1", integrations.v1) reaches its `site` only, with its own
+    # limits on top of the site's (integrations.ai.callers); empty means none.
+    last4 = models.CharField(max_length=4, blank=True, help_text="The key's last four characters.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True,
+                                         help_text="USD this key may spend per calendar month.")
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True,
+                                      help_text="Model names or patterns (gpt-4o*, anthropic/*); empty: any the "
+                                                "site allows.")
 
     class Meta:
         verbose_name = "AI API token"
@@ -689,6 +732,22 @@ class APIToken(models.Model):
         token = cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw), site=site,
                                    scopes=list(dict.fromkeys(scopes)), expires_at=expires_at)
         return token, raw
+
+
+class VirtualKeyManager(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(site__isnull=False, prefix__startswith="sk-panel-")
+
+
+class VirtualKey(APIToken):
+    """The /v1 endpoints' virtual keys: tokens bound to a site with the scope "v1" (the same table, one key model)."""
+
+    objects = VirtualKeyManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "AI API key (/v1)"
+        verbose_name_plural = "AI API keys (/v1)"
 
 
 class LedgerDeadLetter(models.Model):

@@ -159,8 +159,23 @@ class Dashboard:
             "refusals": self._refusals(cells),
             "latency": self._latency(self.latencies()),
             "budget": self._budget(),
+            "keys": self.by_key(),
             **({"table": self._table(cells)} if table else {}),
         }
+
+    def by_key(self) -> list[dict[str, Any]]:
+        """Spend per virtual key over the range, in scope, most expensive first (`UsageKeyDaily`)."""
+        from .models import UsageKeyDaily
+
+        rows = UsageKeyDaily.objects.filter(day__gte=self.first, day__lte=self.last)
+        if self.site_ids is not None:
+            rows = rows.filter(site_id__in=self.site_ids)
+        sums = (rows.values("api_key_id", "api_key__name", "api_key__last4", "site__domain")
+                .annotate(**{n: Sum(n) for n in ("requests", "refused", "prompt_tokens", "completion_tokens", "cost")})
+                .order_by("-cost", "api_key_id"))
+        return [{"key": f"{r['api_key__name'] or 'key'} …{r['api_key__last4']}", "site": r["site__domain"] or "",
+                 "requests": r["requests"], "refused": r["refused"], "prompt_tokens": r["prompt_tokens"],
+                 "completion_tokens": r["completion_tokens"], "cost": r["cost"] or Decimal(0)} for r in sums]
 
     @staticmethod
     def _tokens(cell: dict[str, Any]) -> int:
@@ -327,6 +342,11 @@ def to_csv(data: dict[str, Any]) -> str:
     writer.writerow(["section", "reason", "count"])
     for row in data["refusals"]:
         writer.writerow(["refusals", row["reason"], row["count"]])
+    writer.writerow([])
+    writer.writerow(["section", "key", "site", "requests", "refused", "prompt_tokens", "completion_tokens", "cost"])
+    for row in data.get("keys", ()):
+        writer.writerow(["keys", row["key"], row["site"], row["requests"], row["refused"], row["prompt_tokens"],
+                         row["completion_tokens"], row["cost"]])
     writer.writerow([])
     writer.writerow(["section", "site", "cap", "spent", "forecast"])
     for row in data["budget"]["sites"]:

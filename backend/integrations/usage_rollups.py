@@ -223,7 +223,11 @@ def _update(objs: list[Any], model: Any) -> None:
 
 def add(rows: Iterable[Any]) -> None:
     """Add saved ledger rows to their daily roll-ups (inside the caller's transaction)."""
+    from . import usage_keys
+
+    rows = list(rows)
     upsert(aggregate(rows))
+    usage_keys.add(rows)  # the virtual keys' days
 
 
 def rebuild(usage_model: Any = None, rollup_model: Any = None, chunk: int = 10_000) -> int:

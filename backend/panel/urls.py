@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from integrations import api_views
 
@@ -11,6 +11,7 @@ admin.site.site_url = None
 
 urlpatterns = [
     path("api/ai/generate/", api_views.generate, name="ai-generate"),
+    path("v1/", include("integrations.v1.urls")),  # OpenAI/Anthropic dialects with virtual keys
     path("admin/", admin.site.urls),
 ]
 

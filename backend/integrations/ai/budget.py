@@ -166,9 +166,12 @@ def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Rese
     spent = Decimal(cache.get(spent_key) or 0) / MILLION
     in_flight = max(Decimal(0), Decimal(used - amount) / MILLION - spent)
     if spent >= cap:
+        from .budget_windows import Window
+
         raise BudgetExceeded(
             f"This site's monthly AI budget of {usd(cap)} is used up ({usd(spent)} spent this month). "
-            "Raise the cap in the site's AI provider settings or wait for next month."
+            "Raise the cap in the site's AI provider settings or wait for next month.",
+            retry_after=Window("month", cap, month_start(), 0).seconds_left(),
         )
     raise BudgetExceeded(
         f"This request could cost up to {usd(estimate)}, which would pass the site's monthly AI budget of "

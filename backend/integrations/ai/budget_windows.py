@@ -38,10 +38,22 @@ class Window:
     ttl: int
     service: str | None = None
     enforce: bool = True
+    api_key: int | None = None  # a virtual key's own monthly budget (callers.KeyScope): its spend only
+    key_label: str = ""
 
     @property
     def label(self) -> str:
+        if self.api_key is not None:
+            return f"monthly budget of the API key {self.key_label}"
         return f"monthly budget of the service {self.service}" if self.service else f"{LABELS[self.name]} budget"
+
+    def seconds_left(self, now: float | None = None) -> float:
+        """Seconds until this window's next period starts (a refusal's Retry-After)."""
+        if self.name in ("day", "week"):
+            end = self.start + datetime.timedelta(days=1 if self.name == "day" else 7)
+        else:
+            end = (self.start + datetime.timedelta(days=32)).replace(day=1)
+        return max(1.0, end.timestamp() - (time.time() if now is None else now))
 
     def keys(self, site_id: int) -> tuple[str, str]:
         base = f"ai:window:{site_id}:{self.name}:{self.start:%Y%m%d}"
@@ -102,6 +114,14 @@ def _windows(policy: Any, monthly_budget: Decimal | None, service: str, day: dat
     return windows
 
 
+def key_window(key: Any, now: datetime.datetime | None = None) -> Window | None:
+    """A virtual key's monthly budget as one more window (its counters and spend are the key's own)."""
+    if key is None or key.monthly_budget is None:
+        return None
+    return Window(f"key:{key.id}", key.monthly_budget, calendar(now)[2], 32 * 86400, api_key=key.id,
+                  key_label=key.label)
+
+
 def spent_since(site_id: int, window: Window) -> Decimal:
     from django.db.models import Sum
 
@@ -110,6 +130,8 @@ def spent_since(site_id: int, window: Window) -> Decimal:
     rows = AIUsage.objects.filter(site_id=site_id, created_at__gte=window.start)
     if window.service:
         rows = rows.filter(service=window.service)
+    if window.api_key is not None:
+        rows = rows.filter(api_key_id=window.api_key)
     return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
 
 
@@ -179,10 +201,11 @@ def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: D
             if reserved:
                 cache.decr(held.keys(site_id)[0], reserved)
         spent = Decimal(cache.get(window.keys(site_id)[1]) or 0) / MILLION
+        where = "the key's settings (AI API keys)" if window.api_key is not None else "the site's AI provider settings"
         raise BudgetExceeded(
             f"This request could cost up to {usd(estimate)}, which would pass the site's {window.label} of "
-            f"{usd(window.cap)} ({usd(spent)} spent since {window.start:%Y-%m-%d}). Raise that cap in the site's "
-            "AI provider settings or wait for the next period."
+            f"{usd(window.cap)} ({usd(spent)} spent since {window.start:%Y-%m-%d}). Raise that cap in {where} "
+            "or wait for the next period.", retry_after=window.seconds_left(),
         )
     return reservation
 

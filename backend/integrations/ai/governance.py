@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import budget, budget_windows, ratelimit, usage
+from . import budget, budget_windows, callers, ratelimit, usage
 from .providers.errors import AIProviderError, BudgetExceeded, PolicyViolation, RateLimited
 
 REFUSALS = (BudgetExceeded, PolicyViolation, RateLimited)
@@ -25,13 +25,15 @@ class Admission:
     reservation: budget.Reservation | None = None
     ticket: ratelimit.Ticket | None = None
     windows: budget_windows.WindowReservation | None = None
+    key_ticket: ratelimit.Ticket | None = None  # the calling virtual key's own rate limits (callers)
 
     def settle(self, record: usage.CallRecord, prices: usage.Prices) -> None:
         """Settle the budget to what the call cost and the token window to what it used."""
         self.settle_cost(usage.total_cost(record, prices))
-        if self.ticket is not None:
-            used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
-            self.ticket.settle(used)
+        used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
+        for ticket in (self.ticket, self.key_ticket):
+            if ticket is not None:
+                ticket.settle(used)
 
     def settle_cost(self, cost: Decimal) -> None:
         """Settle the monthly cap and the budget windows to `cost`; the month's alerts read the cap's counter."""
@@ -54,19 +56,22 @@ def admit(service: Any, snapshot: Any, provider: Any, requested_model: str | Non
     """Rate limits, then the budget; a refusal is recorded and raised, and nothing stays taken."""
     site_id = service.site_id
     policy = snapshot.policy
+    key = callers.current()
     admission = Admission()
     try:
-        admission.ticket = ratelimit.admit(
-            site_id, policy.requests_per_minute, policy.tokens_per_minute,
-            ratelimit.estimate_tokens(messages, system_prompt, max_tokens),
-        )
-        if check_budget and site_id and has_caps(snapshot):
+        estimated = ratelimit.estimate_tokens(messages, system_prompt, max_tokens)
+        admission.ticket = ratelimit.admit(site_id, policy.requests_per_minute, policy.tokens_per_minute, estimated)
+        if key is not None:
+            admission.key_ticket = ratelimit.admit(key.rate_scope, key.requests_per_minute, key.tokens_per_minute,
+                                                   estimated, owner="API key")
+        if check_budget and site_id and (has_caps(snapshot) or budget_windows.key_window(key) is not None):
             price = service.price_for(snapshot, provider, resolved)
             _reserve_spend(admission, site_id, snapshot, service.service,
                            budget.estimate_cost(price, messages, system_prompt, max_tokens))
     except REFUSALS as exc:
-        if admission.ticket is not None:
-            admission.ticket.settle(0)
+        for ticket in (admission.ticket, admission.key_ticket):
+            if ticket is not None:
+                ticket.settle(0)
         raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
     return admission
 
@@ -81,6 +86,8 @@ def has_caps(snapshot: Any) -> bool:
 def _reserve_spend(admission: Admission, site_id: int, snapshot: Any, service_name: str, estimate: Decimal) -> None:
     """Reserve `estimate` in every budget window, then against the monthly cap; on a refusal give all back."""
     windows = budget_windows.windows_for(snapshot.policy, snapshot.monthly_budget, service_name)
+    if (own := budget_windows.key_window(callers.current())) is not None:
+        windows = [*windows, own]
     try:
         admission.windows = budget_windows.reserve(site_id, windows, snapshot.policy, estimate)
         admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
@@ -107,8 +114,11 @@ def reserve_spend(site_id: int | None, service_name: str, requested_model: str, 
 
 
 def candidate_refusal(snapshot: Any, provider: Any, model: str | None) -> PolicyViolation | None:
-    """Why the site's policy refuses this failover candidate, or None."""
-    return snapshot.policy.refusal(provider, model)
+    """Why the site's policy (or the calling virtual key's allowed models) refuses this candidate, or None."""
+    refusal = snapshot.policy.refusal(provider, model)
+    if refusal is None and (key := callers.current()) is not None:
+        refusal = key.refusal(provider, model)
+    return refusal
 
 
 def options_for(snapshot: Any, provider: Any, options: dict[str, Any]) -> dict[str, Any]:

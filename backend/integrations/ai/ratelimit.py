@@ -26,7 +26,7 @@ def _window(now: float | None = None) -> tuple[int, float]:
     return index, (index + 1) * WINDOW - now
 
 
-def _keys(site_id: int, index: int) -> tuple[str, str]:
+def _keys(site_id: int | str, index: int) -> tuple[str, str]:
     base = f"ai:rate:{site_id}:{index}"
     return f"{base}:requests", f"{base}:tokens"
 
@@ -65,14 +65,15 @@ class Ticket:
             cache.incr(self.token_key, used_tokens - self.estimated)
 
 
-def admit(site_id: int | None, requests_per_minute: int | None, tokens_per_minute: int | None,
-          estimated_tokens: int) -> Ticket | None:
-    """Count one call of `estimated_tokens` against the site's limits, or raise RateLimited."""
+def admit(site_id: int | str | None, requests_per_minute: int | None, tokens_per_minute: int | None,
+          estimated_tokens: int, owner: str = "site") -> Ticket | None:
+    """Count one call of `estimated_tokens` against the limits of `site_id` (or of another scope, such as a
+    virtual key's `callers.KeyScope.rate_scope`, which `owner` names in messages), or raise RateLimited."""
     if site_id is None or (not requests_per_minute and not tokens_per_minute):
         return None
     if tokens_per_minute and estimated_tokens > tokens_per_minute:
         raise InvalidRequest(
-            f"This request may use up to {estimated_tokens} tokens, more than the site's limit of "
+            f"This request may use up to {estimated_tokens} tokens, more than the {owner}'s limit of "
             f"{tokens_per_minute} tokens per minute: lower max_tokens or shorten the prompt."
         )
     index, remaining = _window()
@@ -81,7 +82,7 @@ def admit(site_id: int | None, requests_per_minute: int | None, tokens_per_minut
     if requests_per_minute and _take(request_key, 1) > requests_per_minute:
         _give_back(request_key, 1)
         raise RateLimited(
-            f"This site has made its {requests_per_minute} AI requests for this minute "
+            f"This {owner} has made its {requests_per_minute} AI requests for this minute "
             f"(its requests-per-minute limit); retry in {retry_after:.0f} s.",
             retry_after=retry_after,
         )
@@ -92,7 +93,7 @@ def admit(site_id: int | None, requests_per_minute: int | None, tokens_per_minut
         if requests_per_minute:
             _give_back(request_key, 1)
         raise RateLimited(
-            f"This request would pass the site's limit of {tokens_per_minute} tokens per minute; "
+            f"This request would pass the {owner}'s limit of {tokens_per_minute} tokens per minute; "
             f"retry in {retry_after:.0f} s or lower max_tokens.",
             retry_after=retry_after,
         )

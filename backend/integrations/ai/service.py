@@ -341,8 +341,21 @@ class AIService:
         like a plain call; after a delta, the caller gets the typed error and the ledger keeps the
         partial usage.
         """
-        prep = self.prepare(self.messages_for(prompt), provider, model, max_tokens, temperature, system_prompt,
-                            **kwargs)
+        return self.stream_messages(self.messages_for(prompt), provider, model, max_tokens, temperature,
+                                    system_prompt, **kwargs)
+
+    def stream_messages(
+        self,
+        messages: list[dict[str, str]],
+        provider: str | None = None,
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> GatewayStream:
+        """`generate_stream` over a whole conversation (`[{role, content}, ...]`, as `complete` takes)."""
+        prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
         if (refusal := governance.candidate_refusal(prep.snapshot, prep.primary, model)) is not None:
             raise governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, refusal)
         return GatewayStream(self, prep, self._admit(prep))

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .callers import current_id
+
 if TYPE_CHECKING:
     from .providers.base import Attempt, GenerationResult
 
@@ -119,6 +121,8 @@ class CallRecord:
     content: Attribution | None = field(default_factory=current_attribution)
     # when the call ended (`time.time()`, set when it is handed to the ledger): the rows' created_at
     ended_at: float | None = None
+    # the virtual API key that made the call (`callers.acting_as`), read when the record is made
+    api_key_id: int | None = field(default_factory=current_id)
     # made with the record, before any attempt to hand it over: row i's ledger_key is f"{key}:{i}" on every
     # path (Redis, in-process, a direct write after a Redis push that timed out), so a row that reached the
     # database once is never written again (ledger_writer.write_rows skips keys it holds)
@@ -276,6 +280,8 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
     """The ledger rows of one call as plain field values (what the writer saves or Redis carries)."""
     rows: list[dict[str, Any]] = []
     link: dict[str, Any] = {"created_at": _utc(record.ended_at)}
+    if record.api_key_id is not None:
+        link["api_key_id"] = record.api_key_id
     if record.content is not None:
         link |= {"content_type_id": record.content[0], "object_id": record.content[1],
                 "content_label": record.content[2]}

@@ -113,6 +113,10 @@ class InsufficientCredits(AIProviderError):
 class BudgetExceeded(AIProviderError):
     code = "budget_exceeded"
 
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after  # seconds until the refusing window's next period, when known
+
 
 class PolicyViolation(AIProviderError):
     """The site's model/data policy refuses this call; raised before any upstream request.

@@ -1,0 +1,102 @@
+"""What a dialect request becomes: one gateway call, and the typed 400 for a field it cannot take.
+
+Both dialects parse into a `GatewayCall`, the arguments `AIService.complete` / `stream_messages`
+take. A feature the gateway lacks (tools, image input, several choices) is refused with
+`Unsupported`, naming the field, never dropped or faked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from integrations.ai.providers.errors import InvalidRequest
+
+# Used when an OpenAI-dialect request leaves the output length open (the budget and the token rate
+# limit reserve for max_tokens, so an open length cannot mean "the model's maximum").
+DEFAULT_MAX_TOKENS = 4096
+
+
+class BadField(InvalidRequest):
+    """A request field is missing or malformed; `param` names it as the dialect's error body does."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class Unsupported(BadField):
+    """The request asks for a feature this gateway does not provide (yet)."""
+
+    code = "unsupported_parameter"
+
+
+@dataclass(frozen=True)
+class GatewayCall:
+    """The arguments of one `AIService.complete` / `stream_messages` call, plus how to answer."""
+
+    model: str
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float
+    system_prompt: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    include_usage: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "system_prompt": self.system_prompt,
+            **self.options,
+        }
+
+
+def need_str(data: dict, name: str, *, required: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise BadField(f"{name} is required.", name)
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise BadField(f"{name} must be a non-empty string.", name)
+    return value
+
+
+def need_int(data: dict, name: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadField(f"{name} must be an integer.", name)
+    return value
+
+
+def need_number(data: dict, name: str) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadField(f"{name} must be a number.", name)
+    return float(value)
+
+
+def need_bool(data: dict, name: str) -> bool:
+    value = data.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadField(f"{name} must be true or false.", name)
+    return value
+
+
+def stop_sequences(value: Any, name: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items) or len(items) > 16:
+        raise BadField(f"{name} must be a string or a list of non-empty strings.", name)
+    return items or None

@@ -1,0 +1,12 @@
+"""The `/v1` routes (mounted at `v1/` by panel.urls)."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("chat/completions", views.chat_completions, name="v1-chat-completions"),
+    path("messages", views.messages, name="v1-messages"),
+    path("models", views.models, name="v1-models"),
+    path("models/<path:model>", views.models, name="v1-model"),
+]

@@ -1,0 +1,163 @@
+"""The real `anthropic` SDK against `POST /v1/messages` and `GET /v1/models` (issue 21)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import anthropic
+import pytest
+
+from integrations.ai import usage
+from integrations.models import AIUsage, ModelPrice
+
+from .conftest import MODEL_FOR
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ASK = [{"role": "user", "content": "Name a bakery"}]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_plain_message_from_each_upstream_in_anthropics_format(emulated_site, make_key, ant, upstream, provider):
+    site = emulated_site(provider)
+    reply = ant(make_key(site)).messages.create(
+        model=MODEL_FOR[provider], max_tokens=64, system="Be brief.", messages=ASK
+    )
+    assert reply.type == "message" and reply.id.startswith("msg_") and reply.role == "assistant"
+    assert reply.content[0].type == "text" and reply.content[0].text.startswith(f"Emulated {provider} reply")
+    assert reply.stop_reason == "end_turn"
+    assert reply.usage.output_tokens == len(reply.content[0].text.split()) and reply.usage.input_tokens > 0
+    sent = upstream.requests_for(provider)[-1].json
+    assert sent["max_tokens"] == 64
+    system = sent.get("system") or next(m["content"] for m in sent["messages"] if m["role"] == "system")
+    assert "Be brief." in str(system)
+    usage.flush()
+    row = AIUsage.objects.get()
+    assert (row.site_id, row.service, row.status) == (site.pk, "v1.messages", "ok") and row.api_key_id
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_streamed_message_events_and_final_usage(emulated_site, make_key, ant, provider):
+    client = ant(make_key(emulated_site(provider)))
+    with client.messages.stream(model=MODEL_FOR[provider], max_tokens=64, messages=ASK) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.startswith(f"Emulated {provider} reply") and final.content[0].text == text
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == len(text.split()) and final.usage.input_tokens > 0
+
+    events = [
+        e.type for e in client.messages.create(model=MODEL_FOR[provider], max_tokens=64, messages=ASK, stream=True)
+    ]
+    assert events[:2] == ["message_start", "content_block_start"]
+    assert events[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(events[2:-3]) == {"content_block_delta"}
+
+
+def test_max_tokens_cut_is_stop_reason_max_tokens(emulated_site, make_key, ant):
+    reply = ant(make_key(emulated_site("anthropic"))).messages.create(
+        model="claude-3-5-haiku", max_tokens=3, messages=ASK
+    )
+    assert reply.stop_reason == "max_tokens" and reply.usage.output_tokens == 3
+
+
+def test_tools_are_refused_by_name(emulated_site, make_key, ant, upstream):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        ant(make_key(emulated_site("anthropic"))).messages.create(
+            model="claude-3-5-haiku",
+            max_tokens=64,
+            messages=ASK,
+            tools=[{"name": "lookup", "input_schema": {"type": "object"}}],
+        )
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+    assert "tools" in caught.value.body["error"]["message"]
+    assert upstream.requests == []
+
+
+def test_models_list_in_anthropics_format(emulated_site, make_key, ant):
+    site = emulated_site("anthropic", allowed_models=["claude-3-5-*"])
+    listed = [m.id for m in ant(make_key(site)).models.list()]
+    assert listed == ["claude-3-5-haiku", "claude-3-5-sonnet"]
+
+
+def test_over_budget_key_is_rate_limit_error_and_disallowed_model_permission_denied(
+    emulated_site, make_key, ant, upstream
+):
+    site = emulated_site("anthropic")
+    ModelPrice.objects.create(
+        provider="anthropic",
+        model_id="claude-3-5-haiku-20241022",
+        prompt_per_million=Decimal("1000"),
+        completion_per_million=Decimal("1000"),
+    )
+    poor = ant(make_key(site, "poor", monthly_budget=Decimal("0.01")), max_retries=2)
+    with pytest.raises(anthropic.RateLimitError) as caught:  # 1000 output tokens could cost $1: over $0.01
+        poor.messages.create(model="claude-3-5-haiku", max_tokens=1000, messages=ASK)
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert "monthly budget of the API key" in caught.value.body["error"]["message"]
+
+    narrow = ant(make_key(site, "narrow", allowed_models=["claude-3-5-sonnet"]))
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        narrow.messages.create(model="claude-3-5-haiku", max_tokens=10, messages=ASK)
+    assert denied.value.body["error"]["type"] == "permission_error"
+    assert upstream.requests == []  # neither reached the vendor, and the SDK did not retry the budget refusal
+    usage.flush()
+    assert sorted(AIUsage.objects.values_list("status", "error_class")) == [
+        ("refused", "BudgetExceeded"),
+        ("refused", "PolicyViolation"),
+    ]
+
+
+def test_a_revoked_or_expired_key_is_authentication_error(emulated_site, make_key, ant):
+    import datetime
+
+    from django.utils import timezone
+
+    from integrations.models import VirtualKey
+
+    site = emulated_site("anthropic")
+    raw = make_key(site, "to-revoke")
+    client = ant(raw)
+    assert client.messages.create(model="claude-3-5-haiku", max_tokens=10, messages=ASK).content  # warm
+    key = VirtualKey.objects.get(name="to-revoke")
+    key.revoked_at = timezone.now()
+    key.save()
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        client.messages.create(model="claude-3-5-haiku", max_tokens=10, messages=ASK)
+    assert caught.value.body["error"]["type"] == "authentication_error"
+
+    expired = ant(make_key(site, "old", expires_at=timezone.now() - datetime.timedelta(seconds=1)))
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        expired.messages.create(model="claude-3-5-haiku", max_tokens=10, messages=ASK)
+    assert "expired" in caught.value.body["error"]["message"]
+
+
+def test_a_missing_max_tokens_is_invalid_request(emulated_site, make_key, live_server):
+    import httpx2
+
+    raw = make_key(emulated_site("anthropic"))
+    answer = httpx2.post(
+        f"{live_server.url}/v1/messages",
+        headers={"x-api-key": raw, "anthropic-version": "2023-06-01"},
+        json={"model": "claude-3-5-haiku", "messages": ASK},
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "max_tokens is required."},
+    }
+
+
+def test_a_stream_broken_after_its_first_token_ends_with_an_error_event(emulated_site, make_key, ant, upstream):
+    upstream.script(flavor="anthropic", cut_after=2)
+    received = []
+    client = ant(make_key(emulated_site("anthropic")))
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,  # the SDK raises on an `error` event
+        client.messages.stream(model="claude-3-5-haiku", max_tokens=64, messages=ASK) as stream,
+    ):
+        received.extend(stream.text_stream)
+    assert "".join(received) == "Emulated anthropic "
+    assert caught.value.body["error"]["type"] == "api_error"
+    usage.flush()
+    assert AIUsage.objects.get().status == "error"

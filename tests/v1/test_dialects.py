@@ -1,0 +1,196 @@
+"""The dialect translators on their own: requests to one gateway call, results and errors back (issue 21)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from integrations.ai.providers import errors
+from integrations.ai.providers.types import GenerationResult
+from integrations.v1 import anthropic_dialect, openai_dialect
+from integrations.v1.calls import BadField, Unsupported
+from integrations.v1.failures import failure_for
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def test_openai_request_becomes_one_gateway_call():
+    call = openai_dialect.parse(
+        {
+            "model": "gpt-4o-mini",
+            "max_completion_tokens": 77,
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "seed": 7,
+            "stop": "END",
+            "user": "u-1",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            ],
+            "response_format": {"type": "json_object"},
+            "store": False,
+            "metadata": {"x": "y"},
+        }
+    )
+    assert call.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a\nb"}]
+    assert (call.model, call.max_tokens, call.temperature, call.stream, call.include_usage) == (
+        "gpt-4o-mini",
+        77,
+        0.2,
+        True,
+        True,
+    )
+    assert call.options == {
+        "top_p": 0.9,
+        "seed": 7,
+        "stop": ["END"],
+        "user": "u-1",
+        "response_format": {"type": "json_object"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "kind"),
+    [
+        ({"messages": USER}, "model", BadField),
+        ({"model": "m", "messages": []}, "messages", BadField),
+        ({"model": "m", "messages": USER, "n": 2}, "n", Unsupported),
+        ({"model": "m", "messages": USER, "tools": [{"type": "function"}]}, "tools", Unsupported),
+        ({"model": "m", "messages": USER, "tool_choice": "required"}, "tool_choice", Unsupported),
+        (
+            {"model": "m", "messages": [{"role": "tool", "content": "x", "tool_call_id": "c"}]},
+            "messages[0]",
+            Unsupported,
+        ),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}],
+            },
+            "messages[0].content[0]",
+            Unsupported,
+        ),
+        ({"model": "m", "messages": USER, "temperature": "hot"}, "temperature", BadField),
+        ({"model": "m", "messages": USER, "max_tokens": 1.5}, "max_tokens", BadField),
+        ({"model": "m", "messages": USER, "response_format": {"type": "yaml"}}, "response_format", BadField),
+    ],
+)
+def test_openai_request_errors_name_the_field(body, param, kind):
+    with pytest.raises(kind) as caught:
+        openai_dialect.parse(body)
+    assert caught.value.param == param
+    failure = failure_for(caught.value)
+    assert failure.status == 400 and openai_dialect.error_body(failure)["error"]["param"] == param
+
+
+def test_anthropic_request_becomes_one_gateway_call():
+    call = anthropic_dialect.parse(
+        {
+            "model": "claude-3-5-haiku",
+            "max_tokens": 10,
+            "system": [{"type": "text", "text": "Be brief."}],
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "b"},
+                {"role": "user", "content": [{"type": "text", "text": "c"}]},
+            ],
+            "stop_sequences": ["END"],
+            "top_k": 5,
+            "metadata": {"user_id": "u-1"},
+        }
+    )
+    assert call.system_prompt == "Be brief." and [m["content"] for m in call.messages] == ["a", "b", "c"]
+    assert call.options == {"top_k": 5, "stop": ["END"], "user": "u-1"} and call.temperature == 1.0
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "m", "messages": USER}, "max_tokens"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "s"}]}, "messages.0.role"),
+        ({"model": "m", "max_tokens": 5, "messages": USER, "thinking": {"type": "enabled"}}, "thinking"),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "x"}}
+                        ],
+                    }
+                ],
+            },
+            "messages.0.content[0]",
+        ),
+    ],
+)
+def test_anthropic_request_errors_name_the_field(body, param):
+    with pytest.raises(BadField) as caught:
+        anthropic_dialect.parse(body)
+    assert caught.value.param == param
+    assert anthropic_dialect.error_body(failure_for(caught.value))["error"]["type"] == "invalid_request_error"
+
+
+def _result(**fields) -> GenerationResult:
+    values = {
+        "content": "Hello",
+        "model": "gpt-4o-mini-2024-07-18",
+        "provider": "openai",
+        "prompt_tokens": 12,
+        "completion_tokens": 3,
+        "total_tokens": 15,
+        "cached_tokens": 4,
+        "reasoning_tokens": 1,
+        **fields,
+    }
+    return GenerationResult(**values)
+
+
+def test_openai_stream_ends_with_usage_then_done():
+    chunks = openai_dialect.Chunks("gpt-4o-mini", include_usage=True)
+    raw = (chunks.first("") + chunks.delta("Hel") + chunks.end(_result(finish_reason="length"))).decode()
+    events = raw.split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    payloads = [json.loads(e[6:]) for e in events[:-2]]
+    assert payloads[-2]["choices"][0]["finish_reason"] == "length"
+    assert payloads[-1]["choices"] == [] and payloads[-1]["usage"]["prompt_tokens_details"]["cached_tokens"] == 4
+    assert payloads[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] == 1
+    assert all(p["usage"] is None for p in payloads[:-1])
+
+
+def test_anthropic_usage_splits_cache_reads_from_input():
+    body = anthropic_dialect.message(_result(cache_write_tokens=2))
+    assert body["usage"] == {
+        "input_tokens": 6,
+        "output_tokens": 3,
+        "cache_creation_input_tokens": 2,
+        "cache_read_input_tokens": 4,
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry"),
+    [
+        (errors.BudgetExceeded("over", retry_after=3600), 429, "false"),
+        (errors.RateLimited("slow down", retry_after=12.2), 429, "true"),
+        (errors.PolicyViolation("no", rule="allowed_models"), 403, "false"),
+        (errors.ModelNotFound("which?"), 404, "false"),
+        (errors.InvalidRequest("bad"), 400, "false"),
+        (errors.AuthenticationFailed("upstream key", provider="openai"), 502, "false"),
+        (errors.ProviderUnavailable("down", provider="openai"), 502, None),
+        (errors.ProviderUnavailable("all cooling down"), 503, None),
+        (errors.ProviderTimeout("slow", provider="openai"), 504, None),
+    ],
+)
+def test_gateway_errors_map_to_the_statuses_sdks_act_on(error, status, retry):
+    failure = failure_for(error)
+    assert failure.status == status and failure.headers().get("x-should-retry") == retry
+    if isinstance(error, errors.RateLimited | errors.BudgetExceeded):
+        assert int(failure.headers()["Retry-After"]) == math.ceil(error.retry_after)

@@ -1,0 +1,260 @@
+"""The real `openai` SDK against `POST /v1/chat/completions` and `GET /v1/models` (issue 21).
+
+Panel is the server (live_server), the emulator the vendors behind it; each site is served by a
+different upstream, and whatever served, the client reads OpenAI's format.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import openai
+import pytest
+
+from integrations.ai import usage
+from integrations.models import AIUsage, ModelPrice
+
+from .conftest import MODEL_FOR
+
+pytestmark = pytest.mark.django_db(transaction=True)
+HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a bakery"}]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_plain_completion_from_each_upstream_in_openais_format(emulated_site, make_key, oai, upstream, provider):
+    site = emulated_site(provider)
+    reply = oai(make_key(site)).chat.completions.create(model=MODEL_FOR[provider], messages=HELLO, max_tokens=50)
+
+    assert reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
+    assert reply.choices[0].message.content.startswith(f"Emulated {provider} reply")
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens > 0
+    assert reply.usage.prompt_tokens_details.cached_tokens == 0
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 0
+    sent = upstream.requests_for(provider)[-1].json
+    assert sent["max_tokens"] == 50  # the client's parameters reached the vendor through the gateway
+    usage.flush()
+    row = AIUsage.objects.get()
+    assert (row.site_id, row.status, row.service, row.prompt_tokens) == (
+        site.pk,
+        "ok",
+        "v1.chat",
+        reply.usage.prompt_tokens,
+    )
+    assert row.api_key.site_id == site.pk
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_streamed_completion_with_usage_chunk(emulated_site, make_key, oai, provider):
+    site = emulated_site(provider)
+    chunks = list(
+        oai(make_key(site)).chat.completions.create(
+            model=MODEL_FOR[provider], messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith(f"Emulated {provider} reply")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    last = chunks[-1]
+    assert last.choices == [] and last.usage.completion_tokens == len(text.split())
+    assert all(c.usage is None for c in chunks[:-1])
+    assert len({c.id for c in chunks}) == 1 and all(c.object == "chat.completion.chunk" for c in chunks)
+    usage.flush()
+    assert AIUsage.objects.get().completion_tokens == last.usage.completion_tokens
+
+
+def test_stream_without_include_usage_has_no_usage_chunk(emulated_site, make_key, oai):
+    chunks = list(
+        oai(make_key(emulated_site("openai"))).chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    )
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert all(c.usage is None for c in chunks)
+
+
+def test_json_schema_response_format_reaches_an_openai_upstream(emulated_site, make_key, oai, upstream):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+    reply = oai(make_key(emulated_site("openai"))).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=HELLO,
+        response_format={"type": "json_schema", "json_schema": {"name": "bakery", "schema": schema, "strict": True}},
+    )
+    assert set(json.loads(reply.choices[0].message.content)) == {"name"}
+    assert upstream.requests_for("openai")[-1].json["response_format"]["json_schema"]["schema"] == schema
+
+
+def test_json_schema_on_an_upstream_without_it_is_a_400_naming_it(emulated_site, make_key, oai, upstream):
+    client = oai(make_key(emulated_site("anthropic")))
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="claude-3-5-haiku", messages=HELLO, response_format={"type": "json_object"}
+        )
+    assert "response_format" in caught.value.message
+    assert upstream.requests_for("anthropic") == []
+
+
+def test_tools_are_refused_by_name_not_ignored(emulated_site, make_key, oai, upstream):
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai(make_key(emulated_site("openai"))).chat.completions.create(model="gpt-4o-mini", messages=HELLO, tools=tools)
+    assert caught.value.body["param"] == "tools" and "tools" in caught.value.message
+    assert upstream.requests == []
+
+
+def test_models_list_is_the_sites_models_the_key_may_call(emulated_site, make_key, oai):
+    site = emulated_site("anthropic", allowed_models=["claude-3-5-*", "claude-sonnet-4"])
+    listed = {m.id: m.owned_by for m in oai(make_key(site)).models.list()}
+    assert listed == {"claude-3-5-haiku": "anthropic", "claude-3-5-sonnet": "anthropic", "claude-sonnet-4": "anthropic"}
+    narrowed = {m.id for m in oai(make_key(site, allowed_models=["*haiku*"])).models.list()}
+    assert narrowed == {"claude-3-5-haiku"}
+    assert oai(make_key(site)).models.retrieve("claude-sonnet-4").id == "claude-sonnet-4"
+    with pytest.raises(openai.NotFoundError):
+        oai(make_key(site, allowed_models=["*haiku*"])).models.retrieve("claude-sonnet-4")
+
+
+def test_a_model_outside_the_keys_allowed_models_is_permission_denied(emulated_site, make_key, oai, upstream):
+    client = oai(make_key(emulated_site("openai"), allowed_models=["gpt-4o-mini"]))
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert "allowed models" in caught.value.message and caught.value.body["code"] == "model_not_allowed"
+    assert upstream.requests == []
+    usage.flush()
+    assert AIUsage.objects.get().status == "refused"
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=HELLO).choices[0].message.content
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-9-imaginary"])
+def test_a_model_the_site_cannot_serve_is_not_found(emulated_site, make_key, oai, upstream, model):
+    with pytest.raises(openai.NotFoundError) as caught:
+        oai(make_key(emulated_site("anthropic"))).chat.completions.create(model=model, messages=HELLO)
+    assert caught.value.body["code"] == "model_not_found" and model in caught.value.message
+
+
+def _price(provider: str, model: str) -> None:
+    ModelPrice.objects.create(
+        provider=provider, model_id=model, prompt_per_million=Decimal("10"), completion_per_million=Decimal("10")
+    )
+
+
+def test_a_key_over_its_budget_gets_rate_limit_error_and_no_retry(emulated_site, make_key, oai, upstream):
+    site = emulated_site("openai")
+    _price("openai", "gpt-4o-mini")
+    spent, fresh = make_key(site, "spent", monthly_budget=Decimal("0.01")), make_key(site, "fresh")
+    client = oai(spent, max_retries=2)  # the SDK's own retries are on: the answer must tell it not to
+    reply = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
+    assert reply.parse().choices[0].message.content
+    usage.flush()
+    AIUsage.objects.filter(api_key__name="spent").update(cost=Decimal("0.02"))  # the month's spend, past the cap
+    from integrations.ai.shared_cache import cache
+
+    cache.clear()  # cold counters: reseeded from the ledger, the key's rows only
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
+    error = caught.value
+    assert error.body["code"] == "insufficient_quota" and "API key" in error.message
+    assert error.response.headers["x-should-retry"] == "false" and int(error.response.headers["retry-after"]) > 0
+    assert len(upstream.requests_for("openai")) == 1  # refused before any upstream request, and not retried
+    usage.flush()
+    refused = AIUsage.objects.get(status="refused")
+    assert refused.error_class == "BudgetExceeded" and refused.api_key.name == "spent"
+    # The budget is the key's, not the site's: another key of the site still works.
+    assert oai(fresh).chat.completions.create(model="gpt-4o-mini", messages=HELLO).choices[0].message.content
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(emulated_site, make_key, oai, upstream):
+    site = emulated_site("openai")
+    client = oai(make_key(site, requests_per_minute=1))
+    client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    headers = caught.value.response.headers
+    assert 1 <= int(headers["retry-after"]) <= 60 and headers["x-should-retry"] == "true"
+    assert "API key" in caught.value.message
+    assert len(upstream.requests_for("openai")) == 1
+    assert oai(make_key(site)).chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # its own scope
+
+
+def test_the_sdks_retry_rides_over_an_upstream_failure(emulated_site, make_key, oai, upstream, settings):
+    settings.AI_MAX_RETRIES = 0  # the gateway does not retry: the 502 reaches the SDK, which retries once
+    upstream.script(flavor="openai", status=500)
+    client = oai(make_key(emulated_site("openai")), max_retries=1)
+    reply = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)
+    assert reply.retries_taken == 1 and reply.parse().choices[0].message.content
+    usage.flush()
+    assert sorted(AIUsage.objects.values_list("status", flat=True)) == ["error", "ok"]
+
+
+def test_upstream_down_is_a_502_in_openais_shape(emulated_site, make_key, oai, upstream, settings):
+    settings.AI_MAX_RETRIES = 0
+    upstream.script(flavor="openai", status=503)
+    with pytest.raises(openai.InternalServerError) as caught:
+        oai(make_key(emulated_site("openai"))).chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    assert caught.value.status_code == 502 and caught.value.body["type"] == "server_error"
+
+
+def test_a_stream_broken_after_its_first_token_ends_with_an_error_event(emulated_site, make_key, oai, upstream):
+    upstream.script(flavor="openai", cut_after=2)
+    stream = oai(make_key(emulated_site("openai"))).chat.completions.create(
+        model="gpt-4o-mini", messages=HELLO, stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "Emulated openai "
+    assert "stream ended" in caught.value.message
+    usage.flush()
+    assert AIUsage.objects.get().status == "error"
+
+
+def test_a_missing_or_unknown_key_is_401(emulated_site, oai, base_url):
+    import httpx2 as httpx  # the SDKs' own HTTP client
+
+    emulated_site("openai")
+    with pytest.raises(openai.AuthenticationError) as caught:
+        oai("sk-panel-not-a-real-key").models.list()
+    assert caught.value.body["code"] == "invalid_api_key"
+    missing = httpx.post(f"{base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": HELLO})
+    assert missing.status_code == 401 and "Authorization: Bearer" in missing.json()["error"]["message"]
+    assert missing.headers["x-should-retry"] == "false"
+
+
+def test_a_stream_refused_before_its_first_token_gets_the_status_not_an_event(
+    emulated_site, make_key, oai, upstream, settings
+):
+    settings.AI_MAX_RETRIES = 0
+    client = oai(make_key(emulated_site("openai"), requests_per_minute=2))
+    upstream.script(flavor="openai", status=503)  # the only provider fails before any token
+    with pytest.raises(openai.InternalServerError) as failed:  # raised by create(): no SSE byte was sent
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    assert failed.value.status_code == 502
+    assert list(client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True))
+    with pytest.raises(openai.RateLimitError):  # the key's limit, also before the stream starts
+        client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
+    assert len(upstream.requests_for("openai")) == 2
+
+
+def test_each_keys_budget_counts_its_own_spend_only(emulated_site, make_key, oai):
+    site = emulated_site("openai")
+    _price("openai", "gpt-4o-mini")
+    spender, saver = (
+        make_key(site, "spender", monthly_budget=Decimal("0.05")),
+        make_key(site, "saver", monthly_budget=Decimal("0.05")),
+    )
+    oai(spender).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
+    usage.flush()
+    AIUsage.objects.update(cost=Decimal("0.06"))  # the spender's month is past its cap
+    from integrations.ai.shared_cache import cache
+
+    cache.clear()
+    with pytest.raises(openai.RateLimitError):
+        oai(spender).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
+    assert oai(saver).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10).choices
