@@ -75,12 +75,12 @@ def estimate_cost(
     price: Price | tuple[Decimal, Decimal] | None, messages: list[dict[str, str]], system_prompt: str | None,
     max_tokens: int,
 ) -> Decimal:
-    """Worst case for one call: ~1 token per 3 characters of input, and every allowed output token."""
-    if price is None:
-        return Decimal(0)
-    chars = sum(len(m["content"]) for m in messages) + len(system_prompt or "")
-    prompt_tokens = chars // 3 + 16
-    return (price[0] * prompt_tokens + price[1] * max_tokens) / MILLION
+    """Worst case for one call: ~1 token per 3 characters of input, and every allowed output token.
+
+    An unpriced model (None) is estimated at `AI_UNPRICED_PRICE`, never zero (`pricing.estimate`)."""
+    from .pricing import estimate
+
+    return estimate(price, sum(len(m["content"]) for m in messages) + len(system_prompt or ""), max_tokens)
 
 
 @dataclass

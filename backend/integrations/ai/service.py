@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from . import budget, governance, pauses, response_cache, usage
+from . import budget, governance, pauses, pricing, response_cache, usage
 from .context import site_id_of
 from .factory import ProviderFactory
 from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult
@@ -154,6 +154,7 @@ class AIService:
         snapshot = prep.snapshot
         if self._budget_checked or not governance.has_caps(snapshot):
             return None
+        governance.check_priced(self.site_id, self.service, prep.requested, prep.primary, snapshot, prep.resolved)
         price = self.price_for(snapshot, prep.primary, prep.resolved)
         estimate = sum(
             (budget.estimate_cost(price, list(r.messages), r.system_prompt, r.max_tokens)
@@ -216,7 +217,7 @@ class AIService:
                 return hit
 
         admission = self._admit(prep)
-        with usage.collecting(self.site_id, self.service, prep.requested) as record:
+        with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             try:
                 result = self._run_chain(prep, failover)
             finally:
@@ -229,17 +230,9 @@ class AIService:
 
     @staticmethod
     def price_for(snapshot: SiteSnapshot, provider: BaseProvider, model: str) -> usage.Price | None:
-        """USD per million (prompt, completion) tokens: the price table, else a router's live catalogue."""
-        price = snapshot.prices.get((provider.name, model))
-        if price is not None or not provider.spec.serves_any_model:
-            return price
-        try:
-            info = next((m for m in provider.get_available_models() if m.id == model), None)
-        except AIProviderError:
-            return None
-        if info is None or info.prompt_price is None or info.completion_price is None:
-            return None
-        return usage.Price(info.prompt_price * 1_000_000, info.completion_price * 1_000_000)
+        """USD per million tokens of `model` on `provider`, resolved as the settlement will (`pricing`):
+        an override, a free endpoint, the genai-prices catalogue; None when unpriced."""
+        return pricing.resolve(snapshot.prices, provider.name, model).price
 
     def _candidates(self, prep: Prepared, failover: bool) -> Iterator[tuple[BaseProvider, AIRequest]]:
         """The primary, then the site's fallback chain, each with the request fitted to it."""
@@ -417,7 +410,7 @@ class GatewayStream:
 
     def __iter__(self) -> Iterator[str]:
         service, prep = self.service, self.prep
-        with usage.collecting(service.site_id, service.service, prep.requested) as record:
+        with usage.collecting(service.site_id, service.service, prep.requested, prep.request) as record:
             try:
                 yield from self._through_chain()
             finally:
