@@ -249,7 +249,7 @@ def post_webhook(url: str, secret: str, payload: dict) -> int:
     from .providers.outbound import OutboundPolicy, guarded_transport
 
     policy = OutboundPolicy(outbound_allowlist())
-    policy.check_url(url)
+    policy.check_url(url, field="alert webhook URL")
     body = json.dumps(payload, sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "Panel-AI-budget-alert"}
     if secret:
