@@ -209,3 +209,23 @@ def test_the_batch_estimate_uses_the_settlements_resolution(emulated_site, upstr
                               completion_per_million=Decimal(2))
     result = estimate(site, calls, model="gpt-4o-mini")
     assert result.cost == 3 * (Decimal(1) * 26 + Decimal(2) * 100) / MILLION
+
+
+def test_ai_prices_prints_how_an_id_resolves(db):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("ai_prices", "gpt-4o-mini-2024-07-18", "--provider", "openai", stdout=out)
+    assert ("openai:gpt-4o-mini-2024-07-18 -> catalogue: genai-prices openai:gpt-4o-mini; prompt $0.15/M, "
+            "completion $0.6/M, cache read $0.075/M") in out.getvalue()
+    ModelPrice.objects.create(provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal(1),
+                              completion_per_million=Decimal(2))
+    out = StringIO()
+    call_command("ai_prices", "gpt-4o-mini-2024-07-18", stdout=out)
+    text = out.getvalue()
+    assert "openai:gpt-4o-mini-2024-07-18 -> override: ModelPrice openai:gpt-4o-mini; prompt $1/M" in text
+    assert "anthropic:gpt-4o-mini-2024-07-18 -> unpriced" in text and "genai-prices 0.2.3" in text
+    with pytest.raises(CommandError, match="Unknown provider 'nope'"):
+        call_command("ai_prices", "x", "--provider", "nope")

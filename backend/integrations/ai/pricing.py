@@ -16,8 +16,9 @@ A vendor-reported cost (OpenRouter's `usage.cost`) wins over all of them (`usage
 
 The catalogue's flat per-token prices are evaluated here with the package's rules (cache reads and
 writes and reasoning tokens are parts of the input and output totals, each priced by its own key when
-the entry has one, else at the input/output price); an entry with tiers or other per-unit keys is
-evaluated by the package itself (`ModelPrice.calc_price`, ~0.3 ms, so not on every call).
+the entry has one, else at the input/output price), checked once per entry against the package's own
+evaluation; an entry with tiers, or where the two differ, is evaluated by the package itself
+(`ModelPrice.calc_price`: ~0.3 ms, too slow for every call on the caller's thread).
 """
 
 from __future__ import annotations
@@ -80,38 +81,53 @@ def _snapshot() -> Any:
 
 
 def _flat(model_price: Any) -> tuple[Price, bool]:
-    """(per-million prices, whether this module can evaluate the entry exactly)."""
-    from genai_prices.types import TieredPrices
-    from genai_prices.units import _get_registry
+    """(per-million prices, whether this module's arithmetic gives the package's result for the entry).
 
-    registry = _get_registry()
-    exact = True
+    The arithmetic is checked once per entry against the package's own evaluation on a probe usage with
+    every token kind we report; an entry with tiers, per-request fees or token kinds that change the result
+    is left to the package.
+    """
+    from genai_prices.types import TieredPrices
+
     values: dict[str, Decimal | None] = {}
-    for key, value in model_price.__dict__.items():
-        if key.startswith("_") or value is None:
-            continue
-        if key in _FLAT_KEYS:
-            if isinstance(value, TieredPrices):
-                exact = False
-                value = max([value.base, *(tier.price for tier in value.tiers)])  # worst case for estimates
-            values[key] = value
-            continue
-        try:
-            unit = registry.unit_for_price_key(key)
-        except KeyError:
-            continue  # a key the package itself ignores
-        # Per-request fees and other token kinds (audio, images, text-only keys) need the package's rules;
-        # non-token units we never report (web searches) cost nothing here, as in the package.
-        if unit.usage_key == "requests" or unit.dimensions.get("family") == "tokens":
+    exact = True
+    for key in _FLAT_KEYS:
+        value = getattr(model_price, key, None)
+        if isinstance(value, TieredPrices):
             exact = False
-    price = Price(
-        values.get("input_mtok") or Decimal(0),
-        values.get("output_mtok") or Decimal(0),
-        values.get("cache_read_mtok"),
-        values.get("cache_write_mtok"),
-        values.get("output_reasoning_mtok"),
-    )
+            value = max([value.base, *(tier.price for tier in value.tiers)])  # worst case for estimates
+        values[key] = value
+    price = Price(values["input_mtok"] or Decimal(0), values["output_mtok"] or Decimal(0),
+                  values["cache_read_mtok"], values["cache_write_mtok"], values["output_reasoning_mtok"])
+    if exact:
+        exact = _arithmetic(price, *_PROBE) == _package(model_price, *_PROBE)
     return price, exact
+
+
+# input, output, cache read, cache write, reasoning tokens: distinct, so a price applied to the wrong kind shows
+_PROBE = (100_003, 20_011, 30_013, 4_019, 5_021)
+
+
+def _package(model_price: Any, prompt: int, completion: int, read: int, written: int, reasoning: int
+             ) -> Decimal | None:
+    from genai_prices import Usage
+
+    usage = Usage(input_tokens=prompt, cache_read_tokens=read, cache_write_tokens=written,
+                  output_tokens=completion, output_reasoning_tokens=reasoning)
+    try:
+        return Decimal(model_price.calc_price(usage)["total_price"])
+    except ValueError:  # usage the entry cannot price (the package's own validation)
+        return None
+
+
+def _arithmetic(price: Price, prompt: int, completion: int, read: int, written: int, reasoning: int) -> Decimal:
+    read_price = price.prompt if price.cache_read is None else price.cache_read
+    write_price = price.prompt if price.cache_write is None else price.cache_write
+    if price.reasoning is None:
+        output = price.completion * completion
+    else:
+        output = price.completion * (completion - reasoning) + price.reasoning * reasoning
+    return (price.prompt * (prompt - read - written) + read_price * read + write_price * written + output) / MILLION
 
 
 def lookup(provider_id: str | None, model: str, api_url: str | None = None) -> Resolution:
@@ -222,25 +238,10 @@ def cost(
     written = min(max(cache_write_tokens, 0), prompt_tokens - read)
     reasoning = min(max(reasoning_tokens, 0), completion_tokens)
     if resolution.exact is not None:
-        from genai_prices import Usage
-
-        usage = Usage(
-            input_tokens=prompt_tokens,
-            cache_read_tokens=read,
-            cache_write_tokens=written,
-            output_tokens=completion_tokens,
-            output_reasoning_tokens=reasoning,
-        )
-        return Decimal(resolution.exact.calc_price(usage)["total_price"])
-    read_price = price.prompt if price.cache_read is None else price.cache_read
-    write_price = price.prompt if price.cache_write is None else price.cache_write
-    if price.reasoning is None:
-        output = price.completion * completion_tokens
-    else:
-        output = price.completion * (completion_tokens - reasoning) + price.reasoning * reasoning
-    return (
-        price.prompt * (prompt_tokens - read - written) + read_price * read + write_price * written + output
-    ) / MILLION
+        exact = _package(resolution.exact, prompt_tokens, completion_tokens, read, written, reasoning)
+        if exact is not None:
+            return exact
+    return _arithmetic(price, prompt_tokens, completion_tokens, read, written, reasoning)
 
 
 def estimate(price: Price | tuple[Decimal, ...] | None, input_chars: int, max_tokens: int) -> Decimal:
@@ -260,20 +261,27 @@ def unpriced_price() -> Price:
     return Price(prompt, completion)
 
 
+def _num(value: Decimal) -> str:
+    """1.000000 -> 1, 0.150 -> 0.15 (stored overrides carry six places)."""
+    text = f"{Decimal(value).normalize():f}"
+    return text
+
+
 def describe(resolution: Resolution) -> str:
     """One line for people: the source, the entry and the per-million prices."""
     price = resolution.price
     if price is None:
         return "unpriced: no override, no catalogue entry (calls are charged their worst-case estimate)"
-    parts = [f"prompt ${price.prompt}/M", f"completion ${price.completion}/M"]
+    parts = [f"prompt ${_num(price.prompt)}/M", f"completion ${_num(price.completion)}/M"]
     for name, value in (
         ("cache read", price.cache_read),
         ("cache write", price.cache_write),
         ("reasoning", price.reasoning),
     ):
         if value is not None:
-            parts.append(f"{name} ${value}/M")
-    tiers = " (tiered: the highest tier shown)" if resolution.exact is not None else ""
+            parts.append(f"{name} ${_num(value)}/M")
+    tiers = " (evaluated by genai-prices itself: tiers or other units; the highest tier shown)"
+    tiers = tiers if resolution.exact is not None else ""
     return f"{resolution.source}: {resolution.entry}; {', '.join(parts)}{tiers}"
 
 
