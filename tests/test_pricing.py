@@ -186,7 +186,7 @@ def test_with_ai_unpriced_refuse_a_capped_site_is_refused_before_any_request(emu
     settings.AI_UNPRICED = "refuse"
     capped = emulated_site("openai", monthly_budget=Decimal(5), also=("openrouter",))
     settings.AI_ENDPOINTS = {"vllm": {"base_url": upstream.compatible_base_url}}
-    with pytest.raises(UnpricedModel, match="vllm:llama3.1 have no price") as caught:
+    with pytest.raises(UnpricedModel, match=r"vllm:llama3\.1 have no price") as caught:
         AIService(site=capped).generate_content("hi", provider="vllm", model="llama3.1")
     assert isinstance(caught.value, PolicyViolation) and caught.value.rule == "AI_UNPRICED"
     assert upstream.requests == []
