@@ -130,8 +130,10 @@ def _period(site_id: int):
 
 def _seed(site_id: int, keys: tuple[str, str]) -> None:
     """Cold counters: start them at the month's recorded spend (`add` keeps whichever seed came first)."""
+    from . import ledger_journal, ledger_writer
     from .shared_cache import cache
 
+    ledger_journal.replay_once(ledger_writer.write_rows)  # a killed process's rows count before the seed
     spent = micro(_period(site_id).spent)
     used_key, spent_key = keys
     cache.add(spent_key, spent, COUNTER_TTL)

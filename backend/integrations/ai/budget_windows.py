@@ -120,6 +120,9 @@ def _incr(site_id: int, window: Window, which: int, amount: int) -> int:
     try:
         return cache.incr(key, amount)
     except ValueError:  # cold: seed both counters from the ledger (`add` keeps whichever seed came first)
+        from . import ledger_journal, ledger_writer
+
+        ledger_journal.replay_once(ledger_writer.write_rows)  # ... and a killed process's journal
         seed = micro(spent_since(site_id, window))
         for k in window.keys(site_id):
             cache.add(k, seed, window.ttl)
