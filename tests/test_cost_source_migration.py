@@ -1,4 +1,5 @@
-"""Issue 19: migration 0015 marks ledger rows that were silently free (ok, no cost, no source) as unpriced.
+"""Issue 19: migration 0015 marks ledger rows that were silently free (ok, no cost, no source) as unpriced,
+and 0016 counts them in their daily roll-ups.
 
 Migrates back to 0014, writes rows through the historical model, migrates forward and checks each
 kind of row, then back again (the reverse clears the mark) and finally to the latest state.
@@ -13,7 +14,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [("integrations", "0014_usage_ledger_key")]
-AFTER = [("integrations", "0015_usage_cost_sources")]
+AFTER = [("integrations", "0016_usage_daily_unpriced")]
 
 
 def _migrate(targets):
@@ -36,8 +37,14 @@ def test_silently_free_rows_become_unpriced_and_nothing_else_changes():
             "error": Usage.objects.create(status="error", cost=None, cost_source="", **common),
             "refused": Usage.objects.create(status="refused", cost=Decimal(0), cost_source="", **common),
         }
+        Daily = apps.get_model("integrations", "UsageDaily")
+        day = rows["free_ok"].created_at.date()
+        Daily.objects.create(day=day, provider="openai", model="gpt-4o-mini-2024-07-18", service="general",
+                             status="ok", error_class="", requests=3, cost=Decimal("0.3"))
         apps = _migrate(AFTER)
         Usage = apps.get_model("integrations", "AIUsage")
+        # the dashboard's roll-up of that day counts the one unpriced row of its three
+        assert apps.get_model("integrations", "UsageDaily").objects.get().unpriced == 1
         after = {name: Usage.objects.get(pk=row.pk) for name, row in rows.items()}
         assert {name: row.cost_source for name, row in after.items()} == {
             "free_ok": "unpriced", "priced": "price_table", "reported": "reported", "error": "", "refused": ""}

@@ -533,6 +533,8 @@ class UsageDaily(models.Model):
     cache_hits = models.PositiveBigIntegerField(default=0)
     latency_sum = models.PositiveBigIntegerField(default=0, help_text="Sum of latency_ms.")
     latency_histogram = models.JSONField(default=dict, blank=True)
+    unpriced = models.PositiveBigIntegerField(
+        default=0, help_text="Calls no price source knew (cost source unpriced: charged their worst-case estimate).")
 
     class Meta:
         verbose_name = "AI usage per day"
