@@ -135,6 +135,12 @@ def forget() -> None:
         _journal = None
 
 
+def existing() -> Journal | None:
+    """This process's journal if it opened one (never opens a file)."""
+    journal = _journal
+    return journal if journal is not None and journal.pid == os.getpid() else None
+
+
 _replayed_pid = 0
 _replay_lock = threading.Lock()
 

@@ -192,7 +192,7 @@ class _LocalWriter:
     def _done(self, count: int) -> None:
         with self.cond:
             self.written += count
-            journal = ledger_journal.current()
+            journal = ledger_journal.existing()
             if journal is not None and not self.items and self.written >= self.submitted:
                 journal.truncate()  # everything handed over is in the database
             self.cond.notify_all()
@@ -241,7 +241,7 @@ class _LocalWriter:
                     self.hurry.wait(conf.ledger_flush_interval())
                 self.hurry.clear()
                 batch = self._take()
-                journal = ledger_journal.current()
+                journal = ledger_journal.existing()
                 if journal is not None:
                     journal.sync()  # one fdatasync per batch: the rows also survive a power loss
             try:
@@ -503,7 +503,7 @@ def _flush_quietly(close_journal: bool = False) -> None:
     try:
         if flush(include_held=False) and close_journal:
             with _local.cond:
-                journal = ledger_journal.current()
+                journal = ledger_journal.existing()
                 if journal is not None and _local.written >= _local.submitted:
                     journal.close(remove=True)  # all written: nothing to replay
                     ledger_journal.forget()
