@@ -153,8 +153,8 @@ class PriceBook:
     overrides: dict[tuple[str, str], Price] = field(default_factory=dict)
     # named endpoints: name -> (kind, base URL, free)
     endpoints: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
-    _memo: dict[tuple[str, str], tuple[float, Resolution]] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _memo: dict[tuple[str, str], tuple[float, Resolution]] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def resolve(self, provider: str, model: str) -> Resolution:
         key = (provider, model)
