@@ -180,13 +180,16 @@ def test_ledger_records_cost_from_openrouter_and_from_the_price_table(db, upstre
     assert direct_row.request_id == direct.request_id
 
 
-def test_unknown_price_leaves_cost_empty(db, upstream):
+def test_a_model_no_source_prices_is_charged_its_worst_case_never_zero(db, upstream):
     record = AIProviderSettingsFactory(
         provider_type="anthropic", anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url
     )
-    AIService(site=record.site).generate_content(PROMPT)
+    upstream.script(flavor="anthropic", served_model="claude-panel-unlisted-1")  # a model no source prices
+    AIService(site=record.site).generate_content(PROMPT, max_tokens=100)
     (row,) = ledger(record.site)
-    assert row.cost is None and row.cost_source == ""
+    # AI_UNPRICED_PRICE (15/75 per million): ~1 token per 3 characters + 16, and every allowed output token
+    expected = (Decimal(15) * (len(PROMPT) // 3 + 16) + Decimal(75) * 100) / 1_000_000
+    assert row.cost_source == "unpriced" and row.cost == expected
 
 
 @pytest.mark.django_db(transaction=True)

@@ -155,6 +155,9 @@ def test_webhook_to_a_private_address_is_refused_at_save(emulated_site):
     with pytest.raises(ValidationError) as caught:
         record.full_clean()
     assert set(caught.value.message_dict) >= {"alert_webhook_url", "service_budgets", "alert_thresholds"}
+    # the message names the field that was refused (issue 19), not a base URL
+    (message,) = caught.value.message_dict["alert_webhook_url"]
+    assert message.startswith("A site's alert webhook URL must use https.")
 
 
 def test_a_batch_counts_in_the_daily_window_and_is_refused_up_front_past_it(emulated_site, upstream):

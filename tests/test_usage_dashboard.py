@@ -196,3 +196,19 @@ def test_percentile_is_nearest_rank():
     assert percentile([], 0.5) is None
     assert percentile([100, 200, 300, 400], 0.5) == 200
     assert percentile(list(range(1, 101)), 0.95) == 95
+
+
+def test_unpriced_calls_are_counted_per_model_and_only_the_users_sites(client, ledger):
+    """Issue 19: the dashboard counts the calls no price source knew, per model, within the user's scope."""
+    row(ledger["a"], ledger["day2"], served_model="llama-local", provider="vllm", cost_source="unpriced",
+        cost=Decimal("0.0077"))
+    row(ledger["a"], ledger["day1"], served_model="llama-local", provider="vllm", cost_source="unpriced",
+        cost=Decimal("0.0077"))
+    row(ledger["b"], ledger["day2"], served_model="secret-b-unpriced", cost_source="unpriced")
+    client.force_login(member(ledger["a"], "view_aiusage"))
+    response = client.get(URL)
+    assert page_data(response)["unpriced"] == [{"provider": "vllm", "model": "llama-local", "count": 2}]
+    body = response.content.decode()
+    assert "secret-b-unpriced" not in body and 'id="unpriced-table"' in body
+    text = client.get(CSV_URL).content.decode()
+    assert "unpriced,vllm,llama-local,2" in text and "secret-b-unpriced" not in text

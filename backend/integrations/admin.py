@@ -196,6 +196,10 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # Check-key buttons only for the site's own keys: checking the deployment's is for superusers.
         context["providers_with_keys"] = admin_views.own_keys(obj) if obj is not None else []
+        if obj is not None and request.method == "GET":  # "calls to X have no price: add one"
+            from . import admin_prices
+
+            admin_prices.warn_unpriced(request, obj.site_id)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

@@ -176,9 +176,22 @@ class ModelPriceAdmin(SuperuserEditsMixin, ImportExportModelAdmin):
                     "cache_write_per_million", "updated_at")
     list_filter = ("provider",)
     search_fields = ("model_id",)
+    change_list_template = "admin/integrations/modelprice/change_list.html"  # links the catalogue
 
     def has_import_permission(self, request):
         return request.user.is_superuser
+
+    def get_urls(self):
+        from . import admin_prices
+
+        wrap = self.admin_site.admin_view
+        return [path("catalogue/", wrap(lambda request: admin_prices.catalogue_view(self, request)),
+                     name="integrations_modelprice_catalogue"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        from .ai.pricing import catalogue_version
+
+        return super().changelist_view(request, {**(extra_context or {}), "catalogue_version": catalogue_version()})
 
 
 @admin.register(APIToken)

@@ -125,6 +125,9 @@ def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
             )
         except AIProviderError as exc:
             error = exc
+    from . import admin_prices
+
+    admin_prices.warn_unpriced(request, record.site_id, result)  # "calls to X have no price: add one"
     try:
         resolution = ProviderFactory.resolve(None, record.site_id)
     except AIProviderError as exc:

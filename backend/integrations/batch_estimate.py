@@ -1,9 +1,10 @@
 """Pre-flight estimate of a batch: items, tokens and worst-case cost against the site's budget.
 
 Shown before a person starts a batch from the admin. It prices the calls the way the budget gate
-will (`budget.estimate_cost`: ~1 token per 3 characters of input, every allowed output token, the
-price table or a router's live catalogue via `AIService.price_for`), so "fits the budget" here
-means the batch's reservations will fit too. Nothing is sent to a model.
+will (`budget.estimate_cost`: ~1 token per 3 characters of input, every allowed output token, at the
+price `AIService.price_for` resolves: an override, the genai-prices catalogue, else the unpriced
+estimate the call will be charged), so "fits the budget" here means the batch's reservations will fit
+too. Nothing is sent to a model.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class Estimate:
     items: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: Decimal | None = None  # None: no price known for the model
+    cost: Decimal | None = None
+    unpriced: bool = False  # no source prices the model: the cost is the estimate it will be charged
     provider: str = ""
     model: str = ""
     cap: Decimal | None = None
@@ -67,7 +69,10 @@ class Estimate:
     @property
     def cost_text(self) -> str:
         if self.cost is None:
-            return f"not known (no price for {self.model or 'this model'} in the price table)"
+            return "not known"
+        if self.unpriced:
+            return (f"up to {budget.usd(self.cost)}, charged in full: calls to {self.model or 'this model'} have no "
+                    "price (add one under Model prices)")
         return budget.usd(self.cost)
 
     @property
@@ -102,7 +107,7 @@ def estimate(site: Site, calls: list[Call], model: str | None = None) -> Estimat
         result.prompt_tokens += chars // 3 + 16  # the budget gate's rule (budget.estimate_cost)
         result.completion_tokens += call.max_tokens
         total += budget.estimate_cost(price, call.messages, call.system_prompt, call.max_tokens)
-    result.cost = total if price is not None else None
+    result.cost, result.unpriced = total, price is None
     if result.cap is not None and result.remaining <= 0:
         result.problems.append(
             f"The site's monthly AI budget of {budget.usd(result.cap)} is used up ({budget.usd(result.spent)} spent)."

@@ -255,7 +255,7 @@ class AIProviderSettings(models.Model):
             from .ai.providers.outbound import OutboundRefused
 
             try:
-                outbound_policy().check_url(self.alert_webhook_url)
+                outbound_policy().check_url(self.alert_webhook_url, field="alert webhook URL")
             except OutboundRefused as exc:
                 errors["alert_webhook_url"] = str(exc)
         models_ = self.allowed_models
@@ -465,8 +465,14 @@ class AIUsage(models.Model):
     cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens written to the prompt cache.")
     reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens spent on reasoning.")
     cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    COST_SOURCES = [
+        ("reported", "Reported by the provider"), ("price_table", "Model price (override)"),
+        ("catalogue", "genai-prices catalogue"), ("free", "Free endpoint"), ("cache", "Response cache"),
+        ("unpriced", "Unpriced: charged its worst-case estimate"),
+    ]
     cost_source = models.CharField(
-        max_length=20, blank=True, help_text="reported, price_table, cache, or empty (unknown)."
+        max_length=20, blank=True, choices=COST_SOURCES,
+        help_text="Where the cost came from (integrations/ai/pricing.py); empty on refusals and errors.",
     )
     saved_cost = models.DecimalField(
         max_digits=14, decimal_places=8, default=0,
@@ -536,6 +542,8 @@ class UsageDaily(models.Model):
     cache_hits = models.PositiveBigIntegerField(default=0)
     latency_sum = models.PositiveBigIntegerField(default=0, help_text="Sum of latency_ms.")
     latency_histogram = models.JSONField(default=dict, blank=True)
+    unpriced = models.PositiveBigIntegerField(
+        default=0, help_text="Calls no price source knew (cost source unpriced: charged their worst-case estimate).")
 
     class Meta:
         verbose_name = "AI usage per day"

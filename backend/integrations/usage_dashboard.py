@@ -33,7 +33,7 @@ METRICS = ("cost", "requests", "tokens")
 TOP_KEYS = 8  # series per stacked chart; the rest are summed as "other"
 MAX_DAYS = 366
 SUMMED = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
-          "reasoning_tokens", "cost", "saved_cost", "latency_sum")
+          "reasoning_tokens", "cost", "saved_cost", "latency_sum", "unpriced")
 
 
 class DashboardError(ValueError):
@@ -157,6 +157,7 @@ class Dashboard:
             "error_rate": self._error_rate(cells, index),
             "cache": self._cache(cells, index),
             "refusals": self._refusals(cells),
+            "unpriced": self._unpriced(cells),
             "latency": self._latency(self.latencies()),
             "budget": self._budget(),
             "keys": self.by_key(),
@@ -254,6 +255,16 @@ class Dashboard:
         return [{"reason": k, "count": v} for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
     @staticmethod
+    def _unpriced(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Calls per (provider, model) no price source knew: each was charged its worst-case estimate."""
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for c in cells:
+            if c.get("unpriced"):
+                counts[c["provider"], c["model"]] += c["unpriced"]
+        return [{"provider": p, "model": m, "count": n}
+                for (p, m), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    @staticmethod
     def _latency(histograms: dict[tuple[str, str], dict[int, int]]) -> list[dict[str, Any]]:
         """p50/p95 per provider and model from the roll-ups' histograms (resolution: usage_rollups.bucket)."""
         return [{"provider": provider, "model": model, "requests": sum(histogram.values()),
@@ -347,6 +358,10 @@ def to_csv(data: dict[str, Any]) -> str:
     for row in data.get("keys", ()):
         writer.writerow(["keys", row["key"], row["site"], row["requests"], row["refused"], row["prompt_tokens"],
                          row["completion_tokens"], row["cost"]])
+    writer.writerow([])
+    writer.writerow(["section", "provider", "model", "unpriced_calls"])
+    for row in data["unpriced"]:
+        writer.writerow(["unpriced", row["provider"], row["model"], row["count"]])
     writer.writerow([])
     writer.writerow(["section", "site", "cap", "spent", "forecast"])
     for row in data["budget"]["sites"]:

@@ -28,7 +28,7 @@ from django.utils import timezone
 OVERFLOW_MS = 100_000
 SUMS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
         "reasoning_tokens")
-UPDATED = ("requests", *SUMS, "cost", "saved_cost", "cache_hits", "latency_sum", "latency_histogram")
+UPDATED = ("requests", *SUMS, "cost", "saved_cost", "cache_hits", "latency_sum", "latency_histogram", "unpriced")
 RETRIES = 5
 
 Key = tuple[int | None, datetime.date, str, str, str, str, str]  # site, day, provider, model, service, status, error
@@ -79,6 +79,7 @@ class Group:
     cache_hits: int = 0
     latency_sum: int = 0
     histogram: dict[str, int] = field(default_factory=dict)
+    unpriced: int = 0  # rows no price source knew (charged their worst-case estimate)
 
     def add_row(self, row: Any) -> None:
         self.requests += 1
@@ -87,6 +88,7 @@ class Group:
         self.cost += Decimal(getattr(row, "cost", None) or 0)
         self.saved_cost += Decimal(getattr(row, "saved_cost", None) or 0)
         self.cache_hits += 1 if getattr(row, "cache_hit", False) else 0
+        self.unpriced += 1 if getattr(row, "cost_source", "") == "unpriced" else 0
         latency = int(getattr(row, "latency_ms", 0) or 0)
         self.latency_sum += latency
         edge = str(bucket(latency))
@@ -105,11 +107,12 @@ class Group:
         for edge, count in self.histogram.items():
             histogram[edge] = histogram.get(edge, 0) + count
         target.latency_histogram = histogram
+        target.unpriced = int(getattr(target, "unpriced", 0) or 0) + self.unpriced
 
     def fields(self) -> dict[str, Any]:
         return {"requests": self.requests, **self.sums, "cost": self.cost, "saved_cost": self.saved_cost,
                 "cache_hits": self.cache_hits, "latency_sum": self.latency_sum,
-                "latency_histogram": dict(self.histogram)}
+                "latency_histogram": dict(self.histogram), "unpriced": self.unpriced}
 
 
 def key_of(row: Any) -> Key:
@@ -170,7 +173,7 @@ def _merge(groups: dict[Key, Group], model: Any) -> None:
         else:
             site_id, day, provider, name, service, status, error_class = key
             missing.append(model(site_id=site_id, day=day, provider=provider, model=name, service=service,
-                                 status=status, error_class=error_class, **groups[key].fields()))
+                                 status=status, error_class=error_class, **_known(model, groups[key].fields())))
     if changed:
         _update(changed, model)
     if missing:
@@ -213,12 +216,21 @@ def _update(objs: list[Any], model: Any) -> None:
     from django.db import connection
 
     quote = connection.ops.quote_name
-    fields = [model._meta.get_field(name) for name in UPDATED]
+    fields = [model._meta.get_field(name) for name in UPDATED if _has(model, name)]
     sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     sql = f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE {quote(model._meta.pk.column)} = %s"  # noqa: S608
     params = [[f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields] + [obj.pk] for obj in objs]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+def _has(model: Any, name: str) -> bool:
+    """Whether `model` (a historical version in a data migration) has the column (`unpriced` came later)."""
+    return any(f.name == name for f in model._meta.get_fields())
+
+
+def _known(model: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if _has(model, name)}
 
 
 def add(rows: Iterable[Any]) -> None:
@@ -243,7 +255,7 @@ def rebuild(usage_model: Any = None, rollup_model: Any = None, chunk: int = 10_0
     if rollup_model is None:
         from .models import UsageDaily as rollup_model
     columns = ("site", "created_at", "provider", "served_model", "requested_model", "service", "status",
-               "error_class", *SUMS, "cost", "saved_cost", "cache_hit", "latency_ms")
+               "error_class", *SUMS, "cost", "cost_source", "saved_cost", "cache_hit", "latency_ms")
     groups: dict[Key, Group] = {}
     with transaction.atomic():
         rollup_model.objects.all().delete()
@@ -251,6 +263,7 @@ def rebuild(usage_model: Any = None, rollup_model: Any = None, chunk: int = 10_0
         aggregate(rows, groups)
         rollup_model.objects.bulk_create(
             [rollup_model(site_id=k[0], day=k[1], provider=k[2], model=k[3], service=k[4], status=k[5],
-                          error_class=k[6], **groups[k].fields()) for k in sorted(groups, key=_sort_key)],
+                          error_class=k[6], **_known(rollup_model, groups[k].fields()))
+             for k in sorted(groups, key=_sort_key)],
             batch_size=chunk)
     return len(groups)

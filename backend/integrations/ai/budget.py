@@ -75,12 +75,12 @@ def estimate_cost(
     price: Price | tuple[Decimal, Decimal] | None, messages: list[dict[str, str]], system_prompt: str | None,
     max_tokens: int,
 ) -> Decimal:
-    """Worst case for one call: ~1 token per 3 characters of input, and every allowed output token."""
-    if price is None:
-        return Decimal(0)
-    chars = sum(len(m["content"]) for m in messages) + len(system_prompt or "")
-    prompt_tokens = chars // 3 + 16
-    return (price[0] * prompt_tokens + price[1] * max_tokens) / MILLION
+    """Worst case for one call: ~1 token per 3 characters of input, and every allowed output token.
+
+    An unpriced model (None) is estimated at `AI_UNPRICED_PRICE`, never zero (`pricing.estimate`)."""
+    from .pricing import estimate
+
+    return estimate(price, sum(len(m["content"]) for m in messages) + len(system_prompt or ""), max_tokens)
 
 
 @dataclass
@@ -130,8 +130,10 @@ def _period(site_id: int):
 
 def _seed(site_id: int, keys: tuple[str, str]) -> None:
     """Cold counters: start them at the month's recorded spend (`add` keeps whichever seed came first)."""
+    from . import ledger_journal, ledger_writer
     from .shared_cache import cache
 
+    ledger_journal.replay_once(ledger_writer.write_rows)  # a killed process's rows count before the seed
     spent = micro(_period(site_id).spent)
     used_key, spent_key = keys
     cache.add(spent_key, spent, COUNTER_TTL)

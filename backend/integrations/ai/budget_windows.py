@@ -142,6 +142,9 @@ def _incr(site_id: int, window: Window, which: int, amount: int) -> int:
     try:
         return cache.incr(key, amount)
     except ValueError:  # cold: seed both counters from the ledger (`add` keeps whichever seed came first)
+        from . import ledger_journal, ledger_writer
+
+        ledger_journal.replay_once(ledger_writer.write_rows)  # ... and a killed process's journal
         seed = micro(spent_since(site_id, window))
         for k in window.keys(site_id):
             cache.add(k, seed, window.ttl)
@@ -272,7 +275,7 @@ def post_webhook(url: str, secret: str, payload: dict) -> int:
     from .providers.outbound import OutboundPolicy, guarded_transport
 
     policy = OutboundPolicy(outbound_allowlist())
-    policy.check_url(url)
+    policy.check_url(url, field="alert webhook URL")
     body = json.dumps(payload, sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "Panel-AI-budget-alert"}
     if secret:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -183,6 +184,39 @@ def _build(provider: str, name: str = "", overrides: dict[str, str] | None = Non
         source="settings",
         extra={"api_version": str(_get("ANTHROPIC_API_VERSION", "2023-06-01"))} if provider == "anthropic" else {},
     )
+
+
+def unpriced_mode() -> str:
+    """What a capped site does with a model no source prices (`AI_UNPRICED`): charge_estimate | refuse."""
+    mode = str(_get("AI_UNPRICED", "charge_estimate") or "charge_estimate").strip().lower()
+    if mode not in ("charge_estimate", "refuse"):
+        raise ImproperlyConfigured(f"AI_UNPRICED must be 'charge_estimate' or 'refuse'; got {mode!r}.")
+    return mode
+
+
+def unpriced_price() -> tuple[Decimal, Decimal]:
+    """USD per million (prompt, completion) tokens an unpriced call is estimated and charged at."""
+    raw = str(_get("AI_UNPRICED_PRICE", "15,75") or "15,75")
+    try:
+        prompt, completion = (Decimal(part.strip()) for part in raw.split(","))
+        if prompt < 0 or completion < 0 or not (prompt.is_finite() and completion.is_finite()):
+            raise ValueError
+    except (ValueError, ArithmeticError):
+        raise ImproperlyConfigured(
+            f"AI_UNPRICED_PRICE must be two non-negative USD prices per million tokens, 'prompt,completion' "
+            f"(e.g. '15,75'); got {raw!r}.") from None
+    return prompt, completion
+
+
+def journal_dir() -> str:
+    """Where each process keeps its ledger journal (`AI_LEDGER_JOURNAL_DIR`); empty switches it off."""
+    return str(_get("AI_LEDGER_JOURNAL_DIR", "") or "")
+
+
+def endpoint_free(name: str) -> bool:
+    """Whether the deployment marked a named endpoint free (`"free": true` in AI_ENDPOINTS: a local model)."""
+    value = (_endpoints().get(name) or {}).get("free", False)
+    return value is True or str(value).strip().lower() in ("1", "true", "yes")
 
 
 def ledger_queue_size() -> int:

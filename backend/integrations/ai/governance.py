@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import budget, budget_windows, callers, ratelimit, usage
-from .providers.errors import AIProviderError, BudgetExceeded, PolicyViolation, RateLimited
+from . import budget, budget_windows, callers, conf, pricing, ratelimit, usage
+from .providers.errors import AIProviderError, BudgetExceeded, PolicyViolation, RateLimited, UnpricedModel
 
 REFUSALS = (BudgetExceeded, PolicyViolation, RateLimited)
 
@@ -65,6 +65,7 @@ def admit(service: Any, snapshot: Any, provider: Any, requested_model: str | Non
             admission.key_ticket = ratelimit.admit(key.rate_scope, key.requests_per_minute, key.tokens_per_minute,
                                                    estimated, owner="API key")
         if check_budget and site_id and (has_caps(snapshot) or budget_windows.key_window(key) is not None):
+            _unpriced_refusal(snapshot, provider, resolved)
             price = service.price_for(snapshot, provider, resolved)
             _reserve_spend(admission, site_id, snapshot, service.service,
                            budget.estimate_cost(price, messages, system_prompt, max_tokens))
@@ -111,6 +112,27 @@ def reserve_spend(site_id: int | None, service_name: str, requested_model: str, 
         except BudgetExceeded as exc:
             raise refuse(site_id, service_name, requested_model, provider, exc) from None
     return admission
+
+
+def _unpriced_refusal(snapshot: Any, provider: Any, model: str) -> None:
+    """With `AI_UNPRICED=refuse`, a capped site's call of a model no source prices is refused up front."""
+    if conf.unpriced_mode() != "refuse" or pricing.resolve(snapshot.prices, provider.name, model).priced:
+        return
+    raise UnpricedModel(
+        f"Calls to {provider.name}:{model} have no price and this site has a spend cap (AI_UNPRICED=refuse): "
+        "add a model price for it in the admin (Model prices), or choose a priced model.",
+        rule="AI_UNPRICED",
+    )
+
+
+def check_priced(site_id: int | None, service_name: str, requested_model: str, provider: Any, snapshot: Any,
+                 model: str) -> None:
+    """A batch's up-front check of `_unpriced_refusal` (recorded in the ledger and raised, as for one call)."""
+    if site_id and has_caps(snapshot):
+        try:
+            _unpriced_refusal(snapshot, provider, model)
+        except UnpricedModel as exc:
+            raise refuse(site_id, service_name, requested_model, provider.name, exc) from None
 
 
 def candidate_refusal(snapshot: Any, provider: Any, model: str | None) -> PolicyViolation | None:

@@ -44,7 +44,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from . import conf
+from . import conf, ledger_journal
 from .ledger_dead_letter import write_or_set_aside
 
 logger = logging.getLogger("integrations.ai")
@@ -56,6 +56,24 @@ def _fields_of(entry: Any) -> list[dict[str, Any]]:
     from .usage import row_fields
 
     return row_fields(*entry)
+
+
+class _Rows:
+    """A call's rows already built (and journaled) on the caller's thread."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+
+def _rows_of(entry: Any) -> list[dict[str, Any]]:
+    return entry.rows if isinstance(entry, _Rows) else _fields_of(entry)
+
+
+def start() -> None:
+    """Start this process's writer now (a server worker at boot): it first replays dead processes' journals."""
+    _local._ensure()
 
 
 def _describe(exc: BaseException) -> str:
@@ -145,9 +163,15 @@ class _LocalWriter:
 
     def put(self, entry: Any) -> None:
         self._ensure()
+        journal = ledger_journal.current()
+        if journal is not None:  # the rows reach the kernel before the caller's answer does (kill -9 safe)
+            rows = ledger_journal.keyed(_fields_of(entry))
+            data, entry = ledger_journal.encode(rows), _Rows(rows)
         with self.cond:
             self.submitted += 1
             room = len(self.items) < self.maxsize
+            if journal is not None and (journal := ledger_journal.current()) is not None:
+                journal.append(data)  # under the lock: the writer never truncates between this and the queue
             if room:
                 self.items.append(entry)
         if room:
@@ -157,7 +181,7 @@ class _LocalWriter:
                 self.hurry.set()
             return
         try:  # back-pressure: the caller writes its own rows
-            write_or_set_aside(write_rows, _fields_of(entry))
+            write_or_set_aside(write_rows, _rows_of(entry))
         except Exception as exc:
             logger.warning("ledger queue full and a direct write failed (%s); waiting for room", _describe(exc))
             with self.cond:
@@ -170,6 +194,9 @@ class _LocalWriter:
     def _done(self, count: int) -> None:
         with self.cond:
             self.written += count
+            journal = ledger_journal.existing()
+            if journal is not None and not self.items and self.written >= self.submitted:
+                journal.truncate()  # everything handed over is in the database
             self.cond.notify_all()
 
     def wait(self, deadline: float) -> bool:
@@ -199,6 +226,11 @@ class _LocalWriter:
 
         batch: list[Any] = []
         backoff = 0.5
+        try:  # the journals of processes that died (kill -9) before writing what they held
+            ledger_journal.replay(write_rows)
+        except Exception as exc:
+            logger.error("could not replay the AI usage journals: %s", _describe(exc))
+        connection.close()
         while True:
             if not batch:
                 if not self.items:
@@ -211,9 +243,12 @@ class _LocalWriter:
                     self.hurry.wait(conf.ledger_flush_interval())
                 self.hurry.clear()
                 batch = self._take()
+                journal = ledger_journal.existing()
+                if journal is not None:
+                    journal.sync()  # one fdatasync per batch: the rows also survive a power loss
             try:
                 close_old_connections()
-                write_or_set_aside(write_rows, [row for entry in batch for row in _fields_of(entry)])
+                write_or_set_aside(write_rows, [row for entry in batch for row in _rows_of(entry)])
             except Exception as exc:
                 logger.error("could not write %d AI usage call(s), will retry in %.1fs: %s",
                              len(batch), backoff, _describe(exc))
@@ -459,12 +494,21 @@ def _register_exit_flush() -> None:
     global _exit_registered
     if not _exit_registered:
         _exit_registered = True
-        atexit.register(_flush_quietly)
+        atexit.register(_flush_at_exit)
 
 
-def _flush_quietly() -> None:
+def _flush_at_exit() -> None:
+    _flush_quietly(close_journal=True)
+
+
+def _flush_quietly(close_journal: bool = False) -> None:
     try:
-        flush(include_held=False)
+        if flush(include_held=False) and close_journal:
+            with _local.cond:
+                journal = ledger_journal.existing()
+                if journal is not None and _local.written >= _local.submitted:
+                    journal.close(remove=True)  # all written: nothing to replay
+                    ledger_journal.forget()
     except Exception as exc:
         logger.error("flushing the AI usage ledger failed: %s", _describe(exc))
 

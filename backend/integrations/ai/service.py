@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from . import budget, governance, pauses, response_cache, usage
+from . import budget, governance, pauses, pricing, response_cache, usage
 from .context import site_id_of
 from .factory import ProviderFactory
 from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult, check_text
@@ -159,6 +159,7 @@ class AIService:
         snapshot = prep.snapshot
         if self._budget_checked or not governance.has_caps(snapshot):
             return None
+        governance.check_priced(self.site_id, self.service, prep.requested, prep.primary, snapshot, prep.resolved)
         price = self.price_for(snapshot, prep.primary, prep.resolved)
         estimate = sum(
             (budget.estimate_cost(price, list(r.messages), r.system_prompt, r.max_tokens)
@@ -221,7 +222,7 @@ class AIService:
                 return hit
 
         admission = self._admit(prep)
-        with usage.collecting(self.site_id, self.service, prep.requested) as record:
+        with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             try:
                 result = self._run_chain(prep, failover)
             finally:
@@ -234,17 +235,9 @@ class AIService:
 
     @staticmethod
     def price_for(snapshot: SiteSnapshot, provider: BaseProvider, model: str) -> usage.Price | None:
-        """USD per million (prompt, completion) tokens: the price table, else a router's live catalogue."""
-        price = snapshot.prices.get((provider.name, model))
-        if price is not None or not provider.spec.serves_any_model:
-            return price
-        try:
-            info = next((m for m in provider.get_available_models() if m.id == model), None)
-        except AIProviderError:
-            return None
-        if info is None or info.prompt_price is None or info.completion_price is None:
-            return None
-        return usage.Price(info.prompt_price * 1_000_000, info.completion_price * 1_000_000)
+        """USD per million tokens of `model` on `provider`, resolved as the settlement will (`pricing`):
+        an override, a free endpoint, the genai-prices catalogue; None when unpriced."""
+        return pricing.resolve(snapshot.prices, provider.name, model).price
 
     def _candidates(self, prep: Prepared, failover: bool) -> Iterator[tuple[BaseProvider, AIRequest]]:
         """The primary, then the site's fallback chain, each with the request fitted to it."""
@@ -429,7 +422,6 @@ class GatewayStream:
         self.admission = admission
         self.stream: StreamingResult | None = None
         self.record: usage.CallRecord | None = None
-        self.prices: usage.Prices = prep.snapshot.prices  # plus a broken stream's price (`_price_broken`)
 
     @property
     def result(self) -> GenerationResult | None:
@@ -437,31 +429,24 @@ class GatewayStream:
 
     def __iter__(self) -> Iterator[str]:
         service, prep = self.service, self.prep
-        with usage.collecting(service.site_id, service.service, prep.requested) as record:
+        with usage.collecting(service.site_id, service.service, prep.requested, prep.request) as record:
             self.record = record
             try:
                 yield from self._through_chain()
             finally:
-                usage.write_ledger(record, self.prices)
-                self.admission.settle(record, self.prices)
+                usage.write_ledger(record, prep.snapshot.prices)
+                self.admission.settle(record, prep.snapshot.prices)
 
-    def _price_broken(self, candidate: BaseProvider, request: AIRequest) -> None:
+    def _price_broken(self) -> None:
         """A stream that broke after its first delta never got the vendor's usage (nor OpenRouter's cost):
-        its ledger row is priced from estimated tokens (~4 characters each, prompt and answer so far) at
-        the price table's, else the router catalogue's price, so a broken stream is never free."""
+        its prompt tokens are estimated (~4 characters each), so the ledger prices it at the site's price
+        resolution (`pricing`) like any call, or charges it as unpriced: a broken stream is never free."""
         attempt = self.record.attempts[-1] if self.record is not None and self.record.attempts else None
         partial = attempt.result if attempt is not None else None
-        if partial is None or partial.cost is not None:
+        if partial is None or partial.cost is not None or partial.prompt_tokens:
             return
-        if not partial.prompt_tokens:
-            chars = sum(len(m["content"]) for m in request.messages) + len(request.system_prompt or "")
-            partial.prompt_tokens = max(1, chars // 4)
-            partial.total_tokens = partial.prompt_tokens + partial.completion_tokens
-        key = (partial.provider, partial.model)
-        if key not in self.prices:
-            price = self.service.price_for(self.prep.snapshot, candidate, partial.model)
-            if price is not None:
-                self.prices = {**self.prices, key: price}
+        partial.prompt_tokens = max(1, self.record.size[0] // 4) if self.record is not None else 1
+        partial.total_tokens = partial.prompt_tokens + partial.completion_tokens
 
     def _through_chain(self) -> Iterator[str]:
         service = self.service
@@ -475,7 +460,7 @@ class GatewayStream:
                     yield from self.stream
                 except AIProviderError as exc:
                     if self.stream.delivered:  # half an answer went out: it cannot be replayed
-                        self._price_broken(candidate, request)
+                        self._price_broken()
                         raise
                     delay = candidate._retry_delay(exc, attempt)
                     if delay is not None:

@@ -15,12 +15,19 @@ from typing import Any
 
 from django.core.signals import setting_changed
 
-from .conf import deployment_endpoints, endpoint_config, outbound_policy, settings_check_interval, settings_config
+from .conf import (
+    deployment_endpoints,
+    endpoint_config,
+    endpoint_free,
+    outbound_policy,
+    settings_check_interval,
+    settings_config,
+)
 from .policy import SitePolicy
+from .pricing import Price, PriceBook
 from .providers import registry
 from .providers.base import ProviderConfig
 from .shared_cache import cache
-from .usage import Price
 
 GLOBAL_VERSION_KEY = "integrations.ai:version:global"
 
@@ -44,8 +51,8 @@ class SiteSnapshot:
     monthly_budget: Decimal | None = None
     # Model/data policy and rate limits (policy.py, ratelimit.py); they hold even when the record is disabled.
     policy: SitePolicy = field(default_factory=SitePolicy)
-    # (provider, model id) -> (USD per million prompt tokens, per million completion tokens)
-    prices: dict[tuple[str, str], Price] = field(default_factory=dict)
+    # how (provider, model id) is priced: ModelPrice overrides, free endpoints, the genai-prices catalogue
+    prices: PriceBook = field(default_factory=PriceBook)
     version: tuple[int, int] = (0, 0)
     # Named OpenAI-compatible endpoints this site can use (deployment-wide and its own): name -> kind.
     instances: dict[str, str] = field(default_factory=dict)
@@ -150,7 +157,7 @@ setting_changed.connect(clear_snapshots, dispatch_uid="integrations.ai.site_conf
 def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     from integrations.models import AIProviderSettings, ModelMapping, ModelPrice
 
-    prices = {
+    overrides = {
         (p.provider, p.model_id): Price(p.prompt_per_million, p.completion_per_million, p.cache_read_per_million,
                                         p.cache_write_per_million)
         for p in ModelPrice.objects.all()
@@ -170,10 +177,12 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     )
     if record is None or not record.enabled:
         budget = record.monthly_budget if record is not None else None  # a cap holds even when disabled
-        return SiteSnapshot(site_id=site_id, mappings=mappings, prices=prices, monthly_budget=budget, version=version,
-                            instances=deployment_endpoints(), policy=SitePolicy.from_record(record))
+        return SiteSnapshot(site_id=site_id, mappings=mappings, prices=_price_book(overrides, {}),
+                            monthly_budget=budget, version=version, instances=deployment_endpoints(),
+                            policy=SitePolicy.from_record(record))
 
     site_configs, preferences, instances = _site_credentials(record, site_id)
+    prices = _price_book(overrides, site_configs)
     return SiteSnapshot(
         site_id=site_id,
         enabled=True,
@@ -193,6 +202,22 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
         prices=prices,
         version=version,
     )
+
+
+def _price_book(overrides: dict[tuple[str, str], Price], site_configs: dict[str, ProviderConfig]) -> PriceBook:
+    """The site's price resolution (`pricing`): the overrides, and its named endpoints' URLs for the
+    catalogue; an endpoint is free only when the deployment marked it so (a site's own row of that name
+    keeps it only at the deployment's URL)."""
+    endpoints: dict[str, tuple[str, str, bool]] = {}
+    for name, kind in deployment_endpoints().items():
+        config = endpoint_config(name)
+        endpoints[name] = (kind, config.base_url, endpoint_free(name))
+    for name, config in site_configs.items():
+        if config.name:  # a named endpoint row of the site
+            shared = endpoints.get(name)
+            free = bool(shared and shared[2] and shared[1] == config.base_url)
+            endpoints[name] = (config.kind, config.base_url, free)
+    return PriceBook(overrides, endpoints)
 
 
 def _site_credentials(

@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
+from . import pricing
 from .callers import current_id
+from .pricing import Price, PriceBook  # Price was defined here: callers import it from usage
 
 if TYPE_CHECKING:
     from .providers.base import Attempt, GenerationResult
@@ -29,16 +31,8 @@ logger = logging.getLogger("integrations.ai")
 MILLION = Decimal(1_000_000)
 
 
-class Price(NamedTuple):
-    """USD per million tokens of one model; empty cache prices mean the prompt price."""
-
-    prompt: Decimal
-    completion: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-
-
-Prices = dict[tuple[str, str], Price]  # (provider, model) -> its price
+# A PriceBook (overrides, then the genai-prices catalogue), or a plain {(provider, model): Price} table
+Prices = PriceBook | dict[tuple[str, str], Price]
 
 
 # (content type id, object id, label) of the content the current calls are for; see `attributed_to`
@@ -127,6 +121,17 @@ class CallRecord:
     # path (Redis, in-process, a direct write after a Redis push that timed out), so a row that reached the
     # database once is never written again (ledger_writer.write_rows skips keys it holds)
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # the validated request (an AIRequest): an unpriced attempt is charged its worst-case estimate
+    request: Any = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(input characters, max_tokens) of the request, what a worst-case estimate is made of."""
+        request = self.request
+        if request is None:
+            return 0, 0
+        chars = sum(len(m["content"]) for m in request.messages) + len(request.system_prompt or "")
+        return chars, request.max_tokens
 
 
 _current: ContextVar[CallRecord | None] = ContextVar("integrations_ai_call", default=None)
@@ -195,8 +200,9 @@ def save_rows(rows: list) -> list:
 
 
 @contextlib.contextmanager
-def collecting(site_id: int | None, service: str, requested_model: str = "") -> Iterator[CallRecord]:
-    record = CallRecord(site_id=site_id, service=service, requested_model=requested_model)
+def collecting(site_id: int | None, service: str, requested_model: str = "", request: Any = None
+               ) -> Iterator[CallRecord]:
+    record = CallRecord(site_id=site_id, service=service, requested_model=requested_model, request=request)
     token = _current.set(record)
     try:
         yield record
@@ -211,22 +217,14 @@ def record_attempt(attempt: Attempt) -> None:
 
 
 def price_cost(prices: Prices, result: GenerationResult) -> Decimal | None:
-    """The price table's cost of one result, cache reads and writes at their own prices.
+    """The price resolution's cost of one result (`pricing`), cache reads and writes at their own prices.
 
     prompt_tokens holds every input token, cached_tokens and cache_write_tokens are parts of it;
-    reasoning tokens are part of completion_tokens and billed as completion (never added twice).
+    reasoning tokens are part of completion_tokens (never added twice). None when unpriced.
     """
-    price = prices.get((result.provider, result.model))
-    if price is None:
-        return None
-    price = Price(*price)
-    read = min(max(result.cached_tokens, 0), result.prompt_tokens)
-    written = min(max(result.cache_write_tokens, 0), result.prompt_tokens - read)
-    uncached = result.prompt_tokens - read - written
-    read_price = price.prompt if price.cache_read is None else price.cache_read
-    write_price = price.prompt if price.cache_write is None else price.cache_write
-    return (price.prompt * uncached + read_price * read + write_price * written
-            + price.completion * result.completion_tokens) / MILLION
+    return pricing.cost(pricing.resolve(prices, result.provider, result.model), result.prompt_tokens,
+                        result.completion_tokens, result.cached_tokens, result.cache_write_tokens,
+                        result.reasoning_tokens)
 
 
 def saved_by_cache(price: tuple | None, cached_tokens: int) -> Decimal:
@@ -239,20 +237,31 @@ def saved_by_cache(price: tuple | None, cached_tokens: int) -> Decimal:
     return (price.prompt - price.cache_read) * cached_tokens / MILLION
 
 
-def cost_of(prices: Prices, result: GenerationResult) -> tuple[Decimal | None, str]:
-    """The call's cost: what the provider reported, else the price table's, else unknown."""
+# ledger cost sources of a priced result: the resolution's source -> the ledger's word
+SOURCES = {"override": "price_table", "catalogue": "catalogue", "free": "free"}
+
+
+def cost_of(prices: Prices, result: GenerationResult,
+            size: tuple[int, int] | None = None) -> tuple[Decimal | None, str]:
+    """The call's cost: what the provider reported, else the price resolution's (override, free endpoint,
+    catalogue), else unpriced: with `size` (input characters, max_tokens) the worst-case estimate that is
+    charged, never zero; without it None."""
     if result.cost is not None:
         return result.cost, "reported"
-    priced = price_cost(prices, result)
-    return (priced, "price_table") if priced is not None else (None, "")
+    resolution = pricing.resolve(prices, result.provider, result.model)
+    if resolution.price is not None:
+        priced = pricing.cost(resolution, result.prompt_tokens, result.completion_tokens, result.cached_tokens,
+                              result.cache_write_tokens, result.reasoning_tokens)
+        return priced, SOURCES[resolution.source]
+    return (pricing.estimate(None, *size) if size is not None else None), "unpriced"
 
 
 def total_cost(record: CallRecord, prices: Prices) -> Decimal:
-    """What the call's successful attempts cost (unknown costs count as zero)."""
+    """What the call's successful attempts cost; an unpriced one counts its worst-case estimate."""
     total = Decimal(0)
     for attempt in record.attempts:
         if attempt.result is not None:
-            cost, _ = cost_of(prices, attempt.result)
+            cost, _ = cost_of(prices, attempt.result, record.size)
             total += cost or Decimal(0)
     return total
 
@@ -310,13 +319,14 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
             "attempt": attempt.number, "latency_ms": int(attempt.latency_ms), **link,
         }
         if result is not None:  # a success, or the part of a stream delivered before it broke
-            cost, source = cost_of(prices, result)
+            cost, source = cost_of(prices, result, record.size)
             row.update(
                 served_model=result.model, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, total_tokens=result.total_tokens,
                 cached_tokens=result.cached_tokens, cache_write_tokens=result.cache_write_tokens,
                 reasoning_tokens=result.reasoning_tokens, cost=cost, cost_source=source, status="ok",
-                saved_cost=saved_by_cache(prices.get((result.provider, result.model)), result.cached_tokens),
+                saved_cost=saved_by_cache(pricing.resolve(prices, result.provider, result.model).price,
+                                          result.cached_tokens),
                 request_id=(result.request_id or "")[:200],
             )
         if error is not None:

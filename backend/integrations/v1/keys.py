@@ -134,7 +134,7 @@ def connect() -> None:
             )
 
 
-def new_key() -> tuple[str, dict[str, str]]:
+def new_key() -> tuple[str, dict[str, object]]:
     """A fresh key and the fields stored for it (its hash, last four and first characters), never the key."""
     import secrets
 

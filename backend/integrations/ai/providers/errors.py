@@ -132,6 +132,11 @@ class PolicyViolation(AIProviderError):
         self.rule = rule
 
 
+class UnpricedModel(PolicyViolation):
+    """A capped site asked for a model no price source knows, and the deployment refuses those
+    (`AI_UNPRICED=refuse`). Raised before any upstream request; `.rule` is `AI_UNPRICED`."""
+
+
 class RateLimited(AIProviderError):
     code = "rate_limited"
     retryable = True

@@ -131,33 +131,36 @@ class OutboundPolicy:
     def allowed(self, host: str, port: int, address: IPAddress | None = None) -> bool:
         return any(entry.matches(host, port, address) for entry in self.allowlist)
 
-    def check_url(self, url: str) -> None:
-        """Refuse what can be known from the URL alone (scheme, port, query, local names, literal IPs)."""
+    def check_url(self, url: str, field: str = "base URL") -> None:
+        """Refuse what can be known from the URL alone (scheme, port, query, local names, literal IPs).
+
+        `field` names the setting in the messages ("alert webhook URL"), so the admin knows which one to fix.
+        """
         hint = "Ask a superuser to add it to AI_OUTBOUND_ALLOWLIST if it is meant to be reached."
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise OutboundRefused("The base URL is not a valid URL.") from None
+            raise OutboundRefused(f"The {field} is not a valid URL.") from None
         host = (parts.hostname or "").lower()
         if parts.scheme not in ("http", "https") or not host:
-            raise OutboundRefused("The base URL must be an http(s) URL with a host name.")
+            raise OutboundRefused(f"The {field} must be an http(s) URL with a host name.")
         if parts.username or parts.password:
-            raise OutboundRefused("The base URL may not contain a user name or password.")
+            raise OutboundRefused(f"The {field} may not contain a user name or password.")
         if parts.query or parts.fragment:
-            raise OutboundRefused("The base URL may not have a query string or fragment.")
+            raise OutboundRefused(f"The {field} may not have a query string or fragment.")
         port = port or (443 if parts.scheme == "https" else 80)
         if self.allowed(host, port):
             return
         if parts.scheme != "https":
-            raise OutboundRefused(f"A site's base URL must use https. {hint}")
+            raise OutboundRefused(f"A site's {field} must use https. {hint}")
         if port != 443:
-            raise OutboundRefused(f"A site's base URL must use the standard https port 443. {hint}")
+            raise OutboundRefused(f"A site's {field} must use the standard https port 443. {hint}")
         address = _literal_ip(host)
         if address is not None and not is_public(address):
-            raise OutboundRefused(f"The base URL points at a private, loopback or reserved address. {hint}")
+            raise OutboundRefused(f"The {field} points at a private, loopback or reserved address. {hint}")
         if host in _LOCAL_NAMES or host.endswith(_LOCAL_SUFFIXES) or "." not in host:
-            raise OutboundRefused(f"The base URL names a local host. {hint}")
+            raise OutboundRefused(f"The {field} names a local host. {hint}")
 
     def check_address(self, host: str, port: int, address: IPAddress) -> None:
         """At connect time: one resolved address of `host`."""

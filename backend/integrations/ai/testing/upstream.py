@@ -57,6 +57,17 @@ ANTHROPIC_VERSIONS = ("2023-06-01", "2026-10-21")
 PREFIXES = (("/openrouter/api/v1", "openrouter"), ("/openai/v1", "openai"), ("/anthropic", "anthropic"),
             ("/compatible/v1", "compatible"))
 COMPATIBLE_MODELS = ("llama3.1", "mistral", "qwen2.5")  # what the local server lists; it serves any id
+# With `Upstream.dated` on, OpenAI answers with the dated snapshot a model name points at (as the real API does),
+# and Anthropic takes its `-latest` aliases and answers with the dated id they point at.
+OPENAI_SNAPSHOTS = {
+    "gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4.1": "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14", "o1": "o1-2024-12-17",
+    "o3-mini": "o3-mini-2025-01-31", "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
+}
+ANTHROPIC_ALIASES = {
+    "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022", "claude-3-5-sonnet-latest": "claude-3-5-sonnet-20241022",
+    "claude-3-7-sonnet-latest": "claude-3-7-sonnet-20250219", "claude-3-opus-latest": "claude-3-opus-20240229",
+}
 
 OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied",
                       404: "invalid_request_error", 408: "timeout", 409: "conflict", 429: "rate_limit_exceeded"}
@@ -296,6 +307,7 @@ class Upstream:
         self._scripts: list[Script] = []
         self._generations: dict[str, dict] = {}
         self._prompt_cache: set[tuple[str, str]] = set()  # Anthropic (model, cached prefix) written so far
+        self.dated = False  # answer with dated snapshot ids, as the vendors do (OPENAI_SNAPSHOTS, ANTHROPIC_ALIASES)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -346,6 +358,7 @@ class Upstream:
             self._prompt_cache.clear()
             self._generations.clear()
             self.connections = 0
+            self.dated = False
 
     def script(self, *, flavor: str | None = None, status: int = 200, content: str | None = None,
                headers: dict[str, str] | None = None, body: Any = None, delay: float = 0.0, drop: bool = False,
@@ -551,7 +564,7 @@ class _Handler(BaseHTTPRequestHandler):
             sampling = sorted({"temperature", "top_p", "top_k"} & set(body))
             if sampling and (self.headers.get("anthropic-version") or "") >= "2026-10-21":
                 return 400, f"{sampling[0]}: Extra inputs are not permitted"
-            if model not in ANTHROPIC_MODELS:
+            if model not in ANTHROPIC_MODELS and not (self.server.upstream.dated and model in ANTHROPIC_ALIASES):
                 return 404, f"model: {model}"
         elif flavor == "compatible":
             if not isinstance(model, str) or not model:
@@ -595,6 +608,8 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body["model"])
         if flavor == "openrouter" and model not in OPENROUTER_MODELS:
             model = next(m for m in body.get("models") or [] if m in OPENROUTER_MODELS)
+        if flavor == "openai" and self.server.upstream.dated:
+            model = OPENAI_SNAPSHOTS.get(model, model)
         if script and script.served_model:
             model = script.served_model
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 4096)
@@ -640,6 +655,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _anthropic(self, body: dict, script: Script | None) -> None:
         model = str(body["model"])
+        if self.server.upstream.dated:
+            model = ANTHROPIC_ALIASES.get(model, model)
+        if script and script.served_model:
+            model = script.served_model
         system = body.get("system") or ""
         system_text = system if isinstance(system, str) else _text_of(system)
         content, prompt_tokens, completion_tokens, truncated = self._reply(
