@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .observability import calls as observed
+
 if TYPE_CHECKING:
     from .providers.base import Attempt, GenerationResult
 
@@ -252,6 +254,7 @@ def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | 
     """Hand the collected attempts (or one cache-hit row) to the ledger writer; no query, never raises."""
     if record.ended_at is None:
         record.ended_at = time.time()
+    observed.call_ended(record, prices, cached)
     sink = _sink.get()
     if sink is not None:
         sink.append((record, prices, cached))
