@@ -87,7 +87,8 @@ class Server:
     """`bin/serve` on an ephemeral loopback port, against the test database."""
 
     def __init__(self, **env: str) -> None:
-        environment = child_env(GUNICORN_BIND="127.0.0.1:0", GUNICORN_WORKERS="1", GUNICORN_THREADS="4", **env)
+        environment = child_env(**{"GUNICORN_BIND": "127.0.0.1:0", "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "4",
+                                   **env})
         self.process = subprocess.Popen([str(ROOT / "bin" / "serve")], cwd=ROOT, env=environment,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log: list[str] = []

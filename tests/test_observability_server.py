@@ -1,0 +1,81 @@
+"""`/metrics` under the production server (issue 24): two gunicorn workers, one scrape, both workers' counts.
+
+Prometheus' multiprocess mode keeps each worker's values in a file of PROMETHEUS_MULTIPROC_DIR; the
+test gives the server its own directory, calls the JSON endpoint until both workers have served
+(each worker's file shows its own count), then checks that one scrape adds them up."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from integrations.models import APIToken
+
+from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
+from .test_server_config import Server
+
+TOKEN = "scrape-" + "ab" * 16
+
+
+def get(server: Server, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def calls_in(files: list[Path]) -> float:
+    """panel_ai_calls_total summed over these workers' files (read as the scrape reads them)."""
+    metrics = MultiProcessCollector.merge([str(f) for f in files], accumulate=True)
+    return sum(s.value for m in metrics if m.name == "panel_ai_calls" for s in m.samples
+               if s.name == "panel_ai_calls_total")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_scrape_sums_both_workers_counts(upstream, tmp_path):
+    site = SiteFactory(domain="127.0.0.1")
+    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key="sk-proj-" + "e5" * 24,
+                              openai_base_url=upstream.openai_base_url)
+    user = UserFactory(username="metrics-editor")
+    SiteMembershipFactory(user=user, site=site)
+    _, raw_token = APIToken.issue(user, "metrics test")
+    directory = tmp_path / "prometheus"
+    (directory).mkdir()
+    (directory / "counter_1.db").write_bytes(b"stale")  # a previous run's file: emptied at start
+    server = Server(GUNICORN_WORKERS="2", GUNICORN_THREADS="2", AI_METRICS_TOKEN=TOKEN,
+                    PROMETHEUS_MULTIPROC_DIR=str(directory))
+    try:
+        made = 0
+        per_worker: dict[Path, float] = {}
+        while made < 200 and len([n for n in per_worker.values() if n > 0]) < 2:
+            status, body = server.post({"prompt": "Tagline for a bakery", "model": "gpt-4o-mini"},
+                                       {"Authorization": f"Token {raw_token}", "Connection": "close"})
+            assert status == 200, (body, "".join(server.log))
+            made += 1
+            per_worker = {f: calls_in([f]) for f in directory.glob("counter_*.db")}
+        assert len([n for n in per_worker.values() if n > 0]) == 2, "one worker served every call"
+        assert sum(per_worker.values()) == made
+
+        status, _ = get(server, "/metrics")
+        assert status == 401
+        status, text = get(server, "/metrics", {"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200
+        scraped = sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+                      if s.name == "panel_ai_calls_total" and s.labels["site"] == str(site.id)
+                      and s.labels["status"] == "ok")
+        assert scraped == made
+
+        status, body = get(server, "/healthz")
+        assert status == 200 and json.loads(body) == {"status": "ok"}
+        status, body = get(server, "/readyz")
+        assert status == 200 and json.loads(body)["status"] == "ok", body
+    finally:
+        server.stop()
