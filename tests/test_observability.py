@@ -384,3 +384,20 @@ def test_readyz_fails_when_the_ledger_backlog_is_over_its_limit(upstream, client
         ledger_writer._local.cond.release()
     assert ready.status_code == 503
     assert ready.json()["checks"]["ledger"]["ok"] is False
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_served(db, client, metrics_on):
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parent.parent / "docs/grafana/panel-ai.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"panel_ai_[a-z_]+", target["expr"])}
+    response = client.get("/metrics", **metrics_on)
+    served = set()
+    for family in text_string_to_metric_families(response.content.decode()):
+        kind = family.type
+        served.add(family.name)
+        served |= {f"{family.name}_total"} if kind == "counter" else set()
+        served |= {f"{family.name}_{s}" for s in ("bucket", "count", "sum")} if kind == "histogram" else set()
+    assert queried and queried <= served, queried - served
