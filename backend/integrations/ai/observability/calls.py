@@ -68,9 +68,8 @@ def _open(service: Any, prep: Any, attach: bool) -> CallScope:
             request.messages,
             request.system_prompt,
             attach=attach,
+            extra={"panel.site": scope.site_id or 0, "panel.service": scope.service},
         )
-        scope.span.set_attribute("panel.site", scope.site_id or 0)
-        scope.span.set_attribute("panel.service", scope.service)
     return scope
 
 
@@ -282,22 +281,25 @@ def _observe(record: Any, prices: Any, cached: Any) -> None:
 
 
 def _annotate(span: Any, outcome: CallOutcome) -> None:
-    span.set_attribute(tracing.PROVIDER_NAME, outcome.provider)
-    span.set_attribute("panel.status", outcome.status)
-    span.set_attribute("panel.cache_hit", outcome.cache_hit)
-    span.set_attribute("panel.attempts", outcome.attempts)
+    attributes: dict[str, Any] = {
+        tracing.PROVIDER_NAME: outcome.provider,
+        "panel.status": outcome.status,
+        "panel.cache_hit": outcome.cache_hit,
+        "panel.attempts": outcome.attempts,
+    }
     if outcome.cost is not None:
-        span.set_attribute("panel.cost_usd", float(outcome.cost))
+        attributes["panel.cost_usd"] = float(outcome.cost)
     if outcome.response_model:
-        span.set_attribute(tracing.RESPONSE_MODEL, outcome.response_model)
-        span.set_attribute(tracing.RESPONSE_FINISH_REASONS, [outcome.finish_reason])
+        attributes[tracing.RESPONSE_MODEL] = outcome.response_model
+        attributes[tracing.RESPONSE_FINISH_REASONS] = [outcome.finish_reason]
     if outcome.request_id and outcome.status in ("ok", "cached"):
-        span.set_attribute(tracing.RESPONSE_ID, outcome.request_id)
+        attributes[tracing.RESPONSE_ID] = outcome.request_id
     if outcome.input_tokens is not None:
-        span.set_attribute(tracing.USAGE_INPUT_TOKENS, outcome.input_tokens)
+        attributes[tracing.USAGE_INPUT_TOKENS] = outcome.input_tokens
     if outcome.output_tokens is not None:
-        span.set_attribute(tracing.USAGE_OUTPUT_TOKENS, outcome.output_tokens)
+        attributes[tracing.USAGE_OUTPUT_TOKENS] = outcome.output_tokens
     if outcome.error_type:
-        span.set_attribute(tracing.ERROR_TYPE, outcome.error_type)
+        attributes[tracing.ERROR_TYPE] = outcome.error_type
     if tracing.STATE.capture_content and outcome.content:
-        span.set_attribute(tracing.OUTPUT_MESSAGES, tracing.output_messages(outcome.content, outcome.finish_reason))
+        attributes[tracing.OUTPUT_MESSAGES] = tracing.output_messages(outcome.content, outcome.finish_reason)
+    span.set_attributes(attributes)  # one lock and one validation pass, not one per attribute

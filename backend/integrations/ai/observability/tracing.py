@@ -150,11 +150,17 @@ def start_call(
     messages: Any = None,
     system_prompt: str | None = None,
     attach: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> Any:
     """Start a call's span ("chat gpt-4o-mini", kind CLIENT); returns (span, context token or None)."""
     from opentelemetry import context, trace
 
-    attributes: dict[str, Any] = {OPERATION_NAME: operation, REQUEST_MODEL: model, PROVIDER_NAME: provider}
+    attributes: dict[str, Any] = {
+        OPERATION_NAME: operation,
+        REQUEST_MODEL: model,
+        PROVIDER_NAME: provider,
+        **(extra or {}),
+    }
     if max_tokens is not None:
         attributes[REQUEST_MAX_TOKENS] = max_tokens
     if temperature is not None:
