@@ -80,15 +80,22 @@ def telemetry():
 
 def openai_site(upstream, domain="obs.example.test", **extra):
     return AIProviderSettingsFactory(
-        site=SiteFactory(domain=domain), provider_type="openai", openai_api_key=OAI_KEY,
-        openai_base_url=upstream.openai_base_url, **extra,
+        site=SiteFactory(domain=domain),
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        **extra,
     ).site
 
 
 @pytest.fixture
 def mini_price(db):
-    return ModelPrice.objects.create(provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal("0.15"),
-                                     completion_per_million=Decimal("0.6"))
+    return ModelPrice.objects.create(
+        provider="openai",
+        model_id="gpt-4o-mini",
+        prompt_per_million=Decimal("0.15"),
+        completion_per_million=Decimal("0.6"),
+    )
 
 
 def no_text_anywhere(spans, *texts: str) -> None:
@@ -140,8 +147,11 @@ def test_a_failover_is_one_call_span_with_a_child_per_attempt(db, upstream, tele
     settings.AI_MAX_RETRIES = 1
     settings.AI_RETRY_BACKOFF = 0.01
     site = AIProviderSettingsFactory(
-        site=SiteFactory(domain="failover.example.test"), provider_type="openrouter", openrouter_api_key=OR_KEY,
-        openrouter_base_url=upstream.openrouter_base_url, anthropic_api_key=ANT_KEY,
+        site=SiteFactory(domain="failover.example.test"),
+        provider_type="openrouter",
+        openrouter_api_key=OR_KEY,
+        openrouter_base_url=upstream.openrouter_base_url,
+        anthropic_api_key=ANT_KEY,
         anthropic_base_url=upstream.anthropic_base_url,
         fallback_chain=[{"provider": "anthropic", "model": "claude-3-5-haiku"}],
     ).site
@@ -156,7 +166,10 @@ def test_a_failover_is_one_call_span_with_a_child_per_attempt(db, upstream, tele
     assert call.attributes["gen_ai.response.model"] == "claude-3-5-haiku-20241022"
     assert call.attributes["panel.attempts"] == 3 and "error.type" not in call.attributes
     assert [(s.attributes["gen_ai.provider.name"], s.attributes["panel.attempt"]) for s in children] == [
-        ("openrouter", 1), ("openrouter", 2), ("anthropic", 1)]
+        ("openrouter", 1),
+        ("openrouter", 2),
+        ("anthropic", 1),
+    ]
     assert [s.attributes.get("error.type") for s in children] == ["ProviderUnavailable"] * 2 + [None]
     assert [s.status.status_code == StatusCode.ERROR for s in children] == [True, True, False]
     assert [s.attributes.get("panel.failover_from") for s in children] == [None, None, "openrouter"]
@@ -196,9 +209,13 @@ def test_a_refused_call_is_one_error_span_and_no_request(db, upstream, telemetry
 
 
 def test_a_stream_refused_by_policy_before_it_starts_is_still_one_span(db, upstream, telemetry):
-    record = AIProviderSettingsFactory(site=SiteFactory(domain="policy.example.test"), provider_type="openai",
-                                       openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
-                                       allowed_models=["gpt-4o"])
+    record = AIProviderSettingsFactory(
+        site=SiteFactory(domain="policy.example.test"),
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        allowed_models=["gpt-4o"],
+    )
     with pytest.raises(errors.PolicyViolation):
         AIService(site=record.site).generate_stream(PROMPT, model="gpt-4o-mini")
     call, children = telemetry.tree()
@@ -215,7 +232,8 @@ def test_prompt_and_completion_are_recorded_only_when_the_deployment_opts_in(db,
         observability.refresh()
     call, _ = opted_in.tree()
     assert json.loads(call.attributes["gen_ai.input.messages"]) == [
-        {"role": "user", "parts": [{"type": "text", "content": PROMPT}]}]
+        {"role": "user", "parts": [{"type": "text", "content": PROMPT}]}
+    ]
     assert json.loads(call.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == result.content
 
 
@@ -316,8 +334,9 @@ def test_metrics_count_calls_tokens_cost_cache_hits_and_errors(db, upstream, cli
     assert delta("panel_ai_errors_total", error_class="InvalidRequest", provider="openai") == 1
     assert delta("panel_ai_tokens_total", type="input") == first.prompt_tokens
     assert delta("panel_ai_tokens_total", type="output") == first.completion_tokens
-    assert delta("panel_ai_cost_usd_total") == pytest.approx(float(usage.cost_of({("openai", first.model): (
-        Decimal("0.15"), Decimal("0.6"))}, first)[0]))
+    assert delta("panel_ai_cost_usd_total") == pytest.approx(
+        float(usage.cost_of({("openai", first.model): (Decimal("0.15"), Decimal("0.6"))}, first)[0])
+    )
     count = ("panel_ai_call_duration_seconds_count", (("model", "gpt-4o-mini"), ("provider", "openai")))
     assert after[count] - before.get(count, 0) == 3
     spent = sum(row.cost or 0 for row in AIUsage.objects.filter(site=site))
@@ -391,8 +410,12 @@ def test_every_metric_the_grafana_dashboard_queries_is_served(db, client, metric
     from pathlib import Path
 
     dashboard = json.loads((Path(__file__).resolve().parent.parent / "docs/grafana/panel-ai.json").read_text())
-    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
-               for name in re.findall(r"panel_ai_[a-z_]+", target["expr"])}
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"panel_ai_[a-z_]+", target["expr"])
+    }
     response = client.get("/metrics", **metrics_on)
     served = set()
     for family in text_string_to_metric_families(response.content.decode()):

@@ -35,29 +35,37 @@ def get(server: Server, path: str, headers: dict[str, str] | None = None) -> tup
 def calls_in(files: list[Path]) -> float:
     """panel_ai_calls_total summed over these workers' files (read as the scrape reads them)."""
     metrics = MultiProcessCollector.merge([str(f) for f in files], accumulate=True)
-    return sum(s.value for m in metrics if m.name == "panel_ai_calls" for s in m.samples
-               if s.name == "panel_ai_calls_total")
+    return sum(
+        s.value for m in metrics if m.name == "panel_ai_calls" for s in m.samples if s.name == "panel_ai_calls_total"
+    )
 
 
 @pytest.mark.django_db(transaction=True)
 def test_one_scrape_sums_both_workers_counts(upstream, tmp_path):
     site = SiteFactory(domain="127.0.0.1")
-    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key="sk-proj-" + "e5" * 24,
-                              openai_base_url=upstream.openai_base_url)
+    AIProviderSettingsFactory(
+        site=site,
+        provider_type="openai",
+        openai_api_key="sk-proj-" + "e5" * 24,
+        openai_base_url=upstream.openai_base_url,
+    )
     user = UserFactory(username="metrics-editor")
     SiteMembershipFactory(user=user, site=site)
     _, raw_token = APIToken.issue(user, "metrics test")
     directory = tmp_path / "prometheus"
     (directory).mkdir()
     (directory / "counter_1.db").write_bytes(b"stale")  # a previous run's file: emptied at start
-    server = Server(GUNICORN_WORKERS="2", GUNICORN_THREADS="2", AI_METRICS_TOKEN=TOKEN,
-                    PROMETHEUS_MULTIPROC_DIR=str(directory))
+    server = Server(
+        GUNICORN_WORKERS="2", GUNICORN_THREADS="2", AI_METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=str(directory)
+    )
     try:
         made = 0
         per_worker: dict[Path, float] = {}
         while made < 200 and len([n for n in per_worker.values() if n > 0]) < 2:
-            status, body = server.post({"prompt": "Tagline for a bakery", "model": "gpt-4o-mini"},
-                                       {"Authorization": f"Token {raw_token}", "Connection": "close"})
+            status, body = server.post(
+                {"prompt": "Tagline for a bakery", "model": "gpt-4o-mini"},
+                {"Authorization": f"Token {raw_token}", "Connection": "close"},
+            )
             assert status == 200, (body, "".join(server.log))
             made += 1
             per_worker = {f: calls_in([f]) for f in directory.glob("counter_*.db")}
@@ -68,9 +76,12 @@ def test_one_scrape_sums_both_workers_counts(upstream, tmp_path):
         assert status == 401
         status, text = get(server, "/metrics", {"Authorization": f"Bearer {TOKEN}"})
         assert status == 200
-        scraped = sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-                      if s.name == "panel_ai_calls_total" and s.labels["site"] == str(site.id)
-                      and s.labels["status"] == "ok")
+        scraped = sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "panel_ai_calls_total" and s.labels["site"] == str(site.id) and s.labels["status"] == "ok"
+        )
         assert scraped == made
 
         status, body = get(server, "/healthz")
@@ -79,3 +90,95 @@ def test_one_scrape_sums_both_workers_counts(upstream, tmp_path):
         assert status == 200 and json.loads(body)["status"] == "ok", body
     finally:
         server.stop()
+
+
+OTLP_CHILD = """
+import sys
+sys.path.insert(0, "backend")
+import django
+django.setup()
+from integrations.ai.service import AIService
+AIService(site=int(sys.argv[1]), service="seo").generate_content("Meta description for a bakery", model="gpt-4o-mini")
+"""
+
+
+class Collector:
+    """A loopback OTLP/HTTP receiver: keeps the bodies posted to /v1/traces and /v1/metrics."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: dict[str, list[bytes]] = {"/v1/traces": [], "/v1/metrics": []}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.setdefault(self.path, []).append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_otel_variables_alone_send_genai_spans_and_metrics_to_a_collector(upstream):
+    import subprocess
+    import sys
+
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from .test_scaleout import ROOT, child_env
+
+    site = AIProviderSettingsFactory(
+        provider_type="openai", openai_api_key="sk-proj-" + "f6" * 24, openai_base_url=upstream.openai_base_url
+    ).site
+    collector = Collector()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", OTLP_CHILD, str(site.id)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_SERVICE_NAME="panel-test"),
+        )
+    finally:
+        collector.stop()
+    assert out.returncode == 0, out.stderr[-2000:]
+    spans = {}
+    for body in collector.received["/v1/traces"]:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
+            assert service == "panel-test"
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    spans[span.span_id] = span
+    roots = [s for s in spans.values() if not s.parent_span_id]
+    assert [s.name for s in roots] == ["chat gpt-4o-mini"], [s.name for s in spans.values()]
+    attributes = {a.key: a.value for a in roots[0].attributes}
+    assert attributes["gen_ai.provider.name"].string_value == "openai"
+    assert attributes["panel.service"].string_value == "seo" and attributes["panel.site"].int_value == site.id
+    assert [s.name for s in spans.values() if s.parent_span_id == roots[0].span_id] == ["chat gpt-4o-mini"]
+    names = {
+        metric.name
+        for body in collector.received["/v1/metrics"]
+        for resource in ExportMetricsServiceRequest.FromString(body).resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert {"gen_ai.client.operation.duration", "gen_ai.client.token.usage"} <= names
