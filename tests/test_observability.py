@@ -394,6 +394,7 @@ def test_readyz_fails_when_the_ledger_backlog_is_over_its_limit(upstream, client
     from integrations.ai import ledger_writer
 
     settings.AI_READY_LEDGER_BACKLOG = 0
+    settings.REDIS_URL = ""  # the in-process queue, which this test can hold still (a Redis drainer it cannot)
     site = openai_site(upstream)
     ledger_writer._local.cond.acquire()  # the writer cannot take the queued call while we look
     try:

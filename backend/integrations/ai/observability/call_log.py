@@ -64,6 +64,6 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         data.update(getattr(record, "ai_call", None) or {})
-        if record.exc_info:
-            data["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else ""
+        if record.exc_info:  # as the text format shows it (our errors drop SDK frames: `from None`)
+            data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
