@@ -182,3 +182,51 @@ def test_otel_variables_alone_send_genai_spans_and_metrics_to_a_collector(upstre
         for metric in scope.metrics
     }
     assert {"gen_ai.client.operation.duration", "gen_ai.client.token.usage"} <= names
+
+
+def spans_in(bodies: list[bytes]) -> dict:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    return {
+        span.span_id: span
+        for body in bodies
+        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_gunicorn_a_calls_span_sits_under_its_requests_span(upstream):
+    site = SiteFactory(domain="127.0.0.1")
+    AIProviderSettingsFactory(
+        site=site,
+        provider_type="openai",
+        openai_api_key="sk-proj-" + "a7" * 24,
+        openai_base_url=upstream.openai_base_url,
+    )
+    user = UserFactory(username="traced-editor")
+    SiteMembershipFactory(user=user, site=site)
+    _, raw_token = APIToken.issue(user, "trace test")
+    collector = Collector()
+    try:
+        server = Server(
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{collector.url}/v1/traces", OTEL_PYTHON_DJANGO_EXCLUDED_URLS="healthz"
+        )
+        try:
+            status, body = server.post(
+                {"prompt": "Tagline for a bakery", "model": "gpt-4o-mini"}, {"Authorization": f"Token {raw_token}"}
+            )
+            assert status == 200, body
+            assert get(server, "/healthz")[0] == 200  # excluded: no span
+        finally:
+            assert server.stop() == 0  # the worker's exit flushes its batch of spans
+    finally:
+        collector.stop()
+    spans = spans_in(collector.received["/v1/traces"])
+    by_name = {s.name: s for s in spans.values()}
+    request = next(s for s in spans.values() if "generate" in s.name)
+    assert by_name["chat gpt-4o-mini"].parent_span_id == request.span_id, sorted(by_name)
+    assert by_name["chat gpt-4o-mini"].trace_id == request.trace_id
+    assert not any("healthz" in name for name in by_name)
+    assert collector.received.get("/v1/metrics", []) == []  # only traces were asked for
