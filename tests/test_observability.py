@@ -425,3 +425,15 @@ def test_every_metric_the_grafana_dashboard_queries_is_served(db, client, metric
         served |= {f"{family.name}_total"} if kind == "counter" else set()
         served |= {f"{family.name}_{s}" for s in ("bucket", "count", "sum")} if kind == "histogram" else set()
     assert queried and queried <= served, queried - served
+
+
+def test_a_cache_hit_is_one_span_without_attempts(db, upstream, telemetry, mini_price):
+    service = AIService(site=openai_site(upstream))
+    service.generate_content(PROMPT, model="gpt-4o-mini", temperature=0)
+    telemetry.exporter.clear()
+    service.generate_content(PROMPT, model="gpt-4o-mini", temperature=0)
+
+    call, children = telemetry.tree()
+    assert children == [] and len(upstream.requests) == 1
+    assert call.attributes["panel.cache_hit"] is True and call.attributes["panel.status"] == "cached"
+    assert call.attributes["panel.cost_usd"] == 0
