@@ -9,7 +9,9 @@ well under a millisecond unless told to wait.
   written as usual, on a site with a monthly budget), of named variants beside it (among them the raw
   SDK's `client.post`, the call the gateway itself makes: the like-for-like baseline), and of
   LiteLLM's `completion()`: same emulator, same prompt. Each contender runs alone in its own process,
-  6 rounds in turn, so one contender's background threads never slow another's calls.
+  6 rounds in turn, so one contender's background threads never slow another's calls. The
+  "OpenTelemetry on" variant is the headline with spans and GenAI metrics recorded to in-memory
+  exporters; the headline itself runs with observability off (no OTEL_* set), as by default.
 - http: `POST /api/ai/generate/` and `POST /v1/chat/completions` (a virtual key, OpenAI's request
   shape) under the production server (`bin/serve`: gunicorn, gthread) at concurrency 1, 16 and 64,
   beside the emulator called directly with the same body and LiteLLM's proxy pointed at the same
@@ -209,7 +211,8 @@ def measure(fn, n: int) -> list[float]:
 
 RAW_POST = "raw SDK, client.post"  # the SDK call the gateway itself makes: the like-for-like baseline
 DEFERRED = "variant: ledger deferred, no journal"  # rows written by the caller every 500 calls
-CONTENDERS = ("raw openai SDK", HEADLINE, NO_JOURNAL, "variant: site without budget", DEFERRED, RAW_POST,
+OTEL_ON = "variant: OpenTelemetry on"  # the headline with spans and GenAI metrics to in-memory exporters
+CONTENDERS = ("raw openai SDK", HEADLINE, NO_JOURNAL, "variant: site without budget", DEFERRED, OTEL_ON, RAW_POST,
               "LiteLLM completion()")
 
 
@@ -234,6 +237,20 @@ def contender_call(name: str, base_url: str):
 
         return lambda: litellm.completion(model=f"openai/{MODEL}", messages=messages, max_tokens=100,
                                           temperature=0.7, api_key=KEY, api_base=base_url)
+    if name == OTEL_ON:  # as a deployment with OTEL_* set, but exported to memory (no collector's I/O measured)
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from integrations.ai import observability
+        from integrations.ai.observability import tracing
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        tracing.install(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        observability.refresh()
     domain = "unbudgeted.bench.local" if name == "variant: site without budget" else "budgeted.bench.local"
     service = AIService(site=domain_site(domain), service="bench")
     if name == DEFERRED:  # what batch workers do; no normal caller gets it
@@ -333,8 +350,31 @@ def print_overhead(results: list[tuple[str, float, float]], n: int) -> None:
         print(f"like for like: {HEADLINE} over the raw SDK's client.post (the call the gateway makes) at p50: "
               f"{by_name[HEADLINE] - by_name[RAW_POST]:+.3f} ms; create()'s own transform of the request: "
               f"{raw_p50 - by_name[RAW_POST]:+.3f} ms")
+    if OTEL_ON in by_name:
+        print(f"OpenTelemetry on (a span per call and per attempt, GenAI metrics; in-memory exporter and reader): "
+              f"{by_name[OTEL_ON] - by_name[HEADLINE]:+.3f} ms at p50 over the headline (off, no OTEL_* set)")
+    print(f"observability off: its three hooks cost {observability_off_cost() * 1000:.2f} us per call (timeit)")
     print(f"ledger writer thread (off the caller's thread): {WRITER_CPU_PER_CALL * 1000:.0f} us CPU per headline "
           "call")
+
+
+def observability_off_cost(n: int = 200_000) -> float:
+    """Milliseconds the pipeline's observability hooks add to one call with everything off: the execute
+    wrapper, the attempt hook and the ledger hook, timed around empty functions."""
+    import timeit
+
+    from integrations.ai.observability import calls
+
+    assert not calls.STATE.active
+
+    def plain(service, prep):
+        return None
+
+    wrapped = calls.traced_call(plain)
+    bare = min(timeit.repeat(lambda: plain(None, None), number=n, repeat=5))
+    hooked = min(timeit.repeat(lambda: (wrapped(None, None), calls.attempt_ended(None),
+                                        calls.call_ended(None, None)), number=n, repeat=5))
+    return (hooked - bare) / n * 1000
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------

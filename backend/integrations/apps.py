@@ -8,12 +8,14 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import admin_usage, batch_admin, signals  # noqa: F401  (ledger, batch-job admins; cache receivers)
-        from .ai import ledger_writer
+        from .ai import ledger_writer, observability
         from .ai.conf import load_provider_specs
         from .v1 import admin as v1_admin  # noqa: F401  (the virtual keys' admin)
         from .v1 import keys
 
         keys.connect()  # a saved or revoked virtual key is re-read by every process
         load_provider_specs()  # providers a deployment adds by dotted path (AI_PROVIDER_SPECS)
+
+        observability.configure()  # OTEL_* traces and metrics, Prometheus, the JSON call log (all off by default)
 
         ledger_writer.install_signal_handler()  # queued ledger rows are written before SIGTERM ends the process

@@ -15,7 +15,8 @@ GUNICORN_THREADS [16], GUNICORN_TIMEOUT [120], GUNICORN_GRACEFUL_TIMEOUT [192 wi
 GUNICORN_KEEPALIVE [5],
 GUNICORN_MAX_REQUESTS [0: never recycle], GUNICORN_ACCESS_LOG [off; `-` for stdout],
 GUNICORN_LOG_LEVEL [info], GUNICORN_CONTROL_SOCKET [off: its default path is one per user, and two
-servers on one machine would fight over it].
+servers on one machine would fight over it], PROMETHEUS_MULTIPROC_DIR [a fresh private directory: see
+`on_starting`].
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from __future__ import annotations
 import gc
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 BACKEND = Path(__file__).resolve().parent.parent  # panel/ lives in backend/, next to the other apps
@@ -95,3 +98,37 @@ def post_worker_init(worker: object) -> None:
     from integrations.ai import ledger_writer
 
     ledger_writer.start()
+
+
+_owned_metrics_dir: list[str] = []
+
+
+def on_starting(server: object) -> None:
+    """Prometheus multiprocess mode: every worker keeps its metrics in files in PROMETHEUS_MULTIPROC_DIR
+    and a scrape of `/metrics` served by any worker adds them all up.
+
+    Set here, in the master before any worker starts, so every worker inherits it. Without one, a
+    fresh private directory is made (on tmpfs when there is one) and removed at exit; a directory
+    given is emptied first, so counts of an earlier run are not added to this one's.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if not directory:
+        directory = tempfile.mkdtemp(prefix="panel-prometheus-", dir=SHM if os.path.isdir(SHM) else None)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        _owned_metrics_dir.append(directory)
+        return
+    os.makedirs(directory, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker exited: its live gauges (the ledger queue depth) stop counting; its counters stay summed."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    for directory in _owned_metrics_dir:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "integrations.observability_views.ObservabilityMiddleware",  # /healthz, /readyz, /metrics before host checks
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -192,9 +193,17 @@ IMPORT_EXPORT_USE_TRANSACTIONS = True  # an import with any bad row saves nothin
 # browser posts back (integrations/import_storage.py). Exports escape formulas in integrations/export_safety.py.
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.CacheStorage"
 
+# Observability (docs/observability.md): OTEL_* variables are read by integrations.ai.conf and the SDK.
+AI_METRICS_TOKEN = env.str("AI_METRICS_TOKEN", default="")  # bearer token for GET /metrics
+AI_METRICS_ALLOWLIST = env.list("AI_METRICS_ALLOWLIST", default=[])  # IPs/CIDRs allowed to scrape without it
+AI_READY_LEDGER_BACKLOG = env.int("AI_READY_LEDGER_BACKLOG", default=AI_LEDGER_QUEUE_SIZE)
+AI_LOG_FORMAT = env.str("AI_LOG_FORMAT", default="text")  # "json": JSON lines and one line per AI call
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "integrations.ai.observability.call_log.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             **({"formatter": "json"} if AI_LOG_FORMAT.strip().lower() == "json" else {})}},
     "loggers": {"integrations": {"handlers": ["console"], "level": env.str("AI_LOG_LEVEL", default="INFO")}},
 }

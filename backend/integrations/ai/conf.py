@@ -257,3 +257,76 @@ def redis_url() -> str:
     if _redis_url is None:
         _redis_url = str(_get("REDIS_URL", "") or "")
     return _redis_url
+
+
+# -- observability (integrations.ai.observability; docs/observability.md) ---------------------------
+_OTEL_EXPORTERS = ("otlp", "console", "none")
+
+
+def _otel_exporter(signal: str) -> str:
+    """`otlp`, `console` or `none` for traces or metrics: OTEL_<SIGNAL>_EXPORTER, else `otlp` when an OTLP
+    endpoint is set for it, else `none` (nothing is exported unless the deployment asks)."""
+    env = os.environ
+    explicit = env.get(f"OTEL_{signal}_EXPORTER", "").strip().lower()
+    if explicit:
+        if explicit not in _OTEL_EXPORTERS:
+            raise ImproperlyConfigured(f"OTEL_{signal}_EXPORTER must be one of {', '.join(_OTEL_EXPORTERS)} "
+                                       f"(Panel ships the OTLP HTTP exporter); got {explicit!r}.")
+        return explicit
+    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    return "otlp" if endpoint else "none"
+
+
+def otel_environment() -> dict[str, str]:
+    """What the standard OTEL_* variables ask of Panel; the SDK's exporters read the rest themselves."""
+    env = os.environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return {"traces": "none", "metrics": "none"}
+    for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                 "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"):
+        protocol = env.get(name, "").strip()
+        if protocol and protocol != "http/protobuf":
+            raise ImproperlyConfigured(f"{name} must be http/protobuf (Panel ships the OTLP HTTP exporter; point "
+                                       f"it at the collector's port 4318); got {protocol!r}.")
+    return {
+        "traces": _otel_exporter("TRACES"), "metrics": _otel_exporter("METRICS"),
+        "service_name": env.get("OTEL_SERVICE_NAME", ""),
+        "capture_content": env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower(),
+    }
+
+
+def metrics_token() -> str:
+    """The bearer token `/metrics` asks for (AI_METRICS_TOKEN); empty: no token accepted."""
+    return str(_get("AI_METRICS_TOKEN", "") or "")
+
+
+def metrics_allowlist() -> tuple[str, ...]:
+    """Client addresses or CIDR ranges `/metrics` answers without a token (AI_METRICS_ALLOWLIST)."""
+    value = _get("AI_METRICS_ALLOWLIST", ()) or ()
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(str(entry).strip() for entry in value if str(entry).strip())
+
+
+def metrics_enabled() -> bool:
+    """Prometheus metrics are recorded and served only when `/metrics` has a way in."""
+    return bool(metrics_token() or metrics_allowlist())
+
+
+def prometheus_multiproc_dir() -> str:
+    """PROMETHEUS_MULTIPROC_DIR (the gunicorn config sets it): workers' metrics are kept in files there."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def log_format() -> str:
+    """`text` (default) or `json`: JSON lines, and one line per AI call on `integrations.ai.calls`."""
+    value = str(_get("AI_LOG_FORMAT", "text") or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise ImproperlyConfigured(f"AI_LOG_FORMAT must be text or json; got {value!r}.")
+    return value
+
+
+def ready_ledger_backlog() -> int:
+    """Ledger entries waiting (this process's queue plus the shared Redis list) above which `/readyz` fails."""
+    value = _get("AI_READY_LEDGER_BACKLOG", None)
+    return int(value) if value not in (None, "") else ledger_queue_size()

@@ -2,14 +2,20 @@
 
 Providers (a Django-free package) report attempts and ask for waits through `ProviderHooks`;
 this module wires those to the usage ledger (`usage.record_attempt`), the shared rate-limit
-pauses (`pauses`) and the gateway clock (`clock`). Looked up at call time, so a test's clock
-applies to providers built before it.
+pauses (`pauses`) and the gateway clock (`clock`); each attempt also reaches observability
+(its span). Looked up at call time, so a test's clock applies to providers built before it.
 """
 
 from __future__ import annotations
 
 from . import clock, pauses, usage
-from .providers.types import ProviderHooks
+from .observability import calls as observed
+from .providers.types import Attempt, ProviderHooks
+
+
+def _on_attempt(attempt: Attempt) -> None:
+    usage.record_attempt(attempt)
+    observed.attempt_ended(attempt)
 
 
 def _sleep(seconds: float) -> None:
@@ -21,7 +27,7 @@ def _monotonic() -> float:
 
 
 GATEWAY_HOOKS = ProviderHooks(
-    on_attempt=usage.record_attempt,
+    on_attempt=_on_attempt,
     wait_if_paused=pauses.wait_if_paused,
     pause=pauses.pause,
     sleep=_sleep,

@@ -539,3 +539,14 @@ def install_signal_handler() -> bool:
         return False
     _installed = True
     return True
+
+
+def queue_depth() -> int:
+    """Calls waiting in this process's ledger queue (metrics and `/readyz`)."""
+    return len(_local.items) if _local.pid == os.getpid() else 0
+
+
+def shared_backlog() -> int:
+    """Entries waiting in the shared Redis list (0 without Redis); raises when Redis cannot be asked."""
+    ledger = _redis_ledger()
+    return int(ledger.client.llen(ledger.key)) if ledger is not None else 0

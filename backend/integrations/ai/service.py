@@ -18,6 +18,7 @@ from typing import Any
 from . import budget, governance, pauses, pricing, response_cache, usage
 from .context import site_id_of
 from .factory import ProviderFactory
+from .observability import calls as observed
 from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult, check_text
 from .providers.errors import (
     AIProviderError,
@@ -206,6 +207,7 @@ class AIService:
         prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
         return self.execute(prep, cache=cache, failover=failover)
 
+    @observed.traced_call
     def execute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
         """The rest of the pipeline for a prepared call: cache -> budget -> chain -> ledger."""
         request = prep.request
@@ -427,6 +429,7 @@ class GatewayStream:
     def result(self) -> GenerationResult | None:
         return self.stream.result if self.stream is not None else None
 
+    @observed.traced_stream
     def __iter__(self) -> Iterator[str]:
         service, prep = self.service, self.prep
         with usage.collecting(service.site_id, service.service, prep.requested, prep.request) as record:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import pricing
 from .callers import current_id
+from .observability import calls as observed
 from .pricing import Price, PriceBook  # Price was defined here: callers import it from usage
 
 if TYPE_CHECKING:
@@ -270,6 +271,7 @@ def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | 
     """Hand the collected attempts (or one cache-hit row) to the ledger writer; no query, never raises."""
     if record.ended_at is None:
         record.ended_at = time.time()
+    observed.call_ended(record, prices, cached)
     sink = _sink.get()
     if sink is not None:
         sink.append((record, prices, cached))
