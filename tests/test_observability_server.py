@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from integrations.models import APIToken
 
-from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
+from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory, may_use_ai
 from .test_server_config import Server
 
 TOKEN = "scrape-" + "ab" * 16
@@ -49,7 +49,7 @@ def test_one_scrape_sums_both_workers_counts(upstream, tmp_path):
         openai_api_key="sk-proj-" + "e5" * 24,
         openai_base_url=upstream.openai_base_url,
     )
-    user = UserFactory(username="metrics-editor")
+    user = may_use_ai(UserFactory(username="metrics-editor"))
     SiteMembershipFactory(user=user, site=site)
     _, raw_token = APIToken.issue(user, "metrics test")
     directory = tmp_path / "prometheus"
@@ -205,7 +205,7 @@ def test_under_gunicorn_a_calls_span_sits_under_its_requests_span(upstream):
         openai_api_key="sk-proj-" + "a7" * 24,
         openai_base_url=upstream.openai_base_url,
     )
-    user = UserFactory(username="traced-editor")
+    user = may_use_ai(UserFactory(username="traced-editor"))
     SiteMembershipFactory(user=user, site=site)
     _, raw_token = APIToken.issue(user, "trace test")
     collector = Collector()
