@@ -95,6 +95,28 @@ def test_the_import_confirm_step_cannot_name_a_file_of_the_server(client):
 
 
 @pytest.mark.django_db
+def test_the_price_import_confirm_step_takes_only_its_own_sessions_file(client):
+    from django.test import Client
+
+    client.force_login(SuperUserFactory())
+    upload = SimpleUploadedFile(
+        "p.csv",
+        b"provider,model_id,prompt_per_million,completion_per_million,cache_read_per_million,"
+        b"cache_write_per_million\nopenai,gpt-x,1,2,,\n",
+        content_type="text/csv",
+    )
+    preview = client.post(
+        reverse("admin:integrations_modelprice_import"), {"import_file": upload, "format": "0", "resource": "0"}
+    )
+    data = dict(preview.context["confirm_form"].initial)
+    other = Client()
+    other.force_login(SuperUserFactory())
+    url = reverse("admin:integrations_modelprice_process_import")
+    assert other.post(url, data).status_code == 400
+    assert client.post(url, data).status_code == 302
+
+
+@pytest.mark.django_db
 def test_an_upload_is_confirmed_from_the_cache_only_by_its_own_session(client, settings):
     from django.test import Client
 

@@ -21,6 +21,7 @@ from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, site_ids_f
 from . import admin_dashboard
 from .ai.budget import month_start
 from .export_safety import FormulaSafeResource
+from .import_storage import SessionBoundImportMixin
 from .models import AIProviderSettings, AIUsage, APIToken, ModelPrice
 
 
@@ -168,7 +169,7 @@ class ModelPriceResource(FormulaSafeResource):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(SuperuserEditsMixin, ImportExportModelAdmin):
+class ModelPriceAdmin(SuperuserEditsMixin, SessionBoundImportMixin, ImportExportModelAdmin):
     """Prices are deployment-wide: superusers edit them, site admins may look."""
 
     resource_classes = [ModelPriceResource]

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db.models.signals import post_delete, post_save
 
@@ -134,7 +135,7 @@ def connect() -> None:
             )
 
 
-def new_key() -> tuple[str, dict[str, object]]:
+def new_key() -> tuple[str, dict[str, Any]]:
     """A fresh key and the fields stored for it (its hash, last four and first characters), never the key."""
     import secrets
 
