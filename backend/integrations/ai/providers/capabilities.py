@@ -95,6 +95,17 @@ def _listed(provider: Any, model: str) -> frozenset[str] | None:
     return frozenset(features)
 
 
+def _embedding_only(kind: str, model: str) -> bool:
+    """Whether the table says `model` only embeds (no catalogue lookup: plain text calls ask this too)."""
+    rules = TABLE.get(kind) or []
+    if kind == "openrouter":
+        vendor, _, bare = model.partition("/")
+        found = _first(rules[:-1], model) or _first(TABLE.get(vendor) or [], bare.replace(".", "-"))
+    else:
+        found = _first(rules, model)
+    return found == EMBEDDINGS
+
+
 def needed(request: Any, streaming: bool = False) -> set[str]:
     """The capabilities a validated request needs."""
     need = set()
@@ -113,13 +124,13 @@ def needed(request: Any, streaming: bool = False) -> set[str]:
 
 def refusal(provider: Any, request: Any, model: str, streaming: bool = False) -> NotSupported | None:
     """Why `provider`'s `model` cannot serve `request`, or None. Plain text needs no lookup."""
-    need = needed(request, streaming)
-    if not need - {"streaming"} and not request.embed_input:
-        return None
-    have = features_of(provider, model)
-    if not request.embed_input and "embeddings" in have and not have & CHAT:
+    if not request.embed_input and _embedding_only(provider.kind, model):
         return NotSupported(f"{model} is an embedding model: use AIService.embed(), or choose a chat model.",
                             provider=provider.name)
+    need = needed(request, streaming)
+    if not need - {"streaming"}:
+        return None
+    have = features_of(provider, model)
     missing = [LABELS[f] for f in FEATURES if f in need and f not in have]
     if not missing:
         return None
