@@ -52,14 +52,22 @@ def make_gateway(kind: str, upstream, also_key: str | None = None, **fields) -> 
         fields[f"{also_key}_base_url"] = getattr(upstream, f"{also_key}_base_url")
         fields["fallback_chain"] = [{"provider": also_key, "model": MODELS[also_key]}]
     for (provider, model), (prompt, completion) in PRICES.items():
-        ModelPrice.objects.get_or_create(provider=provider, model_id=model, defaults={
-            "prompt_per_million": Decimal(prompt), "completion_per_million": Decimal(completion)})
+        ModelPrice.objects.get_or_create(
+            provider=provider,
+            model_id=model,
+            defaults={"prompt_per_million": Decimal(prompt), "completion_per_million": Decimal(completion)},
+        )
     fields.setdefault("monthly_budget", Decimal("50"))
     if kind == "ollama":
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=EMULATED_KEYS["openai"],
-                                           openai_base_url=upstream.openai_base_url, **fields)
-        ProviderCredentialFactory(settings=record, provider="openai_compatible", name="ollama",
-                                  base_url=upstream.compatible_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai",
+            openai_api_key=EMULATED_KEYS["openai"],
+            openai_base_url=upstream.openai_base_url,
+            **fields,
+        )
+        ProviderCredentialFactory(
+            settings=record, provider="openai_compatible", name="ollama", base_url=upstream.compatible_base_url
+        )
     else:
         fields.setdefault(f"{kind}_api_key", EMULATED_KEYS[kind])
         fields.setdefault(f"{kind}_base_url", getattr(upstream, f"{kind}_base_url"))

@@ -66,8 +66,9 @@ def test_the_cache_is_per_site(upstream):
 
 def test_a_mapping_names_an_embedding_model(upstream):
     gateway = make_gateway("openai", upstream)
-    ModelMapping.objects.create(site=gateway.site, logical_name="search-embed", provider="openai",
-                                provider_model_id="text-embedding-3-large")
+    ModelMapping.objects.create(
+        site=gateway.site, logical_name="search-embed", provider="openai", provider_model_id="text-embedding-3-large"
+    )
     AIService(site=gateway.site).embed(["lemon tart", "rye bread"], model="search-embed")
     assert embedding_posts(upstream, "openai")[-1].json["model"] == "text-embedding-3-large"
     (row,) = assert_priced_and_budgeted(gateway.site, calls=1)

@@ -25,8 +25,10 @@ VISION = {"openai": "gpt-4o", "anthropic": "claude-3-5-sonnet", "openrouter": "o
 
 def photo_message(**image) -> dict:
     part = image or {"data": png(64, 48), "media_type": "image/png"}
-    return {"role": "user", "content": [{"type": "text", "text": "Describe this product photo."},
-                                        {"type": "image", **part}]}
+    return {
+        "role": "user",
+        "content": [{"type": "text", "text": "Describe this product photo."}, {"type": "image", **part}],
+    }
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -38,18 +40,29 @@ def test_an_image_description(kind, upstream):
     data = base64.b64encode(png(64, 48)).decode()
     if kind == "anthropic":
         assert body["messages"][0]["content"][1] == {
-            "type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": data},
+        }
         image_tokens = 5  # ceil(64 x 48 / 750)
     else:
         assert body["messages"][0]["content"][1] == {
-            "type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}", "detail": "auto"}}
+            "type": "image_url",
+            "image_url": {"url": f"data:image/png;base64,{data}", "detail": "auto"},
+        }
         image_tokens = 85 + 170  # one 512-px tile
-    assert result.prompt_tokens == image_tokens + len("Describe this product photo.".split())
+    assert result.prompt_tokens == image_tokens + len(["Describe", "this", "product", "photo."])
     assert_priced_and_budgeted(gateway.site, calls=1)
 
 
-@pytest.mark.parametrize(("kind", "model"), [("openai", "gpt-3.5-turbo"), ("anthropic", "claude-3-5-haiku"),
-                                             ("openrouter", "anthropic/claude-3.5-haiku"), ("ollama", "llama3.1")])
+@pytest.mark.parametrize(
+    ("kind", "model"),
+    [
+        ("openai", "gpt-3.5-turbo"),
+        ("anthropic", "claude-3-5-haiku"),
+        ("openrouter", "anthropic/claude-3.5-haiku"),
+        ("ollama", "llama3.1"),
+    ],
+)
 def test_a_text_only_model_is_refused_before_the_call(kind, model, upstream):
     gateway = make_gateway(kind, upstream)
     with pytest.raises(NotSupported, match=r"does not support images") as caught:
@@ -91,7 +104,12 @@ def test_bad_images_are_refused_with_what_to_fix(upstream):
     with pytest.raises(InvalidRequest, match=r"is not a PNG, JPEG, GIF or WebP image"):
         ai.complete([photo_message(data=b"not an image", media_type="image/png")], model="gpt-4o")
     with pytest.raises(InvalidRequest, match=r"images go in user messages"):
-        ai.complete([{"role": "user", "content": "hi"},
-                     {"role": "assistant", "content": [{"type": "image", "url": "https://example.com/a.png"}]},
-                     {"role": "user", "content": "and?"}], model="gpt-4o")
+        ai.complete(
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "image", "url": "https://example.com/a.png"}]},
+                {"role": "user", "content": "and?"},
+            ],
+            model="gpt-4o",
+        )
     assert upstream.requests == []

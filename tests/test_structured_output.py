@@ -49,11 +49,14 @@ def test_schema_valid_json_by_the_strongest_mechanism(kind, upstream):
     body = upstream.requests_for(gateway.flavor)[-1].json
     if kind == "anthropic":
         assert body["tool_choice"] == {"type": "tool", "name": ANSWER_TOOL}
-        assert body["tools"] == [{"name": ANSWER_TOOL, "description": "Give the answer in this shape.",
-                                  "input_schema": PRODUCT}]
+        assert body["tools"] == [
+            {"name": ANSWER_TOOL, "description": "Give the answer in this shape.", "input_schema": PRODUCT}
+        ]
     else:
-        assert body["response_format"] == {"type": "json_schema", "json_schema": {
-            "name": "answer", "schema": PRODUCT, "strict": True}}
+        assert body["response_format"] == {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": PRODUCT, "strict": True},
+        }
     assert_priced_and_budgeted(gateway.site, calls=1)
 
 
@@ -63,7 +66,7 @@ def test_an_invalid_answer_gets_one_corrective_retry_naming_the_errors(kind, ups
     script_answer(upstream, gateway, {"name": "Lemon tart"})
     result = AIService(site=gateway.site).generate_content(PROMPT, response_schema=PRODUCT, **gateway.call())
     assert set(result.parsed) == {"name", "price"}
-    first, retry = posts(upstream, gateway)
+    _, retry = posts(upstream, gateway)
     correction = retry.json["messages"][-1]["content"]
     assert "'price' is a required property" in correction
     assert retry.json["messages"][-2]["role"] == "assistant"
@@ -84,8 +87,11 @@ def test_a_second_invalid_answer_is_refused_and_nothing_invalid_is_returned(kind
 
 def test_an_open_schema_is_sent_non_strict_and_still_validated(upstream):
     gateway = make_gateway("openai", upstream)
-    open_schema = {"type": "object", "properties": {"name": {"type": "string"}, "note": {"type": "string"}},
-                   "required": ["name"]}
+    open_schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "note": {"type": "string"}},
+        "required": ["name"],
+    }
     data = AIService(site=gateway.site).generate_json(PROMPT, schema=open_schema, **gateway.call())
     assert isinstance(data["name"], str)
     assert upstream.requests_for("openai")[-1].json["response_format"]["json_schema"]["strict"] is False

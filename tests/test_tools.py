@@ -23,8 +23,12 @@ pytestmark = pytest.mark.django_db
 WEATHER = {
     "name": "get_weather",
     "description": "The current weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-                   "additionalProperties": False},
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
 }
 QUESTION = {"role": "user", "content": "What is the weather in Paris?"}
 
@@ -34,10 +38,16 @@ def wire_history(flavor: str, body: dict, call_id: str) -> None:
     if flavor == "anthropic":
         assistant, results = body["messages"][1], body["messages"][2]
         assert assistant["role"] == "assistant"
-        assert assistant["content"][-1] == {"type": "tool_use", "id": call_id, "name": "get_weather",
-                                            "input": {"city": assistant["content"][-1]["input"]["city"]}}
-        assert results == {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": call_id, "content": '{"temp_c": 21}'}]}
+        assert assistant["content"][-1] == {
+            "type": "tool_use",
+            "id": call_id,
+            "name": "get_weather",
+            "input": {"city": assistant["content"][-1]["input"]["city"]},
+        }
+        assert results == {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call_id, "content": '{"temp_c": 21}'}],
+        }
         assert body["tools"][0]["input_schema"] == WEATHER["parameters"]
     else:
         assistant, result = body["messages"][1], body["messages"][2]
@@ -70,15 +80,19 @@ def test_a_two_step_tool_conversation(kind, upstream):
 def test_a_streamed_tool_call_is_assembled_from_the_deltas(kind, upstream):
     gateway = make_gateway(kind, upstream)
     stream = AIService(site=gateway.site).generate_stream(
-        "What is the weather in Paris?", tools=[WEATHER], tool_choice={"name": "get_weather"}, **gateway.call())
+        "What is the weather in Paris?", tools=[WEATHER], tool_choice={"name": "get_weather"}, **gateway.call()
+    )
     assert list(stream) == []  # a reply of tool calls only: no text deltas
     (call,) = stream.result.tool_calls
     assert call.name == "get_weather" and set(call.arguments) == {"city"}
     assert stream.result.finish_reason == "tool_calls"
     body = upstream.requests_for(gateway.flavor)[-1].json
     assert body["stream"] is True
-    forced = ({"type": "tool", "name": "get_weather"} if kind == "anthropic"
-              else {"type": "function", "function": {"name": "get_weather"}})
+    forced = (
+        {"type": "tool", "name": "get_weather"}
+        if kind == "anthropic"
+        else {"type": "function", "function": {"name": "get_weather"}}
+    )
     assert body["tool_choice"] == forced
     assert_priced_and_budgeted(gateway.site, calls=1)
 
@@ -106,13 +120,23 @@ def test_a_tool_result_without_its_call_is_refused_before_any_request(upstream):
     gateway = make_gateway("openai", upstream)
     with pytest.raises(InvalidRequest, match="which the assistant message before it did not make"):
         AIService(site=gateway.site).complete(
-            [QUESTION, {"role": "tool", "tool_call_id": "call_x", "content": "21"}], tools=[WEATHER])
+            [QUESTION, {"role": "tool", "tool_call_id": "call_x", "content": "21"}], tools=[WEATHER]
+        )
     with pytest.raises(InvalidRequest, match="have no result"):
         AIService(site=gateway.site).complete(
-            [QUESTION, {"role": "assistant", "content": "", "tool_calls": [
-                {"id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}]},
-             {"role": "user", "content": "and?"}], tools=[WEATHER])
+            [
+                QUESTION,
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [{"id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}],
+                },
+                {"role": "user", "content": "and?"},
+            ],
+            tools=[WEATHER],
+        )
     with pytest.raises(InvalidRequest, match=r"tools\[0\].parameters is not a valid JSON schema"):
         AIService(site=gateway.site).complete(
-            [QUESTION], tools=[{**WEATHER, "parameters": {"type": "object", "properties": {"city": {"type": 7}}}}])
+            [QUESTION], tools=[{**WEATHER, "parameters": {"type": "object", "properties": {"city": {"type": 7}}}}]
+        )
     assert upstream.requests == [] and ledger(gateway.site) == []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import conf, governance, usage
 from .providers import capabilities
@@ -58,8 +58,10 @@ def batches(texts: list[tuple[int, str]], max_inputs: int, max_tokens: int) -> l
     for item in texts:
         cost = len(item[1]) // CHARS_PER_TOKEN + 1
         if cost > max_tokens:
-            raise InvalidRequest(f"texts[{item[0]}] is too long to embed (about {cost:,} tokens; the limit per "
-                                 f"request is {max_tokens:,}). Split it.")
+            raise InvalidRequest(
+                f"texts[{item[0]}] is too long to embed (about {cost:,} tokens; the limit per "
+                f"request is {max_tokens:,}). Split it."
+            )
         if current and (len(current) >= max_inputs or tokens + cost > max_tokens):
             groups.append(current)
             current, tokens = [], 0
@@ -75,8 +77,9 @@ def _key(site_id: int | None, provider: str, model: str, text: str) -> str:
     return f"integrations.ai:embedding:{site_id}:{provider}:{model}:{digest}"
 
 
-def embed(service: AIService, texts: list[str], model: str | None = None,
-          provider: str | None = None) -> EmbeddingResult:
+def embed(
+    service: AIService, texts: list[str], model: str | None = None, provider: str | None = None
+) -> EmbeddingResult:
     if isinstance(texts, str) or not isinstance(texts, list | tuple) or not texts:
         raise InvalidRequest("texts must be a non-empty list of strings.")
     for index, text in enumerate(texts):

@@ -32,15 +32,22 @@ def problems(text: str, schema: dict[str, Any]) -> tuple[Any, list[str]]:
     fenced = _FENCE.match(stripped)
     try:
         value = json.loads(fenced.group(1) if fenced else stripped)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return None, [f"the answer is not JSON ({exc.msg} at character {exc.pos})"]
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
     return value, [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:MAX_ERRORS]]
 
 
-def complete_json(service: AIService, messages: list[dict[str, Any]], *, response_schema: dict[str, Any],
-                  cache: bool | None = None, failover: bool = True, **params: Any) -> GenerationResult:
+def complete_json(
+    service: AIService,
+    messages: list[dict[str, Any]],
+    *,
+    response_schema: dict[str, Any],
+    cache: bool | None = None,
+    failover: bool = True,
+    **params: Any,
+) -> GenerationResult:
     """The pipeline's answer with `.parsed` set to JSON valid against `response_schema`.
 
     The schema is checked once (InvalidRequest before any call when it is not a valid object schema).
@@ -59,11 +66,16 @@ def complete_json(service: AIService, messages: list[dict[str, Any]], *, respons
         if attempt == 2:
             raise InvalidOutput(
                 f"The model's answer did not match the schema after a corrective retry: {'; '.join(errors)}.",
-                errors=errors, provider=result.provider,
+                errors=errors,
+                provider=result.provider,
             )
         history += [
             {"role": "assistant", "content": result.content or "(no answer)"},
-            {"role": "user", "content": "Your answer did not match the required JSON schema: " + "; ".join(errors)
-             + ". Answer again with only the corrected JSON."},
+            {
+                "role": "user",
+                "content": "Your answer did not match the required JSON schema: "
+                + "; ".join(errors)
+                + ". Answer again with only the corrected JSON.",
+            },
         ]
     raise AssertionError("unreachable")  # pragma: no cover

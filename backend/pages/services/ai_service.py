@@ -83,7 +83,8 @@ def structured_output(ai: CoreAIService, name: str, schema: dict[str, Any], mode
     if "response_format" not in ai.provider_for(None, model).supported_options:
         return {}
     strict = strict_compatible(schema)  # strict mode refuses optional properties (OpenAI answers 400)
-    return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": strict, "schema": schema}}}
+    return {"response_format": {"type": "json_schema",
+                                "json_schema": {"name": name, "strict": strict, "schema": schema}}}
 
 
 META_PROMPT = register_builtin(BuiltinPrompt("pages.meta", META_SYSTEM_PROMPT, meta_prompt("{title}", "{body}")))

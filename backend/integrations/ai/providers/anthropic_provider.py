@@ -30,7 +30,7 @@ from .base import (
 )
 from .conversation import anthropic_messages
 from .errors import InvalidRequest, ProviderUnavailable
-from .tools import AnthropicToolStream, anthropic_extras, anthropic_read, answer_of
+from .tools import AnthropicToolStream, answer_of, anthropic_extras, anthropic_read
 
 LEGACY_API_VERSION = "2023-06-01"
 SAMPLING_REMOVED_IN = "2026-10-21"

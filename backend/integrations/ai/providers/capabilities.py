@@ -23,14 +23,27 @@ FEATURES = ("tools", "json_schema", "images", "embeddings", "streaming")
 CHAT = frozenset({"tools", "json_schema", "streaming"})
 VISION = CHAT | {"images"}
 EMBEDDINGS = frozenset({"embeddings"})
-LABELS = {"tools": "tool calling", "json_schema": "structured output (a JSON schema)", "images": "images",
-          "embeddings": "embeddings", "streaming": "streaming"}
+LABELS = {
+    "tools": "tool calling",
+    "json_schema": "structured output (a JSON schema)",
+    "images": "images",
+    "embeddings": "embeddings",
+    "streaming": "streaming",
+}
 
 Rules = list[tuple[str, frozenset[str]]]
 _OPENAI: Rules = [
-    ("text-embedding-*", EMBEDDINGS), ("gpt-3.5-turbo*", frozenset({"tools", "streaming"})),
-    ("o1-mini*", frozenset({"streaming"})), ("o3-mini*", CHAT), ("gpt-4o*", VISION), ("gpt-4.1*", VISION),
-    ("gpt-5*", VISION), ("o1*", VISION), ("o3*", VISION), ("o4*", VISION), ("*", CHAT),
+    ("text-embedding-*", EMBEDDINGS),
+    ("gpt-3.5-turbo*", frozenset({"tools", "streaming"})),
+    ("o1-mini*", frozenset({"streaming"})),
+    ("o3-mini*", CHAT),
+    ("gpt-4o*", VISION),
+    ("gpt-4.1*", VISION),
+    ("gpt-5*", VISION),
+    ("o1*", VISION),
+    ("o3*", VISION),
+    ("o4*", VISION),
+    ("*", CHAT),
 ]
 _ANTHROPIC: Rules = [("claude-3-5-haiku*", CHAT), ("claude-*", VISION), ("*", CHAT)]
 TABLE: dict[str, Rules] = {
@@ -38,8 +51,13 @@ TABLE: dict[str, Rules] = {
     "anthropic": _ANTHROPIC,
     "openrouter": [("*embedding*", EMBEDDINGS), ("*", CHAT)],
     "openai_compatible": [
-        ("*embed*", EMBEDDINGS), ("bge-*", EMBEDDINGS), ("*llava*", VISION), ("*vision*", VISION),
-        ("*-vl*", VISION), ("gemma3*", VISION), ("*", CHAT),
+        ("*embed*", EMBEDDINGS),
+        ("bge-*", EMBEDDINGS),
+        ("*llava*", VISION),
+        ("*vision*", VISION),
+        ("*-vl*", VISION),
+        ("gemma3*", VISION),
+        ("*", CHAT),
     ],
 }
 
@@ -125,8 +143,9 @@ def needed(request: Any, streaming: bool = False) -> set[str]:
 def refusal(provider: Any, request: Any, model: str, streaming: bool = False) -> NotSupported | None:
     """Why `provider`'s `model` cannot serve `request`, or None. Plain text needs no lookup."""
     if not request.embed_input and _embedding_only(provider.kind, model):
-        return NotSupported(f"{model} is an embedding model: use AIService.embed(), or choose a chat model.",
-                            provider=provider.name)
+        return NotSupported(
+            f"{model} is an embedding model: use AIService.embed(), or choose a chat model.", provider=provider.name
+        )
     need = needed(request, streaming)
     if not need - {"streaming"}:
         return None
@@ -136,7 +155,9 @@ def refusal(provider: Any, request: Any, model: str, streaming: bool = False) ->
         return None
     return NotSupported(
         f"{provider.name} model {model} does not support {', '.join(missing)}; choose a model that does "
-        "(see the capability table in the README).", provider=provider.name)
+        "(see the capability table in the README).",
+        provider=provider.name,
+    )
 
 
 def require(provider: Any, request: Any, model: str, streaming: bool = False) -> None:
@@ -165,5 +186,7 @@ def beyond_text(request: Any, provider: str | None = None) -> Any:
 
 def table() -> dict[str, list[tuple[str, list[str]]]]:
     """The capability table as data (README, admin): kind -> [(model pattern, features)]."""
-    return {kind: [(pattern, [f for f in FEATURES if f in features]) for pattern, features in rules]
-            for kind, rules in TABLE.items()}
+    return {
+        kind: [(pattern, [f for f in FEATURES if f in features]) for pattern, features in rules]
+        for kind, rules in TABLE.items()
+    }

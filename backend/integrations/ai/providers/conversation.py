@@ -28,8 +28,12 @@ ROLES = ("system", "user", "assistant", "tool")
 
 def is_plain(message: Any) -> bool:
     """A `{role, content: str}` message of the original shape (validated by BaseProvider itself)."""
-    return (isinstance(message, Mapping) and isinstance(message.get("content"), str)
-            and message.get("role") in ("system", "user", "assistant") and not message.get("tool_calls"))
+    return (
+        isinstance(message, Mapping)
+        and isinstance(message.get("content"), str)
+        and message.get("role") in ("system", "user", "assistant")
+        and not message.get("tool_calls")
+    )
 
 
 def _call(call: Any, where: str, provider: str | None) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def check_message(message: Any, index: int, provider: str | None = None) -> dict
         if not isinstance(call_id, str) or not call_id:
             raise InvalidRequest(f"{where}.tool_call_id names the call this result answers.", provider=provider)
         text = content if isinstance(content, str) else json.dumps(content)
-        clean = {"role": "tool", "tool_call_id": call_id, "content": text}
+        clean: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": text}
         if message.get("is_error"):
             clean["is_error"] = True
         return clean
@@ -102,20 +106,28 @@ def check_conversation(messages: list[dict[str, Any]], provider: str | None = No
             if message["tool_call_id"] not in open_calls:
                 raise InvalidRequest(
                     f"messages[{index}] answers tool call {message['tool_call_id']!r}, which the assistant message "
-                    "before it did not make.", provider=provider)
+                    "before it did not make.",
+                    provider=provider,
+                )
             open_calls.discard(message["tool_call_id"])
             continue
         if open_calls:
-            raise InvalidRequest(f"messages[{index}]: tool call(s) {', '.join(sorted(open_calls))} have no result; "
-                                 "answer each with a tool message first.", provider=provider)
+            raise InvalidRequest(
+                f"messages[{index}]: tool call(s) {', '.join(sorted(open_calls))} have no result; "
+                "answer each with a tool message first.",
+                provider=provider,
+            )
         open_calls = {c["id"] for c in message.get("tool_calls") or ()}
 
 
 def text_of(message: Mapping[str, Any]) -> str:
     """All the text a message carries (its parts', its tool calls' arguments), for estimates."""
     content = message.get("content")
-    text = content if isinstance(content, str) else " ".join(
-        p.get("text", "") for p in content or () if isinstance(p, Mapping))
+    text = (
+        content
+        if isinstance(content, str)
+        else " ".join(p.get("text", "") for p in content or () if isinstance(p, Mapping))
+    )
     for call in message.get("tool_calls") or ():
         text += f" {call['name']} {json.dumps(call['arguments'])}"
     return text
@@ -130,15 +142,28 @@ def openai_messages(messages: Any) -> list[dict[str, Any]]:
             out.append(message)
         elif message["role"] == "tool":
             text = message["content"]
-            out.append({"role": "tool", "tool_call_id": message["tool_call_id"],
-                        "content": f"Error: {text}" if message.get("is_error") else text})
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": message["tool_call_id"],
+                    "content": f"Error: {text}" if message.get("is_error") else text,
+                }
+            )
         else:
             content = message.get("content")
-            wire: dict[str, Any] = {"role": message["role"], "content": (
-                [images.openai_part(p) for p in content] if isinstance(content, list) else content or None)}
+            wire: dict[str, Any] = {
+                "role": message["role"],
+                "content": ([images.openai_part(p) for p in content] if isinstance(content, list) else content or None),
+            }
             if message.get("tool_calls"):
-                wire["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
-                    "name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in message["tool_calls"]]
+                wire["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                    }
+                    for c in message["tool_calls"]
+                ]
             out.append(wire)
     return out
 
@@ -161,8 +186,11 @@ def anthropic_messages(messages: Any) -> list[dict[str, Any]]:
                 out.append(message)
             continue
         if role == "tool":
-            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message["tool_call_id"],
-                                     "content": message["content"]}
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": message["tool_call_id"],
+                "content": message["content"],
+            }
             if message.get("is_error"):
                 block["is_error"] = True
             if out and out[-1].get("_results"):
@@ -171,10 +199,17 @@ def anthropic_messages(messages: Any) -> list[dict[str, Any]]:
                 out.append({"role": "user", "content": [block], "_results": True})
             continue
         content = message.get("content")
-        blocks = ([images.anthropic_block(p) for p in content] if isinstance(content, list)
-                  else [{"type": "text", "text": content}] if content else [])
-        blocks += [{"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"]}
-                   for c in message.get("tool_calls") or ()]
+        blocks = (
+            [images.anthropic_block(p) for p in content]
+            if isinstance(content, list)
+            else [{"type": "text", "text": content}]
+            if content
+            else []
+        )
+        blocks += [
+            {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"]}
+            for c in message.get("tool_calls") or ()
+        ]
         if role == "user" and out and out[-1].get("_results"):
             out[-1]["content"] += blocks
             out[-1]["_results"] = False
@@ -197,8 +232,10 @@ def for_estimate(request: Any, kind: str, model: str) -> list[dict[str, str]]:
             continue
         tokens = sum(images.image_tokens(p, kind, model) for p in images.parts_of(message) if images.is_image(p))
         out.append({"role": message["role"], "content": text_of(message) + " " * (3 * tokens)})
-    extra = [{"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
-             for t in getattr(request, "tools", ())]
+    extra = [
+        {"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
+        for t in getattr(request, "tools", ())
+    ]
     if getattr(request, "response_schema", None) is not None:
         extra.append(dict(request.response_schema))
     if extra:

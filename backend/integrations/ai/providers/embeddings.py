@@ -21,17 +21,26 @@ DEFAULT_MODELS = {"openai": "text-embedding-3-small", "openrouter": "openai/text
 def send_embeddings(provider: Any, ai: AIRequest, model: str) -> GenerationResult:
     body: dict[str, Any] = {"model": model, "input": list(ai.embed_input), "encoding_format": "float"}
     body.update(provider._extra_body({}) if provider.kind == "openrouter" else {})
-    response = provider.client.post("/embeddings", body=body, cast_to=provider.sdk().types.CreateEmbeddingResponse,
-                                    options={"security": {"bearer_auth": True}})
+    response = provider.client.post(
+        "/embeddings",
+        body=body,
+        cast_to=provider.sdk().types.CreateEmbeddingResponse,
+        options={"security": {"bearer_auth": True}},
+    )
     data = sorted(response.data, key=lambda d: d.index)
     if len(data) != len(ai.embed_input):
-        raise ProviderUnavailable(f"The provider sent {len(data)} vectors for {len(ai.embed_input)} texts.",
-                                  provider=provider.name)
+        raise ProviderUnavailable(
+            f"The provider sent {len(data)} vectors for {len(ai.embed_input)} texts.", provider=provider.name
+        )
     usage = response.usage
     tokens = getattr(usage, "prompt_tokens", 0) or 0
     result = GenerationResult(
-        content="", model=response.model or model, provider=provider.name, prompt_tokens=tokens,
-        total_tokens=getattr(usage, "total_tokens", 0) or tokens, request_id=getattr(response, "_request_id", None),
+        content="",
+        model=response.model or model,
+        provider=provider.name,
+        prompt_tokens=tokens,
+        total_tokens=getattr(usage, "total_tokens", 0) or tokens,
+        request_id=getattr(response, "_request_id", None),
         embeddings=[list(d.embedding) for d in data],
     )
     provider._read_extras(result, response)  # OpenRouter's reported cost

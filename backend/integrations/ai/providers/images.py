@@ -76,8 +76,9 @@ def normalize_part(part: Any, where: str, provider: str | None = None) -> dict[s
     raw = _bytes_of(data, where, provider)
     width, height, actual = _measure(raw, where, provider)
     if actual != MEDIA_TYPES[media_type]:
-        raise InvalidRequest(f"{where}: the bytes are {actual}, not {media_type}; send the right media_type.",
-                             provider=provider)
+        raise InvalidRequest(
+            f"{where}: the bytes are {actual}, not {media_type}; send the right media_type.", provider=provider
+        )
     clean.update(media_type=media_type, data=base64.b64encode(raw).decode("ascii"), width=width, height=height)
     return clean
 

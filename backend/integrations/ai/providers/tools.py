@@ -53,7 +53,7 @@ def check_schema(schema: Any, where: str, provider: str | None = None) -> dict[s
     import jsonschema
 
     if not isinstance(schema, Mapping) or schema.get("type") != "object":
-        raise InvalidRequest(f"{where} must be a JSON schema with \"type\": \"object\".", provider=provider)
+        raise InvalidRequest(f'{where} must be a JSON schema with "type": "object".', provider=provider)
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -102,7 +102,7 @@ def normalize_choice(choice: Any, tools: tuple[Tool, ...], provider: str | None 
         name = choice
     if name not in {t.name for t in tools}:
         raise InvalidRequest(
-            f"tool_choice must be auto, none, required or {{\"name\": <one of the tools>}}, got {choice!r}.",
+            f'tool_choice must be auto, none, required or {{"name": <one of the tools>}}, got {choice!r}.',
             provider=provider,
         )
     return {"name": name}
@@ -112,8 +112,7 @@ def parse_arguments(text: str | None, name: str, provider: str | None = None) ->
     try:
         value = json.loads(text or "{}")
     except ValueError:
-        raise InvalidOutput(f"The model's arguments for tool {name!r} are not valid JSON.",
-                            provider=provider) from None
+        raise InvalidOutput(f"The model's arguments for tool {name!r} are not valid JSON.", provider=provider) from None
     if not isinstance(value, dict):
         raise InvalidOutput(f"The model's arguments for tool {name!r} are not a JSON object.", provider=provider)
     return value
@@ -136,16 +135,24 @@ def strict_compatible(schema: Any) -> bool:
 def openai_extras(body: dict[str, Any], ai: Any) -> None:
     """Add the request's tools, tool_choice and response_schema to an OpenAI-format body."""
     if ai.tools:
-        body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                           "parameters": dict(t.parameters)}} for t in ai.tools]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": dict(t.parameters)},
+            }
+            for t in ai.tools
+        ]
     if ai.tool_choice is not None:
         choice = ai.tool_choice
-        body["tool_choice"] = choice if isinstance(choice, str) else {"type": "function",
-                                                                      "function": {"name": choice["name"]}}
+        body["tool_choice"] = (
+            choice if isinstance(choice, str) else {"type": "function", "function": {"name": choice["name"]}}
+        )
     if ai.response_schema is not None:
         schema = dict(ai.response_schema)
-        body["response_format"] = {"type": "json_schema", "json_schema": {
-            "name": "answer", "schema": schema, "strict": strict_compatible(schema)}}
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": strict_compatible(schema)},
+        }
 
 
 def openai_calls(tool_calls: Any, provider: str | None = None) -> list[ToolCall]:
@@ -175,31 +182,45 @@ class OpenAIToolStream:
                     slot["arguments"].append(function.arguments)
 
     def calls(self) -> list[ToolCall]:
-        return [ToolCall(p["id"], p["name"], parse_arguments("".join(p["arguments"]), p["name"], self.provider))
-                for _, p in sorted(self.parts.items())]
+        return [
+            ToolCall(p["id"], p["name"], parse_arguments("".join(p["arguments"]), p["name"], self.provider))
+            for _, p in sorted(self.parts.items())
+        ]
 
 
 # -- Anthropic -------------------------------------------------------------------------------------
 def anthropic_extras(body: dict[str, Any], ai: Any) -> None:
     """Add tools and tool_choice; a response_schema becomes one forced tool whose input is the answer."""
     if ai.tools:
-        body["tools"] = [{"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
-                         for t in ai.tools]
+        body["tools"] = [
+            {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)} for t in ai.tools
+        ]
     choice = ai.tool_choice
     if choice is not None:
-        body["tool_choice"] = ({"type": "tool", "name": choice["name"]} if isinstance(choice, Mapping)
-                               else {"type": {"auto": "auto", "none": "none", "required": "any"}[choice]})
+        body["tool_choice"] = (
+            {"type": "tool", "name": choice["name"]}
+            if isinstance(choice, Mapping)
+            else {"type": {"auto": "auto", "none": "none", "required": "any"}[choice]}
+        )
     if ai.response_schema is not None:
-        body["tools"] = [{"name": ANSWER_TOOL, "description": "Give the answer in this shape.",
-                          "input_schema": dict(ai.response_schema)}]
+        body["tools"] = [
+            {
+                "name": ANSWER_TOOL,
+                "description": "Give the answer in this shape.",
+                "input_schema": dict(ai.response_schema),
+            }
+        ]
         body["tool_choice"] = {"type": "tool", "name": ANSWER_TOOL}
 
 
 def anthropic_read(blocks: Any, ai: Any) -> tuple[str, list[ToolCall]]:
     """(text, tool calls) of a reply's content blocks; for a response_schema, the forced tool's input as JSON."""
     text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
-    calls = [ToolCall(b.id, b.name, dict(b.input) if isinstance(b.input, Mapping) else {})
-             for b in blocks if getattr(b, "type", None) == "tool_use"]
+    calls = [
+        ToolCall(b.id, b.name, dict(b.input) if isinstance(b.input, Mapping) else {})
+        for b in blocks
+        if getattr(b, "type", None) == "tool_use"
+    ]
     return answer_of(text, calls, ai)
 
 
@@ -227,5 +248,7 @@ class AnthropicToolStream:
             self.parts[index]["json"].append(delta.partial_json)
 
     def calls(self) -> list[ToolCall]:
-        return [ToolCall(p["id"], p["name"], parse_arguments("".join(p["json"]), p["name"], self.provider))
-                for _, p in sorted(self.parts.items())]
+        return [
+            ToolCall(p["id"], p["name"], parse_arguments("".join(p["json"]), p["name"], self.provider))
+            for _, p in sorted(self.parts.items())
+        ]

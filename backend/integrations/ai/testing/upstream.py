@@ -568,7 +568,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 400, f"{sampling[0]}: Extra inputs are not permitted"
             if model not in ANTHROPIC_MODELS:
                 return 404, f"model: {model}"
-            problem = extras.anthropic_problem(body) or extras.image_problem(model, messages, flavor)
+            problem = extras.anthropic_problem(body) or extras.image_problem(str(model), messages, flavor)
             if problem:
                 return 400, problem
         elif flavor == "compatible":
@@ -583,7 +583,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not any(c in OPENROUTER_MODELS for c in candidates):
                 return 400, f"{model} is not a valid model ID"
         if flavor != "anthropic":
-            problem = extras.openai_problem(body) or extras.image_problem(model, messages, flavor)
+            problem = extras.openai_problem(body) or extras.image_problem(str(model), messages, flavor)
             if problem:
                 return 400, problem
         return None
@@ -670,7 +670,8 @@ class _Handler(BaseHTTPRequestHandler):
                                   "logprobs": None, "finish_reason": finish}
         if calls:
             choice["message"].update(content=None, tool_calls=[
-                {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}} for i, n, a in calls])
+                {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+                for i, n, a in calls])
         if flavor == "openrouter":
             choice["native_finish_reason"] = finish
         payload = {"id": gen_id, "object": "chat.completion", "created": created, "model": model,

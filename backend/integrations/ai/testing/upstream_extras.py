@@ -22,10 +22,20 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-TEXT_ONLY = ("gpt-3.5-turbo", "o1-mini", "o3-mini", "claude-3-5-haiku-20241022", "openai/gpt-3.5-turbo",
-             "openai/o3-mini", "anthropic/claude-3.5-haiku")
-EMBEDDING_MODELS = {"text-embedding-3-small": ("0.00000002", 1536), "text-embedding-3-large": ("0.00000013", 3072),
-                    "text-embedding-ada-002": ("0.0000001", 1536)}
+TEXT_ONLY = (
+    "gpt-3.5-turbo",
+    "o1-mini",
+    "o3-mini",
+    "claude-3-5-haiku-20241022",
+    "openai/gpt-3.5-turbo",
+    "openai/o3-mini",
+    "anthropic/claude-3.5-haiku",
+)
+EMBEDDING_MODELS = {
+    "text-embedding-3-small": ("0.00000002", 1536),
+    "text-embedding-3-large": ("0.00000013", 3072),
+    "text-embedding-ada-002": ("0.0000001", 1536),
+}
 EMBEDDING_MAX_INPUTS = 2048
 EMBEDDING_MAX_TOKENS = 300_000
 EMBEDDING_DIMENSIONS = 8  # the emulator's vectors are short unless `dimensions` asks otherwise
@@ -48,21 +58,27 @@ def openai_problem(body: dict) -> str | None:
         role = message.get("role")
         if role == "tool":
             if message.get("tool_call_id") not in open_calls:
-                return ("Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
-                        "with 'tool_calls'.")
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
+                    "with 'tool_calls'."
+                )
             open_calls.remove(message["tool_call_id"])
             continue
         if open_calls:
-            return ("An assistant message with 'tool_calls' must be followed by tool messages responding to each "
-                    f"'tool_call_id'. The following tool_call_ids did not have response messages: {open_calls[0]}")
+            return (
+                "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                f"'tool_call_id'. The following tool_call_ids did not have response messages: {open_calls[0]}"
+            )
         open_calls = [c.get("id") for c in message.get("tool_calls") or ()]
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_schema":
         spec = response_format.get("json_schema") or {}
         if spec.get("strict") and not _closed(spec.get("schema") or {}):
-            return (f"Invalid schema for response_format '{spec.get('name')}': In context=(), "
-                    "'additionalProperties' is required to be supplied and to be false, and 'required' must list "
-                    "every property.")
+            return (
+                f"Invalid schema for response_format '{spec.get('name')}': In context=(), "
+                "'additionalProperties' is required to be supplied and to be false, and 'required' must list "
+                "every property."
+            )
     return None
 
 
@@ -81,7 +97,8 @@ def _closed(schema: Any) -> bool:
 def anthropic_problem(body: dict) -> str | None:
     """What Anthropic answers 400 for in a tools request or history, else None."""
     for tool in body.get("tools") or ():
-        if not isinstance(tool, dict) or not tool.get("name") or (tool.get("input_schema") or {}).get("type") != "object":
+        schema = (tool.get("input_schema") or {}) if isinstance(tool, dict) else {}
+        if not isinstance(tool, dict) or not tool.get("name") or schema.get("type") != "object":
             return "tools.0.input_schema: Input should be a valid JSON schema of type object"
     previous: list[str] = []
     for index, message in enumerate(body.get("messages") or ()):
@@ -89,19 +106,26 @@ def anthropic_problem(body: dict) -> str | None:
         if role not in ("user", "assistant"):
             return f'messages.{index}.role: Input should be "user" or "assistant"'
         blocks = message.get("content") if isinstance(message.get("content"), list) else []
-        results = [b.get("tool_use_id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+        results = [str(b.get("tool_use_id")) for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
         if previous and sorted(results) != sorted(previous):
             missing = [i for i in previous if i not in results]
             if missing:
-                return (f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately after: "
-                        f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
-                        "in the next message.")
+                return (
+                    f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                    f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
+                    "in the next message."
+                )
         unknown = [i for i in results if i not in previous]
         if unknown:
-            return (f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` blocks: {unknown[0]}. "
-                    "Each `tool_result` block must have a corresponding `tool_use` block in the previous message.")
-        previous = [b.get("id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"] if (
-            role == "assistant") else []
+            return (
+                f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` blocks: {unknown[0]}. "
+                "Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+            )
+        previous = (
+            [str(b.get("id")) for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"]
+            if (role == "assistant")
+            else []
+        )
         if any(not ANTHROPIC_ID.match(str(i)) for i in previous):
             return f"messages.{index}.content: tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
     return None
@@ -117,7 +141,7 @@ def tool_result_text(flavor: str, messages: list) -> str | None:
         results = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
         texts = [b["content"] if isinstance(b.get("content"), str) else json.dumps(b.get("content")) for b in results]
         return "; ".join(texts) if results else None
-    tail = []
+    tail: list[str] = []
     for message in reversed(messages):
         if message.get("role") != "tool":
             break
@@ -125,16 +149,19 @@ def tool_result_text(flavor: str, messages: list) -> str | None:
     return "; ".join(tail) if tail else None
 
 
-def tool_calls_for(flavor: str, body: dict, messages: list, scripted: list | None,
-                   instance: Any, text: str) -> list[tuple[str, str, dict]] | None:
+def tool_calls_for(
+    flavor: str, body: dict, messages: list, scripted: list | None, instance: Any, text: str
+) -> list[tuple[str, str, dict]] | None:
     """The calls the model makes: (id, name, arguments), or None for a text answer."""
     tools = body.get("tools") or []
     if not tools:
         return None
     choice = body.get("tool_choice")
     names = [t["function"]["name"] if flavor != "anthropic" else t["name"] for t in tools]
-    schemas = {name: (t["function"].get("parameters") if flavor != "anthropic" else t.get("input_schema")) or {}
-               for name, t in zip(names, tools, strict=True)}
+    schemas = {
+        name: (t["function"].get("parameters") if flavor != "anthropic" else t.get("input_schema")) or {}
+        for name, t in zip(names, tools, strict=True)
+    }
     forced = None
     if isinstance(choice, dict):
         forced = (choice.get("function") or {}).get("name") or choice.get("name")
@@ -158,7 +185,7 @@ def tool_calls_for(flavor: str, body: dict, messages: list, scripted: list | Non
 def split_json(arguments: dict, pieces: int = 3) -> list[str]:
     text = json.dumps(arguments)
     size = max(1, math.ceil(len(text) / pieces))
-    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 # -- images ---------------------------------------------------------------------------------------------
@@ -174,13 +201,19 @@ def images_in(flavor: str, messages: list) -> list[dict]:
             url = (part.get("image_url") or {}).get("url", "")
             detail = (part.get("image_url") or {}).get("detail", "auto")
             match = re.match(r"data:(image/[a-z]+);base64,(.*)", url, re.DOTALL)
-            found.append({"media": match.group(1) if match else "url", "detail": detail,
-                          "size": _png_size(match.group(2)) if match else None})
+            found.append(
+                {
+                    "media": match.group(1) if match else "url",
+                    "detail": detail,
+                    "size": _png_size(match.group(2)) if match else None,
+                }
+            )
         elif part.get("type") == "image":
             source = part.get("source") or {}
             data = source.get("data") if source.get("type") == "base64" else None
-            found.append({"media": source.get("media_type", "url"), "detail": "auto",
-                          "size": _png_size(data) if data else None})
+            found.append(
+                {"media": source.get("media_type", "url"), "detail": "auto", "size": _png_size(data) if data else None}
+            )
     return found
 
 
@@ -214,8 +247,11 @@ def image_tokens(flavor: str, model: str, image: dict) -> int:
 
 def image_problem(model: str, messages: list, flavor: str) -> str | None:
     if images_in(flavor, messages) and model in TEXT_ONLY:
-        return ("Invalid content type. image_url is only supported by certain models." if flavor != "anthropic"
-                else f"model {model} does not support image input.")
+        return (
+            "Invalid content type. image_url is only supported by certain models."
+            if flavor != "anthropic"
+            else f"model {model} does not support image input."
+        )
     return None
 
 
@@ -226,8 +262,9 @@ def embeddings(flavor: str, body: dict) -> tuple[int, dict]:
     model = str(body.get("model") or "")
     bare = model.split("/", 1)[1] if flavor == "openrouter" and model.startswith("openai/") else model
     if flavor != "compatible" and bare not in EMBEDDING_MODELS:
-        return 404 if flavor == "openai" else 400, {"message": f"The model `{model}` does not exist or is not an "
-                                                                "embedding model."}
+        return 404 if flavor == "openai" else 400, {
+            "message": f"The model `{model}` does not exist or is not an embedding model."
+        }
     inputs = body.get("input")
     inputs = [inputs] if isinstance(inputs, str) else inputs
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
@@ -236,8 +273,10 @@ def embeddings(flavor: str, body: dict) -> tuple[int, dict]:
         return 400, {"message": f"'$.input' is invalid: at most {EMBEDDING_MAX_INPUTS} inputs per request."}
     tokens = [max(_words(t), 1) for t in inputs]
     if flavor != "compatible" and sum(tokens) > EMBEDDING_MAX_TOKENS:
-        return 400, {"message": f"Requests can use at most {EMBEDDING_MAX_TOKENS} tokens in total across "
-                                f"all inputs; this one has {sum(tokens)}."}
+        return 400, {
+            "message": f"Requests can use at most {EMBEDDING_MAX_TOKENS} tokens in total across "
+            f"all inputs; this one has {sum(tokens)}."
+        }
     dims = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
     data = [{"object": "embedding", "index": i, "embedding": _vector(text, dims)} for i, text in enumerate(inputs)]
     usage: dict[str, Any] = {"prompt_tokens": sum(tokens), "total_tokens": sum(tokens)}
