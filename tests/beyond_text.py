@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.sites.models import Site
+from django.core.cache import cache
 
-from integrations.ai import usage
+from integrations.ai import budget, usage
 from integrations.ai.testing.upstream import OPENROUTER_MODELS
 from integrations.models import AIUsage, BudgetPeriod, ModelPrice
 
@@ -89,8 +90,9 @@ def expected_cost(row: AIUsage) -> Decimal:
     return (Decimal(prompt) * row.prompt_tokens + Decimal(completion) * row.completion_tokens) / MILLION
 
 
-def assert_priced_and_budgeted(site, calls: int) -> list[AIUsage]:
-    """Every upstream row has its exact cost (never empty, never zero) and the month's budget holds their sum."""
+def assert_priced_and_budgeted(site, calls: int, counters: bool = True) -> list[AIUsage]:
+    """Every upstream row has its exact cost (never empty, never zero), the month's budget row holds their sum
+    and (`counters`) each call settled its reservation to its cost in the shared spend counter."""
     rows = [r for r in ledger(site) if r.status in ("ok", "error")]
     ok = [r for r in rows if r.status == "ok"]
     assert len(ok) == calls, [(r.provider, r.status, r.error_message) for r in rows]
@@ -99,6 +101,9 @@ def assert_priced_and_budgeted(site, calls: int) -> list[AIUsage]:
         assert abs(row.cost - expected_cost(row)) < Decimal("0.0000001"), (row.cost, expected_cost(row))
     period = BudgetPeriod.objects.get(site=site)
     assert period.spent == sum(r.cost for r in ok)
+    if counters:
+        _, spent_key = budget.counter_keys(site.id)
+        assert cache.get(spent_key) == sum(budget.micro(r.cost) for r in ok)
     return rows
 
 

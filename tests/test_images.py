@@ -92,6 +92,9 @@ def test_each_vendors_token_rule():
     assert images.anthropic_tokens({"type": "image", "width": 1000, "height": 1000}) == 1334  # 1e6 / 750
     assert images.anthropic_tokens(big) == 1600  # resized down, capped
     assert images.image_tokens(big, "openrouter", "anthropic/claude-3.5-sonnet") == 1600
+    small = {"type": "image", "width": 64, "height": 48}
+    assert images.openai_tokens(small, "gpt-4o") == 85 + 170  # never scaled up: one tile
+    assert images.anthropic_tokens(small) == 5
 
 
 def test_bad_images_are_refused_with_what_to_fix(upstream):
@@ -113,3 +116,13 @@ def test_bad_images_are_refused_with_what_to_fix(upstream):
             model="gpt-4o",
         )
     assert upstream.requests == []
+
+
+def test_an_image_by_url_goes_to_anthropic_as_a_url_block(upstream):
+    gateway = make_gateway("anthropic", upstream)
+    result = AIService(site=gateway.site).complete(
+        [photo_message(url="https://example.com/tart.png")], model="claude-3-5-sonnet"
+    )
+    assert "I see 1 image(s) (url)" in result.content
+    block = upstream.requests_for("anthropic")[-1].json["messages"][0]["content"][1]
+    assert block == {"type": "image", "source": {"type": "url", "url": "https://example.com/tart.png"}}

@@ -140,3 +140,26 @@ def test_a_tool_result_without_its_call_is_refused_before_any_request(upstream):
             [QUESTION], tools=[{**WEATHER, "parameters": {"type": "object", "properties": {"city": {"type": 7}}}}]
         )
     assert upstream.requests == [] and ledger(gateway.site) == []
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_parallel_tool_calls_are_answered_in_one_turn(kind, upstream):
+    """Two calls in one answer: OpenAI gets two tool messages, Anthropic one user turn with both results."""
+    gateway = make_gateway(kind, upstream)
+    ai = AIService(site=gateway.site)
+    cities = [
+        {"name": "get_weather", "arguments": {"city": "Paris"}},
+        {"name": "get_weather", "arguments": {"city": "Lyon"}},
+    ]
+    upstream.script(flavor=gateway.flavor, tool_calls=cities)
+    first = ai.complete([QUESTION], tools=[WEATHER], **gateway.call())
+    assert [c.arguments["city"] for c in first.tool_calls] == ["Paris", "Lyon"]
+    history = [QUESTION, first.as_message(), *(c.result(f"{i + 20} C") for i, c in enumerate(first.tool_calls))]
+    second = ai.complete(history, tools=[WEATHER], **gateway.call())
+    assert "the tool said 20 C; 21 C" in second.content
+    body = upstream.requests_for(gateway.flavor)[-1].json
+    if kind == "anthropic":
+        assert len(body["messages"]) == 3
+        assert [b["tool_use_id"] for b in body["messages"][2]["content"]] == [c.id for c in first.tool_calls]
+    else:
+        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "tool", "tool"]
