@@ -38,7 +38,7 @@ def image_part(upload: Any) -> dict[str, Any] | None:
     if upload.size > MAX_IMAGE_BYTES:
         raise forms.ValidationError(f"The image is {upload.size:,} bytes; the limit is {MAX_IMAGE_BYTES:,}.")
     media_type = getattr(upload, "content_type", "") or ""
-    if False:
+    if media_type not in MEDIA_TYPES:
         raise forms.ValidationError(f"Upload a PNG, JPEG, GIF or WebP image (got {media_type or 'an unknown type'}).")
     return {"type": "image", "data": upload.read(), "media_type": media_type}
 
@@ -50,9 +50,9 @@ def run(site_id: int, data: dict[str, Any]) -> Any:
         content = [{"type": "text", "text": data["prompt"]}, data["image"]]
     extra: dict[str, Any] = {}
     if data.get("tool"):
-        pass
+        extra["tools"] = [data["tool"]]
     if data.get("schema"):
-        pass
+        extra["response_schema"] = data["schema"]
     return AIService(site=site_id, service="admin.test").complete(
         [{"role": "user", "content": content}],
         provider=data["provider"] or None,
