@@ -126,3 +126,14 @@ def test_an_image_by_url_goes_to_anthropic_as_a_url_block(upstream):
     assert "I see 1 image(s) (url)" in result.content
     block = upstream.requests_for("anthropic")[-1].json["messages"][0]["content"][1]
     assert block == {"type": "image", "source": {"type": "url", "url": "https://example.com/tart.png"}}
+
+
+def test_openrouter_reads_what_a_model_takes_from_its_catalogue(upstream):
+    """Google's models have no row of their own in the table: OpenRouter's catalogue says Gemini takes images
+    and Llama does not."""
+    gateway = make_gateway("openrouter", upstream)
+    ai = AIService(site=gateway.site)
+    result = ai.complete([photo_message()], model="google/gemini-2.0-flash-001")
+    assert "I see 1 image(s)" in result.content
+    with pytest.raises(NotSupported, match="llama-3.1-70b-instruct does not support images"):
+        ai.complete([photo_message()], model="meta-llama/llama-3.1-70b-instruct")

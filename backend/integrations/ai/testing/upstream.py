@@ -457,7 +457,9 @@ class _Handler(BaseHTTPRequestHandler):
             data = [{"id": mid, "name": mid.split("/", 1)[1], "created": 1700000000, "context_length": ctx,
                      "pricing": {"prompt": p, "completion": c, "request": "0", "image": "0"},
                      "top_provider": {"context_length": ctx, "max_completion_tokens": 16384, "is_moderated": False},
-                     "supported_parameters": ["max_tokens", "temperature", "top_p", "stop"]}
+                     "architecture": {"input_modalities": extras.input_modalities(mid),
+                                      "output_modalities": ["text"]},
+                     "supported_parameters": extras.supported_parameters(mid)}
                     for mid, (p, c, ctx) in OPENROUTER_MODELS.items()]
             return self._send(200, {"data": data})
         if path == "/models" and flavor in ("openai", "compatible"):

@@ -42,6 +42,17 @@ EMBEDDING_DIMENSIONS = 8  # the emulator's vectors are short unless `dimensions`
 ANTHROPIC_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
+def input_modalities(model: str) -> list[str]:
+    """OpenRouter's catalogue: what a model takes (`architecture.input_modalities`)."""
+    return ["text"] if model in TEXT_ONLY or model.startswith(("meta-llama/", "mistralai/")) else ["text", "image"]
+
+
+def supported_parameters(model: str) -> list[str]:
+    """OpenRouter's catalogue: the request parameters a model supports."""
+    params = ["max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice"]
+    return params if model in ("openai/gpt-3.5-turbo",) else [*params, "response_format", "structured_outputs"]
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
