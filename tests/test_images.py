@@ -135,5 +135,5 @@ def test_openrouter_reads_what_a_model_takes_from_its_catalogue(upstream):
     ai = AIService(site=gateway.site)
     result = ai.complete([photo_message()], model="google/gemini-2.0-flash-001")
     assert "I see 1 image(s)" in result.content
-    with pytest.raises(NotSupported, match="llama-3.1-70b-instruct does not support images"):
+    with pytest.raises(NotSupported, match=r"llama-3\.1-70b-instruct does not support images"):
         ai.complete([photo_message()], model="meta-llama/llama-3.1-70b-instruct")
