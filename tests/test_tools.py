@@ -163,3 +163,16 @@ def test_parallel_tool_calls_are_answered_in_one_turn(kind, upstream):
         assert [b["tool_use_id"] for b in body["messages"][2]["content"]] == [c.id for c in first.tool_calls]
     else:
         assert [m["role"] for m in body["messages"]] == ["user", "assistant", "tool", "tool"]
+
+
+def test_the_response_cache_keeps_tool_calls_and_tells_tool_sets_apart(upstream):
+    gateway = make_gateway("openai", upstream)
+    ai = AIService(site=gateway.site)
+    first = ai.complete([QUESTION], tools=[WEATHER], temperature=0, **gateway.call())
+    again = ai.complete([QUESTION], tools=[WEATHER], temperature=0, **gateway.call())
+    assert again.cached and again.tool_calls == first.tool_calls
+    other = {**WEATHER, "name": "get_forecast"}
+    assert ai.complete([QUESTION], tools=[other], temperature=0, **gateway.call()).tool_calls[0].name == "get_forecast"
+    plain = ai.complete([QUESTION], temperature=0, **gateway.call())
+    assert plain.tool_calls == [] and not plain.cached
+    assert len([r for r in upstream.requests if r.method == "POST"]) == 3
