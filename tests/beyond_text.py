@@ -51,7 +51,7 @@ def make_gateway(kind: str, upstream, also_key: str | None = None, **fields) -> 
     if also_key:
         fields[f"{also_key}_api_key"] = EMULATED_KEYS[also_key]
         fields[f"{also_key}_base_url"] = getattr(upstream, f"{also_key}_base_url")
-        fields["fallback_chain"] = [{"provider": also_key, "model": MODELS[also_key]}]
+        fields.setdefault("fallback_chain", [{"provider": also_key, "model": MODELS[also_key]}])
     for (provider, model), (prompt, completion) in PRICES.items():
         ModelPrice.objects.get_or_create(
             provider=provider,

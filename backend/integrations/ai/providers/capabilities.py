@@ -12,6 +12,7 @@ gateway calls `require()` for the chosen provider and `refusal()` for each failo
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -68,6 +69,7 @@ def register(kind: str, pattern: str, features: Iterable[str]) -> None:
     if unknown:
         raise ValueError(f"Unknown capabilities {sorted(unknown)}; choose among {', '.join(FEATURES)}.")
     TABLE.setdefault(kind, []).insert(0, (pattern, frozenset(features)))
+    _embedding_only.cache_clear()
 
 
 def _first(rules: Rules, model: str) -> frozenset[str] | None:
@@ -113,8 +115,9 @@ def _listed(provider: Any, model: str) -> frozenset[str] | None:
     return frozenset(features)
 
 
+@functools.lru_cache(maxsize=4096)
 def _embedding_only(kind: str, model: str) -> bool:
-    """Whether the table says `model` only embeds (no catalogue lookup: plain text calls ask this too)."""
+    """Whether the table says `model` only embeds (no catalogue lookup, memoised: every plain call asks)."""
     rules = TABLE.get(kind) or []
     if kind == "openrouter":
         vendor, _, bare = model.partition("/")
