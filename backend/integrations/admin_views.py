@@ -25,6 +25,7 @@ from django.urls import reverse
 
 from tenancy.access import require_site
 
+from . import admin_try
 from .ai.factory import ProviderFactory
 from .ai.providers import registry
 from .ai.providers.errors import AIProviderError
@@ -74,13 +75,13 @@ def _usable_providers(record: AIProviderSettings) -> list[str]:
     return [p for p in snapshot.names() if p in usable]
 
 
-def _test_form(record: AIProviderSettings, data: Any) -> tuple[ProviderTestForm, list[str], str]:
+def _test_form(record: AIProviderSettings, data: Any, files: Any = None) -> tuple[ProviderTestForm, list[str], str]:
     """The test screen's form (both variants), its usable providers, and any notice about the model list."""
     usable = _usable_providers(record)
     model_choices, notice = _model_choices(record, usable)
     snapshot = get_snapshot(record.site_id)
     providers = [("", "— as the site resolves it —")] + [(p, provider_label(p, snapshot)) for p in usable]
-    return ProviderTestForm(data, providers=providers, models=model_choices), usable, notice
+    return ProviderTestForm(data, files, providers=providers, models=model_choices), usable, notice
 
 
 def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[tuple[str, str]], str]:
@@ -110,19 +111,12 @@ def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[
 
 def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
     record = _record_for(model_admin, request, pk)
-    form, usable, notice = _test_form(record, request.POST or None)
+    form, usable, notice = _test_form(record, request.POST or None, request.FILES or None)
     result = error = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            result = AIService(site=record.site_id, service="admin.test").generate_content(
-                data["prompt"],
-                provider=data["provider"] or None,
-                model=data["model"] or None,
-                max_tokens=data["max_tokens"],
-                temperature=data["temperature"],
-                cache=False,
-            )
+            result = admin_try.run(record.site_id, data)  # with the form's tool, schema and image, if any
         except AIProviderError as exc:
             error = exc
     from . import admin_prices

@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 
+from . import admin_try
 from .ai.providers import registry
 from .fields import mask_secret
 from .models import AIProviderSettings, ProviderCredential, UsageDaily
@@ -223,6 +224,20 @@ class ProviderTestForm(forms.Form):
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), strip=True)
     max_tokens = forms.IntegerField(min_value=1, max_value=128_000, initial=200)
     temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.7)
+    tool = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+                           help_text=admin_try.TOOL_HELP)
+    schema = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+                             label="JSON schema", help_text=admin_try.SCHEMA_HELP)
+    image = forms.FileField(required=False, help_text="An image sent with the prompt (PNG, JPEG, GIF or WebP).")
+
+    def clean_tool(self) -> Any:
+        return admin_try.json_field(self.cleaned_data.get("tool") or "", "tool")
+
+    def clean_schema(self) -> Any:
+        return admin_try.json_field(self.cleaned_data.get("schema") or "", "JSON schema")
+
+    def clean_image(self) -> Any:
+        return admin_try.image_part(self.cleaned_data.get("image"))
 
     def __init__(self, *args: Any, providers: list[tuple[str, str]], models: list[tuple[str, str]], **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -19,6 +19,7 @@ from . import budget, governance, pauses, pricing, response_cache, usage
 from .context import site_id_of
 from .factory import ProviderFactory
 from .observability import calls as observed
+from .providers import capabilities, conversation
 from .providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult, check_text
 from .providers.errors import (
     AIProviderError,
@@ -145,13 +146,16 @@ class AIService:
         request = primary.validate_request(
             AIRequest.of(messages, model, max_tokens, temperature, system_prompt, **options)
         )
-        return Prepared(snapshot, primary, request, primary.resolve_model(model))
+        resolved = primary.resolve_model(model)
+        capabilities.require(primary, request, resolved)  # tools, schema, images: refused before any call
+        return Prepared(snapshot, primary, request, resolved)
 
     def _admit(self, prep: Prepared) -> governance.Admission:
         """Rate limits and budget windows for one call (governance.admit); a refusal is recorded and raised."""
         request = prep.request
         return governance.admit(
-            self, prep.snapshot, prep.primary, request.model, prep.resolved, list(request.messages),
+            self, prep.snapshot, prep.primary, request.model, prep.resolved,
+            conversation.for_estimate(request, prep.primary.kind, prep.resolved),
             request.system_prompt, request.max_tokens, check_budget=not self._budget_checked,
         )
 
@@ -204,6 +208,12 @@ class AIService:
         `cache=True/False` forces the response cache on or off (default: on at temperature 0);
         `failover=False` uses only the chosen provider.
         """
+        if kwargs.get("response_schema") is not None:  # validated JSON, one corrective retry
+            from .structured import complete_json
+
+            return complete_json(self, messages, provider=provider, model=model, max_tokens=max_tokens,
+                                 temperature=temperature, system_prompt=system_prompt, cache=cache,
+                                 failover=failover, **kwargs)
         prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
         return self.execute(prep, cache=cache, failover=failover)
 
@@ -214,7 +224,8 @@ class AIService:
         cache_key = None
         if response_cache.should_cache(request.temperature, cache):
             params = {"max_tokens": request.max_tokens, "temperature": request.temperature,
-                      "system": request.system_prompt, **request.options}
+                      "system": request.system_prompt, **request.options,
+                      "beyond_text": repr((request.tools, request.tool_choice, request.response_schema))}
             cache_key = response_cache.key_for(self.site_id, prep.primary.name, prep.resolved,
                                                list(request.messages), params)
             hit = response_cache.get(cache_key)
@@ -283,6 +294,9 @@ class AIService:
         for candidate, request in self._candidates(prep, failover):
             if (refusal := governance.candidate_refusal(prep.snapshot, candidate, request.model)) is not None:
                 chain.refused.append(refusal)
+                continue
+            if capabilities.refusal(candidate, request, candidate.resolve_model(request.model)) is not None:
+                logger.info("%s skipped: its model cannot serve this request", candidate.name)
                 continue
             cooling, failures = pauses.health(self.site_id, candidate.name)
             if cooling:
@@ -353,7 +367,24 @@ class AIService:
         prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
         if (refusal := governance.candidate_refusal(prep.snapshot, prep.primary, model)) is not None:
             raise governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, refusal)
+        if prep.request.response_schema is not None:
+            raise InvalidRequest("response_schema is for generate_content/generate_json: a stream cannot be "
+                                 "validated before it reaches you.")
+        capabilities.require(prep.primary, prep.request, prep.resolved, streaming=True)
         return GatewayStream(self, prep, self._admit(prep))
+
+    # -- beyond text: structured output and embeddings (the same pipeline; see structured.py, embeddings.py) --
+    def generate_json(self, prompt: str, schema: dict[str, Any], **kwargs: Any) -> Any:
+        """JSON that validates against `schema` (a JSON schema of an object), parsed; `InvalidOutput` when
+        the model's answer does not match it after one corrective retry."""
+        return self.generate_content(prompt, response_schema=schema, **kwargs).parsed
+
+    def embed(self, texts: list[str], model: str | None = None, provider: str | None = None) -> Any:
+        """One vector per text, in order (`EmbeddingResult`), batched to the vendor's limits, cached per
+        site by (model, text), priced and ledgered like any call."""
+        from .embeddings import embed
+
+        return embed(self, texts, model=model, provider=provider)
 
     # -- batches -----------------------------------------------------------------------------------
     def generate_batch(

@@ -131,7 +131,10 @@ class CallRecord:
         request = self.request
         if request is None:
             return 0, 0
-        chars = sum(len(m["content"]) for m in request.messages) + len(request.system_prompt or "")
+        from .providers.conversation import for_estimate  # tools, tool results and images counted too
+
+        messages = for_estimate(request, "", "")  # no vendor named: each image at the dearer vendor's rule
+        chars = sum(len(m["content"]) for m in messages) + len(request.system_prompt or "")
         return chars, request.max_tokens
 
 

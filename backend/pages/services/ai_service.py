@@ -18,6 +18,7 @@ from django.db import transaction
 from integrations.ai import AIService as CoreAIService
 from integrations.ai import usage
 from integrations.ai.providers.errors import AIProviderError, InvalidRequest
+from integrations.ai.providers.tools import strict_compatible
 from prompts.versions import BuiltinPrompt, register_builtin
 
 from .. import provenance
@@ -81,7 +82,9 @@ def structured_output(ai: CoreAIService, name: str, schema: dict[str, Any], mode
     """`response_format` asking for `schema`, when the provider that will serve supports it."""
     if "response_format" not in ai.provider_for(None, model).supported_options:
         return {}
-    return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}}
+    strict = strict_compatible(schema)  # strict mode refuses optional properties (OpenAI answers 400)
+    return {"response_format": {"type": "json_schema",
+                                "json_schema": {"name": name, "strict": strict, "schema": schema}}}
 
 
 META_PROMPT = register_builtin(BuiltinPrompt("pages.meta", META_SYSTEM_PROMPT, meta_prompt("{title}", "{body}")))

@@ -28,7 +28,9 @@ from .base import (
     cached_client,
     lazy_import,
 )
+from .conversation import anthropic_messages
 from .errors import InvalidRequest, ProviderUnavailable
+from .tools import AnthropicToolStream, answer_of, anthropic_extras, anthropic_read
 
 LEGACY_API_VERSION = "2023-06-01"
 SAMPLING_REMOVED_IN = "2026-10-21"
@@ -114,8 +116,9 @@ class AnthropicProvider(BaseProvider):
         request: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
-            "messages": [m for m in messages if m["role"] != "system"],
+            "messages": anthropic_messages(messages),
         }
+        anthropic_extras(request, ai)  # tools, tool_choice, response_schema (a forced tool)
         sampling: dict[str, Any] = {}
         if self.accepts_sampling:  # the SDK no longer has these arguments: they go in the body
             sampling["temperature"] = temperature
@@ -137,7 +140,7 @@ class AnthropicProvider(BaseProvider):
 
     def _send(self, ai: AIRequest, model: str) -> GenerationResult:
         message = self.client.messages.create(**self._request(ai, model))
-        text = "".join(block.text for block in message.content if getattr(block, "type", None) == "text")
+        text, calls = anthropic_read(message.content, ai)
         usage = message.usage
         result = GenerationResult(
             content=text,
@@ -146,6 +149,7 @@ class AnthropicProvider(BaseProvider):
             completion_tokens=usage.output_tokens or 0,
             finish_reason=_FINISH.get(message.stop_reason, FINISH_OTHER),
             request_id=getattr(message, "_request_id", None) or message.id,
+            tool_calls=calls,
         )
         _read_input(result, usage)
         result.total_tokens = result.prompt_tokens + result.completion_tokens
@@ -156,6 +160,7 @@ class AnthropicProvider(BaseProvider):
         request["stream"] = True
         result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
         parts: list[str] = []
+        calls = AnthropicToolStream(self.name)
         stream = self.client.messages.create(**request)
         result.request_id = stream.response.headers.get("request-id")
         finished = False
@@ -168,6 +173,10 @@ class AnthropicProvider(BaseProvider):
             elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
                 parts.append(event.delta.text)
                 yield event.delta.text
+            elif kind == "content_block_start":
+                calls.start(event.index, event.content_block)
+            elif kind == "content_block_delta":
+                calls.add(event.index, event.delta)
             elif kind == "message_delta":
                 finished = True
                 result.finish_reason = _FINISH.get(event.delta.stop_reason, FINISH_OTHER)
@@ -175,6 +184,6 @@ class AnthropicProvider(BaseProvider):
                 _read_input(result, event.usage)  # newer APIs repeat the input counts here
         if not finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
             raise ProviderUnavailable("The stream ended before the provider finished its answer.", provider=self.name)
-        result.content = "".join(parts)
+        result.content, result.tool_calls = answer_of("".join(parts), calls.calls(), ai)
         result.total_tokens = result.prompt_tokens + result.completion_tokens
         yield result

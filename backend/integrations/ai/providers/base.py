@@ -23,7 +23,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from . import registry
+from . import conversation, registry
+from .capabilities import beyond_text
 from .errors import (
     AIProviderError,
     InvalidRequest,
@@ -319,8 +320,11 @@ class BaseProvider(AIProviderInterface):
             check_text(system_prompt, "system_prompt", self.name)
         if not isinstance(messages, list | tuple) or not messages:
             raise InvalidRequest("messages must be a non-empty list of {role, content}.", provider=self.name)
-        clean: list[dict[str, str]] = []
+        clean: list[dict[str, Any]] = []
         for index, message in enumerate(messages):
+            if not conversation.is_plain(message) and isinstance(message, Mapping) and message.get("role") != "system":
+                clean.append(conversation.check_message(message, index, self.name))  # tools, images
+                continue
             role = message.get("role") if isinstance(message, Mapping) else None
             content = message.get("content") if isinstance(message, Mapping) else None
             if role not in ROLES:
@@ -333,7 +337,7 @@ class BaseProvider(AIProviderInterface):
             clean.append({"role": role, "content": content})
         if not any(m["role"] == "user" for m in clean):
             raise InvalidRequest("messages must contain at least one user message.", provider=self.name)
-        return request.with_changes(messages=tuple(clean), options=dict(options))
+        return beyond_text(request.with_changes(messages=tuple(clean), options=dict(options)), self.name)
 
     def validate(
         self, messages: list[Message], max_tokens: int, temperature: float, system_prompt: str | None,

@@ -164,6 +164,24 @@ class EmptyResponse(ProviderUnavailable):
     code = "empty_response"
 
 
+class NotSupported(InvalidRequest):
+    """The provider or model cannot do what the request asks (tools, a schema, images, embeddings); raised
+    before any upstream call from the capability table (`providers/capabilities.py`)."""
+
+    code = "not_supported"
+
+
+class InvalidOutput(AIProviderError):
+    """The model's answer could not be used: JSON that does not match the requested schema after the
+    corrective retry, or tool arguments that are not JSON. Nothing invalid is returned to the caller."""
+
+    code = "invalid_output"
+
+    def __init__(self, message: str, *, errors: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.errors = list(errors or [])
+
+
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or HTTP date)."""
     if not headers:

@@ -30,11 +30,16 @@ BUILTIN_MODELS: dict[str, dict[str, str]] = {
     "claude-opus-4": {"anthropic": "claude-opus-4-20250514", "openrouter": "anthropic/claude-opus-4"},
     "claude-3-opus": {"anthropic": "claude-3-opus-20240229", "openrouter": "anthropic/claude-3-opus"},
     "claude-3-haiku": {"anthropic": "claude-3-haiku-20240307", "openrouter": "anthropic/claude-3-haiku"},
+    # embedding models (AIService.embed)
+    "text-embedding-3-small": {"openai": "text-embedding-3-small", "openrouter": "openai/text-embedding-3-small"},
+    "text-embedding-3-large": {"openai": "text-embedding-3-large", "openrouter": "openai/text-embedding-3-large"},
+    "text-embedding-ada-002": {"openai": "text-embedding-ada-002", "openrouter": "openai/text-embedding-ada-002"},
 }
 
 # Which direct provider serves a model family, by bare-id prefix.
 FAMILY_VENDORS: tuple[tuple[str, str], ...] = (
     ("gpt", "openai"),
+    ("text-embedding", "openai"),
     ("chatgpt", "openai"),
     ("o1", "openai"),
     ("o3", "openai"),

@@ -25,7 +25,9 @@ from .base import (
     cached_client,
     lazy_import,
 )
+from .conversation import openai_messages
 from .errors import EmptyResponse, ProviderUnavailable
+from .tools import OpenAIToolStream, openai_calls, openai_extras
 
 _FINISH = {
     "stop": FINISH_STOP,
@@ -74,7 +76,7 @@ class OpenAIProvider(BaseProvider):
 
     # -- request building -------------------------------------------------------------------------
     def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
-        messages, max_tokens, options = list(ai.messages), ai.max_tokens, ai.options
+        messages, max_tokens, options = openai_messages(ai.messages), ai.max_tokens, ai.options
         system_prompt = ai.system_prompt
         chat = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
         request: dict[str, Any] = {"model": model, "messages": chat}
@@ -86,12 +88,17 @@ class OpenAIProvider(BaseProvider):
             request["temperature"] = ai.temperature
         passthrough = {k: v for k, v in options.items() if k in OpenAIProvider.supported_options}
         request.update(passthrough)
+        openai_extras(request, ai)  # tools, tool_choice, response_schema
         extra = self._extra_body(options)
         if extra:
             request["extra_body"] = extra
         return request
 
     def _send(self, ai: AIRequest, model: str) -> GenerationResult:
+        if ai.embed_input:
+            from .embeddings import send_embeddings
+
+            return send_embeddings(self, ai, model)
         request = self._request(ai, model)
         extra = request.pop("extra_body", None)
         # The SDK's documented call for custom requests, not `chat.completions.create`: the body is a plain
@@ -115,6 +122,7 @@ class OpenAIProvider(BaseProvider):
             total_tokens=getattr(usage, "total_tokens", 0) or 0,
             finish_reason=_FINISH.get(choice.finish_reason, FINISH_OTHER),
             request_id=getattr(completion, "_request_id", None) or completion.id,
+            tool_calls=openai_calls(choice.message.tool_calls, self.name),
         )
         read_token_details(result, usage)
         self._read_extras(result, completion)
@@ -126,6 +134,7 @@ class OpenAIProvider(BaseProvider):
         request["stream_options"] = {"include_usage": True}
         result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
         parts: list[str] = []
+        calls = OpenAIToolStream(self.name)
         stream = self.client.chat.completions.create(**request)
         result.request_id = stream.response.headers.get("x-request-id")
         finished = False
@@ -137,6 +146,8 @@ class OpenAIProvider(BaseProvider):
                 if choice.delta and choice.delta.content:
                     parts.append(choice.delta.content)
                     yield choice.delta.content
+                if choice.delta and choice.delta.tool_calls:
+                    calls.add(choice.delta.tool_calls)
                 if choice.finish_reason:
                     finished = True
                     result.finish_reason = _FINISH.get(choice.finish_reason, FINISH_OTHER)
@@ -149,6 +160,7 @@ class OpenAIProvider(BaseProvider):
         if not finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
             raise ProviderUnavailable("The stream ended before the provider finished its answer.", provider=self.name)
         result.content = "".join(parts)
+        result.tool_calls = calls.calls()
         yield result
 
 

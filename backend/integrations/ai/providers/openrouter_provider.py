@@ -69,6 +69,8 @@ class OpenRouterProvider(OpenAIProvider):
                     prompt_price=to_decimal(pricing.get("prompt")),
                     completion_price=to_decimal(pricing.get("completion")),
                     max_completion_tokens=top.get("max_completion_tokens"),
+                    input_modalities=tuple((row.get("architecture") or {}).get("input_modalities") or ()),
+                    supported_parameters=tuple(row.get("supported_parameters") or ()),
                 )
             )
         return models

@@ -95,6 +95,11 @@ class GenerationResult:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    # Beyond text: the tool calls the model made (`providers.tools.ToolCall`: id, name, parsed arguments),
+    # the validated JSON of a structured-output call, the vectors of an embedding call.
+    tool_calls: list[Any] = field(default_factory=list)
+    parsed: Any = None
+    embeddings: list[list[float]] | None = None
 
     @property
     def tokens_used(self) -> int:
@@ -125,6 +130,14 @@ class GenerationResult:
     def __str__(self) -> str:
         return self.content
 
+    def as_message(self) -> dict[str, Any]:
+        """This answer as the neutral assistant message that continues the conversation (tool calls included)."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": dict(c.arguments)}
+                                     for c in self.tool_calls]
+        return message
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -134,6 +147,9 @@ class ModelInfo:
     prompt_price: Decimal | None = None  # USD per token
     completion_price: Decimal | None = None
     max_completion_tokens: int | None = None
+    # From a live catalogue (OpenRouter's `architecture.input_modalities`, `supported_parameters`), when given.
+    input_modalities: tuple[str, ...] = ()
+    supported_parameters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,9 @@ class Attempt:
     error: Exception | None = None  # an AIProviderError
 
 
+EXTRA_FIELDS = ("tools", "tool_choice", "response_schema")
+
+
 @dataclass(frozen=True)
 class AIRequest:
     """One generation request as it travels through the gateway and into a provider.
@@ -156,18 +175,25 @@ class AIRequest:
     `for_candidate` copies (temperature clamped, options filtered) without validating again.
     """
 
-    messages: tuple[dict[str, str], ...]
+    messages: tuple[dict[str, Any], ...]
     model: str | None = None
     max_tokens: int = 1000
     temperature: float = 0.7
     system_prompt: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Beyond text (see providers/tools.py, conversation.py, images.py): neutral tools and tool_choice, a
+    # JSON schema the answer must match, and the texts of an embedding call.
+    tools: tuple[Any, ...] = ()
+    tool_choice: Any = None
+    response_schema: Mapping[str, Any] | None = None
+    embed_input: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, messages: Any, model: str | None = None, max_tokens: int = 1000, temperature: float = 0.7,
            system_prompt: str | None = None, **options: Any) -> AIRequest:
+        extras = {name: options.pop(name) for name in EXTRA_FIELDS if name in options}
         return cls(tuple(messages) if isinstance(messages, list | tuple) else messages, model, max_tokens,
-                   temperature, system_prompt, dict(options))
+                   temperature, system_prompt, dict(options), **extras)
 
     def with_changes(self, **changes: Any) -> AIRequest:
         return replace(self, **changes)

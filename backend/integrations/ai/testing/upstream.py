@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from . import upstream_extras as extras
+
 OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3-mini", "gpt-3.5-turbo")
 ANTHROPIC_MODELS = (
     "claude-3-5-sonnet-20241022", "claude-3-5-haiku-20241022", "claude-3-7-sonnet-20250219",
@@ -109,6 +111,7 @@ class Script:
     usage: dict | None = None
     times: int = 1
     cut_after: int | None = None  # streams: drop the connection after this many text deltas
+    tool_calls: list | None = None  # [{"name", "arguments"}]: the calls the model makes when it has tools
 
 
 def _words(text: str) -> list[str]:
@@ -363,11 +366,12 @@ class Upstream:
     def script(self, *, flavor: str | None = None, status: int = 200, content: str | None = None,
                headers: dict[str, str] | None = None, body: Any = None, delay: float = 0.0, drop: bool = False,
                malformed: bool = False, finish_reason: str | None = None, served_model: str | None = None,
-               usage: dict | None = None, times: int = 1, cut_after: int | None = None) -> None:
+               usage: dict | None = None, times: int = 1, cut_after: int | None = None,
+               tool_calls: list | None = None) -> None:
         """Queue how the next `times` matching generation requests are answered (FIFO)."""
         with self._lock:
             self._scripts.append(Script(flavor, status, content, dict(headers or {}), body, delay, drop, malformed,
-                                        finish_reason, served_model, usage, times, cut_after))
+                                        finish_reason, served_model, usage, times, cut_after, tool_calls))
 
     def requests_for(self, flavor: str) -> list[RecordedRequest]:
         return [r for r in list(self.requests) if r.flavor == flavor]
@@ -466,7 +470,9 @@ class _Handler(BaseHTTPRequestHandler):
             data = [{"id": mid, "name": mid.split("/", 1)[1], "created": 1700000000, "context_length": ctx,
                      "pricing": {"prompt": p, "completion": c, "request": "0", "image": "0"},
                      "top_provider": {"context_length": ctx, "max_completion_tokens": 16384, "is_moderated": False},
-                     "supported_parameters": ["max_tokens", "temperature", "top_p", "stop"]}
+                     "architecture": {"input_modalities": extras.input_modalities(mid),
+                                      "output_modalities": ["text"]},
+                     "supported_parameters": extras.supported_parameters(mid)}
                     for mid, (p, c, ctx) in OPENROUTER_MODELS.items()]
             return self._send(200, {"data": data})
         if path == "/models" and flavor in ("openai", "compatible"):
@@ -494,6 +500,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         flavor, path = self._route()
         request = self._record(flavor)
+        if flavor in ("openai", "openrouter", "compatible") and path == "/embeddings":
+            return self._embeddings(flavor, request)
         generation = (flavor in ("openai", "openrouter", "compatible") and path == "/chat/completions") or (
             flavor == "anthropic" and path == "/v1/messages"
         )
@@ -525,6 +533,15 @@ class _Handler(BaseHTTPRequestHandler):
         if flavor == "anthropic":
             return self._anthropic(body, script)
         return self._chat(flavor, body, script)
+
+    def _embeddings(self, flavor: str, request: RecordedRequest) -> None:
+        if not self._authorised(flavor, request):
+            return None
+        status, payload = extras.embeddings(flavor, request.json if isinstance(request.json, dict) else {})
+        if status != 200:
+            return self._error(flavor, status, payload["message"])
+        headers = {} if flavor == "openrouter" else {"x-request-id": f"req_{uuid.uuid4().hex[:24]}"}
+        return self._send(200, payload, headers)
 
     # -- validation ------------------------------------------------------------------------------
     def _authorised(self, flavor: str, request: RecordedRequest) -> bool:
@@ -566,6 +583,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return 400, f"{sampling[0]}: Extra inputs are not permitted"
             if model not in ANTHROPIC_MODELS and not (self.server.upstream.dated and model in ANTHROPIC_ALIASES):
                 return 404, f"model: {model}"
+            problem = extras.anthropic_problem(body) or extras.image_problem(str(model), messages, flavor)
+            if problem:
+                return 400, problem
         elif flavor == "compatible":
             if not isinstance(model, str) or not model:
                 return 400, "'model' is required."
@@ -577,6 +597,10 @@ class _Handler(BaseHTTPRequestHandler):
             candidates = [model, *(body.get("models") or [])]
             if not any(c in OPENROUTER_MODELS for c in candidates):
                 return 400, f"{model} is not a valid model ID"
+        if flavor != "anthropic":
+            problem = extras.openai_problem(body) or extras.image_problem(str(model), messages, flavor)
+            if problem:
+                return 400, problem
         return None
 
     # -- successful answers ------------------------------------------------------------------------
@@ -586,8 +610,16 @@ class _Handler(BaseHTTPRequestHandler):
         last = _text_of(users[-1].get("content")) if users else ""
         content = script.content if script and script.content is not None else (
             f"Emulated {flavor} reply ({model}): {last[:200]}")
+        pictures = extras.images_in(flavor, messages)
+        answered = extras.tool_result_text(flavor, messages)
+        if not (script and script.content is not None) and answered is not None:
+            content = f"Emulated {flavor} reply ({model}): the tool said {answered[:300]}"
+        elif not (script and script.content is not None) and pictures:
+            seen = ", ".join(f"{p['media']} {p['size'][0]}x{p['size'][1]}" if p["size"] else p["media"]
+                             for p in pictures)
+            content = f"Emulated {flavor} reply ({model}): I see {len(pictures)} image(s) ({seen}). {last[:200]}"
         schema = ((self._body.get("response_format") or {}).get("json_schema") or {}).get("schema")
-        if not (script and script.content is not None):
+        if not (script and script.content is not None) and answered is None and not pictures:
             cms = _cms_answer(system, last, schema)
             if cms is not None:  # a CMS service asked for meta or a block: JSON in that shape
                 content = cms
@@ -597,6 +629,7 @@ class _Handler(BaseHTTPRequestHandler):
                 content = _prose(flavor, model, last)
         prompt_words = len(_words(system)) + sum(len(_words(_text_of(m.get("content")))) for m in messages
                                                    if isinstance(m, dict))
+        prompt_words += sum(extras.image_tokens(flavor, model, p) for p in pictures)
         words = _words(content)
         truncated = len(words) > max_tokens
         if truncated:
@@ -620,6 +653,11 @@ class _Handler(BaseHTTPRequestHandler):
                                                                            script)
         prompt_tokens += len(_words(system))
         finish = (script.finish_reason if script and script.finish_reason else ("length" if truncated else "stop"))
+        calls = self._calls(flavor, body, chat, script)
+        if calls:
+            content, truncated = "", False
+            completion_tokens = sum(len(_words(json.dumps(args))) for _, _, args in calls)
+            finish = script.finish_reason if script and script.finish_reason else "tool_calls"
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "total_tokens": prompt_tokens + completion_tokens,
                                  "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
@@ -644,14 +682,31 @@ class _Handler(BaseHTTPRequestHandler):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage")) or (
                 flavor == "openrouter" and bool((body.get("usage") or {}).get("include")))
             return self._chat_stream(flavor, gen_id, created, model, content, finish, usage if include_usage else None,
-                                     headers)
+                                     headers, calls)
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
                                   "logprobs": None, "finish_reason": finish}
+        if calls:
+            choice["message"].update(content=None, tool_calls=[
+                {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+                for i, n, a in calls])
         if flavor == "openrouter":
             choice["native_finish_reason"] = finish
         payload = {"id": gen_id, "object": "chat.completion", "created": created, "model": model,
                    "choices": [choice], "usage": usage, "system_fingerprint": "fp_emulator", **extra}
         self._send(200, payload, headers)
+
+    def _calls(self, flavor: str, body: dict, messages: list, script: Script | None) -> list | None:
+        """The tool calls the model makes (see upstream_extras.tool_calls_for); CMS schemas get CMS content."""
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        last = _text_of(users[-1].get("content")) if users else ""
+        system = body.get("system") or ""
+        system_text = system if isinstance(system, str) else _text_of(system)
+
+        def instance(schema: dict, text: str) -> Any:
+            cms = _cms_answer(system_text, last, schema) if schema.get("properties") else None
+            return json.loads(cms) if cms is not None else _instance(schema, " ".join(text.split()[:40]))
+
+        return extras.tool_calls_for(flavor, body, messages, script.tool_calls if script else None, instance, last)
 
     def _anthropic(self, body: dict, script: Script | None) -> None:
         model = str(body["model"])
@@ -664,6 +719,11 @@ class _Handler(BaseHTTPRequestHandler):
         content, prompt_tokens, completion_tokens, truncated = self._reply(
             "anthropic", model, system_text, body["messages"], int(body["max_tokens"]), script)
         stop = script.finish_reason if script and script.finish_reason else ("max_tokens" if truncated else "end_turn")
+        calls = self._calls("anthropic", body, body["messages"], script)
+        if calls:
+            content = ""
+            completion_tokens = sum(len(_words(json.dumps(args))) for _, _, args in calls)
+            stop = script.finish_reason if script and script.finish_reason else "tool_use"
         written = read = 0
         cached_prefix = _cached_prefix(system)
         if cached_prefix:  # prompt caching: the marked system blocks are written once, then read
@@ -680,9 +740,11 @@ class _Handler(BaseHTTPRequestHandler):
         msg_id = f"msg_{uuid.uuid4().hex[:24]}"
         headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}", **(script.headers if script else {})}
         if body.get("stream"):
-            return self._anthropic_stream(msg_id, model, content, stop, usage, headers)
+            return self._anthropic_stream(msg_id, model, content, stop, usage, headers, calls)
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content or not calls else []
+        blocks += [{"type": "tool_use", "id": i, "name": n, "input": a} for i, n, a in calls or ()]
         self._send(200, {"id": msg_id, "type": "message", "role": "assistant", "model": model,
-                         "content": [{"type": "text", "text": content}], "stop_reason": stop,
+                         "content": blocks, "stop_reason": stop,
                          "stop_sequence": None, "usage": usage}, headers)
 
     # -- streaming -----------------------------------------------------------------------------------
@@ -701,7 +763,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _chat_stream(self, flavor: str, gen_id: str, created: int, model: str, content: str, finish: str,
-                     usage: dict | None, headers: dict[str, str]) -> None:
+                     usage: dict | None, headers: dict[str, str], calls: list | None = None) -> None:
         self._start_stream(headers)
 
         def chunk(delta: dict, finish_reason: str | None = None, **extra: Any) -> str:
@@ -713,7 +775,14 @@ class _Handler(BaseHTTPRequestHandler):
             if flavor == "openrouter":
                 self._write(": OPENROUTER PROCESSING\n\n")
             self._write(chunk({"role": "assistant", "content": ""}))
-            words = content.split(" ")
+            for index, (call_id, name, arguments) in enumerate(calls or ()):
+                self._write(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                                   "function": {"name": name, "arguments": ""}}]}))
+                for piece_index, piece in enumerate(extras.split_json(arguments)):
+                    if self._cut_after is not None and piece_index >= self._cut_after:
+                        return self._drop()
+                    self._write(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+            words = content.split(" ") if content or not calls else []
             for index, word in enumerate(words):
                 piece = word if index == len(words) - 1 else word + " "
                 if self._cut_after is not None and index >= self._cut_after:
@@ -731,7 +800,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _anthropic_stream(self, msg_id: str, model: str, content: str, stop: str, usage: dict,
-                          headers: dict[str, str]) -> None:
+                          headers: dict[str, str], calls: list | None = None) -> None:
         self._start_stream(headers)
 
         def event(name: str, data: dict) -> str:
@@ -742,17 +811,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(event("message_start", {"type": "message_start", "message": {
                 "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
                 "stop_reason": None, "stop_sequence": None, "usage": start_usage}}))
-            self._write(event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                      "content_block": {"type": "text", "text": ""}}))
+            text_block = bool(content) or not calls  # a reply of tool calls only has no text block
+            if text_block:
+                self._write(event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                          "content_block": {"type": "text", "text": ""}}))
             self._write(event("ping", {"type": "ping"}))
-            words = content.split(" ")
+            words = content.split(" ") if text_block else []
             for index, word in enumerate(words):
                 piece = word if index == len(words) - 1 else word + " "
                 if self._cut_after is not None and index >= self._cut_after:
                     return self._drop()
                 self._write(event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                           "delta": {"type": "text_delta", "text": piece}}))
-            self._write(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+            if text_block:
+                self._write(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+            for index, (call_id, name, arguments) in enumerate(calls or (), start=int(text_block)):
+                self._write(event("content_block_start", {"type": "content_block_start", "index": index,
+                                                          "content_block": {"type": "tool_use", "id": call_id,
+                                                                            "name": name, "input": {}}}))
+                for piece_index, piece in enumerate(extras.split_json(arguments)):
+                    if self._cut_after is not None and piece_index >= self._cut_after:
+                        return self._drop()
+                    self._write(event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                              "delta": {"type": "input_json_delta",
+                                                                        "partial_json": piece}}))
+                self._write(event("content_block_stop", {"type": "content_block_stop", "index": index}))
             self._write(event("message_delta", {"type": "message_delta",
                                                 "delta": {"stop_reason": stop, "stop_sequence": None},
                                                 "usage": {"output_tokens": usage["output_tokens"]}}))

@@ -1,0 +1,301 @@
+"""The emulator's tools, structured output, images and embeddings, in each vendor's wire format.
+
+Pure functions `upstream.py` calls: what a vendor would refuse (a tool result with no call before it,
+a call left unanswered, an image sent to a text-only model, a strict schema that is not closed, too
+many embedding inputs), the tool calls a model would make (the forced tool, else the first, with
+arguments that satisfy its schema — or the script's), the answer after a tool result (it quotes the
+result, so tests see it arrived), an image's description and tokens by each vendor's rule, streamed
+tool-call deltas (OpenAI `delta.tool_calls`, Anthropic `input_json_delta`), and `/embeddings`.
+Standard library only, like the emulator.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+import struct
+import uuid
+from decimal import Decimal
+from typing import Any
+
+TEXT_ONLY = (
+    "gpt-3.5-turbo",
+    "o1-mini",
+    "o3-mini",
+    "claude-3-5-haiku-20241022",
+    "openai/gpt-3.5-turbo",
+    "openai/o3-mini",
+    "anthropic/claude-3.5-haiku",
+)
+EMBEDDING_MODELS = {
+    "text-embedding-3-small": ("0.00000002", 1536),
+    "text-embedding-3-large": ("0.00000013", 3072),
+    "text-embedding-ada-002": ("0.0000001", 1536),
+}
+EMBEDDING_MAX_INPUTS = 2048
+EMBEDDING_MAX_TOKENS = 300_000
+EMBEDDING_DIMENSIONS = 8  # the emulator's vectors are short unless `dimensions` asks otherwise
+ANTHROPIC_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def input_modalities(model: str) -> list[str]:
+    """OpenRouter's catalogue: what a model takes (`architecture.input_modalities`)."""
+    return ["text"] if model in TEXT_ONLY or model.startswith(("meta-llama/", "mistralai/")) else ["text", "image"]
+
+
+def supported_parameters(model: str) -> list[str]:
+    """OpenRouter's catalogue: the request parameters a model supports."""
+    params = ["max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice"]
+    return params if model in ("openai/gpt-3.5-turbo",) else [*params, "response_format", "structured_outputs"]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+# -- tool conversations -------------------------------------------------------------------------------
+def openai_problem(body: dict) -> str | None:
+    """What OpenAI answers 400 for in a tools request or history, else None."""
+    for tool in body.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type") != "function" or not function.get("name"):
+            return "Invalid 'tools': each tool needs type 'function' and function.name."
+    open_calls: list[str] = []
+    for message in body.get("messages") or ():
+        role = message.get("role")
+        if role == "tool":
+            if message.get("tool_call_id") not in open_calls:
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
+                    "with 'tool_calls'."
+                )
+            open_calls.remove(message["tool_call_id"])
+            continue
+        if open_calls:
+            return (
+                "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                f"'tool_call_id'. The following tool_call_ids did not have response messages: {open_calls[0]}"
+            )
+        open_calls = [c.get("id") for c in message.get("tool_calls") or ()]
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        if spec.get("strict") and not _closed(spec.get("schema") or {}):
+            return (
+                f"Invalid schema for response_format '{spec.get('name')}': In context=(), "
+                "'additionalProperties' is required to be supplied and to be false, and 'required' must list "
+                "every property."
+            )
+    return None
+
+
+def _closed(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        if schema.get("type") == "object":
+            props = schema.get("properties") or {}
+            if schema.get("additionalProperties") is not False or set(schema.get("required") or ()) != set(props):
+                return False
+        return all(_closed(v) for v in schema.values())
+    if isinstance(schema, list):
+        return all(_closed(v) for v in schema)
+    return True
+
+
+def anthropic_problem(body: dict) -> str | None:
+    """What Anthropic answers 400 for in a tools request or history, else None."""
+    for tool in body.get("tools") or ():
+        schema = (tool.get("input_schema") or {}) if isinstance(tool, dict) else {}
+        if not isinstance(tool, dict) or not tool.get("name") or schema.get("type") != "object":
+            return "tools.0.input_schema: Input should be a valid JSON schema of type object"
+    previous: list[str] = []
+    for index, message in enumerate(body.get("messages") or ()):
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            return f'messages.{index}.role: Input should be "user" or "assistant"'
+        blocks = message.get("content") if isinstance(message.get("content"), list) else []
+        results = [str(b.get("tool_use_id")) for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+        if previous and sorted(results) != sorted(previous):
+            missing = [i for i in previous if i not in results]
+            if missing:
+                return (
+                    f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                    f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
+                    "in the next message."
+                )
+        unknown = [i for i in results if i not in previous]
+        if unknown:
+            return (
+                f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` blocks: {unknown[0]}. "
+                "Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+            )
+        previous = (
+            [str(b.get("id")) for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"]
+            if (role == "assistant")
+            else []
+        )
+        if any(not ANTHROPIC_ID.match(str(i)) for i in previous):
+            return f"messages.{index}.content: tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+    return None
+
+
+def tool_result_text(flavor: str, messages: list) -> str | None:
+    """The tool results that end the conversation (the model's turn to answer them), joined; else None."""
+    if not messages:
+        return None
+    last = messages[-1]
+    if flavor == "anthropic":
+        blocks = last.get("content") if isinstance(last.get("content"), list) else []
+        results = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+        texts = [b["content"] if isinstance(b.get("content"), str) else json.dumps(b.get("content")) for b in results]
+        return "; ".join(texts) if results else None
+    tail: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        tail.insert(0, str(message.get("content")))
+    return "; ".join(tail) if tail else None
+
+
+def tool_calls_for(
+    flavor: str, body: dict, messages: list, scripted: list | None, instance: Any, text: str
+) -> list[tuple[str, str, dict]] | None:
+    """The calls the model makes: (id, name, arguments), or None for a text answer."""
+    tools = body.get("tools") or []
+    if not tools:
+        return None
+    choice = body.get("tool_choice")
+    names = [t["function"]["name"] if flavor != "anthropic" else t["name"] for t in tools]
+    schemas = {
+        name: (t["function"].get("parameters") if flavor != "anthropic" else t.get("input_schema")) or {}
+        for name, t in zip(names, tools, strict=True)
+    }
+    forced = None
+    if isinstance(choice, dict):
+        forced = (choice.get("function") or {}).get("name") or choice.get("name")
+        if choice.get("type") == "any":
+            forced = names[0]
+        if choice.get("type") in ("auto", "none"):
+            forced = None
+    elif choice == "required":
+        forced = names[0]
+    if choice == "none" or (isinstance(choice, dict) and choice.get("type") == "none"):
+        return None
+    if forced is None and tool_result_text(flavor, messages) is not None:
+        return None  # the results are in: answer them
+    prefix = "toolu_" if flavor == "anthropic" else "call_"
+    if scripted:
+        return [(f"{prefix}{uuid.uuid4().hex[:20]}", c["name"], c.get("arguments") or {}) for c in scripted]
+    name = forced or names[0]
+    return [(f"{prefix}{uuid.uuid4().hex[:20]}", name, instance(schemas.get(name) or {}, text))]
+
+
+def split_json(arguments: dict, pieces: int = 3) -> list[str]:
+    text = json.dumps(arguments)
+    size = max(1, math.ceil(len(text) / pieces))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+# -- images ---------------------------------------------------------------------------------------------
+def images_in(flavor: str, messages: list) -> list[dict]:
+    """The images of the last user message: media type and size when the bytes are inline."""
+    users = [m for m in messages if m.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    found = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "image_url":
+            url = (part.get("image_url") or {}).get("url", "")
+            detail = (part.get("image_url") or {}).get("detail", "auto")
+            match = re.match(r"data:(image/[a-z]+);base64,(.*)", url, re.DOTALL)
+            found.append(
+                {
+                    "media": match.group(1) if match else "url",
+                    "detail": detail,
+                    "size": _png_size(match.group(2)) if match else None,
+                }
+            )
+        elif part.get("type") == "image":
+            source = part.get("source") or {}
+            data = source.get("data") if source.get("type") == "base64" else None
+            found.append(
+                {"media": source.get("media_type", "url"), "detail": "auto", "size": _png_size(data) if data else None}
+            )
+    return found
+
+
+def _png_size(data: str) -> tuple[int, int] | None:
+    try:
+        raw = base64.b64decode(data[:64] + "=" * (-len(data[:64]) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if raw[:8] != b"\x89PNG\r\n\x1a\n" or len(raw) < 24:
+        return None
+    width, height = struct.unpack(">II", raw[16:24])
+    return width, height
+
+
+def image_tokens(flavor: str, model: str, image: dict) -> int:
+    """Tokens by the vendor's rule: OpenAI tiles (85 + 170 per 512-px tile after scaling; low = 85),
+    Anthropic width x height / 750."""
+    size = image["size"] or (1024, 1024)
+    width, height = size
+    if flavor == "anthropic" or model.startswith("anthropic/"):
+        scale = min(1.0, 1568 / max(width, height))
+        return min(math.ceil(width * scale * height * scale / 750), 1600)
+    base, tile = (2833, 5667) if "4o-mini" in model else (85, 170)
+    if image["detail"] == "low":
+        return base
+    scale = min(1.0, 2048 / max(width, height))
+    width, height = width * scale, height * scale
+    scale = min(1.0, 768 / min(width, height))
+    return base + tile * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+
+
+def image_problem(model: str, messages: list, flavor: str) -> str | None:
+    if images_in(flavor, messages) and model in TEXT_ONLY:
+        return (
+            "Invalid content type. image_url is only supported by certain models."
+            if flavor != "anthropic"
+            else f"model {model} does not support image input."
+        )
+    return None
+
+
+# -- embeddings ------------------------------------------------------------------------------------------
+def embeddings(flavor: str, body: dict) -> tuple[int, dict]:
+    """(status, payload) of `POST /embeddings`: the vendor's limits, deterministic vectors, usage (and
+    OpenRouter's cost)."""
+    model = str(body.get("model") or "")
+    bare = model.split("/", 1)[1] if flavor == "openrouter" and model.startswith("openai/") else model
+    if flavor != "compatible" and bare not in EMBEDDING_MODELS:
+        return 404 if flavor == "openai" else 400, {
+            "message": f"The model `{model}` does not exist or is not an embedding model."
+        }
+    inputs = body.get("input")
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
+        return 400, {"message": "'$.input' is invalid. Please check the API reference."}
+    if flavor != "compatible" and len(inputs) > EMBEDDING_MAX_INPUTS:
+        return 400, {"message": f"'$.input' is invalid: at most {EMBEDDING_MAX_INPUTS} inputs per request."}
+    tokens = [max(_words(t), 1) for t in inputs]
+    if flavor != "compatible" and sum(tokens) > EMBEDDING_MAX_TOKENS:
+        return 400, {
+            "message": f"Requests can use at most {EMBEDDING_MAX_TOKENS} tokens in total across "
+            f"all inputs; this one has {sum(tokens)}."
+        }
+    dims = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+    data = [{"object": "embedding", "index": i, "embedding": _vector(text, dims)} for i, text in enumerate(inputs)]
+    usage: dict[str, Any] = {"prompt_tokens": sum(tokens), "total_tokens": sum(tokens)}
+    if flavor == "openrouter":
+        usage["cost"] = float(Decimal(EMBEDDING_MODELS[bare][0]) * sum(tokens))
+    return 200, {"object": "list", "data": data, "model": model, "usage": usage}
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((digest[i % len(digest)] - 128) / 128, 6) for i in range(dims)]
