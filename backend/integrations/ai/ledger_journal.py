@@ -4,8 +4,8 @@ The in-process ledger writer (`ledger_writer._LocalWriter`) keeps rows in a queu
 them; a process killed with SIGKILL (an OOM kill, an evicted container) used to lose that queue. Now the
 caller's thread first appends the call's rows as one JSON line to this process's journal file with a
 plain `os.write` (no query; the kernel has the bytes once it returns, so they survive the process dying),
-then queues them. The writer thread `fdatasync`s the file once per batch (power loss) and truncates it
-when everything handed over is written.
+then queues them. The writer thread `fdatasync`s the file with its batches, at most once a second (power
+loss), and truncates it when everything handed over is written.
 
 One file per process (`<dir>/<database>/<host>-<pid>-<random>.jsonl`), held with an exclusive `flock`
 while the process lives. The next writer that starts (and any process about to seed its budget counters)
@@ -21,11 +21,13 @@ import contextlib
 import datetime
 import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +36,7 @@ from typing import Any
 from . import conf
 
 logger = logging.getLogger("integrations.ai")
+SYNC_INTERVAL = 1.0  # seconds between fdatasyncs: a power loss may cost the last second's rows, a kill none
 
 
 def _directory() -> Path | None:
@@ -49,8 +52,18 @@ def _directory() -> Path | None:
     return Path(base) / tag.hexdigest()[:16]
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return value
+
+
 def encode(rows: list[dict[str, Any]]) -> bytes:
-    return (json.dumps(rows, default=str, separators=(",", ":")) + "\n").encode()
+    """One JSON line (values made plain first: json's C encoder then does the rest, ~5x faster than default=)."""
+    plain = [{name: _plain(value) for name, value in row.items()} for row in rows]
+    return (json.dumps(plain, separators=(",", ":")) + "\n").encode()
 
 
 def decode(line: bytes) -> list[dict[str, Any]]:
@@ -64,12 +77,28 @@ def decode(line: bytes) -> list[dict[str, Any]]:
     return rows
 
 
+_prefix = ""
+_calls = itertools.count()
+
+
 def keyed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows, each with a unique `ledger_key` (a replay after a partial write skips what is in): the key
-    the call's record gave it (`usage.row_fields`), else a new one."""
-    call = uuid.uuid4().hex
-    return [row if row.get("ledger_key") else {**row, "ledger_key": f"{call}:{index}"}
-            for index, row in enumerate(rows)]
+    the call's record gave it (`usage.row_fields`), else one made here (`call_key`)."""
+    call = None
+    for index, row in enumerate(rows):
+        if not row.get("ledger_key"):
+            call = call or call_key()
+            row["ledger_key"] = f"{call}:{index}"
+    return rows
+
+
+def call_key() -> str:
+    """A key unique to one call: a random prefix per process (made again after a fork) and a call counter;
+    cheaper on the caller's thread than a uuid4 per call."""
+    global _prefix
+    if not _prefix.startswith(f"{os.getpid()}."):
+        _prefix = f"{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    return f"{_prefix}:{next(_calls)}"
 
 
 class Journal:
@@ -82,6 +111,7 @@ class Journal:
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process lives
         self.pid = os.getpid()
         self.dirty = False
+        self.synced_at = 0.0
 
     def append(self, data: bytes) -> None:
         """One write of one call's rows (the caller holds the writer's lock: no truncate in between)."""
@@ -92,8 +122,11 @@ class Journal:
         self.dirty = True
 
     def sync(self) -> None:
-        if self.dirty:
+        """fdatasync, at most once a second (a caller's write to the file waits while it runs)."""
+        now = time.monotonic()
+        if self.dirty and now - self.synced_at >= SYNC_INTERVAL:
             self.dirty = False
+            self.synced_at = now
             os.fdatasync(self.fd)
 
     def truncate(self) -> None:

@@ -12,7 +12,6 @@ import contextlib
 import datetime
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import pricing
 from .callers import current_id
+from .ledger_journal import call_key
 from .observability import calls as observed
 from .pricing import Price, PriceBook  # Price was defined here: callers import it from usage
 
@@ -121,7 +121,7 @@ class CallRecord:
     # made with the record, before any attempt to hand it over: row i's ledger_key is f"{key}:{i}" on every
     # path (Redis, in-process, a direct write after a Redis push that timed out), so a row that reached the
     # database once is never written again (ledger_writer.write_rows skips keys it holds)
-    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    key: str = field(default_factory=call_key)
     # the validated request (an AIRequest): an unpriced attempt is charged its worst-case estimate
     request: Any = None
 
