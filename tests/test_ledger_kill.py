@@ -25,7 +25,7 @@ import pytest
 
 from integrations.models import AIUsage, APIToken, BudgetPeriod
 
-from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
+from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory, may_use_ai
 from .test_server_config import Server
 
 CLIENTS = 8
@@ -70,7 +70,7 @@ def test_every_answered_call_is_in_the_ledger_after_a_worker_is_killed(upstream,
     site = SiteFactory(domain="127.0.0.1")
     AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key="sk-proj-" + "e5" * 24,
                               openai_base_url=upstream.openai_base_url, monthly_budget=Decimal(100))
-    user = UserFactory(username="kill-editor")
+    user = may_use_ai(UserFactory(username="kill-editor"))
     SiteMembershipFactory(user=user, site=site)
     _, token = APIToken.issue(user, "kill test")
     env = {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4", "AI_API_RATE_LIMIT": "off",
