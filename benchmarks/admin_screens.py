@@ -74,8 +74,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from integrations.ai import usage
-    from integrations.ai.service import AIService
+    from integrations.ai.gateway.service import AIService
+    from integrations.ai.ledger import usage
     from integrations.ai.testing.upstream import Upstream
     from integrations.models import AIProviderSettings
     from pages.models import Page

@@ -220,8 +220,8 @@ def contender_call(name: str, base_url: str):
     """The call one contender makes, built in the process that measures it."""
     import openai
 
-    from integrations.ai import usage
-    from integrations.ai.service import AIService
+    from integrations.ai.gateway.service import AIService
+    from integrations.ai.ledger import usage
 
     messages = [{"role": "user", "content": PROMPT}]
     if name == "raw openai SDK":
@@ -278,7 +278,8 @@ def overhead_worker(name: str, base_url: str, calls: int) -> None:
     Each contender measured in its own interpreter: a background thread of one (our ledger writer,
     LiteLLM's logging workers) can only slow the calls it belongs to.
     """
-    from integrations.ai import ledger_writer, usage
+    from integrations.ai.ledger import usage
+    from integrations.ai.ledger import writer as ledger_writer
 
     fn = contender_call(name, base_url)
     measure(fn, 50)  # warm up: clients, pools, snapshots, budget counters, lazy imports
@@ -579,7 +580,7 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
 
         user.user_permissions.add(Permission.objects.get(codename="use_ai"))  # the generate endpoint asks for it
         _, token = APIToken.issue(user, "bench")
-        from integrations.v1 import keys
+        from integrations.api.v1 import keys
 
         _, virtual_key = keys.issue(site, user, "bench")  # the /v1 endpoints' key for the same site
 
@@ -686,7 +687,7 @@ def batch(upstream: Emulator) -> tuple[float, float]:
     """100 prompts at concurrency 16 against an emulator that answers after 50 ms, on a site never used before
     in a process that has served calls (the site's settings, client and budget counters are built inside
     the timed region, as a new site's first batch gets them)."""
-    from integrations.ai.service import AIService
+    from integrations.ai.gateway.service import AIService
 
     # A server that has served calls before (SDK imported, TLS context built, ledger writer running):
     # the batch's site is new, the process is not.
@@ -710,7 +711,7 @@ def import_time() -> float:
 
 
 def memory(upstream: Emulator, calls: int = 1000) -> float:
-    from integrations.ai.service import AIService
+    from integrations.ai.gateway.service import AIService
 
     service = AIService(site=make_site("memory.bench.local", upstream.openai_base_url, BUDGET), service="bench.memory")
     service.generate_content("warm up", model=MODEL, max_tokens=20)

@@ -11,7 +11,8 @@ from decimal import Decimal
 from django.contrib.sites.models import Site
 from django.core.cache import cache
 
-from integrations.ai import budget, usage
+from integrations.ai.governance import budget
+from integrations.ai.ledger import usage
 from integrations.ai.testing.upstream import OPENROUTER_MODELS
 from integrations.models import AIUsage, BudgetPeriod, ModelPrice
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from integrations.ai import ledger_writer, site_config
+from integrations.ai.ledger import writer as ledger_writer
 from integrations.ai.providers import base as provider_base
 from integrations.ai.providers import openrouter_provider
+from integrations.ai.sites import site_config
 from integrations.ai.testing.upstream import Upstream
 
 

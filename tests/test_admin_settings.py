@@ -12,9 +12,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from integrations.ai import usage
-from integrations.ai.factory import ProviderFactory
-from integrations.ai.service import AIService
+from integrations.ai.gateway.factory import ProviderFactory
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.models import AIProviderSettings
 
 from .factories import (

@@ -14,7 +14,8 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from integrations.ai import budget, usage
+from integrations.ai.governance import budget
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, BatchJob
 from pages.models import Page
 from pages.services.ai_service import META_SYSTEM_PROMPT, meta_prompt

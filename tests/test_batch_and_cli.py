@@ -9,9 +9,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from integrations.ai import clock, usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers import errors
-from integrations.ai.service import AIService
+from integrations.ai.runtime import clock
 from integrations.models import AIUsage
 
 from .factories import AIProviderSettingsFactory, SiteFactory

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from integrations.ai.gateway.service import AIService
 from integrations.ai.providers import capabilities
 from integrations.ai.providers.errors import NotSupported, ProviderUnavailable
-from integrations.ai.service import AIService
 
 from .beyond_text import ledger, make_gateway, png
 

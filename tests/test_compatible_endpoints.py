@@ -11,10 +11,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from integrations.ai import usage
-from integrations.ai.factory import ProviderFactory
+from integrations.ai.gateway.factory import ProviderFactory
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import UnknownProvider
-from integrations.ai.service import AIService
 from integrations.models import AIUsage, ProviderCredential
 
 from .factories import AIProviderSettingsFactory, ProviderCredentialFactory, SuperUserFactory

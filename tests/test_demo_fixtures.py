@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from integrations.ai.service import AIService
+from integrations.ai.gateway.service import AIService
 from integrations.models import AIProviderSettings, ModelMapping
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "demo.json"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.ai.embeddings import batches
+from integrations.ai.gateway.embeddings import batches
+from integrations.ai.gateway.service import AIService
 from integrations.ai.providers.errors import NotSupported
-from integrations.ai.service import AIService
 from integrations.ai.testing import upstream_extras
 from integrations.models import ModelMapping
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.ai import usage
-from integrations.ai.service import AIService
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, ModelPrice
 
 MILLION = Decimal(1_000_000)

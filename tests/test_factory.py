@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from integrations.ai.factory import ProviderFactory
+from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.providers.errors import ProviderNotConfigured, UnknownProvider
 
 KEYS = {"openrouter": "sk-or-v1-" + "1" * 48, "openai": "sk-proj-" + "2" * 48, "anthropic": "sk-ant-" + "3" * 48}

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.ai import budget, clock, pauses, usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.governance import budget
+from integrations.ai.ledger import usage
 from integrations.ai.providers import errors
-from integrations.ai.service import AIService
+from integrations.ai.runtime import clock, pauses
 from integrations.models import AIUsage, ModelPrice
 
 from .factories import AIProviderSettingsFactory, SiteFactory

@@ -15,9 +15,10 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from integrations.ai import budget_windows, usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.governance import budget_windows
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import BudgetExceeded
-from integrations.ai.service import AIService
 from integrations.models import AIProviderSettings, AIUsage, BudgetAlert, ModelPrice
 
 from .factories import SiteMembershipFactory, UserFactory
@@ -67,7 +68,7 @@ def test_daily_cap_refuses_names_the_window_and_alerts_each_threshold_once(emula
 
 
 def _policy(site):
-    from integrations.ai.site_config import get_snapshot
+    from integrations.ai.sites.site_config import get_snapshot
 
     return get_snapshot(site.id).policy
 
@@ -91,7 +92,7 @@ def test_yesterdays_spend_does_not_count_today_but_this_weeks_does(emulated_site
     record.daily_budget = None
     record.weekly_budget = PER_CALL * 3
     record.save()
-    from integrations.ai.site_config import invalidate_site
+    from integrations.ai.sites.site_config import invalidate_site
 
     invalidate_site(site.id)
     usage.flush()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from integrations.ai import pauses, usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import AIProviderError, PolicyViolation
-from integrations.ai.service import AIService
+from integrations.ai.runtime import pauses
 from integrations.models import AIProviderSettings, AIUsage
 
 from .factories import SuperUserFactory

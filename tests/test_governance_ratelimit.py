@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.ai import usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import BudgetExceeded, InvalidRequest, RateLimited
-from integrations.ai.service import AIService
 from integrations.models import AIProviderSettings, AIUsage, APIToken, ModelPrice, ProviderCredential
 
 from .factories import SiteFactory, SiteMembershipFactory, UserFactory, may_use_ai
@@ -107,7 +107,7 @@ sys.path.insert(0, "backend")
 import django
 django.setup()
 from integrations.ai.providers.errors import RateLimited
-from integrations.ai.service import AIService
+from integrations.ai.gateway.service import AIService
 try:
     AIService(site=int(sys.argv[1])).generate_content("From the second process")
     print(json.dumps({"ok": True}))

@@ -14,8 +14,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from integrations.admin.export_safety import escape_formula
 from integrations.ai.providers.outbound import OutboundPolicy, OutboundRefused, is_public
-from integrations.export_safety import escape_formula
 from integrations.models import ModelMapping
 from pages.blocks import BlockValidationError, validate_block
 

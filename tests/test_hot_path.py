@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from integrations.ai import usage
-from integrations.ai.factory import ProviderFactory
+from integrations.ai.gateway.factory import ProviderFactory
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import ModelNotFound
-from integrations.ai.service import AIService
 
 from .factories import AIProviderSettingsFactory, ModelMappingFactory
 

@@ -12,9 +12,9 @@ from decimal import Decimal
 
 import pytest
 
+from integrations.ai.gateway.service import AIService
 from integrations.ai.providers import images
 from integrations.ai.providers.errors import BudgetExceeded, InvalidRequest, NotSupported
-from integrations.ai.service import AIService
 
 from .beyond_text import KINDS, assert_priced_and_budgeted, ledger, make_gateway, png
 

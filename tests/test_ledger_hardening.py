@@ -10,10 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.ai import ledger_writer, usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
+from integrations.ai.ledger import writer as ledger_writer
 from integrations.ai.providers import errors
 from integrations.ai.providers.types import Attempt, GenerationResult
-from integrations.ai.service import AIService
 from integrations.models import AIUsage, LedgerDeadLetter, ModelPrice
 
 from .factories import AIProviderSettingsFactory, SiteMembershipFactory, SuperUserFactory, UserFactory

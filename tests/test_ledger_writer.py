@@ -23,9 +23,9 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from integrations.ai import usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers import errors
-from integrations.ai.service import AIService
 from integrations.models import AIUsage, BudgetPeriod, ModelPrice
 
 from .factories import AIProviderSettingsFactory
@@ -103,7 +103,7 @@ def test_rows_carry_the_time_the_call_ended_not_the_time_they_were_written(upstr
 def test_rows_drained_twice_are_written_and_billed_once(upstream, priced):
     """A drainer that died between its commit and its acknowledgement leaves its batch to be drained again:
     rows that travelled through Redis carry a ledger_key, and a second write of them is skipped."""
-    from integrations.ai.ledger_writer import write_rows
+    from integrations.ai.ledger.writer import write_rows
     from integrations.models import UsageDaily
 
     record = openai_site(upstream, cap="100")
@@ -130,7 +130,7 @@ if mode == "graceful":  # a server's own stop handler, installed before Django (
 import django
 django.setup()
 from integrations.ai.providers.errors import AIProviderError
-from integrations.ai.service import AIService
+from integrations.ai.gateway.service import AIService
 lock = threading.Lock()
 counts = {"calls": 0, "hits": 0}
 limit = int(os.environ.get("CHILD_CALLS", "0"))
@@ -354,7 +354,7 @@ sys.path.insert(0, "backend")
 import django
 django.setup()
 from integrations.ai.providers.errors import BudgetExceeded
-from integrations.ai.service import AIService
+from integrations.ai.gateway.service import AIService
 site_id, tag = int(sys.argv[1]), sys.argv[2]
 out = []
 def spend(n):

@@ -19,10 +19,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
-from integrations.ai import clock, observability, usage
+from integrations.ai import observability
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.observability import call_log, tracing
 from integrations.ai.providers import errors
-from integrations.ai.service import AIService
+from integrations.ai.runtime import clock
 from integrations.models import AIUsage, ModelPrice
 
 from .factories import AIProviderSettingsFactory, SiteFactory
@@ -238,8 +240,8 @@ def test_prompt_and_completion_are_recorded_only_when_the_deployment_opts_in(db,
 
 
 def test_without_otel_variables_nothing_is_set_up():
-    from integrations.ai import conf
     from integrations.ai.observability import calls
+    from integrations.ai.runtime import conf
 
     assert conf.otel_environment()["traces"] == "none" and conf.otel_environment()["metrics"] == "none"
     assert calls.STATE.active is False and tracing.STATE.tracer is None
@@ -248,7 +250,7 @@ def test_without_otel_variables_nothing_is_set_up():
 def test_otel_variables_choose_the_exporters(monkeypatch):
     from django.core.exceptions import ImproperlyConfigured
 
-    from integrations.ai import conf
+    from integrations.ai.runtime import conf
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces")
     assert conf.otel_environment()["traces"] == "otlp" and conf.otel_environment()["metrics"] == "none"
@@ -391,7 +393,7 @@ def test_healthz_and_readyz_answer_json_for_any_host(db, client, settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_readyz_fails_when_the_ledger_backlog_is_over_its_limit(upstream, client, settings):
-    from integrations.ai import ledger_writer
+    from integrations.ai.ledger import writer as ledger_writer
 
     settings.AI_READY_LEDGER_BACKLOG = 0
     settings.REDIS_URL = ""  # the in-process queue, which this test can hold still (a Redis drainer it cannot)

@@ -97,7 +97,7 @@ import sys
 sys.path.insert(0, "backend")
 import django
 django.setup()
-from integrations.ai.service import AIService
+from integrations.ai.gateway.service import AIService
 AIService(site=int(sys.argv[1]), service="seo").generate_content("Meta description for a bakery", model="gpt-4o-mini")
 """
 

@@ -13,12 +13,13 @@ from decimal import Decimal
 import pytest
 from genai_prices import Usage, calc_price
 
-from integrations.ai import budget_windows, pricing, usage
-from integrations.ai.budget import counter_keys
+from integrations.ai.gateway.service import AIService
+from integrations.ai.governance import budget_windows
+from integrations.ai.governance.budget import counter_keys
+from integrations.ai.ledger import pricing, usage
 from integrations.ai.providers.errors import BudgetExceeded, PolicyViolation, UnpricedModel
-from integrations.ai.service import AIService
-from integrations.ai.shared_cache import cache
-from integrations.ai.site_config import get_snapshot
+from integrations.ai.runtime.shared_cache import cache
+from integrations.ai.sites.site_config import get_snapshot
 from integrations.models import AIUsage, ModelPrice
 
 pytestmark = pytest.mark.django_db
@@ -198,7 +199,7 @@ def test_with_ai_unpriced_refuse_a_capped_site_is_refused_before_any_request(emu
 
 
 def test_the_batch_estimate_uses_the_settlements_resolution(emulated_site, upstream):
-    from integrations.batch_estimate import Call, estimate
+    from integrations.jobs.estimate import Call, estimate
 
     site = emulated_site("openai", monthly_budget=Decimal(5))
     calls = [Call([{"role": "user", "content": "x" * 30}], None, 100)] * 3

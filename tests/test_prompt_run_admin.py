@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage
 from prompts.models import PromptRun
 

@@ -114,7 +114,7 @@ def test_builtin_prompt_version_is_a_hash_of_what_the_service_sends():
 def test_ledger_rows_carry_the_page_and_the_page_admin_shows_its_spend(client, emulated_site, upstream):
     from django.contrib.contenttypes.models import ContentType
 
-    from integrations.ai import usage
+    from integrations.ai.ledger import usage
     from integrations.models import AIUsage
     from pages.models import Page
     from pages.services.ai_service import AIService
@@ -188,7 +188,7 @@ def test_batch_meta_ledger_rows_carry_each_items_own_page(client, emulated_site,
     """Batch workers run on threads: each item's rows carry its own page, so cost per page counts batch meta."""
     from django.contrib.contenttypes.models import ContentType
 
-    from integrations.ai import usage
+    from integrations.ai.ledger import usage
     from integrations.models import AIUsage
     from pages.models import Page
     from pages.services.ai_service import AIService

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from integrations.ai import clock
-from integrations.ai.factory import ProviderFactory
+from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.providers import errors
+from integrations.ai.runtime import clock
 
 KEYS = {
     "openrouter": "sk-or-v1-" + "d4" * 24,

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from integrations.ai import usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers import registry
 from integrations.ai.providers.errors import UnknownProvider, redact
 from integrations.ai.providers.model_mapper import ModelMapper
-from integrations.ai.service import AIService
 from integrations.models import AIUsage
 
 ROOT = Path(__file__).resolve().parent.parent

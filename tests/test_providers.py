@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from integrations.ai.factory import ProviderFactory
+from integrations.ai.gateway.factory import ProviderFactory
+from integrations.ai.gateway.service import AIService
 from integrations.ai.providers.errors import InvalidRequest, ModelNotFound, ProviderNotConfigured
-from integrations.ai.service import AIService
 
 OPENROUTER_KEY = "sk-or-v1-" + "a1" * 24
 OPENAI_KEY = "sk-proj-" + "b2" * 24

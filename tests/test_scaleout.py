@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from integrations.ai import pauses, usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers import errors
-from integrations.ai.service import AIService
+from integrations.ai.runtime import pauses
 from integrations.models import AIUsage, BudgetPeriod, ModelPrice
 
 from .factories import AIProviderSettingsFactory
@@ -52,8 +53,8 @@ import json, os, sys
 sys.path.insert(0, "backend")
 import django
 django.setup()
-from integrations.ai import pauses
-from integrations.ai.service import AIService
+from integrations.ai.runtime import pauses
+from integrations.ai.gateway.service import AIService
 site_id = int(sys.argv[1])
 result = AIService(site=site_id).generate_content("From the second process")
 print(json.dumps({"provider": result.provider, "cooling": pauses.cooling_down(site_id, "openrouter")}))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from integrations.ai.gateway.service import AIService
 from integrations.ai.providers.errors import InvalidOutput, InvalidRequest
 from integrations.ai.providers.tools import ANSWER_TOOL
-from integrations.ai.service import AIService
 
 from .beyond_text import KINDS, assert_priced_and_budgeted, ledger, make_gateway
 

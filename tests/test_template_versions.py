@@ -128,7 +128,7 @@ def test_version_screens_refuse_other_sites_and_missing_permissions(client, emul
 
 
 def test_trial_runs_the_draft_on_recent_runs_side_by_side_then_promotes(client, emulated_site, upstream):
-    from integrations.ai import usage
+    from integrations.ai.ledger import usage
     from integrations.models import AIUsage, BatchJob
     from prompts.models import PromptTrialItem
 

@@ -12,9 +12,9 @@ from django.contrib.sites.models import Site
 from django.urls import reverse
 from django.views.debug import get_exception_reporter_class
 
-from integrations.ai import usage
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers import errors
-from integrations.ai.service import AIService
 from integrations.ai.testing.upstream import Upstream
 from integrations.models import AIProviderSettings, AIUsage
 

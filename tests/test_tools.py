@@ -12,9 +12,9 @@ import json
 
 import pytest
 
+from integrations.ai.gateway.service import AIService
 from integrations.ai.providers.errors import InvalidRequest
 from integrations.ai.providers.tools import ToolCall
-from integrations.ai.service import AIService
 
 from .beyond_text import KINDS, assert_priced_and_budgeted, ledger, make_gateway
 

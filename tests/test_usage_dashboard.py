@@ -17,11 +17,11 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import usage_rollups
-from integrations.ai import usage
-from integrations.ai.service import AIService
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage
-from integrations.usage_dashboard import percentile
+from integrations.usage import rollups as usage_rollups
+from integrations.usage.dashboard import percentile
 
 from .factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
 

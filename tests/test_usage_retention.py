@@ -12,11 +12,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from integrations import usage_rollups
-from integrations.ai import conf
+from integrations.ai.runtime import conf
 from integrations.models import AIUsage, UsageDaily
-from integrations.usage_dashboard import Dashboard, to_csv
-from integrations.usage_retention import prune
+from integrations.usage import rollups as usage_rollups
+from integrations.usage.dashboard import Dashboard, to_csv
+from integrations.usage.retention import prune
 
 from .factories import SiteFactory
 

@@ -22,12 +22,12 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from integrations import usage_rollups
-from integrations.ai import usage
-from integrations.ai.service import AIService
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, ModelPrice, UsageDaily
-from integrations.usage_dashboard import Dashboard
-from integrations.usage_rollups import bucket, histogram_percentile
+from integrations.usage import rollups as usage_rollups
+from integrations.usage.dashboard import Dashboard
+from integrations.usage.rollups import bucket, histogram_percentile
 
 from .factories import SiteFactory
 from .test_scaleout import child_env
@@ -114,7 +114,7 @@ sys.path.insert(0, "backend")
 import django
 django.setup()
 from decimal import Decimal
-from integrations.ai.ledger_writer import write_rows
+from integrations.ai.ledger.writer import write_rows
 site_id, tag = int(sys.argv[1]), sys.argv[2]
 for n in range(40):
     write_rows([{"site_id": site_id, "service": "shared", "provider": "openai", "served_model": "gpt-4o",

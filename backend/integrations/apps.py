@@ -7,11 +7,14 @@ class IntegrationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import admin_usage, batch_admin, signals  # noqa: F401  (ledger, batch-job admins; cache receivers)
-        from .ai import ledger_writer, observability
-        from .ai.conf import load_provider_specs
-        from .v1 import admin as v1_admin  # noqa: F401  (the virtual keys' admin)
-        from .v1 import keys
+        from integrations import signals  # noqa: F401
+        from integrations.ai import observability
+        from integrations.ai.ledger import writer as ledger_writer
+        from integrations.ai.runtime.conf import load_provider_specs
+        from integrations.api.v1 import admin as v1_admin  # noqa: F401  (the virtual keys' admin)
+        from integrations.api.v1 import keys
+        from integrations.jobs import admin as batch_admin  # noqa: F401
+        from integrations.usage import admin as admin_usage  # noqa: F401  (ledger, batch-job admins; cache receivers)
 
         keys.connect()  # a saved or revoked virtual key is re-read by every process
         load_provider_specs()  # providers a deployment adds by dotted path (AI_PROVIDER_SPECS)

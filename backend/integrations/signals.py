@@ -10,7 +10,8 @@ from __future__ import annotations
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from .ai.site_config import invalidate_site
+from integrations.ai.sites.site_config import invalidate_site
+
 from .models import AIProviderSettings, ModelMapping, ModelPrice, ProviderCredential
 
 

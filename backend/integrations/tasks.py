@@ -10,6 +10,6 @@ PRUNE_USAGE = "integrations.prune_usage"
 @shared_task(name=PRUNE_USAGE)
 def prune_usage() -> int:
     """Delete raw ledger rows older than AI_USAGE_RETENTION_DAYS; the daily roll-ups stay."""
-    from .usage_retention import prune
+    from integrations.usage.retention import prune
 
     return prune()

@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from integrations.batch_estimate import Call, Estimate, estimate
+from integrations.jobs.estimate import Call, Estimate, estimate
 from tenancy.access import can_manage
 
 from . import admin_views

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from integrations.ai import AIService as CoreAIService
-from integrations.ai import budget
+from integrations.ai.governance import budget
 from integrations.ai.providers.errors import AIProviderError
 from prompts.versions import BUILTIN_PROMPTS
 

@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from integrations.jobs import checkpoint, register, register_retry, run_job, set_total, start_job
+from integrations.jobs.runner import checkpoint, register, register_retry, run_job, set_total, start_job
 
 from .models import Page
 from .services.ai_service import AIService

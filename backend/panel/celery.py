@@ -22,6 +22,6 @@ app.conf.beat_schedule = {
 @signals.worker_process_shutdown.connect
 def flush_ai_ledger(**kwargs: object) -> None:
     """Write the AI usage rows still queued in this worker before it stops."""
-    from integrations.ai import usage
+    from integrations.ai.ledger import usage
 
     usage.flush()

@@ -95,7 +95,7 @@ def post_worker_init(worker: object) -> None:
     gc.freeze()
     # The ledger writer starts now rather than at the first AI call: it first writes the journals of
     # workers that were killed (kill -9, OOM) before writing the rows they held (ledger_journal.py).
-    from integrations.ai import ledger_writer
+    from integrations.ai.ledger import writer as ledger_writer
 
     ledger_writer.start()
 

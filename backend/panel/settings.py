@@ -52,7 +52,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "integrations.observability_views.ObservabilityMiddleware",  # /healthz, /readyz, /metrics before host checks
+    "integrations.api.observability_views.ObservabilityMiddleware",  # /healthz, /readyz, /metrics before host checks
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,7 +61,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "panel.sites.CurrentSiteMiddleware",  # Django's, except that a host with no site gets request.site = None
-    "integrations.ai.context.AISiteMiddleware",
+    "integrations.ai.sites.context.AISiteMiddleware",
 ]
 
 ROOT_URLCONF = "panel.urls"
@@ -136,7 +136,7 @@ if not FIELD_ENCRYPTION_KEY:
         "and put it in the environment (bin/setup writes one into .env for local development)."
     )
 
-# --- AI provider layer (read by integrations.ai.conf, and only there) ---------------------------
+# --- AI provider layer (read by integrations.ai.runtime.conf, and only there) ---------------------------
 AI_PROVIDER = env.str("AI_PROVIDER", default="auto")
 AI_REQUEST_TIMEOUT = env.float("AI_REQUEST_TIMEOUT", default=60.0)
 AI_MAX_RETRIES = env.int("AI_MAX_RETRIES", default=2)
@@ -154,7 +154,7 @@ AI_PROVIDER_SPECS = env.list("AI_PROVIDER_SPECS", default=[])
 AI_ENDPOINTS = env.json("AI_ENDPOINTS", default={})
 AI_SETTINGS_CHECK_INTERVAL = env.float("AI_SETTINGS_CHECK_INTERVAL", default=1.0)
 AI_API_RATE_LIMIT = env.str("AI_API_RATE_LIMIT", default="60/m")  # per API token or session user; "off" disables
-# The usage ledger is written off the caller's thread (integrations.ai.ledger_writer).
+# The usage ledger is written off the caller's thread (integrations.ai.ledger.writer).
 AI_LEDGER_QUEUE_SIZE = env.int("AI_LEDGER_QUEUE_SIZE", default=10000)
 AI_LEDGER_BATCH_SIZE = env.int("AI_LEDGER_BATCH_SIZE", default=500)
 AI_LEDGER_FLUSH_INTERVAL = env.float("AI_LEDGER_FLUSH_INTERVAL", default=0.2)
@@ -164,7 +164,7 @@ AI_USAGE_RETENTION_DAYS = env.int("AI_USAGE_RETENTION_DAYS", default=400)
 AI_UNPRICED = env.str("AI_UNPRICED", default="charge_estimate")  # or "refuse" (on sites with a cap)
 AI_UNPRICED_PRICE = env.str("AI_UNPRICED_PRICE", default="15,75")  # USD/M prompt,completion of unpriced calls
 AI_LEDGER_JOURNAL_DIR = env.str("AI_LEDGER_JOURNAL_DIR", default=str(BASE_DIR / "var" / "ledger-journal"))
-# Budget alerts (integrations.ai.budget_windows) are e-mailed through Django's e-mail backend.
+# Budget alerts (integrations.ai.governance.budget_windows) are e-mailed through Django's e-mail backend.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="panel@localhost")
 
@@ -190,10 +190,11 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "panel.error_reporting.KeyScrubbingException
 
 IMPORT_EXPORT_USE_TRANSACTIONS = True  # an import with any bad row saves nothing
 # An upload waits for its confirm step in the cache (shared through Redis), never under a file name the
-# browser posts back (integrations/import_storage.py). Exports escape formulas in integrations/export_safety.py.
+# browser posts back (integrations/admin/import_storage.py). Exports escape formulas in
+# integrations/admin/export_safety.py.
 IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.CacheStorage"
 
-# Observability (docs/observability.md): OTEL_* variables are read by integrations.ai.conf and the SDK.
+# Observability (docs/observability.md): OTEL_* variables are read by integrations.ai.runtime.conf and the SDK.
 AI_METRICS_TOKEN = env.str("AI_METRICS_TOKEN", default="")  # bearer token for GET /metrics
 AI_METRICS_ALLOWLIST = env.list("AI_METRICS_ALLOWLIST", default=[])  # IPs/CIDRs allowed to scrape without it
 AI_READY_LEDGER_BACKLOG = env.int("AI_READY_LEDGER_BACKLOG", default=AI_LEDGER_QUEUE_SIZE)

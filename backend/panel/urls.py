@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from integrations import api_views
+from integrations.api import views as api_views
 
 # Branding; no public front end is served here, so the admin's "View site" link is hidden (site_url None).
 admin.site.site_header = "Panel AI"
@@ -11,7 +11,7 @@ admin.site.site_url = None
 
 urlpatterns = [
     path("api/ai/generate/", api_views.generate, name="ai-generate"),
-    path("v1/", include("integrations.v1.urls")),  # OpenAI/Anthropic dialects with virtual keys
+    path("v1/", include("integrations.api.v1.urls")),  # OpenAI/Anthropic dialects with virtual keys
     path("admin/", admin.site.urls),
 ]
 

@@ -12,8 +12,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from integrations.admin.forms import PROVIDER_LABELS
 from integrations.ai.providers.errors import AIProviderError
-from integrations.forms import PROVIDER_LABELS
 from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, sites_for
 
 from . import batch_views, run_previews, template_versions, trials

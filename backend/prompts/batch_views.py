@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from integrations.batch_estimate import Call, estimate
+from integrations.jobs.estimate import Call, estimate
 from tenancy.access import can_manage, require_site, site_label, sites_for
 
 from . import run_previews

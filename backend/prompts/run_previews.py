@@ -103,7 +103,7 @@ def call_cost(site_id: int, result: GenerationResult) -> Decimal | None:
         return result.cost
     if not result.request_id:
         return None
-    from integrations.ai import usage
+    from integrations.ai.ledger import usage
     from integrations.models import AIUsage
 
     usage.flush()  # the ledger is written off the request thread: make sure this call's row is in

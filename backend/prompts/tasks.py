@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 
 from integrations.ai import AIService
-from integrations.jobs import checkpoint, register, register_retry, run_job, set_total, start_job
+from integrations.jobs.runner import checkpoint, register, register_retry, run_job, set_total, start_job
 
 from . import trials  # noqa: F401 - registers the trial job kind and its Celery task
 from .models import PromptRun, PromptTemplate, TemplateVariableError

@@ -14,8 +14,9 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from integrations.ai import AIService, usage
-from integrations.jobs import checkpoint, register, run_job, set_total, start_job
+from integrations.ai import AIService
+from integrations.ai.ledger import usage
+from integrations.jobs.runner import checkpoint, register, run_job, set_total, start_job
 
 from .models import (
     PromptRun,

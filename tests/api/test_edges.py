@@ -11,7 +11,7 @@ import json
 import pytest
 from django.core.cache import cache
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, APIToken
 
 from ..factories import SiteMembershipFactory, SuperUserFactory, UserFactory, may_use_ai
@@ -147,7 +147,7 @@ def test_session_users_are_rate_limited_too(client, site, staff, upstream, setti
 
 
 def test_the_rate_limit_is_on_by_default_and_can_be_switched_off(client, token, upstream, settings):
-    from integrations.ai import conf
+    from integrations.ai.runtime import conf
 
     del settings.AI_API_RATE_LIMIT
     assert conf.api_rate_limit() == (60, 60)
@@ -160,7 +160,7 @@ def test_the_rate_limit_is_on_by_default_and_can_be_switched_off(client, token, 
 def test_a_bad_rate_limit_setting_is_a_clear_error(settings):
     from django.core.exceptions import ImproperlyConfigured
 
-    from integrations.ai import conf
+    from integrations.ai.runtime import conf
 
     settings.AI_API_RATE_LIMIT = "sixty per minute"
     with pytest.raises(ImproperlyConfigured, match="AI_API_RATE_LIMIT"):

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.test import Client
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, APIToken
 from pages.models import Page
 

@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import APIToken
 
 from .calls import HOST, code_of, post

@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from integrations import usage_rollups
 from integrations.models import AIUsage
+from integrations.usage import rollups as usage_rollups
 from tests.factories import AIProviderSettingsFactory, SiteFactory, SiteMembershipFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from integrations.v1 import keys
+from integrations.api.v1 import keys
 
 from ..factories import UserFactory
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import anthropic
 import pytest
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, ModelPrice
 
 from .conftest import MODEL_FOR

@@ -9,9 +9,9 @@ import pytest
 
 from integrations.ai.providers import errors
 from integrations.ai.providers.types import GenerationResult
-from integrations.v1 import anthropic_dialect, openai_dialect
-from integrations.v1.calls import BadField, Unsupported
-from integrations.v1.failures import failure_for
+from integrations.api.v1 import anthropic_dialect, openai_dialect
+from integrations.api.v1.calls import BadField, Unsupported
+from integrations.api.v1.failures import failure_for
 
 USER = [{"role": "user", "content": "hi"}]
 

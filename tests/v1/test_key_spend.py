@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, ModelPrice, UsageKeyDaily
 
 from ..factories import SiteMembershipFactory, UserFactory

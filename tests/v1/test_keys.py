@@ -9,9 +9,9 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from integrations.ai.shared_cache import cache
+from integrations.ai.runtime.shared_cache import cache
+from integrations.api.v1 import keys
 from integrations.models import APIToken, VirtualKey
-from integrations.v1 import keys
 
 from ..factories import SiteFactory, SiteMembershipFactory, UserFactory
 

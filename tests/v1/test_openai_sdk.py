@@ -12,7 +12,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, ModelPrice
 
 from .conftest import MODEL_FOR
@@ -152,7 +152,7 @@ def test_a_key_over_its_budget_gets_rate_limit_error_and_no_retry(emulated_site,
     assert reply.parse().choices[0].message.content
     usage.flush()
     AIUsage.objects.filter(api_key__name="spent").update(cost=Decimal("0.02"))  # the month's spend, past the cap
-    from integrations.ai.shared_cache import cache
+    from integrations.ai.runtime.shared_cache import cache
 
     cache.clear()  # cold counters: reseeded from the ledger, the key's rows only
 
@@ -252,7 +252,7 @@ def test_each_keys_budget_counts_its_own_spend_only(emulated_site, make_key, oai
     oai(spender).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
     usage.flush()
     AIUsage.objects.update(cost=Decimal("0.06"))  # the spender's month is past its cap
-    from integrations.ai.shared_cache import cache
+    from integrations.ai.runtime.shared_cache import cache
 
     cache.clear()
     with pytest.raises(openai.RateLimitError):

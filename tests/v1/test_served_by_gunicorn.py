@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage
 
 from ..test_server_config import Server

@@ -8,7 +8,7 @@ import anthropic
 import openai
 import pytest
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.models import AIUsage, ModelPrice
 
 from ..factories import ModelMappingFactory

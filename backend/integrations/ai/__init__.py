@@ -15,8 +15,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "AIService": "integrations.ai.service",
-    "ProviderFactory": "integrations.ai.factory",
+    "AIService": "integrations.ai.gateway.service",
+    "ProviderFactory": "integrations.ai.gateway.factory",
     "ModelMapper": "integrations.ai.providers.model_mapper",
     "GenerationResult": "integrations.ai.providers.base",
     "AIProviderInterface": "integrations.ai.providers.base",

@@ -1,4 +1,4 @@
-"""`{% site_overview as rows %}`: the admin index's per-site overview (see integrations.overview)."""
+"""`{% site_overview as rows %}`: the admin index's per-site overview (see integrations.admin.overview)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from integrations.overview import site_overview as build
+from integrations.admin.overview import site_overview as build
 
 register = template.Library()
 

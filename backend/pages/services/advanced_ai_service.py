@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from integrations.ai import AIService as CoreAIService
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import InvalidRequest
 from prompts.versions import BuiltinPrompt, register_builtin
 

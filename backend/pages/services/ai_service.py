@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from integrations.ai import AIService as CoreAIService
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import AIProviderError, InvalidRequest
 from integrations.ai.providers.tools import strict_compatible
 from prompts.versions import BuiltinPrompt, register_builtin

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from integrations.ai import AIService, usage
+from integrations.ai import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers.base import GenerationResult
 from integrations.ai.providers.errors import InvalidRequest
 

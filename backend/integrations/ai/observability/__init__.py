@@ -9,7 +9,8 @@ has the metric names, the span attributes and a Grafana dashboard.
 
 from __future__ import annotations
 
-from .. import conf
+from integrations.ai.runtime import conf
+
 from . import call_log, calls, prometheus, tracing
 
 _env_configured = False

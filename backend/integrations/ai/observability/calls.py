@@ -191,7 +191,7 @@ class CallOutcome:
 
 
 def outcome_of(record: Any, prices: Any, cached: Any, scope: CallScope | None) -> CallOutcome:
-    from .. import usage
+    from integrations.ai.ledger import usage
 
     seconds = scope.elapsed() if scope is not None else sum(a.latency_ms for a in record.attempts) / 1000
     outcome = CallOutcome(

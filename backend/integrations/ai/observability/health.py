@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import conf
+from integrations.ai.runtime import conf
 
 
 def checks() -> dict[str, dict[str, Any]]:
@@ -27,7 +27,7 @@ def _database() -> dict[str, Any]:
 
 
 def _cache() -> dict[str, Any]:
-    from ..shared_cache import cache
+    from integrations.ai.runtime.shared_cache import cache
 
     key = "integrations.ai:readyz"
     try:
@@ -39,7 +39,7 @@ def _cache() -> dict[str, Any]:
 
 
 def _ledger() -> dict[str, Any]:
-    from .. import ledger_writer
+    from integrations.ai.ledger import writer as ledger_writer
 
     limit = conf.ready_ledger_backlog()
     try:

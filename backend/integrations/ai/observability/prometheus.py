@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import conf
+from integrations.ai.runtime import conf
+
 from . import tracing
 
 PREFIX = "panel_ai"
@@ -105,7 +106,7 @@ def enabled() -> bool:
 def observe(outcome: Any, record: Any) -> None:
     if not _on or _metrics is None:
         return
-    from .. import ledger_writer
+    from integrations.ai.ledger import writer as ledger_writer
 
     m = _metrics
     site, model = str(outcome.site_id or 0), outcome.requested_model
@@ -141,7 +142,7 @@ class GatewayCollector:
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
-        from .. import ledger_writer
+        from integrations.ai.ledger import writer as ledger_writer
 
         remaining = GaugeMetricFamily(
             f"{PREFIX}_budget_remaining_usd",
@@ -172,9 +173,8 @@ class GatewayCollector:
 
 def budget_remaining() -> list[tuple[int, Any]]:
     """(site id, monthly cap minus the month's spend) for every site with a monthly budget."""
+    from integrations.ai.governance.budget import month_start
     from integrations.models import AIProviderSettings, BudgetPeriod
-
-    from ..budget import month_start
 
     caps = dict(
         AIProviderSettings.objects.filter(monthly_budget__isnull=False).values_list("site_id", "monthly_budget")
@@ -188,11 +188,12 @@ def budget_remaining() -> list[tuple[int, Any]]:
 def cooling_down() -> list[tuple[int, str]]:
     """The (site, provider) pairs in cooldown: every site with settings (and 0, the deployment) x every
     provider and named endpoint, read from the shared cache in one round trip."""
+    from integrations.ai.runtime import clock
+    from integrations.ai.runtime.pauses import (
+        _cool_key,  # the key pauses.py writes; read here for every pair in one get_many
+    )
+    from integrations.ai.runtime.shared_cache import cache
     from integrations.models import AIProviderSettings
-
-    from .. import clock
-    from ..pauses import _cool_key  # the key pauses.py writes; read here for every pair in one get_many
-    from ..shared_cache import cache
 
     sites = [0, *AIProviderSettings.objects.values_list("site_id", flat=True)]
     providers = sorted({*conf.provider_types(), *conf.deployment_endpoints()})
@@ -207,7 +208,7 @@ def scrape() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    from .. import ledger_writer
+    from integrations.ai.ledger import writer as ledger_writer
 
     configure(True)
     assert _metrics is not None

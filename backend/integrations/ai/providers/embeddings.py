@@ -1,6 +1,6 @@
 """One embeddings request on the OpenAI wire format (`POST {base}/embeddings`): OpenAI, OpenRouter and
 OpenAI-compatible servers (Ollama, vLLM) all answer it. Batching, caching and the pipeline are the
-gateway's (`integrations/ai/embeddings.py`); this sends one batch and reads vectors, tokens and cost."""
+gateway's (`integrations/ai/gateway/embeddings.py`); this sends one batch and reads vectors, tokens and cost."""
 
 from __future__ import annotations
 

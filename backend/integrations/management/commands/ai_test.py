@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.contrib.sites.models import Site
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.ai import usage
-from integrations.ai.conf import load_provider_specs
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
 from integrations.ai.providers import registry
 from integrations.ai.providers.errors import AIProviderError
-from integrations.ai.service import AIService
+from integrations.ai.runtime.conf import load_provider_specs
 
 
 class Command(BaseCommand):

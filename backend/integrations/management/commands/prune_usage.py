@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.ai import conf, usage
-from integrations.usage_retention import BATCH_SIZE, cutoff, prune
+from integrations.ai.ledger import usage
+from integrations.ai.runtime import conf
+from integrations.usage.retention import BATCH_SIZE, cutoff, prune
 
 
 class Command(BaseCommand):

@@ -21,8 +21,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from integrations import usage_rollups
 from integrations.models import AIUsage
+from integrations.usage import rollups as usage_rollups
 
 BATCH = 10_000
 MODELS = (  # provider, model, $ per 1M prompt tokens, $ per 1M completion tokens

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from tqdm import tqdm
 
-from integrations.ai import usage
+from integrations.ai.ledger import usage
 from pages.models import Page
 from pages.services.ai_service import AIService
 

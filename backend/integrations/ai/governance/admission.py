@@ -1,0 +1,159 @@
+"""The gateway's admission step: rate limits and budget before the chain, policy per candidate.
+
+`AIService` calls `admit()` once before it tries any provider and `candidate_refusal()` for each
+candidate of the failover chain. Every refusal (rate limit, budget, policy) is written to the
+usage ledger as a `refused` row with the error class and message, with no upstream request, so
+the dashboard can count what was stopped and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from integrations.ai.governance import budget, budget_windows, callers, ratelimit
+from integrations.ai.ledger import pricing, usage
+from integrations.ai.providers.errors import (
+    AIProviderError,
+    BudgetExceeded,
+    PolicyViolation,
+    RateLimited,
+    UnpricedModel,
+)
+from integrations.ai.runtime import conf
+
+REFUSALS = (BudgetExceeded, PolicyViolation, RateLimited)
+
+
+@dataclass
+class Admission:
+    """What an admitted call holds (budget reservation, rate-limit ticket) until `settle`."""
+
+    reservation: budget.Reservation | None = None
+    ticket: ratelimit.Ticket | None = None
+    windows: budget_windows.WindowReservation | None = None
+    key_ticket: ratelimit.Ticket | None = None  # the calling virtual key's own rate limits (callers)
+
+    def settle(self, record: usage.CallRecord, prices: usage.Prices) -> None:
+        """Settle the budget to what the call cost and the token window to what it used."""
+        self.settle_cost(usage.total_cost(record, prices))
+        used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
+        for ticket in (self.ticket, self.key_ticket):
+            if ticket is not None:
+                ticket.settle(used)
+
+    def settle_cost(self, cost: Decimal) -> None:
+        """Settle the monthly cap and the budget windows to `cost`; the month's alerts read the cap's counter."""
+        month = self.reservation.settle(cost) if self.reservation is not None else None
+        if self.windows is not None:
+            self.windows.settle(cost, month)
+
+
+def refuse(site_id: int | None, service: str, requested_model: str, provider: str,
+           error: AIProviderError) -> AIProviderError:
+    """Record a refusal in the ledger (status `refused`, no upstream request) and return the error to raise."""
+    record = usage.CallRecord(site_id, service, requested_model or "", refusal=(provider, error))
+    usage.write_ledger(record, {})
+    return error
+
+
+def admit(service: Any, snapshot: Any, provider: Any, requested_model: str | None, resolved: str,
+          messages: list[dict[str, str]], system_prompt: str | None, max_tokens: int, *,
+          check_budget: bool = True) -> Admission:
+    """Rate limits, then the budget; a refusal is recorded and raised, and nothing stays taken."""
+    site_id = service.site_id
+    policy = snapshot.policy
+    key = callers.current()
+    admission = Admission()
+    try:
+        estimated = ratelimit.estimate_tokens(messages, system_prompt, max_tokens)
+        admission.ticket = ratelimit.admit(site_id, policy.requests_per_minute, policy.tokens_per_minute, estimated)
+        if key is not None:
+            admission.key_ticket = ratelimit.admit(key.rate_scope, key.requests_per_minute, key.tokens_per_minute,
+                                                   estimated, owner="API key")
+        if check_budget and site_id and (has_caps(snapshot) or budget_windows.key_window(key) is not None):
+            _unpriced_refusal(snapshot, provider, resolved)
+            price = service.price_for(snapshot, provider, resolved)
+            _reserve_spend(admission, site_id, snapshot, service.service,
+                           budget.estimate_cost(price, messages, system_prompt, max_tokens))
+    except REFUSALS as exc:
+        for ticket in (admission.ticket, admission.key_ticket):
+            if ticket is not None:
+                ticket.settle(0)
+        raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
+    return admission
+
+
+def has_caps(snapshot: Any) -> bool:
+    """Whether any spend cap (monthly, daily, weekly, per service) applies to the site."""
+    policy = snapshot.policy
+    return (snapshot.monthly_budget is not None or policy.daily_budget is not None
+            or policy.weekly_budget is not None or bool(policy.service_budgets))
+
+
+def _reserve_spend(admission: Admission, site_id: int, snapshot: Any, service_name: str, estimate: Decimal) -> None:
+    """Reserve `estimate` in every budget window, then against the monthly cap; on a refusal give all back."""
+    windows = budget_windows.windows_for(snapshot.policy, snapshot.monthly_budget, service_name)
+    if (own := budget_windows.key_window(callers.current())) is not None:
+        windows = [*windows, own]
+    try:
+        admission.windows = budget_windows.reserve(site_id, windows, snapshot.policy, estimate)
+        admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
+    except BudgetExceeded:
+        if admission.windows is not None:
+            admission.windows.settle(Decimal(0))
+            admission.windows = None
+        raise
+
+
+def reserve_spend(site_id: int | None, service_name: str, requested_model: str, provider: str, snapshot: Any,
+                  estimate: Decimal) -> Admission:
+    """Reserve a batch's worst-case cost in every cap at once (settle it with `settle_cost`).
+
+    A refusal is recorded in the ledger and raised, as for a single call.
+    """
+    admission = Admission()
+    if site_id and has_caps(snapshot):
+        try:
+            _reserve_spend(admission, site_id, snapshot, service_name, estimate)
+        except BudgetExceeded as exc:
+            raise refuse(site_id, service_name, requested_model, provider, exc) from None
+    return admission
+
+
+def _unpriced_refusal(snapshot: Any, provider: Any, model: str) -> None:
+    """With `AI_UNPRICED=refuse`, a capped site's call of a model no source prices is refused up front."""
+    if conf.unpriced_mode() != "refuse" or pricing.resolve(snapshot.prices, provider.name, model).priced:
+        return
+    raise UnpricedModel(
+        f"Calls to {provider.name}:{model} have no price and this site has a spend cap (AI_UNPRICED=refuse): "
+        "add a model price for it in the admin (Model prices), or choose a priced model.",
+        rule="AI_UNPRICED",
+    )
+
+
+def check_priced(site_id: int | None, service_name: str, requested_model: str, provider: Any, snapshot: Any,
+                 model: str) -> None:
+    """A batch's up-front check of `_unpriced_refusal` (recorded in the ledger and raised, as for one call)."""
+    if site_id and has_caps(snapshot):
+        try:
+            _unpriced_refusal(snapshot, provider, model)
+        except UnpricedModel as exc:
+            raise refuse(site_id, service_name, requested_model, provider.name, exc) from None
+
+
+def candidate_refusal(snapshot: Any, provider: Any, model: str | None) -> PolicyViolation | None:
+    """Why the site's policy (or the calling virtual key's allowed models) refuses this candidate, or None."""
+    refusal = snapshot.policy.refusal(provider, model)
+    if refusal is None and (key := callers.current()) is not None:
+        refusal = key.refusal(provider, model)
+    return refusal
+
+
+def options_for(snapshot: Any, provider: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The call's options with the site's OpenRouter data policy applied (other providers unchanged)."""
+    if provider.name != "openrouter":
+        return options
+    return snapshot.policy.openrouter_options(options)
+

@@ -1,0 +1,553 @@
+"""The ledger writer: usage rows leave the caller's thread and reach the database in batches, none lost.
+
+`submit(entry)` is all a caller does after an AI call (no query): the entry (call record, prices,
+cached result) goes to an in-process bounded queue that a daemon thread drains, building the rows
+there and inserting each batch with one prepared `executemany` (`integrations.usage.insert`).
+When the queue is full the caller writes its own rows
+(back-pressure, never a drop). With REDIS_URL set, the caller instead serialises the rows to JSON
+and pushes them onto a Redis list; that push is the acknowledgement, and a drainer thread in any
+process moves them to a per-process processing list (LMOVE), writes them, then deletes that list,
+so a killed process loses nothing it pushed: its processing list is re-queued by the next drainer.
+Each pushed row carries a unique `ledger_key`, so a batch drained twice (a drainer that died between
+its commit and its acknowledgement) is written once: a crash never makes a site pay twice.
+If Redis is unreachable, rows take the in-process path.
+
+The same transaction that inserts the rows adds them to their daily roll-ups (`UsageDaily`, what
+the dashboard reads; `integrations.usage.rollups`) and their cost to the sites' `BudgetPeriod` of
+the month, so the roll-ups and the periods the budget counters are seeded from always match the ledger.
+
+A call made inside an open transaction (`transaction.atomic`, ATOMIC_REQUESTS, a test case) may
+reference rows another connection cannot see yet, and on SQLite another connection would wait for
+that transaction's lock; its rows are handed over when the transaction commits (`on_commit`), or
+written inside it by `flush()`, and roll back with it, as a synchronous write would.
+
+Everything pending is written at interpreter exit, on SIGTERM (the handler chains to the previous
+one), at Celery worker shutdown and on `flush()`. A failed write is logged (type and redacted
+message) and retried with backoff while the database is unreachable; rows stay queued meanwhile. A
+row the database refuses for itself is set aside instead (`ledger_dead_letter`), never the batch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import datetime
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from integrations.ai.ledger import journal as ledger_journal
+from integrations.ai.ledger.dead_letter import write_or_set_aside
+from integrations.ai.runtime import conf
+
+logger = logging.getLogger("integrations.ai")
+
+MAX_BACKOFF = 30.0
+
+
+def _fields_of(entry: Any) -> list[dict[str, Any]]:
+    from integrations.ai.ledger.usage import row_fields
+
+    return row_fields(*entry)
+
+
+class _Rows:
+    """A call's rows already built (and journaled) on the caller's thread."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+
+def _rows_of(entry: Any) -> list[dict[str, Any]]:
+    return entry.rows if isinstance(entry, _Rows) else _fields_of(entry)
+
+
+def start() -> None:
+    """Start this process's writer now (a server worker at boot): it first replays dead processes' journals."""
+    _local._ensure()
+
+
+def _describe(exc: BaseException) -> str:
+    from integrations.ai.providers.errors import redact
+
+    return redact(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def write_rows(fields: list[dict[str, Any]]) -> None:
+    """Insert ledger rows, add them to their daily roll-ups and their cost to this month's budget
+    periods, in one transaction (so the dashboard's roll-ups always match the ledger).
+
+    A row whose site was deleted meanwhile is kept with no site (as deleting a site does to its rows).
+    """
+    from django.db import IntegrityError, transaction
+    from django.db.models import F
+    from django.utils import timezone
+
+    from integrations.models import AIUsage, BudgetPeriod
+    from integrations.usage import rollups as usage_rollups
+    from integrations.usage.insert import insert_rows
+
+    if not fields:
+        return
+    try:
+        with transaction.atomic():
+            keys = [row["ledger_key"] for row in fields if row.get("ledger_key")]
+            if keys:  # rows from Redis: skip any a drainer wrote before it died unacknowledged
+                done = set(AIUsage.objects.filter(ledger_key__in=keys).values_list("ledger_key", flat=True))
+                if done:
+                    logger.warning("skipped %d AI usage row(s) already written by a drainer that stopped "
+                                   "before acknowledging them", len(done))
+                    fields = [row for row in fields if row.get("ledger_key") not in done]
+            rows = insert_rows(AIUsage, fields)
+            usage_rollups.add(rows)
+            spend: dict[tuple[int, datetime.date], Decimal] = defaultdict(Decimal)
+            zone = timezone.get_default_timezone()
+            for row in rows:  # each row's cost to the month it was made in (a batch may straddle two)
+                if row.site_id is not None and row.cost:
+                    spend[row.site_id, timezone.localdate(row.created_at, zone).replace(day=1)] += Decimal(row.cost)
+            for (site_id, month), amount in sorted(spend.items()):  # one lock order for every writer
+                BudgetPeriod.objects.filter(site_id=site_id, month=month).update(spent=F("spent") + amount)
+    except IntegrityError:
+        from django.contrib.sites.models import Site
+
+        known = set(Site.objects.filter(pk__in={r["site_id"] for r in fields}).values_list("pk", flat=True))
+        if all(r.get("site_id") in known or r.get("site_id") is None for r in fields):
+            raise
+        write_rows([{**r, "site_id": r["site_id"] if r.get("site_id") in known else None} for r in fields])
+
+
+class _LocalWriter:
+    """The in-process queue and its daemon thread.
+
+    The queue is a deque the caller appends to (no lock, no wake-up per call): the writer is woken
+    once when rows arrive after it went idle, then sleeps the flush interval (or until a batch is
+    full or `flush()` asks) and takes everything queued. Waking it on every call would make it
+    compete with the callers for the interpreter once per call instead of once per batch.
+    """
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.RLock())  # re-entrant: the SIGTERM handler may interrupt a submit
+        self.items: collections.deque[Any] = collections.deque()
+        self.arrived = threading.Event()  # rows are queued (set by the first put after the writer went idle)
+        self.hurry = threading.Event()  # write now: a full batch, or a flush waiting
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+        self.maxsize = 0
+        self.batch_size = 0
+        self.submitted = 0
+        self.written = 0
+
+    def _ensure(self) -> None:
+        if self.thread is not None and self.pid == os.getpid() and self.thread.is_alive():
+            return
+        with self.cond:
+            if self.thread is None or self.pid != os.getpid() or not self.thread.is_alive():
+                if self.pid != os.getpid():  # new process (or fork): the parent writes what it queued
+                    self.items = collections.deque()
+                    self.arrived, self.hurry = threading.Event(), threading.Event()
+                    self.submitted = self.written = 0
+                    self.pid = os.getpid()
+                self.maxsize, self.batch_size = conf.ledger_queue_size(), conf.ledger_batch_size()
+                self.thread = threading.Thread(target=self._run, name="ai-ledger-writer", daemon=True)
+                self.thread.start()
+                _register_exit_flush()
+
+    def put(self, entry: Any) -> None:
+        self._ensure()
+        journal = ledger_journal.current()
+        if journal is not None:  # the rows reach the kernel before the caller's answer does (kill -9 safe)
+            rows = ledger_journal.keyed(_fields_of(entry))
+            data, entry = ledger_journal.encode(rows), _Rows(rows)
+        with self.cond:
+            self.submitted += 1
+            room = len(self.items) < self.maxsize
+            if journal is not None and (journal := ledger_journal.current()) is not None:
+                journal.append(data)  # under the lock: the writer never truncates between this and the queue
+            if room:
+                self.items.append(entry)
+        if room:
+            if not self.arrived.is_set():
+                self.arrived.set()
+            if len(self.items) >= self.batch_size and not self.hurry.is_set():
+                self.hurry.set()
+            return
+        try:  # back-pressure: the caller writes its own rows
+            write_or_set_aside(write_rows, _rows_of(entry))
+        except Exception as exc:
+            logger.warning("ledger queue full and a direct write failed (%s); waiting for room", _describe(exc))
+            with self.cond:
+                self.cond.wait_for(lambda: len(self.items) < self.maxsize)
+                self.items.append(entry)
+            self.arrived.set()
+            return
+        self._done(1)
+
+    def _done(self, count: int) -> None:
+        with self.cond:
+            self.written += count
+            journal = ledger_journal.existing()
+            if journal is not None and not self.items and self.written >= self.submitted:
+                journal.truncate()  # everything handed over is in the database
+            self.cond.notify_all()
+
+    def wait(self, deadline: float) -> bool:
+        with self.cond:
+            target = self.submitted
+            if self.written >= target:
+                return True
+        with self.cond:
+            while self.written < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.hurry.set()  # again each time: the writer may have cleared it for an earlier batch
+                self.arrived.set()
+                self.cond.wait(min(remaining, 0.05))
+            return True
+
+    def _take(self) -> list[Any]:
+        batch: list[Any] = []
+        items = self.items
+        while items and len(batch) < self.batch_size:
+            batch.append(items.popleft())
+        return batch
+
+    def _run(self) -> None:
+        from django.db import close_old_connections, connection
+
+        batch: list[Any] = []
+        backoff = 0.5
+        try:  # the journals of processes that died (kill -9) before writing what they held
+            ledger_journal.replay(write_rows)
+        except Exception as exc:
+            logger.error("could not replay the AI usage journals: %s", _describe(exc))
+        connection.close()
+        while True:
+            if not batch:
+                if not self.items:
+                    connection.close()  # idle: hold no database connection (nor lock a test database's drop)
+                    self.arrived.wait()
+                self.arrived.clear()
+                if not self.items:
+                    continue
+                if len(self.items) < self.batch_size:  # let more arrive, unless a flush or a full batch asks
+                    self.hurry.wait(conf.ledger_flush_interval())
+                self.hurry.clear()
+                batch = self._take()
+                journal = ledger_journal.existing()
+                if journal is not None:
+                    journal.sync()  # one fdatasync per batch: the rows also survive a power loss
+            try:
+                close_old_connections()
+                write_or_set_aside(write_rows, [row for entry in batch for row in _rows_of(entry)])
+            except Exception as exc:
+                logger.error("could not write %d AI usage call(s), will retry in %.1fs: %s",
+                             len(batch), backoff, _describe(exc))
+                connection.close()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = 0.5
+            self._done(len(batch))  # wakes flush() waiters, and callers waiting for room
+            batch = []
+
+
+class _RedisLedger:
+    """Rows pushed to a Redis list, drained into the database by a thread in any process."""
+
+    HEARTBEAT_TTL = 10
+
+    def __init__(self, url: str) -> None:
+        import redis
+        from django.db import connection
+
+        self.errors = (redis.RedisError, OSError)
+        self.pool = redis.ConnectionPool.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.client = redis.Redis(connection_pool=self.pool)
+        db = connection.settings_dict
+        # One list per database, so a dev server and a test run sharing a Redis never mix rows.
+        self.key = f"panel:ai-ledger:{db['ENGINE'].rsplit('.', 1)[-1]}:{db.get('HOST') or ''}:{db['NAME']}"
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.processing = f"{self.key}:processing:{self.owner}"
+        self.alive = f"{self.key}:alive:{self.owner}"
+        self.down_until = 0.0
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def push(self, entry: Any) -> bool:
+        """Push one call's rows; True is the acknowledgement, False means use the in-process path."""
+        if time.monotonic() < self.down_until:
+            return False
+        try:
+            # each row carries its call's ledger_key (usage.row_fields): written once even if a batch is
+            # drained twice, or a push that timed out had arrived and the caller writes the rows itself
+            payload = json.dumps(_fields_of(entry), default=str)
+            self.client.rpush(self.key, payload)
+        except self.errors as exc:
+            logger.warning("Redis unreachable for the AI usage ledger (%s); writing in-process", _describe(exc))
+            self.down_until = time.monotonic() + 5
+            return False
+        self.ensure_drainer()
+        return True
+
+    def ensure_drainer(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="ai-ledger-drainer", daemon=True)
+                self.thread.start()
+                _register_exit_flush()
+
+    def _owner_dead(self, owner: str) -> bool:
+        if self.client.exists(f"{self.key}:alive:{owner}"):
+            host, _, rest = owner.partition(":")
+            if host != self.host:
+                return False
+            try:
+                os.kill(int(rest.split(":")[0]), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, ValueError):
+                return False
+            return False
+        return True
+
+    def recover(self) -> int:
+        """Re-queue the processing lists of processes that died before writing them."""
+        moved = 0
+        prefix = f"{self.key}:processing:"
+        for raw in self.client.scan_iter(match=f"{prefix}*", count=100):
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            owner = name[len(prefix):]
+            if owner == self.owner or not self._owner_dead(owner):
+                continue
+            while self.client.lmove(name, self.key, "RIGHT", "LEFT") is not None:
+                moved += 1
+        if moved:
+            logger.warning("re-queued %d AI usage call(s) left by a stopped process", moved)
+        return moved
+
+    @staticmethod
+    def decode(raw: bytes | str) -> list[dict[str, Any]]:
+        rows = json.loads(raw)
+        for row in rows:
+            for name in ("cost", "saved_cost"):
+                if row.get(name) is not None:
+                    row[name] = Decimal(row[name])
+            if row.get("created_at"):
+                row["created_at"] = datetime.datetime.fromisoformat(row["created_at"])
+        return rows
+
+    def _run(self) -> None:
+        from django.db import close_old_connections, connection
+
+        last_beat = last_recover = 0.0
+        backoff = 0.5
+        while True:
+            try:
+                now = time.monotonic()
+                if now - last_beat > 1:
+                    self.client.set(self.alive, "1", ex=self.HEARTBEAT_TTL)
+                    last_beat = now
+                if now - last_recover > 5:
+                    self.recover()
+                    last_recover = now
+                items = self.client.lrange(self.processing, 0, -1)  # a failed batch is retried first
+                if not items:
+                    first = self.client.blmove(self.key, self.processing, 1, "LEFT", "RIGHT")
+                    if first is None:
+                        connection.close()  # idle for a second: hold no database connection
+                        continue
+                    items = [first]
+                    while len(items) < conf.ledger_batch_size():
+                        more = self.client.lmove(self.key, self.processing, "LEFT", "RIGHT")
+                        if more is None:
+                            break
+                        items.append(more)
+                close_old_connections()
+                write_or_set_aside(write_rows, [row for raw in items for row in self.decode(raw)])
+                self.client.delete(self.processing)  # the acknowledgement: written
+                backoff = 0.5
+            except self.errors as exc:
+                logger.warning("AI usage drainer: Redis error (%s); retrying", _describe(exc))
+                time.sleep(1)
+            except Exception as exc:
+                logger.error("could not write AI usage rows from Redis, will retry in %.1fs: %s",
+                             backoff, _describe(exc))
+                connection.close()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def wait(self, deadline: float) -> bool:
+        """Until the list and every processing list are empty (written by this or another drainer)."""
+        try:
+            self.ensure_drainer()
+            prefix = f"{self.key}:processing:*"
+            while True:
+                if not self.client.llen(self.key) and not any(
+                    self.client.llen(name) for name in self.client.scan_iter(match=prefix, count=100)
+                ):
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
+        except self.errors as exc:
+            logger.warning("could not check the Redis AI usage ledger (%s)", _describe(exc))
+            return False
+
+
+_local = _LocalWriter()
+_redis: _RedisLedger | None = None
+_redis_url: str | None = None
+_redis_lock = threading.Lock()
+
+
+def _redis_ledger() -> _RedisLedger | None:
+    global _redis, _redis_url
+    url = conf.redis_url()
+    if not url:
+        return None
+    if _redis is None or _redis_url != url:
+        with _redis_lock:
+            if _redis is None or _redis_url != url:
+                _redis, _redis_url = _RedisLedger(url), url
+    return _redis
+
+
+class _Held:
+    """One call made inside an open transaction: handed over when it commits (`on_commit`)."""
+
+    __slots__ = ("done", "entry")
+
+    def __init__(self, entry: Any) -> None:
+        self.entry = entry
+        self.done = False
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.done = True
+            _route(self.entry)
+
+
+def submit(entry: Any) -> None:
+    """Hand one call's ledger entry to the writer. No query on this thread; never raises."""
+    from django.db import connection, transaction
+
+    try:
+        if connection.in_atomic_block:
+            transaction.on_commit(_Held(entry), robust=True)
+        else:
+            _route(entry)
+    except Exception as exc:  # a served answer must never fail on its bookkeeping
+        logger.error("could not hand an AI usage entry to the ledger writer: %s", _describe(exc))
+
+
+def _route(entry: Any) -> None:
+    redis_ledger = _redis_ledger()
+    if redis_ledger is not None and redis_ledger.push(entry):
+        return
+    _local.put(entry)
+
+
+def _write_held() -> None:
+    """Write the calls held by this thread's open transaction, inside it."""
+    from django.db import connection
+
+    if not connection.in_atomic_block:
+        return
+    held = [func for _, func, _ in connection.run_on_commit if isinstance(func, _Held) and not func.done]
+    if held:
+        write_rows([row for h in held for row in _fields_of(h.entry)])
+        for h in held:
+            h.done = True
+
+
+def flush(timeout: float | None = None, *, include_held: bool = True) -> bool:
+    """Block until every call handed over so far is in the database; False if `timeout` passed first."""
+    deadline = time.monotonic() + (conf.ledger_flush_timeout() if timeout is None else timeout)
+    if include_held:
+        _write_held()
+    done = _local.wait(deadline)
+    redis_ledger = _redis_ledger() if conf.redis_url() else None
+    if redis_ledger is not None:
+        done = redis_ledger.wait(deadline) and done
+    if not done:
+        logger.error("the AI usage ledger was not fully written within the flush timeout; rows stay queued")
+    return done
+
+
+_exit_registered = False
+
+
+def _register_exit_flush() -> None:
+    global _exit_registered
+    if not _exit_registered:
+        _exit_registered = True
+        atexit.register(_flush_at_exit)
+
+
+def _flush_at_exit() -> None:
+    _flush_quietly(close_journal=True)
+
+
+def _flush_quietly(close_journal: bool = False) -> None:
+    try:
+        if flush(include_held=False) and close_journal:
+            with _local.cond:
+                journal = ledger_journal.existing()
+                if journal is not None and _local.written >= _local.submitted:
+                    journal.close(remove=True)  # all written: nothing to replay
+                    ledger_journal.forget()
+    except Exception as exc:
+        logger.error("flushing the AI usage ledger failed: %s", _describe(exc))
+
+
+_installed = False
+
+
+def install_signal_handler() -> bool:
+    """Flush on SIGTERM, then do what the previous handler did (exit, by default). Main thread only."""
+    global _installed
+    if _installed or threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        _flush_quietly()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_IGN:
+            return
+        else:  # the default: die of SIGTERM, as before
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main interpreter
+        return False
+    _installed = True
+    return True
+
+
+def queue_depth() -> int:
+    """Calls waiting in this process's ledger queue (metrics and `/readyz`)."""
+    return len(_local.items) if _local.pid == os.getpid() else 0
+
+
+def shared_backlog() -> int:
+    """Entries waiting in the shared Redis list (0 without Redis); raises when Redis cannot be asked."""
+    ledger = _redis_ledger()
+    return int(ledger.client.llen(ledger.key)) if ledger is not None else 0

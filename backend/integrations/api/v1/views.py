@@ -1,0 +1,227 @@
+"""`POST /v1/chat/completions`, `POST /v1/messages`, `GET /v1/models`: a site's AI in OpenAI's and Anthropic's formats.
+
+The virtual key (`Authorization: Bearer <key>` or `x-api-key: <key>`) names the site: a key only
+ever reaches its own site, whatever host the request names. Each request is parsed by its
+dialect into one `AIService` call made as the key (`callers.acting_as`), so the site's mappings,
+routing, policy, budget, rate limits, failover and ledger apply exactly as for any call, and the
+key's own limits with them. A stream is started before the response is: everything that can
+fail before the first token (limits, budget, policy, every provider down) gets its proper status
+code; a failure after it is sent as the dialect's in-stream error event.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from integrations.ai.gateway.factory import ProviderFactory
+from integrations.ai.gateway.service import AIService, GatewayStream
+from integrations.ai.governance import callers
+from integrations.ai.governance.callers import KeyScope
+from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured
+from integrations.ai.providers.types import GenerationResult
+from integrations.ai.sites.site_config import get_snapshot
+
+from . import anthropic_dialect, keys, openai_dialect
+from .calls import BadField, GatewayCall
+from .failures import Failure, failure_for, unauthenticated
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    service: str  # the ledger's service name for calls in this dialect
+    parse: Any
+    render: Any
+    error_body: Any
+
+    def writer(self, model: str, call: GatewayCall) -> Any:
+        if self is OPENAI:
+            return openai_dialect.Chunks(model, call.include_usage)
+        return anthropic_dialect.Events(model)
+
+
+OPENAI = Dialect("openai", "v1.chat", openai_dialect.parse, openai_dialect.completion, openai_dialect.error_body)
+ANTHROPIC = Dialect(
+    "anthropic", "v1.messages", anthropic_dialect.parse, anthropic_dialect.message, anthropic_dialect.error_body
+)
+
+
+def _request_headers() -> dict[str, str]:
+    rid = f"req_{uuid.uuid4().hex}"
+    return {"x-request-id": rid, "request-id": rid}
+
+
+def failed(dialect: Dialect, failure: Failure) -> JsonResponse:
+    response = JsonResponse(dialect.error_body(failure), status=failure.status)
+    for name, value in {**failure.headers(), **_request_headers()}.items():
+        response[name] = value
+    return response
+
+
+def _raw_key(request: HttpRequest) -> str:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+def _key(request: HttpRequest, dialect: Dialect) -> KeyScope | JsonResponse:
+    try:
+        return keys.resolve(_raw_key(request))
+    except keys.KeyRefused as exc:
+        return failed(dialect, unauthenticated(str(exc)))
+
+
+@csrf_exempt
+def chat_completions(request: HttpRequest) -> HttpResponse:
+    return _serve(request, OPENAI)
+
+
+@csrf_exempt
+def messages(request: HttpRequest) -> HttpResponse:
+    return _serve(request, ANTHROPIC)
+
+
+def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
+    if request.method != "POST":
+        return failed(dialect, Failure(405, "Use POST.", "method_not_allowed"))
+    key = _key(request, dialect)
+    if isinstance(key, HttpResponse):
+        return key
+    try:
+        data = json.loads(request.body or b"null")
+    except RequestDataTooBig:
+        return failed(
+            dialect, Failure(413, "The request body is larger than this server accepts.", "request_too_large")
+        )
+    except (ValueError, RecursionError):
+        return failed(dialect, failure_for(BadField("The body must be valid JSON.")))
+    try:
+        call = dialect.parse(data)
+        with callers.acting_as(key):
+            service = AIService(site=key.site_id, service=dialect.service)
+            if not call.stream:
+                result = service.complete(call.messages, **call.kwargs())
+                response = JsonResponse(dialect.render(result))
+                for name, value in _request_headers().items():
+                    response[name] = value
+                return response
+            stream = service.stream_messages(call.messages, **call.kwargs())
+            pieces = iter(stream)
+            first = next(pieces, None)  # limits, budget, policy and failover all decide before this returns
+    except ProviderNotConfigured as exc:
+        return failed(dialect, _not_served(key, call.model, exc))
+    except AIProviderError as exc:
+        return failed(dialect, failure_for(exc))
+    body = _events(dialect.writer(stream.prep.resolved, call), stream, pieces, first)
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    for name, value in {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_request_headers()}.items():
+        response[name] = value
+    return response
+
+
+def _not_served(key: KeyScope, model: str, exc: ProviderNotConfigured) -> Failure:
+    """The model needs a provider this site has no key for: to the client, a model the site does not have
+    (404), unless the site has no usable provider at all (503, `failure_for`)."""
+    if not get_snapshot(key.site_id).usable():
+        return failure_for(exc)
+    return Failure(
+        404,
+        f"This site does not serve the model {model!r} ({exc.message})",
+        "model_not_found",
+        param="model",
+        should_retry=False,
+        anthropic_type="not_found_error",
+    )
+
+
+def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: str | None) -> Iterator[bytes]:
+    """The dialect's SSE body; a failure after the first token is the dialect's in-stream error."""
+    try:
+        yield writer.first("") if isinstance(writer, openai_dialect.Chunks) else writer.first()
+        if first is not None:
+            yield writer.delta(first)
+        for piece in pieces:
+            yield writer.delta(piece)
+    except AIProviderError as exc:
+        yield writer.error(failure_for(exc))
+        return
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:  # a client that went away: the gateway still writes the ledger now
+            close()
+    result: GenerationResult | None = stream.result
+    yield writer.end(result)
+
+
+def model_ids(key: KeyScope) -> dict[str, str]:
+    """The models this key may call on its site: logical name -> the provider that serves it.
+
+    The site's usable providers' mapped models (built-in table, global and site mappings), kept
+    when the site's policy (allowed providers and models) and the key's allowed models admit them.
+    """
+    snapshot = get_snapshot(key.site_id)
+    policy = snapshot.policy
+    found: dict[str, str] = {}
+    for name in sorted(snapshot.usable()):
+        if policy.allowed_providers and name not in policy.allowed_providers:
+            continue
+        try:
+            provider = ProviderFactory.create_provider(name, key.site_id)
+        except AIProviderError:
+            continue
+        for logical, native in provider.mapper.models_for(provider.name):
+            if policy.model_allowed(logical, native) and key.model_allowed(logical, native):
+                found.setdefault(logical, provider.name)
+    return found
+
+
+@csrf_exempt
+def models(request: HttpRequest, model: str | None = None) -> HttpResponse:
+    """OpenAI's model list (Anthropic's when the request carries `anthropic-version`), or one model."""
+    dialect = ANTHROPIC if "anthropic-version" in request.headers else OPENAI
+    if request.method != "GET":
+        return failed(dialect, Failure(405, "Use GET.", "method_not_allowed"))
+    key = _key(request, dialect)
+    if isinstance(key, HttpResponse):
+        return key
+    found = model_ids(key)
+    entries: list[dict[str, Any]]
+    if dialect is ANTHROPIC:
+        entries = [
+            {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"} for m in sorted(found)
+        ]
+    else:
+        entries = [{"id": m, "object": "model", "created": 0, "owned_by": found[m]} for m in sorted(found)]
+    if model is not None:
+        entry = next((e for e in entries if e["id"] == model), None)
+        if entry is None:
+            return failed(
+                dialect,
+                Failure(
+                    404,
+                    f"The model {model!r} is not available with this key.",
+                    "model_not_found",
+                    param="model",
+                    anthropic_type="not_found_error",
+                ),
+            )
+        return JsonResponse(entry)
+    if dialect is ANTHROPIC:
+        return JsonResponse(
+            {
+                "data": entries,
+                "has_more": False,
+                "first_id": entries[0]["id"] if entries else None,
+                "last_id": entries[-1]["id"] if entries else None,
+            }
+        )
+    return JsonResponse({"object": "list", "data": entries})

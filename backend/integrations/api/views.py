@@ -1,0 +1,372 @@
+"""`POST /api/ai/generate/`: text generation for CMS front ends, as JSON.
+
+Staff only, for the site the request's host names, with the `integrations.use_ai` permission (and
+`pages.change_page` plus, for a token, its `pages.write` scope to write into a page), authenticated by
+session (with CSRF) or by `Authorization: Token <token>` (a token may be bound to one site, scoped and
+expiring). Input is validated before any upstream call; every error is
+`{"error": {"code", "message"}}` with a stable code and a fitting status, including bodies too large
+or too deeply nested to parse and hosts with no site. Each user (all their tokens and their session
+together) may make `AI_API_RATE_LIMIT` requests per window, counted in the shared Django cache so all processes agree.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
+from django_ratelimit.core import get_usage
+
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
+from integrations.ai.providers import errors
+from integrations.ai.runtime import conf
+from integrations.ai.sites.site_config import get_snapshot
+from integrations.models import APIToken
+from tenancy.access import can_manage
+
+SAVABLE_FIELDS = ("meta_title", "meta_description", "body")
+MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
+
+STATUS_FOR = [  # most specific first
+    (errors.BudgetExceeded, 402),
+    (errors.PolicyViolation, 403),
+    (errors.ContentRefused, 422),
+    (errors.InvalidRequest, 400),
+    (errors.UnknownProvider, 400),
+    (errors.ProviderNotConfigured, 503),
+    (errors.RateLimited, 429),
+    (errors.ProviderTimeout, 504),
+    (errors.ProviderUnavailable, 503),
+    (errors.AIProviderError, 502),
+]
+
+
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+_TOKEN_SQL: dict[str, str] = {}  # per database vendor, built once from the models' tables and columns
+USE_AI = ("integrations", "use_ai")
+CHANGE_PAGE = "pages.change_page"
+
+
+def _token_sql() -> str:
+    """One query for all a token request needs: the token and its scope, its user's flags, the site
+    membership, and whether the user holds `integrations.use_ai` (directly or through a group).
+
+    Why raw SQL: this runs on every API call, and the ORM spent ~0.5 ms of CPU compiling each of
+    the two queries it replaces (token with user, then the user's memberships) while the database
+    answered in microseconds; under load every query is also a GIL hand-off. Names come from the
+    models' metadata, parameters are bound, and the SQL is plain enough for SQLite and PostgreSQL.
+    """
+    sql = _TOKEN_SQL.get(connection.vendor)
+    if sql is None:
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group, Permission
+        from django.contrib.contenttypes.models import ContentType
+
+        from tenancy.models import SiteMembership
+
+        q = connection.ops.quote_name
+        User = get_user_model()
+        token, user, member = APIToken._meta, User._meta, SiteMembership._meta
+        user_perms = User.user_permissions.through._meta
+        user_groups = User.groups.through._meta
+        group_perms = Group.permissions.through._meta
+        permission, content_type = Permission._meta, ContentType._meta
+
+        def col(meta: Any, field: str) -> str:
+            return f"{q(meta.db_table)}.{q(meta.get_field(field).column)}"
+
+        # the use_ai permission by app label and codename (bound), not a cached id: ids change when
+        # permissions are recreated (a flushed test database, a restored dump)
+        use_ai = (f"SELECT {col(permission, 'id')} FROM {q(permission.db_table)} "  # noqa: S608
+                  f"INNER JOIN {q(content_type.db_table)} ON {col(permission, 'content_type')} = "
+                  f"{col(content_type, 'id')} WHERE {col(content_type, 'app_label')} = %s "
+                  f"AND {col(permission, 'codename')} = %s")
+
+        def holds(through: Any, owner: str, owner_value: str) -> str:
+            return (f"SELECT 1 FROM {q(through.db_table)} WHERE {col(through, owner)} = {owner_value} "  # noqa: S608
+                    f"AND {col(through, 'permission')} IN ({use_ai})")
+
+        group_ids = (f"SELECT {col(user_groups, 'group')} FROM {q(user_groups.db_table)} "  # noqa: S608
+                     f"WHERE {col(user_groups, 'user')} = {col(user, 'id')}")
+        # Names from the models' metadata, quoted; every value is a bound parameter.
+        sql = (
+            f"SELECT {col(token, 'id')}, {col(user, 'is_active')}, "  # noqa: S608
+            f"{col(user, 'is_staff')}, {col(user, 'is_superuser')}, "
+            f"EXISTS(SELECT 1 FROM {q(member.db_table)} WHERE {col(member, 'user')} = {col(user, 'id')} "
+            f"AND {col(member, 'site')} = %s), "
+            f"({col(token, 'last_used_at')} IS NULL OR {col(token, 'last_used_at')} < %s), "
+            f"{col(user, 'id')}, {col(token, 'site')}, {col(token, 'scopes')}, {col(token, 'expires_at')}, "
+            f"(EXISTS({holds(user_perms, 'user', col(user, 'id'))}) OR EXISTS("
+            f"SELECT 1 FROM {q(group_perms.db_table)} WHERE {col(group_perms, 'group')} IN ({group_ids}) "
+            f"AND {col(group_perms, 'permission')} IN ({use_ai}))) "
+            f"FROM {q(token.db_table)} INNER JOIN {q(user.db_table)} ON {col(token, 'user')} = {col(user, 'id')} "
+            f"WHERE {col(token, 'key_hash')} = %s"
+        )
+        _TOKEN_SQL[connection.vendor] = sql
+    return sql
+
+
+class Caller:
+    """Who is calling, once authorised: the user, and what the token (if any) allows."""
+
+    def __init__(self, user_id: int, scopes: tuple[str, ...], is_superuser: bool, user: Any = None) -> None:
+        self.user_id = user_id
+        self.scopes = scopes
+        self.is_superuser = is_superuser
+        self._user = user
+
+    def may_write_pages(self) -> bool:
+        """The token's scope allows it (session callers have no scope limit) and the user holds change_page."""
+        if APIToken.SCOPE_PAGES not in self.scopes:
+            return False
+        if self.is_superuser:
+            return True
+        if self._user is None:
+            from django.contrib.auth import get_user_model
+
+            self._user = get_user_model().objects.get(pk=self.user_id)
+        return bool(self._user.has_perm(CHANGE_PAGE))
+
+
+def _scopes(raw: Any) -> tuple[str, ...]:
+    """The token's scopes column as the driver returns it (JSON text on SQLite, a list on PostgreSQL)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return ()
+    return tuple(s for s in raw if isinstance(s, str)) if isinstance(raw, list) else ()
+
+
+def _expired(raw: Any, now: datetime.datetime) -> bool:
+    if raw is None:
+        return False
+    if isinstance(raw, str):  # SQLite returns the text
+        raw = datetime.datetime.fromisoformat(raw)
+    if timezone.is_naive(raw):
+        raw = timezone.make_aware(raw, datetime.UTC)
+    return raw <= now
+
+
+def _authorize(request: HttpRequest, site_id: int) -> JsonResponse | None:
+    """None if the caller may generate for the site, else the 401/403. Sets `request.api_caller` (the rate
+    limit's key: the user, whichever way they authenticate) and `request.api_scope` (a `Caller`)."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Token "):
+        key_hash = APIToken.digest(header[6:].strip())
+        now = timezone.now()
+        cutoff = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
+        with connection.cursor() as cursor:
+            cursor.execute(_token_sql(), [site_id, cutoff, *USE_AI, *USE_AI, key_hash])
+            row = cursor.fetchone()
+        if row is None or not row[1]:  # no such token, or its user is deactivated
+            return error(401, "invalid_token", "The API token is not valid.")
+        token_id, _active, is_staff, is_superuser, is_member, last_use_stale = row[:6]
+        user_id, token_site, scopes, expires_at, may_use_ai = row[6:]
+        if _expired(expires_at, now):
+            return error(401, "token_expired", "The API token has expired; ask for a new one (manage.py ai_token).")
+        if not is_staff or not (is_superuser or is_member):
+            return error(403, "forbidden", "Staff access to this site is required.")
+        if token_site is not None and token_site != site_id:
+            return error(403, "forbidden", "This API token is for another site.")
+        scopes = _scopes(scopes)
+        if APIToken.SCOPE_GENERATE not in scopes:
+            return error(403, "forbidden", "This API token does not have the 'generate' scope.")
+        if not (is_superuser or may_use_ai):
+            return error(403, "forbidden", "The 'May use AI generation through the API' permission is required.")
+        if last_use_stale:
+            # A write per request would serialise every API call on the token's row: once a minute is enough.
+            APIToken.objects.filter(pk=token_id).update(last_used_at=now)
+        request.api_caller = f"user:{user_id}"  # one window per user, across their tokens and their session
+        request.api_scope = Caller(user_id, scopes, bool(is_superuser))
+        return None
+    if not request.user.is_authenticated:
+        return error(401, "not_authenticated", "Log in or send 'Authorization: Token <token>'.")
+    rejected = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+    if rejected is not None:  # session auth must carry the CSRF token
+        return error(403, "csrf_failed", "CSRF token missing or incorrect.")
+    if not request.user.is_staff or not can_manage(request.user, site_id):
+        return error(403, "forbidden", "Staff access to this site is required.")
+    if not request.user.has_perm(".".join(USE_AI)):
+        return error(403, "forbidden", "The 'May use AI generation through the API' permission is required.")
+    request.api_caller = f"user:{request.user.pk}"
+    request.api_scope = Caller(request.user.pk, tuple(APIToken.SCOPES), request.user.is_superuser, request.user)
+    return None
+
+
+def _caller(group: str, request: HttpRequest) -> str:
+    return request.api_caller
+
+
+def _rate_limited(request: HttpRequest) -> JsonResponse | None:
+    """Count this request against the caller's window; a 429 with Retry-After once it is used up."""
+    rate = conf.api_rate_limit()
+    if rate is None:
+        return None
+    usage = get_usage(request, group="integrations.api.generate", key=_caller, rate=rate, increment=True)
+    if usage is None or not usage["should_limit"]:
+        return None
+    wait = max(1, int(usage["time_left"]))
+    response = error(429, "rate_limited", f"Too many requests: at most {rate[0]} per {rate[1]} s. "
+                     f"Retry in {wait} s.", retry_after=wait)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _int(data: dict, name: str, default: int) -> int:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.InvalidRequest(f"{name} must be an integer.")
+    return value
+
+
+def _float(data: dict, name: str, default: float) -> float:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise errors.InvalidRequest(f"{name} must be a number.")
+    return float(value)
+
+
+def _str(data: dict, name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise errors.InvalidRequest(f"{name} must be a string.")
+    return value
+
+
+def _not_json(constant: str) -> float:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _parse(request: HttpRequest) -> Any:
+    """The JSON body; ValueError for anything json.loads accepts that JSON does not, or cannot nest."""
+    try:
+        return json.loads(request.body or b"{}", parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The project's 400 handler (`handler400`): JSON under /api/, Django's page elsewhere.
+
+    A request Django refuses before any view runs (a Host outside ALLOWED_HOSTS, a malformed cookie)
+    reaches this, not `generate`; an API client must still get the endpoint's JSON shape.
+    Never calls `request.get_host()`: that is what failed.
+    """
+    if request.path.startswith("/api/"):
+        return error(400, "bad_request", "The request was refused as malformed (for example, a Host header this "
+                     "server does not serve: see DJANGO_ALLOWED_HOSTS).")
+    return defaults.bad_request(request, exception)
+
+
+@csrf_exempt  # enforced by _authenticate for session auth; token auth needs no CSRF
+def generate(request: HttpRequest) -> JsonResponse:
+    """Oversize bodies (413) and other refused requests (400) answer in the endpoint's JSON shape too."""
+    try:
+        return _generate(request)
+    except RequestDataTooBig:
+        return error(413, "payload_too_large", "The request body is larger than this server accepts.")
+    except SuspiciousOperation:
+        return error(400, "bad_request", "The request was refused as malformed.")
+
+
+def _generate(request: HttpRequest) -> JsonResponse:
+    if request.method != "POST":
+        return error(405, "method_not_allowed", "Use POST.")
+    site = getattr(request, "site", None)
+    if site is None:  # panel.sites.CurrentSiteMiddleware found no site for the host
+        return error(404, "unknown_site", "No site is configured for this host.")
+    failure = _authorize(request, site.pk)
+    if failure is not None:
+        return failure
+    limited = _rate_limited(request)
+    if limited is not None:
+        return limited
+    try:
+        data = _parse(request)
+    except ValueError:
+        return error(400, "invalid_json", "The body must be a JSON object.")
+    if not isinstance(data, dict):
+        return error(400, "invalid_json", "The body must be a JSON object.")
+
+    page = None
+    try:
+        prompt = data.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise errors.InvalidRequest("prompt is required and may not be empty.")
+        max_tokens = _int(data, "max_tokens", 1000)
+        temperature = _float(data, "temperature", 0.7)
+        for name in ("model", "provider", "system_prompt", "field"):
+            _str(data, name)
+        if data.get("page_id") is not None:
+            from pages.models import Page
+
+            page_id = data["page_id"]
+            if isinstance(page_id, bool) or not isinstance(page_id, int) or not 0 < page_id <= MAX_ID:
+                raise errors.InvalidRequest("page_id must be a positive integer (not a string or boolean).")
+            if data.get("field") not in SAVABLE_FIELDS:
+                raise errors.InvalidRequest(f"field must be one of {', '.join(SAVABLE_FIELDS)} when page_id is given.")
+            page = Page.objects.filter(pk=page_id, site=site).first()
+            if page is None:
+                return error(404, "not_found", "No such page on this site.")
+            if not request.api_scope.may_write_pages():  # checked before any spend
+                return error(403, "forbidden", "Writing into a page needs the 'Can change page' permission, and "
+                             "a token with the 'pages.write' scope.")
+        result = AIService(site=site, service="api.generate").generate_content(
+            prompt, provider=data.get("provider") or None, model=data.get("model") or None,
+            max_tokens=max_tokens, temperature=temperature, system_prompt=data.get("system_prompt") or None,
+        )
+    except errors.AIProviderError as exc:
+        status = next(code for cls, code in STATUS_FOR if isinstance(exc, cls))
+        response = error(status, exc.code, exc.message)
+        if isinstance(exc, errors.RateLimited) and exc.retry_after:
+            response["Retry-After"] = str(int(exc.retry_after + 0.999))
+        return response
+
+    if result.cached:  # as the ledger has it: a response-cache hit is free
+        cost, cost_source = Decimal(0), "cache"
+    else:  # what the vendor reported, else the price table's (as the ledger computes it)
+        cost, cost_source = usage.cost_of(get_snapshot(site.pk).prices, result)
+    saved = False
+    if page is not None:
+        from pages.models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
+        from pages.provenance import record_api_write
+        from pages.services.ai_service import trim_to_words
+
+        limit = {"meta_title": META_TITLE_MAX, "meta_description": META_DESCRIPTION_MAX}.get(data["field"])
+        value = trim_to_words(result.content, limit) if limit else result.content
+        with transaction.atomic():
+            Page.objects.filter(pk=page.pk).update(**{data["field"]: value})
+            setattr(page, data["field"], value)
+            record_api_write(page, data["field"], value, result, cost, request.api_scope.user_id,
+                             {k: data[k] for k in ("model", "provider", "max_tokens", "temperature") if k in data},
+                             (data.get("system_prompt"), data["prompt"]))
+        saved = True
+    return JsonResponse({
+        "content": result.content,
+        "provider": result.provider,
+        "model": result.model,
+        "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                  "total_tokens": result.total_tokens},
+        "cost": str(cost) if cost is not None else None,
+        "cost_source": cost_source or None,
+        "finish_reason": result.finish_reason,
+        "latency_ms": round(result.latency_ms, 1),
+        "request_id": result.request_id,
+        "saved": saved,
+    })

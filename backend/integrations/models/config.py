@@ -1,0 +1,788 @@
+"""Per-site AI configuration: which provider, whose keys, and what model ids mean on each provider."""
+
+from __future__ import annotations
+
+import datetime
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.sites.models import Site
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import models
+from django.db.models import Q
+
+from integrations.ai.providers import registry
+from integrations.fields import SecretKeyField, mask_secret
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    """The directly configured providers, from the registry (a callable: a new provider needs no migration)."""
+    return [(spec.name, spec.label) for spec in registry.specs() if not spec.named_instances]
+
+
+def provider_type_choices() -> list[tuple[str, str]]:
+    return [("auto", "Auto-detect (prefer OpenRouter)"), *provider_choices()]
+
+
+class _ProviderNames:
+    """The registry's direct provider names, read when used (so one added by AI_PROVIDER_SPECS is in)."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(registry.direct_names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in registry.direct_names()
+
+    def __len__(self) -> int:
+        return len(registry.direct_names())
+
+
+PROVIDERS = _ProviderNames()
+
+_url = URLValidator(schemes=["http", "https"])
+
+
+def _non_negative(value: object) -> bool:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return not isinstance(value, bool) and Decimal(str(value)) >= 0
+    except InvalidOperation:
+        return False
+
+
+class AIProviderSettings(models.Model):
+    """One site's AI provider choice and credentials. Keys are encrypted at rest and write-only in the admin."""
+
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="ai_settings")
+    provider_type = models.CharField(max_length=20, choices=provider_type_choices, default="auto")
+    enabled = models.BooleanField(
+        default=True, help_text="When off, this site uses the deployment-wide settings from the environment."
+    )
+
+    # Keys, base URLs and default models are rows of ProviderCredential (`credentials`), one per provider
+    # or named endpoint; the OpenRouter headers below are site-wide and stay here.
+    openrouter_http_referer = models.CharField(max_length=300, blank=True, default="", validators=[_url])
+    openrouter_app_name = models.CharField(max_length=100, blank=True, default="")
+
+    fallback_chain = models.JSONField(
+        default=list, blank=True,
+        help_text='Tried in order when the primary provider fails: [{"provider": "anthropic", "model": '
+        '"claude-3-5-haiku"}, ...]. The model may be empty for the provider\'s default.',
+    )
+    openrouter_fallback_models = models.JSONField(
+        default=list, blank=True,
+        help_text="OpenRouter's own `models` fallback list, e.g. [\"anthropic/claude-3.5-haiku\"].",
+    )
+    openrouter_routing = models.JSONField(
+        default=dict, blank=True,
+        help_text='OpenRouter provider routing: {"order": [...], "allow_fallbacks": true, "sort": "price", '
+        '"data_collection": "deny"}.',
+    )
+    monthly_budget = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="Monthly spend cap in USD; requests are refused once month-to-date spend reaches it.",
+    )
+    # Governance (policy.py, ratelimit.py): who may be called, what may leave, how fast.
+    allowed_providers = models.JSONField(
+        default=list, blank=True,
+        help_text='Providers this site may call, e.g. ["openrouter", "anthropic"]; empty allows all.',
+    )
+    allowed_models = models.JSONField(
+        default=list, blank=True,
+        help_text='Models this site may call: logical names or patterns matched against the name asked for and '
+        'the provider\'s id, e.g. ["gpt-4o-mini", "claude-3-5-haiku*", "*/llama-*"]; empty allows all.',
+    )
+    openrouter_deny_data_collection = models.BooleanField(
+        default=False,
+        help_text="Send data_collection: deny on every OpenRouter call: only upstreams that do not store or train "
+        "on prompts serve this site.",
+    )
+    openrouter_zero_retention = models.BooleanField(
+        default=False,
+        help_text="Send zdr: true on every OpenRouter call: only zero-data-retention endpoints serve this site.",
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Calls per minute for this site across all processes; empty: unlimited.",
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Tokens (prompt estimate + max_tokens) per minute for this site; empty: unlimited.",
+    )
+    # Budget windows and alerts (budget_windows.py); the monthly cap above stays the hard monthly limit.
+    daily_budget = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Spend cap in USD per calendar day.",
+    )
+    weekly_budget = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="Spend cap in USD per calendar week (Monday to Sunday).",
+    )
+    service_budgets = models.JSONField(
+        default=dict, blank=True,
+        help_text='Monthly caps in USD per calling service, e.g. {"pages.meta": "5.00", "blocks": "20"}.',
+    )
+    alert_thresholds = models.JSONField(
+        default=list, blank=True,
+        help_text="Percentages of each cap at which the site's admins are e-mailed once per period; "
+        "empty means [50, 80, 100].",
+    )
+    alert_webhook_url = models.CharField(
+        max_length=300, blank=True, default="", validators=[_url],
+        help_text="Optional URL that also receives each alert as JSON, signed with HMAC-SHA256 of the body "
+        "(header X-Panel-Signature: sha256=<hex>).",
+    )
+    alert_webhook_secret = SecretKeyField(max_length=500, blank=True, default="")
+    is_demo_upstream = models.BooleanField(
+        default=False,
+        help_text="Base URLs point at the local upstream emulator (demo data); answers are not from a real model.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "AI provider settings"
+        verbose_name_plural = "AI provider settings"
+        # Checked by the JSON API for every call (api_views); granted to staff who had access before it
+        # existed by migration 0016, and to the demo's groups in fixtures/demo.json.
+        permissions = [("use_ai", "May use AI generation through the API")]
+
+    def __str__(self) -> str:
+        from tenancy.access import site_label
+
+        return f"AI settings for {site_label(self.site)}"  # by name: what people call their site
+
+    def __repr__(self) -> str:
+        keys = ",".join(c.label_name for c in self._credentials() if c.api_key) or "none"
+        return f"<AIProviderSettings site={self.site_id} provider={self.provider_type} keys_set={keys}>"
+
+    def _credentials(self) -> list[ProviderCredential]:
+        """The credential rows, through `.all()` so a `prefetch_related("credentials")` serves them."""
+        if self.pk is None:
+            return []
+        return list(self.credentials.all())
+
+    def credential(self, name: str) -> ProviderCredential | None:
+        """The row for a direct provider (`openai`) or a named endpoint (`ollama`), if the site has one."""
+        return next((c for c in self._credentials() if c.label_name == name), None)
+
+    def api_key(self, provider: str) -> str:
+        """The site's own key for a provider or endpoint (decrypted), "" when it has none."""
+        row = self.credential(provider)
+        return (row.api_key or "") if row is not None else ""
+
+    def masked_key(self, provider: str) -> str:
+        return mask_secret(self.api_key(provider))
+
+    def endpoint_names(self) -> list[str]:
+        """Names of the site's own OpenAI-compatible endpoints (credential rows of a named-instance kind)."""
+        return [c.name for c in self._credentials() if c.is_endpoint]
+
+    def clean(self) -> None:
+        if self.provider_type not in {"auto", *PROVIDERS}:
+            raise ValidationError({"provider_type": f"Unknown provider {self.provider_type!r}."})
+        errors = {}
+        if not isinstance(self.fallback_chain, list):
+            errors["fallback_chain"] = "A list of {provider, model} entries."
+        else:
+            known = self.chain_names()
+            for index, entry in enumerate(self.fallback_chain, start=1):
+                if not isinstance(entry, dict) or entry.get("provider") not in known:
+                    errors["fallback_chain"] = (
+                        f"Entry {index} needs a provider, one of {', '.join(known)}: {entry!r}."
+                    )
+                    break
+                if set(entry) - {"provider", "model"}:
+                    errors["fallback_chain"] = f"Entry {index} may only have provider and model."
+                    break
+        if not isinstance(self.openrouter_fallback_models, list) or not all(
+            isinstance(m, str) and "/" in m for m in self.openrouter_fallback_models
+        ):
+            errors["openrouter_fallback_models"] = "A list of OpenRouter vendor/model ids."
+        routing = self.openrouter_routing
+        allowed = {"order", "allow_fallbacks", "sort", "data_collection", "only", "ignore", "require_parameters"}
+        if not isinstance(routing, dict) or set(routing) - allowed:
+            errors["openrouter_routing"] = f"An object with keys among: {', '.join(sorted(allowed))}."
+        elif routing.get("sort") not in (None, "price", "throughput", "latency"):
+            errors["openrouter_routing"] = "sort must be price, throughput or latency."
+        elif routing.get("data_collection") not in (None, "allow", "deny"):
+            errors["openrouter_routing"] = "data_collection must be allow or deny."
+        errors.update(self._policy_errors())
+        if self.monthly_budget is not None and self.monthly_budget < 0:
+            errors["monthly_budget"] = "The budget cannot be negative."
+        for name in ("openrouter_http_referer", "openrouter_app_name"):
+            value = getattr(self, name) or ""
+            if not all(" " <= c <= "~" for c in value):
+                errors[name] = (
+                    "Sent as an HTTP header, so plain ASCII letters, digits and punctuation only "
+                    "(no accents, emoji or line breaks), e.g. “Cafe Panel”."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+    def chain_names(self) -> list[str]:
+        """What a fallback chain entry may name: every registered direct provider, the deployment's
+        named endpoints, and this site's own endpoints (rows being added in the same form count:
+        the admin sets `_pending_endpoint_names`)."""
+        from integrations.ai.runtime.conf import deployment_endpoints
+
+        pending = getattr(self, "_pending_endpoint_names", None)
+        own = list(pending) if pending is not None else self.endpoint_names()
+        names = [*registry.direct_names(), *deployment_endpoints(), *own]
+        return list(dict.fromkeys(names))
+
+
+    def _policy_errors(self) -> dict[str, str]:
+        errors = {}
+        allowed = self.allowed_providers
+        known = self.chain_names()
+        if not isinstance(allowed, list) or not all(p in known for p in allowed):
+            errors["allowed_providers"] = f"A list of providers among: {', '.join(known)}."
+        budgets = self.service_budgets
+        if not isinstance(budgets, dict) or not all(
+            isinstance(k, str) and k and _non_negative(v) for k, v in budgets.items()
+        ):
+            errors["service_budgets"] = 'An object of service name to USD cap, e.g. {"pages.meta": "5.00"}.'
+        thresholds = self.alert_thresholds
+        if not isinstance(thresholds, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 < t <= 1000 for t in thresholds
+        ):
+            errors["alert_thresholds"] = "A list of whole percentages between 1 and 1000, e.g. [50, 80, 100]."
+        for name in ("daily_budget", "weekly_budget"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                errors[name] = "The budget cannot be negative."
+        if self.alert_webhook_url:
+            from integrations.ai.providers.outbound import OutboundRefused
+            from integrations.ai.runtime.conf import outbound_policy
+
+            try:
+                outbound_policy().check_url(self.alert_webhook_url, field="alert webhook URL")
+            except OutboundRefused as exc:
+                errors["alert_webhook_url"] = str(exc)
+        models_ = self.allowed_models
+        if not isinstance(models_, list) or not all(isinstance(m, str) and m.strip() for m in models_):
+            errors["allowed_models"] = 'A list of model names or patterns, e.g. ["gpt-4o-mini", "claude-*"].'
+        return errors
+
+
+class ProviderCredential(models.Model):
+    """A site's own key, base URL and default model for one provider, or for a named endpoint.
+
+    One row per direct provider (`openai`; its name is the provider's) or per named OpenAI-compatible
+    endpoint (`ollama`, with its own base URL and an optional key). Rows rather than columns, so a
+    provider added to the registry needs no migration: `provider` takes its choices from the registry
+    at run time. The key is encrypted at rest and never shown back (the admin writes it, shows its
+    last four); a base URL chosen here is used only with this row's key, never the deployment's.
+    """
+
+    settings = models.ForeignKey(AIProviderSettings, on_delete=models.CASCADE, related_name="credentials")
+    provider = models.CharField(max_length=20, choices=registry.choices)
+    name = models.CharField(
+        max_length=20, blank=True, default="",
+        help_text="For an OpenAI-compatible endpoint, the name callers use, e.g. ollama. "
+        "Leave empty for a direct provider (its name is the provider's).",
+    )
+    api_key = SecretKeyField(max_length=500, blank=True, default="")
+    base_url = models.CharField(max_length=300, blank=True, default="", validators=[_url])
+    default_model = models.CharField(max_length=200, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["settings", "provider", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["settings", "name"], name="unique_credential_name_per_settings"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label_name
+
+    def __repr__(self) -> str:
+        return (f"<ProviderCredential settings={self.settings_id} provider={self.provider} name={self.name!r} "
+                f"key={'set' if self.api_key else 'none'} enabled={self.enabled}>")
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.name and not self.is_endpoint:
+            self.name = self.provider  # unique per site, like an endpoint's name
+        super().save(*args, **kwargs)
+
+    @property
+    def is_endpoint(self) -> bool:
+        spec = registry.find(self.provider)
+        return spec is not None and spec.named_instances
+
+    @property
+    def label_name(self) -> str:
+        """The name callers, the failover chain and the ledger use: the endpoint's, else the provider's."""
+        return self.name or self.provider
+
+    def clean(self) -> None:
+        from integrations.ai.providers.outbound import OutboundPolicy, OutboundRefused
+        from integrations.ai.runtime.conf import (
+            deployment_endpoints,
+            endpoint_config,
+            outbound_allowlist,
+            settings_config,
+        )
+
+        spec = registry.find(self.provider)
+        if spec is None:
+            raise ValidationError({"provider": f"Unknown provider {self.provider!r}; choose one of "
+                                               f"{', '.join(registry.names())}."})
+        errors: dict[str, str] = {}
+        name = (self.name or "").strip()
+        if spec.named_instances:
+            if not name:
+                errors["name"] = f"A {spec.label} needs a name callers use, e.g. ollama."
+            elif not registry.NAME_PATTERN.fullmatch(name):
+                errors["name"] = "1-20 lowercase letters, digits, _ or -, starting with a letter (e.g. ollama)."
+            elif registry.find(name) is not None:
+                errors["name"] = f"{name!r} is a provider's own name; choose another, e.g. {name}-local."
+            elif not self.base_url:
+                errors["base_url"] = f"A {spec.label} needs its base URL, e.g. http://127.0.0.1:11434/v1."
+        elif name and name != self.provider:
+            errors["name"] = f"Leave empty for {spec.label}: only OpenAI-compatible endpoints take a name."
+        self.name = name
+        if self.base_url:
+            if spec.named_instances:
+                deployment = endpoint_config(name).base_url if name in deployment_endpoints() else ""
+            else:
+                deployment = settings_config(self.provider).base_url
+            if self.base_url != deployment:
+                try:
+                    OutboundPolicy(outbound_allowlist()).check_url(self.base_url)
+                except OutboundRefused as exc:
+                    errors["base_url"] = str(exc)
+        if self.provider == "openrouter" and self.default_model and "/" not in self.default_model:
+            errors["default_model"] = "OpenRouter model ids are vendor/model, e.g. openai/gpt-4o-mini."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ModelMapping(models.Model):
+    """A logical model name's id on one provider; a row with a site overrides the global row."""
+
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_model_mappings",
+        help_text="Empty for a mapping every site uses.",
+    )
+    logical_name = models.CharField(max_length=100, help_text="What callers ask for, e.g. gpt-4o.")
+    provider = models.CharField(max_length=20, choices=provider_choices)
+    provider_model_id = models.CharField(max_length=200, help_text="The id this provider knows it by.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["logical_name", "provider"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["logical_name", "provider"], condition=Q(site__isnull=True), name="unique_global_mapping"
+            ),
+            models.UniqueConstraint(
+                fields=["site", "logical_name", "provider"], condition=Q(site__isnull=False),
+                name="unique_site_mapping",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.site.domain if self.site_id else "global"
+        return f"{self.logical_name} → {self.provider}:{self.provider_model_id} ({scope})"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.provider not in PROVIDERS:
+            errors["provider"] = f"Unknown provider {self.provider!r}; choose one of {', '.join(PROVIDERS)}."
+        if self.provider == "openrouter" and self.provider_model_id and "/" not in self.provider_model_id:
+            errors["provider_model_id"] = "OpenRouter ids are vendor/model, e.g. anthropic/claude-3.5-sonnet."
+        if self.provider in {"openai", "anthropic"} and "/" in (self.provider_model_id or ""):
+            errors["provider_model_id"] = f"{self.provider} ids have no vendor prefix (e.g. gpt-4o)."
+        if errors:
+            raise ValidationError(errors)
+        duplicate = ModelMapping.objects.filter(
+            site=self.site, logical_name=self.logical_name, provider=self.provider
+        ).exclude(pk=self.pk)
+        if self.logical_name and self.provider and duplicate.exists():
+            raise ValidationError(
+                f"{self.logical_name} already has a {self.provider} mapping "
+                f"{'for this site' if self.site_id else 'globally'}."
+            )
+
+
+class ModelPrice(models.Model):
+    """USD per million tokens for a provider's model, used when the provider reports no cost itself."""
+
+    provider = models.CharField(max_length=20, choices=provider_choices)
+    model_id = models.CharField(max_length=200, help_text="The provider's id, e.g. claude-3-5-sonnet-20241022.")
+    prompt_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    completion_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    cache_read_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True,
+        help_text="Prompt tokens read from the vendor's prompt cache; empty = the prompt price.",
+    )
+    cache_write_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True,
+        help_text="Prompt tokens written to the vendor's prompt cache; empty = the prompt price.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "model_id"]
+        constraints = [models.UniqueConstraint(fields=["provider", "model_id"], name="unique_model_price")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model_id} ${self.prompt_per_million}/${self.completion_per_million} per M"
+
+    def clean(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ValidationError({"provider": f"Unknown provider {self.provider!r}."})
+        if self.prompt_per_million is not None and self.prompt_per_million < 0:
+            raise ValidationError({"prompt_per_million": "Prices cannot be negative."})
+        if self.completion_per_million is not None and self.completion_per_million < 0:
+            raise ValidationError({"completion_per_million": "Prices cannot be negative."})
+        for name in ("cache_read_per_million", "cache_write_per_million"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValidationError({name: "Prices cannot be negative."})
+
+
+class AIUsage(models.Model):
+    """One upstream attempt (or cache hit): who asked, what served, what it cost, how it ended."""
+
+    STATUS_OK = "ok"
+    STATUS_ERROR = "error"
+    STATUS_CACHED = "cached"
+    STATUS_REFUSED = "refused"  # stopped by the gateway (policy, rate limit, budget): no upstream request
+    STATUS_CHOICES = [
+        (STATUS_OK, "OK"), (STATUS_ERROR, "Error"), (STATUS_CACHED, "Cache hit"), (STATUS_REFUSED, "Refused"),
+    ]
+
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage")
+    service = models.CharField(max_length=50, default="general")
+    provider = models.CharField(max_length=20, choices=provider_choices)
+    requested_model = models.CharField(max_length=200, blank=True)
+    served_model = models.CharField(max_length=200, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    # Parts of prompt_tokens / completion_tokens that vendors bill at other prices.
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens read from the prompt cache.")
+    cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens written to the prompt cache.")
+    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens spent on reasoning.")
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    COST_SOURCES = [
+        ("reported", "Reported by the provider"), ("price_table", "Model price (override)"),
+        ("catalogue", "genai-prices catalogue"), ("free", "Free endpoint"), ("cache", "Response cache"),
+        ("unpriced", "Unpriced: charged its worst-case estimate"),
+    ]
+    cost_source = models.CharField(
+        max_length=20, blank=True, choices=COST_SOURCES,
+        help_text="Where the cost came from (integrations/ai/pricing.py); empty on refusals and errors.",
+    )
+    saved_cost = models.DecimalField(
+        max_digits=14, decimal_places=8, default=0,
+        help_text="What a cache saved: a response-cache hit's original cost, or prompt-cache reads below "
+                  "the prompt price.",
+    )
+    latency_ms = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES)
+    error_class = models.CharField(max_length=60, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    cache_hit = models.BooleanField(default=False)
+    request_id = models.CharField(max_length=200, blank=True)
+    # One key per row, made with the call's record before it is handed over (usage.row_fields): a batch
+    # written again (a drainer that died between its commit and its acknowledgement, a Redis push that
+    # timed out after arriving and was then written directly) is skipped, so a site never pays twice.
+    # NULL only on rows written before issue 25.
+    ledger_key = models.CharField(max_length=40, null=True, blank=True, unique=True, editable=False)
+    # The content the call was for (a page, a prompt template), when the caller said (`usage.attributed_to`);
+    # the label stays readable after the object is deleted.
+    content_type = models.ForeignKey("contenttypes.ContentType", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    content_object = GenericForeignKey("content_type", "object_id")
+    content_label = models.CharField(max_length=200, blank=True)
+    # The virtual key that made the call (the /v1 endpoints); its spend per key.
+    api_key = models.ForeignKey("APIToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "AI usage"
+        verbose_name_plural = "AI usage"
+        indexes = [models.Index(fields=["site", "created_at"]),
+                   models.Index(fields=["content_type", "object_id"], name="aiusage_content_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.served_model or self.requested_model} {self.status}"
+
+
+class UsageDaily(models.Model):
+    """One day of the ledger for one (site, provider, model, service, status, error class): what the dashboard reads.
+
+    Kept by the ledger writer in the transaction that inserts the raw rows (`integrations.usage.rollups`),
+    and kept for ever: pruning raw `AIUsage` rows (`prune_usage`) never touches it, so the dashboard's
+    numbers do not change when the ledger is pruned. `model` is the served model, or the requested one
+    when nothing was served (refusals). `latency_histogram` maps a bucket's lower edge in ms (the
+    latency rounded down to two significant digits) to its count; p50/p95 are read from it.
+    """
+
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage_daily")
+    day = models.DateField(help_text="The day in TIME_ZONE.")
+    provider = models.CharField(max_length=20)
+    model = models.CharField(max_length=200, blank=True)
+    service = models.CharField(max_length=50)
+    status = models.CharField(max_length=10, choices=AIUsage.STATUS_CHOICES)
+    error_class = models.CharField(max_length=60, blank=True)
+    requests = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    saved_cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    cache_hits = models.PositiveBigIntegerField(default=0)
+    latency_sum = models.PositiveBigIntegerField(default=0, help_text="Sum of latency_ms.")
+    latency_histogram = models.JSONField(default=dict, blank=True)
+    unpriced = models.PositiveBigIntegerField(
+        default=0, help_text="Calls no price source knew (cost source unpriced: charged their worst-case estimate).")
+
+    class Meta:
+        verbose_name = "AI usage per day"
+        verbose_name_plural = "AI usage per day"
+        constraints = [models.UniqueConstraint(
+            fields=["site", "day", "provider", "model", "service", "status", "error_class"],
+            name="unique_usage_daily")]
+        indexes = [models.Index(fields=["day", "site"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.site_id} {self.provider}:{self.model} {self.service} {self.status}: {self.requests}"
+
+
+class BudgetPeriod(models.Model):
+    """A site's spend in one calendar month, updated atomically so parallel requests cannot overrun a cap.
+
+    `reserved` holds the worst-case cost of requests in flight; a request reserves before it calls
+    the upstream (one conditional UPDATE) and settles to its real cost afterwards.
+    """
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_budget_periods")
+    month = models.DateField(help_text="First day of the month.")
+    spent = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    reserved = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["site", "month"], name="unique_budget_period")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.month:%Y-%m}: ${self.spent} (+${self.reserved} reserved)"
+
+
+class UsageKeyDaily(models.Model):
+    """One day of one virtual key's calls: the dashboard's and CSV's spend per key (`integrations.usage.keys`).
+
+    Kept by the ledger writer beside `UsageDaily`, in the same transaction as the raw rows, and kept when
+    the raw rows are pruned. `requests` counts answered attempts (ok, error, cached), `refused` the calls
+    the gateway refused.
+    """
+
+    api_key = models.ForeignKey("APIToken", on_delete=models.CASCADE, related_name="usage_days")
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    day = models.DateField(help_text="The day in TIME_ZONE.")
+    requests = models.PositiveBigIntegerField(default=0)
+    refused = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+
+    class Meta:
+        verbose_name = "AI usage per key and day"
+        verbose_name_plural = "AI usage per key and day"
+        constraints = [models.UniqueConstraint(fields=["api_key", "day"], name="unique_usage_key_daily")]
+        indexes = [models.Index(fields=["day", "site"], name="usage_key_daily_day_site")]
+
+    def __str__(self) -> str:
+        return f"{self.day} key {self.api_key_id}: {self.requests} requests, ${self.cost}"
+
+
+class BudgetAlert(models.Model):
+    """One threshold alert sent for one budget window's period: the unique row makes it once only."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_budget_alerts")
+    window = models.CharField(max_length=80, help_text="day, week, month or service:<name>.")
+    period_start = models.DateField()
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the cap.")
+    cap = models.DecimalField(max_digits=14, decimal_places=6)
+    spent = models.DecimalField(max_digits=14, decimal_places=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["site", "window", "period_start", "threshold"],
+                                               name="unique_budget_alert")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.window} {self.period_start}: {self.threshold}%"
+
+
+class BatchJob(models.Model):
+    """A bulk generation run (a Celery task, or in-process without a broker), with per-item outcomes."""
+
+    STATUS_CHOICES = [("pending", "Pending"), ("running", "Running"), ("done", "Done"), ("failed", "Failed"),
+                      ("cancelled", "Cancelled")]
+    FINISHED = ("done", "failed", "cancelled")
+
+    kind = models.CharField(max_length=60, help_text="Which handler runs it, e.g. pages.generate_meta.")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_batch_jobs")
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="pending")
+    total = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    items = models.JSONField(default=list, blank=True, help_text="One entry per item: {item, ok, code, message}.")
+    error = models.CharField(max_length=500, blank=True)
+    task_id = models.CharField(max_length=100, blank=True)
+    cancel_requested = models.BooleanField(
+        default=False, help_text="Set from the admin; the job stops before its next items (jobs.checkpoint)."
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries",
+        help_text="The job whose failed items this one runs again.",
+    )
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_batch_jobs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Job #{self.pk}: {self.kind} for {self.site.name or self.site.domain}"
+
+    @property
+    def processed(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def percent(self) -> int:
+        return int(self.processed * 100 / self.total) if self.total else (100 if self.status == "done" else 0)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class APIToken(models.Model):
+    """A staff user's token for the JSON generation endpoint. Only a hash is stored; the token is shown once.
+
+    A token never does more than its user may (staff, member of the site, `integrations.use_ai`, and
+    `pages.change_page` to write into a page), and less when scoped: `site` (empty: every site its user
+    manages, as tokens made before scopes existed), `scopes` (what it may be used for) and `expires_at`.
+    """
+
+    SCOPE_GENERATE = "generate"
+    SCOPE_PAGES = "pages.write"
+    SCOPE_V1 = "v1"  # a site's virtual key for the OpenAI/Anthropic-dialect /v1 endpoints (integrations.api.v1)
+    SCOPES = {SCOPE_GENERATE: "Generate text", SCOPE_PAGES: "Write generated text into a page's fields",
+              SCOPE_V1: "Call the site's /v1 endpoints (OpenAI and Anthropic clients)"}
+    DEFAULT_LIFETIME = datetime.timedelta(days=90)
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="ai_api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="The token's first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_api_tokens",
+        help_text="The one site this token works for; empty: every site its user manages.",
+    )
+    scopes = models.JSONField(default=list, blank=True, help_text=f"Among: {', '.join(SCOPES)}.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # A virtual key of the /v1 endpoints (scope "v1", integrations.api.v1) reaches its `site` only, with its own
+    # limits on top of the site's (integrations.ai.governance.callers); empty means none.
+    last4 = models.CharField(max_length=4, blank=True, help_text="The key's last four characters.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True,
+                                         help_text="USD this key may spend per calendar month.")
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True,
+                                      help_text="Model names or patterns (gpt-4o*, anthropic/*); empty: any the "
+                                                "site allows.")
+
+    class Meta:
+        verbose_name = "AI API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def digest(raw: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(
+        cls, user, name: str, *, site: Site | None = None, scopes: tuple[str, ...] = (SCOPE_GENERATE,),
+        expires_at: datetime.datetime | None = None,
+    ) -> tuple[APIToken, str]:
+        """A new token (and its raw value, shown once); unknown scopes are a ValueError naming them."""
+        import secrets
+
+        unknown = sorted(set(scopes) - set(cls.SCOPES))
+        if unknown:
+            raise ValueError(f"Unknown token scope(s) {', '.join(unknown)}; choose among {', '.join(cls.SCOPES)}.")
+        raw = "pnl_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw), site=site,
+                                   scopes=list(dict.fromkeys(scopes)), expires_at=expires_at)
+        return token, raw
+
+
+class VirtualKeyManager(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(site__isnull=False, prefix__startswith="sk-panel-")
+
+
+class VirtualKey(APIToken):
+    """The /v1 endpoints' virtual keys: tokens bound to a site with the scope "v1" (the same table, one key model)."""
+
+    objects = VirtualKeyManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "AI API key (/v1)"
+        verbose_name_plural = "AI API keys (/v1)"
+
+
+class LedgerDeadLetter(models.Model):
+    """A ledger row the database would not store, set aside so the rows queued behind it are written.
+
+    The ledger writer writes a batch; when that fails for anything but the database being unreachable,
+    it writes the batch row by row and puts each row that still fails here, with why, instead of
+    retrying the batch for ever (`integrations.ai.ledger.dead_letter`). `payload` is the row as ASCII
+    JSON (so text no column could hold is kept, escaped); the usage dashboard counts these rows.
+    """
+
+    site_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)  # no FK: kept as it was
+    ledger_key = models.CharField(max_length=40, blank=True, db_index=True)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
+    error = models.CharField(max_length=500)
+    payload = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "ledger row set aside"
+        verbose_name_plural = "ledger rows set aside"
+
+    def __str__(self) -> str:
+        return f"ledger row {self.ledger_key or self.pk} set aside: {self.error[:60]}"
