@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 def build(apps, schema_editor):
-    from integrations.usage_rollups import rebuild
+    from integrations.usage.rollups import rebuild
 
     rebuild(apps.get_model("integrations", "AIUsage"), apps.get_model("integrations", "UsageDaily"))
 

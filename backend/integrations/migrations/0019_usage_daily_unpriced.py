@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 def count_unpriced(apps, schema_editor):
     """Each day's roll-ups count the unpriced rows of their group (0018 marked the old silently free ones)."""
-    from integrations.usage_rollups import key_of
+    from integrations.usage.rollups import key_of
 
     AIUsage = apps.get_model("integrations", "AIUsage")
     UsageDaily = apps.get_model("integrations", "UsageDaily")
