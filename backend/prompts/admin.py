@@ -14,7 +14,7 @@ from django.utils.http import urlencode
 
 from integrations.admin.forms import PROVIDER_LABELS
 from integrations.ai.providers.errors import AIProviderError
-from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, sites_for
+from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, site_object_or_404, sites_for
 
 from . import batch_views, run_previews, template_versions, trials
 from .models import PromptRun, PromptTemplate, PromptTemplateVersion
@@ -163,14 +163,11 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     def _template_for(self, request, pk: int, change: bool) -> PromptTemplate:
         """The template if this user may see it (404 for another site's), and change it when `change`."""
-        template = get_object_or_404(self.get_queryset(request), pk=pk)
-        if template.site_id is not None:
-            require_site(request.user, template.site_id)
-        allowed = self.has_change_permission(request, template) if change else self.has_view_permission(
-            request, template)
-        if not allowed:
-            raise PermissionDenied
-        return template
+        def allowed(template: PromptTemplate) -> bool:
+            return self.has_change_permission(request, template) if change else self.has_view_permission(
+                request, template)
+
+        return site_object_or_404(request, self.get_queryset(request), pk, allowed, global_ok=True)
 
     def versions_view(self, request, pk: int):
         """Every version, newest first, each with its diff against the one before and a rollback button."""

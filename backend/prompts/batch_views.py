@@ -12,14 +12,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from integrations.jobs.estimate import Call, estimate
-from tenancy.access import can_manage, require_site, site_label, sites_for
+from tenancy.access import can_manage, site_label, site_object_or_404, sites_for
 
 from . import run_previews
 from .csv_variables import MAX_ROWS, CSVVariablesError, read_variables
@@ -64,12 +62,8 @@ class UploadForm(forms.Form):
 
 
 def runnable_template(request: HttpRequest, pk: int) -> PromptTemplate:
-    template = get_object_or_404(PromptTemplate, pk=pk)
-    if template.site_id is not None:
-        require_site(request.user, template.site_id)  # another tenant's template: 404, not 403
-    if not can_run_batch(request.user, template):
-        raise PermissionDenied
-    return template
+    # another tenant's template: 404, not 403; a global one passes the site check
+    return site_object_or_404(request, PromptTemplate, pk, lambda t: can_run_batch(request.user, t), global_ok=True)
 
 
 def template_batch_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
@@ -9,6 +10,7 @@ from django.contrib.sites.models import Site
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
 
 
 def site_ids_for(user: Any) -> set[int] | None:
@@ -42,6 +44,22 @@ def require_site(user: Any, site_id: int | None) -> None:
     """404 (not 403: do not confirm another tenant's record exists) unless `user` manages the site."""
     if not can_manage(user, site_id):
         raise Http404("No such record.")
+
+
+def site_object_or_404(request: HttpRequest, queryset: Any, pk: Any, allowed: Callable[[Any], bool] | None = None,
+                       *, global_ok: bool = False) -> Any:
+    """The object `pk` of `queryset` (a model or a queryset) for a tenant-scoped screen.
+
+    404 when it does not exist or belongs to a site the user does not manage (not 403: do not confirm
+    another tenant's record exists); 403 when `allowed(obj)` says no (a permission the screen needs).
+    `global_ok`: an object of no site (a global template) passes the site check.
+    """
+    obj = get_object_or_404(queryset, pk=pk)
+    if not (global_ok and obj.site_id is None):
+        require_site(request.user, obj.site_id)
+    if allowed is not None and not allowed(obj):
+        raise PermissionDenied
+    return obj
 
 
 class SiteNameFilter(admin.RelatedOnlyFieldListFilter):

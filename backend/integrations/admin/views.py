@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -19,7 +18,6 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -31,7 +29,7 @@ from integrations.ai.providers import registry
 from integrations.ai.providers.errors import AIProviderError
 from integrations.ai.sites.site_config import SiteSnapshot, get_snapshot
 from integrations.models import AIProviderSettings
-from tenancy.access import require_site
+from tenancy.access import site_object_or_404
 
 
 def _record_for(model_admin: Any, request: HttpRequest, pk: int) -> AIProviderSettings:
@@ -40,11 +38,8 @@ def _record_for(model_admin: Any, request: HttpRequest, pk: int) -> AIProviderSe
     These screens spend the site's budget and use its keys, so they need the change permission,
     not just a membership.
     """
-    record = get_object_or_404(model_admin.get_queryset(request).select_related("site"), pk=pk)
-    require_site(request.user, record.site_id)
-    if not model_admin.has_change_permission(request, record):
-        raise PermissionDenied
-    return record
+    return site_object_or_404(request, model_admin.get_queryset(request).select_related("site"), pk,
+                              lambda record: model_admin.has_change_permission(request, record))
 
 
 def has_own_key(record: AIProviderSettings, provider: str) -> bool:

@@ -14,14 +14,13 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from integrations.jobs import runner as jobs
 from integrations.models import BatchJob
-from tenancy.access import SiteScopedAdminMixin, require_site, site_label
+from tenancy.access import SiteScopedAdminMixin, site_label, site_object_or_404
 
 KIND_LABELS = {
     "pages.generate_meta": "Generate page meta",
@@ -143,13 +142,11 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         ]
 
     def _job(self, request: HttpRequest, pk: int, change: bool) -> BatchJob:
-        job = get_object_or_404(self.get_queryset(request).select_related("site"), pk=pk)
-        require_site(request.user, job.site_id)
-        allowed = self.has_change_permission(request, job) if change else self.has_view_or_change_permission(
-            request, job)
-        if not allowed:
-            raise PermissionDenied
-        return job
+        def allowed(job: BatchJob) -> bool:
+            return self.has_change_permission(request, job) if change else self.has_view_or_change_permission(
+                request, job)
+
+        return site_object_or_404(request, self.get_queryset(request).select_related("site"), pk, allowed)
 
     def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         job = self._job(request, pk, change=False)

@@ -36,15 +36,9 @@ BUILTIN_MODELS: dict[str, dict[str, str]] = {
     "text-embedding-ada-002": {"openai": "text-embedding-ada-002", "openrouter": "openai/text-embedding-ada-002"},
 }
 
-# Which direct provider serves a model family, by bare-id prefix.
-FAMILY_VENDORS: tuple[tuple[str, str], ...] = (
-    ("gpt", "openai"),
-    ("text-embedding", "openai"),
-    ("chatgpt", "openai"),
-    ("o1", "openai"),
-    ("o3", "openai"),
-    ("o4", "openai"),
-    ("claude", "anthropic"),
+# Families no registered provider serves directly, named as routers (OpenRouter) name them, so a
+# router can be given `gemini-2.0-flash`. A registered provider's `model_prefixes` come first.
+ROUTER_FAMILIES: tuple[tuple[str, str], ...] = (
     ("gemini", "google"),
     ("llama", "meta-llama"),
     ("mistral", "mistralai"),
@@ -52,11 +46,16 @@ FAMILY_VENDORS: tuple[tuple[str, str], ...] = (
 
 
 def vendor_of(model: str) -> str | None:
-    """The vendor a model id belongs to (`openai/x` -> openai, `claude-…` -> anthropic)."""
+    """The vendor a model id belongs to (`openai/x` -> openai, `claude-…` -> anthropic): the registered
+    providers' `model_prefixes` (`ProviderSpec`), then the families only routers serve."""
     if "/" in model:
         return model.split("/", 1)[0]
     lowered = model.lower()
-    for prefix, vendor in FAMILY_VENDORS:
+    for spec in registry.specs():
+        for prefix in spec.model_prefixes:
+            if lowered.startswith(prefix):
+                return spec.vendor or spec.name
+    for prefix, vendor in ROUTER_FAMILIES:
         if lowered.startswith(prefix):
             return vendor
     return None

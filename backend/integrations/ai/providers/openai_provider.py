@@ -49,6 +49,12 @@ class OpenAIProvider(BaseProvider):
     supported_options: ClassVar[frozenset[str]] = frozenset(
         {"stop", "top_p", "user", "seed", "presence_penalty", "frequency_penalty", "response_format"}
     )
+    # options `_extra_body` sends itself; every other supported option goes into the request body as given
+    extra_body_options: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def body_options(self) -> frozenset[str]:
+        return self.supported_options - self.extra_body_options
 
     @property
     def client(self) -> Any:
@@ -86,7 +92,8 @@ class OpenAIProvider(BaseProvider):
         else:
             request["max_tokens"] = max_tokens
             request["temperature"] = ai.temperature
-        passthrough = {k: v for k, v in options.items() if k in OpenAIProvider.supported_options}
+        # the subclass's options, except those its `_extra_body` sends (OpenRouter's `models`, `provider`, ...)
+        passthrough = {k: v for k, v in options.items() if k in self.body_options}
         request.update(passthrough)
         openai_extras(request, ai)  # tools, tool_choice, response_schema
         extra = self._extra_body(options)

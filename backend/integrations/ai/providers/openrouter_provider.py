@@ -25,6 +25,7 @@ class OpenRouterProvider(OpenAIProvider):
         "transforms",
         "route",
     }
+    extra_body_options: ClassVar[frozenset[str]] = frozenset({"models", "provider", "transforms", "route"})
 
     def _default_headers(self) -> dict[str, str]:
         headers = {}

@@ -37,7 +37,10 @@ class ProviderSpec:
     model_ids: Literal["mapped", "passthrough"] = "mapped"
     auto_rank: int | None = None  # lower is preferred by AI_PROVIDER=auto; None: never auto-detected
     serves_any_model: bool = False  # a router (OpenRouter): once chosen, it serves every model
-    vendor: str = ""  # the model family it serves directly (`gpt-…` is openai's), for routing by model name
+    vendor: str = ""  # the model family it serves directly, as vendor/model ids name it (`openai/gpt-4o`)
+    # bare model-id prefixes of that family (`gpt`, `o1` for openai): how `claude-3-haiku` is known to be
+    # anthropic's, for routing by model name and for refusing another family's model
+    model_prefixes: tuple[str, ...] = ()
     named_instances: bool = False  # configured as named endpoints ("ollama", "vllm"), several per site
 
     def __post_init__(self) -> None:
@@ -62,12 +65,13 @@ BUILTIN = (
         class_path="integrations.ai.providers.openai_provider.OpenAIProvider",
         env_prefix="OPENAI", default_base_url="https://api.openai.com/v1", default_model="gpt-4o-mini",
         key_pattern=r"sk-(?:proj-)?[A-Za-z0-9_\-]{8,}", auto_rank=20, vendor="openai",
+        model_prefixes=("gpt", "text-embedding", "chatgpt", "o1", "o3", "o4"),
     ),
     ProviderSpec(
         name="anthropic", label="Anthropic",
         class_path="integrations.ai.providers.anthropic_provider.AnthropicProvider",
         env_prefix="ANTHROPIC", default_base_url="https://api.anthropic.com", default_model="claude-3-5-haiku",
-        key_pattern=r"sk-ant-[A-Za-z0-9_\-]{8,}", auto_rank=30, vendor="anthropic",
+        key_pattern=r"sk-ant-[A-Za-z0-9_\-]{8,}", auto_rank=30, vendor="anthropic", model_prefixes=("claude",),
     ),
     ProviderSpec(
         name="openai_compatible", label="OpenAI-compatible endpoint",
