@@ -61,7 +61,8 @@ class SitePolicy:
                 f"(rule allowed_providers: {', '.join(self.allowed_providers)}).",
                 rule="allowed_providers", provider=provider.name,
             )
-        return model_refusal(self.allowed_models, provider, model, who="The site's policy", rule="allowed_models")
+        return model_refusal(self.allowed_models, provider, model, who="The site's policy", rule="allowed_models",
+                             listed="rule allowed_models")
 
     def openrouter_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The options of an OpenRouter call with the site's data rules forced in and disallowed
@@ -93,9 +94,10 @@ def model_allowed(patterns: tuple[str, ...], *names: str | None) -> bool:
 
 
 def model_refusal(
-    patterns: tuple[str, ...], provider: Any, model: str | None, *, who: str, rule: str
+    patterns: tuple[str, ...], provider: Any, model: str | None, *, who: str, rule: str, listed: str
 ) -> PolicyViolation | None:
-    """Why `patterns` refuse `model` on `provider` (matched as asked and as the provider's id), or None."""
+    """Why `patterns` refuse `model` on `provider` (matched as asked and as the provider's id), or None;
+    the message names `who` refuses and lists the patterns as `listed`."""
     if not patterns:
         return None
     try:
@@ -107,6 +109,6 @@ def model_refusal(
     shown = model or resolved or "the default model"
     via = f" (served as {resolved})" if resolved and resolved != shown else ""
     return PolicyViolation(
-        f"{who} does not allow the model {shown}{via} on {provider.name} (rule {rule}: {', '.join(patterns)}).",
+        f"{who} does not allow the model {shown}{via} on {provider.name} ({listed}: {', '.join(patterns)}).",
         rule=rule, provider=provider.name,
     )
