@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import path, reverse
@@ -30,7 +31,7 @@ class ImageForm(forms.ModelForm):
 
     def clean_file(self):
         upload = self.cleaned_data.get("file")
-        if upload is not None and upload is not getattr(self.instance, "file", None) and hasattr(upload, "content_type"):
+        if isinstance(upload, UploadedFile):  # a new file (not the stored one kept on a change)
             self.checked = check_upload(upload)
         return upload
 
@@ -42,8 +43,12 @@ class AltTextFilter(admin.SimpleListFilter):
     parameter_name = "alt"
 
     def lookups(self, request, model_admin):
-        return [("missing", "No alt text (to do)"), ("proposal", "Proposal to review"), ("ai", "AI-generated"),
-                ("person", "Written by a person")]
+        return [
+            ("missing", "No alt text (to do)"),
+            ("proposal", "Proposal to review"),
+            ("ai", "AI-generated"),
+            ("person", "Written by a person"),
+        ]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -73,9 +78,11 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return [(None, {"fields": ("site", "title", "file", "alt_text")})]
-        return [(None, {"fields": ("site", "title", "preview", "file", "dimensions")}),
-                ("Alt text", {"fields": ("alt_text", "alt_marker", "alt_proposal")}),
-                ("AI", {"fields": ("alt_provenance", "ai_spend")})]
+        return [
+            (None, {"fields": ("site", "title", "preview", "file", "dimensions")}),
+            ("Alt text", {"fields": ("alt_text", "alt_marker", "alt_proposal")}),
+            ("AI", {"fields": ("alt_provenance", "ai_spend")}),
+        ]
 
     def save_model(self, request, obj, form, change):
         """Store the file and its thumbnail together: if either fails, neither stays (nor the row)."""
@@ -84,8 +91,12 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         upload = form.cleaned_data["file"]
-        obj.media_type, obj.width, obj.height, obj.size_bytes = (checked.media_type, checked.width, checked.height,
-                                                                 checked.size_bytes)
+        obj.media_type, obj.width, obj.height, obj.size_bytes = (
+            checked.media_type,
+            checked.width,
+            checked.height,
+            checked.size_bytes,
+        )
         if not change:
             obj.uploaded_by = request.user
         stored: list = []
@@ -105,16 +116,22 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def thumb(self, obj: Image) -> str:
         if not obj.pk:
             return "—"
-        return format_html('<img src="{}" alt="{}" class="image-thumb" style="max-height:60px;max-width:90px">',
-                           reverse("admin:images_image_thumbnail", args=[obj.pk]), obj.alt_text)
+        return format_html(
+            '<img src="{}" alt="{}" class="image-thumb" style="max-height:60px;max-width:90px">',
+            reverse("admin:images_image_thumbnail", args=[obj.pk]),
+            obj.alt_text,
+        )
 
     @admin.display(description="Preview")
     def preview(self, obj: Image) -> str:
         if not obj or not obj.pk:
             return "—"
-        return format_html('<a href="{}"><img src="{}" alt="{}" class="image-preview"></a>',
-                           reverse("admin:images_image_file", args=[obj.pk]),
-                           reverse("admin:images_image_thumbnail", args=[obj.pk]), obj.alt_text)
+        return format_html(
+            '<a href="{}"><img src="{}" alt="{}" class="image-preview"></a>',
+            reverse("admin:images_image_file", args=[obj.pk]),
+            reverse("admin:images_image_thumbnail", args=[obj.pk]),
+            obj.alt_text,
+        )
 
     @admin.display(description="Size")
     def dimensions(self, obj: Image) -> str:
@@ -162,12 +179,14 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             return "—"
         content_type = ContentType.objects.get_for_model(Image)
         totals = AIUsage.objects.filter(content_type=content_type, object_id=obj.pk, site_id=obj.site_id).aggregate(
-            calls=Count("id"), cost=Sum("cost"), tokens=Sum("total_tokens"))
+            calls=Count("id"), cost=Sum("cost"), tokens=Sum("total_tokens")
+        )
         if not totals["calls"]:
             return "No AI calls for this image yet."
         cost = f"${totals['cost']:.6f}" if totals["cost"] is not None else "cost not known"
-        return format_html('<span class="ai-spend">{} over {} call(s), {} tokens</span>', cost, totals["calls"],
-                           totals["tokens"] or 0)
+        return format_html(
+            '<span class="ai-spend">{} over {} call(s), {} tokens</span>', cost, totals["calls"], totals["tokens"] or 0
+        )
 
     @admin.action(description="Generate alt text with AI (batch: estimate, then review)", permissions=["change"])
     def generate_alt_text_batch(self, request, queryset):
@@ -187,10 +206,16 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("<int:pk>/file/", wrap(lambda r, pk: admin_views.file_view(self, r, pk)), name="images_image_file"),
-            path("<int:pk>/thumbnail/", wrap(lambda r, pk: admin_views.file_view(self, r, pk, "thumbnail")),
-                 name="images_image_thumbnail"),
-            path("<int:pk>/generate-alt/", wrap(lambda r, pk: admin_views.generate_view(self, r, pk)),
-                 name="images_image_generate_alt"),
+            path(
+                "<int:pk>/thumbnail/",
+                wrap(lambda r, pk: admin_views.file_view(self, r, pk, "thumbnail")),
+                name="images_image_thumbnail",
+            ),
+            path(
+                "<int:pk>/generate-alt/",
+                wrap(lambda r, pk: admin_views.generate_view(self, r, pk)),
+                name="images_image_generate_alt",
+            ),
             path("alt/review/", wrap(lambda r: admin_views.review_view(self, r)), name="images_image_review_alt"),
             *super().get_urls(),
         ]

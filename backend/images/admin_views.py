@@ -33,8 +33,9 @@ MAX_BATCH = 500
 def visible_image(model_admin: Any, request: HttpRequest, pk: int, change: bool = False) -> Image:
     image = get_object_or_404(model_admin.get_queryset(request).select_related("site"), pk=pk)
     require_site(request.user, image.site_id)
-    allowed = model_admin.has_change_permission(request, image) if change else model_admin.has_view_permission(
-        request, image)
+    allowed = (
+        model_admin.has_change_permission(request, image) if change else model_admin.has_view_permission(request, image)
+    )
     if not allowed:
         raise PermissionDenied
     return image
@@ -43,8 +44,9 @@ def visible_image(model_admin: Any, request: HttpRequest, pk: int, change: bool 
 def file_view(model_admin: Any, request: HttpRequest, pk: int, which: str = "file") -> HttpResponse:
     image = visible_image(model_admin, request, pk)
     stored = image.thumbnail if which == "thumbnail" and image.thumbnail else image.file
-    response = FileResponse(stored.open("rb"), content_type="image/png" if stored is image.thumbnail
-                            else image.media_type)
+    response = FileResponse(
+        stored.open("rb"), content_type="image/png" if stored is image.thumbnail else image.media_type
+    )
     response["Cache-Control"] = "private, max-age=300"
     response["X-Content-Type-Options"] = "nosniff"
     return response
@@ -69,8 +71,11 @@ def review_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     source = request.POST if request.method == "POST" else request.GET
     ids = [int(i) for i in source.get("ids", "").split(",") if i.strip().isdigit()][:MAX_REVIEW]
-    images = [i for i in model_admin.get_queryset(request).select_related("site").filter(pk__in=ids)
-              if can_manage(request.user, i.site_id) and model_admin.has_change_permission(request, i)]
+    images = [
+        i
+        for i in model_admin.get_queryset(request).select_related("site").filter(pk__in=ids)
+        if can_manage(request.user, i.site_id) and model_admin.has_change_permission(request, i)
+    ]
     errors: dict[int, str] = {}
     if request.method == "POST":
         saved, dropped = [], 0
@@ -89,20 +94,32 @@ def review_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
                 continue
             saved.append(image.title)
         if saved:
-            model_admin.message_user(request, f"Saved alt text for {len(saved)} image(s): {', '.join(saved)}.",
-                                     messages.SUCCESS)
+            model_admin.message_user(
+                request, f"Saved alt text for {len(saved)} image(s): {', '.join(saved)}.", messages.SUCCESS
+            )
         if dropped:
             model_admin.message_user(request, f"Discarded {dropped} proposal(s).", messages.INFO)
         if not errors:
             if len(images) == 1 and saved:
                 return HttpResponseRedirect(reverse("admin:images_image_change", args=[images[0].pk]))
             return HttpResponseRedirect(reverse("admin:images_image_changelist"))
-    rows = [{"image": i, "error": errors.get(i.pk, ""),
-             "text": request.POST.get(f"alt-{i.pk}", i.alt_proposal) if errors else i.alt_proposal,
-             "origin": i.alt_proposal_origin or {}} for i in images]
-    context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-               "title": "Review proposed alt text", "rows": rows, "ids": ",".join(str(i.pk) for i in images),
-               "limit": ALT_TEXT_MAX}
+    rows = [
+        {
+            "image": i,
+            "error": errors.get(i.pk, ""),
+            "text": request.POST.get(f"alt-{i.pk}", i.alt_proposal) if errors else i.alt_proposal,
+            "origin": i.alt_proposal_origin or {},
+        }
+        for i in images
+    ]
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Review proposed alt text",
+        "rows": rows,
+        "ids": ",".join(str(i.pk) for i in images),
+        "limit": ALT_TEXT_MAX,
+    }
     return TemplateResponse(request, "admin/images/image/review_alt.html", context)
 
 
@@ -112,8 +129,11 @@ class BatchAltForm(forms.Form):
 
 def batch_action(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
     """The bulk action: the estimate per site, then on "Start batch" a job per site."""
-    images = [i for i in queryset.select_related("site").order_by("pk")[: MAX_BATCH + 1]
-              if can_manage(request.user, i.site_id) and model_admin.has_change_permission(request, i)]
+    images = [
+        i
+        for i in queryset.select_related("site").order_by("pk")[: MAX_BATCH + 1]
+        if can_manage(request.user, i.site_id) and model_admin.has_change_permission(request, i)
+    ]
     if not images:
         model_admin.message_user(request, "None of the selected images can be changed by you.", messages.WARNING)
         return None
@@ -130,18 +150,35 @@ def batch_action(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpR
     blocked = any(e.blocked for e in estimates)
     if "_start" in request.POST and form.is_valid():
         if blocked:
-            model_admin.message_user(request, "Nothing was started: fix the problems shown in the estimate.",
-                                     messages.ERROR)
+            model_admin.message_user(
+                request, "Nothing was started: fix the problems shown in the estimate.", messages.ERROR
+            )
         else:
-            jobs = [start_alt_text(group[0].site, request.user, background=True, image_ids=[i.pk for i in group],
-                                   model=model or "") for group in by_site.values()]
-            model_admin.message_user(request, f"Started {len(jobs)} alt text job(s) for {len(images)} image(s): "
-                                     + ", ".join(f"#{job.pk}" for job in jobs) + ". Review the proposals from the "
-                                     "image list (filter: proposal to review).", messages.SUCCESS)
+            jobs = [
+                start_alt_text(
+                    group[0].site, request.user, background=True, image_ids=[i.pk for i in group], model=model or ""
+                )
+                for group in by_site.values()
+            ]
+            model_admin.message_user(
+                request,
+                f"Started {len(jobs)} alt text job(s) for {len(images)} image(s): "
+                + ", ".join(f"#{job.pk}" for job in jobs)
+                + ". Review the proposals from the "
+                "image list (filter: proposal to review).",
+                messages.SUCCESS,
+            )
             if len(jobs) == 1 and request.user.has_perm("integrations.view_batchjob"):
                 return HttpResponseRedirect(reverse("admin:integrations_batchjob_change", args=[jobs[0].pk]))
             return HttpResponseRedirect(reverse("admin:images_image_changelist") + "?alt=proposal")
-    context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-               "title": "Generate alt text with AI (batch)", "images": images, "form": form,
-               "estimates": estimates, "blocked": blocked, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME}
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Generate alt text with AI (batch)",
+        "images": images,
+        "form": form,
+        "estimates": estimates,
+        "blocked": blocked,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
     return TemplateResponse(request, "admin/images/image/batch_confirm.html", context)

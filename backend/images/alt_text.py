@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from integrations.ai import AIService, usage
 from integrations.ai.providers.errors import AIProviderError, InvalidRequest
+from pages.blocks import image_ids
 from pages.models import Block, Page
 from pages.provenance import Origin
 from prompts.run_previews import call_cost
@@ -29,17 +30,23 @@ MAX_TOKENS = 200
 CONTEXT_CHARS = 600
 IMAGE_BLOCK_TYPES = ("hero", "features")
 
-ALT_PROMPT = register_builtin(BuiltinPrompt(
-    name=SERVICE,
-    system_prompt=(
-        "You write alt text for images on web pages, for people using screen readers. Describe what the image "
-        "shows and why it matters on this page, in one or two plain sentences. Do not start with 'Image of' or "
-        "'Picture of'; no quotes, no file names."
-    ),
-    template="Write alt text (at most {limit} characters) for the attached image.\n{context}",
-))
-SCHEMA = {"type": "object", "properties": {"alt_text": {"type": "string", "maxLength": ALT_TEXT_MAX}},
-          "required": ["alt_text"], "additionalProperties": False}
+ALT_PROMPT = register_builtin(
+    BuiltinPrompt(
+        name=SERVICE,
+        system_prompt=(
+            "You write alt text for images on web pages, for people using screen readers. Describe what the image "
+            "shows and why it matters on this page, in one or two plain sentences. Do not start with 'Image of' or "
+            "'Picture of'; no quotes, no file names."
+        ),
+        template="Write alt text (at most {limit} characters) for the attached image.\n{context}",
+    )
+)
+SCHEMA = {
+    "type": "object",
+    "properties": {"alt_text": {"type": "string", "maxLength": ALT_TEXT_MAX}},
+    "required": ["alt_text"],
+    "additionalProperties": False,
+}
 
 
 def pages_using(image: Image) -> list[Page]:
@@ -48,9 +55,7 @@ def pages_using(image: Image) -> list[Page]:
     found: dict[int, Page] = {}
     blocks = Block.objects.filter(page__site_id=image.site_id, type__in=IMAGE_BLOCK_TYPES).select_related("page")
     for block in blocks.order_by("page_id", "order", "id"):
-        content = block.content if isinstance(block.content, dict) else {}
-        items = content.get("items") if isinstance(content.get("items"), list) else []
-        if content.get("image") == key or any(isinstance(i, dict) and i.get("image") == key for i in items):
+        if key in image_ids(block.type, block.content):
             found.setdefault(block.page_id, block.page)
     return list(found.values())
 
@@ -92,18 +97,30 @@ def propose(image: Image, model: str | None = None) -> tuple[str, Origin]:
     page = next(iter(pages_using(image)), None)
     service = AIService(site=image.site_id, service=SERVICE)
     with usage.attributed_to(image, f"Image: {image.title}"):
-        result = service.complete(messages_for(image, page), model=model, max_tokens=MAX_TOKENS, temperature=0.2,
-                                  system_prompt=ALT_PROMPT.system_prompt, response_schema=SCHEMA)
+        result = service.complete(
+            messages_for(image, page),
+            model=model,
+            max_tokens=MAX_TOKENS,
+            temperature=0.2,
+            system_prompt=ALT_PROMPT.system_prompt,
+            response_schema=SCHEMA,
+        )
     text = clean_alt((result.parsed or {}).get("alt_text"))
     if not text:
         raise InvalidRequest("The model returned empty alt text; generate again or write it by hand.")
     cost = call_cost(image.site_id, result)
     origin = Origin(
-        provider=result.provider, model=result.model, prompt_name=ALT_PROMPT.name, prompt_version=ALT_PROMPT.version,
+        provider=result.provider,
+        model=result.model,
+        prompt_name=ALT_PROMPT.name,
+        prompt_version=ALT_PROMPT.version,
         parameters={"model": model or "", "context_page_id": page.pk if page else None},
-        request_id=(result.request_id or "")[:200], prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, cost=str(cost) if cost is not None else None,
-        latency_ms=int(result.latency_ms), generated_at=timezone.now().isoformat(),
+        request_id=(result.request_id or "")[:200],
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cost=str(cost) if cost is not None else None,
+        latency_ms=int(result.latency_ms),
+        generated_at=timezone.now().isoformat(),
     )
     Image.objects.filter(pk=image.pk).update(alt_proposal=text, alt_proposal_origin=origin.as_dict())
     image.alt_proposal, image.alt_proposal_origin = text, origin.as_dict()
@@ -132,14 +149,23 @@ def accept(image: Image, text: str, user: Any = None) -> AltTextProvenance:
     page_id = origin.parameters.get("context_page_id")
     with transaction.atomic():
         row = AltTextProvenance.objects.create(
-            image=image, context_page=Page.objects.filter(pk=page_id, site_id=image.site_id).first(),
-            provider=origin.provider, model=origin.model, prompt_name=origin.prompt_name,
-            prompt_version=origin.prompt_version, request_id=origin.request_id, prompt_tokens=origin.prompt_tokens,
+            image=image,
+            context_page=Page.objects.filter(pk=page_id, site_id=image.site_id).first(),
+            provider=origin.provider,
+            model=origin.model,
+            prompt_name=origin.prompt_name,
+            prompt_version=origin.prompt_version,
+            request_id=origin.request_id,
+            prompt_tokens=origin.prompt_tokens,
             completion_tokens=origin.completion_tokens,
-            cost=Decimal(origin.cost) if origin.cost is not None else None, latency_ms=origin.latency_ms,
-            generated_at=timezone.datetime.fromisoformat(origin.generated_at) if origin.generated_at
+            cost=Decimal(origin.cost) if origin.cost is not None else None,
+            latency_ms=origin.latency_ms,
+            generated_at=timezone.datetime.fromisoformat(origin.generated_at)
+            if origin.generated_at
             else timezone.now(),
-            proposed_text=image.alt_proposal, accepted_text=text, edited_at_review=text != image.alt_proposal,
+            proposed_text=image.alt_proposal,
+            accepted_text=text,
+            edited_at_review=text != image.alt_proposal,
             accepted_by=user if getattr(user, "is_authenticated", False) else None,
         )
         image.alt_text, image.alt_text_ai = text, True

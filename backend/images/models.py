@@ -39,15 +39,21 @@ class Image(models.Model):
     width = models.PositiveIntegerField(editable=False, default=0)
     height = models.PositiveIntegerField(editable=False, default=0)
     size_bytes = models.PositiveIntegerField(editable=False, default=0)
-    alt_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True,
-                                help_text="What a screen reader says instead of the image. Empty: still to do.")
-    alt_text_ai = models.BooleanField(default=False, editable=False,
-                                      help_text="The alt text is the AI's accepted text (a person's edit clears it).")
-    alt_proposal = models.CharField(max_length=ALT_TEXT_MAX, blank=True, editable=False,
-                                    help_text="AI alt text waiting for review.")
+    alt_text = models.CharField(
+        max_length=ALT_TEXT_MAX,
+        blank=True,
+        help_text="What a screen reader says instead of the image. Empty: still to do.",
+    )
+    alt_text_ai = models.BooleanField(
+        default=False, editable=False, help_text="The alt text is the AI's accepted text (a person's edit clears it)."
+    )
+    alt_proposal = models.CharField(
+        max_length=ALT_TEXT_MAX, blank=True, editable=False, help_text="AI alt text waiting for review."
+    )
     alt_proposal_origin = models.JSONField(null=True, blank=True, editable=False)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+", editable=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -78,8 +84,14 @@ class AltTextProvenance(models.Model):
     """Where an accepted AI alt text came from: model, prompt version, cost, the page it was written for."""
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="alt_provenance")
-    context_page = models.ForeignKey("pages.Page", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                     help_text="The page whose text was given as context.")
+    context_page = models.ForeignKey(
+        "pages.Page",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The page whose text was given as context.",
+    )
     provider = models.CharField(max_length=20, blank=True)
     model = models.CharField(max_length=200, blank=True, help_text="The model that served the request.")
     prompt_name = models.CharField(max_length=200)
@@ -87,14 +99,20 @@ class AltTextProvenance(models.Model):
     request_id = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True,
-                               help_text="USD of the request(s) that produced it (a corrective retry included).")
+    cost = models.DecimalField(
+        max_digits=14,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="USD of the request(s) that produced it (a corrective retry included).",
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     generated_at = models.DateTimeField()
     proposed_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True)
     accepted_text = models.CharField(max_length=ALT_TEXT_MAX, blank=True)
-    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     accepted_at = models.DateTimeField(auto_now_add=True)
     edited_at_review = models.BooleanField(default=False, help_text="The person changed the proposal before saving.")
     edited_at = models.DateTimeField(null=True, blank=True, help_text="When a person changed the text afterwards.")

@@ -39,8 +39,9 @@ def _generate_alt_text(job: Any, report: Any) -> None:
 
 @register_retry(KIND)
 def _retry_alt_text(job: Any, keys: list, user: Any, background: bool):
-    return start_alt_text(job.site, user, background=background, retry_of=job, image_ids=list(keys),
-                          model=job.params.get("model") or "")
+    return start_alt_text(
+        job.site, user, background=background, retry_of=job, image_ids=list(keys), model=job.params.get("model") or ""
+    )
 
 
 @shared_task(name="images.generate_alt_text")
@@ -57,8 +58,12 @@ def start_alt_text(site: Site, user: Any = None, *, background: bool = False, re
 def estimate_images(site: Site, images: list[Image], model: str | None) -> Estimate:
     """The batch estimate (`integrations.batch_estimate`) of the text, plus each image's tokens by the
     vendor's rule at the model's prompt price, so the worst case counts the pictures too."""
-    calls = [Call(alt_text.messages_for(image, None, with_image=False), alt_text.ALT_PROMPT.system_prompt,
-                  alt_text.MAX_TOKENS) for image in images]
+    calls = [
+        Call(
+            alt_text.messages_for(image, None, with_image=False), alt_text.ALT_PROMPT.system_prompt, alt_text.MAX_TOKENS
+        )
+        for image in images
+    ]
     result = estimate(site, calls, model)
     if result.blocked or not images:
         return result
@@ -69,8 +74,12 @@ def estimate_images(site: Site, images: list[Image], model: str | None) -> Estim
         result.problems.append(f"{exc.code}: {exc.message}")
         return result
     price = AIService.price_for(prep.snapshot, prep.primary, prep.resolved) or unpriced_price()
-    pictures = sum(image_tokens({"type": "image", "detail": "auto", "width": i.width, "height": i.height},
-                                prep.primary.name, prep.resolved) for i in images)
+    pictures = sum(
+        image_tokens(
+            {"type": "image", "detail": "auto", "width": i.width, "height": i.height}, prep.primary.name, prep.resolved
+        )
+        for i in images
+    )
     result.prompt_tokens += pictures
     if result.cost is not None:
         result.cost += Decimal(price[0]) * pictures / MILLION

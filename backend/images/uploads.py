@@ -43,26 +43,32 @@ def check_upload(upload: Any) -> Checked:
     if size == 0:
         raise ValidationError("The file is empty: choose an image file.", code="empty")
     if size > max_bytes():
-        raise ValidationError(f"The file is {size:,} bytes; images may be at most {max_bytes():,} bytes. "
-                              "Resize or compress it.", code="too_large")
+        raise ValidationError(
+            f"The file is {size:,} bytes; images may be at most {max_bytes():,} bytes. Resize or compress it.",
+            code="too_large",
+        )
     raw = read_all(upload)
     try:
         with PILImage.open(io.BytesIO(raw)) as probe:
             kind, (width, height) = probe.format, probe.size
             if kind not in FORMATS:
-                raise ValidationError(f"{kind or 'This'} images are not accepted: upload a PNG, JPEG, GIF or WebP.",
-                                      code="type")
+                raise ValidationError(
+                    f"{kind or 'This'} images are not accepted: upload a PNG, JPEG, GIF or WebP.", code="type"
+                )
             if width * height > MAX_PIXELS:
-                raise ValidationError(f"The image is {width}x{height} pixels; at most {MAX_PIXELS:,} pixels.",
-                                      code="too_many_pixels")
+                raise ValidationError(
+                    f"The image is {width}x{height} pixels; at most {MAX_PIXELS:,} pixels.", code="too_many_pixels"
+                )
             probe.verify()  # structure and checksums
         with PILImage.open(io.BytesIO(raw)) as full:
             full.load()  # every pixel: a truncated file fails here
     except ValidationError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
-        raise ValidationError(f"The file is not a readable image ({type(exc).__name__}): upload a PNG, JPEG, GIF "
-                              "or WebP.", code="not_an_image") from None
+        raise ValidationError(
+            f"The file is not a readable image ({type(exc).__name__}): upload a PNG, JPEG, GIF or WebP.",
+            code="not_an_image",
+        ) from None
     return Checked(FORMATS[kind], EXTENSIONS[kind], width, height, size)
 
 
