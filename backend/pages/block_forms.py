@@ -58,7 +58,8 @@ class BlockContentForm(forms.Form):
         for key, rule in SCHEMAS[block_type].items():
             if rule[0] == "list":
                 _, _low, high, item_schema = rule
-                items = content.get(key) if isinstance(content.get(key), list) else []
+                found = content.get(key)
+                items: list[Any] = found if isinstance(found, list) else []
                 posted = max((int(n.split("-")[1]) + 1 for n in data if n.startswith(f"{key}-")
                               and n.split("-")[1].isdigit()), default=0)
                 count = min(high, max(len(items), posted, 1) + (0 if posted else SPARE_ROWS))
