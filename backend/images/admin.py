@@ -14,6 +14,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from tenancy.access import SiteScopedAdminMixin
 
@@ -144,7 +145,7 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             if obj.alt_proposal:
                 label += " · proposal to review"
             return format_html('<span class="alt-missing">{}</span>', label)
-        marker = format_html(' <strong class="ai-marker">AI</strong>') if obj.alt_text_ai else ""
+        marker = mark_safe(' <strong class="ai-marker">AI</strong>') if obj.alt_text_ai else ""
         return format_html("{}{}", obj.alt_text, marker)
 
     @admin.display(description="Status")
@@ -152,7 +153,7 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if obj.missing_alt:
             return "No alt text yet."
         if obj.alt_text_ai:
-            return format_html('<strong class="ai-marker">AI-generated</strong> (accepted by a person)')
+            return mark_safe('<strong class="ai-marker">AI-generated</strong> (accepted by a person)')
         return "Written by a person."
 
     @admin.display(description="Proposal waiting")

@@ -58,7 +58,7 @@ def generate_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRespon
         return HttpResponseNotAllowed(["POST"])
     image = visible_image(model_admin, request, pk, change=True)
     try:
-        alt_text.propose(image)
+        alt_text.propose(image, model=request.POST.get("model", "").strip()[:200] or None)
     except AIProviderError as exc:
         model_admin.message_user(request, f"No alt text was proposed — {exc.code}: {exc.message}", messages.ERROR)
         return HttpResponseRedirect(reverse("admin:images_image_change", args=[image.pk]))
