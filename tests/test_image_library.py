@@ -89,17 +89,22 @@ def test_upload_stores_the_file_and_a_thumbnail_through_storage(client, emulated
     ("notes.png", b"this is not an image at all", "not a readable image"),
     ("cut.png", png(64, 48)[:60], "not a readable image"),
     ("anim.bmp", None, "BMP images are not accepted"),
+    ("half.jpg", "half-jpeg", "not a readable image"),  # passes Pillow's verify(); only decoding finds it
     ("empty.png", b"", "The submitted file is empty"),  # Django's own check, before ours
 ])
 def test_a_bad_upload_is_a_clear_error_and_nothing_is_stored(client, emulated_site, media, name, data, message):
     site = emulated_site("openai")
     client.force_login(site_admin(site))
-    if data is None:
-        from PIL import Image as PILImage
+    from PIL import Image as PILImage
 
+    if data is None:
         buffer = io.BytesIO()
         PILImage.new("RGB", (8, 8)).save(buffer, format="BMP")
         data = buffer.getvalue()
+    elif data == "half-jpeg":
+        buffer = io.BytesIO()
+        PILImage.effect_noise((200, 200), 60).convert("RGB").save(buffer, format="JPEG")
+        data = buffer.getvalue()[: len(buffer.getvalue()) // 2]
     response = client.post(reverse("admin:images_image_add"), {
         "site": site.pk, "title": "Bad", "file": SimpleUploadedFile(name, data, content_type="image/png")})
     assert response.status_code == 200
@@ -300,3 +305,20 @@ def test_demo_extras_add_images_and_a_month_of_history_once(upstream):
     text, origin = alt_text.propose(buns)  # the Bakery (OpenRouter) through the emulator
     assert text.startswith("Cinnamon buns on a tray: Everything in the bakery is twenty percent off")
     assert origin.provider == "openrouter" and Decimal(origin.cost) > 0
+
+
+def test_a_job_cancelled_mid_run_stops_before_the_next_image(emulated_site, upstream):
+    """The handler checks for a cancel between images: cancelled after the first, the rest are never sent."""
+    site = emulated_site("openai")
+    images = [make_image(site, f"Picture {n}") for n in range(3)]
+    job = BatchJob.objects.create(kind="images.alt_text", site=site, params={"image_ids": [i.pk for i in images]})
+    reported = []
+
+    def report(item, ok, code="", message="", key=None):
+        reported.append((key, ok))
+        jobs.cancel(job)  # someone presses "Cancel" while the first image is being reported
+
+    with pytest.raises(jobs.JobCancelled):
+        jobs.handler_for("images.alt_text")(job, report)
+    assert reported == [(images[0].pk, True)] and len(upstream.requests_for("openai")) == 1
+    assert [bool(Image.objects.get(pk=i.pk).alt_proposal) for i in images] == [True, False, False]
