@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from tenancy.access import SiteScopedAdminMixin
+from tenancy.access import SiteScopedAdminMixin, site_ids_for
 
 from . import admin_views
 from .models import Image
@@ -84,6 +84,14 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             ("Alt text", {"fields": ("alt_text", "alt_marker", "alt_proposal")}),
             ("AI", {"fields": ("alt_provenance", "ai_spend")}),
         ]
+
+    def get_changeform_initial_data(self, request):
+        """A person who manages one site uploads into it without choosing."""
+        initial = super().get_changeform_initial_data(request)
+        ids = site_ids_for(request.user)
+        if ids is not None and len(ids) == 1:
+            initial.setdefault("site", next(iter(ids)))
+        return initial
 
     def save_model(self, request, obj, form, change):
         """Store the file and its thumbnail together: if either fails, neither stays (nor the row)."""
