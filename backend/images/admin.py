@@ -29,6 +29,10 @@ class ImageForm(forms.ModelForm):
     class Meta:
         model = Image
         fields = ("site", "title", "file", "alt_text")
+        widgets = {
+            "file": forms.FileInput(attrs={"accept": "image/png,image/jpeg,image/gif,image/webp"}),  # no storage path
+            "alt_text": forms.Textarea(attrs={"rows": 2, "cols": 80, "maxlength": 250}),
+        }
 
     def clean_file(self):
         upload = self.cleaned_data.get("file")
@@ -84,6 +88,11 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             ("Alt text", {"fields": ("alt_text", "alt_marker", "alt_proposal")}),
             ("AI", {"fields": ("alt_provenance", "ai_spend")}),
         ]
+
+    def get_readonly_fields(self, request, obj=None):
+        """An image stays in its site: blocks of that site's pages may show it."""
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "site") if obj is not None else fields
 
     def get_changeform_initial_data(self, request):
         """A person who manages one site uploads into it without choosing."""
