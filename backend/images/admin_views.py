@@ -54,9 +54,9 @@ def file_view(model_admin: Any, request: HttpRequest, pk: int, which: str = "fil
 
 def generate_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
     """POST: one proposal for this image, then its review screen."""
+    image = visible_image(model_admin, request, pk, change=True)  # another site's image: 404, whatever the method
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    image = visible_image(model_admin, request, pk, change=True)
     try:
         alt_text.propose(image, model=request.POST.get("model", "").strip()[:200] or None)
     except AIProviderError as exc:
