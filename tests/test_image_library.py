@@ -45,8 +45,9 @@ def media(settings, tmp_path):
 
 def make_image(site, title="Croissants", alt="", width=64, height=48) -> Image:
     raw = png(width, height)
-    image = Image(site=site, title=title, alt_text=alt, media_type="image/png", width=width, height=height,
-                  size_bytes=len(raw))
+    image = Image(
+        site=site, title=title, alt_text=alt, media_type="image/png", width=width, height=height, size_bytes=len(raw)
+    )
     image.file.save("x.png", ContentFile(raw), save=False)
     image.thumbnail.save("t.png", thumbnail_of(raw), save=False)
     image.save()
@@ -56,8 +57,9 @@ def make_image(site, title="Croissants", alt="", width=64, height=48) -> Image:
 def site_admin(site, username="img-admin"):
     user = UserFactory(username=username)
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="images",
-                                                        codename__in=SITE_ADMIN_PERMS))
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="images", codename__in=SITE_ADMIN_PERMS)
+    )
     return user
 
 
@@ -70,8 +72,9 @@ def test_upload_stores_the_file_and_a_thumbnail_through_storage(client, emulated
     site = emulated_site("openai")
     client.force_login(site_admin(site))
     upload = SimpleUploadedFile("photo.png", png(600, 300), content_type="image/png")
-    response = client.post(reverse("admin:images_image_add"),
-                           {"site": site.pk, "title": "Shop front", "file": upload, "alt_text": ""})
+    response = client.post(
+        reverse("admin:images_image_add"), {"site": site.pk, "title": "Shop front", "file": upload, "alt_text": ""}
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     image = Image.objects.get()
     assert (image.site, image.width, image.height, image.media_type) == (site, 600, 300, "image/png")
@@ -85,13 +88,16 @@ def test_upload_stores_the_file_and_a_thumbnail_through_storage(client, emulated
     assert served.status_code == 200 and served["Content-Type"] == "image/png"
 
 
-@pytest.mark.parametrize(("name", "data", "message"), [
-    ("notes.png", b"this is not an image at all", "not a readable image"),
-    ("cut.png", png(64, 48)[:60], "not a readable image"),
-    ("anim.bmp", None, "BMP images are not accepted"),
-    ("half.jpg", "half-jpeg", "not a readable image"),  # passes Pillow's verify(); only decoding finds it
-    ("empty.png", b"", "The submitted file is empty"),  # Django's own check, before ours
-])
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.png", b"this is not an image at all", "not a readable image"),
+        ("cut.png", png(64, 48)[:60], "not a readable image"),
+        ("anim.bmp", None, "BMP images are not accepted"),
+        ("half.jpg", "half-jpeg", "not a readable image"),  # passes Pillow's verify(); only decoding finds it
+        ("empty.png", b"", "The submitted file is empty"),  # Django's own check, before ours
+    ],
+)
 def test_a_bad_upload_is_a_clear_error_and_nothing_is_stored(client, emulated_site, media, name, data, message):
     site = emulated_site("openai")
     client.force_login(site_admin(site))
@@ -105,8 +111,10 @@ def test_a_bad_upload_is_a_clear_error_and_nothing_is_stored(client, emulated_si
         buffer = io.BytesIO()
         PILImage.effect_noise((200, 200), 60).convert("RGB").save(buffer, format="JPEG")
         data = buffer.getvalue()[: len(buffer.getvalue()) // 2]
-    response = client.post(reverse("admin:images_image_add"), {
-        "site": site.pk, "title": "Bad", "file": SimpleUploadedFile(name, data, content_type="image/png")})
+    response = client.post(
+        reverse("admin:images_image_add"),
+        {"site": site.pk, "title": "Bad", "file": SimpleUploadedFile(name, data, content_type="image/png")},
+    )
     assert response.status_code == 200
     assert message in response.content.decode()
     assert Image.objects.count() == 0 and stored_files(media) == []
@@ -116,8 +124,10 @@ def test_an_upload_over_the_size_limit_is_refused(client, emulated_site, media, 
     settings.IMAGE_UPLOAD_MAX_BYTES = 200
     site = emulated_site("openai")
     client.force_login(site_admin(site))
-    response = client.post(reverse("admin:images_image_add"), {
-        "site": site.pk, "title": "Big", "file": SimpleUploadedFile("big.png", png(300, 300))})
+    response = client.post(
+        reverse("admin:images_image_add"),
+        {"site": site.pk, "title": "Big", "file": SimpleUploadedFile("big.png", png(300, 300))},
+    )
     assert "images may be at most 200 bytes" in response.content.decode()
     assert Image.objects.count() == 0 and stored_files(media) == []
 
@@ -136,11 +146,14 @@ def test_a_site_admin_sees_and_uploads_only_into_their_own_site(client, emulated
         assert client.get(reverse(f"admin:{name}", args=[theirs.pk])).status_code in (302, 404)
     assert client.post(reverse("admin:images_image_generate_alt", args=[theirs.pk])).status_code == 404
     assert client.get(reverse("admin:images_image_file", args=[own.pk])).status_code == 200
-    refused = client.post(reverse("admin:images_image_add"), {
-        "site": other.pk, "title": "Sneaky", "file": SimpleUploadedFile("s.png", png())})
+    refused = client.post(
+        reverse("admin:images_image_add"),
+        {"site": other.pk, "title": "Sneaky", "file": SimpleUploadedFile("s.png", png())},
+    )
     assert refused.status_code == 200 and not Image.objects.filter(title="Sneaky").exists()
-    no_site = client.post(reverse("admin:images_image_add"), {
-        "title": "Global", "file": SimpleUploadedFile("g.png", png())})
+    no_site = client.post(
+        reverse("admin:images_image_add"), {"title": "Global", "file": SimpleUploadedFile("g.png", png())}
+    )
     assert no_site.status_code == 200 and not Image.objects.filter(title="Global").exists()
     review = client.get(reverse("admin:images_image_review_alt") + f"?ids={theirs.pk},{own.pk}").content.decode()
     assert "Mine" in review and "Theirs" not in review
@@ -178,8 +191,11 @@ def test_accepting_records_provenance_and_a_hand_edit_clears_the_marker(client, 
     review = client.get(response["Location"]).content.decode()
     image.refresh_from_db()
     assert image.alt_proposal in review
-    saved = client.post(reverse("admin:images_image_review_alt"), {
-        "ids": str(image.pk), f"accept-{image.pk}": "on", f"alt-{image.pk}": "A round sourdough loaf."}, follow=True)
+    saved = client.post(
+        reverse("admin:images_image_review_alt"),
+        {"ids": str(image.pk), f"accept-{image.pk}": "on", f"alt-{image.pk}": "A round sourdough loaf."},
+        follow=True,
+    )
     assert "Saved alt text for 1 image(s)" in saved.content.decode()
     image.refresh_from_db()
     assert (image.alt_text, image.alt_text_ai, image.alt_proposal) == ("A round sourdough loaf.", True, "")
@@ -189,8 +205,10 @@ def test_accepting_records_provenance_and_a_hand_edit_clears_the_marker(client, 
     page = client.get(reverse("admin:images_image_change", args=[image.pk])).content.decode()
     assert "AI-generated" in page and alt_text.ALT_PROMPT.version in page and "over 1 call(s)" in page
 
-    change = client.post(reverse("admin:images_image_change", args=[image.pk]), {
-        "site": site.pk, "title": "Sourdough", "alt_text": "Our sourdough, fresh from the oven."})
+    change = client.post(
+        reverse("admin:images_image_change", args=[image.pk]),
+        {"site": site.pk, "title": "Sourdough", "alt_text": "Our sourdough, fresh from the oven."},
+    )
     assert change.status_code == 302
     image.refresh_from_db()
     row.refresh_from_db()
@@ -237,8 +255,10 @@ def test_batch_estimate_counts_each_image_and_the_action_shows_it(client, emulat
     assert estimate.prompt_tokens > 3 * (2833 + 5667)  # gpt-4o-mini: base + one tile per image, plus the text
     assert estimate.cost is not None and estimate.cost > 0
     client.force_login(SuperUserFactory())
-    screen = client.post(reverse("admin:images_image_changelist"), {
-        "action": "generate_alt_text_batch", "_selected_action": [i.pk for i in images]}).content.decode()
+    screen = client.post(
+        reverse("admin:images_image_changelist"),
+        {"action": "generate_alt_text_batch", "_selected_action": [i.pk for i in images]},
+    ).content.decode()
     assert "Estimate" in screen and "Start batch" in screen and "3 images" in screen
     assert upstream.requests_for("openai") == []  # an estimate sends nothing
 
@@ -278,8 +298,9 @@ def test_blocks_take_only_images_of_their_own_site(emulated_site):
     page = PageFactory(site=site)
     ok = Block(page=page, type="hero", content={"heading": "Hi", "image": str(mine.pk)})
     ok.full_clean()
-    bad = Block(page=page, type="features", content={"items": [{"title": "T", "description": "D",
-                                                                "image": str(theirs.pk)}]})
+    bad = Block(
+        page=page, type="features", content={"items": [{"title": "T", "description": "D", "image": str(theirs.pk)}]}
+    )
     with pytest.raises(ValidationError, match="not in this site's image library"):
         bad.full_clean()
     with pytest.raises(ValidationError, match="id of an image"):

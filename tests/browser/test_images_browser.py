@@ -24,16 +24,18 @@ ROLE_PERMS = {
 
 
 @pytest.mark.parametrize("role", ["site_admin", "editor"])
-def test_upload_generate_review_accept_provenance(page, live_server, admin_login, emulated_site, screenshot, role,
-                                                  tmp_path, settings):
+def test_upload_generate_review_accept_provenance(
+    page, live_server, admin_login, emulated_site, screenshot, role, tmp_path, settings
+):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     site = emulated_site("openrouter", site=SiteFactory(domain="localhost", name="Bakery (OpenRouter)"))
     make_image(SiteFactory(name="Other shop"), "Other site's photo")
     sale = PageFactory(site=site, title="Spring sale", body="Twenty percent off our cinnamon buns until Sunday.")
     user = UserFactory(username=f"browser-{role}")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="images",
-                                                        codename__in=ROLE_PERMS[role]))
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="images", codename__in=ROLE_PERMS[role])
+    )
     admin_login(user.username)
 
     bad, good = tmp_path / "notes.png", tmp_path / "buns.png"
