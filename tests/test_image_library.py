@@ -343,3 +343,17 @@ def test_a_job_cancelled_mid_run_stops_before_the_next_image(emulated_site, upst
         jobs.handler_for("images.alt_text")(job, report)
     assert reported == [(images[0].pk, True)] and len(upstream.requests_for("openai")) == 1
     assert [bool(Image.objects.get(pk=i.pk).alt_proposal) for i in images] == [True, False, False]
+
+
+def test_the_page_form_shows_a_blocks_image_with_its_alt_text_and_the_block_form_offers_it(client, emulated_site):
+    site, other = emulated_site("openai"), SiteFactory()
+    loaf = make_image(site, "Loaf", alt="A round sourdough loaf.")
+    make_image(other, "Not ours", alt="Another site's picture.")
+    page = PageFactory(site=site)
+    block = BlockFactory(page=page, type="hero", content={"heading": "Fresh", "image": str(loaf.pk)})
+    client.force_login(SuperUserFactory())
+    html = client.get(reverse("admin:pages_page_change", args=[page.pk])).content.decode()
+    thumb = reverse("admin:images_image_thumbnail", args=[loaf.pk])
+    assert f'src="{thumb}" alt="A round sourdough loaf."' in html
+    form = client.get(reverse("admin:pages_page_edit_block", args=[page.pk, block.pk])).content.decode()
+    assert "Loaf — A round sourdough loaf." in form and "Not ours" not in form
