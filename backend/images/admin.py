@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from tenancy.access import SiteScopedAdminMixin, site_ids_for
+from tenancy.access import SiteScopedAdminMixin, site_ids_for, site_label
 
 from . import admin_views
 from .models import Image
@@ -84,7 +84,7 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if obj is None:
             return [(None, {"fields": ("site", "title", "file", "alt_text")})]
         return [
-            (None, {"fields": ("site", "title", "preview", "file", "dimensions")}),
+            (None, {"fields": ("site_name", "title", "preview", "file", "dimensions")}),
             ("Alt text", {"fields": ("alt_text", "alt_marker", "alt_proposal")}),
             ("AI", {"fields": ("alt_provenance", "ai_spend")}),
         ]
@@ -92,7 +92,11 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         """An image stays in its site: blocks of that site's pages may show it."""
         fields = tuple(super().get_readonly_fields(request, obj))
-        return (*fields, "site") if obj is not None else fields
+        return (*fields, "site", "site_name") if obj is not None else fields
+
+    @admin.display(description="Site")
+    def site_name(self, obj: Image) -> str:
+        return site_label(obj.site)
 
     def get_changeform_initial_data(self, request):
         """A person who manages one site uploads into it without choosing."""
