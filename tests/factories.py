@@ -18,6 +18,7 @@ from integrations.models import (
     ModelMapping,
     ModelPrice,
     ProviderCredential,
+    VirtualKey,
 )
 from tenancy.models import SiteMembership
 
@@ -161,6 +162,21 @@ class APITokenFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"token-{n}")
     prefix = factory.Sequence(lambda n: f"pnl_{n:06d}")
     key_hash = factory.LazyFunction(lambda: APIToken.digest(secrets.token_urlsafe(32)))
+
+
+class VirtualKeyFactory(factory.django.DjangoModelFactory):
+    """A /v1 virtual key row (scope v1, bound to a site); the raw key is not kept (tests call `keys.issue`)."""
+
+    class Meta:
+        model = VirtualKey
+
+    user = factory.SubFactory(UserFactory)
+    site = factory.SubFactory(SiteFactory)
+    name = factory.Sequence(lambda n: f"key-{n}")
+    prefix = factory.Sequence(lambda n: f"sk-panel-{n % 100:02d}")
+    key_hash = factory.LazyFunction(lambda: APIToken.digest(secrets.token_urlsafe(32)))
+    last4 = "abcd"
+    scopes = factory.LazyFunction(lambda: ["v1"])
 
 
 def may_use_ai(user, *perms: str):

@@ -41,7 +41,8 @@ class BlockInline(admin.StackedInline):
     def preview(self, obj: Block) -> str:
         if obj is None or not obj.pk:
             return "—"
-        html = render_to_string("admin/pages/includes/block_preview.html", {"type": obj.type, "content": obj.content})
+        html = render_to_string("admin/pages/includes/block_preview.html", {"type": obj.type, "content": obj.content,
+                                                                              "site_id": obj.page.site_id})
         edit = reverse("admin:pages_page_edit_block", args=[obj.page_id, obj.pk])
         badge = render_to_string("admin/pages/includes/provenance_badge.html",
                                  {"row": obj.provenance.order_by("-accepted_at", "-id").first()})

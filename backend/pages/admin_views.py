@@ -336,7 +336,8 @@ def edit_block_view(model_admin: Any, request: HttpRequest, pk: int, block_id: i
         context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
                    "original": page, "title": f"Add a block to “{page}”", "form": BlockTypeForm(request.GET or None)}
         return TemplateResponse(request, "admin/pages/page/choose_block_type.html", context)
-    form = BlockContentForm(request.POST or None, block_type=block_type, content=block.content if block else None)
+    form = BlockContentForm(request.POST or None, block_type=block_type, content=block.content if block else None,
+                            site_id=page.site_id)
     if request.method == "POST" and form.is_valid():
         if block is None:
             AdvancedAIService.add_block(page, block_type, form.content())

@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 
-from .blocks import SCHEMAS, BlockValidationError, validate_block
+from .blocks import IMAGE_RULE, SCHEMAS, BlockValidationError, validate_block
 
 SPARE_ROWS = 2  # empty item rows offered after the filled ones
 
@@ -28,10 +28,25 @@ def _text_field(required: bool, max_length: int) -> forms.CharField:
                            help_text=f"At most {max_length} characters." + ("" if required else " Optional."))
 
 
+def _image_field(site_id: int | None) -> forms.Field:
+    """A choice of the site's library images (by title, their alt text shown); any id without a site."""
+    if site_id is None:
+        return forms.RegexField(regex=r"^\d{1,18}$", required=False, help_text="An image id. Optional.")
+    from images.models import Image
+
+    choices = [("", "— no image —")] + [
+        (str(pk), f"{title} — {alt or 'no alt text yet'}")
+        for pk, title, alt in Image.objects.filter(site_id=site_id).order_by("title").values_list("pk", "title",
+                                                                                                   "alt_text")]
+    return forms.ChoiceField(choices=choices, required=False,
+                             help_text="From this site's image library. Optional; its alt text is shown to readers.")
+
+
 class BlockContentForm(forms.Form):
     """The content of one block of `block_type`; `content()` returns the dict to save."""
 
-    def __init__(self, *args: Any, block_type: str, content: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, block_type: str, content: dict[str, Any] | None = None,
+                 site_id: int | None = None, **kwargs: Any) -> None:
         if block_type not in SCHEMAS:
             raise ValueError(f"unknown block type {block_type!r}")
         self.block_type = block_type
@@ -43,16 +58,17 @@ class BlockContentForm(forms.Form):
         for key, rule in SCHEMAS[block_type].items():
             if rule[0] == "list":
                 _, _low, high, item_schema = rule
-                items = content.get(key) if isinstance(content.get(key), list) else []
+                found = content.get(key)
+                items: list[Any] = found if isinstance(found, list) else []
                 posted = max((int(n.split("-")[1]) + 1 for n in data if n.startswith(f"{key}-")
                               and n.split("-")[1].isdigit()), default=0)
                 count = min(high, max(len(items), posted, 1) + (0 if posted else SPARE_ROWS))
                 rows = []
                 for index in range(count):
                     names = []
-                    for sub, (_req, max_length) in item_schema.items():
+                    for sub, sub_rule in item_schema.items():
                         name = f"{key}-{index}-{sub}"
-                        field = _text_field(False, max_length)
+                        field = _image_field(site_id) if sub_rule == IMAGE_RULE else _text_field(False, sub_rule[1])
                         field.label = f"{_label(sub)} {index + 1}"
                         self.fields[name] = field
                         item = items[index] if index < len(items) and isinstance(items[index], dict) else {}
@@ -61,8 +77,7 @@ class BlockContentForm(forms.Form):
                     rows.append(names)
                 self.lists.append((key, _label(key), rows))
             else:
-                required, max_length = rule
-                field = _text_field(required, max_length)
+                field = _image_field(site_id) if rule == IMAGE_RULE else _text_field(rule[0], rule[1])
                 field.label = _label(key)
                 self.fields[key] = field
                 initial[key] = content.get(key, "")

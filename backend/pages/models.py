@@ -7,7 +7,7 @@ from django.contrib.sites.models import Site
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .blocks import BLOCK_TYPES, BlockValidationError, validate_block
+from .blocks import BLOCK_TYPES, BlockValidationError, image_ids, validate_block
 
 META_TITLE_MAX = 60
 META_DESCRIPTION_MAX = 160
@@ -69,6 +69,14 @@ class Block(models.Model):
             validate_block(self.type, self.content)
         except BlockValidationError as exc:
             raise ValidationError({"content": exc.errors}) from None
+        wanted = image_ids(self.type, self.content)
+        if wanted:  # only images of the page's own site's library
+            from images.models import Image
+
+            found = {str(pk) for pk in Image.objects.filter(site_id=self.page.site_id, pk__in=wanted)
+                     .values_list("pk", flat=True)}
+            if missing := sorted(wanted - found, key=int):
+                raise ValidationError({"content": [f"image {', '.join(missing)} is not in this site's image library"]})
 
 
 class ContentProvenance(models.Model):

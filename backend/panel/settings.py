@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "integrations",
     "pages",
     "prompts",
+    "images",
 ]
 
 MIDDLEWARE = [
@@ -120,6 +121,17 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# Uploaded files (the image library) go through Django's storage API: FileSystemStorage under MEDIA_ROOT by
+# default; an S3-style backend (django-storages' "storages.backends.s3.S3Storage", its options in
+# STORAGES_DEFAULT_OPTIONS as JSON) is one setting away. The admin serves files through a tenancy-checked view.
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+MEDIA_URL = "media/"
+STORAGES = {
+    "default": {"BACKEND": env.str("STORAGES_DEFAULT_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+                "OPTIONS": env.json("STORAGES_DEFAULT_OPTIONS", default={})},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+IMAGE_UPLOAD_MAX_BYTES = env.int("IMAGE_UPLOAD_MAX_BYTES", default=5 * 1024 * 1024)  # the gateway's per-image cap
 
 # Tenancy: the current site comes from the request's host (no SITE_ID), so one deployment
 # serves many sites. Commands that run outside a request name their site explicitly.

@@ -30,3 +30,4 @@ CELERY_TASK_ALWAYS_EAGER = True
 
 # Every response the suite produces is scanned for key-shaped text (tests/leakcheck.py).
 MIDDLEWARE = [*MIDDLEWARE, "tests.leakcheck.LeakCheckMiddleware"]  # noqa: F405
+MEDIA_ROOT = BASE_DIR / "var" / "test-media"  # noqa: F405  (uploads in tests never land in the dev library)

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
-from fnmatch import fnmatchcase
 from typing import Any
 
-from integrations.ai.providers.errors import ModelNotFound, PolicyViolation
+from integrations.ai.providers.errors import PolicyViolation
+from integrations.ai.sites import policy
 
 
 @dataclass(frozen=True)
@@ -47,28 +47,12 @@ class KeyScope:
         return f"key{self.id}"
 
     def model_allowed(self, *names: str | None) -> bool:
-        if not self.allowed_models:
-            return True
-        given = [n.lower() for n in names if n]
-        return any(fnmatchcase(n, pattern.lower()) for n in given for pattern in self.allowed_models)
+        return policy.model_allowed(self.allowed_models, *names)
 
     def refusal(self, provider: Any, model: str | None) -> PolicyViolation | None:
-        """Why this key may not call `model` on `provider`, or None (matched like the site's allowed models)."""
-        if not self.allowed_models:
-            return None
-        try:
-            resolved = provider.resolve_model(model)
-        except ModelNotFound:
-            resolved = None
-        if self.model_allowed(model, resolved):
-            return None
-        shown = model or resolved or "the default model"
-        return PolicyViolation(
-            f"The API key {self.label} may not call the model {shown} "
-            f"(its allowed models: {', '.join(self.allowed_models)}).",
-            rule="api_key.allowed_models",
-            provider=provider.name,
-        )
+        """Why this key may not call `model` on `provider`, or None (the site's matching rule, `policy`)."""
+        return policy.model_refusal(self.allowed_models, provider, model, who=f"The API key {self.label}",
+                                    rule="api_key.allowed_models", listed="its allowed models")
 
 
 _current: ContextVar[KeyScope | None] = ContextVar("integrations_ai_caller", default=None)

@@ -51,10 +51,7 @@ class SitePolicy:
 
     def model_allowed(self, *names: str | None) -> bool:
         """True when any of the names (logical name asked for, provider id) matches an allowed pattern."""
-        if not self.allowed_models:
-            return True
-        given = [n.lower() for n in names if n]
-        return any(fnmatchcase(n, pattern.lower()) for n in given for pattern in self.allowed_models)
+        return model_allowed(self.allowed_models, *names)
 
     def refusal(self, provider: Any, model: str | None) -> PolicyViolation | None:
         """Why this provider may not serve `model` for the site, or None when it may."""
@@ -64,21 +61,8 @@ class SitePolicy:
                 f"(rule allowed_providers: {', '.join(self.allowed_providers)}).",
                 rule="allowed_providers", provider=provider.name,
             )
-        if not self.allowed_models:
-            return None
-        try:
-            resolved = provider.resolve_model(model)
-        except ModelNotFound:
-            resolved = None
-        if self.model_allowed(model, resolved):
-            return None
-        shown = model or resolved or "the default model"
-        via = f" (served as {resolved})" if resolved and resolved != shown else ""
-        return PolicyViolation(
-            f"The site's policy does not allow the model {shown}{via} on {provider.name} "
-            f"(rule allowed_models: {', '.join(self.allowed_models)}).",
-            rule="allowed_models", provider=provider.name,
-        )
+        return model_refusal(self.allowed_models, provider, model, who="The site's policy", rule="allowed_models",
+                             listed="rule allowed_models")
 
     def openrouter_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The options of an OpenRouter call with the site's data rules forced in and disallowed
@@ -98,3 +82,33 @@ class SitePolicy:
             else:
                 options.pop("models")
         return options
+
+
+def model_allowed(patterns: tuple[str, ...], *names: str | None) -> bool:
+    """True when there is no pattern, or any of the names (logical name, provider id) matches one
+    (shell-style, case-insensitive): the one matching rule of a site's and an API key's allowed models."""
+    if not patterns:
+        return True
+    given = [n.lower() for n in names if n]
+    return any(fnmatchcase(n, pattern.lower()) for n in given for pattern in patterns)
+
+
+def model_refusal(
+    patterns: tuple[str, ...], provider: Any, model: str | None, *, who: str, rule: str, listed: str
+) -> PolicyViolation | None:
+    """Why `patterns` refuse `model` on `provider` (matched as asked and as the provider's id), or None;
+    the message names `who` refuses and lists the patterns as `listed`."""
+    if not patterns:
+        return None
+    try:
+        resolved = provider.resolve_model(model)
+    except ModelNotFound:
+        resolved = None
+    if model_allowed(patterns, model, resolved):
+        return None
+    shown = model or resolved or "the default model"
+    via = f" (served as {resolved})" if resolved and resolved != shown else ""
+    return PolicyViolation(
+        f"{who} does not allow the model {shown}{via} on {provider.name} ({listed}: {', '.join(patterns)}).",
+        rule=rule, provider=provider.name,
+    )

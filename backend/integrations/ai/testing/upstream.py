@@ -149,7 +149,7 @@ def _instance(schema: dict, text: str) -> Any:
 META_SHAPE = {"type": "object", "properties": {"meta_title": {"type": "string", "maxLength": 60},
                                                "meta_description": {"type": "string", "maxLength": 160}}}
 _SHAPE_LINE = re.compile(r"Return JSON of exactly this shape: (\{.*\})\s*$", re.DOTALL)
-_PAGE_TITLE = re.compile(r"(?:Page title: |for the web page \")([^\"\n]+)")
+_PAGE_TITLE = re.compile(r"(?:Image title in the library: |Page title: |for the web page \")([^\"\n]+)")
 _PAGE_BODY = re.compile(r"Page content:\n(.+)", re.DOTALL)
 
 
@@ -227,6 +227,7 @@ def _plausible(name: str, schema: dict, topic: str, about: str, index: int = 0) 
         "text": f"Ready for {topic.lower()}? Get in touch today.",
         "cta_text": "Find out more", "button_text": "Get in touch",
         "cta_url": "/contact/", "button_url": "/contact/",
+        "alt_text": f"{topic}: {about or 'the picture shown on this page'}",  # images.alt_text (an image part)
     }
     return _clip(texts.get(name, f"{topic} ({name.replace('_', ' ')})"), limit)
 
@@ -619,6 +620,8 @@ class _Handler(BaseHTTPRequestHandler):
                              for p in pictures)
             content = f"Emulated {flavor} reply ({model}): I see {len(pictures)} image(s) ({seen}). {last[:200]}"
         schema = ((self._body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if not (script and script.content is not None) and pictures and schema:  # e.g. alt text: JSON in shape
+            content = _cms_answer(system, last, schema) or json.dumps(_instance(schema, content))
         if not (script and script.content is not None) and answered is None and not pictures:
             cms = _cms_answer(system, last, schema)
             if cms is not None:  # a CMS service asked for meta or a block: JSON in that shape
