@@ -50,8 +50,7 @@ def screens() -> list[tuple[str, str]]:
     found = [
         ("admin index", reverse("admin:index")),
         ("AI provider settings list", reverse("admin:integrations_aiprovidersettings_changelist")),
-        ("AI provider settings (with keys)", reverse("admin:integrations_aiprovidersettings_change",
-                                                     args=[record.pk])),
+        ("AI provider settings (with keys)", reverse("admin:integrations_aiprovidersettings_change", args=[record.pk])),
         ("test provider screen", reverse("admin:integrations_aiprovidersettings_test", args=[record.pk])),
         ("model mappings", reverse("admin:integrations_modelmapping_changelist")),
         ("AI usage ledger", reverse("admin:integrations_aiusage_changelist")),
@@ -86,8 +85,7 @@ def main() -> None:
     call_command("load_demo", upstream_url=upstream.url, verbosity=0)
     for record in AIProviderSettings.objects.select_related("site"):
         for n in range(20):  # a ledger to list and chart
-            AIService(site=record.site, service="bench.admin").generate_content(f"Describe product {n}",
-                                                                               max_tokens=60)
+            AIService(site=record.site, service="bench.admin").generate_content(f"Describe product {n}", max_tokens=60)
         page_ids = list(Page.objects.filter(site=record.site).values_list("pk", flat=True))
         start_generate_meta(record.site, page_ids=page_ids)
     usage.flush()

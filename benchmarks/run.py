@@ -79,13 +79,20 @@ def machine() -> str:
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
         cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name"))
-        kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                       if line.startswith("MemTotal")))
+        kib = int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
         memory = f", {kib / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
-    return (f"machine: {cpu} ({platform.machine()}), {os.cpu_count()} cores{memory}, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    return (
+        f"machine: {cpu} ({platform.machine()}), {os.cpu_count()} cores{memory}, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 def setup_django(fresh: bool = True) -> None:
@@ -152,8 +159,7 @@ def dashboard_bench(rows: int, renders: int = 5) -> None:
     sites = []
     for domain, cap in zip(DASHBOARD_SITES, (Decimal("5000"), Decimal("800")), strict=True):
         site, _ = Site.objects.get_or_create(domain=domain, defaults={"name": domain})
-        AIProviderSettings.objects.get_or_create(site=site, defaults={"provider_type": "openai",
-                                                                      "monthly_budget": cap})
+        AIProviderSettings.objects.get_or_create(site=site, defaults={"provider_type": "openai", "monthly_budget": cap})
         sites.append(site)
     Site.objects.get_or_create(domain="localhost", defaults={"name": "bench admin host"})
     have = AIUsage.objects.filter(site__in=sites).count()
@@ -169,14 +175,19 @@ def dashboard_bench(rows: int, renders: int = 5) -> None:
     admin.user_permissions.add(Permission.objects.get(codename="view_aiusage"))
 
     ledger_rows = AIUsage.objects.count()
-    print(f"\ndashboard: {ledger_rows:,} ledger rows, {UsageDaily.objects.count():,} daily roll-up rows; "
-          f"GET {DASHBOARD_URL} through the test client (middleware, admin, template), median of {renders}")
+    print(
+        f"\ndashboard: {ledger_rows:,} ledger rows, {UsageDaily.objects.count():,} daily roll-up rows; "
+        f"GET {DASHBOARD_URL} through the test client (middleware, admin, template), median of {renders}"
+    )
     print(f"{'user':<34}{'range':<10}{'median ms':>11}{'min ms':>9}{'max ms':>9}")
     for label, user in (("superuser (all sites)", root), ("site admin (one site)", admin)):
         client = Client(HTTP_HOST="localhost")
         client.force_login(user)
-        for range_label, query in (("30 days", {}), ("90 days", {"start": (datetime.date.today() - datetime.timedelta(
-                days=89)).isoformat()})):
+        for range_label, query in (
+            ("30 days", {}),
+            ("90 days", {"start": (datetime.date.today() - datetime.timedelta(days=89)).isoformat()}),
+        ):
+
             def render(query=query, client=client) -> None:
                 response = client.get(DASHBOARD_URL, query, secure=True)
                 assert response.status_code == 200, response.status_code
@@ -184,8 +195,10 @@ def dashboard_bench(rows: int, renders: int = 5) -> None:
 
             render()  # warm: templates, connections, permission caches
             samples = measure(render, renders)
-            print(f"{label:<34}{range_label:<10}{statistics.median(samples):>11.1f}{min(samples):>9.1f}"
-                  f"{max(samples):>9.1f}")
+            print(
+                f"{label:<34}{range_label:<10}{statistics.median(samples):>11.1f}{min(samples):>9.1f}"
+                f"{max(samples):>9.1f}"
+            )
 
 
 def make_site(domain: str, base_url: str, budget: Decimal | None):
@@ -212,8 +225,16 @@ def measure(fn, n: int) -> list[float]:
 RAW_POST = "raw SDK, client.post"  # the SDK call the gateway itself makes: the like-for-like baseline
 DEFERRED = "variant: ledger deferred, no journal"  # rows written by the caller every 500 calls
 OTEL_ON = "variant: OpenTelemetry on"  # the headline with spans and GenAI metrics to in-memory exporters
-CONTENDERS = ("raw openai SDK", HEADLINE, NO_JOURNAL, "variant: site without budget", DEFERRED, OTEL_ON, RAW_POST,
-              "LiteLLM completion()")
+CONTENDERS = (
+    "raw openai SDK",
+    HEADLINE,
+    NO_JOURNAL,
+    "variant: site without budget",
+    DEFERRED,
+    OTEL_ON,
+    RAW_POST,
+    "LiteLLM completion()",
+)
 
 
 def contender_call(name: str, base_url: str):
@@ -235,8 +256,9 @@ def contender_call(name: str, base_url: str):
     if name == "LiteLLM completion()":
         import litellm
 
-        return lambda: litellm.completion(model=f"openai/{MODEL}", messages=messages, max_tokens=100,
-                                          temperature=0.7, api_key=KEY, api_base=base_url)
+        return lambda: litellm.completion(
+            model=f"openai/{MODEL}", messages=messages, max_tokens=100, temperature=0.7, api_key=KEY, api_base=base_url
+        )
     if name == OTEL_ON:  # as a deployment with OTEL_* set, but exported to memory (no collector's I/O measured)
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -306,14 +328,24 @@ def overhead(upstream: Emulator, n: int, with_litellm: bool) -> list[tuple[str, 
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     for _ in range(rounds):
         for name in names:
-            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--overhead-worker", name,
-                                  upstream.openai_base_url, str(max(1, n // rounds))],
-                                 capture_output=True, text=True, cwd=ROOT,
-                                 env={**env, "AI_LEDGER_JOURNAL_DIR": ""} if name == NO_JOURNAL else env)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--overhead-worker",
+                    name,
+                    upstream.openai_base_url,
+                    str(max(1, n // rounds)),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env={**env, "AI_LEDGER_JOURNAL_DIR": ""} if name == NO_JOURNAL else env,
+            )
             line = next((x for x in out.stdout.splitlines() if x.startswith("SAMPLES ")), None)
             if out.returncode != 0 or line is None:
                 raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
-            result = json.loads(line[len("SAMPLES "):])
+            result = json.loads(line[len("SAMPLES ") :])
             samples[name] += result["samples"]
             if name == HEADLINE:
                 writer_cpu.append(result["writer_cpu_ms"])
@@ -335,28 +367,37 @@ def thread_cpu(thread) -> float:
 def print_overhead(results: list[tuple[str, float, float]], n: int) -> None:
     raw_p50 = results[0][1]
     by_name = {name: p50 for name, p50, _ in results}
-    print(f"\noverhead, in-process ({n} calls each; every contender alone in its own process, 6 rounds in turn; "
-          "the loopback emulator in its own process, no added latency)")
-    print(f"headline = {HEADLINE}: AIService(site=...).generate_content as every caller gets it, "
-          "usage ledger written as usual (each call's rows appended to the process's ledger journal first), "
-          "site with a monthly budget")
+    print(
+        f"\noverhead, in-process ({n} calls each; every contender alone in its own process, 6 rounds in turn; "
+        "the loopback emulator in its own process, no added latency)"
+    )
+    print(
+        f"headline = {HEADLINE}: AIService(site=...).generate_content as every caller gets it, "
+        "usage ledger written as usual (each call's rows appended to the process's ledger journal first), "
+        "site with a monthly budget"
+    )
     print(f"{'contender':<40}{'p50 ms':>10}{'p99 ms':>10}{'p50 / raw':>12}{'added p50 ms':>15}")
     for name, p50, p99 in results:
         print(f"{name:<40}{p50:>10.3f}{p99:>10.3f}{p50 / raw_p50:>12.3f}{p50 - raw_p50:>15.3f}")
     if "LiteLLM completion()" in by_name:
         ours, theirs = by_name[HEADLINE] - raw_p50, by_name["LiteLLM completion()"] - raw_p50
-        print(f"added over raw SDK at p50: {HEADLINE} {ours:.3f} ms, LiteLLM completion() {theirs:.3f} ms "
-              f"(ratio {ours / theirs if theirs > 0 else float('nan'):.3f})")
+        print(
+            f"added over raw SDK at p50: {HEADLINE} {ours:.3f} ms, LiteLLM completion() {theirs:.3f} ms "
+            f"(ratio {ours / theirs if theirs > 0 else float('nan'):.3f})"
+        )
     if RAW_POST in by_name:
-        print(f"like for like: {HEADLINE} over the raw SDK's client.post (the call the gateway makes) at p50: "
-              f"{by_name[HEADLINE] - by_name[RAW_POST]:+.3f} ms; create()'s own transform of the request: "
-              f"{raw_p50 - by_name[RAW_POST]:+.3f} ms")
+        print(
+            f"like for like: {HEADLINE} over the raw SDK's client.post (the call the gateway makes) at p50: "
+            f"{by_name[HEADLINE] - by_name[RAW_POST]:+.3f} ms; create()'s own transform of the request: "
+            f"{raw_p50 - by_name[RAW_POST]:+.3f} ms"
+        )
     if OTEL_ON in by_name:
-        print(f"OpenTelemetry on (a span per call and per attempt, GenAI metrics; in-memory exporter and reader): "
-              f"{by_name[OTEL_ON] - by_name[HEADLINE]:+.3f} ms at p50 over the headline (off, no OTEL_* set)")
+        print(
+            f"OpenTelemetry on (a span per call and per attempt, GenAI metrics; in-memory exporter and reader): "
+            f"{by_name[OTEL_ON] - by_name[HEADLINE]:+.3f} ms at p50 over the headline (off, no OTEL_* set)"
+        )
     print(f"observability off: its three hooks cost {observability_off_cost() * 1000:.2f} us per call (timeit)")
-    print(f"ledger writer thread (off the caller's thread): {WRITER_CPU_PER_CALL * 1000:.0f} us CPU per headline "
-          "call")
+    print(f"ledger writer thread (off the caller's thread): {WRITER_CPU_PER_CALL * 1000:.0f} us CPU per headline call")
 
 
 def observability_off_cost(n: int = 200_000) -> float:
@@ -373,12 +414,16 @@ def observability_off_cost(n: int = 200_000) -> float:
 
     wrapped = calls.traced_call(plain)
     bare = min(timeit.repeat(lambda: plain(None, None), number=n, repeat=5))
-    hooked = min(timeit.repeat(lambda: (wrapped(None, None), calls.attempt_ended(None),
-                                        calls.call_ended(None, None)), number=n, repeat=5))
+    hooked = min(
+        timeit.repeat(
+            lambda: (wrapped(None, None), calls.attempt_ended(None), calls.call_ended(None, None)), number=n, repeat=5
+        )
+    )
     return (hooked - bare) / n * 1000
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -435,13 +480,26 @@ class Emulator:
 class Process:
     """A server started for the benchmark, in its own process group, stopped by its id."""
 
-    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None,
-                 cwd: Path = ROOT, drop: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        drop: tuple[str, ...] = (),
+    ) -> None:
         self.name, self.log = name, log
         self._file = log.open("w")
         child_env = {k: v for k, v in os.environ.items() if k not in drop}
-        self.popen = subprocess.Popen(args, cwd=cwd, env={**child_env, **(env or {})}, stdout=self._file,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env={**child_env, **(env or {})},
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -455,8 +513,9 @@ class Process:
 
 
 def post(url: str, body: dict, headers: dict[str, str], timeout: float = 10) -> int:
-    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(
+        url, method="POST", data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **headers}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
@@ -499,12 +558,34 @@ def wrk(name: str, url: str, body: dict, auth: str, concurrency: int, seconds: i
     script = ROOT / "var" / f"bench-wrk-{name}.lua"
     script.write_text(WRK_SCRIPT % {"body": json.dumps(body), "auth": auth})
     threads = min(concurrency, 2)
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s",
-                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(line for line in out.splitlines() if line.startswith("BENCH "))
     requests, duration_us, p50_us, p99_us, status_errors, socket_errors = (int(x) for x in line.split()[1:])
-    return {"p50": p50_us / 1000, "p99": p99_us / 1000, "rps": requests / (duration_us / 1e6),
-            "requests": requests, "errors": status_errors + socket_errors}
+    return {
+        "p50": p50_us / 1000,
+        "p99": p99_us / 1000,
+        "rps": requests / (duration_us / 1e6),
+        "requests": requests,
+        "errors": status_errors + socket_errors,
+    }
 
 
 FIRST_CONTENT = b'"content":"'
@@ -534,8 +615,12 @@ def ttft(url: str, body: dict, auth: str, concurrency: int, seconds: float) -> d
                 connection.request("POST", parts.path, payload, headers)
                 response = connection.getresponse()
                 for line in iter(response.readline, b""):
-                    if first is None and line.startswith(b"data:") and FIRST_CONTENT in line.replace(b": ", b":") \
-                            and b'"content":""' not in line.replace(b": ", b":"):
+                    if (
+                        first is None
+                        and line.startswith(b"data:")
+                        and FIRST_CONTENT in line.replace(b": ", b":")
+                        and b'"content":""' not in line.replace(b": ", b":")
+                    ):
                         first = (time.perf_counter() - started) * 1000
                 ok = response.status == 200 and first is not None
             except OSError:
@@ -554,8 +639,12 @@ def ttft(url: str, body: dict, auth: str, concurrency: int, seconds: float) -> d
     for thread in threads:
         thread.join()
     samples.sort()
-    return {"p50": percentile(samples, 50) if samples else 0.0, "p99": percentile(samples, 99) if samples else 0.0,
-            "requests": len(samples), "errors": errors[0]}
+    return {
+        "p50": percentile(samples, 50) if samples else 0.0,
+        "p99": percentile(samples, 99) if samples else 0.0,
+        "requests": len(samples),
+        "errors": errors[0],
+    }
 
 
 def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> None:
@@ -584,8 +673,12 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
 
         _, virtual_key = keys.issue(site, user, "bench")  # the /v1 endpoints' key for the same site
 
-        server = Process("gunicorn (bin/serve)", [str(ROOT / "bin" / "serve")], var / "bench-gunicorn.log",
-                         {"GUNICORN_BIND": f"127.0.0.1:{server_port}"})
+        server = Process(
+            "gunicorn (bin/serve)",
+            [str(ROOT / "bin" / "serve")],
+            var / "bench-gunicorn.log",
+            {"GUNICORN_BIND": f"127.0.0.1:{server_port}"},
+        )
         processes.append(server)
         proxy = None
         if with_litellm:
@@ -603,33 +696,74 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
                 "litellm_settings:\n"
                 "  telemetry: false\n"
             )
-            proxy = Process("LiteLLM proxy", [str(litellm_bin), "--config", str(config), "--host", "127.0.0.1",
-                                              "--port", str(proxy_port), "--num_workers", "2"],
-                            var / "bench-litellm.log", {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}, cwd=var,
-                            drop=("DATABASE_URL", "REDIS_URL"))  # ours, not the proxy's: it would try to use them
+            proxy = Process(
+                "LiteLLM proxy",
+                [
+                    str(litellm_bin),
+                    "--config",
+                    str(config),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(proxy_port),
+                    "--num_workers",
+                    "2",
+                ],
+                var / "bench-litellm.log",
+                {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                cwd=var,
+                drop=("DATABASE_URL", "REDIS_URL"),
+            )  # ours, not the proxy's: it would try to use them
             processes.append(proxy)
 
-        chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 100,
-                "temperature": 0.7}
+        chat = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 100,
+            "temperature": 0.7,
+        }
         ours = {"prompt": PROMPT, "model": MODEL, "max_tokens": 100, "temperature": 0.7}
         contenders = [  # name, process, url, body, Authorization
             ("emulator direct", emulator, f"{emulator_base}/chat/completions", chat, f"Bearer {KEY}"),
-            ("Panel /api/ai/generate/", server, f"http://127.0.0.1:{server_port}/api/ai/generate/", ours,
-             f"Token {token}"),
+            (
+                "Panel /api/ai/generate/",
+                server,
+                f"http://127.0.0.1:{server_port}/api/ai/generate/",
+                ours,
+                f"Token {token}",
+            ),
         ]
-        contenders.append(("Panel /v1/chat/completions", server, f"http://127.0.0.1:{server_port}/v1/chat/completions",
-                           chat, f"Bearer {virtual_key}"))  # the same request shape as LiteLLM's proxy
+        contenders.append(
+            (
+                "Panel /v1/chat/completions",
+                server,
+                f"http://127.0.0.1:{server_port}/v1/chat/completions",
+                chat,
+                f"Bearer {virtual_key}",
+            )
+        )  # the same request shape as LiteLLM's proxy
         if proxy is not None:
-            contenders.append(("LiteLLM proxy", proxy, f"http://127.0.0.1:{proxy_port}/v1/chat/completions", chat,
-                               f"Bearer {PROXY_KEY}"))
+            contenders.append(
+                (
+                    "LiteLLM proxy",
+                    proxy,
+                    f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+                    chat,
+                    f"Bearer {PROXY_KEY}",
+                )
+            )
         for _name, process, url, body, auth in contenders:
             wait_ready(process, url, body, {"Authorization": auth}, 240 if process is proxy else 30)
 
         seconds, warm = (3, 1) if quick else (8, 2)
-        print(f"\nhttp: POST under load (wrk, closed loop, {seconds} s per cell after {warm} s warm-up; "
-              "server, emulator and wrk share the machine's cores)")
-        print("Panel = bin/serve (gunicorn gthread, 2 workers x 16 threads, DEBUG off, SQLite var/bench.sqlite3, "
-              "ledger on, site with a monthly budget); LiteLLM proxy: 2 uvicorn workers, master key, no database")
+        print(
+            f"\nhttp: POST under load (wrk, closed loop, {seconds} s per cell after {warm} s warm-up; "
+            "server, emulator and wrk share the machine's cores)"
+        )
+        print(
+            "Panel = bin/serve (gunicorn gthread, 2 workers x 16 threads, DEBUG off, SQLite var/bench.sqlite3, "
+            "ledger on, site with a monthly budget); LiteLLM proxy: 2 uvicorn workers, master key, no database"
+        )
         print(f"{'conc.':>5}  {'contender':<26}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'added p50 ms':>14}{'errors':>8}")
         for concurrency in CONCURRENCIES:
             cell: dict[str, dict] = {}
@@ -642,21 +776,29 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
                     print(f"{concurrency:>5}  {name:<26}   no request completed within {seconds} s")
                     continue
                 added = "" if name == "emulator direct" else f"{result['p50'] - base:.3f}"
-                print(f"{concurrency:>5}  {name:<26}{result['p50']:>9.3f}{result['p99']:>9.3f}{result['rps']:>9.0f}"
-                      f"{added:>14}{result['errors']:>8}")
+                print(
+                    f"{concurrency:>5}  {name:<26}{result['p50']:>9.3f}{result['p99']:>9.3f}{result['rps']:>9.0f}"
+                    f"{added:>14}{result['errors']:>8}"
+                )
             if "LiteLLM proxy" in cell and all(result["requests"] for result in cell.values()):
                 theirs = cell["LiteLLM proxy"]["p50"] - base
                 for ours_name in ("Panel /api/ai/generate/", "Panel /v1/chat/completions"):
                     ours_added = cell[ours_name]["p50"] - base
                     ratio = ours_added / theirs if theirs > 0 else float("nan")
-                    print(f"{'':>5}  added p50, {ours_name} / LiteLLM proxy: {ours_added:.3f} / {theirs:.3f} ms "
-                          f"= {ratio:.3f}")
-        streamed = [(name, url, {**body, "stream": True}, auth) for name, _, url, body, auth in contenders
-                    if body is chat]
-        print(f"\nhttp streamed: time to the first content chunk, same chat body with stream: true ({seconds} s per "
-              "cell, closed loop of Python client threads in one process: the client's own cost is in every row)")
-        print(f"{'conc.':>5}  {'contender':<26}{'p50 ms':>9}{'p99 ms':>9}{'streams':>9}{'added p50 ms':>14}"
-              f"{'errors':>8}")
+                    print(
+                        f"{'':>5}  added p50, {ours_name} / LiteLLM proxy: {ours_added:.3f} / {theirs:.3f} ms "
+                        f"= {ratio:.3f}"
+                    )
+        streamed = [
+            (name, url, {**body, "stream": True}, auth) for name, _, url, body, auth in contenders if body is chat
+        ]
+        print(
+            f"\nhttp streamed: time to the first content chunk, same chat body with stream: true ({seconds} s per "
+            "cell, closed loop of Python client threads in one process: the client's own cost is in every row)"
+        )
+        print(
+            f"{'conc.':>5}  {'contender':<26}{'p50 ms':>9}{'p99 ms':>9}{'streams':>9}{'added p50 ms':>14}{'errors':>8}"
+        )
         for concurrency in CONCURRENCIES:
             cell = {}
             for name, url, body, auth in streamed:
@@ -668,20 +810,25 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
                     print(f"{concurrency:>5}  {name:<26}   no stream completed within {seconds} s")
                     continue
                 added = "" if name == "emulator direct" else f"{result['p50'] - base:.3f}"
-                print(f"{concurrency:>5}  {name:<26}{result['p50']:>9.3f}{result['p99']:>9.3f}"
-                      f"{result['requests']:>9}{added:>14}{result['errors']:>8}")
+                print(
+                    f"{concurrency:>5}  {name:<26}{result['p50']:>9.3f}{result['p99']:>9.3f}"
+                    f"{result['requests']:>9}{added:>14}{result['errors']:>8}"
+                )
             if "LiteLLM proxy" in cell and all(result["requests"] for result in cell.values()):
                 ours_added = cell["Panel /v1/chat/completions"]["p50"] - base
                 theirs = cell["LiteLLM proxy"]["p50"] - base
                 ratio = ours_added / theirs if theirs > 0 else float("nan")
-                print(f"{'':>5}  added TTFT p50, Panel /v1 / LiteLLM proxy: {ours_added:.3f} / {theirs:.3f} ms "
-                      f"= {ratio:.3f}")
+                print(
+                    f"{'':>5}  added TTFT p50, Panel /v1 / LiteLLM proxy: {ours_added:.3f} / {theirs:.3f} ms "
+                    f"= {ratio:.3f}"
+                )
     finally:
         for process in reversed(processes):
             process.stop()
 
 
 # -- the rest ------------------------------------------------------------------------------------------
+
 
 def batch(upstream: Emulator) -> tuple[float, float]:
     """100 prompts at concurrency 16 against an emulator that answers after 50 ms, on a site never used before
@@ -730,8 +877,11 @@ def versions() -> str:
     for name in ("Django", "openai", "gunicorn", "litellm"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found.append(f"{name} {metadata.version(name)}")
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0] \
-        if shutil.which("wrk") else "no wrk"
+    wrk_version = (
+        subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
+        if shutil.which("wrk")
+        else "no wrk"
+    )
     return ", ".join([*found, wrk_version.strip()])
 
 
@@ -745,8 +895,9 @@ def main() -> None:
     parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--emulator-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--overhead-worker", nargs=3, metavar=("NAME", "URL", "N"), help=argparse.SUPPRESS)
-    parser.add_argument("--dashboard", action="store_true",
-                        help="only the usage dashboard on a seeded ledger (DATABASE_URL if set)")
+    parser.add_argument(
+        "--dashboard", action="store_true", help="only the usage dashboard on a seeded ledger (DATABASE_URL if set)"
+    )
     parser.add_argument("--dashboard-rows", type=int, default=1_000_000, help="ledger rows for --dashboard")
     args = parser.parse_args()
     if args.serve_emulator:
@@ -784,8 +935,10 @@ def main() -> None:
         if not args.no_http:
             http_bench(upstream, args.quick, with_litellm)
         wall, ideal = batch(slow)
-        print(f"\nbatch: 100 prompts, concurrency 16, 50 ms upstream: {wall:.0f} ms wall "
-              f"vs ideal {ideal:.0f} ms ({wall / ideal:.2f} x)")
+        print(
+            f"\nbatch: 100 prompts, concurrency 16, 50 ms upstream: {wall:.0f} ms wall "
+            f"vs ideal {ideal:.0f} ms ({wall / ideal:.2f} x)"
+        )
         peak = memory(upstream)
     finally:
         upstream.stop()

@@ -50,8 +50,13 @@ def credentials_data(
     forms: list[dict[str, Any]] = []
     for row in rows:
         values: dict[str, Any] = {
-            "id": row.pk, "settings": record.pk if record else "", "provider": row.provider, "name": row.name,
-            "base_url": row.base_url, "default_model": row.default_model, "enabled": "on" if row.enabled else None,
+            "id": row.pk,
+            "settings": record.pk if record else "",
+            "provider": row.provider,
+            "name": row.name,
+            "base_url": row.base_url,
+            "default_model": row.default_model,
+            "enabled": "on" if row.enabled else None,
         }
         values.update(changes.pop(row.label_name, {}))
         forms.append(values)
@@ -59,16 +64,25 @@ def credentials_data(
         forms.append({"provider": name, "enabled": "on", **values})
     forms += [{"enabled": "on", **values} for values in add]
     data: dict[str, Any] = {
-        f"{PREFIX}-TOTAL_FORMS": len(forms), f"{PREFIX}-INITIAL_FORMS": len(rows),
-        f"{PREFIX}-MIN_NUM_FORMS": 0, f"{PREFIX}-MAX_NUM_FORMS": 1000,
+        f"{PREFIX}-TOTAL_FORMS": len(forms),
+        f"{PREFIX}-INITIAL_FORMS": len(rows),
+        f"{PREFIX}-MIN_NUM_FORMS": 0,
+        f"{PREFIX}-MAX_NUM_FORMS": 1000,
     }
     for index, values in enumerate(forms):
         data.update({f"{PREFIX}-{index}-{key}": value for key, value in values.items() if value is not None})
     return data
 
 
-STRUCTURED = ("fallback_chain", "openrouter_fallback_models", "openrouter_routing", "allowed_providers",
-              "allowed_models", "service_budgets", "alert_thresholds")
+STRUCTURED = (
+    "fallback_chain",
+    "openrouter_fallback_models",
+    "openrouter_routing",
+    "allowed_providers",
+    "allowed_models",
+    "service_budgets",
+    "alert_thresholds",
+)
 
 
 def structured_fields(name: str, value: Any) -> dict[str, Any]:
@@ -76,9 +90,13 @@ def structured_fields(name: str, value: Any) -> dict[str, Any]:
     if name == "fallback_chain":
         data: dict[str, Any] = {"fallback_chain": "rows"}
         for index, entry in enumerate(value):
-            data.update({f"fallback_chain-{index}-provider": entry.get("provider", ""),
-                         f"fallback_chain-{index}-model": entry.get("model", ""),
-                         f"fallback_chain-{index}-order": str(index + 1)})
+            data.update(
+                {
+                    f"fallback_chain-{index}-provider": entry.get("provider", ""),
+                    f"fallback_chain-{index}-model": entry.get("model", ""),
+                    f"fallback_chain-{index}-order": str(index + 1),
+                }
+            )
         return data
     if name == "service_budgets":
         data = {"service_budgets": "rows"}
@@ -87,8 +105,12 @@ def structured_fields(name: str, value: Any) -> dict[str, Any]:
         return data
     if name == "openrouter_routing":
         data = {f"openrouter_routing_{key}": ", ".join(value.get(key, [])) for key in ("order", "only", "ignore")}
-        data.update({"openrouter_routing_sort": value.get("sort", ""),
-                     "openrouter_routing_data_collection": value.get("data_collection", "")})
+        data.update(
+            {
+                "openrouter_routing_sort": value.get("sort", ""),
+                "openrouter_routing_data_collection": value.get("data_collection", ""),
+            }
+        )
         if value.get("allow_fallbacks", True) is not False:
             data["openrouter_routing_allow_fallbacks"] = "on"
         if value.get("require_parameters"):
@@ -107,8 +129,11 @@ def settings_form_data(record: AIProviderSettings, **changes: Any) -> dict[str, 
     """The whole change page's POST for `record`, with `changes` (settings fields or old column names).
     The JSON columns are posted as stored unless `changes` gives them (as Python values)."""
     data: dict[str, Any] = {
-        "site": record.site_id, "provider_type": record.provider_type, "enabled": "on",
-        "openrouter_http_referer": record.openrouter_http_referer, "openrouter_app_name": record.openrouter_app_name,
+        "site": record.site_id,
+        "provider_type": record.provider_type,
+        "enabled": "on",
+        "openrouter_http_referer": record.openrouter_http_referer,
+        "openrouter_app_name": record.openrouter_app_name,
         "monthly_budget": "",
     }
     for name in STRUCTURED:

@@ -20,8 +20,12 @@ pytestmark = pytest.mark.django_db
 def test_overview_shows_only_my_sites_with_keys_spend_errors_and_last_test(client):
     mine = SiteFactory(domain="bakery.example.test", name="Bakery (OpenRouter)")
     theirs = SiteFactory(domain="books.example.test", name="Bookshop (Anthropic)")
-    AIProviderSettingsFactory(site=mine, provider_type="openrouter", openrouter_api_key=EMULATED_KEYS["openrouter"],
-                              monthly_budget=Decimal("10"))
+    AIProviderSettingsFactory(
+        site=mine,
+        provider_type="openrouter",
+        openrouter_api_key=EMULATED_KEYS["openrouter"],
+        monthly_budget=Decimal("10"),
+    )
     AIProviderSettingsFactory(site=theirs, provider_type="anthropic", anthropic_api_key=EMULATED_KEYS["anthropic"])
     AIUsageFactory(site=mine, status=AIUsage.STATUS_OK, cost=Decimal("2.5"), service="admin.test")
     AIUsageFactory(site=mine, status=AIUsage.STATUS_ERROR, cost=Decimal("0"))

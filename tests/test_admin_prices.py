@@ -21,14 +21,23 @@ CATALOGUE = "/admin/integrations/modelprice/catalogue/"
 
 
 def unpriced_rollup(site, provider: str, model: str) -> None:
-    UsageDaily.objects.create(site=site, day=timezone.localdate() - datetime.timedelta(days=1), provider=provider,
-                              model=model, service="general", status="ok", requests=3, unpriced=3,
-                              cost=Decimal("0.03"))
+    UsageDaily.objects.create(
+        site=site,
+        day=timezone.localdate() - datetime.timedelta(days=1),
+        provider=provider,
+        model=model,
+        service="general",
+        status="ok",
+        requests=3,
+        unpriced=3,
+        cost=Decimal("0.03"),
+    )
 
 
 def test_the_catalogue_lists_entries_beside_the_overrides(client):
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal(1),
-                              completion_per_million=Decimal(2))
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal(1), completion_per_million=Decimal(2)
+    )
     client.force_login(SuperUserFactory())
     changelist = client.get(reverse("admin:integrations_modelprice_changelist")).content.decode()
     assert 'id="price-catalogue-link"' in changelist and CATALOGUE in changelist and "genai-prices 0.2.3" in changelist
@@ -63,6 +72,7 @@ def test_the_test_screen_warns_when_the_call_it_made_had_no_price(client, two_si
     client.force_login(site_admin_for(record_a.site))
     upstream.script(flavor="openrouter", served_model="acme/unlisted-answer", usage={"cost": None})
     url = reverse("admin:integrations_aiprovidersettings_test", args=[record_a.pk])
-    html = client.post(url, {"provider": "", "model": "gpt-4o-mini", "prompt": "Name a bakery", "max_tokens": 50,
-                             "temperature": 0.5}).content.decode()
+    html = client.post(
+        url, {"provider": "", "model": "gpt-4o-mini", "prompt": "Name a bakery", "max_tokens": 50, "temperature": 0.5}
+    ).content.decode()
     assert "Calls to openrouter:acme/unlisted-answer have no price: add one under Model prices" in html

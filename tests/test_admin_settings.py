@@ -40,9 +40,16 @@ def site_admin_for(site):
 
     user = UserFactory()
     SiteMembershipFactory(user=user, site=site)
-    codenames = ["view_aiprovidersettings", "change_aiprovidersettings", "add_aiprovidersettings",
-                 "view_modelmapping", "add_modelmapping", "change_modelmapping", "delete_modelmapping",
-                 "view_aiusage"]
+    codenames = [
+        "view_aiprovidersettings",
+        "change_aiprovidersettings",
+        "add_aiprovidersettings",
+        "view_modelmapping",
+        "add_modelmapping",
+        "change_modelmapping",
+        "delete_modelmapping",
+        "view_aiusage",
+    ]
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
     return user
 
@@ -52,13 +59,19 @@ def two_sites(upstream):
     site_a = SiteFactory(domain="a.example.test")
     site_b = SiteFactory(domain="b.example.test")
     record_a = AIProviderSettingsFactory(
-        site=site_a, provider_type="openrouter", openrouter_api_key=OR_KEY,
-        openrouter_base_url=upstream.openrouter_base_url, openrouter_http_referer="https://a.example.test",
+        site=site_a,
+        provider_type="openrouter",
+        openrouter_api_key=OR_KEY,
+        openrouter_base_url=upstream.openrouter_base_url,
+        openrouter_http_referer="https://a.example.test",
         openrouter_app_name="Site A",
     )
     record_b = AIProviderSettingsFactory(
-        site=site_b, provider_type="anthropic", anthropic_api_key=ANT_KEY,
-        anthropic_base_url=upstream.anthropic_base_url, openai_api_key=OAI_KEY,
+        site=site_b,
+        provider_type="anthropic",
+        anthropic_api_key=ANT_KEY,
+        anthropic_base_url=upstream.anthropic_base_url,
+        openai_api_key=OAI_KEY,
         openai_base_url=upstream.openai_base_url,
     )
     return record_a, record_b
@@ -177,8 +190,9 @@ class TestWriteOnlyKeys:
         client.force_login(SuperUserFactory())
         url = reverse("admin:integrations_aiprovidersettings_change", args=[record_a.pk])
         typed = "sk-proj-" + "5" * 48
-        data = self.form_data(record_a, new_openrouter_api_key="", new_openai_api_key=typed,
-                              new_alert_webhook_secret="whsec-" + "4" * 20)
+        data = self.form_data(
+            record_a, new_openrouter_api_key="", new_openai_api_key=typed, new_alert_webhook_secret="whsec-" + "4" * 20
+        )
         request = client.post(url, data).wsgi_request
         cleansed = SafeExceptionReporterFilter().get_post_parameters(request)
         key_fields = [name for name in data if name.endswith("new_api_key")]
@@ -192,9 +206,15 @@ class TestWriteOnlyKeys:
         client.force_login(SuperUserFactory())
         url = reverse("admin:integrations_aiprovidersettings_change", args=[record_a.pk])
         typed = "sk-or-v1-" + "7" * 48
-        response = client.post(url, self.form_data(
-            record_a, new_openrouter_api_key=typed, clear_openrouter_api_key="on", fallback_chain=[{"provider": "x"}]
-        ))
+        response = client.post(
+            url,
+            self.form_data(
+                record_a,
+                new_openrouter_api_key=typed,
+                clear_openrouter_api_key="on",
+                fallback_chain=[{"provider": "x"}],
+            ),
+        )
         assert response.status_code == 200
         html = response.content.decode()
         assert typed not in html
@@ -214,10 +234,16 @@ class TestLiveTestScreen:
         page = client.get(self.url(record_a)).content.decode()
         assert "anthropic/claude-3.5-sonnet (OpenRouter)" in page  # catalogue models offered
         assert "claude-3-5-sonnet" in page  # mapping names offered
-        response = client.post(self.url(record_a), {
-            "provider": "", "model": "claude-3-5-sonnet", "prompt": "Name a bakery", "max_tokens": 50,
-            "temperature": 0.5,
-        })
+        response = client.post(
+            self.url(record_a),
+            {
+                "provider": "",
+                "model": "claude-3-5-sonnet",
+                "prompt": "Name a bakery",
+                "max_tokens": 50,
+                "temperature": 0.5,
+            },
+        )
         html = response.content.decode()
         assert "Emulated openrouter reply (anthropic/claude-3.5-sonnet): Name a bakery" in html
         assert '<td id="result-model">anthropic/claude-3.5-sonnet</td>' in html
@@ -230,40 +256,58 @@ class TestLiveTestScreen:
 
     @pytest.mark.parametrize(
         ("script", "code"),
-        [({"status": 401}, "authentication_failed"), ({"status": 402}, "insufficient_credits"),
-         ({"status": 429, "headers": {"Retry-After": "60"}}, "rate_limited")],
+        [
+            ({"status": 401}, "authentication_failed"),
+            ({"status": 402}, "insufficient_credits"),
+            ({"status": 429, "headers": {"Retry-After": "60"}}, "rate_limited"),
+        ],
     )
     def test_shows_clear_errors(self, client, two_sites, upstream, settings, script, code):
         settings.AI_MAX_RETRIES = 0
         record_a, _ = two_sites
         upstream.script(flavor="openrouter", **script)
         client.force_login(SuperUserFactory())
-        html = client.post(self.url(record_a), {
-            "provider": "openrouter", "model": "", "prompt": "hi", "max_tokens": 10, "temperature": 0.5,
-        }).content.decode()
+        html = client.post(
+            self.url(record_a),
+            {
+                "provider": "openrouter",
+                "model": "",
+                "prompt": "hi",
+                "max_tokens": 10,
+                "temperature": 0.5,
+            },
+        ).content.decode()
         assert f"Error: {code}" in html
         assert_no_key(html)
 
     def test_unknown_model_is_a_clear_error(self, client, two_sites, upstream):
         _, record_b = two_sites
         client.force_login(SuperUserFactory())
-        html = client.post(self.url(record_b), {
-            "provider": "anthropic", "model": "gpt-4o", "prompt": "hi", "max_tokens": 10, "temperature": 0.5,
-        }).content.decode()
+        html = client.post(
+            self.url(record_b),
+            {
+                "provider": "anthropic",
+                "model": "gpt-4o",
+                "prompt": "hi",
+                "max_tokens": 10,
+                "temperature": 0.5,
+            },
+        ).content.decode()
         assert "Error: model_not_found" in html and "cannot serve it" in html
         assert upstream.requests == []
-
 
     def test_streaming_variant_sends_deltas_then_totals(self, client, two_sites, upstream):
         record_a, _ = two_sites
         client.force_login(SuperUserFactory())
         url = reverse("admin:integrations_aiprovidersettings_test_stream", args=[record_a.pk])
         assert client.get(url).status_code == 405
-        response = client.post(url, {"provider": "", "model": "", "prompt": "Stream me a line",
-                                     "max_tokens": 50, "temperature": 0.5})
+        response = client.post(
+            url, {"provider": "", "model": "", "prompt": "Stream me a line", "max_tokens": 50, "temperature": 0.5}
+        )
         assert response["Content-Type"] == "text/event-stream"
-        events = [json.loads(chunk.decode()[6:]) for chunk in b"".join(response.streaming_content).split(b"\n\n")
-                  if chunk]
+        events = [
+            json.loads(chunk.decode()[6:]) for chunk in b"".join(response.streaming_content).split(b"\n\n") if chunk
+        ]
         deltas = [e["delta"] for e in events if "delta" in e]
         assert len(deltas) > 3 and "".join(deltas).endswith("Stream me a line")
         assert events[-1]["done"] and events[-1]["total_tokens"] > 0 and events[-1]["cost"]
@@ -293,8 +337,9 @@ class TestCheckKey:
 
     def test_bad_key_is_reported_without_the_key(self, client, upstream, caplog):
         bad = "sk-proj-invalid-" + "5" * 40
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=bad,
-                                           openai_base_url=upstream.openai_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=bad, openai_base_url=upstream.openai_base_url
+        )
         client.force_login(SuperUserFactory())
         with caplog.at_level(logging.DEBUG):
             text = client.post(self.url(record, "openai"), follow=True).content.decode()
@@ -321,8 +366,12 @@ class TestTenancy:
             url = reverse(f"admin:integrations_aiprovidersettings_{name}", args=args)
             assert client.get(url).status_code in (302, 404)
         assert client.get(reverse("admin:integrations_aiprovidersettings_test", args=[record_b.pk])).status_code == 404
-        assert client.post(reverse("admin:integrations_aiprovidersettings_check_key",
-                                   args=[record_b.pk, "anthropic"])).status_code == 404
+        assert (
+            client.post(
+                reverse("admin:integrations_aiprovidersettings_check_key", args=[record_b.pk, "anthropic"])
+            ).status_code
+            == 404
+        )
 
     def test_site_admin_cannot_move_a_record_to_another_site(self, client, two_sites):
         record_a, _record_b = two_sites
@@ -333,10 +382,12 @@ class TestTenancy:
     def test_mappings_global_rows_visible_read_only(self, client, two_sites):
         record_a, record_b = two_sites
         shared = ModelMappingFactory(logical_name="shared-model", provider="openai", provider_model_id="gpt-4o")
-        own = ModelMappingFactory(site=record_a.site, logical_name="a-model", provider="openai",
-                                  provider_model_id="gpt-4o-mini")
-        other = ModelMappingFactory(site=record_b.site, logical_name="b-model", provider="openai",
-                                    provider_model_id="gpt-4.1")
+        own = ModelMappingFactory(
+            site=record_a.site, logical_name="a-model", provider="openai", provider_model_id="gpt-4o-mini"
+        )
+        other = ModelMappingFactory(
+            site=record_b.site, logical_name="b-model", provider="openai", provider_model_id="gpt-4.1"
+        )
         client.force_login(site_admin_for(record_a.site))
         html = client.get(reverse("admin:integrations_modelmapping_changelist")).content.decode()
         assert "shared-model" in html and "a-model" in html and "b-model" not in html
@@ -373,8 +424,9 @@ def test_usage_export_is_scoped_and_filterable(client, two_sites, upstream):
     page = client.get(url)
     formats = {label.lower(): value for value, label in page.context["form"].fields["format"].choices}
     fields = ("site__domain", "service", "provider", "served_model", "total_tokens", "cost", "status")
-    body = client.post(url, {"format": formats["csv"], "resource": "0",
-                             **{f"aiusageresource_{f}": "on" for f in fields}}).content.decode()
+    body = client.post(
+        url, {"format": formats["csv"], "resource": "0", **{f"aiusageresource_{f}": "on" for f in fields}}
+    ).content.decode()
     assert "svc-a" in body and "svc-b" not in body
     assert "a.example.test" in body and "openrouter" in body
     assert_no_key(body)

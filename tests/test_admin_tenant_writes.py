@@ -45,15 +45,19 @@ def test_crafted_mapping_posts_with_empty_or_foreign_site_are_form_errors(client
         assert add.status_code == 200 and "site" in add.context["adminform"].form.errors
         change = client.post(reverse("admin:integrations_modelmapping_change", args=[own.pk]), {**fields, "site": site})
         assert change.status_code == 200 and "site" in change.context["adminform"].form.errors
-    assert "This field is required." in client.post(
-        reverse("admin:integrations_modelmapping_add"), {**fields, "site": ""}).content.decode()
+    assert (
+        "This field is required."
+        in client.post(reverse("admin:integrations_modelmapping_add"), {**fields, "site": ""}).content.decode()
+    )
     assert list(ModelMapping.objects.values_list("site_id", "provider_model_id")) == [(site_a.pk, "gpt-4o-mini")]
 
 
 def test_superuser_still_writes_global_rows(client):
     client.force_login(SuperUserFactory())
-    response = client.post(reverse("admin:integrations_modelmapping_add"), {
-        "site": "", "logical_name": "shared", "provider": "openai", "provider_model_id": "gpt-4o", "is_active": "on"})
+    response = client.post(
+        reverse("admin:integrations_modelmapping_add"),
+        {"site": "", "logical_name": "shared", "provider": "openai", "provider_model_id": "gpt-4o", "is_active": "on"},
+    )
     assert response.status_code == 302
     assert ModelMapping.objects.get().site_id is None
 
@@ -74,14 +78,19 @@ def test_check_key_never_shows_the_deployment_account_to_a_site_admin(client, ai
 
 
 def test_custom_views_need_the_change_permission_not_just_membership(client, upstream):
-    record = AIProviderSettingsFactory(provider_type="openrouter", openrouter_api_key="sk-or-v1-" + "a1" * 24,
-                                       openrouter_base_url=upstream.openrouter_base_url)
+    record = AIProviderSettingsFactory(
+        provider_type="openrouter",
+        openrouter_api_key="sk-or-v1-" + "a1" * 24,
+        openrouter_base_url=upstream.openrouter_base_url,
+    )
     page = PageFactory(site=record.site)
     client.force_login(member(record.site, "view_aiprovidersettings", "view_page"))
-    for name, args in [("integrations_aiprovidersettings_test", [record.pk]),
-                       ("integrations_aiprovidersettings_test_stream", [record.pk]),
-                       ("integrations_aiprovidersettings_check_key", [record.pk, "openrouter"]),
-                       ("pages_page_generate_block", [page.pk])]:
+    for name, args in [
+        ("integrations_aiprovidersettings_test", [record.pk]),
+        ("integrations_aiprovidersettings_test_stream", [record.pk]),
+        ("integrations_aiprovidersettings_check_key", [record.pk, "openrouter"]),
+        ("pages_page_generate_block", [page.pk]),
+    ]:
         assert client.post(reverse(f"admin:{name}", args=args), {"prompt": "hi", "type": "text"}).status_code == 403
     changelist = client.get(reverse("admin:pages_page_changelist"))
     assert "generate_meta" not in changelist.content.decode()  # the action needs the change permission

@@ -48,19 +48,45 @@ def test_the_services_keep_their_signatures():
 
     empty = inspect.Parameter.empty
     assert params(AIService.generate_content)[:6] == [
-        ("self", empty), ("prompt", empty), ("provider", None), ("model", None), ("max_tokens", 1000),
-        ("temperature", 0.7)]
+        ("self", empty),
+        ("prompt", empty),
+        ("provider", None),
+        ("model", None),
+        ("max_tokens", 1000),
+        ("temperature", 0.7),
+    ]
     assert params(AIProviderInterface.generate_content)[:6] == [
-        ("self", empty), ("messages", empty), ("model", None), ("max_tokens", 1000), ("temperature", 0.7),
-        ("system_prompt", None)]
+        ("self", empty),
+        ("messages", empty),
+        ("model", None),
+        ("max_tokens", 1000),
+        ("temperature", 0.7),
+        ("system_prompt", None),
+    ]
     assert params(AdvancedAIService._call_ai_api) == [
-        ("self", empty), ("prompt", empty), ("model", None), ("max_tokens", 500)]
+        ("self", empty),
+        ("prompt", empty),
+        ("model", None),
+        ("max_tokens", 500),
+    ]
     assert params(PagesAIService.generate_meta_title)[:4] == [
-        ("self", empty), ("title", empty), ("content", ""), ("model", None)]
+        ("self", empty),
+        ("title", empty),
+        ("content", ""),
+        ("model", None),
+    ]
     assert params(PagesAIService.generate_meta_description)[:4] == [
-        ("self", empty), ("title", empty), ("content", ""), ("model", None)]
+        ("self", empty),
+        ("title", empty),
+        ("content", ""),
+        ("model", None),
+    ]
     assert params(AIContentService.generate)[:4] == [
-        ("self", empty), ("template", empty), ("variables", empty), ("model", None)]
+        ("self", empty),
+        ("template", empty),
+        ("variables", empty),
+        ("model", None),
+    ]
 
 
 def test_no_service_imports_a_vendor_sdk():
@@ -69,8 +95,12 @@ def test_no_service_imports_a_vendor_sdk():
 
     root = Path(__file__).resolve().parent.parent / "backend"
     offenders = []
-    for path in [*root.glob("pages/**/*.py"), *root.glob("prompts/**/*.py"),
-                 root / "integrations/ai/gateway/service.py", root / "integrations/api/views.py"]:
+    for path in [
+        *root.glob("pages/**/*.py"),
+        *root.glob("prompts/**/*.py"),
+        root / "integrations/ai/gateway/service.py",
+        root / "integrations/api/views.py",
+    ]:
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):

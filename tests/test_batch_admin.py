@@ -51,14 +51,16 @@ def wait_for(job: BatchJob, timeout: float = 30) -> BatchJob:
 @pytest.fixture
 def site(emulated_site):
     site = emulated_site("openai")
-    ModelPriceFactory(provider="openai", model_id="gpt-4o-mini", prompt_per_million=PRICE[0],
-                      completion_per_million=PRICE[1])
+    ModelPriceFactory(
+        provider="openai", model_id="gpt-4o-mini", prompt_per_million=PRICE[0], completion_per_million=PRICE[1]
+    )
     return site
 
 
 def action(client, name: str, pages, **extra):
-    return client.post(reverse("admin:pages_page_changelist"),
-                       {"action": name, "_selected_action": [p.pk for p in pages], **extra})
+    return client.post(
+        reverse("admin:pages_page_changelist"), {"action": name, "_selected_action": [p.pk for p in pages], **extra}
+    )
 
 
 def test_estimate_shows_items_tokens_cost_and_budget_and_starts_nothing(client, site, upstream):
@@ -71,8 +73,12 @@ def test_estimate_shows_items_tokens_cost_and_budget_and_starts_nothing(client, 
     response = action(client, "generate_meta_batch", pages)
     assert response.status_code == 200
     (estimate,) = response.context["estimates"]
-    expected = sum(budget.estimate_cost(PRICE, [{"role": "user", "content": meta_prompt(p.title, p.body)}],
-                                        META_SYSTEM_PROMPT, 300) for p in pages)
+    expected = sum(
+        budget.estimate_cost(
+            PRICE, [{"role": "user", "content": meta_prompt(p.title, p.body)}], META_SYSTEM_PROMPT, 300
+        )
+        for p in pages
+    )
     assert (estimate.items, estimate.completion_tokens, estimate.cost) == (3, 900, expected)
     assert estimate.provider == "openai" and estimate.model == "gpt-4o-mini"
     assert estimate.remaining == Decimal("3.75") and not estimate.blocked
@@ -100,8 +106,9 @@ def test_confirm_starts_a_background_job_whose_progress_reaches_done(client, sit
     client.force_login(user)
     response = action(client, "generate_meta_batch", pages, _start="Start batch")
     job = BatchJob.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse("admin:integrations_batchjob_change",
-                                                                          args=[job.pk])
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "admin:integrations_batchjob_change", args=[job.pk]
+    )
     assert job.params["page_ids"] == [p.pk for p in pages] and job.created_by == user
     wait_for(job)
     progress = client.get(reverse("admin:integrations_batchjob_progress", args=[job.pk])).json()
@@ -118,8 +125,14 @@ def test_confirm_starts_a_background_job_whose_progress_reaches_done(client, sit
 
 
 def test_progress_is_scoped_to_the_users_sites_and_permissions(client, site, emulated_site):
-    job = BatchJob.objects.create(kind="pages.generate_meta", site=site, status="running", total=4, succeeded=1,
-                                  items=[{"item": "page 1 a", "ok": True, "code": "", "message": "", "key": 1}])
+    job = BatchJob.objects.create(
+        kind="pages.generate_meta",
+        site=site,
+        status="running",
+        total=4,
+        succeeded=1,
+        items=[{"item": "page 1 a", "ok": True, "code": "", "message": "", "key": 1}],
+    )
     url = reverse("admin:integrations_batchjob_progress", args=[job.pk])
     other_site = emulated_site("anthropic")
     client.force_login(staff(other_site, *PAGE_PERMS))
@@ -174,9 +187,15 @@ def test_retry_runs_only_the_failed_items_in_a_new_job(client, site, upstream, s
 
 
 def test_retry_needs_the_permission_of_the_work(client, site):
-    job = BatchJob.objects.create(kind="pages.generate_meta", site=site, status="done", total=1, failed=1,
-                                  params={"page_ids": [1], "keys": [1]},
-                                  items=[{"item": "page 1", "ok": False, "code": "x", "message": "", "key": 1}])
+    job = BatchJob.objects.create(
+        kind="pages.generate_meta",
+        site=site,
+        status="done",
+        total=1,
+        failed=1,
+        params={"page_ids": [1], "keys": [1]},
+        items=[{"item": "page 1", "ok": False, "code": "x", "message": "", "key": 1}],
+    )
     client.force_login(staff(site, "view_batchjob", "change_batchjob"))  # no change_page
     assert client.post(reverse("admin:integrations_batchjob_retry", args=[job.pk])).status_code == 403
     assert BatchJob.objects.count() == 1
@@ -184,27 +203,32 @@ def test_retry_needs_the_permission_of_the_work(client, site):
 
 # ---- run a template over a CSV ------------------------------------------------------------------
 
+
 def upload(client, template, site, text: str | bytes, **extra):
     data = text.encode() if isinstance(text, str) else text
-    return client.post(reverse("admin:prompts_prompttemplate_batch", args=[template.pk]),
-                       {"csv_file": SimpleUploadedFile("rows.csv", data, content_type="text/csv"),
-                        "site": site.pk, **extra})
+    return client.post(
+        reverse("admin:prompts_prompttemplate_batch", args=[template.pk]),
+        {"csv_file": SimpleUploadedFile("rows.csv", data, content_type="text/csv"), "site": site.pk, **extra},
+    )
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    (b"\xff\xfeproduct", "not UTF-8"),
-    ("", "The submitted file is empty"),
-    ("\n\n", "no header row"),
-    ("product,colour\nrye,red\n", "Unknown column(s): colour"),
-    ("product\nrye\n", "Missing column(s): audience"),
-    ("product,audience\n", "no rows"),
-    ("product,audience\nrye,students\n,\noat,kids\n", "Row 2 (line 3) is empty"),
-    ("product,audience\nrye,students,extra\n", "Row 1 (line 2) has 3 value(s)"),
-    ("product,audience\nrye,\n", "Row 1 (line 2): column(s) audience empty"),
-    ("product,audience,product\nrye,kids,oat\n", "“product” appears twice"),
-    ("product,audience\n" + "rye,kids\n" * 501, "501 rows; a batch runs at most 500"),
-    ('product,audience\n"rye,kids\n', "Row 1 (line 2) has 1 value(s)"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (b"\xff\xfeproduct", "not UTF-8"),
+        ("", "The submitted file is empty"),
+        ("\n\n", "no header row"),
+        ("product,colour\nrye,red\n", "Unknown column(s): colour"),
+        ("product\nrye\n", "Missing column(s): audience"),
+        ("product,audience\n", "no rows"),
+        ("product,audience\nrye,students\n,\noat,kids\n", "Row 2 (line 3) is empty"),
+        ("product,audience\nrye,students,extra\n", "Row 1 (line 2) has 3 value(s)"),
+        ("product,audience\nrye,\n", "Row 1 (line 2): column(s) audience empty"),
+        ("product,audience,product\nrye,kids,oat\n", "“product” appears twice"),
+        ("product,audience\n" + "rye,kids\n" * 501, "501 rows; a batch runs at most 500"),
+        ('product,audience\n"rye,kids\n', "Row 1 (line 2) has 1 value(s)"),
+    ],
+)
 def test_a_bad_csv_is_refused_naming_the_row_or_column(client, site, upstream, text, problem):
     template = PromptTemplateFactory(site=site)
     client.force_login(staff(site, *RUN_PERMS))
@@ -217,8 +241,9 @@ def test_a_bad_csv_is_refused_naming_the_row_or_column(client, site, upstream, t
 
 
 def test_csv_estimate_then_confirm_runs_every_row(client, site, upstream):
-    ModelPriceFactory(provider="openai", model_id="gpt-4o", prompt_per_million=PRICE[0],
-                      completion_per_million=PRICE[1])
+    ModelPriceFactory(
+        provider="openai", model_id="gpt-4o", prompt_per_million=PRICE[0], completion_per_million=PRICE[1]
+    )
     template = PromptTemplateFactory(site=site)
     client.force_login(staff(site, *RUN_PERMS))
     response = upload(client, template, site, "audience,product\nstudents,rye\nkids,oat\nchefs,spelt\n")
@@ -226,13 +251,17 @@ def test_csv_estimate_then_confirm_runs_every_row(client, site, upstream):
     assert (estimate.items, estimate.completion_tokens, estimate.model) == (3, 450, "gpt-4o")
     assert estimate.cost > 0 and BatchJob.objects.count() == 0 and upstream.requests == []
     token = response.context["token"]
-    response = client.post(reverse("admin:prompts_prompttemplate_batch", args=[template.pk]),
-                           {"token": token, "_start": "Start batch"})
+    response = client.post(
+        reverse("admin:prompts_prompttemplate_batch", args=[template.pk]), {"token": token, "_start": "Start batch"}
+    )
     job = wait_for(BatchJob.objects.get())
     assert response["Location"] == reverse("admin:integrations_batchjob_change", args=[job.pk])
     assert (job.status, job.total, job.succeeded) == ("done", 3, 3)
     assert sorted(PromptRun.objects.filter(template=template).values_list("variables__product", flat=True)) == [
-        "oat", "rye", "spelt"]
+        "oat",
+        "rye",
+        "spelt",
+    ]
     # the token is spent: a second confirm starts nothing
     client.post(reverse("admin:prompts_prompttemplate_batch", args=[template.pk]), {"token": token, "_start": "1"})
     assert BatchJob.objects.count() == 1
@@ -244,8 +273,10 @@ def test_csv_retry_keeps_the_files_row_numbers(client, site, upstream, settings)
     client.force_login(staff(site, *RUN_PERMS))
     response = upload(client, template, site, "product,audience\nrye,students\noat,kids\n")
     upstream.script(status=400)
-    client.post(reverse("admin:prompts_prompttemplate_batch", args=[template.pk]),
-                {"token": response.context["token"], "_start": "Start batch"})
+    client.post(
+        reverse("admin:prompts_prompttemplate_batch", args=[template.pk]),
+        {"token": response.context["token"], "_start": "Start batch"},
+    )
     first = wait_for(BatchJob.objects.get())
     (failed,) = [i for i in first.items if not i["ok"]]
     client.post(reverse("admin:integrations_batchjob_retry", args=[first.pk]))

@@ -64,8 +64,10 @@ def test_a_rate_limit_pauses_the_whole_batch(record, upstream, settings):
     thread_of: dict[str, str] = {}  # each prompt -> the worker thread that ran it (on_item runs on that thread)
     with clock.use(clock.FakeClock()) as fake:
         items = AIService(site=record.site).generate_batch(
-            [f"p{i}" for i in range(6)], concurrency=2,
-            on_item=lambda item: thread_of.__setitem__(item.prompt, threading.current_thread().name))
+            [f"p{i}" for i in range(6)],
+            concurrency=2,
+            on_item=lambda item: thread_of.__setitem__(item.prompt, threading.current_thread().name),
+        )
     assert all(item.ok for item in items)
     requests = sorted(upstream.requests, key=lambda r: r.received_at)
     assert len(requests) == 7  # six prompts plus one retry
@@ -84,8 +86,11 @@ def test_a_rate_limit_pauses_the_whole_batch(record, upstream, settings):
     other = next(thread for thread in waited if thread != thread_of[told])
     pause_set = min(at for _, _, at in fake.events)
     other_waited = min(at for thread, _, at in fake.events if thread == other)
-    slipped = [r for r in requests if thread_of[r.json["messages"][-1]["content"]] == other
-               and pause_set < r.received_at < other_waited]
+    slipped = [
+        r
+        for r in requests
+        if thread_of[r.json["messages"][-1]["content"]] == other and pause_set < r.received_at < other_waited
+    ]
     assert len(slipped) <= 1, (slipped, fake.events)
 
 

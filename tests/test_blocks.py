@@ -69,12 +69,12 @@ def test_generates_valid_json_and_saves_in_order(page, upstream):
 
 
 def test_retries_once_with_the_validation_error(page, upstream):
-    upstream.script(content="```json\n{\"items\": []}\n```")
+    upstream.script(content='```json\n{"items": []}\n```')
     upstream.script(content=json.dumps(GOOD_FAQ))
     block = AdvancedAIService().generate_block(page, "faq")
     assert block.content == GOOD_FAQ
     retry = upstream.requests[1].json["messages"]
-    assert retry[2] == {"role": "assistant", "content": "```json\n{\"items\": []}\n```"}
+    assert retry[2] == {"role": "assistant", "content": '```json\n{"items": []}\n```'}
     assert "That was invalid: items must have 1 to 20 items, has 0" in retry[3]["content"]
 
 

@@ -30,17 +30,23 @@ def admin_client(client):
 def test_generate_meta_action_proposes_then_saves_what_is_accepted(admin_client, site, upstream):
     pages = PageFactory.create_batch(2, site=site, meta_title="", meta_description="")
     upstream.script(content=json.dumps({"meta_title": "Fresh bread", "meta_description": "Baked daily."}), times=2)
-    response = admin_client.post(reverse("admin:pages_page_changelist"), {
-        "action": "generate_meta", "_selected_action": [p.pk for p in pages]})
+    response = admin_client.post(
+        reverse("admin:pages_page_changelist"), {"action": "generate_meta", "_selected_action": [p.pk for p in pages]}
+    )
     text = response.content.decode()
     assert "Review generated meta" in text and text.count('value="Fresh bread"') == 2
     for page in pages:  # a proposal writes nothing
         page.refresh_from_db()
         assert (page.meta_title, page.meta_description) == ("", "")
     tokens = [row["token"] for row in response.context["rows"]]
-    data = {"token": tokens, f"accept-{tokens[0]}": "on", f"meta_title-{tokens[0]}": "Edited bread",
-            f"meta_description-{tokens[0]}": "Edited daily.", f"meta_title-{tokens[1]}": "Fresh bread",
-            f"meta_description-{tokens[1]}": "Baked daily."}  # the second page is left unticked
+    data = {
+        "token": tokens,
+        f"accept-{tokens[0]}": "on",
+        f"meta_title-{tokens[0]}": "Edited bread",
+        f"meta_description-{tokens[0]}": "Edited daily.",
+        f"meta_title-{tokens[1]}": "Fresh bread",
+        f"meta_description-{tokens[1]}": "Baked daily.",
+    }  # the second page is left unticked
     saved = admin_client.post(reverse("admin:pages_page_accept_meta"), data, follow=True)
     assert "Saved meta for 1 page(s)" in saved.content.decode()
     pages[0].refresh_from_db(), pages[1].refresh_from_db()
@@ -54,8 +60,9 @@ def test_generate_meta_action_error_changes_nothing_and_says_why(admin_client, s
     settings.AI_MAX_RETRIES = 0
     page = PageFactory(site=site, meta_title="Old", meta_description="Old too")
     upstream.script(flavor="openrouter", status=402)
-    response = admin_client.post(reverse("admin:pages_page_changelist"), {
-        "action": "generate_meta", "_selected_action": [page.pk]}, follow=True)
+    response = admin_client.post(
+        reverse("admin:pages_page_changelist"), {"action": "generate_meta", "_selected_action": [page.pk]}, follow=True
+    )
     assert "no proposal — insufficient_credits" in response.content.decode()
     page.refresh_from_db()
     assert (page.meta_title, page.meta_description) == ("Old", "Old too")
@@ -71,8 +78,18 @@ def test_generate_block_view_proposes_then_adds_the_edited_block(admin_client, s
     assert "<h3>Bread, daily</h3>" in html and 'value="Since 1921"' in html  # rendered and editable
     assert not Block.objects.filter(page=page).exists()
     token = response.context["token"]
-    saved = admin_client.post(url, {"_accept": "1", "token": token, "heading": "Bread, every day",
-                                    "subheading": "Since 1921", "cta_text": "", "cta_url": ""}, follow=True)
+    saved = admin_client.post(
+        url,
+        {
+            "_accept": "1",
+            "token": token,
+            "heading": "Bread, every day",
+            "subheading": "Since 1921",
+            "cta_text": "",
+            "cta_url": "",
+        },
+        follow=True,
+    )
     assert "Added a Hero block." in saved.content.decode()
     assert Block.objects.get(page=page).content == {"heading": "Bread, every day", "subheading": "Since 1921"}
 
@@ -90,8 +107,9 @@ def test_generate_block_accept_with_invalid_edit_saves_nothing(admin_client, sit
 def test_generate_block_view_invalid_twice_saves_nothing(admin_client, site, upstream):
     page = PageFactory(site=site)
     upstream.script(content="no json here", times=2)
-    response = admin_client.post(reverse("admin:pages_page_generate_block", args=[page.pk]),
-                                 {"type": "cta", "instructions": "", "model": ""})
+    response = admin_client.post(
+        reverse("admin:pages_page_generate_block", args=[page.pk]), {"type": "cta", "instructions": "", "model": ""}
+    )
     assert "No block was proposed — invalid_block_json" in response.content.decode()
     assert not Block.objects.filter(page=page).exists()
 

@@ -34,10 +34,12 @@ def allow_emulator(settings, upstream):
 
 @pytest.fixture
 def site_with_ollama(ai_settings, allow_emulator, upstream):
-    record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                       openai_base_url=upstream.openai_base_url)
-    ProviderCredentialFactory(settings=record, provider="openai_compatible", name="ollama",
-                              base_url=upstream.compatible_base_url)
+    record = AIProviderSettingsFactory(
+        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+    )
+    ProviderCredentialFactory(
+        settings=record, provider="openai_compatible", name="ollama", base_url=upstream.compatible_base_url
+    )
     return record
 
 
@@ -60,7 +62,9 @@ def test_a_keyless_endpoint_serves_any_model_beside_openai(site_with_ollama, ups
     local_auth = upstream.requests[0].headers.get("authorization", "")
     assert OAI_KEY not in local_auth  # the OpenAI key never goes to the endpoint
     assert [(row.provider, row.served_model) for row in ledger(site)] == [
-        ("ollama", "llama3.1"), ("ollama", "mistral"), ("openai", "gpt-4o-mini"),
+        ("ollama", "llama3.1"),
+        ("ollama", "mistral"),
+        ("openai", "gpt-4o-mini"),
     ]
 
 
@@ -121,8 +125,9 @@ def test_a_deployment_wide_endpoint_serves_every_site(ai_settings, upstream):
 
 class TestCredentialRules:
     def test_an_endpoint_needs_a_name_that_is_not_a_providers(self, site_with_ollama, upstream):
-        row = ProviderCredential(settings=site_with_ollama, provider="openai_compatible", name="",
-                                 base_url=upstream.compatible_base_url)
+        row = ProviderCredential(
+            settings=site_with_ollama, provider="openai_compatible", name="", base_url=upstream.compatible_base_url
+        )
         with pytest.raises(ValidationError, match="needs a name"):
             row.full_clean()
         row.name = "openai"
@@ -136,15 +141,18 @@ class TestCredentialRules:
 
     def test_an_endpoint_needs_a_url_allowed_by_the_policy(self, site_with_ollama, settings):
         settings.AI_OUTBOUND_ALLOWLIST = []
-        row = ProviderCredential(settings=site_with_ollama, provider="openai_compatible", name="lmstudio",
-                                 base_url="http://127.0.0.1:1234/v1")
+        row = ProviderCredential(
+            settings=site_with_ollama,
+            provider="openai_compatible",
+            name="lmstudio",
+            base_url="http://127.0.0.1:1234/v1",
+        )
         with pytest.raises(ValidationError) as excinfo:
             row.full_clean()
         assert "base_url" in excinfo.value.message_dict
 
     def test_a_direct_providers_row_takes_no_name_and_checks_openrouter_ids(self, site_with_ollama):
-        row = ProviderCredential(settings=site_with_ollama, provider="openrouter", name="mine",
-                                 default_model="gpt-4o")
+        row = ProviderCredential(settings=site_with_ollama, provider="openrouter", name="mine", default_model="gpt-4o")
         with pytest.raises(ValidationError) as excinfo:
             row.full_clean()
         assert set(excinfo.value.message_dict) == {"name", "default_model"}
@@ -152,8 +160,9 @@ class TestCredentialRules:
 
     def test_a_deployment_base_url_is_trusted_for_a_direct_provider(self, site_with_ollama, ai_settings, upstream):
         ai_settings.AI_OUTBOUND_ALLOWLIST = []
-        row = ProviderCredential(settings=site_with_ollama, provider="anthropic",
-                                 base_url=upstream.anthropic_base_url)  # the deployment's own URL
+        row = ProviderCredential(
+            settings=site_with_ollama, provider="anthropic", base_url=upstream.anthropic_base_url
+        )  # the deployment's own URL
         row.full_clean()
 
 
@@ -161,12 +170,17 @@ class TestAdmin:
     def test_a_site_admin_adds_an_endpoint_and_names_it_in_the_chain_on_one_page(
         self, client, ai_settings, allow_emulator, upstream
     ):
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                           openai_base_url=upstream.openai_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+        )
         client.force_login(site_admin_for(record.site))
         data = settings_form_data(record, fallback_chain=[{"provider": "ollama", "model": "llama3.1"}])
-        data.update(credentials_data(record, add=({"provider": "openai_compatible", "name": "ollama",
-                                                   "base_url": upstream.compatible_base_url},)))
+        data.update(
+            credentials_data(
+                record,
+                add=({"provider": "openai_compatible", "name": "ollama", "base_url": upstream.compatible_base_url},),
+            )
+        )
         response = client.post(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]), data)
         assert response.status_code == 302, credential_errors(response) or response.context["adminform"].form.errors
         row = ProviderCredential.objects.get(settings=record, name="ollama")
@@ -178,8 +192,12 @@ class TestAdmin:
         record = site_with_ollama
         client.force_login(SuperUserFactory())
         data = settings_form_data(record)
-        data.update(credentials_data(record, add=({"provider": "openai_compatible", "name": "ollama",
-                                                   "base_url": upstream.compatible_base_url},)))
+        data.update(
+            credentials_data(
+                record,
+                add=({"provider": "openai_compatible", "name": "ollama", "base_url": upstream.compatible_base_url},),
+            )
+        )
         response = client.post(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]), data)
         assert response.status_code == 200
         assert "one row per provider or endpoint name" in str(credential_errors(response)["__all__"])
@@ -194,8 +212,16 @@ class TestAdmin:
         models = dict(page.context["form"].fields["model"].choices)
         assert providers.get("ollama") == "ollama" and providers.get("openai") == "OpenAI"
         assert "llama3.1" in models  # from the endpoint's own listing
-        response = client.post(url, {"provider": "ollama", "model": "llama3.1", "prompt": "from the screen",
-                                     "max_tokens": 20, "temperature": 0.5})
+        response = client.post(
+            url,
+            {
+                "provider": "ollama",
+                "model": "llama3.1",
+                "prompt": "from the screen",
+                "max_tokens": 20,
+                "temperature": 0.5,
+            },
+        )
         assert response.status_code == 200
         assert "Emulated compatible reply (llama3.1): from the screen" in response.content.decode()
         assert ledger(record.site)[-1].provider == "ollama"

@@ -39,15 +39,28 @@ def test_silently_free_rows_become_unpriced_and_nothing_else_changes():
         }
         Daily = apps.get_model("integrations", "UsageDaily")
         day = rows["free_ok"].created_at.date()
-        Daily.objects.create(day=day, provider="openai", model="gpt-4o-mini-2024-07-18", service="general",
-                             status="ok", error_class="", requests=3, cost=Decimal("0.3"))
+        Daily.objects.create(
+            day=day,
+            provider="openai",
+            model="gpt-4o-mini-2024-07-18",
+            service="general",
+            status="ok",
+            error_class="",
+            requests=3,
+            cost=Decimal("0.3"),
+        )
         apps = _migrate(AFTER)
         Usage = apps.get_model("integrations", "AIUsage")
         # the dashboard's roll-up of that day counts the one unpriced row of its three
         assert apps.get_model("integrations", "UsageDaily").objects.get().unpriced == 1
         after = {name: Usage.objects.get(pk=row.pk) for name, row in rows.items()}
         assert {name: row.cost_source for name, row in after.items()} == {
-            "free_ok": "unpriced", "priced": "price_table", "reported": "reported", "error": "", "refused": ""}
+            "free_ok": "unpriced",
+            "priced": "price_table",
+            "reported": "reported",
+            "error": "",
+            "refused": "",
+        }
         assert after["free_ok"].cost is None and after["priced"].cost == Decimal("0.1")
         apps = _migrate(BEFORE)
         Usage = apps.get_model("integrations", "AIUsage")

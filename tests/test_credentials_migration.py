@@ -16,8 +16,10 @@ AFTER = [("integrations", "0009_remove_settings_key_columns")]
 
 OLD = {
     "a.example.test": {
-        "openrouter_api_key": "sk-or-v1-" + "0a" * 24, "openrouter_default_model": "openai/gpt-4o-mini",
-        "openai_api_key": "sk-proj-" + "1b" * 24, "openai_base_url": "https://proxy.example.com/v1",
+        "openrouter_api_key": "sk-or-v1-" + "0a" * 24,
+        "openrouter_default_model": "openai/gpt-4o-mini",
+        "openai_api_key": "sk-proj-" + "1b" * 24,
+        "openai_base_url": "https://proxy.example.com/v1",
     },
     "b.example.test": {"anthropic_default_model": "claude-3-5-haiku"},  # a preference, no key
     "c.example.test": {},  # nothing set: no rows
@@ -49,8 +51,11 @@ def test_keys_before_equal_keys_after_and_the_column_holds_ciphertext():
         new_apps = _migrate(AFTER)
         Credential = new_apps.get_model("integrations", "ProviderCredential")
         rows = {(c.settings.site.domain, c.name): c for c in Credential.objects.select_related("settings__site")}
-        assert set(rows) == {("a.example.test", "openrouter"), ("a.example.test", "openai"),
-                             ("b.example.test", "anthropic")}
+        assert set(rows) == {
+            ("a.example.test", "openrouter"),
+            ("a.example.test", "openai"),
+            ("b.example.test", "anthropic"),
+        }
         after = {
             (domain, provider, field): getattr(rows[(domain, provider)], field) if (domain, provider) in rows else ""
             for domain, provider, field in before
@@ -63,10 +68,17 @@ def test_keys_before_equal_keys_after_and_the_column_holds_ciphertext():
             cursor.execute("SELECT api_key FROM integrations_providercredential WHERE name = %s", ["openai"])
             (raw,) = cursor.fetchone()
         assert raw and key not in raw and key[-12:] not in raw and raw.startswith("gAAAA")  # a Fernet token
-        columns = [c.name for c in connection.introspection.get_table_description(
-            connection.cursor(), "integrations_aiprovidersettings")]
-        assert not [c for c in columns if c.endswith(("_api_key", "_base_url", "_default_model"))
-                    and c != "alert_webhook_secret"]
+        columns = [
+            c.name
+            for c in connection.introspection.get_table_description(
+                connection.cursor(), "integrations_aiprovidersettings"
+            )
+        ]
+        assert not [
+            c
+            for c in columns
+            if c.endswith(("_api_key", "_base_url", "_default_model")) and c != "alert_webhook_secret"
+        ]
 
         # And back: unapplying puts the keys into the columns again.
         old_apps = _migrate(BEFORE)

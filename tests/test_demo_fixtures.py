@@ -66,17 +66,26 @@ def test_demo_shows_every_flow_on_every_demo_site(upstream, client):
     bakery = Page.objects.get(slug="spring-sale")
     bookshop = Page.objects.get(slug="autumn-reads")
     assert client.get(reverse("admin:pages_page_change", args=[bakery.pk]), HTTP_HOST="127.0.0.1").status_code == 200
-    assert client.get(reverse("admin:pages_page_change", args=[bookshop.pk]),
-                      HTTP_HOST="127.0.0.1").status_code in (302, 404)  # another site: not even its existence
-    assert client.get(reverse("admin:integrations_aiprovidersettings_changelist"),
-                      HTTP_HOST="127.0.0.1").status_code == 403  # no AI settings for editors
-    preview = client.post(reverse("admin:pages_page_generate_meta", args=[bakery.pk]),
-                          {"step": "generate", "model": ""}, HTTP_HOST="127.0.0.1")
+    assert client.get(reverse("admin:pages_page_change", args=[bookshop.pk]), HTTP_HOST="127.0.0.1").status_code in (
+        302,
+        404,
+    )  # another site: not even its existence
+    assert (
+        client.get(reverse("admin:integrations_aiprovidersettings_changelist"), HTTP_HOST="127.0.0.1").status_code
+        == 403
+    )  # no AI settings for editors
+    preview = client.post(
+        reverse("admin:pages_page_generate_meta", args=[bakery.pk]),
+        {"step": "generate", "model": ""},
+        HTTP_HOST="127.0.0.1",
+    )
     assert "Spring sale | " in preview.content.decode()
     template = PromptTemplate.objects.get(slug="product-blurb")
-    run = client.post(reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
-                      {"product": "rye bread", "audience": "students", "site": bakery.site_id, "model": ""},
-                      HTTP_HOST="127.0.0.1")
+    run = client.post(
+        reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
+        {"product": "rye bread", "audience": "students", "site": bakery.site_id, "model": ""},
+        HTTP_HOST="127.0.0.1",
+    )
     html = run.content.decode()
     assert 'id="save-form"' in html and "crafted with care" in html  # prose, from the emulator
 

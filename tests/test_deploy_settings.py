@@ -30,7 +30,7 @@ def section(heading: str) -> str:
     level = heading.split(" ")[0]
     start = README.index(heading + "\n") + len(heading)
     ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", README[start:], re.MULTILINE)]
-    return README[start:start + ends[0]] if ends else README[start:]
+    return README[start : start + ends[0]] if ends else README[start:]
 
 
 def table_variables() -> list[str]:
@@ -58,9 +58,12 @@ def clean_environ(extra: dict[str, str]) -> dict[str, str]:
 
 def run_check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
         env=clean_environ({**env, "DJANGO_SETTINGS_MODULE": "panel.settings", "PANEL_ENV_FILE": "/nonexistent"}),
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -108,15 +111,25 @@ def test_https_is_the_default_when_debug_is_off(load_settings):
 
 def test_each_deploy_setting_comes_from_the_environment(load_settings):
     loaded = load_settings(
-        DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_SECURE_HSTS_SECONDS="600", DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
-        DJANGO_SECURE_HSTS_PRELOAD="true", DJANGO_SESSION_COOKIE_SECURE="no", DJANGO_CSRF_COOKIE_SECURE="0",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        DJANGO_SECURE_HSTS_SECONDS="600",
+        DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+        DJANGO_SECURE_HSTS_PRELOAD="true",
+        DJANGO_SESSION_COOKIE_SECURE="no",
+        DJANGO_CSRF_COOKIE_SECURE="0",
         DJANGO_CSRF_TRUSTED_ORIGINS="https://a.example,https://b.example",
         DJANGO_SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO,https",
     )
     assert (loaded["SECURE_SSL_REDIRECT"], loaded["SESSION_COOKIE_SECURE"], loaded["CSRF_COOKIE_SECURE"]) == (
-        False, False, False)
+        False,
+        False,
+        False,
+    )
     assert (loaded["SECURE_HSTS_SECONDS"], loaded["SECURE_HSTS_INCLUDE_SUBDOMAINS"], loaded["SECURE_HSTS_PRELOAD"]) == (
-        600, True, True)
+        600,
+        True,
+        True,
+    )
     assert loaded["CSRF_TRUSTED_ORIGINS"] == ["https://a.example", "https://b.example"]
     assert loaded["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -129,9 +142,16 @@ def test_a_malformed_proxy_header_is_a_clear_startup_error(load_settings, value)
 
 def test_the_readme_table_lists_the_deploy_variables():
     listed = set(table_variables())
-    for name in ("AI_API_RATE_LIMIT", "DJANGO_SECURE_SSL_REDIRECT", "DJANGO_SECURE_HSTS_SECONDS",
-                 "DJANGO_SESSION_COOKIE_SECURE", "DJANGO_CSRF_COOKIE_SECURE", "DJANGO_CSRF_TRUSTED_ORIGINS",
-                 "DJANGO_SECURE_PROXY_SSL_HEADER", "AI_SETTINGS_CHECK_INTERVAL"):
+    for name in (
+        "AI_API_RATE_LIMIT",
+        "DJANGO_SECURE_SSL_REDIRECT",
+        "DJANGO_SECURE_HSTS_SECONDS",
+        "DJANGO_SESSION_COOKIE_SECURE",
+        "DJANGO_CSRF_COOKIE_SECURE",
+        "DJANGO_CSRF_TRUSTED_ORIGINS",
+        "DJANGO_SECURE_PROXY_SSL_HEADER",
+        "AI_SETTINGS_CHECK_INTERVAL",
+    ):
         assert name in listed
 
 

@@ -89,11 +89,14 @@ def test_provider_for_model(ai_settings, present, model, want):
     assert ProviderFactory.get_provider_for_model(model).name == want
 
 
-@pytest.mark.parametrize(("present", "model", "missing"), [
-    ({"anthropic"}, "gpt-4o", "OPENAI_API_KEY"),
-    ({"openai"}, "claude-3-opus", "ANTHROPIC_API_KEY"),
-    ({"anthropic"}, "meta-llama/llama-3.1-70b-instruct", "OPENROUTER_API_KEY"),
-])
+@pytest.mark.parametrize(
+    ("present", "model", "missing"),
+    [
+        ({"anthropic"}, "gpt-4o", "OPENAI_API_KEY"),
+        ({"openai"}, "claude-3-opus", "ANTHROPIC_API_KEY"),
+        ({"anthropic"}, "meta-llama/llama-3.1-70b-instruct", "OPENROUTER_API_KEY"),
+    ],
+)
 def test_provider_for_model_names_the_missing_key(ai_settings, present, model, missing):
     configure(ai_settings, present)
     with pytest.raises(ProviderNotConfigured, match=missing):

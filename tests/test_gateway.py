@@ -54,14 +54,33 @@ FAULTS = [
     ("malformed", {"malformed": True}, "ProviderUnavailable"),
     ("402", {"status": 402}, "InsufficientCredits"),
     # a 200 with nothing in it (issue 25): retried and failed over like a vendor error
-    ("empty_choices", {"body": {"id": "gen-empty", "object": "chat.completion", "created": 0,
-                                "model": "openai/gpt-4o-mini", "choices": []}}, "EmptyResponse"),
+    (
+        "empty_choices",
+        {
+            "body": {
+                "id": "gen-empty",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "openai/gpt-4o-mini",
+                "choices": [],
+            }
+        },
+        "EmptyResponse",
+    ),
 ]
 
 
 def test_an_empty_choices_answer_is_retried_then_served(site_with_fallback, upstream):
-    upstream.script(flavor="openrouter", body={"id": "gen-empty", "object": "chat.completion", "created": 0,
-                                               "model": "openai/gpt-4o-mini", "choices": []})
+    upstream.script(
+        flavor="openrouter",
+        body={
+            "id": "gen-empty",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "openai/gpt-4o-mini",
+            "choices": [],
+        },
+    )
     with clock.use(clock.FakeClock()):
         result = AIService(site=site_with_fallback.site).generate_content(PROMPT)
     assert result.provider == "openrouter" and result.content and result.attempts == 2
@@ -98,8 +117,7 @@ def test_fault_fails_over_to_a_healthy_provider(site_with_fallback, upstream, se
 
 
 @pytest.mark.parametrize(("name", "fault", "error_class"), FAULTS, ids=[f[0] for f in FAULTS])
-def test_without_fallback_the_typed_error_surfaces_after_the_retries(db, upstream, settings, name, fault,
-                                                                     error_class):
+def test_without_fallback_the_typed_error_surfaces_after_the_retries(db, upstream, settings, name, fault, error_class):
     settings.AI_MAX_RETRIES = 2
     settings.AI_REQUEST_TIMEOUT = 0.5
     record = AIProviderSettingsFactory(
@@ -126,7 +144,9 @@ def test_request_errors_do_not_fail_over(site_with_fallback, upstream):
 
 def test_openrouter_native_fallbacks_and_routing_come_from_the_site(db, upstream):
     record = AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
+        provider_type="openrouter",
+        openrouter_api_key=OR_KEY,
+        openrouter_base_url=upstream.openrouter_base_url,
         openrouter_fallback_models=["anthropic/claude-3.5-haiku"],
         openrouter_routing={"sort": "price", "allow_fallbacks": True, "data_collection": "deny"},
     )
@@ -167,8 +187,11 @@ def test_ledger_records_cost_from_openrouter_and_from_the_price_table(db, upstre
         provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
     )
     record = AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
-        openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
+        provider_type="openrouter",
+        openrouter_api_key=OR_KEY,
+        openrouter_base_url=upstream.openrouter_base_url,
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
     )
     service = AIService(site=record.site, service="pages.meta")
     via_router = service.generate_content(PROMPT, model="openai/gpt-4o")
@@ -226,7 +249,9 @@ def test_32_concurrent_requests_make_32_rows_with_correct_token_sums(upstream):
 
 def capped_site(upstream, cap):
     return AIProviderSettingsFactory(
-        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
         monthly_budget=Decimal(cap),
     )
 
@@ -311,8 +336,14 @@ class TestResponseCache:
 
     @pytest.mark.parametrize(
         "change",
-        [{"prompt": PROMPT + "!"}, {"max_tokens": 99}, {"model": "gpt-4o"}, {"system_prompt": "Be brief."},
-         {"provider": "openrouter"}, {"stop": ["\n"]}],
+        [
+            {"prompt": PROMPT + "!"},
+            {"max_tokens": 99},
+            {"model": "gpt-4o"},
+            {"system_prompt": "Be brief."},
+            {"provider": "openrouter"},
+            {"stop": ["\n"]},
+        ],
     )
     def test_any_change_misses(self, service, upstream, change, settings):
         settings.OPENROUTER_API_KEY = OR_KEY
@@ -370,14 +401,18 @@ def test_streaming_error_is_typed_and_recorded_after_its_retries(db, upstream, s
     assert len(fake.sleeps) == 2  # backed off twice, without waiting in real time
     rows = ledger(record.site)
     assert [(r.status, r.error_class, r.attempt) for r in sorted(rows, key=lambda r: r.attempt)] == [
-        ("error", "ProviderUnavailable", n) for n in (1, 2, 3)]
+        ("error", "ProviderUnavailable", n) for n in (1, 2, 3)
+    ]
 
 
 def test_a_stream_fails_over_before_its_first_delta(db, upstream, settings):
     settings.AI_MAX_RETRIES = 0
     record = AIProviderSettingsFactory(
-        provider_type="anthropic", anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
-        openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
+        provider_type="anthropic",
+        anthropic_api_key=ANT_KEY,
+        anthropic_base_url=upstream.anthropic_base_url,
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
         fallback_chain=[{"provider": "openai", "model": ""}],
     )
     upstream.script(flavor="anthropic", status=529)
@@ -392,8 +427,11 @@ def test_a_stream_fails_over_before_its_first_delta(db, upstream, settings):
 
 def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upstream, settings):
     record = AIProviderSettingsFactory(
-        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
-        anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        anthropic_api_key=ANT_KEY,
+        anthropic_base_url=upstream.anthropic_base_url,
         fallback_chain=[{"provider": "anthropic", "model": ""}],
     )
     upstream.script(flavor="openai", cut_after=3)

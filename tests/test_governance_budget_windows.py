@@ -31,8 +31,9 @@ PER_CALL = Decimal("0.00125")
 
 @pytest.fixture(autouse=True)
 def gpt4o_price(db):
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"),
-                              completion_per_million=Decimal("10"))
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
 
 
 def call(site, service="general"):
@@ -57,7 +58,10 @@ def test_daily_cap_refuses_names_the_window_and_alerts_each_threshold_once(emula
     assert "80%" in subjects[1] and "100%" in subjects[2]
     assert all(m.to == ["admin-a@example.test"] for m in mail.outbox)
     assert set(BudgetAlert.objects.filter(site=site).values_list("window", "threshold")) == {
-        ("day", 50), ("day", 80), ("day", 100)}
+        ("day", 50),
+        ("day", 80),
+        ("day", 100),
+    }
     # Crossing again in the same period (cold counters after a restart) sends nothing new.
     window = budget_windows.windows_for(_policy(site), None, "general")[0]
     assert budget_windows.send_alert(site.id, window, 80, PER_CALL * 4) is False
@@ -133,8 +137,13 @@ def test_monthly_cap_alerts_and_webhook_is_signed(emulated_site, upstream, setti
     host = f"127.0.0.1:{server.server_address[1]}"
     settings.AI_OUTBOUND_ALLOWLIST = [*settings.AI_OUTBOUND_ALLOWLIST, host]
     try:
-        site = emulated_site("openai", monthly_budget=PER_CALL * 2, alert_thresholds=[50],
-                             alert_webhook_url=f"http://{host}/hook", alert_webhook_secret="whsec-test-123456")
+        site = emulated_site(
+            "openai",
+            monthly_budget=PER_CALL * 2,
+            alert_thresholds=[50],
+            alert_webhook_url=f"http://{host}/hook",
+            alert_webhook_secret="whsec-test-123456",
+        )
         upstream.script(flavor="openai", usage=USAGE, times=10)
         call(site)
     finally:
@@ -188,4 +197,6 @@ def test_a_batch_that_crosses_a_monthly_threshold_sends_its_alert(emulated_site,
     call(site)
     assert len(mail.outbox) == 2 and "100%" in mail.outbox[1].subject
     assert set(BudgetAlert.objects.filter(site=site).values_list("window", "threshold")) == {
-        ("month", 50), ("month", 100)}
+        ("month", 50),
+        ("month", 100),
+    }

@@ -28,7 +28,11 @@ def test_disallowed_model_is_refused_before_any_upstream_request_and_recorded(em
     usage.flush()
     row = AIUsage.objects.get(site=site)
     assert (row.status, row.error_class, row.service, row.requested_model) == (
-        "refused", "PolicyViolation", "pages.meta", "gpt-4o")
+        "refused",
+        "PolicyViolation",
+        "pages.meta",
+        "gpt-4o",
+    )
     assert "allowed_models" in row.error_message
     assert pauses.health(site.id, "openai") == (False, 0)  # no cooldown, no failure counted
 
@@ -42,8 +46,12 @@ def test_allowed_model_by_pattern_and_logical_name_is_served(emulated_site, upst
 
 def test_disallowed_provider_is_skipped_by_failover_without_a_cooldown(emulated_site, upstream, settings):
     settings.AI_COOLDOWN_AFTER_FAILURES = 1
-    site = emulated_site("openai", also=("anthropic",), allowed_providers=["anthropic"],
-                         fallback_chain=[{"provider": "anthropic", "model": ""}])
+    site = emulated_site(
+        "openai",
+        also=("anthropic",),
+        allowed_providers=["anthropic"],
+        fallback_chain=[{"provider": "anthropic", "model": ""}],
+    )
     for _ in range(3):
         result = AIService(site=site).generate_content("hi")
         assert result.provider == "anthropic"
@@ -54,8 +62,12 @@ def test_disallowed_provider_is_skipped_by_failover_without_a_cooldown(emulated_
 
 
 def test_every_candidate_refused_names_the_rule(emulated_site, upstream):
-    site = emulated_site("openai", also=("anthropic",), allowed_providers=["openrouter"],
-                         fallback_chain=[{"provider": "anthropic", "model": ""}])
+    site = emulated_site(
+        "openai",
+        also=("anthropic",),
+        allowed_providers=["openrouter"],
+        fallback_chain=[{"provider": "anthropic", "model": ""}],
+    )
     with pytest.raises(PolicyViolation, match="allowed_providers") as caught:
         AIService(site=site).generate_content("hi")
     assert caught.value.rule == "allowed_providers"
@@ -71,7 +83,9 @@ def test_streams_are_refused_too(emulated_site, upstream):
 
 def test_openrouter_data_policy_is_sent_on_every_call_and_disallowed_fallback_models_dropped(emulated_site, upstream):
     site = emulated_site(
-        "openrouter", openrouter_deny_data_collection=True, openrouter_zero_retention=True,
+        "openrouter",
+        openrouter_deny_data_collection=True,
+        openrouter_zero_retention=True,
         openrouter_routing={"sort": "price", "data_collection": "allow"},
         openrouter_fallback_models=["anthropic/claude-3.5-haiku", "anthropic/claude-opus-4"],
         allowed_models=["gpt-4o-mini", "anthropic/claude-3.5-haiku"],
@@ -88,8 +102,12 @@ def test_openrouter_data_policy_is_sent_on_every_call_and_disallowed_fallback_mo
 
 def test_data_policy_applies_to_openrouter_as_a_failover_candidate(emulated_site, upstream, settings):
     settings.AI_MAX_RETRIES = 0
-    site = emulated_site("openai", also=("openrouter",), openrouter_deny_data_collection=True,
-                         fallback_chain=[{"provider": "openrouter", "model": ""}])
+    site = emulated_site(
+        "openai",
+        also=("openrouter",),
+        openrouter_deny_data_collection=True,
+        fallback_chain=[{"provider": "openrouter", "model": ""}],
+    )
     upstream.script(flavor="openai", status=503)
     assert AIService(site=site).generate_content("hi").provider == "openrouter"
     assert upstream.requests_for("openrouter")[-1].json["provider"] == {"data_collection": "deny"}
@@ -118,9 +136,16 @@ def test_test_screen_shows_the_violation_with_its_rule(client, emulated_site, up
     site = emulated_site("openai", allowed_models=["gpt-4o-mini"])
     record = AIProviderSettings.objects.get(site=site)
     client.force_login(SuperUserFactory())
-    html = client.post(reverse("admin:integrations_aiprovidersettings_test", args=[record.pk]), {
-        "provider": "", "model": "gpt-4o", "prompt": "hi", "max_tokens": 10, "temperature": 0.5,
-    }).content.decode()
+    html = client.post(
+        reverse("admin:integrations_aiprovidersettings_test", args=[record.pk]),
+        {
+            "provider": "",
+            "model": "gpt-4o",
+            "prompt": "hi",
+            "max_tokens": 10,
+            "temperature": 0.5,
+        },
+    ).content.decode()
     assert "Error: policy_violation" in html
     assert "rule allowed_models: gpt-4o-mini" in html
     assert upstream.requests == []

@@ -70,16 +70,22 @@ def test_api_answers_429_with_retry_after(client, upstream, settings):
     settings.ALLOWED_HOSTS = ["*"]
     site = SiteFactory(domain="limited.example.test")
     record = AIProviderSettings.objects.create(site=site, provider_type="openai", requests_per_minute=1)
-    ProviderCredential.objects.create(settings=record, provider="openai", api_key="sk-proj-" + "ab" * 24,
-                                      base_url=upstream.openai_base_url)
+    ProviderCredential.objects.create(
+        settings=record, provider="openai", api_key="sk-proj-" + "ab" * 24, base_url=upstream.openai_base_url
+    )
     user = UserFactory()
     SiteMembershipFactory(user=user, site=site)
     may_use_ai(user)
     raw = APIToken.issue(user, "t")[1]
 
     def call():
-        return client.post("/api/ai/generate/", data=json.dumps({"prompt": "hi"}), content_type="application/json",
-                           HTTP_HOST="limited.example.test", HTTP_AUTHORIZATION=f"Token {raw}")
+        return client.post(
+            "/api/ai/generate/",
+            data=json.dumps({"prompt": "hi"}),
+            content_type="application/json",
+            HTTP_HOST="limited.example.test",
+            HTTP_AUTHORIZATION=f"Token {raw}",
+        )
 
     assert call().status_code == 200
     response = call()
@@ -90,8 +96,9 @@ def test_api_answers_429_with_retry_after(client, upstream, settings):
 
 
 def test_budget_refusals_are_recorded(emulated_site, upstream):
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"),
-                              completion_per_million=Decimal("10"))
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
     site = emulated_site("openai", monthly_budget=Decimal("0.0001"))
     with pytest.raises(BudgetExceeded):
         AIService(site=site, service="blocks").generate_content("hi", model="gpt-4o", max_tokens=500)
@@ -122,8 +129,14 @@ def test_the_limit_is_shared_by_two_processes(emulated_site, upstream):
     site = emulated_site("openai", requests_per_minute=2)
     AIService(site=site).generate_content("one")
     AIService(site=site).generate_content("two")
-    out = subprocess.run([sys.executable, "-c", CHILD, str(site.id)], cwd=ROOT, env=child_env(),
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(site.id)],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["ok"] is False and 0 < answer["retry_after"] <= 60

@@ -56,8 +56,9 @@ def test_saving_a_site_mapping_invalidates_that_site(record, upstream):
     provider = ProviderFactory.create_provider(site=record.site)
     with pytest.raises(ModelNotFound):  # unknown to the built-in table and without a vendor prefix
         provider.resolve_model("house-model")
-    ModelMappingFactory(site=record.site, logical_name="house-model", provider="openrouter",
-                        provider_model_id="mistralai/mistral-large")
+    ModelMappingFactory(
+        site=record.site, logical_name="house-model", provider="openrouter", provider_model_id="mistralai/mistral-large"
+    )
     AIService(site=record.site).generate_content("hi", model="house-model")
     assert upstream.requests[-1].json["model"] == "mistralai/mistral-large"
 

@@ -68,9 +68,24 @@ def test_a_real_worker_generates_meta_for_50_pages(site, upstream, settings):
     PageFactory.create_batch(50, site=site, meta_title="", meta_description="")
     env = child_env()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "panel", "worker", "--pool=solo", "--concurrency=1",
-         "--loglevel=WARNING", "-Q", "panel-test"],
-        cwd=ROOT / "backend", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "panel",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            "-Q",
+            "panel-test",
+        ],
+        cwd=ROOT / "backend",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         app.conf.task_always_eager = False

@@ -49,8 +49,11 @@ def _load(server: Server, token: str, answered: list[str], progress: threading.C
     body = json.dumps({"prompt": "Tagline for a bakery", "model": "gpt-4o-mini", "max_tokens": 20}).encode()
     while not stop.is_set():
         request = urllib.request.Request(
-            f"http://127.0.0.1:{server.port}/api/ai/generate/", method="POST", data=body,
-            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"})
+            f"http://127.0.0.1:{server.port}/api/ai/generate/",
+            method="POST",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 status, answer = response.status, json.loads(response.read())
@@ -68,13 +71,23 @@ def test_every_answered_call_is_in_the_ledger_after_a_worker_is_killed(upstream,
     if mode == "redis" and not os.environ.get("REDIS_URL"):
         pytest.skip("needs Redis (REDIS_URL)")
     site = SiteFactory(domain="127.0.0.1")
-    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key="sk-proj-" + "e5" * 24,
-                              openai_base_url=upstream.openai_base_url, monthly_budget=Decimal(100))
+    AIProviderSettingsFactory(
+        site=site,
+        provider_type="openai",
+        openai_api_key="sk-proj-" + "e5" * 24,
+        openai_base_url=upstream.openai_base_url,
+        monthly_budget=Decimal(100),
+    )
     user = may_use_ai(UserFactory(username="kill-editor"))
     SiteMembershipFactory(user=user, site=site)
     _, token = APIToken.issue(user, "kill test")
-    env = {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4", "AI_API_RATE_LIMIT": "off",
-           "AI_LEDGER_FLUSH_INTERVAL": "60", "AI_LEDGER_BATCH_SIZE": "100000"}
+    env = {
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "4",
+        "AI_API_RATE_LIMIT": "off",
+        "AI_LEDGER_FLUSH_INTERVAL": "60",
+        "AI_LEDGER_BATCH_SIZE": "100000",
+    }
     if mode == "in-process":
         env["REDIS_URL"] = ""
     answered: list[str] = []
@@ -82,8 +95,10 @@ def test_every_answered_call_is_in_the_ledger_after_a_worker_is_killed(upstream,
     stop = threading.Event()
     server = Server(**env)
     try:
-        clients = [threading.Thread(target=_load, args=(server, token, answered, progress, stop), daemon=True)
-                   for _ in range(CLIENTS)]
+        clients = [
+            threading.Thread(target=_load, args=(server, token, answered, progress, stop), daemon=True)
+            for _ in range(CLIENTS)
+        ]
         for client in clients:
             client.start()
         with progress:

@@ -45,7 +45,9 @@ def priced(db):
 
 def openai_site(upstream, cap: str | None = None):
     return AIProviderSettingsFactory(
-        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url,
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
         monthly_budget=Decimal(cap) if cap is not None else None,
     )
 
@@ -70,7 +72,6 @@ def test_a_warm_budgeted_call_makes_no_query_on_the_calling_thread(upstream, pri
     assert period.spent == sum((r.cost or Decimal(0) for r in rows), Decimal(0)) > 0
 
 
-
 @pytest.mark.django_db(transaction=True)
 def test_rows_carry_the_time_the_call_ended_not_the_time_they_were_written(upstream, priced):
     """The writer batches rows for a while: a row keeps its call's time, so one queued across midnight keeps
@@ -88,15 +89,19 @@ def test_rows_carry_the_time_the_call_ended_not_the_time_they_were_written(upstr
     assert AIUsage.objects.get(site=record.site).created_at <= ended
 
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    late = usage.CallRecord(record.site_id, "late", "gpt-4o", refusal=("openai", errors.BudgetExceeded("capped")),
-                            ended_at=midnight.timestamp() - 0.5)
+    late = usage.CallRecord(
+        record.site_id,
+        "late",
+        "gpt-4o",
+        refusal=("openai", errors.BudgetExceeded("capped")),
+        ended_at=midnight.timestamp() - 0.5,
+    )
     usage.write_ledger(late, {})
     assert usage.flush()
     row = AIUsage.objects.get(site=record.site, service="late")
     assert row.created_at == midnight - datetime.timedelta(seconds=0.5)
     yesterday = (midnight - datetime.timedelta(days=1)).date()
     assert UsageDaily.objects.get(site=record.site, service="late").day == yesterday
-
 
 
 @pytest.mark.django_db(transaction=True)
@@ -110,9 +115,19 @@ def test_rows_drained_twice_are_written_and_billed_once(upstream, priced):
     AIService(site=record.site).generate_content("seed the period", model="gpt-4o", max_tokens=20)
     assert usage.flush()
     spent_before = BudgetPeriod.objects.get(site=record.site).spent
-    batch = [{"site_id": record.site_id, "service": "redis", "provider": "openai", "served_model": "gpt-4o",
-              "status": "ok", "cost": Decimal("0.25"), "total_tokens": 10, "ledger_key": f"call-{n}:0"}
-             for n in range(3)]
+    batch = [
+        {
+            "site_id": record.site_id,
+            "service": "redis",
+            "provider": "openai",
+            "served_model": "gpt-4o",
+            "status": "ok",
+            "cost": Decimal("0.25"),
+            "total_tokens": 10,
+            "ledger_key": f"call-{n}:0",
+        }
+        for n in range(3)
+    ]
     write_rows(batch)
     write_rows([*batch[1:], {**batch[0], "ledger_key": "call-3:0"}])  # drained again, with one new call
     assert AIUsage.objects.filter(site=record.site, service="redis").count() == 4
@@ -179,8 +194,12 @@ def running_child(site_id: int, mode: str, workers: int, **env_extra: str) -> It
     if "REDIS_URL" in env_extra and not env_extra["REDIS_URL"]:
         env.pop("REDIS_URL")
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(site_id), mode, str(workers)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", CHILD, str(site_id), mode, str(workers)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         yield child
@@ -241,8 +260,9 @@ def test_a_full_queue_makes_callers_write_their_own_rows(upstream):
     record = openai_site(upstream)
     # The writer holds two calls and waits ten minutes for more: every call after those two finds the
     # queue full and writes its own rows (back-pressure), none is dropped.
-    with running_child(record.site_id, "linger", 1, CHILD_CALLS="6", AI_LEDGER_QUEUE_SIZE="2",
-                       **HELD_IN_MEMORY) as child:
+    with running_child(
+        record.site_id, "linger", 1, CHILD_CALLS="6", AI_LEDGER_QUEUE_SIZE="2", **HELD_IN_MEMORY
+    ) as child:
         lines = wait_for_line(child, "pushed")
         assert AIUsage.objects.filter(site=record.site).count() == 6 - 2
         child.send_signal(signal.SIGTERM)
@@ -282,8 +302,12 @@ def test_killed_process_loses_no_row_pushed_to_redis(upstream):
     upstream.script(flavor="openai", status=500, times=3)
     # Rows the Redis path did not take would sit in the child's memory and die with it. While the ledger
     # table is locked, the child's drainer takes rows but cannot write them.
-    with running_child(record.site_id, "linger", 6, CHILD_CALLS="6", AI_LEDGER_FLUSH_INTERVAL="600",
-                       AI_LEDGER_BATCH_SIZE="5") as child, ledger_table_locked():
+    with (
+        running_child(
+            record.site_id, "linger", 6, CHILD_CALLS="6", AI_LEDGER_FLUSH_INTERVAL="600", AI_LEDGER_BATCH_SIZE="5"
+        ) as child,
+        ledger_table_locked(),
+    ):
         lines = wait_for_line(child, "pushed")
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
@@ -380,8 +404,14 @@ def test_processes_sharing_redis_never_pass_the_cap(upstream, priced):
     upstream.script(flavor="openai", delay=0.1, times=100)
     env = child_env()
     children = [
-        subprocess.Popen([sys.executable, "-c", SPENDER, str(record.site_id), f"p{n}"], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", SPENDER, str(record.site_id), f"p{n}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for n in range(3)
     ]
     outcomes: list[str] = []

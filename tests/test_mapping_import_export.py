@@ -34,14 +34,14 @@ def test_a_good_file_imports(client):
     SiteFactory(domain="shop.example.test")
     client.force_login(SuperUserFactory())
     content = (
-        HEADER + ",house-fast,openrouter,mistralai/mistral-large,1\n"
-        "shop.example.test,house-fast,openai,gpt-4o-mini,1\n"
+        HEADER + ",house-fast,openrouter,mistralai/mistral-large,1\nshop.example.test,house-fast,openai,gpt-4o-mini,1\n"
     )
     response = import_file(client, content)
     assert response.status_code == 200 and response.context["confirm_form"] is not None
     confirm(client, response)
     assert set(ModelMapping.objects.values_list("logical_name", "provider", "provider_model_id")) == {
-        ("house-fast", "openrouter", "mistralai/mistral-large"), ("house-fast", "openai", "gpt-4o-mini")
+        ("house-fast", "openrouter", "mistralai/mistral-large"),
+        ("house-fast", "openai", "gpt-4o-mini"),
     }
 
 
@@ -77,11 +77,14 @@ def test_a_site_admin_may_import_only_for_their_sites(client):
     SiteFactory(domain="theirs.example.test")
     user = UserFactory()
     SiteMembershipFactory(user=user, site=mine)
-    user.user_permissions.set(Permission.objects.filter(codename__in=[
-        "view_modelmapping", "add_modelmapping", "change_modelmapping"]))
+    user.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_modelmapping", "add_modelmapping", "change_modelmapping"])
+    )
     client.force_login(user)
-    html = import_file(client, HEADER + "mine.example.test,a,openai,gpt-4o,1\ntheirs.example.test,b,openai,gpt-4o,1\n"
-                       ",c,openai,gpt-4o,1\n").content.decode()
+    html = import_file(
+        client,
+        HEADER + "mine.example.test,a,openai,gpt-4o,1\ntheirs.example.test,b,openai,gpt-4o,1\n,c,openai,gpt-4o,1\n",
+    ).content.decode()
     assert "You do not manage that site." in html
     assert "Only a superuser may import global mappings" in html
     assert not ModelMapping.objects.exists()
@@ -98,9 +101,17 @@ def test_export_lists_mappings_and_nothing_secret(client, fmt_name):
     url = reverse("admin:integrations_modelmapping_export")
     page = client.get(url)
     formats = dict((label.lower(), value) for value, label in page.context["form"].fields["format"].choices)
-    response = client.post(url, {"format": formats[fmt_name], "resource": "0",
-                                 **{f"modelmappingresource_{f}": "on" for f in
-                                    ("site", "logical_name", "provider", "provider_model_id", "is_active")}})
+    response = client.post(
+        url,
+        {
+            "format": formats[fmt_name],
+            "resource": "0",
+            **{
+                f"modelmappingresource_{f}": "on"
+                for f in ("site", "logical_name", "provider", "provider_model_id", "is_active")
+            },
+        },
+    )
     body = response.content.decode()
     assert "exp-model" in body and "exp.example.test" in body
     assert "sk-proj-" not in body
@@ -111,8 +122,10 @@ def test_export_lists_mappings_and_nothing_secret(client, fmt_name):
 def invalid_rows(response) -> dict[int, str]:
     """Row number (header excluded) -> all its error texts, from the admin's import result."""
     result = response.context["result"]
-    return {row.number: " ".join(str(m) for messages in row.error_dict.values() for m in messages)
-            for row in result.invalid_rows}
+    return {
+        row.number: " ".join(str(m) for messages in row.error_dict.values() for m in messages)
+        for row in result.invalid_rows
+    }
 
 
 @pytest.mark.parametrize("value", ["maybe", "2", "nope", "tru", "on"])
@@ -128,8 +141,19 @@ def test_a_boolean_that_is_not_one_is_a_row_error_naming_it(client, value):
     assert not ModelMapping.objects.exists()
 
 
-@pytest.mark.parametrize(("value", "expected"), [("TRUE", True), ("yes", True), ("Yes", True), ("1", True),
-                                                 ("false", False), ("No", False), ("0", False), (" no ", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("TRUE", True),
+        ("yes", True),
+        ("Yes", True),
+        ("1", True),
+        ("false", False),
+        ("No", False),
+        ("0", False),
+        (" no ", False),
+    ],
+)
 def test_the_boolean_spellings_import(client, value, expected):
     client.force_login(SuperUserFactory())
     confirm(client, import_file(client, HEADER + f",m,openai,gpt-4o,{value}\n"))
@@ -183,14 +207,27 @@ def test_updating_an_existing_mapping_once_is_still_fine(client):
 
 
 def test_an_export_imports_back_unchanged(client):
-    ModelMappingFactory(site=SiteFactory(domain="rt.example.test"), logical_name="m", provider="openai",
-                        provider_model_id="gpt-4o", is_active=False)
+    ModelMappingFactory(
+        site=SiteFactory(domain="rt.example.test"),
+        logical_name="m",
+        provider="openai",
+        provider_model_id="gpt-4o",
+        is_active=False,
+    )
     client.force_login(SuperUserFactory())
     url = reverse("admin:integrations_modelmapping_export")
     formats = {label.lower(): value for value, label in client.get(url).context["form"].fields["format"].choices}
-    exported = client.post(url, {"format": formats["csv"], "resource": "0", **{
-        f"modelmappingresource_{f}": "on" for f in ("site", "logical_name", "provider", "provider_model_id",
-                                                    "is_active")}}).content.decode()
+    exported = client.post(
+        url,
+        {
+            "format": formats["csv"],
+            "resource": "0",
+            **{
+                f"modelmappingresource_{f}": "on"
+                for f in ("site", "logical_name", "provider", "provider_model_id", "is_active")
+            },
+        },
+    ).content.decode()
     response = import_file(client, exported)
     assert response.context["confirm_form"] is not None, invalid_rows(response)
     confirm(client, response)

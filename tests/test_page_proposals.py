@@ -29,8 +29,13 @@ def staff(site, *perms: str):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_unscripted_emulator_meta_is_plausible_on_every_provider(emulated_site, upstream, provider):
-    page = PageFactory(site=emulated_site(provider), title="Wedding cakes", meta_title="", meta_description="",
-                       body="Tiered cakes made to order, with tastings on Saturdays.")
+    page = PageFactory(
+        site=emulated_site(provider),
+        title="Wedding cakes",
+        meta_title="",
+        meta_description="",
+        body="Tiered cakes made to order, with tastings on Saturdays.",
+    )
     proposal = AIService().propose_meta(page)
     assert "Wedding cakes" in proposal.meta_title and len(proposal.meta_title) <= 60
     assert proposal.meta_description.startswith("Tiered cakes made to order")
@@ -71,8 +76,13 @@ def test_meta_twice_unusable_is_a_typed_error(emulated_site, upstream):
 
 def test_per_page_meta_preview_then_accept_as_site_admin(client, emulated_site, upstream):
     site = emulated_site("anthropic")
-    page = PageFactory(site=site, title="Opening hours", meta_title="Old title", meta_description="Old text",
-                       body="Open Tuesday to Sunday, 7am to 6pm.")
+    page = PageFactory(
+        site=site,
+        title="Opening hours",
+        meta_title="Old title",
+        meta_description="Old text",
+        body="Open Tuesday to Sunday, 7am to 6pm.",
+    )
     client.force_login(staff(site, "view_page", "change_page"))
     url = reverse("admin:pages_page_generate_meta", args=[page.pk])
     intro = client.get(url).content.decode()
@@ -81,15 +91,27 @@ def test_per_page_meta_preview_then_accept_as_site_admin(client, emulated_site, 
     html = response.content.decode()
     assert "Old title" in html and "Opening hours | Fresh ideas" in html and "/160" in html
     token = response.context["rows"][0]["token"]
-    too_long = client.post(reverse("admin:pages_page_accept_meta"), {
-        "token": token, f"accept-{token}": "on", f"meta_title-{token}": "x" * 61,
-        f"meta_description-{token}": "Fine."})
+    too_long = client.post(
+        reverse("admin:pages_page_accept_meta"),
+        {
+            "token": token,
+            f"accept-{token}": "on",
+            f"meta_title-{token}": "x" * 61,
+            f"meta_description-{token}": "Fine.",
+        },
+    )
     assert "Meta title is 61 characters; at most 60." in too_long.content.decode()
     page.refresh_from_db()
     assert page.meta_title == "Old title"
-    saved = client.post(reverse("admin:pages_page_accept_meta"), {
-        "token": token, f"accept-{token}": "on", f"meta_title-{token}": "Opening hours | Bakery",
-        f"meta_description-{token}": "Open Tuesday to Sunday."})
+    saved = client.post(
+        reverse("admin:pages_page_accept_meta"),
+        {
+            "token": token,
+            f"accept-{token}": "on",
+            f"meta_title-{token}": "Opening hours | Bakery",
+            f"meta_description-{token}": "Open Tuesday to Sunday.",
+        },
+    )
     assert saved.status_code == 302 and saved["Location"] == reverse("admin:pages_page_change", args=[page.pk])
     page.refresh_from_db()
     assert (page.meta_title, page.meta_description) == ("Opening hours | Bakery", "Open Tuesday to Sunday.")
@@ -124,8 +146,16 @@ def test_blocks_are_edited_with_their_type_form_not_json(client, emulated_site):
     assert "items[0].answer is required" in bad.content.decode()
     block.refresh_from_db()
     assert block.content == {"items": [{"question": "Q1?", "answer": "A1."}]}
-    ok = client.post(url, {"block_type": "faq", "items-0-question": "Q1?", "items-0-answer": "A1.",
-                           "items-1-question": "Q2?", "items-1-answer": "A2."})
+    ok = client.post(
+        url,
+        {
+            "block_type": "faq",
+            "items-0-question": "Q1?",
+            "items-0-answer": "A1.",
+            "items-1-question": "Q2?",
+            "items-1-answer": "A2.",
+        },
+    )
     assert ok.status_code == 302
     block.refresh_from_db()
     assert block.content["items"][1] == {"question": "Q2?", "answer": "A2."}

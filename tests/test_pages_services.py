@@ -22,8 +22,11 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def page(upstream):
     record = AIProviderSettingsFactory(  # auto picks OpenRouter, which then serves every model
-        provider_type="auto", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
-        anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
+        provider_type="auto",
+        openrouter_api_key=OR_KEY,
+        openrouter_base_url=upstream.openrouter_base_url,
+        anthropic_api_key=ANT_KEY,
+        anthropic_base_url=upstream.anthropic_base_url,
     )
     return PageFactory(site=record.site, title="Spring sale", meta_title="", meta_description="")
 
@@ -45,10 +48,14 @@ def test_trim_to_words_never_cuts_mid_word(text, limit, expected):
 
 
 def test_meta_sends_the_expected_messages_and_saves(page, upstream):
-    upstream.script(content=json.dumps({
-        "meta_title": "Spring Sale: 20% Off Sourdough, Croissants and Every Loaf in the Bakery",
-        "meta_description": "Twenty percent off everything until Sunday.",
-    }))
+    upstream.script(
+        content=json.dumps(
+            {
+                "meta_title": "Spring Sale: 20% Off Sourdough, Croissants and Every Loaf in the Bakery",
+                "meta_description": "Twenty percent off everything until Sunday.",
+            }
+        )
+    )
     meta = AIService().generate_meta_for_page(page, model="gpt-4o")
     request = upstream.requests[0]
     assert request.flavor == "openrouter"
@@ -65,7 +72,9 @@ def test_meta_sends_the_expected_messages_and_saves(page, upstream):
 
 def test_anthropic_gets_no_response_format(page, upstream):
     record = AIProviderSettingsFactory(
-        provider_type="anthropic", anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
+        provider_type="anthropic",
+        anthropic_api_key=ANT_KEY,
+        anthropic_base_url=upstream.anthropic_base_url,
     )
     page = PageFactory(site=record.site, title="Spring sale", meta_title="", meta_description="")
     upstream.script(content=json.dumps({"meta_title": "T", "meta_description": "D"}))

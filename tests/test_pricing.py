@@ -29,11 +29,18 @@ SYSTEM = "You are the house style guide of a small newspaper, answer briefly and
 
 def catalogue(provider_id: str, model: str, row: AIUsage) -> Decimal:
     """What genai-prices itself says the row's tokens cost."""
-    return calc_price(Usage(input_tokens=row.prompt_tokens, cache_read_tokens=row.cached_tokens,
-                            cache_write_tokens=row.cache_write_tokens, output_tokens=row.completion_tokens,
-                            output_reasoning_tokens=row.reasoning_tokens),
-                      model, provider_id=provider_id, genai_request_timestamp=datetime.datetime.now(datetime.UTC)
-                      ).total_price
+    return calc_price(
+        Usage(
+            input_tokens=row.prompt_tokens,
+            cache_read_tokens=row.cached_tokens,
+            cache_write_tokens=row.cache_write_tokens,
+            output_tokens=row.completion_tokens,
+            output_reasoning_tokens=row.reasoning_tokens,
+        ),
+        model,
+        provider_id=provider_id,
+        genai_request_timestamp=datetime.datetime.now(datetime.UTC),
+    ).total_price
 
 
 def run(site, stream: bool, **kwargs):
@@ -50,12 +57,20 @@ def run(site, stream: bool, **kwargs):
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_openai_dated_snapshot_with_cached_and_reasoning_tokens_costs_the_catalogues_price(
-        emulated_site, upstream, stream):
+    emulated_site, upstream, stream
+):
     site = emulated_site("openai")
     upstream.dated = True
-    upstream.script(flavor="openai", usage={
-        "prompt_tokens": 4000, "completion_tokens": 1200, "total_tokens": 5200,
-        "prompt_tokens_details": {"cached_tokens": 3200}, "completion_tokens_details": {"reasoning_tokens": 500}})
+    upstream.script(
+        flavor="openai",
+        usage={
+            "prompt_tokens": 4000,
+            "completion_tokens": 1200,
+            "total_tokens": 5200,
+            "prompt_tokens_details": {"cached_tokens": 3200},
+            "completion_tokens_details": {"reasoning_tokens": 500},
+        },
+    )
     result, row = run(site, stream, model="gpt-4o-mini")
     assert result.model == row.served_model == "gpt-4o-mini-2024-07-18"
     assert (row.cached_tokens, row.reasoning_tokens) == (3200, 500)
@@ -67,7 +82,8 @@ def test_openai_dated_snapshot_with_cached_and_reasoning_tokens_costs_the_catalo
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 def test_anthropic_latest_alias_with_cache_writes_then_reads_costs_the_catalogues_price(
-        emulated_site, upstream, stream):
+    emulated_site, upstream, stream
+):
     site = emulated_site("anthropic")
     upstream.dated = True
     _, first = run(site, stream, model="claude-3-5-haiku-latest", system_prompt=SYSTEM, cache_system=True)
@@ -86,14 +102,25 @@ def test_openrouter_reported_cost_wins_and_an_unreported_one_comes_from_the_cata
     site = emulated_site("openrouter")
     reported, row = run(site, False, model="gpt-4o-mini")
     assert row.cost_source == "reported" and row.cost == reported.cost
-    ModelPrice.objects.create(provider="openrouter", model_id="openai/gpt-4o-mini", prompt_per_million=Decimal(99),
-                              completion_per_million=Decimal(99))
+    ModelPrice.objects.create(
+        provider="openrouter",
+        model_id="openai/gpt-4o-mini",
+        prompt_per_million=Decimal(99),
+        completion_per_million=Decimal(99),
+    )
     _, row = run(site, False, model="gpt-4o-mini")
     assert row.cost_source == "reported" and row.cost == reported.cost  # over any table, overrides included
     ModelPrice.objects.all().delete()
-    upstream.script(flavor="openrouter", usage={"cost": None, "prompt_tokens": 100, "completion_tokens": 20,
-                                                          "total_tokens": 120,
-                                                          "prompt_tokens_details": {"cached_tokens": 64}})
+    upstream.script(
+        flavor="openrouter",
+        usage={
+            "cost": None,
+            "prompt_tokens": 100,
+            "completion_tokens": 20,
+            "total_tokens": 120,
+            "prompt_tokens_details": {"cached_tokens": 64},
+        },
+    )
     _, row = run(site, False, model="gpt-4o-mini")
     assert row.served_model == "openai/gpt-4o-mini"
     assert row.cost_source == "catalogue" and row.cost == catalogue("openrouter", "openai/gpt-4o-mini", row) > 0
@@ -101,8 +128,10 @@ def test_openrouter_reported_cost_wins_and_an_unreported_one_comes_from_the_cata
 
 def test_a_named_endpoint_is_free_only_when_the_deployment_says_so(settings, upstream, emulated_site):
     site = emulated_site("openai")
-    settings.AI_ENDPOINTS = {"ollama": {"base_url": upstream.compatible_base_url, "free": True},
-                             "vllm": {"base_url": upstream.compatible_base_url}}
+    settings.AI_ENDPOINTS = {
+        "ollama": {"base_url": upstream.compatible_base_url, "free": True},
+        "vllm": {"base_url": upstream.compatible_base_url},
+    }
     _, row = run(site, False, provider="ollama", model="llama3.1")
     assert (row.provider, row.cost_source, row.cost) == ("ollama", "free", Decimal(0))
     _, row = run(site, False, provider="vllm", model="llama3.1", max_tokens=50)
@@ -120,12 +149,15 @@ def test_a_named_endpoint_is_priced_by_the_catalogue_of_the_provider_its_url_bel
 
 def test_an_override_wins_and_prices_the_dated_snapshot_the_vendor_answers_with(emulated_site, upstream):
     """The issue's story: a price for gpt-4o-mini, the vendor answers gpt-4o-mini-2024-07-18."""
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal(1000),
-                              completion_per_million=Decimal(1000))
+    ModelPrice.objects.create(
+        provider="openai",
+        model_id="gpt-4o-mini",
+        prompt_per_million=Decimal(1000),
+        completion_per_million=Decimal(1000),
+    )
     site = emulated_site("openai", monthly_budget=Decimal("0.10"))
     upstream.dated = True
-    upstream.script(flavor="openai", usage={"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-                    times=10)
+    upstream.script(flavor="openai", usage={"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}, times=10)
     _, row = run(site, False, model="gpt-4o-mini", max_tokens=10)
     assert row.served_model == "gpt-4o-mini-2024-07-18"
     assert row.cost_source == "price_table" and row.cost == Decimal("0.02")
@@ -157,10 +189,16 @@ def test_a_capped_site_is_refused_at_its_cap_on_catalogue_prices(emulated_site, 
 
 def test_an_unpriced_model_is_charged_its_reservation_in_every_window(emulated_site, upstream, settings):
     settings.AI_UNPRICED_PRICE = "15,75"
-    site = emulated_site("anthropic", monthly_budget=Decimal(10), daily_budget=Decimal(10), weekly_budget=Decimal(10),
-                         service_budgets={"pages.meta": "10"})
-    upstream.script(flavor="anthropic", served_model="claude-panel-unlisted-1",
-                    usage={"input_tokens": 5, "output_tokens": 5})
+    site = emulated_site(
+        "anthropic",
+        monthly_budget=Decimal(10),
+        daily_budget=Decimal(10),
+        weekly_budget=Decimal(10),
+        service_budgets={"pages.meta": "10"},
+    )
+    upstream.script(
+        flavor="anthropic", served_model="claude-panel-unlisted-1", usage={"input_tokens": 5, "output_tokens": 5}
+    )
     prompt = "x" * 300
     AIService(site=site, service="pages.meta").generate_content(prompt, model="claude-3-5-haiku", max_tokens=200)
     usage.flush()
@@ -206,8 +244,9 @@ def test_the_batch_estimate_uses_the_settlements_resolution(emulated_site, upstr
     result = estimate(site, calls, model="gpt-4o-mini")
     expected = 3 * (Decimal("0.15") * (30 // 3 + 16) + Decimal("0.6") * 100) / MILLION
     assert result.cost == expected and not result.unpriced
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal(1),
-                              completion_per_million=Decimal(2))
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal(1), completion_per_million=Decimal(2)
+    )
     result = estimate(site, calls, model="gpt-4o-mini")
     assert result.cost == 3 * (Decimal(1) * 26 + Decimal(2) * 100) / MILLION
 
@@ -219,10 +258,13 @@ def test_ai_prices_prints_how_an_id_resolves(db):
 
     out = StringIO()
     call_command("ai_prices", "gpt-4o-mini-2024-07-18", "--provider", "openai", stdout=out)
-    assert ("openai:gpt-4o-mini-2024-07-18 -> catalogue: genai-prices openai:gpt-4o-mini; prompt $0.15/M, "
-            "completion $0.6/M, cache read $0.075/M") in out.getvalue()
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal(1),
-                              completion_per_million=Decimal(2))
+    assert (
+        "openai:gpt-4o-mini-2024-07-18 -> catalogue: genai-prices openai:gpt-4o-mini; prompt $0.15/M, "
+        "completion $0.6/M, cache read $0.075/M"
+    ) in out.getvalue()
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal(1), completion_per_million=Decimal(2)
+    )
     out = StringIO()
     call_command("ai_prices", "gpt-4o-mini-2024-07-18", stdout=out)
     text = out.getvalue()

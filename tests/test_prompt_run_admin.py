@@ -50,8 +50,9 @@ def token_of(response) -> str:
 
 
 @pytest.mark.parametrize("provider", ["openrouter", "openai", "anthropic"])
-def test_saved_run_keeps_model_provider_tokens_cost_and_links_its_ledger_rows(client, emulated_site, upstream,
-                                                                              provider):
+def test_saved_run_keeps_model_provider_tokens_cost_and_links_its_ledger_rows(
+    client, emulated_site, upstream, provider
+):
     site = emulated_site(provider)
     template = PromptTemplateFactory(site=site, default_model="")
     client.force_login(SuperUserFactory())
@@ -66,17 +67,28 @@ def test_saved_run_keeps_model_provider_tokens_cost_and_links_its_ledger_rows(cl
     ledger = AIUsage.objects.get(site=site, status=AIUsage.STATUS_OK)
     assert ledger.request_id == result.request_id
 
-    saved = client.post(run_url(template), {
-        "_save": "1", "output": "Rye, edited by hand.", "preview_token": token_of(response),
-        # numbers a client might try to slip in are not read
-        "total_tokens": "999999", "cost": "0", "model": "free-model", "site_id": "1",
-    })
+    saved = client.post(
+        run_url(template),
+        {
+            "_save": "1",
+            "output": "Rye, edited by hand.",
+            "preview_token": token_of(response),
+            # numbers a client might try to slip in are not read
+            "total_tokens": "999999",
+            "cost": "0",
+            "model": "free-model",
+            "site_id": "1",
+        },
+    )
     assert saved.status_code == 302
     run = PromptRun.objects.get()
     assert run.output == "Rye, edited by hand."
     assert (run.provider, run.model) == (provider, result.model) and run.model
     assert (run.prompt_tokens, run.completion_tokens, run.total_tokens) == (
-        result.prompt_tokens, result.completion_tokens, result.total_tokens)
+        result.prompt_tokens,
+        result.completion_tokens,
+        result.total_tokens,
+    )
     assert run.cost == ledger.cost
     assert run.request_id == result.request_id
     assert run.site == site and run.variables == {"product": "rye", "audience": "students"}
@@ -126,14 +138,17 @@ def test_a_preview_saves_once_and_only_for_its_template_and_session(client, emul
     assert stolen.status_code == 200 and PromptRun.objects.count() == 1
 
 
-@pytest.mark.parametrize("tampered", [
-    {"variables_json": "{not json", "site_id": "1"},
-    {"variables_json": json.dumps({"product": "rye"}), "site_id": "abc"},
-    {"variables_json": "[]", "site_id": "99999999999999999999"},
-    {"preview_token": "forged"},
-    {"preview_token": ""},
-    {"preview_token": "x" * 5000},
-])
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        {"variables_json": "{not json", "site_id": "1"},
+        {"variables_json": json.dumps({"product": "rye"}), "site_id": "abc"},
+        {"variables_json": "[]", "site_id": "99999999999999999999"},
+        {"preview_token": "forged"},
+        {"preview_token": ""},
+        {"preview_token": "x" * 5000},
+    ],
+)
 def test_tampered_save_request_is_a_form_error_not_a_500(client, emulated_site, upstream, tampered):
     site = emulated_site("openai")
     template = PromptTemplateFactory(site=site)
@@ -188,8 +203,9 @@ def test_no_membership_means_no_run(client, emulated_site, upstream):
     other_sites_template = PromptTemplateFactory(site=site)
     assert client.get(run_url(other_sites_template)).status_code == 404
     # a global template on a site they do not manage: the choice is refused, nothing is called
-    response = client.post(run_url(PromptTemplateFactory(site=None)),
-                           {"product": "rye", "audience": "x", "site": site.pk, "model": ""})
+    response = client.post(
+        run_url(PromptTemplateFactory(site=None)), {"product": "rye", "audience": "x", "site": site.pk, "model": ""}
+    )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert upstream.requests == []
     client.force_login(staff(None))  # permissions but no site at all

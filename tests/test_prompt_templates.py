@@ -21,8 +21,13 @@ def site(emulated_site):
 
 @pytest.mark.parametrize(
     ("template", "problem"),
-    [("Hi {}", "is not a variable name"), ("Hi {0}", "is not a variable name"), ("Hi {a.b}", "is not a variable name"),
-     ("Hi {name!r}", "format spec or conversion"), ("Hi {name:>10}", "format spec or conversion")],
+    [
+        ("Hi {}", "is not a variable name"),
+        ("Hi {0}", "is not a variable name"),
+        ("Hi {a.b}", "is not a variable name"),
+        ("Hi {name!r}", "format spec or conversion"),
+        ("Hi {name:>10}", "format spec or conversion"),
+    ],
 )
 def test_malformed_variables_are_rejected(template, problem):
     with pytest.raises(ValidationError, match=problem):
@@ -30,8 +35,10 @@ def test_malformed_variables_are_rejected(template, problem):
 
 
 def test_variables_and_literal_braces():
-    assert template_variables("Write {product} for {audience}; JSON like {{\"a\": 1}}. Again {product}.") == [
-        "product", "audience"]
+    assert template_variables('Write {product} for {audience}; JSON like {{"a": 1}}. Again {product}.') == [
+        "product",
+        "audience",
+    ]
 
 
 def test_missing_and_extra_variables_are_named():
@@ -55,8 +62,9 @@ def test_generate_uses_the_templates_model_and_parameters(site, upstream):
 
 def test_overrides_win(site, upstream):
     template = PromptTemplateFactory(site=site)
-    AIContentService().generate(template, {"product": "x", "audience": "y"}, model="claude-3-5-haiku",
-                                max_tokens=20, temperature=0.0)
+    AIContentService().generate(
+        template, {"product": "x", "audience": "y"}, model="claude-3-5-haiku", max_tokens=20, temperature=0.0
+    )
     body = upstream.requests[0].json
     assert (body["model"], body["max_tokens"], body["temperature"]) == ("anthropic/claude-3.5-haiku", 20, 0.0)
 

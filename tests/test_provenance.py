@@ -27,10 +27,19 @@ def staff(site, *perms: str):
 
 
 def change_form_data(page, **changes) -> dict:
-    data = {"site": page.site_id, "title": page.title, "slug": page.slug, "body": page.body,
-            "meta_title": page.meta_title, "meta_description": page.meta_description, "status": page.status,
-            "blocks-TOTAL_FORMS": "0", "blocks-INITIAL_FORMS": "0", "blocks-MIN_NUM_FORMS": "0",
-            "blocks-MAX_NUM_FORMS": "1000"}
+    data = {
+        "site": page.site_id,
+        "title": page.title,
+        "slug": page.slug,
+        "body": page.body,
+        "meta_title": page.meta_title,
+        "meta_description": page.meta_description,
+        "status": page.status,
+        "blocks-TOTAL_FORMS": "0",
+        "blocks-INITIAL_FORMS": "0",
+        "blocks-MIN_NUM_FORMS": "0",
+        "blocks-MAX_NUM_FORMS": "1000",
+    }
     data.update(changes)
     return data
 
@@ -39,20 +48,28 @@ def accept_meta(client, page, upstream, title: str, description: str):
     response = client.post(reverse("admin:pages_page_generate_meta", args=[page.pk]), {"step": "generate"})
     token = response.context["rows"][0]["token"]
     proposal = response.context["rows"][0]["proposal"]
-    client.post(reverse("admin:pages_page_accept_meta"), {
-        "token": token, f"accept-{token}": "on", f"meta_title-{token}": title,
-        f"meta_description-{token}": description})
+    client.post(
+        reverse("admin:pages_page_accept_meta"),
+        {
+            "token": token,
+            f"accept-{token}": "on",
+            f"meta_title-{token}": title,
+            f"meta_description-{token}": description,
+        },
+    )
     return proposal
 
 
 def test_accepted_meta_records_provenance_and_a_hand_edit_clears_the_marker(client, emulated_site, upstream):
     site = emulated_site("openrouter")
-    page = PageFactory(site=site, title="Opening hours", body="Open Tuesday to Sunday, 7am to 6pm.",
-                       meta_title="", meta_description="")
+    page = PageFactory(
+        site=site, title="Opening hours", body="Open Tuesday to Sunday, 7am to 6pm.", meta_title="", meta_description=""
+    )
     user = staff(site, "view_page", "change_page")
     client.force_login(user)
-    upstream.script(content=json.dumps({"meta_title": "Opening hours | Bakery",
-                                        "meta_description": "Open Tuesday to Sunday."}))
+    upstream.script(
+        content=json.dumps({"meta_title": "Opening hours | Bakery", "meta_description": "Open Tuesday to Sunday."})
+    )
     accept_meta(client, page, upstream, "Opening hours | Bakery", "Open Tuesday to Sunday, 7 to 6.")
     rows = {row.field: row for row in ContentProvenance.objects.filter(page=page)}
     assert set(rows) == {"meta_title", "meta_description"}
@@ -150,11 +167,14 @@ def test_ledger_rows_carry_the_page_and_the_page_admin_shows_its_spend(client, e
     listing = client.get(reverse("admin:integrations_aiusage_changelist")).content.decode()
     assert 'id="usage-by-content"' in listing and "Page: Opening hours" in listing and "Page: Cakes" in listing
     assert "Secret page of site B" not in listing  # grouping and the filter list only this site's rows
-    filtered = client.get(reverse("admin:integrations_aiusage_changelist"),
-                          {"content": f"{page_type.pk}:{page.pk}"})
+    filtered = client.get(reverse("admin:integrations_aiusage_changelist"), {"content": f"{page_type.pk}:{page.pk}"})
     assert filtered.context["cl"].result_count == 2
-    assert client.get(reverse("admin:integrations_aiusage_changelist"),
-                      {"content": f"{page_type.pk}:{theirs.pk}"}).context["cl"].result_count == 0
+    assert (
+        client.get(reverse("admin:integrations_aiusage_changelist"), {"content": f"{page_type.pk}:{theirs.pk}"})
+        .context["cl"]
+        .result_count
+        == 0
+    )
 
 
 def test_meta_written_without_review_records_provenance_too(emulated_site, upstream):
@@ -195,8 +215,10 @@ def test_batch_meta_ledger_rows_carry_each_items_own_page(client, emulated_site,
 
     settings.AI_MAX_RETRIES = 0
     site = emulated_site("openrouter")
-    pages = [PageFactory(site=site, title=f"Page {n}", body=f"Body {n}.", meta_title="", meta_description="")
-             for n in range(4)]
+    pages = [
+        PageFactory(site=site, title=f"Page {n}", body=f"Body {n}.", meta_title="", meta_description="")
+        for n in range(4)
+    ]
     upstream.script(status=400)  # one item fails: its (error) row is still the right page's
     with usage.attributed_to(pages[0]):  # a caller's attribution does not leak onto the other items
         outcome = AIService().generate_meta_batch(pages, concurrency=3)

@@ -79,8 +79,14 @@ def test_every_provider_module_imports_without_django():
         "    __import__('integrations.ai.providers.' + name)\n"
         "print(sorted(m for m in sys.modules if m == 'django' or m.startswith('django.')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
     assert {"base", "registry", "types", "openai_provider", "anthropic_provider"} <= set(PROVIDER_MODULES)
@@ -125,7 +131,7 @@ def test_no_import_cycle_inside_the_ai_layer():
 
     def visit(node: str, trail: list[str]) -> None:
         if node in trail:
-            cycles.append([*trail[trail.index(node):], node])
+            cycles.append([*trail[trail.index(node) :], node])
             return
         for nxt in sorted(graph.get(node, ())):
             visit(nxt, [*trail, node])

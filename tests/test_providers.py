@@ -148,9 +148,13 @@ def test_anthropic_content_blocks_joined_and_stop_reason_mapped(all_keys, upstre
     upstream.script(
         flavor="anthropic",
         body={
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-3-5-haiku-20241022",
             "content": [{"type": "text", "text": "Fresh "}, {"type": "text", "text": "daily."}],
-            "stop_reason": "max_tokens", "stop_sequence": None,
+            "stop_reason": "max_tokens",
+            "stop_sequence": None,
             "usage": {"input_tokens": 7, "output_tokens": 3, "cache_read_input_tokens": 2},
         },
     )
@@ -196,8 +200,10 @@ def test_model_names_are_normalised_per_provider(all_keys, upstream, provider, m
     assert upstream.requests[0].json["model"] == sent
 
 
-@pytest.mark.parametrize(("provider", "model"), [("openai", "claude-3-5-sonnet"), ("anthropic", "gpt-4o"),
-                                                 ("openai", "anthropic/claude-3.5-sonnet")])
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [("openai", "claude-3-5-sonnet"), ("anthropic", "gpt-4o"), ("openai", "anthropic/claude-3.5-sonnet")],
+)
 def test_a_direct_provider_refuses_another_vendors_model_before_sending(all_keys, upstream, provider, model):
     with pytest.raises(ModelNotFound, match="cannot serve it"):
         ProviderFactory.create_provider(provider).generate_content(MESSAGES, model=model)
@@ -229,8 +235,12 @@ def test_anthropic_temperature_range_is_zero_to_one(all_keys, upstream):
 
 @pytest.mark.parametrize(
     "messages",
-    [[], [{"role": "user", "content": "   "}], [{"role": "robot", "content": "hi"}],
-     [{"role": "assistant", "content": "only me"}]],
+    [
+        [],
+        [{"role": "user", "content": "   "}],
+        [{"role": "robot", "content": "hi"}],
+        [{"role": "assistant", "content": "only me"}],
+    ],
 )
 def test_bad_messages_are_refused(all_keys, upstream, messages):
     with pytest.raises(InvalidRequest):

@@ -37,8 +37,13 @@ def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process that shares this test's database and the emulator's allowlist."""
     from django.conf import settings
 
-    return {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "panel.settings_test",
-            "AI_OUTBOUND_ALLOWLIST": ",".join(settings.AI_OUTBOUND_ALLOWLIST), **extra}
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "panel.settings_test",
+        "AI_OUTBOUND_ALLOWLIST": ",".join(settings.AI_OUTBOUND_ALLOWLIST),
+        **extra,
+    }
 
 
 def database_url() -> str:
@@ -67,8 +72,11 @@ def test_cooldown_set_by_one_process_is_honoured_by_another(upstream, settings):
     settings.AI_MAX_RETRIES = 0
     settings.AI_COOLDOWN_AFTER_FAILURES = 2
     record = AIProviderSettingsFactory(
-        provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
-        anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
+        provider_type="openrouter",
+        openrouter_api_key=OR_KEY,
+        openrouter_base_url=upstream.openrouter_base_url,
+        anthropic_api_key=ANT_KEY,
+        anthropic_base_url=upstream.anthropic_base_url,
         fallback_chain=[{"provider": "anthropic", "model": ""}],
     )
     upstream.script(flavor="openrouter", status=503, times=2)
@@ -79,7 +87,11 @@ def test_cooldown_set_by_one_process_is_honoured_by_another(upstream, settings):
 
     env = child_env()
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(record.site_id)], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", CHILD, str(record.site_id)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -96,7 +108,10 @@ def test_concurrent_spend_never_exceeds_the_cap(upstream):
     )
     cap = Decimal("0.002")
     record = AIProviderSettingsFactory(
-        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url, monthly_budget=cap,
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        monthly_budget=cap,
     )
     upstream.script(flavor="openai", delay=0.05, times=100)  # keep requests in flight together
     outcomes: list[str] = []

@@ -24,10 +24,22 @@ from .test_scaleout import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "backend" / "panel" / "gunicorn.conf.py"
-GUNICORN_VARS = ("GUNICORN_BIND", "GUNICORN_WORKERS", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
-                 "GUNICORN_GRACEFUL_TIMEOUT", "GUNICORN_KEEPALIVE", "GUNICORN_MAX_REQUESTS", "GUNICORN_ACCESS_LOG",
-                 "GUNICORN_LOG_LEVEL", "GUNICORN_CONTROL_SOCKET", "AI_REQUEST_TIMEOUT", "AI_MAX_RETRIES",
-                 "AI_RETRY_BACKOFF")
+GUNICORN_VARS = (
+    "GUNICORN_BIND",
+    "GUNICORN_WORKERS",
+    "WEB_CONCURRENCY",
+    "GUNICORN_THREADS",
+    "GUNICORN_TIMEOUT",
+    "GUNICORN_GRACEFUL_TIMEOUT",
+    "GUNICORN_KEEPALIVE",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_ACCESS_LOG",
+    "GUNICORN_LOG_LEVEL",
+    "GUNICORN_CONTROL_SOCKET",
+    "AI_REQUEST_TIMEOUT",
+    "AI_MAX_RETRIES",
+    "AI_RETRY_BACKOFF",
+)
 
 
 def load_config(monkeypatch, **env: str):
@@ -63,10 +75,18 @@ def test_a_worker_freezes_the_loaded_app_out_of_the_garbage_collectors_scans(mon
 
 
 def test_settings_come_from_the_environment(monkeypatch):
-    conf = load_config(monkeypatch, GUNICORN_BIND="0.0.0.0:9000, unix:/run/panel.sock", GUNICORN_WORKERS="3",
-                       GUNICORN_THREADS="4", GUNICORN_GRACEFUL_TIMEOUT="45", GUNICORN_TIMEOUT="90",
-                       GUNICORN_MAX_REQUESTS="1000", GUNICORN_ACCESS_LOG="-", GUNICORN_LOG_LEVEL="warning",
-                       GUNICORN_CONTROL_SOCKET="/run/panel.ctl")
+    conf = load_config(
+        monkeypatch,
+        GUNICORN_BIND="0.0.0.0:9000, unix:/run/panel.sock",
+        GUNICORN_WORKERS="3",
+        GUNICORN_THREADS="4",
+        GUNICORN_GRACEFUL_TIMEOUT="45",
+        GUNICORN_TIMEOUT="90",
+        GUNICORN_MAX_REQUESTS="1000",
+        GUNICORN_ACCESS_LOG="-",
+        GUNICORN_LOG_LEVEL="warning",
+        GUNICORN_CONTROL_SOCKET="/run/panel.ctl",
+    )
     assert conf.bind == ["0.0.0.0:9000", "unix:/run/panel.sock"]
     assert (conf.workers, conf.threads, conf.graceful_timeout, conf.timeout) == (3, 4, 45, 90)
     assert (conf.max_requests, conf.max_requests_jitter) == (1000, 100)
@@ -84,10 +104,13 @@ def test_the_graceful_timeout_outlasts_the_slowest_ai_call(monkeypatch):
         load_config(monkeypatch, AI_REQUEST_TIMEOUT="soon")
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("GUNICORN_WORKERS", "two", "GUNICORN_WORKERS must be an integer, got 'two'."),
-    ("GUNICORN_THREADS", "0", "GUNICORN_THREADS must be at least 1, got 0."),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("GUNICORN_WORKERS", "two", "GUNICORN_WORKERS must be an integer, got 'two'."),
+        ("GUNICORN_THREADS", "0", "GUNICORN_THREADS must be at least 1, got 0."),
+    ],
+)
 def test_a_bad_value_names_the_variable(monkeypatch, name, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         load_config(monkeypatch, **{name: value})
@@ -97,10 +120,17 @@ class Server:
     """`bin/serve` on an ephemeral loopback port, against the test database."""
 
     def __init__(self, **env: str) -> None:
-        environment = child_env(**{"GUNICORN_BIND": "127.0.0.1:0", "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "4",
-                                   **env})
-        self.process = subprocess.Popen([str(ROOT / "bin" / "serve")], cwd=ROOT, env=environment,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        environment = child_env(
+            **{"GUNICORN_BIND": "127.0.0.1:0", "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "4", **env}
+        )
+        self.process = subprocess.Popen(
+            [str(ROOT / "bin" / "serve")],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.log: list[str] = []
         listening = threading.Event()
         self.port = 0
@@ -119,9 +149,12 @@ class Server:
         assert listening.wait(20) and self.port, "".join(self.log)
 
     def post(self, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/ai/generate/", method="POST",
-                                         data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json", **(headers or {})})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/ai/generate/",
+            method="POST",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         deadline = time.monotonic() + 15
         while True:  # the worker may still be importing Django when the master already listens
             try:
@@ -147,8 +180,12 @@ class Server:
 @pytest.mark.django_db(transaction=True)
 def test_bin_serve_answers_json_and_drains_on_sigterm(upstream):
     site = SiteFactory(domain="127.0.0.1")
-    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key="sk-proj-" + "d4" * 24,
-                              openai_base_url=upstream.openai_base_url)
+    AIProviderSettingsFactory(
+        site=site,
+        provider_type="openai",
+        openai_api_key="sk-proj-" + "d4" * 24,
+        openai_base_url=upstream.openai_base_url,
+    )
     user = UserFactory(username="server-editor")
     SiteMembershipFactory(user=user, site=site)
     may_use_ai(user)
@@ -163,8 +200,8 @@ def test_bin_serve_answers_json_and_drains_on_sigterm(upstream):
 
         def call() -> None:
             answer["status"], answer["body"] = server.post(
-                {"prompt": "Tagline for a bakery", "model": "gpt-4o-mini"},
-                {"Authorization": f"Token {raw_token}"})
+                {"prompt": "Tagline for a bakery", "model": "gpt-4o-mini"}, {"Authorization": f"Token {raw_token}"}
+            )
 
         caller = threading.Thread(target=call)
         caller.start()

@@ -16,8 +16,13 @@ def start(env_changes: dict[str, str | None]) -> subprocess.CompletedProcess:
     env.update({k: v for k, v in env_changes.items() if v is not None})
     code = "import sys; sys.path.insert(0, 'backend'); import django; django.setup(); print('started')"
     # cwd without a .env, so a developer's local key cannot satisfy the check
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE":
-                          "panel.settings", "PANEL_ENV_FILE": "/nonexistent"}, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "panel.settings", "PANEL_ENV_FILE": "/nonexistent"},
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_missing_field_encryption_key_is_a_clear_startup_error():
@@ -33,6 +38,7 @@ def test_missing_secret_key_outside_debug_is_a_clear_startup_error():
 
 
 def test_starts_with_both_keys():
-    result = start({"FIELD_ENCRYPTION_KEY": "UKwl6rPBD3jYq6U0HNbergTqGWe2zWg9x7bmyrBIEP8=",
-                    "DJANGO_SECRET_KEY": "x" * 50})
+    result = start(
+        {"FIELD_ENCRYPTION_KEY": "UKwl6rPBD3jYq6U0HNbergTqGWe2zWg9x7bmyrBIEP8=", "DJANGO_SECRET_KEY": "x" * 50}
+    )
     assert result.stdout.strip() == "started", result.stderr[-500:]

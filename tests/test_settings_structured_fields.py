@@ -24,9 +24,15 @@ pytestmark = pytest.mark.django_db
 STORED = {
     "fallback_chain": [{"provider": "anthropic", "model": "claude-3-5-haiku"}, {"provider": "openai", "model": ""}],
     "openrouter_fallback_models": ["anthropic/claude-3.5-haiku", "openai/gpt-4o-mini"],
-    "openrouter_routing": {"order": ["anthropic", "openai"], "allow_fallbacks": False, "sort": "price",
-                           "data_collection": "deny", "only": ["anthropic", "openai", "together"],
-                           "ignore": ["deepinfra"], "require_parameters": True},
+    "openrouter_routing": {
+        "order": ["anthropic", "openai"],
+        "allow_fallbacks": False,
+        "sort": "price",
+        "data_collection": "deny",
+        "only": ["anthropic", "openai", "together"],
+        "ignore": ["deepinfra"],
+        "require_parameters": True,
+    },
     "allowed_providers": ["openrouter", "anthropic", "openai"],
     "allowed_models": ["gpt-4o-mini", "claude-3-5-haiku*", "*/llama-*"],
     "service_budgets": {"pages.meta": "5.00", "pages.blocks": "20"},
@@ -37,8 +43,12 @@ STORED = {
 @pytest.fixture
 def record(upstream):
     site = SiteFactory(domain="bakery.example.test", name="Bakery")
-    return AIProviderSettingsFactory(site=site, provider_type="openrouter", openrouter_api_key=OR_KEY,
-                                     openrouter_base_url=upstream.openrouter_base_url)
+    return AIProviderSettingsFactory(
+        site=site,
+        provider_type="openrouter",
+        openrouter_api_key=OR_KEY,
+        openrouter_base_url=upstream.openrouter_base_url,
+    )
 
 
 def change_url(record: AIProviderSettings) -> str:
@@ -49,21 +59,32 @@ def typed_fields() -> dict[str, object]:
     """What a person types into the structured fields for STORED (rows out of index order, spare rows)."""
     return {
         "fallback_chain": "rows",
-        "fallback_chain-0-provider": "openai", "fallback_chain-0-model": "", "fallback_chain-0-order": "2",
-        "fallback_chain-1-provider": "", "fallback_chain-1-model": "", "fallback_chain-1-order": "3",  # spare
-        "fallback_chain-2-provider": "anthropic", "fallback_chain-2-model": " claude-3-5-haiku ",
+        "fallback_chain-0-provider": "openai",
+        "fallback_chain-0-model": "",
+        "fallback_chain-0-order": "2",
+        "fallback_chain-1-provider": "",
+        "fallback_chain-1-model": "",
+        "fallback_chain-1-order": "3",  # spare
+        "fallback_chain-2-provider": "anthropic",
+        "fallback_chain-2-model": " claude-3-5-haiku ",
         "fallback_chain-2-order": "1",
         "openrouter_fallback_models": "anthropic/claude-3.5-haiku\r\n\r\n  openai/gpt-4o-mini\r\n",
-        "openrouter_routing_order": "anthropic, openai", "openrouter_routing_sort": "price",
-        "openrouter_routing_data_collection": "deny", "openrouter_routing_only": "anthropic,openai , together",
-        "openrouter_routing_ignore": "deepinfra", "openrouter_routing_require_parameters": "on",
+        "openrouter_routing_order": "anthropic, openai",
+        "openrouter_routing_sort": "price",
+        "openrouter_routing_data_collection": "deny",
+        "openrouter_routing_only": "anthropic,openai , together",
+        "openrouter_routing_ignore": "deepinfra",
+        "openrouter_routing_require_parameters": "on",
         # allow_fallbacks unticked: not posted at all, as a browser does
         "allowed_providers": ["openrouter", "anthropic", "openai"],
         "allowed_models": "gpt-4o-mini\nclaude-3-5-haiku*\n*/llama-*",
         "service_budgets": "rows",
-        "service_budgets-0-service": "pages.meta", "service_budgets-0-amount": "5.00",
-        "service_budgets-1-service": "", "service_budgets-1-amount": "",
-        "service_budgets-2-service": "pages.blocks", "service_budgets-2-amount": "20",
+        "service_budgets-0-service": "pages.meta",
+        "service_budgets-0-amount": "5.00",
+        "service_budgets-1-service": "",
+        "service_budgets-1-amount": "",
+        "service_budgets-2-service": "pages.blocks",
+        "service_budgets-2-amount": "20",
         "alert_thresholds": "50, 80,100",
     }
 
@@ -92,8 +113,9 @@ def test_the_page_shows_stored_values_in_fields_and_saves_them_back_unchanged(cl
     html = client.get(change_url(record)).content.decode()
     textareas = re.findall(r"<textarea[^>]*>\s*(.*?)</textarea>", html, re.S)
     assert textareas and not [t for t in textareas if t.lstrip().startswith(("[", "{", "&quot;"))]
-    assert re.search(r'name="fallback_chain-0-provider".*?<option value="anthropic" selected>Anthropic</option>',
-                     html, re.S)
+    assert re.search(
+        r'name="fallback_chain-0-provider".*?<option value="anthropic" selected>Anthropic</option>', html, re.S
+    )
     assert re.search(r'name="fallback_chain-1-model" id="id_fallback_chain_1_model" value=""', html)
     assert 'name="fallback_chain-0-order" value="1"' in html
     assert '<option value="gpt-4o-mini">' in html  # the site's mapped model names, offered as a datalist
@@ -111,16 +133,28 @@ def test_the_page_shows_stored_values_in_fields_and_saves_them_back_unchanged(cl
 
 
 BAD = [
-    ({"fallback_chain-0-provider": "", "fallback_chain-0-model": "gpt-4o"}, "fallback_chain",
-     "Row 1 (model gpt-4o): choose a provider"),
+    (
+        {"fallback_chain-0-provider": "", "fallback_chain-0-model": "gpt-4o"},
+        "fallback_chain",
+        "Row 1 (model gpt-4o): choose a provider",
+    ),
     ({"fallback_chain-0-order": "first"}, "fallback_chain", "the order “first” is not a whole number"),
     ({"fallback_chain-0-provider": "acme"}, "fallback_chain", "Entry 2 needs a provider, one of openrouter"),
-    ({"openrouter_fallback_models": "anthropic/claude-3.5-haiku\ngpt-4o"}, "openrouter_fallback_models",
-     "Line 2 (“gpt-4o”) is not a vendor/model id"),
-    ({"openrouter_fallback_models": '["anthropic/claude-3.5-haiku"]'}, "openrouter_fallback_models",
-     "without quotes, brackets"),
-    ({"openrouter_routing_order": "anthropic, {openai}"}, "openrouter_routing",
-     "Provider order: “{openai}” is not a provider name"),
+    (
+        {"openrouter_fallback_models": "anthropic/claude-3.5-haiku\ngpt-4o"},
+        "openrouter_fallback_models",
+        "Line 2 (“gpt-4o”) is not a vendor/model id",
+    ),
+    (
+        {"openrouter_fallback_models": '["anthropic/claude-3.5-haiku"]'},
+        "openrouter_fallback_models",
+        "without quotes, brackets",
+    ),
+    (
+        {"openrouter_routing_order": "anthropic, {openai}"},
+        "openrouter_routing",
+        "Provider order: “{openai}” is not a provider name",
+    ),
     ({"openrouter_routing_sort": "fastest"}, "openrouter_routing", "Sort: “fastest” is not price"),
     ({"openrouter_routing_data_collection": "maybe"}, "openrouter_routing", "“maybe” is not allow or deny"),
     ({"allowed_providers": ["openrouter", "acme"]}, "allowed_providers", "A list of providers among: openrouter"),
@@ -166,12 +200,15 @@ def test_a_saved_run_shows_its_variables_as_a_table(client):
     from .factories_cms import PromptRunFactory, PromptTemplateFactory
 
     site = SiteFactory(domain="runs.example.test", name="Runs")
-    run = PromptRunFactory(site=site, template=PromptTemplateFactory(site=site, name="Blurb"),
-                           variables={"product": "Rye <loaf>", "tone": "warm"})
+    run = PromptRunFactory(
+        site=site,
+        template=PromptTemplateFactory(site=site, name="Blurb"),
+        variables={"product": "Rye <loaf>", "tone": "warm"},
+    )
     user = UserFactory()
     SiteMembershipFactory(user=user, site=site)
     user.user_permissions.set(Permission.objects.filter(codename__in=["view_promptrun", "change_promptrun"]))
     client.force_login(user)
     html = client.get(reverse("admin:prompts_promptrun_change", args=[run.pk])).content.decode()
-    assert ("<tr><th>product</th><td>Rye &lt;loaf&gt;</td></tr><tr><th>tone</th><td>warm</td></tr>" in html)
+    assert "<tr><th>product</th><td>Rye &lt;loaf&gt;</td></tr><tr><th>tone</th><td>warm</td></tr>" in html
     assert "{&quot;" not in html and '{"product"' not in html

@@ -29,8 +29,13 @@ def accept_all(client, response):
     for row in response.context["rows"]:
         token = row["token"]
         data.setdefault("token", []).append(token)
-        data.update({f"accept-{token}": "on", f"meta_title-{token}": row["proposal"]["meta_title"],
-                     f"meta_description-{token}": row["proposal"]["meta_description"]})
+        data.update(
+            {
+                f"accept-{token}": "on",
+                f"meta_title-{token}": row["proposal"]["meta_title"],
+                f"meta_description-{token}": row["proposal"]["meta_description"],
+            }
+        )
     return client.post(reverse("admin:pages_page_accept_meta"), data)
 
 
@@ -67,8 +72,7 @@ def test_only_pages_whose_text_or_prompt_changed_are_regenerated(client, emulate
     assert confirm.context["estimate"].calls == 1 and confirm.context["estimate"].tokens > 300
     assert len(upstream.requests) == requests_before  # the estimate sends nothing
 
-    proposals = client.post(changelist, {"action": "regenerate_stale_meta", "_selected_action": ids,
-                                         "confirm": "yes"})
+    proposals = client.post(changelist, {"action": "regenerate_stale_meta", "_selected_action": ids, "confirm": "yes"})
     assert [row["page"] for row in proposals.context["rows"]] == [changed]
     assert len(upstream.requests) == requests_before + 1
     assert "now also on Sundays" in json.dumps(upstream.requests[-1].json)
@@ -84,8 +88,10 @@ def test_a_changed_builtin_prompt_makes_meta_stale(client, emulated_site):
     site = emulated_site("openrouter")
     page = PageFactory(site=site, title="Opening hours", body="Open daily.")
     client.force_login(staff(site))
-    accept_all(client, client.post(reverse("admin:pages_page_changelist"),
-                                   {"action": "generate_meta", "_selected_action": [page.pk]}))
+    accept_all(
+        client,
+        client.post(reverse("admin:pages_page_changelist"), {"action": "generate_meta", "_selected_action": [page.pk]}),
+    )
     assert staleness.stale_reasons(page) == {}
     # as if generated before the meta prompt's text last changed
     ContentProvenance.objects.filter(page=page, field="meta_title").update(prompt_version="0123456789ab")
@@ -125,8 +131,9 @@ def test_only_stale_ai_blocks_are_regenerated_after_an_estimate_and_review(clien
     assert 'id="stale-blocks"' in html and "page text changed" in html
     assert len(upstream.requests) == before  # the estimate sends nothing
 
-    proposals = client.post(changelist, {"action": "regenerate_stale_blocks", "_selected_action": ids,
-                                         "confirm": "yes"})
+    proposals = client.post(
+        changelist, {"action": "regenerate_stale_blocks", "_selected_action": ids, "confirm": "yes"}
+    )
     rows = proposals.context["rows"]
     assert [row["block"] for row in rows] == [faq, text]
     sent = upstream.requests[before:]
@@ -134,8 +141,11 @@ def test_only_stale_ai_blocks_are_regenerated_after_an_estimate_and_review(clien
     assert "two questions about opening times" in json.dumps(sent[0].json)
     assert all("Cakes" not in json.dumps(r.json) for r in sent)
 
-    data = {"token": [row["token"] for row in rows], f"accept-{rows[0]['token']}": "on",
-            f"accept-{rows[1]['token']}": "on"}
+    data = {
+        "token": [row["token"] for row in rows],
+        f"accept-{rows[0]['token']}": "on",
+        f"accept-{rows[1]['token']}": "on",
+    }
     text.refresh_from_db()
     text.content = {"body": "Edited meanwhile."}
     text.save()  # changed while the proposal waited: left as the person wrote it
@@ -163,6 +173,8 @@ def test_block_regeneration_refuses_other_sites_pages(client, emulated_site, ups
     theirs.save()
     before = len(upstream.requests)
     client.force_login(staff(site))
-    client.post(reverse("admin:pages_page_changelist"), {"action": "regenerate_stale_blocks",
-                                                         "_selected_action": [theirs.pk], "confirm": "yes"})
+    client.post(
+        reverse("admin:pages_page_changelist"),
+        {"action": "regenerate_stale_blocks", "_selected_action": [theirs.pk], "confirm": "yes"},
+    )
     assert len(upstream.requests) == before

@@ -23,9 +23,16 @@ def staff(site, perms=PERMS):
 
 
 def edit(client, template, text: str, draft: bool = False):
-    data = {"site": template.site_id or "", "name": template.name, "slug": template.slug,
-            "system_prompt": template.system_prompt, "template": text, "default_model": template.default_model,
-            "max_tokens": template.max_tokens, "temperature": template.temperature}
+    data = {
+        "site": template.site_id or "",
+        "name": template.name,
+        "slug": template.slug,
+        "system_prompt": template.system_prompt,
+        "template": text,
+        "default_model": template.default_model,
+        "max_tokens": template.max_tokens,
+        "temperature": template.temperature,
+    }
     if draft:
         data["save_as_draft"] = "on"
     response = client.post(reverse("admin:prompts_prompttemplate_change", args=[template.pk]), data)
@@ -35,11 +42,15 @@ def edit(client, template, text: str, draft: bool = False):
 
 def run(client, template, site) -> str:
     """Run the template through the admin; returns the user prompt the emulator received."""
-    response = client.post(reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
-                           {"product": "rye", "audience": "students", "site": site.pk, "model": ""})
+    response = client.post(
+        reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
+        {"product": "rye", "audience": "students", "site": site.pk, "model": ""},
+    )
     assert response.status_code == 200 and 'id="save-form"' in response.content.decode()
-    client.post(reverse("admin:prompts_prompttemplate_run", args=[template.pk]), {
-        "_save": "1", "output": "kept", "preview_token": response.context["save_form"].initial["preview_token"]})
+    client.post(
+        reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
+        {"_save": "1", "output": "kept", "preview_token": response.context["save_form"].initial["preview_token"]},
+    )
     return response
 
 
@@ -47,8 +58,7 @@ def sent_prompt(upstream) -> str:
     return upstream.requests[-1].json["messages"][-1]["content"]
 
 
-def test_every_save_is_a_version_drafts_do_not_run_and_rollback_changes_what_is_sent(client, emulated_site,
-                                                                                      upstream):
+def test_every_save_is_a_version_drafts_do_not_run_and_rollback_changes_what_is_sent(client, emulated_site, upstream):
     site = emulated_site("openai")
     template = PromptTemplateFactory(site=site, template="V1: a blurb for {product} aimed at {audience}.")
     assert template.versions.count() == 1 and template.production_version.number == 1
@@ -109,22 +119,35 @@ def test_version_screens_refuse_other_sites_and_missing_permissions(client, emul
     client.force_login(staff(site_a))
     v_theirs = theirs.versions.get()
     assert client.get(reverse("admin:prompts_prompttemplate_versions", args=[theirs.pk])).status_code == 404
-    assert client.post(reverse("admin:prompts_prompttemplate_rollback",
-                               args=[theirs.pk, v_theirs.pk])).status_code == 404
-    assert client.post(reverse("admin:prompts_prompttemplate_draft", args=[theirs.pk]),
-                       {"action": "discard"}).status_code == 404
+    assert (
+        client.post(reverse("admin:prompts_prompttemplate_rollback", args=[theirs.pk, v_theirs.pk])).status_code == 404
+    )
+    assert (
+        client.post(reverse("admin:prompts_prompttemplate_draft", args=[theirs.pk]), {"action": "discard"}).status_code
+        == 404
+    )
     # another template's version through our template's URL
     assert client.post(reverse("admin:prompts_prompttemplate_rollback", args=[ours.pk, v_theirs.pk])).status_code == 404
     client.force_login(staff(site_a, perms=("view_prompttemplate",)))  # may look, not change
     assert client.get(reverse("admin:prompts_prompttemplate_versions", args=[ours.pk])).status_code == 200
-    assert client.post(reverse("admin:prompts_prompttemplate_rollback",
-                               args=[ours.pk, ours.versions.get().pk])).status_code == 403
+    assert (
+        client.post(
+            reverse("admin:prompts_prompttemplate_rollback", args=[ours.pk, ours.versions.get().pk])
+        ).status_code
+        == 403
+    )
     client.force_login(staff(site_a, perms=()))
     assert client.get(reverse("admin:prompts_prompttemplate_versions", args=[ours.pk])).status_code == 403
     global_template = PromptTemplate.objects.create(name="Global", slug="global-one", template="x {a}")
     client.force_login(staff(site_a))
-    assert client.post(reverse("admin:prompts_prompttemplate_rollback",
-                               args=[global_template.pk, global_template.versions.get().pk])).status_code == 403
+    assert (
+        client.post(
+            reverse(
+                "admin:prompts_prompttemplate_rollback", args=[global_template.pk, global_template.versions.get().pk]
+            )
+        ).status_code
+        == 403
+    )
 
 
 def test_trial_runs_the_draft_on_recent_runs_side_by_side_then_promotes(client, emulated_site, upstream):
@@ -136,17 +159,26 @@ def test_trial_runs_the_draft_on_recent_runs_side_by_side_then_promotes(client, 
     template = PromptTemplateFactory(site=site, template="Old: {product} for {audience}.", default_model="")
     client.force_login(staff(site))
     for product in ("rye", "spelt", "oats"):
-        response = client.post(reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
-                               {"product": product, "audience": "students", "site": site.pk, "model": ""})
-        client.post(reverse("admin:prompts_prompttemplate_run", args=[template.pk]), {
-            "_save": "1", "output": f"Saved {product} blurb",
-            "preview_token": response.context["save_form"].initial["preview_token"]})
+        response = client.post(
+            reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
+            {"product": product, "audience": "students", "site": site.pk, "model": ""},
+        )
+        client.post(
+            reverse("admin:prompts_prompttemplate_run", args=[template.pk]),
+            {
+                "_save": "1",
+                "output": f"Saved {product} blurb",
+                "preview_token": response.context["save_form"].initial["preview_token"],
+            },
+        )
     edit(client, template, "New: {product}, for {audience}!", draft=True)
     draft = template.draft_version
     before = len(upstream.requests)
 
-    started = client.post(reverse("admin:prompts_prompttemplate_trial", args=[template.pk]),
-                          {"version": draft.pk, "site": site.pk, "items": 2})
+    started = client.post(
+        reverse("admin:prompts_prompttemplate_trial", args=[template.pk]),
+        {"version": draft.pk, "site": site.pk, "items": 2},
+    )
     assert started.status_code == 302
     job = BatchJob.objects.get(kind="prompts.trial_version")
     assert started["Location"] == reverse("admin:prompts_prompttemplate_trial_result", args=[template.pk, job.pk])
@@ -179,23 +211,39 @@ def test_trial_refuses_other_sites_missing_permissions_and_templates_without_run
     ours = PromptTemplateFactory(site=site_a)
     theirs = PromptTemplateFactory(site=site_b)
     client.force_login(staff(site_a))
-    no_runs = client.post(reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
-                          {"version": ours.production_version.pk, "site": site_a.pk, "items": 3}, follow=True)
+    no_runs = client.post(
+        reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
+        {"version": ours.production_version.pk, "site": site_a.pk, "items": 3},
+        follow=True,
+    )
     assert "No saved runs" in no_runs.content.decode() and upstream.requests == []
-    assert client.post(reverse("admin:prompts_prompttemplate_trial", args=[theirs.pk]),
-                       {"version": theirs.production_version.pk, "site": site_b.pk, "items": 1}).status_code == 404
+    assert (
+        client.post(
+            reverse("admin:prompts_prompttemplate_trial", args=[theirs.pk]),
+            {"version": theirs.production_version.pk, "site": site_b.pk, "items": 1},
+        ).status_code
+        == 404
+    )
     # our template, but site B's site or another template's version: form errors, nothing runs
-    bad = client.post(reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
-                      {"version": theirs.production_version.pk, "site": site_a.pk, "items": 1}, follow=True)
+    bad = client.post(
+        reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
+        {"version": theirs.production_version.pk, "site": site_a.pk, "items": 1},
+        follow=True,
+    )
     assert "No trial" in bad.content.decode() and not BatchJob.objects.exists()
     job_b = BatchJob.objects.create(kind="prompts.trial_version", site=site_b, params={"template_id": theirs.pk})
-    assert client.get(reverse("admin:prompts_prompttemplate_trial_result",
-                              args=[theirs.pk, job_b.pk])).status_code == 404
+    assert (
+        client.get(reverse("admin:prompts_prompttemplate_trial_result", args=[theirs.pk, job_b.pk])).status_code == 404
+    )
     job_b.params = {"template_id": ours.pk}
     job_b.save()  # even pointed at our template, a job of site B stays hidden
-    assert client.get(reverse("admin:prompts_prompttemplate_trial_result",
-                              args=[ours.pk, job_b.pk])).status_code == 404
+    assert client.get(reverse("admin:prompts_prompttemplate_trial_result", args=[ours.pk, job_b.pk])).status_code == 404
     client.force_login(staff(site_a, perms=("view_prompttemplate", "add_promptrun")))
-    assert client.post(reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
-                       {"version": ours.production_version.pk, "site": site_a.pk, "items": 1}).status_code == 403
+    assert (
+        client.post(
+            reverse("admin:prompts_prompttemplate_trial", args=[ours.pk]),
+            {"version": ours.production_version.pk, "site": site_a.pk, "items": 1},
+        ).status_code
+        == 403
+    )
     assert upstream.requests == []

@@ -45,6 +45,7 @@ IDS = [model._meta.label for model, _ in REGISTRY]
 
 # ---- what the registry says about a model -------------------------------------------------------
 
+
 def site_path(model: type[models.Model]) -> str | None:
     """The lookup path from a row to its Site: the admin's `site_field`, else found in the fields."""
     if model is Site:
@@ -91,14 +92,18 @@ OBJECT_KWARGS = ("pk", "id", "object_id")
 
 
 def takes_object(route: URLPattern) -> bool:
-    return any(name in OBJECT_KWARGS or type(conv).__name__ == "IntConverter"
-               for name, conv in route.pattern.converters.items())
+    return any(
+        name in OBJECT_KWARGS or type(conv).__name__ == "IntConverter"
+        for name, conv in route.pattern.converters.items()
+    )
 
 
 def route_kwargs(route: URLPattern, pk: int) -> dict[str, Any]:
     """The object's pk for the object argument; any other argument gets a dummy (the object is checked first)."""
-    return {name: pk if name in OBJECT_KWARGS or type(conv).__name__ == "IntConverter" else "x"
-            for name, conv in route.pattern.converters.items()}
+    return {
+        name: pk if name in OBJECT_KWARGS or type(conv).__name__ == "IntConverter" else "x"
+        for name, conv in route.pattern.converters.items()
+    }
 
 
 def url(model: type[models.Model], view: str, *args: Any) -> str:
@@ -106,6 +111,7 @@ def url(model: type[models.Model], view: str, *args: Any) -> str:
 
 
 # ---- two tenants' worth of rows -----------------------------------------------------------------
+
 
 @dataclass
 class Side:
@@ -201,6 +207,7 @@ def can_view(world: World, model_admin: admin.ModelAdmin) -> bool:
 
 def b_names(world: World) -> set[str]:
     """Display names of site B's objects that no site-A or shared object also has."""
+
     def names(objects):
         out = set()
         for model, pk in objects:
@@ -246,6 +253,7 @@ def change_form_post(context: Any) -> dict[str, Any]:
 
 
 # ---- the checks ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("model", "model_admin"), REGISTRY, ids=IDS)
 def test_changelist_rows_and_filters_show_nothing_of_site_b(client, world, model, model_admin):
@@ -365,16 +373,25 @@ def test_export_holds_no_site_b_row(client, world, model, model_admin):
 
 @pytest.mark.parametrize(("model", "model_admin"), REGISTRY, ids=IDS)
 def test_autocomplete_offers_nothing_of_site_b(client, world, model, model_admin):
-    sources = [f for f in model._meta.concrete_fields
-               if f.is_relation and f.related_model in admin.site._registry and f.related_model is not model]
+    sources = [
+        f
+        for f in model._meta.concrete_fields
+        if f.is_relation and f.related_model in admin.site._registry and f.related_model is not model
+    ]
     if not sources:
         pytest.skip("no relation to a registered model")
     client.force_login(world.a.admin)
     b_objects = world.b.objects()
     for f in sources:
-        response = client.get("/admin/autocomplete/", {
-            "app_label": model._meta.app_label, "model_name": model._meta.model_name, "field_name": f.name, "term": "",
-        })
+        response = client.get(
+            "/admin/autocomplete/",
+            {
+                "app_label": model._meta.app_label,
+                "model_name": model._meta.model_name,
+                "field_name": f.name,
+                "term": "",
+            },
+        )
         assert response.status_code in (200, 403, 404)
         if response.status_code == 200:
             offered = {r["id"] for r in response.json()["results"]}
@@ -404,8 +421,11 @@ def test_nothing_is_written_into_site_b_or_global(client, world, model, model_ad
         for name, value in model_to_dict(a_row).items():
             if name in form.fields and name != first:
                 prepared = form.fields[name].prepare_value(value)
-                data[name] = "" if prepared is None else (
-                    [str(v) for v in prepared] if isinstance(prepared, (list, tuple)) else str(prepared))
+                data[name] = (
+                    ""
+                    if prepared is None
+                    else ([str(v) for v in prepared] if isinstance(prepared, (list, tuple)) else str(prepared))
+                )
         for value in (b_value, None):
             response = _post_site(client, url(model, "add"), data, first, value)
             assert model._default_manager.count() == count, f"{model._meta.label}: added a row with {first}={value!r}"
@@ -446,8 +466,9 @@ def test_actions_ignore_site_b_rows(client, world, model, model_admin, upstream)
     before = snapshot(b_row)
     client.force_login(world.a.admin)
     for action in actions:
-        client.post(url(model, "changelist"), {"action": action, "_selected_action": [b_row.pk], "index": 0,
-                                                "post": "yes"})
+        client.post(
+            url(model, "changelist"), {"action": action, "_selected_action": [b_row.pk], "index": 0, "post": "yes"}
+        )
         assert snapshot(b_row) == before, f"{model._meta.label}: action {action} touched site B's row"
     assert upstream.requests == []
 

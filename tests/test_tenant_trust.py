@@ -34,9 +34,16 @@ def form_data(record: AIProviderSettings, **changes: str) -> dict[str, object]:
 
 
 def run_test_screen(client, record, provider: str = "", prompt: str = "hi") -> str:
-    response = client.post(reverse("admin:integrations_aiprovidersettings_test", args=[record.pk]), {
-        "provider": provider, "model": "", "prompt": prompt, "max_tokens": 10, "temperature": 0.5,
-    })
+    response = client.post(
+        reverse("admin:integrations_aiprovidersettings_test", args=[record.pk]),
+        {
+            "provider": provider,
+            "model": "",
+            "prompt": prompt,
+            "max_tokens": 10,
+            "temperature": 0.5,
+        },
+    )
     assert response.status_code == 200
     return response.content.decode()
 
@@ -50,25 +57,31 @@ def other_server():
 
 
 class TestOutboundPolicy:
-    @pytest.mark.parametrize("url_of", [
-        lambda s: f"{s.url}/anything?x=",                   # the issue's attack: any port, path and query
-        lambda s: s.openai_base_url,                         # plain loopback http
-        lambda s: "https://127.0.0.1/v1",                    # loopback over https
-        lambda s: "https://169.254.169.254/latest",          # cloud metadata (link-local)
-        lambda s: "https://10.0.0.5/v1",                     # private
-        lambda s: "https://100.64.0.1/v1",                   # shared (CGNAT)
-        lambda s: "https://[::ffff:127.0.0.1]/v1",           # loopback in IPv6 clothing
-        lambda s: "https://localhost/v1",
-        lambda s: "https://api.example.com:8443/v1",         # public host, non-standard port
-        lambda s: "http://api.example.com/v1",               # public host, plain http
-    ])
+    @pytest.mark.parametrize(
+        "url_of",
+        [
+            lambda s: f"{s.url}/anything?x=",  # the issue's attack: any port, path and query
+            lambda s: s.openai_base_url,  # plain loopback http
+            lambda s: "https://127.0.0.1/v1",  # loopback over https
+            lambda s: "https://169.254.169.254/latest",  # cloud metadata (link-local)
+            lambda s: "https://10.0.0.5/v1",  # private
+            lambda s: "https://100.64.0.1/v1",  # shared (CGNAT)
+            lambda s: "https://[::ffff:127.0.0.1]/v1",  # loopback in IPv6 clothing
+            lambda s: "https://localhost/v1",
+            lambda s: "https://api.example.com:8443/v1",  # public host, non-standard port
+            lambda s: "http://api.example.com/v1",  # public host, plain http
+        ],
+    )
     def test_site_admin_cannot_save_a_url_outside_the_policy(self, client, upstream, other_server, url_of):
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                           openai_base_url=upstream.openai_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+        )
         client.force_login(site_admin_for(record.site))
         url = url_of(other_server)
-        response = client.post(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]),
-                               form_data(record, openai_base_url=url, new_openai_api_key=THROWAWAY))
+        response = client.post(
+            reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]),
+            form_data(record, openai_base_url=url, new_openai_api_key=THROWAWAY),
+        )
         assert response.status_code == 200, "a refused URL is a form error, not a save"
         assert "base_url" in credential_errors(response)["openai"]
         record.refresh_from_db()
@@ -88,15 +101,17 @@ class TestOutboundPolicy:
         self, client, upstream, other_server
     ):
         # e.g. written before this release, or by a script that skipped validation
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=THROWAWAY,
-                                           openai_base_url=f"{other_server.url}/anything?x=")
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=THROWAWAY, openai_base_url=f"{other_server.url}/anything?x="
+        )
         client.force_login(site_admin_for(record.site))
         html = run_test_screen(client, record)
         assert "url_not_allowed" in html
         with pytest.raises(errors.URLNotAllowed):
             AIService(site=record.site).generate_content("hi")
-        check = client.post(reverse("admin:integrations_aiprovidersettings_check_key", args=[record.pk, "openai"]),
-                            follow=True).content.decode()
+        check = client.post(
+            reverse("admin:integrations_aiprovidersettings_check_key", args=[record.pk, "openai"]), follow=True
+        ).content.decode()
         assert "url_not_allowed" in check
         assert other_server.connections == 0 and other_server.requests == []
         usage.flush()
@@ -104,8 +119,9 @@ class TestOutboundPolicy:
 
     def test_dns_rebinding_is_refused_at_connect_time(self, upstream, monkeypatch):
         """The name passes the static check (public-looking, https:443) but resolves to loopback when we connect."""
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=THROWAWAY,
-                                           openai_base_url="https://api.rebind.example/v1")
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=THROWAWAY, openai_base_url="https://api.rebind.example/v1"
+        )
         resolved: list[str] = []
         real = socket.getaddrinfo
 
@@ -129,17 +145,21 @@ class TestOutboundPolicy:
         closed_port = probe.getsockname()[1]
         probe.close()
         settings.AI_OUTBOUND_ALLOWLIST = [*settings.AI_OUTBOUND_ALLOWLIST, f"127.0.0.1:{closed_port}"]
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=THROWAWAY,
-                                           openai_base_url=f"http://127.0.0.1:{closed_port}/v1")
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=THROWAWAY, openai_base_url=f"http://127.0.0.1:{closed_port}/v1"
+        )
         with pytest.raises(errors.ProviderUnavailable) as caught:
             AIService(site=record.site).generate_content("hi", failover=False)
-        assert caught.value.message == f"Could not reach http://127.0.0.1:{closed_port}/v1 (connection failed or " \
-                                       "was dropped)."
+        assert (
+            caught.value.message == f"Could not reach http://127.0.0.1:{closed_port}/v1 (connection failed or "
+            "was dropped)."
+        )
 
     def test_a_non_json_error_body_is_never_echoed(self, upstream, settings):
         settings.AI_MAX_RETRIES = 0
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                           openai_base_url=upstream.openai_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+        )
         upstream.script(flavor="openai", status=500, body="<html>internal admin panel: db password hunter2</html>")
         with pytest.raises(errors.ProviderUnavailable) as caught:
             AIService(site=record.site).generate_content("hi", failover=False)
@@ -147,8 +167,9 @@ class TestOutboundPolicy:
 
     def test_a_vendor_message_is_kept_but_truncated(self, upstream, settings):
         settings.AI_MAX_RETRIES = 0
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                           openai_base_url=upstream.openai_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+        )
         upstream.script(flavor="openai", status=400, body={"error": {"message": "bad parameter " + "x" * 5000}})
         with pytest.raises(errors.InvalidRequest) as caught:
             AIService(site=record.site).generate_content("hi")
@@ -170,13 +191,15 @@ class TestKeysCannotEscape:
         assert DEPLOYMENT_KEY not in html
         assert "Emulated openrouter reply" in html  # served, with a header-safe title
         assert upstream.requests[-1].headers["x-title"] == "Cafe Panel"
-        check = client.post(reverse("admin:integrations_aiprovidersettings_check_key",
-                                    args=[record.pk, "openrouter"]), follow=True)
+        check = client.post(
+            reverse("admin:integrations_aiprovidersettings_check_key", args=[record.pk, "openrouter"]), follow=True
+        )
         assert check.status_code == 200 and DEPLOYMENT_KEY not in check.content.decode()
 
     def test_the_admin_refuses_header_values_that_cannot_be_sent(self, client, upstream):
-        record = AIProviderSettingsFactory(provider_type="openrouter", openrouter_api_key=OR_KEY,
-                                           openrouter_base_url=upstream.openrouter_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url
+        )
         client.force_login(site_admin_for(record.site))
         change = reverse("admin:integrations_aiprovidersettings_change", args=[record.pk])
         response = client.post(change, form_data(record, openrouter_app_name="Café ☕ Panel"))
@@ -218,21 +241,27 @@ class TestTextValidation:
         from tests.factories import SiteMembershipFactory, UserFactory, may_use_ai
 
         site = Site.objects.get(domain="testserver")
-        AIProviderSettingsFactory(site=site, provider_type="openrouter", openrouter_api_key=OR_KEY,
-                                  openrouter_base_url=upstream.openrouter_base_url)
+        AIProviderSettingsFactory(
+            site=site,
+            provider_type="openrouter",
+            openrouter_api_key=OR_KEY,
+            openrouter_base_url=upstream.openrouter_base_url,
+        )
         user = UserFactory()
         SiteMembershipFactory(user=user, site=site)
         may_use_ai(user)
         _, token = APIToken.issue(user, "t")
         auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
         for _ in range(4):  # more than AI_COOLDOWN_AFTER_FAILURES
-            response = client.post("/api/ai/generate/", '{"prompt": "hello \\ud800 world"}',
-                                   content_type="application/json", **auth)
+            response = client.post(
+                "/api/ai/generate/", '{"prompt": "hello \\ud800 world"}', content_type="application/json", **auth
+            )
             assert response.status_code == 400
             assert response.json()["error"]["code"] == "invalid_request"
             assert "unpaired surrogate" in response.json()["error"]["message"]
-        response = client.post("/api/ai/generate/", '{"prompt": "nul \\u0000 byte"}',
-                               content_type="application/json", **auth)
+        response = client.post(
+            "/api/ai/generate/", '{"prompt": "nul \\u0000 byte"}', content_type="application/json", **auth
+        )
         assert response.status_code == 400 and "NUL" in response.json()["error"]["message"]
         assert upstream.requests == []
         usage.flush()
@@ -242,8 +271,9 @@ class TestTextValidation:
 
     @pytest.mark.parametrize("where", ["system_prompt", "message"])
     def test_every_text_field_is_checked(self, upstream, where):
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                           openai_base_url=upstream.openai_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+        )
         service = AIService(site=record.site)
         with pytest.raises(errors.InvalidRequest):
             if where == "system_prompt":
@@ -256,8 +286,11 @@ class TestTextValidation:
 class TestSettingsFollowChanges:
     def test_a_long_lived_service_follows_a_provider_switch(self, upstream):
         record = AIProviderSettingsFactory(
-            provider_type="openrouter", openrouter_api_key=OR_KEY, openrouter_base_url=upstream.openrouter_base_url,
-            anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url,
+            provider_type="openrouter",
+            openrouter_api_key=OR_KEY,
+            openrouter_base_url=upstream.openrouter_base_url,
+            anthropic_api_key=ANT_KEY,
+            anthropic_base_url=upstream.anthropic_base_url,
         )
         service = AIService(site=record.site)  # e.g. kept at module level
         assert service.generate_content("one").provider == "openrouter"
@@ -272,8 +305,9 @@ class TestSettingsFollowChanges:
         assert [r.flavor for r in upstream.requests] == ["openrouter", "anthropic"]
 
     def test_moving_a_record_to_another_site_stops_the_old_site_using_its_key(self, upstream):
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                           openai_base_url=upstream.openai_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+        )
         old_site, new_site = record.site, SiteFactory()
         assert AIService(site=old_site).generate_content("before").provider == "openai"
         record.site = new_site
@@ -283,8 +317,9 @@ class TestSettingsFollowChanges:
         assert AIService(site=new_site).generate_content("new home").provider == "openai"
 
     def test_deleting_a_record_stops_its_key(self, upstream):
-        record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                           openai_base_url=upstream.openai_base_url)
+        record = AIProviderSettingsFactory(
+            provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+        )
         site = record.site
         AIService(site=site).generate_content("before")
         record.delete()
@@ -294,10 +329,13 @@ class TestSettingsFollowChanges:
 
 def test_superuser_sees_the_same_policy(client, upstream, other_server):
     """The allowlist is a deployment setting: even a superuser's site record can't point at a loopback port."""
-    record = AIProviderSettingsFactory(provider_type="openai", openai_api_key=OAI_KEY,
-                                       openai_base_url=upstream.openai_base_url)
+    record = AIProviderSettingsFactory(
+        provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+    )
     client.force_login(SuperUserFactory())
-    response = client.post(reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]),
-                           form_data(record, openai_base_url=other_server.openai_base_url))
+    response = client.post(
+        reverse("admin:integrations_aiprovidersettings_change", args=[record.pk]),
+        form_data(record, openai_base_url=other_server.openai_base_url),
+    )
     assert response.status_code == 200
     assert other_server.connections == 0

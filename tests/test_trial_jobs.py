@@ -87,16 +87,20 @@ def test_a_trial_over_recent_pages_runs_production_beside_the_draft(client, emul
     client.force_login(staff(site, *PERMS))
     versions = client.get(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
     assert ("pages", "recent pages of the site (production beside it)") in list(
-        versions.context["trial_form"].fields["source"].choices)
+        versions.context["trial_form"].fields["source"].choices
+    )
 
-    started = client.post(reverse("admin:prompts_prompttemplate_trial", args=[template.pk]),
-                          {"version": draft.pk, "site": site.pk, "items": 2, "source": "pages"})
+    started = client.post(
+        reverse("admin:prompts_prompttemplate_trial", args=[template.pk]),
+        {"version": draft.pk, "site": site.pk, "items": 2, "source": "pages"},
+    )
     job = BatchJob.objects.get()
     assert started["Location"] == reverse("admin:prompts_prompttemplate_trial_result", args=[template.pk, job.pk])
     assert (job.status, job.total, job.succeeded) == ("done", 2, 2)
     sent = sorted(r.json["messages"][-1]["content"] for r in upstream.requests)
-    assert sent == sorted([f"New summary of {t}!" for t in newest]
-                          + [f"Old summary of {t}: Body of {t.lower()}." for t in newest])
+    assert sent == sorted(
+        [f"New summary of {t}!" for t in newest] + [f"Old summary of {t}: Body of {t.lower()}." for t in newest]
+    )
     items = list(PromptTrialItem.objects.filter(job=job))
     assert {i.variables["page"] for i in items} == set(newest)
     assert all(i.old_output and i.new_output and i.old_tokens and i.new_tokens and i.run is None for i in items)
@@ -109,8 +113,10 @@ def test_a_trial_over_recent_pages_runs_production_beside_the_draft(client, emul
     form = client.get(reverse("admin:prompts_prompttemplate_versions", args=[other.pk])).context["trial_form"]
     assert [value for value, _ in form.fields["source"].choices] == ["runs"]
     before = len(upstream.requests)
-    refused = client.post(reverse("admin:prompts_prompttemplate_trial", args=[other.pk]),
-                          {"version": other.production_version.pk, "site": site.pk, "items": 2, "source": "pages"},
-                          follow=True)
+    refused = client.post(
+        reverse("admin:prompts_prompttemplate_trial", args=[other.pk]),
+        {"version": other.production_version.pk, "site": site.pk, "items": 2, "source": "pages"},
+        follow=True,
+    )
     assert "No trial" in refused.content.decode() and BatchJob.objects.count() == 1
     assert len(upstream.requests) == before

@@ -42,9 +42,18 @@ def at(day: datetime.date, hour: int = 12) -> datetime.datetime:
 
 
 def row(site, day: datetime.date, **fields) -> AIUsage:
-    values = {"service": "pages.meta", "provider": "openai", "served_model": "gpt-4o", "status": "ok",
-              "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": Decimal("0.01"),
-              "latency_ms": 100, **fields}
+    values = {
+        "service": "pages.meta",
+        "provider": "openai",
+        "served_model": "gpt-4o",
+        "status": "ok",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "cost": Decimal("0.01"),
+        "latency_ms": 100,
+        **fields,
+    }
     made = AIUsage.objects.create(site=site, **values)
     AIUsage.objects.filter(pk=made.pk).update(created_at=at(day))
     made.refresh_from_db()
@@ -63,17 +72,58 @@ def ledger():
     AIProviderSettingsFactory(site=site_b, monthly_budget=Decimal("500"))
     for latency in (100, 200, 300, 400):
         row(site_a, day1, latency_ms=latency)
-    row(site_a, day1, status="error", error_class="ProviderUnavailable", cost=None, prompt_tokens=0,
-        completion_tokens=0, total_tokens=0, latency_ms=900)
-    row(site_a, day2, provider="anthropic", served_model="claude-3-5-sonnet-20241022", service="pages.summary",
-        cost=Decimal("0.05"), cached_tokens=8, saved_cost=Decimal("0.002"), latency_ms=1000)
+    row(
+        site_a,
+        day1,
+        status="error",
+        error_class="ProviderUnavailable",
+        cost=None,
+        prompt_tokens=0,
+        completion_tokens=0,
+        total_tokens=0,
+        latency_ms=900,
+    )
+    row(
+        site_a,
+        day2,
+        provider="anthropic",
+        served_model="claude-3-5-sonnet-20241022",
+        service="pages.summary",
+        cost=Decimal("0.05"),
+        cached_tokens=8,
+        saved_cost=Decimal("0.002"),
+        latency_ms=1000,
+    )
     row(site_a, day2, status="cached", cache_hit=True, cost=Decimal(0), saved_cost=Decimal("0.01"), latency_ms=1)
-    row(site_a, day2, status="refused", error_class="BudgetExceeded", cost=Decimal(0), served_model="",
-        requested_model="gpt-4o", total_tokens=0)
-    row(site_a, day2, status="refused", error_class="RateLimited", cost=Decimal(0), served_model="",
-        requested_model="gpt-4o", total_tokens=0)
-    row(site_b, day2, served_model="secret-b-model", service="b.private.service", cost=Decimal("123.45"),
-        total_tokens=777777, latency_ms=4321)
+    row(
+        site_a,
+        day2,
+        status="refused",
+        error_class="BudgetExceeded",
+        cost=Decimal(0),
+        served_model="",
+        requested_model="gpt-4o",
+        total_tokens=0,
+    )
+    row(
+        site_a,
+        day2,
+        status="refused",
+        error_class="RateLimited",
+        cost=Decimal(0),
+        served_model="",
+        requested_model="gpt-4o",
+        total_tokens=0,
+    )
+    row(
+        site_b,
+        day2,
+        served_model="secret-b-model",
+        service="b.private.service",
+        cost=Decimal("123.45"),
+        total_tokens=777777,
+        latency_ms=4321,
+    )
     row(site_b, day2, status="refused", error_class="PolicyViolation", cost=Decimal(0))
     return {"a": site_a, "b": site_b, "day1": day1, "day2": day2}
 
@@ -89,8 +139,16 @@ def test_site_admin_sees_only_their_sites_numbers(client, ledger):
     response = client.get(URL)
     data = page_data(response)
     body = response.content.decode()
-    for leak in ("secret-b-model", "b.private.service", "b.example.test", "123.45", "777777", "4321",
-                 "PolicyViolation", "500.00"):
+    for leak in (
+        "secret-b-model",
+        "b.private.service",
+        "b.example.test",
+        "123.45",
+        "777777",
+        "4321",
+        "PolicyViolation",
+        "500.00",
+    ):
         assert leak not in body
     totals = data["totals"]
     assert totals["cost"] == Decimal("0.09")  # 4 x 0.01 + 0.05 + 0 (error, cache hit, refusals)
@@ -154,12 +212,13 @@ def test_budget_burn_down_forecasts_month_end(client, ledger):
     today = timezone.localdate()
     in_month = [d for d in (ledger["day1"], ledger["day2"]) if d.month == today.month]
     spent = (Decimal("0.04") if ledger["day1"] in in_month else 0) + (
-        Decimal("0.05") if ledger["day2"] in in_month else 0)
+        Decimal("0.05") if ledger["day2"] in in_month else 0
+    )
     assert budget["spent"] == spent
     length = len(budget["days"])
     assert budget["forecast"] == spent / today.day * length
     assert budget["cumulative"][today.day - 1] == pytest.approx(float(spent))
-    assert all(v is None for v in budget["cumulative"][today.day:])
+    assert all(v is None for v in budget["cumulative"][today.day :])
 
 
 def test_a_call_through_the_gateway_shows_on_the_dashboard(client, emulated_site, upstream):
@@ -200,10 +259,22 @@ def test_percentile_is_nearest_rank():
 
 def test_unpriced_calls_are_counted_per_model_and_only_the_users_sites(client, ledger):
     """Issue 19: the dashboard counts the calls no price source knew, per model, within the user's scope."""
-    row(ledger["a"], ledger["day2"], served_model="llama-local", provider="vllm", cost_source="unpriced",
-        cost=Decimal("0.0077"))
-    row(ledger["a"], ledger["day1"], served_model="llama-local", provider="vllm", cost_source="unpriced",
-        cost=Decimal("0.0077"))
+    row(
+        ledger["a"],
+        ledger["day2"],
+        served_model="llama-local",
+        provider="vllm",
+        cost_source="unpriced",
+        cost=Decimal("0.0077"),
+    )
+    row(
+        ledger["a"],
+        ledger["day1"],
+        served_model="llama-local",
+        provider="vllm",
+        cost_source="unpriced",
+        cost=Decimal("0.0077"),
+    )
     row(ledger["b"], ledger["day2"], served_model="secret-b-unpriced", cost_source="unpriced")
     client.force_login(member(ledger["a"], "view_aiusage"))
     response = client.get(URL)

@@ -24,8 +24,16 @@ pytestmark = pytest.mark.django_db
 
 
 def ledger_row(site, days_ago: int, **fields) -> AIUsage:
-    values = {"service": "pages.meta", "provider": "openai", "served_model": "gpt-4o", "status": "ok",
-              "total_tokens": 15, "cost": Decimal("0.01"), "latency_ms": 100 + days_ago, **fields}
+    values = {
+        "service": "pages.meta",
+        "provider": "openai",
+        "served_model": "gpt-4o",
+        "status": "ok",
+        "total_tokens": 15,
+        "cost": Decimal("0.01"),
+        "latency_ms": 100 + days_ago,
+        **fields,
+    }
     made = AIUsage.objects.create(site=site, **values)
     AIUsage.objects.filter(pk=made.pk).update(created_at=timezone.now() - datetime.timedelta(days=days_ago, hours=1))
     made.refresh_from_db()

@@ -33,8 +33,17 @@ from .factories import SiteFactory
 from .test_scaleout import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMED = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
-          "reasoning_tokens", "cost", "saved_cost", "latency_ms")
+SUMMED = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost",
+    "saved_cost",
+    "latency_ms",
+)
 
 
 def raw_totals(**filters) -> dict:
@@ -45,8 +54,9 @@ def raw_totals(**filters) -> dict:
 
 def rollup_totals(**filters) -> dict:
     rows = UsageDaily.objects.filter(**filters)
-    totals = rows.aggregate(requests=Sum("requests"), latency_ms=Sum("latency_sum"),
-                            **{n: Sum(n) for n in SUMMED if n != "latency_ms"})
+    totals = rows.aggregate(
+        requests=Sum("requests"), latency_ms=Sum("latency_sum"), **{n: Sum(n) for n in SUMMED if n != "latency_ms"}
+    )
     return {k: v or 0 for k, v in totals.items()}
 
 
@@ -59,9 +69,23 @@ def assert_rollups_match_ledger(**site) -> None:
 
 # -- the histogram ----------------------------------------------------------------------------------
 
+
 def test_buckets_keep_two_significant_digits():
-    assert [bucket(v) for v in (0, 7, 99, 100, 109, 110, 999, 1000, 1099, 4321, 99_999, 100_000, 3_600_000)] == \
-        [0, 7, 99, 100, 100, 110, 990, 1000, 1000, 4300, 99_000, 100_000, 100_000]
+    assert [bucket(v) for v in (0, 7, 99, 100, 109, 110, 999, 1000, 1099, 4321, 99_999, 100_000, 3_600_000)] == [
+        0,
+        7,
+        99,
+        100,
+        100,
+        110,
+        990,
+        1000,
+        1000,
+        4300,
+        99_000,
+        100_000,
+        100_000,
+    ]
     assert bucket(-5) == 0
 
 
@@ -78,11 +102,13 @@ def test_percentiles_from_the_histogram_are_nearest_rank_bucket_edges():
 
 # -- the writer ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.django_db(transaction=True)
 def test_the_ledger_writer_keeps_rollups_matching_the_ledger(emulated_site, upstream, settings):
     settings.AI_RETRY_BACKOFF = 0.01
-    ModelPrice.objects.create(provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"),
-                              completion_per_million=Decimal("10"))
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
     site = emulated_site("openai")
     other = emulated_site("openai")
     for n in range(3):
@@ -98,8 +124,12 @@ def test_the_ledger_writer_keeps_rollups_matching_the_ledger(emulated_site, upst
     assert_rollups_match_ledger(site=other)
     today = timezone.localdate()
     groups = {(r.service, r.status, r.error_class): r for r in UsageDaily.objects.filter(site=site)}
-    assert set(groups) == {("pages.meta", "ok", ""), ("pages.summary", "ok", ""),
-                           ("pages.summary", "error", "ProviderUnavailable"), ("pages.meta", "cached", "")}
+    assert set(groups) == {
+        ("pages.meta", "ok", ""),
+        ("pages.summary", "ok", ""),
+        ("pages.summary", "error", "ProviderUnavailable"),
+        ("pages.meta", "cached", ""),
+    }
     assert groups[("pages.meta", "ok", "")].requests == 4
     assert groups[("pages.meta", "cached", "")].cache_hits == 1
     assert all(r.day == today and r.model.startswith("gpt-4o") for r in groups.values())
@@ -130,8 +160,17 @@ print("done", flush=True)
 @pytest.mark.django_db(transaction=True)
 def test_two_writer_processes_keep_the_rollups_exact():
     site = SiteFactory()
-    children = [subprocess.Popen([sys.executable, "-c", WRITER, str(site.pk), tag], cwd=ROOT, env=child_env(),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("p", "q")]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(site.pk), tag],
+            cwd=ROOT,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("p", "q")
+    ]
     for child in children:
         out, err = child.communicate(timeout=180)
         assert child.returncode == 0 and "done" in out, err[-2000:]
@@ -145,6 +184,7 @@ def test_two_writer_processes_keep_the_rollups_exact():
 
 # -- the data migration --------------------------------------------------------------------------------
 
+
 @pytest.mark.django_db(transaction=True)
 def test_the_data_migration_builds_rollups_from_existing_rows():
     executor = MigrationExecutor(connection)
@@ -156,13 +196,27 @@ def test_the_data_migration_builds_rollups_from_existing_rows():
         OldUsage = apps.get_model("integrations", "AIUsage")
         day = timezone.localdate() - datetime.timedelta(days=40)
         for latency, status, cost in ((120, "ok", "0.01"), (340, "ok", "0.02"), (900, "error", None)):
-            made = OldUsage.objects.create(site_id=site.pk, service="pages.meta", provider="openai",
-                                           served_model="gpt-4o", status=status, latency_ms=latency,
-                                           total_tokens=15, cost=Decimal(cost) if cost else None)
+            made = OldUsage.objects.create(
+                site_id=site.pk,
+                service="pages.meta",
+                provider="openai",
+                served_model="gpt-4o",
+                status=status,
+                latency_ms=latency,
+                total_tokens=15,
+                cost=Decimal(cost) if cost else None,
+            )
             OldUsage.objects.filter(pk=made.pk).update(
-                created_at=timezone.make_aware(datetime.datetime.combine(day, datetime.time(9))))
-        OldUsage.objects.create(site_id=None, service="cli", provider="anthropic", requested_model="claude",
-                                status="refused", error_class="PolicyViolation")
+                created_at=timezone.make_aware(datetime.datetime.combine(day, datetime.time(9)))
+            )
+        OldUsage.objects.create(
+            site_id=None,
+            service="cli",
+            provider="anthropic",
+            requested_model="claude",
+            status="refused",
+            error_class="PolicyViolation",
+        )
         executor = MigrationExecutor(connection)
         executor.migrate([("integrations", "0012_usage_daily_backfill")])
     finally:
@@ -176,17 +230,18 @@ def test_the_data_migration_builds_rollups_from_existing_rows():
     # what the dashboard showed from raw rows it shows from the roll-ups
     data = Dashboard(site_ids=None, first=day, last=timezone.localdate()).build()
     assert data["totals"]["cost"] == Decimal("0.03") and data["totals"]["errors"] == 1
-    assert data["latency"] == [{"provider": "openai", "model": "gpt-4o", "requests": 2, "p50": 120.0,
-                                "p95": 340.0}]
+    assert data["latency"] == [{"provider": "openai", "model": "gpt-4o", "requests": 2, "p50": 120.0, "p95": 340.0}]
 
 
 # -- seed_usage --------------------------------------------------------------------------------------
 
+
 @pytest.mark.django_db
 def test_seed_usage_writes_rows_over_the_range_and_their_rollups():
     a, b = SiteFactory(domain="seed-a.example.test"), SiteFactory(domain="seed-b.example.test")
-    call_command("seed_usage", "--rows", "1200", "--site", a.domain, "--site", b.domain, "--days", "30",
-                 stdout=io.StringIO())
+    call_command(
+        "seed_usage", "--rows", "1200", "--site", a.domain, "--site", b.domain, "--days", "30", stdout=io.StringIO()
+    )
     assert AIUsage.objects.count() == 1200
     assert AIUsage.objects.filter(site=a).count() == AIUsage.objects.filter(site=b).count() == 600
     days = {timezone.localdate(d) for d in AIUsage.objects.values_list("created_at", flat=True)}
@@ -211,10 +266,22 @@ def test_seed_usage_names_a_missing_site():
 
 def test_rollups_added_twice_sum(db):
     site = SiteFactory()
-    row = AIUsage.objects.create(site=site, service="s", provider="openai", served_model="m", status="ok",
-                                 latency_ms=42, total_tokens=3, cost=Decimal("0.5"))
+    row = AIUsage.objects.create(
+        site=site,
+        service="s",
+        provider="openai",
+        served_model="m",
+        status="ok",
+        latency_ms=42,
+        total_tokens=3,
+        cost=Decimal("0.5"),
+    )
     usage_rollups.add([row])
     usage_rollups.add([row])
     rolled = UsageDaily.objects.get(site=site)
-    assert (rolled.requests, rolled.total_tokens, rolled.cost, rolled.latency_histogram) == \
-        (2, 6, Decimal("1"), {"42": 2})
+    assert (rolled.requests, rolled.total_tokens, rolled.cost, rolled.latency_histogram) == (
+        2,
+        6,
+        Decimal("1"),
+        {"42": 2},
+    )

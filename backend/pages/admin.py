@@ -41,13 +41,19 @@ class BlockInline(admin.StackedInline):
     def preview(self, obj: Block) -> str:
         if obj is None or not obj.pk:
             return "—"
-        html = render_to_string("admin/pages/includes/block_preview.html", {"type": obj.type, "content": obj.content,
-                                                                              "site_id": obj.page.site_id})
+        html = render_to_string(
+            "admin/pages/includes/block_preview.html",
+            {"type": obj.type, "content": obj.content, "site_id": obj.page.site_id},
+        )
         edit = reverse("admin:pages_page_edit_block", args=[obj.page_id, obj.pk])
-        badge = render_to_string("admin/pages/includes/provenance_badge.html",
-                                 {"row": obj.provenance.order_by("-accepted_at", "-id").first()})
-        return format_html('{}<p>{}</p><p><a class="button edit-block" href="{}">Edit this block</a></p>',
-                           html, mark_safe(badge), edit)  # noqa: S308 - rendered by an autoescaping template
+        badge = render_to_string(
+            "admin/pages/includes/provenance_badge.html",
+            {"row": obj.provenance.order_by("-accepted_at", "-id").first()},
+        )
+        badge_html = mark_safe(badge)  # noqa: S308 - rendered by an autoescaping template
+        return format_html(
+            '{}<p>{}</p><p><a class="button edit-block" href="{}">Edit this block</a></p>', html, badge_html, edit
+        )
 
 
 @admin.register(Page)
@@ -85,7 +91,8 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
         content_type = ContentType.objects.get_for_model(Page)
         totals = AIUsage.objects.filter(content_type=content_type, object_id=obj.pk).aggregate(
-            calls=Count("id"), cost=Sum("cost"), tokens=Sum("total_tokens"))
+            calls=Count("id"), cost=Sum("cost"), tokens=Sum("total_tokens")
+        )
         if not totals["calls"]:
             return "No AI calls for this page yet."
         cost = f"${totals['cost']:.6f}" if totals["cost"] is not None else "cost not known"
@@ -112,8 +119,11 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         reasons = staleness.stale_reasons(obj)
         if not reasons:
             return "—"
-        return format_html('<span class="ai-stale" title="{}">stale ({})</span>',
-                           "; ".join(sorted(set(reasons.values()))), len(reasons))
+        return format_html(
+            '<span class="ai-stale" title="{}">stale ({})</span>',
+            "; ".join(sorted(set(reasons.values()))),
+            len(reasons),
+        )
 
     @admin.action(description="Regenerate stale AI meta (estimate, then review)", permissions=["change"])
     def regenerate_stale_meta(self, request, queryset):
@@ -131,11 +141,17 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Generate meta with AI (review before saving)", permissions=["change"])
     def generate_meta(self, request, queryset):
-        pages = [p for p in queryset.select_related("site")[: admin_views.MAX_PREVIEW_PAGES + 1]
-                 if self.has_change_permission(request, p)]
+        pages = [
+            p
+            for p in queryset.select_related("site")[: admin_views.MAX_PREVIEW_PAGES + 1]
+            if self.has_change_permission(request, p)
+        ]
         if len(pages) > admin_views.MAX_PREVIEW_PAGES:
-            self.message_user(request, f"Review works on up to {admin_views.MAX_PREVIEW_PAGES} pages at a time: "
-                              "select fewer.", "error")
+            self.message_user(
+                request,
+                f"Review works on up to {admin_views.MAX_PREVIEW_PAGES} pages at a time: select fewer.",
+                "error",
+            )
             return None
         rows = admin_views.propose_meta_rows(self, request, pages)
         if not rows:
@@ -149,18 +165,31 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("<int:pk>/generate-block/", wrap(lambda r, pk: admin_views.generate_block_view(self, r, pk)),
-                 name="pages_page_generate_block"),
-            path("<int:pk>/generate-meta/", wrap(lambda r, pk: admin_views.generate_meta_view(self, r, pk)),
-                 name="pages_page_generate_meta"),
-            path("meta/accept/", wrap(lambda r: admin_views.accept_meta_view(self, r)),
-                 name="pages_page_accept_meta"),
-            path("blocks/accept/", wrap(lambda r: admin_views.accept_blocks_view(self, r)),
-                 name="pages_page_accept_blocks"),
-            path("<int:pk>/blocks/add/", wrap(lambda r, pk: admin_views.edit_block_view(self, r, pk)),
-                 name="pages_page_add_block"),
-            path("<int:pk>/blocks/<int:block_id>/",
-                 wrap(lambda r, pk, block_id: admin_views.edit_block_view(self, r, pk, block_id)),
-                 name="pages_page_edit_block"),
+            path(
+                "<int:pk>/generate-block/",
+                wrap(lambda r, pk: admin_views.generate_block_view(self, r, pk)),
+                name="pages_page_generate_block",
+            ),
+            path(
+                "<int:pk>/generate-meta/",
+                wrap(lambda r, pk: admin_views.generate_meta_view(self, r, pk)),
+                name="pages_page_generate_meta",
+            ),
+            path("meta/accept/", wrap(lambda r: admin_views.accept_meta_view(self, r)), name="pages_page_accept_meta"),
+            path(
+                "blocks/accept/",
+                wrap(lambda r: admin_views.accept_blocks_view(self, r)),
+                name="pages_page_accept_blocks",
+            ),
+            path(
+                "<int:pk>/blocks/add/",
+                wrap(lambda r, pk: admin_views.edit_block_view(self, r, pk)),
+                name="pages_page_add_block",
+            ),
+            path(
+                "<int:pk>/blocks/<int:block_id>/",
+                wrap(lambda r, pk, block_id: admin_views.edit_block_view(self, r, pk, block_id)),
+                name="pages_page_edit_block",
+            ),
             *super().get_urls(),
         ]

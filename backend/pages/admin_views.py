@@ -51,8 +51,14 @@ def editable_page(model_admin: Any, request: HttpRequest, pk: Any) -> Page:
 
 
 def meta_row(page: Page, token: str, proposal: dict[str, Any], errors: list[str] | None = None) -> dict[str, Any]:
-    return {"page": page, "token": token, "proposal": proposal, "errors": errors or [],
-            "title_limit": META_TITLE_MAX, "description_limit": META_DESCRIPTION_MAX}
+    return {
+        "page": page,
+        "token": token,
+        "proposal": proposal,
+        "errors": errors or [],
+        "title_limit": META_TITLE_MAX,
+        "description_limit": META_DESCRIPTION_MAX,
+    }
 
 
 def propose_meta_rows(model_admin: Any, request: HttpRequest, pages: list[Page], model: str | None = None):
@@ -64,42 +70,67 @@ def propose_meta_rows(model_admin: Any, request: HttpRequest, pages: list[Page],
         except AIProviderError as exc:
             model_admin.message_user(request, f"{page}: no proposal — {exc.code}: {exc.message}", messages.ERROR)
             continue
-        payload = {"kind": META_KIND, "page_id": page.pk, "site_id": page.site_id,
-                   "meta_title": proposal.meta_title, "meta_description": proposal.meta_description,
-                   "model": proposal.model, "provider": proposal.provider, "total_tokens": proposal.total_tokens,
-                   "origin": proposal.origin.as_dict() if proposal.origin else None}
+        payload = {
+            "kind": META_KIND,
+            "page_id": page.pk,
+            "site_id": page.site_id,
+            "meta_title": proposal.meta_title,
+            "meta_description": proposal.meta_description,
+            "model": proposal.model,
+            "provider": proposal.provider,
+            "total_tokens": proposal.total_tokens,
+            "origin": proposal.origin.as_dict() if proposal.origin else None,
+        }
         rows.append(meta_row(page, run_previews.keep(request, payload), payload))
     return rows
 
 
-def render_meta_preview(model_admin: Any, request: HttpRequest, rows: list[dict[str, Any]],
-                        back: str | None = None) -> HttpResponse:
+def render_meta_preview(
+    model_admin: Any, request: HttpRequest, rows: list[dict[str, Any]], back: str | None = None
+) -> HttpResponse:
     context = {
-        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "rows": rows,
-        "title": "Review generated meta", "back": back or reverse("admin:pages_page_changelist"),
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "rows": rows,
+        "title": "Review generated meta",
+        "back": back or reverse("admin:pages_page_changelist"),
     }
     return TemplateResponse(request, "admin/pages/page/meta_preview.html", context)
 
 
 def regenerate_stale_meta(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
     """The bulk action: split the selection into stale and up-to-date pages, show the estimate, then propose."""
-    pages = [p for p in queryset.select_related("site") if model_admin.has_change_permission(request, p)
-             and can_manage(request.user, p.site_id)]
+    pages = [
+        p
+        for p in queryset.select_related("site")
+        if model_admin.has_change_permission(request, p) and can_manage(request.user, p.site_id)
+    ]
     stale = [p for p in pages if staleness.meta_is_stale(p)]
     skipped = len(pages) - len(stale)
     if not stale:
-        model_admin.message_user(request, f"No stale AI meta in the selection: {skipped} page(s) are up to date "
-                                 "(same text, same prompt version) and were skipped.", messages.INFO)
+        model_admin.message_user(
+            request,
+            f"No stale AI meta in the selection: {skipped} page(s) are up to date "
+            "(same text, same prompt version) and were skipped.",
+            messages.INFO,
+        )
         return None
     if len(stale) > MAX_PREVIEW_PAGES:
-        model_admin.message_user(request, f"{len(stale)} pages are stale; review works on up to "
-                                 f"{MAX_PREVIEW_PAGES} at a time: select fewer.", messages.ERROR)
+        model_admin.message_user(
+            request,
+            f"{len(stale)} pages are stale; review works on up to {MAX_PREVIEW_PAGES} at a time: select fewer.",
+            messages.ERROR,
+        )
         return None
     if request.POST.get("confirm") != "yes":
         context = {
-            **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-            "title": "Regenerate stale AI meta", "stale": [(p, staleness.stale_reasons(p)) for p in stale],
-            "skipped": skipped, "estimate": staleness.estimate_meta(stale), "selected": [p.pk for p in pages],
+            **model_admin.admin_site.each_context(request),
+            "opts": model_admin.model._meta,
+            "title": "Regenerate stale AI meta",
+            "stale": [(p, staleness.stale_reasons(p)) for p in stale],
+            "skipped": skipped,
+            "estimate": staleness.estimate_meta(stale),
+            "selected": [p.pk for p in pages],
         }
         return TemplateResponse(request, "admin/pages/page/regenerate_stale.html", context)
     if skipped:
@@ -114,22 +145,34 @@ def regenerate_stale_blocks(model_admin: Any, request: HttpRequest, queryset: An
     A block is stale when its page's text or the block prompt changed since it was generated; a block
     a person edited is never proposed again, and an up-to-date one sends nothing.
     """
-    pages = [p for p in queryset.select_related("site") if model_admin.has_change_permission(request, p)
-             and can_manage(request.user, p.site_id)]
+    pages = [
+        p
+        for p in queryset.select_related("site")
+        if model_admin.has_change_permission(request, p) and can_manage(request.user, p.site_id)
+    ]
     stale = [item for page in pages for item in staleness.stale_blocks(page)]
     if not stale:
-        model_admin.message_user(request, f"No stale AI blocks in the selection: the blocks of {len(pages)} page(s) "
-                                 "are up to date (same text, same prompt version) or were edited by a person.",
-                                 messages.INFO)
+        model_admin.message_user(
+            request,
+            f"No stale AI blocks in the selection: the blocks of {len(pages)} page(s) "
+            "are up to date (same text, same prompt version) or were edited by a person.",
+            messages.INFO,
+        )
         return None
     if len(stale) > MAX_PREVIEW_PAGES:
-        model_admin.message_user(request, f"{len(stale)} blocks are stale; review works on up to "
-                                 f"{MAX_PREVIEW_PAGES} at a time: select fewer pages.", messages.ERROR)
+        model_admin.message_user(
+            request,
+            f"{len(stale)} blocks are stale; review works on up to {MAX_PREVIEW_PAGES} at a time: select fewer pages.",
+            messages.ERROR,
+        )
         return None
     if request.POST.get("confirm") != "yes":
         context = {
-            **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-            "title": "Regenerate stale AI blocks", "stale": stale, "estimate": staleness.estimate_blocks(stale),
+            **model_admin.admin_site.each_context(request),
+            "opts": model_admin.model._meta,
+            "title": "Regenerate stale AI blocks",
+            "stale": stale,
+            "estimate": staleness.estimate_blocks(stale),
             "selected": [p.pk for p in pages],
         }
         return TemplateResponse(request, "admin/pages/page/regenerate_stale_blocks.html", context)
@@ -138,26 +181,48 @@ def regenerate_stale_blocks(model_admin: Any, request: HttpRequest, queryset: An
         block, page = item.block, item.block.page
         try:
             proposed, origin = AdvancedAIService().propose_block_with_origin(
-                page, block.type, item.instructions, model=item.model)
+                page, block.type, item.instructions, model=item.model
+            )
         except AIProviderError as exc:
-            model_admin.message_user(request, f"{page}, {BLOCK_LABELS[block.type]} block: no proposal — "
-                                     f"{exc.code}: {exc.message}", messages.ERROR)
+            model_admin.message_user(
+                request,
+                f"{page}, {BLOCK_LABELS[block.type]} block: no proposal — {exc.code}: {exc.message}",
+                messages.ERROR,
+            )
             continue
-        payload = {"kind": BLOCK_REGEN_KIND, "page_id": page.pk, "site_id": page.site_id, "block_id": block.pk,
-                   "type": block.type, "content": proposed.content, "was": provenance.block_text(block.content),
-                   "origin": origin.as_dict()}
+        payload = {
+            "kind": BLOCK_REGEN_KIND,
+            "page_id": page.pk,
+            "site_id": page.site_id,
+            "block_id": block.pk,
+            "type": block.type,
+            "content": proposed.content,
+            "was": provenance.block_text(block.content),
+            "origin": origin.as_dict(),
+        }
         rows.append(block_row(block, run_previews.keep(request, payload), proposed.content, item.reason))
     return render_block_preview(model_admin, request, rows) if rows else None
 
 
 def block_row(block: Block, token: str, proposal: Any, reason: str = "", error: str = "") -> dict[str, Any]:
-    return {"block": block, "page": block.page, "token": token, "proposal": proposal, "reason": reason,
-            "error": error, "label": BLOCK_LABELS.get(block.type, block.type)}
+    return {
+        "block": block,
+        "page": block.page,
+        "token": token,
+        "proposal": proposal,
+        "reason": reason,
+        "error": error,
+        "label": BLOCK_LABELS.get(block.type, block.type),
+    }
 
 
 def render_block_preview(model_admin: Any, request: HttpRequest, rows: list[dict[str, Any]]) -> HttpResponse:
-    context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "rows": rows,
-               "title": "Review regenerated blocks"}
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "rows": rows,
+        "title": "Review regenerated blocks",
+    }
     return TemplateResponse(request, "admin/pages/page/blocks_preview.html", context)
 
 
@@ -177,8 +242,11 @@ def accept_blocks_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
             problems.append("A proposal was unknown, expired or already saved: regenerate again.")
             continue
         page = model_admin.get_queryset(request).filter(pk=payload["page_id"]).first()
-        if page is None or not can_manage(request.user, page.site_id) or not model_admin.has_change_permission(
-                request, page):
+        if (
+            page is None
+            or not can_manage(request.user, page.site_id)
+            or not model_admin.has_change_permission(request, page)
+        ):
             problems.append("A proposal was for a page you can no longer change.")
             continue
         if request.POST.get(f"accept-{token}") != "on":
@@ -217,8 +285,12 @@ def generate_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
         if rows:
             return render_meta_preview(model_admin, request, rows, back)
     context = {
-        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
-        "title": f"Generate meta for “{page}”", "form": form, "title_limit": META_TITLE_MAX,
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": page,
+        "title": f"Generate meta for “{page}”",
+        "form": form,
+        "title_limit": META_TITLE_MAX,
         "description_limit": META_DESCRIPTION_MAX,
     }
     return TemplateResponse(request, "admin/pages/page/generate_meta.html", context)
@@ -234,21 +306,29 @@ def accept_meta_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     for token in request.POST.getlist("token"):
         payload = run_previews.fetch(request, token, kind=META_KIND)
         if payload is None:
-            model_admin.message_user(request, "A proposal was unknown, expired or already saved: generate again.",
-                                     messages.ERROR)
+            model_admin.message_user(
+                request, "A proposal was unknown, expired or already saved: generate again.", messages.ERROR
+            )
             continue
         page = model_admin.get_queryset(request).filter(pk=payload["page_id"]).first()
-        if page is None or not can_manage(request.user, page.site_id) or not model_admin.has_change_permission(
-                request, page):
+        if (
+            page is None
+            or not can_manage(request.user, page.site_id)
+            or not model_admin.has_change_permission(request, page)
+        ):
             model_admin.message_user(request, "A proposal was for a page you can no longer change.", messages.ERROR)
             continue
-        edited = {"meta_title": request.POST.get(f"meta_title-{token}", "").strip(),
-                  "meta_description": request.POST.get(f"meta_description-{token}", "").strip()}
+        edited = {
+            "meta_title": request.POST.get(f"meta_title-{token}", "").strip(),
+            "meta_description": request.POST.get(f"meta_description-{token}", "").strip(),
+        }
         accepted = request.POST.get(f"accept-{token}") == "on"
         errors = []
         if accepted:
-            for field, label, limit in (("meta_title", "Meta title", META_TITLE_MAX),
-                                        ("meta_description", "Meta description", META_DESCRIPTION_MAX)):
+            for field, label, limit in (
+                ("meta_title", "Meta title", META_TITLE_MAX),
+                ("meta_description", "Meta description", META_DESCRIPTION_MAX),
+            ):
                 if not edited[field]:
                     errors.append(f"{label} is empty: write one or untick this page.")
                 elif len(edited[field]) > limit:
@@ -269,8 +349,11 @@ def accept_meta_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         if not any(row["token"] == token for _p, token, _e, _o in ready):
             run_previews.forget(request, row["token"])
     if ready:
-        model_admin.message_user(request, f"Saved meta for {len(ready)} page(s): "
-                                 + ", ".join(str(page) for page, _t, _e, _o in ready) + ".", messages.SUCCESS)
+        model_admin.message_user(
+            request,
+            f"Saved meta for {len(ready)} page(s): " + ", ".join(str(page) for page, _t, _e, _o in ready) + ".",
+            messages.SUCCESS,
+        )
     else:
         model_admin.message_user(request, "No page was ticked: nothing was saved.", messages.WARNING)
     if len(rows) == 1 and ready:
@@ -287,8 +370,9 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
         token = request.POST.get("token", "")
         payload = run_previews.fetch(request, token, kind=BLOCK_KIND, page_id=page.pk)
         if payload is None:
-            model_admin.message_user(request, "This proposal is unknown, expired or already saved: generate again.",
-                                     messages.ERROR)
+            model_admin.message_user(
+                request, "This proposal is unknown, expired or already saved: generate again.", messages.ERROR
+            )
             token = None
         else:
             proposal_form = BlockContentForm(request.POST, block_type=payload["type"])
@@ -298,25 +382,38 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
                 if origin is not None:
                     provenance.record_block(block, origin, proposed=payload["content"], user=request.user)
                 run_previews.forget(request, token)
-                model_admin.message_user(request, f"Added a {BLOCK_LABELS[block.type]} block.",
-                                         messages.SUCCESS)
+                model_admin.message_user(request, f"Added a {BLOCK_LABELS[block.type]} block.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:pages_page_change", args=[page.pk]))
             model_admin.message_user(request, "Nothing was saved: fix the marked fields.", messages.ERROR)
     elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
             block, origin = AdvancedAIService().propose_block_with_origin(
-                page, data["type"], data["instructions"], model=data["model"] or None)
+                page, data["type"], data["instructions"], model=data["model"] or None
+            )
         except AIProviderError as exc:
             model_admin.message_user(request, f"No block was proposed — {exc.code}: {exc.message}", messages.ERROR)
         else:
-            token = run_previews.keep(request, {"kind": BLOCK_KIND, "page_id": page.pk, "site_id": page.site_id,
-                                                "type": block.type, "content": block.content,
-                                                "origin": origin.as_dict()})
+            token = run_previews.keep(
+                request,
+                {
+                    "kind": BLOCK_KIND,
+                    "page_id": page.pk,
+                    "site_id": page.site_id,
+                    "type": block.type,
+                    "content": block.content,
+                    "origin": origin.as_dict(),
+                },
+            )
             proposal_form = BlockContentForm(block_type=block.type, content=block.content)
     context = {
-        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
-        "title": f"Generate a block for “{page}”", "form": form, "proposal_form": proposal_form, "token": token,
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": page,
+        "title": f"Generate a block for “{page}”",
+        "form": form,
+        "proposal_form": proposal_form,
+        "token": token,
         "proposal": proposal_form.initial_content() if proposal_form is not None else None,
         "block_label": BLOCK_LABELS.get(proposal_form.block_type) if proposal_form is not None else "",
     }
@@ -333,11 +430,17 @@ def edit_block_view(model_admin: Any, request: HttpRequest, pk: int, block_id: i
     block = get_object_or_404(Block, pk=block_id, page=page) if block_id is not None else None
     block_type = block.type if block else request.GET.get("type") or request.POST.get("block_type")
     if block_type not in BLOCK_TYPES:
-        context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-                   "original": page, "title": f"Add a block to “{page}”", "form": BlockTypeForm(request.GET or None)}
+        context = {
+            **model_admin.admin_site.each_context(request),
+            "opts": model_admin.model._meta,
+            "original": page,
+            "title": f"Add a block to “{page}”",
+            "form": BlockTypeForm(request.GET or None),
+        }
         return TemplateResponse(request, "admin/pages/page/choose_block_type.html", context)
-    form = BlockContentForm(request.POST or None, block_type=block_type, content=block.content if block else None,
-                            site_id=page.site_id)
+    form = BlockContentForm(
+        request.POST or None, block_type=block_type, content=block.content if block else None, site_id=page.site_id
+    )
     if request.method == "POST" and form.is_valid():
         if block is None:
             AdvancedAIService.add_block(page, block_type, form.content())
@@ -349,9 +452,13 @@ def edit_block_view(model_admin: Any, request: HttpRequest, pk: int, block_id: i
             model_admin.message_user(request, f"Saved the {BLOCK_LABELS[block_type]} block.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:pages_page_change", args=[page.pk]))
     context = {
-        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
-        "title": f"{'Edit' if block else 'Add'} a {BLOCK_LABELS[block_type]} block of “{page}”", "proposal_form": form,
-        "block_type": block_type, "block": block,
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": page,
+        "title": f"{'Edit' if block else 'Add'} a {BLOCK_LABELS[block_type]} block of “{page}”",
+        "proposal_form": form,
+        "block_type": block_type,
+        "block": block,
         "proposal": form.initial_content(),
     }
     return TemplateResponse(request, "admin/pages/page/edit_block.html", context)

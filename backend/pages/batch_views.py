@@ -40,24 +40,32 @@ def estimate_pages(pages: list[Page], model: str | None) -> list[Estimate]:
     for page in pages:
         by_site.setdefault(page.site_id, []).append(page)
     return [
-        estimate(site_pages[0].site, [
-            Call([{"role": "user", "content": meta_prompt(p.title, p.body)}], META_SYSTEM_PROMPT, META_MAX_TOKENS)
-            for p in site_pages
-        ], model)
+        estimate(
+            site_pages[0].site,
+            [
+                Call([{"role": "user", "content": meta_prompt(p.title, p.body)}], META_SYSTEM_PROMPT, META_MAX_TOKENS)
+                for p in site_pages
+            ],
+            model,
+        )
         for site_pages in by_site.values()
     ]
 
 
 def generate_meta_batch_action(model_admin: Any, request: HttpRequest, queryset) -> HttpResponse | None:
     """The admin action: the estimate screen, and on "Start batch" the jobs."""
-    pages = [p for p in queryset.select_related("site").order_by("pk")[: MAX_BATCH_PAGES + 1]
-             if can_manage(request.user, p.site_id) and model_admin.has_change_permission(request, p)]
+    pages = [
+        p
+        for p in queryset.select_related("site").order_by("pk")[: MAX_BATCH_PAGES + 1]
+        if can_manage(request.user, p.site_id) and model_admin.has_change_permission(request, p)
+    ]
     if not pages:
         model_admin.message_user(request, "None of the selected pages can be changed by you.", messages.WARNING)
         return None
     if len(pages) > MAX_BATCH_PAGES:
-        model_admin.message_user(request, f"A batch holds at most {MAX_BATCH_PAGES} pages: select fewer.",
-                                 messages.ERROR)
+        model_admin.message_user(
+            request, f"A batch holds at most {MAX_BATCH_PAGES} pages: select fewer.", messages.ERROR
+        )
         return None
     submitted = "_estimate" in request.POST or "_start" in request.POST
     form = BatchMetaForm(request.POST if submitted else None)
@@ -66,14 +74,20 @@ def generate_meta_batch_action(model_admin: Any, request: HttpRequest, queryset)
     blocked = any(e.blocked for e in estimates)
     if "_start" in request.POST and form.is_valid():
         if blocked:
-            model_admin.message_user(request, "Nothing was started: fix the problems shown in the estimate.",
-                                     messages.ERROR)
+            model_admin.message_user(
+                request, "Nothing was started: fix the problems shown in the estimate.", messages.ERROR
+            )
         else:
             return _start(model_admin, request, pages, model)
     context = {
-        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-        "title": "Generate meta for selected pages (batch)", "pages": pages, "form": form,
-        "estimates": estimates, "blocked": blocked, "max_preview": admin_views.MAX_PREVIEW_PAGES,
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Generate meta for selected pages (batch)",
+        "pages": pages,
+        "form": form,
+        "estimates": estimates,
+        "blocked": blocked,
+        "max_preview": admin_views.MAX_PREVIEW_PAGES,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
     }
     return TemplateResponse(request, "admin/pages/page/batch_meta_confirm.html", context)
@@ -84,16 +98,26 @@ def _start(model_admin: Any, request: HttpRequest, pages: list[Page], model: str
     for page in pages:
         by_site.setdefault(page.site_id, []).append(page)
     jobs = [
-        start_generate_meta(site_pages[0].site, request.user, background=True, page_ids=[p.pk for p in site_pages],
-                            model=model or "", chunk=8)
+        start_generate_meta(
+            site_pages[0].site,
+            request.user,
+            background=True,
+            page_ids=[p.pk for p in site_pages],
+            model=model or "",
+            chunk=8,
+        )
         for site_pages in by_site.values()
     ]
     model_admin.message_user(
-        request, f"Started {len(jobs)} batch job{'s' if len(jobs) != 1 else ''} for {len(pages)} page(s): "
-        + ", ".join(f"#{job.pk}" for job in jobs) + ".", messages.SUCCESS,
+        request,
+        f"Started {len(jobs)} batch job{'s' if len(jobs) != 1 else ''} for {len(pages)} page(s): "
+        + ", ".join(f"#{job.pk}" for job in jobs)
+        + ".",
+        messages.SUCCESS,
     )
     can_follow = request.user.has_perm("integrations.view_batchjob") or request.user.has_perm(
-        "integrations.change_batchjob")
+        "integrations.change_batchjob"
+    )
     if can_follow and len(jobs) == 1:
         return HttpResponseRedirect(reverse("admin:integrations_batchjob_change", args=[jobs[0].pk]))
     if can_follow:

@@ -22,10 +22,17 @@ def _label(name: str) -> str:
 
 
 def _text_field(required: bool, max_length: int) -> forms.CharField:
-    widget = forms.Textarea(attrs={"rows": 3, "cols": 60}) if max_length > 300 else forms.TextInput(
-        attrs={"size": 60, "maxlength": max_length, "data-limit": max_length})
-    return forms.CharField(required=required, max_length=max_length, widget=widget,
-                           help_text=f"At most {max_length} characters." + ("" if required else " Optional."))
+    widget = (
+        forms.Textarea(attrs={"rows": 3, "cols": 60})
+        if max_length > 300
+        else forms.TextInput(attrs={"size": 60, "maxlength": max_length, "data-limit": max_length})
+    )
+    return forms.CharField(
+        required=required,
+        max_length=max_length,
+        widget=widget,
+        help_text=f"At most {max_length} characters." + ("" if required else " Optional."),
+    )
 
 
 def _image_field(site_id: int | None) -> forms.Field:
@@ -36,17 +43,28 @@ def _image_field(site_id: int | None) -> forms.Field:
 
     choices = [("", "— no image —")] + [
         (str(pk), f"{title} — {alt or 'no alt text yet'}")
-        for pk, title, alt in Image.objects.filter(site_id=site_id).order_by("title").values_list("pk", "title",
-                                                                                                   "alt_text")]
-    return forms.ChoiceField(choices=choices, required=False,
-                             help_text="From this site's image library. Optional; its alt text is shown to readers.")
+        for pk, title, alt in Image.objects.filter(site_id=site_id)
+        .order_by("title")
+        .values_list("pk", "title", "alt_text")
+    ]
+    return forms.ChoiceField(
+        choices=choices,
+        required=False,
+        help_text="From this site's image library. Optional; its alt text is shown to readers.",
+    )
 
 
 class BlockContentForm(forms.Form):
     """The content of one block of `block_type`; `content()` returns the dict to save."""
 
-    def __init__(self, *args: Any, block_type: str, content: dict[str, Any] | None = None,
-                 site_id: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        block_type: str,
+        content: dict[str, Any] | None = None,
+        site_id: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         if block_type not in SCHEMAS:
             raise ValueError(f"unknown block type {block_type!r}")
         self.block_type = block_type
@@ -60,8 +78,10 @@ class BlockContentForm(forms.Form):
                 _, _low, high, item_schema = rule
                 found = content.get(key)
                 items: list[Any] = found if isinstance(found, list) else []
-                posted = max((int(n.split("-")[1]) + 1 for n in data if n.startswith(f"{key}-")
-                              and n.split("-")[1].isdigit()), default=0)
+                posted = max(
+                    (int(n.split("-")[1]) + 1 for n in data if n.startswith(f"{key}-") and n.split("-")[1].isdigit()),
+                    default=0,
+                )
                 count = min(high, max(len(items), posted, 1) + (0 if posted else SPARE_ROWS))
                 rows = []
                 for index in range(count):

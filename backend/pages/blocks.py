@@ -15,13 +15,20 @@ from typing import Any
 # fields are chosen by a person, never asked of a model (left out of `describe` and `json_schema`).
 IMAGE_RULE = ("image",)
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "hero": {"heading": (True, 120), "subheading": (False, 240), "cta_text": (False, 40), "cta_url": (False, 300),
-             "image": IMAGE_RULE},
+    "hero": {
+        "heading": (True, 120),
+        "subheading": (False, 240),
+        "cta_text": (False, 40),
+        "cta_url": (False, 300),
+        "image": IMAGE_RULE,
+    },
     "text": {"heading": (False, 120), "body": (True, 5000)},
     "faq": {"items": ("list", 1, 20, {"question": (True, 200), "answer": (True, 1000)})},
     "cta": {"text": (True, 200), "button_text": (True, 40), "button_url": (False, 300)},
-    "features": {"heading": (False, 120), "items": ("list", 1, 12, {"title": (True, 80), "description": (True, 400),
-                                                                     "image": IMAGE_RULE})},
+    "features": {
+        "heading": (False, 120),
+        "items": ("list", 1, 12, {"title": (True, 80), "description": (True, 400), "image": IMAGE_RULE}),
+    },
 }
 # Fields rendered as a link's href: a web address, a path, mailto: or tel:, never javascript:/data:/vbscript:.
 URL_FIELDS = frozenset({"cta_url", "button_url"})
@@ -72,8 +79,9 @@ def _check_object(value: Any, schema: dict[str, Any], path: str, errors: list[st
         elif len(item) > max_length:
             errors.append(f"{path}{key} is {len(item)} characters; at most {max_length}")
         elif key in URL_FIELDS and (scheme := unsafe_scheme(item)) is not None:
-            errors.append(f"{path}{key} may not be a {scheme}: URL; give https://…, a path such as /contact/, "
-                          "mailto: or tel:")
+            errors.append(
+                f"{path}{key} may not be a {scheme}: URL; give https://…, a path such as /contact/, mailto: or tel:"
+            )
 
 
 def unsafe_scheme(url: str) -> str | None:

@@ -73,8 +73,10 @@ class Block(models.Model):
         if wanted:  # only images of the page's own site's library
             from images.models import Image
 
-            found = {str(pk) for pk in Image.objects.filter(site_id=self.page.site_id, pk__in=wanted)
-                     .values_list("pk", flat=True)}
+            found = {
+                str(pk)
+                for pk in Image.objects.filter(site_id=self.page.site_id, pk__in=wanted).values_list("pk", flat=True)
+            }
             if missing := sorted(wanted - found, key=int):
                 raise ValidationError({"content": [f"image {', '.join(missing)} is not in this site's image library"]})
 
@@ -87,8 +89,12 @@ class ContentProvenance(models.Model):
     (`edited_at` set) but keeps its history. The newest row per page and field is the current one.
     """
 
-    FIELD_CHOICES = [("meta_title", "Meta title"), ("meta_description", "Meta description"), ("block", "Block"),
-                     ("body", "Body")]  # body: written through the JSON API
+    FIELD_CHOICES = [
+        ("meta_title", "Meta title"),
+        ("meta_description", "Meta description"),
+        ("block", "Block"),
+        ("body", "Body"),
+    ]  # body: written through the JSON API
 
     page = models.ForeignKey(Page, on_delete=models.CASCADE, related_name="provenance")
     block = models.ForeignKey(Block, null=True, blank=True, on_delete=models.CASCADE, related_name="provenance")
@@ -98,20 +104,33 @@ class ContentProvenance(models.Model):
     prompt_name = models.CharField(max_length=200, help_text="A built-in prompt (pages.meta) or a template's slug.")
     prompt_version = models.CharField(max_length=40, help_text="Built-in: a hash of its text; template: v<number>.")
     template_version = models.ForeignKey(
-        "prompts.PromptTemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "prompts.PromptTemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     parameters = models.JSONField(default=dict, blank=True)
     request_id = models.CharField(max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True,
-                               help_text="USD of the request(s) that produced it; shared by fields of one request.")
+    cost = models.DecimalField(
+        max_digits=14,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="USD of the request(s) that produced it; shared by fields of one request.",
+    )
     latency_ms = models.PositiveIntegerField(default=0)
-    source_hash = models.CharField(max_length=40, blank=True, help_text="Hash of the page title and body it was "
-                                   "generated from: when they change, the field is stale.")
+    source_hash = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Hash of the page title and body it was generated from: when they change, the field is stale.",
+    )
     generated_at = models.DateTimeField()
-    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     accepted_at = models.DateTimeField(auto_now_add=True)
     accepted_text = models.TextField(blank=True)
     edited_at_review = models.BooleanField(default=False, help_text="The person changed the proposal before saving.")

@@ -64,52 +64,90 @@ def origin_of(results: list[Any], page: Page, prompt: BuiltinPrompt, parameters:
     costs = [call_cost(page.site_id, r) for r in results]
     known = [c for c in costs if c is not None]
     return Origin(
-        provider=last.provider, model=last.model, prompt_name=prompt.name, prompt_version=prompt.version,
-        parameters=parameters, request_id=(last.request_id or "")[:200],
+        provider=last.provider,
+        model=last.model,
+        prompt_name=prompt.name,
+        prompt_version=prompt.version,
+        parameters=parameters,
+        request_id=(last.request_id or "")[:200],
         prompt_tokens=sum(r.prompt_tokens for r in results),
         completion_tokens=sum(r.completion_tokens for r in results),
-        cost=str(sum(known, Decimal(0))) if known else None, latency_ms=int(sum(r.latency_ms for r in results)),
-        source_hash=source_hash(page), generated_at=timezone.now().isoformat(),
+        cost=str(sum(known, Decimal(0))) if known else None,
+        latency_ms=int(sum(r.latency_ms for r in results)),
+        source_hash=source_hash(page),
+        generated_at=timezone.now().isoformat(),
     )
 
 
 def _row(page: Page, origin: Origin, user: Any, **fields: Any) -> ContentProvenance:
     return ContentProvenance.objects.create(
-        page=page, provider=origin.provider, model=origin.model, prompt_name=origin.prompt_name,
-        prompt_version=origin.prompt_version, template_version_id=origin.template_version_id,
-        parameters=origin.parameters, request_id=origin.request_id, prompt_tokens=origin.prompt_tokens,
-        completion_tokens=origin.completion_tokens, cost=Decimal(origin.cost) if origin.cost is not None else None,
-        latency_ms=origin.latency_ms, source_hash=origin.source_hash,
+        page=page,
+        provider=origin.provider,
+        model=origin.model,
+        prompt_name=origin.prompt_name,
+        prompt_version=origin.prompt_version,
+        template_version_id=origin.template_version_id,
+        parameters=origin.parameters,
+        request_id=origin.request_id,
+        prompt_tokens=origin.prompt_tokens,
+        completion_tokens=origin.completion_tokens,
+        cost=Decimal(origin.cost) if origin.cost is not None else None,
+        latency_ms=origin.latency_ms,
+        source_hash=origin.source_hash,
         generated_at=timezone.datetime.fromisoformat(origin.generated_at) if origin.generated_at else timezone.now(),
-        accepted_by=user if getattr(user, "is_authenticated", False) else None, **fields,
+        accepted_by=user if getattr(user, "is_authenticated", False) else None,
+        **fields,
     )
 
 
-def record_meta(page: Page, origin: Origin, proposed: dict[str, str], accepted: dict[str, str],
-                user: Any = None) -> list[ContentProvenance]:
+def record_meta(
+    page: Page, origin: Origin, proposed: dict[str, str], accepted: dict[str, str], user: Any = None
+) -> list[ContentProvenance]:
     """One row per meta field saved from `origin`'s proposal (`proposed` is what the model wrote)."""
     return [
-        _row(page, origin, user, field=name, accepted_text=accepted[name],
-             edited_at_review=accepted[name] != proposed.get(name, accepted[name]))
-        for name in META_FIELDS if name in accepted
+        _row(
+            page,
+            origin,
+            user,
+            field=name,
+            accepted_text=accepted[name],
+            edited_at_review=accepted[name] != proposed.get(name, accepted[name]),
+        )
+        for name in META_FIELDS
+        if name in accepted
     ]
 
 
 API_PROMPT = "api.generate"  # the prompt name of text written into a page through POST /api/ai/generate/
 
 
-def record_api_write(page: Page, field_name: str, value: str, result: Any, cost: Decimal | None, user_id: int,
-                     parameters: dict[str, Any], prompts: tuple[str | None, str]) -> ContentProvenance:
+def record_api_write(
+    page: Page,
+    field_name: str,
+    value: str,
+    result: Any,
+    cost: Decimal | None,
+    user_id: int,
+    parameters: dict[str, Any],
+    prompts: tuple[str | None, str],
+) -> ContentProvenance:
     """The provenance of a field the JSON API wrote: nobody reviewed it, so `accepted_by` is the caller
     and the prompt is the caller's own (its version: a hash of `prompts`, the system prompt and the prompt)."""
     from django.contrib.auth import get_user_model
 
     origin = Origin(
-        provider=result.provider, model=result.model, prompt_name=API_PROMPT,
+        provider=result.provider,
+        model=result.model,
+        prompt_name=API_PROMPT,
         prompt_version=content_hash(*prompts),
-        parameters=parameters, request_id=(result.request_id or "")[:200], prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, cost=str(cost) if cost is not None else None,
-        latency_ms=int(result.latency_ms), source_hash=source_hash(page), generated_at=timezone.now().isoformat(),
+        parameters=parameters,
+        request_id=(result.request_id or "")[:200],
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cost=str(cost) if cost is not None else None,
+        latency_ms=int(result.latency_ms),
+        source_hash=source_hash(page),
+        generated_at=timezone.now().isoformat(),
     )
     user = get_user_model().objects.filter(pk=user_id).first()
     return _row(page, origin, user, field=field_name, accepted_text=value, edited_at_review=False)
@@ -120,8 +158,15 @@ def block_text(content: Any) -> str:
 
 
 def record_block(block: Block, origin: Origin, proposed: Any, user: Any = None) -> ContentProvenance:
-    return _row(block.page, origin, user, block=block, field="block", accepted_text=block_text(block.content),
-                edited_at_review=block_text(proposed) != block_text(block.content))
+    return _row(
+        block.page,
+        origin,
+        user,
+        block=block,
+        field="block",
+        accepted_text=block_text(block.content),
+        edited_at_review=block_text(proposed) != block_text(block.content),
+    )
 
 
 def current(page: Page) -> dict[Any, ContentProvenance]:

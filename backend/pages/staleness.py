@@ -63,8 +63,7 @@ def stale_blocks(page: Page) -> list[StaleBlock]:
     if not any(key not in META_FIELDS for key in reasons):
         return []
     rows = current(page)
-    return [StaleBlock(block, rows[block.pk], reasons[block.pk]) for block in page.blocks.all()
-            if block.pk in reasons]
+    return [StaleBlock(block, rows[block.pk], reasons[block.pk]) for block in page.blocks.all() if block.pk in reasons]
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,13 @@ class Estimate:
     cost: Decimal | None  # None: no price known for the model that would serve
 
 
-def _estimate(calls: list[tuple[int, str, str | None]], service: str, system_prompt: str,
-              parameters: dict[str, Any], model: str | None = None) -> Estimate:
+def _estimate(
+    calls: list[tuple[int, str, str | None]],
+    service: str,
+    system_prompt: str,
+    parameters: dict[str, Any],
+    model: str | None = None,
+) -> Estimate:
     """Worst case of `calls` ((site id, prompt, model)), priced as the budget check reserves them; sends nothing."""
     tokens, cost, priced = 0, Decimal(0), True
     for site_id, prompt, call_model in calls:
@@ -85,7 +89,8 @@ def _estimate(calls: list[tuple[int, str, str | None]], service: str, system_pro
         tokens += (len(prompt) + len(system_prompt)) // 3 + 16 + parameters["max_tokens"]
         try:
             prep = CoreAIService(site=site_id, service=service).prepare(
-                messages, model=call_model or model, system_prompt=system_prompt, **parameters)
+                messages, model=call_model or model, system_prompt=system_prompt, **parameters
+            )
         except AIProviderError:
             priced = False
             continue
@@ -100,14 +105,29 @@ def estimate_meta(pages: list[Page], model: str | None = None) -> Estimate:
     """Worst case for one meta call per page (as the budget check reserves it); no request is made."""
     from .services.ai_service import META_PARAMETERS, META_SYSTEM_PROMPT, meta_prompt
 
-    return _estimate([(page.site_id, meta_prompt(page.title, page.body), None) for page in pages],
-                     "pages.meta", META_SYSTEM_PROMPT, META_PARAMETERS, model)
+    return _estimate(
+        [(page.site_id, meta_prompt(page.title, page.body), None) for page in pages],
+        "pages.meta",
+        META_SYSTEM_PROMPT,
+        META_PARAMETERS,
+        model,
+    )
 
 
 def estimate_blocks(items: list[StaleBlock]) -> Estimate:
     """Worst case for one call per stale block (a corrective retry is not counted); no request is made."""
     from .services.advanced_ai_service import BLOCK_PARAMETERS, SYSTEM_PROMPT, block_prompt
 
-    return _estimate([(item.block.page.site_id, block_prompt(item.block.type, item.block.page.title,
-                                                             item.instructions), item.model) for item in items],
-                     "pages.blocks", SYSTEM_PROMPT, BLOCK_PARAMETERS)
+    return _estimate(
+        [
+            (
+                item.block.page.site_id,
+                block_prompt(item.block.type, item.block.page.title, item.instructions),
+                item.model,
+            )
+            for item in items
+        ],
+        "pages.blocks",
+        SYSTEM_PROMPT,
+        BLOCK_PARAMETERS,
+    )

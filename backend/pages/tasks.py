@@ -30,10 +30,11 @@ def _generate_meta(job: Any, report: Any) -> None:
     for start in range(0, len(pages), chunk):
         checkpoint(job)  # a cancelled job stops between chunks
         outcome = service.generate_meta_batch(
-            pages[start:start + chunk], model=params.get("model") or None,
+            pages[start : start + chunk],
+            model=params.get("model") or None,
             concurrency=int(params.get("concurrency") or settings.AI_BATCH_CONCURRENCY),
         )
-        for page in pages[start:start + chunk]:
+        for page in pages[start : start + chunk]:
             problem = outcome[page.pk]
             code, _, message = (problem or "").partition(": ")
             report(f"page {page.pk} {page.slug}", problem is None, code, message, key=page.pk)

@@ -63,8 +63,7 @@ def slowest_call() -> int:
 
 wsgi_app = "panel.wsgi:application"
 pythonpath = str(BACKEND)
-bind = [address.strip() for address in os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
-        if address.strip()]
+bind = [address.strip() for address in os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",") if address.strip()]
 worker_class = "gthread"
 workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2, 1), 1)
 threads = _int("GUNICORN_THREADS", 16, 1)

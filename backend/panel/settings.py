@@ -94,8 +94,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # and take it at the start of a transaction so two writers never deadlock upgrading. WAL with
     # synchronous=NORMAL: no corruption on a crash, no fsync on every commit (3 ms each on this disk).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "transaction_mode": "IMMEDIATE",
-         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
@@ -127,8 +130,10 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 MEDIA_URL = "media/"
 STORAGES = {
-    "default": {"BACKEND": env.str("STORAGES_DEFAULT_BACKEND", default="django.core.files.storage.FileSystemStorage"),
-                "OPTIONS": env.json("STORAGES_DEFAULT_OPTIONS", default={})},
+    "default": {
+        "BACKEND": env.str("STORAGES_DEFAULT_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": env.json("STORAGES_DEFAULT_OPTIONS", default={}),
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 IMAGE_UPLOAD_MAX_BYTES = env.int("IMAGE_UPLOAD_MAX_BYTES", default=5 * 1024 * 1024)  # the gateway's per-image cap
@@ -216,7 +221,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "integrations.ai.observability.call_log.JsonFormatter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler",
-                             **({"formatter": "json"} if AI_LOG_FORMAT.strip().lower() == "json" else {})}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            **({"formatter": "json"} if AI_LOG_FORMAT.strip().lower() == "json" else {}),
+        }
+    },
     "loggers": {"integrations": {"handlers": ["console"], "level": env.str("AI_LOG_LEVEL", default="INFO")}},
 }

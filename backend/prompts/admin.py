@@ -23,7 +23,8 @@ from .services.ai_service import AIContentService
 
 class PromptTemplateForm(forms.ModelForm):
     save_as_draft = forms.BooleanField(
-        required=False, label="Save as draft",
+        required=False,
+        label="Save as draft",
         help_text="Keep the running (production) version; this save becomes the draft to try and promote.",
     )
 
@@ -53,8 +54,11 @@ class SaveRunForm(forms.Form):
     """
 
     preview_token = forms.CharField(widget=forms.HiddenInput, max_length=100)
-    output = forms.CharField(widget=forms.Textarea(attrs={"rows": 10, "cols": 90}), strip=True,
-                             error_messages={"required": "The output is empty: write or generate something to save."})
+    output = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 10, "cols": 90}),
+        strip=True,
+        error_messages={"required": "The output is empty: write or generate something to save."},
+    )
 
     def __init__(self, *args, request, template: PromptTemplate, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -77,16 +81,22 @@ class TrialForm(forms.Form):
 
     version = forms.ModelChoiceField(queryset=PromptTemplateVersion.objects.none(), empty_label=None)
     site = forms.ModelChoiceField(queryset=None, empty_label=None)
-    items = forms.IntegerField(min_value=1, max_value=trials.MAX_TRIAL_ITEMS, initial=5,
-                               help_text=f"The most recent saved runs (or pages), at most {trials.MAX_TRIAL_ITEMS}.")
+    items = forms.IntegerField(
+        min_value=1,
+        max_value=trials.MAX_TRIAL_ITEMS,
+        initial=5,
+        help_text=f"The most recent saved runs (or pages), at most {trials.MAX_TRIAL_ITEMS}.",
+    )
     source = forms.ChoiceField(choices=[("runs", "recent saved runs")], initial="runs", label="Over", required=False)
 
     def __init__(self, *args, user, template: PromptTemplate, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         labelled = [v for v in (template.draft_version, template.production_version) if v is not None]
         if trials.fillable_from_pages(template, *labelled):  # every variable comes from a page: title, body, ...
-            self.fields["source"].choices = [("runs", "recent saved runs"),
-                                             ("pages", "recent pages of the site (production beside it)")]
+            self.fields["source"].choices = [
+                ("runs", "recent saved runs"),
+                ("pages", "recent pages of the site (production beside it)"),
+            ]
         self.fields["version"].queryset = template.versions.order_by("-number")
         draft = template.draft_version
         if draft is not None:
@@ -130,11 +140,17 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("<int:pk>/run/", wrap(self.run_view), name="prompts_prompttemplate_run"),
-            path("<int:pk>/batch/", wrap(lambda request, pk: batch_views.template_batch_view(self, request, pk)),
-                 name="prompts_prompttemplate_batch"),
+            path(
+                "<int:pk>/batch/",
+                wrap(lambda request, pk: batch_views.template_batch_view(self, request, pk)),
+                name="prompts_prompttemplate_batch",
+            ),
             path("<int:pk>/versions/", wrap(self.versions_view), name="prompts_prompttemplate_versions"),
-            path("<int:pk>/versions/<int:version_id>/rollback/", wrap(self.rollback_view),
-                 name="prompts_prompttemplate_rollback"),
+            path(
+                "<int:pk>/versions/<int:version_id>/rollback/",
+                wrap(self.rollback_view),
+                name="prompts_prompttemplate_rollback",
+            ),
             path("<int:pk>/draft/", wrap(self.draft_view), name="prompts_prompttemplate_draft"),
             path("<int:pk>/trial/", wrap(self.trial_start_view), name="prompts_prompttemplate_trial"),
             path("<int:pk>/trial/<int:job_id>/", wrap(self.trial_view), name="prompts_prompttemplate_trial_result"),
@@ -163,9 +179,11 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     def _template_for(self, request, pk: int, change: bool) -> PromptTemplate:
         """The template if this user may see it (404 for another site's), and change it when `change`."""
+
         def allowed(template: PromptTemplate) -> bool:
-            return self.has_change_permission(request, template) if change else self.has_view_permission(
-                request, template)
+            return (
+                self.has_change_permission(request, template) if change else self.has_view_permission(request, template)
+            )
 
         return site_object_or_404(request, self.get_queryset(request), pk, allowed, global_ok=True)
 
@@ -175,16 +193,26 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         versions = list(template.versions.select_related("created_by", "restored_from").order_by("number"))
         rows, previous = [], None
         for version in versions:
-            rows.append({"version": version, "diff": template_versions.diff(previous, version),
-                         "production": version.label == PromptTemplateVersion.PRODUCTION,
-                         "draft": version.label == PromptTemplateVersion.DRAFT})
+            rows.append(
+                {
+                    "version": version,
+                    "diff": template_versions.diff(previous, version),
+                    "production": version.label == PromptTemplateVersion.PRODUCTION,
+                    "draft": version.label == PromptTemplateVersion.DRAFT,
+                }
+            )
             previous = version
         can_change = self.has_change_permission(request, template)
         context = {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
-            "title": f"Versions of “{template}”", "rows": list(reversed(rows)), "can_change": can_change,
-            "trial_form": TrialForm(user=request.user, template=template) if can_change and can_run(
-                request.user, template) else None,
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": template,
+            "title": f"Versions of “{template}”",
+            "rows": list(reversed(rows)),
+            "can_change": can_change,
+            "trial_form": TrialForm(user=request.user, template=template)
+            if can_change and can_run(request.user, template)
+            else None,
         }
         return TemplateResponse(request, "admin/prompts/prompttemplate/versions.html", context)
 
@@ -194,8 +222,9 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
         new = template_versions.rollback(template, version, user=request.user)
-        self.message_user(request, f"Rolled back: {new.display} (a copy of {version.display}) is now production.",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"Rolled back: {new.display} (a copy of {version.display}) is now production.", messages.SUCCESS
+        )
         return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_versions", args=[template.pk]))
 
     def draft_view(self, request, pk: int):
@@ -226,13 +255,21 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             return back
         form = TrialForm(request.POST, user=request.user, template=template)
         if not form.is_valid():
-            self.message_user(request, "No trial: " + " ".join(
-                str(e) for errors in form.errors.values() for e in errors), messages.ERROR)
+            self.message_user(
+                request,
+                "No trial: " + " ".join(str(e) for errors in form.errors.values() for e in errors),
+                messages.ERROR,
+            )
             return back
         version = form.cleaned_data["version"]
         try:
-            job = trials.start_trial(version, form.cleaned_data["site"], form.cleaned_data["items"], request.user,
-                                     source=form.cleaned_data["source"] or "runs")
+            job = trials.start_trial(
+                version,
+                form.cleaned_data["site"],
+                form.cleaned_data["items"],
+                request.user,
+                source=form.cleaned_data["source"] or "runs",
+            )
         except ValueError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return back
@@ -249,9 +286,14 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         version = template.versions.filter(pk=job.params.get("version_id")).first()
         jobs_admin = self.admin_site._registry.get(BatchJob)
         context = {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
-            "title": f"Trial of {version.display if version else 'a version'} of “{template}”", "job": job,
-            "items": items, "totals": trials.totals(items), "version": version,
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": template,
+            "title": f"Trial of {version.display if version else 'a version'} of “{template}”",
+            "job": job,
+            "items": items,
+            "totals": trials.totals(items),
+            "version": version,
             "is_draft": version is not None and version.label == PromptTemplateVersion.DRAFT,
             "can_change": self.has_change_permission(request, template),
             # the batch job's own cancel (and its permission): change_batchjob on this site's job
@@ -272,8 +314,12 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             if save_form.is_valid():
                 token, preview = save_form.cleaned_data["preview_token"], save_form.preview
                 run = AIContentService().save_run(
-                    template, preview.site_id, preview.variables, save_form.cleaned_data["output"],
-                    result=run_previews.as_result(preview, save_form.cleaned_data["output"]), user=request.user,
+                    template,
+                    preview.site_id,
+                    preview.variables,
+                    save_form.cleaned_data["output"],
+                    result=run_previews.as_result(preview, save_form.cleaned_data["output"]),
+                    user=request.user,
                     version=template.versions.filter(pk=preview.version_id).first() if preview.version_id else None,
                 )
                 run_previews.forget(request, token)
@@ -281,8 +327,11 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 if request.user.has_perm("prompts.view_promptrun") or request.user.has_perm("prompts.change_promptrun"):
                     return HttpResponseRedirect(reverse("admin:prompts_promptrun_change", args=[run.pk]))
                 return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_run", args=[template.pk]))
-            self.message_user(request, "Nothing saved: " + " ".join(
-                str(e) for errors in save_form.errors.values() for e in errors), messages.ERROR)
+            self.message_user(
+                request,
+                "Nothing saved: " + " ".join(str(e) for errors in save_form.errors.values() for e in errors),
+                messages.ERROR,
+            )
         elif request.method == "POST":
             form = variables_form(template, request.user, request.POST)
             if form.is_valid():
@@ -296,15 +345,30 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 else:
                     cost = run_previews.call_cost(site.pk, result)
                     token = run_previews.remember(
-                        request, template.pk, site.pk, data, result, cost,
-                        version_id=content_service.last_version.pk if content_service.last_version else None)
-                    save_form = SaveRunForm(initial={"preview_token": token, "output": result.content},
-                                            request=request, template=template)
-                    preview = {"cost": f"${cost.normalize():f}" if cost is not None else "not known", "site": site,
-                               "provider": PROVIDER_LABELS.get(result.provider, result.provider)}
+                        request,
+                        template.pk,
+                        site.pk,
+                        data,
+                        result,
+                        cost,
+                        version_id=content_service.last_version.pk if content_service.last_version else None,
+                    )
+                    save_form = SaveRunForm(
+                        initial={"preview_token": token, "output": result.content}, request=request, template=template
+                    )
+                    preview = {
+                        "cost": f"${cost.normalize():f}" if cost is not None else "not known",
+                        "site": site,
+                        "provider": PROVIDER_LABELS.get(result.provider, result.provider),
+                    }
         context = {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "original": template,
-            "title": f"Run “{template}”", "form": form, "result": result, "preview": preview,
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": template,
+            "title": f"Run “{template}”",
+            "form": form,
+            "result": result,
+            "preview": preview,
             "save_form": save_form,
         }
         return TemplateResponse(request, "admin/prompts/prompttemplate/run.html", context)
@@ -312,12 +376,33 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
 @admin.register(PromptRun)
 class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("template", "version", "site", "provider_name", "model", "total_tokens", "cost_usd", "created_by",
-                    "created_at")
+    list_display = (
+        "template",
+        "version",
+        "site",
+        "provider_name",
+        "model",
+        "total_tokens",
+        "cost_usd",
+        "created_by",
+        "created_at",
+    )
     list_filter = ("site", "template")
     fields = (
-        "template", "version", "site", "variable_values", "output", "provider_name", "model", "prompt_tokens",
-        "completion_tokens", "total_tokens", "cost_usd", "usage", "created_by", "created_at",
+        "template",
+        "version",
+        "site",
+        "variable_values",
+        "output",
+        "provider_name",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cost_usd",
+        "usage",
+        "created_by",
+        "created_at",
     )
     readonly_fields = tuple(f for f in fields if f != "output")  # the text can be corrected, the facts not
 
@@ -333,8 +418,10 @@ class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         # In the template's own order (PostgreSQL's jsonb does not keep the order keys were written in).
         order = {name: n for n, name in enumerate(obj.template.variables if obj.template_id else [])}
         names = sorted(values, key=lambda name: (order.get(name, len(order)), name))
-        return format_html('<table class="kv-table run-variables">{}</table>', format_html_join(
-            "", "<tr><th>{}</th><td>{}</td></tr>", ((name, values[name]) for name in names)))
+        return format_html(
+            '<table class="kv-table run-variables">{}</table>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((name, values[name]) for name in names)),
+        )
 
     @admin.display(description="Provider", ordering="provider")
     def provider_name(self, obj: PromptRun) -> str:

@@ -1,4 +1,4 @@
-""""Run template over a CSV of variables": upload, check, estimate, confirm, then a BatchJob.
+""" "Run template over a CSV of variables": upload, check, estimate, confirm, then a BatchJob.
 
 The upload is checked whole (`csv_variables`); any problem is listed and nothing starts. A good
 file is kept server-side (the session, under a one-time token, like every preview) while the
@@ -35,8 +35,9 @@ def can_run_batch(user: Any, template: PromptTemplate) -> bool:
 
 
 class UploadForm(forms.Form):
-    csv_file = forms.FileField(label="CSV file", help_text=f"Header row: the template's variables. At most {MAX_ROWS} "
-                                                          "rows, one run each.")
+    csv_file = forms.FileField(
+        label="CSV file", help_text=f"Header row: the template's variables. At most {MAX_ROWS} rows, one run each."
+    )
     site = forms.ModelChoiceField(queryset=None, help_text="Whose provider settings and budget to use.")
 
     def __init__(self, *args: Any, template: PromptTemplate, user: Any, **kwargs: Any) -> None:
@@ -78,19 +79,38 @@ def template_batch_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
         form = UploadForm(request.POST, request.FILES, template=template, user=request.user)
         if form.is_valid():
             site, rows = form.cleaned_data["site"], form.rows
-            calls = [Call([{"role": "user", "content": template.render(row)}], template.system_prompt or None,
-                          template.max_tokens) for row in rows.rows]
+            calls = [
+                Call(
+                    [{"role": "user", "content": template.render(row)}],
+                    template.system_prompt or None,
+                    template.max_tokens,
+                )
+                for row in rows.rows
+            ]
             estimates = [estimate(site, calls, template.default_model or None)]
             count = len(rows.rows)
             if not estimates[0].blocked:
-                token = run_previews.keep(request, {
-                    "kind": BATCH_KIND, "template_id": template.pk, "site_id": site.pk, "rows": rows.rows,
-                    "row_numbers": rows.row_numbers,
-                })
+                token = run_previews.keep(
+                    request,
+                    {
+                        "kind": BATCH_KIND,
+                        "template_id": template.pk,
+                        "site_id": site.pk,
+                        "rows": rows.rows,
+                        "row_numbers": rows.row_numbers,
+                    },
+                )
     context = {
-        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": template,
-        "title": f"Run “{template}” over a CSV of variables", "form": form, "estimates": estimates,
-        "token": token, "count": count, "variables": template.variables, "max_rows": MAX_ROWS,
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": template,
+        "title": f"Run “{template}” over a CSV of variables",
+        "form": form,
+        "estimates": estimates,
+        "token": token,
+        "count": count,
+        "variables": template.variables,
+        "max_rows": MAX_ROWS,
     }
     return TemplateResponse(request, "admin/prompts/prompttemplate/batch.html", context)
 
@@ -99,18 +119,21 @@ def _start(model_admin: Any, request: HttpRequest, template: PromptTemplate) -> 
     token = request.POST.get("token", "")
     payload = run_previews.fetch(request, token, kind=BATCH_KIND, template_id=template.pk)
     if payload is None:
-        model_admin.message_user(request, "This upload is unknown, expired or already started: upload the file again.",
-                                 messages.ERROR)
+        model_admin.message_user(
+            request, "This upload is unknown, expired or already started: upload the file again.", messages.ERROR
+        )
         return None
     if not can_manage(request.user, payload["site_id"]):
         model_admin.message_user(request, "You do not manage the site this upload was for.", messages.ERROR)
         return None
     site = sites_for(request.user).get(pk=payload["site_id"])
-    job = start_template_batch(template, site, payload["rows"], request.user, background=True,
-                               row_numbers=payload["row_numbers"], chunk=8)
+    job = start_template_batch(
+        template, site, payload["rows"], request.user, background=True, row_numbers=payload["row_numbers"], chunk=8
+    )
     run_previews.forget(request, token)
-    model_admin.message_user(request, f"Started batch job #{job.pk}: {len(payload['rows'])} run(s) of “{template}”.",
-                             messages.SUCCESS)
+    model_admin.message_user(
+        request, f"Started batch job #{job.pk}: {len(payload['rows'])} run(s) of “{template}”.", messages.SUCCESS
+    )
     if request.user.has_perm("integrations.view_batchjob") or request.user.has_perm("integrations.change_batchjob"):
         return HttpResponseRedirect(reverse("admin:integrations_batchjob_change", args=[job.pk]))
     return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_change", args=[template.pk]))

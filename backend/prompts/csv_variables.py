@@ -47,9 +47,9 @@ def read_variables(data: bytes, variables: list[str], max_rows: int = MAX_ROWS) 
     except csv.Error as exc:
         raise CSVVariablesError([f"The file is not valid CSV: {exc}."]) from None
     if not records or not any(cell.strip() for cell in records[0]):
-        raise CSVVariablesError([
-            f"The file is empty or has no header row: its first line must name the columns {', '.join(variables)}."
-        ])
+        raise CSVVariablesError(
+            [f"The file is empty or has no header row: its first line must name the columns {', '.join(variables)}."]
+        )
     header = [cell.strip() for cell in records[0]]
     problems: list[str] = []
     seen: set[str] = set()
@@ -62,8 +62,9 @@ def read_variables(data: bytes, variables: list[str], max_rows: int = MAX_ROWS) 
     unknown = [name for name in header if name and name not in variables]
     missing = [name for name in variables if name not in header]
     if unknown:
-        problems.append(f"Unknown column(s): {', '.join(unknown)}. This template's variables are "
-                        f"{', '.join(variables)}.")
+        problems.append(
+            f"Unknown column(s): {', '.join(unknown)}. This template's variables are {', '.join(variables)}."
+        )
     if missing:
         problems.append(f"Missing column(s): {', '.join(missing)}: the header must name every variable.")
     body = records[1:]

@@ -36,7 +36,11 @@ def template_variables(template: str) -> list[str]:
 
 class PromptTemplate(models.Model):
     site = models.ForeignKey(
-        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="prompt_templates",
+        Site,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="prompt_templates",
         help_text="Empty for a template every site can use.",
     )
     name = models.CharField(max_length=200)
@@ -57,8 +61,9 @@ class PromptTemplate(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["slug"], condition=Q(site__isnull=True), name="unique_global_template"),
-            models.UniqueConstraint(fields=["site", "slug"], condition=Q(site__isnull=False),
-                                    name="unique_site_template"),
+            models.UniqueConstraint(
+                fields=["site", "slug"], condition=Q(site__isnull=False), name="unique_site_template"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -132,19 +137,20 @@ class PromptTemplateVersion(models.Model):
     max_tokens = models.PositiveIntegerField(default=500)
     temperature = models.FloatField(default=0.7)
     content_hash = models.CharField(max_length=40)
-    label = models.CharField(max_length=10, blank=True, default="",
-                             choices=[(PRODUCTION, "production"), (DRAFT, "draft")])
+    label = models.CharField(
+        max_length=10, blank=True, default="", choices=[(PRODUCTION, "production"), (DRAFT, "draft")]
+    )
     restored_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["template", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["template", "number"], name="unique_template_version"),
-            models.UniqueConstraint(fields=["template", "label"], condition=~Q(label=""),
-                                    name="one_version_per_label"),
+            models.UniqueConstraint(fields=["template", "label"], condition=~Q(label=""), name="one_version_per_label"),
         ]
 
     def __str__(self) -> str:
@@ -162,8 +168,14 @@ class PromptRun(models.Model):
     """A template's output that a person chose to keep."""
 
     template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="runs")
-    version = models.ForeignKey(PromptTemplateVersion, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="runs", help_text="The template version that produced it.")
+    version = models.ForeignKey(
+        PromptTemplateVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        help_text="The template version that produced it.",
+    )
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="prompt_runs")
     variables = models.JSONField(default=dict)
     output = models.TextField()
@@ -197,8 +209,14 @@ class PromptTrialItem(models.Model):
 
     job = models.ForeignKey("integrations.BatchJob", on_delete=models.CASCADE, related_name="trial_items")
     version = models.ForeignKey(PromptTemplateVersion, on_delete=models.CASCADE, related_name="trial_items")
-    run = models.ForeignKey(PromptRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                            help_text="The saved run whose variables and output are the 'before'.")
+    run = models.ForeignKey(
+        PromptRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The saved run whose variables and output are the 'before'.",
+    )
     variables = models.JSONField(default=dict)
     old_output = models.TextField(blank=True)
     old_tokens = models.PositiveIntegerField(default=0)

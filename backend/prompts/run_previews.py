@@ -66,15 +66,27 @@ def fetch(request: HttpRequest, token: Any, **expected: Any) -> dict[str, Any] |
 
 
 def remember(
-    request: HttpRequest, template_id: int, site_id: int, variables: dict[str, Any], result: GenerationResult,
-    cost: Decimal | None, version_id: int | None = None,
+    request: HttpRequest,
+    template_id: int,
+    site_id: int,
+    variables: dict[str, Any],
+    result: GenerationResult,
+    cost: Decimal | None,
+    version_id: int | None = None,
 ) -> str:
     """Keep `result`'s numbers for a later save by this session; returns the token the form carries."""
     preview = RunPreview(
-        template_id=template_id, site_id=site_id, variables=dict(variables), model=result.model,
-        provider=result.provider, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-        total_tokens=result.total_tokens, cost=str(cost) if cost is not None else None,
-        request_id=(result.request_id or "")[:200], version_id=version_id,
+        template_id=template_id,
+        site_id=site_id,
+        variables=dict(variables),
+        model=result.model,
+        provider=result.provider,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.total_tokens,
+        cost=str(cost) if cost is not None else None,
+        request_id=(result.request_id or "")[:200],
+        version_id=version_id,
     )
     return keep(request, asdict(preview))
 
@@ -110,7 +122,9 @@ def call_cost(site_id: int, result: GenerationResult) -> Decimal | None:
 
     row = (
         AIUsage.objects.filter(site_id=site_id, request_id=result.request_id[:200], status=AIUsage.STATUS_OK)
-        .order_by("-id").values_list("cost", flat=True).first()
+        .order_by("-id")
+        .values_list("cost", flat=True)
+        .first()
     )
     return row
 
@@ -118,7 +132,12 @@ def call_cost(site_id: int, result: GenerationResult) -> Decimal | None:
 def as_result(preview: RunPreview, output: str) -> GenerationResult:
     """The preview as the GenerationResult `AIContentService.save_run` stores."""
     return GenerationResult(
-        content=output, model=preview.model, provider=preview.provider, prompt_tokens=preview.prompt_tokens,
-        completion_tokens=preview.completion_tokens, total_tokens=preview.total_tokens,
-        request_id=preview.request_id or None, cost=preview.cost_decimal,
+        content=output,
+        model=preview.model,
+        provider=preview.provider,
+        prompt_tokens=preview.prompt_tokens,
+        completion_tokens=preview.completion_tokens,
+        total_tokens=preview.total_tokens,
+        request_id=preview.request_id or None,
+        cost=preview.cost_decimal,
     )

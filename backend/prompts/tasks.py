@@ -38,16 +38,24 @@ def _run_template_batch(job: Any, report: Any) -> None:
     for start in range(0, len(prompts), chunk):
         checkpoint(job)  # a cancelled job stops between chunks
         items = service.generate_batch(
-            prompts[start:start + chunk], concurrency=concurrency, model=source.default_model or None,
-            max_tokens=source.max_tokens, temperature=source.temperature,
+            prompts[start : start + chunk],
+            concurrency=concurrency,
+            model=source.default_model or None,
+            max_tokens=source.max_tokens,
+            temperature=source.temperature,
             system_prompt=source.system_prompt or None,
         )
-        for index, item in zip(valid[start:start + chunk], items, strict=True):
+        for index, item in zip(valid[start : start + chunk], items, strict=True):
             if item.ok:
                 PromptRun.objects.create(
-                    template=template, version=version, site_id=job.site_id, variables=rows[index],
+                    template=template,
+                    version=version,
+                    site_id=job.site_id,
+                    variables=rows[index],
                     output=item.result.content,
-                    model=item.result.model, provider=item.result.provider, total_tokens=item.result.total_tokens,
+                    model=item.result.model,
+                    provider=item.result.provider,
+                    total_tokens=item.result.total_tokens,
                     created_by=job.created_by,
                 )
                 report(f"row {numbers[index]}", True, key=index)
@@ -61,8 +69,16 @@ def _retry_template_batch(job: Any, keys: list, user: Any, background: bool):
     rows = job.params.get("variables", [])
     numbers = job.params.get("row_numbers") or list(range(1, len(rows) + 1))
     extra = {k: v for k, v in job.params.items() if k not in ("template_id", "variables", "row_numbers", "keys")}
-    return start_template_batch(template, job.site, [rows[k] for k in keys], user, background=background,
-                                retry_of=job, row_numbers=[numbers[k] for k in keys], **extra)
+    return start_template_batch(
+        template,
+        job.site,
+        [rows[k] for k in keys],
+        user,
+        background=background,
+        retry_of=job,
+        row_numbers=[numbers[k] for k in keys],
+        **extra,
+    )
 
 
 @shared_task(name="prompts.run_prompt_template_batch")
@@ -71,9 +87,23 @@ def run_prompt_template_batch(job_id: int) -> int:
     return job_id
 
 
-def start_template_batch(template: PromptTemplate, site: Any, variables: list[dict], user: Any = None, *,
-                         background: bool = False, retry_of: Any = None, **params):
+def start_template_batch(
+    template: PromptTemplate,
+    site: Any,
+    variables: list[dict],
+    user: Any = None,
+    *,
+    background: bool = False,
+    retry_of: Any = None,
+    **params,
+):
     """Run `template` once per variable set (a PromptRun each); `background=True` never holds the caller."""
-    return start_job(KIND, site, run_prompt_template_batch,
-                     {"template_id": template.pk, "variables": variables, **params}, user,
-                     background=background, retry_of=retry_of)
+    return start_job(
+        KIND,
+        site,
+        run_prompt_template_batch,
+        {"template_id": template.pk, "variables": variables, **params},
+        user,
+        background=background,
+        retry_of=retry_of,
+    )

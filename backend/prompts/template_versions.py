@@ -21,9 +21,13 @@ VERSIONED_FIELDS = ("system_prompt", "text", "default_model", "max_tokens", "tem
 
 
 def state_of(template: PromptTemplate) -> dict[str, Any]:
-    return {"system_prompt": template.system_prompt, "text": template.template,
-            "default_model": template.default_model, "max_tokens": template.max_tokens,
-            "temperature": template.temperature}
+    return {
+        "system_prompt": template.system_prompt,
+        "text": template.template,
+        "default_model": template.default_model,
+        "max_tokens": template.max_tokens,
+        "temperature": template.temperature,
+    }
 
 
 def hash_of(state: dict[str, Any]) -> str:
@@ -31,8 +35,9 @@ def hash_of(state: dict[str, Any]) -> str:
 
 
 @transaction.atomic
-def record_version(template: PromptTemplate, user: Any = None, draft: bool = False,
-                   restored_from: PromptTemplateVersion | None = None) -> PromptTemplateVersion:
+def record_version(
+    template: PromptTemplate, user: Any = None, draft: bool = False, restored_from: PromptTemplateVersion | None = None
+) -> PromptTemplateVersion:
     """The version for the template's saved state: a new one when the state changed, else the latest."""
     state = state_of(template)
     digest = hash_of(state)
@@ -40,8 +45,12 @@ def record_version(template: PromptTemplate, user: Any = None, draft: bool = Fal
     if latest is None or latest.content_hash != digest or restored_from is not None:
         number = (template.versions.aggregate(n=Max("number"))["n"] or 0) + 1
         latest = PromptTemplateVersion.objects.create(
-            template=template, number=number, content_hash=digest, restored_from=restored_from,
-            created_by=user if getattr(user, "is_authenticated", False) else None, **state,
+            template=template,
+            number=number,
+            content_hash=digest,
+            restored_from=restored_from,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            **state,
         )
     if draft and latest.label == PromptTemplateVersion.PRODUCTION:
         return latest  # nothing new to try: production stays production
@@ -58,9 +67,13 @@ def set_label(version: PromptTemplateVersion, label: str) -> None:
 
 def _load(template: PromptTemplate, version: PromptTemplateVersion) -> None:
     """Put `version`'s text into the template's editable fields without recording a new version."""
-    fields = {"system_prompt": version.system_prompt, "template": version.text,
-              "default_model": version.default_model, "max_tokens": version.max_tokens,
-              "temperature": version.temperature}
+    fields = {
+        "system_prompt": version.system_prompt,
+        "template": version.text,
+        "default_model": version.default_model,
+        "max_tokens": version.max_tokens,
+        "temperature": version.temperature,
+    }
     PromptTemplate.objects.filter(pk=template.pk).update(**fields)
     for name, value in fields.items():
         setattr(template, name, value)
@@ -97,12 +110,19 @@ def discard_draft(template: PromptTemplate) -> None:
 
 def diff(old: PromptTemplateVersion | None, new: PromptTemplateVersion) -> list[tuple[str, str]]:
     """Line diff of the prompt and its parameters between two versions: (kind, line) with kind +, -, or space."""
+
     def lines(version: PromptTemplateVersion | None) -> list[str]:
         if version is None:
             return []
-        return (["[system]", *version.system_prompt.splitlines(), "[template]", *version.text.splitlines(),
-                 f"[model] {version.default_model or '(site default)'}", f"[max_tokens] {version.max_tokens}",
-                 f"[temperature] {version.temperature}"])
+        return [
+            "[system]",
+            *version.system_prompt.splitlines(),
+            "[template]",
+            *version.text.splitlines(),
+            f"[model] {version.default_model or '(site default)'}",
+            f"[max_tokens] {version.max_tokens}",
+            f"[temperature] {version.temperature}",
+        ]
 
     out = []
     for line in difflib.ndiff(lines(old), lines(new)):

@@ -49,15 +49,24 @@ def _ledger_latency(site_id: int, request_id: str) -> int | None:
 
     if not request_id:
         return None
-    return (AIUsage.objects.filter(site_id=site_id, request_id=request_id, status=AIUsage.STATUS_OK)
-            .order_by("-id").values_list("latency_ms", flat=True).first())
+    return (
+        AIUsage.objects.filter(site_id=site_id, request_id=request_id, status=AIUsage.STATUS_OK)
+        .order_by("-id")
+        .values_list("latency_ms", flat=True)
+        .first()
+    )
 
 
 # What a template variable of this name is filled with when the trial runs over the site's pages.
 PAGE_VARIABLES: dict[str, Any] = {
-    "title": lambda page: page.title, "page_title": lambda page: page.title, "body": lambda page: page.body,
-    "content": lambda page: page.body, "text": lambda page: page.body, "slug": lambda page: page.slug,
-    "meta_title": lambda page: page.meta_title, "meta_description": lambda page: page.meta_description,
+    "title": lambda page: page.title,
+    "page_title": lambda page: page.title,
+    "body": lambda page: page.body,
+    "content": lambda page: page.body,
+    "text": lambda page: page.body,
+    "slug": lambda page: page.slug,
+    "meta_title": lambda page: page.meta_title,
+    "meta_description": lambda page: page.meta_description,
 }
 
 
@@ -94,8 +103,11 @@ def _trial(job: Any, report: Any) -> None:
         _trial_over_pages(job, report)
         return
     version = PromptTemplateVersion.objects.select_related("template").get(pk=job.params["version_id"])
-    runs = list(PromptRun.objects.filter(pk__in=job.params["run_ids"], template=version.template,
-                                         site_id=job.site_id).order_by("-created_at", "-id"))
+    runs = list(
+        PromptRun.objects.filter(pk__in=job.params["run_ids"], template=version.template, site_id=job.site_id).order_by(
+            "-created_at", "-id"
+        )
+    )
     set_total(job, len(runs), keys=[run.pk for run in runs])
     prompts, ready = [], []
     for run in runs:
@@ -103,15 +115,16 @@ def _trial(job: Any, report: Any) -> None:
             prompts.append(version.render(run.variables))
             ready.append(run)
         except TemplateVariableError as exc:
-            PromptTrialItem.objects.create(job=job, version=version, run=run, variables=run.variables,
-                                           old_output=run.output, error=str(exc)[:500])
+            PromptTrialItem.objects.create(
+                job=job, version=version, run=run, variables=run.variables, old_output=run.output, error=str(exc)[:500]
+            )
             report(f"run {run.pk}", False, "invalid_variables", str(exc), key=run.pk)
     concurrency = int(job.params.get("concurrency") or settings.AI_BATCH_CONCURRENCY)
     label = f"Prompt template: {version.template} {version.display} (trial)"
     for start in range(0, len(ready), concurrency):
         checkpoint(job)  # a cancelled trial stops here: the chunk in flight finished, nothing new starts
-        chunk = ready[start:start + concurrency]
-        items = _generate(job, version, prompts[start:start + concurrency], concurrency, label)
+        chunk = ready[start : start + concurrency]
+        items = _generate(job, version, prompts[start : start + concurrency], concurrency, label)
         for run, item in zip(chunk, items, strict=True):
             _save_item(job, version, run, item, report)
 
@@ -119,8 +132,12 @@ def _trial(job: Any, report: Any) -> None:
 def _generate(job: Any, version: PromptTemplateVersion, prompts: list[str], concurrency: int, label: str) -> list:
     with usage.attributed_to(version.template, label=label):
         items = AIService(site=job.site_id, service="prompts.trial").generate_batch(
-            prompts, concurrency=concurrency, model=version.default_model or None, max_tokens=version.max_tokens,
-            temperature=version.temperature, system_prompt=version.system_prompt or None,
+            prompts,
+            concurrency=concurrency,
+            model=version.default_model or None,
+            max_tokens=version.max_tokens,
+            temperature=version.temperature,
+            system_prompt=version.system_prompt or None,
         )
     usage.flush()
     return items
@@ -141,15 +158,21 @@ def _trial_over_pages(job: Any, report: Any) -> None:
     label = f"Prompt template: {version.template} {version.display} (trial)"
     for start in range(0, len(pages), concurrency):
         checkpoint(job)  # a cancelled trial stops here
-        chunk = pages[start:start + concurrency]
-        olds = _generate(job, baseline, [baseline.render(page_variables(baseline, p)) for p in chunk],
-                         concurrency, label)
-        news = _generate(job, version, [version.render(page_variables(version, p)) for p in chunk],
-                         concurrency, label)
+        chunk = pages[start : start + concurrency]
+        olds = _generate(
+            job, baseline, [baseline.render(page_variables(baseline, p)) for p in chunk], concurrency, label
+        )
+        news = _generate(job, version, [version.render(page_variables(version, p)) for p in chunk], concurrency, label)
         for page, old, new in zip(chunk, olds, news, strict=True):
             values = {**page_variables(baseline, page), **page_variables(version, page)}
-            row = PromptTrialItem(job=job, version=version, variables={"page": page.title, **{
-                k: (v if len(str(v)) <= 300 else str(v)[:300] + "…") for k, v in values.items()}})
+            row = PromptTrialItem(
+                job=job,
+                version=version,
+                variables={
+                    "page": page.title,
+                    **{k: (v if len(str(v)) <= 300 else str(v)[:300] + "…") for k, v in values.items()},
+                },
+            )
             problem = next((i.error for i in (old, new) if not i.ok), None)
             if old.ok:
                 row.old_output, row.old_tokens = old.result.content, old.result.total_tokens
@@ -162,17 +185,29 @@ def _trial_over_pages(job: Any, report: Any) -> None:
             if problem is not None:
                 row.error = f"{problem.code}: {problem.message}"[:500]
             row.save()
-            report(f"page {page.pk} {page.slug}", problem is None, problem.code if problem else "",
-                   problem.message if problem else "", key=page.pk)
+            report(
+                f"page {page.pk} {page.slug}",
+                problem is None,
+                problem.code if problem else "",
+                problem.message if problem else "",
+                key=page.pk,
+            )
 
 
 def _save_item(job: Any, version: PromptTemplateVersion, run: PromptRun, item: Any, report: Any) -> None:
     """One compared item: the saved run's output and numbers beside the version's, or the error it raised."""
     from .run_previews import call_cost
 
-    row = PromptTrialItem(job=job, version=version, run=run, variables=run.variables, old_output=run.output,
-                          old_tokens=run.total_tokens, old_cost=run.cost,
-                          old_latency_ms=_ledger_latency(job.site_id, run.request_id))
+    row = PromptTrialItem(
+        job=job,
+        version=version,
+        run=run,
+        variables=run.variables,
+        old_output=run.output,
+        old_tokens=run.total_tokens,
+        old_cost=run.cost,
+        old_latency_ms=_ledger_latency(job.site_id, run.request_id),
+    )
     if item.ok:
         result = item.result
         row.new_output, row.new_tokens, row.model = result.content, result.total_tokens, result.model
@@ -191,8 +226,15 @@ def trial_template_version(job_id: int) -> int:
     return job_id
 
 
-def start_trial(version: PromptTemplateVersion, site: Any, limit: int, user: Any = None, background: bool = False,
-                concurrency: int | None = None, source: str = "runs"):
+def start_trial(
+    version: PromptTemplateVersion,
+    site: Any,
+    limit: int,
+    user: Any = None,
+    background: bool = False,
+    concurrency: int | None = None,
+    source: str = "runs",
+):
     """Queue (or run in-process) a trial of `version` over the site's `limit` most recent saved runs.
 
     `source="pages"`: over the site's `limit` most recently changed pages instead, for a template whose
@@ -204,12 +246,23 @@ def start_trial(version: PromptTemplateVersion, site: Any, limit: int, user: Any
         return _start_over_pages(version, site, limit, user, background, concurrency)
     runs = recent_runs(version.template, site.pk, min(limit, MAX_TRIAL_ITEMS))
     if not runs:
-        raise ValueError(f"No saved runs of “{version.template}” on {site.name or site.domain} to try "
-                         f"{version.display} on: run the template and save some outputs first.")
-    return start_job(KIND, site, trial_template_version,
-                     {"template_id": version.template_id, "version_id": version.pk,
-                      "run_ids": [run.pk for run in runs], **({"concurrency": concurrency} if concurrency else {})},
-                     user, background=background)
+        raise ValueError(
+            f"No saved runs of “{version.template}” on {site.name or site.domain} to try "
+            f"{version.display} on: run the template and save some outputs first."
+        )
+    return start_job(
+        KIND,
+        site,
+        trial_template_version,
+        {
+            "template_id": version.template_id,
+            "version_id": version.pk,
+            "run_ids": [run.pk for run in runs],
+            **({"concurrency": concurrency} if concurrency else {}),
+        },
+        user,
+        background=background,
+    )
 
 
 @dataclass(frozen=True)
@@ -229,26 +282,42 @@ def totals(items: list[PromptTrialItem]) -> Totals:
         return sum(known, Decimal(0)) if known else None
 
     return Totals(
-        items=len(items), old_tokens=sum(i.old_tokens for i in items), new_tokens=sum(i.new_tokens for i in items),
-        old_cost=money([i.old_cost for i in items]), new_cost=money([i.new_cost for i in items]),
+        items=len(items),
+        old_tokens=sum(i.old_tokens for i in items),
+        new_tokens=sum(i.new_tokens for i in items),
+        old_cost=money([i.old_cost for i in items]),
+        new_cost=money([i.new_cost for i in items]),
         old_latency_ms=sum(i.old_latency_ms or 0 for i in items),
         new_latency_ms=sum(i.new_latency_ms or 0 for i in items),
     )
 
 
-def _start_over_pages(version: PromptTemplateVersion, site: Any, limit: int, user: Any, background: bool,
-                      concurrency: int | None):
+def _start_over_pages(
+    version: PromptTemplateVersion, site: Any, limit: int, user: Any, background: bool, concurrency: int | None
+):
     template = version.template
     baseline = template.production_version
     if baseline is None or baseline.pk == version.pk:
         raise ValueError(f"{version.display} is production: choose the draft (or another version) to compare.")
     if not fillable_from_pages(template, version, baseline):
-        raise ValueError(f"“{template}” has variables a page cannot fill; a trial over pages needs only "
-                         f"{', '.join(sorted(PAGE_VARIABLES))}.")
+        raise ValueError(
+            f"“{template}” has variables a page cannot fill; a trial over pages needs only "
+            f"{', '.join(sorted(PAGE_VARIABLES))}."
+        )
     pages = recent_pages(site.pk, min(limit, MAX_TRIAL_ITEMS))
     if not pages:
         raise ValueError(f"{site.name or site.domain} has no pages to try {version.display} on.")
-    return start_job(KIND, site, trial_template_version,
-                     {"template_id": template.pk, "version_id": version.pk, "baseline_id": baseline.pk,
-                      "page_ids": [page.pk for page in pages], **({"concurrency": concurrency} if concurrency else {})},
-                     user, background=background)
+    return start_job(
+        KIND,
+        site,
+        trial_template_version,
+        {
+            "template_id": template.pk,
+            "version_id": version.pk,
+            "baseline_id": baseline.pk,
+            "page_ids": [page.pk for page in pages],
+            **({"concurrency": concurrency} if concurrency else {}),
+        },
+        user,
+        background=background,
+    )

@@ -46,8 +46,14 @@ def require_site(user: Any, site_id: int | None) -> None:
         raise Http404("No such record.")
 
 
-def site_object_or_404(request: HttpRequest, queryset: Any, pk: Any, allowed: Callable[[Any], bool] | None = None,
-                       *, global_ok: bool = False) -> Any:
+def site_object_or_404(
+    request: HttpRequest,
+    queryset: Any,
+    pk: Any,
+    allowed: Callable[[Any], bool] | None = None,
+    *,
+    global_ok: bool = False,
+) -> Any:
     """The object `pk` of `queryset` (a model or a queryset) for a tenant-scoped screen.
 
     404 when it does not exist or belongs to a site the user does not manage (not 403: do not confirm

@@ -21,7 +21,6 @@ class SiteMembershipAdmin(SuperuserEditsMixin, admin.ModelAdmin):
         return request.user.is_superuser
 
 
-
 admin.site.unregister(Site)
 
 

@@ -13,8 +13,9 @@ def post(client, body, token=None, host=HOST, raw=None):
     headers = {"HTTP_HOST": host}
     if token:
         headers["HTTP_AUTHORIZATION"] = f"Token {token}"
-    return client.post(URL, data=raw if raw is not None else json.dumps(body), content_type="application/json",
-                       **headers)
+    return client.post(
+        URL, data=raw if raw is not None else json.dumps(body), content_type="application/json", **headers
+    )
 
 
 def code_of(response):

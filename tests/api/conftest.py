@@ -14,8 +14,9 @@ from .calls import HOST, OAI_KEY
 def site(upstream, settings):
     settings.ALLOWED_HOSTS = ["*"]
     site = SiteFactory(domain=HOST)
-    AIProviderSettingsFactory(site=site, provider_type="openai", openai_api_key=OAI_KEY,
-                              openai_base_url=upstream.openai_base_url)
+    AIProviderSettingsFactory(
+        site=site, provider_type="openai", openai_api_key=OAI_KEY, openai_base_url=upstream.openai_base_url
+    )
     return site
 
 

@@ -51,8 +51,12 @@ def test_a_body_over_the_upload_limit_is_413_json(client, token, upstream, setti
 
 def test_a_session_form_post_over_the_upload_limit_is_413_json(client, site, staff, upstream, settings):
     client.force_login(staff)
-    response = client.post(URL, data="prompt=" + "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1),
-                           content_type="application/x-www-form-urlencoded", HTTP_HOST=HOST)
+    response = client.post(
+        URL,
+        data="prompt=" + "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_HOST=HOST,
+    )
     assert_json_error(response, 413, "payload_too_large")
 
 

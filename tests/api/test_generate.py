@@ -104,8 +104,9 @@ def test_rate_limit_is_429_with_retry_after(client, token, upstream, settings):
     assert OAI_KEY not in response.content.decode()
 
 
-@pytest.mark.parametrize(("status", "expected", "code"), [(503, 503, "provider_unavailable"),
-                                                          (401, 502, "authentication_failed")])
+@pytest.mark.parametrize(
+    ("status", "expected", "code"), [(503, 503, "provider_unavailable"), (401, 502, "authentication_failed")]
+)
 def test_vendor_errors_map_to_statuses(client, token, upstream, settings, status, expected, code):
     settings.AI_MAX_RETRIES = 0
     upstream.script(flavor="openai", status=status)
@@ -120,8 +121,9 @@ def test_session_auth_requires_csrf(site, staff, upstream):
     assert (response.status_code, code_of(response)) == (403, "csrf_failed")
     csrf_client.get("/admin/", HTTP_HOST=HOST)  # the page's logout form sets the CSRF cookie
     token = csrf_client.cookies["csrftoken"].value
-    response = csrf_client.post(URL, data=json.dumps({"prompt": "x"}), content_type="application/json",
-                                HTTP_HOST=HOST, HTTP_X_CSRFTOKEN=token)
+    response = csrf_client.post(
+        URL, data=json.dumps({"prompt": "x"}), content_type="application/json", HTTP_HOST=HOST, HTTP_X_CSRFTOKEN=token
+    )
     assert response.status_code == 200
 
 

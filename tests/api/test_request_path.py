@@ -81,8 +81,9 @@ def test_last_use_is_written_at_most_once_a_minute(client, token, upstream):
     assert APIToken.objects.get().last_used_at > stale + datetime.timedelta(minutes=1)
 
 
-def test_a_site_renamed_by_another_process_stops_answering_once_its_host_expires(client, token, site, upstream,
-                                                                                monkeypatch):
+def test_a_site_renamed_by_another_process_stops_answering_once_its_host_expires(
+    client, token, site, upstream, monkeypatch
+):
     """A change made elsewhere sends no signal here: the remembered host is trusted for HOST_TTL seconds only."""
     from panel import sites
 

@@ -23,8 +23,11 @@ def test_site_admin_sets_a_key_and_tests_the_provider(page, live_server, admin_l
     )
     user = UserFactory(username="browser-admin")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(codename__in=[
-        "view_aiprovidersettings", "change_aiprovidersettings", "view_modelmapping"]))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["view_aiprovidersettings", "change_aiprovidersettings", "view_modelmapping"]
+        )
+    )
 
     admin_login("browser-admin")
     page.click("text=AI provider settings")
@@ -55,7 +58,8 @@ def test_site_admin_sets_a_key_and_tests_the_provider(page, live_server, admin_l
     page.click("#stream-button")
     page.wait_for_function("document.getElementById('stream-stats').textContent.includes('tokens')")
     assert page.inner_text("#stream-answer") == (
-        "Emulated openrouter reply (openai/gpt-4o): Stream a slogan for a bike shop")
+        "Emulated openrouter reply (openai/gpt-4o): Stream a slogan for a bike shop"
+    )
     assert "openrouter · openai/gpt-4o · 7 prompt + 11 completion = 18 tokens" in page.inner_text("#stream-stats")
 
     assert KEY not in page.content()

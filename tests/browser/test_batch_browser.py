@@ -19,10 +19,15 @@ PERMS = ["view_page", "change_page", "view_batchjob", "change_batchjob"]
 
 
 def test_site_admin_selects_pages_estimates_confirms_and_watches_progress(
-        page, live_server, admin_login, emulated_site, upstream, screenshot):
+    page, live_server, admin_login, emulated_site, upstream, screenshot
+):
     site = emulated_site("openai", site=SiteFactory(domain="localhost", name="Bakery (OpenAI)"), monthly_budget=5)
-    ModelPriceFactory(provider="openai", model_id="gpt-4o-mini", prompt_per_million=Decimal("0.15"),
-                      completion_per_million=Decimal("0.6"))
+    ModelPriceFactory(
+        provider="openai",
+        model_id="gpt-4o-mini",
+        prompt_per_million=Decimal("0.15"),
+        completion_per_million=Decimal("0.6"),
+    )
     pages = PageFactory.create_batch(12, site=site, meta_title="", meta_description="")
     user = UserFactory(username="browser-batch-admin")
     SiteMembershipFactory(user=user, site=site)

@@ -32,10 +32,11 @@ def submit_and_watch(page, request, click: str, step: str) -> dict:
 
     def on_console(message) -> None:
         if message.text.startswith("busy-probe "):
-            states.append(json.loads(message.text[len("busy-probe "):]))
+            states.append(json.loads(message.text[len("busy-probe ") :]))
 
     page.on("console", on_console)
-    page.evaluate("""(click) => {
+    page.evaluate(
+        """(click) => {
       setInterval(() => {
         const busy = document.querySelector('.ai-busy');
         console.log('busy-probe ' + JSON.stringify(busy ? {
@@ -45,7 +46,9 @@ def submit_and_watch(page, request, click: str, step: str) -> dict:
             .map(b => [b.name || b.id, b.disabled]))} : {}));
       }, 100);
       setTimeout(() => document.querySelector(click).click(), 0);
-    }""", click)
+    }""",
+        click,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(s.get("text", "").endswith(" 1 s") for s in states):
         page.wait_for_timeout(50)
@@ -60,15 +63,20 @@ def submit_and_watch(page, request, click: str, step: str) -> dict:
     return seen[0]
 
 
-def test_test_screen_shows_busy_state_and_stream_errors_as_messages(page, live_server, admin_login, emulated_site,
-                                                                     upstream, screenshot, settings, request):
+def test_test_screen_shows_busy_state_and_stream_errors_as_messages(
+    page, live_server, admin_login, emulated_site, upstream, screenshot, settings, request
+):
     settings.AI_MAX_RETRIES = 0
     site = emulated_site("openai", site=SiteFactory(domain="localhost", name="Busy bakery"))
     record = AIProviderSettings.objects.get(site=site)
     user = UserFactory(username="busy-admin")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(
-        content_type__app_label="integrations", codename__in=["view_aiprovidersettings", "change_aiprovidersettings"]))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="integrations",
+            codename__in=["view_aiprovidersettings", "change_aiprovidersettings"],
+        )
+    )
     admin_login("busy-admin")
     page.goto(f"{live_server.url}/admin/integrations/aiprovidersettings/{record.pk}/test/")
     page.fill("#id_prompt", "Name a bread")
@@ -105,8 +113,9 @@ def test_test_screen_shows_busy_state_and_stream_errors_as_messages(page, live_s
     assert page.locator("#test-result").is_hidden()  # the earlier answer is not shown as this one's
 
 
-def test_prompt_run_screen_busy_then_saved_with_numbers(page, live_server, admin_login, emulated_site, upstream,
-                                                        screenshot, request):
+def test_prompt_run_screen_busy_then_saved_with_numbers(
+    page, live_server, admin_login, emulated_site, upstream, screenshot, request
+):
     site = emulated_site("openrouter", site=SiteFactory(domain="localhost", name="Run bakery"))
     template = PromptTemplateFactory(site=site, default_model="")
     SuperUserFactory(username="run-root")

@@ -24,23 +24,59 @@ def spread(site, model: str, service: str, cost: str, days: int = 10) -> None:
         day = today - datetime.timedelta(days=n)
         made = []
         for i in range(3 + n % 4):
-            made.append(AIUsage.objects.create(
-                site=site, service=service if i % 2 else "pages.meta", provider="openrouter" if i % 3 else "anthropic",
-                served_model=model if i % 3 else "claude-3-5-sonnet-20241022", status="ok",
-                prompt_tokens=300 + 10 * i, completion_tokens=120, total_tokens=420 + 10 * i,
-                cached_tokens=100 if i == 0 else 0, cost=Decimal(cost) * (1 + i), saved_cost=Decimal("0.0004"),
-                latency_ms=200 + 150 * i + 10 * n))
-        made.append(AIUsage.objects.create(site=site, service="pages.meta", provider="openrouter", served_model=model,
-                                           status="error", error_class="ProviderUnavailable", latency_ms=3000))
+            made.append(
+                AIUsage.objects.create(
+                    site=site,
+                    service=service if i % 2 else "pages.meta",
+                    provider="openrouter" if i % 3 else "anthropic",
+                    served_model=model if i % 3 else "claude-3-5-sonnet-20241022",
+                    status="ok",
+                    prompt_tokens=300 + 10 * i,
+                    completion_tokens=120,
+                    total_tokens=420 + 10 * i,
+                    cached_tokens=100 if i == 0 else 0,
+                    cost=Decimal(cost) * (1 + i),
+                    saved_cost=Decimal("0.0004"),
+                    latency_ms=200 + 150 * i + 10 * n,
+                )
+            )
+        made.append(
+            AIUsage.objects.create(
+                site=site,
+                service="pages.meta",
+                provider="openrouter",
+                served_model=model,
+                status="error",
+                error_class="ProviderUnavailable",
+                latency_ms=3000,
+            )
+        )
         if n % 3 == 0:
-            made.append(AIUsage.objects.create(site=site, service="pages.meta", provider="openrouter",
-                                               served_model=model, status="cached", cache_hit=True, cost=0,
-                                               saved_cost=Decimal(cost)))
-            made.append(AIUsage.objects.create(site=site, service="pages.meta", provider="openrouter",
-                                               requested_model=model, status="refused",
-                                               error_class="BudgetExceeded" if n else "RateLimited"))
+            made.append(
+                AIUsage.objects.create(
+                    site=site,
+                    service="pages.meta",
+                    provider="openrouter",
+                    served_model=model,
+                    status="cached",
+                    cache_hit=True,
+                    cost=0,
+                    saved_cost=Decimal(cost),
+                )
+            )
+            made.append(
+                AIUsage.objects.create(
+                    site=site,
+                    service="pages.meta",
+                    provider="openrouter",
+                    requested_model=model,
+                    status="refused",
+                    error_class="BudgetExceeded" if n else "RateLimited",
+                )
+            )
         AIUsage.objects.filter(pk__in=[m.pk for m in made]).update(
-            created_at=timezone.make_aware(datetime.datetime.combine(day, datetime.time(10))))
+            created_at=timezone.make_aware(datetime.datetime.combine(day, datetime.time(10)))
+        )
         usage_rollups.add(AIUsage.objects.filter(pk__in=[m.pk for m in made]))  # as the ledger writer does
 
 

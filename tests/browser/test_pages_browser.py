@@ -28,16 +28,20 @@ def make_user(role: str, site) -> str:
         return "browser-root"
     user = UserFactory(username=f"browser-{role}")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="pages",
-                                                        codename__in=ROLE_PERMS[role]))
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="pages", codename__in=ROLE_PERMS[role]))
     return user.username
 
 
 @pytest.mark.parametrize("role", ["superuser", "site_admin", "editor"])
 def test_generate_meta_preview_edit_accept(page, live_server, admin_login, emulated_site, screenshot, role):
     site = emulated_site("anthropic", site=SiteFactory(domain="localhost", name="Bookshop (Anthropic)"))
-    target = PageFactory(site=site, title="Autumn reads", meta_title="Old title", meta_description="",
-                         body="Our autumn picks: cosy mysteries, new poetry and books for long evenings.")
+    target = PageFactory(
+        site=site,
+        title="Autumn reads",
+        meta_title="Old title",
+        meta_description="",
+        body="Our autumn picks: cosy mysteries, new poetry and books for long evenings.",
+    )
     other = PageFactory(site=site, title="Events", meta_title="", meta_description="", body="Readings every Friday.")
     admin_login(make_user(role, site))
 
@@ -107,8 +111,9 @@ def test_generate_block_preview_edit_accept(page, live_server, admin_login, emul
 
 @pytest.mark.parametrize("role", ["superuser", "site_admin", "editor"])
 def test_admin_index_overview(page, live_server, admin_login, emulated_site, screenshot, role):
-    site = emulated_site("openrouter", site=SiteFactory(domain="localhost", name="Bakery (OpenRouter)"),
-                         monthly_budget=25)
+    site = emulated_site(
+        "openrouter", site=SiteFactory(domain="localhost", name="Bakery (OpenRouter)"), monthly_budget=25
+    )
     emulated_site("anthropic", site=SiteFactory(domain="books.example.test", name="Bookshop (Anthropic)"))
     admin_login(make_user(role, site))
     page.goto(f"{live_server.url}/admin/")

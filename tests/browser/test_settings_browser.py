@@ -25,17 +25,25 @@ def make_user(role: str, site) -> str:
         return "browser-root"
     user = UserFactory(username="browser-site-admin")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(
-        content_type__app_label="integrations",
-        codename__in=["view_aiprovidersettings", "change_aiprovidersettings"]))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="integrations",
+            codename__in=["view_aiprovidersettings", "change_aiprovidersettings"],
+        )
+    )
     return "browser-site-admin"
 
 
 @pytest.mark.parametrize("role", ["superuser", "site_admin"])
-def test_settings_with_keys_save_and_every_key_checks(page, live_server, admin_login, emulated_site, upstream,
-                                                      screenshot, role):
-    site = emulated_site("openrouter", also=("openai", "anthropic"),
-                         site=SiteFactory(domain="localhost", name="Browser bakery"), is_demo_upstream=True)
+def test_settings_with_keys_save_and_every_key_checks(
+    page, live_server, admin_login, emulated_site, upstream, screenshot, role
+):
+    site = emulated_site(
+        "openrouter",
+        also=("openai", "anthropic"),
+        site=SiteFactory(domain="localhost", name="Browser bakery"),
+        is_demo_upstream=True,
+    )
     record = AIProviderSettings.objects.get(site=site)
     change_url = f"{live_server.url}/admin/integrations/aiprovidersettings/{record.pk}/change/"
     admin_login(make_user(role, site))
@@ -51,13 +59,16 @@ def test_settings_with_keys_save_and_every_key_checks(page, live_server, admin_l
     assert buttons.all_inner_texts() == ["Check OpenRouter key", "Check OpenAI key", "Check Anthropic key"]
     # No form inside a form: every check button belongs to the separate check-key form.
     assert page.locator("#aiprovidersettings_form form").count() == 0
-    assert page.evaluate("Array.from(document.querySelectorAll('.check-key-button')).map(b => b.form.id)") == [
-        "check-key-form"] * 3
+    assert (
+        page.evaluate("Array.from(document.querySelectorAll('.check-key-button')).map(b => b.form.id)")
+        == ["check-key-form"] * 3
+    )
 
     # Save: the settings change and Django says so.
     # The OpenRouter row of the credentials inline (one row per provider, the same fields for each).
-    page.fill(".inline-related:has(input[name$='-name'][value='openrouter']) input[name$='-default_model']",
-              "openai/gpt-4.1")
+    page.fill(
+        ".inline-related:has(input[name$='-name'][value='openrouter']) input[name$='-default_model']", "openai/gpt-4.1"
+    )
     page.click("input[name=_save]")
     page.wait_for_selector(".messagelist .success")
     screenshot("2-saved")

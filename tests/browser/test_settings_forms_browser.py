@@ -18,18 +18,26 @@ NO_JSON_TEXTAREAS = """Array.from(document.querySelectorAll('textarea'))
     .map(t => t.value.trim()).filter(v => v.startsWith('[') || v.startsWith('{'))"""
 
 
-def test_a_site_admin_edits_the_failover_chain_and_routing(page, live_server, admin_login, emulated_site, upstream,
-                                                          screenshot):
-    site = emulated_site("openrouter", also=("openai", "anthropic"),
-                         site=SiteFactory(domain="localhost", name="Browser bakery"), is_demo_upstream=True,
-                         fallback_chain=[{"provider": "anthropic", "model": ""}],
-                         allowed_models=["gpt-4o-mini", "claude-*"])
+def test_a_site_admin_edits_the_failover_chain_and_routing(
+    page, live_server, admin_login, emulated_site, upstream, screenshot
+):
+    site = emulated_site(
+        "openrouter",
+        also=("openai", "anthropic"),
+        site=SiteFactory(domain="localhost", name="Browser bakery"),
+        is_demo_upstream=True,
+        fallback_chain=[{"provider": "anthropic", "model": ""}],
+        allowed_models=["gpt-4o-mini", "claude-*"],
+    )
     record = AIProviderSettings.objects.get(site=site)
     user = UserFactory(username="chain-site-admin")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(
-        content_type__app_label="integrations",
-        codename__in=["view_aiprovidersettings", "change_aiprovidersettings"]))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="integrations",
+            codename__in=["view_aiprovidersettings", "change_aiprovidersettings"],
+        )
+    )
     admin_login("chain-site-admin")
 
     page.goto(f"{live_server.url}/admin/integrations/aiprovidersettings/{record.pk}/change/")
@@ -62,18 +70,25 @@ def test_a_site_admin_edits_the_failover_chain_and_routing(page, live_server, ad
     page.select_option("#id_openrouter_routing_sort", "price")
     page.select_option("#id_openrouter_routing_data_collection", "deny")
     screenshot("2-edited")
-    page.locator(".form-row.field-openrouter_routing").screenshot(path=str(screenshot("2-edited")).replace(
-        "2-edited", "2-routing"))
+    page.locator(".form-row.field-openrouter_routing").screenshot(
+        path=str(screenshot("2-edited")).replace("2-edited", "2-routing")
+    )
     chain.screenshot(path=str(screenshot("2-edited")).replace("2-edited", "2-chain"))
     page.click("input[name=_continue]")
     page.wait_for_selector(".messagelist .success")
     screenshot("3-saved")
 
     record.refresh_from_db()
-    assert record.fallback_chain == [{"provider": "openai", "model": "gpt-4o-mini"},
-                                     {"provider": "anthropic", "model": ""}]
-    assert record.openrouter_routing == {"order": ["anthropic", "openai"], "allow_fallbacks": False,
-                                         "sort": "price", "data_collection": "deny"}
+    assert record.fallback_chain == [
+        {"provider": "openai", "model": "gpt-4o-mini"},
+        {"provider": "anthropic", "model": ""},
+    ]
+    assert record.openrouter_routing == {
+        "order": ["anthropic", "openai"],
+        "allow_fallbacks": False,
+        "sort": "price",
+        "data_collection": "deny",
+    }
     assert record.allowed_models == ["gpt-4o-mini", "claude-*"]  # untouched fields keep their values
 
     # The page reads back what was saved, in the same fields.

@@ -14,12 +14,20 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_version_history_diff_and_rollback(page, live_server, admin_login, emulated_site, screenshot, upstream):
     site = emulated_site("openai", site=SiteFactory(domain="localhost", name="Bakery"))
-    template = PromptTemplateFactory(site=site, name="Product blurb", slug="product-blurb",
-                                     template="Write a blurb for {product} aimed at {audience}.")
+    template = PromptTemplateFactory(
+        site=site,
+        name="Product blurb",
+        slug="product-blurb",
+        template="Write a blurb for {product} aimed at {audience}.",
+    )
     user = UserFactory(username="browser-versions")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="prompts", codename__in=[
-        "view_prompttemplate", "change_prompttemplate", "add_promptrun", "view_promptrun"]))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="prompts",
+            codename__in=["view_prompttemplate", "change_prompttemplate", "add_promptrun", "view_promptrun"],
+        )
+    )
     admin_login("browser-versions")
 
     change = f"{live_server.url}/admin/prompts/prompttemplate/{template.pk}/change/"
@@ -70,12 +78,21 @@ def test_trial_side_by_side_then_promote(page, live_server, admin_login, emulate
     from prompts.models import PromptRun
 
     site = emulated_site("openrouter", site=SiteFactory(domain="localhost", name="Bakery"))
-    template = PromptTemplateFactory(site=site, name="Product blurb", slug="product-blurb", default_model="",
-                                     template="Write a blurb for {product} aimed at {audience}.")
+    template = PromptTemplateFactory(
+        site=site,
+        name="Product blurb",
+        slug="product-blurb",
+        default_model="",
+        template="Write a blurb for {product} aimed at {audience}.",
+    )
     user = UserFactory(username="browser-trial")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="prompts", codename__in=[
-        "view_prompttemplate", "change_prompttemplate", "add_promptrun", "view_promptrun"]))
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="prompts",
+            codename__in=["view_prompttemplate", "change_prompttemplate", "add_promptrun", "view_promptrun"],
+        )
+    )
     admin_login("browser-trial")
     for product in ("rye bread", "croissants"):
         page.goto(f"{live_server.url}/admin/prompts/prompttemplate/{template.pk}/run/")

@@ -18,7 +18,13 @@ class MistralProvider(OpenAIProvider):
 
 
 SPEC = ProviderSpec(
-    name="mistral", label="Mistral", class_path="tests.providers.mistral.MistralProvider",
-    env_prefix="MISTRAL", default_base_url="https://api.mistral.ai/v1", default_model="mistral-small-latest",
-    key_pattern=r"mst_[A-Za-z0-9]{16,}", vendor="mistral", model_prefixes=("mistral", "codestral"),
+    name="mistral",
+    label="Mistral",
+    class_path="tests.providers.mistral.MistralProvider",
+    env_prefix="MISTRAL",
+    default_base_url="https://api.mistral.ai/v1",
+    default_model="mistral-small-latest",
+    key_pattern=r"mst_[A-Za-z0-9]{16,}",
+    vendor="mistral",
+    model_prefixes=("mistral", "codestral"),
 )

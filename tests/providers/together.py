@@ -15,8 +15,13 @@ class TogetherProvider(OpenAIProvider):
 
 
 SPEC = ProviderSpec(
-    name="together", label="Together AI", class_path="tests.providers.together.TogetherProvider",
-    env_prefix="TOGETHER", default_base_url="https://api.together.xyz/v1",
-    default_model="meta-llama/Llama-3.3-70B-Instruct-Turbo", key_pattern=r"tgp_v1_[A-Za-z0-9_\-]{8,}",
-    model_ids="passthrough", auto_rank=25,
+    name="together",
+    label="Together AI",
+    class_path="tests.providers.together.TogetherProvider",
+    env_prefix="TOGETHER",
+    default_base_url="https://api.together.xyz/v1",
+    default_model="meta-llama/Llama-3.3-70B-Instruct-Turbo",
+    key_pattern=r"tgp_v1_[A-Za-z0-9_\-]{8,}",
+    model_ids="passthrough",
+    auto_rank=25,
 )

@@ -51,54 +51,81 @@ class AIProviderSettingsForm(forms.ModelForm):
         model = AIProviderSettings
         # Listed, not excluded: a key field added later must never appear in the form by default.
         fields = (
-            "site", "provider_type", "enabled", "is_demo_upstream",
-            "openrouter_http_referer", "openrouter_app_name", "openrouter_fallback_models", "openrouter_routing",
-            "fallback_chain", "monthly_budget",
-            "allowed_providers", "allowed_models", "openrouter_deny_data_collection", "openrouter_zero_retention",
-            "requests_per_minute", "tokens_per_minute",
-            "daily_budget", "weekly_budget", "service_budgets", "alert_thresholds", "alert_webhook_url",
+            "site",
+            "provider_type",
+            "enabled",
+            "is_demo_upstream",
+            "openrouter_http_referer",
+            "openrouter_app_name",
+            "openrouter_fallback_models",
+            "openrouter_routing",
+            "fallback_chain",
+            "monthly_budget",
+            "allowed_providers",
+            "allowed_models",
+            "openrouter_deny_data_collection",
+            "openrouter_zero_retention",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "daily_budget",
+            "weekly_budget",
+            "service_budgets",
+            "alert_thresholds",
+            "alert_webhook_url",
         )
         # Vendor names as the vendors write them ("OpenRouter", not the derived "Openrouter").
         labels = {
-            "openrouter_http_referer": "OpenRouter HTTP-Referer", "openrouter_app_name": "OpenRouter app name",
-            "openrouter_fallback_models": "OpenRouter fallback models", "openrouter_routing": "OpenRouter routing",
+            "openrouter_http_referer": "OpenRouter HTTP-Referer",
+            "openrouter_app_name": "OpenRouter app name",
+            "openrouter_fallback_models": "OpenRouter fallback models",
+            "openrouter_routing": "OpenRouter routing",
         }
 
     # The JSON columns, edited as rows, checkboxes and plain text (settings_fields.py); the record's
     # clean() still checks what they produce.
     fallback_chain = FallbackChainField(
-        label="Failover chain", required=False,
+        label="Failover chain",
+        required=False,
         help_text="Tried in order, top first, when the primary provider fails. An empty model uses the "
         "provider's default. To remove a row without JavaScript, set its provider to “—” and clear the model.",
     )
     openrouter_fallback_models = LinesField(
-        label="OpenRouter fallback models", required=False, slash_required=True,
+        label="OpenRouter fallback models",
+        required=False,
+        slash_required=True,
         example="anthropic/claude-3.5-haiku\nopenai/gpt-4o-mini",
         help_text="OpenRouter's own fallback list: one vendor/model id per line, tried in order.",
     )
     openrouter_routing = RoutingField(label="OpenRouter routing", required=False)
     allowed_providers = ProviderChecksField(
-        label="Allowed providers", required=False,
+        label="Allowed providers",
+        required=False,
         help_text="Providers and endpoints this site may call; none ticked allows all.",
     )
     allowed_models = LinesField(
-        label="Allowed models", required=False, example="gpt-4o-mini\nclaude-3-5-haiku*\n*/llama-*",
+        label="Allowed models",
+        required=False,
+        example="gpt-4o-mini\nclaude-3-5-haiku*\n*/llama-*",
         help_text="One logical name or pattern per line (* matches anything), matched against the name asked "
         "for and the provider's id; empty allows all.",
     )
     service_budgets = ServiceBudgetsField(
-        label="Service budgets", required=False,
+        label="Service budgets",
+        required=False,
         help_text="Monthly caps in USD per calling service (e.g. pages.meta, pages.blocks, prompts.template).",
     )
     alert_thresholds = PercentagesField(
-        label="Alert thresholds (%)", required=False,
+        label="Alert thresholds (%)",
+        required=False,
         widget=forms.TextInput(attrs={"placeholder": "50, 80, 100", "class": "vTextField"}),
         help_text="Percentages of each cap at which the site's admins are e-mailed, once per period, separated "
         "by commas; empty means 50, 80, 100.",
     )
 
     new_alert_webhook_secret = forms.CharField(
-        label="New webhook signing secret", required=False, strip=True,
+        label="New webhook signing secret",
+        required=False,
+        strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Signs each alert (HMAC-SHA256 of the body). Write-only; leave empty to keep the current one.",
     )
@@ -112,11 +139,15 @@ class AIProviderSettingsForm(forms.ModelForm):
         names = record.chain_names()
         stored = [p for p in (record.allowed_providers or []) if isinstance(p, str) and p not in names]
         providers = [(name, registry.label(name)) for name in [*names, *stored]]
-        self.fields["fallback_chain"].set_options(providers, sorted(ProviderFactory.mapper_for_site(
-            record.site_id).table))
+        self.fields["fallback_chain"].set_options(
+            providers, sorted(ProviderFactory.mapper_for_site(record.site_id).table)
+        )
         self.fields["allowed_providers"].choices = providers
-        services = set(UsageDaily.objects.filter(site_id=record.site_id).values_list("service", flat=True)
-                       .distinct()) if record.site_id else set()
+        services = (
+            set(UsageDaily.objects.filter(site_id=record.site_id).values_list("service", flat=True).distinct())
+            if record.site_id
+            else set()
+        )
         services |= set(record.service_budgets) if isinstance(record.service_budgets, dict) else set()
         self.fields["service_budgets"].set_options(sorted(services))
 
@@ -157,7 +188,9 @@ class ProviderCredentialForm(forms.ModelForm):
     stored value is not in the form; its last four characters are shown in the help text."""
 
     new_api_key = forms.CharField(
-        label="New API key", required=False, strip=True,
+        label="New API key",
+        required=False,
+        strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     clear_api_key = forms.BooleanField(label="Remove the key", required=False)
@@ -224,10 +257,15 @@ class ProviderTestForm(forms.Form):
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), strip=True)
     max_tokens = forms.IntegerField(min_value=1, max_value=128_000, initial=200)
     temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.7)
-    tool = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-                           help_text=admin_try.TOOL_HELP)
-    schema = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-                             label="JSON schema", help_text=admin_try.SCHEMA_HELP)
+    tool = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), help_text=admin_try.TOOL_HELP
+    )
+    schema = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        label="JSON schema",
+        help_text=admin_try.SCHEMA_HELP,
+    )
     image = forms.FileField(required=False, help_text="An image sent with the prompt (PNG, JPEG, GIF or WebP).")
 
     def clean_tool(self) -> Any:

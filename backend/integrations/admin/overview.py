@@ -29,29 +29,48 @@ def site_overview(user: Any) -> list[dict[str, Any]]:
     sites = list(sites_for(user).order_by("name", "domain")[:MAX_SITES])
     ids = [s.pk for s in sites]
     records = {r.site_id: r for r in AIProviderSettings.objects.filter(site_id__in=ids).prefetch_related("credentials")}
-    spend = dict(AIUsage.objects.filter(site_id__in=ids, created_at__gte=month_start())
-                 .values_list("site_id").annotate(total=Sum("cost")))
+    spend = dict(
+        AIUsage.objects.filter(site_id__in=ids, created_at__gte=month_start())
+        .values_list("site_id")
+        .annotate(total=Sum("cost"))
+    )
     since = timezone.now() - timedelta(hours=24)
-    calls = {row["site_id"]: row for row in AIUsage.objects.filter(site_id__in=ids, created_at__gte=since)
-             .values("site_id").annotate(total=Count("id"), errors=Count("id", filter=Q(status=AIUsage.STATUS_ERROR)))}
-    tested = dict(AIUsage.objects.filter(site_id__in=ids, service__in=TEST_SERVICES)
-                  .values_list("site_id").annotate(last=Max("created_at")))
+    calls = {
+        row["site_id"]: row
+        for row in AIUsage.objects.filter(site_id__in=ids, created_at__gte=since)
+        .values("site_id")
+        .annotate(total=Count("id"), errors=Count("id", filter=Q(status=AIUsage.STATUS_ERROR)))
+    }
+    tested = dict(
+        AIUsage.objects.filter(site_id__in=ids, service__in=TEST_SERVICES)
+        .values_list("site_id")
+        .annotate(last=Max("created_at"))
+    )
     rows = []
     for site in sites:
         record = records.get(site.pk)
         spent = spend.get(site.pk) or Decimal(0)
         cap = record.monthly_budget if record else None
         window = calls.get(site.pk) or {"total": 0, "errors": 0}
-        rows.append({
-            "site": site, "name": site.name or site.domain, "record": record,
-            "provider": (record.get_provider_type_display() if record else "deployment default"),
-            "enabled": bool(record and record.enabled),
-            "keys": [c.name if c.is_endpoint else registry.label(c.provider)
-                     for c in (record.credentials.all() if record else ()) if c.api_key],
-            "spent": usd(spent), "cap": usd(cap) if cap is not None else None,
-            "percent": min(100, int(spent * 100 / cap)) if cap else (100 if cap == 0 else None),
-            "calls": window["total"], "errors": window["errors"],
-            "error_rate": round(window["errors"] * 100 / window["total"]) if window["total"] else None,
-            "last_test": tested.get(site.pk),
-        })
+        rows.append(
+            {
+                "site": site,
+                "name": site.name or site.domain,
+                "record": record,
+                "provider": (record.get_provider_type_display() if record else "deployment default"),
+                "enabled": bool(record and record.enabled),
+                "keys": [
+                    c.name if c.is_endpoint else registry.label(c.provider)
+                    for c in (record.credentials.all() if record else ())
+                    if c.api_key
+                ],
+                "spent": usd(spent),
+                "cap": usd(cap) if cap is not None else None,
+                "percent": min(100, int(spent * 100 / cap)) if cap else (100 if cap == 0 else None),
+                "calls": window["total"],
+                "errors": window["errors"],
+                "error_rate": round(window["errors"] * 100 / window["total"]) if window["total"] else None,
+                "last_test": tested.get(site.pk),
+            }
+        )
     return rows

@@ -30,15 +30,21 @@ def unpriced_models(site_id: int, days: int = RECENT_DAYS) -> list[tuple[str, st
     from integrations.models import UsageDaily
 
     since = timezone.localdate() - datetime.timedelta(days=days)
-    seen = (UsageDaily.objects.filter(site_id=site_id, day__gte=since, unpriced__gt=0)
-            .values_list("provider", "model").distinct().order_by("provider", "model"))
+    seen = (
+        UsageDaily.objects.filter(site_id=site_id, day__gte=since, unpriced__gt=0)
+        .values_list("provider", "model")
+        .distinct()
+        .order_by("provider", "model")
+    )
     prices = get_snapshot(site_id).prices
     return [(provider, model) for provider, model in seen if not pricing.resolve(prices, provider, model).priced]
 
 
 def notice(provider: str, model: str) -> str:
-    return (f"Calls to {provider}:{model} have no price: add one under Model prices (until then each call is "
-            "charged its worst-case estimate).")
+    return (
+        f"Calls to {provider}:{model} have no price: add one under Model prices (until then each call is "
+        "charged its worst-case estimate)."
+    )
 
 
 def warn_unpriced(request: HttpRequest, site_id: int, result: Any = None) -> None:
@@ -62,8 +68,13 @@ def catalogue_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip().lower()
     overrides = set(ModelPrice.objects.values_list("provider", "model_id"))
     rows = [
-        {"provider": provider_id, "model": model, "name": name, "price": price,
-         "overridden": (provider_id, model) in overrides}
+        {
+            "provider": provider_id,
+            "model": model,
+            "name": name,
+            "price": price,
+            "overridden": (provider_id, model) in overrides,
+        }
         for provider_id, model, name, price in pricing.catalogue_entries()
         if (not provider or provider_id == provider) and (not query or query in model.lower() or query in name.lower())
     ]

@@ -73,42 +73,79 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     list_select_related = ("site",)
     # The JSON columns as a person reads them, for whoever may only view the settings (see get_fieldsets).
     READABLE = {
-        "fallback_chain": "failover_chain", "openrouter_fallback_models": "openrouter_fallbacks",
-        "openrouter_routing": "routing", "allowed_providers": "providers_allowed",
-        "allowed_models": "models_allowed", "service_budgets": "budgets_per_service",
+        "fallback_chain": "failover_chain",
+        "openrouter_fallback_models": "openrouter_fallbacks",
+        "openrouter_routing": "routing",
+        "allowed_providers": "providers_allowed",
+        "allowed_models": "models_allowed",
+        "service_budgets": "budgets_per_service",
         "alert_thresholds": "thresholds",
     }
     readonly_fields = ("month_to_date", *READABLE.values())
     fieldsets = (
         (None, {"fields": ("site", "provider_type", "enabled", "is_demo_upstream")}),
-        ("OpenRouter", {"fields": (
-            "openrouter_http_referer", "openrouter_app_name", "openrouter_fallback_models", "openrouter_routing",
-        )}),
+        (
+            "OpenRouter",
+            {
+                "fields": (
+                    "openrouter_http_referer",
+                    "openrouter_app_name",
+                    "openrouter_fallback_models",
+                    "openrouter_routing",
+                )
+            },
+        ),
         ("Failover and budget", {"fields": ("fallback_chain", "monthly_budget", "month_to_date")}),
-        ("Policy and rate limits", {"fields": (
-            "allowed_providers", "allowed_models", "openrouter_deny_data_collection", "openrouter_zero_retention",
-            "requests_per_minute", "tokens_per_minute",
-        )}),
-        ("Budget windows and alerts", {"fields": (
-            "daily_budget", "weekly_budget", "service_budgets", "alert_thresholds", "alert_webhook_url",
-            "new_alert_webhook_secret",
-        )}),
+        (
+            "Policy and rate limits",
+            {
+                "fields": (
+                    "allowed_providers",
+                    "allowed_models",
+                    "openrouter_deny_data_collection",
+                    "openrouter_zero_retention",
+                    "requests_per_minute",
+                    "tokens_per_minute",
+                )
+            },
+        ),
+        (
+            "Budget windows and alerts",
+            {
+                "fields": (
+                    "daily_budget",
+                    "weekly_budget",
+                    "service_budgets",
+                    "alert_thresholds",
+                    "alert_webhook_url",
+                    "new_alert_webhook_secret",
+                )
+            },
+        ),
     )
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
-        return [(title, {**options, "fields": tuple(self.READABLE.get(f, f) for f in options["fields"])})
-                for title, options in fieldsets]
+        return [
+            (title, {**options, "fields": tuple(self.READABLE.get(f, f) for f in options["fields"])})
+            for title, options in fieldsets
+        ]
 
     @admin.display(description="Failover chain")
     def failover_chain(self, obj: AIProviderSettings) -> str:
         entries = [e for e in obj.fallback_chain or [] if isinstance(e, dict)]
         if not entries:
             return "none"
-        return format_html("<ol>{}</ol>", format_html_join("", "<li>{} — {}</li>", (
-            (registry.label(str(e.get("provider"))), e.get("model") or "provider default") for e in entries)))
+        return format_html(
+            "<ol>{}</ol>",
+            format_html_join(
+                "",
+                "<li>{} — {}</li>",
+                ((registry.label(str(e.get("provider"))), e.get("model") or "provider default") for e in entries),
+            ),
+        )
 
     @admin.display(description="OpenRouter fallback models")
     def openrouter_fallbacks(self, obj: AIProviderSettings) -> str:
@@ -117,15 +154,27 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="OpenRouter routing")
     def routing(self, obj: AIProviderSettings) -> str:
         routing = obj.openrouter_routing if isinstance(obj.openrouter_routing, dict) else {}
-        names = {"order": "Provider order", "allow_fallbacks": "Allow fallbacks", "sort": "Sort",
-                 "data_collection": "Data collection", "only": "Only", "ignore": "Never",
-                 "require_parameters": "Require parameters"}
-        rows = [(names.get(k, k), ", ".join(map(str, v)) if isinstance(v, list) else
-                 ("yes" if v is True else "no" if v is False else v)) for k, v in routing.items()]
+        names = {
+            "order": "Provider order",
+            "allow_fallbacks": "Allow fallbacks",
+            "sort": "Sort",
+            "data_collection": "Data collection",
+            "only": "Only",
+            "ignore": "Never",
+            "require_parameters": "Require parameters",
+        }
+        rows = [
+            (
+                names.get(k, k),
+                ", ".join(map(str, v)) if isinstance(v, list) else ("yes" if v is True else "no" if v is False else v),
+            )
+            for k, v in routing.items()
+        ]
         if not rows:
             return "OpenRouter's defaults"
-        return format_html('<table class="kv-table">{}</table>',
-                           format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+        return format_html(
+            '<table class="kv-table">{}</table>', format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        )
 
     @admin.display(description="Allowed providers")
     def providers_allowed(self, obj: AIProviderSettings) -> str:
@@ -140,8 +189,10 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         budgets = obj.service_budgets if isinstance(obj.service_budgets, dict) else {}
         if not budgets:
             return "none"
-        return format_html('<table class="kv-table">{}</table>', format_html_join(
-            "", "<tr><th>{}</th><td>{} USD a month</td></tr>", budgets.items()))
+        return format_html(
+            '<table class="kv-table">{}</table>',
+            format_html_join("", "<tr><th>{}</th><td>{} USD a month</td></tr>", budgets.items()),
+        )
 
     @admin.display(description="Alert thresholds")
     def thresholds(self, obj: AIProviderSettings) -> str:
@@ -181,14 +232,21 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("<int:pk>/test/", wrap(lambda request, pk: admin_views.test_provider_view(self, request, pk)),
-                 name="integrations_aiprovidersettings_test"),
-            path("<int:pk>/test/stream/",
-                 wrap(lambda request, pk: admin_views.stream_test_view(self, request, pk)),
-                 name="integrations_aiprovidersettings_test_stream"),
-            path("<int:pk>/check-key/<str:provider>/",
-                 wrap(lambda request, pk, provider: admin_views.check_key_view(self, request, pk, provider)),
-                 name="integrations_aiprovidersettings_check_key"),
+            path(
+                "<int:pk>/test/",
+                wrap(lambda request, pk: admin_views.test_provider_view(self, request, pk)),
+                name="integrations_aiprovidersettings_test",
+            ),
+            path(
+                "<int:pk>/test/stream/",
+                wrap(lambda request, pk: admin_views.stream_test_view(self, request, pk)),
+                name="integrations_aiprovidersettings_test_stream",
+            ),
+            path(
+                "<int:pk>/check-key/<str:provider>/",
+                wrap(lambda request, pk, provider: admin_views.check_key_view(self, request, pk, provider)),
+                name="integrations_aiprovidersettings_check_key",
+            ),
             *super().get_urls(),
         ]
 

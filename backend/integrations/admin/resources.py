@@ -94,8 +94,9 @@ class ModelMappingResource(FormulaSafeResource):
         if errors:
             raise ValidationError(errors)
 
-    def validate_instance(self, instance: ModelMapping, import_validation_errors: Any = None,
-                          validate_unique: bool = True) -> None:
+    def validate_instance(
+        self, instance: ModelMapping, import_validation_errors: Any = None, validate_unique: bool = True
+    ) -> None:
         errors = dict(import_validation_errors or {})
         allowed = site_ids_for(self.user) if self.user is not None else None
         if allowed is not None:  # a site admin: only rows for their own sites

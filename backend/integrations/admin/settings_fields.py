@@ -47,8 +47,13 @@ class RowListWidget(forms.Widget):
     class Media:
         js = ("integrations/row_list.js",)
 
-    def __init__(self, columns: list[Column], ordered: bool = False, add_label: str = "Add a row",
-                 attrs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        columns: list[Column],
+        ordered: bool = False,
+        add_label: str = "Add a row",
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(attrs)
         self.columns = columns
         self.ordered = ordered
@@ -95,17 +100,36 @@ class RowListWidget(forms.Widget):
                 choices = list(column.choices)
                 if column.select and current and current not in {v for v, _ in choices}:
                     choices.append((current, f"{current} (unknown)"))  # shown back, so the error makes sense
-                cells.append({"column": column, "name": f"{name}-{index}-{column.key}", "value": current,
-                              "choices": choices, "id": f"{context['widget']['attrs'].get('id', name)}_{index}_"
-                                                          f"{column.key}"})
+                cells.append(
+                    {
+                        "column": column,
+                        "name": f"{name}-{index}-{column.key}",
+                        "value": current,
+                        "choices": choices,
+                        "id": f"{context['widget']['attrs'].get('id', name)}_{index}_{column.key}",
+                    }
+                )
             rendered.append({"index": index, "cells": cells, "order": row.get("order") or str(index + 1)})
-        context["widget"].update(rows=rendered, columns=self.columns, ordered=self.ordered,
-                                 add_label=self.add_label, template_row=self._template_row(name, context))
+        context["widget"].update(
+            rows=rendered,
+            columns=self.columns,
+            ordered=self.ordered,
+            add_label=self.add_label,
+            template_row=self._template_row(name, context),
+        )
         return context
 
     def _template_row(self, name: str, context: dict[str, Any]) -> dict[str, Any]:
-        cells = [{"column": c, "name": f"{name}-__prefix__-{c.key}", "value": "", "choices": c.choices,
-                  "id": f"{context['widget']['attrs'].get('id', name)}___prefix___{c.key}"} for c in self.columns]
+        cells = [
+            {
+                "column": c,
+                "name": f"{name}-__prefix__-{c.key}",
+                "value": "",
+                "choices": c.choices,
+                "id": f"{context['widget']['attrs'].get('id', name)}___prefix___{c.key}",
+            }
+            for c in self.columns
+        ]
         return {"index": "__prefix__", "cells": cells, "order": ""}
 
 
@@ -117,9 +141,14 @@ class FallbackChainField(forms.Field):
     """The failover chain: ordered rows of (provider, model) -> [{"provider", "model"}, ...]."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("widget", RowListWidget(
-            [Column("provider", "Provider", select=True), Column("model", "Model", placeholder="provider default")],
-            ordered=True, add_label="Add a fallback"))
+        kwargs.setdefault(
+            "widget",
+            RowListWidget(
+                [Column("provider", "Provider", select=True), Column("model", "Model", placeholder="provider default")],
+                ordered=True,
+                add_label="Add a fallback",
+            ),
+        )
         super().__init__(**kwargs)
 
     def set_options(self, providers: list[tuple[str, str]], models: list[str]) -> None:
@@ -129,9 +158,16 @@ class FallbackChainField(forms.Field):
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [{"provider": str(e.get("provider") or ""), "model": str(e.get("model") or ""),
-                     **({"order": e["order"]} if "order" in e else {})}
-                    if isinstance(e, dict) else {"provider": str(e), "model": ""} for e in value]
+            return [
+                {
+                    "provider": str(e.get("provider") or ""),
+                    "model": str(e.get("model") or ""),
+                    **({"order": e["order"]} if "order" in e else {}),
+                }
+                if isinstance(e, dict)
+                else {"provider": str(e), "model": ""}
+                for e in value
+            ]
         return value
 
     def to_python(self, value: Any) -> list[dict[str, str]]:
@@ -145,11 +181,14 @@ class FallbackChainField(forms.Field):
             if not provider and not model:
                 continue  # an empty row: a spare one, or one cleared to remove it
             if not provider:
-                raise ValidationError(f"Row {position} (model {model}): choose a provider, or clear the model "
-                                      "to remove the row.", code="no_provider")
+                raise ValidationError(
+                    f"Row {position} (model {model}): choose a provider, or clear the model to remove the row.",
+                    code="no_provider",
+                )
             if order and not re.fullmatch(r"-?\d{1,6}", order):
-                raise ValidationError(f"Row {position} ({provider}): the order “{order}” is not a whole number.",
-                                      code="bad_order")
+                raise ValidationError(
+                    f"Row {position} ({provider}): the order “{order}” is not a whole number.", code="bad_order"
+                )
             keyed.append((int(order) if order else position, position, {"provider": provider, "model": model}))
         return [entry for _, _, entry in sorted(keyed, key=lambda item: (item[0], item[1]))]
 
@@ -158,10 +197,16 @@ class ServiceBudgetsField(forms.Field):
     """Monthly caps per calling service: rows of (service, USD) -> {"pages.meta": "5.00", ...}."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("widget", RowListWidget(
-            [Column("service", "Service", placeholder="e.g. pages.meta"),
-             Column("amount", "Monthly cap (USD)", placeholder="e.g. 5.00", input_type="text")],
-            add_label="Add a service budget"))
+        kwargs.setdefault(
+            "widget",
+            RowListWidget(
+                [
+                    Column("service", "Service", placeholder="e.g. pages.meta"),
+                    Column("amount", "Monthly cap (USD)", placeholder="e.g. 5.00", input_type="text"),
+                ],
+                add_label="Add a service budget",
+            ),
+        )
         super().__init__(**kwargs)
 
     def set_options(self, services: list[str]) -> None:
@@ -184,8 +229,9 @@ class ServiceBudgetsField(forms.Field):
                 continue
             where = _row_label(position, row, "service")
             if not service:
-                raise ValidationError(f"{where}: name the service the {amount} USD cap is for, e.g. pages.meta.",
-                                      code="no_service")
+                raise ValidationError(
+                    f"{where}: name the service the {amount} USD cap is for, e.g. pages.meta.", code="no_service"
+                )
             if not amount:
                 raise ValidationError(f"{where}: enter a monthly cap in USD, e.g. 5.00.", code="no_amount")
             try:
@@ -227,13 +273,17 @@ class LinesField(forms.Field):
         for number, line in enumerate(lines, start=1):
             if not line:
                 continue
-            if any(c in line for c in '[]{}"\',') or any(c.isspace() for c in line):
+            if any(c in line for c in "[]{}\"',") or any(c.isspace() for c in line):
                 raise ValidationError(
                     f"Line {number} (“{line}”): write one id per line, without quotes, brackets, commas or "
-                    f"spaces, e.g. {self.example.splitlines()[0]}.", code="not_one_per_line")
+                    f"spaces, e.g. {self.example.splitlines()[0]}.",
+                    code="not_one_per_line",
+                )
             if self.slash_required and "/" not in line:
-                raise ValidationError(f"Line {number} (“{line}”) is not a vendor/model id, e.g. "
-                                      f"{self.example.splitlines()[0]}.", code="no_vendor")
+                raise ValidationError(
+                    f"Line {number} (“{line}”) is not a vendor/model id, e.g. {self.example.splitlines()[0]}.",
+                    code="no_vendor",
+                )
             result.append(line)
         return result
 
@@ -254,12 +304,14 @@ class PercentagesField(forms.CharField):
             if not part:
                 continue
             if not part.isdigit():
-                raise ValidationError(f"“{part}” is not a whole percentage; write e.g. 50, 80, 100.",
-                                      code="not_a_percentage")
+                raise ValidationError(
+                    f"“{part}” is not a whole percentage; write e.g. 50, 80, 100.", code="not_a_percentage"
+                )
             number = int(part)
             if not 0 < number <= 1000:
-                raise ValidationError(f"{number}% is out of range: each threshold is between 1 and 1000.",
-                                      code="out_of_range")
+                raise ValidationError(
+                    f"{number}% is out of range: each threshold is between 1 and 1000.", code="out_of_range"
+                )
             result.append(number)
         return result
 
@@ -277,10 +329,17 @@ class ProviderChecksField(forms.MultipleChoiceField):
         return sorted(initial or []) != sorted(data or [])
 
 
-ROUTING_SORTS = [("", "OpenRouter's default (balanced)"), ("price", "Lowest price"),
-                 ("throughput", "Highest throughput"), ("latency", "Lowest latency")]
-ROUTING_DATA_COLLECTION = [("", "OpenRouter's default (allow)"), ("allow", "Allow"),
-                           ("deny", "Deny (no storing or training on prompts)")]
+ROUTING_SORTS = [
+    ("", "OpenRouter's default (balanced)"),
+    ("price", "Lowest price"),
+    ("throughput", "Highest throughput"),
+    ("latency", "Lowest latency"),
+]
+ROUTING_DATA_COLLECTION = [
+    ("", "OpenRouter's default (allow)"),
+    ("allow", "Allow"),
+    ("deny", "Deny (no storing or training on prompts)"),
+]
 _PROVIDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/-]{0,63}")
 
 
@@ -294,8 +353,9 @@ class RoutingWidget(forms.Widget):
         return f"{id_}_order" if id_ else id_
 
     def value_from_datadict(self, data: Any, files: Any, name: str) -> dict[str, Any]:
-        value: dict[str, Any] = {key: str(data.get(f"{name}_{key}") or "").strip()
-                                 for key in (*self.LISTS, "sort", "data_collection")}
+        value: dict[str, Any] = {
+            key: str(data.get(f"{name}_{key}") or "").strip() for key in (*self.LISTS, "sort", "data_collection")
+        }
         value["allow_fallbacks"] = f"{name}_allow_fallbacks" in data
         value["require_parameters"] = f"{name}_require_parameters" in data
         return value
@@ -310,10 +370,13 @@ class RoutingWidget(forms.Widget):
         for key, item in text.items():
             text[key] = ", ".join(str(i) for i in item) if isinstance(item, list) else str(item or "")
         context["widget"].update(
-            text=text, sort=current.get("sort") or "", data_collection=current.get("data_collection") or "",
+            text=text,
+            sort=current.get("sort") or "",
+            data_collection=current.get("data_collection") or "",
             allow_fallbacks=current.get("allow_fallbacks") is not False,
             require_parameters=bool(current.get("require_parameters")),
-            sorts=ROUTING_SORTS, data_collections=ROUTING_DATA_COLLECTION,
+            sorts=ROUTING_SORTS,
+            data_collections=ROUTING_DATA_COLLECTION,
         )
         return context
 
@@ -341,8 +404,11 @@ class RoutingField(forms.Field):
             names = [part.strip() for part in value.get(key, "").split(",") if part.strip()]
             for part in names:
                 if not _PROVIDER_NAME.fullmatch(part):
-                    raise ValidationError(f"{labels[key]}: “{part}” is not a provider name; separate names with "
-                                          "commas, e.g. anthropic, openai.", code="bad_provider_name")
+                    raise ValidationError(
+                        f"{labels[key]}: “{part}” is not a provider name; separate names with "
+                        "commas, e.g. anthropic, openai.",
+                        code="bad_provider_name",
+                    )
             if names:
                 routing[key] = names
         if not value["allow_fallbacks"]:
@@ -353,8 +419,9 @@ class RoutingField(forms.Field):
             routing["sort"] = value["sort"]
         if value.get("data_collection"):
             if value["data_collection"] not in {"allow", "deny"}:
-                raise ValidationError(f"Data collection: “{value['data_collection']}” is not allow or deny.",
-                                      code="data_collection")
+                raise ValidationError(
+                    f"Data collection: “{value['data_collection']}” is not allow or deny.", code="data_collection"
+                )
             routing["data_collection"] = value["data_collection"]
         if value.get("require_parameters"):
             routing["require_parameters"] = True

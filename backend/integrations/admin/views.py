@@ -38,8 +38,12 @@ def _record_for(model_admin: Any, request: HttpRequest, pk: int) -> AIProviderSe
     These screens spend the site's budget and use its keys, so they need the change permission,
     not just a membership.
     """
-    return site_object_or_404(request, model_admin.get_queryset(request).select_related("site"), pk,
-                              lambda record: model_admin.has_change_permission(request, record))
+    return site_object_or_404(
+        request,
+        model_admin.get_queryset(request).select_related("site"),
+        pk,
+        lambda record: model_admin.has_change_permission(request, record),
+    )
 
 
 def has_own_key(record: AIProviderSettings, provider: str) -> bool:
@@ -59,8 +63,11 @@ def own_keys(record: AIProviderSettings) -> list[tuple[str, str]]:
     """(name, label) of each credential of the site with a key of its own: the check-key buttons."""
     order = {name: index for index, name in enumerate(registry.names())}  # registry order, then endpoints
     rows = sorted(record.credentials.all(), key=lambda c: (c.is_endpoint, order.get(c.provider, 0), c.name))
-    return [(c.label_name, c.name if c.is_endpoint else registry.label(c.provider))
-            for c in rows if has_own_key(record, c.label_name)]
+    return [
+        (c.label_name, c.name if c.is_endpoint else registry.label(c.provider))
+        for c in rows
+        if has_own_key(record, c.label_name)
+    ]
 
 
 def _usable_providers(record: AIProviderSettings) -> list[str]:
@@ -151,8 +158,11 @@ def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: st
     label = provider_label(provider, snapshot)
     if not has_own_key(record, provider) and not request.user.is_superuser:
         # The check would report the deployment account's credit and spend: not a site admin's business.
-        messages.error(request, f"{record.site.domain} has no {label} key of its own to check; "
-                                f"enter one (and enable these settings) first.")
+        messages.error(
+            request,
+            f"{record.site.domain} has no {label} key of its own to check; "
+            f"enter one (and enable these settings) first.",
+        )
         return back
     try:
         status = ProviderFactory.create_provider(provider, record.site_id).check_key()
@@ -186,18 +196,31 @@ def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRes
     def events():
         try:
             stream = AIService(site=record.site_id, service="admin.test").generate_stream(
-                data["prompt"], provider=data["provider"] or None, model=data["model"] or None,
-                max_tokens=data["max_tokens"], temperature=data["temperature"],
+                data["prompt"],
+                provider=data["provider"] or None,
+                model=data["model"] or None,
+                max_tokens=data["max_tokens"],
+                temperature=data["temperature"],
             )
             for delta in stream:
                 yield f"data: {json.dumps({'delta': delta})}\n\n"
             result = stream.result
-            yield "data: " + json.dumps({
-                "done": True, "provider": result.provider, "model": result.model,
-                "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                "total_tokens": result.total_tokens, "latency_ms": round(result.latency_ms),
-                "cost": str(result.cost) if result.cost is not None else None,
-            }) + "\n\n"
+            yield (
+                "data: "
+                + json.dumps(
+                    {
+                        "done": True,
+                        "provider": result.provider,
+                        "model": result.model,
+                        "prompt_tokens": result.prompt_tokens,
+                        "completion_tokens": result.completion_tokens,
+                        "total_tokens": result.total_tokens,
+                        "latency_ms": round(result.latency_ms),
+                        "cost": str(result.cost) if result.cost is not None else None,
+                    }
+                )
+                + "\n\n"
+            )
         except AIProviderError as exc:
             yield f"data: {json.dumps({'error': {'code': exc.code, 'message': str(exc)}})}\n\n"
 

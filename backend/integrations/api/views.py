@@ -92,17 +92,23 @@ def _token_sql() -> str:
 
         # the use_ai permission by app label and codename (bound), not a cached id: ids change when
         # permissions are recreated (a flushed test database, a restored dump)
-        use_ai = (f"SELECT {col(permission, 'id')} FROM {q(permission.db_table)} "  # noqa: S608
-                  f"INNER JOIN {q(content_type.db_table)} ON {col(permission, 'content_type')} = "
-                  f"{col(content_type, 'id')} WHERE {col(content_type, 'app_label')} = %s "
-                  f"AND {col(permission, 'codename')} = %s")
+        use_ai = (
+            f"SELECT {col(permission, 'id')} FROM {q(permission.db_table)} "  # noqa: S608
+            f"INNER JOIN {q(content_type.db_table)} ON {col(permission, 'content_type')} = "
+            f"{col(content_type, 'id')} WHERE {col(content_type, 'app_label')} = %s "
+            f"AND {col(permission, 'codename')} = %s"
+        )
 
         def holds(through: Any, owner: str, owner_value: str) -> str:
-            return (f"SELECT 1 FROM {q(through.db_table)} WHERE {col(through, owner)} = {owner_value} "  # noqa: S608
-                    f"AND {col(through, 'permission')} IN ({use_ai})")
+            return (
+                f"SELECT 1 FROM {q(through.db_table)} WHERE {col(through, owner)} = {owner_value} "  # noqa: S608
+                f"AND {col(through, 'permission')} IN ({use_ai})"
+            )
 
-        group_ids = (f"SELECT {col(user_groups, 'group')} FROM {q(user_groups.db_table)} "  # noqa: S608
-                     f"WHERE {col(user_groups, 'user')} = {col(user, 'id')}")
+        group_ids = (
+            f"SELECT {col(user_groups, 'group')} FROM {q(user_groups.db_table)} "  # noqa: S608
+            f"WHERE {col(user_groups, 'user')} = {col(user, 'id')}"
+        )
         # Names from the models' metadata, quoted; every value is a bound parameter.
         sql = (
             f"SELECT {col(token, 'id')}, {col(user, 'is_active')}, "  # noqa: S608
@@ -222,8 +228,12 @@ def _rate_limited(request: HttpRequest) -> JsonResponse | None:
     if usage is None or not usage["should_limit"]:
         return None
     wait = max(1, int(usage["time_left"]))
-    response = error(429, "rate_limited", f"Too many requests: at most {rate[0]} per {rate[1]} s. "
-                     f"Retry in {wait} s.", retry_after=wait)
+    response = error(
+        429,
+        "rate_limited",
+        f"Too many requests: at most {rate[0]} per {rate[1]} s. Retry in {wait} s.",
+        retry_after=wait,
+    )
     response["Retry-After"] = str(wait)
     return response
 
@@ -269,8 +279,12 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     Never calls `request.get_host()`: that is what failed.
     """
     if request.path.startswith("/api/"):
-        return error(400, "bad_request", "The request was refused as malformed (for example, a Host header this "
-                     "server does not serve: see DJANGO_ALLOWED_HOSTS).")
+        return error(
+            400,
+            "bad_request",
+            "The request was refused as malformed (for example, a Host header this "
+            "server does not serve: see DJANGO_ALLOWED_HOSTS).",
+        )
     return defaults.bad_request(request, exception)
 
 
@@ -325,11 +339,19 @@ def _generate(request: HttpRequest) -> JsonResponse:
             if page is None:
                 return error(404, "not_found", "No such page on this site.")
             if not request.api_scope.may_write_pages():  # checked before any spend
-                return error(403, "forbidden", "Writing into a page needs the 'Can change page' permission, and "
-                             "a token with the 'pages.write' scope.")
+                return error(
+                    403,
+                    "forbidden",
+                    "Writing into a page needs the 'Can change page' permission, and "
+                    "a token with the 'pages.write' scope.",
+                )
         result = AIService(site=site, service="api.generate").generate_content(
-            prompt, provider=data.get("provider") or None, model=data.get("model") or None,
-            max_tokens=max_tokens, temperature=temperature, system_prompt=data.get("system_prompt") or None,
+            prompt,
+            provider=data.get("provider") or None,
+            model=data.get("model") or None,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            system_prompt=data.get("system_prompt") or None,
         )
     except errors.AIProviderError as exc:
         status = next(code for cls, code in STATUS_FOR if isinstance(exc, cls))
@@ -353,20 +375,32 @@ def _generate(request: HttpRequest) -> JsonResponse:
         with transaction.atomic():
             Page.objects.filter(pk=page.pk).update(**{data["field"]: value})
             setattr(page, data["field"], value)
-            record_api_write(page, data["field"], value, result, cost, request.api_scope.user_id,
-                             {k: data[k] for k in ("model", "provider", "max_tokens", "temperature") if k in data},
-                             (data.get("system_prompt"), data["prompt"]))
+            record_api_write(
+                page,
+                data["field"],
+                value,
+                result,
+                cost,
+                request.api_scope.user_id,
+                {k: data[k] for k in ("model", "provider", "max_tokens", "temperature") if k in data},
+                (data.get("system_prompt"), data["prompt"]),
+            )
         saved = True
-    return JsonResponse({
-        "content": result.content,
-        "provider": result.provider,
-        "model": result.model,
-        "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                  "total_tokens": result.total_tokens},
-        "cost": str(cost) if cost is not None else None,
-        "cost_source": cost_source or None,
-        "finish_reason": result.finish_reason,
-        "latency_ms": round(result.latency_ms, 1),
-        "request_id": result.request_id,
-        "saved": saved,
-    })
+    return JsonResponse(
+        {
+            "content": result.content,
+            "provider": result.provider,
+            "model": result.model,
+            "usage": {
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "total_tokens": result.total_tokens,
+            },
+            "cost": str(cost) if cost is not None else None,
+            "cost_source": cost_source or None,
+            "finish_reason": result.finish_reason,
+            "latency_ms": round(result.latency_ms, 1),
+            "request_id": result.request_id,
+            "saved": saved,
+        }
+    )

@@ -40,8 +40,12 @@ def kind_label(kind: str) -> str:
 
 
 def item_row(item: dict[str, Any]) -> dict[str, Any]:
-    return {"item": str(item.get("item", "")), "ok": bool(item.get("ok")), "code": str(item.get("code") or ""),
-            "message": str(item.get("message") or "")}
+    return {
+        "item": str(item.get("item", "")),
+        "ok": bool(item.get("ok")),
+        "code": str(item.get("code") or ""),
+        "message": str(item.get("message") or ""),
+    }
 
 
 def can_retry(user: Any, job: BatchJob) -> bool:
@@ -49,26 +53,55 @@ def can_retry(user: Any, job: BatchJob) -> bool:
 
 
 def progress_payload(job: BatchJob, user: Any, since: int = 0) -> dict[str, Any]:
-    items = job.items[since:since + POLL_ITEMS_MAX]
+    items = job.items[since : since + POLL_ITEMS_MAX]
     return {
-        "id": job.pk, "status": job.status, "status_label": job.get_status_display(), "finished": job.finished,
-        "total": job.total, "processed": job.processed, "succeeded": job.succeeded, "failed": job.failed,
-        "percent": job.percent, "cancel_requested": job.cancel_requested, "error": job.error,
-        "since": since, "next": since + len(items), "items": [item_row(i) for i in items],
-        "can_cancel": not job.finished, "can_retry": can_retry(user, job),
+        "id": job.pk,
+        "status": job.status,
+        "status_label": job.get_status_display(),
+        "finished": job.finished,
+        "total": job.total,
+        "processed": job.processed,
+        "succeeded": job.succeeded,
+        "failed": job.failed,
+        "percent": job.percent,
+        "cancel_requested": job.cancel_requested,
+        "error": job.error,
+        "since": since,
+        "next": since + len(items),
+        "items": [item_row(i) for i in items],
+        "can_cancel": not job.finished,
+        "can_retry": can_retry(user, job),
     }
 
 
 @admin.register(BatchJob)
 class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("job", "site_name", "status", "progress", "succeeded", "failed", "created_by", "created_at",
-                    "finished_at")
+    list_display = (
+        "job",
+        "site_name",
+        "status",
+        "progress",
+        "succeeded",
+        "failed",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("status", "kind", "site")
     list_select_related = ("site", "created_by")
     change_form_template = "admin/integrations/batchjob/change_form.html"
     change_list_template = "admin/integrations/batchjob/change_list.html"
-    fields = ("kind_name", "site_name", "created_by", "created_at", "started_at", "finished_at",
-              "retry_of_link", "options", "error")
+    fields = (
+        "kind_name",
+        "site_name",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "retry_of_link",
+        "options",
+        "error",
+    )
     readonly_fields = fields
 
     @admin.display(description="Job", ordering="-id")
@@ -87,8 +120,11 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def retry_of_link(self, obj: BatchJob) -> str:
         if obj.retry_of_id is None:
             return "—"
-        return format_html('<a href="{}">#{}</a>', reverse("admin:integrations_batchjob_change",
-                                                            args=[obj.retry_of_id]), obj.retry_of_id)
+        return format_html(
+            '<a href="{}">#{}</a>',
+            reverse("admin:integrations_batchjob_change", args=[obj.retry_of_id]),
+            obj.retry_of_id,
+        )
 
     @admin.display(description="Options")
     def options(self, obj: BatchJob) -> str:
@@ -114,7 +150,11 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         return format_html(
             '<span class="batch-progress" data-progress-url="{}" data-finished="{}">'
             '<progress max="100" value="{}"></progress> <span class="batch-count">{}/{}</span></span>',
-            url, "1" if obj.finished else "", obj.percent, obj.processed, obj.total,
+            url,
+            "1" if obj.finished else "",
+            obj.percent,
+            obj.processed,
+            obj.total,
         )
 
     def has_add_permission(self, request):
@@ -124,12 +164,15 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         job = self.get_object(request, object_id)
         extra = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
         if job is not None:
-            extra.update({
-                "job": job, "items": [item_row(i) for i in job.items],
-                "can_cancel": not job.finished and self.has_change_permission(request, job),
-                "can_retry": self.has_change_permission(request, job) and can_retry(request.user, job),
-                "progress_url": reverse("admin:integrations_batchjob_progress", args=[job.pk]),
-            })
+            extra.update(
+                {
+                    "job": job,
+                    "items": [item_row(i) for i in job.items],
+                    "can_cancel": not job.finished and self.has_change_permission(request, job),
+                    "can_retry": self.has_change_permission(request, job) and can_retry(request.user, job),
+                    "progress_url": reverse("admin:integrations_batchjob_progress", args=[job.pk]),
+                }
+            )
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_urls(self):
@@ -143,8 +186,9 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     def _job(self, request: HttpRequest, pk: int, change: bool) -> BatchJob:
         def allowed(job: BatchJob) -> bool:
-            return self.has_change_permission(request, job) if change else self.has_view_or_change_permission(
-                request, job)
+            return (
+                self.has_change_permission(request, job) if change else self.has_view_or_change_permission(request, job)
+            )
 
         return site_object_or_404(request, self.get_queryset(request).select_related("site"), pk, allowed)
 
@@ -163,14 +207,19 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if jobs.cancel(job):
-            self.message_user(request, f"Job #{job.pk} is cancelled: items already running finish, no new ones "
-                                       "start.", messages.SUCCESS)
+            self.message_user(
+                request,
+                f"Job #{job.pk} is cancelled: items already running finish, no new ones start.",
+                messages.SUCCESS,
+            )
         else:
-            self.message_user(request, f"Job #{job.pk} had already finished ({job.get_status_display().lower()}).",
-                              messages.WARNING)
+            self.message_user(
+                request, f"Job #{job.pk} had already finished ({job.get_status_display().lower()}).", messages.WARNING
+            )
         back = request.POST.get("next", "")  # the page the button was on (a trial's), when it is this site's
-        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
-                                               require_https=request.is_secure()):
+        if not url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
             back = reverse("admin:integrations_batchjob_change", args=[job.pk])
         return HttpResponseRedirect(back)
 
@@ -181,10 +230,17 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if not all(request.user.has_perm(p) for p in KIND_PERMISSIONS.get(job.kind, ("-",))):
             raise PermissionDenied
         if not job.finished or not jobs.can_retry(job):
-            self.message_user(request, f"Job #{job.pk} has nothing to retry"
-                              + ("" if job.finished else " while it runs") + ".", messages.WARNING)
+            self.message_user(
+                request,
+                f"Job #{job.pk} has nothing to retry" + ("" if job.finished else " while it runs") + ".",
+                messages.WARNING,
+            )
             return HttpResponseRedirect(reverse("admin:integrations_batchjob_change", args=[job.pk]))
         new = jobs.retry(job, request.user, background=True)
-        self.message_user(request, f"Started job #{new.pk} over the {len(jobs.retry_keys(job))} failed or unfinished "
-                                   f"item(s) of job #{job.pk}.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Started job #{new.pk} over the {len(jobs.retry_keys(job))} failed or unfinished "
+            f"item(s) of job #{job.pk}.",
+            messages.SUCCESS,
+        )
         return HttpResponseRedirect(reverse("admin:integrations_batchjob_change", args=[new.pk]))

@@ -72,8 +72,10 @@ class Estimate:
         if self.cost is None:
             return "not known"
         if self.unpriced:
-            return (f"up to {budget.usd(self.cost)}, charged in full: calls to {self.model or 'this model'} have no "
-                    "price (add one under Model prices)")
+            return (
+                f"up to {budget.usd(self.cost)}, charged in full: calls to {self.model or 'this model'} have no "
+                "price (add one under Model prices)"
+            )
         return budget.usd(self.cost)
 
     @property
@@ -93,8 +95,9 @@ def estimate(site: Site, calls: list[Call], model: str | None = None) -> Estimat
     service = AIService(site=site.pk, service="batch.estimate")
     first = calls[0]
     try:
-        prep = service.prepare(first.messages, model=model, max_tokens=first.max_tokens,
-                               system_prompt=first.system_prompt)
+        prep = service.prepare(
+            first.messages, model=model, max_tokens=first.max_tokens, system_prompt=first.system_prompt
+        )
     except AIProviderError as exc:
         result.problems.append(f"{exc.code}: {exc.message}")
         return result
@@ -114,4 +117,3 @@ def estimate(site: Site, calls: list[Call], model: str | None = None) -> Estimat
             f"The site's monthly AI budget of {budget.usd(result.cap)} is used up ({budget.usd(result.spent)} spent)."
         )
     return result
-

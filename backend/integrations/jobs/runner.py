@@ -51,6 +51,7 @@ def register(kind: str) -> Callable[[Handler], Handler]:
 
 def register_retry(kind: str) -> Callable[[Retry], Retry]:
     """Register how a kind starts a job over some of its keys (the failed items of an earlier job)."""
+
     def decorator(fn: Retry) -> Retry:
         _retries[kind] = fn
         return fn
@@ -64,8 +65,15 @@ def handler_for(kind: str) -> Handler:
     return _handlers[kind]
 
 
-def start_job(kind: str, site: Any, task: Any, params: dict | None = None, user: Any = None,
-              background: bool = False, retry_of: Any = None):
+def start_job(
+    kind: str,
+    site: Any,
+    task: Any,
+    params: dict | None = None,
+    user: Any = None,
+    background: bool = False,
+    retry_of: Any = None,
+):
     """Record a job and dispatch `task(job_id)`; returns the BatchJob.
 
     With a broker the task goes to a worker. Without one it runs in-process: synchronously (the job

@@ -66,31 +66,39 @@ class AIProviderSettings(models.Model):
     openrouter_app_name = models.CharField(max_length=100, blank=True, default="")
 
     fallback_chain = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text='Tried in order when the primary provider fails: [{"provider": "anthropic", "model": '
         '"claude-3-5-haiku"}, ...]. The model may be empty for the provider\'s default.',
     )
     openrouter_fallback_models = models.JSONField(
-        default=list, blank=True,
-        help_text="OpenRouter's own `models` fallback list, e.g. [\"anthropic/claude-3.5-haiku\"].",
+        default=list,
+        blank=True,
+        help_text='OpenRouter\'s own `models` fallback list, e.g. ["anthropic/claude-3.5-haiku"].',
     )
     openrouter_routing = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text='OpenRouter provider routing: {"order": [...], "allow_fallbacks": true, "sort": "price", '
         '"data_collection": "deny"}.',
     )
     monthly_budget = models.DecimalField(
-        max_digits=14, decimal_places=6, null=True, blank=True,
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
         help_text="Monthly spend cap in USD; requests are refused once month-to-date spend reaches it.",
     )
     # Governance (policy.py, ratelimit.py): who may be called, what may leave, how fast.
     allowed_providers = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text='Providers this site may call, e.g. ["openrouter", "anthropic"]; empty allows all.',
     )
     allowed_models = models.JSONField(
-        default=list, blank=True,
-        help_text='Models this site may call: logical names or patterns matched against the name asked for and '
+        default=list,
+        blank=True,
+        help_text="Models this site may call: logical names or patterns matched against the name asked for and "
         'the provider\'s id, e.g. ["gpt-4o-mini", "claude-3-5-haiku*", "*/llama-*"]; empty allows all.',
     )
     openrouter_deny_data_collection = models.BooleanField(
@@ -103,31 +111,46 @@ class AIProviderSettings(models.Model):
         help_text="Send zdr: true on every OpenRouter call: only zero-data-retention endpoints serve this site.",
     )
     requests_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Calls per minute for this site across all processes; empty: unlimited.",
+        null=True,
+        blank=True,
+        help_text="Calls per minute for this site across all processes; empty: unlimited.",
     )
     tokens_per_minute = models.PositiveIntegerField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Tokens (prompt estimate + max_tokens) per minute for this site; empty: unlimited.",
     )
     # Budget windows and alerts (budget_windows.py); the monthly cap above stays the hard monthly limit.
     daily_budget = models.DecimalField(
-        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Spend cap in USD per calendar day.",
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Spend cap in USD per calendar day.",
     )
     weekly_budget = models.DecimalField(
-        max_digits=14, decimal_places=6, null=True, blank=True,
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
         help_text="Spend cap in USD per calendar week (Monday to Sunday).",
     )
     service_budgets = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text='Monthly caps in USD per calling service, e.g. {"pages.meta": "5.00", "blocks": "20"}.',
     )
     alert_thresholds = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="Percentages of each cap at which the site's admins are e-mailed once per period; "
         "empty means [50, 80, 100].",
     )
     alert_webhook_url = models.CharField(
-        max_length=300, blank=True, default="", validators=[_url],
+        max_length=300,
+        blank=True,
+        default="",
+        validators=[_url],
         help_text="Optional URL that also receives each alert as JSON, signed with HMAC-SHA256 of the body "
         "(header X-Panel-Signature: sha256=<hex>).",
     )
@@ -187,9 +210,7 @@ class AIProviderSettings(models.Model):
             known = self.chain_names()
             for index, entry in enumerate(self.fallback_chain, start=1):
                 if not isinstance(entry, dict) or entry.get("provider") not in known:
-                    errors["fallback_chain"] = (
-                        f"Entry {index} needs a provider, one of {', '.join(known)}: {entry!r}."
-                    )
+                    errors["fallback_chain"] = f"Entry {index} needs a provider, one of {', '.join(known)}: {entry!r}."
                     break
                 if set(entry) - {"provider", "model"}:
                     errors["fallback_chain"] = f"Entry {index} may only have provider and model."
@@ -229,7 +250,6 @@ class AIProviderSettings(models.Model):
         own = list(pending) if pending is not None else self.endpoint_names()
         names = [*registry.direct_names(), *deployment_endpoints(), *own]
         return list(dict.fromkeys(names))
-
 
     def _policy_errors(self) -> dict[str, str]:
         errors = {}
@@ -277,7 +297,9 @@ class ProviderCredential(models.Model):
     settings = models.ForeignKey(AIProviderSettings, on_delete=models.CASCADE, related_name="credentials")
     provider = models.CharField(max_length=20, choices=registry.choices)
     name = models.CharField(
-        max_length=20, blank=True, default="",
+        max_length=20,
+        blank=True,
+        default="",
         help_text="For an OpenAI-compatible endpoint, the name callers use, e.g. ollama. "
         "Leave empty for a direct provider (its name is the provider's).",
     )
@@ -298,8 +320,10 @@ class ProviderCredential(models.Model):
         return self.label_name
 
     def __repr__(self) -> str:
-        return (f"<ProviderCredential settings={self.settings_id} provider={self.provider} name={self.name!r} "
-                f"key={'set' if self.api_key else 'none'} enabled={self.enabled}>")
+        return (
+            f"<ProviderCredential settings={self.settings_id} provider={self.provider} name={self.name!r} "
+            f"key={'set' if self.api_key else 'none'} enabled={self.enabled}>"
+        )
 
     def save(self, *args, **kwargs) -> None:
         if not self.name and not self.is_endpoint:
@@ -327,8 +351,9 @@ class ProviderCredential(models.Model):
 
         spec = registry.find(self.provider)
         if spec is None:
-            raise ValidationError({"provider": f"Unknown provider {self.provider!r}; choose one of "
-                                               f"{', '.join(registry.names())}."})
+            raise ValidationError(
+                {"provider": f"Unknown provider {self.provider!r}; choose one of {', '.join(registry.names())}."}
+            )
         errors: dict[str, str] = {}
         name = (self.name or "").strip()
         if spec.named_instances:
@@ -363,7 +388,11 @@ class ModelMapping(models.Model):
     """A logical model name's id on one provider; a row with a site overrides the global row."""
 
     site = models.ForeignKey(
-        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_model_mappings",
+        Site,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="ai_model_mappings",
         help_text="Empty for a mapping every site uses.",
     )
     logical_name = models.CharField(max_length=100, help_text="What callers ask for, e.g. gpt-4o.")
@@ -380,7 +409,8 @@ class ModelMapping(models.Model):
                 fields=["logical_name", "provider"], condition=Q(site__isnull=True), name="unique_global_mapping"
             ),
             models.UniqueConstraint(
-                fields=["site", "logical_name", "provider"], condition=Q(site__isnull=False),
+                fields=["site", "logical_name", "provider"],
+                condition=Q(site__isnull=False),
                 name="unique_site_mapping",
             ),
         ]
@@ -417,11 +447,17 @@ class ModelPrice(models.Model):
     prompt_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     completion_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     cache_read_per_million = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True,
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
         help_text="Prompt tokens read from the vendor's prompt cache; empty = the prompt price.",
     )
     cache_write_per_million = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True,
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
         help_text="Prompt tokens written to the vendor's prompt cache; empty = the prompt price.",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -453,7 +489,10 @@ class AIUsage(models.Model):
     STATUS_CACHED = "cached"
     STATUS_REFUSED = "refused"  # stopped by the gateway (policy, rate limit, budget): no upstream request
     STATUS_CHOICES = [
-        (STATUS_OK, "OK"), (STATUS_ERROR, "Error"), (STATUS_CACHED, "Cache hit"), (STATUS_REFUSED, "Refused"),
+        (STATUS_OK, "OK"),
+        (STATUS_ERROR, "Error"),
+        (STATUS_CACHED, "Cache hit"),
+        (STATUS_REFUSED, "Refused"),
     ]
 
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage")
@@ -471,18 +510,25 @@ class AIUsage(models.Model):
     reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens spent on reasoning.")
     cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     COST_SOURCES = [
-        ("reported", "Reported by the provider"), ("price_table", "Model price (override)"),
-        ("catalogue", "genai-prices catalogue"), ("free", "Free endpoint"), ("cache", "Response cache"),
+        ("reported", "Reported by the provider"),
+        ("price_table", "Model price (override)"),
+        ("catalogue", "genai-prices catalogue"),
+        ("free", "Free endpoint"),
+        ("cache", "Response cache"),
         ("unpriced", "Unpriced: charged its worst-case estimate"),
     ]
     cost_source = models.CharField(
-        max_length=20, blank=True, choices=COST_SOURCES,
+        max_length=20,
+        blank=True,
+        choices=COST_SOURCES,
         help_text="Where the cost came from (integrations/ai/pricing.py); empty on refusals and errors.",
     )
     saved_cost = models.DecimalField(
-        max_digits=14, decimal_places=8, default=0,
+        max_digits=14,
+        decimal_places=8,
+        default=0,
         help_text="What a cache saved: a response-cache hit's original cost, or prompt-cache reads below "
-                  "the prompt price.",
+        "the prompt price.",
     )
     latency_ms = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES)
@@ -497,22 +543,26 @@ class AIUsage(models.Model):
     ledger_key = models.CharField(max_length=40, null=True, blank=True, unique=True, editable=False)
     # The content the call was for (a page, a prompt template), when the caller said (`usage.attributed_to`);
     # the label stays readable after the object is deleted.
-    content_type = models.ForeignKey("contenttypes.ContentType", null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     object_id = models.PositiveBigIntegerField(null=True, blank=True)
     content_object = GenericForeignKey("content_type", "object_id")
     content_label = models.CharField(max_length=200, blank=True)
     # The virtual key that made the call (the /v1 endpoints); its spend per key.
-    api_key = models.ForeignKey("APIToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                db_index=True)
+    api_key = models.ForeignKey(
+        "APIToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=True
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = "AI usage"
         verbose_name_plural = "AI usage"
-        indexes = [models.Index(fields=["site", "created_at"]),
-                   models.Index(fields=["content_type", "object_id"], name="aiusage_content_idx")]
+        indexes = [
+            models.Index(fields=["site", "created_at"]),
+            models.Index(fields=["content_type", "object_id"], name="aiusage_content_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.served_model or self.requested_model} {self.status}"
@@ -548,14 +598,18 @@ class UsageDaily(models.Model):
     latency_sum = models.PositiveBigIntegerField(default=0, help_text="Sum of latency_ms.")
     latency_histogram = models.JSONField(default=dict, blank=True)
     unpriced = models.PositiveBigIntegerField(
-        default=0, help_text="Calls no price source knew (cost source unpriced: charged their worst-case estimate).")
+        default=0, help_text="Calls no price source knew (cost source unpriced: charged their worst-case estimate)."
+    )
 
     class Meta:
         verbose_name = "AI usage per day"
         verbose_name_plural = "AI usage per day"
-        constraints = [models.UniqueConstraint(
-            fields=["site", "day", "provider", "model", "service", "status", "error_class"],
-            name="unique_usage_daily")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "day", "provider", "model", "service", "status", "error_class"],
+                name="unique_usage_daily",
+            )
+        ]
         indexes = [models.Index(fields=["day", "site"])]
 
     def __str__(self) -> str:
@@ -622,8 +676,9 @@ class BudgetAlert(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["site", "window", "period_start", "threshold"],
-                                               name="unique_budget_alert")]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "window", "period_start", "threshold"], name="unique_budget_alert")
+        ]
 
     def __str__(self) -> str:
         return f"{self.site_id} {self.window} {self.period_start}: {self.threshold}%"
@@ -632,8 +687,13 @@ class BudgetAlert(models.Model):
 class BatchJob(models.Model):
     """A bulk generation run (a Celery task, or in-process without a broker), with per-item outcomes."""
 
-    STATUS_CHOICES = [("pending", "Pending"), ("running", "Running"), ("done", "Done"), ("failed", "Failed"),
-                      ("cancelled", "Cancelled")]
+    STATUS_CHOICES = [
+        ("pending", "Pending"),
+        ("running", "Running"),
+        ("done", "Done"),
+        ("failed", "Failed"),
+        ("cancelled", "Cancelled"),
+    ]
     FINISHED = ("done", "failed", "cancelled")
 
     kind = models.CharField(max_length=60, help_text="Which handler runs it, e.g. pages.generate_meta.")
@@ -650,7 +710,11 @@ class BatchJob(models.Model):
         default=False, help_text="Set from the admin; the job stops before its next items (jobs.checkpoint)."
     )
     retry_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
         help_text="The job whose failed items this one runs again.",
     )
     created_by = models.ForeignKey(
@@ -690,8 +754,11 @@ class APIToken(models.Model):
     SCOPE_GENERATE = "generate"
     SCOPE_PAGES = "pages.write"
     SCOPE_V1 = "v1"  # a site's virtual key for the OpenAI/Anthropic-dialect /v1 endpoints (integrations.api.v1)
-    SCOPES = {SCOPE_GENERATE: "Generate text", SCOPE_PAGES: "Write generated text into a page's fields",
-              SCOPE_V1: "Call the site's /v1 endpoints (OpenAI and Anthropic clients)"}
+    SCOPES = {
+        SCOPE_GENERATE: "Generate text",
+        SCOPE_PAGES: "Write generated text into a page's fields",
+        SCOPE_V1: "Call the site's /v1 endpoints (OpenAI and Anthropic clients)",
+    }
     DEFAULT_LIFETIME = datetime.timedelta(days=90)
 
     user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="ai_api_tokens")
@@ -699,7 +766,11 @@ class APIToken(models.Model):
     prefix = models.CharField(max_length=12, help_text="The token's first characters, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True)
     site = models.ForeignKey(
-        Site, null=True, blank=True, on_delete=models.CASCADE, related_name="ai_api_tokens",
+        Site,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="ai_api_tokens",
         help_text="The one site this token works for; empty: every site its user manages.",
     )
     scopes = models.JSONField(default=list, blank=True, help_text=f"Among: {', '.join(SCOPES)}.")
@@ -710,13 +781,16 @@ class APIToken(models.Model):
     # limits on top of the site's (integrations.ai.governance.callers); empty means none.
     last4 = models.CharField(max_length=4, blank=True, help_text="The key's last four characters.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True,
-                                         help_text="USD this key may spend per calendar month.")
+    monthly_budget = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="USD this key may spend per calendar month."
+    )
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
-    allowed_models = models.JSONField(default=list, blank=True,
-                                      help_text="Model names or patterns (gpt-4o*, anthropic/*); empty: any the "
-                                                "site allows.")
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Model names or patterns (gpt-4o*, anthropic/*); empty: any the site allows.",
+    )
 
     class Meta:
         verbose_name = "AI API token"
@@ -732,7 +806,12 @@ class APIToken(models.Model):
 
     @classmethod
     def issue(
-        cls, user, name: str, *, site: Site | None = None, scopes: tuple[str, ...] = (SCOPE_GENERATE,),
+        cls,
+        user,
+        name: str,
+        *,
+        site: Site | None = None,
+        scopes: tuple[str, ...] = (SCOPE_GENERATE,),
         expires_at: datetime.datetime | None = None,
     ) -> tuple[APIToken, str]:
         """A new token (and its raw value, shown once); unknown scopes are a ValueError naming them."""
@@ -742,8 +821,15 @@ class APIToken(models.Model):
         if unknown:
             raise ValueError(f"Unknown token scope(s) {', '.join(unknown)}; choose among {', '.join(cls.SCOPES)}.")
         raw = "pnl_" + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, prefix=raw[:10], key_hash=cls.digest(raw), site=site,
-                                   scopes=list(dict.fromkeys(scopes)), expires_at=expires_at)
+        token = cls.objects.create(
+            user=user,
+            name=name,
+            prefix=raw[:10],
+            key_hash=cls.digest(raw),
+            site=site,
+            scopes=list(dict.fromkeys(scopes)),
+            expires_at=expires_at,
+        )
         return token, raw
 
 

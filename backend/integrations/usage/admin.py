@@ -28,10 +28,29 @@ class AIUsageResource(FormulaSafeResource):
     class Meta:
         model = AIUsage
         fields = (
-            "id", "created_at", "site__domain", "service", "provider", "requested_model", "served_model",
-            "attempt", "status", "error_class", "prompt_tokens", "completion_tokens", "total_tokens",
-            "cached_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
-            "cost_source", "latency_ms", "cache_hit", "request_id", "api_key__name", "api_key__last4",
+            "id",
+            "created_at",
+            "site__domain",
+            "service",
+            "provider",
+            "requested_model",
+            "served_model",
+            "attempt",
+            "status",
+            "error_class",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "cost",
+            "cost_source",
+            "latency_ms",
+            "cache_hit",
+            "request_id",
+            "api_key__name",
+            "api_key__last4",
         )
         export_order = fields
 
@@ -48,8 +67,9 @@ def date_hierarchy_problem(query: Any, field: str) -> str | None:
     """
     for part, (low, high) in DATE_PARTS.items():
         value = query.get(f"{field}__{part}")
-        if value is not None and not (value.isascii() and value.isdigit() and len(value) <= 4
-                                      and low <= int(value) <= high):
+        if value is not None and not (
+            value.isascii() and value.isdigit() and len(value) <= 4 and low <= int(value) <= high
+        ):
             return f"{field}__{part} must be a whole number from {low} to {high}."
     return None
 
@@ -61,8 +81,13 @@ class ContentFilter(admin.SimpleListFilter):
     parameter_name = "content"
 
     def lookups(self, request, model_admin):
-        rows = (model_admin.get_queryset(request).filter(content_type__isnull=False)
-                .values_list("content_type_id", "object_id", "content_label").distinct().order_by("content_label"))
+        rows = (
+            model_admin.get_queryset(request)
+            .filter(content_type__isnull=False)
+            .values_list("content_type_id", "object_id", "content_label")
+            .distinct()
+            .order_by("content_label")
+        )
         return [(f"{ct}:{pk}", label or f"#{pk}") for ct, pk, label in rows[:200]]
 
     def queryset(self, request, queryset):
@@ -82,12 +107,27 @@ class ContentFilter(admin.SimpleListFilter):
 class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     resource_classes = [AIUsageResource]
     list_display = (
-        "created_at", "site", "service", "provider", "served_model", "status", "error_class",
-        "total_tokens", "cost", "latency_ms", "cache_hit",
+        "created_at",
+        "site",
+        "service",
+        "provider",
+        "served_model",
+        "status",
+        "error_class",
+        "total_tokens",
+        "cost",
+        "latency_ms",
+        "cache_hit",
     )
     list_filter = (
-        "site", "provider", ("served_model", admin.AllValuesFieldListFilter), "status", "cache_hit",
-        ("created_at", admin.DateFieldListFilter), ContentFilter, "api_key",
+        "site",
+        "provider",
+        ("served_model", admin.AllValuesFieldListFilter),
+        "status",
+        "cache_hit",
+        ("created_at", admin.DateFieldListFilter),
+        ContentFilter,
+        "api_key",
     )
     search_fields = ("served_model", "requested_model", "request_id", "service", "content_label")
     date_hierarchy = "created_at"
@@ -106,10 +146,16 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
-            path("dashboard/", wrap(lambda request: admin_dashboard.dashboard_view(self, request)),
-                 name="integrations_aiusage_dashboard"),
-            path("dashboard/export.csv", wrap(lambda request: admin_dashboard.dashboard_csv_view(self, request)),
-                 name="integrations_aiusage_dashboard_csv"),
+            path(
+                "dashboard/",
+                wrap(lambda request: admin_dashboard.dashboard_view(self, request)),
+                name="integrations_aiusage_dashboard",
+            ),
+            path(
+                "dashboard/export.csv",
+                wrap(lambda request: admin_dashboard.dashboard_csv_view(self, request)),
+                name="integrations_aiusage_dashboard_csv",
+            ),
             *super().get_urls(),
         ]
 
@@ -121,12 +167,16 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
             totals = changelist.queryset.aggregate(
-                rows=Count("id"), prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"),
-                tokens=Sum("total_tokens"), cost=Sum("cost"),
+                rows=Count("id"),
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                tokens=Sum("total_tokens"),
+                cost=Sum("cost"),
             )
             response.context_data["usage_totals"] = totals
             response.context_data["usage_by_content"] = list(
-                changelist.queryset.filter(content_type__isnull=False).order_by()
+                changelist.queryset.filter(content_type__isnull=False)
+                .order_by()
                 .values("content_type_id", "object_id", "content_label")
                 .annotate(calls=Count("id"), tokens=Sum("total_tokens"), cost=Sum("cost"))
                 .order_by("-cost", "content_label")[:50]
@@ -160,8 +210,14 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
 class ModelPriceResource(FormulaSafeResource):
     class Meta:
         model = ModelPrice
-        fields = ("provider", "model_id", "prompt_per_million", "completion_per_million", "cache_read_per_million",
-                  "cache_write_per_million")
+        fields = (
+            "provider",
+            "model_id",
+            "prompt_per_million",
+            "completion_per_million",
+            "cache_read_per_million",
+            "cache_write_per_million",
+        )
         import_id_fields = ("provider", "model_id")
         skip_unchanged = True
         clean_model_instances = True
@@ -172,8 +228,15 @@ class ModelPriceAdmin(SuperuserEditsMixin, SessionBoundImportMixin, ImportExport
     """Prices are deployment-wide: superusers edit them, site admins may look."""
 
     resource_classes = [ModelPriceResource]
-    list_display = ("provider", "model_id", "prompt_per_million", "completion_per_million", "cache_read_per_million",
-                    "cache_write_per_million", "updated_at")
+    list_display = (
+        "provider",
+        "model_id",
+        "prompt_per_million",
+        "completion_per_million",
+        "cache_read_per_million",
+        "cache_write_per_million",
+        "updated_at",
+    )
     list_filter = ("provider",)
     search_fields = ("model_id",)
     change_list_template = "admin/integrations/modelprice/change_list.html"  # links the catalogue
@@ -185,8 +248,14 @@ class ModelPriceAdmin(SuperuserEditsMixin, SessionBoundImportMixin, ImportExport
         from integrations.admin import prices as admin_prices
 
         wrap = self.admin_site.admin_view
-        return [path("catalogue/", wrap(lambda request: admin_prices.catalogue_view(self, request)),
-                     name="integrations_modelprice_catalogue"), *super().get_urls()]
+        return [
+            path(
+                "catalogue/",
+                wrap(lambda request: admin_prices.catalogue_view(self, request)),
+                name="integrations_modelprice_catalogue",
+            ),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         from integrations.ai.ledger.pricing import catalogue_version
@@ -210,4 +279,3 @@ class APITokenAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         return qs if request.user.is_superuser else qs.filter(**{self.owner_field: request.user})
-

@@ -32,16 +32,30 @@ DIMENSIONS = ("provider", "model", "service")
 METRICS = ("cost", "requests", "tokens")
 TOP_KEYS = 8  # series per stacked chart; the rest are summed as "other"
 MAX_DAYS = 366
-SUMMED = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
-          "reasoning_tokens", "cost", "saved_cost", "latency_sum", "unpriced")
+SUMMED = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost",
+    "saved_cost",
+    "latency_sum",
+    "unpriced",
+)
 
 
 class DashboardError(ValueError):
     """A dashboard parameter that cannot be used; the message names it."""
 
 
-def parse_range(start: str | None, end: str | None, today: datetime.date | None = None,
-                ) -> tuple[datetime.date, datetime.date]:
+def parse_range(
+    start: str | None,
+    end: str | None,
+    today: datetime.date | None = None,
+) -> tuple[datetime.date, datetime.date]:
     """The inclusive day range from `start`/`end` (YYYY-MM-DD); default the last 30 days."""
     today = today or timezone.localdate()
     try:
@@ -120,8 +134,10 @@ class Dashboard:
                 return {}
             where.append(f"u.site_id IN ({', '.join(['%s'] * len(self.site_ids))})")
             params += sorted(self.site_ids)
-        sql = (f"SELECT u.provider, u.model, h.key, SUM({value}) FROM {table} u, {each} h "  # noqa: S608 (constants)
-               f"WHERE {' AND '.join(where)} GROUP BY u.provider, u.model, h.key")
+        sql = (
+            f"SELECT u.provider, u.model, h.key, SUM({value}) FROM {table} u, {each} h "  # noqa: S608 (constants)
+            f"WHERE {' AND '.join(where)} GROUP BY u.provider, u.model, h.key"
+        )
         merged: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -137,8 +153,10 @@ class Dashboard:
         if self.site_ids is not None:
             rows = rows.filter(site_id__in=self.site_ids)
         per_day = {r["day"]: r["cost"] or Decimal(0) for r in rows.values("day").annotate(cost=Sum("cost")).order_by()}
-        per_site = {r["site_id"]: r["cost"] or Decimal(0) for r in rows.filter(site_id__isnull=False)
-                    .values("site_id").annotate(cost=Sum("cost")).order_by()}
+        per_site = {
+            r["site_id"]: r["cost"] or Decimal(0)
+            for r in rows.filter(site_id__isnull=False).values("site_id").annotate(cost=Sum("cost")).order_by()
+        }
         return per_day, per_site
 
     # -- the page ----------------------------------------------------------------------------------
@@ -171,12 +189,23 @@ class Dashboard:
         rows = UsageKeyDaily.objects.filter(day__gte=self.first, day__lte=self.last)
         if self.site_ids is not None:
             rows = rows.filter(site_id__in=self.site_ids)
-        sums = (rows.values("api_key_id", "api_key__name", "api_key__last4", "site__domain")
-                .annotate(**{n: Sum(n) for n in ("requests", "refused", "prompt_tokens", "completion_tokens", "cost")})
-                .order_by("-cost", "api_key_id"))
-        return [{"key": f"{r['api_key__name'] or 'key'} …{r['api_key__last4']}", "site": r["site__domain"] or "",
-                 "requests": r["requests"], "refused": r["refused"], "prompt_tokens": r["prompt_tokens"],
-                 "completion_tokens": r["completion_tokens"], "cost": r["cost"] or Decimal(0)} for r in sums]
+        sums = (
+            rows.values("api_key_id", "api_key__name", "api_key__last4", "site__domain")
+            .annotate(**{n: Sum(n) for n in ("requests", "refused", "prompt_tokens", "completion_tokens", "cost")})
+            .order_by("-cost", "api_key_id")
+        )
+        return [
+            {
+                "key": f"{r['api_key__name'] or 'key'} …{r['api_key__last4']}",
+                "site": r["site__domain"] or "",
+                "requests": r["requests"],
+                "refused": r["refused"],
+                "prompt_tokens": r["prompt_tokens"],
+                "completion_tokens": r["completion_tokens"],
+                "cost": r["cost"] or Decimal(0),
+            }
+            for r in sums
+        ]
 
     @staticmethod
     def _tokens(cell: dict[str, Any]) -> int:
@@ -261,15 +290,24 @@ class Dashboard:
         for c in cells:
             if c.get("unpriced"):
                 counts[c["provider"], c["model"]] += c["unpriced"]
-        return [{"provider": p, "model": m, "count": n}
-                for (p, m), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return [
+            {"provider": p, "model": m, "count": n}
+            for (p, m), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
 
     @staticmethod
     def _latency(histograms: dict[tuple[str, str], dict[int, int]]) -> list[dict[str, Any]]:
         """p50/p95 per provider and model from the roll-ups' histograms (resolution: usage_rollups.bucket)."""
-        return [{"provider": provider, "model": model, "requests": sum(histogram.values()),
-                 "p50": histogram_percentile(histogram, 0.50), "p95": histogram_percentile(histogram, 0.95)}
-                for (provider, model), histogram in sorted(histograms.items())]
+        return [
+            {
+                "provider": provider,
+                "model": model,
+                "requests": sum(histogram.values()),
+                "p50": histogram_percentile(histogram, 0.50),
+                "p95": histogram_percentile(histogram, 0.95),
+            }
+            for (provider, model), histogram in sorted(histograms.items())
+        ]
 
     def _budget(self) -> dict[str, Any]:
         """Cumulative spend this month against the scoped sites' monthly caps, and where it ends."""
@@ -294,48 +332,94 @@ class Dashboard:
         sites = []
         for site_id, (domain, site_cap) in sorted(caps.items(), key=lambda kv: kv[1][0]):
             site_spent = per_site.get(site_id, Decimal(0))
-            sites.append({"site": domain, "cap": site_cap, "spent": site_spent,
-                          "forecast": site_spent / elapsed * length,
-                          "percent": int(site_spent * 100 / site_cap) if site_cap else 100})
+            sites.append(
+                {
+                    "site": domain,
+                    "cap": site_cap,
+                    "spent": site_spent,
+                    "forecast": site_spent / elapsed * length,
+                    "percent": int(site_spent * 100 / site_cap) if site_cap else 100,
+                }
+            )
         return {
             "month": month_first.strftime("%Y-%m"),
             "days": [(month_first + datetime.timedelta(days=n)).isoformat() for n in range(length)],
             "cumulative": cumulative,
             "forecast_line": [float(spent / elapsed * (n + 1)) if elapsed else 0.0 for n in range(length)],
-            "spent": spent, "forecast": forecast, "cap": cap, "sites": sites,
+            "spent": spent,
+            "forecast": forecast,
+            "cap": cap,
+            "sites": sites,
         }
 
     def _table(self, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One row per (day, site, provider, model, service): what the charts stack, for the CSV."""
         from django.contrib.sites.models import Site
 
-        domains = dict(Site.objects.filter(pk__in={c["site_id"] for c in cells if c["site_id"]})
-                       .values_list("pk", "domain"))
+        domains = dict(
+            Site.objects.filter(pk__in={c["site_id"] for c in cells if c["site_id"]}).values_list("pk", "domain")
+        )
         rows: dict[tuple, dict[str, Any]] = {}
         for c in cells:
             key = (c["day"], c["site_id"], c["provider"], c["model"], c["service"])
-            row = rows.setdefault(key, {
-                "day": c["day"].isoformat(), "site": domains.get(c["site_id"], ""), "provider": c["provider"],
-                "model": c["model"], "service": c["service"], "requests": 0, "errors": 0, "refused": 0,
-                "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
-                "cache_write_tokens": 0, "reasoning_tokens": 0, "cost": Decimal(0), "saved": Decimal(0)})
+            row = rows.setdefault(
+                key,
+                {
+                    "day": c["day"].isoformat(),
+                    "site": domains.get(c["site_id"], ""),
+                    "provider": c["provider"],
+                    "model": c["model"],
+                    "service": c["service"],
+                    "requests": 0,
+                    "errors": 0,
+                    "refused": 0,
+                    "cache_hits": 0,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "cached_tokens": 0,
+                    "cache_write_tokens": 0,
+                    "reasoning_tokens": 0,
+                    "cost": Decimal(0),
+                    "saved": Decimal(0),
+                },
+            )
             if c["status"] == "refused":
                 row["refused"] += c["requests"]
             else:
                 row["requests"] += c["requests"]
             row["errors"] += c["requests"] if c["status"] == "error" else 0
             row["cache_hits"] += c["requests"] if c["status"] == "cached" else 0
-            for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
-                         "reasoning_tokens"):
+            for name in (
+                "prompt_tokens",
+                "completion_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+            ):
                 row[name] += int(c[name] or 0)
             row["cost"] += c["cost"] or Decimal(0)
             row["saved"] += c["saved_cost"] or Decimal(0)
         return [rows[k] for k in sorted(rows, key=lambda k: tuple(str(p) for p in k))]
 
 
-TABLE_COLUMNS = ("day", "site", "provider", "model", "service", "requests", "errors", "refused", "cache_hits",
-                 "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
-                 "cost", "saved")
+TABLE_COLUMNS = (
+    "day",
+    "site",
+    "provider",
+    "model",
+    "service",
+    "requests",
+    "errors",
+    "refused",
+    "cache_hits",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost",
+    "saved",
+)
 
 
 def to_csv(data: dict[str, Any]) -> str:
@@ -356,8 +440,18 @@ def to_csv(data: dict[str, Any]) -> str:
     writer.writerow([])
     writer.writerow(["section", "key", "site", "requests", "refused", "prompt_tokens", "completion_tokens", "cost"])
     for row in data.get("keys", ()):
-        writer.writerow(["keys", row["key"], row["site"], row["requests"], row["refused"], row["prompt_tokens"],
-                         row["completion_tokens"], row["cost"]])
+        writer.writerow(
+            [
+                "keys",
+                row["key"],
+                row["site"],
+                row["requests"],
+                row["refused"],
+                row["prompt_tokens"],
+                row["completion_tokens"],
+                row["cost"],
+            ]
+        )
     writer.writerow([])
     writer.writerow(["section", "provider", "model", "unpriced_calls"])
     for row in data["unpriced"]:
@@ -373,8 +467,12 @@ def _safe_csv(text: str) -> str:
     """Cells starting with = + - @ are spreadsheet formulas; model and service names come from users."""
     lines = []
     for row in csv.reader(io.StringIO(text)):
-        lines.append(["'" + cell if cell[:1] in ("=", "+", "@") or (cell[:1] == "-" and not _number(cell))
-                      else cell for cell in row])
+        lines.append(
+            [
+                "'" + cell if cell[:1] in ("=", "+", "@") or (cell[:1] == "-" and not _number(cell)) else cell
+                for cell in row
+            ]
+        )
     out = io.StringIO()
     csv.writer(out).writerows(lines)
     return out.getvalue()
@@ -390,6 +488,7 @@ def _number(text: str) -> bool:
 
 def chart_payload(data: dict[str, Any]) -> dict[str, Any]:
     """The JSON the page's script draws (decimals as floats)."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, Decimal):
             return float(value)
@@ -400,4 +499,3 @@ def chart_payload(data: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return plain({k: v for k, v in data.items() if k != "table"})
-

@@ -26,8 +26,9 @@ PERMISSION = "integrations.view_aiusage"
 def _scope(request: HttpRequest) -> tuple[set[int] | None, Site | None, list[Site]]:
     """(site ids the numbers come from, the chosen site, the sites offered in the filter)."""
     allowed = site_ids_for(request.user)
-    choices = list(Site.objects.order_by("domain") if allowed is None
-                   else Site.objects.filter(pk__in=allowed).order_by("domain"))
+    choices = list(
+        Site.objects.order_by("domain") if allowed is None else Site.objects.filter(pk__in=allowed).order_by("domain")
+    )
     raw = request.GET.get("site") or ""
     if not raw:
         return allowed, None, choices
@@ -41,8 +42,12 @@ def _dashboard(request: HttpRequest) -> tuple[Dashboard | None, dict[str, Any]]:
     if not request.user.has_perm(PERMISSION):
         raise PermissionDenied
     ids, chosen, choices = _scope(request)
-    context: dict[str, Any] = {"site_choices": choices, "chosen_site": chosen,
-                               "start": request.GET.get("start", ""), "end": request.GET.get("end", "")}
+    context: dict[str, Any] = {
+        "site_choices": choices,
+        "chosen_site": chosen,
+        "start": request.GET.get("start", ""),
+        "end": request.GET.get("end", ""),
+    }
     try:
         first, last = parse_range(request.GET.get("start"), request.GET.get("end"))
     except DashboardError as exc:

@@ -31,8 +31,9 @@ class _Plan:
         quote = connection.ops.quote_name
         self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
         self.names = [f.attname for f in self.fields]
-        self.defaults = {f.attname: (None if isinstance(f, models.DateTimeField) else f.get_default())
-                         for f in self.fields}
+        self.defaults = {
+            f.attname: (None if isinstance(f, models.DateTimeField) else f.get_default()) for f in self.fields
+        }
         self.convert: list[Callable[[Any], Any] | None] = [
             None if isinstance(f, _AS_IS) else (lambda value, f=f: f.get_db_prep_save(value, connection))
             for f in self.fields
@@ -40,8 +41,9 @@ class _Plan:
         columns = ", ".join(quote(f.column) for f in self.fields)
         marks = ", ".join(["%s"] * len(self.fields))
         self.sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
-        self.timestamped = [f.attname for f in self.fields
-                            if isinstance(f, models.DateTimeField) and (f.auto_now or f.auto_now_add)]
+        self.timestamped = [
+            f.attname for f in self.fields if isinstance(f, models.DateTimeField) and (f.auto_now or f.auto_now_add)
+        ]
 
 
 _plans: dict[tuple[type, str, int], _Plan] = {}
@@ -78,12 +80,15 @@ def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], us
                 values[name] = now
         if len(values) != len(plan.defaults):
             unknown.update(set(values) - set(plan.defaults))
-        params.append(tuple(value if convert is None else convert(value)
-                            for convert, value in zip(plan.convert, (values[n] for n in plan.names), strict=True)))
+        params.append(
+            tuple(
+                value if convert is None else convert(value)
+                for convert, value in zip(plan.convert, (values[n] for n in plan.names), strict=True)
+            )
+        )
         complete.append(SimpleNamespace(**values))
     if unknown:
         raise TypeError(f"{model.__name__} has no field(s) {', '.join(sorted(unknown))}")
     with connection.cursor() as cursor:
         cursor.executemany(plan.sql, params)
     return complete
-

@@ -32,8 +32,9 @@ def prune(days: int | None = None, batch_size: int = BATCH_SIZE, now: datetime.d
     before = cutoff(days, now)
     deleted = 0
     while True:
-        ids = list(AIUsage.objects.filter(created_at__lt=before).order_by("pk").values_list("pk", flat=True)
-                   [:batch_size])
+        ids = list(
+            AIUsage.objects.filter(created_at__lt=before).order_by("pk").values_list("pk", flat=True)[:batch_size]
+        )
         if not ids:
             return deleted
         deleted += AIUsage.objects.filter(pk__in=ids).delete()[0]

@@ -26,8 +26,7 @@ from typing import Any
 from django.utils import timezone
 
 OVERFLOW_MS = 100_000
-SUMS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
-        "reasoning_tokens")
+SUMS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 UPDATED = ("requests", *SUMS, "cost", "saved_cost", "cache_hits", "latency_sum", "latency_histogram", "unpriced")
 RETRIES = 5
 
@@ -110,16 +109,30 @@ class Group:
         target.unpriced = int(getattr(target, "unpriced", 0) or 0) + self.unpriced
 
     def fields(self) -> dict[str, Any]:
-        return {"requests": self.requests, **self.sums, "cost": self.cost, "saved_cost": self.saved_cost,
-                "cache_hits": self.cache_hits, "latency_sum": self.latency_sum,
-                "latency_histogram": dict(self.histogram), "unpriced": self.unpriced}
+        return {
+            "requests": self.requests,
+            **self.sums,
+            "cost": self.cost,
+            "saved_cost": self.saved_cost,
+            "cache_hits": self.cache_hits,
+            "latency_sum": self.latency_sum,
+            "latency_histogram": dict(self.histogram),
+            "unpriced": self.unpriced,
+        }
 
 
 def key_of(row: Any) -> Key:
     """The group of one ledger row (an `AIUsage` object, saved so `created_at` is set); days are TIME_ZONE's,
     whatever zone the writing thread has activated."""
-    return (row.site_id, timezone.localdate(row.created_at, timezone.get_default_timezone()), row.provider,
-            row.served_model or row.requested_model or "", row.service, row.status, row.error_class or "")
+    return (
+        row.site_id,
+        timezone.localdate(row.created_at, timezone.get_default_timezone()),
+        row.provider,
+        row.served_model or row.requested_model or "",
+        row.service,
+        row.status,
+        row.error_class or "",
+    )
 
 
 def aggregate(rows: Iterable[Any], groups: dict[Key, Group] | None = None) -> dict[Key, Group]:
@@ -172,8 +185,18 @@ def _merge(groups: dict[Key, Group], model: Any) -> None:
             changed.append(existing[key])
         else:
             site_id, day, provider, name, service, status, error_class = key
-            missing.append(model(site_id=site_id, day=day, provider=provider, model=name, service=service,
-                                 status=status, error_class=error_class, **_known(model, groups[key].fields())))
+            missing.append(
+                model(
+                    site_id=site_id,
+                    day=day,
+                    provider=provider,
+                    model=name,
+                    service=service,
+                    status=status,
+                    error_class=error_class,
+                    **_known(model, groups[key].fields()),
+                )
+            )
     if changed:
         _update(changed, model)
     if missing:
@@ -189,8 +212,10 @@ def _candidates(groups: dict[Key, Group], model: Any) -> Any:
     from django.db import connection
 
     quote = connection.ops.quote_name
-    column = {name: quote(model._meta.get_field(name).column)
-              for name in ("site", "day", "provider", "model", "service", "status")}
+    column = {
+        name: quote(model._meta.get_field(name).column)
+        for name in ("site", "day", "provider", "model", "service", "status")
+    }
     site_ids = sorted({k[0] for k in groups if k[0] is not None})
     sites = []
     if site_ids:
@@ -205,8 +230,10 @@ def _candidates(groups: dict[Key, Group], model: Any) -> Any:
         where.append(f"{column[name]} IN ({', '.join(['%s'] * len(values))})")
         params += values
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    sql = (f"SELECT * FROM {quote(model._meta.db_table)} WHERE {' AND '.join(where)} "  # noqa: S608
-           f"ORDER BY {quote(model._meta.pk.column)}{lock}")
+    sql = (
+        f"SELECT * FROM {quote(model._meta.db_table)} WHERE {' AND '.join(where)} "  # noqa: S608
+        f"ORDER BY {quote(model._meta.pk.column)}{lock}"
+    )
     return model._default_manager.raw(sql, params)
 
 
@@ -254,16 +281,41 @@ def rebuild(usage_model: Any = None, rollup_model: Any = None, chunk: int = 10_0
         from integrations.models import AIUsage as usage_model
     if rollup_model is None:
         from integrations.models import UsageDaily as rollup_model
-    columns = ("site", "created_at", "provider", "served_model", "requested_model", "service", "status",
-               "error_class", *SUMS, "cost", "cost_source", "saved_cost", "cache_hit", "latency_ms")
+    columns = (
+        "site",
+        "created_at",
+        "provider",
+        "served_model",
+        "requested_model",
+        "service",
+        "status",
+        "error_class",
+        *SUMS,
+        "cost",
+        "cost_source",
+        "saved_cost",
+        "cache_hit",
+        "latency_ms",
+    )
     groups: dict[Key, Group] = {}
     with transaction.atomic():
         rollup_model.objects.all().delete()
         rows = usage_model.objects.only(*columns).order_by().iterator(chunk_size=chunk)
         aggregate(rows, groups)
         rollup_model.objects.bulk_create(
-            [rollup_model(site_id=k[0], day=k[1], provider=k[2], model=k[3], service=k[4], status=k[5],
-                          error_class=k[6], **_known(rollup_model, groups[k].fields()))
-             for k in sorted(groups, key=_sort_key)],
-            batch_size=chunk)
+            [
+                rollup_model(
+                    site_id=k[0],
+                    day=k[1],
+                    provider=k[2],
+                    model=k[3],
+                    service=k[4],
+                    status=k[5],
+                    error_class=k[6],
+                    **_known(rollup_model, groups[k].fields()),
+                )
+                for k in sorted(groups, key=_sort_key)
+            ],
+            batch_size=chunk,
+        )
     return len(groups)

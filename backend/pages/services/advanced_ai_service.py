@@ -40,12 +40,20 @@ def block_prompt(block_type: str, page_title: str, instructions: str = "") -> st
 
 
 # The version covers the wording and every block type's shape: a change to either is a new prompt version.
-BLOCK_PROMPT = register_builtin(BuiltinPrompt(
-    "pages.blocks", SYSTEM_PROMPT,
-    "\n".join(["Write a '{block_type}' block for the web page \"{page_title}\".",
-                "Instructions: {instructions}", "Return JSON of exactly this shape: {shape}",
-                *(f"{name}: {describe(name)}" for name in SCHEMAS)]),
-))
+BLOCK_PROMPT = register_builtin(
+    BuiltinPrompt(
+        "pages.blocks",
+        SYSTEM_PROMPT,
+        "\n".join(
+            [
+                "Write a '{block_type}' block for the web page \"{page_title}\".",
+                "Instructions: {instructions}",
+                "Return JSON of exactly this shape: {shape}",
+                *(f"{name}: {describe(name)}" for name in SCHEMAS),
+            ]
+        ),
+    )
+)
 BLOCK_PARAMETERS = {"max_tokens": 1200, "temperature": 0.5}
 
 
@@ -79,14 +87,23 @@ class AdvancedAIService:
         return block_prompt(block_type, page_title, instructions)
 
     def generate_block_content(
-        self, block_type: str, page_title: str, instructions: str = "", model: str | None = None,
+        self,
+        block_type: str,
+        page_title: str,
+        instructions: str = "",
+        model: str | None = None,
         site: Any = None,
     ) -> dict[str, Any]:
         """Valid content for `block_type`, or BlockGenerationFailed after one corrective retry."""
         return self._block_content(block_type, page_title, instructions, model, site)[0]
 
     def _block_content(
-        self, block_type: str, page_title: str, instructions: str, model: str | None, site: Any,
+        self,
+        block_type: str,
+        page_title: str,
+        instructions: str,
+        model: str | None,
+        site: Any,
     ) -> tuple[dict[str, Any], list[Any]]:
         """The content and every call it took (a corrective retry counts in the provenance)."""
         if block_type not in SCHEMAS:
@@ -96,8 +113,9 @@ class AdvancedAIService:
         structured = structured_output(ai, f"{block_type}_block", json_schema(block_type), model)
         results = []
         for attempt in (1, 2):
-            results.append(ai.complete(messages, model=model, **BLOCK_PARAMETERS,
-                                       system_prompt=SYSTEM_PROMPT, **structured))
+            results.append(
+                ai.complete(messages, model=model, **BLOCK_PARAMETERS, system_prompt=SYSTEM_PROMPT, **structured)
+            )
             answer = results[-1].content
             try:
                 content = parse_json_object(answer)
@@ -130,13 +148,21 @@ class AdvancedAIService:
         return self.propose_block_with_origin(page, block_type, instructions, model)[0]
 
     def propose_block_with_origin(
-        self, page: Page, block_type: str, instructions: str = "", model: str | None = None,
+        self,
+        page: Page,
+        block_type: str,
+        instructions: str = "",
+        model: str | None = None,
     ) -> tuple[Block, provenance.Origin]:
         """`propose_block`, plus what produced it (kept with the proposal, recorded when accepted)."""
         with usage.attributed_to(page):  # the block does not exist yet: its cost is the page's
             content, results = self._block_content(block_type, page.title, instructions, model, page.site_id)
-        origin = provenance.origin_of(results, page, BLOCK_PROMPT, {
-            **BLOCK_PARAMETERS, "model": model or "", "type": block_type, "instructions": instructions})
+        origin = provenance.origin_of(
+            results,
+            page,
+            BLOCK_PROMPT,
+            {**BLOCK_PARAMETERS, "model": model or "", "type": block_type, "instructions": instructions},
+        )
         return Block(page=page, type=block_type, content=content), origin
 
     @staticmethod

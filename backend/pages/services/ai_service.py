@@ -25,8 +25,7 @@ from .. import provenance
 from ..models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
 
 SYSTEM_PROMPT = (
-    "You write SEO metadata for web pages. Answer with the requested text only: no quotes, "
-    "no labels, no explanations."
+    "You write SEO metadata for web pages. Answer with the requested text only: no quotes, no labels, no explanations."
 )
 BODY_EXCERPT = 1500
 QUOTES = "\"'\u2018\u2019\u201c\u201d"
@@ -83,8 +82,9 @@ def structured_output(ai: CoreAIService, name: str, schema: dict[str, Any], mode
     if "response_format" not in ai.provider_for(None, model).supported_options:
         return {}
     strict = strict_compatible(schema)  # strict mode refuses optional properties (OpenAI answers 400)
-    return {"response_format": {"type": "json_schema",
-                                "json_schema": {"name": name, "strict": strict, "schema": schema}}}
+    return {
+        "response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": strict, "schema": schema}}
+    }
 
 
 META_PROMPT = register_builtin(BuiltinPrompt("pages.meta", META_SYSTEM_PROMPT, meta_prompt("{title}", "{body}")))
@@ -142,7 +142,10 @@ class AIService:
         self, title: str, content: str = "", model: str | None = None, site: Any = None
     ) -> str:
         result = self._ai(site).generate_content(
-            description_prompt(title, content), model=model, max_tokens=120, temperature=0.4,
+            description_prompt(title, content),
+            model=model,
+            max_tokens=120,
+            temperature=0.4,
             system_prompt=SYSTEM_PROMPT,
         )
         return self._checked(trim_to_words(result.content, META_DESCRIPTION_MAX), "meta description")
@@ -158,8 +161,12 @@ class AIService:
         ai = self._ai(page.site_id)
         with usage.attributed_to(page):
             result = ai.generate_content(
-                meta_prompt(page.title, page.body), model=model, max_tokens=300, temperature=0.4,
-                system_prompt=META_SYSTEM_PROMPT, **structured_output(ai, "page_meta", META_SCHEMA, model),
+                meta_prompt(page.title, page.body),
+                model=model,
+                max_tokens=300,
+                temperature=0.4,
+                system_prompt=META_SYSTEM_PROMPT,
+                **structured_output(ai, "page_meta", META_SCHEMA, model),
             )
         meta = parse_meta(result.content)
         if save:
@@ -188,8 +195,9 @@ class AIService:
         structured = structured_output(ai, "page_meta", META_SCHEMA, model)
         results = []
         for attempt in (1, 2):
-            result = ai.complete(messages, model=model, **META_PARAMETERS,
-                                 system_prompt=META_SYSTEM_PROMPT, **structured)
+            result = ai.complete(
+                messages, model=model, **META_PARAMETERS, system_prompt=META_SYSTEM_PROMPT, **structured
+            )
             results.append(result)
             try:
                 meta = parse_meta(result.content)
@@ -198,15 +206,24 @@ class AIService:
                     raise
                 messages += [
                     {"role": "assistant", "content": result.content},
-                    {"role": "user", "content": f"That was unusable: {exc.message} Reply with the corrected JSON "
-                                                'object only: {"meta_title": "...", "meta_description": "..."}.'},
+                    {
+                        "role": "user",
+                        "content": f"That was unusable: {exc.message} Reply with the corrected JSON "
+                        'object only: {"meta_title": "...", "meta_description": "..."}.',
+                    },
                 ]
                 continue
-            origin = provenance.origin_of(results, page, META_PROMPT,
-                                          {**META_PARAMETERS, "model": model or "", "structured": bool(structured)})
-            return MetaProposal(meta_title=meta["meta_title"], meta_description=meta["meta_description"],
-                                model=result.model, provider=result.provider, total_tokens=result.total_tokens,
-                                origin=origin)
+            origin = provenance.origin_of(
+                results, page, META_PROMPT, {**META_PARAMETERS, "model": model or "", "structured": bool(structured)}
+            )
+            return MetaProposal(
+                meta_title=meta["meta_title"],
+                meta_description=meta["meta_description"],
+                model=result.model,
+                provider=result.provider,
+                total_tokens=result.total_tokens,
+                origin=origin,
+            )
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -214,8 +231,10 @@ class AIService:
         """Save accepted (possibly edited) meta: both fields checked against the limits, then written together."""
         problems = [
             f"{label} is {len(value)} characters; at most {limit}"
-            for label, value, limit in (("meta title", meta_title, META_TITLE_MAX),
-                                        ("meta description", meta_description, META_DESCRIPTION_MAX))
+            for label, value, limit in (
+                ("meta title", meta_title, META_TITLE_MAX),
+                ("meta description", meta_description, META_DESCRIPTION_MAX),
+            )
             if len(value) > limit
         ]
         if problems:
@@ -239,8 +258,12 @@ class AIService:
             ai = self._ai(site_id)
             with usage.attributed_each(site_pages):  # each item's ledger rows carry its own page (cost per page)
                 items = ai.generate_batch(
-                    [meta_prompt(page.title, page.body) for page in site_pages], concurrency=concurrency,
-                    model=model, max_tokens=300, temperature=0.4, system_prompt=META_SYSTEM_PROMPT,
+                    [meta_prompt(page.title, page.body) for page in site_pages],
+                    concurrency=concurrency,
+                    model=model,
+                    max_tokens=300,
+                    temperature=0.4,
+                    system_prompt=META_SYSTEM_PROMPT,
                     **structured_output(ai, "page_meta", META_SCHEMA, model),
                 )
             for page, item in zip(site_pages, items, strict=True):
@@ -251,8 +274,9 @@ class AIService:
                     except AIProviderError as exc:
                         error = exc
                     else:
-                        origin = provenance.origin_of([item.result], page, META_PROMPT,
-                                                      {**META_PARAMETERS, "model": model or ""})
+                        origin = provenance.origin_of(
+                            [item.result], page, META_PROMPT, {**META_PARAMETERS, "model": model or ""}
+                        )
                         with transaction.atomic():
                             Page.objects.filter(pk=page.pk).update(**meta)
                             provenance.record_meta(page, origin, proposed=meta, accepted=meta)

@@ -52,14 +52,25 @@ class AIContentService:
         return result
 
     def save_run(
-        self, template: PromptTemplate, site_id: int, variables: dict[str, Any], output: str,
-        result: GenerationResult | None = None, user: Any = None, version: PromptTemplateVersion | None = None,
+        self,
+        template: PromptTemplate,
+        site_id: int,
+        variables: dict[str, Any],
+        output: str,
+        result: GenerationResult | None = None,
+        user: Any = None,
+        version: PromptTemplateVersion | None = None,
     ) -> PromptRun:
         """Keep `output` (perhaps edited) with what generating it took: model, provider, tokens, cost,
         and the request id that finds its rows in the usage ledger."""
         return PromptRun.objects.create(
-            template=template, version=version, site_id=site_id, variables=variables, output=output,
-            model=result.model if result else "", provider=result.provider if result else "",
+            template=template,
+            version=version,
+            site_id=site_id,
+            variables=variables,
+            output=output,
+            model=result.model if result else "",
+            provider=result.provider if result else "",
             prompt_tokens=result.prompt_tokens if result else 0,
             completion_tokens=result.completion_tokens if result else 0,
             total_tokens=result.total_tokens if result else 0,

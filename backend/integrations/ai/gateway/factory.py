@@ -66,8 +66,11 @@ class ProviderFactory:
                 for candidate in registry.auto_order():
                     if candidate in site_keys:
                         return Resolution(candidate, "site", snapshot.config_for(candidate), detected=True)
-            logger.info("site %s has no usable AI key for %s; using deployment settings",
-                        snapshot.site_id, snapshot.provider_type)
+            logger.info(
+                "site %s has no usable AI key for %s; using deployment settings",
+                snapshot.site_id,
+                snapshot.provider_type,
+            )
 
         preferred = preferred_provider()
         if preferred != "auto":
@@ -150,5 +153,6 @@ class ProviderFactory:
         spec = registry.find(snapshot.kind_of(provider_type) or provider_type)
         setting = f"{spec.env_prefix}_API_KEY" if spec is not None else setting_name(provider_type, "API_KEY")
         return ProviderNotConfigured(
-            f"The {provider_type} provider has no API key: set {setting}{where}.", provider=provider_type,
+            f"The {provider_type} provider has no API key: set {setting}{where}.",
+            provider=provider_type,
         )

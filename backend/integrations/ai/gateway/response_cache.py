@@ -27,7 +27,8 @@ def should_cache(temperature: float, cache_flag: bool | None) -> bool:
 def key_for(site_id: int | None, provider: str, model: str, messages: list, params: dict[str, Any]) -> str:
     payload = json.dumps(
         {"site": site_id, "provider": provider, "model": model, "messages": messages, "params": params},
-        sort_keys=True, default=str,
+        sort_keys=True,
+        default=str,
     )
     return "integrations.ai:response:" + hashlib.sha256(payload.encode()).hexdigest()
 

@@ -136,8 +136,14 @@ class AIService:
 
     # -- the pipeline: prepare -> cache -> budget -> chain -> ledger ---------------------------------
     def prepare(
-        self, messages: list[dict[str, str]], provider: str | None = None, model: str | None = None,
-        max_tokens: int = 1000, temperature: float = 0.7, system_prompt: str | None = None, **options: Any,
+        self,
+        messages: list[dict[str, str]],
+        provider: str | None = None,
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        **options: Any,
     ) -> Prepared:
         """The first step of every call: the site's snapshot, the provider, the request validated once."""
         for name, value in (("model", model), ("provider", provider)):  # before they are looked up anywhere
@@ -158,9 +164,15 @@ class AIService:
         """Rate limits and budget windows for one call (governance.admit); a refusal is recorded and raised."""
         request = prep.request
         return governance.admit(
-            self, prep.snapshot, prep.primary, request.model, prep.resolved,
+            self,
+            prep.snapshot,
+            prep.primary,
+            request.model,
+            prep.resolved,
             conversation.for_estimate(request, prep.primary.kind, prep.resolved),
-            request.system_prompt, request.max_tokens, check_budget=not self._budget_checked,
+            request.system_prompt,
+            request.max_tokens,
+            check_budget=not self._budget_checked,
         )
 
     def _reserve(self, prep: Prepared, requests: list[AIRequest] | None = None) -> governance.Admission | None:
@@ -171,12 +183,15 @@ class AIService:
         governance.check_priced(self.site_id, self.service, prep.requested, prep.primary, snapshot, prep.resolved)
         price = self.price_for(snapshot, prep.primary, prep.resolved)
         estimate = sum(
-            (budget.estimate_cost(price, list(r.messages), r.system_prompt, r.max_tokens)
-             for r in (requests or [prep.request])),
+            (
+                budget.estimate_cost(price, list(r.messages), r.system_prompt, r.max_tokens)
+                for r in (requests or [prep.request])
+            ),
             Decimal(0),
         )
-        return governance.reserve_spend(self.site_id, self.service, prep.requested, prep.primary.name, snapshot,
-                                        estimate)
+        return governance.reserve_spend(
+            self.site_id, self.service, prep.requested, prep.primary.name, snapshot, estimate
+        )
 
     # -- generation ------------------------------------------------------------------------------
     def generate_content(
@@ -190,8 +205,13 @@ class AIService:
         **kwargs: Any,
     ) -> GenerationResult:
         return self.complete(
-            self.messages_for(prompt), provider=provider, model=model, max_tokens=max_tokens,
-            temperature=temperature, system_prompt=system_prompt, **kwargs,
+            self.messages_for(prompt),
+            provider=provider,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            system_prompt=system_prompt,
+            **kwargs,
         )
 
     def complete(
@@ -215,9 +235,18 @@ class AIService:
         if kwargs.get("response_schema") is not None:  # validated JSON, one corrective retry
             from integrations.ai.gateway.structured import complete_json
 
-            return complete_json(self, messages, provider=provider, model=model, max_tokens=max_tokens,
-                                 temperature=temperature, system_prompt=system_prompt, cache=cache,
-                                 failover=failover, **kwargs)
+            return complete_json(
+                self,
+                messages,
+                provider=provider,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                system_prompt=system_prompt,
+                cache=cache,
+                failover=failover,
+                **kwargs,
+            )
         prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
         return self.execute(prep, cache=cache, failover=failover)
 
@@ -227,11 +256,16 @@ class AIService:
         request = prep.request
         cache_key = None
         if response_cache.should_cache(request.temperature, cache):
-            params = {"max_tokens": request.max_tokens, "temperature": request.temperature,
-                      "system": request.system_prompt, **request.options,
-                      "beyond_text": repr((request.tools, request.tool_choice, request.response_schema))}
-            cache_key = response_cache.key_for(self.site_id, prep.primary.name, prep.resolved,
-                                               list(request.messages), params)
+            params = {
+                "max_tokens": request.max_tokens,
+                "temperature": request.temperature,
+                "system": request.system_prompt,
+                **request.options,
+                "beyond_text": repr((request.tools, request.tool_choice, request.response_schema)),
+            }
+            cache_key = response_cache.key_for(
+                self.site_id, prep.primary.name, prep.resolved, list(request.messages), params
+            )
             hit = response_cache.get(cache_key)
             if hit is not None:  # served free, so even a site at its budget gets it
                 record = usage.CallRecord(self.site_id, self.service, prep.requested)
@@ -354,8 +388,9 @@ class AIService:
         like a plain call; after a delta, the caller gets the typed error and the ledger keeps the
         partial usage.
         """
-        return self.stream_messages(self.messages_for(prompt), provider, model, max_tokens, temperature,
-                                    system_prompt, **kwargs)
+        return self.stream_messages(
+            self.messages_for(prompt), provider, model, max_tokens, temperature, system_prompt, **kwargs
+        )
 
     def stream_messages(
         self,
@@ -372,8 +407,10 @@ class AIService:
         if (refusal := governance.candidate_refusal(prep.snapshot, prep.primary, model)) is not None:
             raise governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, refusal)
         if prep.request.response_schema is not None:
-            raise InvalidRequest("response_schema is for generate_content/generate_json: a stream cannot be "
-                                 "validated before it reaches you.")
+            raise InvalidRequest(
+                "response_schema is for generate_content/generate_json: a stream cannot be "
+                "validated before it reaches you."
+            )
         capabilities.require(prep.primary, prep.request, prep.resolved, streaming=True)
         return GatewayStream(self, prep, self._admit(prep))
 

@@ -50,17 +50,27 @@ class Admission:
             self.windows.settle(cost, month)
 
 
-def refuse(site_id: int | None, service: str, requested_model: str, provider: str,
-           error: AIProviderError) -> AIProviderError:
+def refuse(
+    site_id: int | None, service: str, requested_model: str, provider: str, error: AIProviderError
+) -> AIProviderError:
     """Record a refusal in the ledger (status `refused`, no upstream request) and return the error to raise."""
     record = usage.CallRecord(site_id, service, requested_model or "", refusal=(provider, error))
     usage.write_ledger(record, {})
     return error
 
 
-def admit(service: Any, snapshot: Any, provider: Any, requested_model: str | None, resolved: str,
-          messages: list[dict[str, str]], system_prompt: str | None, max_tokens: int, *,
-          check_budget: bool = True) -> Admission:
+def admit(
+    service: Any,
+    snapshot: Any,
+    provider: Any,
+    requested_model: str | None,
+    resolved: str,
+    messages: list[dict[str, str]],
+    system_prompt: str | None,
+    max_tokens: int,
+    *,
+    check_budget: bool = True,
+) -> Admission:
     """Rate limits, then the budget; a refusal is recorded and raised, and nothing stays taken."""
     site_id = service.site_id
     policy = snapshot.policy
@@ -70,13 +80,19 @@ def admit(service: Any, snapshot: Any, provider: Any, requested_model: str | Non
         estimated = ratelimit.estimate_tokens(messages, system_prompt, max_tokens)
         admission.ticket = ratelimit.admit(site_id, policy.requests_per_minute, policy.tokens_per_minute, estimated)
         if key is not None:
-            admission.key_ticket = ratelimit.admit(key.rate_scope, key.requests_per_minute, key.tokens_per_minute,
-                                                   estimated, owner="API key")
+            admission.key_ticket = ratelimit.admit(
+                key.rate_scope, key.requests_per_minute, key.tokens_per_minute, estimated, owner="API key"
+            )
         if check_budget and site_id and (has_caps(snapshot) or budget_windows.key_window(key) is not None):
             _unpriced_refusal(snapshot, provider, resolved)
             price = service.price_for(snapshot, provider, resolved)
-            _reserve_spend(admission, site_id, snapshot, service.service,
-                           budget.estimate_cost(price, messages, system_prompt, max_tokens))
+            _reserve_spend(
+                admission,
+                site_id,
+                snapshot,
+                service.service,
+                budget.estimate_cost(price, messages, system_prompt, max_tokens),
+            )
     except REFUSALS as exc:
         for ticket in (admission.ticket, admission.key_ticket):
             if ticket is not None:
@@ -88,8 +104,12 @@ def admit(service: Any, snapshot: Any, provider: Any, requested_model: str | Non
 def has_caps(snapshot: Any) -> bool:
     """Whether any spend cap (monthly, daily, weekly, per service) applies to the site."""
     policy = snapshot.policy
-    return (snapshot.monthly_budget is not None or policy.daily_budget is not None
-            or policy.weekly_budget is not None or bool(policy.service_budgets))
+    return (
+        snapshot.monthly_budget is not None
+        or policy.daily_budget is not None
+        or policy.weekly_budget is not None
+        or bool(policy.service_budgets)
+    )
 
 
 def _reserve_spend(admission: Admission, site_id: int, snapshot: Any, service_name: str, estimate: Decimal) -> None:
@@ -107,8 +127,9 @@ def _reserve_spend(admission: Admission, site_id: int, snapshot: Any, service_na
         raise
 
 
-def reserve_spend(site_id: int | None, service_name: str, requested_model: str, provider: str, snapshot: Any,
-                  estimate: Decimal) -> Admission:
+def reserve_spend(
+    site_id: int | None, service_name: str, requested_model: str, provider: str, snapshot: Any, estimate: Decimal
+) -> Admission:
     """Reserve a batch's worst-case cost in every cap at once (settle it with `settle_cost`).
 
     A refusal is recorded in the ledger and raised, as for a single call.
@@ -133,8 +154,9 @@ def _unpriced_refusal(snapshot: Any, provider: Any, model: str) -> None:
     )
 
 
-def check_priced(site_id: int | None, service_name: str, requested_model: str, provider: Any, snapshot: Any,
-                 model: str) -> None:
+def check_priced(
+    site_id: int | None, service_name: str, requested_model: str, provider: Any, snapshot: Any, model: str
+) -> None:
     """A batch's up-front check of `_unpriced_refusal` (recorded in the ledger and raised, as for one call)."""
     if site_id and has_caps(snapshot):
         try:
@@ -156,4 +178,3 @@ def options_for(snapshot: Any, provider: Any, options: dict[str, Any]) -> dict[s
     if provider.name != "openrouter":
         return options
     return snapshot.policy.openrouter_options(options)
-

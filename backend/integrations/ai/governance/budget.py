@@ -72,7 +72,9 @@ def month_to_date_spend(site_id: int) -> Decimal:
 
 
 def estimate_cost(
-    price: Price | tuple[Decimal, Decimal] | None, messages: list[dict[str, str]], system_prompt: str | None,
+    price: Price | tuple[Decimal, Decimal] | None,
+    messages: list[dict[str, str]],
+    system_prompt: str | None,
     max_tokens: int,
 ) -> Decimal:
     """Worst case for one call: ~1 token per 3 characters of input, and every allowed output token.

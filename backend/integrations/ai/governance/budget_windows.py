@@ -84,8 +84,9 @@ def calendar(now: datetime.datetime | None = None) -> tuple[datetime.datetime, d
     return day, week, month
 
 
-def windows_for(policy: Any, monthly_budget: Decimal | None, service: str,
-                now: datetime.datetime | None = None) -> list[Window]:
+def windows_for(
+    policy: Any, monthly_budget: Decimal | None, service: str, now: datetime.datetime | None = None
+) -> list[Window]:
     """The windows that apply to a call of `service` (memoised per policy and day: the hot path asks per call)."""
     day, week, month = calendar(now)
     key = (id(policy), monthly_budget, service, day.timestamp())
@@ -99,8 +100,14 @@ def windows_for(policy: Any, monthly_budget: Decimal | None, service: str,
     return windows
 
 
-def _windows(policy: Any, monthly_budget: Decimal | None, service: str, day: datetime.datetime,
-             week: datetime.datetime, month: datetime.datetime) -> list[Window]:
+def _windows(
+    policy: Any,
+    monthly_budget: Decimal | None,
+    service: str,
+    day: datetime.datetime,
+    week: datetime.datetime,
+    month: datetime.datetime,
+) -> list[Window]:
     windows = []
     if policy.daily_budget is not None:
         windows.append(Window("day", policy.daily_budget, day, 2 * 86400))
@@ -118,8 +125,9 @@ def key_window(key: Any, now: datetime.datetime | None = None) -> Window | None:
     """A virtual key's monthly budget as one more window (its counters and spend are the key's own)."""
     if key is None or key.monthly_budget is None:
         return None
-    return Window(f"key:{key.id}", key.monthly_budget, calendar(now)[2], 32 * 86400, api_key=key.id,
-                  key_label=key.label)
+    return Window(
+        f"key:{key.id}", key.monthly_budget, calendar(now)[2], 32 * 86400, api_key=key.id, key_label=key.label
+    )
 
 
 def spent_since(site_id: int, window: Window) -> Decimal:
@@ -209,7 +217,8 @@ def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: D
         raise BudgetExceeded(
             f"This request could cost up to {usd(estimate)}, which would pass the site's {window.label} of "
             f"{usd(window.cap)} ({usd(spent)} spent since {window.start:%Y-%m-%d}). Raise that cap in {where} "
-            "or wait for the next period.", retry_after=window.seconds_left(),
+            "or wait for the next period.",
+            retry_after=window.seconds_left(),
         )
     return reservation
 
@@ -236,27 +245,47 @@ def send_alert(site_id: int, window: Window, threshold: int, spent: Decimal) -> 
 
     try:
         with transaction.atomic():
-            alert = BudgetAlert.objects.create(site_id=site_id, window=window.name, period_start=window.start.date(),
-                                               threshold=threshold, cap=window.cap, spent=spent)
+            alert = BudgetAlert.objects.create(
+                site_id=site_id,
+                window=window.name,
+                period_start=window.start.date(),
+                threshold=threshold,
+                cap=window.cap,
+                spent=spent,
+            )
     except IntegrityError:
         return False
     record = AIProviderSettings.objects.select_related("site").filter(site_id=site_id).first()
     domain = record.site.domain if record else str(site_id)
     subject = f"[{domain}] AI spend at {threshold}% of the {window.label}"
-    body = (f"The site {domain} has spent {usd(spent)} of its {window.label} of {usd(window.cap)} "
-            f"({threshold}% threshold) in the period starting {window.start:%Y-%m-%d}.\n"
-            "Review the usage dashboard or raise the cap in the site's AI provider settings.")
+    body = (
+        f"The site {domain} has spent {usd(spent)} of its {window.label} of {usd(window.cap)} "
+        f"({threshold}% threshold) in the period starting {window.start:%Y-%m-%d}.\n"
+        "Review the usage dashboard or raise the cap in the site's AI provider settings."
+    )
     recipients = list(
-        get_user_model().objects.filter(site_memberships__site_id=site_id, is_active=True)
-        .exclude(email="").values_list("email", flat=True).distinct()
+        get_user_model()
+        .objects.filter(site_memberships__site_id=site_id, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+        .distinct()
     )
     if recipients:
         send_mail(subject, body, None, recipients)
     if record is not None and record.alert_webhook_url:
-        post_webhook(record.alert_webhook_url, record.alert_webhook_secret, {
-            "site": domain, "site_id": site_id, "window": window.name, "period_start": str(alert.period_start),
-            "threshold": threshold, "cap": str(window.cap), "spent": str(spent),
-        })
+        post_webhook(
+            record.alert_webhook_url,
+            record.alert_webhook_secret,
+            {
+                "site": domain,
+                "site_id": site_id,
+                "window": window.name,
+                "period_start": str(alert.period_start),
+                "threshold": threshold,
+                "cap": str(window.cap),
+                "spent": str(spent),
+            },
+        )
     return True
 
 

@@ -51,8 +51,14 @@ class KeyScope:
 
     def refusal(self, provider: Any, model: str | None) -> PolicyViolation | None:
         """Why this key may not call `model` on `provider`, or None (the site's matching rule, `policy`)."""
-        return policy.model_refusal(self.allowed_models, provider, model, who=f"The API key {self.label}",
-                                    rule="api_key.allowed_models", listed="its allowed models")
+        return policy.model_refusal(
+            self.allowed_models,
+            provider,
+            model,
+            who=f"The API key {self.label}",
+            rule="api_key.allowed_models",
+            listed="its allowed models",
+        )
 
 
 _current: ContextVar[KeyScope | None] = ContextVar("integrations_ai_caller", default=None)

@@ -65,8 +65,13 @@ class Ticket:
             cache.incr(self.token_key, used_tokens - self.estimated)
 
 
-def admit(site_id: int | str | None, requests_per_minute: int | None, tokens_per_minute: int | None,
-          estimated_tokens: int, owner: str = "site") -> Ticket | None:
+def admit(
+    site_id: int | str | None,
+    requests_per_minute: int | None,
+    tokens_per_minute: int | None,
+    estimated_tokens: int,
+    owner: str = "site",
+) -> Ticket | None:
     """Count one call of `estimated_tokens` against the limits of `site_id` (or of another scope, such as a
     virtual key's `callers.KeyScope.rate_scope`, which `owner` names in messages), or raise RateLimited."""
     if site_id is None or (not requests_per_minute and not tokens_per_minute):

@@ -157,8 +157,11 @@ def current() -> Journal | None:
             try:
                 _journal = Journal(directory) if directory is not None else None
             except OSError as exc:
-                logger.error("could not open the AI usage ledger journal in %s (%s); rows are held in memory "
-                             "only", directory, type(exc).__name__)
+                logger.error(
+                    "could not open the AI usage ledger journal in %s (%s); rows are held in memory only",
+                    directory,
+                    type(exc).__name__,
+                )
                 _journal = None
         return _journal
 

@@ -97,8 +97,13 @@ def _flat(model_price: Any) -> tuple[Price, bool]:
             exact = False
             value = max([value.base, *(tier.price for tier in value.tiers)])  # worst case for estimates
         values[key] = value
-    price = Price(values["input_mtok"] or Decimal(0), values["output_mtok"] or Decimal(0),
-                  values["cache_read_mtok"], values["cache_write_mtok"], values["output_reasoning_mtok"])
+    price = Price(
+        values["input_mtok"] or Decimal(0),
+        values["output_mtok"] or Decimal(0),
+        values["cache_read_mtok"],
+        values["cache_write_mtok"],
+        values["output_reasoning_mtok"],
+    )
     if exact:
         exact = _arithmetic(price, *_PROBE) == _package(model_price, *_PROBE)
     return price, exact
@@ -108,12 +113,16 @@ def _flat(model_price: Any) -> tuple[Price, bool]:
 _PROBE = (100_003, 20_011, 30_013, 4_019, 5_021)
 
 
-def _package(model_price: Any, prompt: int, completion: int, read: int, written: int, reasoning: int
-             ) -> Decimal | None:
+def _package(model_price: Any, prompt: int, completion: int, read: int, written: int, reasoning: int) -> Decimal | None:
     from genai_prices import Usage
 
-    usage = Usage(input_tokens=prompt, cache_read_tokens=read, cache_write_tokens=written,
-                  output_tokens=completion, output_reasoning_tokens=reasoning)
+    usage = Usage(
+        input_tokens=prompt,
+        cache_read_tokens=read,
+        cache_write_tokens=written,
+        output_tokens=completion,
+        output_reasoning_tokens=reasoning,
+    )
     try:
         return Decimal(model_price.calc_price(usage)["total_price"])
     except ValueError:  # usage the entry cannot price (the package's own validation)

@@ -78,7 +78,8 @@ def carrying(attribution: Attribution | None) -> Iterator[None]:
 
 
 _item_attributions: ContextVar[tuple[Attribution | None, ...] | None] = ContextVar(
-    "integrations_ai_item_attributions", default=None)
+    "integrations_ai_item_attributions", default=None
+)
 
 
 @contextlib.contextmanager
@@ -204,8 +205,9 @@ def save_rows(rows: list) -> list:
 
 
 @contextlib.contextmanager
-def collecting(site_id: int | None, service: str, requested_model: str = "", request: Any = None
-               ) -> Iterator[CallRecord]:
+def collecting(
+    site_id: int | None, service: str, requested_model: str = "", request: Any = None
+) -> Iterator[CallRecord]:
     record = CallRecord(site_id=site_id, service=service, requested_model=requested_model, request=request)
     token = _current.set(record)
     try:
@@ -226,9 +228,14 @@ def price_cost(prices: Prices, result: GenerationResult) -> Decimal | None:
     prompt_tokens holds every input token, cached_tokens and cache_write_tokens are parts of it;
     reasoning tokens are part of completion_tokens (never added twice). None when unpriced.
     """
-    return pricing.cost(pricing.resolve(prices, result.provider, result.model), result.prompt_tokens,
-                        result.completion_tokens, result.cached_tokens, result.cache_write_tokens,
-                        result.reasoning_tokens)
+    return pricing.cost(
+        pricing.resolve(prices, result.provider, result.model),
+        result.prompt_tokens,
+        result.completion_tokens,
+        result.cached_tokens,
+        result.cache_write_tokens,
+        result.reasoning_tokens,
+    )
 
 
 def saved_by_cache(price: tuple | None, cached_tokens: int) -> Decimal:
@@ -245,8 +252,9 @@ def saved_by_cache(price: tuple | None, cached_tokens: int) -> Decimal:
 SOURCES = {"override": "price_table", "catalogue": "catalogue", "free": "free"}
 
 
-def cost_of(prices: Prices, result: GenerationResult,
-            size: tuple[int, int] | None = None) -> tuple[Decimal | None, str]:
+def cost_of(
+    prices: Prices, result: GenerationResult, size: tuple[int, int] | None = None
+) -> tuple[Decimal | None, str]:
     """The call's cost: what the provider reported, else the price resolution's (override, free endpoint,
     catalogue), else unpriced: with `size` (input characters, max_tokens) the worst-case estimate that is
     charged, never zero; without it None."""
@@ -254,8 +262,14 @@ def cost_of(prices: Prices, result: GenerationResult,
         return result.cost, "reported"
     resolution = pricing.resolve(prices, result.provider, result.model)
     if resolution.price is not None:
-        priced = pricing.cost(resolution, result.prompt_tokens, result.completion_tokens, result.cached_tokens,
-                              result.cache_write_tokens, result.reasoning_tokens)
+        priced = pricing.cost(
+            resolution,
+            result.prompt_tokens,
+            result.completion_tokens,
+            result.cached_tokens,
+            result.cache_write_tokens,
+            result.reasoning_tokens,
+        )
         return priced, SOURCES[resolution.source]
     return (pricing.estimate(None, *size) if size is not None else None), "unpriced"
 
@@ -297,46 +311,85 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
     if record.api_key_id is not None:
         link["api_key_id"] = record.api_key_id
     if record.content is not None:
-        link |= {"content_type_id": record.content[0], "object_id": record.content[1],
-                "content_label": record.content[2]}
+        link |= {
+            "content_type_id": record.content[0],
+            "object_id": record.content[1],
+            "content_label": record.content[2],
+        }
     if cached is not None:
-        rows.append({
-            "site_id": record.site_id, "service": record.service, "provider": cached.provider,
-            "requested_model": record.requested_model or (cached.requested_model or ""),
-            "served_model": cached.model, "prompt_tokens": cached.prompt_tokens,
-            "completion_tokens": cached.completion_tokens, "total_tokens": cached.total_tokens,
-            "reasoning_tokens": cached.reasoning_tokens, "cost": Decimal(0), "cost_source": "cache",
-            "saved_cost": cost_of(prices, cached)[0] or Decimal(0), "latency_ms": int(cached.latency_ms),
-            "status": "cached", "cache_hit": True, "request_id": (cached.request_id or "")[:200], **link,
-        })
+        rows.append(
+            {
+                "site_id": record.site_id,
+                "service": record.service,
+                "provider": cached.provider,
+                "requested_model": record.requested_model or (cached.requested_model or ""),
+                "served_model": cached.model,
+                "prompt_tokens": cached.prompt_tokens,
+                "completion_tokens": cached.completion_tokens,
+                "total_tokens": cached.total_tokens,
+                "reasoning_tokens": cached.reasoning_tokens,
+                "cost": Decimal(0),
+                "cost_source": "cache",
+                "saved_cost": cost_of(prices, cached)[0] or Decimal(0),
+                "latency_ms": int(cached.latency_ms),
+                "status": "cached",
+                "cache_hit": True,
+                "request_id": (cached.request_id or "")[:200],
+                **link,
+            }
+        )
     if record.refusal is not None:
         provider, error = record.refusal
-        rows.append({
-            "site_id": record.site_id, "service": record.service, "provider": provider,
-            "requested_model": record.requested_model, "served_model": "", "attempt": 0, "cost": Decimal(0),
-            "status": "refused", "error_class": type(error).__name__, "error_message": str(error)[:500], **link,
-        })
+        rows.append(
+            {
+                "site_id": record.site_id,
+                "service": record.service,
+                "provider": provider,
+                "requested_model": record.requested_model,
+                "served_model": "",
+                "attempt": 0,
+                "cost": Decimal(0),
+                "status": "refused",
+                "error_class": type(error).__name__,
+                "error_message": str(error)[:500],
+                **link,
+            }
+        )
     for attempt in record.attempts:
         result, error = attempt.result, attempt.error
         row: dict[str, Any] = {
-            "site_id": record.site_id, "service": record.service, "provider": attempt.provider,
-            "requested_model": record.requested_model or attempt.model, "served_model": attempt.model,
-            "attempt": attempt.number, "latency_ms": int(attempt.latency_ms), **link,
+            "site_id": record.site_id,
+            "service": record.service,
+            "provider": attempt.provider,
+            "requested_model": record.requested_model or attempt.model,
+            "served_model": attempt.model,
+            "attempt": attempt.number,
+            "latency_ms": int(attempt.latency_ms),
+            **link,
         }
         if result is not None:  # a success, or the part of a stream delivered before it broke
             cost, source = cost_of(prices, result, record.size)
             row.update(
-                served_model=result.model, prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens, total_tokens=result.total_tokens,
-                cached_tokens=result.cached_tokens, cache_write_tokens=result.cache_write_tokens,
-                reasoning_tokens=result.reasoning_tokens, cost=cost, cost_source=source, status="ok",
-                saved_cost=saved_by_cache(pricing.resolve(prices, result.provider, result.model).price,
-                                          result.cached_tokens),
+                served_model=result.model,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.total_tokens,
+                cached_tokens=result.cached_tokens,
+                cache_write_tokens=result.cache_write_tokens,
+                reasoning_tokens=result.reasoning_tokens,
+                cost=cost,
+                cost_source=source,
+                status="ok",
+                saved_cost=saved_by_cache(
+                    pricing.resolve(prices, result.provider, result.model).price, result.cached_tokens
+                ),
                 request_id=(result.request_id or "")[:200],
             )
         if error is not None:
             row.update(
-                status="error", error_class=type(error).__name__, error_message=str(error)[:500],
+                status="error",
+                error_class=type(error).__name__,
+                error_message=str(error)[:500],
                 request_id=(getattr(error, "request_id", None) or row.get("request_id") or "")[:200],
             )
         rows.append(row)

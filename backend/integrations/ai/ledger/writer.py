@@ -105,8 +105,11 @@ def write_rows(fields: list[dict[str, Any]]) -> None:
             if keys:  # rows from Redis: skip any a drainer wrote before it died unacknowledged
                 done = set(AIUsage.objects.filter(ledger_key__in=keys).values_list("ledger_key", flat=True))
                 if done:
-                    logger.warning("skipped %d AI usage row(s) already written by a drainer that stopped "
-                                   "before acknowledging them", len(done))
+                    logger.warning(
+                        "skipped %d AI usage row(s) already written by a drainer that stopped "
+                        "before acknowledging them",
+                        len(done),
+                    )
                     fields = [row for row in fields if row.get("ledger_key") not in done]
             rows = insert_rows(AIUsage, fields)
             usage_rollups.add(rows)
@@ -251,8 +254,9 @@ class _LocalWriter:
                 close_old_connections()
                 write_or_set_aside(write_rows, [row for entry in batch for row in _rows_of(entry)])
             except Exception as exc:
-                logger.error("could not write %d AI usage call(s), will retry in %.1fs: %s",
-                             len(batch), backoff, _describe(exc))
+                logger.error(
+                    "could not write %d AI usage call(s), will retry in %.1fs: %s", len(batch), backoff, _describe(exc)
+                )
                 connection.close()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -330,7 +334,7 @@ class _RedisLedger:
         prefix = f"{self.key}:processing:"
         for raw in self.client.scan_iter(match=f"{prefix}*", count=100):
             name = raw.decode() if isinstance(raw, bytes) else raw
-            owner = name[len(prefix):]
+            owner = name[len(prefix) :]
             if owner == self.owner or not self._owner_dead(owner):
                 continue
             while self.client.lmove(name, self.key, "RIGHT", "LEFT") is not None:
@@ -384,8 +388,9 @@ class _RedisLedger:
                 logger.warning("AI usage drainer: Redis error (%s); retrying", _describe(exc))
                 time.sleep(1)
             except Exception as exc:
-                logger.error("could not write AI usage rows from Redis, will retry in %.1fs: %s",
-                             backoff, _describe(exc))
+                logger.error(
+                    "could not write AI usage rows from Redis, will retry in %.1fs: %s", backoff, _describe(exc)
+                )
                 connection.close()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)

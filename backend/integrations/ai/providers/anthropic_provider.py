@@ -109,7 +109,11 @@ class AnthropicProvider(BaseProvider):
 
     def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
         messages, max_tokens, temperature, system_prompt, options = (
-            ai.messages, ai.max_tokens, ai.temperature, ai.system_prompt, ai.options
+            ai.messages,
+            ai.max_tokens,
+            ai.temperature,
+            ai.system_prompt,
+            ai.options,
         )
         system_parts = [system_prompt] if system_prompt else []
         system_parts += [m["content"] for m in messages if m["role"] == "system"]
@@ -127,7 +131,8 @@ class AnthropicProvider(BaseProvider):
             system = "\n\n".join(system_parts)
             request["system"] = (
                 [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
-                if options.get("cache_system") else system
+                if options.get("cache_system")
+                else system
             )
         if options.get("stop"):
             stop = options["stop"]

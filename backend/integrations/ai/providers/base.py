@@ -94,6 +94,7 @@ def header_safe(value: str) -> str:
     folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
     return " ".join("".join(c for c in folded if c.isprintable()).split())
 
+
 class AIProviderInterface(ABC):
     """What the CMS services program against."""
 
@@ -232,7 +233,11 @@ class BaseProvider(AIProviderInterface):
                     raise
                 logger.warning(
                     "%s attempt %d for %s failed (%s); retrying in %.2fs",
-                    self.name, attempt, resolved, type(exc).__name__, delay,
+                    self.name,
+                    attempt,
+                    resolved,
+                    type(exc).__name__,
+                    delay,
                 )
                 hooks.sleep(delay)
                 continue
@@ -242,7 +247,11 @@ class BaseProvider(AIProviderInterface):
             hooks.on_attempt(Attempt(self.name, resolved, attempt, result.latency_ms, result=result))
             logger.debug(
                 "%s served %s: %d+%d tokens in %.0f ms",
-                self.name, result.model, result.prompt_tokens, result.completion_tokens, result.latency_ms,
+                self.name,
+                result.model,
+                result.prompt_tokens,
+                result.completion_tokens,
+                result.latency_ms,
             )
             return result
 
@@ -340,7 +349,11 @@ class BaseProvider(AIProviderInterface):
         return beyond_text(request.with_changes(messages=tuple(clean), options=dict(options)), self.name)
 
     def validate(
-        self, messages: list[Message], max_tokens: int, temperature: float, system_prompt: str | None,
+        self,
+        messages: list[Message],
+        max_tokens: int,
+        temperature: float,
+        system_prompt: str | None,
         options: Mapping[str, Any],
     ) -> list[dict[str, str]]:
         """The messages, checked (kept for callers of the earlier signature)."""
@@ -427,7 +440,10 @@ class BaseProvider(AIProviderInterface):
         import httpx2
 
         transport = guarded_transport(
-            policy, httpx2, httpcore2, verify=shared_tls_context(trust_env=False),
+            policy,
+            httpx2,
+            httpcore2,
+            verify=shared_tls_context(trust_env=False),
             limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
         )
         return httpx2.Client(transport=transport, timeout=self.config.timeout, follow_redirects=True)
@@ -530,8 +546,13 @@ class StreamingResult:
             partial = None
             if self.delivered:  # the ledger keeps what was streamed before the failure
                 text = "".join(self.partial)
-                partial = GenerationResult(content=text, model=self.model, provider=self.provider.name,
-                                           completion_tokens=max(1, len(text) // 4), finish_reason=FINISH_OTHER)
+                partial = GenerationResult(
+                    content=text,
+                    model=self.model,
+                    provider=self.provider.name,
+                    completion_tokens=max(1, len(text) // 4),
+                    finish_reason=FINISH_OTHER,
+                )
                 partial.total_tokens = partial.completion_tokens
             hooks.on_attempt(Attempt(self.provider.name, self.model, self.attempt, latency, result=partial, error=exc))
             raise

@@ -27,6 +27,7 @@ def register_key_pattern(pattern: str) -> None:
         _key_patterns.append(pattern)
         _KEY_PATTERN = re.compile("|".join(f"(?:{p})" for p in _key_patterns))
 
+
 VENDOR_MESSAGE_MAX = 300
 
 
@@ -264,8 +265,10 @@ def map_status_error(
         return PermissionDenied(message, **kwargs)
     if status == 404 or err_type in {"model_not_found", "not_found_error"}:
         return ModelNotFound(message, **kwargs)
-    if status == 400 and "model" in vendor_msg.lower() and (
-        "not a valid model" in vendor_msg.lower() or "does not exist" in vendor_msg.lower()
+    if (
+        status == 400
+        and "model" in vendor_msg.lower()
+        and ("not a valid model" in vendor_msg.lower() or "does not exist" in vendor_msg.lower())
     ):
         return ModelNotFound(message, **kwargs)
     if status == 408:

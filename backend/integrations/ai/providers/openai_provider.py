@@ -112,12 +112,17 @@ class OpenAIProvider(BaseProvider):
         # JSON dict the gateway built and validated, and create()'s per-call TypedDict transform of it (an
         # identity here) was ~13 % of a call's CPU. Same client, auth, errors and parsed `ChatCompletion`.
         completion = self.client.post(
-            "/chat/completions", body={**request, **extra} if extra else request,
-            cast_to=_sdk().types.chat.ChatCompletion, options={"security": {"bearer_auth": True}},
+            "/chat/completions",
+            body={**request, **extra} if extra else request,
+            cast_to=_sdk().types.chat.ChatCompletion,
+            options={"security": {"bearer_auth": True}},
         )
         if not completion.choices:
-            raise EmptyResponse("The provider answered 200 with no choices (an empty answer).", provider=self.name,
-                                request_id=getattr(completion, "id", None))
+            raise EmptyResponse(
+                "The provider answered 200 with no choices (an empty answer).",
+                provider=self.name,
+                request_id=getattr(completion, "id", None),
+            )
         choice = completion.choices[0]
         usage = completion.usage
         result = GenerationResult(

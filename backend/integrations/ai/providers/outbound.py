@@ -212,14 +212,21 @@ class _GuardedBackend:
         self.inner = inner
         self.httpcore = httpcore
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> Any:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
         addresses = self.policy.resolve(host, port)
         last: Exception | None = None
         for address in addresses:
             try:
-                return self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                              socket_options=socket_options)
+                return self.inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except (self.httpcore.ConnectError, self.httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None

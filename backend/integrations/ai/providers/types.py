@@ -134,8 +134,9 @@ class GenerationResult:
         """This answer as the neutral assistant message that continues the conversation (tool calls included)."""
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
         if self.tool_calls:
-            message["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": dict(c.arguments)}
-                                     for c in self.tool_calls]
+            message["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in self.tool_calls
+            ]
         return message
 
 
@@ -189,11 +190,25 @@ class AIRequest:
     embed_input: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, messages: Any, model: str | None = None, max_tokens: int = 1000, temperature: float = 0.7,
-           system_prompt: str | None = None, **options: Any) -> AIRequest:
+    def of(
+        cls,
+        messages: Any,
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        **options: Any,
+    ) -> AIRequest:
         extras = {name: options.pop(name) for name in EXTRA_FIELDS if name in options}
-        return cls(tuple(messages) if isinstance(messages, list | tuple) else messages, model, max_tokens,
-                   temperature, system_prompt, dict(options), **extras)
+        return cls(
+            tuple(messages) if isinstance(messages, list | tuple) else messages,
+            model,
+            max_tokens,
+            temperature,
+            system_prompt,
+            dict(options),
+            **extras,
+        )
 
     def with_changes(self, **changes: Any) -> AIRequest:
         return replace(self, **changes)

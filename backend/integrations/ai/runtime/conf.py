@@ -204,7 +204,8 @@ def unpriced_price() -> tuple[Decimal, Decimal]:
     except (ValueError, ArithmeticError):
         raise ImproperlyConfigured(
             f"AI_UNPRICED_PRICE must be two non-negative USD prices per million tokens, 'prompt,completion' "
-            f"(e.g. '15,75'); got {raw!r}.") from None
+            f"(e.g. '15,75'); got {raw!r}."
+        ) from None
     return prompt, completion
 
 
@@ -270,8 +271,10 @@ def _otel_exporter(signal: str) -> str:
     explicit = env.get(f"OTEL_{signal}_EXPORTER", "").strip().lower()
     if explicit:
         if explicit not in _OTEL_EXPORTERS:
-            raise ImproperlyConfigured(f"OTEL_{signal}_EXPORTER must be one of {', '.join(_OTEL_EXPORTERS)} "
-                                       f"(Panel ships the OTLP HTTP exporter); got {explicit!r}.")
+            raise ImproperlyConfigured(
+                f"OTEL_{signal}_EXPORTER must be one of {', '.join(_OTEL_EXPORTERS)} "
+                f"(Panel ships the OTLP HTTP exporter); got {explicit!r}."
+            )
         return explicit
     endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
     return "otlp" if endpoint else "none"
@@ -282,14 +285,20 @@ def otel_environment() -> dict[str, str]:
     env = os.environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return {"traces": "none", "metrics": "none"}
-    for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                 "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"):
+    for name in (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    ):
         protocol = env.get(name, "").strip()
         if protocol and protocol != "http/protobuf":
-            raise ImproperlyConfigured(f"{name} must be http/protobuf (Panel ships the OTLP HTTP exporter; point "
-                                       f"it at the collector's port 4318); got {protocol!r}.")
+            raise ImproperlyConfigured(
+                f"{name} must be http/protobuf (Panel ships the OTLP HTTP exporter; point "
+                f"it at the collector's port 4318); got {protocol!r}."
+            )
     return {
-        "traces": _otel_exporter("TRACES"), "metrics": _otel_exporter("METRICS"),
+        "traces": _otel_exporter("TRACES"),
+        "metrics": _otel_exporter("METRICS"),
         "service_name": env.get("OTEL_SERVICE_NAME", ""),
         "capture_content": env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower(),
     }

@@ -59,10 +59,17 @@ class SitePolicy:
             return PolicyViolation(
                 f"The site's policy does not allow the provider {provider.name} "
                 f"(rule allowed_providers: {', '.join(self.allowed_providers)}).",
-                rule="allowed_providers", provider=provider.name,
+                rule="allowed_providers",
+                provider=provider.name,
             )
-        return model_refusal(self.allowed_models, provider, model, who="The site's policy", rule="allowed_models",
-                             listed="rule allowed_models")
+        return model_refusal(
+            self.allowed_models,
+            provider,
+            model,
+            who="The site's policy",
+            rule="allowed_models",
+            listed="rule allowed_models",
+        )
 
     def openrouter_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The options of an OpenRouter call with the site's data rules forced in and disallowed
@@ -110,5 +117,6 @@ def model_refusal(
     via = f" (served as {resolved})" if resolved and resolved != shown else ""
     return PolicyViolation(
         f"{who} does not allow the model {shown}{via} on {provider.name} ({listed}: {', '.join(patterns)}).",
-        rule=rule, provider=provider.name,
+        rule=rule,
+        provider=provider.name,
     )

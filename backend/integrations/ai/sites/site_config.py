@@ -104,6 +104,7 @@ _lock = threading.Lock()
 # (conf.settings_check_interval): saves in this process invalidate at once through signals; the
 # interval bounds how stale another process's save can look. 0 reads the counters on every call.
 
+
 def _versions(site_id: int | None) -> tuple[int, int]:
     keys = [GLOBAL_VERSION_KEY] + ([_site_version_key(site_id)] if site_id else [])
     values = cache.get_many(keys)
@@ -158,8 +159,9 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     from integrations.models import AIProviderSettings, ModelMapping, ModelPrice
 
     overrides = {
-        (p.provider, p.model_id): Price(p.prompt_per_million, p.completion_per_million, p.cache_read_per_million,
-                                        p.cache_write_per_million)
+        (p.provider, p.model_id): Price(
+            p.prompt_per_million, p.completion_per_million, p.cache_read_per_million, p.cache_write_per_million
+        )
         for p in ModelPrice.objects.all()
     }
 
@@ -177,9 +179,15 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
     )
     if record is None or not record.enabled:
         budget = record.monthly_budget if record is not None else None  # a cap holds even when disabled
-        return SiteSnapshot(site_id=site_id, mappings=mappings, prices=_price_book(overrides, {}),
-                            monthly_budget=budget, version=version, instances=deployment_endpoints(),
-                            policy=SitePolicy.from_record(record))
+        return SiteSnapshot(
+            site_id=site_id,
+            mappings=mappings,
+            prices=_price_book(overrides, {}),
+            monthly_budget=budget,
+            version=version,
+            instances=deployment_endpoints(),
+            policy=SitePolicy.from_record(record),
+        )
 
     site_configs, preferences, instances = _site_credentials(record, site_id)
     prices = _price_book(overrides, site_configs)

@@ -32,8 +32,13 @@ from . import upstream_extras as extras
 
 OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3-mini", "gpt-3.5-turbo")
 ANTHROPIC_MODELS = (
-    "claude-3-5-sonnet-20241022", "claude-3-5-haiku-20241022", "claude-3-7-sonnet-20250219",
-    "claude-sonnet-4-20250514", "claude-opus-4-20250514", "claude-3-opus-20240229", "claude-3-haiku-20240307",
+    "claude-3-5-sonnet-20241022",
+    "claude-3-5-haiku-20241022",
+    "claude-3-7-sonnet-20250219",
+    "claude-sonnet-4-20250514",
+    "claude-opus-4-20250514",
+    "claude-3-opus-20240229",
+    "claude-3-haiku-20240307",
 )
 # id -> (USD per prompt token, per completion token, context length)
 OPENROUTER_MODELS: dict[str, tuple[str, str, int]] = {
@@ -53,36 +58,76 @@ OPENROUTER_MODELS: dict[str, tuple[str, str, int]] = {
     "google/gemini-2.0-flash-001": ("0.0000001", "0.0000004", 1048576),
     "mistralai/mistral-large": ("0.000002", "0.000006", 128000),
 }
-UPSTREAM_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "meta-llama": "DeepInfra", "google": "Google",
-                  "mistralai": "Mistral"}
+UPSTREAM_NAMES = {
+    "openai": "OpenAI",
+    "anthropic": "Anthropic",
+    "meta-llama": "DeepInfra",
+    "google": "Google",
+    "mistralai": "Mistral",
+}
 ANTHROPIC_VERSIONS = ("2023-06-01", "2026-10-21")
-PREFIXES = (("/openrouter/api/v1", "openrouter"), ("/openai/v1", "openai"), ("/anthropic", "anthropic"),
-            ("/compatible/v1", "compatible"))
+PREFIXES = (
+    ("/openrouter/api/v1", "openrouter"),
+    ("/openai/v1", "openai"),
+    ("/anthropic", "anthropic"),
+    ("/compatible/v1", "compatible"),
+)
 COMPATIBLE_MODELS = ("llama3.1", "mistral", "qwen2.5")  # what the local server lists; it serves any id
 # With `Upstream.dated` on, OpenAI answers with the dated snapshot a model name points at (as the real API does),
 # and Anthropic takes its `-latest` aliases and answers with the dated id they point at.
 OPENAI_SNAPSHOTS = {
-    "gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4.1": "gpt-4.1-2025-04-14",
-    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14", "o1": "o1-2024-12-17",
-    "o3-mini": "o3-mini-2025-01-31", "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
+    "gpt-4o": "gpt-4o-2024-08-06",
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "gpt-4.1": "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+    "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14",
+    "o1": "o1-2024-12-17",
+    "o3-mini": "o3-mini-2025-01-31",
+    "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
 }
 ANTHROPIC_ALIASES = {
-    "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022", "claude-3-5-sonnet-latest": "claude-3-5-sonnet-20241022",
-    "claude-3-7-sonnet-latest": "claude-3-7-sonnet-20250219", "claude-3-opus-latest": "claude-3-opus-20240229",
+    "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
+    "claude-3-5-sonnet-latest": "claude-3-5-sonnet-20241022",
+    "claude-3-7-sonnet-latest": "claude-3-7-sonnet-20250219",
+    "claude-3-opus-latest": "claude-3-opus-20240229",
 }
 
-OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_denied",
-                      404: "invalid_request_error", 408: "timeout", 409: "conflict", 429: "rate_limit_exceeded"}
-ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-                         403: "permission_error", 404: "not_found_error", 408: "timeout_error",
-                         413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
-                         529: "overloaded_error"}
-MESSAGES = {400: "Invalid request.", 401: "Invalid authentication credentials.",
-            402: "Insufficient credits. Add more using https://openrouter.ai/credits",
-            403: "Your request was flagged by moderation.", 404: "Not found.", 408: "Request timed out.",
-            409: "Conflict.", 413: "Request too large.", 429: "Rate limit exceeded, slow down.",
-            500: "Internal server error.", 502: "The model returned an invalid response.",
-            503: "No provider available that meets the routing requirements.", 529: "Overloaded."}
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_denied",
+    404: "invalid_request_error",
+    408: "timeout",
+    409: "conflict",
+    429: "rate_limit_exceeded",
+}
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+MESSAGES = {
+    400: "Invalid request.",
+    401: "Invalid authentication credentials.",
+    402: "Insufficient credits. Add more using https://openrouter.ai/credits",
+    403: "Your request was flagged by moderation.",
+    404: "Not found.",
+    408: "Request timed out.",
+    409: "Conflict.",
+    413: "Request too large.",
+    429: "Rate limit exceeded, slow down.",
+    500: "Internal server error.",
+    502: "The model returned an invalid response.",
+    503: "No provider available that meets the routing requirements.",
+    529: "Overloaded.",
+}
 
 
 @dataclass
@@ -146,8 +191,13 @@ def _instance(schema: dict, text: str) -> Any:
 # text about the page in the requested shape (not an echo of the prompt), whether the shape came as
 # a structured-output schema or only as a JSON instruction in the prompt (vendors without
 # structured outputs, e.g. Anthropic).
-META_SHAPE = {"type": "object", "properties": {"meta_title": {"type": "string", "maxLength": 60},
-                                               "meta_description": {"type": "string", "maxLength": 160}}}
+META_SHAPE = {
+    "type": "object",
+    "properties": {
+        "meta_title": {"type": "string", "maxLength": 60},
+        "meta_description": {"type": "string", "maxLength": 160},
+    },
+}
 _SHAPE_LINE = re.compile(r"Return JSON of exactly this shape: (\{.*\})\s*$", re.DOTALL)
 _PAGE_TITLE = re.compile(r"(?:Image title in the library: |Page title: |for the web page \")([^\"\n]+)")
 _PAGE_BODY = re.compile(r"Page content:\n(.+)", re.DOTALL)
@@ -181,8 +231,12 @@ def _shape_to_schema(shape: str) -> dict | None:
                 items = obj()
                 assert shape[pos] == "]"
                 pos += 1
-                props[key.group(1)] = {"type": "array", "minItems": int(listed.group(1)),
-                                       "maxItems": int(listed.group(2)), "items": items}
+                props[key.group(1)] = {
+                    "type": "array",
+                    "minItems": int(listed.group(1)),
+                    "maxItems": int(listed.group(2)),
+                    "items": items,
+                }
                 continue
             field_ = re.match(r"string(?: \(optional\))? <= (\d+) chars", shape[pos:])
             assert field_
@@ -217,16 +271,22 @@ def _plausible(name: str, schema: dict, topic: str, about: str, index: int = 0) 
     texts = {
         "meta_title": f"{topic} | Fresh ideas, friendly service",
         "meta_description": f"{about or topic}. Visit us to learn more about {topic.lower()}.",
-        "heading": topic, "title": f"{topic}: {angle}",
+        "heading": topic,
+        "title": f"{topic}: {angle}",
         "subheading": f"Everything you need to know about {topic.lower()}",
         "body": f"{about or topic}. We take pride in our {angle} and look forward to welcoming you.",
-        "question": [f"What makes {topic.lower()} special?", f"How do I order {topic.lower()}?",
-                     f"How far ahead should I plan for {topic.lower()}?"][index % 3],
+        "question": [
+            f"What makes {topic.lower()} special?",
+            f"How do I order {topic.lower()}?",
+            f"How far ahead should I plan for {topic.lower()}?",
+        ][index % 3],
         "answer": f"Our team puts care into every detail of {topic.lower()}; ask us anything in store or online.",
         "description": f"{about or topic} — known for our {angle}.",
         "text": f"Ready for {topic.lower()}? Get in touch today.",
-        "cta_text": "Find out more", "button_text": "Get in touch",
-        "cta_url": "/contact/", "button_url": "/contact/",
+        "cta_text": "Find out more",
+        "button_text": "Get in touch",
+        "cta_url": "/contact/",
+        "button_url": "/contact/",
         "alt_text": f"{topic}: {about or 'the picture shown on this page'}",  # images.alt_text (an image part)
     }
     return _clip(texts.get(name, f"{topic} ({name.replace('_', ' ')})"), limit)
@@ -255,9 +315,11 @@ def _prose(flavor: str, model: str, last: str) -> str:
     It keeps the emulator's label and ends with the request, which tests and the demo rely on.
     """
     subject = _clip(re.sub(r"^(write|create|draft|compose)\s+", "", last.strip(), flags=re.I).rstrip("."), 120)
-    return (f"Emulated {flavor} reply ({model}): {subject[:1].upper()}{subject[1:]} — crafted with care, made "
-            "fresh every day and ready when you are. Stop by or order online; we would love to hear what you "
-            f"think.\n\nIn reply to: {last[:200]}")
+    return (
+        f"Emulated {flavor} reply ({model}): {subject[:1].upper()}{subject[1:]} — crafted with care, made "
+        "fresh every day and ready when you are. Stop by or order online; we would love to hear what you "
+        f"think.\n\nIn reply to: {last[:200]}"
+    )
 
 
 def _merge(usage: dict, changes: dict) -> None:
@@ -337,8 +399,9 @@ class Upstream:
         return f"{self.url}/compatible/v1"
 
     def start(self) -> Upstream:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="upstream-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="upstream-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -364,19 +427,47 @@ class Upstream:
             self.connections = 0
             self.dated = False
 
-    def script(self, *, flavor: str | None = None, status: int = 200, content: str | None = None,
-               headers: dict[str, str] | None = None, body: Any = None, delay: float = 0.0, drop: bool = False,
-               malformed: bool = False, finish_reason: str | None = None, served_model: str | None = None,
-               usage: dict | None = None, times: int = 1, cut_after: int | None = None,
-               tool_calls: list | None = None) -> None:
+    def script(
+        self,
+        *,
+        flavor: str | None = None,
+        status: int = 200,
+        content: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        malformed: bool = False,
+        finish_reason: str | None = None,
+        served_model: str | None = None,
+        usage: dict | None = None,
+        times: int = 1,
+        cut_after: int | None = None,
+        tool_calls: list | None = None,
+    ) -> None:
         """Queue how the next `times` matching generation requests are answered (FIFO)."""
         with self._lock:
-            self._scripts.append(Script(flavor, status, content, dict(headers or {}), body, delay, drop, malformed,
-                                        finish_reason, served_model, usage, times, cut_after, tool_calls))
+            self._scripts.append(
+                Script(
+                    flavor,
+                    status,
+                    content,
+                    dict(headers or {}),
+                    body,
+                    delay,
+                    drop,
+                    malformed,
+                    finish_reason,
+                    served_model,
+                    usage,
+                    times,
+                    cut_after,
+                    tool_calls,
+                )
+            )
 
     def requests_for(self, flavor: str) -> list[RecordedRequest]:
         return [r for r in list(self.requests) if r.flavor == flavor]
-
 
     def _take_script(self, flavor: str) -> Script | None:
         with self._lock:
@@ -402,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         for prefix, flavor in PREFIXES:
             if path.startswith(prefix + "/") or path == prefix:
-                return flavor, path[len(prefix):]
+                return flavor, path[len(prefix) :]
         return "", path
 
     def _record(self, flavor: str) -> RecordedRequest:
@@ -413,8 +504,15 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         parts = urlsplit(self.path)
-        request = RecordedRequest(self.command, parts.path, dict(parse_qsl(parts.query)), flavor,
-                                  {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+        request = RecordedRequest(
+            self.command,
+            parts.path,
+            dict(parse_qsl(parts.query)),
+            flavor,
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+            time.monotonic(),
+        )
         with self.server.upstream._lock:
             self.server.upstream.requests.append(request)
         return request
@@ -441,12 +539,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         self.connection.close()
 
-    def _error(self, flavor: str, status: int, message: str | None = None, extra: dict | None = None,
-               headers: dict[str, str] | None = None, model: str = "") -> None:
+    def _error(
+        self,
+        flavor: str,
+        status: int,
+        message: str | None = None,
+        extra: dict | None = None,
+        headers: dict[str, str] | None = None,
+        model: str = "",
+    ) -> None:
         message = message or MESSAGES.get(status, "Upstream error.")
         if flavor == "anthropic":
-            body: Any = {"type": "error", "error": {"type": ANTHROPIC_ERROR_TYPES.get(status, "api_error"),
-                                                    "message": message}}
+            body: Any = {
+                "type": "error",
+                "error": {"type": ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": message},
+            }
             headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}", **(headers or {})}
             if status == 429:
                 headers.setdefault("anthropic-ratelimit-requests-remaining", "0")
@@ -456,8 +563,14 @@ class _Handler(BaseHTTPRequestHandler):
                 metadata = {"reasons": ["violence"], "flagged_input": "…", "provider_name": None, "model_slug": model}
             body = {"error": {"code": status, "message": message, "metadata": metadata}}
         else:
-            body = {"error": {"message": message, "type": OPENAI_ERROR_TYPES.get(status, "server_error"),
-                              "param": None, "code": (extra or {}).get("code")}}
+            body = {
+                "error": {
+                    "message": message,
+                    "type": OPENAI_ERROR_TYPES.get(status, "server_error"),
+                    "param": None,
+                    "code": (extra or {}).get("code"),
+                }
+            }
             headers = {"x-request-id": f"req_{uuid.uuid4().hex[:24]}", **(headers or {})}
         self._send(status, body, headers)
 
@@ -468,13 +581,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised(flavor, request):
             return
         if path == "/models" and flavor == "openrouter":
-            data = [{"id": mid, "name": mid.split("/", 1)[1], "created": 1700000000, "context_length": ctx,
-                     "pricing": {"prompt": p, "completion": c, "request": "0", "image": "0"},
-                     "top_provider": {"context_length": ctx, "max_completion_tokens": 16384, "is_moderated": False},
-                     "architecture": {"input_modalities": extras.input_modalities(mid),
-                                      "output_modalities": ["text"]},
-                     "supported_parameters": extras.supported_parameters(mid)}
-                    for mid, (p, c, ctx) in OPENROUTER_MODELS.items()]
+            data = [
+                {
+                    "id": mid,
+                    "name": mid.split("/", 1)[1],
+                    "created": 1700000000,
+                    "context_length": ctx,
+                    "pricing": {"prompt": p, "completion": c, "request": "0", "image": "0"},
+                    "top_provider": {"context_length": ctx, "max_completion_tokens": 16384, "is_moderated": False},
+                    "architecture": {"input_modalities": extras.input_modalities(mid), "output_modalities": ["text"]},
+                    "supported_parameters": extras.supported_parameters(mid),
+                }
+                for mid, (p, c, ctx) in OPENROUTER_MODELS.items()
+            ]
             return self._send(200, {"data": data})
         if path == "/models" and flavor in ("openai", "compatible"):
             listed = OPENAI_MODELS if flavor == "openai" else COMPATIBLE_MODELS
@@ -482,15 +601,28 @@ class _Handler(BaseHTTPRequestHandler):
             data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": owner} for m in listed]
             return self._send(200, {"object": "list", "data": data})
         if path == "/v1/models" and flavor == "anthropic":
-            data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
-                    for m in ANTHROPIC_MODELS]
-            return self._send(200, {"data": data, "has_more": False, "first_id": data[0]["id"],
-                                    "last_id": data[-1]["id"]})
+            data = [
+                {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+                for m in ANTHROPIC_MODELS
+            ]
+            return self._send(
+                200, {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+            )
         if path == "/key" and flavor == "openrouter":
             used = sum(float(g["total_cost"]) for g in self.server.upstream._generations.values())
-            return self._send(200, {"data": {"label": "sk-or-v1-emu...", "usage": round(used, 8), "limit": 10.0,
-                                             "limit_remaining": round(10.0 - used, 8), "is_free_tier": False,
-                                             "rate_limit": {"requests": 100, "interval": "10s"}}})
+            return self._send(
+                200,
+                {
+                    "data": {
+                        "label": "sk-or-v1-emu...",
+                        "usage": round(used, 8),
+                        "limit": 10.0,
+                        "limit_remaining": round(10.0 - used, 8),
+                        "is_free_tier": False,
+                        "rate_limit": {"requests": 100, "interval": "10s"},
+                    }
+                },
+            )
         if path == "/generation" and flavor == "openrouter":
             generation = self.server.upstream._generations.get(request.query.get("id", ""))
             if generation is None:
@@ -529,8 +661,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, script.body, script.headers)
         problem = self._validate(flavor, body)
         if problem:
-            return self._error(flavor, problem[0], problem[1], extra=problem[2] if len(problem) > 2 else None,
-                               model=model)
+            return self._error(
+                flavor, problem[0], problem[1], extra=problem[2] if len(problem) > 2 else None, model=model
+            )
         if flavor == "anthropic":
             return self._anthropic(body, script)
         return self._chat(flavor, body, script)
@@ -562,9 +695,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(flavor or "openai", 401, "Missing authentication.")
             return False
         if "invalid" in key:
-            message = (f"Incorrect API key provided: {_mask(key)}. You can find your API key at "
-                       "https://platform.openai.com/account/api-keys." if flavor == "openai"
-                       else "invalid x-api-key" if flavor == "anthropic" else "No auth credentials found")
+            message = (
+                f"Incorrect API key provided: {_mask(key)}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys."
+                if flavor == "openai"
+                else "invalid x-api-key"
+                if flavor == "anthropic"
+                else "No auth credentials found"
+            )
             self._error(flavor, 401, message)
             return False
         return True
@@ -592,8 +730,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return 400, "'model' is required."
         elif flavor == "openai":
             if model not in OPENAI_MODELS:
-                return 404, f"The model `{model}` does not exist or you do not have access to it.", {
-                    "code": "model_not_found"}
+                return (
+                    404,
+                    f"The model `{model}` does not exist or you do not have access to it.",
+                    {"code": "model_not_found"},
+                )
         else:
             candidates = [model, *(body.get("models") or [])]
             if not any(c in OPENROUTER_MODELS for c in candidates):
@@ -605,19 +746,24 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     # -- successful answers ------------------------------------------------------------------------
-    def _reply(self, flavor: str, model: str, system: str, messages: list, max_tokens: int,
-               script: Script | None) -> tuple[str, int, int, bool]:
+    def _reply(
+        self, flavor: str, model: str, system: str, messages: list, max_tokens: int, script: Script | None
+    ) -> tuple[str, int, int, bool]:
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         last = _text_of(users[-1].get("content")) if users else ""
-        content = script.content if script and script.content is not None else (
-            f"Emulated {flavor} reply ({model}): {last[:200]}")
+        content = (
+            script.content
+            if script and script.content is not None
+            else (f"Emulated {flavor} reply ({model}): {last[:200]}")
+        )
         pictures = extras.images_in(flavor, messages)
         answered = extras.tool_result_text(flavor, messages)
         if not (script and script.content is not None) and answered is not None:
             content = f"Emulated {flavor} reply ({model}): the tool said {answered[:300]}"
         elif not (script and script.content is not None) and pictures:
-            seen = ", ".join(f"{p['media']} {p['size'][0]}x{p['size'][1]}" if p["size"] else p["media"]
-                             for p in pictures)
+            seen = ", ".join(
+                f"{p['media']} {p['size'][0]}x{p['size'][1]}" if p["size"] else p["media"] for p in pictures
+            )
             content = f"Emulated {flavor} reply ({model}): I see {len(pictures)} image(s) ({seen}). {last[:200]}"
         schema = ((self._body.get("response_format") or {}).get("json_schema") or {}).get("schema")
         if not (script and script.content is not None) and pictures and schema:  # e.g. alt text: JSON in shape
@@ -630,8 +776,9 @@ class _Handler(BaseHTTPRequestHandler):
                 content = json.dumps(_instance(schema, " ".join(last.split()[:40])))
             elif system and re.match(r"\s*(write|create|draft|compose)\b", last, re.I):
                 content = _prose(flavor, model, last)
-        prompt_words = len(_words(system)) + sum(len(_words(_text_of(m.get("content")))) for m in messages
-                                                   if isinstance(m, dict))
+        prompt_words = len(_words(system)) + sum(
+            len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict)
+        )
         prompt_words += sum(extras.image_tokens(flavor, model, p) for p in pictures)
         words = _words(content)
         truncated = len(words) > max_tokens
@@ -652,30 +799,43 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body["messages"]
         system = " ".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
         chat = [m for m in messages if m.get("role") != "system"]
-        content, prompt_tokens, completion_tokens, truncated = self._reply(flavor, model, system, chat, max_tokens,
-                                                                           script)
+        content, prompt_tokens, completion_tokens, truncated = self._reply(
+            flavor, model, system, chat, max_tokens, script
+        )
         prompt_tokens += len(_words(system))
-        finish = (script.finish_reason if script and script.finish_reason else ("length" if truncated else "stop"))
+        finish = script.finish_reason if script and script.finish_reason else ("length" if truncated else "stop")
         calls = self._calls(flavor, body, chat, script)
         if calls:
             content, truncated = "", False
             completion_tokens = sum(len(_words(json.dumps(args))) for _, _, args in calls)
             finish = script.finish_reason if script and script.finish_reason else "tool_calls"
-        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                 "total_tokens": prompt_tokens + completion_tokens,
-                                 "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
-        gen_id = (f"gen-{uuid.uuid4().hex[:20]}" if flavor == "openrouter" else f"chatcmpl-{uuid.uuid4().hex[:24]}")
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        }
+        gen_id = f"gen-{uuid.uuid4().hex[:20]}" if flavor == "openrouter" else f"chatcmpl-{uuid.uuid4().hex[:24]}"
         extra: dict[str, Any] = {}
         if flavor == "openrouter":
             price = OPENROUTER_MODELS.get(model, ("0", "0", 0))
             cost = Decimal(price[0]) * prompt_tokens + Decimal(price[1]) * completion_tokens
-            usage.update({"cost": float(cost),
-                          "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, "audio_tokens": 0}})
+            usage.update(
+                {
+                    "cost": float(cost),
+                    "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, "audio_tokens": 0},
+                }
+            )
             extra["provider"] = UPSTREAM_NAMES.get(model.split("/", 1)[0], "Emulated")
             self.server.upstream._generations[gen_id] = {
-                "id": gen_id, "model": model, "total_cost": float(cost), "tokens_prompt": prompt_tokens,
-                "tokens_completion": completion_tokens, "provider_name": extra["provider"]}
+                "id": gen_id,
+                "model": model,
+                "total_cost": float(cost),
+                "tokens_prompt": prompt_tokens,
+                "tokens_completion": completion_tokens,
+                "provider_name": extra["provider"],
+            }
         if script and script.usage:
             _merge(usage, script.usage)
         headers = {} if flavor == "openrouter" else {"x-request-id": f"req_{uuid.uuid4().hex[:24]}"}
@@ -683,19 +843,37 @@ class _Handler(BaseHTTPRequestHandler):
         created = int(time.time())
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage")) or (
-                flavor == "openrouter" and bool((body.get("usage") or {}).get("include")))
-            return self._chat_stream(flavor, gen_id, created, model, content, finish, usage if include_usage else None,
-                                     headers, calls)
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                                  "logprobs": None, "finish_reason": finish}
+                flavor == "openrouter" and bool((body.get("usage") or {}).get("include"))
+            )
+            return self._chat_stream(
+                flavor, gen_id, created, model, content, finish, usage if include_usage else None, headers, calls
+            )
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": None},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
         if calls:
-            choice["message"].update(content=None, tool_calls=[
-                {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
-                for i, n, a in calls])
+            choice["message"].update(
+                content=None,
+                tool_calls=[
+                    {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+                    for i, n, a in calls
+                ],
+            )
         if flavor == "openrouter":
             choice["native_finish_reason"] = finish
-        payload = {"id": gen_id, "object": "chat.completion", "created": created, "model": model,
-                   "choices": [choice], "usage": usage, "system_fingerprint": "fp_emulator", **extra}
+        payload = {
+            "id": gen_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+            "usage": usage,
+            "system_fingerprint": "fp_emulator",
+            **extra,
+        }
         self._send(200, payload, headers)
 
     def _calls(self, flavor: str, body: dict, messages: list, script: Script | None) -> list | None:
@@ -720,7 +898,8 @@ class _Handler(BaseHTTPRequestHandler):
         system = body.get("system") or ""
         system_text = system if isinstance(system, str) else _text_of(system)
         content, prompt_tokens, completion_tokens, truncated = self._reply(
-            "anthropic", model, system_text, body["messages"], int(body["max_tokens"]), script)
+            "anthropic", model, system_text, body["messages"], int(body["max_tokens"]), script
+        )
         stop = script.finish_reason if script and script.finish_reason else ("max_tokens" if truncated else "end_turn")
         calls = self._calls("anthropic", body, body["messages"], script)
         if calls:
@@ -736,8 +915,12 @@ class _Handler(BaseHTTPRequestHandler):
                 hit = key in self.server.upstream._prompt_cache
                 self.server.upstream._prompt_cache.add(key)
             read, written = (cached_tokens, 0) if hit else (0, cached_tokens)
-        usage = {"input_tokens": prompt_tokens - read - written, "output_tokens": completion_tokens,
-                 "cache_creation_input_tokens": written, "cache_read_input_tokens": read}
+        usage = {
+            "input_tokens": prompt_tokens - read - written,
+            "output_tokens": completion_tokens,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read,
+        }
         if script and script.usage:
             _merge(usage, script.usage)
         msg_id = f"msg_{uuid.uuid4().hex[:24]}"
@@ -746,9 +929,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._anthropic_stream(msg_id, model, content, stop, usage, headers, calls)
         blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content or not calls else []
         blocks += [{"type": "tool_use", "id": i, "name": n, "input": a} for i, n, a in calls or ()]
-        self._send(200, {"id": msg_id, "type": "message", "role": "assistant", "model": model,
-                         "content": blocks, "stop_reason": stop,
-                         "stop_sequence": None, "usage": usage}, headers)
+        self._send(
+            200,
+            {
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": blocks,
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": usage,
+            },
+            headers,
+        )
 
     # -- streaming -----------------------------------------------------------------------------------
     def _start_stream(self, headers: dict[str, str]) -> None:
@@ -765,13 +959,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(text.encode())
         self.wfile.flush()
 
-    def _chat_stream(self, flavor: str, gen_id: str, created: int, model: str, content: str, finish: str,
-                     usage: dict | None, headers: dict[str, str], calls: list | None = None) -> None:
+    def _chat_stream(
+        self,
+        flavor: str,
+        gen_id: str,
+        created: int,
+        model: str,
+        content: str,
+        finish: str,
+        usage: dict | None,
+        headers: dict[str, str],
+        calls: list | None = None,
+    ) -> None:
         self._start_stream(headers)
 
         def chunk(delta: dict, finish_reason: str | None = None, **extra: Any) -> str:
-            data = {"id": gen_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
+            data = {
+                "id": gen_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+                **extra,
+            }
             return f"data: {json.dumps(data)}\n\n"
 
         try:
@@ -779,8 +989,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write(": OPENROUTER PROCESSING\n\n")
             self._write(chunk({"role": "assistant", "content": ""}))
             for index, (call_id, name, arguments) in enumerate(calls or ()):
-                self._write(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                                   "function": {"name": name, "arguments": ""}}]}))
+                self._write(
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "id": call_id,
+                                    "type": "function",
+                                    "function": {"name": name, "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                )
                 for piece_index, piece in enumerate(extras.split_json(arguments)):
                     if self._cut_after is not None and piece_index >= self._cut_after:
                         return self._drop()
@@ -795,15 +1017,29 @@ class _Handler(BaseHTTPRequestHandler):
                     self._write(": OPENROUTER PROCESSING\n\n")
             self._write(chunk({}, finish))
             if usage is not None:
-                last = {"id": gen_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "choices": [], "usage": usage}
+                last = {
+                    "id": gen_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
                 self._write(f"data: {json.dumps(last)}\n\n")
             self._write("data: [DONE]\n\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _anthropic_stream(self, msg_id: str, model: str, content: str, stop: str, usage: dict,
-                          headers: dict[str, str], calls: list | None = None) -> None:
+    def _anthropic_stream(
+        self,
+        msg_id: str,
+        model: str,
+        content: str,
+        stop: str,
+        usage: dict,
+        headers: dict[str, str],
+        calls: list | None = None,
+    ) -> None:
         self._start_stream(headers)
 
         def event(name: str, data: dict) -> str:
@@ -811,37 +1047,81 @@ class _Handler(BaseHTTPRequestHandler):
 
         try:
             start_usage = {**usage, "output_tokens": 1}
-            self._write(event("message_start", {"type": "message_start", "message": {
-                "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": None, "stop_sequence": None, "usage": start_usage}}))
+            self._write(
+                event(
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": msg_id,
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [],
+                            "stop_reason": None,
+                            "stop_sequence": None,
+                            "usage": start_usage,
+                        },
+                    },
+                )
+            )
             text_block = bool(content) or not calls  # a reply of tool calls only has no text block
             if text_block:
-                self._write(event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                          "content_block": {"type": "text", "text": ""}}))
+                self._write(
+                    event(
+                        "content_block_start",
+                        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                    )
+                )
             self._write(event("ping", {"type": "ping"}))
             words = content.split(" ") if text_block else []
             for index, word in enumerate(words):
                 piece = word if index == len(words) - 1 else word + " "
                 if self._cut_after is not None and index >= self._cut_after:
                     return self._drop()
-                self._write(event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                          "delta": {"type": "text_delta", "text": piece}}))
+                self._write(
+                    event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                    )
+                )
             if text_block:
                 self._write(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
             for index, (call_id, name, arguments) in enumerate(calls or (), start=int(text_block)):
-                self._write(event("content_block_start", {"type": "content_block_start", "index": index,
-                                                          "content_block": {"type": "tool_use", "id": call_id,
-                                                                            "name": name, "input": {}}}))
+                self._write(
+                    event(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}},
+                        },
+                    )
+                )
                 for piece_index, piece in enumerate(extras.split_json(arguments)):
                     if self._cut_after is not None and piece_index >= self._cut_after:
                         return self._drop()
-                    self._write(event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                              "delta": {"type": "input_json_delta",
-                                                                        "partial_json": piece}}))
+                    self._write(
+                        event(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "input_json_delta", "partial_json": piece},
+                            },
+                        )
+                    )
                 self._write(event("content_block_stop", {"type": "content_block_stop", "index": index}))
-            self._write(event("message_delta", {"type": "message_delta",
-                                                "delta": {"stop_reason": stop, "stop_sequence": None},
-                                                "usage": {"output_tokens": usage["output_tokens"]}}))
+            self._write(
+                event(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop, "stop_sequence": None},
+                        "usage": {"output_tokens": usage["output_tokens"]},
+                    },
+                )
+            )
             self._write(event("message_stop", {"type": "message_stop"}))
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -853,9 +1133,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args(argv)
     upstream = Upstream(args.host, args.port)
-    print(f"Upstream emulator listening on {upstream.url} "
-          f"(openai {upstream.openai_base_url}, openrouter {upstream.openrouter_base_url}, "
-          f"anthropic {upstream.anthropic_base_url})", flush=True)
+    print(
+        f"Upstream emulator listening on {upstream.url} "
+        f"(openai {upstream.openai_base_url}, openrouter {upstream.openrouter_base_url}, "
+        f"anthropic {upstream.anthropic_base_url})",
+        flush=True,
+    )
     try:
         upstream._server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

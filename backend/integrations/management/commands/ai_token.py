@@ -20,12 +20,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("username")
         parser.add_argument("name", help="What the token is for, e.g. 'storefront'.")
-        parser.add_argument("--site", default="", help="Domain of the one site the token works for "
-                            "(default: every site the user manages).")
-        parser.add_argument("--scope", action="append", choices=list(APIToken.SCOPES), default=None,
-                            help="What the token may do; repeat for several (default: generate).")
-        parser.add_argument("--days", type=int, default=APIToken.DEFAULT_LIFETIME.days,
-                            help="Days until it expires; 0 for never (default: %(default)s).")
+        parser.add_argument(
+            "--site",
+            default="",
+            help="Domain of the one site the token works for (default: every site the user manages).",
+        )
+        parser.add_argument(
+            "--scope",
+            action="append",
+            choices=list(APIToken.SCOPES),
+            default=None,
+            help="What the token may do; repeat for several (default: generate).",
+        )
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=APIToken.DEFAULT_LIFETIME.days,
+            help="Days until it expires; 0 for never (default: %(default)s).",
+        )
 
     def handle(self, *args, **options) -> None:
         user = get_user_model().objects.filter(username=options["username"]).first()
@@ -43,6 +55,8 @@ class Command(BaseCommand):
         token, raw = APIToken.issue(user, options["name"], site=site, scopes=scopes, expires_at=expires)
         scope_text = f"site {site.domain}" if site else "every site they manage"
         until = f"until {expires:%Y-%m-%d}" if expires else "with no expiry"
-        self.stdout.write(f"Token for {user.username} ({token.name}), {', '.join(token.scopes)} on {scope_text}, "
-                          f"{until}; copy it now, it is not shown again:")
+        self.stdout.write(
+            f"Token for {user.username} ({token.name}), {', '.join(token.scopes)} on {scope_text}, "
+            f"{until}; copy it now, it is not shown again:"
+        )
         self.stdout.write(raw)

@@ -28,17 +28,21 @@ class Command(BaseCommand):
         call_command("loaddata", str(settings.BASE_DIR / "fixtures" / "demo.json"), verbosity=0)
         url = options["upstream_url"].rstrip("/")
         bases = {
-            "openrouter": f"{url}/openrouter/api/v1", "openai": f"{url}/openai/v1", "anthropic": f"{url}/anthropic"
+            "openrouter": f"{url}/openrouter/api/v1",
+            "openai": f"{url}/openai/v1",
+            "anthropic": f"{url}/anthropic",
         }
         for record in AIProviderSettings.objects.filter(is_demo_upstream=True).select_related("site"):
             for provider, base_url in bases.items():
                 ProviderCredential.objects.update_or_create(
-                    settings=record, name=provider,
+                    settings=record,
+                    name=provider,
                     defaults={"provider": provider, "api_key": f"emulator-demo-token-{provider}", "base_url": base_url},
                 )
             record.save()
-            self.stdout.write(f"demo upstream for {record.site.name} ({record.site.domain}): {record.provider_type} "
-                              f"via {url}")
+            self.stdout.write(
+                f"demo upstream for {record.site.name} ({record.site.domain}): {record.provider_type} via {url}"
+            )
         users = get_user_model().objects.filter(username__in=DEMO_USERS)
         for user in users:
             user.set_password(options["password"])

@@ -10,8 +10,10 @@ from integrations.usage.retention import BATCH_SIZE, cutoff, prune
 
 
 class Command(BaseCommand):
-    help = ("Delete raw AI usage ledger rows older than --days (default AI_USAGE_RETENTION_DAYS), in batches. "
-            "The daily roll-ups the dashboard reads are never deleted.")
+    help = (
+        "Delete raw AI usage ledger rows older than --days (default AI_USAGE_RETENTION_DAYS), in batches. "
+        "The daily roll-ups the dashboard reads are never deleted."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--days", type=int, help="Keep this many days of raw rows (default: the setting).")
@@ -25,5 +27,7 @@ class Command(BaseCommand):
             raise CommandError(f"--batch-size must be at least 1; got {options['batch_size']}.")
         usage.flush()  # rows still queued in this process are written (and rolled up) first
         deleted = prune(days, batch_size=options["batch_size"])
-        self.stdout.write(f"Deleted {deleted} AI usage row(s) created before {cutoff(days):%Y-%m-%d %H:%M %Z} "
-                          f"(kept {days} days; daily roll-ups kept).")
+        self.stdout.write(
+            f"Deleted {deleted} AI usage row(s) created before {cutoff(days):%Y-%m-%d %H:%M %Z} "
+            f"(kept {days} days; daily roll-ups kept)."
+        )

@@ -40,42 +40,105 @@ MILLION = Decimal(1_000_000)
 EIGHT = Decimal("0.00000001")
 
 
-COLUMNS = ("site_id", "service", "provider", "requested_model", "served_model", "attempt", "prompt_tokens",
-           "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
-           "cost_source", "saved_cost", "latency_ms", "status", "error_class", "error_message", "cache_hit",
-           "request_id", "content_label", "created_at")
-DEFAULTS = {"served_model": "", "attempt": 1, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-            "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0, "cost": None, "cost_source": "",
-            "saved_cost": Decimal(0), "latency_ms": 0, "error_class": "", "error_message": "", "cache_hit": False,
-            "request_id": "", "content_label": ""}
+COLUMNS = (
+    "site_id",
+    "service",
+    "provider",
+    "requested_model",
+    "served_model",
+    "attempt",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost",
+    "cost_source",
+    "saved_cost",
+    "latency_ms",
+    "status",
+    "error_class",
+    "error_message",
+    "cache_hit",
+    "request_id",
+    "content_label",
+    "created_at",
+)
+DEFAULTS = {
+    "served_model": "",
+    "attempt": 1,
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "total_tokens": 0,
+    "cached_tokens": 0,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
+    "cost": None,
+    "cost_source": "",
+    "saved_cost": Decimal(0),
+    "latency_ms": 0,
+    "error_class": "",
+    "error_message": "",
+    "cache_hit": False,
+    "request_id": "",
+    "content_label": "",
+}
 
 
 def fake_row(rng: random.Random, site_id: int, created_at: datetime.datetime) -> SimpleNamespace:
     """One ledger row's fields as the gateway would write them for a call at `created_at`."""
     provider, model, prompt_price, completion_price = rng.choice(MODELS)
-    row = SimpleNamespace(**DEFAULTS, site_id=site_id, service=rng.choice(SERVICES), provider=provider,
-                          requested_model=model, created_at=created_at)
+    row = SimpleNamespace(
+        **DEFAULTS,
+        site_id=site_id,
+        service=rng.choice(SERVICES),
+        provider=provider,
+        requested_model=model,
+        created_at=created_at,
+    )
     roll = rng.random()
     if roll < 0.02:
-        row.__dict__.update(attempt=0, status="refused", cost=Decimal(0), error_class=rng.choice(REFUSALS),
-                            error_message="seeded refusal")
+        row.__dict__.update(
+            attempt=0,
+            status="refused",
+            cost=Decimal(0),
+            error_class=rng.choice(REFUSALS),
+            error_message="seeded refusal",
+        )
         return row
     row.served_model = model
     if roll < 0.06:
-        row.__dict__.update(status="error", error_class=rng.choice(ERRORS), error_message="seeded error",
-                            latency_ms=int(rng.lognormvariate(7.5, 0.6)))
+        row.__dict__.update(
+            status="error",
+            error_class=rng.choice(ERRORS),
+            error_message="seeded error",
+            latency_ms=int(rng.lognormvariate(7.5, 0.6)),
+        )
         return row
     prompt, completion = rng.randint(50, 3000), rng.randint(10, 800)
     cached = rng.choice((0, 0, 0, prompt // 2))
     cost = ((prompt * prompt_price + completion * completion_price) / MILLION).quantize(EIGHT)
     row.__dict__.update(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
     if roll < 0.10:
-        row.__dict__.update(status="cached", cache_hit=True, cost=Decimal(0), cost_source="cache", saved_cost=cost,
-                            latency_ms=rng.randint(0, 5))
+        row.__dict__.update(
+            status="cached",
+            cache_hit=True,
+            cost=Decimal(0),
+            cost_source="cache",
+            saved_cost=cost,
+            latency_ms=rng.randint(0, 5),
+        )
         return row
     saved = (cached * prompt_price * Decimal("0.5") / MILLION).quantize(EIGHT)
-    row.__dict__.update(status="ok", cached_tokens=cached, cost=cost - saved, cost_source="price_table",
-                        saved_cost=saved, latency_ms=int(rng.lognormvariate(6.3, 0.5)))
+    row.__dict__.update(
+        status="ok",
+        cached_tokens=cached,
+        cost=cost - saved,
+        cost_source="price_table",
+        saved_cost=saved,
+        latency_ms=int(rng.lognormvariate(6.3, 0.5)),
+    )
     return row
 
 
@@ -94,8 +157,7 @@ def insert(rows: list[SimpleNamespace]) -> None:
         cursor.executemany(sql, values)
 
 
-def seed(rows: int, site_ids: list[int], days: int = 90, seed_value: int = 0,
-         progress: object | None = None) -> int:
+def seed(rows: int, site_ids: list[int], days: int = 90, seed_value: int = 0, progress: object | None = None) -> int:
     """Write `rows` ledger rows over the last `days` days and their roll-ups; returns the rows written."""
     rng = random.Random(seed_value)
     end = timezone.now()
@@ -104,9 +166,14 @@ def seed(rows: int, site_ids: list[int], days: int = 90, seed_value: int = 0,
     written = 0
     while written < rows:
         count = min(BATCH, rows - written)
-        batch = [fake_row(rng, site_ids[(written + i) % len(site_ids)],
-                          start + datetime.timedelta(seconds=(written + i + rng.random()) / rows * span))
-                 for i in range(count)]
+        batch = [
+            fake_row(
+                rng,
+                site_ids[(written + i) % len(site_ids)],
+                start + datetime.timedelta(seconds=(written + i + rng.random()) / rows * span),
+            )
+            for i in range(count)
+        ]
         with transaction.atomic():  # a batch and its roll-ups, together
             insert(batch)
             usage_rollups.upsert(usage_rollups.aggregate(batch))
@@ -121,8 +188,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--rows", type=int, required=True, help="How many ledger rows to create.")
-        parser.add_argument("--site", action="append", required=True, metavar="DOMAIN",
-                            help="A site's domain (repeat for several; rows are spread over them).")
+        parser.add_argument(
+            "--site",
+            action="append",
+            required=True,
+            metavar="DOMAIN",
+            help="A site's domain (repeat for several; rows are spread over them).",
+        )
         parser.add_argument("--days", type=int, default=90, help="Spread the rows over this many past days.")
         parser.add_argument("--seed", type=int, default=0, help="Random seed (same seed, same rows).")
 
@@ -142,7 +214,8 @@ class Command(BaseCommand):
             if verbose or done == options["rows"]:
                 self.stdout.write(f"  {done:,} rows ({time.perf_counter() - started:.0f} s)")
 
-        written = seed(options["rows"], [found[d] for d in options["site"]], options["days"], options["seed"],
-                       progress)
-        self.stdout.write(f"Seeded {written:,} AI usage rows and their daily roll-ups over {options['days']} days "
-                          f"for {', '.join(options['site'])} in {time.perf_counter() - started:.1f} s.")
+        written = seed(options["rows"], [found[d] for d in options["site"]], options["days"], options["seed"], progress)
+        self.stdout.write(
+            f"Seeded {written:,} AI usage rows and their daily roll-ups over {options['days']} days "
+            f"for {', '.join(options['site'])} in {time.perf_counter() - started:.1f} s."
+        )

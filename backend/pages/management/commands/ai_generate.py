@@ -40,6 +40,7 @@ class Command(BaseCommand):
             return
         failures: list[str] = []
         with tqdm(total=len(pages), desc="pages", unit="page", file=self.stderr._out, disable=False) as bar:
+
             def progress(page: Page, problem: str | None) -> None:
                 bar.update(1)
                 if problem:
