@@ -242,7 +242,8 @@ class _LocalWriter:
                 if len(self.items) < self.batch_size:  # let more arrive, unless a flush or a full batch asks
                     self.hurry.wait(conf.ledger_flush_interval())
                 self.hurry.clear()
-                batch = self._take()
+                with self.cond:  # taken under the callers' lock: a holder of it sees the queue as it is
+                    batch = self._take()
                 journal = ledger_journal.existing()
                 if journal is not None:
                     journal.sync()  # one fdatasync per batch: the rows also survive a power loss
