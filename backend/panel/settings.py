@@ -146,6 +146,10 @@ AI_COOLDOWN_AFTER_FAILURES = env.int("AI_COOLDOWN_AFTER_FAILURES", default=3)
 AI_COOLDOWN_SECONDS = env.float("AI_COOLDOWN_SECONDS", default=60.0)
 AI_CACHE_TTL = env.int("AI_CACHE_TTL", default=3600)
 AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
+# Search by meaning: the embedding model of pages ("" = the provider's default) and when a changed page is
+# re-embedded: "background" (a job off the request thread), "sync" (in the saving process), "off".
+PAGES_EMBEDDING_MODEL = env("PAGES_EMBEDDING_MODEL", default="")
+PAGES_EMBED_ON_SAVE = env("PAGES_EMBED_ON_SAVE", default="background")
 # Where a site's own base URL may point beyond public https:443 (hosts, host:port, IPs, CIDR ranges).
 AI_OUTBOUND_ALLOWLIST = env.list("AI_OUTBOUND_ALLOWLIST", default=[])
 # Providers a deployment adds by dotted path to a ProviderSpec (providers/ADDING_PROVIDERS.md).
