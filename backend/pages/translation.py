@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -284,6 +285,12 @@ def accept(proposal: Proposal, accepted: dict[str, str], user: Any = None) -> Pa
     """Save the reviewed translation: `accepted` is {prompt key: text} of the keys the person kept (edited or
     not). Creates the linked page the first time; records provenance per field and each unit's source hash.
     A unit is marked translated only when all of its keys were accepted."""
+    problems = [f"{Page._meta.get_field(k).verbose_name.capitalize()} is {len(accepted[k])} characters; at most "
+                f"{limit}." for k, limit in LIMITS.items() if k in accepted and len(accepted[k]) > limit]
+    if "title" in accepted and not accepted["title"].strip():
+        problems.append("Title is empty: write one or untick it.")
+    if problems:
+        raise ValidationError(problems)
     source = Page.objects.select_related("site").get(pk=proposal.source_id)
     origin = provenance.Origin.from_dict(proposal.origin)
     with transaction.atomic():
