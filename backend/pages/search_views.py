@@ -45,6 +45,7 @@ def take_meaning_query(model_admin: Any, request: HttpRequest) -> None:
         except AIProviderError as exc:
             model_admin.message_user(request, f"Search by meaning failed — {exc.code}: {exc.message}",
                                      messages.ERROR)
+    ranked = [item for item in ranked if item[1] > 0]  # nothing in common with the query: not a match
     ranked.sort(key=lambda item: -item[1])
     request.meaning_ids = [pk for pk, _ in ranked[:RESULTS]]  # type: ignore[attr-defined]
 
