@@ -149,3 +149,23 @@ def test_changelist_find_by_meaning_and_related_pages_in_the_form(client, emulat
     change = lambda page: reverse("admin:pages_page_change", args=[page.pk])  # noqa: E731
     assert "Related pages" in form and change(pages["cafe"]) in form
     assert not any(change(page) in form for page in foreign.values())  # the other site has the same titles
+
+
+def test_the_demo_has_two_languages_a_translated_page_and_searchable_pages(upstream):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from pages import translation
+    from pages.models import PageTranslation, SiteLanguage
+
+    call_command("load_demo", "--upstream-url", upstream.url, stdout=StringIO())
+    bakery = Page.objects.get(slug="spring-sale").site
+    assert set(SiteLanguage.objects.filter(site=bakery).values_list("code", flat=True)) >= {"en", "de"}
+    link = PageTranslation.objects.get(source__slug="spring-sale", language="de")
+    assert translation.stale_units(link) == {}  # the fixture's hashes match its source page
+    out = StringIO()
+    call_command("index_pages", "--site", bakery.domain, stdout=out)
+    assert "done" in out.getvalue()
+    assert search.nearest(bakery, "cinnamon buns sale")[0].page.slug in ("spring-sale", "spring-sale-de")
+    assert {h.page.site_id for h in search.nearest(bakery, "wedding cakes", k=10)} == {bakery.id}

@@ -149,6 +149,9 @@ AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
 # Search by meaning: the embedding model of pages ("" = the provider's default) and when a changed page is
 # re-embedded: "background" (a job off the request thread), "sync" (in the saving process), "off".
 PAGES_EMBEDDING_MODEL = env("PAGES_EMBEDDING_MODEL", default="")
+# numpy's BLAS on one thread per process: a search is one memory-bound matrix-vector product, and BLAS threads
+# spinning beside busy web workers made its p95 ten times worse (bin/bench --search). Read before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 PAGES_EMBED_ON_SAVE = env("PAGES_EMBED_ON_SAVE", default="background")
 # Where a site's own base URL may point beyond public https:443 (hosts, host:port, IPs, CIDR ranges).
 AI_OUTBOUND_ALLOWLIST = env.list("AI_OUTBOUND_ALLOWLIST", default=[])
