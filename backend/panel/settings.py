@@ -1,5 +1,6 @@
 """Panel settings. Everything deployment-specific comes from the environment (or a local `.env`)."""
 
+import os
 from pathlib import Path
 
 import environ
