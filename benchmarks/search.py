@@ -27,7 +27,8 @@ TOPICS = [
     ("travel", "flights hotels holidays beaches tours"),
     ("music", "concerts guitar piano lessons band"),
 ]
-FILLER = "our team welcomes every visitor with friendly service and good value each week".split()
+FILLER_TEXT = "our team welcomes every visitor with friendly service and good value each week"
+FILLER = FILLER_TEXT.split()
 
 
 def page_texts(count: int, seed: int = 23) -> list[tuple[str, str]]:
@@ -54,13 +55,20 @@ def search_bench(make_site: Any, emulator: Any, pages: int = 50_000, queries: in
     from pages import search
     from pages.models import Page, PageEmbedding
 
-    ModelPrice.objects.get_or_create(provider="openai", model_id="text-embedding-3-small",
-                                     defaults={"prompt_per_million": Decimal("0.02"),
-                                               "completion_per_million": Decimal(0)})
+    ModelPrice.objects.get_or_create(
+        provider="openai",
+        model_id="text-embedding-3-small",
+        defaults={"prompt_per_million": Decimal("0.02"), "completion_per_million": Decimal(0)},
+    )
     site = make_site("search.bench.local", emulator.openai_base_url, Decimal("1000"))
     started = time.perf_counter()
-    Page.objects.bulk_create([Page(site=site, title=title, slug=f"page-{i}", body=body, status="published")
-                              for i, (title, body) in enumerate(page_texts(pages))], batch_size=5000)
+    Page.objects.bulk_create(
+        [
+            Page(site=site, title=title, slug=f"page-{i}", body=body, status="published")
+            for i, (title, body) in enumerate(page_texts(pages))
+        ],
+        batch_size=5000,
+    )
     print(f"\nsearch: {pages:,} pages of one site seeded in {time.perf_counter() - started:.1f} s")
 
     rows = list(Page.objects.filter(site=site).prefetch_related("blocks").order_by("pk"))
@@ -69,16 +77,20 @@ def search_bench(make_site: Any, emulator: Any, pages: int = 50_000, queries: in
     elapsed = time.perf_counter() - started
     usage.flush()
     ledger = AIUsage.objects.filter(site=site, service=search.SERVICE)
-    print(f"embedded {report.embedded:,} pages in {report.requests} request(s) (emulator, "
-          f"text-embedding-3-small, {PageEmbedding.objects.filter(site=site).first().dimensions} dimensions) in "
-          f"{elapsed:.1f} s; cost ${report.cost} (ledger: {ledger.count()} rows, "
-          f"${sum(r.cost or 0 for r in ledger)})")
+    print(
+        f"embedded {report.embedded:,} pages in {report.requests} request(s) (emulator, "
+        f"text-embedding-3-small, {PageEmbedding.objects.filter(site=site).first().dimensions} dimensions) in "
+        f"{elapsed:.1f} s; cost ${report.cost} (ledger: {ledger.count()} rows, "
+        f"${sum(r.cost or 0 for r in ledger)})"
+    )
 
     started = time.perf_counter()
     search._matrices.clear()
     matrix = search._matrix(site.id)
-    print(f"cold load of the site's matrix ({matrix.vectors.shape[0]:,} x {matrix.vectors.shape[1]}, float32) "
-          f"from the database: {(time.perf_counter() - started) * 1000:.0f} ms")
+    print(
+        f"cold load of the site's matrix ({matrix.vectors.shape[0]:,} x {matrix.vectors.shape[1]}, float32) "
+        f"from the database: {(time.perf_counter() - started) * 1000:.0f} ms"
+    )
 
     rng = random.Random(7)
     texts = [f"{rng.choice(TOPICS)[1].split()[rng.randrange(4)]} {rng.choice(TOPICS)[0]} {i}" for i in range(queries)]
@@ -95,8 +107,10 @@ def search_bench(make_site: Any, emulator: Any, pages: int = 50_000, queries: in
         search._top(matrix, vector, 10)
         local.append((time.perf_counter() - t0) * 1000)
     print(f"{'search (k=10)':<58}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}")
-    for label, samples in ((f"nearest_ids: query embedded (1 call) + matrix, {queries} queries", full),
-                           ("in-process only (matrix product + partial sort)", local)):
+    for label, samples in (
+        (f"nearest_ids: query embedded (1 call) + matrix, {queries} queries", full),
+        ("in-process only (matrix product + partial sort)", local),
+    ):
         print(f"{label:<58}{statistics.median(samples):>8.2f}{percentile(samples, 95):>8.2f}{max(samples):>8.2f}")
 
     big = np.random.default_rng(1).standard_normal((pages, 1536), dtype=np.float32)
@@ -108,6 +122,8 @@ def search_bench(make_site: Any, emulator: Any, pages: int = 50_000, queries: in
         t0 = time.perf_counter()
         search._top(wide, vector, 10)
         samples.append((time.perf_counter() - t0) * 1000)
-    print(f"{'in-process only, 1,536 dimensions (a vendor size)':<58}{statistics.median(samples):>8.2f}"
-          f"{percentile(samples, 95):>8.2f}{max(samples):>8.2f}")
+    print(
+        f"{'in-process only, 1,536 dimensions (a vendor size)':<58}{statistics.median(samples):>8.2f}"
+        f"{percentile(samples, 95):>8.2f}{max(samples):>8.2f}"
+    )
     print(f"target: p95 < 50 ms; queries with results: {hits_ok}/{queries}")

@@ -30,8 +30,10 @@ SEEDED = {
 
 
 def seed(site, prefix: str = "") -> dict[str, Page]:
-    return {slug: PageFactory(site=site, slug=prefix + slug, title=title, body=body, meta_description="")
-            for slug, (title, body) in SEEDED.items()}
+    return {
+        slug: PageFactory(site=site, slug=prefix + slug, title=title, body=body, meta_description="")
+        for slug, (title, body) in SEEDED.items()
+    }
 
 
 def index(site) -> BatchJob:
@@ -100,8 +102,9 @@ def test_the_cached_matrix_follows_changes(emulated_site, upstream):
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
-def test_a_page_save_schedules_the_embed_job_after_commit(emulated_site, upstream, settings,
-                                                           django_capture_on_commit_callbacks):
+def test_a_page_save_schedules_the_embed_job_after_commit(
+    emulated_site, upstream, settings, django_capture_on_commit_callbacks
+):
     settings.PAGES_EMBED_ON_SAVE = "sync"
     site = emulated_site("openai")
     with django_capture_on_commit_callbacks(execute=True):

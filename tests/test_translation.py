@@ -30,8 +30,14 @@ def languages(site, *codes: str) -> None:
 
 
 def bakery(site) -> Page:
-    page = PageFactory(site=site, title="Sourdough bakery", slug="bakery", body="Our Sourdough is baked daily.",
-                       meta_title="Bakery", meta_description="Fresh bread every morning.")
+    page = PageFactory(
+        site=site,
+        title="Sourdough bakery",
+        slug="bakery",
+        body="Our Sourdough is baked daily.",
+        meta_title="Bakery",
+        meta_description="Fresh bread every morning.",
+    )
     BlockFactory(page=page, type="hero", order=0, content={"heading": "Welcome", "cta_url": "/order/"})
     return page
 
@@ -59,12 +65,17 @@ def test_translate_creates_a_linked_page_with_provenance_per_field(emulated_site
     assert translated.body == "[de] Our Sourdough is baked daily." and translated.slug == "bakery-de"
     block = translated.blocks.get()
     assert block.content == {"heading": "[de] Welcome", "cta_url": "/order/"} and link.block_map == {
-        str(hero.pk): block.pk}
+        str(hero.pk): block.pk
+    }
     rows = {(r.field, r.block_id): r for r in translated.provenance.all()}
-    assert set(rows) == {("title", None), ("body", None), ("meta_title", None), ("meta_description", None),
-                         ("block", block.pk)}
-    assert all(r.prompt_name == "pages.translate" and r.provider == provider and r.ai_generated
-               for r in rows.values())
+    assert set(rows) == {
+        ("title", None),
+        ("body", None),
+        ("meta_title", None),
+        ("meta_description", None),
+        ("block", block.pk),
+    }
+    assert all(r.prompt_name == "pages.translate" and r.provider == provider and r.ai_generated for r in rows.values())
     assert rows[("title", None)].parameters["language"] == "de"
     assert translation.stale_units(link) == {}
 
@@ -76,8 +87,11 @@ def test_the_call_is_the_sites_own_and_attributed_to_the_page(emulated_site, ups
     translation.propose(page, "de")
     usage.flush()
     row = AIUsage.objects.get(site=site)
-    assert (row.service, row.object_id, row.content_type) == ("pages.translate", page.pk,
-                                                                ContentType.objects.get_for_model(Page))
+    assert (row.service, row.object_id, row.content_type) == (
+        "pages.translate",
+        page.pk,
+        ContentType.objects.get_for_model(Page),
+    )
     assert row.cost is not None and row.cost > 0
     sent = upstream.requests[0].json
     assert sent["response_format"]["type"] == "json_schema"
@@ -106,8 +120,7 @@ def test_glossary_is_in_the_prompt_and_a_miss_gets_a_corrective_retry(emulated_s
     assert any("Brot" in miss for miss in proposal.misses)
 
 
-def test_editing_the_source_makes_only_changed_fields_stale_and_retranslation_sends_only_those(
-        emulated_site, upstream):
+def test_editing_the_source_makes_only_changed_fields_stale_and_retranslation_sends_only_those(emulated_site, upstream):
     site = emulated_site("openai")
     languages(site, "de")
     page = bakery(site)
@@ -164,8 +177,9 @@ def test_languages_are_per_site_and_bad_requests_are_typed(emulated_site, upstre
     with pytest.raises(translation.TranslationError, match="itself a translation"):
         translation.propose(translated, "de")
     assert [lang.code for lang in translation.target_languages(page)] == ["de"]
-    assert upstream.requests and all("fr" not in r.json["messages"][-1]["content"].split("into")[1][:12]
-                                     for r in upstream.requests)
+    assert upstream.requests and all(
+        "fr" not in r.json["messages"][-1]["content"].split("into")[1][:12] for r in upstream.requests
+    )
 
 
 def staff(site, *perms: str):
@@ -187,8 +201,11 @@ def test_review_then_accept_in_the_admin_and_retranslate_stale(client, emulated_
     assert "Our Sourdough is baked daily." in html and "[de] Our Sourdough is baked daily." in html
     token = review.context["token"]
     keys = list(review.context["proposal"].sources)
-    data = {"token": token, **{f"text-{k}": review.context["proposal"].translated[k] for k in keys},
-            **{f"accept-{k}": "on" for k in keys}}
+    data = {
+        "token": token,
+        **{f"text-{k}": review.context["proposal"].translated[k] for k in keys},
+        **{f"accept-{k}": "on" for k in keys},
+    }
     done = client.post(reverse("admin:pages_page_accept_translation"), data)
     translated = PageTranslation.objects.get(source=page).page
     assert done.status_code == 302 and done["Location"] == reverse("admin:pages_page_change", args=[translated.pk])

@@ -98,13 +98,21 @@ def index_pages(site_id: int, pages: list[Page], batch: int = BATCH, on_batch: A
         report.cached += result.cached
         report.cost = None if result.cost is None or report.cost is None else report.cost + result.cost
         rows = [
-            PageEmbedding(page=page, site_id=site_id, provider=result.provider, model=result.model,
-                          content_hash=digest, dimensions=len(vector),
-                          vector=np.asarray(vector, dtype="<f4").tobytes())
+            PageEmbedding(
+                page=page,
+                site_id=site_id,
+                provider=result.provider,
+                model=result.model,
+                content_hash=digest,
+                dimensions=len(vector),
+                vector=np.asarray(vector, dtype="<f4").tobytes(),
+            )
             for (page, _, digest), vector in zip(chunk, result.vectors, strict=True)
         ]
         PageEmbedding.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["page"],
+            rows,
+            update_conflicts=True,
+            unique_fields=["page"],
             update_fields=["site", "provider", "model", "content_hash", "dimensions", "vector", "updated_at"],
         )
         report.embedded += len(rows)
@@ -140,8 +148,11 @@ def _matrix(site_id: int) -> _Matrix | None:
     current = _matrices.get(site_id)
     if current is not None and current.version == version and version is not None:
         return current
-    rows = list(PageEmbedding.objects.filter(site_id=site_id).order_by("page_id")
-                .values_list("page_id", "model", "dimensions", "vector"))
+    rows = list(
+        PageEmbedding.objects.filter(site_id=site_id)
+        .order_by("page_id")
+        .values_list("page_id", "model", "dimensions", "vector")
+    )
     if not rows:
         return None
     model = max({r[1] for r in rows}, key=lambda m: sum(r[1] == m for r in rows))  # one space: the most used
@@ -154,8 +165,12 @@ def _matrix(site_id: int) -> _Matrix | None:
     if version is None:
         _bump(site_id)
         version = cache.get(_version_key(site_id))
-    built = _Matrix(version, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                    np.ascontiguousarray(vectors, dtype=np.float32), model)
+    built = _Matrix(
+        version,
+        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        model,
+    )
     with _lock:
         _matrices[site_id] = built
     return built
@@ -195,8 +210,10 @@ def nearest_ids(site_id: int, query: str, k: int = 10) -> list[tuple[int, float]
     result = CoreAIService(site=site_id, service=SERVICE).embed([query.strip()], model=model_for(site_id))
     vector = np.asarray(result.vectors[0], dtype=np.float32)
     if vector.shape[0] != matrix.vectors.shape[1]:
-        raise InvalidRequest(f"The site's pages were embedded with {matrix.model}; the query's vector has another "
-                             "size. Re-index the pages (the embed job) after changing the embedding model.")
+        raise InvalidRequest(
+            f"The site's pages were embedded with {matrix.model}; the query's vector has another "
+            "size. Re-index the pages (the embed job) after changing the embedding model."
+        )
     vector /= np.linalg.norm(vector) or 1.0
     return _top(matrix, vector, k)
 

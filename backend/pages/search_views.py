@@ -30,7 +30,7 @@ def take_meaning_query(model_admin: Any, request: HttpRequest) -> None:
         query = request.GET.copy()
         query.pop("meaning")
         request.GET = query
-    request.meaning = text  # type: ignore[attr-defined]
+    request.meaning = text
     if not text:
         return
     allowed = site_ids_for(request.user)
@@ -43,11 +43,10 @@ def take_meaning_query(model_admin: Any, request: HttpRequest) -> None:
         try:
             ranked += search.nearest_ids(site_id, text, RESULTS)
         except AIProviderError as exc:
-            model_admin.message_user(request, f"Search by meaning failed — {exc.code}: {exc.message}",
-                                     messages.ERROR)
+            model_admin.message_user(request, f"Search by meaning failed — {exc.code}: {exc.message}", messages.ERROR)
     ranked = [item for item in ranked if item[1] > 0]  # nothing in common with the query: not a match
     ranked.sort(key=lambda item: -item[1])
-    request.meaning_ids = [pk for pk, _ in ranked[:RESULTS]]  # type: ignore[attr-defined]
+    request.meaning_ids = [pk for pk, _ in ranked[:RESULTS]]
 
 
 class MeaningChangeList(ChangeList):
@@ -63,8 +62,15 @@ def by_meaning(model_admin: Any, request: HttpRequest, queryset: QuerySet) -> Qu
     ids = getattr(request, "meaning_ids", None)
     if ids is None:
         return queryset
-    rank = Case(*[When(pk=pk, then=Value(i)) for i, pk in enumerate(ids)], default=Value(len(ids)),
-                output_field=IntegerField()) if ids else Value(0, output_field=IntegerField())
+    rank = (
+        Case(
+            *[When(pk=pk, then=Value(i)) for i, pk in enumerate(ids)],
+            default=Value(len(ids)),
+            output_field=IntegerField(),
+        )
+        if ids
+        else Value(0, output_field=IntegerField())
+    )
     return queryset.filter(pk__in=ids).annotate(meaning_rank=rank)
 
 

@@ -77,7 +77,7 @@ def _embed_pages(job: Any, report: Any) -> None:
     set_total(job, len(chunks), keys=[chunk[0].pk for chunk in chunks])
     for chunk in chunks:
         checkpoint(job)
-        label = f"pages {chunk[0].pk}–{chunk[-1].pk} ({len(chunk)})"
+        label = f"pages {chunk[0].pk} to {chunk[-1].pk} ({len(chunk)})"
         try:
             done = search.index_pages(job.site_id, chunk, batch=batch)
         except AIProviderError as exc:

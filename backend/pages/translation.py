@@ -285,8 +285,11 @@ def accept(proposal: Proposal, accepted: dict[str, str], user: Any = None) -> Pa
     """Save the reviewed translation: `accepted` is {prompt key: text} of the keys the person kept (edited or
     not). Creates the linked page the first time; records provenance per field and each unit's source hash.
     A unit is marked translated only when all of its keys were accepted."""
-    problems = [f"{Page._meta.get_field(k).verbose_name.capitalize()} is {len(accepted[k])} characters; at most "
-                f"{limit}." for k, limit in LIMITS.items() if k in accepted and len(accepted[k]) > limit]
+    problems = [
+        f"{Page._meta.get_field(k).verbose_name.capitalize()} is {len(accepted[k])} characters; at most {limit}."
+        for k, limit in LIMITS.items()
+        if k in accepted and len(accepted[k]) > limit
+    ]
     if "title" in accepted and not accepted["title"].strip():
         problems.append("Title is empty: write one or untick it.")
     if problems:

@@ -39,8 +39,10 @@ class TranslateForm(forms.Form):
 
 def translations_of(page: Page) -> list[dict[str, Any]]:
     """Each existing translation of `page` with its stale units (for the screens)."""
-    return [{"link": link, "stale": translation.stale_units(link)}
-            for link in PageTranslation.objects.filter(source=page).select_related("page").order_by("language")]
+    return [
+        {"link": link, "stale": translation.stale_units(link)}
+        for link in PageTranslation.objects.filter(source=page).select_related("page").order_by("language")
+    ]
 
 
 def _label(page: Page, key: str) -> str:
@@ -49,7 +51,7 @@ def _label(page: Page, key: str) -> str:
     block_id, _, path = key.partition(".")
     block = page.blocks.filter(pk=int(block_id[1:])).first()
     kind = BLOCK_LABELS.get(block.type, block.type) if block else "Block"
-    return f"{kind} block · {path.replace('.', ' › ')}"
+    return f"{kind} block · {path.replace('.', ' / ')}"
 
 
 def _current(link: PageTranslation | None, key: str) -> str:
@@ -72,17 +74,37 @@ def _current(link: PageTranslation | None, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def render_review(model_admin: Any, request: HttpRequest, page: Page, token: str,
-                  proposal: translation.Proposal, edited: dict[str, str] | None = None) -> HttpResponse:
+def render_review(
+    model_admin: Any,
+    request: HttpRequest,
+    page: Page,
+    token: str,
+    proposal: translation.Proposal,
+    edited: dict[str, str] | None = None,
+) -> HttpResponse:
     link = PageTranslation.objects.filter(source=page, language=proposal.language).select_related("page").first()
-    rows = [{"key": key, "label": _label(page, key), "source": text, "current": _current(link, key),
-             "proposed": (edited or {}).get(key, proposal.translated.get(key, "")), "long": len(text) > 80}
-            for key, text in proposal.sources.items()]
+    rows = [
+        {
+            "key": key,
+            "label": _label(page, key),
+            "source": text,
+            "current": _current(link, key),
+            "proposed": (edited or {}).get(key, proposal.translated.get(key, "")),
+            "long": len(text) > 80,
+        }
+        for key, text in proposal.sources.items()
+    ]
     removed = [key for key in proposal.units if key not in proposal.hashes]
     context = {
-        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
-        "title": f"Review the {proposal.language} translation of “{page}”", "rows": rows, "token": token,
-        "proposal": proposal, "link": link, "removed": removed,
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": page,
+        "title": f"Review the {proposal.language} translation of “{page}”",
+        "rows": rows,
+        "token": token,
+        "proposal": proposal,
+        "link": link,
+        "removed": removed,
     }
     return TemplateResponse(request, "admin/pages/page/translation_review.html", context)
 
@@ -99,19 +121,24 @@ def translate_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRespo
         try:
             proposal = translation.propose(page, code, only_stale=form.cleaned_data["only_stale"])
         except AIProviderError as exc:
-            model_admin.message_user(request, f"No translation was proposed — {exc.code}: {exc.message}",
-                                     messages.ERROR)
+            model_admin.message_user(
+                request, f"No translation was proposed — {exc.code}: {exc.message}", messages.ERROR
+            )
         else:
             if not proposal.units:
-                model_admin.message_user(request, "The translation is up to date: nothing to translate.",
-                                         messages.INFO)
+                model_admin.message_user(request, "The translation is up to date: nothing to translate.", messages.INFO)
             else:
-                token = run_previews.keep(request, {"kind": KIND, "page_id": page.pk, "site_id": page.site_id,
-                                                    "proposal": proposal.as_dict()})
+                token = run_previews.keep(
+                    request, {"kind": KIND, "page_id": page.pk, "site_id": page.site_id, "proposal": proposal.as_dict()}
+                )
                 return render_review(model_admin, request, page, token, proposal)
     context = {
-        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, "original": page,
-        "title": f"Translate “{page}” with AI", "form": form, "translations": translations_of(page),
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "original": page,
+        "title": f"Translate “{page}” with AI",
+        "form": form,
+        "translations": translations_of(page),
     }
     return TemplateResponse(request, "admin/pages/page/translate.html", context)
 
@@ -123,8 +150,9 @@ def accept_translation_view(model_admin: Any, request: HttpRequest) -> HttpRespo
     token = request.POST.get("token", "")
     payload = run_previews.fetch(request, token, kind=KIND)
     if payload is None:
-        model_admin.message_user(request, "This translation is unknown, expired or already saved: translate again.",
-                                 messages.ERROR)
+        model_admin.message_user(
+            request, "This translation is unknown, expired or already saved: translate again.", messages.ERROR
+        )
         return HttpResponseRedirect(reverse("admin:pages_page_changelist"))
     page = editable_page(model_admin, request, payload["page_id"])
     if not can_manage(request.user, page.site_id):
@@ -141,6 +169,7 @@ def accept_translation_view(model_admin: Any, request: HttpRequest) -> HttpRespo
         model_admin.message_user(request, "Nothing was saved: " + "; ".join(exc.messages), messages.ERROR)
         return render_review(model_admin, request, page, token, proposal, edited)
     run_previews.forget(request, token)
-    model_admin.message_user(request, f"Saved {len(accepted)} translated field(s) into “{translated}”.",
-                             messages.SUCCESS)
+    model_admin.message_user(
+        request, f"Saved {len(accepted)} translated field(s) into “{translated}”.", messages.SUCCESS
+    )
     return HttpResponseRedirect(reverse("admin:pages_page_change", args=[translated.pk]))

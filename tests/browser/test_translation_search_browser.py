@@ -22,19 +22,25 @@ ROLE_PERMS = {
 def make_user(role: str, site) -> str:
     user = UserFactory(username=f"browser-{role}")
     SiteMembershipFactory(user=user, site=site)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="pages",
-                                                        codename__in=ROLE_PERMS[role]))
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="pages", codename__in=ROLE_PERMS[role]))
     return user.username
 
 
 @pytest.mark.parametrize("role", ["site_admin", "editor"])
-def test_translate_review_accept_then_stale_then_retranslate(page, live_server, admin_login, emulated_site,
-                                                              screenshot, role):
+def test_translate_review_accept_then_stale_then_retranslate(
+    page, live_server, admin_login, emulated_site, screenshot, role
+):
     site = emulated_site("openai", site=SiteFactory(domain="localhost", name="Bakery (OpenAI)"))
     SiteLanguage.objects.create(site=site, code="en", name="English", is_default=True)
     SiteLanguage.objects.create(site=site, code="de", name="German")
-    source = PageFactory(site=site, title="Sourdough bakery", slug="bakery", body="Our sourdough is baked daily.",
-                         meta_title="Bakery", meta_description="Fresh bread every morning.")
+    source = PageFactory(
+        site=site,
+        title="Sourdough bakery",
+        slug="bakery",
+        body="Our sourdough is baked daily.",
+        meta_title="Bakery",
+        meta_description="Fresh bread every morning.",
+    )
     BlockFactory(page=source, type="hero", order=0, content={"heading": "Welcome", "cta_url": "/order/"})
     if role == "editor":  # an editor may not create pages: a site admin made the first translation
         proposal = translation.propose(source, "de")
@@ -90,8 +96,7 @@ def test_translate_review_accept_then_stale_then_retranslate(page, live_server, 
 
 
 @pytest.mark.parametrize("role", ["site_admin", "editor"])
-def test_find_by_meaning_puts_the_expected_page_first(page, live_server, admin_login, emulated_site, screenshot,
-                                                      role):
+def test_find_by_meaning_puts_the_expected_page_first(page, live_server, admin_login, emulated_site, screenshot, role):
     site = emulated_site("openai", site=SiteFactory(domain="localhost", name="Town (OpenAI)"))
     seeded = {
         "bakery": ("The bakery", "Sourdough bread, rye bread and baking recipes from our ovens."),

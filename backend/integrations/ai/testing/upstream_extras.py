@@ -296,9 +296,10 @@ def embeddings(flavor: str, body: dict) -> tuple[int, dict]:
     return 200, {"object": "list", "data": data, "model": model, "usage": usage}
 
 
-_STOPWORDS = frozenset(
-    "a an and are as at be by for from has have in is it its of on or our the this to we with you your".split()
-)
+_STOPWORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of",
+    "on", "or", "our", "the", "this", "to", "we", "with", "you", "your",
+))
 
 
 def _stem(word: str) -> str:

@@ -1,4 +1,4 @@
-"""`manage.py index_pages [--site DOMAIN]`: embed the pages whose text changed, for search by meaning (a job per site)."""
+"""`manage.py index_pages [--site DOMAIN]`: embed the changed pages for search by meaning (a job per site)."""
 
 from __future__ import annotations
 
