@@ -226,3 +226,25 @@ def test_another_sites_admin_cannot_translate_or_accept(client, emulated_site, u
     client.force_login(staff(other, "view_page", "change_page", "add_page"))
     assert client.post(reverse("admin:pages_page_translate", args=[page.pk]), {"language": "de"}).status_code == 404
     assert upstream.requests == []
+
+
+def test_site_languages_and_glossary_admins_are_scoped_to_the_users_sites(client, emulated_site, upstream):
+    site, other = emulated_site("openai"), emulated_site("openai")
+    SiteLanguage.objects.create(site=other, code="fr", name="Français-other")
+    GlossaryTerm.objects.create(site=other, term="Other-term")
+    user = staff(
+        site, "view_sitelanguage", "add_sitelanguage", "change_sitelanguage", "view_glossaryterm", "add_glossaryterm"
+    )
+    client.force_login(user)
+    assert "Français-other" not in client.get(reverse("admin:pages_sitelanguage_changelist")).content.decode()
+    assert "Other-term" not in client.get(reverse("admin:pages_glossaryterm_changelist")).content.decode()
+    foreign = SiteLanguage.objects.get(site=other)
+    assert client.get(reverse("admin:pages_sitelanguage_change", args=[foreign.pk])).status_code in (302, 404)
+    refused = client.post(reverse("admin:pages_sitelanguage_add"), {"site": other.pk, "code": "it", "name": "Italian"})
+    assert refused.status_code == 200 and not SiteLanguage.objects.filter(code="it").exists()
+    bad = client.post(reverse("admin:pages_sitelanguage_add"), {"site": site.pk, "code": "not a tag", "name": "X"})
+    assert "Use a language tag such as en, de or pt-BR." in bad.content.decode()
+    client.post(reverse("admin:pages_sitelanguage_add"), {"site": site.pk, "code": "it", "name": "Italian"})
+    assert SiteLanguage.objects.filter(site=site, code="it").exists()
+    client.post(reverse("admin:pages_glossaryterm_add"), {"site": other.pk, "term": "Sneaky", "translation": ""})
+    assert not GlossaryTerm.objects.filter(term="Sneaky").exists()
