@@ -159,9 +159,13 @@ def test_an_edit_at_review_is_recorded_and_an_edit_later_clears_the_ai_marker(em
     translated = translation.accept(proposal, {**proposal.translated, "title": "Sauerteig-Bäckerei"})
     rows = {r.field: r for r in translated.provenance.filter(block=None)}
     assert rows["title"].edited_at_review and not rows["body"].edited_at_review
+    assert rows["title"].ai_generated and rows["meta_title"].ai_generated
     translated.body = "Von Hand geändert."
+    translated.title = "Von Hand"
     translated.save()
     assert not translated.provenance.get(field="body").ai_generated
+    assert not translated.provenance.get(field="title").ai_generated
+    assert translated.provenance.get(field="meta_title").ai_generated
 
 
 def test_languages_are_per_site_and_bad_requests_are_typed(emulated_site, upstream):
