@@ -209,10 +209,10 @@ def nearest_ids(site_id: int, query: str, k: int = 10) -> list[tuple[int, float]
         return []
     result = CoreAIService(site=site_id, service=SERVICE).embed([query.strip()], model=model_for(site_id))
     vector = np.asarray(result.vectors[0], dtype=np.float32)
-    if vector.shape[0] != matrix.vectors.shape[1]:
+    if result.model != matrix.model or vector.shape[0] != matrix.vectors.shape[1]:
         raise InvalidRequest(
-            f"The site's pages were embedded with {matrix.model}; the query's vector has another "
-            "size. Re-index the pages (the embed job) after changing the embedding model."
+            f"The site's pages were embedded with {matrix.model}; the query's by {result.model} "
+            "(another space). Re-index the pages (the embed job) after changing the embedding model."
         )
     vector /= np.linalg.norm(vector) or 1.0
     return _top(matrix, vector, k)

@@ -145,6 +145,8 @@ def translate_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRespo
 
 def accept_translation_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     """Save the ticked fields (with the person's edits) into the linked translation page."""
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     token = request.POST.get("token", "")
