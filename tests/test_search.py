@@ -172,3 +172,16 @@ def test_the_demo_has_two_languages_a_translated_page_and_searchable_pages(upstr
     assert "done" in out.getvalue()
     assert search.nearest(bakery, "cinnamon buns sale")[0].page.slug in ("spring-sale", "spring-sale-de")
     assert {h.page.site_id for h in search.nearest(bakery, "wedding cakes", k=10)} == {bakery.id}
+
+
+def test_a_lost_version_counter_never_serves_an_old_matrix(emulated_site, upstream):
+    from django.core.cache import cache
+
+    site = emulated_site("openai")
+    pages = seed(site)
+    index(site)
+    assert search.nearest(site, "espresso cappuccino")[0].page == pages["cafe"]
+    cache.clear()  # the shared cache lost the counter (a Redis restart); this process keeps its matrix
+    PageEmbedding.objects.filter(page=pages["cafe"]).delete()
+    search.forget(site.id)
+    assert pages["cafe"] not in [h.page for h in search.nearest(site, "espresso cappuccino", k=10)]

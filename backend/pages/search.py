@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -56,10 +57,15 @@ def _version_key(site_id: int) -> str:
 
 
 def _bump(site_id: int) -> None:
+    """Move the site's index version. A lost counter (cache cleared, Redis restarted) starts again from the clock,
+    never from 1: a process still holding the matrix of an old "version 1" must not take it as current."""
+    key = _version_key(site_id)
+    if cache.add(key, time.time_ns(), timeout=None):
+        return
     try:
-        cache.incr(_version_key(site_id))
-    except ValueError:
-        cache.set(_version_key(site_id), 1, timeout=None)
+        cache.incr(key)
+    except ValueError:  # gone between the two calls
+        cache.add(key, time.time_ns(), timeout=None)
 
 
 @dataclass
