@@ -176,8 +176,9 @@ PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUl
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
 def test_an_image_part_reaches_each_upstream(emulated_site, make_key, oai, upstream, provider):
     content = [{"type": "text", "text": "Describe this"}, {"type": "image_url", "image_url": {"url": PNG}}]
+    model = "claude-sonnet-4-20250514" if provider == "anthropic" else MODEL_FOR[provider]  # 3.5 Haiku has no vision
     reply = oai(make_key(emulated_site(provider))).chat.completions.create(
-        model=MODEL_FOR[provider], messages=[{"role": "user", "content": content}], max_tokens=50
+        model=model, messages=[{"role": "user", "content": content}], max_tokens=50
     )
     assert reply.choices[0].message.content
     sent = json.dumps(upstream.requests_for(provider)[-1].json)
