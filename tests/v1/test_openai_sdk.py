@@ -170,7 +170,10 @@ def test_a_streamed_json_schema_is_a_400_naming_it(emulated_site, make_key, oai,
     assert upstream.requests_for("anthropic") == []
 
 
-PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQ"
+    "DwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])

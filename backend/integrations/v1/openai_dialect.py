@@ -87,7 +87,7 @@ def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
 def _messages(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise BadField("messages must be a non-empty list.", "messages")
-    messages = []
+    messages: list[dict[str, Any]] = []
     for index, message in enumerate(value):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
@@ -167,6 +167,7 @@ def parse(data: Any) -> GatewayCall:
                 "before it is sent): set stream to false.",
                 "response_format",
             )
+        assert isinstance(response_format, dict)
         spec = response_format["json_schema"] if kind_of(response_format) == "json_schema" else {}
         options["response_schema"] = spec.get("schema") or {"type": "object"}
     if data.get("tools"):
