@@ -341,14 +341,7 @@ class _RedisLedger:
 
     @staticmethod
     def decode(raw: bytes | str) -> list[dict[str, Any]]:
-        rows = json.loads(raw)
-        for row in rows:
-            for name in ("cost", "saved_cost"):
-                if row.get(name) is not None:
-                    row[name] = Decimal(row[name])
-            if row.get("created_at"):
-                row["created_at"] = datetime.datetime.fromisoformat(row["created_at"])
-        return rows
+        return ledger_journal.decode(raw)  # the same JSON rows as a journal line
 
     def _run(self) -> None:
         from django.db import close_old_connections, connection
