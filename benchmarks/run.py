@@ -23,6 +23,9 @@ well under a millisecond unless told to wait.
 The database is its own file, `var/bench.sqlite3` (recreated and migrated on every run); the
 development database is never touched. Everything listens on 127.0.0.1 only.
 
+`bin/bench --search [--search-pages N]` runs only search by meaning (`benchmarks/search.py`): 50,000 pages
+of one site embedded in batches through the gateway (requests and cost printed), then search p50/p95.
+
 `bin/bench --dashboard [--dashboard-rows N]` runs only the usage dashboard step: a ledger of
 1,000,000 rows (`seed_usage`, over the last 90 days, two sites; seeded once, topped up if short)
 and the dashboard page rendered through the test client as a superuser and as a site admin,
@@ -899,6 +902,12 @@ def main() -> None:
         "--dashboard", action="store_true", help="only the usage dashboard on a seeded ledger (DATABASE_URL if set)"
     )
     parser.add_argument("--dashboard-rows", type=int, default=1_000_000, help="ledger rows for --dashboard")
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="only search by meaning: embed N pages of one site (batched), then time searches",
+    )
+    parser.add_argument("--search-pages", type=int, default=50_000, help="pages for --search")
     args = parser.parse_args()
     if args.serve_emulator:
         return serve_emulator(args.serve_emulator, args.emulator_delay)
@@ -906,6 +915,17 @@ def main() -> None:
         name, url, calls = args.overhead_worker
         setup_django(fresh=False)
         return overhead_worker(name, url, int(calls))
+    if args.search:
+        from benchmarks.search import search_bench
+
+        print(machine())
+        os.environ["PAGES_EMBED_ON_SAVE"] = "off"
+        setup_django()
+        upstream = Emulator("emulator")
+        try:
+            return search_bench(make_site, upstream, args.search_pages)
+        finally:
+            upstream.stop()
     if args.dashboard:
         print(machine())
         print(f"database: {setup_dashboard_django()}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import factory
 
-from pages.models import Block, Page
+from pages.models import Block, GlossaryTerm, Page, SiteLanguage
 from prompts.models import PromptRun, PromptTemplate, PromptTemplateVersion
 
 from .factories import SiteFactory
@@ -29,6 +29,23 @@ class BlockFactory(factory.django.DjangoModelFactory):
     type = "text"
     order = factory.Sequence(lambda n: n)
     content = factory.LazyFunction(lambda: {"body": "Fresh bread every morning."})
+
+
+class SiteLanguageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SiteLanguage
+
+    site = factory.SubFactory(SiteFactory)
+    code = factory.Sequence(lambda n: f"x{chr(97 + n // 26 % 26)}{chr(97 + n % 26)}")  # xaa, xab: valid tags
+    name = factory.Sequence(lambda n: f"Language {n}")
+
+
+class GlossaryTermFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = GlossaryTerm
+
+    site = factory.SubFactory(SiteFactory)
+    term = factory.Sequence(lambda n: f"Term {n}")
 
 
 class PromptTemplateFactory(factory.django.DjangoModelFactory):

@@ -11,15 +11,10 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from .migrating import migrate_to
+
 BEFORE = [("integrations", "0015_ledger_dead_letter")]
 AFTER = [("integrations", "0016_api_token_scopes_and_use_ai")]
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 def _latest():
@@ -31,7 +26,7 @@ def _latest():
 @pytest.mark.django_db(transaction=True)
 def test_existing_tokens_and_staff_keep_their_access():
     try:
-        old_apps = _migrate(BEFORE)
+        old_apps = migrate_to(BEFORE)
         User = old_apps.get_model("auth", "User")
         Token = old_apps.get_model("integrations", "APIToken")
         staff = User.objects.create(username="old-staff", is_staff=True)
@@ -39,7 +34,7 @@ def test_existing_tokens_and_staff_keep_their_access():
         User.objects.create(username="gone", is_staff=True, is_active=False)
         Token.objects.create(user=staff, name="storefront", prefix="pnl_abc", key_hash="h" * 64)
 
-        new_apps = _migrate(AFTER)
+        new_apps = migrate_to(AFTER)
         User = new_apps.get_model("auth", "User")
         Token = new_apps.get_model("integrations", "APIToken")
         token = Token.objects.get(name="storefront")

@@ -13,21 +13,16 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from .migrating import migrate_to
+
 BEFORE = [("integrations", "0017_virtual_keys")]
 AFTER = [("integrations", "0019_usage_daily_unpriced")]
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 @pytest.mark.django_db(transaction=True)
 def test_silently_free_rows_become_unpriced_and_nothing_else_changes():
     try:
-        apps = _migrate(BEFORE)
+        apps = migrate_to(BEFORE)
         Usage = apps.get_model("integrations", "AIUsage")
         common = {"provider": "openai", "served_model": "gpt-4o-mini-2024-07-18"}
         rows = {
@@ -49,7 +44,7 @@ def test_silently_free_rows_become_unpriced_and_nothing_else_changes():
             requests=3,
             cost=Decimal("0.3"),
         )
-        apps = _migrate(AFTER)
+        apps = migrate_to(AFTER)
         Usage = apps.get_model("integrations", "AIUsage")
         # the dashboard's roll-up of that day counts the one unpriced row of its three
         assert apps.get_model("integrations", "UsageDaily").objects.get().unpriced == 1
@@ -62,9 +57,9 @@ def test_silently_free_rows_become_unpriced_and_nothing_else_changes():
             "refused": "",
         }
         assert after["free_ok"].cost is None and after["priced"].cost == Decimal("0.1")
-        apps = _migrate(BEFORE)
+        apps = migrate_to(BEFORE)
         Usage = apps.get_model("integrations", "AIUsage")
         assert Usage.objects.get(pk=rows["free_ok"].pk).cost_source == ""
     finally:
         executor = MigrationExecutor(connection)
-        _migrate(executor.loader.graph.leaf_nodes())
+        migrate_to(executor.loader.graph.leaf_nodes())

@@ -11,6 +11,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from .migrating import migrate_to
+
 BEFORE = [("integrations", "0006_batchjob_cancel_retry"), ("sites", "0002_alter_domain_unique")]
 AFTER = [("integrations", "0009_remove_settings_key_columns")]
 
@@ -26,17 +28,10 @@ OLD = {
 }
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.mark.django_db(transaction=True)
 def test_keys_before_equal_keys_after_and_the_column_holds_ciphertext():
     try:
-        old_apps = _migrate(BEFORE)
+        old_apps = migrate_to(BEFORE)
         Site = old_apps.get_model("sites", "Site")
         Settings = old_apps.get_model("integrations", "AIProviderSettings")
         for domain, fields in OLD.items():
@@ -48,7 +43,7 @@ def test_keys_before_equal_keys_after_and_the_column_holds_ciphertext():
             for field in ("api_key", "base_url", "default_model")
         }
 
-        new_apps = _migrate(AFTER)
+        new_apps = migrate_to(AFTER)
         Credential = new_apps.get_model("integrations", "ProviderCredential")
         rows = {(c.settings.site.domain, c.name): c for c in Credential.objects.select_related("settings__site")}
         assert set(rows) == {
@@ -81,10 +76,10 @@ def test_keys_before_equal_keys_after_and_the_column_holds_ciphertext():
         ]
 
         # And back: unapplying puts the keys into the columns again.
-        old_apps = _migrate(BEFORE)
+        old_apps = migrate_to(BEFORE)
         Settings = old_apps.get_model("integrations", "AIProviderSettings")
         again = Settings.objects.get(site__domain="a.example.test")
         assert again.openai_api_key == key and again.openai_base_url == "https://proxy.example.com/v1"
     finally:
         executor = MigrationExecutor(connection)
-        _migrate(executor.loader.graph.leaf_nodes())  # the latest state, whatever came after 0007
+        migrate_to(executor.loader.graph.leaf_nodes())  # the latest state, whatever came after 0007

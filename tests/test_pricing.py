@@ -22,6 +22,8 @@ from integrations.ai.runtime.shared_cache import cache
 from integrations.ai.sites.site_config import get_snapshot
 from integrations.models import AIUsage, ModelPrice
 
+from .test_exact_costs import run  # one call, plain or streamed, and its ledger row
+
 pytestmark = pytest.mark.django_db
 MILLION = Decimal(1_000_000)
 SYSTEM = "You are the house style guide of a small newspaper, answer briefly and in plain words " * 3
@@ -41,18 +43,6 @@ def catalogue(provider_id: str, model: str, row: AIUsage) -> Decimal:
         provider_id=provider_id,
         genai_request_timestamp=datetime.datetime.now(datetime.UTC),
     ).total_price
-
-
-def run(site, stream: bool, **kwargs):
-    service = AIService(site=site)
-    if stream:
-        chunks = service.generate_stream("Summarise the style guide", temperature=0.3, **kwargs)
-        "".join(chunks)
-        result = chunks.result
-    else:
-        result = service.generate_content("Summarise the style guide", temperature=0.3, **kwargs)
-    assert usage.flush()
-    return result, AIUsage.objects.filter(site=site, status="ok").latest("id")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])

@@ -14,8 +14,8 @@ from django.utils.safestring import mark_safe
 
 from tenancy.access import SiteScopedAdminMixin
 
-from . import admin_views, batch_views, provenance, staleness
-from .models import Block, Page
+from . import admin_views, batch_views, provenance, search_views, staleness, translation_views
+from .models import Block, GlossaryTerm, Page, SiteLanguage
 
 
 class BlockInline(admin.StackedInline):
@@ -58,15 +58,16 @@ class BlockInline(admin.StackedInline):
 
 @admin.register(Page)
 class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
-    list_display = ("title", "site_name", "slug", "status", "has_meta", "ai_stale", "updated_at")
+    list_display = ("title", "site_name", "slug", "status", "has_meta", "ai_stale", "translation_status", "updated_at")
     list_filter = ("status", "site")
     search_fields = ("title", "slug", "body")
     prepopulated_fields = {"slug": ("title",)}
     inlines = [BlockInline]
     actions = ["generate_meta", "generate_meta_batch", "regenerate_stale_meta", "regenerate_stale_blocks"]
     change_form_template = "admin/pages/page/change_form.html"
-    list_select_related = ("site",)
-    readonly_fields = ("ai_provenance", "ai_spend")
+    change_list_template = "admin/pages/page/change_list.html"
+    list_select_related = ("site", "translation_of")
+    readonly_fields = ("ai_provenance", "ai_spend", "translations", "related_pages")
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         """Each AI-written meta field gets its provenance (and the AI-generated marker) beside it."""
@@ -108,6 +109,54 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             return "—"
         rows = list(obj.provenance.select_related("accepted_by"))
         return render_to_string("admin/pages/includes/provenance_list.html", {"rows": rows})
+
+    @admin.display(description="Translations")
+    def translations(self, obj: Page) -> str:
+        """The page's language links: its source (for a translation) or its translations and whether stale."""
+        if obj is None or not obj.pk:
+            return "—"
+        return render_to_string(
+            "admin/pages/includes/translations.html",
+            {
+                "source": getattr(obj, "translation_of", None) if hasattr(obj, "translation_of") else None,
+                "translations": translation_views.translations_of(obj),
+            },
+        )
+
+    @admin.display(description="Related pages")
+    def related_pages(self, obj: Page) -> str:
+        """The pages of this site nearest in meaning (from the stored vectors; no AI call)."""
+        if obj is None or not obj.pk:
+            return "—"
+        return render_to_string("admin/pages/includes/related_pages.html", {"hits": search_views.related_to(obj)})
+
+    @admin.display(description="Translation")
+    def translation_status(self, obj: Page) -> str:
+        """A translation: its language, and "translation stale" when its source changed since."""
+        link = getattr(obj, "translation_of", None) if hasattr(obj, "translation_of") else None
+        if link is None:
+            return "—"
+        from .translation import stale_units
+
+        stale = stale_units(link)
+        if stale:
+            return format_html(
+                '{} · <span class="ai-stale translation-stale" title="{}">translation stale ({})</span>',
+                link.language,
+                ", ".join(sorted(stale)),
+                len(stale),
+            )
+        return link.language
+
+    def get_queryset(self, request):
+        return search_views.by_meaning(self, request, super().get_queryset(request))
+
+    def get_changelist(self, request, **kwargs):
+        return search_views.MeaningChangeList
+
+    def changelist_view(self, request, extra_context=None):
+        search_views.take_meaning_query(self, request)
+        return super().changelist_view(request, {**(extra_context or {}), "meaning": getattr(request, "meaning", "")})
 
     @admin.display(description="Site", ordering="site__name")
     def site_name(self, obj: Page) -> str:
@@ -175,6 +224,16 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 wrap(lambda r, pk: admin_views.generate_meta_view(self, r, pk)),
                 name="pages_page_generate_meta",
             ),
+            path(
+                "<int:pk>/translate/",
+                wrap(lambda r, pk: translation_views.translate_view(self, r, pk)),
+                name="pages_page_translate",
+            ),
+            path(
+                "translation/accept/",
+                wrap(lambda r: translation_views.accept_translation_view(self, r)),
+                name="pages_page_accept_translation",
+            ),
             path("meta/accept/", wrap(lambda r: admin_views.accept_meta_view(self, r)), name="pages_page_accept_meta"),
             path(
                 "blocks/accept/",
@@ -193,3 +252,20 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+
+@admin.register(SiteLanguage)
+class SiteLanguageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    """The languages a site publishes in: its default one (what its pages are written in) and its translations."""
+
+    list_display = ("name", "code", "site", "is_default")
+    list_filter = ("site",)
+
+
+@admin.register(GlossaryTerm)
+class GlossaryTermAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
+    """Terms a site's translations keep as they are or translate one fixed way (in the prompt, checked after)."""
+
+    list_display = ("term", "translation", "language", "site")
+    list_filter = ("site",)
+    search_fields = ("term", "translation")

@@ -6,4 +6,4 @@ class PagesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import tasks  # noqa: F401  (registers the batch job handler)
+        from . import signals, tasks  # noqa: F401  (registers the batch job handlers and the re-embedding)

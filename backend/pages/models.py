@@ -94,7 +94,8 @@ class ContentProvenance(models.Model):
         ("meta_description", "Meta description"),
         ("block", "Block"),
         ("body", "Body"),
-    ]  # body: written through the JSON API
+        ("title", "Title"),
+    ]  # body: the JSON API, translations; title: translations
 
     page = models.ForeignKey(Page, on_delete=models.CASCADE, related_name="provenance")
     block = models.ForeignKey(Block, null=True, blank=True, on_delete=models.CASCADE, related_name="provenance")
@@ -146,3 +147,95 @@ class ContentProvenance(models.Model):
     @property
     def ai_generated(self) -> bool:
         return self.edited_at is None
+
+
+class SiteLanguage(models.Model):
+    """A language a site publishes in; the default one is what its own (untranslated) pages are written in."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="languages")
+    code = models.CharField(max_length=12, help_text="A language tag such as en, de or pt-BR.")
+    name = models.CharField(max_length=60, help_text="Shown to editors and named in the translation prompt.")
+    is_default = models.BooleanField(default=False, help_text="The language the site's pages are written in.")
+
+    class Meta:
+        ordering = ["site__domain", "-is_default", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "code"], name="unique_language_per_site"),
+            models.UniqueConstraint(
+                fields=["site"], condition=models.Q(is_default=True), name="one_default_language_per_site"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    def clean(self) -> None:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?", self.code or ""):
+            raise ValidationError({"code": "Use a language tag such as en, de or pt-BR."})
+
+
+class GlossaryTerm(models.Model):
+    """A term translations of a site must keep as it is, or translate one fixed way (per language or all)."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="glossary_terms")
+    term = models.CharField(max_length=100)
+    language = models.CharField(max_length=12, blank=True, help_text="Empty: every target language.")
+    translation = models.CharField(max_length=100, blank=True, help_text="Empty: keep the term as it is.")
+
+    class Meta:
+        ordering = ["site__domain", "term", "language"]
+        constraints = [models.UniqueConstraint(fields=["site", "term", "language"], name="unique_glossary_term")]
+
+    def __str__(self) -> str:
+        return f"{self.term} → {self.translation or '(kept)'}"
+
+    @property
+    def required(self) -> str:
+        """What a translation must contain where the source has the term."""
+        return self.translation or self.term
+
+
+class PageTranslation(models.Model):
+    """Links a translated page to its source page and language, with the hash of each source field it was
+    translated from: a source field whose hash differs now makes that field of the translation stale."""
+
+    source = models.ForeignKey(Page, on_delete=models.CASCADE, related_name="translations")
+    page = models.OneToOneField(Page, on_delete=models.CASCADE, related_name="translation_of")
+    language = models.CharField(max_length=12)
+    source_hashes = models.JSONField(
+        default=dict, blank=True, help_text="{field or block:<source block id>: hash of the source text}"
+    )
+    block_map = models.JSONField(default=dict, blank=True, help_text="{source block id: the translation's block id}")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source", "language"]
+        constraints = [models.UniqueConstraint(fields=["source", "language"], name="unique_translation_language")]
+
+    def __str__(self) -> str:
+        return f"{self.page} ({self.language}, translation of {self.source})"
+
+
+class PageEmbedding(models.Model):
+    """A page's vector for search by meaning, kept per site, keyed by the hash of the text it was made from.
+
+    The vector is packed float32 bytes (little-endian): a quarter of JSON's size, and loading a site's
+    50,000 rows into one numpy matrix is a `frombuffer` per row, with no parsing.
+    """
+
+    page = models.OneToOneField(Page, on_delete=models.CASCADE, related_name="embedding")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    provider = models.CharField(max_length=40)
+    model = models.CharField(max_length=200)
+    content_hash = models.CharField(max_length=64)
+    dimensions = models.PositiveIntegerField()
+    vector = models.BinaryField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["site", "model"], name="pages_embedding_site_model")]
+
+    def __str__(self) -> str:
+        return f"embedding of {self.page_id} ({self.model})"

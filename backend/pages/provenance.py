@@ -192,7 +192,7 @@ def clear_edited(page: Page, block: Block | None = None) -> int:
             if key != block.pk:
                 continue
             now_text = block_text(block.content)
-        elif row.field in (*META_FIELDS, "body"):
+        elif row.field in (*META_FIELDS, "body", "title"):
             now_text = getattr(page, row.field)
         else:
             continue

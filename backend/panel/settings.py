@@ -1,5 +1,6 @@
 """Panel settings. Everything deployment-specific comes from the environment (or a local `.env`)."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -163,6 +164,13 @@ AI_COOLDOWN_AFTER_FAILURES = env.int("AI_COOLDOWN_AFTER_FAILURES", default=3)
 AI_COOLDOWN_SECONDS = env.float("AI_COOLDOWN_SECONDS", default=60.0)
 AI_CACHE_TTL = env.int("AI_CACHE_TTL", default=3600)
 AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
+# Search by meaning: the embedding model of pages ("" = the provider's default) and when a changed page is
+# re-embedded: "background" (a job off the request thread), "sync" (in the saving process), "off".
+PAGES_EMBEDDING_MODEL = env("PAGES_EMBEDDING_MODEL", default="")
+# numpy's BLAS on one thread per process: a search is one memory-bound matrix-vector product, and BLAS threads
+# spinning beside busy web workers made its p95 ten times worse (bin/bench --search). Read before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+PAGES_EMBED_ON_SAVE = env("PAGES_EMBED_ON_SAVE", default="background")
 # Where a site's own base URL may point beyond public https:443 (hosts, host:port, IPs, CIDR ranges).
 AI_OUTBOUND_ALLOWLIST = env.list("AI_OUTBOUND_ALLOWLIST", default=[])
 # Providers a deployment adds by dotted path to a ProviderSpec (providers/ADDING_PROVIDERS.md).

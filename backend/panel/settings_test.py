@@ -27,6 +27,7 @@ if not REDIS_URL:  # noqa: F405  (the PostgreSQL+Redis CI run keeps its shared c
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
 # Tasks run in-process unless a test hands them to a real worker (tests/test_jobs.py, Redis pass).
 CELERY_TASK_ALWAYS_EAGER = True
+PAGES_EMBED_ON_SAVE = "off"  # tests that index pages call the job or turn it on
 
 # Every response the suite produces is scanned for key-shaped text (tests/leakcheck.py).
 MIDDLEWARE = [*MIDDLEWARE, "tests.leakcheck.LeakCheckMiddleware"]  # noqa: F405

@@ -32,7 +32,6 @@ def test_openai_request_becomes_one_gateway_call():
                 {"role": "developer", "content": "Be brief."},
                 {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
             ],
-            "response_format": {"type": "json_object"},
             "store": False,
             "metadata": {"x": "y"},
         }
@@ -50,7 +49,6 @@ def test_openai_request_becomes_one_gateway_call():
         "seed": 7,
         "stop": ["END"],
         "user": "u-1",
-        "response_format": {"type": "json_object"},
     }
 
 
@@ -60,19 +58,17 @@ def test_openai_request_becomes_one_gateway_call():
         ({"messages": USER}, "model", BadField),
         ({"model": "m", "messages": []}, "messages", BadField),
         ({"model": "m", "messages": USER, "n": 2}, "n", Unsupported),
-        ({"model": "m", "messages": USER, "tools": [{"type": "function"}]}, "tools", Unsupported),
-        ({"model": "m", "messages": USER, "tool_choice": "required"}, "tool_choice", Unsupported),
+        ({"model": "m", "messages": USER, "functions": [{"name": "f"}]}, "functions", Unsupported),
+        ({"model": "m", "messages": USER, "tool_choice": "required"}, "tool_choice", BadField),
+        ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id", BadField),
         (
-            {"model": "m", "messages": [{"role": "tool", "content": "x", "tool_call_id": "c"}]},
-            "messages[0]",
-            Unsupported,
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": 3}]}]},
+            "messages[0].content[0]",
+            BadField,
         ),
         (
-            {
-                "model": "m",
-                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}],
-            },
-            "messages[0].content[0]",
+            {"model": "m", "messages": USER, "stream": True, "response_format": {"type": "json_object"}},
+            "response_format",
             Unsupported,
         ),
         ({"model": "m", "messages": USER, "temperature": "hot"}, "temperature", BadField),

@@ -10,6 +10,7 @@ import json
 from decimal import Decimal
 
 import openai
+import pydantic
 import pytest
 
 from integrations.ai.ledger import usage
@@ -90,22 +91,101 @@ def test_json_schema_response_format_reaches_an_openai_upstream(emulated_site, m
     assert upstream.requests_for("openai")[-1].json["response_format"]["json_schema"]["schema"] == schema
 
 
-def test_json_schema_on_an_upstream_without_it_is_a_400_naming_it(emulated_site, make_key, oai, upstream):
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Find a bakery",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_a_two_step_tool_conversation_on_each_upstream(emulated_site, make_key, oai, upstream, provider):
+    site = emulated_site(provider)
+    client = oai(make_key(site))
+    upstream.script(flavor=provider, tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    first = client.chat.completions.create(model=MODEL_FOR[provider], messages=HELLO, tools=TOOLS)
+
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert (call.type, call.function.name, json.loads(call.function.arguments)) == (
+        "function",
+        "lookup",
+        {"city": "Lyon"},
+    )
+    history = [
+        *HELLO,
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "Chez Paul, rue Neuve"},
+    ]
+    final = client.chat.completions.create(model=MODEL_FOR[provider], messages=history, tools=TOOLS)
+    assert final.choices[0].finish_reason == "stop" and final.choices[0].message.content
+    sent = json.dumps(upstream.requests_for(provider)[-1].json)
+    assert "Chez Paul, rue Neuve" in sent and call.id in sent  # the tool result reached the vendor, tied to its call
+    usage.flush()
+    rows = AIUsage.objects.filter(site=site)
+    assert rows.count() == 2 and all(r.api_key_id and r.cost > 0 for r in rows)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_a_streamed_tool_call_assembled_by_the_sdk(emulated_site, make_key, oai, upstream, provider):
+    client = oai(make_key(emulated_site(provider)))
+    upstream.script(flavor=provider, tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    with client.beta.chat.completions.stream(model=MODEL_FOR[provider], messages=HELLO, tools=TOOLS) as stream:
+        for _ in stream:
+            pass
+        done = stream.get_final_completion()
+    call = done.choices[0].message.tool_calls[0]
+    assert done.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("lookup", {"city": "Lyon"})
+
+
+class Bakery(pydantic.BaseModel):
+    name: str
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_json_schema_on_each_upstream_parses_into_a_pydantic_model(emulated_site, make_key, oai, upstream, provider):
+    site = emulated_site(provider)
+    reply = oai(make_key(site)).beta.chat.completions.parse(
+        model=MODEL_FOR[provider], messages=HELLO, response_format=Bakery
+    )
+    assert isinstance(reply.choices[0].message.parsed, Bakery)
+    usage.flush()
+    assert AIUsage.objects.filter(site=site, status="ok").exists()
+
+
+def test_a_streamed_json_schema_is_a_400_naming_it(emulated_site, make_key, oai, upstream):
     client = oai(make_key(emulated_site("anthropic")))
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
-            model="claude-3-5-haiku", messages=HELLO, response_format={"type": "json_object"}
+            model="claude-3-5-haiku", messages=HELLO, response_format={"type": "json_object"}, stream=True
         )
-    assert "response_format" in caught.value.message
+    assert caught.value.body["param"] == "response_format" and "stream" in caught.value.message
     assert upstream.requests_for("anthropic") == []
 
 
-def test_tools_are_refused_by_name_not_ignored(emulated_site, make_key, oai, upstream):
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
-    with pytest.raises(openai.BadRequestError) as caught:
-        oai(make_key(emulated_site("openai"))).chat.completions.create(model="gpt-4o-mini", messages=HELLO, tools=tools)
-    assert caught.value.body["param"] == "tools" and "tools" in caught.value.message
-    assert upstream.requests == []
+PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQ"
+    "DwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_an_image_part_reaches_each_upstream(emulated_site, make_key, oai, upstream, provider):
+    content = [{"type": "text", "text": "Describe this"}, {"type": "image_url", "image_url": {"url": PNG}}]
+    model = "claude-sonnet-4-20250514" if provider == "anthropic" else MODEL_FOR[provider]  # 3.5 Haiku has no vision
+    reply = oai(make_key(emulated_site(provider))).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": content}], max_tokens=50
+    )
+    assert reply.choices[0].message.content
+    sent = json.dumps(upstream.requests_for(provider)[-1].json)
+    assert "iVBORw0KGgo" in sent  # the image's bytes reached the vendor in its own format
 
 
 def test_models_list_is_the_sites_models_the_key_may_call(emulated_site, make_key, oai):

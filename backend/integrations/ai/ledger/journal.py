@@ -66,7 +66,8 @@ def encode(rows: list[dict[str, Any]]) -> bytes:
     return (json.dumps(plain, separators=(",", ":")) + "\n").encode()
 
 
-def decode(line: bytes) -> list[dict[str, Any]]:
+def decode(line: bytes | str) -> list[dict[str, Any]]:
+    """Rows from one JSON line (a journal's, or an entry of the Redis ledger list)."""
     rows = json.loads(line)
     for row in rows:
         for name in ("cost", "saved_cost"):

@@ -246,7 +246,8 @@ class _LocalWriter:
                 if len(self.items) < self.batch_size:  # let more arrive, unless a flush or a full batch asks
                     self.hurry.wait(conf.ledger_flush_interval())
                 self.hurry.clear()
-                batch = self._take()
+                with self.cond:  # taken under the callers' lock: a holder of it sees the queue as it is
+                    batch = self._take()
                 journal = ledger_journal.existing()
                 if journal is not None:
                     journal.sync()  # one fdatasync per batch: the rows also survive a power loss
@@ -345,14 +346,7 @@ class _RedisLedger:
 
     @staticmethod
     def decode(raw: bytes | str) -> list[dict[str, Any]]:
-        rows = json.loads(raw)
-        for row in rows:
-            for name in ("cost", "saved_cost"):
-                if row.get(name) is not None:
-                    row[name] = Decimal(row[name])
-            if row.get("created_at"):
-                row["created_at"] = datetime.datetime.fromisoformat(row["created_at"])
-        return rows
+        return ledger_journal.decode(raw)  # the same JSON rows as a journal line
 
     def _run(self) -> None:
         from django.db import close_old_connections, connection

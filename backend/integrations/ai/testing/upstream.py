@@ -769,7 +769,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not (script and script.content is not None) and pictures and schema:  # e.g. alt text: JSON in shape
             content = _cms_answer(system, last, schema) or json.dumps(_instance(schema, content))
         if not (script and script.content is not None) and answered is None and not pictures:
-            cms = _cms_answer(system, last, schema)
+            cms = extras.translation_answer(system, last, schema) or _cms_answer(system, last, schema)
             if cms is not None:  # a CMS service asked for meta or a block: JSON in that shape
                 content = cms
             elif schema:  # structured outputs of another shape
@@ -884,7 +884,11 @@ class _Handler(BaseHTTPRequestHandler):
         system_text = system if isinstance(system, str) else _text_of(system)
 
         def instance(schema: dict, text: str) -> Any:
-            cms = _cms_answer(system_text, last, schema) if schema.get("properties") else None
+            cms = (
+                extras.translation_answer(system_text, last, schema) or _cms_answer(system_text, last, schema)
+                if schema.get("properties")
+                else None
+            )
             return json.loads(cms) if cms is not None else _instance(schema, " ".join(text.split()[:40]))
 
         return extras.tool_calls_for(flavor, body, messages, script.tool_calls if script else None, instance, last)

@@ -38,7 +38,7 @@ EMBEDDING_MODELS = {
 }
 EMBEDDING_MAX_INPUTS = 2048
 EMBEDDING_MAX_TOKENS = 300_000
-EMBEDDING_DIMENSIONS = 8  # the emulator's vectors are short unless `dimensions` asks otherwise
+EMBEDDING_DIMENSIONS = 64  # shorter than a vendor's (1,536) unless `dimensions` asks: enough for hashed words
 ANTHROPIC_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
@@ -296,6 +296,88 @@ def embeddings(flavor: str, body: dict) -> tuple[int, dict]:
     return 200, {"object": "list", "data": data, "model": model, "usage": usage}
 
 
+_STOPWORDS = frozenset(
+    (
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "the",
+        "this",
+        "to",
+        "we",
+        "with",
+        "you",
+        "your",
+    )
+)
+
+
+def _stem(word: str) -> str:
+    """A crude stem, so "recipes" and "recipe", "baking" and "bake" meet in one dimension."""
+    for suffix in ("ing", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
 def _vector(text: str, dims: int) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    return [round((digest[i % len(digest)] - 128) / 128, 6) for i in range(dims)]
+    """A unit vector of hashed words (feature hashing, signed), as a vendor's vectors are of unit length:
+    texts sharing words point the same way, so search by meaning works on the emulator. A text with no
+    word falls back to its digest."""
+    words = [_stem(w) for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in _STOPWORDS and len(w) > 1]
+    if not words:
+        digest = hashlib.sha256(text.encode()).digest()
+        raw = [(digest[i % len(digest)] - 128) / 128 for i in range(dims)]
+    else:
+        raw = [0.0] * dims
+        for word in words:
+            digest = hashlib.sha256(word.encode()).digest()
+            raw[int.from_bytes(digest[:4], "big") % dims] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [round(x / norm, 6) for x in raw]
+
+
+# -- translation -----------------------------------------------------------------------------------------
+_TARGET = re.compile(r"into [^\n(]*\(([A-Za-z-]{2,12})\)")
+_GLOSSARY_LINE = re.compile(r'^- "([^"]+)" -> (?:"([^"]+)"|keep as is)$', re.MULTILINE)
+_FIELDS = re.compile(r"^Fields:\n(\{.*\})\s*$", re.DOTALL | re.MULTILINE)
+
+
+def translation_answer(system: str, last: str, schema: dict | None) -> str | None:
+    """JSON for a page translation request (`pages.translation`), else None: each field's text tagged
+    with the target language, the glossary's fixed translations applied, so tests see both arrive."""
+    if "translate" not in system.lower():
+        return None
+    target, fields = _TARGET.search(last), _FIELDS.search(last)
+    if target is None or fields is None:
+        return None
+    try:
+        source = json.loads(fields.group(1))
+    except ValueError:
+        return None
+    glossary = [(term, fixed) for term, fixed in _GLOSSARY_LINE.findall(last) if fixed]
+    keys = list((schema or {}).get("properties") or source)
+    answer = {}
+    for key in keys:
+        text = str(source.get(key, ""))
+        for term, fixed in glossary:
+            text = re.sub(rf"\b{re.escape(term)}\b", fixed, text, flags=re.IGNORECASE)
+        answer[key] = f"[{target.group(1)}] {text}"
+    return json.dumps(answer, ensure_ascii=False)

@@ -37,7 +37,7 @@ class GatewayCall:
     """The arguments of one `AIService.complete` / `stream_messages` call, plus how to answer."""
 
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     max_tokens: int
     temperature: float
     system_prompt: str | None = None

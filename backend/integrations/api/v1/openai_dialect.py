@@ -32,7 +32,6 @@ from .failures import Failure
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Fields asking for what the gateway cannot give yet: refused with a 400 naming them, never ignored.
 UNSUPPORTED = {
-    "tools": "tools (function calling)",
     "functions": "functions (function calling)",
     "logit_bias": "logit_bias",
     "audio": "audio output",
@@ -52,18 +51,29 @@ ERROR_TYPES = {
 }
 
 
-def _text(content: Any, where: str) -> str:
-    """A message's content as text: a string, or a list of text parts (other parts are refused)."""
+def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
+    """A message's content: a string, text parts joined, or neutral text + image parts when images are in it."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list) or not content:
         raise BadField(f"{where} must be a string or a non-empty list of content parts.", where)
-    texts = []
+    texts: list[str] = []
+    parts: list[dict[str, Any]] = []
     for index, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
-        elif kind in ("image_url", "input_audio", "file"):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            image = {"url": image} if isinstance(image, str) else image
+            if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+                raise BadField(f"{where}[{index}].image_url.url must be an https or data: URL.", f"{where}[{index}]")
+            neutral = {"type": "image", "url": image["url"]}  # the gateway's image part (providers/images.py)
+            if image.get("detail"):
+                neutral["detail"] = image["detail"]
+            parts.append(neutral)
+        elif kind in ("input_audio", "file"):
             raise Unsupported(
                 f"{where}[{index}] is {kind} content: this gateway takes text content only.", f"{where}[{index}]"
             )
@@ -71,26 +81,44 @@ def _text(content: Any, where: str) -> str:
             raise BadField(
                 f'{where}[{index}] must be a text part ({{"type": "text", "text": ...}}).', f"{where}[{index}]"
             )
-    return "\n".join(texts)
+    return parts if len(parts) > len(texts) else "\n".join(texts)
 
 
-def _messages(value: Any) -> list[dict[str, str]]:
+def _messages(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise BadField("messages must be a non-empty list.", "messages")
-    messages = []
+    messages: list[dict[str, Any]] = []
     for index, message in enumerate(value):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
             raise BadField(f"{where} must be an object with role and content.", where)
         role = message.get("role")
-        if role in ("tool", "function") or message.get("tool_calls") or message.get("function_call"):
-            raise Unsupported(
-                f"{where} is part of a tool call: tools (function calling) are not supported by this gateway yet.",
-                where,
-            )
+        if role == "function" or message.get("function_call"):
+            raise Unsupported(f"{where} uses the legacy function_call shape: use tools and tool_calls.", where)
+        if role == "tool":  # a tool's result, the gateway's neutral shape (providers/conversation.py)
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise BadField(f"{where}.tool_call_id names the call this result answers.", f"{where}.tool_call_id")
+            content = message.get("content")
+            text = content if isinstance(content, str) else _content(content, f"{where}.content")
+            if not isinstance(text, str):
+                raise BadField(f"{where}.content of a tool result must be text.", f"{where}.content")
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+            continue
         if role not in ROLES:
-            raise BadField(f"{where}.role must be one of system, developer, user, assistant.", f"{where}.role")
-        messages.append({"role": ROLES[role], "content": _text(message.get("content"), f"{where}.content")})
+            raise BadField(f"{where}.role must be one of system, developer, user, assistant, tool.", f"{where}.role")
+        if role == "assistant" and message.get("tool_calls"):
+            # OpenAI's {id, type, function: {name, arguments}} calls; conversation.py reads that shape.
+            content = message.get("content")
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": _content(content, f"{where}.content") if content else "",
+                    "tool_calls": message["tool_calls"],
+                }
+            )
+            continue
+        messages.append({"role": ROLES[role], "content": _content(message.get("content"), f"{where}.content")})
     return messages
 
 
@@ -107,9 +135,6 @@ def parse(data: Any) -> GatewayCall:
         raise Unsupported("Only one choice per request is supported (n must be 1).", "n")
     if "audio" in (data.get("modalities") or ()):
         raise Unsupported("audio output is not supported by this gateway yet.", "modalities")
-    tool_choice = data.get("tool_choice")
-    if tool_choice not in (None, "none", "auto"):
-        raise Unsupported("tool_choice needs tools, which this gateway does not support yet.", "tool_choice")
     model = need_str(data, "model", required=True)
     assert model is not None
     max_tokens = need_int(data, "max_completion_tokens") or need_int(data, "max_tokens") or DEFAULT_MAX_TOKENS
@@ -132,9 +157,27 @@ def parse(data: Any) -> GatewayCall:
             raise BadField(
                 "response_format.json_schema must be an object with name and schema.", "response_format.json_schema"
             )
-        if kind != "text":  # the provider takes it, or refuses it by name (validate_request)
-            options["response_format"] = response_format
     stream = need_bool(data, "stream")
+    if kind_of(response_format) in ("json_object", "json_schema"):
+        # The gateway's structured output (structured.py): native on OpenAI/OpenRouter, through a forced
+        # tool on Anthropic, validated with one corrective retry. A stream cannot be validated first.
+        if stream:
+            raise Unsupported(
+                "response_format json_schema/json_object cannot be streamed here (the answer is validated "
+                "before it is sent): set stream to false.",
+                "response_format",
+            )
+        assert isinstance(response_format, dict)
+        spec = response_format["json_schema"] if kind_of(response_format) == "json_schema" else {}
+        options["response_schema"] = spec.get("schema") or {"type": "object"}
+    if data.get("tools"):
+        options["tools"] = data["tools"]  # OpenAI's function tools; providers/tools.py normalizes them
+    if data.get("tool_choice") is not None:
+        if not data.get("tools"):
+            if data["tool_choice"] not in ("none", "auto"):
+                raise BadField("tool_choice needs tools: give the tools it chooses among.", "tool_choice")
+        else:
+            options["tool_choice"] = data["tool_choice"]
     stream_options = data.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
         raise BadField("stream_options must be an object.", "stream_options")
@@ -148,6 +191,18 @@ def parse(data: Any) -> GatewayCall:
         stream=stream,
         include_usage=include_usage,
     )
+
+
+def kind_of(response_format: Any) -> str | None:
+    return response_format.get("type") if isinstance(response_format, dict) else None
+
+
+def tool_calls(result: GenerationResult) -> list[dict[str, Any]]:
+    """The result's calls in OpenAI's shape, arguments as JSON text."""
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(dict(c.arguments))}}
+        for c in result.tool_calls
+    ]
 
 
 def finish_reason(result: GenerationResult | None) -> str:
@@ -173,6 +228,14 @@ def new_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
+def message(result: GenerationResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": "assistant", "content": result.content, "refusal": None, "annotations": []}
+    if result.tool_calls:
+        out["content"] = result.content or None
+        out["tool_calls"] = tool_calls(result)
+    return out
+
+
 def completion(result: GenerationResult) -> dict[str, Any]:
     """A `chat.completion` object for a finished call."""
     return {
@@ -183,7 +246,7 @@ def completion(result: GenerationResult) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.content, "refusal": None, "annotations": []},
+                "message": message(result),
                 "logprobs": None,
                 "finish_reason": finish_reason(result),
             }
@@ -226,7 +289,19 @@ class Chunks:
         return self._chunk(self._choice({"content": text}))
 
     def end(self, result: GenerationResult | None) -> bytes:
-        out = self._chunk(self._choice({}, finish_reason(result)))
+        out = b""
+        for index, call in enumerate(tool_calls(result) if result is not None else []):
+            # OpenAI's shape: the call's id and name first, then its arguments' text as a fragment.
+            head = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
+            out += self._chunk(self._choice({"tool_calls": [head]}))
+            fragment = {"index": index, "function": {"arguments": call["function"]["arguments"]}}
+            out += self._chunk(self._choice({"tool_calls": [fragment]}))
+        out += self._chunk(self._choice({}, finish_reason(result)))
         if self.include_usage and result is not None:
             out += self._chunk([], usage=usage(result))
         return out + b"data: [DONE]\n\n"

@@ -25,7 +25,8 @@ class Command(BaseCommand):
         parser.add_argument("--password", default="demo", help="Password for the demo users.")
 
     def handle(self, *args, **options) -> None:
-        call_command("loaddata", str(settings.BASE_DIR / "fixtures" / "demo.json"), verbosity=0)
+        for fixture in ("demo.json", "demo_translation.json"):  # demo_translation: languages, a translated page
+            call_command("loaddata", str(settings.BASE_DIR / "fixtures" / fixture), verbosity=0)
         url = options["upstream_url"].rstrip("/")
         bases = {
             "openrouter": f"{url}/openrouter/api/v1",
