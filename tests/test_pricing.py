@@ -13,10 +13,11 @@ from decimal import Decimal
 import pytest
 from genai_prices import Usage, calc_price
 
+from integrations.ai import pricing
 from integrations.ai.gateway.service import AIService
 from integrations.ai.governance import budget_windows
 from integrations.ai.governance.budget import counter_keys
-from integrations.ai.ledger import pricing, usage
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import BudgetExceeded, PolicyViolation, UnpricedModel
 from integrations.ai.runtime.shared_cache import cache
 from integrations.ai.sites.site_config import get_snapshot

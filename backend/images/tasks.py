@@ -14,7 +14,7 @@ from celery import shared_task
 from django.contrib.sites.models import Site
 
 from integrations.ai import AIService
-from integrations.ai.ledger.pricing import MILLION, unpriced_price
+from integrations.ai.pricing import MILLION, unpriced_price
 from integrations.ai.providers.errors import AIProviderError
 from integrations.ai.providers.images import image_tokens
 from integrations.jobs.estimate import Call, Estimate, estimate

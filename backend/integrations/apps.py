@@ -7,15 +7,17 @@ class IntegrationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from integrations import signals  # noqa: F401
-        from integrations.ai import observability
+        from integrations import signals  # noqa: F401  (cache receivers)
+        from integrations.ai import observability, ports
         from integrations.ai.ledger import writer as ledger_writer
         from integrations.ai.runtime.conf import load_provider_specs
         from integrations.api.v1 import admin as v1_admin  # noqa: F401  (the virtual keys' admin)
         from integrations.api.v1 import keys
-        from integrations.jobs import admin as batch_admin  # noqa: F401
-        from integrations.usage import admin as admin_usage  # noqa: F401  (ledger, batch-job admins; cache receivers)
+        from integrations.jobs import admin as batch_admin  # noqa: F401  (the batch-job admin)
+        from integrations.store import DjangoStore
+        from integrations.usage import admin as admin_usage  # noqa: F401  (the ledger admins)
 
+        ports.install(DjangoStore())  # the gateway's reads and writes of the database (integrations.ai.ports)
         keys.connect()  # a saved or revoked virtual key is re-read by every process
         load_provider_specs()  # providers a deployment adds by dotted path (AI_PROVIDER_SPECS)
 

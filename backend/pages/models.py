@@ -33,12 +33,6 @@ class Page(models.Model):
     def __str__(self) -> str:
         return self.title
 
-    def save(self, *args, **kwargs) -> None:
-        super().save(*args, **kwargs)
-        from .provenance import clear_edited
-
-        clear_edited(self)  # a field a person changed is no longer the AI's text
-
     @property
     def missing_meta(self) -> bool:
         return not (self.meta_title and self.meta_description)
@@ -57,12 +51,6 @@ class Block(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} block #{self.order} of {self.page}"
-
-    def save(self, *args, **kwargs) -> None:
-        super().save(*args, **kwargs)
-        from .provenance import clear_edited
-
-        clear_edited(self.page, block=self)
 
     def clean(self) -> None:
         try:

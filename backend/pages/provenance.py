@@ -210,3 +210,15 @@ def page_spend(page: Page) -> Decimal | None:
             unknown = False
             seen[row.request_id or f"row-{row.pk}"] = row.cost
     return None if unknown else sum(seen.values(), Decimal(0))
+
+
+def page_saved(sender: Any, instance: Page, raw: bool = False, **kwargs: Any) -> None:
+    """post_save of a Page: a meta field a person changed is no longer the AI's text (not for fixtures)."""
+    if not raw:
+        clear_edited(instance)
+
+
+def block_saved(sender: Any, instance: Block, raw: bool = False, **kwargs: Any) -> None:
+    """post_save of a Block: a block a person changed is no longer the AI's text (not for fixtures)."""
+    if not raw:
+        clear_edited(instance.page, block=instance)

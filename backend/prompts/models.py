@@ -69,13 +69,6 @@ class PromptTemplate(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save, then keep the saved text as a new immutable version (when it differs from the latest)."""
-        super().save(*args, **kwargs)
-        from .template_versions import record_version
-
-        record_version(self, user=self.version_author, draft=self.save_as_draft)
-
     @property
     def variables(self) -> list[str]:
         return template_variables(self.template)

@@ -130,3 +130,10 @@ def diff(old: PromptTemplateVersion | None, new: PromptTemplateVersion) -> list[
             continue
         out.append((line[0], line[2:]))
     return out
+
+
+def template_saved(sender: Any, instance: PromptTemplate, raw: bool = False, **kwargs: Any) -> None:
+    """post_save of a PromptTemplate: keep the saved text as a new immutable version (when it differs
+    from the latest); `version_author` and `save_as_draft` are what the saving screen set on it."""
+    if not raw:
+        record_version(instance, user=instance.version_author, draft=instance.save_as_draft)

@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from integrations.ai.ledger import pricing
+from integrations.ai import pricing
 from integrations.ai.sites.site_config import get_snapshot
 
 RECENT_DAYS = 30

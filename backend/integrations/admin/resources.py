@@ -69,7 +69,7 @@ class ModelMappingResource(FormulaSafeResource):
     def __init__(self, user: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.user = user
-        self._rows_by_key: dict[tuple[Any, str, str], int] = {}
+        self._rows_by_key: dict[tuple[Any, str, str], Any] = {}
 
     def before_import(self, dataset: Any, **kwargs: Any) -> None:
         self._rows_by_key = {}

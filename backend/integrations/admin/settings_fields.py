@@ -296,7 +296,7 @@ class PercentagesField(forms.CharField):
             return ", ".join(str(item) for item in value)
         return value
 
-    def to_python(self, value: Any) -> list[int]:  # type: ignore[override]
+    def to_python(self, value: Any) -> list[int]:
         if isinstance(value, list):
             return value
         result = []

@@ -123,6 +123,7 @@ def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
     from integrations.admin import prices as admin_prices
 
     admin_prices.warn_unpriced(request, record.site_id, result)  # "calls to X have no price: add one"
+    resolve_error: AIProviderError | None
     try:
         resolution = ProviderFactory.resolve(None, record.site_id)
     except AIProviderError as exc:
@@ -205,6 +206,8 @@ def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRes
             for delta in stream:
                 yield f"data: {json.dumps({'delta': delta})}\n\n"
             result = stream.result
+            if result is None:  # the stream ended without its final result: say so rather than crash
+                raise RuntimeError("the stream ended without a result")
             yield (
                 "data: "
                 + json.dumps(

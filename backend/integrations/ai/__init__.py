@@ -1,10 +1,11 @@
 """Panel's AI layer.
 
-Layers, top down: `service` (what CMS code calls) -> `factory` (which provider, for
-which site, with whose key) -> `providers.<vendor>_provider` (one wire format each, under
-`providers.base`) -> the vendor SDK. `providers.errors` is the one exception hierarchy,
-`providers.model_mapper` translates model names, `conf` and `site_config` read settings, and
-`testing.upstream` emulates the vendors on loopback for tests and the demo.
+Rooms, top down (`.importlinter` holds the order): `gateway` (AIService, the one pipeline; the
+factory) -> `governance` (admission: policy, rate limits, budgets) -> `ledger` (rows, writer,
+journal) -> `sites` (a site's snapshot, policy, the calling key) -> `pricing` -> `runtime` (settings,
+clock, shared cache) -> `ports` (what the gateway asks of the database; the Django side implements
+it) -> `providers` (one wire format per vendor, a Django-free leaf). `observability` hooks into the
+pipeline; `testing.upstream` emulates the vendors on loopback for tests and the demo.
 
 Names are imported lazily so `import integrations.ai` loads no SDK and no Django model.
 """

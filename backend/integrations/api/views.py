@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import connection, transaction
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -30,10 +30,10 @@ from integrations.ai.ledger import usage
 from integrations.ai.providers import errors
 from integrations.ai.runtime import conf
 from integrations.ai.sites.site_config import get_snapshot
+from integrations.api import targets
 from integrations.models import APIToken
 from tenancy.access import can_manage
 
-SAVABLE_FIELDS = ("meta_title", "meta_description", "body")
 MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
 
 STATUS_FOR = [  # most specific first
@@ -328,14 +328,15 @@ def _generate(request: HttpRequest) -> JsonResponse:
         for name in ("model", "provider", "system_prompt", "field"):
             _str(data, name)
         if data.get("page_id") is not None:
-            from pages.models import Page
-
+            pages = targets.get("page")
+            if pages is None:
+                raise errors.InvalidRequest("page_id is not accepted: no app that stores pages is installed.")
             page_id = data["page_id"]
             if isinstance(page_id, bool) or not isinstance(page_id, int) or not 0 < page_id <= MAX_ID:
                 raise errors.InvalidRequest("page_id must be a positive integer (not a string or boolean).")
-            if data.get("field") not in SAVABLE_FIELDS:
-                raise errors.InvalidRequest(f"field must be one of {', '.join(SAVABLE_FIELDS)} when page_id is given.")
-            page = Page.objects.filter(pk=page_id, site=site).first()
+            if data.get("field") not in pages.fields:
+                raise errors.InvalidRequest(f"field must be one of {', '.join(pages.fields)} when page_id is given.")
+            page = pages.find(site.pk, page_id)
             if page is None:
                 return error(404, "not_found", "No such page on this site.")
             if not request.api_scope.may_write_pages():  # checked before any spend
@@ -360,31 +361,22 @@ def _generate(request: HttpRequest) -> JsonResponse:
             response["Retry-After"] = str(int(exc.retry_after + 0.999))
         return response
 
+    cost: Decimal | None
     if result.cached:  # as the ledger has it: a response-cache hit is free
         cost, cost_source = Decimal(0), "cache"
     else:  # what the vendor reported, else the price table's (as the ledger computes it)
         cost, cost_source = usage.cost_of(get_snapshot(site.pk).prices, result)
     saved = False
-    if page is not None:
-        from pages.models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
-        from pages.provenance import record_api_write
-        from pages.services.ai_service import trim_to_words
-
-        limit = {"meta_title": META_TITLE_MAX, "meta_description": META_DESCRIPTION_MAX}.get(data["field"])
-        value = trim_to_words(result.content, limit) if limit else result.content
-        with transaction.atomic():
-            Page.objects.filter(pk=page.pk).update(**{data["field"]: value})
-            setattr(page, data["field"], value)
-            record_api_write(
-                page,
-                data["field"],
-                value,
-                result,
-                cost,
-                request.api_scope.user_id,
-                {k: data[k] for k in ("model", "provider", "max_tokens", "temperature") if k in data},
-                (data.get("system_prompt"), data["prompt"]),
-            )
+    if page is not None and pages is not None:
+        pages.save(
+            page,
+            data["field"],
+            result,
+            cost,
+            request.api_scope.user_id,
+            {k: data[k] for k in ("model", "provider", "max_tokens", "temperature") if k in data},
+            (data.get("system_prompt"), data["prompt"]),
+        )
         saved = True
     return JsonResponse(
         {

@@ -134,8 +134,10 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         if params.get("model"):
             parts.append(f"model {params['model']}")
         if params.get("template_id"):
-            from prompts.models import PromptTemplate
+            from django.apps import apps
 
+            # looked up by label: the prompts app sits above integrations (never imported from here)
+            PromptTemplate = apps.get_model("prompts", "PromptTemplate")
             template = PromptTemplate.objects.filter(pk=params["template_id"]).first()
             parts.append(f"template “{template}”" if template else f"template #{params['template_id']} (deleted)")
         if params.get("page_ids") is not None:
@@ -162,7 +164,11 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         job = self.get_object(request, object_id)
-        extra = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
+        extra: dict[str, Any] = {
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
         if job is not None:
             extra.update(
                 {

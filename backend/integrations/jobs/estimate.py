@@ -82,7 +82,7 @@ class Estimate:
     def budget_text(self) -> str:
         if self.cap is None:
             return f"no monthly cap ({budget.usd(self.spent)} spent this month)"
-        left, cap, spent = budget.usd(self.remaining), budget.usd(self.cap), budget.usd(self.spent)
+        left, cap, spent = budget.usd(self.remaining or Decimal(0)), budget.usd(self.cap), budget.usd(self.spent)
         return f"{left} left of {cap} ({spent} spent this month)"
 
 
@@ -112,7 +112,7 @@ def estimate(site: Site, calls: list[Call], model: str | None = None) -> Estimat
         result.completion_tokens += call.max_tokens
         total += budget.estimate_cost(price, call.messages, call.system_prompt, call.max_tokens)
     result.cost, result.unpriced = total, price is None
-    if result.cap is not None and result.remaining <= 0:
+    if result.cap is not None and (result.remaining or 0) <= 0:
         result.problems.append(
             f"The site's monthly AI budget of {budget.usd(result.cap)} is used up ({budget.usd(result.spent)} spent)."
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.sites.models import Site
@@ -27,7 +28,7 @@ def provider_type_choices() -> list[tuple[str, str]]:
 class _ProviderNames:
     """The registry's direct provider names, read when used (so one added by AI_PROVIDER_SPECS is in)."""
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         return iter(registry.direct_names())
 
     def __contains__(self, name: object) -> bool:
@@ -778,7 +779,7 @@ class APIToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     # A virtual key of the /v1 endpoints (scope "v1", integrations.api.v1) reaches its `site` only, with its own
-    # limits on top of the site's (integrations.ai.governance.callers); empty means none.
+    # limits on top of the site's (integrations.ai.sites.callers); empty means none.
     last4 = models.CharField(max_length=4, blank=True, help_text="The key's last four characters.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     monthly_budget = models.DecimalField(

@@ -258,7 +258,7 @@ class ModelPriceAdmin(SuperuserEditsMixin, SessionBoundImportMixin, ImportExport
         ]
 
     def changelist_view(self, request, extra_context=None):
-        from integrations.ai.ledger.pricing import catalogue_version
+        from integrations.ai.pricing import catalogue_version
 
         return super().changelist_view(request, {**(extra_context or {}), "catalogue_version": catalogue_version()})
 

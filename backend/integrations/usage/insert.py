@@ -13,6 +13,7 @@ gateway when it hands the record over), so a row queued across midnight keeps it
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
@@ -35,8 +36,7 @@ class _Plan:
             f.attname: (None if isinstance(f, models.DateTimeField) else f.get_default()) for f in self.fields
         }
         self.convert: list[Callable[[Any], Any] | None] = [
-            None if isinstance(f, _AS_IS) else (lambda value, f=f: f.get_db_prep_save(value, connection))
-            for f in self.fields
+            None if isinstance(f, _AS_IS) else functools.partial(_prep_save, f, connection) for f in self.fields
         ]
         columns = ", ".join(quote(f.column) for f in self.fields)
         marks = ", ".join(["%s"] * len(self.fields))
@@ -92,3 +92,8 @@ def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]], us
     with connection.cursor() as cursor:
         cursor.executemany(plan.sql, params)
     return complete
+
+
+def _prep_save(field: Any, connection: Any, value: Any) -> Any:
+    """The value as the field saves it on `connection`."""
+    return field.get_db_prep_save(value, connection)

@@ -224,7 +224,7 @@ def _candidates(groups: dict[Key, Group], model: Any) -> Any:
         sites.append(f"{column['site']} IS NULL")
     where, params = [f"({' OR '.join(sites)})"], list(site_ids)
     for position, name in enumerate(("day", "provider", "model", "service", "status"), start=1):
-        values = sorted({k[position] for k in groups})
+        values: list[Any] = sorted({k[position] for k in groups})
         if name == "day":
             values = [connection.ops.adapt_datefield_value(v) for v in values]
         where.append(f"{column[name]} IN ({', '.join(['%s'] * len(values))})")

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from integrations.ai import pricing
 from integrations.ai.gateway import response_cache
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.governance import admission as governance
 from integrations.ai.governance import budget
-from integrations.ai.ledger import pricing, usage
+from integrations.ai.ledger import usage
 from integrations.ai.observability import calls as observed
 from integrations.ai.providers import capabilities, conversation
 from integrations.ai.providers.base import AIRequest, BaseProvider, GenerationResult, StreamingResult, check_text

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from integrations.ai.governance import budget, budget_windows, callers, ratelimit
-from integrations.ai.ledger import pricing, usage
+from integrations.ai import pricing
+from integrations.ai.governance import budget, budget_windows, ratelimit
+from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import (
     AIProviderError,
     BudgetExceeded,
@@ -22,6 +23,7 @@ from integrations.ai.providers.errors import (
     UnpricedModel,
 )
 from integrations.ai.runtime import conf
+from integrations.ai.sites import callers
 
 REFUSALS = (BudgetExceeded, PolicyViolation, RateLimited)
 

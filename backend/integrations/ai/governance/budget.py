@@ -14,25 +14,18 @@ from __future__ import annotations
 import datetime
 import logging
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
+from integrations.ai.governance.money import MILLION, micro, usd
+from integrations.ai.ports import store
 from integrations.ai.providers.errors import BudgetExceeded
 
 if TYPE_CHECKING:
-    from integrations.ai.ledger.usage import Price
-
-# django.db and django.utils.timezone are imported inside the functions: only capped sites need it, and importing it
-# here would triple the import time of `integrations.ai`.
+    from integrations.ai.ports import Price
 
 logger = logging.getLogger("integrations.ai")
-MILLION = Decimal(1_000_000)
 COUNTER_TTL = 40 * 24 * 3600  # outlives the month it counts
-
-
-def micro(amount: Decimal) -> int:
-    """Whole micro-dollars, rounded up: the counters may overstate spend, never understate it."""
-    return int((amount * MILLION).to_integral_value(rounding=ROUND_CEILING))
 
 
 _keys: dict[tuple[int, datetime.datetime], tuple[str, str]] = {}
@@ -50,11 +43,6 @@ def counter_keys(site_id: int) -> tuple[str, str]:
     return keys
 
 
-def usd(amount: Decimal) -> str:
-    """$12.50 for money, $0.00042 for the fractions of a cent tokens cost."""
-    return f"${amount:,.2f}" if abs(amount) >= Decimal("0.01") or amount == 0 else f"${amount.normalize():f}"
-
-
 def month_start() -> datetime.datetime:
     """The start of this month in TIME_ZONE (the budget windows' and daily roll-ups' calendar)."""
     from integrations.ai.governance.budget_windows import calendar
@@ -63,12 +51,8 @@ def month_start() -> datetime.datetime:
 
 
 def month_to_date_spend(site_id: int) -> Decimal:
-    from django.db.models import Sum
-
-    from integrations.models import AIUsage
-
-    total = AIUsage.objects.filter(site_id=site_id, created_at__gte=month_start()).aggregate(total=Sum("cost"))
-    return total["total"] or Decimal(0)
+    """What the site's ledger rows of this month cost (one query)."""
+    return store().spend_since(site_id, month_start())
 
 
 def estimate_cost(
@@ -80,7 +64,7 @@ def estimate_cost(
     """Worst case for one call: ~1 token per 3 characters of input, and every allowed output token.
 
     An unpriced model (None) is estimated at `AI_UNPRICED_PRICE`, never zero (`pricing.estimate`)."""
-    from integrations.ai.ledger.pricing import estimate
+    from integrations.ai.pricing import estimate
 
     return estimate(price, sum(len(m["content"]) for m in messages) + len(system_prompt or ""), max_tokens)
 
@@ -113,21 +97,10 @@ class Reservation:
         return None
 
 
-def _period(site_id: int):
-    from django.db import IntegrityError, transaction
-
-    from integrations.models import BudgetPeriod
-
-    month = month_start().date()
-    period = BudgetPeriod.objects.filter(site_id=site_id, month=month).first()
-    if period is None:
-        try:
-            with transaction.atomic():
-                # Seed from the ledger so spend recorded before the row existed still counts.
-                period = BudgetPeriod.objects.create(site_id=site_id, month=month, spent=month_to_date_spend(site_id))
-        except IntegrityError:  # another process created it first
-            period = BudgetPeriod.objects.get(site_id=site_id, month=month)
-    return period
+def _period_spent(site_id: int) -> Decimal:
+    """The spend of the site's `BudgetPeriod` of this month, created (seeded from the ledger) if missing."""
+    start = month_start()
+    return store().month_spend(site_id, start.date(), start)
 
 
 def _seed(site_id: int, keys: tuple[str, str]) -> None:
@@ -137,7 +110,7 @@ def _seed(site_id: int, keys: tuple[str, str]) -> None:
     from integrations.ai.runtime.shared_cache import cache
 
     ledger_journal.replay_once(ledger_writer.write_rows)  # a killed process's rows count before the seed
-    spent = micro(_period(site_id).spent)
+    spent = micro(_period_spent(site_id))
     used_key, spent_key = keys
     cache.add(spent_key, spent, COUNTER_TTL)
     cache.add(used_key, spent, COUNTER_TTL)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from integrations.ai.governance.budget import MILLION, micro, usd
+from integrations.ai.governance.money import MILLION, micro, usd
+from integrations.ai.ports import store
 from integrations.ai.providers.errors import BudgetExceeded
 
 logger = logging.getLogger("integrations.ai")
@@ -131,16 +132,7 @@ def key_window(key: Any, now: datetime.datetime | None = None) -> Window | None:
 
 
 def spent_since(site_id: int, window: Window) -> Decimal:
-    from django.db.models import Sum
-
-    from integrations.models import AIUsage
-
-    rows = AIUsage.objects.filter(site_id=site_id, created_at__gte=window.start)
-    if window.service:
-        rows = rows.filter(service=window.service)
-    if window.api_key is not None:
-        rows = rows.filter(api_key_id=window.api_key)
-    return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+    return store().spend_since(site_id, window.start, window.service, api_key=window.api_key)
 
 
 def _incr(site_id: int, window: Window, which: int, amount: int) -> int:
@@ -237,50 +229,29 @@ def crossed(site_id: int, window: Window, policy: Any, before_micro: int, after_
 
 def send_alert(site_id: int, window: Window, threshold: int, spent: Decimal) -> bool:
     """E-mail the site's admins and call the webhook, unless this alert was already sent. True if sent now."""
-    from django.contrib.auth import get_user_model
     from django.core.mail import send_mail
-    from django.db import IntegrityError, transaction
 
-    from integrations.models import AIProviderSettings, BudgetAlert
-
-    try:
-        with transaction.atomic():
-            alert = BudgetAlert.objects.create(
-                site_id=site_id,
-                window=window.name,
-                period_start=window.start.date(),
-                threshold=threshold,
-                cap=window.cap,
-                spent=spent,
-            )
-    except IntegrityError:
+    target = store().claim_alert(site_id, window.name, window.start.date(), threshold, window.cap, spent)
+    if target is None:
         return False
-    record = AIProviderSettings.objects.select_related("site").filter(site_id=site_id).first()
-    domain = record.site.domain if record else str(site_id)
+    domain = target.domain
     subject = f"[{domain}] AI spend at {threshold}% of the {window.label}"
     body = (
         f"The site {domain} has spent {usd(spent)} of its {window.label} of {usd(window.cap)} "
         f"({threshold}% threshold) in the period starting {window.start:%Y-%m-%d}.\n"
         "Review the usage dashboard or raise the cap in the site's AI provider settings."
     )
-    recipients = list(
-        get_user_model()
-        .objects.filter(site_memberships__site_id=site_id, is_active=True)
-        .exclude(email="")
-        .values_list("email", flat=True)
-        .distinct()
-    )
-    if recipients:
-        send_mail(subject, body, None, recipients)
-    if record is not None and record.alert_webhook_url:
+    if target.recipients:
+        send_mail(subject, body, None, list(target.recipients))
+    if target.webhook_url:
         post_webhook(
-            record.alert_webhook_url,
-            record.alert_webhook_secret,
+            target.webhook_url,
+            target.webhook_secret,
             {
                 "site": domain,
                 "site_id": site_id,
                 "window": window.name,
-                "period_start": str(alert.period_start),
+                "period_start": str(window.start.date()),
                 "threshold": threshold,
                 "cap": str(window.cap),
                 "spent": str(spent),

@@ -35,9 +35,9 @@ def _describe(exc: BaseException) -> str:
 
 def _unreachable(exc: BaseException) -> bool:
     """The database itself is away (connection, lock, shutdown): retry the batch, set nothing aside."""
-    from django.db import InterfaceError, OperationalError
+    from integrations.ai.ports import store
 
-    return isinstance(exc, OperationalError | InterfaceError)
+    return store().is_outage(exc)
 
 
 def write_or_set_aside(write: Callable[[Rows], Any], fields: Rows) -> int:
@@ -80,19 +80,12 @@ def _cost(value: Any) -> Decimal | None:
 
 def _set_aside(row: dict[str, Any], exc: BaseException) -> int:
     """Store one refused row in the dead-letter table; 0 if it turns out to be written already."""
-    from integrations.models import AIUsage, LedgerDeadLetter
+    from integrations.ai.ports import store
 
     key = str(row.get("ledger_key") or "")
-    if key and AIUsage.objects.filter(ledger_key=key).exists():  # a concurrent writer had it: not lost
-        return 0
     site_id = row.get("site_id")
-    LedgerDeadLetter.objects.create(
-        site_id=site_id if isinstance(site_id, int) and 0 < site_id < 2**63 else None,
-        ledger_key=key[:40],
-        cost=_cost(row.get("cost")),
-        error=_describe(exc),
-        payload=_payload(row),
-    )
+    if not store().set_aside(row, _describe(exc), _payload(row), _cost(row.get("cost"))):
+        return 0  # a concurrent writer had it: not lost
     logger.error(
         "AI usage row %s (site %s) could not be stored and was set aside in LedgerDeadLetter: %s",
         key or "(no key)",

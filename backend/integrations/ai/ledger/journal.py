@@ -41,14 +41,13 @@ SYNC_INTERVAL = 1.0  # seconds between fdatasyncs: a power loss may cost the las
 
 def _directory() -> Path | None:
     """This database's journal directory, or None when journaling is off."""
-    from django.db import connection
+    from integrations.ai.ports import store
 
     base = conf.journal_dir()
-    db = connection.settings_dict
-    name = str(db.get("NAME") or "")
+    engine, host, port, name = store().database_identity()
     if not base or not name or "memory" in name:
         return None
-    tag = hashlib.sha256(f"{db['ENGINE']}|{db.get('HOST') or ''}|{db.get('PORT') or ''}|{name}".encode())
+    tag = hashlib.sha256(f"{engine}|{host}|{port}|{name}".encode())
     return Path(base) / tag.hexdigest()[:16]
 
 

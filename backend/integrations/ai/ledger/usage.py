@@ -9,35 +9,34 @@ so the caller's thread makes no query. `flush()` waits until everything handed o
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from integrations.ai.governance.callers import current_id
-from integrations.ai.ledger import pricing
 from integrations.ai.ledger.journal import call_key
-from integrations.ai.ledger.pricing import Price, PriceBook  # Price was defined here: callers import it from usage
-from integrations.ai.observability import calls as observed
+from integrations.ai.ledger.rows import (  # noqa: F401  (re-exported: the ledger's API in one import)
+    MILLION,
+    SOURCES,
+    Prices,
+    cost_of,
+    price_cost,
+    row_fields,
+    saved_by_cache,
+    storable_text,
+    total_cost,
+)
+from integrations.ai.ports import Attribution, Price, store  # noqa: F401  (Price re-exported)
+from integrations.ai.sites.callers import current_id
 
 if TYPE_CHECKING:
     from integrations.ai.providers.base import Attempt, GenerationResult
 
 logger = logging.getLogger("integrations.ai")
 
-MILLION = Decimal(1_000_000)
-
-
-# A PriceBook (overrides, then the genai-prices catalogue), or a plain {(provider, model): Price} table
-Prices = PriceBook | dict[tuple[str, str], Price]
-
-
-# (content type id, object id, label) of the content the current calls are for; see `attributed_to`
-Attribution = tuple[int, int, str]
 _attribution: ContextVar[Attribution | None] = ContextVar("integrations_ai_attribution", default=None)
 
 
@@ -51,11 +50,7 @@ def attributed_to(obj: Any, label: str | None = None) -> Iterator[Attribution | 
     """
     attribution = None
     if obj is not None and getattr(obj, "pk", None) is not None:
-        from django.contrib.contenttypes.models import ContentType
-
-        content_type = ContentType.objects.get_for_model(obj)
-        text = label if label is not None else f"{obj._meta.verbose_name.capitalize()}: {obj}"
-        attribution = (content_type.pk, int(obj.pk), text[:200])
+        attribution = store().attribution(obj, label)
     token = _attribution.set(attribution)
     try:
         yield attribution
@@ -139,6 +134,10 @@ class CallRecord:
         return chars, request.max_tokens
 
 
+# Called with (record, prices, cached) as each call ends; observability adds its hook here when it is on,
+# so the ledger imports nothing above it and costs nothing when nothing observes.
+CALL_LISTENERS: list[Callable[[CallRecord, Prices, GenerationResult | None], None]] = []
+
 _current: ContextVar[CallRecord | None] = ContextVar("integrations_ai_call", default=None)
 _sink: ContextVar[list | None] = ContextVar("integrations_ai_ledger_sink", default=None)
 
@@ -169,9 +168,9 @@ def flush(entries: list | None = None, timeout: float | None = None) -> Any:
         from integrations.ai.ledger import writer as ledger_writer
 
         return ledger_writer.flush(timeout)
-    rows = [row for entry in entries for row in build_rows(*entry)]
+    rows = [row for entry in entries for row in row_fields(*entry)]
     entries.clear()
-    return save_rows(rows)
+    return store().save_rows(rows)
 
 
 def submit_deferred(entries: list) -> Decimal:
@@ -183,25 +182,6 @@ def submit_deferred(entries: list) -> Decimal:
         ledger_writer.submit(entry)
     entries.clear()
     return spent
-
-
-def save_rows(rows: list) -> list:
-    """Write ledger rows and their daily roll-ups; a failure is logged, never raised into a served answer."""
-    from django.db import transaction
-
-    from integrations.models import AIUsage
-    from integrations.usage import rollups as usage_rollups
-
-    if not rows:
-        return []
-    try:
-        with transaction.atomic():
-            saved = AIUsage.objects.bulk_create(rows)
-            usage_rollups.add(saved)
-        return saved
-    except Exception:
-        logger.exception("could not write %d AI usage rows", len(rows))
-        return []
 
 
 @contextlib.contextmanager
@@ -222,73 +202,12 @@ def record_attempt(attempt: Attempt) -> None:
         record.attempts.append(attempt)
 
 
-def price_cost(prices: Prices, result: GenerationResult) -> Decimal | None:
-    """The price resolution's cost of one result (`pricing`), cache reads and writes at their own prices.
-
-    prompt_tokens holds every input token, cached_tokens and cache_write_tokens are parts of it;
-    reasoning tokens are part of completion_tokens (never added twice). None when unpriced.
-    """
-    return pricing.cost(
-        pricing.resolve(prices, result.provider, result.model),
-        result.prompt_tokens,
-        result.completion_tokens,
-        result.cached_tokens,
-        result.cache_write_tokens,
-        result.reasoning_tokens,
-    )
-
-
-def saved_by_cache(price: tuple | None, cached_tokens: int) -> Decimal:
-    """What reading `cached_tokens` from the vendor's prompt cache saved against the prompt price."""
-    if price is None or not cached_tokens:
-        return Decimal(0)
-    price = Price(*price)
-    if price.cache_read is None:
-        return Decimal(0)
-    return (price.prompt - price.cache_read) * cached_tokens / MILLION
-
-
-# ledger cost sources of a priced result: the resolution's source -> the ledger's word
-SOURCES = {"override": "price_table", "catalogue": "catalogue", "free": "free"}
-
-
-def cost_of(
-    prices: Prices, result: GenerationResult, size: tuple[int, int] | None = None
-) -> tuple[Decimal | None, str]:
-    """The call's cost: what the provider reported, else the price resolution's (override, free endpoint,
-    catalogue), else unpriced: with `size` (input characters, max_tokens) the worst-case estimate that is
-    charged, never zero; without it None."""
-    if result.cost is not None:
-        return result.cost, "reported"
-    resolution = pricing.resolve(prices, result.provider, result.model)
-    if resolution.price is not None:
-        priced = pricing.cost(
-            resolution,
-            result.prompt_tokens,
-            result.completion_tokens,
-            result.cached_tokens,
-            result.cache_write_tokens,
-            result.reasoning_tokens,
-        )
-        return priced, SOURCES[resolution.source]
-    return (pricing.estimate(None, *size) if size is not None else None), "unpriced"
-
-
-def total_cost(record: CallRecord, prices: Prices) -> Decimal:
-    """What the call's successful attempts cost; an unpriced one counts its worst-case estimate."""
-    total = Decimal(0)
-    for attempt in record.attempts:
-        if attempt.result is not None:
-            cost, _ = cost_of(prices, attempt.result, record.size)
-            total += cost or Decimal(0)
-    return total
-
-
 def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
     """Hand the collected attempts (or one cache-hit row) to the ledger writer; no query, never raises."""
     if record.ended_at is None:
         record.ended_at = time.time()
-    observed.call_ended(record, prices, cached)
+    for listener in CALL_LISTENERS:  # observability's hook when it is on (`observability.refresh`)
+        listener(record, prices, cached)
     sink = _sink.get()
     if sink is not None:
         sink.append((record, prices, cached))
@@ -297,124 +216,3 @@ def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | 
 
     ledger_writer.submit((record, prices, cached))
     return []
-
-
-def _utc(timestamp: float | None) -> datetime.datetime | None:
-    """An aware UTC datetime for a `time.time()` value; None (a record never handed over) means "now"."""
-    return None if timestamp is None else datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
-
-
-def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[dict[str, Any]]:
-    """The ledger rows of one call as plain field values (what the writer saves or Redis carries)."""
-    rows: list[dict[str, Any]] = []
-    link: dict[str, Any] = {"created_at": _utc(record.ended_at)}
-    if record.api_key_id is not None:
-        link["api_key_id"] = record.api_key_id
-    if record.content is not None:
-        link |= {
-            "content_type_id": record.content[0],
-            "object_id": record.content[1],
-            "content_label": record.content[2],
-        }
-    if cached is not None:
-        rows.append(
-            {
-                "site_id": record.site_id,
-                "service": record.service,
-                "provider": cached.provider,
-                "requested_model": record.requested_model or (cached.requested_model or ""),
-                "served_model": cached.model,
-                "prompt_tokens": cached.prompt_tokens,
-                "completion_tokens": cached.completion_tokens,
-                "total_tokens": cached.total_tokens,
-                "reasoning_tokens": cached.reasoning_tokens,
-                "cost": Decimal(0),
-                "cost_source": "cache",
-                "saved_cost": cost_of(prices, cached)[0] or Decimal(0),
-                "latency_ms": int(cached.latency_ms),
-                "status": "cached",
-                "cache_hit": True,
-                "request_id": (cached.request_id or "")[:200],
-                **link,
-            }
-        )
-    if record.refusal is not None:
-        provider, error = record.refusal
-        rows.append(
-            {
-                "site_id": record.site_id,
-                "service": record.service,
-                "provider": provider,
-                "requested_model": record.requested_model,
-                "served_model": "",
-                "attempt": 0,
-                "cost": Decimal(0),
-                "status": "refused",
-                "error_class": type(error).__name__,
-                "error_message": str(error)[:500],
-                **link,
-            }
-        )
-    for attempt in record.attempts:
-        result, error = attempt.result, attempt.error
-        row: dict[str, Any] = {
-            "site_id": record.site_id,
-            "service": record.service,
-            "provider": attempt.provider,
-            "requested_model": record.requested_model or attempt.model,
-            "served_model": attempt.model,
-            "attempt": attempt.number,
-            "latency_ms": int(attempt.latency_ms),
-            **link,
-        }
-        if result is not None:  # a success, or the part of a stream delivered before it broke
-            cost, source = cost_of(prices, result, record.size)
-            row.update(
-                served_model=result.model,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                total_tokens=result.total_tokens,
-                cached_tokens=result.cached_tokens,
-                cache_write_tokens=result.cache_write_tokens,
-                reasoning_tokens=result.reasoning_tokens,
-                cost=cost,
-                cost_source=source,
-                status="ok",
-                saved_cost=saved_by_cache(
-                    pricing.resolve(prices, result.provider, result.model).price, result.cached_tokens
-                ),
-                request_id=(result.request_id or "")[:200],
-            )
-        if error is not None:
-            row.update(
-                status="error",
-                error_class=type(error).__name__,
-                error_message=str(error)[:500],
-                request_id=(getattr(error, "request_id", None) or row.get("request_id") or "")[:200],
-            )
-        rows.append(row)
-    for index, row in enumerate(rows):
-        row["ledger_key"] = f"{record.key}:{index}"
-        for name, value in row.items():  # vendor-supplied text (served model, request id, error message) too
-            if isinstance(value, str) and not (value.isascii() and "\x00" not in value):
-                row[name] = storable_text(value)
-    return rows
-
-
-def storable_text(text: str) -> str:
-    """`text` as every database stores it: NUL (PostgreSQL refuses it) and unpaired surrogates (not
-    encodable as UTF-8) replaced by U+FFFD. Callers' input is refused before this (`check_text`); this
-    keeps what a vendor sent back from making a row unstorable."""
-    text = text.replace("\x00", "\ufffd")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
-    return text
-
-
-def build_rows(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
-    """Unsaved `AIUsage` objects for one call."""
-    from integrations.models import AIUsage
-
-    return [AIUsage(**fields) for fields in row_fields(record, prices, cached)]

@@ -2,7 +2,8 @@
 
 `submit(entry)` is all a caller does after an AI call (no query): the entry (call record, prices,
 cached result) goes to an in-process bounded queue that a daemon thread drains, building the rows
-there and inserting each batch with one prepared `executemany` (`integrations.usage.insert`).
+there and handing each batch to the Django side's store (`integrations.ai.ports`), which inserts it with one
+prepared `executemany` (`integrations.usage.insert`).
 When the queue is full the caller writes its own rows
 (back-pressure, never a drop). With REDIS_URL set, the caller instead serialises the rows to JSON
 and pushes them onto a Redis list; that push is the acknowledgement, and a drainer thread in any
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import datetime
 import json
 import logging
 import os
@@ -40,12 +40,11 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict
-from decimal import Decimal
 from typing import Any
 
 from integrations.ai.ledger import journal as ledger_journal
 from integrations.ai.ledger.dead_letter import write_or_set_aside
+from integrations.ai.ports import store
 from integrations.ai.runtime import conf
 
 logger = logging.getLogger("integrations.ai")
@@ -54,7 +53,7 @@ MAX_BACKOFF = 30.0
 
 
 def _fields_of(entry: Any) -> list[dict[str, Any]]:
-    from integrations.ai.ledger.usage import row_fields
+    from integrations.ai.ledger.rows import row_fields
 
     return row_fields(*entry)
 
@@ -85,48 +84,9 @@ def _describe(exc: BaseException) -> str:
 
 def write_rows(fields: list[dict[str, Any]]) -> None:
     """Insert ledger rows, add them to their daily roll-ups and their cost to this month's budget
-    periods, in one transaction (so the dashboard's roll-ups always match the ledger).
-
-    A row whose site was deleted meanwhile is kept with no site (as deleting a site does to its rows).
+    periods, in one transaction: the Django side's store does it (`integrations.store.DjangoStore.write_rows`).
     """
-    from django.db import IntegrityError, transaction
-    from django.db.models import F
-    from django.utils import timezone
-
-    from integrations.models import AIUsage, BudgetPeriod
-    from integrations.usage import rollups as usage_rollups
-    from integrations.usage.insert import insert_rows
-
-    if not fields:
-        return
-    try:
-        with transaction.atomic():
-            keys = [row["ledger_key"] for row in fields if row.get("ledger_key")]
-            if keys:  # rows from Redis: skip any a drainer wrote before it died unacknowledged
-                done = set(AIUsage.objects.filter(ledger_key__in=keys).values_list("ledger_key", flat=True))
-                if done:
-                    logger.warning(
-                        "skipped %d AI usage row(s) already written by a drainer that stopped "
-                        "before acknowledging them",
-                        len(done),
-                    )
-                    fields = [row for row in fields if row.get("ledger_key") not in done]
-            rows = insert_rows(AIUsage, fields)
-            usage_rollups.add(rows)
-            spend: dict[tuple[int, datetime.date], Decimal] = defaultdict(Decimal)
-            zone = timezone.get_default_timezone()
-            for row in rows:  # each row's cost to the month it was made in (a batch may straddle two)
-                if row.site_id is not None and row.cost:
-                    spend[row.site_id, timezone.localdate(row.created_at, zone).replace(day=1)] += Decimal(row.cost)
-            for (site_id, month), amount in sorted(spend.items()):  # one lock order for every writer
-                BudgetPeriod.objects.filter(site_id=site_id, month=month).update(spent=F("spent") + amount)
-    except IntegrityError:
-        from django.contrib.sites.models import Site
-
-        known = set(Site.objects.filter(pk__in={r["site_id"] for r in fields}).values_list("pk", flat=True))
-        if all(r.get("site_id") in known or r.get("site_id") is None for r in fields):
-            raise
-        write_rows([{**r, "site_id": r["site_id"] if r.get("site_id") in known else None} for r in fields])
+    store().write_rows(fields)
 
 
 class _LocalWriter:
@@ -226,7 +186,7 @@ class _LocalWriter:
         return batch
 
     def _run(self) -> None:
-        from django.db import close_old_connections, connection
+        db = store()
 
         batch: list[Any] = []
         backoff = 0.5
@@ -234,11 +194,11 @@ class _LocalWriter:
             ledger_journal.replay(write_rows)
         except Exception as exc:
             logger.error("could not replay the AI usage journals: %s", _describe(exc))
-        connection.close()
+        db.release_connection()
         while True:
             if not batch:
                 if not self.items:
-                    connection.close()  # idle: hold no database connection (nor lock a test database's drop)
+                    db.release_connection()  # idle: hold no database connection (nor lock a test database's drop)
                     self.arrived.wait()
                 self.arrived.clear()
                 if not self.items:
@@ -252,13 +212,13 @@ class _LocalWriter:
                 if journal is not None:
                     journal.sync()  # one fdatasync per batch: the rows also survive a power loss
             try:
-                close_old_connections()
+                db.refresh_connections()
                 write_or_set_aside(write_rows, [row for entry in batch for row in _rows_of(entry)])
             except Exception as exc:
                 logger.error(
                     "could not write %d AI usage call(s), will retry in %.1fs: %s", len(batch), backoff, _describe(exc)
                 )
-                connection.close()
+                db.release_connection()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
@@ -274,14 +234,13 @@ class _RedisLedger:
 
     def __init__(self, url: str) -> None:
         import redis
-        from django.db import connection
 
         self.errors = (redis.RedisError, OSError)
         self.pool = redis.ConnectionPool.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self.client = redis.Redis(connection_pool=self.pool)
-        db = connection.settings_dict
+        engine, host, _, name = store().database_identity()
         # One list per database, so a dev server and a test run sharing a Redis never mix rows.
-        self.key = f"panel:ai-ledger:{db['ENGINE'].rsplit('.', 1)[-1]}:{db.get('HOST') or ''}:{db['NAME']}"
+        self.key = f"panel:ai-ledger:{engine.rsplit('.', 1)[-1]}:{host}:{name}"
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.processing = f"{self.key}:processing:{self.owner}"
@@ -349,7 +308,7 @@ class _RedisLedger:
         return ledger_journal.decode(raw)  # the same JSON rows as a journal line
 
     def _run(self) -> None:
-        from django.db import close_old_connections, connection
+        db = store()
 
         last_beat = last_recover = 0.0
         backoff = 0.5
@@ -366,7 +325,7 @@ class _RedisLedger:
                 if not items:
                     first = self.client.blmove(self.key, self.processing, 1, "LEFT", "RIGHT")
                     if first is None:
-                        connection.close()  # idle for a second: hold no database connection
+                        db.release_connection()  # idle for a second: hold no database connection
                         continue
                     items = [first]
                     while len(items) < conf.ledger_batch_size():
@@ -374,7 +333,7 @@ class _RedisLedger:
                         if more is None:
                             break
                         items.append(more)
-                close_old_connections()
+                db.refresh_connections()
                 write_or_set_aside(write_rows, [row for raw in items for row in self.decode(raw)])
                 self.client.delete(self.processing)  # the acknowledgement: written
                 backoff = 0.5
@@ -385,7 +344,7 @@ class _RedisLedger:
                 logger.error(
                     "could not write AI usage rows from Redis, will retry in %.1fs: %s", backoff, _describe(exc)
                 )
-                connection.close()
+                db.release_connection()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
@@ -442,11 +401,10 @@ class _Held:
 
 def submit(entry: Any) -> None:
     """Hand one call's ledger entry to the writer. No query on this thread; never raises."""
-    from django.db import connection, transaction
-
     try:
-        if connection.in_atomic_block:
-            transaction.on_commit(_Held(entry), robust=True)
+        db = store()
+        if db.in_transaction():
+            db.on_commit(_Held(entry))
         else:
             _route(entry)
     except Exception as exc:  # a served answer must never fail on its bookkeeping
@@ -462,11 +420,10 @@ def _route(entry: Any) -> None:
 
 def _write_held() -> None:
     """Write the calls held by this thread's open transaction, inside it."""
-    from django.db import connection
-
-    if not connection.in_atomic_block:
+    db = store()
+    if not db.in_transaction():
         return
-    held = [func for _, func, _ in connection.run_on_commit if isinstance(func, _Held) and not func.done]
+    held = [func for func in db.pending_on_commit() if isinstance(func, _Held) and not func.done]
     if held:
         write_rows([row for h in held for row in _fields_of(h.entry)])
         for h in held:

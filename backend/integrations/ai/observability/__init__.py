@@ -29,4 +29,11 @@ def configure() -> None:
 
 def refresh() -> None:
     """Recompute whether anything observes calls (after `tracing.install` / `uninstall`, say)."""
+    from integrations.ai.ledger import usage
+
     calls.STATE.active = tracing.enabled() or prometheus.enabled() or call_log.enabled()
+    listening = calls.call_ended in usage.CALL_LISTENERS
+    if calls.STATE.active and not listening:
+        usage.CALL_LISTENERS.append(calls.call_ended)
+    elif not calls.STATE.active and listening:
+        usage.CALL_LISTENERS.remove(calls.call_ended)

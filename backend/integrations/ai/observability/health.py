@@ -16,11 +16,10 @@ def checks() -> dict[str, dict[str, Any]]:
 
 
 def _database() -> dict[str, Any]:
-    from django.db import connection
+    from integrations.ai.ports import store
 
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        store().ping()
     except Exception as exc:
         return {"ok": False, "error": type(exc).__name__}
     return {"ok": True}

@@ -174,28 +174,22 @@ class GatewayCollector:
 def budget_remaining() -> list[tuple[int, Any]]:
     """(site id, monthly cap minus the month's spend) for every site with a monthly budget."""
     from integrations.ai.governance.budget import month_start
-    from integrations.models import AIProviderSettings, BudgetPeriod
+    from integrations.ai.ports import store
 
-    caps = dict(
-        AIProviderSettings.objects.filter(monthly_budget__isnull=False).values_list("site_id", "monthly_budget")
-    )
-    spent = dict(
-        BudgetPeriod.objects.filter(site_id__in=caps, month=month_start().date()).values_list("site_id", "spent")
-    )
-    return [(site_id, cap - spent.get(site_id, 0)) for site_id, cap in sorted(caps.items())]
+    return store().budget_remaining(month_start().date())
 
 
 def cooling_down() -> list[tuple[int, str]]:
     """The (site, provider) pairs in cooldown: every site with settings (and 0, the deployment) x every
     provider and named endpoint, read from the shared cache in one round trip."""
+    from integrations.ai.ports import store
     from integrations.ai.runtime import clock
     from integrations.ai.runtime.pauses import (
         _cool_key,  # the key pauses.py writes; read here for every pair in one get_many
     )
     from integrations.ai.runtime.shared_cache import cache
-    from integrations.models import AIProviderSettings
 
-    sites = [0, *AIProviderSettings.objects.values_list("site_id", flat=True)]
+    sites = [0, *store().configured_sites()]
     providers = sorted({*conf.provider_types(), *conf.deployment_endpoints()})
     keys = {_cool_key(site, provider): (site, provider) for site in sites for provider in providers}
     now = clock.get().time()

@@ -37,6 +37,7 @@ from .errors import (
     redact,
 )
 from .outbound import OutboundRefused, guarded_transport
+from .text import check_text
 from .types import (  # noqa: F401  (re-exported: the provider API in one import)
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -66,23 +67,6 @@ def lazy_import(name: str) -> Callable[[], Any]:
         return importlib.import_module(name)
 
     return load
-
-
-def check_text(text: str, where: str, provider: str | None = None) -> None:
-    """Refuse text no vendor can be sent: a NUL character, or an unpaired surrogate (not encodable as UTF-8).
-
-    Raised as `InvalidRequest` before any network I/O, so it never counts as a provider failure,
-    a retry or a step towards a cooldown.
-    """
-    if "\x00" in text:
-        raise InvalidRequest(f"{where} contains a NUL character (\\x00); remove it.", provider=provider)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidRequest(
-            f"{where} is not valid text: an unpaired surrogate at character {exc.start}. Send UTF-8 text.",
-            provider=provider,
-        ) from None
 
 
 def header_safe(value: str) -> str:

@@ -48,7 +48,7 @@ def normalize_part(part: Any, where: str, provider: str | None = None) -> dict[s
         text = part.get("text")
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequest(f"{where}.text is empty: give the text.", provider=provider)
-        from .base import check_text
+        from .text import check_text
 
         check_text(text, f"{where}.text", provider)
         return {"type": "text", "text": text}

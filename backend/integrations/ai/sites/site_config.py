@@ -15,7 +15,8 @@ from typing import Any
 
 from django.core.signals import setting_changed
 
-from integrations.ai.ledger.pricing import Price, PriceBook
+from integrations.ai.ports import Price, SiteRecord, store
+from integrations.ai.pricing import PriceBook
 from integrations.ai.providers import registry
 from integrations.ai.providers.base import ProviderConfig
 from integrations.ai.runtime.conf import (
@@ -156,27 +157,10 @@ setting_changed.connect(clear_snapshots, dispatch_uid="integrations.ai.sites.sit
 
 
 def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
-    from integrations.models import AIProviderSettings, ModelMapping, ModelPrice
-
-    overrides = {
-        (p.provider, p.model_id): Price(
-            p.prompt_per_million, p.completion_per_million, p.cache_read_per_million, p.cache_write_per_million
-        )
-        for p in ModelPrice.objects.all()
-    }
-
-    mappings: dict[str, dict[str, str]] = {}
-    rows = ModelMapping.objects.filter(is_active=True, site__isnull=True)
-    if site_id:
-        rows = ModelMapping.objects.filter(is_active=True, site__isnull=True) | ModelMapping.objects.filter(
-            is_active=True, site_id=site_id
-        )
-    # Global rows first so a site's own row wins.
-    for row in sorted(rows, key=lambda r: r.site_id is not None):
-        mappings.setdefault(row.logical_name, {})[row.provider] = row.provider_model_id
-    record = (
-        AIProviderSettings.objects.filter(site_id=site_id).prefetch_related("credentials").first() if site_id else None
-    )
+    records = store()
+    overrides = records.prices()
+    mappings = records.mappings(site_id)
+    record = records.site_record(site_id) if site_id else None
     if record is None or not record.enabled:
         budget = record.monthly_budget if record is not None else None  # a cap holds even when disabled
         return SiteSnapshot(
@@ -229,7 +213,7 @@ def _price_book(overrides: dict[tuple[str, str], Price], site_configs: dict[str,
 
 
 def _site_credentials(
-    record: Any, site_id: int | None
+    record: SiteRecord, site_id: int | None
 ) -> tuple[dict[str, ProviderConfig], dict[str, dict[str, str]], dict[str, str]]:
     """The site's enabled credential rows as configs: (site_configs, preferences, instances).
 
@@ -237,7 +221,7 @@ def _site_credentials(
     that also applies when the deployment's key is used. A named endpoint's row (`ollama`) becomes
     a config of its own and joins the deployment's endpoints in `instances`.
     """
-    rows = {row.label_name: row for row in record.credentials.all() if row.enabled}
+    rows = {row.label_name: row for row in record.credentials if row.enabled}
     site_configs: dict[str, ProviderConfig] = {}
     preferences: dict[str, dict[str, str]] = {}
     instances = deployment_endpoints()

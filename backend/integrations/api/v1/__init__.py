@@ -5,5 +5,5 @@ results back into each vendor's JSON and SSE shapes (pure functions, no Django);
 the gateway's one exception hierarchy to each dialect's status codes and error bodies; `keys`
 resolves a virtual key to its site and limits without a query once warm; `views` serves them.
 Every call runs through `AIService` (mappings, routing, policy, budget, rate limits, failover,
-ledger) with the key as one more governance scope (`integrations.ai.governance.callers`).
+ledger) with the key as one more governance scope (`integrations.ai.sites.callers`).
 """

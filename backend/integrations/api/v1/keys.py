@@ -20,9 +20,9 @@ from typing import Any
 
 from django.db.models.signals import post_delete, post_save
 
-from integrations.ai.governance.callers import KeyScope
 from integrations.ai.runtime.conf import settings_check_interval
 from integrations.ai.runtime.shared_cache import cache
+from integrations.ai.sites.callers import KeyScope
 
 VERSION_KEY = "integrations.api.v1:keys:version"
 MAX_REMEMBERED = 10_000  # hashes kept per process; a flood of random keys cannot grow it without bound

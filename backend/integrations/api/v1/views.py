@@ -23,10 +23,10 @@ from django.views.decorators.csrf import csrf_exempt
 
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService, GatewayStream
-from integrations.ai.governance import callers
-from integrations.ai.governance.callers import KeyScope
 from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured
 from integrations.ai.providers.types import GenerationResult
+from integrations.ai.sites import callers
+from integrations.ai.sites.callers import KeyScope
 from integrations.ai.sites.site_config import get_snapshot
 
 from . import anthropic_dialect, keys, openai_dialect

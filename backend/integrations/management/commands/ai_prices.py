@@ -2,7 +2,7 @@
 
 Prints, per provider, the source (a ModelPrice override, a free endpoint, the genai-prices catalogue,
 or unpriced), the entry it matched (a dated id matches its model's entry) and the per-million prices,
-resolved exactly as the gateway resolves a call's cost (`integrations.ai.ledger.pricing`).
+resolved exactly as the gateway resolves a call's cost (`integrations.ai.pricing`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib.sites.models import Site
 from django.core.management.base import BaseCommand, CommandError
 
-from integrations.ai.ledger import pricing
+from integrations.ai import pricing
 from integrations.ai.sites.site_config import get_snapshot
 
 

@@ -29,7 +29,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
+
+from integrations.ai.ports import Price
 
 MILLION = Decimal(1_000_000)
 # Providers whose name is a genai-prices provider id as is.
@@ -39,16 +41,6 @@ _MEMO_SECONDS = 3600.0
 _SUFFIX = re.compile(
     r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest)$"
 )  # catalogue entries change by date (conditional prices): re-resolve hourly
-
-
-class Price(NamedTuple):
-    """USD per million tokens of one model; empty cache/reasoning prices mean the prompt/completion price."""
-
-    prompt: Decimal
-    completion: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    reasoning: Decimal | None = None
 
 
 @dataclass(frozen=True)
