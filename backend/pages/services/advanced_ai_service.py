@@ -1,15 +1,14 @@
 """Structured blocks (hero, text, FAQ, call to action, features) written by a model as JSON.
 
-The model is shown the block type's exact shape and asked for JSON only; the answer is parsed
-and validated against the same schema the admin uses. When it does not fit, the model gets one
-more try with the validation errors in hand; after that the caller gets a typed error and
-nothing is saved.
+The block type's JSON schema (`pages.blocks.json_schema`) goes to the gateway as `response_schema`:
+each provider's strongest mechanism, jsonschema validation and one corrective retry naming the
+errors are the gateway's (`integrations/ai/structured.py`). What the schema cannot say (a link's
+scheme, required text left empty) is checked here with the admin's own `validate_block`. Either
+failure is a `BlockGenerationFailed` (an `InvalidOutput`) and nothing is saved.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 from django.db import transaction
@@ -17,13 +16,13 @@ from django.db.models import Max
 
 from integrations.ai import AIService as CoreAIService
 from integrations.ai.ledger import usage
-from integrations.ai.providers.errors import InvalidRequest
+from integrations.ai.providers.errors import InvalidOutput, InvalidRequest
 from prompts.versions import BuiltinPrompt, register_builtin
 
 from .. import provenance
 from ..blocks import SCHEMAS, BlockValidationError, describe, json_schema, validate_block
 from ..models import Block, Page
-from .ai_service import structured_output
+from .errors import ServiceOutputError
 
 SYSTEM_PROMPT = (
     "You write website content blocks as JSON. Answer with one JSON object only, exactly in the "
@@ -54,22 +53,14 @@ BLOCK_PROMPT = register_builtin(
         ),
     )
 )
-BLOCK_PARAMETERS = {"max_tokens": 1200, "temperature": 0.5}
+BLOCK_PARAMETERS: dict[str, Any] = {"max_tokens": 1200, "temperature": 0.5}
 
 
-class BlockGenerationFailed(InvalidRequest):
-    """The model's JSON did not fit the block type, even after a retry with the errors."""
+class BlockGenerationFailed(ServiceOutputError):
+    """The model's block did not fit its type: not the schema's shape after the gateway's corrective
+    retry, or a rule only `validate_block` knows. `errors` lists every problem."""
 
     code = "invalid_block_json"
-
-
-def parse_json_object(text: str) -> Any:
-    """The JSON object in a model's answer, tolerating a ```json fence around it."""
-    text = text.strip()
-    fenced = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.DOTALL)
-    if fenced:
-        text = fenced.group(1)
-    return json.loads(text)
 
 
 class AdvancedAIService:
@@ -94,7 +85,7 @@ class AdvancedAIService:
         model: str | None = None,
         site: Any = None,
     ) -> dict[str, Any]:
-        """Valid content for `block_type`, or BlockGenerationFailed after one corrective retry."""
+        """Valid content for `block_type`, or BlockGenerationFailed (after the gateway's corrective retry)."""
         return self._block_content(block_type, page_title, instructions, model, site)[0]
 
     def _block_content(
@@ -109,29 +100,29 @@ class AdvancedAIService:
         if block_type not in SCHEMAS:
             raise InvalidRequest(f"Unknown block type {block_type!r}; choose one of {', '.join(SCHEMAS)}.")
         ai = self._ai(site)
-        messages = [{"role": "user", "content": self.block_prompt(block_type, page_title, instructions)}]
-        structured = structured_output(ai, f"{block_type}_block", json_schema(block_type), model)
-        results = []
-        for attempt in (1, 2):
-            results.append(
-                ai.complete(messages, model=model, **BLOCK_PARAMETERS, system_prompt=SYSTEM_PROMPT, **structured)
+        try:
+            result = ai.generate_content(
+                self.block_prompt(block_type, page_title, instructions),
+                model=model,
+                **BLOCK_PARAMETERS,
+                system_prompt=SYSTEM_PROMPT,
+                response_schema=json_schema(block_type),
             )
-            answer = results[-1].content
-            try:
-                content = parse_json_object(answer)
-                validate_block(block_type, content)
-                return content, results
-            except (ValueError, BlockValidationError) as exc:
-                problem = "; ".join(exc.errors) if isinstance(exc, BlockValidationError) else f"not valid JSON ({exc})"
-                if attempt == 2:
-                    raise BlockGenerationFailed(
-                        f"The model's {block_type} block was invalid twice: {problem}. Nothing was saved."
-                    ) from None
-                messages += [
-                    {"role": "assistant", "content": answer},
-                    {"role": "user", "content": f"That was invalid: {problem}. Reply with the corrected JSON only."},
-                ]
-        raise AssertionError("unreachable")
+        except InvalidOutput as exc:
+            raise BlockGenerationFailed(
+                f"The model's {block_type} block was invalid twice: {'; '.join(exc.errors)}. Nothing was saved.",
+                errors=exc.errors,
+                provider=exc.provider,
+            ) from exc
+        try:
+            validate_block(block_type, result.parsed)  # what the schema cannot say: link schemes, empty text
+        except BlockValidationError as exc:
+            raise BlockGenerationFailed(
+                f"The model's {block_type} block does not fit: {exc}. Nothing was saved.",
+                errors=exc.errors,
+                provider=result.provider,
+            ) from exc
+        return result.parsed, result.steps_or_self()
 
     def generate_block(
         self, page: Page, block_type: str, instructions: str = "", model: str | None = None, save: bool = True

@@ -1,14 +1,16 @@
 """SEO meta for pages: a title of at most 60 characters and a description of at most 160.
 
-One request returns both fields as JSON (structured outputs where the provider has them).
-Models overshoot limits, so each field is trimmed at a word boundary (never mid-word) and
-stripped of the quotes models like to add. Both are parsed and checked before anything is
-saved, so a vendor error or a bad answer leaves the page as it was.
+One request returns both fields as JSON: `META_SCHEMA` goes to the gateway as `response_schema`
+(OpenAI/OpenRouter `response_format: json_schema`, Anthropic a forced tool; the gateway validates
+the answer and gives the model one corrective retry naming the errors). The length limits are not
+in the schema on purpose: models overshoot them, and a field is trimmed at a word boundary (never
+mid-word, the quotes models like to add stripped) rather than refused and paid for twice. A field
+left empty by trimming, or an answer still invalid after the retry, is a `MetaGenerationFailed`;
+either way nothing is saved, as with a vendor error.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +19,13 @@ from django.db import transaction
 
 from integrations.ai import AIService as CoreAIService
 from integrations.ai.ledger import usage
-from integrations.ai.providers.errors import AIProviderError, InvalidRequest
-from integrations.ai.providers.tools import strict_compatible
+from integrations.ai.providers.errors import AIProviderError, InvalidOutput, InvalidRequest
+from integrations.ai.providers.types import GenerationResult
 from prompts.versions import BuiltinPrompt, register_builtin
 
 from .. import provenance
 from ..models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
+from .errors import ServiceOutputError
 
 SYSTEM_PROMPT = (
     "You write SEO metadata for web pages. Answer with the requested text only: no quotes, no labels, no explanations."
@@ -54,11 +57,12 @@ def trim_to_words(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:-\u2013\u2014")
 
 
+# The limits are told, not enforced (see the module docstring): a too-long field is trimmed, not retried.
 META_SCHEMA = {
     "type": "object",
     "properties": {
-        "meta_title": {"type": "string", "maxLength": META_TITLE_MAX},
-        "meta_description": {"type": "string", "maxLength": META_DESCRIPTION_MAX},
+        "meta_title": {"type": "string", "description": f"At most {META_TITLE_MAX} characters."},
+        "meta_description": {"type": "string", "description": f"At most {META_DESCRIPTION_MAX} characters."},
     },
     "required": ["meta_title", "meta_description"],
     "additionalProperties": False,
@@ -77,36 +81,37 @@ def meta_prompt(title: str, body: str) -> str:
     )
 
 
-def structured_output(ai: CoreAIService, name: str, schema: dict[str, Any], model: str | None) -> dict[str, Any]:
-    """`response_format` asking for `schema`, when the provider that will serve supports it."""
-    if "response_format" not in ai.provider_for(None, model).supported_options:
-        return {}
-    strict = strict_compatible(schema)  # strict mode refuses optional properties (OpenAI answers 400)
-    return {
-        "response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": strict, "schema": schema}}
-    }
-
-
 META_PROMPT = register_builtin(BuiltinPrompt("pages.meta", META_SYSTEM_PROMPT, meta_prompt("{title}", "{body}")))
-META_PARAMETERS = {"max_tokens": 300, "temperature": 0.4}
+META_PARAMETERS: dict[str, Any] = {"max_tokens": 300, "temperature": 0.4}
 
 
-def parse_meta(text: str) -> dict[str, str]:
-    """Both fields from the model's JSON, trimmed to their limits; InvalidRequest when unusable."""
-    try:
-        data = json.loads(re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip()))
-    except ValueError:
-        raise InvalidRequest("The model's meta was not valid JSON; nothing was saved.") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("The model's meta was not a JSON object; nothing was saved.")
+class MetaGenerationFailed(ServiceOutputError):
+    """The model's meta could not be used (see `ServiceOutputError`); nothing was saved."""
+
+
+def fitted_meta(data: dict[str, Any], provider: str | None = None) -> dict[str, str]:
+    """Both fields of a schema-valid answer trimmed to their limits; MetaGenerationFailed if one ends up empty."""
     meta = {
-        "meta_title": trim_to_words(str(data.get("meta_title") or ""), META_TITLE_MAX),
-        "meta_description": trim_to_words(str(data.get("meta_description") or ""), META_DESCRIPTION_MAX),
+        "meta_title": trim_to_words(data["meta_title"], META_TITLE_MAX),
+        "meta_description": trim_to_words(data["meta_description"], META_DESCRIPTION_MAX),
     }
     empty = [name for name, value in meta.items() if not value]
     if empty:
-        raise InvalidRequest(f"The model's meta had no {' or '.join(empty)}; nothing was saved.")
+        raise MetaGenerationFailed(
+            f"The model's meta had no {' or '.join(empty)}; nothing was saved.",
+            errors=[f"{name}: empty" for name in empty],
+            provider=provider,
+        )
     return meta
+
+
+def batch_meta(result: GenerationResult | None) -> dict[str, str]:
+    """The meta of one batch item's answer: the gateway validated it against `META_SCHEMA` (`generate_batch`
+    with `response_schema`: an answer that does not match is that item's `InvalidOutput`, with no
+    corrective retry), so only the trimming to the limits is left."""
+    if result is None or not isinstance(result.parsed, dict):
+        raise MetaGenerationFailed("The batch item came back without a valid answer; nothing was saved.")
+    return fitted_meta(result.parsed, result.provider)
 
 
 def title_prompt(title: str, body: str) -> str:
@@ -131,6 +136,25 @@ class AIService:
 
     def _ai(self, site: Any = None) -> CoreAIService:
         return CoreAIService(site=site if site is not None else self.site, service="pages.meta")
+
+    @staticmethod
+    def _generate_meta(ai: CoreAIService, page: Page, model: str | None) -> tuple[dict[str, str], GenerationResult]:
+        """Both fields for `page` through the gateway's structured output; MetaGenerationFailed when unusable."""
+        try:
+            result = ai.generate_content(
+                meta_prompt(page.title, page.body),
+                model=model,
+                **META_PARAMETERS,
+                system_prompt=META_SYSTEM_PROMPT,
+                response_schema=META_SCHEMA,
+            )
+        except InvalidOutput as exc:
+            raise MetaGenerationFailed(
+                f"The model's meta was invalid twice: {'; '.join(exc.errors)}; nothing was saved.",
+                errors=exc.errors,
+                provider=exc.provider,
+            ) from exc
+        return fitted_meta(result.parsed, result.provider), result
 
     def generate_meta_title(self, title: str, content: str = "", model: str | None = None, site: Any = None) -> str:
         result = self._ai(site).generate_content(
@@ -160,17 +184,11 @@ class AIService:
         """Generate both fields in one request, then save them together (or not at all)."""
         ai = self._ai(page.site_id)
         with usage.attributed_to(page):
-            result = ai.generate_content(
-                meta_prompt(page.title, page.body),
-                model=model,
-                max_tokens=300,
-                temperature=0.4,
-                system_prompt=META_SYSTEM_PROMPT,
-                **structured_output(ai, "page_meta", META_SCHEMA, model),
-            )
-        meta = parse_meta(result.content)
+            meta, result = self._generate_meta(ai, page, model)
         if save:
-            origin = provenance.origin_of([result], page, META_PROMPT, {**META_PARAMETERS, "model": model or ""})
+            origin = provenance.origin_of(
+                result.steps_or_self(), page, META_PROMPT, {**META_PARAMETERS, "model": model or ""}
+            )
             with transaction.atomic():
                 Page.objects.filter(pk=page.pk).update(**meta)
                 provenance.record_meta(page, origin, proposed=meta, accepted=meta)
@@ -186,50 +204,26 @@ class AIService:
     def _propose_meta(self, page: Page, model: str | None = None) -> MetaProposal:
         """Meta for `page` to show a person before anything is saved (the page is not touched).
 
-        Structured outputs where the provider has them; elsewhere the JSON instruction in the
-        system prompt, and an answer that is not usable JSON gets one corrective retry naming the
-        problem before the caller gets the typed error.
+        The origin counts every call it took: a corrective retry's tokens and cost too.
         """
         ai = self._ai(page.site_id)
-        messages = [{"role": "user", "content": meta_prompt(page.title, page.body)}]
-        structured = structured_output(ai, "page_meta", META_SCHEMA, model)
-        results = []
-        for attempt in (1, 2):
-            result = ai.complete(
-                messages, model=model, **META_PARAMETERS, system_prompt=META_SYSTEM_PROMPT, **structured
-            )
-            results.append(result)
-            try:
-                meta = parse_meta(result.content)
-            except InvalidRequest as exc:
-                if attempt == 2:
-                    raise
-                messages += [
-                    {"role": "assistant", "content": result.content},
-                    {
-                        "role": "user",
-                        "content": f"That was unusable: {exc.message} Reply with the corrected JSON "
-                        'object only: {"meta_title": "...", "meta_description": "..."}.',
-                    },
-                ]
-                continue
-            origin = provenance.origin_of(
-                results, page, META_PROMPT, {**META_PARAMETERS, "model": model or "", "structured": bool(structured)}
-            )
-            return MetaProposal(
-                meta_title=meta["meta_title"],
-                meta_description=meta["meta_description"],
-                model=result.model,
-                provider=result.provider,
-                total_tokens=result.total_tokens,
-                origin=origin,
-            )
-        raise AssertionError("unreachable")
+        meta, result = self._generate_meta(ai, page, model)
+        origin = provenance.origin_of(
+            result.steps_or_self(), page, META_PROMPT, {**META_PARAMETERS, "model": model or ""}
+        )
+        return MetaProposal(
+            meta_title=meta["meta_title"],
+            meta_description=meta["meta_description"],
+            model=result.model,
+            provider=result.provider,
+            total_tokens=result.total_tokens,
+            origin=origin,
+        )
 
     @staticmethod
     def apply_meta(page: Page, meta_title: str, meta_description: str) -> None:
         """Save accepted (possibly edited) meta: both fields checked against the limits, then written together."""
-        problems = [
+        too_long = [
             f"{label} is {len(value)} characters; at most {limit}"
             for label, value, limit in (
                 ("meta title", meta_title, META_TITLE_MAX),
@@ -237,8 +231,8 @@ class AIService:
             )
             if len(value) > limit
         ]
-        if problems:
-            raise InvalidRequest("; ".join(problems) + ". Nothing was saved.")
+        if too_long:
+            raise InvalidRequest("; ".join(too_long) + ". Nothing was saved.")
         with transaction.atomic():
             Page.objects.filter(pk=page.pk).update(meta_title=meta_title, meta_description=meta_description)
         page.meta_title, page.meta_description = meta_title, meta_description
@@ -261,16 +255,15 @@ class AIService:
                     [meta_prompt(page.title, page.body) for page in site_pages],
                     concurrency=concurrency,
                     model=model,
-                    max_tokens=300,
-                    temperature=0.4,
+                    **META_PARAMETERS,
                     system_prompt=META_SYSTEM_PROMPT,
-                    **structured_output(ai, "page_meta", META_SCHEMA, model),
+                    response_schema=META_SCHEMA,
                 )
             for page, item in zip(site_pages, items, strict=True):
                 error: AIProviderError | None = item.error
                 if error is None:
                     try:
-                        meta = parse_meta(item.result.content)
+                        meta = batch_meta(item.result)
                     except AIProviderError as exc:
                         error = exc
                     else:

@@ -18,6 +18,7 @@ from typing import Any
 from integrations.ai import pricing
 from integrations.ai.gateway import response_cache
 from integrations.ai.gateway.factory import ProviderFactory
+from integrations.ai.gateway.structured import problems
 from integrations.ai.governance import admission as governance
 from integrations.ai.governance import budget
 from integrations.ai.ledger import usage
@@ -28,6 +29,7 @@ from integrations.ai.providers.errors import (
     AIProviderError,
     AuthenticationFailed,
     InsufficientCredits,
+    InvalidOutput,
     InvalidRequest,
     ModelNotFound,
     PermissionDenied,
@@ -473,6 +475,16 @@ class AIService:
                         item.result = worker.execute(preps[item.index], **run_options)
                     except AIProviderError as exc:
                         item.error = exc
+                schema = preps[item.index].request.response_schema if item.result is not None else None
+                if schema is not None and item.result is not None:  # structured: valid JSON or the item's error
+                    item.result.parsed, errors = problems(item.result.content, dict(schema))
+                    if errors:  # one call per item (no corrective retry in a batch): nothing invalid returned
+                        item.error = InvalidOutput(
+                            f"The model's answer did not match the schema: {'; '.join(errors)}.",
+                            errors=errors,
+                            provider=item.result.provider,
+                        )
+                        item.result = None
             if on_item is not None:
                 on_item(item)
             return item

@@ -52,9 +52,11 @@ def complete_json(
 
     The schema is checked once (InvalidRequest before any call when it is not a valid object schema).
     A corrective retry is a second call (its own ledger rows and budget reservation) that carries the
-    invalid answer and the validation errors; it is never served from the response cache.
+    invalid answer and the validation errors; it is never served from the response cache. The answer's
+    `steps` then lists both calls, so a caller can account for what the answer cost in all.
     """
     history = list(messages)
+    earlier: list[GenerationResult] = []
     for attempt in (1, 2):
         prep = service.prepare(history, response_schema=response_schema, **params)
         schema = dict(prep.request.response_schema or {})
@@ -62,6 +64,8 @@ def complete_json(
         value, errors = problems(result.content, schema)
         if not errors:
             result.parsed = value
+            if earlier:  # the answer records both calls (each already has its own ledger rows)
+                result.steps = [*earlier, result]
             return result
         if attempt == 2:
             raise InvalidOutput(
@@ -69,6 +73,7 @@ def complete_json(
                 errors=errors,
                 provider=result.provider,
             )
+        earlier.append(result)
         history += [
             {"role": "assistant", "content": result.content or "(no answer)"},
             {

@@ -100,6 +100,13 @@ class GenerationResult:
     tool_calls: list[Any] = field(default_factory=list)
     parsed: Any = None
     embeddings: list[list[float]] | None = None
+    # Every call that produced this answer, in order, when there was more than one (a structured answer's
+    # corrective retry); each has its own ledger rows. Empty for a single call: `steps_or_self()`.
+    steps: list[GenerationResult] = field(default_factory=list, repr=False)
+
+    def steps_or_self(self) -> list[GenerationResult]:
+        """The calls that produced this answer (itself alone for a single call)."""
+        return list(self.steps) or [self]
 
     @property
     def tokens_used(self) -> int:
