@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from integrations.ai.providers.errors import InvalidRequest, RateLimited
-from pages.blocks import BlockValidationError, validate_block
+from pages.blocks import BlockValidationError, json_schema, validate_block
 from pages.models import Block
 from pages.services.advanced_ai_service import AdvancedAIService, BlockGenerationFailed
 
@@ -65,7 +65,11 @@ def test_generates_valid_json_and_saves_in_order(page, upstream):
     assert "Write a 'faq' block for the web page \"Our bakery\"" in prompt
     assert "Instructions: About opening hours" in prompt
     assert '"question": string <= 200 chars' in prompt
-    assert body["response_format"]["json_schema"]["name"] == "faq_block"
+    # the gateway's one structured-output mechanism: the block type's schema, strict (faq's is closed)
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": json_schema("faq"), "strict": True},
+    }
 
 
 def test_retries_once_with_the_validation_error(page, upstream):
@@ -75,12 +79,12 @@ def test_retries_once_with_the_validation_error(page, upstream):
     assert block.content == GOOD_FAQ
     retry = upstream.requests[1].json["messages"]
     assert retry[2] == {"role": "assistant", "content": '```json\n{"items": []}\n```'}
-    assert "That was invalid: items must have 1 to 20 items, has 0" in retry[3]["content"]
+    assert "did not match the required JSON schema: items: [] should be non-empty" in retry[3]["content"]
 
 
 def test_invalid_twice_raises_and_saves_nothing(page, upstream):
     upstream.script(content="Sure! Here is your block: {items: oops}", times=2)
-    with pytest.raises(BlockGenerationFailed, match="invalid twice: not valid JSON") as caught:
+    with pytest.raises(BlockGenerationFailed, match="invalid twice: the answer is not JSON") as caught:
         AdvancedAIService().generate_block(page, "faq")
     assert caught.value.code == "invalid_block_json"
     assert len(upstream.requests) == 2

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from integrations.ai.providers.tools import ANSWER_TOOL
 from pages.blocks import SCHEMAS, validate_block
 from pages.models import Block
 from pages.services.advanced_ai_service import AdvancedAIService
@@ -54,22 +55,28 @@ def test_unscripted_emulator_blocks_fit_their_schema_on_every_provider(emulated_
     assert block.pk is None and "opening hours" in json.dumps(block.content).lower()
 
 
-def test_meta_without_structured_output_gets_one_corrective_retry(emulated_site, upstream):
+def test_meta_gets_the_gateways_one_corrective_retry(emulated_site, upstream):
+    """Anthropic answers through the forced tool; an answer missing a field is corrected once (issue 20)."""
     page = PageFactory(site=emulated_site("anthropic"), meta_title="", meta_description="")
-    upstream.script(content="Sure! Here is your meta title: Fresh bread")
-    upstream.script(content=json.dumps({"meta_title": "Fresh bread", "meta_description": "Baked daily."}))
+    upstream.script(tool_calls=[{"name": ANSWER_TOOL, "arguments": {"meta_title": "Fresh bread"}}])
+    upstream.script(
+        tool_calls=[
+            {"name": ANSWER_TOOL, "arguments": {"meta_title": "Fresh bread", "meta_description": "Baked daily."}}
+        ]
+    )
     proposal = AIService().propose_meta(page)
     assert (proposal.meta_title, proposal.meta_description) == ("Fresh bread", "Baked daily.")
     retry = upstream.requests[1].json
-    assert "response_format" not in retry and "That was unusable" in retry["messages"][-1]["content"]
+    assert "response_format" not in retry and retry["tool_choice"] == {"type": "tool", "name": ANSWER_TOOL}
+    assert "'meta_description' is a required property" in retry["messages"][-1]["content"]
 
 
 def test_meta_twice_unusable_is_a_typed_error(emulated_site, upstream):
-    from integrations.ai.providers.errors import InvalidRequest
+    from integrations.ai.providers.errors import InvalidOutput
 
     page = PageFactory(site=emulated_site("anthropic"), meta_title="", meta_description="")
-    upstream.script(content="not json", times=2)
-    with pytest.raises(InvalidRequest, match="not valid JSON"):
+    upstream.script(tool_calls=[{"name": ANSWER_TOOL, "arguments": {"title": "not the shape"}}], times=2)
+    with pytest.raises(InvalidOutput, match="invalid twice: .*'title' was unexpected"):
         AIService().propose_meta(page)
     assert len(upstream.requests) == 2
 

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from integrations.ai.providers.errors import InvalidRequest, ProviderUnavailable
+from integrations.ai.providers.tools import ANSWER_TOOL
 from pages.models import Page
-from pages.services.ai_service import META_SYSTEM_PROMPT, AIService, trim_to_words
+from pages.services.ai_service import META_SCHEMA, META_SYSTEM_PROMPT, AIService, trim_to_words
 
 from .factories import AIProviderSettingsFactory
 from .factories_cms import PageFactory
@@ -57,30 +58,37 @@ def test_meta_sends_the_expected_messages_and_saves(page, upstream):
         )
     )
     meta = AIService().generate_meta_for_page(page, model="gpt-4o")
-    request = upstream.requests[0]
+    (request,) = [r for r in upstream.requests if r.method == "POST"]  # a too-long title is trimmed, not retried
     assert request.flavor == "openrouter"
     assert request.json["model"] == "openai/gpt-4o"  # mapped for OpenRouter
     assert request.json["messages"][0] == {"role": "system", "content": META_SYSTEM_PROMPT}
     user = request.json["messages"][1]["content"]
     assert "Page title: Spring sale" in user and "twenty percent off" in user
-    assert request.json["response_format"]["json_schema"]["schema"]["properties"]["meta_title"]["maxLength"] == 60
+    assert request.json["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": META_SCHEMA, "strict": True},
+    }
+    assert "maxLength" not in json.dumps(META_SCHEMA)  # the limits are told, and trimmed to: see ai_service
     page.refresh_from_db()
     assert page.meta_title == meta["meta_title"] == "Spring Sale: 20% Off Sourdough, Croissants and Every Loaf in"
     assert len(page.meta_title) <= 60
     assert page.meta_description == "Twenty percent off everything until Sunday."
 
 
-def test_anthropic_gets_no_response_format(page, upstream):
+def test_anthropic_gets_the_schema_as_a_forced_tool(page, upstream):
     record = AIProviderSettingsFactory(
         provider_type="anthropic",
         anthropic_api_key=ANT_KEY,
         anthropic_base_url=upstream.anthropic_base_url,
     )
     page = PageFactory(site=record.site, title="Spring sale", meta_title="", meta_description="")
-    upstream.script(content=json.dumps({"meta_title": "T", "meta_description": "D"}))
-    AIService().generate_meta_for_page(page, model="claude-3-5-haiku")
+    upstream.script(tool_calls=[{"name": ANSWER_TOOL, "arguments": {"meta_title": "T", "meta_description": "D"}}])
+    meta = AIService().generate_meta_for_page(page, model="claude-3-5-haiku")
+    assert meta == {"meta_title": "T", "meta_description": "D"}
     request = upstream.requests[0]
     assert request.flavor == "anthropic" and "response_format" not in request.json
+    assert request.json["tool_choice"] == {"type": "tool", "name": ANSWER_TOOL}
+    assert [t["input_schema"] for t in request.json["tools"]] == [META_SCHEMA]
     assert request.json["system"] == META_SYSTEM_PROMPT
 
 
@@ -95,9 +103,10 @@ def test_a_vendor_error_leaves_the_page_unchanged(page, upstream, settings):
 
 @pytest.mark.parametrize("content", ["not json at all", json.dumps({"meta_title": "Only a title"}), "[1, 2]"])
 def test_an_unusable_answer_leaves_the_page_unchanged(page, upstream, content):
-    upstream.script(content=content)
-    with pytest.raises(InvalidRequest, match="nothing was saved"):
+    upstream.script(content=content, times=2)  # the gateway's corrective retry gets the same answer
+    with pytest.raises(InvalidRequest, match="nothing was saved"):  # (MetaGenerationFailed is also InvalidOutput)
         AIService().generate_meta_for_page(page)
+    assert len([r for r in upstream.requests if r.method == "POST"]) == 2
     page.refresh_from_db()
     assert (page.meta_title, page.meta_description) == ("", "")
 
