@@ -76,7 +76,7 @@ def test_meta_twice_unusable_is_a_typed_error(emulated_site, upstream):
 
     page = PageFactory(site=emulated_site("anthropic"), meta_title="", meta_description="")
     upstream.script(tool_calls=[{"name": ANSWER_TOOL, "arguments": {"title": "not the shape"}}], times=2)
-    with pytest.raises(InvalidOutput, match="invalid twice: .*'title' was unexpected"):
+    with pytest.raises(InvalidOutput, match=r"invalid twice: .*'title' was unexpected"):
         AIService().propose_meta(page)
     assert len(upstream.requests) == 2
 

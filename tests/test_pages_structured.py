@@ -53,3 +53,34 @@ def test_a_rule_the_schema_cannot_say_is_still_checked(emulated_site, upstream):
     with pytest.raises(BlockGenerationFailed, match="cta_url may not be a javascript: URL"):
         AdvancedAIService().generate_block(page, "hero")
     assert len(posts(upstream)) == 1 and not Block.objects.filter(page=page).exists()
+
+
+def test_a_corrected_answer_counts_both_calls_in_its_provenance(emulated_site, upstream):
+    """The corrective retry is a second paid call: the saved block's provenance sums both calls' tokens."""
+    page = PageFactory(site=emulated_site("anthropic"))
+    good = {"items": [{"question": "Open on Sunday?", "answer": "Yes, 8 to 12."}]}
+    upstream.script(
+        tool_calls=[{"name": ANSWER_TOOL, "arguments": {"items": []}}], usage={"input_tokens": 100, "output_tokens": 10}
+    )
+    upstream.script(
+        tool_calls=[{"name": ANSWER_TOOL, "arguments": good}], usage={"input_tokens": 200, "output_tokens": 20}
+    )
+    AdvancedAIService().generate_block(page, "faq")
+    row = ContentProvenance.objects.get(page=page)
+    assert (row.prompt_tokens, row.completion_tokens) == (300, 30)
+
+
+def test_a_structured_batch_never_returns_an_invalid_item(emulated_site, upstream):
+    """generate_batch with response_schema: each answer is validated; an invalid one is its item's error."""
+    from integrations.ai import AIService as Gateway
+
+    site = emulated_site("openai")
+    upstream.script(content='{"meta_title": "Bread", "meta_description": "Fresh daily"}')
+    upstream.script(content='{"meta_title": 7}')
+    items = Gateway(site=site).generate_batch(["a", "b"], concurrency=1, response_schema=META_SCHEMA)
+    assert items[0].error is None and items[0].result.parsed == {
+        "meta_title": "Bread",
+        "meta_description": "Fresh daily",
+    }
+    assert isinstance(items[1].error, InvalidOutput) and items[1].result is None
+    assert any("meta_title" in e for e in items[1].error.errors)
