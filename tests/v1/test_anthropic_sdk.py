@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import anthropic
@@ -60,17 +61,76 @@ def test_max_tokens_cut_is_stop_reason_max_tokens(emulated_site, make_key, ant):
     assert reply.stop_reason == "max_tokens" and reply.usage.output_tokens == 3
 
 
-def test_tools_are_refused_by_name(emulated_site, make_key, ant, upstream):
+TOOLS = [
+    {
+        "name": "lookup",
+        "description": "Find a bakery in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+]
+PNG = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_a_two_step_tool_conversation_on_each_upstream(emulated_site, make_key, ant, upstream, provider):
+    """tool_use out, tool_result back in: the conversation goes through whichever provider serves the site."""
+    client = ant(make_key(emulated_site(provider)))
+    upstream.script(flavor=provider, tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    first = client.messages.create(model=MODEL_FOR[provider], max_tokens=64, messages=ASK, tools=TOOLS)
+    assert first.stop_reason == "tool_use"
+    call = next(b for b in first.content if b.type == "tool_use")
+    assert (call.name, call.input) == ("lookup", {"city": "Lyon"})
+    history = [
+        *ASK,
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Chez Paul"}]},
+    ]
+    final = client.messages.create(model=MODEL_FOR[provider], max_tokens=64, messages=history, tools=TOOLS)
+    assert final.stop_reason == "end_turn" and final.content[0].type == "text"
+    sent = json.dumps(upstream.requests_for(provider)[-1].json)
+    assert "Chez Paul" in sent and call.id in sent  # the result reached the vendor, tied to its call
+    usage.flush()
+    assert AIUsage.objects.filter(service="v1.messages", status="ok").count() == 2
+
+
+def test_a_streamed_tool_call_arrives_as_a_tool_use_block(emulated_site, make_key, ant, upstream):
+    client = ant(make_key(emulated_site("openai")))
+    upstream.script(flavor="openai", tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    with client.messages.stream(model=MODEL_FOR["openai"], max_tokens=64, messages=ASK, tools=TOOLS) as stream:
+        final = stream.get_final_message()
+    call = next(b for b in final.content if b.type == "tool_use")
+    assert (call.name, call.input, final.stop_reason) == ("lookup", {"city": "Lyon"}, "tool_use")
+
+
+def test_tool_choice_any_is_required_and_server_tools_are_refused(emulated_site, make_key, ant, upstream):
+    client = ant(make_key(emulated_site("openai")))
+    client.messages.create(
+        model=MODEL_FOR["openai"], max_tokens=64, messages=ASK, tools=TOOLS, tool_choice={"type": "any"}
+    )
+    assert upstream.requests_for("openai")[-1].json["tool_choice"] == "required"
     with pytest.raises(anthropic.BadRequestError) as caught:
-        ant(make_key(emulated_site("anthropic"))).messages.create(
-            model="claude-3-5-haiku",
+        client.messages.create(
+            model=MODEL_FOR["openai"],
             max_tokens=64,
             messages=ASK,
-            tools=[{"name": "lookup", "input_schema": {"type": "object"}}],
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],
         )
-    assert caught.value.body["error"]["type"] == "invalid_request_error"
-    assert "tools" in caught.value.body["error"]["message"]
-    assert upstream.requests == []
+    assert "server tool" in caught.value.body["error"]["message"]
+
+
+def test_an_image_block_reaches_the_vendor_in_its_format(emulated_site, make_key, ant, upstream):
+    client = ant(make_key(emulated_site("openai")))
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    client.messages.create(
+        model="gpt-4o-mini",
+        max_tokens=64,
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": "Describe it"}]}],
+    )
+    parts = upstream.requests_for("openai")[-1].json["messages"][-1]["content"]
+    assert parts[0]["type"] == "image_url" and parts[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert parts[1] == {"type": "text", "text": "Describe it"}
 
 
 def test_models_list_in_anthropics_format(emulated_site, make_key, ant):

@@ -118,7 +118,7 @@ def test_anthropic_request_becomes_one_gateway_call():
                     {
                         "role": "user",
                         "content": [
-                            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "x"}}
+                            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
                         ],
                     }
                 ],

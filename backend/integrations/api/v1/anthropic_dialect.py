@@ -1,10 +1,12 @@
 """Anthropic's Messages wire format, onto the gateway and back.
 
 `parse` turns a `POST /v1/messages` body (top-level `system`, alternating user/assistant
-`messages` of text or text blocks, required `max_tokens`) into a `GatewayCall`; `message`
-renders a result as a `message` object; `Events` renders a stream as Anthropic's SSE events
-(`message_start`, `content_block_start`, `content_block_delta` text deltas, `content_block_stop`,
-`message_delta` with the stop reason and usage, `message_stop`); `error_body` is
+`messages` of text, image, `tool_use` and `tool_result` blocks, `tools` and `tool_choice`, required
+`max_tokens`) into a `GatewayCall` in the gateway's neutral shapes (`providers/conversation.py`: image
+parts, assistant `tool_calls`, `role: tool` results), so any provider can serve it; `message` renders a
+result as a `message` object (text and `tool_use` blocks); `Events` renders a stream as Anthropic's SSE
+events (`message_start`, text `content_block_delta`s, each tool call as a `tool_use` block with its
+`input_json_delta`, `message_delta` with the stop reason and usage, `message_stop`); `error_body` is
 `{"type": "error", "error": {type, message}}`. Whichever provider served, the client sees this.
 """
 
@@ -20,7 +22,6 @@ from .calls import BadField, GatewayCall, Unsupported, need_bool, need_int, need
 from .failures import Failure
 
 UNSUPPORTED = {
-    "tools": "tools (tool use)",
     "thinking": "extended thinking",
     "mcp_servers": "MCP servers",
     "container": "code execution containers",
@@ -38,6 +39,7 @@ ERROR_TYPES = {
 
 
 def _text(content: Any, where: str) -> str:
+    """A system prompt or a tool result's content: a string, or text blocks joined."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list) or not content:
@@ -47,20 +49,121 @@ def _text(content: Any, where: str) -> str:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
-        elif kind in ("tool_use", "tool_result", "server_tool_use"):
+        elif kind in KNOWN_BLOCKS:
             raise Unsupported(
-                f"{where}[{index}] is a {kind} block: tool use is not supported by this gateway yet.",
-                f"{where}[{index}]",
-            )
-        elif kind in ("image", "document", "thinking", "redacted_thinking", "search_result"):
-            raise Unsupported(
-                f"{where}[{index}] is a {kind} block: this gateway takes text blocks only.", f"{where}[{index}]"
+                f"{where}[{index}] is a {kind} block: only text blocks are taken here.", f"{where}[{index}]"
             )
         else:
             raise BadField(
                 f'{where}[{index}] must be a text block ({{"type": "text", "text": ...}}).', f"{where}[{index}]"
             )
     return "\n".join(texts)
+
+
+KNOWN_BLOCKS = (
+    "image",
+    "tool_use",
+    "tool_result",
+    "server_tool_use",
+    "document",
+    "thinking",
+    "redacted_thinking",
+    "search_result",
+)
+
+
+def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """An image block as the gateway's neutral image part (`providers/images.py` checks and measures it)."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64" and isinstance(source.get("data"), str) and isinstance(source.get("media_type"), str):
+        return {"type": "image", "data": source["data"], "media_type": source["media_type"]}
+    if kind == "url" and isinstance(source.get("url"), str):
+        return {"type": "image", "url": source["url"]}
+    raise BadField(
+        f'{where}.source must be {{"type": "base64", "media_type", "data"}} or {{"type": "url", "url"}}.',
+        f"{where}.source",
+    )
+
+
+def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
+    """One Messages turn as neutral messages: a user turn's `tool_result` blocks become `role: tool`
+    messages (first, as the vendors require), its text and images one user message; an assistant
+    turn's `tool_use` blocks become its `tool_calls`."""
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    if not isinstance(content, list) or not content:
+        raise BadField(f"{where} must be a string or a non-empty list of content blocks.", where)
+    parts: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    for index, block in enumerate(content):
+        here = f"{where}[{index}]"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            parts.append({"type": "text", "text": block["text"]})
+        elif kind == "image" and role == "user":
+            parts.append(_image(block, here))
+        elif kind == "tool_result" and role == "user":
+            call_id = block.get("tool_use_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise BadField(f"{here}.tool_use_id names the tool_use this result answers.", f"{here}.tool_use_id")
+            inner = block.get("content", "")
+            text = "" if inner in ("", None) else _text(inner, f"{here}.content")
+            result: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": text}
+            if block.get("is_error"):
+                result["is_error"] = True
+            results.append(result)
+        elif kind == "tool_use" and role == "assistant":
+            if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+                raise BadField(f"{here} needs an id and a name.", here)
+            arguments = block.get("input", {})
+            if not isinstance(arguments, dict):
+                raise BadField(f"{here}.input must be an object.", f"{here}.input")
+            calls.append({"id": block["id"], "name": block["name"], "arguments": arguments})
+        elif kind in KNOWN_BLOCKS:
+            raise Unsupported(f"{here} is a {kind} block, which a {role} turn cannot carry here.", here)
+        else:
+            raise BadField(f"{here} must be a text, image, tool_use or tool_result block.", here)
+    if role == "assistant":
+        text = "\n".join(p["text"] for p in parts)
+        return [{"role": "assistant", "content": text, **({"tool_calls": calls} if calls else {})}]
+    out = list(results)
+    if parts:
+        plain = all(p["type"] == "text" for p in parts)
+        out.append({"role": "user", "content": "\n".join(p["text"] for p in parts) if plain else parts})
+    return out
+
+
+def _tools(data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, Any]:
+    """`tools` (custom tools: name, description, input_schema) and `tool_choice` in the gateway's terms."""
+    tools = data.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise BadField("tools must be a list of {name, description, input_schema}.", "tools")
+        for index, tool in enumerate(tools):
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if kind not in (None, "custom"):
+                raise Unsupported(
+                    f"tools[{index}] is Anthropic's server tool {kind!r}; only custom tools (name, input_schema) "
+                    "are taken here.",
+                    f"tools.{index}",
+                )
+    choice = data.get("tool_choice")
+    if choice is None:
+        return tools or None, None
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise BadField(
+            'tool_choice must be {"type": "auto" | "any" | "none"} or {"type": "tool", "name"}.', "tool_choice"
+        )
+    if choice.get("disable_parallel_tool_use"):
+        raise Unsupported("disable_parallel_tool_use is not supported by this gateway; remove it.", "tool_choice")
+    if not tools:
+        if choice["type"] in ("auto", "none"):
+            return None, None
+        raise BadField("tool_choice needs tools: give the tools it chooses among.", "tool_choice")
+    mapped = {"auto": "auto", "any": "required", "none": "none"}.get(choice["type"])
+    return tools, mapped if mapped is not None else {"name": choice.get("name")}
 
 
 def parse(data: Any) -> GatewayCall:
@@ -70,9 +173,7 @@ def parse(data: Any) -> GatewayCall:
     for name, feature in UNSUPPORTED.items():
         if data.get(name):
             raise Unsupported(f"{feature} is not supported by this gateway yet; remove {name}.", name)
-    tool_choice = data.get("tool_choice")
-    if tool_choice not in (None, {"type": "none"}, {"type": "auto"}):
-        raise Unsupported("tool_choice needs tools, which this gateway does not support yet.", "tool_choice")
+    tools, tool_choice = _tools(data)
     model = need_str(data, "model", required=True)
     max_tokens = need_int(data, "max_tokens")
     if max_tokens is None:
@@ -86,10 +187,14 @@ def parse(data: Any) -> GatewayCall:
         role = message.get("role") if isinstance(message, dict) else None
         if role not in ("user", "assistant"):
             raise BadField(f"{where}.role must be user or assistant (system is a top-level field).", f"{where}.role")
-        messages.append({"role": role, "content": _text(message.get("content"), f"{where}.content")})
+        messages += _turn(role, message.get("content"), f"{where}.content")
     system = data.get("system")
     system_prompt = None if system is None else _text(system, "system")
     options: dict[str, Any] = {}
+    if tools:
+        options["tools"] = tools  # providers/tools.py takes Anthropic's {name, description, input_schema}
+    if tool_choice is not None:
+        options["tool_choice"] = tool_choice
     if (top_p := need_number(data, "top_p")) is not None:
         options["top_p"] = top_p
     if (top_k := need_int(data, "top_k")) is not None:
@@ -134,13 +239,18 @@ def new_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
+def tool_use_blocks(result: GenerationResult) -> list[dict[str, Any]]:
+    return [{"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments)} for c in result.tool_calls]
+
+
 def message(result: GenerationResult) -> dict[str, Any]:
+    text = [{"type": "text", "text": result.content}] if result.content or not result.tool_calls else []
     return {
         "id": new_id(),
         "type": "message",
         "role": "assistant",
         "model": result.model,
-        "content": [{"type": "text", "text": result.content}],
+        "content": text + tool_use_blocks(result),
         "stop_reason": stop_reason(result),
         "stop_sequence": None,
         "usage": usage(result),
@@ -182,8 +292,26 @@ class Events:
 
     def end(self, result: GenerationResult | None) -> bytes:
         counts = usage(result) if result is not None else {"output_tokens": 0}
+        calls = b""  # each tool call as a tool_use block after the text: its input as one input_json_delta
+        for index, block in enumerate(tool_use_blocks(result) if result is not None else [], start=1):
+            calls += (
+                _event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+                )
+                + _event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])},
+                    },
+                )
+                + _event("content_block_stop", {"type": "content_block_stop", "index": index})
+            )
         return (
             _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            + calls
             + _event(
                 "message_delta",
                 {
