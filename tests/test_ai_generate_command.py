@@ -47,7 +47,7 @@ def test_a_failing_page_is_reported_and_left_alone(site, upstream, settings):
     upstream.script(content="this is not json")
     out, _ = run("--concurrency", "1")
     assert "Generated meta for 2 of 3 page(s)." in out
-    assert "failed: [" in out and "invalid_output: The model's meta did not match the schema" in out
+    assert "failed: [" in out and "invalid_output: The model's answer did not match the schema" in out
     states = [bool(Page.objects.get(pk=p.pk).meta_title) for p in pages]
     assert states.count(False) == 1
 

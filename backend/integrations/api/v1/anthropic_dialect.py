@@ -74,8 +74,8 @@ KNOWN_BLOCKS = (
 
 def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
     """An image block as the gateway's neutral image part (`providers/images.py` checks and measures it)."""
-    source = block.get("source")
-    kind = source.get("type") if isinstance(source, dict) else None
+    source: dict[str, Any] = block["source"] if isinstance(block.get("source"), dict) else {}
+    kind = source.get("type")
     if kind == "base64" and isinstance(source.get("data"), str) and isinstance(source.get("media_type"), str):
         return {"type": "image", "data": source["data"], "media_type": source["media_type"]}
     if kind == "url" and isinstance(source.get("url"), str):
