@@ -26,7 +26,7 @@ TOKEN = "scrape-" + "ab" * 16
 def get(server: Server, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()

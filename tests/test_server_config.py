@@ -155,10 +155,10 @@ class Server:
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json", **(headers or {})},
         )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # an upper bound: a loaded machine imports slowly
         while True:  # the worker may still be importing Django when the master already listens
             try:
-                with urllib.request.urlopen(request, timeout=15) as response:
+                with urllib.request.urlopen(request, timeout=60) as response:
                     return response.status, json.loads(response.read())
             except urllib.error.HTTPError as exc:
                 return exc.code, json.loads(exc.read())
@@ -171,7 +171,7 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout=15)
+            return self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
