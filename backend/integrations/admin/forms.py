@@ -267,6 +267,12 @@ class ProviderTestForm(forms.Form):
         help_text=admin_try.SCHEMA_HELP,
     )
     image = forms.FileField(required=False, help_text="An image sent with the prompt (PNG, JPEG, GIF or WebP).")
+    use_chain = forms.BooleanField(
+        required=False,
+        label="Use the site's fallback chain",
+        help_text="Off: only the chosen provider and its key are tried, and a failure or a policy refusal is "
+        "shown as it is. On: the call fails over along the site's chain, as pages' calls do.",
+    )
 
     def clean_tool(self) -> Any:
         return admin_try.json_field(self.cleaned_data.get("tool") or "", "tool")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
+from integrations.ai.governance.money import usd as usd  # the one money format (re-exported)
 from integrations.ai.providers.errors import BudgetExceeded
 
 if TYPE_CHECKING:
@@ -48,11 +49,6 @@ def counter_keys(site_id: int) -> tuple[str, str]:
             _keys.clear()
         keys = _keys[site_id, month] = (f"{base}:used", f"{base}:spent")
     return keys
-
-
-def usd(amount: Decimal) -> str:
-    """$12.50 for money, $0.00042 for the fractions of a cent tokens cost."""
-    return f"${amount:,.2f}" if abs(amount) >= Decimal("0.01") or amount == 0 else f"${amount.normalize():f}"
 
 
 def month_start() -> datetime.datetime:
