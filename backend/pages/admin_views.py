@@ -110,6 +110,8 @@ def meta_review_redirect(rows: list[dict[str, Any]], back: str | None = None) ->
 def review_meta_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     """The proposals behind the tokens in the URL, to review and accept; none left (saved or expired):
     back to the pages with a message, never a new call."""
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
     back = request.GET.get("back", "")
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         back = reverse("admin:pages_page_changelist")

@@ -20,9 +20,10 @@ def amount(value: object) -> Decimal | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        if isinstance(value, float):
-            return Decimal(repr(round(value, 12)))  # the float's shortest repr, noise past 1e-12 dropped
-        number = Decimal(str(value).strip())
+        if isinstance(value, float):  # the float's shortest repr, noise past 1e-12 dropped
+            number = Decimal(repr(round(value, 12)))
+        else:
+            number = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         return None
     return number if number.is_finite() else None
