@@ -264,3 +264,32 @@ def test_back_after_accepting_meta_sends_no_paid_call_again(
     page.go_back()  # once more: the generate form itself, a GET
     page.wait_for_selector("input[name=_generate]")
     assert len(upstream.requests) == calls
+
+
+# -- 4. money on the dashboard's chart axes ----------------------------------------------------------------------
+@pytest.mark.parametrize("width", WIDTHS)
+def test_dashboard_chart_axes_show_money_in_the_one_format(page, live_server, admin_login, screenshot, width):
+    from decimal import Decimal
+
+    from integrations.usage import rollups
+    from tests.factories import AIProviderSettingsFactory, AIUsageFactory
+
+    site = SiteFactory(domain="localhost", name="Bakery")
+    AIProviderSettingsFactory(site=site, monthly_budget=Decimal("0.0001"))
+    for cost in ("0.000025", "0.0000125"):  # Chart.js alone labels such an axis 2.5e-5
+        rollups.add([AIUsageFactory(site=site, cost=Decimal(cost))])
+    user = person("site admin", site)
+    at(page, width)
+    admin_login(user.username)
+    page.goto(f"{live_server.url}/admin/integrations/aiusage/dashboard/")
+    page.wait_for_function("window.panelCharts && window.panelCharts['chart-budget']")
+    screenshot(f"dashboard-{width}")
+    assert page.inner_text("[data-total=cost]") == "$0.0000375"
+    for chart in ("chart-cost", "chart-budget"):
+        labels = page.evaluate(f"window.panelCharts['{chart}'].scales.y.ticks.map((t) => t.label)")
+        assert labels and all(re.fullmatch(r"\$\d[\d,]*\.\d+", str(label)) for label in labels), labels
+    assert page.evaluate("[window.panelMoney(0.0000375), window.panelMoney(5), window.panelMoney(1234.5)]") == [
+        "$0.0000375",
+        "$5.00",
+        "$1,234.50",
+    ]
