@@ -95,6 +95,8 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
         **admin.site.each_context(request),
         "title": "You cannot do this here",
         "needed": needed_for(request, exception),
+        # a plain PermissionDenied("...") of a check that says why (e.g. saving into another site)
+        "detail": "" if isinstance(exception, Refused) or exception is None else str(exception),
         "ask": whom_to_ask(request.user),
         "refused_path": request.path,
     }
