@@ -20,10 +20,8 @@ def amount(value: object) -> Decimal | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        if isinstance(value, float):  # the float's shortest repr, noise past 1e-12 dropped
-            number = Decimal(repr(round(value, 12)))
-        else:
-            number = Decimal(str(value).strip())
+        # a float by its shortest repr, noise past 1e-12 dropped
+        number = Decimal(repr(round(value, 12))) if isinstance(value, float) else Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         return None
     return number if number.is_finite() else None
