@@ -69,3 +69,40 @@ def test_index_usage_log_and_dashboard_show_sums_without_noise(client):
     assert 'data-total="cost">$0.00428<' in dashboard
     for html in (index, log, dashboard):
         assert not NOISE.search(html), NOISE.search(html)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(Decimal("5.000000"), "5.00"), (Decimal("0.000025"), "0.000025"), (Decimal("12.345"), "12.345"), (None, "")],
+)
+def test_editable_keeps_every_digit_and_drops_trailing_zeros(value, shown):
+    from integrations.ai.governance.money import editable
+
+    assert editable(value) == shown
+
+
+@pytest.mark.django_db
+def test_budget_screen_shows_caps_in_the_one_format(client):
+    from django.contrib.auth.models import Permission
+
+    site = SiteFactory(name="Bakery")
+    record = AIProviderSettingsFactory(
+        site=site, monthly_budget=Decimal("5"), daily_budget=Decimal("0.5"), service_budgets={"pages.meta": "2.5"}
+    )
+    record.refresh_from_db()  # as stored: 5.000000
+    url = reverse("admin:integrations_aiprovidersettings_change", args=[record.pk])
+    editor_of_settings = UserFactory()
+    SiteMembershipFactory(user=editor_of_settings, site=site)
+    editor_of_settings.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_aiprovidersettings", "change_aiprovidersettings"])
+    )
+    client.force_login(editor_of_settings)
+    form = client.get(url).content.decode()
+    assert 'name="monthly_budget" value="5.00"' in form and 'name="daily_budget" value="0.50"' in form
+    viewer = UserFactory()
+    SiteMembershipFactory(user=viewer, site=site)
+    viewer.user_permissions.set(Permission.objects.filter(codename__in=["view_aiprovidersettings"]))
+    client.force_login(viewer)
+    readonly = client.get(url).content.decode()
+    assert "$5.00" in readonly and "$0.50" in readonly and "$2.50 a month" in readonly
+    assert "5.000000" not in readonly and "5.000000" not in form

@@ -79,6 +79,9 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         "allowed_providers": "providers_allowed",
         "allowed_models": "models_allowed",
         "service_budgets": "budgets_per_service",
+        "monthly_budget": "monthly_cap",
+        "daily_budget": "daily_cap",
+        "weekly_budget": "weekly_cap",
         "alert_thresholds": "thresholds",
     }
     readonly_fields = ("month_to_date", *READABLE.values())
@@ -191,8 +194,22 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             return "none"
         return format_html(
             '<table class="kv-table">{}</table>',
-            format_html_join("", "<tr><th>{}</th><td>{} USD a month</td></tr>", budgets.items()),
+            format_html_join(
+                "", "<tr><th>{}</th><td>{} a month</td></tr>", ((k, usd(v) or v) for k, v in budgets.items())
+            ),
         )
+
+    @admin.display(description="Monthly budget")
+    def monthly_cap(self, obj: AIProviderSettings) -> str:
+        return usd(obj.monthly_budget) or "no cap"
+
+    @admin.display(description="Daily budget")
+    def daily_cap(self, obj: AIProviderSettings) -> str:
+        return usd(obj.daily_budget) or "no cap"
+
+    @admin.display(description="Weekly budget")
+    def weekly_cap(self, obj: AIProviderSettings) -> str:
+        return usd(obj.weekly_budget) or "no cap"
 
     @admin.display(description="Alert thresholds")
     def thresholds(self, obj: AIProviderSettings) -> str:

@@ -40,3 +40,13 @@ def usd(value: object) -> str:
     exponent = number.adjusted() - SIGNIFICANT + 1  # keep SIGNIFICANT digits
     small = number.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP).normalize()
     return f"{sign}${small:f}"
+
+
+def editable(value: object) -> str:
+    """An amount as a form's input shows it: `5.00` for `5.000000`, every digit kept below a cent
+    (`0.000025`), so saving the form unchanged never changes the amount. Empty for None."""
+    number = amount(value)
+    if number is None:
+        return ""
+    cents = number.quantize(CENT)
+    return f"{cents:.2f}" if cents == number else f"{number.normalize():f}"
