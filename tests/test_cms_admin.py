@@ -31,7 +31,9 @@ def test_generate_meta_action_proposes_then_saves_what_is_accepted(admin_client,
     pages = PageFactory.create_batch(2, site=site, meta_title="", meta_description="")
     upstream.script(content=json.dumps({"meta_title": "Fresh bread", "meta_description": "Baked daily."}), times=2)
     response = admin_client.post(
-        reverse("admin:pages_page_changelist"), {"action": "generate_meta", "_selected_action": [p.pk for p in pages]}
+        reverse("admin:pages_page_changelist"),
+        {"action": "generate_meta", "_selected_action": [p.pk for p in pages]},
+        follow=True,
     )
     text = response.content.decode()
     assert "Review generated meta" in text and text.count('value="Fresh bread"') == 2

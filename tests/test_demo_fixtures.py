@@ -78,6 +78,7 @@ def test_demo_shows_every_flow_on_every_demo_site(upstream, client):
         reverse("admin:pages_page_generate_meta", args=[bakery.pk]),
         {"step": "generate", "model": ""},
         HTTP_HOST="127.0.0.1",
+        follow=True,  # the generating POST redirects to the review screen
     )
     assert "Spring sale | " in preview.content.decode()
     template = PromptTemplate.objects.get(slug="product-blurb")

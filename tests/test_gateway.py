@@ -425,6 +425,25 @@ def test_a_stream_fails_over_before_its_first_delta(db, upstream, settings):
     assert [(r.provider, r.status) for r in rows] == [("anthropic", "error"), ("openai", "ok")]
 
 
+def test_a_stream_without_failover_tries_the_chosen_provider_only(db, upstream, settings):
+    """`failover=False` (the admin's test screen): the primary's failure is the answer, the chain untouched."""
+    settings.AI_MAX_RETRIES = 0
+    record = AIProviderSettingsFactory(
+        provider_type="anthropic",
+        anthropic_api_key=ANT_KEY,
+        anthropic_base_url=upstream.anthropic_base_url,
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        fallback_chain=[{"provider": "openai", "model": ""}],
+    )
+    upstream.script(flavor="anthropic", status=401)
+    stream = AIService(site=record.site).generate_stream(PROMPT, failover=False)
+    with pytest.raises(errors.AuthenticationFailed):
+        "".join(stream)
+    assert [r.flavor for r in upstream.requests] == ["anthropic"]
+    assert [(r.provider, r.status) for r in ledger(record.site)] == [("anthropic", "error")]
+
+
 def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upstream, settings):
     record = AIProviderSettingsFactory(
         provider_type="openai",

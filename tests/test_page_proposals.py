@@ -94,7 +94,7 @@ def test_per_page_meta_preview_then_accept_as_site_admin(client, emulated_site, 
     url = reverse("admin:pages_page_generate_meta", args=[page.pk])
     intro = client.get(url).content.decode()
     assert "Old title" in intro and "9/60" in intro and upstream.requests == []  # a GET spends nothing
-    response = client.post(url, {"step": "generate", "model": ""})
+    response = client.post(url, {"step": "generate", "model": ""}, follow=True)
     html = response.content.decode()
     assert "Old title" in html and "Opening hours | Fresh ideas" in html and "/160" in html
     token = response.context["rows"][0]["token"]

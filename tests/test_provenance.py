@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from integrations.ai.governance.money import usd
 from pages.models import ContentProvenance
 from pages.services.advanced_ai_service import BLOCK_PROMPT
 from pages.services.ai_service import META_PROMPT, META_SYSTEM_PROMPT, meta_prompt
@@ -45,7 +46,7 @@ def change_form_data(page, **changes) -> dict:
 
 
 def accept_meta(client, page, upstream, title: str, description: str):
-    response = client.post(reverse("admin:pages_page_generate_meta", args=[page.pk]), {"step": "generate"})
+    response = client.post(reverse("admin:pages_page_generate_meta", args=[page.pk]), {"step": "generate"}, follow=True)
     token = response.context["rows"][0]["token"]
     proposal = response.context["rows"][0]["proposal"]
     client.post(
@@ -163,7 +164,7 @@ def test_ledger_rows_carry_the_page_and_the_page_admin_shows_its_spend(client, e
     client.force_login(user)
     change = client.get(reverse("admin:pages_page_change", args=[page.pk])).content.decode()
     total = sum(row.cost for row in mine)
-    assert f"${total:.6f} over 2 call(s)" in change
+    assert f"{usd(total)} over 2 call(s)" in change
     listing = client.get(reverse("admin:integrations_aiusage_changelist")).content.decode()
     assert 'id="usage-by-content"' in listing and "Page: Opening hours" in listing and "Page: Cakes" in listing
     assert "Secret page of site B" not in listing  # grouping and the filter list only this site's rows

@@ -47,7 +47,7 @@ def test_only_pages_whose_text_or_prompt_changed_are_regenerated(client, emulate
     client.force_login(staff(site))
     changelist = reverse("admin:pages_page_changelist")
     ids = [str(p.pk) for p in (changed, same, edited)]
-    first = client.post(changelist, {"action": "generate_meta", "_selected_action": ids})
+    first = client.post(changelist, {"action": "generate_meta", "_selected_action": ids}, follow=True)
     accept_all(client, first)
     assert ContentProvenance.objects.count() == 6
     assert not any(staleness.stale_reasons(p) for p in (changed, same, edited))
@@ -72,7 +72,9 @@ def test_only_pages_whose_text_or_prompt_changed_are_regenerated(client, emulate
     assert confirm.context["estimate"].calls == 1 and confirm.context["estimate"].tokens > 300
     assert len(upstream.requests) == requests_before  # the estimate sends nothing
 
-    proposals = client.post(changelist, {"action": "regenerate_stale_meta", "_selected_action": ids, "confirm": "yes"})
+    proposals = client.post(
+        changelist, {"action": "regenerate_stale_meta", "_selected_action": ids, "confirm": "yes"}, follow=True
+    )
     assert [row["page"] for row in proposals.context["rows"]] == [changed]
     assert len(upstream.requests) == requests_before + 1
     assert "now also on Sundays" in json.dumps(upstream.requests[-1].json)
@@ -80,7 +82,7 @@ def test_only_pages_whose_text_or_prompt_changed_are_regenerated(client, emulate
     assert staleness.stale_reasons(changed) == {}
 
     # nothing stale left: the action says so and sends nothing
-    client.post(changelist, {"action": "regenerate_stale_meta", "_selected_action": ids, "confirm": "yes"})
+    client.post(changelist, {"action": "regenerate_stale_meta", "_selected_action": ids, "confirm": "yes"}, follow=True)
     assert len(upstream.requests) == requests_before + 1
 
 
@@ -90,7 +92,11 @@ def test_a_changed_builtin_prompt_makes_meta_stale(client, emulated_site):
     client.force_login(staff(site))
     accept_all(
         client,
-        client.post(reverse("admin:pages_page_changelist"), {"action": "generate_meta", "_selected_action": [page.pk]}),
+        client.post(
+            reverse("admin:pages_page_changelist"),
+            {"action": "generate_meta", "_selected_action": [page.pk]},
+            follow=True,
+        ),
     )
     assert staleness.stale_reasons(page) == {}
     # as if generated before the meta prompt's text last changed

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from integrations.ai.governance.money import usd
 from tenancy.access import SiteScopedAdminMixin, site_ids_for, site_label
 
 from . import admin_views
@@ -205,7 +206,7 @@ class ImageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         )
         if not totals["calls"]:
             return "No AI calls for this image yet."
-        cost = f"${totals['cost']:.6f}" if totals["cost"] is not None else "cost not known"
+        cost = usd(totals["cost"]) if totals["cost"] is not None else "cost not known"
         return format_html(
             '<span class="ai-spend">{} over {} call(s), {} tokens</span>', cost, totals["calls"], totals["tokens"] or 0
         )

@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from integrations.ai.governance.money import usd
 from tenancy.access import SiteScopedAdminMixin
 
 from . import admin_views, batch_views, provenance, search_views, staleness, translation_views
@@ -96,7 +97,7 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         )
         if not totals["calls"]:
             return "No AI calls for this page yet."
-        cost = f"${totals['cost']:.6f}" if totals["cost"] is not None else "cost not known"
+        cost = usd(totals["cost"]) if totals["cost"] is not None else "cost not known"
         text = f"{cost} over {totals['calls']} call(s), {totals['tokens'] or 0} tokens"
         url = reverse("admin:integrations_aiusage_changelist") + f"?content={content_type.pk}:{obj.pk}"
         return format_html('<span class="ai-spend">{}</span> · <a href="{}">usage rows</a>', text, url)  # its admin
@@ -205,7 +206,7 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         rows = admin_views.propose_meta_rows(self, request, pages)
         if not rows:
             return None
-        return admin_views.render_meta_preview(self, request, rows)
+        return admin_views.meta_review_redirect(rows)  # redirect after the paid POST
 
     @admin.action(description="Generate meta for selected pages (batch)", permissions=["change"])
     def generate_meta_batch(self, request, queryset):
@@ -235,6 +236,7 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 name="pages_page_accept_translation",
             ),
             path("meta/accept/", wrap(lambda r: admin_views.accept_meta_view(self, r)), name="pages_page_accept_meta"),
+            path("meta/review/", wrap(lambda r: admin_views.review_meta_view(self, r)), name="pages_page_review_meta"),
             path(
                 "blocks/accept/",
                 wrap(lambda r: admin_views.accept_blocks_view(self, r)),

@@ -3,6 +3,8 @@
 Nothing the model writes reaches a page until a person accepts it. The proposal is kept in the
 session under a one-time token (`prompts.run_previews.keep`); the accept request carries only that
 token and the (edited) text, and is checked again for the page, its site and the permission.
+A POST that generated proposals (a paid call) answers with a redirect to the GET review screen
+(`meta_review_redirect`), so Back or a reload never sends the generating POST again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from integrations.ai.providers.errors import AIProviderError
 from prompts import run_previews
@@ -98,6 +101,39 @@ def render_meta_preview(
     return TemplateResponse(request, "admin/pages/page/meta_preview.html", context)
 
 
+def meta_review_redirect(rows: list[dict[str, Any]], back: str | None = None) -> HttpResponse:
+    """Redirect after the generating POST: the review screen (a GET) shows the kept proposals by token."""
+    query = [("token", row["token"]) for row in rows] + ([("back", back)] if back else [])
+    return HttpResponseRedirect(reverse("admin:pages_page_review_meta") + "?" + urlencode(query))
+
+
+def review_meta_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """The proposals behind the tokens in the URL, to review and accept; none left (saved or expired):
+    back to the pages with a message, never a new call."""
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
+    back = request.GET.get("back", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = reverse("admin:pages_page_changelist")
+    rows = []
+    for token in request.GET.getlist("token"):
+        payload = run_previews.fetch(request, token, kind=META_KIND)
+        if payload is None:
+            continue
+        page = model_admin.get_queryset(request).select_related("site").filter(pk=payload["page_id"]).first()
+        allowed = page is not None and can_manage(request.user, page.site_id)
+        if allowed and model_admin.has_change_permission(request, page):
+            rows.append(meta_row(page, token, payload))
+    if not rows:
+        model_admin.message_user(
+            request,
+            "These meta proposals were already saved or have expired: generate again for new ones.",
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(back)
+    return render_meta_preview(model_admin, request, rows, back)
+
+
 def regenerate_stale_meta(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
     """The bulk action: split the selection into stale and up-to-date pages, show the estimate, then propose."""
     pages = [
@@ -136,7 +172,7 @@ def regenerate_stale_meta(model_admin: Any, request: HttpRequest, queryset: Any)
     if skipped:
         model_admin.message_user(request, f"{skipped} up-to-date page(s) skipped.", messages.INFO)
     rows = propose_meta_rows(model_admin, request, stale)
-    return render_meta_preview(model_admin, request, rows) if rows else None
+    return meta_review_redirect(rows) if rows else None
 
 
 def regenerate_stale_blocks(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
@@ -283,7 +319,7 @@ def generate_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
     if request.method == "POST" and form.is_valid():
         rows = propose_meta_rows(model_admin, request, [page], form.cleaned_data["model"] or None)
         if rows:
-            return render_meta_preview(model_admin, request, rows, back)
+            return meta_review_redirect(rows, back)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,

@@ -16,3 +16,4 @@ urlpatterns = [
 ]
 
 handler400 = api_views.bad_request  # JSON under /api/ (a Host outside ALLOWED_HOSTS included)
+handler403 = "tenancy.refusals.permission_denied"  # under /admin/: the refusal in the admin's layout

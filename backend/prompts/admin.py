@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from integrations.admin.forms import PROVIDER_LABELS
+from integrations.ai.governance.money import usd
 from integrations.ai.providers.errors import AIProviderError
 from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, site_object_or_404, sites_for
 
@@ -357,7 +358,7 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                         initial={"preview_token": token, "output": result.content}, request=request, template=template
                     )
                     preview = {
-                        "cost": f"${cost.normalize():f}" if cost is not None else "not known",
+                        "cost": usd(cost) if cost is not None else "not known",
                         "site": site,
                         "provider": PROVIDER_LABELS.get(result.provider, result.provider),
                     }
@@ -429,7 +430,7 @@ class PromptRunAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Cost", ordering="cost")
     def cost_usd(self, obj: PromptRun) -> str:
-        return f"${obj.cost.normalize():f}" if obj.cost is not None else "not known"
+        return usd(obj.cost) if obj.cost is not None else "not known"
 
     @admin.display(description="Usage ledger")
     def usage(self, obj: PromptRun) -> str:

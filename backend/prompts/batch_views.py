@@ -134,6 +134,5 @@ def _start(model_admin: Any, request: HttpRequest, template: PromptTemplate) -> 
     model_admin.message_user(
         request, f"Started batch job #{job.pk}: {len(payload['rows'])} run(s) of “{template}”.", messages.SUCCESS
     )
-    if request.user.has_perm("integrations.view_batchjob") or request.user.has_perm("integrations.change_batchjob"):
-        return HttpResponseRedirect(reverse("admin:integrations_batchjob_change", args=[job.pk]))
-    return HttpResponseRedirect(reverse("admin:prompts_prompttemplate_change", args=[template.pk]))
+    # The starter always follows the job (integrations.jobs.admin: an editor sees the jobs they start).
+    return HttpResponseRedirect(reverse("admin:integrations_batchjob_change", args=[job.pk]))

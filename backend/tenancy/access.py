@@ -246,3 +246,34 @@ class SuperuserEditsMixin:
 
     def has_export_permission(self, request, *args, **kwargs):
         return self.has_view_permission(request)
+
+
+# Who a site's admins are: its members who may change its AI settings (the demo's "Site admins" group;
+# editors are members without it). They are whom a refusal names, and they control the site's batches.
+SITE_ADMIN_PERMISSION = "integrations.change_aiprovidersettings"
+
+
+def is_site_admin(user: Any, site_id: int | None) -> bool:
+    """Whether `user` administers the site: a superuser, or a member holding SITE_ADMIN_PERMISSION."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return can_manage(user, site_id) and user.has_perm(SITE_ADMIN_PERMISSION)
+
+
+def site_admins(site_ids: Any) -> QuerySet:
+    """The active staff members of any of `site_ids` who hold SITE_ADMIN_PERMISSION (directly or by group),
+    superusers not included: a tenant's own admins."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    app_label, codename = SITE_ADMIN_PERMISSION.split(".")
+    permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+    return (
+        get_user_model()
+        .objects.filter(site_memberships__site_id__in=list(site_ids), is_active=True, is_staff=True)
+        .filter(Q(user_permissions__in=permission) | Q(groups__permissions__in=permission))
+        .distinct()
+        .order_by("last_name", "first_name", "username")
+    )

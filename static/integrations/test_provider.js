@@ -65,7 +65,7 @@ document.addEventListener("DOMContentLoaded", () => {
         } else if (data.done) {
           stats.textContent = `${data.provider} · ${data.model} · ${data.prompt_tokens} prompt + ` +
             `${data.completion_tokens} completion = ${data.total_tokens} tokens · ${data.latency_ms} ms · ` +
-            `cost ${data.cost === null ? "not reported" : "$" + data.cost}`;
+            `cost ${data.cost === null ? "not priced" : data.cost}`;
         }
       }
     }

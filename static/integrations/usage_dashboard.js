@@ -8,15 +8,34 @@
   const charts = {};
   const color = (i) => palette[i % palette.length];
 
+  // Money as integrations/ai/governance/money.py writes it: $5.00, $1,234.50; under a cent three
+  // significant digits ($0.00428, $0.000025), never an exponent (Chart.js would print 2.5e-5).
+  function money(value) {
+    const n = Number(value);
+    if (!Number.isFinite(n)) { return ""; }
+    const sign = n < 0 ? "-" : "";
+    const a = Math.abs(n);
+    if (a === 0 || Math.round(a * 100) >= 1) {
+      return sign + "$" + a.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    }
+    return sign + "$" + Number(a.toPrecision(3)).toLocaleString("en-US", { maximumFractionDigits: 20 });
+  }
+  window.panelMoney = money;  // the browser tests read the same function the charts use
+  const moneyTicks = { callback: (value) => money(value) };
+  const moneyTooltip = { callbacks: { label: (ctx) => `${ctx.dataset.label}: ${money(ctx.parsed.y)}` } };
+
   function stacked(id, metric, dimension) {
     const series = data.series[dimension][metric];
     const datasets = Object.keys(series).map((key, i) => ({ label: key, data: series[key], backgroundColor: color(i) }));
+    const isMoney = metric === "cost";
     if (charts[id]) { charts[id].destroy(); }
     charts[id] = new Chart(document.getElementById(id), {
       type: "bar",
       data: { labels: data.days, datasets: datasets },
-      options: { animation: false, responsive: true, plugins: { legend: { position: "bottom" } },
-                 scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } },
+      options: { animation: false, responsive: true,
+                 plugins: { legend: { position: "bottom" }, tooltip: isMoney ? moneyTooltip : {} },
+                 scales: { x: { stacked: true },
+                           y: { stacked: true, beginAtZero: true, ticks: isMoney ? moneyTicks : {} } } },
     });
   }
 
@@ -54,7 +73,8 @@
                          backgroundColor: color(4), yAxisID: "y1" }] },
     options: { animation: false, plugins: { legend: { position: "bottom" } },
                scales: { y: { beginAtZero: true, position: "left", ticks: { precision: 0 } },
-                         y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false } } } },
+                         y1: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false },
+                               ticks: moneyTicks } } },
   });
 
   const budget = data.budget;
@@ -65,11 +85,13 @@
   if (budget.cap !== null) {
     budgetSets.push({ label: "monthly cap", data: budget.days.map(() => budget.cap), borderColor: "#ba2121", pointRadius: 0 });
   }
-  new Chart(document.getElementById("chart-budget"), {
+  charts["chart-budget"] = new Chart(document.getElementById("chart-budget"), {
     type: "line",
     data: { labels: budget.days, datasets: budgetSets },
-    options: { animation: false, plugins: { legend: { position: "bottom" } }, scales: { y: { beginAtZero: true } } },
+    options: { animation: false, plugins: { legend: { position: "bottom" }, tooltip: moneyTooltip },
+               scales: { y: { beginAtZero: true, ticks: moneyTicks } } },
   });
+  window.panelCharts = charts;
 
   new Chart(document.getElementById("chart-refusals"), {
     type: "bar",

@@ -17,6 +17,7 @@ from integrations.admin.settings_fields import (
     RoutingField,
     ServiceBudgetsField,
 )
+from integrations.ai.governance import money
 from integrations.ai.providers import registry
 from integrations.fields import mask_secret
 from integrations.models import AIProviderSettings, ProviderCredential, UsageDaily
@@ -150,6 +151,9 @@ class AIProviderSettingsForm(forms.ModelForm):
         )
         services |= set(record.service_budgets) if isinstance(record.service_budgets, dict) else set()
         self.fields["service_budgets"].set_options(sorted(services))
+        for name in ("monthly_budget", "daily_budget", "weekly_budget"):  # 5.00, not 5.000000
+            if self.initial.get(name) is not None:
+                self.initial[name] = money.editable(self.initial[name])
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -267,6 +271,12 @@ class ProviderTestForm(forms.Form):
         help_text=admin_try.SCHEMA_HELP,
     )
     image = forms.FileField(required=False, help_text="An image sent with the prompt (PNG, JPEG, GIF or WebP).")
+    use_chain = forms.BooleanField(
+        required=False,
+        label="Use the site's fallback chain",
+        help_text="Off: only the chosen provider and its key are tried, and a failure or a policy refusal is "
+        "shown as it is. On: the call fails over along the site's chain, as pages' calls do.",
+    )
 
     def clean_tool(self) -> Any:
         return admin_try.json_field(self.cleaned_data.get("tool") or "", "tool")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
@@ -79,6 +79,9 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         "allowed_providers": "providers_allowed",
         "allowed_models": "models_allowed",
         "service_budgets": "budgets_per_service",
+        "monthly_budget": "monthly_cap",
+        "daily_budget": "daily_cap",
+        "weekly_budget": "weekly_cap",
         "alert_thresholds": "thresholds",
     }
     readonly_fields = ("month_to_date", *READABLE.values())
@@ -191,8 +194,22 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             return "none"
         return format_html(
             '<table class="kv-table">{}</table>',
-            format_html_join("", "<tr><th>{}</th><td>{} USD a month</td></tr>", budgets.items()),
+            format_html_join(
+                "", "<tr><th>{}</th><td>{} a month</td></tr>", ((k, usd(v) or v) for k, v in budgets.items())
+            ),
         )
+
+    @admin.display(description="Monthly budget")
+    def monthly_cap(self, obj: AIProviderSettings) -> str:
+        return usd(obj.monthly_budget) or "no cap"
+
+    @admin.display(description="Daily budget")
+    def daily_cap(self, obj: AIProviderSettings) -> str:
+        return usd(obj.daily_budget) or "no cap"
+
+    @admin.display(description="Weekly budget")
+    def weekly_cap(self, obj: AIProviderSettings) -> str:
+        return usd(obj.weekly_budget) or "no cap"
 
     @admin.display(description="Alert thresholds")
     def thresholds(self, obj: AIProviderSettings) -> str:
@@ -221,6 +238,14 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             return f"{usd(spent)} (no cap)"
         percent = int(spent * 100 / obj.monthly_budget) if obj.monthly_budget else 100
         return format_html("{} of {} ({}%)", usd(spent), usd(obj.monthly_budget), percent)
+
+    def save_related(self, request, form, formsets, change):
+        """After the record and its keys are saved: warn about fallback steps that can never apply."""
+        super().save_related(request, form, formsets, change)
+        from integrations.admin.settings_warnings import never_apply
+
+        for warning in never_apply(form.instance.site_id):
+            messages.warning(request, warning)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         # Error reports (the debug page, admin e-mails) must not show a key that was being typed in.
@@ -255,8 +280,11 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         context["providers_with_keys"] = admin_views.own_keys(obj) if obj is not None else []
         if obj is not None and request.method == "GET":  # "calls to X have no price: add one"
             from integrations.admin import prices as admin_prices
+            from integrations.admin.budget_alerts import nobody_warned
 
             admin_prices.warn_unpriced(request, obj.site_id)
+            if (warning := nobody_warned(obj)) is not None:
+                messages.warning(request, warning)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 

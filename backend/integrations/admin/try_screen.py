@@ -2,7 +2,8 @@
 
 Parsed and checked in the form (a clear error per field), then sent through the same
 `AIService.complete` every caller uses, so the site's policy, budget, capability table and ledger
-apply; the answer shows the tool calls the model made or the validated JSON.
+apply; the answer shows the tool calls the model made or the validated JSON. The gateway's
+`failover=False` tests the chosen provider and key alone unless "use the site's chain" is ticked.
 """
 
 from __future__ import annotations
@@ -43,6 +44,23 @@ def image_part(upload: Any) -> dict[str, Any] | None:
     return {"type": "image", "data": upload.read(), "media_type": media_type}
 
 
+def ledger_cost(site_id: int, result: Any) -> tuple[Any, str]:
+    """The answer's cost as the ledger charges it (the provider's figure, else the site's price resolution)
+    and where it came from; (None, "unpriced") when nothing prices it."""
+    from integrations.ai.ledger import usage
+    from integrations.ai.sites.site_config import get_snapshot
+
+    return usage.cost_of(get_snapshot(site_id).prices, result)
+
+
+COST_SOURCES = {
+    "reported": "reported by the provider",
+    "price_table": "from the price table",
+    "catalogue": "from the price catalogue",
+    "free": "free endpoint",
+}
+
+
 def run(site_id: int, data: dict[str, Any]) -> Any:
     """The test prompt through the gateway, with the form's tool, schema and image when given."""
     content: Any = data["prompt"]
@@ -60,5 +78,6 @@ def run(site_id: int, data: dict[str, Any]) -> Any:
         max_tokens=data["max_tokens"],
         temperature=data["temperature"],
         cache=False,
+        failover=bool(data.get("use_chain")),  # off: this provider and key only, refusals shown as refusals
         **extra,
     )

@@ -25,6 +25,7 @@ from integrations.admin import try_screen as admin_try
 from integrations.admin.forms import ProviderTestForm
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService
+from integrations.ai.governance.money import usd
 from integrations.ai.providers import registry
 from integrations.ai.providers.errors import AIProviderError
 from integrations.ai.sites.site_config import SiteSnapshot, get_snapshot
@@ -122,6 +123,7 @@ def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
             error = exc
     from integrations.admin import prices as admin_prices
 
+    cost, cost_source = admin_try.ledger_cost(record.site_id, result) if result is not None else (None, "")
     admin_prices.warn_unpriced(request, record.site_id, result)  # "calls to X have no price: add one"
     resolve_error: AIProviderError | None
     try:
@@ -138,6 +140,8 @@ def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
         "resolved_label": provider_label(resolution.provider_type, get_snapshot(record.site_id)) if resolution else "",
         "form": form,
         "result": result,
+        "cost": cost,
+        "cost_source": admin_try.COST_SOURCES.get(cost_source, ""),
         "error": error,
         "notice": notice,
         "resolution": resolution,
@@ -202,12 +206,14 @@ def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRes
                 model=data["model"] or None,
                 max_tokens=data["max_tokens"],
                 temperature=data["temperature"],
+                failover=bool(data.get("use_chain")),
             )
             for delta in stream:
                 yield f"data: {json.dumps({'delta': delta})}\n\n"
             result = stream.result
             if result is None:  # the stream ended without its final result: say so rather than crash
                 raise RuntimeError("the stream ended without a result")
+            cost, _ = admin_try.ledger_cost(record.site_id, result)
             yield (
                 "data: "
                 + json.dumps(
@@ -219,7 +225,7 @@ def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRes
                         "completion_tokens": result.completion_tokens,
                         "total_tokens": result.total_tokens,
                         "latency_ms": round(result.latency_ms),
-                        "cost": str(result.cost) if result.cost is not None else None,
+                        "cost": usd(cost) if cost is not None else None,
                     }
                 )
                 + "\n\n"

@@ -2,9 +2,14 @@
 
 The job page shows the items as a table (item, ok, error code and message), never the JSON the
 row stores, and `static/integrations/batch_progress.js` polls a small JSON view while the job
-runs (the list polls the same view for each running job's progress bar). Every view takes the
-model permission it implies (view for progress; change for cancel and retry, which also needs the
-permission of the work itself) and only the user's sites' jobs: another site's job is a 404.
+runs (the list polls the same view for each running job's progress bar).
+
+Who may do what (only ever within the user's sites: another site's job is a 404):
+- see a job: the model's view/change permission, or having started it (an editor sees their own jobs);
+- cancel it: whoever started it, the site's admins (`tenancy.access.is_site_admin`), or change_batchjob;
+- retry it: the same people, holding the permissions of the work itself (KIND_PERMISSIONS).
+Anyone else gets the refusal page (`tenancy.refusals.refuse`), and the buttons are shown (and
+un-hidden by the page's polling) only to those whom the click will not refuse.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -20,7 +24,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from integrations.jobs import runner as jobs
 from integrations.models import BatchJob
-from tenancy.access import SiteScopedAdminMixin, site_label, site_object_or_404
+from tenancy.access import SiteScopedAdminMixin, is_site_admin, site_label, site_object_or_404
+from tenancy.refusals import refuse
 
 KIND_LABELS = {
     "pages.generate_meta": "Generate page meta",
@@ -32,6 +37,7 @@ KIND_PERMISSIONS = {
     "pages.generate_meta": ("pages.change_page",),
     "prompts.run_template_batch": ("prompts.view_prompttemplate", "prompts.add_promptrun"),
 }
+NEEDS_CONTROL = "to have started this batch, or to be an admin of its site"
 POLL_ITEMS_MAX = 500  # items per progress answer; the page asks again from where it stopped
 
 
@@ -48,8 +54,34 @@ def item_row(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def controls(user: Any, job: BatchJob) -> bool:
+    """Whether `user` may cancel or retry `job` (its site already checked): its starter, the site's admins,
+    or anyone holding change_batchjob for the site."""
+    return (
+        (job.created_by_id is not None and job.created_by_id == user.pk)
+        or is_site_admin(user, job.site_id)
+        or user.has_perm("integrations.change_batchjob")
+    )
+
+
+def can_view(user: Any, job: BatchJob) -> bool:
+    return (
+        user.has_perm("integrations.view_batchjob")
+        or user.has_perm("integrations.change_batchjob")
+        or controls(user, job)
+    )
+
+
+def can_cancel(user: Any, job: BatchJob) -> bool:
+    return not job.finished and controls(user, job)
+
+
+def has_work_permissions(user: Any, job: BatchJob) -> bool:
+    return all(user.has_perm(p) for p in KIND_PERMISSIONS.get(job.kind, ("-",)))
+
+
 def can_retry(user: Any, job: BatchJob) -> bool:
-    return jobs.can_retry(job) and all(user.has_perm(p) for p in KIND_PERMISSIONS.get(job.kind, ("-",)))
+    return jobs.can_retry(job) and controls(user, job) and has_work_permissions(user, job)
 
 
 def progress_payload(job: BatchJob, user: Any, since: int = 0) -> dict[str, Any]:
@@ -69,7 +101,7 @@ def progress_payload(job: BatchJob, user: Any, since: int = 0) -> dict[str, Any]
         "since": since,
         "next": since + len(items),
         "items": [item_row(i) for i in items],
-        "can_cancel": not job.finished,
+        "can_cancel": can_cancel(user, job),
         "can_retry": can_retry(user, job),
     }
 
@@ -162,8 +194,33 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_view_permission(self, request, obj=None):
+        """The model permission; or, for someone without it, the jobs they started (their own list)."""
+        if super().has_view_permission(request, obj):
+            return True
+        user = request.user
+        if obj is not None:
+            return can_view(user, obj)
+        return BatchJob.objects.filter(created_by=user).exists()
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        user = request.user
+        if not (user.has_perm("integrations.view_batchjob") or user.has_perm("integrations.change_batchjob")):
+            return qs.filter(created_by=user)  # an editor's list: the jobs they started
+        return qs
+
+    def get_object(self, request, object_id, from_field=None):
+        """Any job of the user's sites, so that a same-site job they may not see is refused, not "missing"."""
+        try:
+            return SiteScopedAdminMixin.get_queryset(self, request).get(pk=object_id)
+        except (BatchJob.DoesNotExist, ValueError, TypeError):
+            return None
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         job = self.get_object(request, object_id)
+        if job is not None and not can_view(request.user, job):
+            refuse("permission to view batch jobs, or to have started this one")
         extra: dict[str, Any] = {
             "show_save": False,
             "show_save_and_continue": False,
@@ -174,8 +231,8 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 {
                     "job": job,
                     "items": [item_row(i) for i in job.items],
-                    "can_cancel": not job.finished and self.has_change_permission(request, job),
-                    "can_retry": self.has_change_permission(request, job) and can_retry(request.user, job),
+                    "can_cancel": can_cancel(request.user, job),
+                    "can_retry": can_retry(request.user, job),
                     "progress_url": reverse("admin:integrations_batchjob_progress", args=[job.pk]),
                 }
             )
@@ -191,12 +248,15 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         ]
 
     def _job(self, request: HttpRequest, pk: int, change: bool) -> BatchJob:
-        def allowed(job: BatchJob) -> bool:
-            return (
-                self.has_change_permission(request, job) if change else self.has_view_or_change_permission(request, job)
-            )
-
-        return site_object_or_404(request, self.get_queryset(request).select_related("site"), pk, allowed)
+        """The job of one of the user's sites (else 404); refused unless the user may see it, or, for
+        `change`, cancel or retry it."""
+        scoped = BatchJob.objects.select_related("site")  # the site check is site_object_or_404's
+        job = site_object_or_404(request, scoped, pk)
+        if change and not controls(request.user, job):
+            refuse(NEEDS_CONTROL)
+        if not can_view(request.user, job):
+            refuse("permission to view batch jobs, or to have started this one")
+        return job
 
     def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         job = self._job(request, pk, change=False)
@@ -233,8 +293,8 @@ class BatchJobAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         job = self._job(request, pk, change=True)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not all(request.user.has_perm(p) for p in KIND_PERMISSIONS.get(job.kind, ("-",))):
-            raise PermissionDenied
+        if not has_work_permissions(request.user, job):
+            refuse(f"the permissions its work needs ({', '.join(KIND_PERMISSIONS.get(job.kind, ('-',)))})")
         if not job.finished or not jobs.can_retry(job):
             self.message_user(
                 request,

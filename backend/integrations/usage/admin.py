@@ -19,6 +19,7 @@ from import_export.admin import ExportMixin, ImportExportModelAdmin
 from integrations.admin.export_safety import FormulaSafeResource
 from integrations.admin.import_storage import SessionBoundImportMixin
 from integrations.ai.governance.budget import month_start
+from integrations.ai.governance.money import usd
 from integrations.models import AIProviderSettings, AIUsage, APIToken, ModelPrice
 from integrations.usage import dashboard_view as admin_dashboard
 from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, site_ids_for
@@ -115,7 +116,7 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         "status",
         "error_class",
         "total_tokens",
-        "cost",
+        "cost_usd",
         "latency_ms",
         "cache_hit",
     )
@@ -133,6 +134,10 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("site",)
     change_list_template = "admin/integrations/aiusage/change_list.html"
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_usd(self, obj: AIUsage) -> str:
+        return usd(obj.cost) or "—"
 
     def has_add_permission(self, request):
         return False

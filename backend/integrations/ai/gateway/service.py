@@ -382,17 +382,26 @@ class AIService:
         max_tokens: int = 1000,
         temperature: float = 0.7,
         system_prompt: str | None = None,
+        *,
+        failover: bool = True,
         **kwargs: Any,
     ) -> GatewayStream:
         """Yield text deltas as they arrive (iterate it); `.result` has the totals, and the usage rows are
         written, when the stream ends.
 
         A provider that fails before the first delta reached the caller is retried and failed over
-        like a plain call; after a delta, the caller gets the typed error and the ledger keeps the
-        partial usage.
+        like a plain call (`failover=False`: only the chosen provider, as `complete`); after a delta,
+        the caller gets the typed error and the ledger keeps the partial usage.
         """
         return self.stream_messages(
-            self.messages_for(prompt), provider, model, max_tokens, temperature, system_prompt, **kwargs
+            self.messages_for(prompt),
+            provider,
+            model,
+            max_tokens,
+            temperature,
+            system_prompt,
+            failover=failover,
+            **kwargs,
         )
 
     def stream_messages(
@@ -403,6 +412,8 @@ class AIService:
         max_tokens: int = 1000,
         temperature: float = 0.7,
         system_prompt: str | None = None,
+        *,
+        failover: bool = True,
         **kwargs: Any,
     ) -> GatewayStream:
         """`generate_stream` over a whole conversation (`[{role, content}, ...]`, as `complete` takes)."""
@@ -415,7 +426,7 @@ class AIService:
                 "validated before it reaches you."
             )
         capabilities.require(prep.primary, prep.request, prep.resolved, streaming=True)
-        return GatewayStream(self, prep, self._admit(prep))
+        return GatewayStream(self, prep, self._admit(prep), failover=failover)
 
     # -- beyond text: structured output and embeddings (the same pipeline; see structured.py, embeddings.py) --
     def generate_json(self, prompt: str, schema: dict[str, Any], **kwargs: Any) -> Any:
@@ -503,8 +514,11 @@ class AIService:
 class GatewayStream:
     """A stream through the chain: retried and failed over until the first delta; ledgered when done."""
 
-    def __init__(self, service: AIService, prep: Prepared, admission: governance.Admission) -> None:
+    def __init__(
+        self, service: AIService, prep: Prepared, admission: governance.Admission, *, failover: bool = True
+    ) -> None:
         self.service = service
+        self.failover = failover  # False: only the chosen provider, never the site's fallback chain
         self.prep = prep
         self.admission = admission
         self.stream: StreamingResult | None = None
@@ -539,7 +553,7 @@ class GatewayStream:
     def _through_chain(self) -> Iterator[str]:
         service = self.service
         chain = ChainState()
-        for candidate, request, failures in service._usable(self.prep, True, chain):
+        for candidate, request, failures in service._usable(self.prep, self.failover, chain):
             attempt = 0
             while True:
                 attempt += 1

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
-from integrations.ai.governance.money import MILLION, micro, usd
+from integrations.ai.governance.money import MILLION, micro
+from integrations.ai.governance.money import usd as usd  # the one money format (re-exported)
 from integrations.ai.ports import store
 from integrations.ai.providers.errors import BudgetExceeded
 

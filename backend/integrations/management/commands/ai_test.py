@@ -6,6 +6,7 @@ from django.contrib.sites.models import Site
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.ai.gateway.service import AIService
+from integrations.ai.governance.money import usd
 from integrations.ai.ledger import usage
 from integrations.ai.providers import registry
 from integrations.ai.providers.errors import AIProviderError
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             raise CommandError(f"{exc.code}: {exc}") from None
         finally:
             usage.flush()  # the ledger rows are in the database before the command returns
-        cost = f"${result.cost:.6f}" if result.cost is not None else "not reported"
+        cost = usd(result.cost) if result.cost is not None else "not reported"
         self.stdout.write(result.content)
         self.stdout.write("")
         via = f" (via {result.upstream_provider})" if result.upstream_provider else ""
