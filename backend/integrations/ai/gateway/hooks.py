@@ -36,8 +36,8 @@ async def _asleep(seconds: float) -> None:
     if type(current) is clock.Clock:
         if seconds > 0:
             await asyncio.sleep(seconds)
-    else:
-        current.sleep(seconds)
+    else:  # on the thread the pipeline's other steps run on, so the fake time they read moves too
+        await offload(current.sleep, seconds)
 
 
 GATEWAY_HOOKS = ProviderHooks(

@@ -1,9 +1,11 @@
 """How the async driver runs a blocking step (the cache, the database, Redis) without blocking its event loop.
 
 One function, so every step the async path keeps off the loop goes the same way: asgiref's
-`sync_to_async` on a thread of its pool (not thread-sensitive: steps of different calls run side by
-side), with the caller's context variables (the call being ledgered, the acting virtual key) carried
-there and back.
+`sync_to_async`, thread-sensitive as Django's own sync code under ASGI is. Within a request that is
+the request's own thread (Django gives each ASGI request one): the steps of one call run in order
+on it, with its database connection, while other requests' steps run on theirs; under
+`async_to_sync` (a sync caller, a test) it is the caller's thread. The caller's context variables
+(the call being ledgered, the acting virtual key) go there and back.
 """
 
 from __future__ import annotations
@@ -17,5 +19,5 @@ T = TypeVar("T")
 
 
 async def offload(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """`call(*args, **kwargs)` on a worker thread, awaited."""
-    return await sync_to_async(call, thread_sensitive=False)(*args, **kwargs)
+    """`call(*args, **kwargs)` off the event loop, awaited."""
+    return await sync_to_async(call, thread_sensitive=True)(*args, **kwargs)
