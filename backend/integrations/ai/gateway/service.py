@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -713,7 +713,7 @@ class GatewayStream:
         self.service._failed(chain, candidate, exc)
         return None
 
-    def _through_chain(self) -> Iterator[str]:
+    def _through_chain(self) -> Generator[str, None, None]:
         service = self.service
         chain = ChainState()
         for candidate, request, failures in service._usable(self.prep, True, chain):

@@ -346,6 +346,7 @@ def _mask(key: str) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # a burst of connections (1,000 streams opened at once) waits, not refused
     allow_reuse_address = True
     block_on_close = False
 
