@@ -139,19 +139,24 @@ class Server:
         self.log: list[str] = []
         listening = threading.Event()
         self.port = 0
+        # ready: under ASGI (the default) when every uvicorn worker has loaded the app; under WSGI at the first boot
+        asgi = environment.get("SERVER", "asgi") == "asgi"
+        workers, started = int(environment["GUNICORN_WORKERS"]), 0
 
         def read() -> None:
+            nonlocal started
             for line in self.process.stderr:
                 self.log.append(line)
                 found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
                 if found:
                     self.port = int(found.group(1))
-                if "Booting worker" in line:
+                started += "Application startup complete" in line
+                if (asgi and started >= workers) or (not asgi and "Booting worker" in line):
                     listening.set()
             listening.set()
 
         threading.Thread(target=read, daemon=True).start()
-        assert listening.wait(20) and self.port, "".join(self.log)
+        assert listening.wait(60) and self.port, "".join(self.log)
 
     def post(self, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
         request = urllib.request.Request(
