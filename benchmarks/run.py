@@ -13,10 +13,13 @@ well under a millisecond unless told to wait.
   "OpenTelemetry on" variant is the headline with spans and GenAI metrics recorded to in-memory
   exporters; the headline itself runs with observability off (no OTEL_* set), as by default.
 - http: `POST /api/ai/generate/` and `POST /v1/chat/completions` (a virtual key, OpenAI's request
-  shape) under the production server (`bin/serve`: gunicorn, gthread) at concurrency 1, 16 and 64,
+  shape) under the production server (`bin/serve`: gunicorn, uvicorn workers) at concurrency 1, 16 and 64,
   beside the emulator called directly with the same body and LiteLLM's proxy pointed at the same
   emulator; p50/p99 latency and requests per second, measured with `wrk`. Then the same chat body
   streamed: time to the first content chunk for the emulator, Panel's /v1 and LiteLLM's proxy.
+- long streams (`benchmarks/streams.py`; alone: `bin/bench --streams`): 1,000 concurrent streams of 200
+  tokens at 20 tokens/s through Panel's /v1 and LiteLLM's proxy beside the emulator direct: TTFT p50/p99
+  and its overhead, errors, the most streams open at once, server RSS per open stream.
 - batch: 100 prompts at concurrency 16 against a 50 ms upstream, wall time vs the ideal 7 x 50 ms.
 - import time of `integrations.ai` (fresh interpreter) and peak memory over 1,000 sequential calls.
 
@@ -434,12 +437,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_emulator(port: int, delay: float = 0.0) -> None:
+def serve_emulator(port: int, delay: float = 0.0, token_rate: float = 0.0, stream_words: int = 0) -> None:
     """`run.py --serve-emulator PORT [--emulator-delay S]`: the emulator in its own process, as a vendor is
-    (its work never shares the measured interpreter), answering every request after `delay` seconds."""
+    (its work never shares the measured interpreter), answering every request after `delay` seconds;
+    streams paced at `token_rate` deltas a second, `stream_words` long (the streaming step's)."""
     from integrations.ai.testing.upstream import Upstream
 
     upstream = Upstream("127.0.0.1", port).start()
+    upstream.token_rate, upstream.stream_words = token_rate, stream_words
     if delay:
         upstream.script(delay=delay, times=10**12)
     print(f"emulator on {upstream.url}", flush=True)
@@ -456,11 +461,13 @@ def serve_emulator(port: int, delay: float = 0.0) -> None:
 class Emulator:
     """The upstream emulator in its own process (`--serve-emulator`), ready when its port answers."""
 
-    def __init__(self, name: str, delay: float = 0.0) -> None:
+    def __init__(self, name: str, delay: float = 0.0, token_rate: float = 0.0, stream_words: int = 0) -> None:
         self.port = free_port()
         args = [sys.executable, str(Path(__file__).resolve()), "--serve-emulator", str(self.port)]
         if delay:
             args += ["--emulator-delay", str(delay)]
+        if token_rate:
+            args += ["--emulator-token-rate", str(token_rate), "--emulator-stream-words", str(stream_words)]
         self.process = Process(name, args, ROOT / "var" / f"bench-{name}.log")
         deadline = time.monotonic() + 30
         while True:
@@ -650,6 +657,109 @@ def ttft(url: str, body: dict, auth: str, concurrency: int, seconds: float) -> d
     }
 
 
+def litellm_proxy(emulator_base: str, port: int, name: str) -> Process:
+    """LiteLLM's proxy (2 uvicorn workers, master key, no database) serving MODEL from the emulator."""
+    var = ROOT / "var"
+    litellm_bin = Path(sys.executable).parent / "litellm"
+    config = var / f"{name}.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{MODEL}\n"
+        f"      api_base: {emulator_base}\n"
+        f"      api_key: {KEY}\n"
+        "general_settings:\n"
+        f"  master_key: {PROXY_KEY}\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+    )
+    return Process(
+        "LiteLLM proxy",
+        [str(litellm_bin), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "2"],
+        var / f"{name}.log",
+        {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        cwd=var,
+        drop=("DATABASE_URL", "REDIS_URL"),
+    )  # ours, not the proxy's: it would try to use them
+
+
+def streams_bench(quick: bool, with_litellm: bool) -> None:
+    """N concurrent long streams (200 tokens at 20 tokens/s each) through Panel's /v1 (bin/serve, ASGI) and
+    LiteLLM's proxy, beside the emulator direct (benchmarks/streams.py)."""
+    from django.contrib.auth import get_user_model
+
+    from benchmarks.streams import RATE, TOKENS, run_streams
+    from integrations.api.v1 import keys
+
+    streams, ramp = (300, 3.0) if quick else (1000, 5.0)
+    emulator = Emulator("emulator-streams", token_rate=RATE, stream_words=TOKENS)
+    server_port, proxy_port = free_port(), free_port()
+    processes: list[Process] = []
+    try:
+        base = emulator.openai_base_url
+        site = make_site("streams.bench.local", base, BUDGET)
+        user = get_user_model().objects.create_user("bench-streams")
+        _, virtual_key = keys.issue(site, user, "streams")
+        server = Process(
+            "bin/serve (ASGI)",
+            [str(ROOT / "bin" / "serve")],
+            ROOT / "var" / "bench-serve-streams.log",
+            {"GUNICORN_BIND": f"127.0.0.1:{server_port}"},
+        )
+        processes.append(server)
+        proxy = litellm_proxy(base, proxy_port, "bench-litellm-streams") if with_litellm else None
+        if proxy is not None:
+            processes.append(proxy)
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 300}
+        contenders = [
+            ("emulator direct", emulator.process, f"{base}/chat/completions", f"Bearer {KEY}"),
+            (
+                "Panel /v1 (bin/serve)",
+                server,
+                f"http://127.0.0.1:{server_port}/v1/chat/completions",
+                f"Bearer {virtual_key}",
+            ),
+        ]
+        if proxy is not None:
+            contenders.append(
+                ("LiteLLM proxy", proxy, f"http://127.0.0.1:{proxy_port}/v1/chat/completions", f"Bearer {PROXY_KEY}")
+            )
+        for _name, process, url, auth in contenders:
+            wait_ready(process, url, chat, {"Authorization": auth}, 240 if process is proxy else 30)
+        print(
+            f"\nlong streams: {streams} concurrent streams of {TOKENS} tokens at {RATE:g} tokens/s (opened over "
+            f"{ramp:g} s; each ~{TOKENS / RATE:g} s), one asyncio client; Panel = bin/serve default (gunicorn + "
+            "uvicorn workers, 2 workers, ASGI), ledger on, budgeted site; LiteLLM proxy: 2 uvicorn workers"
+        )
+        print(
+            f"{'contender':<24}{'TTFT p50':>10}{'TTFT p99':>10}{'+p50 ms':>9}{'+p99 ms':>9}{'peak open':>11}"
+            f"{'ok':>7}{'errors':>8}{'RSS/stream':>12}"
+        )
+        results: dict[str, dict] = {}
+        for name, process, url, auth in contenders:
+            pgid = None if name == "emulator direct" else process.popen.pid  # its own session: pgid == pid
+            results[name] = result = run_streams(url, chat, auth, streams, ramp, pgid)
+            direct = results["emulator direct"]
+            added = (
+                ("", "")
+                if name == "emulator direct"
+                else (
+                    f"{result['p50'] - direct['p50']:.1f}",
+                    f"{result['p99'] - direct['p99']:.1f}",
+                )
+            )
+            rss = f"{result['rss_per_stream'] / 1024:.0f} KiB" if result["rss_per_stream"] else "-"
+            print(
+                f"{name:<24}{result['p50']:>10.1f}{result['p99']:>10.1f}{added[0]:>9}{added[1]:>9}"
+                f"{result['peak']:>11}{result['completed']:>7}{result['errors']:>8}{rss:>12}"
+            )
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        emulator.stop()
+
+
 def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> None:
     from django.contrib.auth import get_user_model
 
@@ -685,38 +795,7 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
         processes.append(server)
         proxy = None
         if with_litellm:
-            litellm_bin = Path(sys.executable).parent / "litellm"
-            config = var / "bench-litellm.yaml"
-            config.write_text(
-                "model_list:\n"
-                f"  - model_name: {MODEL}\n"
-                "    litellm_params:\n"
-                f"      model: openai/{MODEL}\n"
-                f"      api_base: {emulator_base}\n"
-                f"      api_key: {KEY}\n"
-                "general_settings:\n"
-                f"  master_key: {PROXY_KEY}\n"
-                "litellm_settings:\n"
-                "  telemetry: false\n"
-            )
-            proxy = Process(
-                "LiteLLM proxy",
-                [
-                    str(litellm_bin),
-                    "--config",
-                    str(config),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(proxy_port),
-                    "--num_workers",
-                    "2",
-                ],
-                var / "bench-litellm.log",
-                {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-                cwd=var,
-                drop=("DATABASE_URL", "REDIS_URL"),
-            )  # ours, not the proxy's: it would try to use them
+            proxy = litellm_proxy(emulator_base, proxy_port, "bench-litellm")
             processes.append(proxy)
 
         chat = {
@@ -764,7 +843,8 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
             "server, emulator and wrk share the machine's cores)"
         )
         print(
-            "Panel = bin/serve (gunicorn gthread, 2 workers x 16 threads, DEBUG off, SQLite var/bench.sqlite3, "
+            "Panel = bin/serve (gunicorn, its default ASGI shape: 2 uvicorn workers, DEBUG off, "
+            "SQLite var/bench.sqlite3, "
             "ledger on, site with a monthly budget); LiteLLM proxy: 2 uvicorn workers, master key, no database"
         )
         print(f"{'conc.':>5}  {'contender':<26}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'added p50 ms':>14}{'errors':>8}")
@@ -897,6 +977,11 @@ def main() -> None:
     parser.add_argument("--http-only", action="store_true", help="only the HTTP benchmark (plain and streamed)")
     parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--emulator-delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--emulator-token-rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--emulator-stream-words", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--streams", action="store_true", help="only the long-streams step (1,000 concurrent streams; quick: 300)"
+    )
     parser.add_argument("--overhead-worker", nargs=3, metavar=("NAME", "URL", "N"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--dashboard", action="store_true", help="only the usage dashboard on a seeded ledger (DATABASE_URL if set)"
@@ -910,7 +995,9 @@ def main() -> None:
     parser.add_argument("--search-pages", type=int, default=50_000, help="pages for --search")
     args = parser.parse_args()
     if args.serve_emulator:
-        return serve_emulator(args.serve_emulator, args.emulator_delay)
+        return serve_emulator(
+            args.serve_emulator, args.emulator_delay, args.emulator_token_rate, args.emulator_stream_words
+        )
     if args.overhead_worker:
         name, url, calls = args.overhead_worker
         setup_django(fresh=False)
@@ -943,6 +1030,8 @@ def main() -> None:
             with_litellm = False
     print(versions())
 
+    if args.streams:
+        return streams_bench(args.quick, with_litellm)
     upstream, slow = Emulator("emulator"), Emulator("emulator-50ms", delay=0.05)
     if args.http_only:
         try:
@@ -954,6 +1043,7 @@ def main() -> None:
         print_overhead(overhead(upstream, n, with_litellm), n)
         if not args.no_http:
             http_bench(upstream, args.quick, with_litellm)
+            streams_bench(args.quick, with_litellm)
         wall, ideal = batch(slow)
         print(
             f"\nbatch: 100 prompts, concurrency 16, 50 ms upstream: {wall:.0f} ms wall "

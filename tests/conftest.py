@@ -117,3 +117,11 @@ def emulated_site(upstream, db):
         return AIProviderSettingsFactory(provider_type=provider, **fields).site
 
     return make
+
+
+@pytest.fixture(params=["sync", "async"])
+def driver(request):
+    """The gateway driver a behaviour test runs on (tests/drivers.py): the same test, both drivers."""
+    from .drivers import Driver
+
+    return Driver(request.param)

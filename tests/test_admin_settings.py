@@ -8,6 +8,7 @@ import re
 from io import StringIO
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
@@ -312,6 +313,23 @@ class TestLiveTestScreen:
         assert len(deltas) > 3 and "".join(deltas).endswith("Stream me a line")
         assert events[-1]["done"] and events[-1]["total_tokens"] > 0 and events[-1]["cost"]
         assert upstream.requests[-1].json["stream"] is True
+
+    def test_under_asgi_the_streaming_variant_streams_from_the_async_driver(self, async_client, two_sites, upstream):
+        record_a, _ = two_sites
+        async_client.force_login(SuperUserFactory())
+        url = reverse("admin:integrations_aiprovidersettings_test_stream", args=[record_a.pk])
+        form = {"provider": "", "model": "", "prompt": "Stream me a line", "max_tokens": 50, "temperature": 0.5}
+
+        async def post() -> tuple:
+            response = await async_client.post(url, form)
+            return response, b"".join([chunk async for chunk in response.streaming_content])
+
+        response, body = async_to_sync(post)()
+        assert response.is_async  # an async iterator: on an event loop the stream holds no worker thread
+        events = [json.loads(chunk.decode()[6:]) for chunk in body.split(b"\n\n") if chunk]
+        deltas = [e["delta"] for e in events if "delta" in e]
+        assert len(deltas) > 3 and "".join(deltas).endswith("Stream me a line")
+        assert events[-1]["done"] and events[-1]["total_tokens"] > 0
 
 
 class TestCheckKey:

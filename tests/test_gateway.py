@@ -70,7 +70,7 @@ FAULTS = [
 ]
 
 
-def test_an_empty_choices_answer_is_retried_then_served(site_with_fallback, upstream):
+def test_an_empty_choices_answer_is_retried_then_served(site_with_fallback, upstream, driver):
     upstream.script(
         flavor="openrouter",
         body={
@@ -82,14 +82,16 @@ def test_an_empty_choices_answer_is_retried_then_served(site_with_fallback, upst
         },
     )
     with clock.use(clock.FakeClock()):
-        result = AIService(site=site_with_fallback.site).generate_content(PROMPT)
+        result = driver.generate(AIService(site=site_with_fallback.site), PROMPT)
     assert result.provider == "openrouter" and result.content and result.attempts == 2
     rows = ledger(site_with_fallback.site)
     assert [(r.status, r.error_class) for r in rows] == [("error", "EmptyResponse"), ("ok", "")]
 
 
 @pytest.mark.parametrize(("name", "fault", "error_class"), FAULTS, ids=[f[0] for f in FAULTS])
-def test_fault_fails_over_to_a_healthy_provider(site_with_fallback, upstream, settings, name, fault, error_class):
+def test_fault_fails_over_to_a_healthy_provider(
+    site_with_fallback, upstream, settings, name, fault, error_class, driver
+):
     settings.AI_REQUEST_TIMEOUT = 0.5
     flavor_fault = {"flavor": "openrouter", "times": 5, **fault}
     if name == "529":
@@ -98,7 +100,7 @@ def test_fault_fails_over_to_a_healthy_provider(site_with_fallback, upstream, se
     site = site_with_fallback.site
 
     with clock.use(clock.FakeClock()) as fake:
-        result = AIService(site=site).generate_content(PROMPT)
+        result = driver.generate(AIService(site=site), PROMPT)
 
     assert result.provider == "anthropic"
     assert result.model == "claude-3-5-haiku-20241022"
@@ -117,7 +119,9 @@ def test_fault_fails_over_to_a_healthy_provider(site_with_fallback, upstream, se
 
 
 @pytest.mark.parametrize(("name", "fault", "error_class"), FAULTS, ids=[f[0] for f in FAULTS])
-def test_without_fallback_the_typed_error_surfaces_after_the_retries(db, upstream, settings, name, fault, error_class):
+def test_without_fallback_the_typed_error_surfaces_after_the_retries(
+    db, upstream, settings, name, fault, error_class, driver
+):
     settings.AI_MAX_RETRIES = 2
     settings.AI_REQUEST_TIMEOUT = 0.5
     record = AIProviderSettingsFactory(
@@ -125,7 +129,7 @@ def test_without_fallback_the_typed_error_surfaces_after_the_retries(db, upstrea
     )
     upstream.script(flavor="openrouter", times=10, **fault)
     with clock.use(clock.FakeClock()) as fake, pytest.raises(getattr(errors, error_class)):
-        AIService(site=record.site).generate_content(PROMPT)
+        driver.generate(AIService(site=record.site), PROMPT)
     tries = 1 if error_class == "InsufficientCredits" else 3
     if name == "429":
         tries = 3
@@ -135,10 +139,10 @@ def test_without_fallback_the_typed_error_surfaces_after_the_retries(db, upstrea
     assert AIUsage.objects.filter(site=record.site, status="error").count() == tries
 
 
-def test_request_errors_do_not_fail_over(site_with_fallback, upstream):
+def test_request_errors_do_not_fail_over(site_with_fallback, upstream, driver):
     upstream.script(flavor="openrouter", status=400)
     with pytest.raises(errors.InvalidRequest):
-        AIService(site=site_with_fallback.site).generate_content(PROMPT)
+        driver.generate(AIService(site=site_with_fallback.site), PROMPT)
     assert [r.flavor for r in upstream.requests] == ["openrouter"]
 
 
@@ -156,18 +160,18 @@ def test_openrouter_native_fallbacks_and_routing_come_from_the_site(db, upstream
     assert body["provider"] == {"sort": "price", "allow_fallbacks": True, "data_collection": "deny"}
 
 
-def test_a_failing_provider_cools_down_and_is_skipped(site_with_fallback, upstream, settings):
+def test_a_failing_provider_cools_down_and_is_skipped(site_with_fallback, upstream, settings, driver):
     settings.AI_MAX_RETRIES = 0
     settings.AI_COOLDOWN_AFTER_FAILURES = 2
     settings.AI_COOLDOWN_SECONDS = 30
     site = site_with_fallback.site
     upstream.script(flavor="openrouter", status=503, times=10)
     service = AIService(site=site)
-    service.generate_content(PROMPT)
-    service.generate_content(PROMPT + " again")
+    driver.generate(service, PROMPT)
+    driver.generate(service, PROMPT + " again")
     assert pauses.cooling_down(site.pk, "openrouter") > 25
     upstream.reset()
-    result = service.generate_content(PROMPT + " third")
+    result = driver.generate(service, PROMPT + " third")
     assert result.provider == "anthropic"
     assert [r.flavor for r in upstream.requests] == ["anthropic"]  # OpenRouter not even tried
 
@@ -182,7 +186,7 @@ def test_cooldown_is_per_site(site_with_fallback, upstream, settings):
     assert AIService(site=other.site).generate_content(PROMPT).provider == "openrouter"
 
 
-def test_ledger_records_cost_from_openrouter_and_from_the_price_table(db, upstream):
+def test_ledger_records_cost_from_openrouter_and_from_the_price_table(db, upstream, driver):
     ModelPrice.objects.create(
         provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
     )
@@ -194,8 +198,8 @@ def test_ledger_records_cost_from_openrouter_and_from_the_price_table(db, upstre
         openai_base_url=upstream.openai_base_url,
     )
     service = AIService(site=record.site, service="pages.meta")
-    via_router = service.generate_content(PROMPT, model="openai/gpt-4o")
-    direct = service.generate_content(PROMPT, provider="openai", model="gpt-4o")
+    via_router = driver.generate(service, PROMPT, model="openai/gpt-4o")
+    direct = driver.generate(service, PROMPT, provider="openai", model="gpt-4o")
     router_row, direct_row = ledger(record.site)
     assert router_row.cost_source == "reported" and router_row.cost == via_router.cost
     assert direct_row.cost_source == "price_table"
@@ -205,12 +209,12 @@ def test_ledger_records_cost_from_openrouter_and_from_the_price_table(db, upstre
     assert direct_row.request_id == direct.request_id
 
 
-def test_a_model_no_source_prices_is_charged_its_worst_case_never_zero(db, upstream):
+def test_a_model_no_source_prices_is_charged_its_worst_case_never_zero(db, upstream, driver):
     record = AIProviderSettingsFactory(
         provider_type="anthropic", anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url
     )
     upstream.script(flavor="anthropic", served_model="claude-panel-unlisted-1")  # a model no source prices
-    AIService(site=record.site).generate_content(PROMPT, max_tokens=100)
+    driver.generate(AIService(site=record.site), PROMPT, max_tokens=100)
     (row,) = ledger(record.site)
     # AI_UNPRICED_PRICE (15/75 per million): ~1 token per 3 characters + 16, and every allowed output token
     expected = (Decimal(15) * (len(PROMPT) // 3 + 16) + Decimal(75) * 100) / 1_000_000
@@ -263,21 +267,21 @@ def gpt4o_price(db):
     )
 
 
-def test_site_at_its_budget_gets_budget_exceeded_and_no_request_is_made(db, upstream, gpt4o_price):
+def test_site_at_its_budget_gets_budget_exceeded_and_no_request_is_made(db, upstream, gpt4o_price, driver):
     record = capped_site(upstream, "0.01")
     AIUsage.objects.create(site=record.site, provider="openai", status="ok", cost=Decimal("0.01"))
     with pytest.raises(errors.BudgetExceeded, match=r"monthly AI budget of \$0.01 is used up"):
-        AIService(site=record.site).generate_content(PROMPT, model="gpt-4o")
+        driver.generate(AIService(site=record.site), PROMPT, model="gpt-4o")
     assert upstream.requests == []
 
 
-def test_spend_accumulates_until_the_cap_refuses(db, upstream, gpt4o_price):
+def test_spend_accumulates_until_the_cap_refuses(db, upstream, gpt4o_price, driver):
     record = capped_site(upstream, "0.0005")
     service = AIService(site=record.site)
     served = 0
     with pytest.raises(errors.BudgetExceeded):
         for _ in range(50):
-            service.generate_content(PROMPT, model="gpt-4o", max_tokens=20)
+            driver.generate(service, PROMPT, model="gpt-4o", max_tokens=20)
             served += 1
     assert 0 < served < 50
     usage.flush()
@@ -286,13 +290,13 @@ def test_spend_accumulates_until_the_cap_refuses(db, upstream, gpt4o_price):
     assert len(upstream.requests) == served
 
 
-def test_a_request_whose_worst_case_would_pass_the_cap_is_refused(db, upstream, gpt4o_price):
+def test_a_request_whose_worst_case_would_pass_the_cap_is_refused(db, upstream, gpt4o_price, driver):
     record = capped_site(upstream, "0.001")
     # 2,000 completion tokens at $10/M could cost $0.02: more than the whole cap.
     with pytest.raises(errors.BudgetExceeded, match="could cost up to"):
-        AIService(site=record.site).generate_content(PROMPT, model="gpt-4o", max_tokens=2000)
+        driver.generate(AIService(site=record.site), PROMPT, model="gpt-4o", max_tokens=2000)
     assert upstream.requests == []
-    AIService(site=record.site).generate_content(PROMPT, model="gpt-4o", max_tokens=20)  # fits
+    driver.generate(AIService(site=record.site), PROMPT, model="gpt-4o", max_tokens=20)  # fits
     assert len(upstream.requests) == 1
 
 
@@ -304,18 +308,18 @@ def test_budget_of_another_site_does_not_count(db, upstream, gpt4o_price):
     assert len(upstream.requests) == 1
 
 
-def test_a_cache_hit_is_served_even_at_the_cap(db, upstream, gpt4o_price):
+def test_a_cache_hit_is_served_even_at_the_cap(db, upstream, gpt4o_price, driver):
     record = capped_site(upstream, "0.01")
     service = AIService(site=record.site)
-    first = service.generate_content(PROMPT, model="gpt-4o", max_tokens=20, temperature=0)
+    first = driver.generate(service, PROMPT, model="gpt-4o", max_tokens=20, temperature=0)
     AIUsage.objects.create(site=record.site, provider="openai", status="ok", cost=Decimal("0.01"))
     from integrations.models import BudgetPeriod
 
     BudgetPeriod.objects.filter(site=record.site).update(spent=Decimal("0.01"))
     budget.forget(record.site_id)  # spend edited in the database by hand: reseed the counters
-    assert service.generate_content(PROMPT, model="gpt-4o", max_tokens=20, temperature=0).content == first.content
+    assert driver.generate(service, PROMPT, model="gpt-4o", max_tokens=20, temperature=0).content == first.content
     with pytest.raises(errors.BudgetExceeded):
-        service.generate_content(PROMPT + "?", model="gpt-4o", max_tokens=20, temperature=0)
+        driver.generate(service, PROMPT + "?", model="gpt-4o", max_tokens=20, temperature=0)
 
 
 class TestResponseCache:
@@ -371,14 +375,14 @@ class TestResponseCache:
 
 
 @pytest.mark.parametrize("provider", ["openrouter", "openai", "anthropic"])
-def test_streaming_yields_deltas_and_records_usage(db, upstream, provider):
+def test_streaming_yields_deltas_and_records_usage(db, upstream, provider, driver):
     record = AIProviderSettingsFactory(
         provider_type=provider,
         **{f"{provider}_api_key": {"openrouter": OR_KEY, "openai": OAI_KEY, "anthropic": ANT_KEY}[provider]},
         **{f"{provider}_base_url": getattr(upstream, f"{provider}_base_url")},
     )
-    stream = AIService(site=record.site).generate_stream(PROMPT)
-    deltas = list(stream)
+    deltas: list[str] = []
+    stream = driver.stream(AIService(site=record.site), PROMPT, deltas)
     assert len(deltas) > 3  # really streamed, word by word
     text = "".join(deltas)
     assert text.startswith(f"Emulated {provider} reply") and text.endswith(PROMPT)
@@ -390,14 +394,14 @@ def test_streaming_yields_deltas_and_records_usage(db, upstream, provider):
         assert row.cost is not None and row.cost_source == "reported"
 
 
-def test_streaming_error_is_typed_and_recorded_after_its_retries(db, upstream, settings):
+def test_streaming_error_is_typed_and_recorded_after_its_retries(db, upstream, settings, driver):
     settings.AI_MAX_RETRIES = 2
     record = AIProviderSettingsFactory(
         provider_type="anthropic", anthropic_api_key=ANT_KEY, anthropic_base_url=upstream.anthropic_base_url
     )
     upstream.script(flavor="anthropic", status=529, times=3)
     with clock.use(clock.FakeClock()) as fake, pytest.raises(errors.ProviderUnavailable):
-        list(AIService(site=record.site).generate_stream(PROMPT))
+        driver.stream(AIService(site=record.site), PROMPT)
     assert len(fake.sleeps) == 2  # backed off twice, without waiting in real time
     rows = ledger(record.site)
     assert [(r.status, r.error_class, r.attempt) for r in sorted(rows, key=lambda r: r.attempt)] == [
@@ -405,7 +409,7 @@ def test_streaming_error_is_typed_and_recorded_after_its_retries(db, upstream, s
     ]
 
 
-def test_a_stream_fails_over_before_its_first_delta(db, upstream, settings):
+def test_a_stream_fails_over_before_its_first_delta(db, upstream, settings, driver):
     settings.AI_MAX_RETRIES = 0
     record = AIProviderSettingsFactory(
         provider_type="anthropic",
@@ -416,8 +420,9 @@ def test_a_stream_fails_over_before_its_first_delta(db, upstream, settings):
         fallback_chain=[{"provider": "openai", "model": ""}],
     )
     upstream.script(flavor="anthropic", status=529)
-    stream = AIService(site=record.site).generate_stream(PROMPT)
-    text = "".join(stream)
+    received: list[str] = []
+    stream = driver.stream(AIService(site=record.site), PROMPT, received)
+    text = "".join(received)
     assert text.startswith("Emulated openai reply")
     assert stream.result.provider == "openai"
     assert [r.flavor for r in upstream.requests] == ["anthropic", "openai"]
@@ -444,7 +449,7 @@ def test_a_stream_without_failover_tries_the_chosen_provider_only(db, upstream, 
     assert [(r.provider, r.status) for r in ledger(record.site)] == [("anthropic", "error")]
 
 
-def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upstream, settings):
+def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upstream, settings, driver):
     record = AIProviderSettingsFactory(
         provider_type="openai",
         openai_api_key=OAI_KEY,
@@ -456,8 +461,7 @@ def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upst
     upstream.script(flavor="openai", cut_after=3)
     received: list[str] = []
     with pytest.raises(errors.ProviderUnavailable):
-        for delta in AIService(site=record.site).generate_stream(PROMPT):
-            received.append(delta)
+        driver.stream(AIService(site=record.site), PROMPT, received)
     assert len(received) == 3  # what reached the caller is not replayed by another provider
     assert [r.flavor for r in upstream.requests] == ["openai"]
     (row,) = ledger(record.site)
@@ -465,15 +469,14 @@ def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upst
     assert row.completion_tokens > 0  # the part that was streamed is accounted
 
 
-def test_a_broken_openrouter_stream_is_recorded_with_its_cost(site_with_fallback, upstream):
+def test_a_broken_openrouter_stream_is_recorded_with_its_cost(site_with_fallback, upstream, driver):
     """Issue 25: OpenRouter reports a call's cost in its last chunk, which a broken stream never sends; the row
     is priced from estimated tokens at the site's price resolution (here the genai-prices catalogue) instead
     of being recorded free (and the budget counts it)."""
     upstream.script(flavor="openrouter", cut_after=2)
     received: list[str] = []
     with pytest.raises(errors.ProviderUnavailable):
-        for delta in AIService(site=site_with_fallback.site).generate_stream(PROMPT, model="openai/gpt-4o-mini"):
-            received.append(delta)
+        driver.stream(AIService(site=site_with_fallback.site), PROMPT, received, model="openai/gpt-4o-mini")
     assert len(received) == 2
     (row,) = ledger(site_with_fallback.site)
     assert row.status == "error" and row.provider == "openrouter"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService
@@ -26,12 +27,12 @@ def record(upstream):
     )
 
 
-def test_warm_path_makes_zero_queries(record, upstream, django_assert_num_queries):
+def test_warm_path_makes_zero_queries(record, upstream, django_assert_num_queries, driver):
     service = AIService(site=record.site)
-    service.generate_content("warm up")  # first call: loads the site's snapshot
+    driver.generate(service, "warm up")  # first call: loads the site's snapshot
     entries: list = []
     with usage.deferred(entries), django_assert_num_queries(0):
-        result = AIService(site=record.site).generate_content("Second call, new service object")
+        result = driver.generate(AIService(site=record.site), "Second call, new service object")
     assert result.content.endswith("Second call, new service object")
     (row,) = usage.flush(entries)  # the ledger row, deferred and written now
     assert row.status == "ok" and row.total_tokens == result.total_tokens
@@ -69,6 +70,18 @@ def test_one_connection_serves_many_sequential_calls(record, upstream):
         service.generate_content(f"call {n}")
     assert len(upstream.requests) == 20
     assert upstream.connections == 1
+
+
+def test_the_async_driver_reuses_one_connection_per_event_loop(record, upstream):
+    service = AIService(site=record.site)
+
+    async def calls() -> None:
+        for n in range(20):
+            await service.agenerate_content(f"call {n}")
+
+    async_to_sync(calls)()
+    assert len(upstream.requests) == 20
+    assert upstream.connections == 1  # one AsyncOpenAI (and its pool) per loop and provider config
 
 
 def test_importing_the_ai_package_loads_no_vendor_sdk():

@@ -225,7 +225,8 @@ def test_under_gunicorn_a_calls_span_sits_under_its_requests_span(upstream):
         collector.stop()
     spans = spans_in(collector.received["/v1/traces"])
     by_name = {s.name: s for s in spans.values()}
-    request = next(s for s in spans.values() if "generate" in s.name)
+    request = next((s for s in spans.values() if "generate" in s.name), None)
+    assert request is not None, sorted(by_name)
     assert by_name["chat gpt-4o-mini"].parent_span_id == request.span_id, sorted(by_name)
     assert by_name["chat gpt-4o-mini"].trace_id == request.trace_id
     assert not any("healthz" in name for name in by_name)

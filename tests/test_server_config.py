@@ -25,6 +25,7 @@ from .test_scaleout import child_env
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "backend" / "panel" / "gunicorn.conf.py"
 GUNICORN_VARS = (
+    "SERVER",
     "GUNICORN_BIND",
     "GUNICORN_WORKERS",
     "WEB_CONCURRENCY",
@@ -55,10 +56,14 @@ def load_config(monkeypatch, **env: str):
 
 def test_defaults_suit_a_small_box(monkeypatch):
     conf = load_config(monkeypatch)
-    assert conf.wsgi_app == "panel.wsgi:application"
+    assert conf.wsgi_app == "panel.asgi:application"  # ASGI by default: a long stream holds no thread (issue 22)
     assert conf.pythonpath == str(ROOT / "backend")
     assert conf.bind == ["127.0.0.1:8000"]
-    assert (conf.worker_class, conf.workers, conf.threads) == ("gthread", 2, 16)
+    assert (conf.worker_class, conf.workers) == ("uvicorn_worker.UvicornWorker", 2)
+    wsgi = load_config(monkeypatch, SERVER="wsgi")  # the documented WSGI option
+    assert (wsgi.wsgi_app, wsgi.worker_class, wsgi.threads) == ("panel.wsgi:application", "gthread", 16)
+    with pytest.raises(ValueError, match="SERVER must be asgi or wsgi"):
+        load_config(monkeypatch, SERVER="fastcgi")
     assert conf.graceful_timeout == 192  # 3 attempts of 60 s, 0.5 + 1 s of backoff, 10 s for the ledger
     assert conf.accesslog is None
     assert conf.control_socket_disable is True
@@ -134,19 +139,24 @@ class Server:
         self.log: list[str] = []
         listening = threading.Event()
         self.port = 0
+        # ready: under ASGI (the default) when every uvicorn worker has loaded the app; under WSGI at the first boot
+        asgi = environment.get("SERVER", "asgi") == "asgi"
+        workers, started = int(environment["GUNICORN_WORKERS"]), 0
 
         def read() -> None:
+            nonlocal started
             for line in self.process.stderr:
                 self.log.append(line)
                 found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
                 if found:
                     self.port = int(found.group(1))
-                if "Booting worker" in line:
+                started += "Application startup complete" in line
+                if (asgi and started >= workers) or (not asgi and "Booting worker" in line):
                     listening.set()
             listening.set()
 
         threading.Thread(target=read, daemon=True).start()
-        assert listening.wait(20) and self.port, "".join(self.log)
+        assert listening.wait(60) and self.port, "".join(self.log)
 
     def post(self, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
         request = urllib.request.Request(

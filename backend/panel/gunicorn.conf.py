@@ -10,6 +10,7 @@ drain never drops a call that would still have been answered. The access log is 
 reverse proxy in front usually keeps one.
 
 Environment (defaults in brackets; the README's Production section has the full table):
+SERVER [asgi: uvicorn workers serving panel.asgi; wsgi: gthread workers serving panel.wsgi],
 GUNICORN_BIND [127.0.0.1:8000, comma-separated for several], GUNICORN_WORKERS or WEB_CONCURRENCY [2],
 GUNICORN_THREADS [16], GUNICORN_TIMEOUT [120], GUNICORN_GRACEFUL_TIMEOUT [192 with the AI defaults],
 GUNICORN_KEEPALIVE [5],
@@ -25,6 +26,8 @@ import gc
 import math
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,10 +64,16 @@ def slowest_call() -> int:
     return math.ceil(timeout * (retries + 1) + sum(backoff * 2**n for n in range(retries)))
 
 
-wsgi_app = "panel.wsgi:application"
+# SERVER=asgi (default): panel.asgi on uvicorn workers, one event loop per process, where an open stream
+# holds no thread. SERVER=wsgi: panel.wsgi on gthread workers (GUNICORN_THREADS requests at once per worker).
+SERVER = os.environ.get("SERVER", "asgi").strip().lower() or "asgi"
+if SERVER not in ("asgi", "wsgi"):
+    raise ValueError(f"SERVER must be asgi or wsgi, got {SERVER!r}.")
+wsgi_app = "panel.asgi:application" if SERVER == "asgi" else "panel.wsgi:application"
 pythonpath = str(BACKEND)
 bind = [address.strip() for address in os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",") if address.strip()]
-worker_class = "gthread"
+worker_class = "uvicorn_worker.UvicornWorker" if SERVER == "asgi" else "gthread"
+backlog = _int("GUNICORN_BACKLOG", 4096, 64)  # a burst of new streams waits in the kernel, not refused
 workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2, 1), 1)
 threads = _int("GUNICORN_THREADS", 16, 1)
 timeout = _int("GUNICORN_TIMEOUT", 120, 1)
@@ -97,6 +106,14 @@ def post_worker_init(worker: object) -> None:
     from integrations.ai.ledger import writer as ledger_writer
 
     ledger_writer.start()
+    if SERVER == "asgi":
+        # uvicorn drains on SIGTERM, then raises it again to the handler it found: exit normally there, so
+        # the interpreter's exit hooks run (the ledger's final flush, the batch of OpenTelemetry spans).
+        signal.signal(signal.SIGTERM, _exit_normally)
+
+
+def _exit_normally(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 _owned_metrics_dir: list[str] = []

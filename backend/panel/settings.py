@@ -164,6 +164,7 @@ AI_COOLDOWN_AFTER_FAILURES = env.int("AI_COOLDOWN_AFTER_FAILURES", default=3)
 AI_COOLDOWN_SECONDS = env.float("AI_COOLDOWN_SECONDS", default=60.0)
 AI_CACHE_TTL = env.int("AI_CACHE_TTL", default=3600)
 AI_BATCH_CONCURRENCY = env.int("AI_BATCH_CONCURRENCY", default=8)
+AI_MAX_STREAMS = env.int("AI_MAX_STREAMS", default=2000)
 # Search by meaning: the embedding model of pages ("" = the provider's default) and when a changed page is
 # re-embedded: "background" (a job off the request thread), "sync" (in the saving process), "off".
 PAGES_EMBEDDING_MODEL = env("PAGES_EMBEDDING_MODEL", default="")

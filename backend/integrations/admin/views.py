@@ -7,9 +7,11 @@ admin sees here is what pages will get. Another tenant's record is a 404 (`requi
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from django.contrib import messages
+from django.core.handlers.asgi import ASGIRequest
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -197,43 +199,65 @@ def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRes
     if not form.is_valid():
         return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
     data = form.cleaned_data
+    service = AIService(site=record.site_id, service="admin.test")
+    params = {
+        "provider": data["provider"] or None,
+        "model": data["model"] or None,
+        "max_tokens": data["max_tokens"],
+        "temperature": data["temperature"],
+        "failover": bool(data.get("use_chain")),  # this provider and key only, unless the chain is asked for
+    }
 
-    def events():
+    def events() -> Iterator[str]:  # the sync driver (WSGI): the stream runs on this request's thread
         try:
-            stream = AIService(site=record.site_id, service="admin.test").generate_stream(
-                data["prompt"],
-                provider=data["provider"] or None,
-                model=data["model"] or None,
-                max_tokens=data["max_tokens"],
-                temperature=data["temperature"],
-                failover=bool(data.get("use_chain")),
-            )
+            stream = service.generate_stream(data["prompt"], **params)
             for delta in stream:
-                yield f"data: {json.dumps({'delta': delta})}\n\n"
-            result = stream.result
-            if result is None:  # the stream ended without its final result: say so rather than crash
-                raise RuntimeError("the stream ended without a result")
-            cost, _ = admin_try.ledger_cost(record.site_id, result)
-            yield (
-                "data: "
-                + json.dumps(
-                    {
-                        "done": True,
-                        "provider": result.provider,
-                        "model": result.model,
-                        "prompt_tokens": result.prompt_tokens,
-                        "completion_tokens": result.completion_tokens,
-                        "total_tokens": result.total_tokens,
-                        "latency_ms": round(result.latency_ms),
-                        "cost": usd(cost) if cost is not None else None,
-                    }
-                )
-                + "\n\n"
-            )
+                yield _delta_event(delta)
+            yield _done_event(stream.result, record.site_id)
         except AIProviderError as exc:
-            yield f"data: {json.dumps({'error': {'code': exc.code, 'message': str(exc)}})}\n\n"
+            yield _error_event(exc)
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    async def aevents() -> AsyncIterator[str]:  # the async driver (ASGI): a client that leaves cancels it
+        try:
+            stream = await service.astream(data["prompt"], **params)
+            async for delta in stream:
+                yield _delta_event(delta)
+            yield _done_event(stream.result, record.site_id)
+        except AIProviderError as exc:
+            yield _error_event(exc)
+
+    body = aevents() if isinstance(request, ASGIRequest) else events()
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def _delta_event(delta: str) -> str:
+    return f"data: {json.dumps({'delta': delta})}\n\n"
+
+
+def _error_event(exc: AIProviderError) -> str:
+    return f"data: {json.dumps({'error': {'code': exc.code, 'message': str(exc)}})}\n\n"
+
+
+def _done_event(result: Any, site_id: int) -> str:
+    if result is None:  # the stream ended without its final result: say so rather than crash
+        raise RuntimeError("the stream ended without a result")
+    cost, _ = admin_try.ledger_cost(site_id, result)  # what the ledger charges, not only a reported cost
+    return (
+        "data: "
+        + json.dumps(
+            {
+                "done": True,
+                "provider": result.provider,
+                "model": result.model,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "total_tokens": result.total_tokens,
+                "latency_ms": round(result.latency_ms),
+                "cost": usd(cost) if cost is not None else None,
+            }
+        )
+        + "\n\n"
+    )

@@ -489,11 +489,13 @@ class AIUsage(models.Model):
     STATUS_ERROR = "error"
     STATUS_CACHED = "cached"
     STATUS_REFUSED = "refused"  # stopped by the gateway (policy, rate limit, budget): no upstream request
+    STATUS_CANCELLED = "cancelled"  # the caller went away mid-stream: charged what was streamed
     STATUS_CHOICES = [
         (STATUS_OK, "OK"),
         (STATUS_ERROR, "Error"),
         (STATUS_CACHED, "Cache hit"),
         (STATUS_REFUSED, "Refused"),
+        (STATUS_CANCELLED, "Cancelled"),
     ]
 
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="ai_usage")

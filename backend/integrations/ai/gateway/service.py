@@ -8,8 +8,9 @@ along the site's chain, skipping providers in cooldown) -> ledger (one row per a
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,13 +33,16 @@ from integrations.ai.providers.errors import (
     InvalidOutput,
     InvalidRequest,
     ModelNotFound,
+    NotSupported,
+    Overloaded,
     PermissionDenied,
     ProviderNotConfigured,
     ProviderUnavailable,
     RateLimited,
     UnknownProvider,
 )
-from integrations.ai.runtime import pauses
+from integrations.ai.runtime import pauses, stream_slots
+from integrations.ai.runtime.offload import offload
 from integrations.ai.sites.context import site_id_of
 from integrations.ai.sites.site_config import SiteSnapshot, get_snapshot
 
@@ -256,32 +260,65 @@ class AIService:
     @observed.traced_call
     def execute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
         """The rest of the pipeline for a prepared call: cache -> budget -> chain -> ledger."""
-        request = prep.request
-        cache_key = None
-        if response_cache.should_cache(request.temperature, cache):
-            params = {
-                "max_tokens": request.max_tokens,
-                "temperature": request.temperature,
-                "system": request.system_prompt,
-                **request.options,
-                "beyond_text": repr((request.tools, request.tool_choice, request.response_schema)),
-            }
-            cache_key = response_cache.key_for(
-                self.site_id, prep.primary.name, prep.resolved, list(request.messages), params
-            )
-            hit = response_cache.get(cache_key)
-            if hit is not None:  # served free, so even a site at its budget gets it
-                record = usage.CallRecord(self.site_id, self.service, prep.requested)
-                usage.write_ledger(record, prep.snapshot.prices, cached=hit)
-                return hit
-
+        cache_key, hit = self._cached(prep, cache)
+        if hit is not None:
+            return hit
         admission = self._admit(prep)
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             try:
                 result = self._run_chain(prep, failover)
             finally:
-                usage.write_ledger(record, prep.snapshot.prices)
-                admission.settle(record, prep.snapshot.prices)
+                self._settle(prep, admission, record)
+        return self._done(result, record, cache_key)
+
+    @observed.atraced_call
+    async def aexecute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
+        """`execute` driven on an event loop: the same steps; what may touch the cache or database runs off
+        the loop (`offload`), and only the upstream request is awaited on it."""
+        cache_key, hit = await offload(self._cached, prep, cache)
+        if hit is not None:
+            return hit
+        admission = await offload(self._admit, prep)
+        with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
+            try:
+                result = await self._arun_chain(prep, failover)
+            finally:
+                await offload(self._settle, prep, admission, record)
+        if cache_key is not None:
+            await offload(response_cache.put, cache_key, result)
+        result.attempts = len(record.attempts)
+        return result
+
+    # -- the steps both drivers share ------------------------------------------------------------------
+    def _cached(self, prep: Prepared, cache: bool | None) -> tuple[str | None, GenerationResult | None]:
+        """The response cache's key for this call (None: not cached) and its hit, ledgered as one."""
+        request = prep.request
+        if not response_cache.should_cache(request.temperature, cache):
+            return None, None
+        params = {
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "system": request.system_prompt,
+            **request.options,
+            "beyond_text": repr((request.tools, request.tool_choice, request.response_schema)),
+        }
+        cache_key = response_cache.key_for(
+            self.site_id, prep.primary.name, prep.resolved, list(request.messages), params
+        )
+        hit = response_cache.get(cache_key)
+        if hit is not None:  # served free, so even a site at its budget gets it
+            record = usage.CallRecord(self.site_id, self.service, prep.requested)
+            usage.write_ledger(record, prep.snapshot.prices, cached=hit)
+        return cache_key, hit
+
+    @staticmethod
+    def _settle(prep: Prepared, admission: governance.Admission, record: usage.CallRecord) -> None:
+        """The ledger hand-off (no query) and the budget and token windows settled to what the call used."""
+        usage.write_ledger(record, prep.snapshot.prices)
+        admission.settle(record, prep.snapshot.prices)
+
+    @staticmethod
+    def _done(result: GenerationResult, record: usage.CallRecord, cache_key: str | None) -> GenerationResult:
         result.attempts = len(record.attempts)
         if cache_key is not None:
             response_cache.put(cache_key, result)
@@ -357,6 +394,27 @@ class AIService:
             return result
         raise self._chain_exhausted(prep, chain)
 
+    async def _arun_chain(self, prep: Prepared, failover: bool) -> GenerationResult:
+        """`_run_chain` with the candidate's request awaited; the chain's decisions are the same functions."""
+        chain = ChainState()
+        async for candidate, request, failures in self._ausable(prep, failover, chain):
+            try:
+                result = await candidate.aexecute(request)
+            except FAILOVER_ERRORS as exc:
+                await offload(self._failed, chain, candidate, exc)
+                continue
+            await offload(pauses.record_success, self.site_id, candidate.name, failures)
+            return result
+        raise await offload(self._chain_exhausted, prep, chain)
+
+    async def _ausable(
+        self, prep: Prepared, failover: bool, chain: ChainState
+    ) -> AsyncIterator[tuple[BaseProvider, AIRequest, int]]:
+        """`_usable` walked off the event loop, one candidate at a time (cooldowns are read from the cache)."""
+        candidates = self._usable(prep, failover, chain)
+        while (found := await offload(next, candidates, None)) is not None:
+            yield found
+
     def _failed(self, chain: ChainState, candidate: BaseProvider, exc: AIProviderError) -> None:
         """A candidate failed after its retries: count it towards its cooldown; the next one is tried."""
         chain.last_error = exc
@@ -427,6 +485,64 @@ class AIService:
             )
         capabilities.require(prep.primary, prep.request, prep.resolved, streaming=True)
         return GatewayStream(self, prep, self._admit(prep), failover=failover)
+
+    # -- the async driver's entry points ---------------------------------------------------------------
+    async def agenerate_content(
+        self,
+        prompt: str,
+        provider: str | None = None,
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> GenerationResult:
+        """`generate_content` on an event loop (the SDKs' async clients); the same pipeline and rules."""
+        return await self.acomplete(
+            self.messages_for(prompt),
+            provider=provider,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            system_prompt=system_prompt,
+            **kwargs,
+        )
+
+    async def acomplete(
+        self,
+        messages: list[dict[str, str]],
+        provider: str | None = None,
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        *,
+        cache: bool | None = None,
+        failover: bool = True,
+        **kwargs: Any,
+    ) -> GenerationResult:
+        """`complete` on an event loop. `response_schema` (validated JSON) is not on the async driver yet."""
+        if kwargs.get("response_schema") is not None:
+            raise NotSupported("response_schema is not available on the async path yet: use generate_json.")
+        prep = await offload(self.prepare, messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
+        return await self.aexecute(prep, cache=cache, failover=failover)
+
+    async def astream(
+        self,
+        prompt: str | list[dict[str, str]],
+        provider: str | None = None,
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> GatewayStream:
+        """`generate_stream` (a prompt) or `stream_messages` (a conversation) for an event loop: admitted off
+        the loop, then `async for` it. Everything that can refuse the call raises here, before any delta."""
+        messages = self.messages_for(prompt) if isinstance(prompt, str) else prompt
+        return await offload(
+            self.stream_messages, messages, provider, model, max_tokens, temperature, system_prompt, **kwargs
+        )
 
     # -- beyond text: structured output and embeddings (the same pipeline; see structured.py, embeddings.py) --
     def generate_json(self, prompt: str, schema: dict[str, Any], **kwargs: Any) -> Any:
@@ -512,7 +628,13 @@ class AIService:
 
 
 class GatewayStream:
-    """A stream through the chain: retried and failed over until the first delta; ledgered when done."""
+    """A stream through the chain: retried and failed over until the first delta; ledgered when done.
+
+    Iterate it (`for`) on a thread, or `async for` it on an event loop: both drivers walk the same chain
+    with the same decisions (`_retry_or_next`); only the upstream request and the waits differ. A caller
+    that stops early (`close()`/`aclose()`, a cancelled task: a client that went away) closes the upstream
+    request at once; the call is settled with what was streamed, its ledger row `cancelled`.
+    """
 
     def __init__(
         self, service: AIService, prep: Prepared, admission: governance.Admission, *, failover: bool = True
@@ -528,21 +650,71 @@ class GatewayStream:
     def result(self) -> GenerationResult | None:
         return self.stream.result if self.stream is not None else None
 
+    @property
+    def cancelled(self) -> bool:
+        return self.stream is not None and self.stream.cancelled
+
     @observed.traced_stream
     def __iter__(self) -> Iterator[str]:
         service, prep = self.service, self.prep
-        with usage.collecting(service.site_id, service.service, prep.requested, prep.request) as record:
-            self.record = record
+        record = self.record = usage.CallRecord(service.site_id, service.service, prep.requested, request=prep.request)
+        try:
+            with usage.recording(record):
+                self._take_slot(record)
+            pieces = self._through_chain()
             try:
-                yield from self._through_chain()
+                while True:
+                    with usage.recording(record):  # each step, in whichever context resumes the stream
+                        piece = next(pieces, None)
+                    if piece is None:
+                        return
+                    yield piece
             finally:
-                usage.write_ledger(record, prep.snapshot.prices)
-                self.admission.settle(record, prep.snapshot.prices)
+                with usage.recording(record):
+                    pieces.close()  # closed early: the upstream request is closed before settling
+                stream_slots.release()
+        finally:
+            AIService._settle(prep, self.admission, record)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._aiterate()
+
+    @observed.atraced_stream
+    async def _aiterate(self) -> AsyncIterator[str]:
+        service, prep = self.service, self.prep
+        record = self.record = usage.CallRecord(service.site_id, service.service, prep.requested, request=prep.request)
+        try:
+            with usage.recording(record):
+                self._take_slot(record)
+            pieces = self._athrough_chain()
+            try:
+                while True:
+                    with usage.recording(record):
+                        piece = await anext(pieces, None)
+                    if piece is None:
+                        return
+                    yield piece
+            finally:
+                with usage.recording(record):
+                    await pieces.aclose()  # closed early: the upstream request is closed before settling
+                stream_slots.release()
+        finally:
+            # shielded: a second cancellation must not leave the reservation held
+            await asyncio.shield(offload(AIService._settle, prep, self.admission, record))
+
+    def _take_slot(self, record: usage.CallRecord) -> None:
+        """One of the process's stream slots (`AI_MAX_STREAMS`); past the cap, a `refused` row and `Overloaded`
+        (the reservation is released as the stream settles)."""
+        try:
+            stream_slots.acquire()
+        except Overloaded as exc:
+            record.refusal = (self.prep.primary.name, exc)
+            raise
 
     def _price_broken(self) -> None:
-        """A stream that broke after its first delta never got the vendor's usage (nor OpenRouter's cost):
-        its prompt tokens are estimated (~4 characters each), so the ledger prices it at the site's price
-        resolution (`pricing`) like any call, or charges it as unpriced: a broken stream is never free."""
+        """A stream that broke (or was cancelled) after it started never got the vendor's usage (nor
+        OpenRouter's cost): its prompt tokens are estimated (~4 characters each), so the ledger prices it at
+        the site's price resolution (`pricing`) like any call, or charges it as unpriced: never free."""
         attempt = self.record.attempts[-1] if self.record is not None and self.record.attempts else None
         partial = attempt.result if attempt is not None else None
         if partial is None or partial.cost is not None or partial.prompt_tokens:
@@ -550,7 +722,25 @@ class GatewayStream:
         partial.prompt_tokens = max(1, self.record.size[0] // 4) if self.record is not None else 1
         partial.total_tokens = partial.prompt_tokens + partial.completion_tokens
 
-    def _through_chain(self) -> Iterator[str]:
+    def _retry_or_next(
+        self, candidate: BaseProvider, chain: ChainState, exc: AIProviderError, attempt: int
+    ) -> float | None:
+        """A candidate's stream failed (both drivers): seconds to wait before retrying it, None to go on to
+        the next candidate; `exc` raised when the caller must get it (half an answer went out, or a failure
+        another provider would not fix)."""
+        assert self.stream is not None
+        if self.stream.delivered:  # half an answer went out: it cannot be replayed
+            self._price_broken()
+            raise exc
+        delay = candidate._retry_delay(exc, attempt)
+        if delay is not None:
+            return delay
+        if not isinstance(exc, FAILOVER_ERRORS):
+            raise exc
+        self.service._failed(chain, candidate, exc)
+        return None
+
+    def _through_chain(self) -> Generator[str, None, None]:
         service = self.service
         chain = ChainState()
         for candidate, request, failures in service._usable(self.prep, self.failover, chain):
@@ -561,17 +751,40 @@ class GatewayStream:
                 try:
                     yield from self.stream
                 except AIProviderError as exc:
-                    if self.stream.delivered:  # half an answer went out: it cannot be replayed
-                        self._price_broken()
-                        raise
-                    delay = candidate._retry_delay(exc, attempt)
-                    if delay is not None:
-                        candidate.hooks.sleep(delay)
-                        continue
-                    if not isinstance(exc, FAILOVER_ERRORS):
-                        raise
-                    service._failed(chain, candidate, exc)
-                    break
+                    delay = self._retry_or_next(candidate, chain, exc, attempt)
+                    if delay is None:
+                        break
+                    candidate.hooks.sleep(delay)
+                    continue
+                except GeneratorExit:
+                    self._price_broken()
+                    raise
                 pauses.record_success(service.site_id, candidate.name, failures)
                 return
         raise service._chain_exhausted(self.prep, chain)
+
+    async def _athrough_chain(self) -> AsyncGenerator[str, None]:
+        service = self.service
+        chain = ChainState()
+        async for candidate, request, failures in service._ausable(self.prep, True, chain):
+            attempt = 0
+            while True:
+                attempt += 1
+                stream = self.stream = candidate.astream(request, attempt=attempt)
+                pieces = aiter(stream)
+                try:
+                    async for piece in pieces:
+                        yield piece
+                except AIProviderError as exc:
+                    delay = await offload(self._retry_or_next, candidate, chain, exc, attempt)
+                    if delay is None:
+                        break
+                    await candidate.hooks.asleep(delay)
+                    continue
+                except (GeneratorExit, asyncio.CancelledError):
+                    await pieces.aclose()  # type: ignore[attr-defined]  # the upstream request, closed now
+                    self._price_broken()
+                    raise
+                await offload(pauses.record_success, service.site_id, candidate.name, failures)
+                return
+        raise await offload(service._chain_exhausted, self.prep, chain)

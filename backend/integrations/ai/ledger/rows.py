@@ -176,7 +176,8 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
             )
         if error is not None:
             row.update(
-                status="error",
+                # StreamCancelled: the caller went away mid-stream
+                status="cancelled" if getattr(error, "code", "") == "cancelled" else "error",
                 error_class=type(error).__name__,
                 error_message=str(error)[:500],
                 request_id=(getattr(error, "request_id", None) or row.get("request_id") or "")[:200],

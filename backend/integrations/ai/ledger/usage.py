@@ -196,6 +196,18 @@ def collecting(
         _current.reset(token)
 
 
+@contextlib.contextmanager
+def recording(record: CallRecord) -> Iterator[CallRecord]:
+    """Attempts made in the block go to `record` (set and reset in one context). A stream binds its record
+    around each step it takes, so it records correctly whichever context resumes it (a WSGI server's
+    thread, an event loop's task) — `collecting` held across yields would not."""
+    token = _current.set(record)
+    try:
+        yield record
+    finally:
+        _current.reset(token)
+
+
 def record_attempt(attempt: Attempt) -> None:
     record = _current.get()
     if record is not None:

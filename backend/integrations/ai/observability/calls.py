@@ -13,11 +13,12 @@ attribute check. Nothing here may break a call: a failure of ours is logged and 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -124,6 +125,61 @@ def traced_stream(fn: Callable[[Any], Iterator[str]]) -> Callable[[Any], Iterato
             raise
         finally:
             with contextlib.suppress(ValueError):  # consumed in another context: its value goes with it
+                _scope.reset(token)
+            _close(scope, error)
+
+    return iterate
+
+
+def atraced_call(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`traced_call` for `AIService.aexecute` (a coroutine)."""
+
+    @functools.wraps(fn)
+    async def execute(service: Any, prep: Any, *args: Any, **kwargs: Any) -> Any:
+        if not STATE.active:
+            return await fn(service, prep, *args, **kwargs)
+        scope = _open(service, prep, attach=True)
+        token = _scope.set(scope)
+        error: BaseException | None = None
+        try:
+            return await fn(service, prep, *args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _scope.reset(token)
+            _close(scope, error)
+
+    return execute
+
+
+def atraced_stream(fn: Callable[[Any], AsyncIterator[str]]) -> Callable[[Any], AsyncIterator[str]]:
+    """`traced_stream` for `GatewayStream.__aiter__` (an async generator)."""
+
+    @functools.wraps(fn)
+    async def iterate(stream: Any) -> AsyncIterator[str]:
+        inner = fn(stream)
+        if not STATE.active:
+            try:
+                async for piece in inner:
+                    yield piece
+            finally:  # closed early (aclose): the inner generator, and with it the upstream request, now
+                await inner.aclose()  # type: ignore[attr-defined]
+            return
+        scope = _open(stream.service, stream.prep, attach=False)
+        token = _scope.set(scope)
+        error: BaseException | None = None
+        try:
+            async for piece in inner:
+                yield piece
+        except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading: not a failure of the call
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await inner.aclose()  # type: ignore[attr-defined]
+            with contextlib.suppress(ValueError):
                 _scope.reset(token)
             _close(scope, error)
 

@@ -13,7 +13,7 @@ then not sent (the model's own sampling applies) and `top_p`/`top_k` are refused
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 from .base import (
@@ -25,6 +25,7 @@ from .base import (
     AIRequest,
     BaseProvider,
     GenerationResult,
+    cached_async_client,
     cached_client,
     lazy_import,
 )
@@ -96,6 +97,22 @@ class AnthropicProvider(BaseProvider):
 
         return cached_client(self.kind, self.config, build)
 
+    @property
+    def aclient(self) -> Any:
+        """The SDK's `AsyncAnthropic`, one per event loop and config (`cached_async_client`)."""
+
+        def build() -> Any:
+            return _sdk().AsyncAnthropic(
+                api_key=self.config.api_key,
+                base_url=self.config.base_url,
+                timeout=self.config.timeout,
+                max_retries=0,
+                default_headers={"anthropic-version": self.api_version, "x-api-key": self.config.api_key},
+                http_client=self.async_http_client(),
+            )
+
+        return cached_async_client(self.kind, self.config, build)
+
     def validate_request(self, request: AIRequest) -> AIRequest:
         clean = super().validate_request(request)
         refused = {"top_p", "top_k"} & {k for k, v in request.options.items() if v is not None}
@@ -144,7 +161,12 @@ class AnthropicProvider(BaseProvider):
         return request
 
     def _send(self, ai: AIRequest, model: str) -> GenerationResult:
-        message = self.client.messages.create(**self._request(ai, model))
+        return self._read_message(self.client.messages.create(**self._request(ai, model)), ai, model)
+
+    async def _asend(self, ai: AIRequest, model: str) -> GenerationResult:
+        return self._read_message(await self.aclient.messages.create(**self._request(ai, model)), ai, model)
+
+    def _read_message(self, message: Any, ai: AIRequest, model: str) -> GenerationResult:
         text, calls = anthropic_read(message.content, ai)
         usage = message.usage
         result = GenerationResult(
@@ -161,34 +183,66 @@ class AnthropicProvider(BaseProvider):
         return result
 
     def _stream(self, ai: AIRequest, model: str) -> Iterator[Any]:
-        request = self._request(ai, model)
-        request["stream"] = True
-        result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
-        parts: list[str] = []
-        calls = AnthropicToolStream(self.name)
-        stream = self.client.messages.create(**request)
-        result.request_id = stream.response.headers.get("request-id")
-        finished = False
-        for event in stream:
-            kind = event.type
-            if kind == "message_start":
-                result.model = event.message.model or model
-                result.request_id = result.request_id or event.message.id
-                _read_input(result, event.message.usage)
-            elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
-                parts.append(event.delta.text)
-                yield event.delta.text
-            elif kind == "content_block_start":
-                calls.start(event.index, event.content_block)
-            elif kind == "content_block_delta":
-                calls.add(event.index, event.delta)
-            elif kind == "message_delta":
-                finished = True
-                result.finish_reason = _FINISH.get(event.delta.stop_reason, FINISH_OTHER)
-                result.completion_tokens = event.usage.output_tokens or 0
-                _read_input(result, event.usage)  # newer APIs repeat the input counts here
-        if not finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
-            raise ProviderUnavailable("The stream ended before the provider finished its answer.", provider=self.name)
-        result.content, result.tool_calls = answer_of("".join(parts), calls.calls(), ai)
+        reader = _EventReader(self.name, ai, model)
+        stream = self.client.messages.create(**self._request(ai, model), stream=True)
+        try:
+            reader.result.request_id = stream.response.headers.get("request-id")
+            for event in stream:
+                if (text := reader.feed(event)) is not None:
+                    yield text
+        finally:
+            stream.close()  # a caller that stopped reading closes the upstream request now
+        yield reader.finish()
+
+    async def _astream(self, ai: AIRequest, model: str) -> AsyncIterator[Any]:
+        reader = _EventReader(self.name, ai, model)
+        stream = await self.aclient.messages.create(**self._request(ai, model), stream=True)
+        try:
+            reader.result.request_id = stream.response.headers.get("request-id")
+            async for event in stream:
+                if (text := reader.feed(event)) is not None:
+                    yield text
+        finally:
+            await stream.close()
+        yield reader.finish()
+
+
+class _EventReader:
+    """Reads an Anthropic message stream event by event (both drivers): text deltas out, the totals at the end."""
+
+    def __init__(self, provider: str, ai: AIRequest, model: str) -> None:
+        self.provider, self.ai, self.model = provider, ai, model
+        self.result = GenerationResult(content="", model=model, provider=provider, requested_model=model)
+        self.parts: list[str] = []
+        self.calls = AnthropicToolStream(provider)
+        self.finished = False
+
+    def feed(self, event: Any) -> str | None:
+        result, kind = self.result, event.type
+        if kind == "message_start":
+            result.model = event.message.model or self.model
+            result.request_id = result.request_id or event.message.id
+            _read_input(result, event.message.usage)
+        elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
+            self.parts.append(event.delta.text)
+            return str(event.delta.text)
+        elif kind == "content_block_start":
+            self.calls.start(event.index, event.content_block)
+        elif kind == "content_block_delta":
+            self.calls.add(event.index, event.delta)
+        elif kind == "message_delta":
+            self.finished = True
+            result.finish_reason = _FINISH.get(event.delta.stop_reason, FINISH_OTHER)
+            result.completion_tokens = event.usage.output_tokens or 0
+            _read_input(result, event.usage)  # newer APIs repeat the input counts here
+        return None
+
+    def finish(self) -> GenerationResult:
+        if not self.finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
+            raise ProviderUnavailable(
+                "The stream ended before the provider finished its answer.", provider=self.provider
+            )
+        result = self.result
+        result.content, result.tool_calls = answer_of("".join(self.parts), self.calls.calls(), self.ai)
         result.total_tokens = result.prompt_tokens + result.completion_tokens
-        yield result
+        return result

@@ -12,6 +12,7 @@ The package is a leaf: it imports nothing of Django or the gateway. What a provi
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import json
@@ -19,8 +20,9 @@ import logging
 import random
 import threading
 import unicodedata
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from . import conversation, registry
@@ -28,15 +30,17 @@ from .capabilities import beyond_text
 from .errors import (
     AIProviderError,
     InvalidRequest,
+    NotSupported,
     ProviderNotConfigured,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    StreamCancelled,
     URLNotAllowed,
     map_status_error,
     redact,
 )
-from .outbound import OutboundRefused, guarded_transport
+from .outbound import OutboundRefused, guarded_async_transport, guarded_transport
 from .text import check_text
 from .types import (  # noqa: F401  (re-exported: the provider API in one import)
     FINISH_CONTENT_FILTER,
@@ -140,9 +144,31 @@ def shared_tls_context(trust_env: bool) -> Any:
     return context
 
 
+# async clients: one pool per event loop (an httpx AsyncClient's connections belong to the loop that opened
+# them), per (provider, config); dropped with their loop
+_async_clients: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Any]] = weakref.WeakKeyDictionary()
+
+
+def cached_async_client(provider: str, config: ProviderConfig, build: Callable[[], Any]) -> Any:
+    """One async SDK client per running event loop and (provider, config). Called on the loop only, so
+    no lock: nothing else runs on a loop between the lookup and the store."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    clients = _async_clients.get(loop)
+    if clients is None:
+        clients = _async_clients[loop] = {}
+    key = (provider, config.fingerprint)
+    client = clients.get(key)
+    if client is None:
+        client = clients[key] = build()
+    return client
+
+
 def clear_client_cache() -> None:
     with _client_lock:
         _client_cache.clear()
+        _async_clients.clear()
 
 
 class BaseProvider(AIProviderInterface):
@@ -198,46 +224,78 @@ class BaseProvider(AIProviderInterface):
     def execute(self, request: AIRequest) -> GenerationResult:
         """Send a validated request, retrying what is retryable; every attempt goes to `hooks.on_attempt`."""
         resolved = self.resolve_model(request.model)
-        hooks, site_id = self.hooks, self.config.site_id
+        hooks = self.hooks
         attempt = 0
         while True:
             attempt += 1
-            hooks.wait_if_paused(site_id, self.name)
+            hooks.wait_if_paused(self.config.site_id, self.name)
             started = hooks.monotonic()
             try:
                 result = self._guard(self._send, request, resolved)
             except AIProviderError as exc:
-                latency = (hooks.monotonic() - started) * 1000
-                hooks.on_attempt(Attempt(self.name, resolved, attempt, latency, error=exc))
-                if isinstance(exc, RateLimited) and exc.retry_after:
-                    # Everyone sending with this site's key waits too (batches, other threads, processes).
-                    hooks.pause(site_id, self.name, min(exc.retry_after, self.config.retry_after_cap))
-                delay = self._retry_delay(exc, attempt)
-                if delay is None:
-                    raise
-                logger.warning(
-                    "%s attempt %d for %s failed (%s); retrying in %.2fs",
-                    self.name,
-                    attempt,
-                    resolved,
-                    type(exc).__name__,
-                    delay,
-                )
-                hooks.sleep(delay)
+                hooks.sleep(self._attempt_failed(exc, resolved, attempt, started))
                 continue
-            result.latency_ms = (hooks.monotonic() - started) * 1000
-            result.requested_model = request.model or self.config.default_model
-            result.attempts = attempt
-            hooks.on_attempt(Attempt(self.name, resolved, attempt, result.latency_ms, result=result))
-            logger.debug(
-                "%s served %s: %d+%d tokens in %.0f ms",
-                self.name,
-                result.model,
-                result.prompt_tokens,
-                result.completion_tokens,
-                result.latency_ms,
-            )
-            return result
+            return self._attempt_served(result, request, resolved, attempt, started)
+
+    async def aexecute(self, request: AIRequest) -> GenerationResult:
+        """`execute` on the SDK's async client: the same retries, pauses and attempts; only the I/O and the
+        waits are awaited (blocking hooks run off the event loop)."""
+        resolved = self.resolve_model(request.model)
+        hooks = self.hooks
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = await hooks.offload(hooks.paused_for, self.config.site_id, self.name)
+            if remaining > 0:
+                await hooks.asleep(remaining)
+            started = hooks.monotonic()
+            try:
+                result = await self._aguard(self._asend(request, resolved))
+            except AIProviderError as exc:
+                delay = await hooks.offload(self._attempt_failed, exc, resolved, attempt, started)
+                await hooks.asleep(delay)
+                continue
+            return self._attempt_served(result, request, resolved, attempt, started)
+
+    def _attempt_failed(self, exc: AIProviderError, resolved: str, attempt: int, started: float) -> float:
+        """A failed attempt (both drivers): recorded, a Retry-After shared; the delay before the next
+        attempt, or `exc` raised when it is not retried."""
+        hooks, site_id = self.hooks, self.config.site_id
+        latency = (hooks.monotonic() - started) * 1000
+        hooks.on_attempt(Attempt(self.name, resolved, attempt, latency, error=exc))
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            # Everyone sending with this site's key waits too (batches, other threads, processes).
+            hooks.pause(site_id, self.name, min(exc.retry_after, self.config.retry_after_cap))
+        delay = self._retry_delay(exc, attempt)
+        if delay is None:
+            raise exc
+        logger.warning(
+            "%s attempt %d for %s failed (%s); retrying in %.2fs",
+            self.name,
+            attempt,
+            resolved,
+            type(exc).__name__,
+            delay,
+        )
+        return delay
+
+    def _attempt_served(
+        self, result: GenerationResult, request: AIRequest, resolved: str, attempt: int, started: float
+    ) -> GenerationResult:
+        hooks = self.hooks
+        result.latency_ms = (hooks.monotonic() - started) * 1000
+        result.requested_model = request.model or self.config.default_model
+        result.attempts = attempt
+        hooks.on_attempt(Attempt(self.name, resolved, attempt, result.latency_ms, result=result))
+        logger.debug(
+            "%s served %s: %d+%d tokens in %.0f ms",
+            self.name,
+            result.model,
+            result.prompt_tokens,
+            result.completion_tokens,
+            result.latency_ms,
+        )
+        return result
 
     def generate_stream(
         self,
@@ -258,6 +316,13 @@ class BaseProvider(AIProviderInterface):
         resolved = self.resolve_model(request.model)
         stream = StreamingResult(self, resolved, attempt)
         stream._start(self._guard_stream(self._stream(request, resolved)))
+        return stream
+
+    def astream(self, request: AIRequest, attempt: int = 1) -> AsyncStreamingResult:
+        """`stream` on the SDK's async client (iterate it with `async for`)."""
+        resolved = self.resolve_model(request.model)
+        stream = AsyncStreamingResult(self, resolved, attempt)
+        stream._start(self._aguard_stream(self._astream(request, resolved)))
         return stream
 
     def check_key(self) -> dict[str, Any]:
@@ -376,6 +441,14 @@ class BaseProvider(AIProviderInterface):
     def _stream(self, request: AIRequest, model: str) -> Iterator[str | GenerationResult]:
         """Yield text deltas, then exactly one GenerationResult with the totals."""
 
+    async def _asend(self, request: AIRequest, model: str) -> GenerationResult:
+        """`_send` on the async client; a vendor module without one is refused (typed), never run blocking."""
+        raise NotSupported(f"The {self.name} provider has no async client.", provider=self.name)
+
+    def _astream(self, request: AIRequest, model: str) -> AsyncIterator[str | GenerationResult]:
+        """`_stream` on the async client."""
+        raise NotSupported(f"The {self.name} provider has no async client.", provider=self.name)
+
     def _check_key(self) -> dict[str, Any]:
         """A cheap authenticated call that proves the key works: the models listing (both SDKs have it)."""
         return {"ok": True, "models_visible": len(list(self.client.models.list()))}
@@ -407,6 +480,43 @@ class BaseProvider(AIProviderInterface):
             yield from source
         except Exception as exc:
             raise self.translate_error(exc) from None
+
+    async def _aguard(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except Exception as exc:
+            raise self.translate_error(exc) from None
+
+    async def _aguard_stream(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for item in source:
+                yield item
+        except Exception as exc:
+            raise self.translate_error(exc) from None
+        finally:
+            await source.aclose()  # type: ignore[attr-defined]  # a cancelled stream closes its upstream now
+
+    def async_http_client(self) -> Any:
+        """`http_client` for the SDK's async client (same TLS context and outbound policy)."""
+        policy = self.config.outbound
+        if policy is None:
+            default = getattr(self.sdk(), "DefaultAsyncHttpxClient", None)
+            return default(verify=shared_tls_context(trust_env=True)) if default is not None else None
+        try:
+            policy.check_url(self.config.base_url)
+        except OutboundRefused as exc:
+            raise URLNotAllowed(str(exc), provider=self.name) from None
+        import httpcore2
+        import httpx2
+
+        transport = guarded_async_transport(
+            policy,
+            httpx2,
+            httpcore2,
+            verify=shared_tls_context(trust_env=False),
+            limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
+        )
+        return httpx2.AsyncClient(transport=transport, timeout=self.config.timeout, follow_redirects=True)
 
     def http_client(self) -> Any:
         """The SDK's httpx client: the SDK's default one (with the process's shared TLS context) unless a
@@ -498,6 +608,8 @@ class StreamingResult:
 
     `delivered` counts the deltas handed to the caller: a failure before the first one may fail
     over to another provider; after it, the caller has half an answer and gets the typed error.
+    A caller that stops iterating (`close()`, a client disconnect) closes the upstream request at
+    once; the attempt is recorded as cancelled with what was streamed until then.
     """
 
     def __init__(self, provider: BaseProvider, model: str, attempt: int = 1) -> None:
@@ -507,44 +619,99 @@ class StreamingResult:
         self.result: GenerationResult | None = None
         self.delivered = 0
         self.partial: list[str] = []
-        self._source: Iterator[str | GenerationResult] | None = None
+        self.cancelled = False
+        self._source: Any = None
         self._started = 0.0
 
-    def _start(self, source: Iterator[str | GenerationResult]) -> None:
+    def _start(self, source: Any) -> None:
         self._source = source
         self._started = self.provider.hooks.monotonic()
 
+    # -- what both drivers share: each item, a failure, a cancellation, the end ---------------------------
+    def _take(self, item: str | GenerationResult) -> str | None:
+        if isinstance(item, GenerationResult):
+            self.result = item
+            return None
+        if item:
+            self.delivered += 1
+            self.partial.append(item)
+            return item
+        return None
+
+    def _partial(self) -> GenerationResult | None:
+        """What was streamed before a failure or cancellation (the ledger keeps it; ~4 characters a token)."""
+        if not self.delivered:
+            return None
+        text = "".join(self.partial)
+        partial = GenerationResult(
+            content=text,
+            model=self.model,
+            provider=self.provider.name,
+            completion_tokens=max(1, len(text) // 4),
+            finish_reason=FINISH_OTHER,
+        )
+        partial.total_tokens = partial.completion_tokens
+        return partial
+
+    def _ended(self, error: AIProviderError | None = None) -> None:
+        hooks = self.provider.hooks
+        latency = (hooks.monotonic() - self._started) * 1000
+        if error is not None:
+            if isinstance(error, StreamCancelled):
+                self.cancelled = True
+            hooks.on_attempt(
+                Attempt(self.provider.name, self.model, self.attempt, latency, result=self._partial(), error=error)
+            )
+        elif self.result is not None:
+            self.result.latency_ms = latency
+            hooks.on_attempt(Attempt(self.provider.name, self.model, self.attempt, latency, result=self.result))
+
+    def _cancelled_error(self) -> StreamCancelled:
+        return StreamCancelled(
+            f"The caller went away after {self.delivered} deltas; the upstream request was closed.",
+            provider=self.provider.name,
+        )
+
     def __iter__(self) -> Iterator[str]:
         assert self._source is not None
-        hooks = self.provider.hooks
         try:
             for item in self._source:
-                if isinstance(item, GenerationResult):
-                    self.result = item
-                elif item:
-                    self.delivered += 1
-                    self.partial.append(item)
-                    yield item
+                if (text := self._take(item)) is not None:
+                    yield text
         except AIProviderError as exc:
-            latency = (hooks.monotonic() - self._started) * 1000
-            partial = None
-            if self.delivered:  # the ledger keeps what was streamed before the failure
-                text = "".join(self.partial)
-                partial = GenerationResult(
-                    content=text,
-                    model=self.model,
-                    provider=self.provider.name,
-                    completion_tokens=max(1, len(text) // 4),
-                    finish_reason=FINISH_OTHER,
-                )
-                partial.total_tokens = partial.completion_tokens
-            hooks.on_attempt(Attempt(self.provider.name, self.model, self.attempt, latency, result=partial, error=exc))
+            self._ended(exc)
             raise
-        if self.result is not None:
-            self.result.latency_ms = (hooks.monotonic() - self._started) * 1000
-            hooks.on_attempt(
-                Attempt(self.provider.name, self.model, self.attempt, self.result.latency_ms, result=self.result)
-            )
+        except GeneratorExit:  # the caller closed us: close the upstream request now, and settle
+            self._source.close()
+            self._ended(self._cancelled_error())
+            raise
+        self._ended()
 
     def text(self) -> str:
         return "".join(self)
+
+
+class AsyncStreamingResult(StreamingResult):
+    """`StreamingResult` over the SDK's async client: `async for` it. A cancelled task (an ASGI client
+    disconnect) or `aclose()` closes the upstream request at once and records the attempt as cancelled."""
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        assert self._source is not None
+        try:
+            async for item in self._source:
+                if (text := self._take(item)) is not None:
+                    yield text
+        except AIProviderError as exc:
+            self._ended(exc)
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            await self._source.aclose()
+            self._ended(self._cancelled_error())
+            raise
+        self._ended()
+
+    async def atext(self) -> str:
+        return "".join([piece async for piece in self])

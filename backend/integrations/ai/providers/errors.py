@@ -158,6 +158,25 @@ class ProviderTimeout(ProviderUnavailable):
     code = "provider_timeout"
 
 
+class StreamCancelled(AIProviderError):
+    """The caller went away mid-stream (a client disconnect): the upstream request was closed at once. Never
+    retried or failed over; the ledger row is `cancelled`, charged the tokens streamed until then."""
+
+    code = "cancelled"
+
+
+class Overloaded(AIProviderError):
+    """This process already holds as many upstream streams as it may (`AI_MAX_STREAMS`): retry after
+    `retry_after` seconds (another process, or this one a moment later). Never a provider failure."""
+
+    code = "overloaded"
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
 class EmptyResponse(ProviderUnavailable):
     """A 200 with no answer in it (an OpenAI-format body with empty `choices`): a vendor failure, so it is
     retried and failed over like a 5xx, never returned as an empty answer."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -22,6 +22,7 @@ from .base import (
     BaseProvider,
     GenerationResult,
     ModelInfo,
+    cached_async_client,
     cached_client,
     lazy_import,
 )
@@ -70,6 +71,22 @@ class OpenAIProvider(BaseProvider):
 
         return cached_client(self.kind, self.config, build)
 
+    @property
+    def aclient(self) -> Any:
+        """The SDK's `AsyncOpenAI`, one per event loop and config (`cached_async_client`)."""
+
+        def build() -> Any:
+            return _sdk().AsyncOpenAI(
+                api_key=self.config.api_key or "no-key",
+                base_url=self.config.base_url,
+                timeout=self.config.timeout,
+                max_retries=0,
+                default_headers=self._default_headers() or None,
+                http_client=self.async_http_client(),
+            )
+
+        return cached_async_client(self.kind, self.config, build)
+
     # -- hooks for OpenAI-compatible variants -----------------------------------------------------
     def _default_headers(self) -> dict[str, str]:
         return {}
@@ -106,17 +123,30 @@ class OpenAIProvider(BaseProvider):
             from .embeddings import send_embeddings
 
             return send_embeddings(self, ai, model)
+        completion = self.client.post(self._path, body=self._body(ai, model), **self._post_options())
+        return self._read_completion(completion, model)
+
+    async def _asend(self, ai: AIRequest, model: str) -> GenerationResult:
+        if ai.embed_input:
+            return await super()._asend(ai, model)  # embeddings: the sync driver's (NotSupported here)
+        completion = await self.aclient.post(self._path, body=self._body(ai, model), **self._post_options())
+        return self._read_completion(completion, model)
+
+    _path = "/chat/completions"
+
+    def _body(self, ai: AIRequest, model: str) -> dict[str, Any]:
         request = self._request(ai, model)
         extra = request.pop("extra_body", None)
         # The SDK's documented call for custom requests, not `chat.completions.create`: the body is a plain
         # JSON dict the gateway built and validated, and create()'s per-call TypedDict transform of it (an
         # identity here) was ~13 % of a call's CPU. Same client, auth, errors and parsed `ChatCompletion`.
-        completion = self.client.post(
-            "/chat/completions",
-            body={**request, **extra} if extra else request,
-            cast_to=_sdk().types.chat.ChatCompletion,
-            options={"security": {"bearer_auth": True}},
-        )
+        return {**request, **extra} if extra else request
+
+    @staticmethod
+    def _post_options() -> dict[str, Any]:
+        return {"cast_to": _sdk().types.chat.ChatCompletion, "options": {"security": {"bearer_auth": True}}}
+
+    def _read_completion(self, completion: Any, model: str) -> GenerationResult:
         if not completion.choices:
             raise EmptyResponse(
                 "The provider answered 200 with no choices (an empty answer).",
@@ -140,40 +170,77 @@ class OpenAIProvider(BaseProvider):
         self._read_extras(result, completion)
         return result
 
-    def _stream(self, ai: AIRequest, model: str) -> Iterator[Any]:
+    def _stream_request(self, ai: AIRequest, model: str) -> dict[str, Any]:
         request = self._request(ai, model)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
-        result = GenerationResult(content="", model=model, provider=self.name, requested_model=model)
-        parts: list[str] = []
-        calls = OpenAIToolStream(self.name)
-        stream = self.client.chat.completions.create(**request)
-        result.request_id = stream.response.headers.get("x-request-id")
-        finished = False
-        for chunk in stream:
-            result.model = chunk.model or result.model
-            result.request_id = result.request_id or chunk.id
-            if chunk.choices:
-                choice = chunk.choices[0]
-                if choice.delta and choice.delta.content:
-                    parts.append(choice.delta.content)
-                    yield choice.delta.content
-                if choice.delta and choice.delta.tool_calls:
-                    calls.add(choice.delta.tool_calls)
-                if choice.finish_reason:
-                    finished = True
-                    result.finish_reason = _FINISH.get(choice.finish_reason, FINISH_OTHER)
-            if chunk.usage:
-                result.prompt_tokens = chunk.usage.prompt_tokens or 0
-                result.completion_tokens = chunk.usage.completion_tokens or 0
-                result.total_tokens = chunk.usage.total_tokens or 0
-                read_token_details(result, chunk.usage)
-                self._read_extras(result, chunk)
-        if not finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
-            raise ProviderUnavailable("The stream ended before the provider finished its answer.", provider=self.name)
-        result.content = "".join(parts)
-        result.tool_calls = calls.calls()
-        yield result
+        return request
+
+    def _stream(self, ai: AIRequest, model: str) -> Iterator[Any]:
+        reader = _ChunkReader(self, model)
+        stream = self.client.chat.completions.create(**self._stream_request(ai, model))
+        try:
+            reader.result.request_id = stream.response.headers.get("x-request-id")
+            for chunk in stream:
+                if (text := reader.feed(chunk)) is not None:
+                    yield text
+        finally:
+            stream.close()  # a caller that stopped reading closes the upstream request now
+        yield reader.finish()
+
+    async def _astream(self, ai: AIRequest, model: str) -> AsyncIterator[Any]:
+        reader = _ChunkReader(self, model)
+        stream = await self.aclient.chat.completions.create(**self._stream_request(ai, model))
+        try:
+            reader.result.request_id = stream.response.headers.get("x-request-id")
+            async for chunk in stream:
+                if (text := reader.feed(chunk)) is not None:
+                    yield text
+        finally:
+            await stream.close()
+        yield reader.finish()
+
+
+class _ChunkReader:
+    """Reads an OpenAI-format stream chunk by chunk (both drivers): text deltas out, the totals at the end."""
+
+    def __init__(self, provider: OpenAIProvider, model: str) -> None:
+        self.provider = provider
+        self.result = GenerationResult(content="", model=model, provider=provider.name, requested_model=model)
+        self.parts: list[str] = []
+        self.calls = OpenAIToolStream(provider.name)
+        self.finished = False
+
+    def feed(self, chunk: Any) -> str | None:
+        result, text = self.result, None
+        result.model = chunk.model or result.model
+        result.request_id = result.request_id or chunk.id
+        if chunk.choices:
+            choice = chunk.choices[0]
+            if choice.delta and choice.delta.content:
+                text = choice.delta.content
+                self.parts.append(text)
+            if choice.delta and choice.delta.tool_calls:
+                self.calls.add(choice.delta.tool_calls)
+            if choice.finish_reason:
+                self.finished = True
+                result.finish_reason = _FINISH.get(choice.finish_reason, FINISH_OTHER)
+        if chunk.usage:
+            result.prompt_tokens = chunk.usage.prompt_tokens or 0
+            result.completion_tokens = chunk.usage.completion_tokens or 0
+            result.total_tokens = chunk.usage.total_tokens or 0
+            read_token_details(result, chunk.usage)
+            self.provider._read_extras(result, chunk)
+        return text
+
+    def finish(self) -> GenerationResult:
+        if not self.finished:  # the connection closed mid-answer: the SDK ends quietly, we don't
+            raise ProviderUnavailable(
+                "The stream ended before the provider finished its answer.", provider=self.provider.name
+            )
+        self.result.content = "".join(self.parts)
+        self.result.tool_calls = self.calls.calls()
+        return self.result
 
 
 class ModelListCache:

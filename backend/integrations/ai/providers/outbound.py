@@ -237,3 +237,49 @@ class _GuardedBackend:
 
     def sleep(self, seconds: float) -> None:
         self.inner.sleep(seconds)
+
+
+def guarded_async_transport(policy: OutboundPolicy, httpx: Any, httpcore: Any, **transport_kwargs: Any) -> Any:
+    """`guarded_transport` for the SDKs' async clients: the same check before every connection, the name
+    resolved off the event loop."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False, **transport_kwargs)
+    pool = transport._pool
+    pool._network_backend = _GuardedAsyncBackend(policy, pool._network_backend, httpcore)
+    return transport
+
+
+class _GuardedAsyncBackend:
+    """An async httpcore network backend that resolves and checks before it connects."""
+
+    def __init__(self, policy: OutboundPolicy, inner: Any, httpcore: Any) -> None:
+        self.policy = policy
+        self.inner = inner
+        self.httpcore = httpcore
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
+        import asyncio
+
+        addresses = await asyncio.to_thread(self.policy.resolve, host, port)  # DNS blocks: never on the loop
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (self.httpcore.ConnectError, self.httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        raise OutboundRefused("Unix sockets are not allowed for a site's base URL.")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)

@@ -6,9 +6,10 @@ provider module) can use them without pulling in a vendor SDK, Django or the gat
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal
 from functools import cached_property
@@ -229,6 +230,10 @@ def _no_wait(site_id: int | None, provider: str) -> float:
     return 0.0
 
 
+async def _offload(call: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(call, *args)
+
+
 @dataclass(frozen=True)
 class ProviderHooks:
     """What a provider reports to, and waits on, without knowing who listens.
@@ -242,3 +247,8 @@ class ProviderHooks:
     pause: Callable[[int | None, str, float], None] = _ignore
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.perf_counter
+    # the async driver's: how long a shared pause still runs (read off the event loop), an awaitable
+    # sleep, and how a blocking hook (ledger, pauses: they may touch Redis) runs off the event loop
+    paused_for: Callable[[int | None, str], float] = _no_wait
+    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    offload: Callable[..., Awaitable[Any]] = _offload

@@ -225,6 +225,12 @@ def ledger_queue_size() -> int:
     return max(1, int(_get("AI_LEDGER_QUEUE_SIZE", 10000)))
 
 
+def max_streams() -> int:
+    """Upstream streams one process holds open at once (`AI_MAX_STREAMS`); 0: no cap. Past it a new stream
+    is refused at once (`Overloaded`, a 503 with Retry-After) instead of queueing behind the others."""
+    return max(0, int(_get("AI_MAX_STREAMS", 2000)))
+
+
 def usage_retention_days() -> int:
     """Days raw ledger rows are kept (`prune_usage`); the daily roll-ups are kept for ever."""
     days = int(_get("AI_USAGE_RETENTION_DAYS", 400))

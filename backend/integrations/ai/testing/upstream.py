@@ -157,6 +157,7 @@ class Script:
     times: int = 1
     cut_after: int | None = None  # streams: drop the connection after this many text deltas
     tool_calls: list | None = None  # [{"name", "arguments"}]: the calls the model makes when it has tools
+    token_rate: float | None = None  # streams: text deltas per second (None: the emulator's `token_rate`)
 
 
 def _words(text: str) -> list[str]:
@@ -345,6 +346,7 @@ def _mask(key: str) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # a burst of connections (1,000 streams opened at once) waits, not refused
     allow_reuse_address = True
     block_on_close = False
 
@@ -374,6 +376,13 @@ class Upstream:
         self._generations: dict[str, dict] = {}
         self._prompt_cache: set[tuple[str, str]] = set()  # Anthropic (model, cached prefix) written so far
         self.dated = False  # answer with dated snapshot ids, as the vendors do (OPENAI_SNAPSHOTS, ANTHROPIC_ALIASES)
+        # streams: text deltas per second (0: as fast as the socket takes them), and the length in words of an
+        # unscripted streamed reply (0: the usual echo) — the streaming benchmark's 200 tokens at 20 tokens/s
+        self.token_rate = 0.0
+        self.stream_words = 0
+        # streams whose client went away before the end (a broken pipe mid-stream), and an event set at each
+        self.aborted_streams = 0
+        self.stream_aborted = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -426,6 +435,8 @@ class Upstream:
             self._generations.clear()
             self.connections = 0
             self.dated = False
+            self.token_rate, self.stream_words, self.aborted_streams = 0.0, 0, 0
+            self.stream_aborted.clear()
 
     def script(
         self,
@@ -444,6 +455,7 @@ class Upstream:
         times: int = 1,
         cut_after: int | None = None,
         tool_calls: list | None = None,
+        token_rate: float | None = None,
     ) -> None:
         """Queue how the next `times` matching generation requests are answered (FIFO)."""
         with self._lock:
@@ -463,6 +475,7 @@ class Upstream:
                     times,
                     cut_after,
                     tool_calls,
+                    token_rate,
                 )
             )
 
@@ -482,6 +495,7 @@ class Upstream:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _token_gap = 0.0
     disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms ACK stalls
     server: _Server
 
@@ -642,6 +656,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(flavor or "openai", 404, f"No route for POST {request.path}.")
         script = self.server.upstream._take_script(flavor)
         self._cut_after = script.cut_after if script else None
+        rate = script.token_rate if script and script.token_rate is not None else self.server.upstream.token_rate
+        self._token_gap = 1.0 / rate if rate else 0.0
         if script and script.delay:
             time.sleep(script.delay)
         if script and script.drop:
@@ -776,6 +792,10 @@ class _Handler(BaseHTTPRequestHandler):
                 content = json.dumps(_instance(schema, " ".join(last.split()[:40])))
             elif system and re.match(r"\s*(write|create|draft|compose)\b", last, re.I):
                 content = _prose(flavor, model, last)
+        long_stream = self.server.upstream.stream_words
+        if long_stream and self._body.get("stream") and not (script and script.content is not None):
+            head = f"Emulated {flavor} reply ({model}):".split(" ")
+            content = " ".join(head + [f"w{n}" for n in range(max(long_stream - len(head), 0))])
         prompt_words = len(_words(system)) + sum(
             len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict)
         )
@@ -963,6 +983,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(text.encode())
         self.wfile.flush()
 
+    def _pace(self, index: int, count: int) -> None:
+        """Between two text deltas of a stream, the scripted (or the emulator's) token rate's gap."""
+        if self._token_gap and index < count - 1:
+            time.sleep(self._token_gap)
+
+    def _aborted(self) -> None:
+        upstream = self.server.upstream
+        with upstream._lock:
+            upstream.aborted_streams += 1
+        upstream.stream_aborted.set()
+
     def _chat_stream(
         self,
         flavor: str,
@@ -1017,6 +1048,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if self._cut_after is not None and index >= self._cut_after:
                     return self._drop()
                 self._write(chunk({"content": piece}))
+                self._pace(index, len(words))
                 if flavor == "openrouter" and index == len(words) // 2:
                     self._write(": OPENROUTER PROCESSING\n\n")
             self._write(chunk({}, finish))
@@ -1032,7 +1064,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write(f"data: {json.dumps(last)}\n\n")
             self._write("data: [DONE]\n\n")
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self._aborted()
 
     def _anthropic_stream(
         self,
@@ -1089,6 +1121,7 @@ class _Handler(BaseHTTPRequestHandler):
                         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
                     )
                 )
+                self._pace(index, len(words))
             if text_block:
                 self._write(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
             for index, (call_id, name, arguments) in enumerate(calls or (), start=int(text_block)):
@@ -1128,15 +1161,18 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._write(event("message_stop", {"type": "message_stop"}))
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self._aborted()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the OpenAI/OpenRouter/Anthropic upstream emulator.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--token-rate", type=float, default=0.0, help="streams: text deltas per second (0: no pacing)")
+    parser.add_argument("--stream-words", type=int, default=0, help="streams: reply length in words (0: an echo)")
     args = parser.parse_args(argv)
     upstream = Upstream(args.host, args.port)
+    upstream.token_rate, upstream.stream_words = args.token_rate, args.stream_words
     print(
         f"Upstream emulator listening on {upstream.url} "
         f"(openai {upstream.openai_base_url}, openrouter {upstream.openrouter_base_url}, "

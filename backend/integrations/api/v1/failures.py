@@ -74,6 +74,16 @@ def failure_for(exc: errors.AIProviderError) -> Failure:
             openai_type="rate_limit_error",
             anthropic_type="rate_limit_error",
         )
+    if isinstance(exc, errors.Overloaded):  # this process holds AI_MAX_STREAMS streams: another moment, or process
+        return Failure(
+            503,
+            message,
+            "overloaded",
+            retry_after=exc.retry_after,
+            should_retry=True,
+            openai_type="server_error",
+            anthropic_type="overloaded_error",
+        )
     if isinstance(exc, errors.PolicyViolation):
         return Failure(
             403, message, "model_not_allowed", param="model", should_retry=False, anthropic_type="permission_error"

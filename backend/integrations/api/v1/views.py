@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,6 +27,7 @@ from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService, GatewayStream
 from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured
 from integrations.ai.providers.types import GenerationResult
+from integrations.ai.runtime.offload import offload
 from integrations.ai.sites import callers
 from integrations.ai.sites.callers import KeyScope
 from integrations.ai.sites.site_config import get_snapshot
@@ -81,16 +84,17 @@ def _key(request: HttpRequest, dialect: Dialect) -> KeyScope | JsonResponse:
 
 
 @csrf_exempt
-def chat_completions(request: HttpRequest) -> HttpResponse:
-    return _serve(request, OPENAI)
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    return await _serve(request, OPENAI)
 
 
 @csrf_exempt
-def messages(request: HttpRequest) -> HttpResponse:
-    return _serve(request, ANTHROPIC)
+async def messages(request: HttpRequest) -> HttpResponse:
+    return await _serve(request, ANTHROPIC)
 
 
-def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
+def _admit_request(request: HttpRequest, dialect: Dialect) -> tuple[KeyScope, GatewayCall] | HttpResponse:
+    """The method, the virtual key (cache or database: run off the event loop) and the parsed body."""
     if request.method != "POST":
         return failed(dialect, Failure(405, "Use POST.", "method_not_allowed"))
     key = _key(request, dialect)
@@ -105,23 +109,64 @@ def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
     except (ValueError, RecursionError):
         return failed(dialect, failure_for(BadField("The body must be valid JSON.")))
     try:
-        call = dialect.parse(data)
+        return key, dialect.parse(data)
+    except AIProviderError as exc:
+        return failed(dialect, failure_for(exc))
+
+
+async def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
+    """Under ASGI the async driver (a stream holds no thread); under WSGI the sync one, on the request's thread,
+    so a stream still streams (Django would buffer an async body to serve it over WSGI)."""
+    if not isinstance(request, ASGIRequest):
+        return await sync_to_async(_serve_sync)(request, dialect)
+    admitted = await offload(_admit_request, request, dialect)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    key, call = admitted
+    try:
         with callers.acting_as(key):
             service = AIService(site=key.site_id, service=dialect.service)
             if not call.stream:
-                result = service.complete(call.messages, **call.kwargs())
-                response = JsonResponse(dialect.render(result))
-                for name, value in _request_headers().items():
-                    response[name] = value
-                return response
+                return _rendered(dialect, await service.acomplete(call.messages, **call.kwargs()))
+            stream = await service.astream(call.messages, **call.kwargs())
+            pieces = aiter(stream)
+            first = await anext(pieces, None)  # limits, budget, policy and failover all decide before this returns
+    except ProviderNotConfigured as exc:
+        return failed(dialect, await offload(_not_served, key, call.model, exc))
+    except AIProviderError as exc:
+        return failed(dialect, failure_for(exc))
+    return _streaming(_aevents(dialect.writer(stream.prep.resolved, call), stream, pieces, first))
+
+
+def _serve_sync(request: HttpRequest, dialect: Dialect) -> HttpResponse:
+    """`_serve` on the sync driver (WSGI)."""
+    admitted = _admit_request(request, dialect)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    key, call = admitted
+    try:
+        with callers.acting_as(key):
+            service = AIService(site=key.site_id, service=dialect.service)
+            if not call.stream:
+                return _rendered(dialect, service.complete(call.messages, **call.kwargs()))
             stream = service.stream_messages(call.messages, **call.kwargs())
             pieces = iter(stream)
-            first = next(pieces, None)  # limits, budget, policy and failover all decide before this returns
+            first = next(pieces, None)
     except ProviderNotConfigured as exc:
         return failed(dialect, _not_served(key, call.model, exc))
     except AIProviderError as exc:
         return failed(dialect, failure_for(exc))
-    body = _events(dialect.writer(stream.prep.resolved, call), stream, pieces, first)
+    return _streaming(_events(dialect.writer(stream.prep.resolved, call), stream, pieces, first))
+
+
+def _rendered(dialect: Dialect, result: GenerationResult) -> HttpResponse:
+    response = JsonResponse(dialect.render(result))
+    for name, value in _request_headers().items():
+        response[name] = value
+    return response
+
+
+def _streaming(body: Iterator[bytes] | AsyncIterator[bytes]) -> HttpResponse:
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     for name, value in {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_request_headers()}.items():
         response[name] = value
@@ -143,10 +188,30 @@ def _not_served(key: KeyScope, model: str, exc: ProviderNotConfigured) -> Failur
     )
 
 
-def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: str | None) -> Iterator[bytes]:
-    """The dialect's SSE body; a failure after the first token is the dialect's in-stream error."""
+async def _aevents(
+    writer: Any, stream: GatewayStream, pieces: AsyncIterator[str], first: str | None
+) -> AsyncIterator[bytes]:
+    """The dialect's SSE body; a failure after the first token is the dialect's in-stream error. A client
+    that goes away cancels this (ASGI) or closes it: the upstream request is closed at once and the call
+    settled with what was streamed (its ledger row `cancelled`)."""
     try:
-        yield writer.first("") if isinstance(writer, openai_dialect.Chunks) else writer.first()
+        yield _opening(writer)
+        if first is not None:
+            yield writer.delta(first)
+        async for piece in pieces:
+            yield writer.delta(piece)
+    except AIProviderError as exc:
+        yield writer.error(failure_for(exc))
+        return
+    finally:
+        await pieces.aclose()  # type: ignore[attr-defined]  # ended early: the gateway settles and ledgers now
+    yield writer.end(stream.result)
+
+
+def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: str | None) -> Iterator[bytes]:
+    """`_aevents` for the sync driver (WSGI)."""
+    try:
+        yield _opening(writer)
         if first is not None:
             yield writer.delta(first)
         for piece in pieces:
@@ -158,8 +223,11 @@ def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: st
         close = getattr(pieces, "close", None)
         if close is not None:  # a client that went away: the gateway still writes the ledger now
             close()
-    result: GenerationResult | None = stream.result
-    yield writer.end(result)
+    yield writer.end(stream.result)
+
+
+def _opening(writer: Any) -> bytes:
+    return bytes(writer.first("") if isinstance(writer, openai_dialect.Chunks) else writer.first())
 
 
 def model_ids(key: KeyScope) -> dict[str, str]:

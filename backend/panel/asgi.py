@@ -1,0 +1,13 @@
+"""The ASGI application: what `bin/serve` runs by default (gunicorn with uvicorn workers).
+
+On an event loop a long stream (/v1 with `stream: true`, the admin's test stream) holds no thread:
+the async views await the gateway's async driver, and one process holds thousands of open streams.
+Sync views still work: Django runs each on a thread of its own.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
+application = get_asgi_application()

@@ -1,0 +1,130 @@
+"""The async driver's own guarantees (issue 22): budget races under asyncio concurrency, a stream the caller
+leaves cancelled upstream at once and settled with what was streamed, and the per-process stream cap.
+
+The shared behaviour (failover, retries, cooldowns, budgets, cache, streaming) runs over both drivers in
+test_gateway.py (the `driver` fixture); these are the cases concurrency and cancellation add.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from integrations.ai.gateway.service import AIService
+from integrations.ai.governance import budget
+from integrations.ai.ledger import usage
+from integrations.ai.providers import errors
+from integrations.ai.runtime import stream_slots
+from integrations.ai.runtime.shared_cache import cache
+from integrations.models import AIUsage, ModelPrice
+
+from .factories import AIProviderSettingsFactory
+
+OAI_KEY = "sk-proj-" + "5e" * 24
+PROMPT = "Describe our spring sale in one line"
+LONG = " ".join(f"w{n}" for n in range(200))  # 200 tokens, as the streaming benchmark's
+
+
+@pytest.fixture
+def capped(db, upstream):
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
+    return AIProviderSettingsFactory(
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        monthly_budget=Decimal("0.0005"),
+    )
+
+
+def nothing_reserved(site_id: int) -> bool:
+    """The month's counters agree: spent + reserved == spent (every reservation settled)."""
+    used_key, spent_key = budget.counter_keys(site_id)
+    return cache.get(used_key) == cache.get(spent_key)
+
+
+def ledger(site):
+    usage.flush()
+    return list(AIUsage.objects.filter(site=site).order_by("id"))
+
+
+def test_a_budget_race_under_asyncio_concurrency_never_spends_past_the_cap(capped, upstream):
+    service = AIService(site=capped.site)
+
+    async def race() -> list:
+        calls = [service.agenerate_content(f"{PROMPT} {n}", model="gpt-4o", max_tokens=20) for n in range(30)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = async_to_sync(race)()
+    served = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, errors.BudgetExceeded)]
+    assert served and refused and len(served) + len(refused) == 30, outcomes
+    assert len(upstream.requests) == len(served)  # a refused call never reached the vendor
+    spent = sum(r.cost for r in ledger(capped.site) if r.status == "ok")
+    assert 0 < spent <= Decimal("0.0005")
+    assert nothing_reserved(capped.site_id)
+
+
+def _open_and_leave(driver, service: AIService, deltas: int) -> list[str]:
+    """Start a stream, take `deltas` deltas, then go away (`close()` / `aclose()`: what a disconnect does)."""
+    received: list[str] = []
+    if driver.name == "sync":
+        pieces = iter(service.generate_stream(PROMPT, model="gpt-4o", max_tokens=300))
+        received += [next(pieces) for _ in range(deltas)]
+        pieces.close()
+        return received
+
+    async def run() -> None:
+        stream = await service.astream(PROMPT, model="gpt-4o", max_tokens=300)
+        pieces = aiter(stream)
+        for _ in range(deltas):
+            received.append(await anext(pieces))
+        await pieces.aclose()  # type: ignore[attr-defined]
+
+    async_to_sync(run)()
+    return received
+
+
+def test_a_stream_left_mid_way_is_cancelled_upstream_and_settled_with_what_was_streamed(
+    capped, upstream, settings, driver
+):
+    capped.monthly_budget = Decimal("1")
+    capped.save()
+    upstream.script(flavor="openai", content=LONG, token_rate=20)  # 10 s to stream: the cancel must be at once
+    received = _open_and_leave(driver, AIService(site=capped.site), deltas=3)
+    assert len(received) == 3
+    assert upstream.stream_aborted.wait(5), "the upstream request was not closed when the caller left"
+    (row,) = ledger(capped.site)
+    assert (row.status, row.error_class) == ("cancelled", "StreamCancelled")
+    assert row.completion_tokens > 0 and row.prompt_tokens > 0  # what was streamed, and the prompt sent
+    assert row.cost > 0 and row.cost_source == "price_table"  # never free
+    assert nothing_reserved(capped.site_id)
+    assert stream_slots.held() == 0
+
+
+def test_past_the_stream_cap_a_stream_is_refused_at_once_and_holds_nothing(capped, upstream, settings, driver):
+    settings.AI_MAX_STREAMS = 1
+    capped.monthly_budget = Decimal("1")
+    capped.save()
+    upstream.script(flavor="openai", content=LONG, token_rate=50)
+    service = AIService(site=capped.site)
+    first = iter(service.generate_stream(PROMPT, model="gpt-4o", max_tokens=300))
+    try:
+        assert next(first)  # one stream open: the process holds its cap
+        with pytest.raises(errors.Overloaded, match="AI_MAX_STREAMS") as refused:
+            driver.stream(service, PROMPT + "?", model="gpt-4o", max_tokens=300)
+        assert refused.value.retry_after == 1.0
+    finally:
+        first.close()
+    assert len(upstream.requests) == 1  # the refused stream never reached the vendor
+    rows = ledger(capped.site)
+    assert sorted((r.status, r.error_class) for r in rows) == [
+        ("cancelled", "StreamCancelled"),
+        ("refused", "Overloaded"),
+    ]
+    assert nothing_reserved(capped.site_id)
+    assert stream_slots.held() == 0
