@@ -125,6 +125,8 @@ class CallRecord:
     key: str = field(default_factory=call_key)
     # the validated request (an AIRequest): an unpriced attempt is charged its worst-case estimate
     request: Any = None
+    # what the site's guardrails did to the call ([{guardrail, outcome, detail}], `guardrails.actions`)
+    guardrails: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -310,6 +312,8 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
     link: dict[str, Any] = {"created_at": _utc(record.ended_at)}
     if record.api_key_id is not None:
         link["api_key_id"] = record.api_key_id
+    if record.guardrails:
+        link["guardrails"] = list(record.guardrails)
     if record.content is not None:
         link |= {
             "content_type_id": record.content[0],

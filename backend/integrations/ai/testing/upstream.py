@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import upstream_extras as extras
+from . import upstream_moderation as moderation
 
 OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3-mini", "gpt-3.5-turbo")
 ANTHROPIC_MODELS = (
@@ -635,6 +636,8 @@ class _Handler(BaseHTTPRequestHandler):
         request = self._record(flavor)
         if flavor in ("openai", "openrouter", "compatible") and path == "/embeddings":
             return self._embeddings(flavor, request)
+        if flavor == "openai" and path == "/moderations":
+            return self._moderations(request)
         generation = (flavor in ("openai", "openrouter", "compatible") and path == "/chat/completions") or (
             flavor == "anthropic" and path == "/v1/messages"
         )
@@ -676,6 +679,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(flavor, status, payload["message"])
         headers = {} if flavor == "openrouter" else {"x-request-id": f"req_{uuid.uuid4().hex[:24]}"}
         return self._send(200, payload, headers)
+
+    def _moderations(self, request: RecordedRequest) -> None:
+        if not self._authorised("openai", request):
+            return None
+        status, payload = moderation.moderations(request.json if isinstance(request.json, dict) else {})
+        if status != 200:
+            return self._error("openai", status, payload["message"])
+        return self._send(200, payload, {"x-request-id": f"req_{uuid.uuid4().hex[:24]}"})
 
     # -- validation ------------------------------------------------------------------------------
     def _authorised(self, flavor: str, request: RecordedRequest) -> bool:
