@@ -252,3 +252,41 @@ def test_banned_terms_rules_and_check():
     assert banned_terms.check("Cheapest loaves; worldclass.", rules) == []  # whole words only
     with pytest.raises(banned_terms.RuleError, match="Line 2"):
         banned_terms.parse("ok\n=> advice only")
+
+
+# -- the site's settings page ------------------------------------------------------------------------------------
+def test_guardrails_are_set_in_the_sites_settings_and_reach_the_gateway(client, emulated_site, upstream):
+    from django.urls import reverse
+
+    from integrations.ai.sites.site_config import get_snapshot
+
+    from .factories import SuperUserFactory
+    from .settings_forms import settings_form_data
+
+    site = emulated_site("openai")
+    record = AIProviderSettings.objects.get(site=site)
+    client.force_login(SuperUserFactory())
+    url = reverse("admin:integrations_aiprovidersettings_change", args=[record.pk])
+    page = client.get(url).content.decode()
+    assert "Guardrails" in page and 'name="guard_banned_terms"' in page
+    bad = client.post(url, settings_form_data(record, guard_banned_terms="fine\n=> no term"))
+    assert bad.status_code == 200
+    assert "Line 2" in bad.context["adminform"].form.errors["guard_banned_terms"][0]
+    response = client.post(
+        url,
+        settings_form_data(
+            record,
+            guard_mask_pii="on",
+            guard_prompt_injection="refuse",
+            guard_moderate_output="on",
+            guard_banned_terms="cheap => say affordable",
+        ),
+    )
+    assert response.status_code == 302
+    guard = get_snapshot(site.id).guardrails
+    assert (guard.mask_pii, guard.injection, guard.moderate_output) == (True, "refuse", True)
+    assert [t.term for t in guard.banned_terms] == ["cheap"]
+    with pytest.raises(PromptInjectionRefused):
+        AIService(site=site).generate_content(PAGE_WITH_INJECTION)
+    client.post(url, settings_form_data(record, guard_banned_terms=""))  # boxes unticked, no choice posted: off
+    assert get_snapshot(site.id).guardrails == type(guard)()
