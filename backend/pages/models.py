@@ -43,6 +43,12 @@ class Page(models.Model):
     def missing_meta(self) -> bool:
         return not (self.meta_title and self.meta_description)
 
+    def ai_disclosure(self) -> dict:
+        """Which fields are AI-generated and not since edited by a person, with model and date (`disclosure`)."""
+        from .disclosure import ai_disclosure
+
+        return ai_disclosure(self)
+
 
 class Block(models.Model):
     page = models.ForeignKey(Page, on_delete=models.CASCADE, related_name="blocks")
