@@ -290,3 +290,16 @@ def test_guardrails_are_set_in_the_sites_settings_and_reach_the_gateway(client, 
         AIService(site=site).generate_content(PAGE_WITH_INJECTION)
     client.post(url, settings_form_data(record, guard_banned_terms=""))  # boxes unticked, no choice posted: off
     assert get_snapshot(site.id).guardrails == type(guard)()
+
+
+def test_the_usage_list_shows_what_the_guardrails_did(client, emulated_site, upstream):
+    from django.urls import reverse
+
+    from .factories import SuperUserFactory
+
+    site = emulated_site("openai", guard_mask_pii=True, guard_prompt_injection="flag")
+    AIService(site=site).generate_content(f"{PAGE_WITH_INJECTION} Mail {EMAIL}.")
+    usage.flush()
+    client.force_login(SuperUserFactory())
+    html = client.get(reverse("admin:integrations_aiusage_changelist")).content.decode()
+    assert "prompt_injection: flagged; pii_masking: masked" in html

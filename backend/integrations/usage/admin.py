@@ -118,6 +118,7 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         "cost",
         "latency_ms",
         "cache_hit",
+        "guardrails_acted",
     )
     list_filter = (
         "site",
@@ -133,6 +134,12 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("site",)
     change_list_template = "admin/integrations/aiusage/change_list.html"
+
+    @admin.display(description="Guardrails")
+    def guardrails_acted(self, obj: AIUsage) -> str:
+        """What the site's guardrails did to the call, e.g. "pii_masking: masked; output_moderation: refused"."""
+        entries = [e for e in obj.guardrails or [] if isinstance(e, dict)]
+        return "; ".join(f"{e.get('guardrail')}: {e.get('outcome')}" for e in entries) or "—"
 
     def has_add_permission(self, request):
         return False
