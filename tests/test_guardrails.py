@@ -14,7 +14,7 @@ from integrations.ai.gateway.service import AIService
 from integrations.ai.guardrails import banned_terms, injection, pii
 from integrations.ai.guardrails.errors import OutputFlagged, PromptInjectionRefused
 from integrations.ai.ledger import usage
-from integrations.ai.providers.errors import ContentRefused
+from integrations.ai.providers.errors import ContentRefused, ProviderUnavailable
 from integrations.ai.runtime import pauses
 from integrations.models import AIProviderSettings, AIUsage
 
@@ -225,6 +225,17 @@ def test_a_provider_without_a_moderation_endpoint_is_not_faked(emulated_site, up
     assert moderation_requests(upstream) == []  # not sent to another vendor either
     assert rows(site)[0].guardrails == [
         {"guardrail": "output_moderation", "outcome": "unavailable", "detail": "anthropic has no moderation endpoint"}
+    ]
+
+
+def test_a_failed_moderation_check_withholds_the_answer(emulated_site, upstream):
+    site = emulated_site("openai", guard_moderate_output=True)
+    upstream.script(flavor="moderation", status=500)
+    with pytest.raises(ProviderUnavailable, match="moderation check failed"):
+        AIService(site=site).generate_content("Write a tagline")
+    assert len(moderation_requests(upstream)) == 1
+    assert rows(site)[0].guardrails == [
+        {"guardrail": "output_moderation", "outcome": "failed", "detail": "provider_unavailable"}
     ]
 
 

@@ -27,11 +27,11 @@ def check(provider: Any, text: str) -> tuple[Action, AIProviderError | None]:
     try:
         verdict = moderation.moderate(provider, text)
     except AIProviderError as exc:
-        error = ProviderUnavailable(
+        unavailable = ProviderUnavailable(
             f"The answer was withheld: the moderation check failed ({exc.code}); try again.",
             provider=provider.name,
         )
-        return Action(NAME, "failed", exc.code), error
+        return Action(NAME, "failed", exc.code), unavailable
     if not verdict.flagged:
         return Action(NAME, "passed", verdict.model), None
     categories = ", ".join(verdict.categories) or "unspecified"

@@ -79,8 +79,8 @@ class _Presidio:
             if not self._tried:
                 self._tried = True
                 try:
-                    from presidio_analyzer import AnalyzerEngine  # type: ignore[import-not-found]
-                    from presidio_anonymizer import AnonymizerEngine  # type: ignore[import-not-found]
+                    from presidio_analyzer import AnalyzerEngine
+                    from presidio_anonymizer import AnonymizerEngine
 
                     self._engines = (AnalyzerEngine(), AnonymizerEngine())
                 except ImportError:

@@ -38,7 +38,12 @@ def _map_text(message: dict[str, Any], change: Callable[[str], str]) -> dict[str
 
 def _texts(message: dict[str, Any]) -> list[str]:
     found: list[str] = []
-    _map_text(message, lambda text: found.append(text) or text)
+
+    def keep(text: str) -> str:
+        found.append(text)
+        return text
+
+    _map_text(message, keep)
     return found
 
 

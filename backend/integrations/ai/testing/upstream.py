@@ -470,10 +470,11 @@ class Upstream:
     def requests_for(self, flavor: str) -> list[RecordedRequest]:
         return [r for r in list(self.requests) if r.flavor == flavor]
 
-    def _take_script(self, flavor: str) -> Script | None:
+    def _take_script(self, flavor: str, exact: bool = False) -> Script | None:
+        """The next script for `flavor` (or for any flavour, unless `exact`: `moderation` takes only its own)."""
         with self._lock:
             for index, script in enumerate(self._scripts):
-                if script.flavor in (None, flavor):
+                if script.flavor == flavor or (script.flavor is None and not exact):
                     script.times -= 1
                     if script.times <= 0:
                         del self._scripts[index]
@@ -683,6 +684,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _moderations(self, request: RecordedRequest) -> None:
         if not self._authorised("openai", request):
             return None
+        script = self.server.upstream._take_script("moderation", exact=True)  # script(flavor="moderation", ...)
+        if script is not None and script.status != 200:
+            return self._error("openai", script.status, headers=script.headers)
         status, payload = moderation.moderations(request.json if isinstance(request.json, dict) else {})
         if status != 200:
             return self._error("openai", status, payload["message"])

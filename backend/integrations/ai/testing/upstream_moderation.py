@@ -3,7 +3,8 @@
 Only the OpenAI flavour has it, as with the real vendors (Anthropic and OpenRouter have no moderation
 endpoint; a POST there is a 404). Verdicts are deterministic: a text is flagged in a category when it
 contains one of that category's trigger words (`TRIGGERS`), so a test scripts a flagged answer by
-scripting its content. Standard library only, like the emulator.
+scripting its content; `upstream.script(flavor="moderation", status=500)` fails the next moderation
+request (only moderation requests take such a script). Standard library only, like the emulator.
 """
 
 from __future__ import annotations
