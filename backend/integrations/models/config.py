@@ -585,7 +585,8 @@ class AIUsage(models.Model):
     content_object = GenericForeignKey("content_type", "object_id")
     content_label = models.CharField(max_length=200, blank=True)
     # What the site's guardrails did to the call (integrations/ai/guardrails/): [{guardrail, outcome, detail}].
-    guardrails = models.JSONField(default=list, blank=True)
+    # NULL or [] when none acted (rows inserted without the column, e.g. seed_usage's bulk insert, stay valid).
+    guardrails = models.JSONField(null=True, blank=True, default=list)
     # The virtual key that made the call (the /v1 endpoints); its spend per key.
     api_key = models.ForeignKey(
         "APIToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=True
