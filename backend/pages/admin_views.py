@@ -30,6 +30,7 @@ from .block_forms import BlockContentForm
 from .blocks import BLOCK_LABELS, BLOCK_TYPES
 from .forms import GenerateBlockForm
 from .models import META_DESCRIPTION_MAX, META_TITLE_MAX, Block, Page
+from .review_checks import style_warnings
 from .services.advanced_ai_service import AdvancedAIService
 from .services.ai_service import AIService
 
@@ -59,6 +60,7 @@ def meta_row(page: Page, token: str, proposal: dict[str, Any], errors: list[str]
         "token": token,
         "proposal": proposal,
         "errors": errors or [],
+        "warnings": style_warnings(page.site_id, proposal.get("meta_title"), proposal.get("meta_description")),
         "title_limit": META_TITLE_MAX,
         "description_limit": META_DESCRIPTION_MAX,
     }
@@ -249,6 +251,7 @@ def block_row(block: Block, token: str, proposal: Any, reason: str = "", error: 
         "reason": reason,
         "error": error,
         "label": BLOCK_LABELS.get(block.type, block.type),
+        "warnings": style_warnings(block.page.site_id, proposal),
     }
 
 
@@ -452,6 +455,7 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
         "token": token,
         "proposal": proposal_form.initial_content() if proposal_form is not None else None,
         "block_label": BLOCK_LABELS.get(proposal_form.block_type) if proposal_form is not None else "",
+        "warnings": style_warnings(page.site_id, proposal_form.initial_content()) if proposal_form is not None else [],
     }
     return TemplateResponse(request, "admin/pages/page/generate_block.html", context)
 

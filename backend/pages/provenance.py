@@ -172,7 +172,9 @@ def record_block(block: Block, origin: Origin, proposed: Any, user: Any = None) 
 def current(page: Page) -> dict[Any, ContentProvenance]:
     """The newest provenance row per meta field name and per block id."""
     latest: dict[Any, ContentProvenance] = {}
-    for row in page.provenance.select_related("accepted_by", "template_version").order_by("-accepted_at", "-id"):
+    for row in page.provenance.select_related("accepted_by", "template_version", "block").order_by(
+        "-accepted_at", "-id"
+    ):
         latest.setdefault(row.block_id if row.field == "block" else row.field, row)
     return latest
 

@@ -189,6 +189,7 @@ AI_LEDGER_FLUSH_TIMEOUT = env.float("AI_LEDGER_FLUSH_TIMEOUT", default=30.0)
 AI_USAGE_RETENTION_DAYS = env.int("AI_USAGE_RETENTION_DAYS", default=400)
 AI_UNPRICED = env.str("AI_UNPRICED", default="charge_estimate")  # or "refuse" (on sites with a cap)
 AI_UNPRICED_PRICE = env.str("AI_UNPRICED_PRICE", default="15,75")  # USD/M prompt,completion of unpriced calls
+AI_PII_PHONE_REGION = env.str("AI_PII_PHONE_REGION", default="US")  # national phone numbers PII masking finds
 AI_LEDGER_JOURNAL_DIR = env.str("AI_LEDGER_JOURNAL_DIR", default=str(BASE_DIR / "var" / "ledger-journal"))
 # Budget alerts (integrations.ai.governance.budget_windows) are e-mailed through Django's e-mail backend.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")

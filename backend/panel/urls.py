@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from integrations.api import views as api_views
+from pages import disclosure
 
 # Branding; no public front end is served here, so the admin's "View site" link is hidden (site_url None).
 admin.site.site_header = "Panel AI"
@@ -11,6 +12,7 @@ admin.site.site_url = None
 
 urlpatterns = [
     path("api/ai/generate/", api_views.generate, name="ai-generate"),
+    path("api/pages/<slug:slug>/ai-disclosure/", disclosure.page_disclosure, name="page-ai-disclosure"),
     path("v1/", include("integrations.api.v1.urls")),  # OpenAI/Anthropic dialects with virtual keys
     path("admin/", admin.site.urls),
 ]

@@ -73,7 +73,12 @@ class AIProviderSettingsForm(forms.ModelForm):
             "service_budgets",
             "alert_thresholds",
             "alert_webhook_url",
+            "guard_mask_pii",
+            "guard_prompt_injection",
+            "guard_moderate_output",
+            "guard_banned_terms",
         )
+        widgets = {"guard_banned_terms": forms.Textarea(attrs={"rows": 4, "placeholder": 'cheap => say "affordable"'})}
         # Vendor names as the vendors write them ("OpenRouter", not the derived "Openrouter").
         labels = {
             "openrouter_http_referer": "OpenRouter HTTP-Referer",
@@ -122,6 +127,17 @@ class AIProviderSettingsForm(forms.ModelForm):
         help_text="Percentages of each cap at which the site's admins are e-mailed, once per period, separated "
         "by commas; empty means 50, 80, 100.",
     )
+
+    guard_prompt_injection = forms.ChoiceField(
+        label=AIProviderSettings._meta.get_field("guard_prompt_injection").verbose_name.capitalize(),
+        choices=AIProviderSettings.INJECTION_CHOICES,
+        required=False,  # not posted (an older form, a script): off
+        initial="off",
+        help_text=AIProviderSettings._meta.get_field("guard_prompt_injection").help_text,
+    )
+
+    def clean_guard_prompt_injection(self) -> str:
+        return self.cleaned_data.get("guard_prompt_injection") or "off"
 
     new_alert_webhook_secret = forms.CharField(
         label="New webhook signing secret",

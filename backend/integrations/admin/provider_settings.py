@@ -125,6 +125,19 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Guardrails",
+            {
+                "fields": (
+                    "guard_mask_pii",
+                    "guard_prompt_injection",
+                    "guard_moderate_output",
+                    "guard_banned_terms",
+                ),
+                "description": "Run before and after each AI call of this site; what they do is recorded in the "
+                "usage ledger. Banned terms are shown as warnings when generated text is reviewed.",
+            },
+        ),
     )
 
     def get_fieldsets(self, request, obj=None):

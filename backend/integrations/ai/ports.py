@@ -68,6 +68,10 @@ class SiteRecord:
     weekly_budget: Decimal | None
     service_budgets: Any
     alert_thresholds: Any
+    guard_mask_pii: bool = False
+    guard_prompt_injection: str = "off"
+    guard_moderate_output: bool = False
+    guard_banned_terms: str = ""
     credentials: tuple[CredentialRecord, ...] = ()
 
 

@@ -156,6 +156,35 @@ class AIProviderSettings(models.Model):
         "(header X-Panel-Signature: sha256=<hex>).",
     )
     alert_webhook_secret = SecretKeyField(max_length=500, blank=True, default="")
+    # Guardrails (integrations/ai/guardrails/): run by the gateway before and after each call of the site.
+    guard_mask_pii = models.BooleanField(
+        "Mask PII in prompts",
+        default=False,
+        help_text="Replace e-mail addresses, phone numbers and IBANs in prompts with placeholders before they "
+        "are sent (Presidio where installed, built-in patterns otherwise).",
+    )
+    INJECTION_CHOICES = [("off", "Off"), ("flag", "Flag in the ledger"), ("refuse", "Refuse the call")]
+    guard_prompt_injection = models.CharField(
+        "Prompt-injection check",
+        max_length=10,
+        choices=INJECTION_CHOICES,
+        default="off",
+        help_text="Check content pulled into prompts for attempts to override the instructions "
+        "(“ignore previous instructions”, role markers).",
+    )
+    guard_moderate_output = models.BooleanField(
+        "Moderate generated output",
+        default=False,
+        help_text="Send each answer to the serving provider's moderation endpoint and withhold a flagged one. "
+        "Only OpenAI has one: answers from other providers are not moderated (the ledger says so).",
+    )
+    guard_banned_terms = models.TextField(
+        "Banned terms and style guide",
+        blank=True,
+        default="",
+        help_text='One term per line, optionally with advice: cheap => say "affordable". A trailing * matches any '
+        "ending. Shown as warnings when generated text is reviewed; never blocks.",
+    )
     is_demo_upstream = models.BooleanField(
         default=False,
         help_text="Base URLs point at the local upstream emulator (demo data); answers are not from a real model.",
@@ -279,6 +308,12 @@ class AIProviderSettings(models.Model):
                 outbound_policy().check_url(self.alert_webhook_url, field="alert webhook URL")
             except OutboundRefused as exc:
                 errors["alert_webhook_url"] = str(exc)
+        from integrations.ai.guardrails.banned_terms import RuleError, parse
+
+        try:
+            parse(self.guard_banned_terms or "")
+        except RuleError as exc:
+            errors["guard_banned_terms"] = str(exc)
         models_ = self.allowed_models
         if not isinstance(models_, list) or not all(isinstance(m, str) and m.strip() for m in models_):
             errors["allowed_models"] = 'A list of model names or patterns, e.g. ["gpt-4o-mini", "claude-*"].'
@@ -552,6 +587,9 @@ class AIUsage(models.Model):
     object_id = models.PositiveBigIntegerField(null=True, blank=True)
     content_object = GenericForeignKey("content_type", "object_id")
     content_label = models.CharField(max_length=200, blank=True)
+    # What the site's guardrails did to the call (integrations/ai/guardrails/): [{guardrail, outcome, detail}].
+    # NULL or [] when none acted (rows inserted without the column, e.g. seed_usage's bulk insert, stay valid).
+    guardrails = models.JSONField(null=True, blank=True, default=list)
     # The virtual key that made the call (the /v1 endpoints); its spend per key.
     api_key = models.ForeignKey(
         "APIToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=True

@@ -119,6 +119,7 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         "cost_usd",
         "latency_ms",
         "cache_hit",
+        "guardrails_acted",
     )
     list_filter = (
         "site",
@@ -138,6 +139,12 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     @admin.display(description="Cost", ordering="cost")
     def cost_usd(self, obj: AIUsage) -> str:
         return usd(obj.cost) or "—"
+
+    @admin.display(description="Guardrails")
+    def guardrails_acted(self, obj: AIUsage) -> str:
+        """What the site's guardrails did to the call, e.g. "pii_masking: masked; output_moderation: refused"."""
+        entries = [e for e in obj.guardrails or [] if isinstance(e, dict)]
+        return "; ".join(f"{e.get('guardrail')}: {e.get('outcome')}" for e in entries) or "—"
 
     def has_add_permission(self, request):
         return False

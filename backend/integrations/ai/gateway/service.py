@@ -2,8 +2,10 @@
 
 It keeps the original plan's signature, `generate_content(prompt, provider=None, model=None,
 max_tokens=1000, temperature=0.7)`, and runs every call — plain, streamed or batched — through one
-pipeline: prepare (snapshot, provider, one validation, model) -> cache -> budget -> chain (failover
-along the site's chain, skipping providers in cooldown) -> ledger (one row per attempt).
+pipeline: prepare (snapshot, provider, one validation, model) -> guardrails before (PII masking,
+prompt-injection check) -> cache -> budget -> chain (failover along the site's chain, skipping
+providers in cooldown) -> guardrails after (output moderation) -> ledger (one row per attempt, with
+what the guardrails did).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +24,8 @@ from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.structured import problems
 from integrations.ai.governance import admission as governance
 from integrations.ai.governance import budget
+from integrations.ai.guardrails import registry as guardrails
+from integrations.ai.guardrails.errors import GuardrailRefused
 from integrations.ai.ledger import usage
 from integrations.ai.observability import calls as observed
 from integrations.ai.providers import capabilities, conversation
@@ -41,7 +45,7 @@ from integrations.ai.providers.errors import (
     RateLimited,
     UnknownProvider,
 )
-from integrations.ai.runtime import pauses, stream_slots
+from integrations.ai.runtime import conf, pauses, stream_slots
 from integrations.ai.runtime.offload import offload
 from integrations.ai.sites.context import site_id_of
 from integrations.ai.sites.site_config import SiteSnapshot, get_snapshot
@@ -61,6 +65,9 @@ class Prepared:
     primary: BaseProvider
     request: AIRequest
     resolved: str  # the primary provider's id for the requested model
+    # what the before-call guardrails did ({guardrail, outcome, detail}); set by `AIService.guarded`
+    guardrails: tuple[dict[str, str], ...] = ()
+    guarded: bool = False
 
     @property
     def requested(self) -> str:
@@ -167,6 +174,40 @@ class AIService:
         capabilities.require(primary, request, resolved)  # tools, schema, images: refused before any call
         return Prepared(snapshot, primary, request, resolved)
 
+    def guarded(self, prep: Prepared) -> Prepared:
+        """The site's before-call guardrails applied to a prepared call (once): its request with PII masked,
+        the actions noted; a refusal (prompt injection) is recorded in the ledger and raised."""
+        settings = prep.snapshot.guardrails
+        if prep.guarded or not settings.before_call:
+            return prep
+        try:
+            request, actions = guardrails.before(settings, prep.request, conf.pii_phone_region())
+        except GuardrailRefused as exc:
+            record = usage.CallRecord(
+                self.site_id,
+                self.service,
+                prep.requested,
+                refusal=(prep.primary.name, exc),
+                guardrails=[guardrails.refusal_action(exc).as_dict()],
+            )
+            usage.write_ledger(record, prep.snapshot.prices)
+            raise
+        return replace(prep, request=request, guardrails=tuple(a.as_dict() for a in actions), guarded=True)
+
+    def guard_answer(self, prep: Prepared, record: usage.CallRecord, result: GenerationResult) -> None:
+        """The after-call guardrails on an answer (output moderation by the provider that served it): the
+        actions go on the call's ledger rows; an answer they withhold raises its typed error."""
+        settings = prep.snapshot.guardrails
+        if not settings.moderate_output:
+            return
+        served = prep.primary
+        if result.provider != served.name:  # a fallback served it
+            served = ProviderFactory.create_provider(result.provider, self.site_id)
+        actions, error = guardrails.after(settings, served, result.content or "")
+        record.guardrails += [a.as_dict() for a in actions]
+        if error is not None:
+            raise error
+
     def _admit(self, prep: Prepared) -> governance.Admission:
         """Rate limits and budget windows for one call (governance.admit); a refusal is recorded and raised."""
         request = prep.request
@@ -259,14 +300,18 @@ class AIService:
 
     @observed.traced_call
     def execute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
-        """The rest of the pipeline for a prepared call: cache -> budget -> chain -> ledger."""
+        """The rest of the pipeline for a prepared call: guardrails -> cache -> budget -> chain -> guardrails
+        -> ledger."""
+        prep = self.guarded(prep)
         cache_key, hit = self._cached(prep, cache)
         if hit is not None:
             return hit
         admission = self._admit(prep)
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
+            record.guardrails = list(prep.guardrails)
             try:
                 result = self._run_chain(prep, failover)
+                self.guard_answer(prep, record, result)
             finally:
                 self._settle(prep, admission, record)
         return self._done(result, record, cache_key)
@@ -275,13 +320,16 @@ class AIService:
     async def aexecute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
         """`execute` driven on an event loop: the same steps; what may touch the cache or database runs off
         the loop (`offload`), and only the upstream request is awaited on it."""
+        prep = await offload(self.guarded, prep)  # a refusal is ledgered: off the loop
         cache_key, hit = await offload(self._cached, prep, cache)
         if hit is not None:
             return hit
         admission = await offload(self._admit, prep)
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
+            record.guardrails = list(prep.guardrails)
             try:
                 result = await self._arun_chain(prep, failover)
+                await offload(self.guard_answer, prep, record, result)  # moderation is an HTTP call
             finally:
                 await offload(self._settle, prep, admission, record)
         if cache_key is not None:
@@ -301,13 +349,14 @@ class AIService:
             "system": request.system_prompt,
             **request.options,
             "beyond_text": repr((request.tools, request.tool_choice, request.response_schema)),
+            "guardrails": repr(prep.snapshot.guardrails),  # an answer cached before moderation was on
         }
         cache_key = response_cache.key_for(
             self.site_id, prep.primary.name, prep.resolved, list(request.messages), params
         )
         hit = response_cache.get(cache_key)
         if hit is not None:  # served free, so even a site at its budget gets it
-            record = usage.CallRecord(self.site_id, self.service, prep.requested)
+            record = usage.CallRecord(self.site_id, self.service, prep.requested, guardrails=list(prep.guardrails))
             usage.write_ledger(record, prep.snapshot.prices, cached=hit)
         return cache_key, hit
 
@@ -476,6 +525,7 @@ class AIService:
     ) -> GatewayStream:
         """`generate_stream` over a whole conversation (`[{role, content}, ...]`, as `complete` takes)."""
         prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
+        prep = self.guarded(prep)
         if (refusal := governance.candidate_refusal(prep.snapshot, prep.primary, model)) is not None:
             raise governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, refusal)
         if prep.request.response_schema is not None:
@@ -658,6 +708,7 @@ class GatewayStream:
     def __iter__(self) -> Iterator[str]:
         service, prep = self.service, self.prep
         record = self.record = usage.CallRecord(service.site_id, service.service, prep.requested, request=prep.request)
+        record.guardrails = list(prep.guardrails)
         try:
             with usage.recording(record):
                 self._take_slot(record)
@@ -667,6 +718,9 @@ class GatewayStream:
                     with usage.recording(record):  # each step, in whichever context resumes the stream
                         piece = next(pieces, None)
                     if piece is None:
+                        if self.stream is not None and self.stream.result is not None:
+                            # the text has reached the caller: a flagged answer ends the stream with the typed error
+                            service.guard_answer(prep, record, self.stream.result)
                         return
                     yield piece
             finally:
@@ -683,6 +737,7 @@ class GatewayStream:
     async def _aiterate(self) -> AsyncIterator[str]:
         service, prep = self.service, self.prep
         record = self.record = usage.CallRecord(service.site_id, service.service, prep.requested, request=prep.request)
+        record.guardrails = list(prep.guardrails)
         try:
             with usage.recording(record):
                 self._take_slot(record)
@@ -692,6 +747,8 @@ class GatewayStream:
                     with usage.recording(record):
                         piece = await anext(pieces, None)
                     if piece is None:
+                        if self.stream is not None and self.stream.result is not None:
+                            await offload(service.guard_answer, prep, record, self.stream.result)
                         return
                     yield piece
             finally:

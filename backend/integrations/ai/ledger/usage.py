@@ -120,6 +120,8 @@ class CallRecord:
     key: str = field(default_factory=call_key)
     # the validated request (an AIRequest): an unpriced attempt is charged its worst-case estimate
     request: Any = None
+    # what the site's guardrails did to the call ([{guardrail, outcome, detail}], `guardrails.actions`)
+    guardrails: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:

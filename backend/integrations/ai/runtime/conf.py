@@ -209,6 +209,17 @@ def unpriced_price() -> tuple[Decimal, Decimal]:
     return prompt, completion
 
 
+def pii_phone_region() -> str:
+    """The region whose national phone numbers PII masking finds (`AI_PII_PHONE_REGION`, ISO 3166 alpha-2);
+    +international numbers are found whatever it is."""
+    import phonenumbers
+
+    region = str(_get("AI_PII_PHONE_REGION", "US") or "US").strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ImproperlyConfigured(f"AI_PII_PHONE_REGION must be a two-letter region such as US or DE; got {region!r}.")
+    return region
+
+
 def journal_dir() -> str:
     """Where each process keeps its ledger journal (`AI_LEDGER_JOURNAL_DIR`); empty switches it off."""
     return str(_get("AI_LEDGER_JOURNAL_DIR", "") or "")

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.signals import setting_changed
 
+from integrations.ai.guardrails.settings import GuardrailSettings
 from integrations.ai.ports import Price, SiteRecord, store
 from integrations.ai.pricing import PriceBook
 from integrations.ai.providers import registry
@@ -52,6 +53,8 @@ class SiteSnapshot:
     monthly_budget: Decimal | None = None
     # Model/data policy and rate limits (policy.py, ratelimit.py); they hold even when the record is disabled.
     policy: SitePolicy = field(default_factory=SitePolicy)
+    # Guardrails run before and after each call (integrations/ai/guardrails); they hold even when disabled.
+    guardrails: GuardrailSettings = field(default_factory=GuardrailSettings)
     # how (provider, model id) is priced: ModelPrice overrides, free endpoints, the genai-prices catalogue
     prices: PriceBook = field(default_factory=PriceBook)
     version: tuple[int, int] = (0, 0)
@@ -171,6 +174,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
             version=version,
             instances=deployment_endpoints(),
             policy=SitePolicy.from_record(record),
+            guardrails=GuardrailSettings.from_record(record),
         )
 
     site_configs, preferences, instances = _site_credentials(record, site_id)
@@ -191,6 +195,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
         },
         monthly_budget=record.monthly_budget,
         policy=SitePolicy.from_record(record),
+        guardrails=GuardrailSettings.from_record(record),
         prices=prices,
         version=version,
     )

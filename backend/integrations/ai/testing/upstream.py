@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import upstream_extras as extras
+from . import upstream_moderation as moderation
 
 OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3-mini", "gpt-3.5-turbo")
 ANTHROPIC_MODELS = (
@@ -482,10 +483,11 @@ class Upstream:
     def requests_for(self, flavor: str) -> list[RecordedRequest]:
         return [r for r in list(self.requests) if r.flavor == flavor]
 
-    def _take_script(self, flavor: str) -> Script | None:
+    def _take_script(self, flavor: str, exact: bool = False) -> Script | None:
+        """The next script for `flavor` (or for any flavour, unless `exact`: `moderation` takes only its own)."""
         with self._lock:
             for index, script in enumerate(self._scripts):
-                if script.flavor in (None, flavor):
+                if script.flavor == flavor or (script.flavor is None and not exact):
                     script.times -= 1
                     if script.times <= 0:
                         del self._scripts[index]
@@ -649,6 +651,8 @@ class _Handler(BaseHTTPRequestHandler):
         request = self._record(flavor)
         if flavor in ("openai", "openrouter", "compatible") and path == "/embeddings":
             return self._embeddings(flavor, request)
+        if flavor == "openai" and path == "/moderations":
+            return self._moderations(request)
         generation = (flavor in ("openai", "openrouter", "compatible") and path == "/chat/completions") or (
             flavor == "anthropic" and path == "/v1/messages"
         )
@@ -692,6 +696,17 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(flavor, status, payload["message"])
         headers = {} if flavor == "openrouter" else {"x-request-id": f"req_{uuid.uuid4().hex[:24]}"}
         return self._send(200, payload, headers)
+
+    def _moderations(self, request: RecordedRequest) -> None:
+        if not self._authorised("openai", request):
+            return None
+        script = self.server.upstream._take_script("moderation", exact=True)  # script(flavor="moderation", ...)
+        if script is not None and script.status != 200:
+            return self._error("openai", script.status, headers=script.headers)
+        status, payload = moderation.moderations(request.json if isinstance(request.json, dict) else {})
+        if status != 200:
+            return self._error("openai", status, payload["message"])
+        return self._send(200, payload, {"x-request-id": f"req_{uuid.uuid4().hex[:24]}"})
 
     # -- validation ------------------------------------------------------------------------------
     def _authorised(self, flavor: str, request: RecordedRequest) -> bool:
