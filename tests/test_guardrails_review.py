@@ -22,7 +22,7 @@ def test_meta_review_warns_of_banned_terms_and_still_saves(client, emulated_site
     page = PageFactory(site=site, title="Bread", meta_title="", meta_description="")
     upstream.script(content=json.dumps({"meta_title": "Cheap bread", "meta_description": "Guaranteed fresh."}))
     client.force_login(staff(site, "view_page", "change_page"))
-    response = client.post(reverse("admin:pages_page_generate_meta", args=[page.pk]), {"step": "generate"})
+    response = client.post(reverse("admin:pages_page_generate_meta", args=[page.pk]), {"step": "generate"}, follow=True)
     assert response.context["rows"][0]["warnings"] == [
         '“Cheap” is on the site\'s banned-terms list: say "affordable"',
         "“Guaranteed” is on the site's banned-terms list",
@@ -49,7 +49,9 @@ def test_no_warning_without_rules_or_without_a_match(client, emulated_site, upst
         page = PageFactory(site=site, title="Bread")
         upstream.script(content=json.dumps({"meta_title": content, "meta_description": "Baked daily."}))
         client.force_login(staff(site, "view_page", "change_page"))
-        response = client.post(reverse("admin:pages_page_generate_meta", args=[page.pk]), {"step": "generate"})
+        response = client.post(
+            reverse("admin:pages_page_generate_meta", args=[page.pk]), {"step": "generate"}, follow=True
+        )
         assert response.context["rows"][0]["warnings"] == []
         assert "style-warnings" not in response.content.decode()
 
