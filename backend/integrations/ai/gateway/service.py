@@ -18,7 +18,6 @@ from typing import Any
 from integrations.ai.gateway import response_cache
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.governance import admission as governance
-from integrations.ai.governance import budget
 from integrations.ai.ledger import pricing, usage
 from integrations.ai.observability import calls as observed
 from integrations.ai.providers import capabilities, conversation
@@ -26,6 +25,7 @@ from integrations.ai.providers.base import AIRequest, BaseProvider, GenerationRe
 from integrations.ai.providers.errors import (
     AIProviderError,
     AuthenticationFailed,
+    BudgetExceeded,
     InsufficientCredits,
     InvalidRequest,
     ModelNotFound,
@@ -175,23 +175,30 @@ class AIService:
             check_budget=not self._budget_checked,
         )
 
-    def _reserve(self, prep: Prepared, requests: list[AIRequest] | None = None) -> governance.Admission | None:
-        """Reserve a batch's worst-case cost in every spend cap (monthly, daily, weekly, its service's) at once."""
+    def _reserve(self, preps: list[Prepared], failover: bool = True) -> governance.Admission | None:
+        """Reserve a batch's worst-case cost in every spend cap (monthly, daily, weekly, its service's) at once:
+        each prompt at the dearest candidate of its failover chain, since its workers cannot re-reserve."""
+        prep = preps[0]
         snapshot = prep.snapshot
         if self._budget_checked or not governance.has_caps(snapshot):
             return None
         governance.check_priced(self.site_id, self.service, prep.requested, prep.primary, snapshot, prep.resolved)
-        price = self.price_for(snapshot, prep.primary, prep.resolved)
-        estimate = sum(
-            (
-                budget.estimate_cost(price, list(r.messages), r.system_prompt, r.max_tokens)
-                for r in (requests or [prep.request])
-            ),
-            Decimal(0),
-        )
+        estimate = sum((self._dearest(p, failover) for p in preps), Decimal(0))
         return governance.reserve_spend(
             self.site_id, self.service, prep.requested, prep.primary.name, snapshot, estimate
         )
+
+    def _dearest(self, prep: Prepared, failover: bool) -> Decimal:
+        """The worst case of a prepared call at the dearest candidate its chain may reach (policy and
+        capabilities permitting; cooling down or not, as that changes while a batch runs)."""
+        worst = governance.worst_case(prep.snapshot, prep.primary, prep.request)
+        for candidate, request in self._candidates(prep, failover):
+            model = candidate.resolve_model(request.model)
+            if governance.candidate_refusal(prep.snapshot, candidate, request.model) is None and (
+                capabilities.refusal(candidate, request, model) is None
+            ):
+                worst = max(worst, governance.worst_case(prep.snapshot, candidate, request))
+        return worst
 
     # -- generation ------------------------------------------------------------------------------
     def generate_content(
@@ -275,7 +282,7 @@ class AIService:
         admission = self._admit(prep)
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             try:
-                result = self._run_chain(prep, failover)
+                result = self._run_chain(prep, failover, admission)
             finally:
                 usage.write_ledger(record, prep.snapshot.prices)
                 admission.settle(record, prep.snapshot.prices)
@@ -324,11 +331,13 @@ class AIService:
         return request.with_changes(options=governance.options_for(snapshot, provider, options))
 
     def _usable(
-        self, prep: Prepared, failover: bool, chain: ChainState
+        self, prep: Prepared, failover: bool, chain: ChainState, admission: governance.Admission | None = None
     ) -> Iterator[tuple[BaseProvider, AIRequest, int]]:
         """The candidates to try, in order, each with its recent failure count: those the site's policy
         refuses (never a provider failure) and those cooling down are skipped and noted in `chain`.
-        Plain calls and streams both walk the chain through here."""
+        Before a candidate is yielded, the call's spend reservation is raised to that candidate's worst
+        case (hard caps: a dearer fallback never runs on a cheaper provider's reservation); one the caps
+        cannot hold is skipped and noted too. Plain calls and streams both walk the chain through here."""
         for candidate, request in self._candidates(prep, failover):
             if (refusal := governance.candidate_refusal(prep.snapshot, candidate, request.model)) is not None:
                 chain.refused.append(refusal)
@@ -340,11 +349,17 @@ class AIService:
             if cooling:
                 chain.skipped.append(candidate.name)
                 continue
+            if admission is not None and (
+                refusal := governance.cover_candidate(admission, prep.snapshot, candidate, request)
+            ):
+                logger.info("%s skipped: %s", candidate.name, type(refusal).__name__)
+                chain.refused.append(refusal)
+                continue
             yield candidate, request, failures
 
-    def _run_chain(self, prep: Prepared, failover: bool) -> GenerationResult:
+    def _run_chain(self, prep: Prepared, failover: bool, admission: governance.Admission) -> GenerationResult:
         chain = ChainState()
-        for candidate, request, failures in self._usable(prep, failover, chain):
+        for candidate, request, failures in self._usable(prep, failover, chain, admission):
             try:
                 result = candidate.execute(request)
             except FAILOVER_ERRORS as exc:
@@ -362,6 +377,10 @@ class AIService:
         logger.warning("%s failed (%s); trying the next provider", candidate.name, type(exc).__name__)
 
     def _chain_exhausted(self, prep: Prepared, chain: ChainState) -> AIProviderError:
+        # A candidate the caps could not hold: the site is at its cap (or busy), whatever failed before it.
+        spend = next((r for r in chain.refused if isinstance(r, BudgetExceeded)), None)
+        if spend is not None:
+            return governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, spend)
         if chain.last_error is not None:
             return chain.last_error
         if chain.refused:  # recorded as a refusal in the ledger, with the rule that refused it
@@ -457,7 +476,7 @@ class AIService:
         if preps:
             first = next(iter(preps.values()))
             first.primary.client  # noqa: B018 - import the SDK and build the client once, not per worker
-            reservation = self._reserve(first, [p.request for p in preps.values()])
+            reservation = self._reserve(list(preps.values()), run_options.get("failover", True))
         rows: list = []
         worker = AIService(site=site_id, provider=self.provider_type, service=self.service)
         worker._budget_checked = True  # reserved above, for the whole batch
@@ -526,7 +545,7 @@ class GatewayStream:
     def _through_chain(self) -> Iterator[str]:
         service = self.service
         chain = ChainState()
-        for candidate, request, failures in service._usable(self.prep, True, chain):
+        for candidate, request, failures in service._usable(self.prep, True, chain, self.admission):
             attempt = 0
             while True:
                 attempt += 1

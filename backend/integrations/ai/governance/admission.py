@@ -35,6 +35,19 @@ class Admission:
     windows: budget_windows.WindowReservation | None = None
     key_ticket: ratelimit.Ticket | None = None  # the calling virtual key's own rate limits (callers)
 
+    @property
+    def holds_spend(self) -> bool:
+        """Whether this call reserved spend (a cap applies): its failover candidates must be covered."""
+        return self.reservation is not None or self.windows is not None
+
+    def cover(self, estimate: Decimal) -> None:
+        """Hold at least `estimate` in every cap before a failover candidate with that worst case is tried,
+        or raise BudgetBusy/BudgetExceeded (what was held stays held until `settle`)."""
+        if self.windows is not None:
+            self.windows.raise_to(estimate)
+        if self.reservation is not None:
+            self.reservation.raise_to(estimate)
+
     def settle(self, record: usage.CallRecord, prices: usage.Prices) -> None:
         """Settle the budget to what the call cost and the token window to what it used."""
         self.settle_cost(usage.total_cost(record, prices))
@@ -99,6 +112,31 @@ def admit(
                 ticket.settle(0)
         raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
     return admission
+
+
+def worst_case(snapshot: Any, provider: Any, request: Any) -> Decimal:
+    """The most a call of `request` (as fitted to `provider`) can cost there: its input counted as the vendor
+    counts it (tools, images), every allowed output token, at the site's price resolution (`pricing`; an
+    unpriced model at `AI_UNPRICED_PRICE`). What a failover candidate must have reserved before it runs."""
+    from integrations.ai.providers import conversation
+
+    model = provider.resolve_model(request.model)
+    price = pricing.resolve(snapshot.prices, provider.name, model).price
+    messages = conversation.for_estimate(request, provider.kind, model)
+    return budget.estimate_cost(price, messages, request.system_prompt, request.max_tokens)
+
+
+def cover_candidate(admission: Admission, snapshot: Any, provider: Any, request: Any) -> AIProviderError | None:
+    """Raise the call's reservation to what `provider` may cost before it is tried; the refusal when the caps
+    cannot hold it (the candidate is then skipped), None when covered or nothing is capped."""
+    if not admission.holds_spend:
+        return None
+    try:
+        _unpriced_refusal(snapshot, provider, provider.resolve_model(request.model))
+        admission.cover(worst_case(snapshot, provider, request))
+    except (BudgetExceeded, PolicyViolation) as exc:
+        return exc
+    return None
 
 
 def has_caps(snapshot: Any) -> bool:

@@ -7,6 +7,16 @@ requests can never both slip past it; afterwards it settles to the real cost. Wi
 cache the counters are shared by every process. The counters are seeded from the site's
 `BudgetPeriod` row when cold (one query, then none), and the ledger writer adds each written row's
 cost to that row, so the cap holds after a restart. Sites without a cap skip all of this.
+
+Hard caps: before the gateway tries a failover candidate it raises the reservation to that
+candidate's worst case (`Reservation.raise_to`), so a dearer fallback never runs on a cheaper
+provider's reservation; and a settlement above the reservation (a vendor-reported cost, more tokens
+than estimated) moves the `used` counter by the whole overshoot, so the next reservation sees it.
+The guarantee: the month's spend stays <= the cap, plus the overshoots (actual - reserved, where
+positive) of the calls in flight when the last call was admitted; with no overshoot, <= the cap.
+
+A refusal is `BudgetBusy` (retryable, `Retry-After`) when the settled spend leaves room for the call
+and only other calls' in-flight reservations fill the cap; otherwise `BudgetExceeded`.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
-from integrations.ai.providers.errors import BudgetExceeded
+from integrations.ai.providers.errors import BudgetBusy, BudgetExceeded
 
 if TYPE_CHECKING:
     from integrations.ai.ledger.usage import Price
@@ -28,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("integrations.ai")
 MILLION = Decimal(1_000_000)
 COUNTER_TTL = 40 * 24 * 3600  # outlives the month it counts
+BUSY_RETRY_AFTER = 2.0  # seconds a BudgetBusy refusal asks the caller to wait: in-flight calls settle within a call
 
 
 def micro(amount: Decimal) -> int:
@@ -85,18 +96,50 @@ def estimate_cost(
     return estimate(price, sum(len(m["content"]) for m in messages) + len(system_prompt or ""), max_tokens)
 
 
+def limit_of(cap: Decimal) -> int:
+    """A cap in whole micro-dollars, rounded down: the counters never admit more than the cap."""
+    return int((cap * MILLION).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def busy(spent: int, in_flight: int, amount: int, limit: int) -> bool:
+    """Whether a refused reservation of `amount` is refused only because of other calls in flight
+    (micro-dollars): the settled spend leaves room for it, so retrying after they settle may succeed."""
+    return in_flight > 0 and spent + amount <= limit
+
+
+def busy_error(what: str, estimate: Decimal, cap: Decimal, spent: Decimal, in_flight: Decimal) -> BudgetBusy:
+    return BudgetBusy(
+        f"The {what} of {usd(cap)} is held by requests still running ({usd(spent)} spent, {usd(in_flight)} "
+        f"reserved in flight); this request could cost up to {usd(estimate)}. Retry in a few seconds.",
+        retry_after=BUSY_RETRY_AFTER,
+    )
+
+
 @dataclass
 class Reservation:
     site_id: int
     amount: Decimal
     keys: tuple[str, str]
     reserved: int  # micro-dollars
+    cap: Decimal | None = None
+
+    def raise_to(self, estimate: Decimal) -> None:
+        """Hold at least `estimate` (a failover candidate's worst case) before that candidate is tried, or
+        raise BudgetBusy/BudgetExceeded and keep holding what was held."""
+        amount = micro(estimate)
+        extra = amount - self.reserved
+        if extra <= 0:
+            return
+        _hold(self.site_id, self.keys, self.cap or Decimal(0), extra, amount, self.reserved, estimate)
+        self.reserved = amount
+        self.amount = estimate
 
     def settle(self, actual: Decimal) -> tuple[int, int] | None:
         """Turn the reservation into the real spend (zero if the call failed): two cache increments.
 
-        Returns the month's spend counter (micro-dollars) before and after, when it moved: the monthly
-        alerts are read from it (`budget_windows`), so the month is counted once.
+        An actual cost above the reservation (overshoot) moves `used` by all of it, so the next
+        reservation sees it. Returns the month's spend counter (micro-dollars) before and after, when it
+        moved: the monthly alerts are read from it (`budget_windows`), so the month is counted once.
         """
         from integrations.ai.runtime.shared_cache import cache
 
@@ -151,25 +194,35 @@ def forget(site_id: int) -> None:
 
 
 def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Reservation | None:
-    """Reserve `estimate` against the site's cap, or raise BudgetExceeded. None when there is no cap."""
+    """Reserve `estimate` against the site's cap, or raise BudgetExceeded (BudgetBusy when only calls in flight
+    fill it). None when there is no cap."""
     if site_id is None or cap is None:
         return None
+    amount = micro(estimate)
+    keys = counter_keys(site_id)
+    _hold(site_id, keys, cap, amount, amount, 0, estimate)
+    return Reservation(site_id=site_id, amount=estimate, keys=keys, reserved=amount, cap=cap)
+
+
+def _hold(site_id: int, keys: tuple[str, str], cap: Decimal, extra: int, amount: int, own: int, estimate: Decimal):
+    """Add `extra` micro-dollars to the month's `used` counter, or give it back and raise the refusal.
+
+    `amount` is the whole reservation this call would then hold, `own` what it already held."""
     from integrations.ai.runtime.shared_cache import cache
 
-    keys = counter_keys(site_id)
     used_key, spent_key = keys
-    amount = micro(estimate)
-    limit = int((cap * MILLION).to_integral_value(rounding=ROUND_FLOOR))
+    limit = limit_of(cap)
     try:
-        used = cache.incr(used_key, amount)
+        used = cache.incr(used_key, extra)
     except ValueError:  # cold
         _seed(site_id, keys)
-        used = cache.incr(used_key, amount)
-    if used <= limit and used - amount < limit:
-        return Reservation(site_id=site_id, amount=estimate, keys=keys, reserved=amount)
-    cache.decr(used_key, amount)
-    spent = Decimal(cache.get(spent_key) or 0) / MILLION
-    in_flight = max(Decimal(0), Decimal(used - amount) / MILLION - spent)
+        used = cache.incr(used_key, extra)
+    if used <= limit and used - extra < limit:
+        return
+    cache.decr(used_key, extra)
+    spent_micro = int(cache.get(spent_key) or 0)
+    spent = Decimal(spent_micro) / MILLION
+    in_flight = max(0, used - extra - spent_micro)
     if spent >= cap:
         from integrations.ai.governance.budget_windows import Window
 
@@ -178,8 +231,10 @@ def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Rese
             "Raise the cap in the site's AI provider settings or wait for next month.",
             retry_after=Window("month", cap, month_start(), 0).seconds_left(),
         )
+    if busy(spent_micro, in_flight - own, amount, limit):
+        raise busy_error("site's monthly AI budget", estimate, cap, spent, Decimal(in_flight - own) / MILLION)
     raise BudgetExceeded(
         f"This request could cost up to {usd(estimate)}, which would pass the site's monthly AI budget of "
-        f"{usd(cap)} ({usd(spent)} spent, {usd(in_flight)} in flight). Lower max_tokens, "
-        "raise the cap, or retry when running requests finish."
+        f"{usd(cap)} ({usd(spent)} spent, {usd(Decimal(in_flight) / MILLION)} in flight). Lower max_tokens "
+        "or raise the cap."
     )
