@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -276,8 +276,8 @@ class AIService:
             hit = response_cache.get(cache_key)
             if hit is not None:  # served free, so even a site at its budget gets it
                 record = usage.CallRecord(self.site_id, self.service, prep.requested)
-                usage.write_ledger(record, prep.snapshot.prices, cached=hit)
-                return hit
+                usage.write_ledger(record, prep.snapshot.prices, cached=hit)  # its row: cost 0, saved = hit.cost
+                return replace(hit, cost=Decimal(0), cost_source="cache")  # what the ledger records for it
 
         admission = self._admit(prep)
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
@@ -533,14 +533,19 @@ class GatewayStream:
 
     def _price_broken(self) -> None:
         """A stream that broke after its first delta never got the vendor's usage (nor OpenRouter's cost):
-        its prompt tokens are estimated (~4 characters each), so the ledger prices it at the site's price
-        resolution (`pricing`) like any call, or charges it as unpriced: a broken stream is never free."""
-        attempt = self.record.attempts[-1] if self.record is not None and self.record.attempts else None
+        its tokens are estimated (prompt ~4 characters each, the streamed text's), priced at the site's price
+        resolution (`pricing`) and recorded as `estimated`; an unpriced model is charged its worst case
+        (`unpriced`). A broken stream is never free, and its row says its cost is an estimate."""
+        record = self.record
+        attempt = record.attempts[-1] if record is not None and record.attempts else None
         partial = attempt.result if attempt is not None else None
-        if partial is None or partial.cost is not None or partial.prompt_tokens:
+        if record is None or partial is None or partial.cost is not None:
             return
-        partial.prompt_tokens = max(1, self.record.size[0] // 4) if self.record is not None else 1
-        partial.total_tokens = partial.prompt_tokens + partial.completion_tokens
+        if not partial.prompt_tokens:
+            partial.prompt_tokens = max(1, record.size[0] // 4)
+            partial.total_tokens = partial.prompt_tokens + partial.completion_tokens
+        cost, source = usage.cost_of(self.prep.snapshot.prices, partial, record.size)
+        partial.cost, partial.cost_source = cost, ("unpriced" if source == "unpriced" else "estimated")
 
     def _through_chain(self) -> Iterator[str]:
         service = self.service

@@ -259,7 +259,7 @@ def cost_of(
     catalogue), else unpriced: with `size` (input characters, max_tokens) the worst-case estimate that is
     charged, never zero; without it None."""
     if result.cost is not None:
-        return result.cost, "reported"
+        return result.cost, result.cost_source or "reported"
     resolution = pricing.resolve(prices, result.provider, result.model)
     if resolution.price is not None:
         priced = pricing.cost(
@@ -284,10 +284,21 @@ def total_cost(record: CallRecord, prices: Prices) -> Decimal:
     return total
 
 
+def price_results(record: CallRecord, prices: Prices) -> None:
+    """Give each attempt's result the cost (and its source) its ledger row records, before the record is
+    handed over: callers read the ledger's figure from the result (`GenerationResult.cost`), and the
+    writer, on its own thread, reads the same one."""
+    for attempt in record.attempts:
+        result = attempt.result
+        if result is not None and result.cost_source is None:
+            result.cost, result.cost_source = cost_of(prices, result, record.size)
+
+
 def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
     """Hand the collected attempts (or one cache-hit row) to the ledger writer; no query, never raises."""
     if record.ended_at is None:
         record.ended_at = time.time()
+    price_results(record, prices)
     observed.call_ended(record, prices, cached)
     sink = _sink.get()
     if sink is not None:
