@@ -130,9 +130,7 @@ def test_openrouter_reporting_more_than_the_estimate_stops_the_site_at_its_cap(e
     results = []
     with pytest.raises(errors.BudgetExceeded, match="is used up") as refused:
         for _ in range(20):
-            results.append(
-                AIService(site=site).generate_content(PROMPT, model="openai/gpt-4o-mini", max_tokens=50)
-            )
+            results.append(AIService(site=site).generate_content(PROMPT, model="openai/gpt-4o-mini", max_tokens=50))
     assert type(refused.value) is errors.BudgetExceeded  # spent, not busy: not worth retrying
     assert len(results) == 3  # $0, $0.004, $0.008 spent when admitted; $0.012 after the third
     assert spend(site) == Decimal("0.012") <= cap + Decimal("0.004")
