@@ -3,8 +3,9 @@
 The guarantee tested here (`governance/budget.py`): a site's spend stays <= its cap, plus the overshoots
 (actual - reserved) of the calls in flight when the last call was admitted. Costs computed from the
 price resolution never overshoot (each candidate of the failover chain is reserved at its own worst case
-before it runs), so those tests assert spend <= cap exactly; a vendor-reported cost above the estimate
-may pass it by that call's overshoot, once, and the next call is refused.
+before it runs), so those tests assert spend <= cap exactly. A vendor-reported cost above the estimate
+overshoots only until it settles: it moves the counters by all of it, and its cost/estimate ratio scales
+that model's later reservations, so calls admitted after it reserve what the vendor really charges.
 
 Concurrency without threads or timing: a stream reserves when it is made and holds its reservation
 until it is consumed, so several streams made (or started with `next`) before any is finished are
@@ -121,19 +122,20 @@ def test_a_batch_reserves_the_dearest_candidate_of_its_chain(failing_over, upstr
 
 
 def test_openrouter_reporting_more_than_the_estimate_stops_the_site_at_its_cap(emulated_site, upstream):
-    """OpenRouter's own `usage.cost` (here $0.004 a call, against a catalogue estimate of ~$0.00004) is what
-    the ledger records and what the settlement moves the counters by: the call that passes the cap is the
-    last one served, so spend <= cap + that one call's overshoot (reported cost - its reservation)."""
+    """OpenRouter's own `usage.cost` (here $0.004 a call, against a catalogue estimate of ~$0.00003) is what the
+    ledger records and what the settlement moves the counters by, and the ratio scales the model's next worst
+    cases: the second call reserves ~$0.004, the third no longer fits. Spend <= cap here; in general <= cap +
+    the overshoot of calls admitted before any overshoot of their model was seen."""
     cap = Decimal("0.01")
     site = emulated_site("openrouter", monthly_budget=cap)
     upstream.script(flavor="openrouter", usage={"cost": 0.004}, times=100)
     results = []
-    with pytest.raises(errors.BudgetExceeded, match="is used up") as refused:
+    with pytest.raises(errors.BudgetExceeded, match="could cost up to") as refused:
         for _ in range(20):
             results.append(AIService(site=site).generate_content(PROMPT, model="openai/gpt-4o-mini", max_tokens=50))
-    assert type(refused.value) is errors.BudgetExceeded  # spent, not busy: not worth retrying
-    assert len(results) == 3  # $0, $0.004, $0.008 spent when admitted; $0.012 after the third
-    assert spend(site) == Decimal("0.012") <= cap + Decimal("0.004")
+    assert type(refused.value) is errors.BudgetExceeded  # the settled spend leaves no room: not worth retrying
+    assert len(results) == 2
+    assert spend(site) == Decimal("0.008") <= cap
     assert all(r.cost == Decimal("0.004") and r.cost_source == "reported" for r in results)
 
 
@@ -185,3 +187,24 @@ def test_a_call_the_settled_spend_leaves_no_room_for_is_exceeded_not_busy(gpt4o_
         call(site)
     list(running)
     assert upstream.requests and len(upstream.requests) == 1
+
+
+def test_after_an_overshoot_calls_in_flight_together_reserve_what_the_vendor_charges(emulated_site, upstream):
+    """One call reported at $0.004 against a ~$0.00003 estimate: the ratio scales that model's later worst cases,
+    so ten streams made at once (all in flight before any settles) are admitted only as far as the cap holds
+    them at the vendor's real price. Without it all ten ran at the tiny estimate: $0.044 against a $0.01 cap."""
+    cap = Decimal("0.01")
+    site = emulated_site("openrouter", monthly_budget=cap)
+    upstream.script(flavor="openrouter", usage={"cost": 0.004}, times=100)
+    service = AIService(site=site)
+    service.generate_content(PROMPT, model="openai/gpt-4o-mini", max_tokens=50)
+    admitted, busy = [], []
+    for _ in range(10):
+        try:
+            admitted.append(service.generate_stream(PROMPT, model="openai/gpt-4o-mini", max_tokens=50))
+        except errors.BudgetBusy as exc:
+            busy.append(exc)
+    for stream in admitted:
+        list(stream)
+    assert len(admitted) == 1 and len(busy) == 9  # $0.004 spent + one more at ~$0.004 fits; a third does not
+    assert spend(site) == Decimal("0.008") <= cap

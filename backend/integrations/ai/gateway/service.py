@@ -191,13 +191,13 @@ class AIService:
     def _dearest(self, prep: Prepared, failover: bool) -> Decimal:
         """The worst case of a prepared call at the dearest candidate its chain may reach (policy and
         capabilities permitting; cooling down or not, as that changes while a batch runs)."""
-        worst = governance.worst_case(prep.snapshot, prep.primary, prep.request)
+        worst = governance.reservable(self.site_id, prep.snapshot, prep.primary, prep.request)
         for candidate, request in self._candidates(prep, failover):
             model = candidate.resolve_model(request.model)
             if governance.candidate_refusal(prep.snapshot, candidate, request.model) is None and (
                 capabilities.refusal(candidate, request, model) is None
             ):
-                worst = max(worst, governance.worst_case(prep.snapshot, candidate, request))
+                worst = max(worst, governance.reservable(self.site_id, prep.snapshot, candidate, request))
         return worst
 
     # -- generation ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ the dashboard can count what was stopped and why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,9 @@ class Admission:
     ticket: ratelimit.Ticket | None = None
     windows: budget_windows.WindowReservation | None = None
     key_ticket: ratelimit.Ticket | None = None  # the calling virtual key's own rate limits (callers)
+    site_id: int | None = None
+    # (provider, model) -> its unscaled worst case, for every candidate the reservation covered (`budget.learn`)
+    estimates: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
     @property
     def holds_spend(self) -> bool:
@@ -49,8 +52,14 @@ class Admission:
             self.reservation.raise_to(estimate)
 
     def settle(self, record: usage.CallRecord, prices: usage.Prices) -> None:
-        """Settle the budget to what the call cost and the token window to what it used."""
+        """Settle the budget to what the call cost and the token window to what it used; remember how far a
+        served candidate's cost passed its estimate (`budget.learn`)."""
         self.settle_cost(usage.total_cost(record, prices))
+        for attempt in record.attempts:
+            estimate = self.estimates.get((attempt.provider, attempt.model))
+            if attempt.result is not None and estimate is not None:
+                cost, _ = usage.cost_of(prices, attempt.result, record.size)
+                budget.learn(self.site_id, attempt.provider, attempt.model, estimate, cost or Decimal(0))
         used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
         for ticket in (self.ticket, self.key_ticket):
             if ticket is not None:
@@ -88,7 +97,7 @@ def admit(
     site_id = service.site_id
     policy = snapshot.policy
     key = callers.current()
-    admission = Admission()
+    admission = Admission(site_id=site_id)
     try:
         estimated = ratelimit.estimate_tokens(messages, system_prompt, max_tokens)
         admission.ticket = ratelimit.admit(site_id, policy.requests_per_minute, policy.tokens_per_minute, estimated)
@@ -99,12 +108,10 @@ def admit(
         if check_budget and site_id and (has_caps(snapshot) or budget_windows.key_window(key) is not None):
             _unpriced_refusal(snapshot, provider, resolved)
             price = service.price_for(snapshot, provider, resolved)
+            estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
+            admission.estimates[provider.name, resolved] = estimate
             _reserve_spend(
-                admission,
-                site_id,
-                snapshot,
-                service.service,
-                budget.estimate_cost(price, messages, system_prompt, max_tokens),
+                admission, site_id, snapshot, service.service, budget.scaled(site_id, provider.name, resolved, estimate)
             )
     except REFUSALS as exc:
         for ticket in (admission.ticket, admission.key_ticket):
@@ -117,7 +124,7 @@ def admit(
 def worst_case(snapshot: Any, provider: Any, request: Any) -> Decimal:
     """The most a call of `request` (as fitted to `provider`) can cost there: its input counted as the vendor
     counts it (tools, images), every allowed output token, at the site's price resolution (`pricing`; an
-    unpriced model at `AI_UNPRICED_PRICE`). What a failover candidate must have reserved before it runs."""
+    unpriced model at `AI_UNPRICED_PRICE`). Unscaled: see `reservable`."""
     from integrations.ai.providers import conversation
 
     model = provider.resolve_model(request.model)
@@ -126,14 +133,24 @@ def worst_case(snapshot: Any, provider: Any, request: Any) -> Decimal:
     return budget.estimate_cost(price, messages, request.system_prompt, request.max_tokens)
 
 
+def reservable(site_id: int | None, snapshot: Any, provider: Any, request: Any) -> Decimal:
+    """What a failover candidate must have reserved before it runs: its worst case, scaled by the overshoot
+    last observed for its model on this site (`budget.scaled`)."""
+    estimate = worst_case(snapshot, provider, request)
+    return budget.scaled(site_id, provider.name, provider.resolve_model(request.model), estimate)
+
+
 def cover_candidate(admission: Admission, snapshot: Any, provider: Any, request: Any) -> AIProviderError | None:
     """Raise the call's reservation to what `provider` may cost before it is tried; the refusal when the caps
     cannot hold it (the candidate is then skipped), None when covered or nothing is capped."""
     if not admission.holds_spend:
         return None
     try:
-        _unpriced_refusal(snapshot, provider, provider.resolve_model(request.model))
-        admission.cover(worst_case(snapshot, provider, request))
+        model = provider.resolve_model(request.model)
+        _unpriced_refusal(snapshot, provider, model)
+        estimate = worst_case(snapshot, provider, request)
+        admission.estimates[provider.name, model] = estimate
+        admission.cover(budget.scaled(admission.site_id, provider.name, model, estimate))
     except (BudgetExceeded, PolicyViolation) as exc:
         return exc
     return None

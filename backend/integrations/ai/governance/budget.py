@@ -14,6 +14,9 @@ provider's reservation; and a settlement above the reservation (a vendor-reporte
 than estimated) moves the `used` counter by the whole overshoot, so the next reservation sees it.
 The guarantee: the month's spend stays <= the cap, plus the overshoots (actual - reserved, where
 positive) of the calls in flight when the last call was admitted; with no overshoot, <= the cap.
+An overshoot is also remembered per (site, provider, model) as the ratio of the actual cost to the
+estimate (`learn`, a day in the shared cache) and later worst cases of that model are scaled by it
+(`scaled`), so calls admitted together after one overshoot reserve what the vendor really charges.
 
 A refusal is `BudgetBusy` (retryable, `Retry-After`) when the settled spend leaves room for the call
 and only other calls' in-flight reservations fill the cap; otherwise `BudgetExceeded`.
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("integrations.ai")
 MILLION = Decimal(1_000_000)
 COUNTER_TTL = 40 * 24 * 3600  # outlives the month it counts
+OVERSHOOT_TTL = 24 * 3600  # how long an observed cost/estimate ratio scales a model's worst cases
 BUSY_RETRY_AFTER = 2.0  # seconds a BudgetBusy refusal asks the caller to wait: in-flight calls settle within a call
 
 
@@ -94,6 +98,35 @@ def estimate_cost(
     from integrations.ai.ledger.pricing import estimate
 
     return estimate(price, sum(len(m["content"]) for m in messages) + len(system_prompt or ""), max_tokens)
+
+
+def _overshoot_key(site_id: int, provider: str, model: str) -> str:
+    return f"ai:budget:overshoot:{site_id}:{provider}:{model}"
+
+
+def scaled(site_id: int | None, provider: str, model: str, estimate: Decimal) -> Decimal:
+    """`estimate` times the cost/estimate ratio last observed for this model on this site (1 when none)."""
+    if site_id is None:
+        return estimate
+    from integrations.ai.runtime.shared_cache import cache
+
+    per_mille = cache.get(_overshoot_key(site_id, provider, model))
+    return estimate * per_mille / 1000 if per_mille else estimate
+
+
+def learn(site_id: int | None, provider: str, model: str, estimate: Decimal, actual: Decimal) -> None:
+    """Remember how far a call's actual cost passed its unscaled worst case (a vendor-reported cost above
+    the price tables'), or forget it once a call stays within the estimate."""
+    if site_id is None or estimate <= 0:
+        return
+    from integrations.ai.runtime.shared_cache import cache
+
+    key = _overshoot_key(site_id, provider, model)
+    if actual > estimate:
+        per_mille = int((actual * 1000 / estimate).to_integral_value(rounding=ROUND_CEILING))
+        cache.set(key, per_mille, OVERSHOOT_TTL)
+    elif cache.get(key) is not None:
+        cache.delete(key)
 
 
 def limit_of(cap: Decimal) -> int:
