@@ -66,7 +66,7 @@ class ChainState:
 
     last_error: AIProviderError | None = None
     skipped: list[str] = field(default_factory=list)  # cooling down
-    refused: list[AIProviderError] = field(default_factory=list)  # by the site's policy
+    refused: list[AIProviderError] = field(default_factory=list)  # by the site's policy, or its caps
 
 
 @dataclass
@@ -350,10 +350,10 @@ class AIService:
                 chain.skipped.append(candidate.name)
                 continue
             if admission is not None and (
-                refusal := governance.cover_candidate(admission, prep.snapshot, candidate, request)
+                uncovered := governance.cover_candidate(admission, prep.snapshot, candidate, request)
             ):
-                logger.info("%s skipped: %s", candidate.name, type(refusal).__name__)
-                chain.refused.append(refusal)
+                logger.info("%s skipped: %s", candidate.name, type(uncovered).__name__)
+                chain.refused.append(uncovered)
                 continue
             yield candidate, request, failures
 
