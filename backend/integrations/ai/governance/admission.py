@@ -35,8 +35,9 @@ class Admission:
     windows: budget_windows.WindowReservation | None = None
     key_ticket: ratelimit.Ticket | None = None  # the calling virtual key's own rate limits (callers)
     site_id: int | None = None
-    # (provider, model) -> its unscaled worst case, for every candidate the reservation covered (`budget.learn`)
-    estimates: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    # (provider, model) -> (its unscaled worst case, whether an overshoot ratio scaled it), for every candidate
+    # the reservation covered (`budget.learn`)
+    estimates: dict[tuple[str, str], tuple[Decimal, bool]] = field(default_factory=dict)
 
     @property
     def holds_spend(self) -> bool:
@@ -56,10 +57,13 @@ class Admission:
         served candidate's cost passed its estimate (`budget.learn`)."""
         self.settle_cost(usage.total_cost(record, prices))
         for attempt in record.attempts:
-            estimate = self.estimates.get((attempt.provider, attempt.model))
-            if attempt.result is not None and estimate is not None:
-                cost, _ = usage.cost_of(prices, attempt.result, record.size)
-                budget.learn(self.site_id, attempt.provider, attempt.model, estimate, cost or Decimal(0))
+            held = self.estimates.get((attempt.provider, attempt.model))
+            if attempt.result is not None and held is not None:
+                cost, source = usage.cost_of(prices, attempt.result, record.size)
+                if source != "reported":  # only a vendor's own figure can pass the price tables' worst case
+                    cost = Decimal(0)
+                estimate, scaled = held
+                budget.learn(self.site_id, attempt.provider, attempt.model, estimate, cost or Decimal(0), scaled=scaled)
         used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
         for ticket in (self.ticket, self.key_ticket):
             if ticket is not None:
@@ -109,10 +113,9 @@ def admit(
             _unpriced_refusal(snapshot, provider, resolved)
             price = service.price_for(snapshot, provider, resolved)
             estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
-            admission.estimates[provider.name, resolved] = estimate
-            _reserve_spend(
-                admission, site_id, snapshot, service.service, budget.scaled(site_id, provider.name, resolved, estimate)
-            )
+            reserved = budget.scaled(site_id, provider.name, resolved, estimate)
+            admission.estimates[provider.name, resolved] = (estimate, reserved != estimate)
+            _reserve_spend(admission, site_id, snapshot, service.service, reserved)
     except REFUSALS as exc:
         for ticket in (admission.ticket, admission.key_ticket):
             if ticket is not None:
@@ -149,8 +152,9 @@ def cover_candidate(admission: Admission, snapshot: Any, provider: Any, request:
         model = provider.resolve_model(request.model)
         _unpriced_refusal(snapshot, provider, model)
         estimate = worst_case(snapshot, provider, request)
-        admission.estimates[provider.name, model] = estimate
-        admission.cover(budget.scaled(admission.site_id, provider.name, model, estimate))
+        reserved = budget.scaled(admission.site_id, provider.name, model, estimate)
+        admission.estimates[provider.name, model] = (estimate, reserved != estimate)
+        admission.cover(reserved)
     except (BudgetExceeded, PolicyViolation) as exc:
         return exc
     return None

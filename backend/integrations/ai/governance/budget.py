@@ -13,8 +13,10 @@ candidate's worst case (`Reservation.raise_to`), so a dearer fallback never runs
 provider's reservation; and a settlement above the reservation (a vendor-reported cost, more tokens
 than estimated) moves the `used` counter by the whole overshoot, so the next reservation sees it.
 The guarantee: the month's spend stays <= the cap, plus the overshoots (actual - reserved, where
-positive) of the calls in flight when the last call was admitted; with no overshoot, <= the cap.
-An overshoot is also remembered per (site, provider, model) as the ratio of the actual cost to the
+positive) of the calls in flight when the last call was admitted; with no overshoot, <= the cap (a
+table-priced call overshoots only when the vendor counts more input tokens than the estimate's ~1 per
+3 characters, since output is capped at max_tokens).
+A vendor-reported overshoot is also remembered per (site, provider, model) as the ratio of the actual cost to the
 estimate (`learn`, a day in the shared cache) and later worst cases of that model are scaled by it
 (`scaled`), so calls admitted together after one overshoot reserve what the vendor really charges.
 
@@ -114,9 +116,12 @@ def scaled(site_id: int | None, provider: str, model: str, estimate: Decimal) ->
     return estimate * per_mille / 1000 if per_mille else estimate
 
 
-def learn(site_id: int | None, provider: str, model: str, estimate: Decimal, actual: Decimal) -> None:
+def learn(
+    site_id: int | None, provider: str, model: str, estimate: Decimal, actual: Decimal, *, scaled: bool = True
+) -> None:
     """Remember how far a call's actual cost passed its unscaled worst case (a vendor-reported cost above
-    the price tables'), or forget it once a call stays within the estimate."""
+    the price tables'), or forget it once a call stays within the estimate (`scaled`: whether a ratio was
+    applied to this call, so there is one to forget; no cache operation for the usual call)."""
     if site_id is None or estimate <= 0:
         return
     from integrations.ai.runtime.shared_cache import cache
@@ -125,7 +130,7 @@ def learn(site_id: int | None, provider: str, model: str, estimate: Decimal, act
     if actual > estimate:
         per_mille = int((actual * 1000 / estimate).to_integral_value(rounding=ROUND_CEILING))
         cache.set(key, per_mille, OVERSHOOT_TTL)
-    elif cache.get(key) is not None:
+    elif scaled:
         cache.delete(key)
 
 

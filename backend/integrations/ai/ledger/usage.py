@@ -291,7 +291,10 @@ def price_results(record: CallRecord, prices: Prices) -> None:
     for attempt in record.attempts:
         result = attempt.result
         if result is not None and result.cost_source is None:
-            result.cost, result.cost_source = cost_of(prices, result, record.size)
+            cost, source = cost_of(prices, result)
+            if cost is None:  # unpriced: its worst case (the request's size is only counted for these)
+                cost, source = cost_of(prices, result, record.size)
+            result.cost, result.cost_source = cost, source
 
 
 def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | None = None) -> list[Any]:
