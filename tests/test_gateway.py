@@ -472,7 +472,7 @@ def test_a_stream_cut_after_a_delta_is_a_typed_error_with_partial_usage(db, upst
 def test_a_broken_openrouter_stream_is_recorded_with_its_cost(site_with_fallback, upstream, driver):
     """Issue 25: OpenRouter reports a call's cost in its last chunk, which a broken stream never sends; the row
     is priced from estimated tokens at the site's price resolution (here the genai-prices catalogue) instead
-    of being recorded free (and the budget counts it)."""
+    of being recorded free (and the budget counts it), and its cost_source says it is an estimate."""
     upstream.script(flavor="openrouter", cut_after=2)
     received: list[str] = []
     with pytest.raises(errors.ProviderUnavailable):
@@ -481,4 +481,4 @@ def test_a_broken_openrouter_stream_is_recorded_with_its_cost(site_with_fallback
     (row,) = ledger(site_with_fallback.site)
     assert row.status == "error" and row.provider == "openrouter"
     assert row.prompt_tokens > 0 and row.completion_tokens > 0
-    assert row.cost is not None and row.cost > 0 and row.cost_source == "catalogue"
+    assert row.cost is not None and row.cost > 0 and row.cost_source == "estimated"

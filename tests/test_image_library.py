@@ -22,6 +22,7 @@ from images import alt_text
 from images.models import AltTextProvenance, Image
 from images.tasks import estimate_images, start_alt_text
 from images.uploads import thumbnail_of
+from integrations.ai.ledger import usage
 from integrations.jobs import runner as jobs
 from integrations.models import AIUsage, BatchJob
 from pages.block_forms import BlockContentForm
@@ -176,9 +177,10 @@ def test_alt_text_sends_the_image_and_the_page_context_and_waits_for_review(emul
     assert text.startswith("Cinnamon buns: Twenty percent off")
     image.refresh_from_db()
     assert image.alt_text == "" and image.alt_proposal == text and not image.alt_text_ai  # nothing saved yet
+    usage.flush()  # the ledger is written off the caller's thread
     row = AIUsage.objects.get(site=site, service="images.alt_text")
     assert (row.content_type, row.object_id) == (ContentType.objects.get_for_model(Image), image.pk)
-    assert row.cost is not None and row.cost > 0 and origin.cost == str(row.cost)
+    assert row.cost is not None and row.cost > 0 and Decimal(origin.cost) == row.cost
 
 
 def test_accepting_records_provenance_and_a_hand_edit_clears_the_marker(client, emulated_site, upstream):
@@ -202,6 +204,7 @@ def test_accepting_records_provenance_and_a_hand_edit_clears_the_marker(client, 
     row = AltTextProvenance.objects.get(image=image)
     assert row.model == "gpt-4o-mini" and row.prompt_version == alt_text.ALT_PROMPT.version
     assert row.cost is not None and row.cost > 0 and row.edited_at_review and row.accepted_by == user
+    usage.flush()  # the page counts the calls in the ledger, written off the caller's thread
     page = client.get(reverse("admin:images_image_change", args=[image.pk])).content.decode()
     assert "AI-generated" in page and alt_text.ALT_PROMPT.version in page and "over 1 call(s)" in page
 

@@ -50,7 +50,7 @@ def notice(provider: str, model: str) -> str:
 def warn_unpriced(request: HttpRequest, site_id: int, result: Any = None) -> None:
     """Admin warnings for the site's unpriced models, and for the model a test call just used."""
     pairs = unpriced_models(site_id)
-    if result is not None and result.cost is None:
+    if result is not None and (result.cost is None or result.cost_source == "unpriced"):
         pair = (result.provider, result.model)
         if not pricing.resolve(get_snapshot(site_id).prices, *pair).priced and pair not in pairs:
             pairs.insert(0, pair)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import json
-from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -26,10 +25,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.core import get_usage
 
 from integrations.ai.gateway.service import AIService
-from integrations.ai.ledger import usage
 from integrations.ai.providers import errors
 from integrations.ai.runtime import conf
-from integrations.ai.sites.site_config import get_snapshot
 from integrations.api import targets
 from integrations.models import APIToken
 from tenancy.access import can_manage
@@ -37,6 +34,7 @@ from tenancy.access import can_manage
 MAX_ID = 2**63 - 1  # the largest primary key any supported database stores
 
 STATUS_FOR = [  # most specific first
+    (errors.BudgetBusy, 429),  # the cap is held by calls in flight: retry after Retry-After
     (errors.BudgetExceeded, 402),
     (errors.PolicyViolation, 403),
     (errors.ContentRefused, 422),
@@ -357,15 +355,11 @@ def _generate(request: HttpRequest) -> JsonResponse:
     except errors.AIProviderError as exc:
         status = next(code for cls, code in STATUS_FOR if isinstance(exc, cls))
         response = error(status, exc.code, exc.message)
-        if isinstance(exc, errors.RateLimited) and exc.retry_after:
+        if isinstance(exc, errors.RateLimited | errors.BudgetBusy) and exc.retry_after:
             response["Retry-After"] = str(int(exc.retry_after + 0.999))
         return response
 
-    cost: Decimal | None
-    if result.cached:  # as the ledger has it: a response-cache hit is free
-        cost, cost_source = Decimal(0), "cache"
-    else:  # what the vendor reported, else the price table's (as the ledger computes it)
-        cost, cost_source = usage.cost_of(get_snapshot(site.pk).prices, result)
+    cost, cost_source = result.cost, result.cost_source  # what the ledger records (a cache hit: 0, "cache")
     saved = False
     if page is not None and pages is not None:
         pages.save(

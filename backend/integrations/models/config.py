@@ -554,6 +554,7 @@ class AIUsage(models.Model):
         ("free", "Free endpoint"),
         ("cache", "Response cache"),
         ("unpriced", "Unpriced: charged its worst-case estimate"),
+        ("estimated", "Estimated: a stream cut off before the provider's usage"),
     ]
     cost_source = models.CharField(
         max_length=20,

@@ -23,7 +23,6 @@ from integrations.ai.gateway import response_cache
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.structured import problems
 from integrations.ai.governance import admission as governance
-from integrations.ai.governance import budget
 from integrations.ai.guardrails import registry as guardrails
 from integrations.ai.guardrails.errors import GuardrailRefused
 from integrations.ai.ledger import usage
@@ -33,6 +32,7 @@ from integrations.ai.providers.base import AIRequest, BaseProvider, GenerationRe
 from integrations.ai.providers.errors import (
     AIProviderError,
     AuthenticationFailed,
+    BudgetExceeded,
     InsufficientCredits,
     InvalidOutput,
     InvalidRequest,
@@ -80,7 +80,7 @@ class ChainState:
 
     last_error: AIProviderError | None = None
     skipped: list[str] = field(default_factory=list)  # cooling down
-    refused: list[AIProviderError] = field(default_factory=list)  # by the site's policy
+    refused: list[AIProviderError] = field(default_factory=list)  # by the site's policy, or its caps
 
 
 @dataclass
@@ -223,23 +223,30 @@ class AIService:
             check_budget=not self._budget_checked,
         )
 
-    def _reserve(self, prep: Prepared, requests: list[AIRequest] | None = None) -> governance.Admission | None:
-        """Reserve a batch's worst-case cost in every spend cap (monthly, daily, weekly, its service's) at once."""
+    def _reserve(self, preps: list[Prepared], failover: bool = True) -> governance.Admission | None:
+        """Reserve a batch's worst-case cost in every spend cap (monthly, daily, weekly, its service's) at once:
+        each prompt at the dearest candidate of its failover chain, since its workers cannot re-reserve."""
+        prep = preps[0]
         snapshot = prep.snapshot
         if self._budget_checked or not governance.has_caps(snapshot):
             return None
         governance.check_priced(self.site_id, self.service, prep.requested, prep.primary, snapshot, prep.resolved)
-        price = self.price_for(snapshot, prep.primary, prep.resolved)
-        estimate = sum(
-            (
-                budget.estimate_cost(price, list(r.messages), r.system_prompt, r.max_tokens)
-                for r in (requests or [prep.request])
-            ),
-            Decimal(0),
-        )
+        estimate = sum((self._dearest(p, failover) for p in preps), Decimal(0))
         return governance.reserve_spend(
             self.site_id, self.service, prep.requested, prep.primary.name, snapshot, estimate
         )
+
+    def _dearest(self, prep: Prepared, failover: bool) -> Decimal:
+        """The worst case of a prepared call at the dearest candidate its chain may reach (policy and
+        capabilities permitting; cooling down or not, as that changes while a batch runs)."""
+        worst = governance.reservable(self.site_id, prep.snapshot, prep.primary, prep.request)
+        for candidate, request in self._candidates(prep, failover):
+            model = candidate.resolve_model(request.model)
+            if governance.candidate_refusal(prep.snapshot, candidate, request.model) is None and (
+                capabilities.refusal(candidate, request, model) is None
+            ):
+                worst = max(worst, governance.reservable(self.site_id, prep.snapshot, candidate, request))
+        return worst
 
     # -- generation ------------------------------------------------------------------------------
     def generate_content(
@@ -310,7 +317,7 @@ class AIService:
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             record.guardrails = list(prep.guardrails)
             try:
-                result = self._run_chain(prep, failover)
+                result = self._run_chain(prep, failover, admission)
                 self.guard_answer(prep, record, result)
             finally:
                 self._settle(prep, admission, record)
@@ -328,7 +335,7 @@ class AIService:
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             record.guardrails = list(prep.guardrails)
             try:
-                result = await self._arun_chain(prep, failover)
+                result = await self._arun_chain(prep, failover, admission)
                 await offload(self.guard_answer, prep, record, result)  # moderation is an HTTP call
             finally:
                 await offload(self._settle, prep, admission, record)
@@ -357,7 +364,8 @@ class AIService:
         hit = response_cache.get(cache_key)
         if hit is not None:  # served free, so even a site at its budget gets it
             record = usage.CallRecord(self.site_id, self.service, prep.requested, guardrails=list(prep.guardrails))
-            usage.write_ledger(record, prep.snapshot.prices, cached=hit)
+            usage.write_ledger(record, prep.snapshot.prices, cached=hit)  # its row: cost 0, saved = hit.cost
+            hit = replace(hit, cost=Decimal(0), cost_source="cache")  # what the ledger records for it
         return cache_key, hit
 
     @staticmethod
@@ -413,11 +421,13 @@ class AIService:
         return request.with_changes(options=governance.options_for(snapshot, provider, options))
 
     def _usable(
-        self, prep: Prepared, failover: bool, chain: ChainState
+        self, prep: Prepared, failover: bool, chain: ChainState, admission: governance.Admission | None = None
     ) -> Iterator[tuple[BaseProvider, AIRequest, int]]:
         """The candidates to try, in order, each with its recent failure count: those the site's policy
         refuses (never a provider failure) and those cooling down are skipped and noted in `chain`.
-        Plain calls and streams both walk the chain through here."""
+        Before a candidate is yielded, the call's spend reservation is raised to that candidate's worst
+        case (hard caps: a dearer fallback never runs on a cheaper provider's reservation); one the caps
+        cannot hold is skipped and noted too. Both drivers, plain calls and streams walk the chain here."""
         for candidate, request in self._candidates(prep, failover):
             if (refusal := governance.candidate_refusal(prep.snapshot, candidate, request.model)) is not None:
                 chain.refused.append(refusal)
@@ -429,11 +439,17 @@ class AIService:
             if cooling:
                 chain.skipped.append(candidate.name)
                 continue
+            if admission is not None and (
+                uncovered := governance.cover_candidate(admission, prep.snapshot, candidate, request)
+            ):
+                logger.info("%s skipped: %s", candidate.name, type(uncovered).__name__)
+                chain.refused.append(uncovered)
+                continue
             yield candidate, request, failures
 
-    def _run_chain(self, prep: Prepared, failover: bool) -> GenerationResult:
+    def _run_chain(self, prep: Prepared, failover: bool, admission: governance.Admission) -> GenerationResult:
         chain = ChainState()
-        for candidate, request, failures in self._usable(prep, failover, chain):
+        for candidate, request, failures in self._usable(prep, failover, chain, admission):
             try:
                 result = candidate.execute(request)
             except FAILOVER_ERRORS as exc:
@@ -443,10 +459,10 @@ class AIService:
             return result
         raise self._chain_exhausted(prep, chain)
 
-    async def _arun_chain(self, prep: Prepared, failover: bool) -> GenerationResult:
+    async def _arun_chain(self, prep: Prepared, failover: bool, admission: governance.Admission) -> GenerationResult:
         """`_run_chain` with the candidate's request awaited; the chain's decisions are the same functions."""
         chain = ChainState()
-        async for candidate, request, failures in self._ausable(prep, failover, chain):
+        async for candidate, request, failures in self._ausable(prep, failover, chain, admission):
             try:
                 result = await candidate.aexecute(request)
             except FAILOVER_ERRORS as exc:
@@ -457,10 +473,11 @@ class AIService:
         raise await offload(self._chain_exhausted, prep, chain)
 
     async def _ausable(
-        self, prep: Prepared, failover: bool, chain: ChainState
+        self, prep: Prepared, failover: bool, chain: ChainState, admission: governance.Admission | None = None
     ) -> AsyncIterator[tuple[BaseProvider, AIRequest, int]]:
-        """`_usable` walked off the event loop, one candidate at a time (cooldowns are read from the cache)."""
-        candidates = self._usable(prep, failover, chain)
+        """`_usable` walked off the event loop, one candidate at a time (cooldowns and reservations are read
+        from the cache)."""
+        candidates = self._usable(prep, failover, chain, admission)
         while (found := await offload(next, candidates, None)) is not None:
             yield found
 
@@ -472,6 +489,10 @@ class AIService:
         logger.warning("%s failed (%s); trying the next provider", candidate.name, type(exc).__name__)
 
     def _chain_exhausted(self, prep: Prepared, chain: ChainState) -> AIProviderError:
+        # A candidate the caps could not hold: the site is at its cap (or busy), whatever failed before it.
+        spend = next((r for r in chain.refused if isinstance(r, BudgetExceeded)), None)
+        if spend is not None:
+            return governance.refuse(self.site_id, self.service, prep.requested, prep.primary.name, spend)
         if chain.last_error is not None:
             return chain.last_error
         if chain.refused:  # recorded as a refusal in the ledger, with the rule that refused it
@@ -637,7 +658,7 @@ class AIService:
         if preps:
             first = next(iter(preps.values()))
             first.primary.client  # noqa: B018 - import the SDK and build the client once, not per worker
-            reservation = self._reserve(first, [p.request for p in preps.values()])
+            reservation = self._reserve(list(preps.values()), run_options.get("failover", True))
         rows: list = []
         worker = AIService(site=site_id, provider=self.provider_type, service=self.service)
         worker._budget_checked = True  # reserved above, for the whole batch
@@ -770,14 +791,19 @@ class GatewayStream:
 
     def _price_broken(self) -> None:
         """A stream that broke (or was cancelled) after it started never got the vendor's usage (nor
-        OpenRouter's cost): its prompt tokens are estimated (~4 characters each), so the ledger prices it at
-        the site's price resolution (`pricing`) like any call, or charges it as unpriced: never free."""
-        attempt = self.record.attempts[-1] if self.record is not None and self.record.attempts else None
+        OpenRouter's cost): its tokens are estimated (prompt ~4 characters each, the streamed text's), priced
+        at the site's price resolution (`pricing`) and recorded as `estimated`; an unpriced model is charged
+        its worst case (`unpriced`). Such a stream is never free, and its row says its cost is an estimate."""
+        record = self.record
+        attempt = record.attempts[-1] if record is not None and record.attempts else None
         partial = attempt.result if attempt is not None else None
-        if partial is None or partial.cost is not None or partial.prompt_tokens:
+        if record is None or partial is None or partial.cost is not None:
             return
-        partial.prompt_tokens = max(1, self.record.size[0] // 4) if self.record is not None else 1
-        partial.total_tokens = partial.prompt_tokens + partial.completion_tokens
+        if not partial.prompt_tokens:
+            partial.prompt_tokens = max(1, record.size[0] // 4)
+            partial.total_tokens = partial.prompt_tokens + partial.completion_tokens
+        cost, source = usage.cost_of(self.prep.snapshot.prices, partial, record.size)
+        partial.cost, partial.cost_source = cost, ("unpriced" if source == "unpriced" else "estimated")
 
     def _retry_or_next(
         self, candidate: BaseProvider, chain: ChainState, exc: AIProviderError, attempt: int
@@ -800,7 +826,7 @@ class GatewayStream:
     def _through_chain(self) -> Generator[str, None, None]:
         service = self.service
         chain = ChainState()
-        for candidate, request, failures in service._usable(self.prep, self.failover, chain):
+        for candidate, request, failures in service._usable(self.prep, self.failover, chain, self.admission):
             attempt = 0
             while True:
                 attempt += 1
@@ -823,7 +849,7 @@ class GatewayStream:
     async def _athrough_chain(self) -> AsyncGenerator[str, None]:
         service = self.service
         chain = ChainState()
-        async for candidate, request, failures in service._ausable(self.prep, True, chain):
+        async for candidate, request, failures in service._ausable(self.prep, self.failover, chain, self.admission):
             attempt = 0
             while True:
                 attempt += 1

@@ -8,7 +8,7 @@ the dashboard can count what was stopped and why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -36,10 +36,36 @@ class Admission:
     ticket: ratelimit.Ticket | None = None
     windows: budget_windows.WindowReservation | None = None
     key_ticket: ratelimit.Ticket | None = None  # the calling virtual key's own rate limits (callers)
+    site_id: int | None = None
+    # (provider, model) -> (its unscaled worst case, whether an overshoot ratio scaled it), for every candidate
+    # the reservation covered (`budget.learn`)
+    estimates: dict[tuple[str, str], tuple[Decimal, bool]] = field(default_factory=dict)
+
+    @property
+    def holds_spend(self) -> bool:
+        """Whether this call reserved spend (a cap applies): its failover candidates must be covered."""
+        return self.reservation is not None or self.windows is not None
+
+    def cover(self, estimate: Decimal) -> None:
+        """Hold at least `estimate` in every cap before a failover candidate with that worst case is tried,
+        or raise BudgetBusy/BudgetExceeded (what was held stays held until `settle`)."""
+        if self.windows is not None:
+            self.windows.raise_to(estimate)
+        if self.reservation is not None:
+            self.reservation.raise_to(estimate)
 
     def settle(self, record: usage.CallRecord, prices: usage.Prices) -> None:
-        """Settle the budget to what the call cost and the token window to what it used."""
+        """Settle the budget to what the call cost and the token window to what it used; remember how far a
+        served candidate's cost passed its estimate (`budget.learn`)."""
         self.settle_cost(usage.total_cost(record, prices))
+        for attempt in record.attempts:
+            held = self.estimates.get((attempt.provider, attempt.model))
+            if attempt.result is not None and held is not None:
+                cost, source = usage.cost_of(prices, attempt.result, record.size)
+                if source != "reported":  # only a vendor's own figure can pass the price tables' worst case
+                    cost = Decimal(0)
+                estimate, scaled = held
+                budget.learn(self.site_id, attempt.provider, attempt.model, estimate, cost or Decimal(0), scaled=scaled)
         used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
         for ticket in (self.ticket, self.key_ticket):
             if ticket is not None:
@@ -77,7 +103,7 @@ def admit(
     site_id = service.site_id
     policy = snapshot.policy
     key = callers.current()
-    admission = Admission()
+    admission = Admission(site_id=site_id)
     try:
         estimated = ratelimit.estimate_tokens(messages, system_prompt, max_tokens)
         admission.ticket = ratelimit.admit(site_id, policy.requests_per_minute, policy.tokens_per_minute, estimated)
@@ -88,19 +114,52 @@ def admit(
         if check_budget and site_id and (has_caps(snapshot) or budget_windows.key_window(key) is not None):
             _unpriced_refusal(snapshot, provider, resolved)
             price = service.price_for(snapshot, provider, resolved)
-            _reserve_spend(
-                admission,
-                site_id,
-                snapshot,
-                service.service,
-                budget.estimate_cost(price, messages, system_prompt, max_tokens),
-            )
+            estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
+            reserved = budget.scaled(site_id, provider.name, resolved, estimate)
+            admission.estimates[provider.name, resolved] = (estimate, reserved != estimate)
+            _reserve_spend(admission, site_id, snapshot, service.service, reserved)
     except REFUSALS as exc:
         for ticket in (admission.ticket, admission.key_ticket):
             if ticket is not None:
                 ticket.settle(0)
         raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
     return admission
+
+
+def worst_case(snapshot: Any, provider: Any, request: Any) -> Decimal:
+    """The most a call of `request` (as fitted to `provider`) can cost there: its input counted as the vendor
+    counts it (tools, images), every allowed output token, at the site's price resolution (`pricing`; an
+    unpriced model at `AI_UNPRICED_PRICE`). Unscaled: see `reservable`."""
+    from integrations.ai.providers import conversation
+
+    model = provider.resolve_model(request.model)
+    price = pricing.resolve(snapshot.prices, provider.name, model).price
+    messages = conversation.for_estimate(request, provider.kind, model)
+    return budget.estimate_cost(price, messages, request.system_prompt, request.max_tokens)
+
+
+def reservable(site_id: int | None, snapshot: Any, provider: Any, request: Any) -> Decimal:
+    """What a failover candidate must have reserved before it runs: its worst case, scaled by the overshoot
+    last observed for its model on this site (`budget.scaled`)."""
+    estimate = worst_case(snapshot, provider, request)
+    return budget.scaled(site_id, provider.name, provider.resolve_model(request.model), estimate)
+
+
+def cover_candidate(admission: Admission, snapshot: Any, provider: Any, request: Any) -> AIProviderError | None:
+    """Raise the call's reservation to what `provider` may cost before it is tried; the refusal when the caps
+    cannot hold it (the candidate is then skipped), None when covered or nothing is capped."""
+    if not admission.holds_spend:
+        return None
+    try:
+        model = provider.resolve_model(request.model)
+        _unpriced_refusal(snapshot, provider, model)
+        estimate = worst_case(snapshot, provider, request)
+        reserved = budget.scaled(admission.site_id, provider.name, model, estimate)
+        admission.estimates[provider.name, model] = (estimate, reserved != estimate)
+        admission.cover(reserved)
+    except (BudgetExceeded, PolicyViolation) as exc:
+        return exc
+    return None
 
 
 def has_caps(snapshot: Any) -> bool:

@@ -7,6 +7,21 @@ requests can never both slip past it; afterwards it settles to the real cost. Wi
 cache the counters are shared by every process. The counters are seeded from the site's
 `BudgetPeriod` row when cold (one query, then none), and the ledger writer adds each written row's
 cost to that row, so the cap holds after a restart. Sites without a cap skip all of this.
+
+Hard caps: before the gateway tries a failover candidate it raises the reservation to that
+candidate's worst case (`Reservation.raise_to`), so a dearer fallback never runs on a cheaper
+provider's reservation; and a settlement above the reservation (a vendor-reported cost, more tokens
+than estimated) moves the `used` counter by the whole overshoot, so the next reservation sees it.
+The guarantee: the month's spend stays <= the cap, plus the overshoots (actual - reserved, where
+positive) of the calls in flight when the last call was admitted; with no overshoot, <= the cap (a
+table-priced call overshoots only when the vendor counts more input tokens than the estimate's ~1 per
+3 characters, since output is capped at max_tokens).
+A vendor-reported overshoot is also remembered per (site, provider, model) as the ratio of the actual cost to the
+estimate (`learn`, a day in the shared cache) and later worst cases of that model are scaled by it
+(`scaled`), so calls admitted together after one overshoot reserve what the vendor really charges.
+
+A refusal is `BudgetBusy` (retryable, `Retry-After`) when the settled spend leaves room for the call
+and only other calls' in-flight reservations fill the cap; otherwise `BudgetExceeded`.
 """
 
 from __future__ import annotations
@@ -14,9 +29,10 @@ from __future__ import annotations
 import datetime
 import logging
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING
 
+from integrations.ai.governance.busy import busy, busy_error, limit_of
 from integrations.ai.governance.money import MILLION, micro
 from integrations.ai.governance.money import usd as usd  # the one money format (re-exported)
 from integrations.ai.ports import store
@@ -27,6 +43,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("integrations.ai")
 COUNTER_TTL = 40 * 24 * 3600  # outlives the month it counts
+OVERSHOOT_TTL = 24 * 3600  # how long an observed cost/estimate ratio scales a model's worst cases
 
 
 _keys: dict[tuple[int, datetime.datetime], tuple[str, str]] = {}
@@ -70,18 +87,63 @@ def estimate_cost(
     return estimate(price, sum(len(m["content"]) for m in messages) + len(system_prompt or ""), max_tokens)
 
 
+def _overshoot_key(site_id: int, provider: str, model: str) -> str:
+    return f"ai:budget:overshoot:{site_id}:{provider}:{model}"
+
+
+def scaled(site_id: int | None, provider: str, model: str, estimate: Decimal) -> Decimal:
+    """`estimate` times the cost/estimate ratio last observed for this model on this site (1 when none)."""
+    if site_id is None:
+        return estimate
+    from integrations.ai.runtime.shared_cache import cache
+
+    per_mille = cache.get(_overshoot_key(site_id, provider, model))
+    return estimate * per_mille / 1000 if per_mille else estimate
+
+
+def learn(
+    site_id: int | None, provider: str, model: str, estimate: Decimal, actual: Decimal, *, scaled: bool = True
+) -> None:
+    """Remember how far a call's actual cost passed its unscaled worst case (a vendor-reported cost above
+    the price tables'), or forget it once a call stays within the estimate (`scaled`: whether a ratio was
+    applied to this call, so there is one to forget; no cache operation for the usual call)."""
+    if site_id is None or estimate <= 0:
+        return
+    from integrations.ai.runtime.shared_cache import cache
+
+    key = _overshoot_key(site_id, provider, model)
+    if actual > estimate:
+        per_mille = int((actual * 1000 / estimate).to_integral_value(rounding=ROUND_CEILING))
+        cache.set(key, per_mille, OVERSHOOT_TTL)
+    elif scaled:
+        cache.delete(key)
+
+
 @dataclass
 class Reservation:
     site_id: int
     amount: Decimal
     keys: tuple[str, str]
     reserved: int  # micro-dollars
+    cap: Decimal | None = None
+
+    def raise_to(self, estimate: Decimal) -> None:
+        """Hold at least `estimate` (a failover candidate's worst case) before that candidate is tried, or
+        raise BudgetBusy/BudgetExceeded and keep holding what was held."""
+        amount = micro(estimate)
+        extra = amount - self.reserved
+        if extra <= 0:
+            return
+        _hold(self.site_id, self.keys, self.cap or Decimal(0), extra, amount, self.reserved, estimate)
+        self.reserved = amount
+        self.amount = estimate
 
     def settle(self, actual: Decimal) -> tuple[int, int] | None:
         """Turn the reservation into the real spend (zero if the call failed): two cache increments.
 
-        Returns the month's spend counter (micro-dollars) before and after, when it moved: the monthly
-        alerts are read from it (`budget_windows`), so the month is counted once.
+        An actual cost above the reservation (overshoot) moves `used` by all of it, so the next
+        reservation sees it. Returns the month's spend counter (micro-dollars) before and after, when it
+        moved: the monthly alerts are read from it (`budget_windows`), so the month is counted once.
         """
         from integrations.ai.runtime.shared_cache import cache
 
@@ -125,25 +187,35 @@ def forget(site_id: int) -> None:
 
 
 def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Reservation | None:
-    """Reserve `estimate` against the site's cap, or raise BudgetExceeded. None when there is no cap."""
+    """Reserve `estimate` against the site's cap, or raise BudgetExceeded (BudgetBusy when only calls in flight
+    fill it). None when there is no cap."""
     if site_id is None or cap is None:
         return None
+    amount = micro(estimate)
+    keys = counter_keys(site_id)
+    _hold(site_id, keys, cap, amount, amount, 0, estimate)
+    return Reservation(site_id=site_id, amount=estimate, keys=keys, reserved=amount, cap=cap)
+
+
+def _hold(site_id: int, keys: tuple[str, str], cap: Decimal, extra: int, amount: int, own: int, estimate: Decimal):
+    """Add `extra` micro-dollars to the month's `used` counter, or give it back and raise the refusal.
+
+    `amount` is the whole reservation this call would then hold, `own` what it already held."""
     from integrations.ai.runtime.shared_cache import cache
 
-    keys = counter_keys(site_id)
     used_key, spent_key = keys
-    amount = micro(estimate)
-    limit = int((cap * MILLION).to_integral_value(rounding=ROUND_FLOOR))
+    limit = limit_of(cap)
     try:
-        used = cache.incr(used_key, amount)
+        used = cache.incr(used_key, extra)
     except ValueError:  # cold
         _seed(site_id, keys)
-        used = cache.incr(used_key, amount)
-    if used <= limit and used - amount < limit:
-        return Reservation(site_id=site_id, amount=estimate, keys=keys, reserved=amount)
-    cache.decr(used_key, amount)
-    spent = Decimal(cache.get(spent_key) or 0) / MILLION
-    in_flight = max(Decimal(0), Decimal(used - amount) / MILLION - spent)
+        used = cache.incr(used_key, extra)
+    if used <= limit and used - extra < limit:
+        return
+    cache.decr(used_key, extra)
+    spent_micro = int(cache.get(spent_key) or 0)
+    spent = Decimal(spent_micro) / MILLION
+    in_flight = max(0, used - extra - spent_micro)
     if spent >= cap:
         from integrations.ai.governance.budget_windows import Window
 
@@ -152,8 +224,10 @@ def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Rese
             "Raise the cap in the site's AI provider settings or wait for next month.",
             retry_after=Window("month", cap, month_start(), 0).seconds_left(),
         )
+    if busy(spent_micro, in_flight - own, amount, limit):
+        raise busy_error("site's monthly AI budget", estimate, cap, spent, Decimal(in_flight - own) / MILLION)
     raise BudgetExceeded(
         f"This request could cost up to {usd(estimate)}, which would pass the site's monthly AI budget of "
-        f"{usd(cap)} ({usd(spent)} spent, {usd(in_flight)} in flight). Lower max_tokens, "
-        "raise the cap, or retry when running requests finish."
+        f"{usd(cap)} ({usd(spent)} spent, {usd(Decimal(in_flight) / MILLION)} in flight). Lower max_tokens "
+        "or raise the cap."
     )

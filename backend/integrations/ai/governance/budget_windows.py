@@ -20,9 +20,10 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any
 
+from integrations.ai.governance.busy import busy, busy_error, limit_of
 from integrations.ai.governance.money import MILLION, micro, usd
 from integrations.ai.ports import store
 from integrations.ai.providers.errors import BudgetExceeded
@@ -158,6 +159,15 @@ class WindowReservation:
     policy: Any
     held: list[tuple[Window, int]] = field(default_factory=list)
 
+    def raise_to(self, estimate: Decimal) -> None:
+        """Hold at least `estimate` in every enforced window (a failover candidate's worst case), or raise
+        the first window's refusal; windows already raised stay raised until the settlement."""
+        amount = micro(estimate)
+        for index, (window, reserved) in enumerate(self.held):
+            if window.enforce and amount > reserved:
+                _hold(self.site_id, window, amount - reserved, amount, reserved, estimate)
+                self.held[index] = (window, amount)
+
     def settle(self, actual: Decimal, month: tuple[int, int] | None = None) -> None:
         """Turn the reservations into the real spend, and send the alerts a crossing calls for.
 
@@ -183,8 +193,34 @@ class WindowReservation:
                 crossed(self.site_id, window, self.policy, after - spent, after)
 
 
+def _hold(site_id: int, window: Window, extra: int, amount: int, own: int, estimate: Decimal) -> None:
+    """Add `extra` micro-dollars to the window's `used` counter, or give it back and raise its refusal
+    (BudgetBusy when only other calls in flight fill it). `amount`: what the call would then hold; `own`:
+    what it held before."""
+    from integrations.ai.runtime.shared_cache import cache
+
+    used = _incr(site_id, window, 0, extra)
+    limit = limit_of(window.cap)
+    if used <= limit and used - extra < limit:
+        return
+    cache.decr(window.keys(site_id)[0], extra)
+    spent_micro = int(cache.get(window.keys(site_id)[1]) or 0)
+    spent = Decimal(spent_micro) / MILLION
+    in_flight = max(0, used - extra - spent_micro - own)
+    if busy(spent_micro, in_flight, amount, limit):
+        raise busy_error(f"site's {window.label}", estimate, window.cap, spent, Decimal(in_flight) / MILLION)
+    where = "the key's settings (AI API keys)" if window.api_key is not None else "the site's AI provider settings"
+    raise BudgetExceeded(
+        f"This request could cost up to {usd(estimate)}, which would pass the site's {window.label} of "
+        f"{usd(window.cap)} ({usd(spent)} spent since {window.start:%Y-%m-%d}). Raise that cap in {where} "
+        "or wait for the next period.",
+        retry_after=window.seconds_left(),
+    )
+
+
 def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: Decimal) -> WindowReservation | None:
-    """Reserve `estimate` in every window, or give all back and raise BudgetExceeded naming the window."""
+    """Reserve `estimate` in every window, or give all back and raise BudgetExceeded naming the window
+    (BudgetBusy when only calls in flight fill it)."""
     if site_id is None or not windows:
         return None
     from integrations.ai.runtime.shared_cache import cache
@@ -195,23 +231,14 @@ def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: D
         if not window.enforce:
             reservation.held.append((window, 0))
             continue
-        used = _incr(site_id, window, 0, amount)
-        limit = int((window.cap * MILLION).to_integral_value(rounding=ROUND_FLOOR))
-        if used <= limit and used - amount < limit:
-            reservation.held.append((window, amount))
-            continue
-        cache.decr(window.keys(site_id)[0], amount)
-        for held, reserved in reservation.held:
-            if reserved:
-                cache.decr(held.keys(site_id)[0], reserved)
-        spent = Decimal(cache.get(window.keys(site_id)[1]) or 0) / MILLION
-        where = "the key's settings (AI API keys)" if window.api_key is not None else "the site's AI provider settings"
-        raise BudgetExceeded(
-            f"This request could cost up to {usd(estimate)}, which would pass the site's {window.label} of "
-            f"{usd(window.cap)} ({usd(spent)} spent since {window.start:%Y-%m-%d}). Raise that cap in {where} "
-            "or wait for the next period.",
-            retry_after=window.seconds_left(),
-        )
+        try:
+            _hold(site_id, window, amount, amount, 0, estimate)
+        except BudgetExceeded:
+            for held, reserved in reservation.held:
+                if reserved:
+                    cache.decr(held.keys(site_id)[0], reserved)
+            raise
+        reservation.held.append((window, amount))
     return reservation
 
 

@@ -63,7 +63,7 @@ def cost_of(
     catalogue), else unpriced: with `size` (input characters, max_tokens) the worst-case estimate that is
     charged, never zero; without it None."""
     if result.cost is not None:
-        return result.cost, "reported"
+        return result.cost, result.cost_source or "reported"
     resolution = pricing.resolve(prices, result.provider, result.model)
     if resolution.price is not None:
         priced = pricing.cost(
@@ -86,6 +86,19 @@ def total_cost(record: CallRecord, prices: Prices) -> Decimal:
             cost, _ = cost_of(prices, attempt.result, record.size)
             total += cost or Decimal(0)
     return total
+
+
+def price_results(record: CallRecord, prices: Prices) -> None:
+    """Give each attempt's result the cost (and its source) its ledger row records, before the record is
+    handed over: callers read the ledger's figure from the result (`GenerationResult.cost`), and the
+    writer, on its own thread, reads the same one."""
+    for attempt in record.attempts:
+        result = attempt.result
+        if result is not None and result.cost_source is None:
+            cost, source = cost_of(prices, result)
+            if cost is None:  # unpriced: its worst case (the request's size is only counted for these)
+                cost, source = cost_of(prices, result, record.size)
+            result.cost, result.cost_source = cost, source
 
 
 def _utc(timestamp: float | None) -> datetime.datetime | None:

@@ -24,6 +24,7 @@ from integrations.ai.ledger.rows import (  # noqa: F401  (re-exported: the ledge
     Prices,
     cost_of,
     price_cost,
+    price_results,
     row_fields,
     saved_by_cache,
     storable_text,
@@ -220,6 +221,7 @@ def write_ledger(record: CallRecord, prices: Prices, cached: GenerationResult | 
     """Hand the collected attempts (or one cache-hit row) to the ledger writer; no query, never raises."""
     if record.ended_at is None:
         record.ended_at = time.time()
+    price_results(record, prices)
     for listener in CALL_LISTENERS:  # observability's hook when it is on (`observability.refresh`)
         listener(record, prices, cached)
     sink = _sink.get()

@@ -119,6 +119,15 @@ class BudgetExceeded(AIProviderError):
         self.retry_after = retry_after  # seconds until the refusing window's next period, when known
 
 
+class BudgetBusy(BudgetExceeded):
+    """The cap is full only because of reservations still in flight (other calls' worst cases): the settled
+    spend leaves room for this call, so it is worth retrying when they finish (`retry_after`, seconds).
+    Answered 429 with `Retry-After`, unlike a spent budget."""
+
+    code = "budget_busy"
+    retryable = True
+
+
 class PolicyViolation(AIProviderError):
     """The site's model/data policy refuses this call; raised before any upstream request.
 

@@ -86,6 +86,10 @@ class GenerationResult:
     request_id: str | None = None
     latency_ms: float = 0.0
     cost: Decimal | None = None
+    # Where `cost` came from, in the ledger's words (reported, price_table, catalogue, free, cache, unpriced,
+    # estimated): set when the gateway hands the call to the ledger, so `cost` is then what the ledger records.
+    # A provider that sets `cost` itself (OpenRouter's usage.cost) leaves this None: "reported".
+    cost_source: str | None = None
     requested_model: str | None = None
     upstream_provider: str | None = None
     attempts: int = 1

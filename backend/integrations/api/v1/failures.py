@@ -4,7 +4,8 @@ Both SDKs pick their exception class by status (400 BadRequest, 401 Authenticati
 PermissionDenied, 404 NotFound, 429 RateLimit, >= 500 InternalServer) and retry 408/409/429/5xx
 unless `x-should-retry: false`, waiting `Retry-After` when it is at most a minute. So: the site's or
 key's rate limit is a 429 with the seconds to the next window (worth retrying); a spent budget is a
-429 too (OpenAI's `insufficient_quota`) but says not to retry; a policy refusal is a 403; an unknown
+429 too (OpenAI's `insufficient_quota`) but says not to retry; a budget held only by calls in flight
+(`BudgetBusy`) is a 429 worth retrying after its `Retry-After`; a policy refusal is a 403; an unknown
 model a 404; a failure of the vendors behind the gateway a 502 (503 when every provider is cooling
 down or none is configured). Upstream credential or credit problems are the site's, not the
 client's: a 502 that says not to retry, never a 401 that would blame the client's key.
@@ -53,6 +54,16 @@ def failure_for(exc: errors.AIProviderError) -> Failure:
     """The status, code and retry hints for a gateway error (most specific class first)."""
     message, code = exc.message, exc.code
     param = getattr(exc, "param", None)
+    if isinstance(exc, errors.BudgetBusy):
+        return Failure(
+            429,
+            message,
+            "budget_busy",
+            retry_after=exc.retry_after or 1.0,
+            should_retry=True,
+            openai_type="rate_limit_error",
+            anthropic_type="rate_limit_error",
+        )
     if isinstance(exc, errors.BudgetExceeded):
         return Failure(
             429,
