@@ -293,7 +293,7 @@ class TestLiveTestScreen:
                 "temperature": 0.5,
             },
         ).content.decode()
-        assert "Error: model_not_found" in html and "cannot serve it" in html
+        assert "Model not found: " in html and "<code>model_not_found</code>" in html and "cannot serve it" in html
         assert upstream.requests == []
 
     def test_streaming_variant_sends_deltas_then_totals(self, client, two_sites, upstream):

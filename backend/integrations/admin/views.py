@@ -21,6 +21,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from integrations.admin import labels
 from integrations.admin import try_screen as admin_try
 from integrations.admin.forms import ProviderTestForm
 from integrations.ai.gateway.factory import ProviderFactory
@@ -29,7 +30,7 @@ from integrations.ai.providers import registry
 from integrations.ai.providers.errors import AIProviderError
 from integrations.ai.sites.site_config import SiteSnapshot, get_snapshot
 from integrations.models import AIProviderSettings
-from tenancy.access import site_object_or_404
+from tenancy.access import site_label, site_object_or_404
 
 
 def _record_for(model_admin: Any, request: HttpRequest, pk: int) -> AIProviderSettings:
@@ -133,7 +134,7 @@ def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "original": record,
-        "title": f"Test AI provider for {record.site.name or record.site.domain}",
+        "title": f"Test AI provider for {site_label(record.site)}",
         "resolved_label": provider_label(resolution.provider_type, get_snapshot(record.site_id)) if resolution else "",
         "form": form,
         "result": result,
@@ -211,6 +212,7 @@ def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRes
                     {
                         "done": True,
                         "provider": result.provider,
+                        "provider_label": labels.provider_label(result.provider, result.upstream_provider),
                         "model": result.model,
                         "prompt_tokens": result.prompt_tokens,
                         "completion_tokens": result.completion_tokens,
@@ -222,7 +224,8 @@ def stream_test_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRes
                 + "\n\n"
             )
         except AIProviderError as exc:
-            yield f"data: {json.dumps({'error': {'code': exc.code, 'message': str(exc)}})}\n\n"
+            error = {"code": exc.code, "label": labels.error_label(exc.code), "message": str(exc)}
+            yield f"data: {json.dumps({'error': error})}\n\n"
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
