@@ -83,6 +83,34 @@ def error_label(code: str | None) -> str:
     return ERROR_LABELS.get(_CLASS_CODES.get(code, code), code)
 
 
+# Model vendors as OpenRouter names them ("meta-llama/..."): the test screen groups models by these.
+VENDOR_LABELS: dict[str, str] = {
+    "openai": "OpenAI",
+    "anthropic": "Anthropic",
+    "google": "Google",
+    "meta-llama": "Meta Llama",
+    "mistralai": "Mistral AI",
+    "deepseek": "DeepSeek",
+    "x-ai": "xAI",
+    "qwen": "Qwen",
+    "cohere": "Cohere",
+    "microsoft": "Microsoft",
+    "nvidia": "NVIDIA",
+    "amazon": "Amazon",
+    "perplexity": "Perplexity",
+}
+
+
+def vendor_label(vendor: str | None) -> str:
+    """`meta-llama` -> "Meta Llama"; None (a model no vendor is known for) -> "Other models"."""
+    if not vendor:
+        return "Other models"
+    if vendor in VENDOR_LABELS:
+        return VENDOR_LABELS[vendor]
+    known = registry.label(vendor)
+    return known if known != vendor else vendor.replace("-", " ").replace("_", " ").title()
+
+
 def provider_label(name: str | None, upstream: str | None = None) -> str:
     """`openrouter` -> "OpenRouter"; with the upstream a router chose: "OpenAI via OpenRouter"."""
     if not name:

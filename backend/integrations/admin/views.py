@@ -28,6 +28,7 @@ from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService
 from integrations.ai.providers import registry
 from integrations.ai.providers.errors import AIProviderError
+from integrations.ai.providers.model_mapper import vendor_of
 from integrations.ai.sites.site_config import SiteSnapshot, get_snapshot
 from integrations.models import AIProviderSettings
 from tenancy.access import site_label, site_object_or_404
@@ -86,8 +87,12 @@ def _test_form(record: AIProviderSettings, data: Any, files: Any = None) -> tupl
     return ProviderTestForm(data, files, providers=providers, models=model_choices), usable, notice
 
 
-def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[tuple[str, str]], str]:
-    """Logical names from the mapping table, plus OpenRouter's live catalogue when it answers."""
+Choices = list[tuple[str, list[tuple[str, str]]]]
+
+
+def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[Choices, str]:
+    """Logical names from the mapping table, plus OpenRouter's live catalogue when it answers, grouped
+    by vendor (`model_mapper.vendor_of`), and each named endpoint's own models in a group of its own."""
     mapper = ProviderFactory.mapper_for_site(record.site_id)
     choices = [(name, name) for name in sorted(mapper.table)]
     notice = ""
@@ -99,6 +104,11 @@ def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[
         else:
             known = {value for value, _ in choices}
             choices += [(m.id, f"{m.id} (OpenRouter)") for m in catalogue if m.id not in known]
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for value, label in choices:
+        groups.setdefault(labels.vendor_label(vendor_of(value)), []).append((value, label))
+    grouped: Choices = sorted(groups.items(), key=lambda g: (g[0] == labels.vendor_label(None), g[0].lower()))
+    known = {value for value, _ in choices}
     snapshot = get_snapshot(record.site_id)
     for name in (p for p in usable if p in snapshot.instances):  # an endpoint names its own models
         try:
@@ -106,9 +116,11 @@ def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[
         except AIProviderError as exc:
             notice = " ".join(filter(None, [notice, f"{name}'s model list is unavailable ({exc.code})."]))
             continue
-        known = {value for value, _ in choices}
-        choices += [(m.id, f"{m.id} ({name})") for m in listed if m.id not in known]
-    return choices, notice
+        own = [(m.id, f"{m.id} ({name})") for m in listed if m.id not in known]
+        known.update(value for value, _ in own)
+        if own:
+            grouped.append((f"Endpoint {name}", own))
+    return grouped, notice
 
 
 def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
