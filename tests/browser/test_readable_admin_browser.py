@@ -222,6 +222,8 @@ def test_models_grouped_by_vendor_with_a_filter(
     assert {"OpenAI", "Anthropic", "Google"} <= set(groups)
     openai = page.locator("#id_model optgroup[label=OpenAI] option").evaluate_all("os => os.map(o => o.value)")
     assert "gpt-4o" in openai and "openai/gpt-4o-mini" in openai and not any("claude" in v for v in openai)
+    page.evaluate("document.getElementById('id_model').size = 16")  # opened, for the screenshot only
+    screenshot("groups")
     page.fill("#id_model-filter", "claude")
     screenshot("filtered")
     shown = page.evaluate(
@@ -233,6 +235,7 @@ def test_models_grouped_by_vendor_with_a_filter(
     ) == ["Anthropic"]
     assert "match" in page.inner_text(".model-filter-count")
     assert page.evaluate(OVERFLOW) <= 0
+    page.evaluate("document.getElementById('id_model').size = 0")
     page.select_option("#id_model", "claude-3-5-haiku")  # same field name and values as before
     page.fill("#id_prompt", "A slogan for buns")
     page.click("input[name=_send]")

@@ -173,7 +173,7 @@ def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: st
         # The check would report the deployment account's credit and spend: not a site admin's business.
         messages.error(
             request,
-            f"{record.site.domain} has no {label} key of its own to check; "
+            f"{site_label(record.site)} has no {label} key of its own to check; "
             f"enter one (and enable these settings) first.",
         )
         return back
