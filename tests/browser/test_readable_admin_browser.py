@@ -33,7 +33,8 @@ OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
 # The elements that stick out of the window (outermost first), to name in a failure.
 WIDE = """[...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > window.innerWidth + 1
   && !el.closest('[style*=overflow], .results, .site-overview, .dashboard-tables section'))
-  .slice(0, 6).map(el => el.tagName + '#' + el.id + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right))"""
+  .slice(0, 6)
+  .map(el => el.tagName + '#' + el.id + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right))"""
 
 
 @pytest.fixture
@@ -109,7 +110,8 @@ def test_no_page_is_wider_than_the_window(page, live_server, admin_login, world,
                 "(() => { const box = document.querySelector('#changelist .results').getBoundingClientRect();"
                 " return [...document.querySelectorAll('#result_list thead th')]"
                 ".filter(th => th.getBoundingClientRect().right > Math.min(box.right, window.innerWidth) + 1)"
-                ".map(th => th.innerText + ' ' + Math.round(th.getBoundingClientRect().right) + '>' + Math.round(box.right)); })()"
+                ".map(th => th.innerText + ' ' + Math.round(th.getBoundingClientRect().right)"
+                " + '>' + Math.round(box.right)); })()"
             )
             assert cut == [], f"usage log columns off-screen: {cut}"
 
