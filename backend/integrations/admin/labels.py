@@ -50,6 +50,7 @@ ERROR_LABELS: dict[str, str] = {
     "not_supported": "Not supported by this provider",
     "invalid_output": "Answer did not match the schema",
     "unsupported_parameter": "Unsupported parameter",
+    "unpriced_model": "No price known for the model",
 }
 
 
@@ -65,7 +66,6 @@ def _error_codes_by_class() -> dict[str, str]:
     return found
 
 
-ERROR_LABELS["unpriced_model"] = "No price known for the model"
 _CLASS_CODES = _error_codes_by_class()
 
 
