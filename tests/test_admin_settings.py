@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
+from integrations.admin import labels
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService
 from integrations.ai.ledger import usage
@@ -278,7 +279,7 @@ class TestLiveTestScreen:
                 "temperature": 0.5,
             },
         ).content.decode()
-        assert f"Error: {code}" in html
+        assert f"{labels.error_label(code)}: " in html and f"<code>{code}</code>" in html  # words, then the code
         assert_no_key(html)
 
     def test_unknown_model_is_a_clear_error(self, client, two_sites, upstream):
@@ -294,7 +295,7 @@ class TestLiveTestScreen:
                 "temperature": 0.5,
             },
         ).content.decode()
-        assert "Error: model_not_found" in html and "cannot serve it" in html
+        assert "Model not found: " in html and "<code>model_not_found</code>" in html and "cannot serve it" in html
         assert upstream.requests == []
 
     def test_streaming_variant_sends_deltas_then_totals(self, client, two_sites, upstream):

@@ -53,7 +53,11 @@ def test_an_image_upload_is_described(client, two_sites, upstream):  # noqa: F81
     assert "I see 1 image(s) (image/png 64x48)" in html
     text_only = SimpleUploadedFile("tart.png", png(64, 48), content_type="image/png")
     html = post(client, record, prompt="Describe it", image=text_only, model="claude-3-5-haiku")
-    assert "Error: not_supported" in html and "does not support images" in html
+    assert (
+        "Not supported by this provider: " in html
+        and "<code>not_supported</code>" in html
+        and "does not support images" in html
+    )
 
 
 def test_bad_inputs_are_form_errors_and_nothing_is_sent(client, two_sites, upstream):  # noqa: F811

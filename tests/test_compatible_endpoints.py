@@ -209,9 +209,11 @@ class TestAdmin:
         url = reverse("admin:integrations_aiprovidersettings_test", args=[record.pk])
         page = client.get(url)
         providers = dict(page.context["form"].fields["provider"].choices)
-        models = dict(page.context["form"].fields["model"].choices)
+        groups = dict(page.context["form"].fields["model"].choices[1:])  # grouped: (group, [(value, label)])
+        models = {value for options in groups.values() for value, _ in options}
         assert providers.get("ollama") == "ollama" and providers.get("openai") == "OpenAI"
         assert "llama3.1" in models  # from the endpoint's own listing
+        assert ("llama3.1", "llama3.1 (ollama)") in groups["Endpoint ollama"]
         response = client.post(
             url,
             {

@@ -146,7 +146,7 @@ def test_test_screen_shows_the_violation_with_its_rule(client, emulated_site, up
             "temperature": 0.5,
         },
     ).content.decode()
-    assert "Error: policy_violation" in html
+    assert "Blocked by the site policy: " in html and "<code>policy_violation</code>" in html
     assert "rule allowed_models: gpt-4o-mini" in html
     assert upstream.requests == []
 

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from integrations.ai.governance.money import usd
-from tenancy.access import SiteScopedAdminMixin
+from tenancy.access import SiteScopedAdminMixin, site_label
 
 from . import admin_views, batch_views, provenance, search_views, staleness, translation_views
 from .models import Block, GlossaryTerm, Page, SiteLanguage
@@ -161,7 +161,7 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Site", ordering="site__name")
     def site_name(self, obj: Page) -> str:
-        return obj.site.name or obj.site.domain
+        return site_label(obj.site)
 
     @admin.display(description="AI content")
     def ai_stale(self, obj: Page) -> str:

@@ -15,7 +15,14 @@ from django.utils.http import urlencode
 from integrations.admin.forms import PROVIDER_LABELS
 from integrations.ai.governance.money import usd
 from integrations.ai.providers.errors import AIProviderError
-from tenancy.access import SiteScopedAdminMixin, can_manage, require_site, site_object_or_404, sites_for
+from tenancy.access import (
+    SiteScopedAdminMixin,
+    can_manage,
+    offer_sites,
+    require_site,
+    site_object_or_404,
+    sites_for,
+)
 
 from . import batch_views, run_previews, template_versions, trials
 from .models import PromptRun, PromptTemplate, PromptTemplateVersion
@@ -40,11 +47,13 @@ def variables_form(template: PromptTemplate, user, data=None) -> forms.Form:
         for name in template.variables
     }
     fields["site"] = forms.ModelChoiceField(
-        queryset=sites_for(user) if template.site_id is None else sites_for(user).filter(pk=template.site_id),
-        help_text="Whose provider settings and budget to use.",
+        queryset=sites_for(user), help_text="Whose provider settings and budget to use."
     )
     fields["model"] = forms.CharField(required=False, help_text=f"Empty: {template.default_model or 'site default'}.")
-    return type("VariablesForm", (forms.Form,), fields)(data)
+    form = type("VariablesForm", (forms.Form,), fields)(data)
+    sites = sites_for(user)
+    offer_sites(form.fields["site"], user, sites if template.site_id is None else sites.filter(pk=template.site_id))
+    return form
 
 
 class SaveRunForm(forms.Form):
@@ -103,7 +112,7 @@ class TrialForm(forms.Form):
         if draft is not None:
             self.fields["version"].initial = draft.pk
         sites = sites_for(user)
-        self.fields["site"].queryset = sites if template.site_id is None else sites.filter(pk=template.site_id)
+        offer_sites(self.fields["site"], user, sites if template.site_id is None else sites.filter(pk=template.site_id))
 
 
 def can_run(user, template: PromptTemplate) -> bool:

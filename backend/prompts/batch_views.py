@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from integrations.jobs.estimate import Call, estimate
-from tenancy.access import can_manage, site_label, site_object_or_404, sites_for
+from tenancy.access import can_manage, offer_sites, site_object_or_404, sites_for
 
 from . import run_previews
 from .csv_variables import MAX_ROWS, CSVVariablesError, read_variables
@@ -43,8 +43,7 @@ class UploadForm(forms.Form):
     def __init__(self, *args: Any, template: PromptTemplate, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         sites = sites_for(user)
-        self.fields["site"].queryset = sites if template.site_id is None else sites.filter(pk=template.site_id)
-        self.fields["site"].label_from_instance = site_label
+        offer_sites(self.fields["site"], user, sites if template.site_id is None else sites.filter(pk=template.site_id))
         if template.site_id is not None:
             self.fields["site"].initial = template.site_id
         self.template = template

@@ -17,6 +17,7 @@ from django.conf import settings
 from integrations.ai import AIService
 from integrations.ai.ledger import usage
 from integrations.jobs.runner import checkpoint, register, run_job, set_total, start_job
+from tenancy.access import site_label
 
 from .models import (
     PromptRun,
@@ -247,7 +248,7 @@ def start_trial(
     runs = recent_runs(version.template, site.pk, min(limit, MAX_TRIAL_ITEMS))
     if not runs:
         raise ValueError(
-            f"No saved runs of “{version.template}” on {site.name or site.domain} to try "
+            f"No saved runs of “{version.template}” on {site_label(site)} to try "
             f"{version.display} on: run the template and save some outputs first."
         )
     return start_job(
@@ -306,7 +307,7 @@ def _start_over_pages(
         )
     pages = recent_pages(site.pk, min(limit, MAX_TRIAL_ITEMS))
     if not pages:
-        raise ValueError(f"{site.name or site.domain} has no pages to try {version.display} on.")
+        raise ValueError(f"{site_label(site)} has no pages to try {version.display} on.")
     return start_job(
         KIND,
         site,

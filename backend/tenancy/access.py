@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.sites.models import Site
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
@@ -33,6 +34,30 @@ def site_label(site: Site) -> str:
     if not site.name or site.name == site.domain:
         return site.domain
     return f"{site.name} ({site.domain})"
+
+
+def offer_sites(field: forms.ModelChoiceField, user: Any, sites: QuerySet[Site] | None = None) -> None:
+    """A form's site choice on the user's sites (or `sites`), named by `site_label`.
+
+    A site admin or editor with exactly one site is not asked: it is chosen and the field hidden.
+    Superusers always choose (their "all sites" grows as sites are added).
+    """
+    field.queryset = sites if sites is not None else sites_for(user)
+    field.label_from_instance = site_label
+    if user.is_superuser:
+        return
+    only = list(field.queryset.order_by("pk")[:2])
+    if len(only) == 1:
+        field.initial = only[0].pk
+        field.widget = forms.HiddenInput()
+
+
+def only_site(user: Any) -> Site | None:
+    """The one site a non-superuser manages, or None (several, none, or a superuser)."""
+    if site_ids_for(user) is None:
+        return None
+    only = list(sites_for(user)[:2])
+    return only[0] if len(only) == 1 else None
 
 
 def can_manage(user: Any, site_id: int | None) -> bool:
@@ -151,6 +176,9 @@ class SiteScopedAdminMixin:
             kwargs["queryset"] = sites_for(request.user)
             if scoped_user:
                 kwargs["required"] = True
+                single = only_site(request.user)
+                if single is not None:  # nothing to choose: preselected
+                    kwargs.setdefault("initial", single.pk)
         elif scoped_user:
             related_admin = self.admin_site._registry.get(db_field.related_model)
             if isinstance(related_admin, SiteScopedAdminMixin):

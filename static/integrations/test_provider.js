@@ -9,7 +9,9 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function errorText(payload, fallback) {
     const error = payload && payload.error;
-    if (error && (error.code || error.message)) return `Streaming failed (${error.code}): ${error.message}`;
+    if (error && (error.code || error.message)) {
+      return `Streaming failed (${error.label || error.code}): ${error.message}`;
+    }
     return fallback;
   }
 
@@ -63,7 +65,7 @@ document.addEventListener("DOMContentLoaded", () => {
         } else if (data.error) {
           fail(errorText(data, "Streaming failed."));
         } else if (data.done) {
-          stats.textContent = `${data.provider} · ${data.model} · ${data.prompt_tokens} prompt + ` +
+          stats.textContent = `${data.provider_label || data.provider} · ${data.model} · ${data.prompt_tokens} prompt + ` +
             `${data.completion_tokens} completion = ${data.total_tokens} tokens · ${data.latency_ms} ms · ` +
             `cost ${data.cost === null ? "not priced" : data.cost}`;
         }

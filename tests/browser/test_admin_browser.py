@@ -60,7 +60,7 @@ def test_site_admin_sets_a_key_and_tests_the_provider(page, live_server, admin_l
     assert page.inner_text("#stream-answer") == (
         "Emulated openrouter reply (openai/gpt-4o): Stream a slogan for a bike shop"
     )
-    assert "openrouter · openai/gpt-4o · 7 prompt + 11 completion = 18 tokens" in page.inner_text("#stream-stats")
+    assert "OpenRouter · openai/gpt-4o · 7 prompt + 11 completion = 18 tokens" in page.inner_text("#stream-stats")
 
     assert KEY not in page.content()
     assert KEY[10:] not in page.content()

@@ -103,14 +103,14 @@ def test_superuser_dashboard_with_site_filter(page, live_server, admin_login, tw
     page.click("text=AI usage dashboard")
     page.wait_for_function("window.Chart && Chart.getChart('chart-cost')")
     assert page.inner_text("#dashboard-scope") == "all sites"
-    assert set(chart_labels(page, "chart-cost")) == {"openrouter", "anthropic"}
+    assert set(chart_labels(page, "chart-cost")) == {"OpenRouter", "Anthropic"}  # providers as words
     page.check("input[name=dimension][value=model]")
     assert "b-secret/model-x" in chart_labels(page, "chart-cost")
     screenshot("all-sites")
     page.select_option("#dashboard-site", str(site_b.pk))
     page.click("input[type=submit][value=Show]")
     page.wait_for_function("window.Chart && Chart.getChart('chart-cost')")
-    assert page.inner_text("#dashboard-scope") == "b.example.test"
+    assert page.inner_text("#dashboard-scope") == "Site B (b.example.test)"
     page.check("input[name=dimension][value=service]")
     assert "pages.summary" not in chart_labels(page, "chart-cost")
     screenshot("site-b")
@@ -135,8 +135,8 @@ def test_site_admin_sees_no_numbers_of_another_site(page, live_server, admin_log
     html = page.content()
     for leak in ("b-secret", "b.private.service", "b.example.test", "900.00"):
         assert leak not in data and leak not in html
-    assert page.evaluate("Chart.getChart('chart-latency').data.labels").count("openrouter · openai/gpt-4o-mini") == 1
-    assert set(page.evaluate("Chart.getChart('chart-refusals').data.labels")) == {"BudgetExceeded", "RateLimited"}
+    assert page.evaluate("Chart.getChart('chart-latency').data.labels").count("OpenRouter · openai/gpt-4o-mini") == 1
+    assert set(page.evaluate("Chart.getChart('chart-refusals').data.labels")) == {"Budget exceeded", "Rate limited"}
     screenshot("site-a")
     with page.expect_download() as download:
         page.click("#dashboard-csv")

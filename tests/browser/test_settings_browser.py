@@ -80,6 +80,7 @@ def test_settings_with_keys_save_and_every_key_checks(
 
     # Save and continue editing: back on the same form, with the new value.
     page.goto(change_url)
+    page.click("summary:has-text('Failover and budget')")  # a collapsed section (issue 28)
     page.fill("#id_monthly_budget", "12.50")
     page.click("input[name=_continue]")
     page.wait_for_selector(".messagelist .success")

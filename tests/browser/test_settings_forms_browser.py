@@ -42,7 +42,9 @@ def test_a_site_admin_edits_the_failover_chain_and_routing(
 
     page.goto(f"{live_server.url}/admin/integrations/aiprovidersettings/{record.pk}/change/")
     chain = page.locator("#id_fallback_chain")
-    chain.wait_for()
+    chain.wait_for(state="attached")
+    # the sections are collapsed (issue 28): open them all
+    page.evaluate("document.querySelectorAll('#aiprovidersettings_form details').forEach(d => { d.open = true; })")
     screenshot("1-form")
     assert page.evaluate(NO_JSON_TEXTAREAS) == []
     assert page.locator("#id_allowed_models").input_value() == "gpt-4o-mini\nclaude-*"
@@ -77,6 +79,7 @@ def test_a_site_admin_edits_the_failover_chain_and_routing(
     page.click("input[name=_continue]")
     page.wait_for_selector(".messagelist .success")
     screenshot("3-saved")
+    page.evaluate("document.querySelectorAll('#aiprovidersettings_form details').forEach(d => { d.open = true; })")
 
     record.refresh_from_db()
     assert record.fallback_chain == [

@@ -62,7 +62,7 @@ def test_version_history_diff_and_rollback(page, live_server, admin_login, emula
     page.goto(f"{live_server.url}/admin/prompts/prompttemplate/{template.pk}/run/")
     page.fill("#id_product", "rye")
     page.fill("#id_audience", "students")
-    page.select_option("#id_site", str(site.pk))
+    assert page.input_value("#id_site") == str(site.pk)  # their one site, not asked (issue 28)
     page.click("#content-main form [type=submit]")
     page.wait_for_selector("#save-form")
     assert upstream.requests[-1].json["messages"][-1]["content"] == "Write a blurb for rye aimed at students."
@@ -98,7 +98,7 @@ def test_trial_side_by_side_then_promote(page, live_server, admin_login, emulate
         page.goto(f"{live_server.url}/admin/prompts/prompttemplate/{template.pk}/run/")
         page.fill("#id_product", product)
         page.fill("#id_audience", "students")
-        page.select_option("#id_site", str(site.pk))
+        assert page.input_value("#id_site") == str(site.pk)  # their one site, not asked (issue 28)
         page.click("#content-main form [type=submit]")
         page.wait_for_selector("#save-form")
         page.click("#save-form [name=_save]")

@@ -85,6 +85,9 @@ class AIProviderSettingsForm(forms.ModelForm):
             "openrouter_app_name": "OpenRouter app name",
             "openrouter_fallback_models": "OpenRouter fallback models",
             "openrouter_routing": "OpenRouter routing",
+            "openrouter_deny_data_collection": "OpenRouter: deny data collection",
+            "openrouter_zero_retention": "OpenRouter: zero data retention only",
+            "is_demo_upstream": "Demo upstream (emulator)",
         }
 
     # The JSON columns, edited as rows, checkboxes and plain text (settings_fields.py); the record's
@@ -273,7 +276,11 @@ class ProviderTestForm(forms.Form):
     """What to send from the admin's live test screen."""
 
     provider = forms.ChoiceField(required=False)
-    model = forms.ChoiceField(required=False, help_text="Empty uses the provider's default model.")
+    model = forms.ChoiceField(
+        required=False,
+        help_text="Empty uses the provider's default model. Grouped by vendor; type in the filter box to narrow.",
+        widget=forms.Select(attrs={"data-model-filter": "Filter models"}),  # static/integrations/model_filter.js
+    )
     prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), strip=True)
     max_tokens = forms.IntegerField(min_value=1, max_value=128_000, initial=200)
     temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.7)
@@ -303,7 +310,7 @@ class ProviderTestForm(forms.Form):
     def clean_image(self) -> Any:
         return admin_try.image_part(self.cleaned_data.get("image"))
 
-    def __init__(self, *args: Any, providers: list[tuple[str, str]], models: list[tuple[str, str]], **kwargs: Any):
+    def __init__(self, *args: Any, providers: list[tuple[str, str]], models: list[Any], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = providers
         self.fields["model"].choices = [("", "— provider default —"), *models]

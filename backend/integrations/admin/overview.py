@@ -18,7 +18,7 @@ from django.utils import timezone
 from integrations.ai.governance.budget import month_start, usd
 from integrations.ai.providers import registry
 from integrations.models import AIProviderSettings, AIUsage
-from tenancy.access import sites_for
+from tenancy.access import site_label, sites_for
 
 TEST_SERVICES = ("admin.test", "cli.ai_test")
 MAX_SITES = 50  # the overview of a superuser with many sites stays an overview
@@ -55,7 +55,7 @@ def site_overview(user: Any) -> list[dict[str, Any]]:
         rows.append(
             {
                 "site": site,
-                "name": site.name or site.domain,
+                "name": site_label(site),
                 "record": record,
                 "provider": (record.get_provider_type_display() if record else "deployment default"),
                 "enabled": bool(record and record.enabled),

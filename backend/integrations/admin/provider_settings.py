@@ -83,25 +83,34 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         "daily_budget": "daily_cap",
         "weekly_budget": "weekly_cap",
         "alert_thresholds": "thresholds",
+        "openrouter_deny_data_collection": "deny_data_collection",
+        "openrouter_zero_retention": "zero_retention",
     }
     readonly_fields = ("month_to_date", *READABLE.values())
+    # Collapsible sections (the first, the site and its provider, stays open; the keys inline follows it:
+    # change_form.html); a section holding an error opens itself (Django's Fieldset.is_collapsible).
     fieldsets = (
         (None, {"fields": ("site", "provider_type", "enabled", "is_demo_upstream")}),
         (
             "OpenRouter",
             {
+                "classes": ("collapse",),
                 "fields": (
                     "openrouter_http_referer",
                     "openrouter_app_name",
                     "openrouter_fallback_models",
                     "openrouter_routing",
-                )
+                ),
             },
         ),
-        ("Failover and budget", {"fields": ("fallback_chain", "monthly_budget", "month_to_date")}),
+        (
+            "Failover and budget",
+            {"classes": ("collapse",), "fields": ("fallback_chain", "monthly_budget", "month_to_date")},
+        ),
         (
             "Policy and rate limits",
             {
+                "classes": ("collapse",),
                 "fields": (
                     "allowed_providers",
                     "allowed_models",
@@ -109,12 +118,13 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                     "openrouter_zero_retention",
                     "requests_per_minute",
                     "tokens_per_minute",
-                )
+                ),
             },
         ),
         (
             "Budget windows and alerts",
             {
+                "classes": ("collapse",),
                 "fields": (
                     "daily_budget",
                     "weekly_budget",
@@ -122,7 +132,7 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                     "alert_thresholds",
                     "alert_webhook_url",
                     "new_alert_webhook_secret",
-                )
+                ),
             },
         ),
         (
@@ -191,6 +201,14 @@ class AIProviderSettingsAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         return format_html(
             '<table class="kv-table">{}</table>', format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
         )
+
+    @admin.display(description="OpenRouter: deny data collection", boolean=True)
+    def deny_data_collection(self, obj: AIProviderSettings) -> bool:
+        return obj.openrouter_deny_data_collection
+
+    @admin.display(description="OpenRouter: zero data retention only", boolean=True)
+    def zero_retention(self, obj: AIProviderSettings) -> bool:
+        return obj.openrouter_zero_retention
 
     @admin.display(description="Allowed providers")
     def providers_allowed(self, obj: AIProviderSettings) -> str:

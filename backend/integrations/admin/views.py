@@ -23,6 +23,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from integrations.admin import labels
 from integrations.admin import try_screen as admin_try
 from integrations.admin.forms import ProviderTestForm
 from integrations.ai.gateway.factory import ProviderFactory
@@ -30,9 +31,10 @@ from integrations.ai.gateway.service import AIService
 from integrations.ai.governance.money import usd
 from integrations.ai.providers import registry
 from integrations.ai.providers.errors import AIProviderError
+from integrations.ai.providers.model_mapper import vendor_of
 from integrations.ai.sites.site_config import SiteSnapshot, get_snapshot
 from integrations.models import AIProviderSettings
-from tenancy.access import site_object_or_404
+from tenancy.access import site_label, site_object_or_404
 
 
 def _record_for(model_admin: Any, request: HttpRequest, pk: int) -> AIProviderSettings:
@@ -88,8 +90,12 @@ def _test_form(record: AIProviderSettings, data: Any, files: Any = None) -> tupl
     return ProviderTestForm(data, files, providers=providers, models=model_choices), usable, notice
 
 
-def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[tuple[str, str]], str]:
-    """Logical names from the mapping table, plus OpenRouter's live catalogue when it answers."""
+Choices = list[tuple[str, list[tuple[str, str]]]]
+
+
+def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[Choices, str]:
+    """Logical names from the mapping table, plus OpenRouter's live catalogue when it answers, grouped
+    by vendor (`model_mapper.vendor_of`), and each named endpoint's own models in a group of its own."""
     mapper = ProviderFactory.mapper_for_site(record.site_id)
     choices = [(name, name) for name in sorted(mapper.table)]
     notice = ""
@@ -101,6 +107,11 @@ def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[
         else:
             known = {value for value, _ in choices}
             choices += [(m.id, f"{m.id} (OpenRouter)") for m in catalogue if m.id not in known]
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for value, label in choices:
+        groups.setdefault(labels.vendor_label(vendor_of(value)), []).append((value, label))
+    grouped: Choices = sorted(groups.items(), key=lambda g: (g[0] == labels.vendor_label(None), g[0].lower()))
+    known = {value for value, _ in choices}
     snapshot = get_snapshot(record.site_id)
     for name in (p for p in usable if p in snapshot.instances):  # an endpoint names its own models
         try:
@@ -108,9 +119,11 @@ def _model_choices(record: AIProviderSettings, usable: list[str]) -> tuple[list[
         except AIProviderError as exc:
             notice = " ".join(filter(None, [notice, f"{name}'s model list is unavailable ({exc.code})."]))
             continue
-        known = {value for value, _ in choices}
-        choices += [(m.id, f"{m.id} ({name})") for m in listed if m.id not in known]
-    return choices, notice
+        own = [(m.id, f"{m.id} ({name})") for m in listed if m.id not in known]
+        known.update(value for value, _ in own)
+        if own:
+            grouped.append((f"Endpoint {name}", own))
+    return grouped, notice
 
 
 def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
@@ -138,7 +151,7 @@ def test_provider_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "original": record,
-        "title": f"Test AI provider for {record.site.name or record.site.domain}",
+        "title": f"Test AI provider for {site_label(record.site)}",
         "resolved_label": provider_label(resolution.provider_type, get_snapshot(record.site_id)) if resolution else "",
         "form": form,
         "result": result,
@@ -167,7 +180,7 @@ def check_key_view(model_admin: Any, request: HttpRequest, pk: int, provider: st
         # The check would report the deployment account's credit and spend: not a site admin's business.
         messages.error(
             request,
-            f"{record.site.domain} has no {label} key of its own to check; "
+            f"{site_label(record.site)} has no {label} key of its own to check; "
             f"enter one (and enable these settings) first.",
         )
         return back
@@ -238,7 +251,8 @@ def _delta_event(delta: str) -> str:
 
 
 def _error_event(exc: AIProviderError) -> str:
-    return f"data: {json.dumps({'error': {'code': exc.code, 'message': str(exc)}})}\n\n"
+    error = {"code": exc.code, "label": labels.error_label(exc.code), "message": str(exc)}
+    return f"data: {json.dumps({'error': error})}\n\n"
 
 
 def _done_event(result: Any, site_id: int) -> str:
@@ -251,6 +265,7 @@ def _done_event(result: Any, site_id: int) -> str:
             {
                 "done": True,
                 "provider": result.provider,
+                "provider_label": labels.provider_label(result.provider, result.upstream_provider),
                 "model": result.model,
                 "prompt_tokens": result.prompt_tokens,
                 "completion_tokens": result.completion_tokens,

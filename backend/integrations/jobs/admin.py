@@ -22,16 +22,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from integrations.admin import labels
 from integrations.jobs import runner as jobs
 from integrations.models import BatchJob
 from tenancy.access import SiteScopedAdminMixin, is_site_admin, site_label, site_object_or_404
 from tenancy.refusals import refuse
 
-KIND_LABELS = {
-    "pages.generate_meta": "Generate page meta",
-    "prompts.run_template_batch": "Run template over rows",
-    "prompts.trial_version": "Try a template version",
-}
 # What the work itself takes, on top of change_batchjob, to run it again.
 KIND_PERMISSIONS = {
     "pages.generate_meta": ("pages.change_page",),
@@ -42,7 +38,7 @@ POLL_ITEMS_MAX = 500  # items per progress answer; the page asks again from wher
 
 
 def kind_label(kind: str) -> str:
-    return KIND_LABELS.get(kind, kind)
+    return labels.service_label(kind)
 
 
 def item_row(item: dict[str, Any]) -> dict[str, Any]:

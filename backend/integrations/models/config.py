@@ -770,7 +770,10 @@ class BatchJob(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"Job #{self.pk}: {self.kind} for {self.site.name or self.site.domain}"
+        from integrations.admin.labels import service_label
+        from tenancy.access import site_label
+
+        return f"Job #{self.pk}: {service_label(self.kind)} for {site_label(self.site)}"
 
     @property
     def processed(self) -> int:

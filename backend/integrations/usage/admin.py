@@ -14,15 +14,19 @@ from django.contrib import admin
 from django.db.models import Count, Sum
 from django.http import HttpResponseBadRequest
 from django.urls import path
+from django.utils.dateformat import format as date_format
+from django.utils.html import format_html
+from django.utils.timezone import localtime
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
+from integrations.admin import labels
 from integrations.admin.export_safety import FormulaSafeResource
 from integrations.admin.import_storage import SessionBoundImportMixin
 from integrations.ai.governance.budget import month_start
 from integrations.ai.governance.money import usd
 from integrations.models import AIProviderSettings, AIUsage, APIToken, ModelPrice
 from integrations.usage import dashboard_view as admin_dashboard
-from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, site_ids_for
+from tenancy.access import SiteScopedAdminMixin, SuperuserEditsMixin, only_site, site_ids_for, site_label
 
 
 class AIUsageResource(FormulaSafeResource):
@@ -107,20 +111,9 @@ class ContentFilter(admin.SimpleListFilter):
 @admin.register(AIUsage)
 class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     resource_classes = [AIUsageResource]
-    list_display = (
-        "created_at",
-        "site",
-        "service",
-        "provider",
-        "served_model",
-        "status",
-        "error_class",
-        "total_tokens",
-        "cost_usd",
-        "latency_ms",
-        "cache_hit",
-        "guardrails_acted",
-    )
+    # Seven columns that fit beside the filters at 1366 px: provider and model in one, status and error
+    # in one (a cache hit is the status "Cache hit"), tokens and latency in one; the export keeps every column.
+    list_display = ("when", "site", "service_name", "call", "outcome", "tokens", "price")
     list_filter = (
         "site",
         "provider",
@@ -136,15 +129,52 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     list_select_related = ("site",)
     change_list_template = "admin/integrations/aiusage/change_list.html"
 
-    @admin.display(description="Cost", ordering="cost")
-    def cost_usd(self, obj: AIUsage) -> str:
-        return usd(obj.cost) or "—"
+    def get_list_display(self, request):
+        # a user with one site needs no site column (the filter and totals still name it)
+        shown = super().get_list_display(request)
+        return [c for c in shown if c != self._site_column] if only_site(request.user) else shown
 
-    @admin.display(description="Guardrails")
-    def guardrails_acted(self, obj: AIUsage) -> str:
+    @admin.display(description="When", ordering="created_at")
+    def when(self, obj: AIUsage) -> str:
+        return date_format(localtime(obj.created_at), "Y-m-d H:i")
+
+    @admin.display(description="Cost", ordering="cost")
+    def price(self, obj: AIUsage) -> str:
+        return usd(obj.cost) if obj.cost is not None else "—"
+
+    @admin.display(description="Tokens · time", ordering="total_tokens")
+    def tokens(self, obj: AIUsage) -> str:
+        return format_html('{}<div class="help usage-latency">{} ms</div>', obj.total_tokens, obj.latency_ms)
+
+    @admin.display(description="Service", ordering="service")
+    def service_name(self, obj: AIUsage) -> str:
+        return labels.service_label(obj.service)
+
+    @admin.display(description="Provider · model", ordering="provider")
+    def call(self, obj: AIUsage) -> str:
+        model = obj.served_model or obj.requested_model
+        return format_html(
+            '{}<div class="help usage-model">{}</div>', labels.provider_label(obj.provider), model or "—"
+        )
+
+    @admin.display(description="Outcome", ordering="status")
+    def outcome(self, obj: AIUsage) -> str:
+        acted = self.guardrails_acted(obj)
+        guard = format_html('<div class="help usage-guardrails">Guardrails: {}</div>', acted) if acted else ""
+        if not obj.error_class:
+            return format_html("{}{}", obj.get_status_display(), guard)
+        return format_html(
+            '{}<div class="help usage-error">{}</div>{}',
+            obj.get_status_display(),
+            labels.error_label(obj.error_class),
+            guard,
+        )
+
+    @staticmethod
+    def guardrails_acted(obj: AIUsage) -> str:
         """What the site's guardrails did to the call, e.g. "pii_masking: masked; output_moderation: refused"."""
         entries = [e for e in obj.guardrails or [] if isinstance(e, dict)]
-        return "; ".join(f"{e.get('guardrail')}: {e.get('outcome')}" for e in entries) or "—"
+        return "; ".join(f"{e.get('guardrail')}: {e.get('outcome')}" for e in entries)
 
     def has_add_permission(self, request):
         return False
@@ -208,7 +238,7 @@ class AIUsageAdmin(SiteScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         )
         return [
             {
-                "site": r.site.domain,
+                "site": site_label(r.site),
                 "spent": spend.get(r.site_id) or Decimal(0),
                 "cap": r.monthly_budget,
                 "percent": min(100, int((spend.get(r.site_id) or 0) * 100 / r.monthly_budget))

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.sites.models import Site
 from django.db.models import Sum
 from django.utils import timezone
 
 from integrations.usage.rollups import histogram_percentile, merge_histograms
+from tenancy.access import site_label
 
 DIMENSIONS = ("provider", "model", "service")
 METRICS = ("cost", "requests", "tokens")
@@ -190,7 +192,7 @@ class Dashboard:
         if self.site_ids is not None:
             rows = rows.filter(site_id__in=self.site_ids)
         sums = (
-            rows.values("api_key_id", "api_key__name", "api_key__last4", "site__domain")
+            rows.values("api_key_id", "api_key__name", "api_key__last4", "site__domain", "site__name")
             .annotate(**{n: Sum(n) for n in ("requests", "refused", "prompt_tokens", "completion_tokens", "cost")})
             .order_by("-cost", "api_key_id")
         )
@@ -198,6 +200,9 @@ class Dashboard:
             {
                 "key": f"{r['api_key__name'] or 'key'} …{r['api_key__last4']}",
                 "site": r["site__domain"] or "",
+                "site_name": site_label(Site(name=r["site__name"], domain=r["site__domain"]))
+                if r["site__domain"]
+                else "",
                 "requests": r["requests"],
                 "refused": r["refused"],
                 "prompt_tokens": r["prompt_tokens"],
@@ -316,7 +321,9 @@ class Dashboard:
         records = AIProviderSettings.objects.filter(monthly_budget__isnull=False, site__isnull=False)
         if self.site_ids is not None:
             records = records.filter(site_id__in=self.site_ids)
-        caps = {r.site_id: (r.site.domain, r.monthly_budget) for r in records.select_related("site")}
+        listed = list(records.select_related("site"))
+        caps = {r.site_id: (r.site.domain, r.monthly_budget) for r in listed}
+        names = {r.site_id: site_label(r.site) for r in listed}
         per_day, per_site = self.month_spend()
         month_first = self.today.replace(day=1)
         length = calendar.monthrange(self.today.year, self.today.month)[1]
@@ -335,6 +342,7 @@ class Dashboard:
             sites.append(
                 {
                     "site": domain,
+                    "site_name": names[site_id],
                     "cap": site_cap,
                     "spent": site_spent,
                     "forecast": site_spent / elapsed * length,

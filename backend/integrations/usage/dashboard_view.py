@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from integrations.admin import labels
 from integrations.usage.dashboard import Dashboard, DashboardError, chart_payload, parse_range, to_csv
 from tenancy.access import site_ids_for
 
@@ -27,7 +28,9 @@ def _scope(request: HttpRequest) -> tuple[set[int] | None, Site | None, list[Sit
     """(site ids the numbers come from, the chosen site, the sites offered in the filter)."""
     allowed = site_ids_for(request.user)
     choices = list(
-        Site.objects.order_by("domain") if allowed is None else Site.objects.filter(pk__in=allowed).order_by("domain")
+        Site.objects.order_by("name", "domain")
+        if allowed is None
+        else Site.objects.filter(pk__in=allowed).order_by("name", "domain")
     )
     raw = request.GET.get("site") or ""
     if not raw:
@@ -70,13 +73,26 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         title="AI usage dashboard",
         opts=model_admin.model._meta,
         data=data,
-        chart_data=chart_payload(data) if data else None,
+        chart_data=labelled(chart_payload(data)) if data else None,
         csv_url=reverse("admin:integrations_aiusage_dashboard_csv") + (f"?{query.urlencode()}" if query else ""),
         changelist_url=reverse("admin:integrations_aiusage_changelist"),
         is_superuser=request.user.is_superuser,
         set_aside=_set_aside_count(request),
     )
     return TemplateResponse(request, "admin/integrations/aiusage/dashboard.html", context)
+
+
+def labelled(payload: dict[str, Any]) -> dict[str, Any]:
+    """The chart data with codes as people read them (integrations.admin.labels); the CSV keeps the codes."""
+    naming = {"provider": labels.provider_label, "service": labels.service_label}
+    for dim, name in naming.items():
+        for metric, series in payload.get("series", {}).get(dim, {}).items():
+            payload["series"][dim][metric] = {(k if k == "other" else name(k)): v for k, v in series.items()}
+    for row in payload.get("refusals", []):
+        row["reason"] = labels.error_label(row["reason"])
+    for row in payload.get("latency", []):
+        row["provider"] = labels.provider_label(row["provider"])
+    return payload
 
 
 def _set_aside_count(request: HttpRequest) -> int:
