@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from integrations.admin import labels
+from integrations import labels
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService
 from integrations.ai.ledger import usage

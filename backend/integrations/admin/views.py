@@ -23,7 +23,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from integrations.admin import labels
+from integrations import labels
 from integrations.admin import try_screen as admin_try
 from integrations.admin.forms import ProviderTestForm
 from integrations.ai.gateway.factory import ProviderFactory

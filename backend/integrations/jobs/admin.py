@@ -22,7 +22,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from integrations.admin import labels
+from integrations import labels
 from integrations.jobs import runner as jobs
 from integrations.models import BatchJob
 from tenancy.access import SiteScopedAdminMixin, is_site_admin, site_label, site_object_or_404

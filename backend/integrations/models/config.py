@@ -770,7 +770,7 @@ class BatchJob(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        from integrations.admin.labels import service_label
+        from integrations.labels import service_label
         from tenancy.access import site_label
 
         return f"Job #{self.pk}: {service_label(self.kind)} for {site_label(self.site)}"

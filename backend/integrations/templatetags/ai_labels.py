@@ -1,11 +1,11 @@
 """`{{ code|service_label }}`, `|error_label`, `|provider_label[:upstream]`: codes as people read them
-(one mapping, integrations.admin.labels, for the dashboard, the usage log and the test screen)."""
+(one mapping, integrations.labels, for the dashboard, the usage log and the test screen)."""
 
 from __future__ import annotations
 
 from django import template
 
-from integrations.admin import labels
+from integrations import labels
 
 register = template.Library()
 

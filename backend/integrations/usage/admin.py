@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
-from integrations.admin import labels
+from integrations import labels
 from integrations.admin.export_safety import FormulaSafeResource
 from integrations.admin.import_storage import SessionBoundImportMixin
 from integrations.ai.governance.budget import month_start

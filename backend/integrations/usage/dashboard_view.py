@@ -8,6 +8,7 @@ a site outside one's scope is a 404, as for any other record of another site.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -17,7 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from integrations.admin import labels
+from integrations import labels
 from integrations.usage.dashboard import Dashboard, DashboardError, chart_payload, parse_range, to_csv
 from tenancy.access import site_ids_for
 
@@ -83,8 +84,8 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
 
 
 def labelled(payload: dict[str, Any]) -> dict[str, Any]:
-    """The chart data with codes as people read them (integrations.admin.labels); the CSV keeps the codes."""
-    naming = {"provider": labels.provider_label, "service": labels.service_label}
+    """The chart data with codes as people read them (integrations.labels); the CSV keeps the codes."""
+    naming: dict[str, Callable[..., str]] = {"provider": labels.provider_label, "service": labels.service_label}
     for dim, name in naming.items():
         for metric, series in payload.get("series", {}).get(dim, {}).items():
             payload["series"][dim][metric] = {(k if k == "other" else name(k)): v for k, v in series.items()}
