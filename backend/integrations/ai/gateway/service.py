@@ -18,7 +18,7 @@ from typing import Any
 from integrations.ai.gateway import response_cache
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.governance import admission as governance
-from integrations.ai.governance import budget
+from integrations.ai.governance import budget, callers
 from integrations.ai.ledger import pricing, usage
 from integrations.ai.observability import calls as observed
 from integrations.ai.providers import capabilities, conversation
@@ -178,7 +178,7 @@ class AIService:
     def _reserve(self, prep: Prepared, requests: list[AIRequest] | None = None) -> governance.Admission | None:
         """Reserve a batch's worst-case cost in every spend cap (monthly, daily, weekly, its service's) at once."""
         snapshot = prep.snapshot
-        if self._budget_checked or not governance.has_caps(snapshot):
+        if self._budget_checked or not (governance.has_caps(snapshot) or governance.own_windows(snapshot)):
             return None
         governance.check_priced(self.site_id, self.service, prep.requested, prep.primary, snapshot, prep.resolved)
         price = self.price_for(snapshot, prep.primary, prep.resolved)
@@ -463,11 +463,17 @@ class AIService:
         worker._budget_checked = True  # reserved above, for the whole batch
         attribution = usage.current_attribution()  # the workers' ledger rows carry the caller's content
         per_item = usage.item_attributions()  # or each item its own (`usage.attributed_each`)
+        key, editor = callers.current(), callers.current_editor()  # threads do not inherit who is calling
 
         def run(item: BatchItem) -> BatchItem:
             if item.error is None:
                 own = per_item[item.index] if item.index < len(per_item) else None
-                with usage.deferred(rows), usage.carrying(own or attribution):
+                with (
+                    usage.deferred(rows),
+                    usage.carrying(own or attribution),
+                    callers.acting_as(key),
+                    callers.acting_for(editor),
+                ):
                     try:
                         item.result = worker.execute(preps[item.index], **run_options)
                     except AIProviderError as exc:

@@ -40,11 +40,14 @@ class Window:
     enforce: bool = True
     api_key: int | None = None  # a virtual key's own monthly budget (callers.KeyScope): its spend only
     key_label: str = ""
+    user: int | None = None  # an editor's monthly cap on the site (callers.EditorLimits): their spend only
 
     @property
     def label(self) -> str:
         if self.api_key is not None:
             return f"monthly budget of the API key {self.key_label}"
+        if self.user is not None:
+            return f"monthly cap of the editor {self.key_label}"
         return f"monthly budget of the service {self.service}" if self.service else f"{LABELS[self.name]} budget"
 
     def seconds_left(self, now: float | None = None) -> float:
@@ -130,6 +133,20 @@ def key_window(key: Any, now: datetime.datetime | None = None) -> Window | None:
     )
 
 
+def editor_window(editor: Any, limits: Any, now: datetime.datetime | None = None) -> Window | None:
+    """An editor's monthly cap on the site as one more window (its spend is the user's on this site)."""
+    if editor is None or limits is None or limits.monthly_budget is None:
+        return None
+    return Window(
+        f"user:{editor.user_id}",
+        limits.monthly_budget,
+        calendar(now)[2],
+        32 * 86400,
+        user=editor.user_id,
+        key_label=f"{editor.label} ({limits.source})",
+    )
+
+
 def spent_since(site_id: int, window: Window) -> Decimal:
     from django.db.models import Sum
 
@@ -140,6 +157,8 @@ def spent_since(site_id: int, window: Window) -> Decimal:
         rows = rows.filter(service=window.service)
     if window.api_key is not None:
         rows = rows.filter(api_key_id=window.api_key)
+    if window.user is not None:
+        rows = rows.filter(user_id=window.user)
     return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
 
 
@@ -213,7 +232,13 @@ def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: D
             if reserved:
                 cache.decr(held.keys(site_id)[0], reserved)
         spent = Decimal(cache.get(window.keys(site_id)[1]) or 0) / MILLION
-        where = "the key's settings (AI API keys)" if window.api_key is not None else "the site's AI provider settings"
+        where = (
+            "the key's settings (AI API keys)"
+            if window.api_key is not None
+            else "the site's AI editor quotas"
+            if window.user is not None
+            else "the site's AI provider settings"
+        )
         raise BudgetExceeded(
             f"This request could cost up to {usd(estimate)}, which would pass the site's {window.label} of "
             f"{usd(window.cap)} ({usd(spent)} spent since {window.start:%Y-%m-%d}). Raise that cap in {where} "

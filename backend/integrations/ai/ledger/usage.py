@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from integrations.ai.governance.callers import current_id
+from integrations.ai.governance.callers import current_id, current_user_id
 from integrations.ai.ledger import pricing
 from integrations.ai.ledger.journal import call_key
 from integrations.ai.ledger.pricing import Price, PriceBook  # Price was defined here: callers import it from usage
@@ -119,6 +119,8 @@ class CallRecord:
     ended_at: float | None = None
     # the virtual API key that made the call (`callers.acting_as`), read when the record is made
     api_key_id: int | None = field(default_factory=current_id)
+    # the user the call was made for (`callers.acting_for`; a /v1 call: its key's creator), read when the record is made
+    user_id: int | None = field(default_factory=current_user_id)
     # made with the record, before any attempt to hand it over: row i's ledger_key is f"{key}:{i}" on every
     # path (Redis, in-process, a direct write after a Redis push that timed out), so a row that reached the
     # database once is never written again (ledger_writer.write_rows skips keys it holds)
@@ -310,6 +312,8 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
     link: dict[str, Any] = {"created_at": _utc(record.ended_at)}
     if record.api_key_id is not None:
         link["api_key_id"] = record.api_key_id
+    if record.user_id is not None:
+        link["user_id"] = record.user_id
     if record.content is not None:
         link |= {
             "content_type_id": record.content[0],

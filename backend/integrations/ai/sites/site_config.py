@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.signals import setting_changed
 
+from integrations.ai.governance.callers import EditorLimits
 from integrations.ai.ledger.pricing import Price, PriceBook
 from integrations.ai.providers import registry
 from integrations.ai.providers.base import ProviderConfig
@@ -56,6 +57,8 @@ class SiteSnapshot:
     version: tuple[int, int] = (0, 0)
     # Named OpenAI-compatible endpoints this site can use (deployment-wide and its own): name -> kind.
     instances: dict[str, str] = field(default_factory=dict)
+    # Each editor's quota on this site (`EditorQuota` rows resolved per user id; callers.EditorLimits)
+    editor_quotas: dict[int, EditorLimits] = field(default_factory=dict)
     _resolved: dict[str, ProviderConfig] = field(default_factory=dict, repr=False, compare=False)
     # Memo of the factory's decisions for this snapshot: dropped with it when settings change.
     providers: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -187,6 +190,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
             version=version,
             instances=deployment_endpoints(),
             policy=SitePolicy.from_record(record),
+            editor_quotas=_editor_quotas(site_id),
         )
 
     site_configs, preferences, instances = _site_credentials(record, site_id)
@@ -209,7 +213,53 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
         policy=SitePolicy.from_record(record),
         prices=prices,
         version=version,
+        editor_quotas=_editor_quotas(site_id),
     )
+
+
+def _editor_quotas(site_id: int | None) -> dict[int, EditorLimits]:
+    """The site's `EditorQuota` rows as one limit per user: a user's own row wins over their groups';
+    of several groups, the lowest cap and the lowest rate apply; a group's row reaches its members who
+    are active staff of the site (a membership of it, or superusers)."""
+    if not site_id:
+        return {}
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    from integrations.models import EditorQuota
+
+    rows = list(EditorQuota.objects.filter(site_id=site_id).select_related("group", "user"))
+    quotas: dict[int, EditorLimits] = {}
+    by_group: dict[int, list[Any]] = {}
+    for row in rows:
+        if row.user_id is not None:
+            quotas[row.user_id] = EditorLimits(row.monthly_budget, row.requests_per_minute or None, "own quota")
+        else:
+            by_group.setdefault(row.group_id, []).append(row)
+    if by_group:
+        members = (
+            get_user_model()
+            .objects.filter(groups__in=list(by_group), is_active=True, is_staff=True)
+            .filter(Q(is_superuser=True) | Q(site_memberships__site_id=site_id))
+            .values_list("pk", "groups")
+            .distinct()
+        )
+        found: dict[int, list[Any]] = {}
+        for user_id, group_id in members:
+            if group_id in by_group and user_id not in quotas:
+                found.setdefault(user_id, []).extend(by_group[group_id])
+        for user_id, group_rows in found.items():
+            caps = [r for r in group_rows if r.monthly_budget is not None]
+            rates = [r for r in group_rows if r.requests_per_minute]
+            cap = min(caps, key=lambda r: r.monthly_budget) if caps else None
+            rate = min(rates, key=lambda r: r.requests_per_minute) if rates else None
+            names = sorted({r.group.name for r in (cap, rate) if r is not None})
+            quotas[user_id] = EditorLimits(
+                cap.monthly_budget if cap is not None else None,
+                rate.requests_per_minute if rate is not None else None,
+                "quota of the group " + " and ".join(f"“{n}”" for n in names),
+            )
+    return quotas
 
 
 def _price_book(overrides: dict[tuple[str, str], Price], site_configs: dict[str, ProviderConfig]) -> PriceBook:
