@@ -75,12 +75,12 @@ def test_a_monthly_cap_refuses_one_editor_while_another_is_served(client, site, 
 
 def test_a_rate_limit_refuses_one_editor_while_another_is_served(client, site, upstream):
     alice, alice_token = editor(site, "alice")
-    bob, bob_token = editor(site, "bob")
+    _bob, bob_token = editor(site, "bob")
     EditorQuota.objects.create(site=site, user=alice, requests_per_minute=1)
     assert post(client, BODY, alice_token).status_code == 200
     limited = post(client, BODY, alice_token)
     assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
-    assert "editor #%d (own quota) has made its 1 AI requests" % alice.pk in limited.json()["error"]["message"]
+    assert f"editor #{alice.pk} (own quota) has made its 1 AI requests" in limited.json()["error"]["message"]
     assert [post(client, BODY, bob_token).status_code for _ in range(3)] == [200, 200, 200]
     assert [r.status for r in rows_of(alice)] == ["ok", "refused"]
     assert [r.error_class for r in rows_of(alice)] == ["", "RateLimited"]
@@ -88,7 +88,7 @@ def test_a_rate_limit_refuses_one_editor_while_another_is_served(client, site, u
 
 def test_a_groups_quota_reaches_its_members_on_that_site_only(client, site, upstream):
     alice, alice_token = editor(site, "alice")
-    bob, bob_token = editor(site, "bob")
+    _bob, bob_token = editor(site, "bob")
     writers = Group.objects.create(name="Writers")
     EditorQuota.objects.create(site=site, group=writers, monthly_budget=Decimal("0.01"))
     assert post(client, BODY, alice_token).status_code == 200  # not yet a member

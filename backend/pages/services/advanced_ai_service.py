@@ -24,6 +24,7 @@ from .. import provenance
 from ..blocks import SCHEMAS, BlockValidationError, describe, json_schema, validate_block
 from ..models import Block, Page
 from .ai_service import structured_output
+from .reasoning import reasoning_budget
 
 SYSTEM_PROMPT = (
     "You write website content blocks as JSON. Answer with one JSON object only, exactly in the "
@@ -111,11 +112,10 @@ class AdvancedAIService:
         ai = self._ai(site)
         messages = [{"role": "user", "content": self.block_prompt(block_type, page_title, instructions)}]
         structured = structured_output(ai, f"{block_type}_block", json_schema(block_type), model)
+        params = {**BLOCK_PARAMETERS, **reasoning_budget(ai, model, BLOCK_PARAMETERS["max_tokens"])}
         results = []
         for attempt in (1, 2):
-            results.append(
-                ai.complete(messages, model=model, **BLOCK_PARAMETERS, system_prompt=SYSTEM_PROMPT, **structured)
-            )
+            results.append(ai.complete(messages, model=model, **params, system_prompt=SYSTEM_PROMPT, **structured))
             answer = results[-1].content
             try:
                 content = parse_json_object(answer)

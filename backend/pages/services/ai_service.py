@@ -23,6 +23,7 @@ from prompts.versions import BuiltinPrompt, register_builtin
 
 from .. import provenance
 from ..models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
+from .reasoning import reasoning_budget
 
 SYSTEM_PROMPT = (
     "You write SEO metadata for web pages. Answer with the requested text only: no quotes, no labels, no explanations."
@@ -133,20 +134,26 @@ class AIService:
         return CoreAIService(site=site if site is not None else self.site, service="pages.meta")
 
     def generate_meta_title(self, title: str, content: str = "", model: str | None = None, site: Any = None) -> str:
-        result = self._ai(site).generate_content(
-            title_prompt(title, content), model=model, max_tokens=60, temperature=0.4, system_prompt=SYSTEM_PROMPT
+        ai = self._ai(site)
+        result = ai.generate_content(
+            title_prompt(title, content),
+            model=model,
+            temperature=0.4,
+            system_prompt=SYSTEM_PROMPT,
+            **reasoning_budget(ai, model, 60),
         )
         return self._checked(trim_to_words(result.content, META_TITLE_MAX), "meta title")
 
     def generate_meta_description(
         self, title: str, content: str = "", model: str | None = None, site: Any = None
     ) -> str:
-        result = self._ai(site).generate_content(
+        ai = self._ai(site)
+        result = ai.generate_content(
             description_prompt(title, content),
             model=model,
-            max_tokens=120,
             temperature=0.4,
             system_prompt=SYSTEM_PROMPT,
+            **reasoning_budget(ai, model, 120),
         )
         return self._checked(trim_to_words(result.content, META_DESCRIPTION_MAX), "meta description")
 
@@ -163,10 +170,10 @@ class AIService:
             result = ai.generate_content(
                 meta_prompt(page.title, page.body),
                 model=model,
-                max_tokens=300,
                 temperature=0.4,
                 system_prompt=META_SYSTEM_PROMPT,
                 **structured_output(ai, "page_meta", META_SCHEMA, model),
+                **reasoning_budget(ai, model, META_PARAMETERS["max_tokens"]),
             )
         meta = parse_meta(result.content)
         if save:
@@ -193,11 +200,10 @@ class AIService:
         ai = self._ai(page.site_id)
         messages = [{"role": "user", "content": meta_prompt(page.title, page.body)}]
         structured = structured_output(ai, "page_meta", META_SCHEMA, model)
+        params = {**META_PARAMETERS, **reasoning_budget(ai, model, META_PARAMETERS["max_tokens"])}
         results = []
         for attempt in (1, 2):
-            result = ai.complete(
-                messages, model=model, **META_PARAMETERS, system_prompt=META_SYSTEM_PROMPT, **structured
-            )
+            result = ai.complete(messages, model=model, **params, system_prompt=META_SYSTEM_PROMPT, **structured)
             results.append(result)
             try:
                 meta = parse_meta(result.content)
@@ -261,10 +267,10 @@ class AIService:
                     [meta_prompt(page.title, page.body) for page in site_pages],
                     concurrency=concurrency,
                     model=model,
-                    max_tokens=300,
                     temperature=0.4,
                     system_prompt=META_SYSTEM_PROMPT,
                     **structured_output(ai, "page_meta", META_SCHEMA, model),
+                    **reasoning_budget(ai, model, META_PARAMETERS["max_tokens"]),
                 )
             for page, item in zip(site_pages, items, strict=True):
                 error: AIProviderError | None = item.error
