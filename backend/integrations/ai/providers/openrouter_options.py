@@ -42,7 +42,9 @@ REASONING_MODELS = (
 
 
 def is_reasoning_model(model: str | None) -> bool:
-    return bool(model) and any(fnmatch.fnmatchcase(model.lower(), pattern) for pattern in REASONING_MODELS)
+    if not model:
+        return False
+    return any(fnmatch.fnmatchcase(model.lower(), pattern) for pattern in REASONING_MODELS)
 
 
 def check_reasoning(value: Any, max_tokens: int, provider: str | None = None) -> dict[str, Any]:
