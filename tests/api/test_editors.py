@@ -5,6 +5,7 @@ them (Panel is the server, the emulator the upstream)."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -109,3 +110,26 @@ def test_a_quota_targets_the_sites_staff_only(site):
         quota.full_clean()
     with pytest.raises(ValidationError, match="one user or one group"):
         EditorQuota(site=site, monthly_budget=Decimal("1")).full_clean()
+
+
+def test_a_streamed_admin_answer_is_the_session_users_and_under_their_quota(client, site, upstream):
+    """The test screen's stream runs after the view returned: the middleware carries the editor into it."""
+    from django.urls import reverse
+
+    from integrations.models import AIProviderSettings
+
+    editor_user = UserFactory(username="streamer", is_superuser=True)
+    client.force_login(editor_user)
+    url = reverse(
+        "admin:integrations_aiprovidersettings_test_stream", args=[AIProviderSettings.objects.get(site=site).pk]
+    )
+    fields = {"provider": "openai", "model": "gpt-4o", "max_tokens": 20, "temperature": 0.5, "prompt": "Hi"}
+    body = b"".join(client.post(url, fields).streaming_content).decode()
+    assert '"done": true' in body
+    usage.flush()
+    assert [r.user_id for r in AIUsage.objects.all()] == [editor_user.pk]
+    EditorQuota.objects.create(site=site, user=editor_user, requests_per_minute=1)
+    assert '"done": true' in b"".join(client.post(url, fields).streaming_content).decode()  # its one this minute
+    body = b"".join(client.post(url, fields).streaming_content).decode()
+    error = json.loads(body.removeprefix("data: "))["error"]
+    assert error["code"] == "rate_limited" and "This editor “streamer” (own quota) has made its 1" in error["message"]

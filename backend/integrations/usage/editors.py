@@ -9,7 +9,7 @@ The ledger then names the user on every row, and the user's `EditorQuota` of the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from integrations.ai.governance.callers import Editor, acting_for
@@ -36,5 +36,26 @@ class AIEditorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        with acting_for(lambda: editor_of(getattr(request, "user", None))):  # lazy: no query unless a call is made
-            return self.get_response(request)
+        def editor() -> Editor | None:  # lazy: no query unless a call is made
+            return editor_of(getattr(request, "user", None))
+
+        with acting_for(editor):
+            response = self.get_response(request)
+        if getattr(response, "streaming", False) and not getattr(response, "is_async", False):
+            # A streamed answer's generator runs after this returns (the test screen, editors' streaming
+            # screens): each chunk is produced as the editor too, so their quota and the ledger hold there.
+            response.streaming_content = carrying(response.streaming_content, editor)
+        return response
+
+
+def carrying(chunks: Iterable[Any], editor: Editor | Callable[[], Editor | None] | None) -> Iterator[Any]:
+    """`chunks`, each produced inside `acting_for(editor)` (set and reset around every step, so the
+    consumer may resume it from any context)."""
+    iterator = iter(chunks)
+    while True:
+        with acting_for(editor):
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+        yield chunk
