@@ -15,6 +15,7 @@ from integrations.models import (
     AIUsage,
     APIToken,
     BatchJob,
+    EditorQuota,
     ModelMapping,
     ModelPrice,
     ProviderCredential,
@@ -187,3 +188,20 @@ def may_use_ai(user, *perms: str):
         app, codename = name.split(".")
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
     return user
+
+
+class EditorQuotaFactory(factory.django.DjangoModelFactory):
+    """An editor's quota on a site; the editor is made staff of that site (what the admin requires)."""
+
+    class Meta:
+        model = EditorQuota
+        skip_postgeneration_save = True
+
+    site = factory.SubFactory(SiteFactory)
+    user = factory.SubFactory(UserFactory)
+    monthly_budget = Decimal("5")
+
+    @factory.post_generation
+    def _membership(obj, create, extracted, **kwargs):
+        if create and obj.user_id is not None:
+            SiteMembership.objects.get_or_create(user=obj.user, site=obj.site)

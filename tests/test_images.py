@@ -137,3 +137,21 @@ def test_openrouter_reads_what_a_model_takes_from_its_catalogue(upstream):
     assert "I see 1 image(s)" in result.content
     with pytest.raises(NotSupported, match=r"llama-3\.1-70b-instruct does not support images"):
         ai.complete([photo_message()], model="meta-llama/llama-3.1-70b-instruct")
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_an_image_in_a_system_message_is_named_not_called_empty(kind, upstream):
+    """Issue 27: an image part where only text goes was refused as "content is empty"; the error now says
+    what is not supported and where images go, before any request."""
+    gateway = make_gateway(kind, upstream)
+    system = {"role": "system", "content": [{"type": "image", "data": png(8, 8), "media_type": "image/png"}]}
+    with pytest.raises(InvalidRequest) as caught:
+        AIService(site=gateway.site).complete([system, photo_message()], provider=gateway.provider, model=VISION[kind])
+    message = str(caught.value)
+    assert "empty" not in message
+    assert f"messages[0]: image parts are not supported in a system message ({gateway.provider})" in message
+    assert "user message" in message
+    text_parts = {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}
+    with pytest.raises(InvalidRequest, match=r"messages\[0\]\.content of a system message must be text"):
+        AIService(site=gateway.site).complete([text_parts, photo_message()], provider=gateway.provider)
+    assert [r for r in upstream.requests if r.method == "POST"] == [] and ledger(gateway.site) == []

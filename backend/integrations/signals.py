@@ -7,12 +7,15 @@ site a row had before the save; deletes invalidate the site the row belonged to.
 
 from __future__ import annotations
 
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from integrations.ai.sites.site_config import invalidate_site
+from tenancy.models import SiteMembership
 
-from .models import AIProviderSettings, ModelMapping, ModelPrice, ProviderCredential
+from .models import AIProviderSettings, EditorQuota, ModelMapping, ModelPrice, ProviderCredential
 
 
 @receiver(pre_save, sender=AIProviderSettings)
@@ -42,3 +45,28 @@ def _credential_changed(sender, instance: ProviderCredential, **kwargs) -> None:
 @receiver([post_save, post_delete], sender=ModelPrice)
 def _price_changed(sender, instance: ModelPrice, **kwargs) -> None:
     invalidate_site(None)
+
+
+@receiver([post_save, post_delete], sender=EditorQuota)
+def _editor_quota_changed(sender, instance: EditorQuota, **kwargs) -> None:
+    invalidate_site(instance.site_id)  # the snapshot holds each editor's resolved quota
+
+
+@receiver([post_save, post_delete], sender=SiteMembership)
+def _membership_changed(sender, instance: SiteMembership, **kwargs) -> None:
+    if EditorQuota.objects.filter(site_id=instance.site_id, group__isnull=False).exists():
+        invalidate_site(instance.site_id)  # a group's quota reaches the site's staff only
+
+
+@receiver(m2m_changed, sender=get_user_model().groups.through)
+def _groups_changed(sender, instance, action: str, pk_set=None, **kwargs) -> None:
+    """A user joining or leaving a group changes who a group's quota reaches."""
+    if not action.startswith("post_"):
+        return
+    rows = EditorQuota.objects.filter(group__isnull=False)
+    if isinstance(instance, Group):  # group.user_set changed
+        rows = rows.filter(group=instance)
+    elif pk_set:
+        rows = rows.filter(group__in=pk_set)
+    for site_id in set(rows.values_list("site_id", flat=True)):
+        invalidate_site(site_id)

@@ -19,15 +19,24 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sites.models import Site
 from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from integrations.ai.ports import AlertTarget, Attribution, CredentialRecord, Price, PriceOverrides, SiteRecord
+from integrations.ai.ports import (
+    AlertTarget,
+    Attribution,
+    CredentialRecord,
+    EditorQuotaRecord,
+    Price,
+    PriceOverrides,
+    SiteRecord,
+)
 from integrations.models import (
     AIProviderSettings,
     AIUsage,
     BudgetAlert,
     BudgetPeriod,
+    EditorQuota,
     LedgerDeadLetter,
     ModelMapping,
     ModelPrice,
@@ -128,13 +137,20 @@ class DjangoStore:
             return []
 
     def spend_since(
-        self, site_id: int, start: datetime.datetime, service: str | None = None, api_key: int | None = None
+        self,
+        site_id: int,
+        start: datetime.datetime,
+        service: str | None = None,
+        api_key: int | None = None,
+        user: int | None = None,
     ) -> Decimal:
         rows = AIUsage.objects.filter(site_id=site_id, created_at__gte=start)
         if service:
             rows = rows.filter(service=service)
         if api_key is not None:
             rows = rows.filter(api_key_id=api_key)
+        if user is not None:
+            rows = rows.filter(user_id=user)
         return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
 
     def month_spend(self, site_id: int, month: datetime.date, month_start: datetime.datetime) -> Decimal:
@@ -229,3 +245,42 @@ class DjangoStore:
 
     def pending_on_commit(self) -> list[Callable[[], None]]:
         return [func for _, func, _ in connection.run_on_commit]
+
+    def editor_quotas(self, site_id: int) -> dict[int, EditorQuotaRecord]:
+        """The site's `EditorQuota` rows as one limit per user: a user's own row wins over their groups';
+        of several groups, the lowest cap and the lowest rate apply; a group's row reaches its members who
+        are active staff of the site (a membership of it, or superusers)."""
+        rows = list(EditorQuota.objects.filter(site_id=site_id).select_related("group", "user"))
+        quotas: dict[int, EditorQuotaRecord] = {}
+        by_group: dict[int, list[Any]] = {}
+        for row in rows:
+            if row.user_id is not None:
+                quotas[row.user_id] = EditorQuotaRecord(
+                    row.monthly_budget, row.requests_per_minute or None, "own quota"
+                )
+            else:
+                by_group.setdefault(row.group_id, []).append(row)
+        if by_group:
+            members = (
+                get_user_model()
+                .objects.filter(groups__in=list(by_group), is_active=True, is_staff=True)
+                .filter(Q(is_superuser=True) | Q(site_memberships__site_id=site_id))
+                .values_list("pk", "groups")
+                .distinct()
+            )
+            found: dict[int, list[Any]] = {}
+            for user_id, group_id in members:
+                if group_id in by_group and user_id not in quotas:
+                    found.setdefault(user_id, []).extend(by_group[group_id])
+            for user_id, group_rows in found.items():
+                caps = [r for r in group_rows if r.monthly_budget is not None]
+                rates = [r for r in group_rows if r.requests_per_minute]
+                cap = min(caps, key=lambda r: r.monthly_budget) if caps else None
+                rate = min(rates, key=lambda r: r.requests_per_minute) if rates else None
+                names = sorted({r.group.name for r in (cap, rate) if r is not None})
+                quotas[user_id] = EditorQuotaRecord(
+                    cap.monthly_budget if cap is not None else None,
+                    rate.requests_per_minute if rate is not None else None,
+                    "quota of the group " + " and ".join(f"“{n}”" for n in names),
+                )
+        return quotas

@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "panel.sites.CurrentSiteMiddleware",  # Django's, except that a host with no site gets request.site = None
     "integrations.ai.sites.context.AISiteMiddleware",
+    "integrations.usage.editors.AIEditorMiddleware",  # the request's user is the editor of its AI calls
 ]
 
 ROOT_URLCONF = "panel.urls"

@@ -17,8 +17,9 @@ from tests.factories import AIProviderSettingsFactory, SiteFactory, SiteMembersh
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def spread(site, model: str, service: str, cost: str, days: int = 10) -> None:
-    """A plausible fortnight of ledger rows for one site, with errors, cache hits and refusals."""
+def spread(site, model: str, service: str, cost: str, days: int = 10, users: tuple = ()) -> None:
+    """A plausible fortnight of ledger rows for one site, with errors, cache hits and refusals; the
+    answered calls made for `users` in turn (none: no user known)."""
     today = timezone.localdate()
     for n in range(days):
         day = today - datetime.timedelta(days=n)
@@ -38,6 +39,7 @@ def spread(site, model: str, service: str, cost: str, days: int = 10) -> None:
                     cost=Decimal(cost) * (1 + i),
                     saved_cost=Decimal("0.0004"),
                     latency_ms=200 + 150 * i + 10 * n,
+                    user=users[i % len(users)] if users else None,
                 )
             )
         made.append(
@@ -142,3 +144,34 @@ def test_site_admin_sees_no_numbers_of_another_site(page, live_server, admin_log
         page.click("#dashboard-csv")
     text = download.value.path().read_text()
     assert "a.example.test" in text and "b.example.test" not in text and "b-secret" not in text
+
+
+def test_site_admin_sees_spend_by_their_sites_editors_only(page, live_server, admin_login, screenshot):
+    """Issue 27: the per-editor breakdown, in the page a site admin gets and in its CSV download."""
+    SiteFactory(domain="localhost", name="Admin host")
+    site_a = SiteFactory(domain="a.example.test", name="Site A")
+    site_b = SiteFactory(domain="b.example.test", name="Site B")
+    AIProviderSettingsFactory(site=site_a, monthly_budget=Decimal("5"))
+    AIProviderSettingsFactory(site=site_b, monthly_budget=Decimal("900"))
+    writers = (UserFactory(username="anna-writer"), UserFactory(username="ben-writer"))
+    spread(site_a, "openai/gpt-4o-mini", "pages.summary", "0.004", users=writers)
+    spread(site_b, "b-secret/model-x", "b.private.service", "0.9", users=(UserFactory(username="b-only-editor"),))
+    viewer = UserFactory(username="dash-editors")
+    SiteMembershipFactory(user=viewer, site=site_a)
+    viewer.user_permissions.set(Permission.objects.filter(codename__in=["view_aiusage"]))
+    admin_login("dash-editors")
+    page.goto(f"{live_server.url}/admin/integrations/aiusage/dashboard/")
+    rows = page.locator("#editor-table tbody tr")
+    names = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+    assert sorted(names) == ["anna-writer", "ben-writer"]
+    costs = {user.username: sum(r.cost for r in AIUsage.objects.filter(user=user, site=site_a)) for user in writers}
+    first = rows.nth(0).locator("td")
+    assert first.nth(1).inner_text() == "a.example.test"
+    assert first.nth(5).inner_text() == f"${costs[names[0]]:.4f}"
+    assert "b-only-editor" not in page.content()
+    screenshot("editors")
+    with page.expect_download() as download:
+        page.click("#dashboard-csv")
+    text = download.value.path().read_text()
+    editors = [line.split(",")[1] for line in text.splitlines() if line.startswith("editors,")]
+    assert sorted(editors) == ["anna-writer", "ben-writer"] and "b-only-editor" not in text

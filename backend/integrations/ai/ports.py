@@ -75,6 +75,14 @@ class SiteRecord:
     credentials: tuple[CredentialRecord, ...] = ()
 
 
+class EditorQuotaRecord(NamedTuple):
+    """One editor's quota on one site, resolved from the site's `EditorQuota` rows (own row, else groups')."""
+
+    monthly_budget: Decimal | None
+    requests_per_minute: int | None
+    source: str  # "own quota" or "quota of the group “Editors”": what a refusal names
+
+
 @dataclass(frozen=True)
 class AlertTarget:
     """Who hears about a budget alert that was just recorded: the site's domain, its admins' e-mail
@@ -98,6 +106,12 @@ class Store(Protocol):
 
     def site_record(self, site_id: int) -> SiteRecord | None: ...
 
+    def editor_quotas(self, site_id: int) -> dict[int, EditorQuotaRecord]:
+        """user id -> that editor's quota on the site: a user's own row wins over their groups'; of several
+        groups, the lowest cap and the lowest rate apply; a group's row reaches its members who are active
+        staff of the site (a membership of it, or superusers)."""
+        ...
+
     # -- the ledger --
     def write_rows(self, fields: list[dict[str, Any]]) -> None:
         """Insert ledger rows (skipping any `ledger_key` already written), add them to their daily
@@ -109,9 +123,14 @@ class Store(Protocol):
         ...
 
     def spend_since(
-        self, site_id: int, start: datetime.datetime, service: str | None = None, api_key: int | None = None
+        self,
+        site_id: int,
+        start: datetime.datetime,
+        service: str | None = None,
+        api_key: int | None = None,
+        user: int | None = None,
     ) -> Decimal:
-        """What the site's ledger rows since `start` cost (of one service, or one virtual key, when given)."""
+        """What the site's ledger rows since `start` cost (of one service, virtual key or editor, when given)."""
         ...
 
     def month_spend(self, site_id: int, month: datetime.date, month_start: datetime.datetime) -> Decimal:

@@ -27,6 +27,7 @@ from django_ratelimit.core import get_usage
 from integrations.ai.gateway.service import AIService
 from integrations.ai.providers import errors
 from integrations.ai.runtime import conf
+from integrations.ai.sites.callers import Editor, acting_for
 from integrations.api import targets
 from integrations.models import APIToken
 from tenancy.access import can_manage
@@ -344,14 +345,15 @@ def _generate(request: HttpRequest) -> JsonResponse:
                     "Writing into a page needs the 'Can change page' permission, and "
                     "a token with the 'pages.write' scope.",
                 )
-        result = AIService(site=site, service="api.generate").generate_content(
-            prompt,
-            provider=data.get("provider") or None,
-            model=data.get("model") or None,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            system_prompt=data.get("system_prompt") or None,
-        )
+        with acting_for(Editor(request.api_scope.user_id)):  # the token's user (or the session's)
+            result = AIService(site=site, service="api.generate").generate_content(
+                prompt,
+                provider=data.get("provider") or None,
+                model=data.get("model") or None,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                system_prompt=data.get("system_prompt") or None,
+            )
     except errors.AIProviderError as exc:
         status = next(code for cls, code in STATUS_FOR if isinstance(exc, cls))
         response = error(status, exc.code, exc.message)

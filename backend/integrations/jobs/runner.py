@@ -26,6 +26,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from integrations.ai.ledger import usage
+from integrations.ai.sites.callers import acting_for
+from integrations.usage.editors import editor_of
 
 logger = logging.getLogger("integrations.ai")
 
@@ -174,7 +176,8 @@ def run_job(job_id: int) -> None:
 
     try:
         try:
-            handler_for(job.kind)(job, report)
+            with acting_for(editor_of(job.created_by)):  # the starter's calls: their quota, their ledger rows
+                handler_for(job.kind)(job, report)
         finally:
             usage.flush()  # the job's ledger rows are written before it reports done
     except JobCancelled:

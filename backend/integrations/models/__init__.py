@@ -25,6 +25,7 @@ from integrations.models.config import (
     provider_choices,
     provider_type_choices,
 )
+from integrations.models.editors import EditorQuota, UsageUserDaily
 
 __all__ = [
     "PROVIDERS",
@@ -34,12 +35,14 @@ __all__ = [
     "BatchJob",
     "BudgetAlert",
     "BudgetPeriod",
+    "EditorQuota",
     "LedgerDeadLetter",
     "ModelMapping",
     "ModelPrice",
     "ProviderCredential",
     "UsageDaily",
     "UsageKeyDaily",
+    "UsageUserDaily",
     "VirtualKey",
     "VirtualKeyManager",
     "provider_choices",

@@ -595,6 +595,11 @@ class AIUsage(models.Model):
     api_key = models.ForeignKey(
         "APIToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=True
     )
+    # The user the call was made for (integrations.ai.sites.callers.acting_for; a /v1 call: its key's
+    # creator); NULL: unknown (a call with no user, and every row written before issue 27).
+    user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=True
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

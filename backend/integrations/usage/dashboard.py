@@ -181,6 +181,7 @@ class Dashboard:
             "latency": self._latency(self.latencies()),
             "budget": self._budget(),
             "keys": self.by_key(),
+            "editors": self.by_editor(),
             **({"table": self._table(cells)} if table else {}),
         }
 
@@ -203,6 +204,35 @@ class Dashboard:
                 "site_name": site_label(Site(name=r["site__name"], domain=r["site__domain"]))
                 if r["site__domain"]
                 else "",
+                "requests": r["requests"],
+                "refused": r["refused"],
+                "prompt_tokens": r["prompt_tokens"],
+                "completion_tokens": r["completion_tokens"],
+                "cost": r["cost"] or Decimal(0),
+            }
+            for r in sums
+        ]
+
+    def by_editor(self) -> list[dict[str, Any]]:
+        """Spend per editor and site over the range, in scope, most expensive first (`UsageUserDaily`).
+
+        Scoped by the rows' site, so a site admin sees their site's editors (and the spend of a person
+        who also works for another site, on their site only). Calls with no known user are not listed.
+        """
+        from integrations.models import UsageUserDaily
+
+        rows = UsageUserDaily.objects.filter(day__gte=self.first, day__lte=self.last)
+        if self.site_ids is not None:
+            rows = rows.filter(site_id__in=self.site_ids)
+        sums = (
+            rows.values("user_id", "user__username", "site__domain")
+            .annotate(**{n: Sum(n) for n in ("requests", "refused", "prompt_tokens", "completion_tokens", "cost")})
+            .order_by("-cost", "user_id", "site__domain")
+        )
+        return [
+            {
+                "editor": r["user__username"],
+                "site": r["site__domain"] or "",
                 "requests": r["requests"],
                 "refused": r["refused"],
                 "prompt_tokens": r["prompt_tokens"],
@@ -452,6 +482,21 @@ def to_csv(data: dict[str, Any]) -> str:
             [
                 "keys",
                 row["key"],
+                row["site"],
+                row["requests"],
+                row["refused"],
+                row["prompt_tokens"],
+                row["completion_tokens"],
+                row["cost"],
+            ]
+        )
+    writer.writerow([])
+    writer.writerow(["section", "editor", "site", "requests", "refused", "prompt_tokens", "completion_tokens", "cost"])
+    for row in data.get("editors", ()):
+        writer.writerow(
+            [
+                "editors",
+                row["editor"],
                 row["site"],
                 row["requests"],
                 row["refused"],

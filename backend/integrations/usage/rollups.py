@@ -267,6 +267,7 @@ def add(rows: Iterable[Any]) -> None:
     rows = list(rows)
     upsert(aggregate(rows))
     usage_keys.add(rows)  # the virtual keys' days
+    usage_keys.add_users(rows)  # the editors' days
 
 
 def rebuild(usage_model: Any = None, rollup_model: Any = None, chunk: int = 10_000) -> int:

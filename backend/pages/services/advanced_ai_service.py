@@ -23,6 +23,7 @@ from .. import provenance
 from ..blocks import SCHEMAS, BlockValidationError, describe, json_schema, validate_block
 from ..models import Block, Page
 from .errors import ServiceOutputError
+from .reasoning import reasoning_budget
 
 SYSTEM_PROMPT = (
     "You write website content blocks as JSON. Answer with one JSON object only, exactly in the "
@@ -104,7 +105,7 @@ class AdvancedAIService:
             result = ai.generate_content(
                 self.block_prompt(block_type, page_title, instructions),
                 model=model,
-                **BLOCK_PARAMETERS,
+                **{**BLOCK_PARAMETERS, **reasoning_budget(ai, model, BLOCK_PARAMETERS["max_tokens"])},
                 system_prompt=SYSTEM_PROMPT,
                 response_schema=json_schema(block_type),
             )

@@ -26,6 +26,7 @@ from prompts.versions import BuiltinPrompt, register_builtin
 from .. import provenance
 from ..models import META_DESCRIPTION_MAX, META_TITLE_MAX, Page
 from .errors import ServiceOutputError
+from .reasoning import reasoning_budget
 
 SYSTEM_PROMPT = (
     "You write SEO metadata for web pages. Answer with the requested text only: no quotes, no labels, no explanations."
@@ -144,7 +145,7 @@ class AIService:
             result = ai.generate_content(
                 meta_prompt(page.title, page.body),
                 model=model,
-                **META_PARAMETERS,
+                **{**META_PARAMETERS, **reasoning_budget(ai, model, META_PARAMETERS["max_tokens"])},
                 system_prompt=META_SYSTEM_PROMPT,
                 response_schema=META_SCHEMA,
             )
@@ -157,20 +158,26 @@ class AIService:
         return fitted_meta(result.parsed, result.provider), result
 
     def generate_meta_title(self, title: str, content: str = "", model: str | None = None, site: Any = None) -> str:
-        result = self._ai(site).generate_content(
-            title_prompt(title, content), model=model, max_tokens=60, temperature=0.4, system_prompt=SYSTEM_PROMPT
+        ai = self._ai(site)
+        result = ai.generate_content(
+            title_prompt(title, content),
+            model=model,
+            temperature=0.4,
+            system_prompt=SYSTEM_PROMPT,
+            **reasoning_budget(ai, model, 60),
         )
         return self._checked(trim_to_words(result.content, META_TITLE_MAX), "meta title")
 
     def generate_meta_description(
         self, title: str, content: str = "", model: str | None = None, site: Any = None
     ) -> str:
-        result = self._ai(site).generate_content(
+        ai = self._ai(site)
+        result = ai.generate_content(
             description_prompt(title, content),
             model=model,
-            max_tokens=120,
             temperature=0.4,
             system_prompt=SYSTEM_PROMPT,
+            **reasoning_budget(ai, model, 120),
         )
         return self._checked(trim_to_words(result.content, META_DESCRIPTION_MAX), "meta description")
 
@@ -255,7 +262,7 @@ class AIService:
                     [meta_prompt(page.title, page.body) for page in site_pages],
                     concurrency=concurrency,
                     model=model,
-                    **META_PARAMETERS,
+                    **{**META_PARAMETERS, **reasoning_budget(ai, model, META_PARAMETERS["max_tokens"])},
                     system_prompt=META_SYSTEM_PROMPT,
                     response_schema=META_SCHEMA,
                 )

@@ -47,6 +47,7 @@ from integrations.ai.providers.errors import (
 )
 from integrations.ai.runtime import conf, pauses, stream_slots
 from integrations.ai.runtime.offload import offload
+from integrations.ai.sites import callers
 from integrations.ai.sites.context import site_id_of
 from integrations.ai.sites.site_config import SiteSnapshot, get_snapshot
 
@@ -228,7 +229,7 @@ class AIService:
         each prompt at the dearest candidate of its failover chain, since its workers cannot re-reserve."""
         prep = preps[0]
         snapshot = prep.snapshot
-        if self._budget_checked or not governance.has_caps(snapshot):
+        if self._budget_checked or not (governance.has_caps(snapshot) or governance.own_windows(snapshot)):
             return None
         governance.check_priced(self.site_id, self.service, prep.requested, prep.primary, snapshot, prep.resolved)
         estimate = sum((self._dearest(p, failover) for p in preps), Decimal(0))
@@ -664,11 +665,17 @@ class AIService:
         worker._budget_checked = True  # reserved above, for the whole batch
         attribution = usage.current_attribution()  # the workers' ledger rows carry the caller's content
         per_item = usage.item_attributions()  # or each item its own (`usage.attributed_each`)
+        key, editor = callers.current(), callers.current_editor()  # threads do not inherit who is calling
 
         def run(item: BatchItem) -> BatchItem:
             if item.error is None:
                 own = per_item[item.index] if item.index < len(per_item) else None
-                with usage.deferred(rows), usage.carrying(own or attribution):
+                with (
+                    usage.deferred(rows),
+                    usage.carrying(own or attribution),
+                    callers.acting_as(key),
+                    callers.acting_for(editor),
+                ):
                     try:
                         item.result = worker.execute(preps[item.index], **run_options)
                     except AIProviderError as exc:

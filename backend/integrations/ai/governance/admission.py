@@ -36,6 +36,7 @@ class Admission:
     ticket: ratelimit.Ticket | None = None
     windows: budget_windows.WindowReservation | None = None
     key_ticket: ratelimit.Ticket | None = None  # the calling virtual key's own rate limits (callers)
+    editor_ticket: ratelimit.Ticket | None = None  # the calling editor's requests per minute on the site
     site_id: int | None = None
     # (provider, model) -> (its unscaled worst case, whether an overshoot ratio scaled it), for every candidate
     # the reservation covered (`budget.learn`)
@@ -67,7 +68,7 @@ class Admission:
                 estimate, scaled = held
                 budget.learn(self.site_id, attempt.provider, attempt.model, estimate, cost or Decimal(0), scaled=scaled)
         used = sum(a.result.total_tokens for a in record.attempts if a.result is not None)
-        for ticket in (self.ticket, self.key_ticket):
+        for ticket in (self.ticket, self.key_ticket, self.editor_ticket):
             if ticket is not None:
                 ticket.settle(used)
 
@@ -111,7 +112,16 @@ def admit(
             admission.key_ticket = ratelimit.admit(
                 key.rate_scope, key.requests_per_minute, key.tokens_per_minute, estimated, owner="API key"
             )
-        if check_budget and site_id and (has_caps(snapshot) or budget_windows.key_window(key) is not None):
+        editor, limits = editor_limits(snapshot)
+        if editor is not None and limits is not None and limits.requests_per_minute:
+            admission.editor_ticket = ratelimit.admit(
+                limits.rate_scope(site_id, editor.user_id),
+                limits.requests_per_minute,
+                None,
+                estimated,
+                owner=f"editor {editor.label} ({limits.source})",
+            )
+        if check_budget and site_id and (has_caps(snapshot) or own_windows(snapshot)):
             _unpriced_refusal(snapshot, provider, resolved)
             price = service.price_for(snapshot, provider, resolved)
             estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
@@ -119,7 +129,7 @@ def admit(
             admission.estimates[provider.name, resolved] = (estimate, reserved != estimate)
             _reserve_spend(admission, site_id, snapshot, service.service, reserved)
     except REFUSALS as exc:
-        for ticket in (admission.ticket, admission.key_ticket):
+        for ticket in (admission.ticket, admission.key_ticket, admission.editor_ticket):
             if ticket is not None:
                 ticket.settle(0)
         raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
@@ -162,6 +172,20 @@ def cover_candidate(admission: Admission, snapshot: Any, provider: Any, request:
     return None
 
 
+def editor_limits(snapshot: Any) -> tuple[callers.Editor | None, callers.EditorLimits | None]:
+    """The calling editor and their quota on the snapshot's site (None, None without an editor)."""
+    editor = callers.current_editor()
+    if editor is None:
+        return None, None
+    return editor, snapshot.editor_quotas.get(editor.user_id)
+
+
+def own_windows(snapshot: Any) -> list[budget_windows.Window]:
+    """The budget windows of who is calling: the virtual key's monthly budget, the editor's monthly cap."""
+    windows = [budget_windows.key_window(callers.current()), budget_windows.editor_window(*editor_limits(snapshot))]
+    return [w for w in windows if w is not None]
+
+
 def has_caps(snapshot: Any) -> bool:
     """Whether any spend cap (monthly, daily, weekly, per service) applies to the site."""
     policy = snapshot.policy
@@ -176,8 +200,8 @@ def has_caps(snapshot: Any) -> bool:
 def _reserve_spend(admission: Admission, site_id: int, snapshot: Any, service_name: str, estimate: Decimal) -> None:
     """Reserve `estimate` in every budget window, then against the monthly cap; on a refusal give all back."""
     windows = budget_windows.windows_for(snapshot.policy, snapshot.monthly_budget, service_name)
-    if (own := budget_windows.key_window(callers.current())) is not None:
-        windows = [*windows, own]
+    if own := own_windows(snapshot):
+        windows = [*windows, *own]
     try:
         admission.windows = budget_windows.reserve(site_id, windows, snapshot.policy, estimate)
         admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
@@ -196,7 +220,7 @@ def reserve_spend(
     A refusal is recorded in the ledger and raised, as for a single call.
     """
     admission = Admission()
-    if site_id and has_caps(snapshot):
+    if site_id and (has_caps(snapshot) or own_windows(snapshot)):
         try:
             _reserve_spend(admission, site_id, snapshot, service_name, estimate)
         except BudgetExceeded as exc:

@@ -42,11 +42,14 @@ class Window:
     enforce: bool = True
     api_key: int | None = None  # a virtual key's own monthly budget (callers.KeyScope): its spend only
     key_label: str = ""
+    user: int | None = None  # an editor's monthly cap on the site (callers.EditorLimits): their spend only
 
     @property
     def label(self) -> str:
         if self.api_key is not None:
             return f"monthly budget of the API key {self.key_label}"
+        if self.user is not None:
+            return f"monthly cap of the editor {self.key_label}"
         return f"monthly budget of the service {self.service}" if self.service else f"{LABELS[self.name]} budget"
 
     def seconds_left(self, now: float | None = None) -> float:
@@ -132,8 +135,22 @@ def key_window(key: Any, now: datetime.datetime | None = None) -> Window | None:
     )
 
 
+def editor_window(editor: Any, limits: Any, now: datetime.datetime | None = None) -> Window | None:
+    """An editor's monthly cap on the site as one more window (its spend is the user's on this site)."""
+    if editor is None or limits is None or limits.monthly_budget is None:
+        return None
+    return Window(
+        f"user:{editor.user_id}",
+        limits.monthly_budget,
+        calendar(now)[2],
+        32 * 86400,
+        user=editor.user_id,
+        key_label=f"{editor.label} ({limits.source})",
+    )
+
+
 def spent_since(site_id: int, window: Window) -> Decimal:
-    return store().spend_since(site_id, window.start, window.service, api_key=window.api_key)
+    return store().spend_since(site_id, window.start, window.service, api_key=window.api_key, user=window.user)
 
 
 def _incr(site_id: int, window: Window, which: int, amount: int) -> int:
@@ -209,7 +226,13 @@ def _hold(site_id: int, window: Window, extra: int, amount: int, own: int, estim
     in_flight = max(0, used - extra - spent_micro - own)
     if busy(spent_micro, in_flight, amount, limit):
         raise busy_error(f"site's {window.label}", estimate, window.cap, spent, Decimal(in_flight) / MILLION)
-    where = "the key's settings (AI API keys)" if window.api_key is not None else "the site's AI provider settings"
+    where = (
+        "the key's settings (AI API keys)"
+        if window.api_key is not None
+        else "the site's AI editor quotas"
+        if window.user is not None
+        else "the site's AI provider settings"
+    )
     raise BudgetExceeded(
         f"This request could cost up to {usd(estimate)}, which would pass the site's {window.label} of "
         f"{usd(window.cap)} ({usd(spent)} spent since {window.start:%Y-%m-%d}). Raise that cap in {where} "

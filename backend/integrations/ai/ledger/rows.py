@@ -112,6 +112,8 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
     link: dict[str, Any] = {"created_at": _utc(record.ended_at)}
     if record.api_key_id is not None:
         link["api_key_id"] = record.api_key_id
+    if record.user_id is not None:
+        link["user_id"] = record.user_id
     if record.guardrails:
         link["guardrails"] = list(record.guardrails)
     if record.content is not None:

@@ -31,7 +31,7 @@ from integrations.ai.ledger.rows import (  # noqa: F401  (re-exported: the ledge
     total_cost,
 )
 from integrations.ai.ports import Attribution, Price, store  # noqa: F401  (Price re-exported)
-from integrations.ai.sites.callers import current_id
+from integrations.ai.sites.callers import current_id, current_user_id
 
 if TYPE_CHECKING:
     from integrations.ai.providers.base import Attempt, GenerationResult
@@ -115,6 +115,8 @@ class CallRecord:
     ended_at: float | None = None
     # the virtual API key that made the call (`callers.acting_as`), read when the record is made
     api_key_id: int | None = field(default_factory=current_id)
+    # the user the call was made for (`callers.acting_for`; a /v1 call: its key's creator), read when the record is made
+    user_id: int | None = field(default_factory=current_user_id)
     # made with the record, before any attempt to hand it over: row i's ledger_key is f"{key}:{i}" on every
     # path (Redis, in-process, a direct write after a Redis push that timed out), so a row that reached the
     # database once is never written again (ledger_writer.write_rows skips keys it holds)

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from . import conversation, registry
+from . import conversation, images, registry
 from .capabilities import beyond_text
 from .errors import (
     AIProviderError,
@@ -389,6 +389,8 @@ class BaseProvider(AIProviderInterface):
                 raise InvalidRequest(
                     f"messages[{index}].role must be one of system, user, assistant.", provider=self.name
                 )
+            if content is not None and not isinstance(content, str):
+                raise InvalidRequest(self._not_text(index, role, content), provider=self.name)
             if not isinstance(content, str) or not content.strip():
                 raise InvalidRequest(f"messages[{index}].content is empty: give a prompt.", provider=self.name)
             check_text(content, f"messages[{index}].content", self.name)
@@ -396,6 +398,17 @@ class BaseProvider(AIProviderInterface):
         if not any(m["role"] == "user" for m in clean):
             raise InvalidRequest("messages must contain at least one user message.", provider=self.name)
         return beyond_text(request.with_changes(messages=tuple(clean), options=dict(options)), self.name)
+
+    def _not_text(self, index: int, role: Any, content: Any) -> str:
+        """What is wrong with a system message whose content is not a string (parts, an image...)."""
+        where = f"messages[{index}]"
+        parts = content if isinstance(content, list | tuple) else [content]
+        if any(images.is_image(p) for p in parts):
+            return (
+                f"{where}: image parts are not supported in a {role} message ({self.name}); "
+                "send images in a user message's content parts."
+            )
+        return f"{where}.content of a {role} message must be text (a string), got {type(content).__name__}."
 
     def validate(
         self,

@@ -2,8 +2,8 @@
 
 What differs from OpenAI: `vendor/model` ids, attribution headers (`HTTP-Referer`, `X-Title`),
 usage accounting (`usage: {include: true}` makes the response carry its cost), the native
-`models` fallback list and `provider` routing preferences, and a live model catalogue with
-prices at `GET /models`.
+`models` fallback list and `provider` routing preferences, the `reasoning` and `cache_control`
+controls (checked in `openrouter_options`), and a live model catalogue with prices at `GET /models`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .base import GenerationResult, ModelInfo, header_safe
+from . import openrouter_options
+from .base import AIRequest, GenerationResult, ModelInfo, header_safe
 from .openai_provider import ModelListCache, OpenAIProvider, to_decimal
 
 _models_cache = ModelListCache(ttl=600.0)
@@ -24,8 +25,42 @@ class OpenRouterProvider(OpenAIProvider):
         "provider",
         "transforms",
         "route",
+        "reasoning",
+        "cache_control",
     }
-    extra_body_options: ClassVar[frozenset[str]] = frozenset({"models", "provider", "transforms", "route"})
+    # sent by `_extra_body` (reasoning) or on the system message (cache_control), not as given
+    extra_body_options: ClassVar[frozenset[str]] = frozenset(
+        {"models", "provider", "transforms", "route", "reasoning", "cache_control"}
+    )
+
+    def validate_request(self, request: AIRequest) -> AIRequest:
+        """The base checks, then `reasoning` and `cache_control` (`openrouter_options`), normalised."""
+        request = super().validate_request(request)
+        options = dict(request.options)
+        if "reasoning" in options:
+            options["reasoning"] = openrouter_options.check_reasoning(
+                options["reasoning"], request.max_tokens, self.name
+            )
+        if "cache_control" in options:
+            options["cache_control"] = openrouter_options.check_cache_control(
+                options["cache_control"], request.system_prompt, self.name
+            )
+        return request.with_changes(options=options)
+
+    def reasons(self, model: str) -> bool:
+        """Whether `model` is a reasoning model (`openrouter_options.REASONING_MODELS`; no request made)."""
+        return openrouter_options.is_reasoning_model(model)
+
+    def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
+        request = super()._request(ai, model)
+        control = ai.options.get("cache_control")
+        if control and request["messages"] and request["messages"][0]["role"] == "system":
+            system = request["messages"][0]
+            request["messages"][0] = {
+                **system,
+                "content": [{"type": "text", "text": system["content"], "cache_control": dict(control)}],
+            }
+        return request
 
     def _default_headers(self) -> dict[str, str]:
         headers = {}
@@ -38,7 +73,7 @@ class OpenRouterProvider(OpenAIProvider):
         body: dict[str, Any] = {"usage": {"include": True}}
         if options.get("models"):
             body["models"] = [self.resolve_model(m) for m in options["models"]]
-        for key in ("provider", "transforms", "route"):
+        for key in ("provider", "transforms", "route", "reasoning"):
             if options.get(key) is not None:
                 body[key] = options[key]
         return body

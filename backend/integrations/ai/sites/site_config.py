@@ -29,6 +29,7 @@ from integrations.ai.runtime.conf import (
     settings_config,
 )
 from integrations.ai.runtime.shared_cache import cache
+from integrations.ai.sites.callers import EditorLimits
 from integrations.ai.sites.policy import SitePolicy
 
 GLOBAL_VERSION_KEY = "integrations.ai:version:global"
@@ -60,6 +61,8 @@ class SiteSnapshot:
     version: tuple[int, int] = (0, 0)
     # Named OpenAI-compatible endpoints this site can use (deployment-wide and its own): name -> kind.
     instances: dict[str, str] = field(default_factory=dict)
+    # Each editor's quota on this site (`EditorQuota` rows resolved per user id; callers.EditorLimits)
+    editor_quotas: dict[int, EditorLimits] = field(default_factory=dict)
     _resolved: dict[str, ProviderConfig] = field(default_factory=dict, repr=False, compare=False)
     # Memo of the factory's decisions for this snapshot: dropped with it when settings change.
     providers: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -175,6 +178,7 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
             instances=deployment_endpoints(),
             policy=SitePolicy.from_record(record),
             guardrails=GuardrailSettings.from_record(record),
+            editor_quotas=_editor_quotas(site_id),
         )
 
     site_configs, preferences, instances = _site_credentials(record, site_id)
@@ -198,7 +202,15 @@ def _build(site_id: int | None, version: tuple[int, int]) -> SiteSnapshot:
         guardrails=GuardrailSettings.from_record(record),
         prices=prices,
         version=version,
+        editor_quotas=_editor_quotas(site_id),
     )
+
+
+def _editor_quotas(site_id: int | None) -> dict[int, EditorLimits]:
+    """Each editor's quota on the site, resolved per user by the store (`Store.editor_quotas`)."""
+    if not site_id:
+        return {}
+    return {user_id: EditorLimits(*quota) for user_id, quota in store().editor_quotas(site_id).items()}
 
 
 def _price_book(overrides: dict[tuple[str, str], Price], site_configs: dict[str, ProviderConfig]) -> PriceBook:

@@ -333,6 +333,11 @@ def _merge(usage: dict, changes: dict) -> None:
             usage[name] = value
 
 
+def _parts(content: Any) -> list:
+    """A message's content as a list of parts (a plain string is one text part without cache_control)."""
+    return content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
+
+
 def _cached_prefix(system: Any) -> str:
     """The text of the system blocks up to the last one marked `cache_control` (Anthropic caches a prefix)."""
     if not isinstance(system, list):
@@ -834,9 +839,18 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body["messages"]
         system = " ".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
         chat = [m for m in messages if m.get("role") != "system"]
+        thinking = 0  # OpenRouter's `reasoning`: tokens spent thinking, inside max_tokens
+        if flavor == "openrouter" and "reasoning" in body:
+            problem = extras.reasoning_problem(body["reasoning"])
+            if problem:
+                return self._send(400, {"error": {"code": 400, "message": problem}})
+            thinking = extras.reasoning_tokens(model, body["reasoning"], max_tokens)
         content, prompt_tokens, completion_tokens, truncated = self._reply(
-            flavor, model, system, chat, max_tokens, script
+            flavor, model, system, chat, max(max_tokens - thinking, 0), script
         )
+        if thinking and not completion_tokens:
+            truncated = True  # the whole budget went on reasoning: no answer (what the controls prevent)
+        completion_tokens += thinking
         prompt_tokens += len(_words(system))
         finish = script.finish_reason if script and script.finish_reason else ("length" if truncated else "stop")
         calls = self._calls(flavor, body, chat, script)
@@ -856,10 +870,21 @@ class _Handler(BaseHTTPRequestHandler):
         if flavor == "openrouter":
             price = OPENROUTER_MODELS.get(model, ("0", "0", 0))
             cost = Decimal(price[0]) * prompt_tokens + Decimal(price[1]) * completion_tokens
+            read = written = 0
+            system_parts = [p for m in messages if m.get("role") == "system" for p in _parts(m.get("content"))]
+            cached_prefix = _cached_prefix(system_parts)
+            if cached_prefix:  # `cache_control` on the system prompt: written once, then read
+                key = (model, cached_prefix)
+                cached = min(len(_words(cached_prefix)), prompt_tokens)
+                with self.server.upstream._lock:
+                    hit = key in self.server.upstream._prompt_cache
+                    self.server.upstream._prompt_cache.add(key)
+                read, written = (cached, 0) if hit else (0, cached)
             usage.update(
                 {
                     "cost": float(cost),
-                    "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, "audio_tokens": 0},
+                    "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": written, "audio_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": thinking, "audio_tokens": 0},
                 }
             )
             extra["provider"] = UPSTREAM_NAMES.get(model.split("/", 1)[0], "Emulated")
@@ -899,6 +924,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if flavor == "openrouter":
             choice["native_finish_reason"] = finish
+            if thinking and not (body.get("reasoning") or {}).get("exclude"):
+                choice["message"]["reasoning"] = f"Emulated reasoning of {thinking} tokens."
         payload = {
             "id": gen_id,
             "object": "chat.completion",

@@ -47,10 +47,44 @@ def input_modalities(model: str) -> list[str]:
     return ["text"] if model in TEXT_ONLY or model.startswith(("meta-llama/", "mistralai/")) else ["text", "image"]
 
 
+REASONING_MODELS = (
+    "openai/o3-mini",
+    "anthropic/claude-3.7-sonnet",
+    "anthropic/claude-sonnet-4",
+    "anthropic/claude-opus-4",
+)
+# OpenRouter's effort levels as a share of max_tokens spent reasoning (its documented mapping)
+EFFORT_SHARE = {"xhigh": 0.95, "high": 0.8, "medium": 0.5, "low": 0.2, "minimal": 0.1, "none": 0.0}
+
+
 def supported_parameters(model: str) -> list[str]:
     """OpenRouter's catalogue: the request parameters a model supports."""
     params = ["max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice"]
-    return params if model in ("openai/gpt-3.5-turbo",) else [*params, "response_format", "structured_outputs"]
+    if model in ("openai/gpt-3.5-turbo",):
+        return params
+    params += ["response_format", "structured_outputs"]
+    return [*params, "reasoning", "include_reasoning"] if model in REASONING_MODELS else params
+
+
+def reasoning_problem(reasoning: object) -> str | None:
+    """What OpenRouter answers 400 for in a `reasoning` object, else None."""
+    if not isinstance(reasoning, dict):
+        return "reasoning must be an object"
+    if reasoning.get("effort") is not None and reasoning.get("max_tokens") is not None:
+        return "Only one of reasoning.effort and reasoning.max_tokens may be given"
+    if reasoning.get("effort") is not None and reasoning["effort"] not in EFFORT_SHARE:
+        return f"Invalid reasoning.effort: {reasoning['effort']}"
+    return None
+
+
+def reasoning_tokens(model: str, reasoning: object, max_tokens: int) -> int:
+    """The tokens a reasoning model spends thinking for a `reasoning` request (0 for other models or
+    none asked): its `max_tokens` budget, or its effort's share of the request's max_tokens."""
+    if model not in REASONING_MODELS or not isinstance(reasoning, dict) or reasoning.get("enabled") is False:
+        return 0
+    if reasoning.get("max_tokens") is not None:
+        return min(int(reasoning["max_tokens"]), max_tokens)
+    return int(max_tokens * EFFORT_SHARE[reasoning.get("effort") or "medium"])
 
 
 def _words(text: str) -> int:

@@ -81,6 +81,7 @@ def _load(key_hash: str, version: int, now: float) -> _Entry:
             "tokens_per_minute",
             "allowed_models",
             "scopes",
+            "user_id",
         )
         .first()
     )
@@ -95,6 +96,7 @@ def _load(key_hash: str, version: int, now: float) -> _Entry:
         requests_per_minute=row["requests_per_minute"] or None,
         tokens_per_minute=row["tokens_per_minute"] or None,
         allowed_models=tuple(m.strip() for m in row["allowed_models"] or () if m.strip()),
+        user_id=row["user_id"],
     )
     expires = row["expires_at"].timestamp() if row["expires_at"] is not None else None
     return _Entry(scope, expires, version, now)

@@ -1,0 +1,105 @@
+"""Issue 27 (3): OpenRouter's `reasoning` and `cache_control` go through the gateway to the wire (the real
+`openai` SDK against the emulator), checked first with typed errors naming the field; the page services
+give reasoning models a reasoning budget so a short answer is not spent thinking."""
+
+from __future__ import annotations
+
+import pytest
+
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
+from integrations.ai.providers.errors import InvalidRequest
+from integrations.models import AIUsage
+from pages.services.ai_service import AIService as PagesAI
+from pages.services.reasoning import REASONING_BUDGET
+
+from .factories_cms import PageFactory
+
+pytestmark = pytest.mark.django_db
+THINKER = "anthropic/claude-3.7-sonnet"
+ASK = [{"role": "user", "content": "Name a bakery"}]
+
+
+def posts(upstream) -> list:
+    return [r for r in upstream.requests if r.method == "POST"]
+
+
+def test_reasoning_reaches_the_wire_and_its_tokens_the_ledger(emulated_site, upstream):
+    site = emulated_site("openrouter")
+    reasoning = {"max_tokens": 400, "exclude": True}
+    result = AIService(site=site).complete(ASK, model=THINKER, max_tokens=600, reasoning=reasoning)
+    body = posts(upstream)[-1].json
+    assert body["reasoning"] == reasoning and body["max_tokens"] == 600
+    assert result.reasoning_tokens == 400 and result.content.startswith("Emulated openrouter reply")
+    assert result.completion_tokens > 400  # the answer had room beside the reasoning
+    usage.flush()
+    assert AIUsage.objects.get(site=site).reasoning_tokens == 400
+    AIService(site=site).complete(ASK, model=THINKER, max_tokens=600, reasoning={"effort": "low"})
+    assert posts(upstream)[-1].json["reasoning"] == {"effort": "low"}
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "message"),
+    [
+        ({"effort": "extreme"}, r"reasoning\.effort must be one of xhigh, high, medium, low, minimal, none"),
+        ({"effort": "low", "max_tokens": 100}, r"reasoning\.effort or reasoning\.max_tokens, not both"),
+        ({"max_tokens": 600}, r"reasoning\.max_tokens \(600\) must be below max_tokens \(600\)"),
+        ({"max_tokens": "400"}, r"reasoning\.max_tokens must be a positive integer"),
+        ({"exclude": "yes"}, r"reasoning\.exclude must be true or false"),
+        ({"budget": 10}, r"Unknown reasoning field\(s\) budget"),
+        ("high", r"reasoning must be an object"),
+    ],
+)
+def test_a_bad_reasoning_value_is_a_typed_error_before_any_request(emulated_site, upstream, reasoning, message):
+    site = emulated_site("openrouter")
+    with pytest.raises(InvalidRequest, match=message):
+        AIService(site=site).complete(ASK, model=THINKER, max_tokens=600, reasoning=reasoning)
+    assert posts(upstream) == []
+    usage.flush()
+    assert not AIUsage.objects.filter(status="error").exists()  # our validation is no provider failure
+
+
+def test_cache_control_marks_the_system_prompt_written_once_then_read(emulated_site, upstream):
+    site = emulated_site("openrouter")
+    system = "You write product copy for a bakery. " * 40  # a long template system prompt
+    control = {"type": "ephemeral", "ttl": "1h"}
+    first = AIService(site=site).complete(ASK, model=THINKER, system_prompt=system, cache_control=control)
+    sent = posts(upstream)[-1].json
+    assert sent["messages"][0] == {
+        "role": "system",
+        "content": [{"type": "text", "text": system, "cache_control": control}],
+    }
+    assert "cache_control" not in sent  # a block on the system message, not a body field
+    second = AIService(site=site).complete(ASK, model=THINKER, system_prompt=system, cache_control=control)
+    assert first.cache_write_tokens > 0 and first.cached_tokens == 0
+    assert second.cached_tokens == first.cache_write_tokens and second.cache_write_tokens == 0
+    with pytest.raises(InvalidRequest, match="give a system_prompt to cache"):
+        AIService(site=site).complete(ASK, model=THINKER, cache_control={"type": "ephemeral"})
+    with pytest.raises(InvalidRequest, match=r"cache_control\.ttl must be one of 5m, 1h"):
+        AIService(site=site).complete(
+            ASK, model=THINKER, system_prompt=system, cache_control={"type": "ephemeral", "ttl": "1d"}
+        )
+    with pytest.raises(InvalidRequest, match=r'cache_control must be \{"type": "ephemeral"\}'):
+        AIService(site=site).complete(ASK, model=THINKER, system_prompt=system, cache_control={"type": "forever"})
+    assert len(posts(upstream)) == 2
+
+
+def test_other_providers_still_refuse_the_options_by_name(emulated_site, upstream):
+    site = emulated_site("openai")
+    with pytest.raises(InvalidRequest, match=r"Unsupported option\(s\) for openai: reasoning"):
+        AIService(site=site).complete(ASK, model="gpt-4o", reasoning={"effort": "low"})
+
+
+def test_the_page_services_give_a_reasoning_model_a_budget_and_the_answer_its_room(emulated_site, upstream):
+    site = emulated_site("openrouter")
+    title = PagesAI(site).generate_meta_title("Spring sale", "Twenty percent off", model=THINKER)
+    body = posts(upstream)[-1].json
+    assert body["reasoning"] == {"max_tokens": REASONING_BUDGET, "exclude": True}
+    assert body["max_tokens"] == 60 + REASONING_BUDGET
+    assert title  # the emulator spent the budget thinking, and the answer still came
+    PagesAI(site).generate_meta_title("Spring sale", "Twenty percent off", model="openai/gpt-4o")
+    body = posts(upstream)[-1].json
+    assert "reasoning" not in body and body["max_tokens"] == 60  # not a reasoning model: unchanged
+    page = PageFactory(site=site, title="Spring sale", meta_title="", meta_description="")
+    PagesAI(site).generate_meta_for_page(page, model=THINKER)
+    assert posts(upstream)[-1].json["reasoning"]["max_tokens"] == REASONING_BUDGET
