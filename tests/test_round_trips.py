@@ -140,7 +140,7 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_request_uses_
         dbname=db["NAME"],
         autocommit=True,
     ) as admin:
-        assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+        assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
     readable, _, _ = select.select([kept.fileno()], [], [], 10)  # the server's goodbye has arrived
     assert readable
 
