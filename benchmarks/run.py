@@ -17,6 +17,10 @@ well under a millisecond unless told to wait.
   beside the emulator called directly with the same body and LiteLLM's proxy pointed at the same
   emulator; p50/p99 latency and requests per second, measured with `wrk`. Then the same chat body
   streamed: time to the first content chunk for the emulator, Panel's /v1 and LiteLLM's proxy.
+- http shapes: the same server on SQLite + local memory and on PostgreSQL + Redis (the production shape: the
+  PostgreSQL server of `BENCH_POSTGRES_URL` or `DATABASE_URL`, a fresh `<name>_bench` database on it, and a
+  throwaway redis-server), both endpoints at every concurrency: requests per second, their ratio, and the
+  CPU milliseconds per request of the server, Redis and PostgreSQL (`--shapes-only` runs just this).
 - batch: 100 prompts at concurrency 16 against a 50 ms upstream, wall time vs the ideal 7 x 50 ms.
 - import time of `integrations.ai` (fresh interpreter) and peak memory over 1,000 sequential calls.
 
@@ -889,6 +893,28 @@ class RedisServer:
         self.process.stop()
 
 
+def cpu_by_part(server_group: int, database: str) -> dict[str, float]:
+    """CPU seconds used so far by the server's processes (gunicorn's process group), the bench's Redis
+    (`BENCH_REDIS_PID`) and the PostgreSQL backends serving `database` (Linux /proc; others' load excluded)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    redis_pid = os.environ.get("BENCH_REDIS_PID", "")
+    parts = {"server": 0.0, "redis": 0.0, "postgres": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_text()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(fields[2]) == server_group:
+            parts["server"] += seconds
+        elif pid == redis_pid:
+            parts["redis"] += seconds
+        elif command.startswith("postgres:") and f" {database} " in command:
+            parts["postgres"] += seconds
+    return parts
+
+
 def shape_worker(shape: str, emulator_base: str, quick: bool) -> None:
     """`run.py --http-shape SHAPE URL`: bin/serve on one deployment shape (its environment is this process's),
     its database fresh and migrated, then `POST /api/ai/generate/` and `/v1/chat/completions` under wrk at
@@ -943,16 +969,15 @@ def shape_worker(shape: str, emulator_base: str, quick: bool) -> None:
         for _name, url, body, auth in endpoints:
             wait_ready(server, url, body, {"Authorization": auth}, 30)
         seconds, warm = (3, 1) if quick else (8, 2)
+        database = str(connections["default"].settings_dict["NAME"])
         for concurrency in CONCURRENCIES:
             for index, (name, url, body, auth) in enumerate(endpoints):
                 wrk(f"shape{index}", url, body, auth, concurrency, warm)
-                cells.append(
-                    {
-                        "endpoint": name,
-                        "concurrency": concurrency,
-                        **wrk(f"shape{index}", url, body, auth, concurrency, seconds),
-                    }
-                )
+                before = cpu_by_part(server.popen.pid, database)
+                result = wrk(f"shape{index}", url, body, auth, concurrency, seconds)
+                after = cpu_by_part(server.popen.pid, database)
+                result["cpu_ms"] = {k: (after[k] - before[k]) * 1000 / max(1, result["requests"]) for k in after}
+                cells.append({"endpoint": name, "concurrency": concurrency, **result})
     finally:
         server.stop()
     print("SHAPE " + json.dumps(cells), flush=True)
@@ -982,7 +1007,9 @@ def shapes_bench(emulator_process: Emulator, quick: bool) -> None:
                     )
                     continue
                 redis = RedisServer()
-                env.update(DATABASE_URL=fresh_postgres(pg), REDIS_URL=redis.url)
+                env.update(
+                    DATABASE_URL=fresh_postgres(pg), REDIS_URL=redis.url, BENCH_REDIS_PID=str(redis.process.popen.pid)
+                )
             out = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--http-shape", shape, emulator_process.openai_base_url]
                 + (["--quick"] if quick else []),
@@ -1020,6 +1047,21 @@ def shapes_bench(emulator_process: Emulator, quick: bool) -> None:
             text = "".join(f"{shape_cell(c):>28}" for c in row)
             ratio = f"{row[0]['rps'] / row[1]['rps']:.2f}" if all(row) and row[1]["rps"] else ""
             print(f"{concurrency:>5}  {endpoint:<22}{text}{ratio:>13}")
+    print(
+        "CPU ms per request, by process (a machine shared with other work is measured fairly by this, not by req/s): "
+        "server = gunicorn's workers (request threads and ledger writer), redis, postgres = its backends"
+    )
+    print(f"{'conc.':>5}  {'endpoint':<22}{'shape':<20}{'server':>9}{'redis':>9}{'postgres':>10}{'total':>9}")
+    for concurrency in CONCURRENCIES:
+        for endpoint in ("/api/ai/generate/", "/v1/chat/completions"):
+            for shape in SHAPES:
+                for cell in results.get(shape, []):
+                    if cell["endpoint"] == endpoint and cell["concurrency"] == concurrency:
+                        cpu = cell["cpu_ms"]
+                        print(
+                            f"{concurrency:>5}  {endpoint:<22}{shape:<20}{cpu['server']:>9.2f}{cpu['redis']:>9.2f}"
+                            f"{cpu['postgres']:>10.2f}{sum(cpu.values()):>9.2f}"
+                        )
 
 
 # -- the rest ------------------------------------------------------------------------------------------
