@@ -893,12 +893,12 @@ class RedisServer:
         self.process.stop()
 
 
-def cpu_by_part(server_group: int, database: str) -> dict[str, float]:
-    """CPU seconds used so far by the server's processes (gunicorn's process group), the bench's Redis
-    (`BENCH_REDIS_PID`) and the PostgreSQL backends serving `database` (Linux /proc; others' load excluded)."""
+def cpu_by_part(server_group: int, database: str) -> dict[str, dict[str, float]]:
+    """CPU seconds used so far by each process of the server (gunicorn's process group), of the bench's Redis
+    (`BENCH_REDIS_PID`) and of the PostgreSQL backends serving `database` (Linux /proc; others' load excluded)."""
     tick = os.sysconf("SC_CLK_TCK")
     redis_pid = os.environ.get("BENCH_REDIS_PID", "")
-    parts = {"server": 0.0, "redis": 0.0, "postgres": 0.0}
+    parts: dict[str, dict[str, float]] = {"server": {}, "redis": {}, "postgres": {}}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -907,12 +907,20 @@ def cpu_by_part(server_group: int, database: str) -> dict[str, float]:
             continue
         seconds = (int(fields[11]) + int(fields[12])) / tick
         if int(fields[2]) == server_group:
-            parts["server"] += seconds
+            parts["server"][pid] = seconds
         elif pid == redis_pid:
-            parts["redis"] += seconds
+            parts["redis"][pid] = seconds
         elif command.startswith("postgres:") and f" {database} " in command:
-            parts["postgres"] += seconds
+            parts["postgres"][pid] = seconds
     return parts
+
+
+def cpu_used(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, float]:
+    """CPU seconds per part between two `cpu_by_part` readings (a process that exited meanwhile is not counted)."""
+    return {
+        part: sum(seconds - before[part].get(pid, 0.0) for pid, seconds in processes.items())
+        for part, processes in after.items()
+    }
 
 
 def shape_worker(shape: str, emulator_base: str, quick: bool) -> None:
@@ -976,7 +984,8 @@ def shape_worker(shape: str, emulator_base: str, quick: bool) -> None:
                 before = cpu_by_part(server.popen.pid, database)
                 result = wrk(f"shape{index}", url, body, auth, concurrency, seconds)
                 after = cpu_by_part(server.popen.pid, database)
-                result["cpu_ms"] = {k: (after[k] - before[k]) * 1000 / max(1, result["requests"]) for k in after}
+                used = cpu_used(before, after)
+                result["cpu_ms"] = {part: seconds * 1000 / max(1, result["requests"]) for part, seconds in used.items()}
                 cells.append({"endpoint": name, "concurrency": concurrency, **result})
     finally:
         server.stop()

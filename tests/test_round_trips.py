@@ -10,6 +10,7 @@ They run in the PostgreSQL + Redis pass and are skipped on SQLite + local memory
 
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 from decimal import Decimal
@@ -149,3 +150,18 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_request_uses_
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
     assert connection.connection is not kept
+
+
+@pytest.mark.django_db
+def test_the_ledger_journal_directory_stays_the_one_of_djangos_postgresql_backend(settings, tmp_path):
+    """Swapping in panel.db.postgresql must not move the journals: a worker killed before the upgrade left
+    its unwritten rows there, and the next start replays that directory."""
+    if not _postgres():
+        pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+    from integrations.ai.ledger import journal
+
+    settings.AI_LEDGER_JOURNAL_DIR = str(tmp_path)
+    db = connection.settings_dict
+    assert db["ENGINE"] == "panel.db.postgresql"
+    stock = f"django.db.backends.postgresql|{db.get('HOST') or ''}|{db.get('PORT') or ''}|{db['NAME']}"
+    assert journal._directory() == tmp_path / hashlib.sha256(stock.encode()).hexdigest()[:16]
