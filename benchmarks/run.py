@@ -20,6 +20,10 @@ well under a millisecond unless told to wait.
 - long streams (`benchmarks/streams.py`; alone: `bin/bench --streams`): 1,000 concurrent streams of 200
   tokens at 20 tokens/s through Panel's /v1 and LiteLLM's proxy beside the emulator direct: TTFT p50/p99
   and its overhead, errors, the most streams open at once, server RSS per open stream.
+- http shapes: the same server on SQLite + local memory and on PostgreSQL + Redis (the production shape: the
+  PostgreSQL server of `BENCH_POSTGRES_URL` or `DATABASE_URL`, a fresh `<name>_bench` database on it, and a
+  throwaway redis-server), both endpoints at every concurrency: requests per second, their ratio, and the
+  CPU milliseconds per request of the server, Redis and PostgreSQL (`--shapes-only` runs just this).
 - batch: 100 prompts at concurrency 16 against a 50 ms upstream, wall time vs the ideal 7 x 50 ms.
 - import time of `integrations.ai` (fresh interpreter) and peak memory over 1,000 sequential calls.
 
@@ -910,6 +914,245 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
             process.stop()
 
 
+# -- HTTP: the two deployment shapes --------------------------------------------------------------------
+
+SHAPES = ("SQLite", "PostgreSQL + Redis")
+SHAPE_DB = ROOT / "var" / "bench-http.sqlite3"
+
+
+def postgres_url() -> str | None:
+    """The PostgreSQL server for the production shape: `BENCH_POSTGRES_URL` (bin/bench sets it from
+    bin/services) or a PostgreSQL `DATABASE_URL`; the benchmark makes its own database `<name>_bench` on it."""
+    for name in ("BENCH_POSTGRES_URL", "DATABASE_URL"):
+        url = os.environ.get(name, "")
+        if url.startswith(("postgres://", "postgresql://")):
+            return url
+    return None
+
+
+def fresh_postgres(url: str) -> str:
+    """Drop and create `<name>_bench` on the server of `url`; its URL."""
+    import urllib.parse
+
+    import psycopg
+
+    parts = urllib.parse.urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'panel'}_bench"
+    admin = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return parts._replace(path=f"/{name}").geturl()
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port (no persistence), stopped with the run."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = Process(
+            "redis-server",
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            ROOT / "var" / "bench-redis.log",
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.popen.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start; see {self.process.log}") from None
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def cpu_by_part(server_group: int, database: str) -> dict[str, dict[str, float]]:
+    """CPU seconds used so far by each process of the server (gunicorn's process group), of the bench's Redis
+    (`BENCH_REDIS_PID`) and of the PostgreSQL backends serving `database` (Linux /proc; others' load excluded)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    redis_pid = os.environ.get("BENCH_REDIS_PID", "")
+    parts: dict[str, dict[str, float]] = {"server": {}, "redis": {}, "postgres": {}}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_text()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(fields[2]) == server_group:
+            parts["server"][pid] = seconds
+        elif pid == redis_pid:
+            parts["redis"][pid] = seconds
+        elif command.startswith("postgres:") and f" {database} " in command:
+            parts["postgres"][pid] = seconds
+    return parts
+
+
+def cpu_used(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, float]:
+    """CPU seconds per part between two `cpu_by_part` readings (a process that exited meanwhile is not counted)."""
+    return {
+        part: sum(seconds - before[part].get(pid, 0.0) for pid, seconds in processes.items())
+        for part, processes in after.items()
+    }
+
+
+def shape_worker(shape: str, emulator_base: str, quick: bool) -> None:
+    """`run.py --http-shape SHAPE URL`: bin/serve on one deployment shape (its environment is this process's),
+    its database fresh and migrated, then `POST /api/ai/generate/` and `/v1/chat/completions` under wrk at
+    every concurrency; prints the cells as one JSON line."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"
+    os.environ["DJANGO_DEBUG"] = "0"
+    os.environ["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+    os.environ["AI_OUTBOUND_ALLOWLIST"] = "127.0.0.1"
+    os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"
+    os.environ["AI_API_RATE_LIMIT"] = "off"
+    if shape == "SQLite":
+        os.environ["DATABASE_URL"] = f"sqlite:///{SHAPE_DB}"
+        os.environ.pop("REDIS_URL", None)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{SHAPE_DB}{suffix}").unlink(missing_ok=True)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from integrations.api.v1 import keys
+    from integrations.models import APIToken
+    from tenancy.models import SiteMembership
+
+    site = make_site("127.0.0.1", emulator_base, BUDGET)
+    user = get_user_model().objects.create_user("bench", is_staff=True)
+    SiteMembership.objects.create(user=user, site=site)
+    user.user_permissions.add(Permission.objects.get(codename="use_ai"))
+    _, token = APIToken.issue(user, "bench")
+    _, virtual_key = keys.issue(site, user, "bench")
+    from django.db import connections
+
+    connections.close_all()
+    port = free_port()
+    server = Process(
+        f"gunicorn (bin/serve, {shape})",
+        [str(ROOT / "bin" / "serve")],
+        ROOT / "var" / f"bench-gunicorn-{'sqlite' if shape == 'SQLite' else 'postgres'}.log",
+        {"GUNICORN_BIND": f"127.0.0.1:{port}"},
+    )
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 100, "temperature": 0.7}
+    ours = {"prompt": PROMPT, "model": MODEL, "max_tokens": 100, "temperature": 0.7}
+    endpoints = [
+        ("/api/ai/generate/", f"http://127.0.0.1:{port}/api/ai/generate/", ours, f"Token {token}"),
+        ("/v1/chat/completions", f"http://127.0.0.1:{port}/v1/chat/completions", chat, f"Bearer {virtual_key}"),
+    ]
+    cells = []
+    try:
+        for _name, url, body, auth in endpoints:
+            wait_ready(server, url, body, {"Authorization": auth}, 30)
+        seconds, warm = (3, 1) if quick else (8, 2)
+        database = str(connections["default"].settings_dict["NAME"])
+        for concurrency in CONCURRENCIES:
+            for index, (name, url, body, auth) in enumerate(endpoints):
+                wrk(f"shape{index}", url, body, auth, concurrency, warm)
+                before = cpu_by_part(server.popen.pid, database)
+                result = wrk(f"shape{index}", url, body, auth, concurrency, seconds)
+                after = cpu_by_part(server.popen.pid, database)
+                used = cpu_used(before, after)
+                result["cpu_ms"] = {part: seconds * 1000 / max(1, result["requests"]) for part, seconds in used.items()}
+                cells.append({"endpoint": name, "concurrency": concurrency, **result})
+    finally:
+        server.stop()
+    print("SHAPE " + json.dumps(cells), flush=True)
+
+
+def shape_cell(cell: dict | None) -> str:
+    if cell is None:
+        return "skipped"
+    errors = f" ({cell['errors']} errors)" if cell["errors"] else ""
+    return f"{cell['rps']:.0f}{errors}"
+
+
+def shapes_bench(emulator_process: Emulator, quick: bool) -> None:
+    """The same server (bin/serve) on SQLite + local memory and on PostgreSQL + Redis, side by side."""
+    if not shutil.which("wrk"):
+        return
+    results: dict[str, list[dict]] = {}
+    redis = None
+    try:
+        for shape in SHAPES:
+            env = dict(os.environ)
+            if shape != "SQLite":
+                pg = postgres_url()
+                if pg is None or not shutil.which("redis-server"):
+                    print(
+                        f"\nhttp shapes: {shape} skipped (no PostgreSQL URL or no redis-server; bin/bench sets them up)"
+                    )
+                    continue
+                redis = RedisServer()
+                env.update(
+                    DATABASE_URL=fresh_postgres(pg), REDIS_URL=redis.url, BENCH_REDIS_PID=str(redis.process.popen.pid)
+                )
+            out = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--http-shape", shape, emulator_process.openai_base_url]
+                + (["--quick"] if quick else []),
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env=env,
+            )
+            line = next((x for x in out.stdout.splitlines() if x.startswith("SHAPE ")), None)
+            if out.returncode != 0 or line is None:
+                raise RuntimeError(f"http shape {shape} failed: {out.stderr[-3000:]}")
+            results[shape] = json.loads(line[len("SHAPE ") :])
+    finally:
+        if redis is not None:
+            redis.stop()
+    seconds = 3 if quick else 8
+    print(
+        f"\nhttp shapes: bin/serve (2 workers x 16 threads) on SQLite + local-memory cache and on PostgreSQL + Redis "
+        f"(the production shape), each a fresh database; wrk, closed loop, {seconds} s per cell"
+    )
+    print(f"{'conc.':>5}  {'endpoint':<22}" + "".join(f"{s + ' req/s':>28}" for s in SHAPES) + f"{'SQLite / PG':>13}")
+    for concurrency in CONCURRENCIES:
+        for endpoint in ("/api/ai/generate/", "/v1/chat/completions"):
+            row = []
+            for shape in SHAPES:
+                cell = next(
+                    (
+                        c
+                        for c in results.get(shape, [])
+                        if c["endpoint"] == endpoint and c["concurrency"] == concurrency
+                    ),
+                    None,
+                )
+                row.append(cell)
+            text = "".join(f"{shape_cell(c):>28}" for c in row)
+            ratio = f"{row[0]['rps'] / row[1]['rps']:.2f}" if all(row) and row[1]["rps"] else ""
+            print(f"{concurrency:>5}  {endpoint:<22}{text}{ratio:>13}")
+    print(
+        "CPU ms per request, by process (a machine shared with other work is measured fairly by this, not by req/s): "
+        "server = gunicorn's workers (request threads and ledger writer), redis, postgres = its backends"
+    )
+    print(f"{'conc.':>5}  {'endpoint':<22}{'shape':<20}{'server':>9}{'redis':>9}{'postgres':>10}{'total':>9}")
+    for concurrency in CONCURRENCIES:
+        for endpoint in ("/api/ai/generate/", "/v1/chat/completions"):
+            for shape in SHAPES:
+                for cell in results.get(shape, []):
+                    if cell["endpoint"] == endpoint and cell["concurrency"] == concurrency:
+                        cpu = cell["cpu_ms"]
+                        print(
+                            f"{concurrency:>5}  {endpoint:<22}{shape:<20}{cpu['server']:>9.2f}{cpu['redis']:>9.2f}"
+                            f"{cpu['postgres']:>10.2f}{sum(cpu.values()):>9.2f}"
+                        )
+
+
 # -- the rest ------------------------------------------------------------------------------------------
 
 
@@ -976,6 +1219,10 @@ def main() -> None:
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
     parser.add_argument("--http-only", action="store_true", help="only the HTTP benchmark (plain and streamed)")
     parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--shapes-only", action="store_true", help="only bin/serve on SQLite and on PostgreSQL + Redis, side by side"
+    )
+    parser.add_argument("--http-shape", nargs=2, metavar=("SHAPE", "URL"), help=argparse.SUPPRESS)
     parser.add_argument("--emulator-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--emulator-token-rate", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--emulator-stream-words", type=int, default=0, help=argparse.SUPPRESS)
@@ -998,6 +1245,15 @@ def main() -> None:
         return serve_emulator(
             args.serve_emulator, args.emulator_delay, args.emulator_token_rate, args.emulator_stream_words
         )
+    if args.http_shape:
+        return shape_worker(args.http_shape[0], args.http_shape[1], args.quick)
+    if args.shapes_only:
+        print(machine())
+        upstream = Emulator("emulator")
+        try:
+            return shapes_bench(upstream, args.quick)
+        finally:
+            upstream.stop()
     if args.overhead_worker:
         name, url, calls = args.overhead_worker
         setup_django(fresh=False)
@@ -1035,7 +1291,8 @@ def main() -> None:
     upstream, slow = Emulator("emulator"), Emulator("emulator-50ms", delay=0.05)
     if args.http_only:
         try:
-            return http_bench(upstream, args.quick, with_litellm)
+            http_bench(upstream, args.quick, with_litellm)
+            return shapes_bench(upstream, args.quick)
         finally:
             upstream.stop()
             slow.stop()
@@ -1044,6 +1301,7 @@ def main() -> None:
         if not args.no_http:
             http_bench(upstream, args.quick, with_litellm)
             streams_bench(args.quick, with_litellm)
+            shapes_bench(upstream, args.quick)
         wall, ideal = batch(slow)
         print(
             f"\nbatch: 100 prompts, concurrency 16, 50 ms upstream: {wall:.0f} ms wall "

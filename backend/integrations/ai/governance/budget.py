@@ -139,24 +139,33 @@ class Reservation:
         self.amount = estimate
 
     def settle(self, actual: Decimal) -> tuple[int, int] | None:
-        """Turn the reservation into the real spend (zero if the call failed): two cache increments.
+        """Turn the reservation into the real spend (zero if the call failed): both counters moved in one
+        cache operation (one round trip with Redis).
 
         An actual cost above the reservation (overshoot) moves `used` by all of it, so the next
         reservation sees it. Returns the month's spend counter (micro-dollars) before and after, when it
         moved: the monthly alerts are read from it (`budget_windows`), so the month is counted once.
         """
-        from integrations.ai.runtime.shared_cache import cache
+        from integrations.ai.runtime.shared_cache import incr_many
 
         spent = micro(actual)
         used_key, spent_key = self.keys
-        try:
-            if spent != self.reserved:
-                cache.incr(used_key, spent - self.reserved)
-            if spent:
-                after = cache.incr(spent_key, spent)
-                return after - spent, after
-        except ValueError:  # the counters were evicted meanwhile: the next call reseeds them from the database
+        deltas = {}
+        if spent != self.reserved:
+            deltas[used_key] = spent - self.reserved
+        if spent:
+            deltas[spent_key] = spent
+        if not deltas:
+            return None
+        values = incr_many(deltas)
+        if any(value is None for value in values.values()):
+            # evicted meanwhile: the next call reseeds them from the database
             logger.warning("budget counters of site %s vanished before a settlement", self.site_id)
+            return None
+        if spent:
+            after = values[spent_key]
+            assert after is not None
+            return after - spent, after
         return None
 
 

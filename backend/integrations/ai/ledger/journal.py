@@ -36,6 +36,7 @@ from typing import Any
 from integrations.ai.runtime import conf
 
 logger = logging.getLogger("integrations.ai")
+STOCK_ENGINES = {"panel.db.postgresql": "django.db.backends.postgresql"}
 SYNC_INTERVAL = 1.0  # seconds between fdatasyncs: a power loss may cost the last second's rows, a kill none
 
 
@@ -47,6 +48,9 @@ def _directory() -> Path | None:
     engine, host, port, name = store().database_identity()
     if not base or not name or "memory" in name:
         return None
+    # panel.db.postgresql is Django's PostgreSQL backend with a cheaper health check: the same database, so
+    # the same directory as before it was swapped in (journals left by a killed worker are still replayed)
+    engine = STOCK_ENGINES.get(engine, engine)
     tag = hashlib.sha256(f"{engine}|{host}|{port}|{name}".encode())
     return Path(base) / tag.hexdigest()[:16]
 

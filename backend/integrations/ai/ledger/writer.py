@@ -227,8 +227,26 @@ class _LocalWriter:
             batch = []
 
 
+# KEYS: the shared list, this process's processing list; ARGV: how many. Moves up to that many entries
+# atomically and returns them: a batch in one round trip instead of one LMOVE per entry.
+MOVE_SCRIPT = """
+local out = {}
+for i = 1, tonumber(ARGV[1]) do
+  local entry = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not entry then break end
+  out[i] = entry
+end
+return out
+"""
+
+
 class _RedisLedger:
-    """Rows pushed to a Redis list, drained into the database by a thread in any process."""
+    """Rows pushed to a Redis list, drained into the database by a thread in any process.
+
+    Under load the drainer gathers a batch as the in-process writer does: woken by the first entry, it
+    waits the flush interval (or until a flush asks), then moves the rest of a batch in one round trip.
+    Taking one entry per wake-up made it write, and compete with the request threads, once per call.
+    """
 
     HEARTBEAT_TTL = 10
 
@@ -248,6 +266,8 @@ class _RedisLedger:
         self.down_until = 0.0
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.hurry = threading.Event()  # a flush is waiting: write what has arrived now
+        self.move: Any = None
 
     def push(self, entry: Any) -> bool:
         """Push one call's rows; True is the acknowledgement, False means use the in-process path."""
@@ -307,11 +327,19 @@ class _RedisLedger:
     def decode(raw: bytes | str) -> list[dict[str, Any]]:
         return ledger_journal.decode(raw)  # the same JSON rows as a journal line
 
+    def _take(self, count: int) -> list[Any]:
+        """Up to `count` entries moved from the list to this process's processing list, in one round trip."""
+        if self.move is None:
+            self.move = self.client.register_script(MOVE_SCRIPT)
+        return list(self.move(keys=[self.key, self.processing], args=[count]))
+
     def _run(self) -> None:
         db = store()
 
         last_beat = last_recover = 0.0
         backoff = 0.5
+        unacknowledged = True  # the processing list may hold a batch (a failed write): retried first
+        full = False  # the last batch was full: more are waiting, take them without gathering
         while True:
             try:
                 now = time.monotonic()
@@ -321,21 +349,24 @@ class _RedisLedger:
                 if now - last_recover > 5:
                     self.recover()
                     last_recover = now
-                items = self.client.lrange(self.processing, 0, -1)  # a failed batch is retried first
+                items = self.client.lrange(self.processing, 0, -1) if unacknowledged else []
                 if not items:
                     first = self.client.blmove(self.key, self.processing, 1, "LEFT", "RIGHT")
                     if first is None:
                         db.release_connection()  # idle for a second: hold no database connection
                         continue
-                    items = [first]
-                    while len(items) < conf.ledger_batch_size():
-                        more = self.client.lmove(self.key, self.processing, "LEFT", "RIGHT")
-                        if more is None:
-                            break
-                        items.append(more)
+                    # Let a batch gather (the entry is safe in the processing list meanwhile), unless a
+                    # flush asks: one write per interval instead of one per call under load.
+                    size = conf.ledger_batch_size()
+                    if size > 1 and not full and self.hurry.wait(conf.ledger_flush_interval()):
+                        self.hurry.clear()
+                    items = [first, *self._take(size - 1)] if size > 1 else [first]
+                    full = len(items) >= size
+                unacknowledged = True
                 db.refresh_connections()
                 write_or_set_aside(write_rows, [row for raw in items for row in self.decode(raw)])
                 self.client.delete(self.processing)  # the acknowledgement: written
+                unacknowledged = False
                 backoff = 0.5
             except self.errors as exc:
                 logger.warning("AI usage drainer: Redis error (%s); retrying", _describe(exc))
@@ -354,6 +385,7 @@ class _RedisLedger:
             self.ensure_drainer()
             prefix = f"{self.key}:processing:*"
             while True:
+                self.hurry.set()
                 if not self.client.llen(self.key) and not any(
                     self.client.llen(name) for name in self.client.scan_iter(match=prefix, count=100)
                 ):

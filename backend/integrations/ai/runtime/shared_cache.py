@@ -31,6 +31,22 @@ class _SharedCache:
 cache: Any = _SharedCache()
 
 
+def incr_many(deltas: dict[str, int]) -> dict[str, int | None]:
+    """Add each delta to its counter and return the new values, None for a counter that does not exist
+    (never created). One round trip with Redis (`panel.cache.FastRedisCache.incr_many`); elsewhere one
+    `incr` per counter."""
+    many = getattr(cache, "incr_many", None)
+    if many is not None:
+        return many(deltas)
+    values: dict[str, int | None] = {}
+    for key, delta in deltas.items():
+        try:
+            values[key] = cache.incr(key, delta)
+        except ValueError:
+            values[key] = None
+    return values
+
+
 def _reset(**kwargs: object) -> None:
     global _generation
     _generation += 1

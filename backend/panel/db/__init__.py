@@ -1,0 +1,1 @@
+"""Database backends of the project (Django's, with changes that say why in their docstrings)."""

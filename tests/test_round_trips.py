@@ -1,0 +1,167 @@
+"""Round trips the production shape (PostgreSQL + Redis) makes per call (issue 22).
+
+Under load every round trip from a request thread gives up the interpreter lock and waits for it and for
+the other process to be scheduled; the production shape served a third of SQLite's requests per second
+while it made eight Redis commands and two queries per warm call. These tests pin what a warm call costs
+there: the Redis commands its thread sends (counted by the Redis server itself, with MONITOR), and that the
+kept database connection's health check makes no query yet still replaces a connection the server ended.
+They run in the PostgreSQL + Redis pass and are skipped on SQLite + local memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+from decimal import Decimal
+
+import pytest
+from django.db import close_old_connections, connection
+
+from integrations.ai.gateway.service import AIService
+from integrations.ai.ledger import usage
+from integrations.models import AIUsage, ModelPrice
+
+from .factories import AIProviderSettingsFactory
+
+OAI_KEY = "sk-proj-" + "7c" * 24
+MARKER = "round-trips-test-marker"
+needs_redis = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis (REDIS_URL)")
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _commands_during(call) -> list[str]:
+    """Every command the Redis server received while `call` ran, as MONITOR shows them, except those of
+    Lua scripts (they run inside the server: no round trip) and of the ledger drainer thread (its own
+    processing and heartbeat keys), up to a marker sent after the call returned."""
+    import redis
+
+    client, marker = redis.Redis.from_url(os.environ["REDIS_URL"]), redis.Redis.from_url(os.environ["REDIS_URL"])
+    marker.ping()  # connected before: its handshake is not in the count
+    with client.monitor() as monitor:
+        call()
+        marker.echo(MARKER)
+        seen = []
+        while True:
+            line = monitor.next_command()
+            if MARKER in line["command"]:
+                break
+            if line["client_type"] == "lua" or ":processing:" in line["command"] or ":alive:" in line["command"]:
+                continue
+            seen.append(line["command"])
+    return seen
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_budgeted_call_sends_four_redis_commands(upstream, settings):
+    """Reserve the worst case, read the provider's health, push the ledger rows, settle: one command each
+    (Django's `incr` alone made two, an EXISTS and an INCRBY, so this call made eight). The site's settings
+    version is read once per `AI_SETTINGS_CHECK_INTERVAL`, not per call: out of this count."""
+    settings.AI_SETTINGS_CHECK_INTERVAL = 3600
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
+    record = AIProviderSettingsFactory(
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        monthly_budget=Decimal("100"),
+    )
+    service = AIService(site=record.site)
+    service.generate_content("warm up", model="gpt-4o", max_tokens=20)
+    assert usage.flush()
+
+    commands = _commands_during(lambda: service.generate_content("The counted call", model="gpt-4o", max_tokens=20))
+
+    names = [command.split()[0].upper() for command in commands]
+    assert names == ["EVALSHA", "MGET", "RPUSH", "EVALSHA"], commands
+    assert ":ai:budget:" in commands[0] and ":used" in commands[0]  # the reservation
+    assert ":used" in commands[3] and ":spent" in commands[3]  # the settlement: both counters at once
+    assert usage.flush()
+    assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2
+
+
+def _statements(run) -> list[str]:
+    """The statements the kept connection sent to the server while `run` ran (psycopg's protocol trace)."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn = connection.connection.pgconn
+        pgconn.trace(trace.fileno())
+        try:
+            run()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        return [
+            line
+            for line in trace.read().splitlines()
+            if line.split("\t")[1:2] == ["F"] and line.split("\t")[3:4] in (["Query"], ["Parse"])
+        ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_connection_is_health_checked_without_a_query():
+    if not _postgres():
+        pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"] and connection.settings_dict["CONN_MAX_AGE"]
+    connection.ensure_connection()
+
+    def request() -> None:
+        close_old_connections()  # what Django does when a request starts: the next use checks the connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 42")
+
+    statements = _statements(request)
+
+    assert connection.health_check_done
+    assert len(statements) == 1 and "SELECT 42" in statements[0], statements
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_ended_is_replaced_before_the_next_request_uses_it():
+    if not _postgres():
+        pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+    import psycopg
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    kept = connection.connection
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "localhost",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"],
+        dbname=db["NAME"],
+        autocommit=True,
+    ) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+    readable, _, _ = select.select([kept.fileno()], [], [], 10)  # the server's goodbye has arrived
+    assert readable
+
+    close_old_connections()  # the next request starts
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
+    assert connection.connection is not kept
+
+
+@pytest.mark.django_db
+def test_the_ledger_journal_directory_stays_the_one_of_djangos_postgresql_backend(settings, tmp_path):
+    """Swapping in panel.db.postgresql must not move the journals: a worker killed before the upgrade left
+    its unwritten rows there, and the next start replays that directory."""
+    if not _postgres():
+        pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+    from integrations.ai.ledger import journal
+
+    settings.AI_LEDGER_JOURNAL_DIR = str(tmp_path)
+    db = connection.settings_dict
+    assert db["ENGINE"] == "panel.db.postgresql"
+    stock = f"django.db.backends.postgresql|{db.get('HOST') or ''}|{db.get('PORT') or ''}|{db['NAME']}"
+    assert journal._directory() == tmp_path / hashlib.sha256(stock.encode()).hexdigest()[:16]
