@@ -109,7 +109,8 @@ class Reservation:
                 after = cache.incr(spent_key, spent)
                 return after - spent, after
         except ValueError:  # the counters were evicted meanwhile: the next call reseeds them from the database
-            logger.warning("budget counters of site %s vanished before a settlement", self.site_id)
+            if not getattr(cache, "degraded", False):  # not once per call of a Redis outage (panel.cache logs it)
+                logger.warning("budget counters of site %s vanished before a settlement", self.site_id)
         return None
 
 
