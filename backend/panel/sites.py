@@ -28,7 +28,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 
 MAX_HOSTS = 1000  # hosts remembered per process; a flood of port variants cannot grow it without bound
 HOST_TTL = 30.0  # seconds a remembered host is trusted before it is looked up again
-_site_by_host: dict[str, tuple[Site, float]] = {}
+_site_by_host: dict[str, tuple[Site | None, float]] = {}  # None: the host names no site
 
 
 def forget_hosts(**_kwargs: object) -> None:
@@ -45,21 +45,24 @@ def site_for(request: HttpRequest) -> Site:
     host = request.get_host()
     now = time.monotonic()
     remembered = _site_by_host.get(host)
-    if remembered is not None and remembered[1] > now:
-        return remembered[0]
-    django_cache = site_models.SITE_CACHE  # read each time: Site.objects.clear_cache() rebinds it
-    django_cache.pop(host, None)  # it would answer from its own copy forever
-    django_cache.pop(host.rsplit(":", 1)[0], None)
-    try:
-        site = get_current_site(request)
-    except DatabaseError:
-        if remembered is None:
-            raise
-        return remembered[0]  # the database is unreachable: the host's site as last known (kept until it answers)
-    if len(_site_by_host) >= MAX_HOSTS:
-        _site_by_host.clear()
-    _site_by_host[host] = (site, now + HOST_TTL)
-    return site
+    if remembered is None or remembered[1] <= now:
+        django_cache = site_models.SITE_CACHE  # read each time: Site.objects.clear_cache() rebinds it
+        django_cache.pop(host, None)  # it would answer from its own copy forever
+        django_cache.pop(host.rsplit(":", 1)[0], None)
+        try:
+            site: Site | None = get_current_site(request)
+        except Site.DoesNotExist:
+            site = None  # remembered too: a host with no site (a /v1 client's) costs no query per request
+        except DatabaseError:
+            if remembered is None:
+                raise
+            site = remembered[0]  # the database is unreachable: the host's site as last known, until it answers
+        if len(_site_by_host) >= MAX_HOSTS:
+            _site_by_host.clear()
+        remembered = _site_by_host[host] = (site, now + HOST_TTL)
+    if remembered[0] is None:
+        raise Site.DoesNotExist(f"No site is configured for the host {host!r}.")
+    return remembered[0]
 
 
 class CurrentSiteMiddleware:

@@ -525,7 +525,8 @@ class _RedisLedger:
                 self.confirm(requeue_after=0)
             except Exception as confirm_exc:
                 logger.warning("could not check held AI usage rows (%s)", _describe(confirm_exc))
-            return False
+                return False
+            return not self.pending  # what this process pushed is written, or with the in-process writer
 
 
 _local = _LocalWriter()
