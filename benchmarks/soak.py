@@ -135,6 +135,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--outage", type=float, default=10.0, help="seconds Redis, then PostgreSQL, stay down")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--cap-fraction", type=Decimal, default=Decimal("0.9"), help="the cap, as a share of all calls' cost"
+    )
     parser.add_argument("--duration", type=float, default=0, help="seconds the calls are spread over (6 x outage)")
     options = parser.parse_args()
 
@@ -239,7 +242,7 @@ def main() -> None:
         if _status != 200:
             sys.exit(f"soak: the first call answered {_status} {first}")
         per_call = Decimal(first.get("cost") or "0")
-        cap = (per_call * options.calls * Decimal("0.9")).quantize(Decimal("0.000001"))
+        cap = (per_call * options.calls * options.cap_fraction).quantize(Decimal("0.000001"))
         AIProviderSettings.objects.filter(pk=record.pk).update(monthly_budget=cap)
         record.refresh_from_db()
         record.save()  # the signal bumps the site's settings version: every worker sees the cap
