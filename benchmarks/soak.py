@@ -313,7 +313,9 @@ def main() -> None:
         from integrations.ai.ledger import journal as ledger_journal
         from integrations.ai.ledger import writer as ledger_writer
 
-        replayed = ledger_journal.replay(ledger_writer.write_rows)  # journals the stopped workers left
+        before_replay = AIUsage.objects.filter(site=site).count()
+        ledger_journal.replay(ledger_writer.write_rows)  # journals the stopped workers left (written rows skipped)
+        replayed = AIUsage.objects.filter(site=site).count() - before_replay
         import redis as redis_lib
 
         left_in_redis = sum(
@@ -344,7 +346,7 @@ def main() -> None:
         print(f"ledger rows (site)         {rows.count()} ({len(ok_ids)} ok, incl. the calibration call)")
         print(f"answered, not in ledger    {len(missing)}")
         print(f"duplicates                 {duplicated_ids} request ids, {duplicated_keys} ledger keys")
-        print(f"replayed from journals     {replayed} row(s) after the stop; left in Redis: {left_in_redis}")
+        print(f"final journal replay       {replayed} row(s) written; left in Redis: {left_in_redis}")
         print(
             f"spend vs cap               ${spend} vs ${cap} ({'<=' if spend <= cap else 'OVER'} cap; "
             f"per call ${per_call})"

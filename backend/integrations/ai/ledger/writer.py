@@ -258,7 +258,8 @@ class _LocalWriter:
                     "could not write %d AI usage call(s), will retry in %.1fs: %s", len(batch), backoff, _describe(exc)
                 )
                 connection.close()
-                time.sleep(backoff)
+                self.hurry.wait(backoff)  # a flush waiting (SIGTERM, exit) retries at once, not after the backoff
+                self.hurry.clear()
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = 0.5
@@ -297,6 +298,7 @@ class _RedisLedger:
         self.journal: ledger_journal.Journal | None = None
         self.confirmed_at = 0.0
         self.drainer_down = False
+        self.wake = threading.Event()  # set by wait(): a drainer backing off retries now
 
     def push(self, entry: Any) -> bool:
         """Push one call's rows; True is the acknowledgement, False means use the in-process path.
@@ -499,7 +501,8 @@ class _RedisLedger:
                     "could not write AI usage rows from Redis, will retry in %.1fs: %s", backoff, _describe(exc)
                 )
                 connection.close()
-                time.sleep(backoff)
+                self.wake.wait(backoff)  # a flush waiting (SIGTERM, exit) retries at once, not after the backoff
+                self.wake.clear()
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     def wait(self, deadline: float) -> bool:
@@ -518,6 +521,7 @@ class _RedisLedger:
                     return True
                 if time.monotonic() >= deadline:
                     return False
+                self.wake.set()
                 time.sleep(0.02)
         except self.errors as exc:
             logger.warning("could not check the Redis AI usage ledger (%s)", _describe(exc))
