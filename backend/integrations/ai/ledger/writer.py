@@ -361,7 +361,7 @@ class _RedisLedger:
     def confirm(self, *, requeue_after: float | None = None) -> int:
         """Forget held rows the database has; hand to the in-process writer those Redis lost (or sat on too
         long). Returns how many calls were handed over. Raises when the database cannot be asked."""
-        from integrations.models import AIUsage
+        from integrations.models import AIUsage, LedgerDeadLetter
 
         with self.pending_lock:
             held = dict(self.pending)
@@ -372,6 +372,8 @@ class _RedisLedger:
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]
             done.update(AIUsage.objects.filter(ledger_key__in=chunk).values_list("ledger_key", flat=True))
+            # a row the database refused is set aside, not lost: never hand it over again
+            done.update(LedgerDeadLetter.objects.filter(ledger_key__in=chunk).values_list("ledger_key", flat=True))
         waiting = [key for key in keys if key not in done]
         lost: list[str] = []
         if waiting:
