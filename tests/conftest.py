@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.core.cache import cache
 
@@ -69,6 +71,33 @@ def _fresh_ai_caches():
     cache.clear()
     provider_base.clear_client_cache()
     site_config.clear_snapshots()
+
+
+@pytest.fixture(autouse=True)
+def _no_journal_outlives_its_test():
+    """The test database is emptied after each test: a journal a killed child process left (its rows pushed to
+    Redis stay in its `*-redis.jsonl` until confirmed) must not replay those rows into the next test."""
+    yield
+    import fcntl
+    from pathlib import Path
+
+    from integrations.ai.runtime import conf
+
+    base = conf.journal_dir()
+    if not base or not Path(base).is_dir():
+        return
+    for path in Path(base).glob("*/*.jsonl"):
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # its process is gone (a living one holds the lock)
+        except BlockingIOError:
+            continue
+        finally:
+            os.close(fd)
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture

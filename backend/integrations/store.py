@@ -196,6 +196,11 @@ class DjangoStore:
         text = label if label is not None else f"{obj._meta.verbose_name.capitalize()}: {obj}"
         return (content_type.pk, int(obj.pk), text[:200])
 
+    def known_keys(self, keys: list[str]) -> set[str]:
+        done = set(AIUsage.objects.filter(ledger_key__in=keys).values_list("ledger_key", flat=True))
+        done.update(LedgerDeadLetter.objects.filter(ledger_key__in=keys).values_list("ledger_key", flat=True))
+        return done
+
     def set_aside(self, row: dict[str, Any], error: str, payload: str, cost: Decimal | None) -> bool:
         key = str(row.get("ledger_key") or "")
         if key and AIUsage.objects.filter(ledger_key=key).exists():

@@ -13,14 +13,23 @@ waits to take it back behind the other request threads. Django's `RedisCache.inc
 runs `incr` as one Lua script (increment only a key that exists, else Django's `ValueError`): one
 round trip, and atomic. `incr_many` does the same for several counters at once (a budget settlement
 moves two), returning None for a counter that is gone.
+
+`ResilientRedisCache` (the backend with `REDIS_URL`) is `FastRedisCache` that keeps answering from this
+process's memory while Redis is unreachable: see its docstring.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+logger = logging.getLogger("integrations.cache")
 
 # KEYS: counters; ARGV: their deltas. Each existing counter moves by its delta; the reply holds its new
 # value, or false (nil) for a counter that does not exist (never created: `incr` must not create one).
@@ -83,3 +92,154 @@ class FastRedisCache(RedisCache):
         made = [self.make_and_validate_key(key, version=version) for key in keys]
         values = self._cache.incr_existing(made, [deltas[key] for key in keys])
         return dict(zip(keys, values, strict=True))
+
+
+class _Outage:
+    """One Redis server's outage state, shared by every thread's backend instance of this process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.down = False
+        self.retry_at = 0.0
+        self.deltas: dict[tuple[Any, int | None], int] = {}  # counters moved locally while down
+
+
+_outages: dict[str, _Outage] = {}
+_outages_lock = threading.Lock()
+
+
+def _outage_for(location: str) -> _Outage:
+    with _outages_lock:
+        return _outages.setdefault(location, _Outage())
+
+
+class ResilientRedisCache(FastRedisCache):
+    """Django's Redis cache that keeps answering from this process's memory while Redis is unreachable.
+
+    Why: every AI call reads and counts in the cache (rate limits, budget counters, settings versions,
+    cooldowns, the API's rate limit); with plain `RedisCache` a Redis outage turned each call into a
+    server error, calls already answered included. Here a connection error or timeout switches this
+    process to a local-memory cache (one warning per outage, not per call) and Redis is tried again
+    every `RETRY_AFTER` seconds. Meanwhile limits and budget counters are per process (a cold budget
+    counter is seeded from the database, as after a Redis restart). When Redis answers again, the
+    amounts counters moved by locally are added to the shared ones that still exist (a missing one is
+    reseeded later), the local copy is dropped, and `degraded` is False again.
+    """
+
+    RETRY_AFTER = 1.0  # seconds between attempts to reach Redis again during an outage
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        import redis
+
+        super().__init__(server, params)
+        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._outage = _outage_for(str(server))
+        local = {k: params[k] for k in ("TIMEOUT", "KEY_PREFIX", "VERSION", "KEY_FUNCTION") if k in params}
+        self._local = FastLocMemCache(f"panel-redis-fallback:{server}", {**local, "OPTIONS": {"MAX_ENTRIES": 100_000}})
+
+    @property
+    def degraded(self) -> bool:
+        """Redis is unreachable and this process answers from its own memory (read by the AI layer)."""
+        return self._outage.down
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        outage = self._outage
+        if outage.down and time.monotonic() < outage.retry_at:
+            return self._locally(name, *args, **kwargs)
+        try:
+            result = getattr(super(), name)(*args, **kwargs)
+        except self._errors as exc:
+            with outage.lock:
+                if not outage.down:
+                    logger.warning(
+                        "Redis (the shared cache) is unreachable (%s): limits and budget counters are per process "
+                        "until it answers again",
+                        type(exc).__name__,
+                    )
+                outage.down = True
+                outage.retry_at = time.monotonic() + self.RETRY_AFTER
+            return self._locally(name, *args, **kwargs)
+        if outage.down:
+            self._recovered()
+        return result
+
+    def _locally(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "incr_many":  # one `incr` per counter here, each recorded like a plain `incr`
+            deltas, version = args[0], (args[1] if len(args) > 1 else None)
+            values: dict[str, int | None] = {}
+            for key, delta in deltas.items():
+                try:
+                    values[key] = self._locally("incr", key, delta, version)
+                except ValueError:
+                    values[key] = None
+            return values
+        result = getattr(self._local, name)(*args, **kwargs)
+        if name == "incr":  # only a counter that moved: its move is added to Redis's copy afterwards
+            key = args[0] if args else kwargs["key"]
+            delta = args[1] if len(args) > 1 else kwargs.get("delta", 1)
+            version = args[2] if len(args) > 2 else kwargs.get("version")
+            with self._outage.lock:
+                self._outage.deltas[key, version] = self._outage.deltas.get((key, version), 0) + delta
+        return result
+
+    def _recovered(self) -> None:
+        outage = self._outage
+        with outage.lock:
+            if not outage.down:
+                return
+            deltas, outage.deltas = outage.deltas, {}
+            outage.down = False
+            moved = 0
+            for (key, version), delta in deltas.items():
+                if not delta:
+                    continue
+                try:
+                    super().incr(key, delta, version=version)
+                    moved += 1
+                except ValueError:  # gone from Redis (expired, or lost in a restart): reseeded when next used
+                    pass
+                except self._errors:  # down again: the local copy and the deltas stay
+                    outage.down = True
+                    outage.retry_at = time.monotonic() + self.RETRY_AFTER
+                    outage.deltas = {**deltas, **outage.deltas}
+                    return
+            self._local.clear()
+            logger.warning(
+                "Redis (the shared cache) answers again; %d counter(s) moved meanwhile were added to it", moved
+            )
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
+        return self._call("add", key, value, timeout, version)
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return self._call("get", key, default, version)
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
+        return self._call("set", key, value, timeout, version)
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
+        return self._call("touch", key, timeout, version)
+
+    def delete(self, key: Any, version: int | None = None) -> Any:
+        return self._call("delete", key, version)
+
+    def get_many(self, keys: Any, version: int | None = None) -> Any:
+        return self._call("get_many", keys, version)
+
+    def has_key(self, key: Any, version: int | None = None) -> Any:
+        return self._call("has_key", key, version)
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        return self._call("incr", key, delta, version)
+
+    def set_many(self, data: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
+        return self._call("set_many", data, timeout, version)
+
+    def delete_many(self, keys: Any, version: int | None = None) -> Any:
+        return self._call("delete_many", keys, version)
+
+    def clear(self) -> Any:
+        return self._call("clear")
+
+    def incr_many(self, deltas: dict[str, int], version: int | None = None) -> dict[str, int | None]:
+        return self._call("incr_many", deltas, version)

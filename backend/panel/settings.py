@@ -108,8 +108,17 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     # Shared by every app process: response cache, cooldowns, rate-limit pauses, settings versions.
-    # One round trip per counter increment, one client per pool: why in panel/cache.py.
-    CACHES = {"default": {"BACKEND": "panel.cache.FastRedisCache", "LOCATION": REDIS_URL}}
+    # panel.cache.ResilientRedisCache: one round trip per counter increment, one client per pool (FastRedisCache),
+    # answering from process memory while Redis is unreachable
+    # (AI calls go on; limits and budget counters are per process meanwhile). Short timeouts, so a stalled
+    # Redis costs a call seconds, not minutes.
+    CACHES = {
+        "default": {
+            "BACKEND": "panel.cache.ResilientRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
+        }
+    }
 else:
     CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://panel")}
     if CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache":

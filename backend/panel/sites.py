@@ -10,7 +10,8 @@ misses on every request whose host carries a port ("127.0.0.1:8000" for a site "
 queries the full host, fails, then strips the port), which cost a query and an exception per API
 call. Saving or deleting any site forgets every remembered host in this process, as Django's cache
 does; other processes re-read a host after `HOST_TTL` seconds (Django's own cache never does), so a
-site renamed or deleted elsewhere stops answering for its old host within that time.
+site renamed or deleted elsewhere stops answering for its old host within that time. While the
+database is unreachable a remembered host keeps its site, so warm sites go on serving through an outage.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from collections.abc import Callable
 from django.contrib.sites import models as site_models
 from django.contrib.sites.models import Site
 from django.contrib.sites.shortcuts import get_current_site
+from django.db import DatabaseError
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.http import Http404, HttpRequest, HttpResponse
 
 MAX_HOSTS = 1000  # hosts remembered per process; a flood of port variants cannot grow it without bound
 HOST_TTL = 30.0  # seconds a remembered host is trusted before it is looked up again
-_site_by_host: dict[str, tuple[Site, float]] = {}
+_site_by_host: dict[str, tuple[Site | None, float]] = {}  # None: the host names no site
 
 
 def forget_hosts(**_kwargs: object) -> None:
@@ -43,16 +45,24 @@ def site_for(request: HttpRequest) -> Site:
     host = request.get_host()
     now = time.monotonic()
     remembered = _site_by_host.get(host)
-    if remembered is not None and remembered[1] > now:
-        return remembered[0]
-    django_cache = site_models.SITE_CACHE  # read each time: Site.objects.clear_cache() rebinds it
-    django_cache.pop(host, None)  # it would answer from its own copy forever
-    django_cache.pop(host.rsplit(":", 1)[0], None)
-    site = get_current_site(request)
-    if len(_site_by_host) >= MAX_HOSTS:
-        _site_by_host.clear()
-    _site_by_host[host] = (site, now + HOST_TTL)
-    return site
+    if remembered is None or remembered[1] <= now:
+        django_cache = site_models.SITE_CACHE  # read each time: Site.objects.clear_cache() rebinds it
+        django_cache.pop(host, None)  # it would answer from its own copy forever
+        django_cache.pop(host.rsplit(":", 1)[0], None)
+        try:
+            site: Site | None = get_current_site(request)
+        except Site.DoesNotExist:
+            site = None  # remembered too: a host with no site (a /v1 client's) costs no query per request
+        except DatabaseError:
+            if remembered is None:
+                raise
+            site = remembered[0]  # the database is unreachable: the host's site as last known, until it answers
+        if len(_site_by_host) >= MAX_HOSTS:
+            _site_by_host.clear()
+        remembered = _site_by_host[host] = (site, now + HOST_TTL)
+    if remembered[0] is None:
+        raise Site.DoesNotExist(f"No site is configured for the host {host!r}.")
+    return remembered[0]
 
 
 class CurrentSiteMiddleware:

@@ -19,3 +19,4 @@ urlpatterns = [
 
 handler400 = api_views.bad_request  # JSON under /api/ (a Host outside ALLOWED_HOSTS included)
 handler403 = "tenancy.refusals.permission_denied"  # under /admin/: the refusal in the admin's layout
+handler500 = api_views.server_error  # JSON under /api/ and /v1/ (503 while the database is unreachable)

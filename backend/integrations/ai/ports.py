@@ -147,6 +147,10 @@ class Store(Protocol):
         """(content type id, object id, label) of a saved model instance."""
         ...
 
+    def known_keys(self, keys: list[str]) -> set[str]:
+        """Which of these ledger keys the database holds: written rows, or rows set aside as dead letters."""
+        ...
+
     def set_aside(self, row: dict[str, Any], error: str, payload: str, cost: Decimal | None) -> bool:
         """Keep a ledger row the database refused in the dead-letter table; False when a row with its
         `ledger_key` turns out to be written already (a concurrent writer had it: nothing is lost)."""

@@ -7,16 +7,19 @@ expiring). Input is validated before any upstream call; every error is
 `{"error": {"code", "message"}}` with a stable code and a fitting status, including bodies too large
 or too deeply nested to parse and hosts with no site. Each user (all their tokens and their session
 together) may make `AI_API_RATE_LIMIT` requests per window, counted in the shared Django cache so all processes agree.
+While the database is unreachable, a token this process has seen keeps its last known answer (warm tokens go on
+serving); an error no view handled is JSON too (`server_error`: 503 during an outage, never an HTML page).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import sys
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -56,6 +59,10 @@ def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
+# What the token query last answered, per (token hash, site): used only while the database is unreachable,
+# so tokens this process has seen keep working through an outage (their expiry is still checked).
+_known_tokens: dict[tuple[str, int], tuple[Any, ...]] = {}
+MAX_KNOWN_TOKENS = 10_000
 _TOKEN_SQL: dict[str, str] = {}  # per database vendor, built once from the models' tables and columns
 USE_AI = ("integrations", "use_ai")
 CHANGE_PAGE = "pages.change_page"
@@ -176,9 +183,21 @@ def _authorize(request: HttpRequest, site_id: int) -> JsonResponse | None:
         key_hash = APIToken.digest(header[6:].strip())
         now = timezone.now()
         cutoff = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
-        with connection.cursor() as cursor:
-            cursor.execute(_token_sql(), [site_id, cutoff, *USE_AI, *USE_AI, key_hash])
-            row = cursor.fetchone()
+        offline = False
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_token_sql(), [site_id, cutoff, *USE_AI, *USE_AI, key_hash])
+                row = cursor.fetchone()
+        except DatabaseError:  # the database is unreachable: a token this process saw keeps its last known answer
+            row = _known_tokens.get((key_hash, site_id))
+            if row is None:
+                raise
+            offline = True
+        else:
+            if row is not None:
+                if len(_known_tokens) >= MAX_KNOWN_TOKENS:
+                    _known_tokens.clear()
+                _known_tokens[key_hash, site_id] = row
         if row is None or not row[1]:  # no such token, or its user is deactivated
             return error(401, "invalid_token", "The API token is not valid.")
         token_id, _active, is_staff, is_superuser, is_member, last_use_stale = row[:6]
@@ -194,7 +213,7 @@ def _authorize(request: HttpRequest, site_id: int) -> JsonResponse | None:
             return error(403, "forbidden", "This API token does not have the 'generate' scope.")
         if not (is_superuser or may_use_ai):
             return error(403, "forbidden", "The 'May use AI generation through the API' permission is required.")
-        if last_use_stale:
+        if last_use_stale and not offline:
             # A write per request would serialise every API call on the token's row: once a minute is enough.
             APIToken.objects.filter(pk=token_id).update(last_used_at=now)
         request.api_caller = f"user:{user_id}"  # one window per user, across their tokens and their session
@@ -285,6 +304,39 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
             "server does not serve: see DJANGO_ALLOWED_HOSTS).",
         )
     return defaults.bad_request(request, exception)
+
+
+def _outage(exc: BaseException | None) -> bool:
+    """The exception says a backing service is away (the database, or Redis where it is used directly)."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a pinned dependency
+        return False
+    return isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """The project's 500 handler (`handler500`): JSON under /api/ and /v1/, Django's page elsewhere.
+
+    An API client never gets an HTML page: a database (or Redis) outage is a 503 with `Retry-After`
+    (`service_unavailable`), anything else a 500 (`internal_error`), the error itself logged by Django.
+    """
+    if not request.path.startswith(("/api/", "/v1/")):
+        return defaults.server_error(request)
+    if _outage(sys.exc_info()[1]):
+        response = error(
+            503,
+            "service_unavailable",
+            "A service this server needs (its database) is unreachable; retry shortly.",
+            type="service_unavailable",
+        )
+        response["Retry-After"] = "5"
+        return response
+    return error(500, "internal_error", "The server failed to answer this request.", type="api_error")
 
 
 @csrf_exempt  # enforced by _authenticate for session auth; token auth needs no CSRF

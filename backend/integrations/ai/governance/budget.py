@@ -146,7 +146,7 @@ class Reservation:
         reservation sees it. Returns the month's spend counter (micro-dollars) before and after, when it
         moved: the monthly alerts are read from it (`budget_windows`), so the month is counted once.
         """
-        from integrations.ai.runtime.shared_cache import incr_many
+        from integrations.ai.runtime.shared_cache import cache, incr_many
 
         spent = micro(actual)
         used_key, spent_key = self.keys
@@ -159,8 +159,10 @@ class Reservation:
             return None
         values = incr_many(deltas)
         if any(value is None for value in values.values()):
-            # evicted meanwhile: the next call reseeds them from the database
-            logger.warning("budget counters of site %s vanished before a settlement", self.site_id)
+            # evicted meanwhile: the next call reseeds them from the database (not logged once per call of a
+            # Redis outage: panel.cache logs that)
+            if not getattr(cache, "degraded", False):
+                logger.warning("budget counters of site %s vanished before a settlement", self.site_id)
             return None
         if spent:
             after = values[spent_key]

@@ -12,6 +12,10 @@ while the process lives. The next writer that starts (and any process about to s
 takes the lock of every file whose owner died, writes its rows and deletes it. Every row carries a unique
 `ledger_key`, so a row the dead process had already written is skipped, not written twice.
 
+Rows pushed to the Redis ledger list go to a second file of the process (`open_extra`, `*-redis.jsonl`)
+and stay there until the database is seen to hold them (`writer._RedisLedger.confirm`): a Redis restart
+without persistence loses its list, not the rows. Replay treats both files alike.
+
 Off when `AI_LEDGER_JOURNAL_DIR` is empty, and for an in-memory database (nothing survives it anyway).
 """
 
@@ -108,9 +112,10 @@ def call_key() -> str:
 class Journal:
     """This process's journal file. `append` is the caller's part; `sync`/`truncate` the writer's."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, suffix: str = "") -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        self.suffix = suffix
+        self.path = directory / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}.jsonl"
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process lives
         self.pid = os.getpid()
@@ -137,6 +142,15 @@ class Journal:
         """Everything this process handed over is written: start the file again."""
         os.ftruncate(self.fd, 0)
         self.dirty = False
+
+    def rewrite(self, lines: list[bytes]) -> Journal:
+        """A new file of this process holding only `lines`; this one is removed (the caller holds the lock
+        its appends take, so none is lost in between)."""
+        fresh = Journal(self.path.parent, self.suffix)
+        for line in lines:
+            fresh.append(line)
+        self.close(remove=True)
+        return fresh
 
     def close(self, remove: bool) -> None:
         with contextlib.suppress(OSError):
@@ -168,6 +182,19 @@ def current() -> Journal | None:
                 )
                 _journal = None
         return _journal
+
+
+def open_extra() -> Journal | None:
+    """A second journal of this process, for rows handed to Redis: kept until the database has them (the
+    Redis ledger's `confirm`), so a Redis restart without persistence loses none. None when journaling is off."""
+    directory = _directory()
+    if directory is None:
+        return None
+    try:
+        return Journal(directory, "-redis")
+    except OSError as exc:
+        logger.error("could not open the AI usage Redis journal in %s (%s)", directory, type(exc).__name__)
+        return None
 
 
 def forget() -> None:

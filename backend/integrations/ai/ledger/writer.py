@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import json
 import logging
 import os
 import signal
@@ -129,7 +128,7 @@ class _LocalWriter:
         self._ensure()
         journal = ledger_journal.current()
         if journal is not None:  # the rows reach the kernel before the caller's answer does (kill -9 safe)
-            rows = ledger_journal.keyed(_fields_of(entry))
+            rows = ledger_journal.keyed(_rows_of(entry))
             data, entry = ledger_journal.encode(rows), _Rows(rows)
         with self.cond:
             self.submitted += 1
@@ -219,7 +218,8 @@ class _LocalWriter:
                     "could not write %d AI usage call(s), will retry in %.1fs: %s", len(batch), backoff, _describe(exc)
                 )
                 db.release_connection()
-                time.sleep(backoff)
+                self.hurry.wait(backoff)  # a flush waiting (SIGTERM, exit) retries at once, not after the backoff
+                self.hurry.clear()
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = 0.5
@@ -249,6 +249,8 @@ class _RedisLedger:
     """
 
     HEARTBEAT_TTL = 10
+    CONFIRM_INTERVAL = 1.0  # seconds between checks that held rows reached the database
+    REQUEUE_AFTER = 60.0  # a held row still missing after this long is written in-process (Redis kept it?)
 
     def __init__(self, url: str) -> None:
         import redis
@@ -264,26 +266,116 @@ class _RedisLedger:
         self.processing = f"{self.key}:processing:{self.owner}"
         self.alive = f"{self.key}:alive:{self.owner}"
         self.down_until = 0.0
+        self.down = False  # logged once per outage
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
         self.hurry = threading.Event()  # a flush is waiting: write what has arrived now
         self.move: Any = None
+        # rows pushed but not yet seen in the database, by their call's first ledger_key
+        self.pending: dict[str, tuple[float, list[dict[str, Any]], bytes]] = {}
+        self.pending_lock = threading.Lock()
+        self.journal: ledger_journal.Journal | None = None
+        self.confirmed_at = 0.0
+        self.drainer_down = False
+        self.wake = threading.Event()  # set by wait(): a drainer backing off retries now
 
     def push(self, entry: Any) -> bool:
-        """Push one call's rows; True is the acknowledgement, False means use the in-process path."""
+        """Push one call's rows; True is the acknowledgement, False means use the in-process path.
+
+        The rows are first appended to this process's Redis journal and held until the database has them
+        (`confirm`): a Redis that restarts without persistence loses its list, not the rows."""
         if time.monotonic() < self.down_until:
             return False
+        # each row carries its call's ledger_key (usage.row_fields): written once even if a batch is
+        # drained twice, or a push that timed out had arrived and the caller writes the rows itself
+        rows = ledger_journal.keyed(_fields_of(entry))
+        payload = ledger_journal.encode(rows)
+        key = rows[0]["ledger_key"] if rows else None
+        self._hold(key, rows, payload)
         try:
-            # each row carries its call's ledger_key (usage.row_fields): written once even if a batch is
-            # drained twice, or a push that timed out had arrived and the caller writes the rows itself
-            payload = json.dumps(_fields_of(entry), default=str)
             self.client.rpush(self.key, payload)
         except self.errors as exc:
-            logger.warning("Redis unreachable for the AI usage ledger (%s); writing in-process", _describe(exc))
+            if not self.down:
+                logger.warning("Redis unreachable for the AI usage ledger (%s); writing in-process", _describe(exc))
+            self.down = True
             self.down_until = time.monotonic() + 5
+            self._release([key])  # the in-process path owns these rows now (the same keys: written once)
             return False
+        if self.down:
+            self.down = False
+            logger.warning("Redis reachable again for the AI usage ledger")
         self.ensure_drainer()
         return True
+
+    def _hold(self, key: str | None, rows: list[dict[str, Any]], payload: bytes) -> None:
+        if key is None:
+            return
+        with self.pending_lock:
+            journal = self._journal()
+            if journal is not None:
+                journal.append(payload)
+            self.pending[key] = (time.monotonic(), rows, payload)
+
+    def _release(self, keys: list[str | None]) -> None:
+        with self.pending_lock:
+            for key in keys:
+                self.pending.pop(key, None)  # type: ignore[arg-type]
+            journal = self.journal if self.journal is not None and self.journal.pid == os.getpid() else None
+            if journal is not None and journal.dirty:
+                if not self.pending:
+                    journal.truncate()
+                else:  # keep only what the database does not have yet
+                    self.journal = journal.rewrite([payload for _, _, payload in self.pending.values()])
+
+    def _journal(self) -> ledger_journal.Journal | None:
+        """This process's journal of rows pushed to Redis (a file of its own beside the in-process one)."""
+        journal = self.journal
+        if journal is not None and journal.pid == os.getpid():
+            return journal
+        if journal is not None:  # forked: the parent keeps its file and its rows
+            self.pending = {}
+        self.journal = ledger_journal.open_extra()
+        return self.journal
+
+    def confirm(self, *, requeue_after: float | None = None) -> int:
+        """Forget held rows the database has; hand to the in-process writer those Redis lost (or sat on too
+        long). Returns how many calls were handed over. Raises when the database cannot be asked."""
+        with self.pending_lock:
+            held = dict(self.pending)
+        if not held:
+            return 0
+        keys = list(held)
+        done: set[str] = set()
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            # a row the database refused is set aside, not lost: never hand it over again
+            done.update(store().known_keys(chunk))
+        waiting = [key for key in keys if key not in done]
+        lost: list[str] = []
+        if waiting:
+            try:
+                queued = self._backlog()
+            except self.errors:
+                queued = -1  # Redis is away: what it held may be gone
+            limit = self.REQUEUE_AFTER if requeue_after is None else requeue_after
+            now = time.monotonic()
+            # nothing waits in Redis any more, yet the database lacks them: Redis lost them (a restart)
+            lost = [key for key in waiting if queued == 0 or now - held[key][0] >= limit]
+        for key in lost:
+            _local.put(_Rows(held[key][1]))  # same ledger_key: a copy that still reaches the database is skipped
+        if lost:
+            logger.warning(
+                "%d AI usage call(s) pushed to Redis never reached the database; writing them in-process", len(lost)
+            )
+        self._release([*done, *lost])
+        return len(lost)
+
+    def _backlog(self) -> int:
+        prefix = f"{self.key}:processing:*"
+        total = int(self.client.llen(self.key))
+        for name in self.client.scan_iter(match=prefix, count=100):
+            total += int(self.client.llen(name))
+        return total
 
     def ensure_drainer(self) -> None:
         if self.thread is not None and self.thread.is_alive():
@@ -323,6 +415,16 @@ class _RedisLedger:
             logger.warning("re-queued %d AI usage call(s) left by a stopped process", moved)
         return moved
 
+    def _confirm_quietly(self) -> None:
+        try:
+            self.confirm()
+            journal = self.journal
+            if journal is not None and journal.pid == os.getpid():
+                journal.sync()  # at most once a second: held rows also survive a power loss
+        except Exception as exc:  # the database is away: the rows stay held and journaled
+            logger.debug("could not check held AI usage rows (%s)", _describe(exc))
+            store().release_connection()
+
     @staticmethod
     def decode(raw: bytes | str) -> list[dict[str, Any]]:
         return ledger_journal.decode(raw)  # the same JSON rows as a journal line
@@ -349,6 +451,9 @@ class _RedisLedger:
                 if now - last_recover > 5:
                     self.recover()
                     last_recover = now
+                if now - self.confirmed_at > self.CONFIRM_INTERVAL and self.pending:
+                    self.confirmed_at = now
+                    self._confirm_quietly()
                 items = self.client.lrange(self.processing, 0, -1) if unacknowledged else []
                 if not items:
                     first = self.client.blmove(self.key, self.processing, 1, "LEFT", "RIGHT")
@@ -368,34 +473,52 @@ class _RedisLedger:
                 self.client.delete(self.processing)  # the acknowledgement: written
                 unacknowledged = False
                 backoff = 0.5
+                if self.drainer_down:
+                    self.drainer_down = False
+                    logger.warning("AI usage drainer: Redis answers again")
             except self.errors as exc:
-                logger.warning("AI usage drainer: Redis error (%s); retrying", _describe(exc))
+                if not self.drainer_down:  # once per outage, not every second
+                    self.drainer_down = True
+                    logger.warning("AI usage drainer: Redis error (%s); retrying every second", _describe(exc))
+                if self.pending:  # Redis is away: rows it may have lost are checked all the same
+                    self._confirm_quietly()
                 time.sleep(1)
             except Exception as exc:
                 logger.error(
                     "could not write AI usage rows from Redis, will retry in %.1fs: %s", backoff, _describe(exc)
                 )
                 db.release_connection()
-                time.sleep(backoff)
+                self.wake.wait(backoff)  # a flush waiting (SIGTERM, exit) retries at once, not after the backoff
+                self.wake.clear()
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     def wait(self, deadline: float) -> bool:
         """Until the list and every processing list are empty (written by this or another drainer)."""
         try:
             self.ensure_drainer()
-            prefix = f"{self.key}:processing:*"
             while True:
                 self.hurry.set()
-                if not self.client.llen(self.key) and not any(
-                    self.client.llen(name) for name in self.client.scan_iter(match=prefix, count=100)
-                ):
+                if not self._backlog():
+                    try:  # what Redis lost goes to the in-process writer (flush() waits for it next)
+                        self.confirm()
+                    except Exception as exc:
+                        if isinstance(exc, self.errors):
+                            raise
+                        logger.warning("could not check held AI usage rows (%s)", _describe(exc))
+                        return False
                     return True
                 if time.monotonic() >= deadline:
                     return False
+                self.wake.set()
                 time.sleep(0.02)
         except self.errors as exc:
             logger.warning("could not check the Redis AI usage ledger (%s)", _describe(exc))
-            return False
+            try:  # rows Redis held may be gone with it: the database decides
+                self.confirm(requeue_after=0)
+            except Exception as confirm_exc:
+                logger.warning("could not check held AI usage rows (%s)", _describe(confirm_exc))
+                return False
+            return not self.pending  # what this process pushed is written, or with the in-process writer
 
 
 _local = _LocalWriter()
@@ -467,10 +590,11 @@ def flush(timeout: float | None = None, *, include_held: bool = True) -> bool:
     deadline = time.monotonic() + (conf.ledger_flush_timeout() if timeout is None else timeout)
     if include_held:
         _write_held()
-    done = _local.wait(deadline)
     redis_ledger = _redis_ledger() if conf.redis_url() else None
-    if redis_ledger is not None:
-        done = redis_ledger.wait(deadline) and done
+    done = True
+    if redis_ledger is not None:  # first: rows Redis lost are handed to the in-process writer
+        done = redis_ledger.wait(deadline)
+    done = _local.wait(deadline) and done
     if not done:
         logger.error("the AI usage ledger was not fully written within the flush timeout; rows stay queued")
     return done

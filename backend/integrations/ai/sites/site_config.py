@@ -3,10 +3,15 @@
 Snapshots are rebuilt when a version counter in the Django cache moves: saving a site's
 settings bumps that site's counter, saving a global mapping bumps the global one. With a shared
 cache (Redis) every app process sees the bump; reading the counter is a cache hit, not a query.
+
+Outages: while the shared cache is unreachable (`panel.cache.ResilientRedisCache.degraded`) a snapshot is kept
+as it is; while the database is, a site's snapshot is kept too (a warm site goes on serving), and only a site this
+process never loaded fails.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -33,6 +38,7 @@ from integrations.ai.sites.callers import EditorLimits
 from integrations.ai.sites.policy import SitePolicy
 
 GLOBAL_VERSION_KEY = "integrations.ai:version:global"
+logger = logging.getLogger("integrations.ai")
 
 
 def _site_version_key(site_id: int) -> str:
@@ -127,11 +133,35 @@ def get_snapshot(site_id: int | None) -> SiteSnapshot:
     if snap is not None and now - _checked_at.get(site_id, 0.0) < settings_check_interval():
         return snap
     version = _versions(site_id)
+    if snap is not None and getattr(cache, "degraded", False):
+        version = snap.version  # the shared cache is unreachable (panel.cache): its versions are unknown
     if snap is None or snap.version != version:
-        snap = _build(site_id, version)
+        snap = _rebuild(site_id, version, snap)
     with _lock:
         _snapshots[site_id] = snap
         _checked_at[site_id] = now
+    return snap
+
+
+_database_down = False
+
+
+def _rebuild(site_id: int | None, version: tuple[int, int], stale: SiteSnapshot | None) -> SiteSnapshot:
+    """A fresh snapshot; while the database is unreachable, the one this process has (a warm site keeps
+    serving through an outage), logged once per outage. A cold site raises the database's error."""
+    global _database_down
+    try:
+        snap = _build(site_id, version)
+    except Exception as exc:
+        if stale is None or not store().is_outage(exc):
+            raise
+        if not _database_down:
+            _database_down = True
+            logger.warning("database unreachable (%s): serving sites from their cached settings", type(exc).__name__)
+        return stale
+    if _database_down:
+        _database_down = False
+        logger.warning("database reachable again: site settings are re-read")
     return snap
 
 

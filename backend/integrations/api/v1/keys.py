@@ -6,7 +6,8 @@ the version is a counter in the shared cache that every save or delete of a toke
 is a save), so a revoked key stops working in this process at once and in every other within
 `AI_SETTINGS_CHECK_INTERVAL` seconds — the same rule as the site snapshots (`site_config`).
 Expiry is checked against the clock on every request. A warm request reads at most the version
-counter (a cache hit), never the database.
+counter (a cache hit), never the database. While the database (or the shared cache) is unreachable, a key this
+process already resolved keeps its last known scope.
 """
 
 from __future__ import annotations
@@ -102,6 +103,19 @@ def _load(key_hash: str, version: int, now: float) -> _Entry:
     return _Entry(scope, expires, version, now)
 
 
+def _reload(key_hash: str, version: int, now: float, stale: _Entry | None) -> _Entry:
+    """The key as the database has it; while the database is unreachable, what this process knew of it (a
+    warm key goes on serving through an outage; its expiry is still checked). A cold key raises the error."""
+    from django.db import DatabaseError
+
+    try:
+        return _load(key_hash, version, now)
+    except DatabaseError:
+        if stale is None:
+            raise
+        return _Entry(stale.scope, stale.expires_at, stale.version, now)
+
+
 def resolve(raw: str) -> KeyScope:
     """The key's scope (site and limits), or KeyRefused."""
     if not raw:
@@ -111,8 +125,10 @@ def resolve(raw: str) -> KeyScope:
     entry = _entries.get(key_hash)
     if entry is None or now - entry.checked_at >= settings_check_interval():
         version = _version()
+        if entry is not None and getattr(cache, "degraded", False):
+            version = entry.version  # the shared cache is unreachable (panel.cache): keep what this process knows
         if entry is None or entry.version != version:
-            entry = _load(key_hash, version, now)
+            entry = _reload(key_hash, version, now, entry)
         else:
             entry = _Entry(entry.scope, entry.expires_at, version, now)
         with _lock:
