@@ -191,7 +191,7 @@ def test_a_view_only_site_admin_reads_the_settings_not_json(client, record):
     html = client.get(change_url(record)).content.decode()
     assert "<li>Anthropic — claude-3-5-haiku</li><li>OpenAI — provider default</li>" in html
     assert "<tr><th>Sort</th><td>price</td></tr>" in html and "<tr><th>Allow fallbacks</th><td>no</td></tr>" in html
-    assert "<tr><th>pages.meta</th><td>5.00 USD a month</td></tr>" in html
+    assert "<tr><th>pages.meta</th><td>$5.00 a month</td></tr>" in html
     assert "50%, 80%, 100%" in html
     assert "[{" not in html and "&quot;provider&quot;" not in html and '{"' not in html
 

@@ -103,7 +103,7 @@ def test_the_test_screen_tests_that_provider_and_key_only(
     page.click("input[name=_send]", timeout=60_000)
     page.wait_for_selector("#test-result")
     screenshot(f"2-with-chain-{width}")
-    assert page.inner_text("#result-provider").startswith("anthropic")
+    assert page.inner_text("#result-provider").lower().startswith("anthropic")
     assert "2 attempts" in page.inner_text("#result-latency")
     cost = page.inner_text("#result-cost")
     assert re.match(r"\$\d+\.\d+ \((from the price catalogue|from the price table|reported by the provider)\)", cost)
