@@ -58,9 +58,10 @@ def _commands_during(call) -> list[str]:
 @needs_redis
 @pytest.mark.django_db(transaction=True)
 def test_a_warm_budgeted_call_sends_four_redis_commands(upstream, settings):
-    """Reserve the worst case, read the provider's health, push the ledger rows, settle: one command each
-    (Django's `incr` alone made two, an EXISTS and an INCRBY, so this call made eight). The site's settings
-    version is read once per `AI_SETTINGS_CHECK_INTERVAL`, not per call: out of this count."""
+    """Read the provider's health with the model's overshoot ratio, reserve the worst case, push the ledger
+    rows, settle: one command each (Django's `incr` alone made two, an EXISTS and an INCRBY, so this call made
+    eight; the ratio read on its own, and once more for the primary as a failover candidate, made six). The
+    site's settings version is read once per `AI_SETTINGS_CHECK_INTERVAL`, not per call: out of this count."""
     settings.AI_SETTINGS_CHECK_INTERVAL = 3600
     ModelPrice.objects.create(
         provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
@@ -78,8 +79,9 @@ def test_a_warm_budgeted_call_sends_four_redis_commands(upstream, settings):
     commands = _commands_during(lambda: service.generate_content("The counted call", model="gpt-4o", max_tokens=20))
 
     names = [command.split()[0].upper() for command in commands]
-    assert names == ["EVALSHA", "MGET", "RPUSH", "EVALSHA"], commands
-    assert ":ai:budget:" in commands[0] and ":used" in commands[0]  # the reservation
+    assert names == ["MGET", "EVALSHA", "RPUSH", "EVALSHA"], commands
+    assert ":cooldown:" in commands[0] and ":ai:budget:overshoot:" in commands[0]  # health and ratio at once
+    assert ":ai:budget:" in commands[1] and ":used" in commands[1]  # the reservation
     assert ":used" in commands[3] and ":spent" in commands[3]  # the settlement: both counters at once
     assert usage.flush()
     assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2

@@ -22,7 +22,7 @@ from integrations.ai.providers.errors import (
     RateLimited,
     UnpricedModel,
 )
-from integrations.ai.runtime import conf
+from integrations.ai.runtime import conf, pauses
 from integrations.ai.sites import callers
 
 REFUSALS = (BudgetExceeded, PolicyViolation, RateLimited)
@@ -41,6 +41,8 @@ class Admission:
     # (provider, model) -> (its unscaled worst case, whether an overshoot ratio scaled it), for every candidate
     # the reservation covered (`budget.learn`)
     estimates: dict[tuple[str, str], tuple[Decimal, bool]] = field(default_factory=dict)
+    # (provider, model) -> the overshoot ratio (per mille, None: none) read for this call (`budget.scaled`)
+    ratios: dict[tuple[str, str], int | None] = field(default_factory=dict)
 
     @property
     def holds_spend(self) -> bool:
@@ -125,7 +127,11 @@ def admit(
             _unpriced_refusal(snapshot, provider, resolved)
             price = service.price_for(snapshot, provider, resolved)
             estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
-            reserved = budget.scaled(site_id, provider.name, resolved, estimate)
+            ratio_key = budget.overshoot_key(site_id, provider.name, resolved)
+            # read with the primary's health, which the chain reads next: one round trip for both
+            per_mille = pauses.read_with_health(site_id, provider.name, ratio_key).get(ratio_key)
+            admission.ratios[provider.name, resolved] = per_mille
+            reserved = budget.scaled(site_id, provider.name, resolved, estimate, per_mille)
             admission.estimates[provider.name, resolved] = (estimate, reserved != estimate)
             _reserve_spend(admission, site_id, snapshot, service.service, reserved)
     except REFUSALS as exc:
@@ -164,7 +170,8 @@ def cover_candidate(admission: Admission, snapshot: Any, provider: Any, request:
         model = provider.resolve_model(request.model)
         _unpriced_refusal(snapshot, provider, model)
         estimate = worst_case(snapshot, provider, request)
-        reserved = budget.scaled(admission.site_id, provider.name, model, estimate)
+        per_mille = admission.ratios.get((provider.name, model), -1)  # the primary's was read at admission
+        reserved = budget.scaled(admission.site_id, provider.name, model, estimate, per_mille)
         admission.estimates[provider.name, model] = (estimate, reserved != estimate)
         admission.cover(reserved)
     except (BudgetExceeded, PolicyViolation) as exc:

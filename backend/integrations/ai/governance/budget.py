@@ -91,13 +91,21 @@ def _overshoot_key(site_id: int, provider: str, model: str) -> str:
     return f"ai:budget:overshoot:{site_id}:{provider}:{model}"
 
 
-def scaled(site_id: int | None, provider: str, model: str, estimate: Decimal) -> Decimal:
-    """`estimate` times the cost/estimate ratio last observed for this model on this site (1 when none)."""
+def overshoot_key(site_id: int, provider: str, model: str) -> str:
+    """The cache key of the cost/estimate ratio (per mille) last observed for this model on this site."""
+    return _overshoot_key(site_id, provider, model)
+
+
+def scaled(site_id: int | None, provider: str, model: str, estimate: Decimal, per_mille: int | None = -1) -> Decimal:
+    """`estimate` times the cost/estimate ratio last observed for this model on this site (1 when none).
+
+    `per_mille`: that ratio when the caller already read it (None: none stored); -1 reads it here."""
     if site_id is None:
         return estimate
-    from integrations.ai.runtime.shared_cache import cache
+    if per_mille == -1:
+        from integrations.ai.runtime.shared_cache import cache
 
-    per_mille = cache.get(_overshoot_key(site_id, provider, model))
+        per_mille = cache.get(_overshoot_key(site_id, provider, model))
     return estimate * per_mille / 1000 if per_mille else estimate
 
 

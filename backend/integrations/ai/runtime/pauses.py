@@ -83,6 +83,22 @@ def record_success(site_id: int | None, provider: str, failures: int = 1) -> Non
         cache.delete(_fail_key(site_id, provider))
 
 
+def _health_keys(site_id: int | None, provider: str) -> list[str]:
+    return [_cool_key(site_id, provider), _fail_key(site_id, provider), _pause_key(site_id, provider)]
+
+
+def read_with_health(site_id: int | None, provider: str, *keys: str) -> dict[str, object]:
+    """The values of `keys` (missing ones left out), read in the same round trip as the provider's health,
+    which the `health()` that follows at once on this thread then uses instead of asking the cache again.
+
+    Why: a budgeted call reads its model's overshoot ratio (`governance.budget.scaled`) just before the
+    chain reads the primary's health; with Redis that was one more round trip per call."""
+    health_keys = _health_keys(site_id, provider)
+    values = cache.get_many([*health_keys, *keys])
+    _read.health = (site_id, provider, time.monotonic(), {k: values.get(k) for k in health_keys})
+    return {k: values[k] for k in keys if k in values}
+
+
 def health(site_id: int | None, provider: str) -> tuple[float, int]:
     """(seconds of cooldown left, consecutive failures) in one cache read.
 
@@ -90,8 +106,13 @@ def health(site_id: int | None, provider: str) -> tuple[float, int]:
     thread (`wait_if_paused`) uses it instead of asking the cache again (one round trip less per call
     with Redis).
     """
-    keys = [_cool_key(site_id, provider), _fail_key(site_id, provider), _pause_key(site_id, provider)]
-    values = cache.get_many(keys)
+    keys = _health_keys(site_id, provider)
+    held = getattr(_read, "health", None)
+    _read.health = None  # once: the next call reads the cache again
+    if held is not None and held[:2] == (site_id, provider) and time.monotonic() - held[2] < FRESH:
+        values = held[3]
+    else:
+        values = cache.get_many(keys)
     _read.pause = (site_id, provider, time.monotonic(), values.get(keys[2]))
     until = values.get(keys[0])
     return (max(until - clock.get().time(), 0.0) if until else 0.0), int(values.get(keys[1]) or 0)
