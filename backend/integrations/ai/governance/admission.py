@@ -129,7 +129,8 @@ def admit(
             estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
             ratio_key = budget.overshoot_key(site_id, provider.name, resolved)
             # read with the primary's health, which the chain reads next: one round trip for both
-            per_mille = pauses.read_with_health(site_id, provider.name, ratio_key).get(ratio_key)
+            read = pauses.read_with_health(site_id, provider.name, ratio_key).get(ratio_key)
+            per_mille = int(read) if isinstance(read, int) else None
             admission.ratios[provider.name, resolved] = per_mille
             reserved = budget.scaled(site_id, provider.name, resolved, estimate, per_mille)
             admission.estimates[provider.name, resolved] = (estimate, reserved != estimate)
