@@ -221,6 +221,11 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 name="pages_page_generate_block",
             ),
             path(
+                "<int:pk>/generate-block/stream/",
+                wrap(lambda r, pk: admin_views.stream_block_view(self, r, pk)),
+                name="pages_page_generate_block_stream",
+            ),
+            path(
                 "<int:pk>/generate-meta/",
                 wrap(lambda r, pk: admin_views.generate_meta_view(self, r, pk)),
                 name="pages_page_generate_meta",
