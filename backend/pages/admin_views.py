@@ -502,7 +502,10 @@ def stream_block_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRe
             except BlockValidationError as exc:
                 errors = list(exc.errors)
         if errors:
-            return {"errors": errors, "message": f"The model's {block_type} block does not fit: nothing was saved."}
+            return {
+                "errors": errors,
+                "message": f"The model's {BLOCK_LABELS[block_type]} block does not fit: nothing was saved.",
+            }
         origin = provenance.origin_of(
             [result],
             page,

@@ -53,6 +53,8 @@ document.addEventListener("DOMContentLoaded", () => {
       text.textContent = "";
       showErrors([]);
       show("streaming", "Streaming the answer…");
+      const others = Array.from(form.querySelectorAll("input[type=submit], button[type=submit]"));
+      others.forEach((button) => { button.disabled = true; });  // one answer at a time: no plain submit meanwhile
       startButton.disabled = true;
       cancelButton.hidden = false;
       try {
@@ -92,6 +94,7 @@ document.addEventListener("DOMContentLoaded", () => {
         }
       } finally {
         controller = null;
+        others.forEach((button) => { button.disabled = false; });
         startButton.disabled = false;
         cancelButton.hidden = true;
       }
