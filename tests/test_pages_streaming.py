@@ -94,3 +94,41 @@ def test_an_invalid_answer_comes_back_as_its_errors_and_nothing_is_kept(client, 
     assert done["done"] and "review_url" not in done
     assert any("answer" in problem for problem in done["errors"])
     assert not Block.objects.exists()
+
+
+def post_meta_stream(client, page):
+    url = reverse("admin:pages_page_generate_meta_stream", args=[page.pk])
+    return client.post(url, {"step": "generate", "model": ""})
+
+
+def test_meta_stream_checks_the_site_and_the_permission(client, emulated_site, upstream):
+    page = PageFactory(site=emulated_site("openai"))
+    client.force_login(editor(SiteFactory(), "view_page", "change_page"))
+    assert post_meta_stream(client, page).status_code == 404
+    client.force_login(editor(page.site, "view_page"))
+    assert post_meta_stream(client, page).status_code == 403
+    assert upstream.requests == []
+
+
+def test_a_streamed_meta_answer_is_trimmed_and_reviewed_before_anything_is_saved(client, emulated_site, upstream):
+    page = PageFactory(site=emulated_site("openai"), title="Bakery", meta_title="Old", meta_description="")
+    client.force_login(editor(page.site, "view_page", "change_page"))
+    answer = {"meta_title": "Fresh bread " * 10, "meta_description": "Sourdough every morning."}
+    upstream.script(flavor="openai", content=json.dumps(answer))
+    done = events(post_meta_stream(client, page))[-1]
+    review = client.get(done["review_url"])
+    assert review.status_code == 200
+    (row,) = review.context["rows"]
+    assert (
+        len(row["proposal"]["meta_title"]) <= 60 and row["proposal"]["meta_description"] == answer["meta_description"]
+    )
+    page.refresh_from_db()
+    assert (page.meta_title, page.meta_description) == ("Old", "")
+
+
+def test_a_streamed_meta_answer_without_a_description_shows_the_error(client, emulated_site, upstream):
+    page = PageFactory(site=emulated_site("openai"))
+    client.force_login(editor(page.site, "view_page", "change_page"))
+    upstream.script(flavor="openai", content='{"meta_title": "Only a title"}')
+    done = events(post_meta_stream(client, page))[-1]
+    assert "review_url" not in done and any("meta_description" in problem for problem in done["errors"])

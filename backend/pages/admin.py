@@ -231,6 +231,11 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 name="pages_page_generate_meta",
             ),
             path(
+                "<int:pk>/generate-meta/stream/",
+                wrap(lambda r, pk: admin_views.stream_meta_view(self, r, pk)),
+                name="pages_page_generate_meta_stream",
+            ),
+            path(
                 "<int:pk>/translate/",
                 wrap(lambda r, pk: translation_views.translate_view(self, r, pk)),
                 name="pages_page_translate",

@@ -33,6 +33,7 @@ from .forms import GenerateBlockForm
 from .models import META_DESCRIPTION_MAX, META_TITLE_MAX, Block, Page
 from .review_checks import style_warnings
 from .services import advanced_ai_service
+from .services import ai_service as meta_service
 from .services.advanced_ai_service import AdvancedAIService
 from .services.ai_service import AIService
 
@@ -333,8 +334,60 @@ def generate_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
         "form": form,
         "title_limit": META_TITLE_MAX,
         "description_limit": META_DESCRIPTION_MAX,
+        "stream_url": reverse("admin:pages_page_generate_meta_stream", args=[page.pk]),
     }
     return TemplateResponse(request, "admin/pages/page/generate_meta.html", context)
+
+
+def stream_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
+    """generate-meta, streamed: the raw answer as it arrives, then checked here like the plain path
+    (`META_SCHEMA`, then trimmed to the limits by `fitted_meta`); a usable answer is kept for the meta
+    review screen (the `done` event's `review_url`), an unusable one comes back as its errors."""
+    page = editable_page(model_admin, request, pk)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    form = GenerateMetaForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
+    model = form.cleaned_data["model"] or None
+    service = AIService(site=page.site_id)._ai()
+    max_tokens = meta_service.META_PARAMETERS["max_tokens"]
+    params = {
+        **meta_service.META_PARAMETERS,
+        **meta_service.reasoning_budget(service, model, max_tokens),
+        "model": model,
+        "system_prompt": meta_service.META_SYSTEM_PROMPT,
+    }
+
+    def finish(text: str, result: Any) -> dict[str, Any]:
+        data, errors = problems(text, meta_service.META_SCHEMA)
+        if not errors:
+            try:
+                meta = meta_service.fitted_meta(data, result.provider)
+            except AIProviderError as exc:
+                errors = list(getattr(exc, "errors", None) or [str(exc)])
+        if errors:
+            return {"errors": errors, "message": "The model's meta does not fit: nothing was saved."}
+        origin = provenance.origin_of(
+            [result], page, meta_service.META_PROMPT, {**meta_service.META_PARAMETERS, "model": model or ""}
+        )
+        payload = {
+            "kind": META_KIND,
+            "page_id": page.pk,
+            "site_id": page.site_id,
+            **meta,
+            "model": result.model,
+            "provider": result.provider,
+            "total_tokens": result.total_tokens,
+            "origin": origin.as_dict(),
+        }
+        token = run_previews.keep(request, payload)
+        request.session.save()  # the response's headers are gone: the session middleware saved it already
+        back = reverse("admin:pages_page_change", args=[page.pk])
+        return {"review_url": meta_review_redirect([{"token": token}], back)["Location"]}
+
+    prompt = meta_service.meta_prompt(page.title, page.body)
+    return streaming.stream_answer(request, service, prompt, params, finish, attribute_to=page)
 
 
 def accept_meta_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
