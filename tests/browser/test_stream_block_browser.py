@@ -13,7 +13,7 @@ from django.contrib.auth.models import Permission
 
 from integrations.ai.ledger import usage
 from integrations.models import AIUsage
-from pages.models import Block
+from pages.models import Block, Page
 from tests.factories import SiteFactory, SiteMembershipFactory, UserFactory
 from tests.factories_cms import PageFactory
 
@@ -116,3 +116,21 @@ def test_an_invalid_streamed_block_shows_its_errors(
     assert "nothing was saved" in page.inner_text("[data-stream-status]")
     assert "answer" in page.inner_text("[data-stream-errors]")
     assert page.locator("#block-proposal").count() == 0 and not Block.objects.filter(page=target).exists()
+
+
+def test_streamed_meta_goes_to_the_review_screen_and_is_saved_when_accepted(
+    page, live_server, admin_login, emulated_site, upstream, screenshot
+):
+    site = emulated_site("openai", site=SiteFactory(domain="localhost", name="Bakery"))
+    target = PageFactory(site=site, title="Wedding cakes", meta_title="Old title", meta_description="")
+    answer = {"meta_title": "Wedding cakes made to order", "meta_description": "Tiered cakes, baked fresh."}
+    upstream.script(flavor="openai", content=json.dumps(answer), token_rate=20)
+    admin_login(editor(site))
+    page.goto(f"{live_server.url}/admin/pages/page/{target.pk}/generate-meta/")
+    page.click("#stream-button")
+    page.wait_for_selector("#accept-meta-form")  # the stream ended usable: the meta review screen
+    screenshot("review")
+    assert Page.objects.get(pk=target.pk).meta_title == "Old title"  # nothing saved before it is accepted
+    page.click("input[name=_accept]")
+    page.wait_for_selector(".messagelist .success")
+    assert Page.objects.get(pk=target.pk).meta_title == "Wedding cakes made to order"
