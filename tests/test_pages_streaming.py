@@ -132,3 +132,34 @@ def test_a_streamed_meta_answer_without_a_description_shows_the_error(client, em
     upstream.script(flavor="openai", content='{"meta_title": "Only a title"}')
     done = events(post_meta_stream(client, page))[-1]
     assert "review_url" not in done and any("meta_description" in problem for problem in done["errors"])
+
+
+def test_prompt_run_streams_then_offers_the_save_step_and_checks_the_site(client, emulated_site, upstream):
+    from prompts.models import PromptRun
+
+    from .factories_cms import PromptTemplateFactory
+
+    site = emulated_site("openai")
+    template = PromptTemplateFactory(site=site)
+    url = reverse("admin:prompts_prompttemplate_run_stream", args=[template.pk])
+    form = {"product": "rye", "audience": "students", "site": site.pk, "model": ""}
+    outsider = editor(SiteFactory())
+    outsider.user_permissions.add(*Permission.objects.filter(content_type__app_label="prompts"))
+    client.force_login(outsider)
+    assert client.post(url, form).status_code == 404  # another site's template
+    user = editor(site)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="prompts"))
+    client.force_login(user)
+    upstream.script(flavor="openai", content="Rye bread for students.")
+    sent = events(client.post(url, form))
+    assert "".join(e.get("delta", "") for e in sent) == "Rye bread for students."
+    review = client.get(sent[-1]["review_url"])
+    assert review.context["save_form"].initial["output"] == "Rye bread for students."
+    assert PromptRun.objects.count() == 0  # nothing saved before the person saves it
+    token = review.context["save_form"].initial["preview_token"]
+    run_url = reverse("admin:prompts_prompttemplate_run", args=[template.pk])
+    assert client.post(run_url, {"_save": "1", "output": "Rye!", "preview_token": token}).status_code == 302
+    assert PromptRun.objects.get().output == "Rye!"
+    usage.flush()
+    (row,) = AIUsage.objects.filter(site=site)
+    assert (row.service, row.status, row.object_id) == ("prompts.template", "ok", template.pk)

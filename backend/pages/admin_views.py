@@ -21,12 +21,13 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
+from integrations.admin import streaming
 from integrations.ai.gateway.structured import problems
 from integrations.ai.providers.errors import AIProviderError
 from prompts import run_previews
 from tenancy.access import can_manage, require_site
 
-from . import provenance, staleness, streaming
+from . import provenance, staleness
 from .block_forms import BlockContentForm
 from .blocks import BLOCK_LABELS, BLOCK_TYPES, BlockValidationError, json_schema, validate_block
 from .forms import GenerateBlockForm

@@ -1,12 +1,13 @@
 """The editors' screens stream the model's answer as it arrives, with cancel (issue 27).
 
-One helper for every screen that streams: `stream_answer` runs a gateway stream inside the request
-(the sync driver under WSGI, the async one under ASGI), sends each text delta as a server-sent event,
-and when the stream ends hands the whole text to the screen's `finish`, whose dict becomes the final
-`done` event (a review URL, or the validation errors). A client that goes away closes the response
-iterator, which closes the gateway stream: the upstream request is closed and the ledger row is
-`cancelled`. Structured output cannot stream validated JSON, so a screen that needs JSON validates the
-finished text itself, server-side, before anything is offered for review; nothing is saved here.
+One helper for every screen that streams (pages and prompts use it, so it sits on the Django side):
+`stream_answer` runs a gateway stream inside the request (the sync driver under WSGI, the async one
+under ASGI), sends each text delta as a server-sent event, and when the stream ends hands the whole
+text to the screen's `finish`, whose dict becomes the final `done` event (a review URL, or the
+validation errors). A client that goes away closes the response iterator, which closes the gateway
+stream: the upstream request is closed and the ledger row is `cancelled`. Structured output cannot
+stream validated JSON, so a screen that needs JSON validates the finished text itself, server-side,
+before anything is offered for review; nothing is saved here.
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ def stream_answer(
     params: dict[str, Any],
     finish: Finish,
     attribute_to: Any = None,
+    label: str | None = None,
 ) -> StreamingHttpResponse:
     """A `text/event-stream` of `{"delta"}` events, then `{"done", **finish(text, result)}` or `{"error"}`.
 
     `finish` runs on a thread (it may use the ORM and the session); it must not save the content.
     The body runs after the view returned (and after the middleware that names the editor): the page's
     attribution and the calling editor are read here and carried into it."""
-    attribution = usage.store().attribution(attribute_to, None) if attribute_to is not None else None
+    attribution = usage.store().attribution(attribute_to, label) if attribute_to is not None else None
     editor = callers.current_editor()
 
     def events() -> Iterator[str]:
