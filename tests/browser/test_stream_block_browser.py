@@ -134,3 +134,41 @@ def test_streamed_meta_goes_to_the_review_screen_and_is_saved_when_accepted(
     page.click("input[name=_accept]")
     page.wait_for_selector(".messagelist .success")
     assert Page.objects.get(pk=target.pk).meta_title == "Wedding cakes made to order"
+
+
+def test_a_streamed_prompt_run_is_cancelled_then_streamed_and_saved(
+    page, live_server, admin_login, emulated_site, upstream, screenshot
+):
+    from prompts.models import PromptRun
+    from tests.factories_cms import PromptTemplateFactory
+
+    site = emulated_site("openai", site=SiteFactory(domain="localhost", name="Bakery"))
+    template = PromptTemplateFactory(site=site, template="Write a blurb for {product} aimed at {audience}.")
+    user = UserFactory(username="stream-runner")
+    SiteMembershipFactory(user=user, site=site)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="prompts",
+            codename__in=["view_prompttemplate", "change_prompttemplate", "add_promptrun", "view_promptrun"],
+        )
+    )
+    admin_login("stream-runner")
+    upstream.script(flavor="openai", content=" ".join(f"word{n}" for n in range(400)), token_rate=20)
+    upstream.script(flavor="openai", content="Rye bread, baked for students.", token_rate=20)
+    page.goto(f"{live_server.url}/admin/prompts/prompttemplate/{template.pk}/run/")
+    page.fill("#id_product", "rye")
+    page.fill("#id_audience", "students")
+    page.click("#stream-button")
+    page.wait_for_function("document.querySelector('[data-stream-text]').textContent.includes('word3')")
+    page.click("#stream-cancel")
+    page.wait_for_selector("#stream-output[data-state=cancelled]")
+    assert ledger_rows(site, upstream.stream_aborted) == [("prompts.template", "cancelled")]
+
+    page.click("#stream-button")
+    page.wait_for_selector("#save-form")
+    screenshot("save-step")
+    assert page.input_value("#save-form textarea[name=output]") == "Rye bread, baked for students."
+    assert PromptRun.objects.count() == 0
+    page.click("#save-form [type=submit]")
+    page.wait_for_selector(".messagelist .success")
+    assert PromptRun.objects.get().output == "Rye bread, baked for students."
