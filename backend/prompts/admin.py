@@ -355,6 +355,7 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 )
             else:
                 result = run_previews.as_result(kept, kept.output)
+                form.initial.update({**kept.variables, "site": kept.site_id})  # what was run, shown again
                 save_form = SaveRunForm(
                     initial={"preview_token": token, "output": kept.output}, request=request, template=template
                 )

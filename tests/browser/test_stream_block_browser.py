@@ -168,6 +168,7 @@ def test_a_streamed_prompt_run_is_cancelled_then_streamed_and_saved(
     page.wait_for_selector("#save-form")
     screenshot("save-step")
     assert page.input_value("#save-form textarea[name=output]") == "Rye bread, baked for students."
+    assert page.input_value("#id_product") == "rye"  # the review step shows what was run
     assert PromptRun.objects.count() == 0
     page.click("#save-form [type=submit]")
     page.wait_for_selector(".messagelist .success")
