@@ -221,9 +221,19 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 name="pages_page_generate_block",
             ),
             path(
+                "<int:pk>/generate-block/stream/",
+                wrap(lambda r, pk: admin_views.stream_block_view(self, r, pk)),
+                name="pages_page_generate_block_stream",
+            ),
+            path(
                 "<int:pk>/generate-meta/",
                 wrap(lambda r, pk: admin_views.generate_meta_view(self, r, pk)),
                 name="pages_page_generate_meta",
+            ),
+            path(
+                "<int:pk>/generate-meta/stream/",
+                wrap(lambda r, pk: admin_views.stream_meta_view(self, r, pk)),
+                name="pages_page_generate_meta_stream",
             ),
             path(
                 "<int:pk>/translate/",

@@ -15,22 +15,26 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
+from integrations.admin import streaming
+from integrations.ai.gateway.structured import problems
 from integrations.ai.providers.errors import AIProviderError
 from prompts import run_previews
 from tenancy.access import can_manage, require_site
 
 from . import provenance, staleness
 from .block_forms import BlockContentForm
-from .blocks import BLOCK_LABELS, BLOCK_TYPES
+from .blocks import BLOCK_LABELS, BLOCK_TYPES, BlockValidationError, json_schema, validate_block
 from .forms import GenerateBlockForm
 from .models import META_DESCRIPTION_MAX, META_TITLE_MAX, Block, Page
 from .review_checks import style_warnings
+from .services import advanced_ai_service
+from .services import ai_service as meta_service
 from .services.advanced_ai_service import AdvancedAIService
 from .services.ai_service import AIService
 
@@ -331,8 +335,60 @@ def generate_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpR
         "form": form,
         "title_limit": META_TITLE_MAX,
         "description_limit": META_DESCRIPTION_MAX,
+        "stream_url": reverse("admin:pages_page_generate_meta_stream", args=[page.pk]),
     }
     return TemplateResponse(request, "admin/pages/page/generate_meta.html", context)
+
+
+def stream_meta_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
+    """generate-meta, streamed: the raw answer as it arrives, then checked here like the plain path
+    (`META_SCHEMA`, then trimmed to the limits by `fitted_meta`); a usable answer is kept for the meta
+    review screen (the `done` event's `review_url`), an unusable one comes back as its errors."""
+    page = editable_page(model_admin, request, pk)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    form = GenerateMetaForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
+    model = form.cleaned_data["model"] or None
+    service = AIService(site=page.site_id)._ai()
+    max_tokens = meta_service.META_PARAMETERS["max_tokens"]
+    params = {
+        **meta_service.META_PARAMETERS,
+        **meta_service.reasoning_budget(service, model, max_tokens),
+        "model": model,
+        "system_prompt": meta_service.META_SYSTEM_PROMPT,
+    }
+
+    def finish(text: str, result: Any) -> dict[str, Any]:
+        data, errors = problems(text, meta_service.META_SCHEMA)
+        if not errors:
+            try:
+                meta = meta_service.fitted_meta(data, result.provider)
+            except AIProviderError as exc:
+                errors = list(getattr(exc, "errors", None) or [str(exc)])
+        if errors:
+            return {"errors": errors, "message": "The model's meta does not fit: nothing was saved."}
+        origin = provenance.origin_of(
+            [result], page, meta_service.META_PROMPT, {**meta_service.META_PARAMETERS, "model": model or ""}
+        )
+        payload = {
+            "kind": META_KIND,
+            "page_id": page.pk,
+            "site_id": page.site_id,
+            **meta,
+            "model": result.model,
+            "provider": result.provider,
+            "total_tokens": result.total_tokens,
+            "origin": origin.as_dict(),
+        }
+        token = run_previews.keep(request, payload)
+        request.session.save()  # the response's headers are gone: the session middleware saved it already
+        back = reverse("admin:pages_page_change", args=[page.pk])
+        return {"review_url": meta_review_redirect([{"token": token}], back)["Location"]}
+
+    prompt = meta_service.meta_prompt(page.title, page.body)
+    return streaming.stream_answer(request, service, prompt, params, finish, attribute_to=page)
 
 
 def accept_meta_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
@@ -424,6 +480,17 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
                 model_admin.message_user(request, f"Added a {BLOCK_LABELS[block.type]} block.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:pages_page_change", args=[page.pk]))
             model_admin.message_user(request, "Nothing was saved: fix the marked fields.", messages.ERROR)
+    elif request.method == "GET" and request.GET.get("token"):  # the review step of a streamed proposal
+        token = request.GET["token"]
+        payload = run_previews.fetch(request, token, kind=BLOCK_KIND, page_id=page.pk)
+        if payload is None:
+            model_admin.message_user(
+                request, "This proposal is unknown, expired or already saved: generate again.", messages.ERROR
+            )
+            token = None
+        else:
+            form = GenerateBlockForm(initial={"type": payload["type"]})
+            proposal_form = BlockContentForm(block_type=payload["type"], content=payload["content"])
     elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -456,8 +523,71 @@ def generate_block_view(model_admin: Any, request: HttpRequest, pk: int) -> Http
         "proposal": proposal_form.initial_content() if proposal_form is not None else None,
         "block_label": BLOCK_LABELS.get(proposal_form.block_type) if proposal_form is not None else "",
         "warnings": style_warnings(page.site_id, proposal_form.initial_content()) if proposal_form is not None else [],
+        "stream_url": reverse("admin:pages_page_generate_block_stream", args=[page.pk]),
     }
     return TemplateResponse(request, "admin/pages/page/generate_block.html", context)
+
+
+def stream_block_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
+    """generate-block, streamed: the raw answer as it arrives, then validated here like the plain path
+    (the block's JSON schema, then `validate_block`); a valid block is kept for the review step (the
+    `done` event's `review_url`), an invalid one comes back as its errors. Nothing is saved here."""
+    page = editable_page(model_admin, request, pk)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    form = GenerateBlockForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
+    data = form.cleaned_data
+    block_type, model = data["type"], data["model"] or None
+    service = AdvancedAIService(site=page.site_id)._ai()
+    params = {
+        **advanced_ai_service.BLOCK_PARAMETERS,
+        **advanced_ai_service.reasoning_budget(service, model, advanced_ai_service.BLOCK_PARAMETERS["max_tokens"]),
+        "model": model,
+        "system_prompt": advanced_ai_service.SYSTEM_PROMPT,
+    }
+
+    def finish(text: str, result: Any) -> dict[str, Any]:
+        content, errors = problems(text, json_schema(block_type))
+        if not errors:
+            try:
+                validate_block(block_type, content)
+            except BlockValidationError as exc:
+                errors = list(exc.errors)
+        if errors:
+            return {
+                "errors": errors,
+                "message": f"The model's {BLOCK_LABELS[block_type]} block does not fit: nothing was saved.",
+            }
+        origin = provenance.origin_of(
+            [result],
+            page,
+            advanced_ai_service.BLOCK_PROMPT,
+            {
+                **advanced_ai_service.BLOCK_PARAMETERS,
+                "model": data["model"],
+                "type": block_type,
+                "instructions": data["instructions"],
+            },
+        )
+        token = run_previews.keep(
+            request,
+            {
+                "kind": BLOCK_KIND,
+                "page_id": page.pk,
+                "site_id": page.site_id,
+                "type": block_type,
+                "content": content,
+                "origin": origin.as_dict(),
+            },
+        )
+        request.session.save()  # the response's headers are gone: the session middleware saved it already
+        url = reverse("admin:pages_page_generate_block", args=[page.pk])
+        return {"review_url": f"{url}?{urlencode({'token': token})}"}
+
+    prompt = advanced_ai_service.block_prompt(block_type, page.title, data["instructions"])
+    return streaming.stream_answer(request, service, prompt, params, finish, attribute_to=page)
 
 
 class BlockTypeForm(forms.Form):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.sites.models import Site
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from integrations.admin import streaming
 from integrations.admin.forms import PROVIDER_LABELS
+from integrations.ai.gateway.service import AIService
 from integrations.ai.governance.money import usd
 from integrations.ai.providers.errors import AIProviderError
 from tenancy.access import (
@@ -150,6 +153,7 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("<int:pk>/run/", wrap(self.run_view), name="prompts_prompttemplate_run"),
+            path("<int:pk>/run/stream/", wrap(self.stream_run_view), name="prompts_prompttemplate_run_stream"),
             path(
                 "<int:pk>/batch/",
                 wrap(lambda request, pk: batch_views.template_batch_view(self, request, pk)),
@@ -342,6 +346,25 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 "Nothing saved: " + " ".join(str(e) for errors in save_form.errors.values() for e in errors),
                 messages.ERROR,
             )
+        elif request.method == "GET" and request.GET.get("token"):  # the review step of a streamed run
+            token = request.GET["token"]
+            kept = run_previews.peek(request, template.pk, token)
+            if kept is None or kept.output is None:
+                self.message_user(
+                    request, "This output is unknown, expired or already saved: run again.", messages.ERROR
+                )
+            else:
+                result = run_previews.as_result(kept, kept.output)
+                form.initial.update({**kept.variables, "site": kept.site_id})  # what was run, shown again
+                save_form = SaveRunForm(
+                    initial={"preview_token": token, "output": kept.output}, request=request, template=template
+                )
+                cost = kept.cost_decimal
+                preview = {
+                    "cost": usd(cost) if cost is not None else "not known",
+                    "site": Site.objects.filter(pk=kept.site_id).first(),
+                    "provider": PROVIDER_LABELS.get(kept.provider, kept.provider),
+                }
         elif request.method == "POST":
             form = variables_form(template, request.user, request.POST)
             if form.is_valid():
@@ -382,6 +405,49 @@ class PromptTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
             "save_form": save_form,
         }
         return TemplateResponse(request, "admin/prompts/prompttemplate/run.html", context)
+
+    def stream_run_view(self, request, pk: int):
+        """Run, streamed: the output as it arrives (Cancel stops the provider's stream), then the usual save
+        step (the `done` event's `review_url`); nothing is saved here. The same checks as `run_view`."""
+        template = get_object_or_404(PromptTemplate, pk=pk)
+        if template.site_id is not None:
+            require_site(request.user, template.site_id)
+        if not can_run(request.user, template):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        form = variables_form(template, request.user, request.POST)
+        if not form.is_valid():
+            message = form.errors.as_text()
+            return JsonResponse({"error": {"code": "invalid_request", "message": message}}, status=400)
+        data = dict(form.cleaned_data)
+        site, model = data.pop("site"), data.pop("model")
+        version = template.active_version()
+        source = version if version is not None else template
+        try:
+            prompt = AIContentService().render(source, data)
+        except AIProviderError as exc:
+            return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=400)
+        params = {
+            "model": model or source.default_model or None,
+            "max_tokens": source.max_tokens,
+            "temperature": source.temperature,
+            "system_prompt": source.system_prompt or None,
+        }
+        service = AIService(site=site.pk, service="prompts.template")
+
+        def finish(text: str, result) -> dict:
+            cost = run_previews.call_cost(site.pk, result)
+            version_id = version.pk if version is not None else None
+            token = run_previews.remember(
+                request, template.pk, site.pk, data, result, cost, version_id=version_id, output=text
+            )
+            request.session.save()  # the response's headers are gone: the session middleware saved it already
+            url = reverse("admin:prompts_prompttemplate_run", args=[template.pk])
+            return {"review_url": f"{url}?{urlencode({'token': token})}"}
+
+        label = f"Prompt template: {template} {version.display if version else ''}".strip()
+        return streaming.stream_answer(request, service, prompt, params, finish, attribute_to=template, label=label)
 
 
 @admin.register(PromptRun)

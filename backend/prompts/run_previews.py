@@ -36,6 +36,7 @@ class RunPreview:
     cost: str | None  # a Decimal as text: sessions hold JSON
     request_id: str
     version_id: int | None = None  # the template version that produced it
+    output: str | None = None  # a streamed run keeps its text here for the review step (a plain run posts it)
 
     @property
     def cost_decimal(self) -> Decimal | None:
@@ -73,6 +74,7 @@ def remember(
     result: GenerationResult,
     cost: Decimal | None,
     version_id: int | None = None,
+    output: str | None = None,
 ) -> str:
     """Keep `result`'s numbers for a later save by this session; returns the token the form carries."""
     preview = RunPreview(
@@ -87,6 +89,7 @@ def remember(
         cost=str(cost) if cost is not None else None,
         request_id=(result.request_id or "")[:200],
         version_id=version_id,
+        output=output,
     )
     return keep(request, asdict(preview))
 
