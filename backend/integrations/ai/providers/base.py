@@ -587,6 +587,11 @@ class BaseProvider(AIProviderInterface):
                 request_id=getattr(exc, "request_id", None),
                 secrets=secrets,
             )
+        if isinstance(exc, sdk.APIError):  # no status: an error event inside a stream that had started well
+            return ProviderUnavailable(
+                "The provider ended the stream with an error: " + redact(str(exc.message), secrets),
+                provider=self.name,
+            )
         if isinstance(exc, json.JSONDecodeError):
             return ProviderUnavailable("The provider sent malformed JSON.", provider=self.name)
         if isinstance(exc, UnicodeError):

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from . import sse
 from .base import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -181,8 +182,8 @@ class OpenAIProvider(BaseProvider):
         stream = self.client.chat.completions.create(**self._stream_request(ai, model))
         try:
             reader.result.request_id = stream.response.headers.get("x-request-id")
-            for chunk in stream:
-                if (text := reader.feed(chunk)) is not None:
+            for chunk in sse.chunks(self.sdk(), stream.response):  # the JSON, not the SDK's model of each chunk
+                if (text := reader.feed_json(chunk)) is not None:
                     yield text
         finally:
             stream.close()  # a caller that stopped reading closes the upstream request now
@@ -193,8 +194,8 @@ class OpenAIProvider(BaseProvider):
         stream = await self.aclient.chat.completions.create(**self._stream_request(ai, model))
         try:
             reader.result.request_id = stream.response.headers.get("x-request-id")
-            async for chunk in stream:
-                if (text := reader.feed(chunk)) is not None:
+            async for chunk in sse.achunks(self.sdk(), stream.response):
+                if (text := reader.feed_json(chunk)) is not None:
                     yield text
         finally:
             await stream.close()
@@ -211,7 +212,29 @@ class _ChunkReader:
         self.calls = OpenAIToolStream(provider.name)
         self.finished = False
 
+    def feed_json(self, data: dict[str, Any]) -> str | None:
+        """One chunk as its JSON (`sse.chunks`): a plain text delta, nearly every chunk of a stream, is read
+        here; anything else (usage, tool calls, several choices) through the SDK's model of it (`feed`)."""
+        choices = data.get("choices")
+        if data.get("usage") is None and type(choices) is list and len(choices) == 1 and type(choices[0]) is dict:
+            choice = choices[0]
+            delta = choice.get("delta")
+            content = delta.get("content") if type(delta) is dict else 0
+            if (content is None or type(content) is str) and not delta.get("tool_calls"):  # type: ignore[union-attr]
+                result = self.result
+                result.model = data.get("model") or result.model
+                result.request_id = result.request_id or data.get("id")
+                if content:
+                    self.parts.append(content)
+                if finish := choice.get("finish_reason"):
+                    self.finished = True
+                    result.finish_reason = _FINISH.get(finish, FINISH_OTHER)
+                return content or None
+        chunk_type = self.provider.sdk().types.chat.ChatCompletionChunk
+        return self.feed(chunk_type.construct(**data))
+
     def feed(self, chunk: Any) -> str | None:
+        """One chunk as the SDK's model of it."""
         result, text = self.result, None
         result.model = chunk.model or result.model
         result.request_id = result.request_id or chunk.id

@@ -159,6 +159,9 @@ class Script:
     cut_after: int | None = None  # streams: drop the connection after this many text deltas
     tool_calls: list | None = None  # [{"name", "arguments"}]: the calls the model makes when it has tools
     token_rate: float | None = None  # streams: text deltas per second (None: the emulator's `token_rate`)
+    # OpenAI-format streams: after `cut_after` text deltas (default 1), an in-stream error chunk as OpenRouter
+    # sends one when the model's provider fails mid-answer (`error` beside `finish_reason: "error"`), then the end
+    stream_error: str | None = None
 
 
 def _words(text: str) -> list[str]:
@@ -462,6 +465,7 @@ class Upstream:
         cut_after: int | None = None,
         tool_calls: list | None = None,
         token_rate: float | None = None,
+        stream_error: str | None = None,
     ) -> None:
         """Queue how the next `times` matching generation requests are answered (FIFO)."""
         with self._lock:
@@ -482,6 +486,7 @@ class Upstream:
                     cut_after,
                     tool_calls,
                     token_rate,
+                    stream_error,
                 )
             )
 
@@ -503,6 +508,7 @@ class Upstream:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     _token_gap = 0.0
+    _stream_error: str | None = None
     disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms ACK stalls
     server: _Server
 
@@ -665,6 +671,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(flavor or "openai", 404, f"No route for POST {request.path}.")
         script = self.server.upstream._take_script(flavor)
         self._cut_after = script.cut_after if script else None
+        self._stream_error = script.stream_error if script else None
+        if self._stream_error is not None and self._cut_after is None:
+            self._cut_after = 1
         rate = script.token_rate if script and script.token_rate is not None else self.server.upstream.token_rate
         self._token_gap = 1.0 / rate if rate else 0.0
         if script and script.delay:
@@ -1088,6 +1097,10 @@ class _Handler(BaseHTTPRequestHandler):
             for index, word in enumerate(words):
                 piece = word if index == len(words) - 1 else word + " "
                 if self._cut_after is not None and index >= self._cut_after:
+                    if self._stream_error is not None:
+                        failure = {"code": "server_error", "message": self._stream_error}
+                        self._write(chunk({"content": ""}, "error", error=failure))
+                        return self._write("data: [DONE]\n\n")
                     return self._drop()
                 self._write(chunk({"content": piece}))
                 self._pace(index, len(words))

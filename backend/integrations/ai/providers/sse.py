@@ -1,0 +1,103 @@
+"""OpenAI-format streams read straight off the SDK's HTTP response: lines -> events -> JSON chunks.
+
+Why: the `openai` SDK makes a typed model of every chunk it streams (its lenient `construct`, ~70 µs a
+chunk, plus its byte-level event decoder), and a stream of 200 tokens is 200 chunks. At a thousand
+concurrent streams of 20 tokens a second that parse alone is more CPU than two cores have (issue 22).
+The SDK still makes the request (authentication, retries, status errors before the first byte, the
+outbound policy's transport); only the body of its response is read here, by the same rules as its
+decoder: `data:` lines of one event joined with newlines, `event:` kept, `:` comment lines (OpenRouter's
+keep-alives) skipped, a blank line ends an event, `data: [DONE]` ends the stream, and an event whose
+JSON carries `error` raises the SDK's `APIError`. A transport failure while reading raises the SDK's
+`APITimeoutError` / `APIConnectionError`, so `BaseProvider.translate_error` maps it as before.
+
+The chunks come out as plain dicts; `openai_provider._ChunkReader` reads the common ones (a text delta)
+directly and builds the SDK's model only for the rare ones (usage, tool calls).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+
+class _Decoder:
+    """One server-sent-event stream's decoding state (the fields of the event being read)."""
+
+    def __init__(self) -> None:
+        self.event: str | None = None
+        self.data: list[str] = []
+
+    def line(self, line: str) -> tuple[str | None, str] | None:
+        """Take one line; the finished event's (event, data) at a blank line, else None."""
+        if not line:
+            if not self.data:
+                self.event = None
+                return None
+            finished = (self.event, "\n".join(self.data))
+            self.event, self.data = None, []
+            return finished
+        if line[0] == ":":
+            return None
+        name, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self.data.append(value)
+        elif name == "event":
+            self.event = value
+        return None
+
+
+def _chunk(sdk: Any, response: Any, data: str) -> dict[str, Any] | None:
+    """The JSON chunk of one event's data; None at `[DONE]`. An in-stream error raises the SDK's APIError."""
+    if data.startswith("[DONE]"):
+        return None
+    chunk = json.loads(data)
+    if not isinstance(chunk, dict):
+        raise sdk.APIResponseValidationError(response=response, body=chunk, message="A stream chunk is not an object.")
+    if chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        if not message or not isinstance(message, str):
+            message = "An error occurred during streaming"
+        raise sdk.APIError(message=message, request=response.request, body=error)
+    return chunk
+
+
+def chunks(sdk: Any, response: Any) -> Iterator[dict[str, Any]]:
+    """The JSON chunks of an SDK stream's response (`stream.response`), until `[DONE]` or the body ends."""
+    import httpx2
+
+    decoder, request = _Decoder(), response.request
+    try:
+        for line in response.iter_lines():
+            event = decoder.line(line)
+            if event is not None:
+                chunk = _chunk(sdk, response, event[1])
+                if chunk is None:
+                    return
+                yield chunk
+    except httpx2.TimeoutException as err:
+        raise sdk.APITimeoutError(request=request) from err
+    except httpx2.TransportError as err:
+        raise sdk.APIConnectionError(request=request) from err
+
+
+async def achunks(sdk: Any, response: Any) -> AsyncIterator[dict[str, Any]]:
+    """`chunks` for the SDK's async stream."""
+    import httpx2
+
+    decoder, request = _Decoder(), response.request
+    try:
+        async for line in response.aiter_lines():
+            event = decoder.line(line)
+            if event is not None:
+                chunk = _chunk(sdk, response, event[1])
+                if chunk is None:
+                    return
+                yield chunk
+    except httpx2.TimeoutException as err:
+        raise sdk.APITimeoutError(request=request) from err
+    except httpx2.TransportError as err:
+        raise sdk.APIConnectionError(request=request) from err
