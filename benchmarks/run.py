@@ -491,6 +491,26 @@ class Emulator:
         self.process.stop()
 
 
+class StreamUpstream(Emulator):
+    """The long-streams step's upstream: `benchmarks/stream_upstream.py`, OpenAI's format on one event loop (the
+    test emulator's thread per stream could not pace 1,000 streams itself)."""
+
+    def __init__(self, rate: float, tokens: int) -> None:
+        self.port = free_port()
+        script = Path(__file__).resolve().with_name("stream_upstream.py")
+        args = [sys.executable, str(script), "--port", str(self.port), "--rate", str(rate), "--tokens", str(tokens)]
+        self.process = Process("stream-upstream", args, ROOT / "var" / "bench-stream-upstream.log")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.popen.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the stream upstream did not start; see {self.process.log}") from None
+                time.sleep(0.1)
+
+
 class Process:
     """A server started for the benchmark, in its own process group, stopped by its id."""
 
@@ -688,7 +708,7 @@ def litellm_proxy(emulator_base: str, port: int, name: str) -> Process:
     )  # ours, not the proxy's: it would try to use them
 
 
-def streams_bench(quick: bool, with_litellm: bool) -> None:
+def streams_bench(quick: bool, with_litellm: bool, count: int | None = None) -> None:
     """N concurrent long streams (200 tokens at 20 tokens/s each) through Panel's /v1 (bin/serve, ASGI) and
     LiteLLM's proxy, beside the emulator direct (benchmarks/streams.py)."""
     from django.contrib.auth import get_user_model
@@ -697,7 +717,9 @@ def streams_bench(quick: bool, with_litellm: bool) -> None:
     from integrations.api.v1 import keys
 
     streams, ramp = (300, 3.0) if quick else (1000, 5.0)
-    emulator = Emulator("emulator-streams", token_rate=RATE, stream_words=TOKENS)
+    if count:
+        streams, ramp = count, max(ramp * count / streams, 0.5)
+    emulator = StreamUpstream(RATE, TOKENS)
     server_port, proxy_port = free_port(), free_port()
     processes: list[Process] = []
     try:
@@ -1216,6 +1238,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, help="calls per contender in the overhead benchmark (default 2000, quick 300)")
     parser.add_argument("--quick", action="store_true", help="fewer calls and shorter HTTP cells (about 3 minutes)")
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--stream-count", type=int, help="concurrent streams of the long-streams step (default 1,000)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP benchmark")
     parser.add_argument("--http-only", action="store_true", help="only the HTTP benchmark (plain and streamed)")
     parser.add_argument("--serve-emulator", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -1287,7 +1310,7 @@ def main() -> None:
     print(versions())
 
     if args.streams:
-        return streams_bench(args.quick, with_litellm)
+        return streams_bench(args.quick, with_litellm, args.stream_count)
     upstream, slow = Emulator("emulator"), Emulator("emulator-50ms", delay=0.05)
     if args.http_only:
         try:
@@ -1300,7 +1323,7 @@ def main() -> None:
         print_overhead(overhead(upstream, n, with_litellm), n)
         if not args.no_http:
             http_bench(upstream, args.quick, with_litellm)
-            streams_bench(args.quick, with_litellm)
+            streams_bench(args.quick, with_litellm, args.stream_count)
             shapes_bench(upstream, args.quick)
         wall, ideal = batch(slow)
         print(
