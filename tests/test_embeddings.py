@@ -64,6 +64,19 @@ def test_the_cache_is_per_site(upstream):
     assert len(embedding_posts(upstream, "openai")) == 2
 
 
+def test_aembed_runs_the_same_pipeline_off_the_event_loop(upstream):
+    """Priced, ledgered and cached per site as `embed` is: the second call is a cache hit, no request."""
+    from asgiref.sync import async_to_sync
+
+    gateway = make_gateway("openai", upstream)
+    aembed = async_to_sync(AIService(site=gateway.site).aembed)
+    first = aembed(["lemon tart", "rye bread"], model="text-embedding-3-small")
+    again = aembed(["lemon tart"], model="text-embedding-3-small")
+    assert len(first.vectors) == 2 and again.vectors == first.vectors[:1] and again.cached == 1
+    assert len(embedding_posts(upstream, "openai")) == 1
+    assert [row.status for row in ledger(gateway.site)] == ["ok", "cached"] and ledger(gateway.site)[0].cost > 0
+
+
 def test_a_mapping_names_an_embedding_model(upstream):
     gateway = make_gateway("openai", upstream)
     ModelMapping.objects.create(

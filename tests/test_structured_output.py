@@ -42,9 +42,9 @@ def script_answer(upstream, gateway, answer: dict, times: int = 1) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_schema_valid_json_by_the_strongest_mechanism(kind, upstream):
+def test_schema_valid_json_by_the_strongest_mechanism(kind, upstream, driver):
     gateway = make_gateway(kind, upstream)
-    data = AIService(site=gateway.site).generate_json(PROMPT, schema=PRODUCT, **gateway.call())
+    data = driver.generate(AIService(site=gateway.site), PROMPT, response_schema=PRODUCT, **gateway.call()).parsed
     assert set(data) == {"name", "price"} and isinstance(data["price"], int | float)
     body = upstream.requests_for(gateway.flavor)[-1].json
     if kind == "anthropic":
@@ -61,10 +61,10 @@ def test_schema_valid_json_by_the_strongest_mechanism(kind, upstream):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_an_invalid_answer_gets_one_corrective_retry_naming_the_errors(kind, upstream):
+def test_an_invalid_answer_gets_one_corrective_retry_naming_the_errors(kind, upstream, driver):
     gateway = make_gateway(kind, upstream)
     script_answer(upstream, gateway, {"name": "Lemon tart"})
-    result = AIService(site=gateway.site).generate_content(PROMPT, response_schema=PRODUCT, **gateway.call())
+    result = driver.generate(AIService(site=gateway.site), PROMPT, response_schema=PRODUCT, **gateway.call())
     assert set(result.parsed) == {"name", "price"}
     _, retry = posts(upstream, gateway)
     correction = retry.json["messages"][-1]["content"]
@@ -74,15 +74,25 @@ def test_an_invalid_answer_gets_one_corrective_retry_naming_the_errors(kind, ups
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_second_invalid_answer_is_refused_and_nothing_invalid_is_returned(kind, upstream):
+def test_a_second_invalid_answer_is_refused_and_nothing_invalid_is_returned(kind, upstream, driver):
     gateway = make_gateway(kind, upstream)
     script_answer(upstream, gateway, {"name": "Lemon tart", "price": "cheap"}, times=2)
     with pytest.raises(InvalidOutput) as caught:
-        AIService(site=gateway.site).generate_json(PROMPT, schema=PRODUCT, **gateway.call())
+        driver.generate(AIService(site=gateway.site), PROMPT, response_schema=PRODUCT, **gateway.call())
     assert caught.value.code == "invalid_output"
     assert caught.value.errors == ["price: 'cheap' is not of type 'number'"]
     assert len(posts(upstream, gateway)) == 2  # one corrective retry, no more
     assert_priced_and_budgeted(gateway.site, calls=2)  # both calls were made and are paid for
+
+
+def test_the_async_entry_points_return_the_parsed_json(upstream):
+    """`agenerate_json` is `generate_json` awaited (the rounds above ran on both drivers)."""
+    from asgiref.sync import async_to_sync
+
+    gateway = make_gateway("openai", upstream)
+    script_answer(upstream, gateway, {"name": "Lemon tart", "price": 4.5})
+    data = async_to_sync(AIService(site=gateway.site).agenerate_json)(PROMPT, schema=PRODUCT, **gateway.call())
+    assert data == {"name": "Lemon tart", "price": 4.5}
 
 
 def test_an_open_schema_is_sent_non_strict_and_still_validated(upstream):

@@ -37,7 +37,6 @@ from integrations.ai.providers.errors import (
     InvalidOutput,
     InvalidRequest,
     ModelNotFound,
-    NotSupported,
     Overloaded,
     PermissionDenied,
     ProviderNotConfigured,
@@ -593,9 +592,22 @@ class AIService:
         failover: bool = True,
         **kwargs: Any,
     ) -> GenerationResult:
-        """`complete` on an event loop. `response_schema` (validated JSON) is not on the async driver yet."""
+        """`complete` on an event loop, `response_schema` (validated JSON, one corrective retry) included."""
         if kwargs.get("response_schema") is not None:
-            raise NotSupported("response_schema is not available on the async path yet: use generate_json.")
+            from integrations.ai.gateway.structured import acomplete_json
+
+            return await acomplete_json(
+                self,
+                messages,
+                provider=provider,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                system_prompt=system_prompt,
+                cache=cache,
+                failover=failover,
+                **kwargs,
+            )
         prep = await offload(self.prepare, messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
         return await self.aexecute(prep, cache=cache, failover=failover)
 
@@ -621,6 +633,16 @@ class AIService:
         """JSON that validates against `schema` (a JSON schema of an object), parsed; `InvalidOutput` when
         the model's answer does not match it after one corrective retry."""
         return self.generate_content(prompt, response_schema=schema, **kwargs).parsed
+
+    async def agenerate_json(self, prompt: str, schema: dict[str, Any], **kwargs: Any) -> Any:
+        """`generate_json` on an event loop."""
+        return (await self.agenerate_content(prompt, response_schema=schema, **kwargs)).parsed
+
+    async def aembed(self, texts: list[str], model: str | None = None, provider: str | None = None) -> Any:
+        """`embed` for an event loop: the same pipeline run off the loop (`offload`: the request's thread under
+        ASGI), upstream request included: embeddings do not stream, so an async client would only save a
+        thread while the vendor answers."""
+        return await offload(self.embed, texts, model=model, provider=provider)
 
     def embed(self, texts: list[str], model: str | None = None, provider: str | None = None) -> Any:
         """One vector per text, in order (`EmbeddingResult`), batched to the vendor's limits, cached per

@@ -39,6 +39,51 @@ def problems(text: str, schema: dict[str, Any]) -> tuple[Any, list[str]]:
     return value, [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:MAX_ERRORS]]
 
 
+class JsonRounds:
+    """The rules of a structured call, for either driver: what each call sends, and what its answer means.
+
+    The first call sends the conversation (the response cache allowed, as the caller asked); when its answer
+    does not match the schema, a second, never cached, carries that answer and the validation errors; a
+    second failure raises `InvalidOutput` with them. Each call is a whole pipeline call (its own ledger rows
+    and budget reservation); the final answer's `steps` lists both when there were two.
+    """
+
+    def __init__(self, messages: list[dict[str, Any]], cache: bool | None) -> None:
+        self.history = list(messages)
+        self.cache = cache
+        self.earlier: list[GenerationResult] = []
+
+    def call(self) -> tuple[list[dict[str, Any]], bool | None]:
+        """The conversation and the cache flag of the next call."""
+        return list(self.history), (self.cache if not self.earlier else False)
+
+    def answer(self, result: GenerationResult, schema: dict[str, Any]) -> GenerationResult | None:
+        """The validated answer (`.parsed` set), or None when a corrective call must follow."""
+        value, errors = problems(result.content, schema)
+        if not errors:
+            result.parsed = value
+            if self.earlier:  # the answer records both calls (each already has its own ledger rows)
+                result.steps = [*self.earlier, result]
+            return result
+        if self.earlier:
+            raise InvalidOutput(
+                f"The model's answer did not match the schema after a corrective retry: {'; '.join(errors)}.",
+                errors=errors,
+                provider=result.provider,
+            )
+        self.earlier.append(result)
+        self.history += [
+            {"role": "assistant", "content": result.content or "(no answer)"},
+            {
+                "role": "user",
+                "content": "Your answer did not match the required JSON schema: "
+                + "; ".join(errors)
+                + ". Answer again with only the corrected JSON.",
+            },
+        ]
+        return None
+
+
 def complete_json(
     service: AIService,
     messages: list[dict[str, Any]],
@@ -48,39 +93,34 @@ def complete_json(
     failover: bool = True,
     **params: Any,
 ) -> GenerationResult:
-    """The pipeline's answer with `.parsed` set to JSON valid against `response_schema`.
+    """The pipeline's answer with `.parsed` set to JSON valid against `response_schema` (`JsonRounds`).
 
-    The schema is checked once (InvalidRequest before any call when it is not a valid object schema).
-    A corrective retry is a second call (its own ledger rows and budget reservation) that carries the
-    invalid answer and the validation errors; it is never served from the response cache. The answer's
-    `steps` then lists both calls, so a caller can account for what the answer cost in all.
-    """
-    history = list(messages)
-    earlier: list[GenerationResult] = []
-    for attempt in (1, 2):
+    The schema is checked once (InvalidRequest before any call when it is not a valid object schema)."""
+    rounds = JsonRounds(messages, cache)
+    while True:
+        history, cached = rounds.call()
         prep = service.prepare(history, response_schema=response_schema, **params)
-        schema = dict(prep.request.response_schema or {})
-        result = service.execute(prep, cache=cache if attempt == 1 else False, failover=failover)
-        value, errors = problems(result.content, schema)
-        if not errors:
-            result.parsed = value
-            if earlier:  # the answer records both calls (each already has its own ledger rows)
-                result.steps = [*earlier, result]
-            return result
-        if attempt == 2:
-            raise InvalidOutput(
-                f"The model's answer did not match the schema after a corrective retry: {'; '.join(errors)}.",
-                errors=errors,
-                provider=result.provider,
-            )
-        earlier.append(result)
-        history += [
-            {"role": "assistant", "content": result.content or "(no answer)"},
-            {
-                "role": "user",
-                "content": "Your answer did not match the required JSON schema: "
-                + "; ".join(errors)
-                + ". Answer again with only the corrected JSON.",
-            },
-        ]
-    raise AssertionError("unreachable")  # pragma: no cover
+        result = service.execute(prep, cache=cached, failover=failover)
+        if (answer := rounds.answer(result, dict(prep.request.response_schema or {}))) is not None:
+            return answer
+
+
+async def acomplete_json(
+    service: AIService,
+    messages: list[dict[str, Any]],
+    *,
+    response_schema: dict[str, Any],
+    cache: bool | None = None,
+    failover: bool = True,
+    **params: Any,
+) -> GenerationResult:
+    """`complete_json` on the async driver: the same rounds, each call `aexecute`d."""
+    from integrations.ai.runtime.offload import offload
+
+    rounds = JsonRounds(messages, cache)
+    while True:
+        history, cached = rounds.call()
+        prep = await offload(service.prepare, history, response_schema=response_schema, **params)
+        result = await service.aexecute(prep, cache=cached, failover=failover)
+        if (answer := rounds.answer(result, dict(prep.request.response_schema or {}))) is not None:
+            return answer
