@@ -54,11 +54,14 @@ class Upstream:
         if not line:
             return False
         method, path, _ = line.decode("latin-1").split(" ", 2)
-        length = 0
+        length, close = 0, False
         while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = header.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 length = int(value.strip())
+            elif name == "connection":
+                close = value.strip().lower() == "close"
         body = json.loads(await reader.readexactly(length)) if length else {}
         if method != "POST" or not path.split("?")[0].endswith("/chat/completions"):
             return self._send(
@@ -78,27 +81,33 @@ class Upstream:
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20},
             }
             return self._send(writer, 200, completion)
+        # chunked, and the connection kept afterwards unless the client asked to close it: as the vendors do
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-            b"Connection: close\r\n\r\n"
+            b"Transfer-Encoding: chunked\r\n" + (b"Connection: close\r\n" if close else b"") + b"\r\n"
         )
-        writer.write(_chunk(gen_id, created, model, {"role": "assistant", "content": ""}))
+
+        def send(data: bytes) -> None:
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+        send(_chunk(gen_id, created, model, {"role": "assistant", "content": ""}))
         for index in range(self.tokens):
             word = WORDS[index % len(WORDS)]
-            writer.write(_chunk(gen_id, created, model, {"content": word if index == 0 else " " + word}))
+            send(_chunk(gen_id, created, model, {"content": word if index == 0 else " " + word}))
             await writer.drain()
             if self.gap and index < self.tokens - 1:
                 await asyncio.sleep(self.gap)
-        writer.write(_chunk(gen_id, created, model, {}, "stop"))
+        send(_chunk(gen_id, created, model, {}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": self.tokens}
             usage["total_tokens"] = prompt_tokens + self.tokens
             last = {"id": gen_id, "object": "chat.completion.chunk", "created": created, "model": model}
             payload = {**last, "choices": [], "usage": usage}
-            writer.write(b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")
-        writer.write(b"data: [DONE]\n\n")
+            send(b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")
+        send(b"data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
         await writer.drain()
-        return False
+        return not close
 
     @staticmethod
     def _send(writer: asyncio.StreamWriter, status: int, payload: dict) -> bool:

@@ -797,7 +797,8 @@ class GatewayStream:
                     with usage.recording(record):
                         piece = await anext(pieces, None)
                     if piece is None:
-                        if self.stream is not None and self.stream.result is not None:
+                        moderated = prep.snapshot.guardrails.moderate_output
+                        if moderated and self.stream is not None and self.stream.result is not None:
                             await offload(service.guard_answer, prep, record, self.stream.result)
                         return
                     yield piece
@@ -897,6 +898,7 @@ class GatewayStream:
                     await pieces.aclose()  # type: ignore[attr-defined]  # the upstream request, closed now
                     self._price_broken()
                     raise
-                await offload(pauses.record_success, service.site_id, candidate.name, failures)
+                if failures:  # a count to reset (a cache write): nothing to do, and no hop off the loop, without
+                    await offload(pauses.record_success, service.site_id, candidate.name, failures)
                 return
         raise await offload(service._chain_exhausted, self.prep, chain)

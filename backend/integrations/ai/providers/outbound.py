@@ -266,7 +266,10 @@ class _GuardedAsyncBackend:
     ) -> Any:
         import asyncio
 
-        addresses = await asyncio.to_thread(self.policy.resolve, host, port)  # DNS blocks: never on the loop
+        if _literal_ip(host) is not None:  # an address: checked here, no lookup to keep off the loop
+            addresses = self.policy.resolve(host, port)
+        else:
+            addresses = await asyncio.to_thread(self.policy.resolve, host, port)  # DNS blocks: never on the loop
         last: Exception | None = None
         for address in addresses:
             try:
