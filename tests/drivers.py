@@ -7,12 +7,31 @@ steps the async driver runs off its loop run on the test's thread, inside the te
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync as _async_to_sync
 
 from integrations.ai.gateway.service import AIService, GatewayStream
 from integrations.ai.providers.types import GenerationResult
+
+
+def async_to_sync(function: Callable[..., Any]) -> Callable[..., Any]:
+    """asgiref's `async_to_sync`, or, when this thread already runs an event loop (Playwright's sync API
+    leaves one running after the browser tests, which pytest-django orders before later transactional
+    tests), the same on a thread of its own (asgiref refuses to nest in a running loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _async_to_sync(function)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(lambda: _async_to_sync(function)(*args, **kwargs)).result()
+
+    return run
 
 
 class Driver:
