@@ -167,9 +167,9 @@ def translate_stream_view(model_admin: Any, request: HttpRequest, pk: int) -> Ht
     if not form.is_valid():
         return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
     code = form.cleaned_data["language"]
-    if not PageTranslation.objects.filter(source=page, language=code).exists():
-        if not model_admin.has_add_permission(request):
-            raise PermissionDenied  # the first translation creates a page
+    exists = PageTranslation.objects.filter(source=page, language=code).exists()
+    if not exists and not model_admin.has_add_permission(request):
+        raise PermissionDenied  # the first translation creates a page
     try:
         call = translation.call_for(page, code, only_stale=form.cleaned_data["only_stale"])
     except AIProviderError as exc:
