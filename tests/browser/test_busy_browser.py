@@ -128,7 +128,7 @@ def test_prompt_run_screen_busy_then_saved_with_numbers(
     upstream.script(delay=2.0)
     state = submit_and_watch(page, request, "input[name=_preview]", "1-busy-preview")
     assert state["form"] == "run-form" and state["text"].strip() == "Generating… 1 s"
-    assert state["disabled"] == {"_preview": True}
+    assert state["disabled"] == {"_preview": True, "stream-button": True, "stream-cancel": True}  # one answer at a time
     page.wait_for_selector("#save-form")
     facts = page.inner_text("#preview-facts")
     assert re.match(r"OpenRouter · openai/gpt-4o-mini · \d+ prompt \+ \d+ completion = \d+ tokens · cost \$", facts)
