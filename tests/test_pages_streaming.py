@@ -163,3 +163,150 @@ def test_prompt_run_streams_then_offers_the_save_step_and_checks_the_site(client
     usage.flush()
     (row,) = AIUsage.objects.filter(site=site)
     assert (row.service, row.status, row.object_id) == ("prompts.template", "ok", template.pk)
+
+
+# -- translation, streamed ---------------------------------------------------------------------------------
+SITE_ADMIN = ("view_page", "add_page", "change_page", "delete_page", "view_block", "add_block", "change_block")
+
+
+def translatable(site):
+    from pages.models import SiteLanguage
+
+    from .factories_cms import BlockFactory
+
+    SiteLanguage.objects.create(site=site, code="en", name="English", is_default=True)
+    SiteLanguage.objects.create(site=site, code="de", name="German")
+    page = PageFactory(
+        site=site,
+        title="Sourdough bakery",
+        body="Our sourdough is baked daily.",
+        meta_title="Bakery",
+        meta_description="",
+    )
+    BlockFactory(page=page, type="hero", order=0, content={"heading": "Welcome", "cta_url": "/order/"})
+    return page
+
+
+def post_translate_stream(client, page, language="de"):
+    return client.post(reverse("admin:pages_page_translate_stream", args=[page.pk]), {"language": language})
+
+
+def kept_translations(client) -> list[dict]:
+    from prompts.run_previews import SESSION_KEY
+
+    return [p for p in (client.session.get(SESSION_KEY) or {}).values() if p.get("kind") == "page_translation"]
+
+
+def test_a_site_admin_streams_a_translation_to_the_review_and_saves_it_when_accepted(client, emulated_site, upstream):
+    from pages import translation
+    from pages.models import PageTranslation
+
+    page = translatable(emulated_site("openai"))
+    hero = page.blocks.get()
+    user = editor(page.site, *SITE_ADMIN)  # a site admin, not a superuser
+    client.force_login(user)
+    expected_prompt = translation.call_for(page, "de").prompt
+    answer = {
+        "title": "Sauerteig-Bäckerei",
+        "meta_title": "Bäckerei " + "frisch " * 20,  # over the meta title's limit: trimmed like the plain path
+        "body": "Unser Sauerteig wird täglich gebacken.",
+        f"b{hero.pk}.heading": "Willkommen",
+    }
+    upstream.script(flavor="openai", content=json.dumps(answer, ensure_ascii=False))
+    sent = events(post_translate_stream(client, page))
+    assert json.loads("".join(e.get("delta", "") for e in sent)) == answer
+    done = sent[-1]
+    assert done["done"] and "errors" not in done
+    assert not PageTranslation.objects.exists()  # nothing saved by the stream
+    review = client.get(done["review_url"])
+    assert review.status_code == 200
+    proposed = {row["key"]: row["proposed"] for row in review.context["rows"]}
+    assert proposed["body"] == "Unser Sauerteig wird täglich gebacken."
+    assert proposed[f"b{hero.pk}.heading"] == "Willkommen"
+    assert proposed["meta_title"].startswith("Bäckerei frisch") and len(proposed["meta_title"]) <= 60
+    form = {"token": review.context["token"], "_accept": "1"}
+    for key, text in proposed.items():
+        form |= {f"text-{key}": text, f"accept-{key}": "on"}
+    assert client.post(reverse("admin:pages_page_accept_translation"), form).status_code == 302
+    translated = PageTranslation.objects.get(source=page, language="de").page
+    assert (translated.title, translated.body) == ("Sauerteig-Bäckerei", "Unser Sauerteig wird täglich gebacken.")
+    assert translated.blocks.get().content == {"heading": "Willkommen", "cta_url": "/order/"}
+    usage.flush()
+    (row,) = AIUsage.objects.filter(site=page.site)
+    assert (row.service, row.status, row.object_id, row.user_id) == ("pages.translate", "ok", page.pk, user.pk)
+    (sent_request,) = upstream.requests  # the same call as the plain path: prompt, system prompt, parameters
+    messages = sent_request.json["messages"]
+    assert [m["content"] for m in messages] == [translation.SYSTEM_PROMPT, expected_prompt]
+    assert sent_request.json["stream"] is True and sent_request.json["temperature"] == 0.2
+
+
+def test_an_invalid_streamed_translation_comes_back_as_its_errors_and_nothing_is_kept(client, emulated_site, upstream):
+    page = translatable(emulated_site("openai"))
+    client.force_login(editor(page.site, *SITE_ADMIN))
+    upstream.script(flavor="openai", content='{"title": "Sauerteig-Bäckerei", "body": ')  # cut-off JSON
+    done = events(post_translate_stream(client, page))[-1]
+    assert done["done"] and "review_url" not in done and done["errors"]
+    assert kept_translations(client) == []
+    upstream.script(flavor="openai", content='{"title": "Nur ein Titel"}')  # valid JSON, fields missing
+    done = events(post_translate_stream(client, page))[-1]
+    assert "review_url" not in done and any("body" in problem for problem in done["errors"])
+    assert kept_translations(client) == []
+
+
+def test_translate_stream_checks_the_site_the_permissions_and_the_method(client, emulated_site, upstream):
+    page = translatable(emulated_site("openai"))
+    client.force_login(editor(SiteFactory(), *SITE_ADMIN))  # another site's admin
+    assert post_translate_stream(client, page).status_code == 404
+    client.force_login(editor(page.site, "view_page", "change_page"))  # the first translation creates a page
+    assert post_translate_stream(client, page).status_code == 403
+    client.force_login(editor(page.site, *SITE_ADMIN))
+    assert client.get(reverse("admin:pages_page_translate_stream", args=[page.pk])).status_code == 405
+    refused = post_translate_stream(client, page, language="fr")
+    assert refused.status_code == 400 and "language" in refused.json()["error"]["message"]
+    assert upstream.requests == [] and not AIUsage.objects.exists()
+
+
+def test_a_review_token_of_another_page_is_not_shown(client, emulated_site, upstream):
+    page = translatable(emulated_site("openai"))
+    other = PageFactory(site=page.site)
+    client.force_login(editor(page.site, *SITE_ADMIN))
+    done = events(post_translate_stream(client, page))[-1]  # the emulator translates: "[de] ..."
+    token = done["review_url"].split("token=")[1]
+    foreign = client.get(reverse("admin:pages_page_translate", args=[other.pk]), {"token": token})
+    assert "rows" not in foreign.context and "unknown, expired" in foreign.content.decode()
+    own = client.get(done["review_url"])
+    assert {row["key"]: row["proposed"] for row in own.context["rows"]}["title"] == "[de] Sourdough bakery"
+
+
+def test_a_streamed_glossary_miss_is_shown_to_the_reviewer_without_a_retry(client, emulated_site, upstream):
+    from pages.models import GlossaryTerm
+
+    page = translatable(emulated_site("openai"))
+    GlossaryTerm.objects.create(site=page.site, term="sourdough", translation="Sauerteig", language="de")
+    client.force_login(editor(page.site, *SITE_ADMIN))
+    upstream.script(
+        flavor="openai",
+        content=json.dumps(
+            {"title": "Brot", "body": "Brot.", "meta_title": "B"} | {f"b{page.blocks.get().pk}.heading": "Hallo"}
+        ),
+    )
+    done = events(post_translate_stream(client, page))[-1]
+    review = client.get(done["review_url"])
+    assert len(upstream.requests) == 1  # no corrective retry on the streamed path
+    assert b"glossary-misses" in review.content and "“sourdough” must be translated as “Sauerteig”" in (
+        review.content.decode()
+    )
+
+
+def test_an_up_to_date_translation_asks_nothing(client, emulated_site, upstream):
+    from pages import translation
+
+    page = translatable(emulated_site("openai"))
+    proposal = translation.propose(page, "de")
+    translation.accept(proposal, dict(proposal.translated))
+    calls = len(upstream.requests)
+    client.force_login(editor(page.site, *SITE_ADMIN))
+    url = reverse("admin:pages_page_translate_stream", args=[page.pk])
+    (done,) = events(client.post(url, {"language": "de", "only_stale": "on"}))
+    assert done == {"done": True, "errors": [], "message": "The translation is up to date: nothing to translate."}
+    assert len(upstream.requests) == calls

@@ -241,6 +241,11 @@ class PageAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
                 name="pages_page_translate",
             ),
             path(
+                "<int:pk>/translate/stream/",
+                wrap(lambda r, pk: translation_views.translate_stream_view(self, r, pk)),
+                name="pages_page_translate_stream",
+            ),
+            path(
                 "translation/accept/",
                 wrap(lambda r: translation_views.accept_translation_view(self, r)),
                 name="pages_page_accept_translation",

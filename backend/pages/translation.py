@@ -4,8 +4,10 @@ A page's translatable units are its title, body, meta title and description and 
 blocks (URLs excepted). One structured-output call (`AIService.generate_content(response_schema=...)`,
 the site's own provider, policy, budget, ledger attributed to the page) translates the units asked for;
 the site's glossary is in the prompt and checked in the answer (a miss gets one corrective retry, then
-is shown to the reviewer). Nothing is saved until a person accepts: the translation page is created or
-updated, with a provenance row per field and, per unit, the hash of the source text it came from.
+is shown to the reviewer). The streamed screen sends the same call (`call_for`) as a stream and validates
+the finished text here (`from_stream`); it makes no corrective retry and shows the misses to the reviewer.
+Nothing is saved until a person accepts: the translation page is created or updated, with a provenance
+row per field and, per unit, the hash of the source text it came from.
 When the source changes, the units whose hash differs are stale and re-translating sends only those.
 """
 
@@ -24,6 +26,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from integrations.ai import AIService as CoreAIService
+from integrations.ai.gateway.structured import problems
 from integrations.ai.ledger import usage
 from integrations.ai.providers.errors import InvalidRequest
 from prompts.versions import BuiltinPrompt, register_builtin
@@ -210,9 +213,59 @@ class Proposal:
         return cls(**data)
 
 
-def propose(source: Page, code: str, only_stale: bool = False, model: str | None = None) -> Proposal:
-    """Translate `source` into language `code` (all its units, or with `only_stale` those changed since the
-    last translation); nothing is saved. One structured call, plus one corrective retry for glossary misses."""
+@dataclass
+class TranslationCall:
+    """One translation call, ready to send: what is translated, the prompt and the schema the answer must
+    match. The plain path (`propose`) and the streamed screen (`from_stream`) both start from it, so the
+    prompt, the schema and the rules applied to the answer are the same on both."""
+
+    source: Page
+    code: str
+    keys: list[str]  # the unit keys (fields, block:<id>)
+    hashes: dict[str, str]
+    texts: dict[str, str]  # prompt key -> source text; empty: nothing to send
+    terms: list[GlossaryTerm]
+    prompt: str
+    schema: dict[str, Any]
+    attribute_to: Page  # the page the call's cost belongs to: the translation, or the source the first time
+    model: str | None = None
+
+    def service(self) -> CoreAIService:
+        return CoreAIService(site=self.source.site_id, service="pages.translate")
+
+    def call_parameters(self) -> dict[str, Any]:
+        """The call's keyword arguments besides the prompt (the structured call adds `response_schema`)."""
+        return {"model": self.model, "system_prompt": SYSTEM_PROMPT, **PARAMETERS}
+
+    def misses(self, answer: dict[str, str]) -> list[str]:
+        return glossary_misses(self.texts, answer, self.terms)
+
+    def proposal(self, answer: dict[str, str], results: list[Any]) -> Proposal:
+        """The proposal from the model's (schema-valid) answer: glossary misses named, the limited fields
+        trimmed to their limits, the origin of the call(s). Nothing is saved."""
+        if not self.texts:
+            return Proposal(self.source.pk, self.code, self.keys, {}, {}, self.hashes)
+        answer = {key: str(value) for key, value in answer.items()}
+        misses = self.misses(answer)
+        from .services.ai_service import trim_to_words
+
+        for key, limit in LIMITS.items():
+            if key in answer:
+                answer[key] = trim_to_words(answer[key], limit)
+        origin = provenance.origin_of(
+            results,
+            self.source,
+            PROMPT,
+            {**PARAMETERS, "model": self.model or "", "source_page": self.source.pk, "language": self.code},
+        )
+        origin = dataclasses.replace(origin, source_hash="")  # staleness of translations: `stale_units`
+        return Proposal(self.source.pk, self.code, self.keys, self.texts, answer, self.hashes, misses, origin.as_dict())
+
+
+def call_for(source: Page, code: str, only_stale: bool = False, model: str | None = None) -> TranslationCall:
+    """The call translating `source` into language `code` (all its units, or with `only_stale` those changed
+    since the last translation). Raises TranslationError for a page that is itself a translation or a
+    language the site does not translate into."""
     if PageTranslation.objects.filter(page=source).exists():
         raise TranslationError("This page is itself a translation: translate its source page instead.")
     target = language_of(source.site_id, code)
@@ -223,47 +276,52 @@ def propose(source: Page, code: str, only_stale: bool = False, model: str | None
         keys = list(stale_units(link))  # a unit removed from the source is removed on accept
     hashes = {key: unit_hash(units[key]) for key in keys if key in units}
     texts = texts_to_translate(source, keys)
-    if not texts:
-        return Proposal(source.pk, code, keys, {}, {}, hashes)
-    terms = glossary_for(source.site_id, code)
+    terms = glossary_for(source.site_id, code) if texts else []
     schema = {
         "type": "object",
         "properties": {key: {"type": "string"} for key in texts},
         "required": list(texts),
         "additionalProperties": False,
     }
-    ai = CoreAIService(site=source.site_id, service="pages.translate")
-    prompt = prompt_for(texts, default_language(source.site_id), target, terms)
+    prompt = prompt_for(texts, default_language(source.site_id), target, terms) if texts else ""
+    attribute_to = link.page if link is not None else source  # cost per page
+    return TranslationCall(source, code, keys, hashes, texts, terms, prompt, schema, attribute_to, model)
+
+
+def propose(source: Page, code: str, only_stale: bool = False, model: str | None = None) -> Proposal:
+    """Translate `source` into language `code` (see `call_for`); nothing is saved. One structured call,
+    plus one corrective retry for glossary misses."""
+    call = call_for(source, code, only_stale, model)
+    if not call.texts:
+        return call.proposal({}, [])
+    ai = call.service()
+    params = {**call.call_parameters(), "response_schema": call.schema}
     results = []
-    with usage.attributed_to(link.page if link is not None else source):  # cost per page
-        result = ai.generate_content(
-            prompt, model=model, system_prompt=SYSTEM_PROMPT, response_schema=schema, **PARAMETERS
-        )
+    with usage.attributed_to(call.attribute_to):
+        result = ai.generate_content(call.prompt, **params)
         results.append(result)
         answer = {key: str(value) for key, value in (result.parsed or {}).items()}
-        misses = glossary_misses(texts, answer, terms)
+        misses = call.misses(answer)
         if misses:  # one corrective retry naming each miss
             retry = (
-                f"{prompt}\n\nYour previous answer broke the glossary:\n- "
+                f"{call.prompt}\n\nYour previous answer broke the glossary:\n- "
                 + "\n- ".join(misses)
                 + "\nAnswer again with every field, following the glossary."
             )
-            result = ai.generate_content(
-                retry, model=model, system_prompt=SYSTEM_PROMPT, response_schema=schema, **PARAMETERS
-            )
+            result = ai.generate_content(retry, **params)
             results.append(result)
             answer = {key: str(value) for key, value in (result.parsed or {}).items()}
-            misses = glossary_misses(texts, answer, terms)
-    for key, limit in LIMITS.items():
-        if key in answer:
-            from .services.ai_service import trim_to_words
+    return call.proposal(answer, results)
 
-            answer[key] = trim_to_words(answer[key], limit)
-    origin = provenance.origin_of(
-        results, source, PROMPT, {**PARAMETERS, "model": model or "", "source_page": source.pk, "language": code}
-    )
-    origin = dataclasses.replace(origin, source_hash="")  # staleness of translations: `stale_units`
-    return Proposal(source.pk, code, keys, texts, answer, hashes, misses, origin.as_dict())
+
+def from_stream(call: TranslationCall, text: str, result: Any) -> tuple[Proposal | None, list[str]]:
+    """The proposal from a streamed answer's finished `text`, validated here against the call's schema (a
+    stream cannot carry validated JSON): (proposal, []) or (None, the ways it fails). No corrective retry
+    for glossary misses: the proposal names them and the review screen shows them to the reviewer."""
+    data, errors = problems(text, call.schema)
+    if errors:
+        return None, errors
+    return call.proposal(data, [result]), []
 
 
 # -- accepting ------------------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.http import urlencode
 
+from integrations.admin import streaming
 from integrations.ai.providers.errors import AIProviderError
 from prompts import run_previews
 from tenancy.access import can_manage
@@ -110,9 +112,18 @@ def render_review(
 
 
 def translate_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
-    """Choose a language (and whether only stale fields), generate, then review."""
+    """Choose a language (and whether only stale fields), generate, then review. A GET with a token is the
+    review step of a streamed translation (`translate_stream_view`'s `review_url`)."""
     page = editable_page(model_admin, request, pk)
     form = TranslateForm(request.POST or None, page=page)
+    if request.method == "GET" and request.GET.get("token"):
+        token = request.GET["token"]
+        payload = run_previews.fetch(request, token, kind=KIND, page_id=page.pk)
+        if payload is not None:
+            return render_review(model_admin, request, page, token, translation.Proposal.from_dict(payload["proposal"]))
+        model_admin.message_user(
+            request, "This translation is unknown, expired or already saved: translate again.", messages.ERROR
+        )
     if request.method == "POST" and form.is_valid():
         code = form.cleaned_data["language"]
         exists = PageTranslation.objects.filter(source=page, language=code).exists()
@@ -139,8 +150,54 @@ def translate_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRespo
         "title": f"Translate “{page}” with AI",
         "form": form,
         "translations": translations_of(page),
+        "stream_url": reverse("admin:pages_page_translate_stream", args=[page.pk]),
     }
     return TemplateResponse(request, "admin/pages/page/translate.html", context)
+
+
+def translate_stream_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
+    """translate, streamed: the same call as the plain path (`translation.call_for`) with the raw answer
+    as it arrives, then validated here against the same schema with the same glossary check and limits
+    (`translation.from_stream`); a valid translation is kept for the review screen (the `done` event's
+    `review_url`), an invalid one comes back as its errors. Nothing is saved here."""
+    page = editable_page(model_admin, request, pk)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    form = TranslateForm(request.POST, page=page)
+    if not form.is_valid():
+        return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
+    code = form.cleaned_data["language"]
+    exists = PageTranslation.objects.filter(source=page, language=code).exists()
+    if not exists and not model_admin.has_add_permission(request):
+        raise PermissionDenied  # the first translation creates a page
+    try:
+        call = translation.call_for(page, code, only_stale=form.cleaned_data["only_stale"])
+    except AIProviderError as exc:
+        return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=400)
+
+    def keep(proposal: translation.Proposal) -> dict[str, Any]:
+        token = run_previews.keep(
+            request, {"kind": KIND, "page_id": page.pk, "site_id": page.site_id, "proposal": proposal.as_dict()}
+        )
+        request.session.save()  # a streamed body: the session middleware saved the session already
+        url = reverse("admin:pages_page_translate", args=[page.pk])
+        return {"review_url": f"{url}?{urlencode({'token': token})}"}
+
+    if not call.texts:  # nothing to send to the model: removed units only, or up to date
+        proposal = call.proposal({}, [])
+        if proposal.units:
+            return streaming.answered(keep(proposal))
+        return streaming.answered({"errors": [], "message": "The translation is up to date: nothing to translate."})
+
+    def finish(text: str, result: Any) -> dict[str, Any]:
+        proposal, errors = translation.from_stream(call, text, result)
+        if proposal is None:
+            return {"errors": errors, "message": "The model's translation does not fit: nothing was saved."}
+        return keep(proposal)
+
+    return streaming.stream_answer(
+        request, call.service(), call.prompt, call.call_parameters(), finish, attribute_to=call.attribute_to
+    )
 
 
 def accept_translation_view(model_admin: Any, request: HttpRequest) -> HttpResponse:

@@ -4,8 +4,9 @@
 // streaming endpoint, the text deltas ({"delta"} server-sent events) appear in `[data-stream-text]`,
 // and `[data-stream-cancel]` aborts the request (AbortController): the server closes the provider's
 // stream and its ledger row is "cancelled". The last event is {"done", review_url} (go to the review
-// step), {"done", errors} (the answer did not validate: nothing was saved) or {"error"}. One module for
-// every screen that streams; the plain submit button keeps working without JavaScript.
+// step), {"done", errors, message} (the answer did not validate: nothing was saved; no errors: nothing
+// was asked, the message says why) or {"error"}. One module for every screen that streams; the plain
+// submit button keeps working without JavaScript.
 document.addEventListener("DOMContentLoaded", () => {
   "use strict";
 
@@ -42,8 +43,10 @@ document.addEventListener("DOMContentLoaded", () => {
         show("done", "The answer is complete and valid: opening the review step…");
         window.location.assign(data.review_url);
       } else if (data.done) {
-        show("invalid", data.message || "The answer does not fit: nothing was saved.");
-        showErrors(data.errors || []);
+        const problems = data.errors || [];
+        // no errors: nothing needed asking (e.g. a translation already up to date); the message says so
+        show(problems.length ? "invalid" : "finished", data.message || "The answer does not fit: nothing was saved.");
+        showErrors(problems);
       }
     }
 

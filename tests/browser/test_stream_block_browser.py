@@ -173,3 +173,60 @@ def test_a_streamed_prompt_run_is_cancelled_then_streamed_and_saved(
     page.click("#save-form [type=submit]")
     page.wait_for_selector(".messagelist .success")
     assert PromptRun.objects.get().output == "Rye bread, baked for students."
+
+
+def test_a_site_admin_cancels_a_streamed_translation_then_streams_reviews_and_saves_it(
+    page, live_server, admin_login, emulated_site, upstream, screenshot
+):
+    from pages.models import PageTranslation, SiteLanguage
+
+    site = emulated_site("openai", site=SiteFactory(domain="localhost", name="Bakery"))
+    SiteLanguage.objects.create(site=site, code="en", name="English", is_default=True)
+    SiteLanguage.objects.create(site=site, code="de", name="German")
+    source = PageFactory(site=site, title="Sourdough bakery", body="Our sourdough is baked daily.", meta_title="Bakery")
+    user = UserFactory(username="stream-site-admin")  # a site admin: may create the translation page
+    SiteMembershipFactory(user=user, site=site)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="pages",
+            codename__in=["view_page", "add_page", "change_page", "delete_page", "view_block", "add_block"],
+        )
+    )
+    long = json.dumps({"title": " ".join(f"Wort{n}" for n in range(400)), "body": "x", "meta_title": "y"})
+    upstream.script(flavor="openai", content=long, token_rate=20)  # about half a minute to stream it all
+    admin_login("stream-site-admin")
+    page.goto(f"{live_server.url}/admin/pages/page/{source.pk}/translate/")
+    page.select_option("select[name=language]", "de")
+
+    page.click("#stream-button")
+    page.wait_for_function("document.querySelector('[data-stream-text]').textContent.includes('Wort3')")
+    assert page.locator("#stream-cancel").is_visible()
+    screenshot("1-streaming")
+    page.click("#stream-cancel")
+    page.wait_for_selector("#stream-output[data-state=cancelled]")
+    screenshot("2-cancelled")
+    assert "Cancelled" in page.inner_text("[data-stream-status]")
+    assert ledger_rows(site, upstream.stream_aborted) == [("pages.translate", "cancelled")]
+    assert not PageTranslation.objects.exists()
+
+    answer = {"title": "Sauerteig-Bäckerei", "body": "Unser Sauerteig wird täglich gebacken.", "meta_title": "Bäckerei"}
+    upstream.script(flavor="openai", content=json.dumps(answer, ensure_ascii=False), token_rate=20)
+    page.click("#stream-button")
+    page.wait_for_selector("#accept-translation-form")  # the stream ended valid: the side-by-side review
+    screenshot("3-review")
+    body_row = page.locator("tr[data-key=body]")
+    assert body_row.locator("td.source").inner_text() == "Our sourdough is baked daily."
+    assert body_row.locator("textarea, input[type=text]").input_value() == answer["body"]
+    assert not PageTranslation.objects.exists()  # nothing saved before it is accepted
+    page.locator("tr[data-key=title] input[type=text]").fill("Sauerteig-Backstube")
+    page.click("input[name=_accept]")
+    page.wait_for_selector(".messagelist .success")
+    screenshot("4-saved")
+    translated = PageTranslation.objects.get(source=source, language="de").page
+    assert (translated.title, translated.body) == ("Sauerteig-Backstube", answer["body"])
+    assert "pages.translate" in page.inner_text(".field-ai_provenance")
+    usage.flush()
+    assert sorted(AIUsage.objects.filter(site=site).values_list("service", "status")) == [
+        ("pages.translate", "cancelled"),
+        ("pages.translate", "ok"),
+    ]

@@ -37,6 +37,19 @@ def error_event(exc: AIProviderError) -> str:
     return event({"error": {"code": exc.code, "label": labels.error_label(exc.code), "message": str(exc)}})
 
 
+def answered(payload: dict[str, Any]) -> StreamingHttpResponse:
+    """The same event stream when there is nothing to ask the model (e.g. a translation already up to date):
+    only the final `{"done", **payload}` event."""
+    return _response(iter([event({"done": True, **payload})]))
+
+
+def _response(body: Iterator[str] | AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
 def stream_answer(
     request: HttpRequest,
     service: AIService,
@@ -78,8 +91,4 @@ def stream_answer(
         except AIProviderError as exc:
             yield error_event(exc)
 
-    body = aevents() if isinstance(request, ASGIRequest) else events()
-    response = StreamingHttpResponse(body, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return _response(aevents() if isinstance(request, ASGIRequest) else events())
