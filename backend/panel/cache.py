@@ -15,7 +15,8 @@ round trip, and atomic. `incr_many` does the same for several counters at once (
 moves two), returning None for a counter that is gone.
 
 `ResilientRedisCache` (the backend with `REDIS_URL`) is `FastRedisCache` that keeps answering from this
-process's memory while Redis is unreachable: see its docstring.
+process's memory while Redis is unreachable: see its docstring. `apply_versioned` moves two counters by the
+events their seed does not hold yet (the budget's changes made in the database during an outage).
 """
 
 from __future__ import annotations
@@ -171,10 +172,12 @@ class ResilientRedisCache(FastRedisCache):
     cooldowns, the API's rate limit); with plain `RedisCache` a Redis outage turned each call into a
     server error, calls already answered included. Here a connection error or timeout switches this
     process to a local-memory cache (one warning per outage, not per call) and Redis is tried again
-    every `RETRY_AFTER` seconds. Meanwhile limits and budget counters are per process (a cold budget
-    counter is seeded from the database, as after a Redis restart). When Redis answers again, the
+    every `RETRY_AFTER` seconds. Meanwhile limits and the budget windows' counters are per process (a cold
+    counter is seeded from the database, as after a Redis restart); the monthly cap reads `degraded` and is
+    held in the database instead (`integrations.ai.governance.budget`). When Redis answers again, the
     amounts counters moved by locally are added to the shared ones that still exist (a missing one is
-    reseeded later), the local copy is dropped, and `degraded` is False again.
+    reseeded later), the local copy is dropped, `degraded` is False again, and the `on_recovery` listeners run
+    (the budget carries what it settled in the database meanwhile into Redis's counters: `apply_versioned`).
     """
 
     RETRY_AFTER = 1.0  # seconds between attempts to reach Redis again during an outage

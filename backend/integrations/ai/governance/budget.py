@@ -22,6 +22,21 @@ estimate (`learn`, a day in the shared cache) and later worst cases of that mode
 
 A refusal is `BudgetBusy` (retryable, `Retry-After`) when the settled spend leaves room for the call
 and only other calls' in-flight reservations fill the cap; otherwise `BudgetExceeded`.
+
+Redis unreachable (`cache.degraded`, `panel.cache.ResilientRedisCache`): a call reserves in the site's
+`BudgetPeriod` row instead (`Store.reserve_budget`: one conditional UPDATE of `reserved`, never past the
+cap, atomic across processes) and settles there (`reserved` released, the cost added to `spent` at once;
+its ledger rows are marked `budget_settled` so the writer does not add it again). Each such change bumps the
+row's `version`; this process keeps it as an event and carries it into the Redis counters when Redis answers
+(`_catch_up`, one `APPLY_VERSIONED` script), unless the counters' seed read the row at that version or later
+(their stamp holds the version): so the database's changes are counted once, whether Redis kept its data or
+lost it and another process reseeded. A seed counts `reserved` as in flight.
+Redis restarted empty: the first call reseeds from the database, which never saw the reservations held in
+Redis then; each process re-adds its own that are still in flight when it sees the new stamp (every
+reservation and settlement reads it in the same round trip), and a settlement on counters seeded after its
+reservation adds its hold back. Not covered: another process's holds until that process's next reservation or
+settlement, a reservation held in Redis that must grow (failover) while Redis is unreachable (refused, BudgetBusy),
+and the budget windows (`budget_windows`: per process while Redis is unreachable).
 """
 
 from __future__ import annotations
