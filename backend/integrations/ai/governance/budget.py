@@ -476,9 +476,11 @@ def _catch_up() -> None:
         pending = dict(_events)
         _events.clear()
     for keys, events in pending.items():
-        if apply(keys, _stamp_key(keys), STAMP, events) is None:  # unreachable again: kept for the next time
-            with _lock:
-                _events.setdefault(keys, [])[:0] = events
+        for start in range(0, len(events), 1000):  # a long outage's events in bounded scripts, in order
+            if apply(keys, _stamp_key(keys), STAMP, events[start : start + 1000]) is None:
+                with _lock:  # unreachable again: kept for the next time
+                    _events.setdefault(keys, [])[:0] = events[start:]
+                break
 
 
 def _listen() -> None:
