@@ -25,6 +25,7 @@ from django.utils import timezone
 from integrations.ai.ports import (
     AlertTarget,
     Attribution,
+    BudgetRow,
     CredentialRecord,
     EditorQuotaRecord,
     Price,
@@ -97,6 +98,9 @@ class DjangoStore:
         """
         if not fields:
             return
+        settled = {row["ledger_key"] for row in fields if row.get("budget_settled") and row.get("ledger_key")}
+        if any("budget_settled" in row for row in fields):
+            fields = [{k: v for k, v in row.items() if k != "budget_settled"} for row in fields]
         try:
             with transaction.atomic():
                 keys = [row["ledger_key"] for row in fields if row.get("ledger_key")]
@@ -114,7 +118,7 @@ class DjangoStore:
                 spend: dict[tuple[int, datetime.date], Decimal] = defaultdict(Decimal)
                 zone = timezone.get_default_timezone()
                 for row in rows:  # each row's cost to the month it was made in (a batch may straddle two)
-                    if row.site_id is not None and row.cost:
+                    if row.site_id is not None and row.cost and row.ledger_key not in settled:
                         spend[row.site_id, timezone.localdate(row.created_at, zone).replace(day=1)] += Decimal(row.cost)
                 for (site_id, month), amount in sorted(spend.items()):  # one lock order for every writer
                     BudgetPeriod.objects.filter(site_id=site_id, month=month).update(spent=F("spent") + amount)
@@ -122,11 +126,18 @@ class DjangoStore:
             known = set(Site.objects.filter(pk__in={r["site_id"] for r in fields}).values_list("pk", flat=True))
             if all(r.get("site_id") in known or r.get("site_id") is None for r in fields):
                 raise
-            self.write_rows([{**r, "site_id": r["site_id"] if r.get("site_id") in known else None} for r in fields])
+            self.write_rows(
+                [
+                    {**r, "site_id": r["site_id"] if r.get("site_id") in known else None}
+                    | ({"budget_settled": True} if r.get("ledger_key") in settled else {})
+                    for r in fields
+                ]
+            )
 
     def save_rows(self, fields: list[dict[str, Any]]) -> list[Any]:
         if not fields:
             return []
+        fields = [{k: v for k, v in row.items() if k != "budget_settled"} for row in fields]
         try:
             with transaction.atomic():
                 saved = AIUsage.objects.bulk_create([AIUsage(**row) for row in fields])
@@ -165,6 +176,39 @@ class DjangoStore:
             except IntegrityError:  # another process created it first
                 period = BudgetPeriod.objects.get(site_id=site_id, month=month)
         return period.spent
+
+    def budget_row(self, site_id: int, month: datetime.date, month_start: datetime.datetime) -> BudgetRow:
+        self.month_spend(site_id, month, month_start)  # created from the ledger if missing
+        spent, reserved, version = BudgetPeriod.objects.values_list("spent", "reserved", "version").get(
+            site_id=site_id, month=month
+        )
+        return BudgetRow(Decimal(spent), Decimal(reserved), version)
+
+    def reserve_budget(
+        self, site_id: int, month: datetime.date, month_start: datetime.datetime, amount: Decimal, limit: Decimal
+    ) -> BudgetRow:
+        self.month_spend(site_id, month, month_start)  # created from the ledger if missing
+        period = BudgetPeriod.objects.filter(site_id=site_id, month=month)
+        with transaction.atomic():
+            # one conditional UPDATE: the row lock (PostgreSQL) or the write lock (SQLite) orders every
+            # process's reservation, so two can never pass the limit together
+            done = period.filter(spent__lte=limit - amount - F("reserved")).update(
+                reserved=F("reserved") + amount, version=F("version") + 1, updated_at=timezone.now()
+            )
+            spent, reserved, version = period.values_list("spent", "reserved", "version").get()
+        return BudgetRow(Decimal(spent), Decimal(reserved), version, ok=bool(done))
+
+    def settle_budget(self, site_id: int, month: datetime.date, release: Decimal, spent: Decimal) -> BudgetRow:
+        period = BudgetPeriod.objects.filter(site_id=site_id, month=month)
+        with transaction.atomic():
+            period.update(
+                reserved=F("reserved") - release,
+                spent=F("spent") + spent,
+                version=F("version") + 1,
+                updated_at=timezone.now(),
+            )
+            now_spent, reserved, version = period.values_list("spent", "reserved", "version").get()
+        return BudgetRow(Decimal(now_spent), Decimal(reserved), version)
 
     def claim_alert(
         self, site_id: int, window: str, period_start: datetime.date, threshold: int, cap: Decimal, spent: Decimal

@@ -15,7 +15,8 @@ round trip, and atomic. `incr_many` does the same for several counters at once (
 moves two), returning None for a counter that is gone.
 
 `ResilientRedisCache` (the backend with `REDIS_URL`) is `FastRedisCache` that keeps answering from this
-process's memory while Redis is unreachable: see its docstring.
+process's memory while Redis is unreachable: see its docstring. `apply_versioned` moves two counters by the
+events their seed does not hold yet (the budget's changes made in the database during an outage).
 """
 
 from __future__ import annotations
@@ -46,6 +47,31 @@ return out
 """
 
 
+# KEYS: two counters and the stamp of their seed (a version times ARGV[1], plus a random part: one per seed).
+# ARGV[2:]: events, 4 values each: kind (0: a change made in the database at version V; 1: a change made on
+# the counters whose stamp was V), V, delta of the first counter, delta of the second. Each event moves the
+# counters unless their seed already holds it (kind 0: seeded at version V or later; kind 1: other counters).
+# The reply: {0} when a counter does not exist, else {1, the stamp} (-1: none).
+APPLY_VERSIONED = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then
+  return {0}
+end
+local stamp = tonumber(redis.call('GET', KEYS[3]) or '-1') or -1
+local seeded = -1
+if stamp >= 0 then
+  seeded = math.floor(stamp / tonumber(ARGV[1]))
+end
+for i = 2, #ARGV, 4 do
+  local kind, v = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  if (kind == 0 and (stamp < 0 or seeded < v)) or (kind == 1 and stamp == v) then
+    redis.call('INCRBY', KEYS[1], ARGV[i + 2])
+    redis.call('INCRBY', KEYS[2], ARGV[i + 3])
+  end
+end
+return {1, stamp}
+"""
+
+
 class FastLocMemCache(LocMemCache):
     def validate_key(self, key: str) -> None:
         return None
@@ -56,6 +82,7 @@ class _Client(RedisCacheClient):
         super().__init__(*args, **kwargs)
         self._clients: dict[int, Any] = {}
         self._incr_existing: Any = None
+        self._apply_versioned: Any = None
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         """One `redis.Redis` per connection pool, kept (it is thread-safe: each command borrows a connection)."""
@@ -70,6 +97,12 @@ class _Client(RedisCacheClient):
         if self._incr_existing is None:
             self._incr_existing = client.register_script(INCR_EXISTING)
         return list(self._incr_existing(keys=keys, args=deltas, client=client))
+
+    def apply_versioned(self, keys: list[str], args: list[int]) -> list[int]:
+        client = self.get_client(None, write=True)
+        if self._apply_versioned is None:
+            self._apply_versioned = client.register_script(APPLY_VERSIONED)
+        return list(self._apply_versioned(keys=keys, args=args, client=client))
 
     def incr(self, key: str, delta: int) -> int:
         value = self.incr_existing([key], [delta])[0]
@@ -93,6 +126,24 @@ class FastRedisCache(RedisCache):
         values = self._cache.incr_existing(made, [deltas[key] for key in keys])
         return dict(zip(keys, values, strict=True))
 
+    def apply_versioned(
+        self,
+        counters: tuple[str, str],
+        stamp_key: str,
+        per_version: int,
+        events: list[tuple[int, int, int, int]],
+        version: int | None = None,
+    ) -> tuple[bool, int | None] | None:
+        """Move two counters by the events their seed does not hold yet, atomically (one round trip; see
+        APPLY_VERSIONED): (False, None) when a counter does not exist, else (True, their seed's stamp or
+        None). None when Redis did not answer (`ResilientRedisCache`)."""
+        made = [self.make_and_validate_key(key, version=version) for key in (*counters, stamp_key)]
+        args = [per_version, *(value for event in events for value in event)]
+        reply = self._cache.apply_versioned(made, args)
+        if not reply[0]:
+            return False, None
+        return True, (None if reply[1] < 0 else int(reply[1]))
+
 
 class _Outage:
     """One Redis server's outage state, shared by every thread's backend instance of this process."""
@@ -102,6 +153,7 @@ class _Outage:
         self.down = False
         self.retry_at = 0.0
         self.deltas: dict[tuple[Any, int | None], int] = {}  # counters moved locally while down
+        self.listeners: list[Any] = []  # called (no arguments) each time Redis answers again
 
 
 _outages: dict[str, _Outage] = {}
@@ -120,10 +172,12 @@ class ResilientRedisCache(FastRedisCache):
     cooldowns, the API's rate limit); with plain `RedisCache` a Redis outage turned each call into a
     server error, calls already answered included. Here a connection error or timeout switches this
     process to a local-memory cache (one warning per outage, not per call) and Redis is tried again
-    every `RETRY_AFTER` seconds. Meanwhile limits and budget counters are per process (a cold budget
-    counter is seeded from the database, as after a Redis restart). When Redis answers again, the
+    every `RETRY_AFTER` seconds. Meanwhile limits and the budget windows' counters are per process (a cold
+    counter is seeded from the database, as after a Redis restart); the monthly cap reads `degraded` and is
+    held in the database instead (`integrations.ai.governance.budget`). When Redis answers again, the
     amounts counters moved by locally are added to the shared ones that still exist (a missing one is
-    reseeded later), the local copy is dropped, and `degraded` is False again.
+    reseeded later), the local copy is dropped, `degraded` is False again, and the `on_recovery` listeners run
+    (the budget carries what it settled in the database meanwhile into Redis's counters: `apply_versioned`).
     """
 
     RETRY_AFTER = 1.0  # seconds between attempts to reach Redis again during an outage
@@ -142,6 +196,13 @@ class ResilientRedisCache(FastRedisCache):
         """Redis is unreachable and this process answers from its own memory (read by the AI layer)."""
         return self._outage.down
 
+    def on_recovery(self, listener: Any) -> None:
+        """Call `listener()` each time Redis answers again after an outage (once per listener: the AI layer
+        carries what it held in the database meanwhile into the shared counters)."""
+        with self._outage.lock:
+            if listener not in self._outage.listeners:
+                self._outage.listeners.append(listener)
+
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         outage = self._outage
         if outage.down and time.monotonic() < outage.retry_at:
@@ -159,11 +220,17 @@ class ResilientRedisCache(FastRedisCache):
                 outage.down = True
                 outage.retry_at = time.monotonic() + self.RETRY_AFTER
             return self._locally(name, *args, **kwargs)
-        if outage.down:
-            self._recovered()
+        if outage.down and self._recovered():
+            for listener in list(outage.listeners):
+                try:
+                    listener()
+                except Exception:  # a listener's failure is its own: the cache answered
+                    logger.exception("a Redis recovery listener failed")
         return result
 
     def _locally(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "apply_versioned":  # shared counters only: the caller keeps its events for later
+            return None
         if name == "incr_many":  # one `incr` per counter here, each recorded like a plain `incr`
             deltas, version = args[0], (args[1] if len(args) > 1 else None)
             values: dict[str, int | None] = {}
@@ -182,11 +249,12 @@ class ResilientRedisCache(FastRedisCache):
                 self._outage.deltas[key, version] = self._outage.deltas.get((key, version), 0) + delta
         return result
 
-    def _recovered(self) -> None:
+    def _recovered(self) -> bool:
+        """Carry the local counter moves into Redis; True when this call ended the outage."""
         outage = self._outage
         with outage.lock:
             if not outage.down:
-                return
+                return False
             deltas, outage.deltas = outage.deltas, {}
             outage.down = False
             moved = 0
@@ -202,11 +270,12 @@ class ResilientRedisCache(FastRedisCache):
                     outage.down = True
                     outage.retry_at = time.monotonic() + self.RETRY_AFTER
                     outage.deltas = {**deltas, **outage.deltas}
-                    return
+                    return False
             self._local.clear()
             logger.warning(
                 "Redis (the shared cache) answers again; %d counter(s) moved meanwhile were added to it", moved
             )
+            return True
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
         return self._call("add", key, value, timeout, version)
@@ -243,3 +312,13 @@ class ResilientRedisCache(FastRedisCache):
 
     def incr_many(self, deltas: dict[str, int], version: int | None = None) -> dict[str, int | None]:
         return self._call("incr_many", deltas, version)
+
+    def apply_versioned(
+        self,
+        counters: tuple[str, str],
+        stamp_key: str,
+        per_version: int,
+        events: list[tuple[int, int, int, int]],
+        version: int | None = None,
+    ) -> tuple[bool, int | None] | None:
+        return self._call("apply_versioned", counters, stamp_key, per_version, events, version)

@@ -83,6 +83,15 @@ class EditorQuotaRecord(NamedTuple):
     source: str  # "own quota" or "quota of the group “Editors”": what a refusal names
 
 
+class BudgetRow(NamedTuple):
+    """A site's budget period of one month as the database holds it (`BudgetPeriod`), after a change."""
+
+    spent: Decimal
+    reserved: Decimal  # worst cases of the calls reserved here (while Redis was unreachable) still in flight
+    version: int  # bumped by every reservation and settlement made here
+    ok: bool = True  # a conditional reservation was made (False: it would have passed the limit)
+
+
 @dataclass(frozen=True)
 class AlertTarget:
     """Who hears about a budget alert that was just recorded: the site's domain, its admins' e-mail
@@ -115,7 +124,8 @@ class Store(Protocol):
     # -- the ledger --
     def write_rows(self, fields: list[dict[str, Any]]) -> None:
         """Insert ledger rows (skipping any `ledger_key` already written), add them to their daily
-        roll-ups and their cost to the month's budget periods, in one transaction."""
+        roll-ups and their cost to the month's budget periods, in one transaction. A row marked
+        `budget_settled` (not a column: its call settled into the budget period already) adds no cost there."""
         ...
 
     def save_rows(self, fields: list[dict[str, Any]]) -> list[Any]:
@@ -135,6 +145,21 @@ class Store(Protocol):
 
     def month_spend(self, site_id: int, month: datetime.date, month_start: datetime.datetime) -> Decimal:
         """The spend of the site's budget period of `month`, created from the ledger if it has none yet."""
+        ...
+
+    def budget_row(self, site_id: int, month: datetime.date, month_start: datetime.datetime) -> BudgetRow:
+        """The site's budget period of `month` (created from the ledger if missing), read in one query."""
+        ...
+
+    def reserve_budget(
+        self, site_id: int, month: datetime.date, month_start: datetime.datetime, amount: Decimal, limit: Decimal
+    ) -> BudgetRow:
+        """Add `amount` to the period's `reserved` only if spent + reserved + amount stays <= `limit`, atomically
+        across processes (one conditional UPDATE); the row after it (`ok` False: refused, nothing changed)."""
+        ...
+
+    def settle_budget(self, site_id: int, month: datetime.date, release: Decimal, spent: Decimal) -> BudgetRow:
+        """Take `release` off the period's `reserved` and add `spent` to its `spent` in one UPDATE; the row after."""
         ...
 
     def claim_alert(

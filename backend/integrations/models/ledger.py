@@ -159,14 +159,19 @@ class UsageDaily(models.Model):
 class BudgetPeriod(models.Model):
     """A site's spend in one calendar month, updated atomically so parallel requests cannot overrun a cap.
 
-    `reserved` holds the worst-case cost of requests in flight; a request reserves before it calls
-    the upstream (one conditional UPDATE) and settles to its real cost afterwards.
+    `spent` is what the ledger writer has recorded (plus what calls settled here, see below). While Redis
+    is unreachable the monthly cap is held here instead of in the shared counters (`governance.budget`):
+    `reserved` holds the worst-case cost of those requests in flight (one conditional UPDATE, never past
+    the cap), their settlement moves it to `spent` at once (their ledger rows then add nothing), and
+    `version` goes up with each such change, so a Redis counter seeded from this row knows which of them
+    it already includes.
     """
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="ai_budget_periods")
     month = models.DateField(help_text="First day of the month.")
     spent = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     reserved = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    version = models.BigIntegerField(default=0, help_text="Bumped by each reservation or settlement made here.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -116,6 +116,7 @@ def embed(
             try:
                 answer = chosen.execute(batch)
             finally:
+                record.budget_settled = admission.settles_in_db
                 usage.write_ledger(record, snapshot.prices)
                 admission.settle(record, snapshot.prices)
         cost, _ = usage.cost_of(snapshot.prices, answer)

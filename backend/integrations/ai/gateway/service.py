@@ -371,6 +371,7 @@ class AIService:
     @staticmethod
     def _settle(prep: Prepared, admission: governance.Admission, record: usage.CallRecord) -> None:
         """The ledger hand-off (no query) and the budget and token windows settled to what the call used."""
+        record.budget_settled = admission.settles_in_db
         usage.write_ledger(record, prep.snapshot.prices)
         admission.settle(record, prep.snapshot.prices)
 
@@ -722,7 +723,8 @@ class AIService:
             with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="ai-batch") as pool:
                 return list(pool.map(run, items))
         finally:
-            spent = usage.submit_deferred(rows)  # to the ledger writer, off this thread
+            # to the ledger writer, off this thread
+            spent = usage.submit_deferred(rows, budget_settled=reservation is not None and reservation.settles_in_db)
             if reservation is not None:
                 reservation.settle_cost(spent)
 

@@ -45,6 +45,12 @@ class Admission:
     ratios: dict[tuple[str, str], int | None] = field(default_factory=dict)
 
     @property
+    def settles_in_db(self) -> bool:
+        """Whether the monthly cap was reserved in the database (Redis was unreachable): the call's ledger rows
+        are then marked `budget_settled` (set on the record before it is handed to the ledger)."""
+        return self.reservation is not None and self.reservation.in_db
+
+    @property
     def holds_spend(self) -> bool:
         """Whether this call reserved spend (a cap applies): its failover candidates must be covered."""
         return self.reservation is not None or self.windows is not None

@@ -202,6 +202,8 @@ def row_fields(record: CallRecord, prices: Prices, cached: GenerationResult | No
         rows.append(row)
     for index, row in enumerate(rows):
         row["ledger_key"] = f"{record.key}:{index}"
+        if record.budget_settled:  # not a column: the store adds no cost of it to the budget period
+            row["budget_settled"] = True
         for name, value in row.items():  # vendor-supplied text (served model, request id, error message) too
             if isinstance(value, str) and not (value.isascii() and "\x00" not in value):
                 row[name] = storable_text(value)

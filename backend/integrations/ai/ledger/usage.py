@@ -125,6 +125,9 @@ class CallRecord:
     request: Any = None
     # what the site's guardrails did to the call ([{guardrail, outcome, detail}], `guardrails.actions`)
     guardrails: list[dict[str, str]] = field(default_factory=list)
+    # the call settles its cost into the month's budget period itself (reserved there while Redis was down,
+    # `governance.budget`): its rows are marked so the writer does not add their cost there again
+    budget_settled: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -178,12 +181,14 @@ def flush(entries: list | None = None, timeout: float | None = None) -> Any:
     return store().save_rows(rows)
 
 
-def submit_deferred(entries: list) -> Decimal:
-    """Hand calls collected by `deferred` to the ledger writer; returns what they cost (for settling)."""
+def submit_deferred(entries: list, budget_settled: bool = False) -> Decimal:
+    """Hand calls collected by `deferred` to the ledger writer; returns what they cost (for settling).
+    `budget_settled`: their settlement adds the cost to the budget period (`CallRecord.budget_settled`)."""
     from integrations.ai.ledger import writer as ledger_writer
 
     spent = sum((total_cost(record, prices) for record, prices, _ in entries), Decimal(0))
     for entry in entries:
+        entry[0].budget_settled = budget_settled
         ledger_writer.submit(entry)
     entries.clear()
     return spent

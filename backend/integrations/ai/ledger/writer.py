@@ -359,8 +359,10 @@ class _RedisLedger:
                 queued = -1  # Redis is away: what it held may be gone
             limit = self.REQUEUE_AFTER if requeue_after is None else requeue_after
             now = time.monotonic()
-            # nothing waits in Redis any more, yet the database lacks them: Redis lost them (a restart)
-            lost = [key for key in waiting if queued == 0 or now - held[key][0] >= limit]
+            # nothing waits in Redis any more, yet the database lacks them: Redis lost them (a restart); or Redis
+            # is away: written in-process now (a copy drained later is skipped by its ledger_key), so the month's
+            # spend in the database, which holds the cap during the outage (`governance.budget`), has them
+            lost = [key for key in waiting if queued <= 0 or now - held[key][0] >= limit]
         for key in lost:
             _local.put(_Rows(held[key][1]))  # same ledger_key: a copy that still reaches the database is skipped
         if lost:
