@@ -106,11 +106,40 @@ def _statements(run) -> list[str]:
         ]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_kept_connection_is_health_checked_without_a_query():
+@pytest.fixture(params=["pooled", "kept"])
+def connection_shape(request):
+    """The production shape's connections (a pool, `DATABASE_POOL` on: here of one connection, so the one lent
+    again is the one traced) or a kept connection per thread (`DATABASE_POOL=off`, `CONN_MAX_AGE`)."""
     if not _postgres():
         pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
-    assert connection.settings_dict["CONN_HEALTH_CHECKS"] and connection.settings_dict["CONN_MAX_AGE"]
+    db = connection.settings_dict
+    saved_options, saved_age = db["OPTIONS"], db["CONN_MAX_AGE"]
+    connection.close()
+    connection.close_pool()
+    if request.param == "pooled":
+        db["OPTIONS"] = {**saved_options, "pool": {"min_size": 1, "max_size": 1, "timeout": 10}}
+        db["CONN_MAX_AGE"] = 0
+    else:
+        db["OPTIONS"] = {k: v for k, v in saved_options.items() if k != "pool"}
+        db["CONN_MAX_AGE"] = 60
+    try:
+        yield request.param
+    finally:
+        connection.close()
+        connection.close_pool()
+        db["OPTIONS"], db["CONN_MAX_AGE"] = saved_options, saved_age
+
+
+def test_production_settings_pool_postgresql_connections(settings):
+    """Under ASGI each request runs on a fresh thread: a kept per-thread connection was a new one per request."""
+    if not _postgres():
+        pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+    assert connection.settings_dict["OPTIONS"].get("pool") and connection.settings_dict["CONN_MAX_AGE"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_connection_a_request_uses_is_health_checked_without_a_query(connection_shape):
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"]
     connection.ensure_connection()
 
     def request() -> None:
@@ -120,14 +149,12 @@ def test_the_kept_connection_is_health_checked_without_a_query():
 
     statements = _statements(request)
 
-    assert connection.health_check_done
+    assert connection_shape == "pooled" or connection.health_check_done
     assert len(statements) == 1 and "SELECT 42" in statements[0], statements
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_connection_the_server_ended_is_replaced_before_the_next_request_uses_it():
-    if not _postgres():
-        pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+def test_a_connection_the_server_ended_is_replaced_before_the_next_request_uses_it(connection_shape):
     import psycopg
 
     with connection.cursor() as cursor:
@@ -167,3 +194,58 @@ def test_the_ledger_journal_directory_stays_the_one_of_djangos_postgresql_backen
     assert db["ENGINE"] == "panel.db.postgresql"
     stock = f"django.db.backends.postgresql|{db.get('HOST') or ''}|{db.get('PORT') or ''}|{db['NAME']}"
     assert journal._directory() == tmp_path / hashlib.sha256(stock.encode()).hexdigest()[:16]
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_token_call_makes_no_query_and_only_the_calls_redis_commands(upstream, settings):
+    """`POST /api/ai/generate/` with a token this process has resolved: no SQL statement on the request's connection
+    (the token's answer is remembered: integrations.api.tokens; the ledger rows go through Redis to the drainer),
+    and in Redis the API's rate limit (two commands: django-ratelimit's add, then its count) plus the budgeted
+    call's four. The token version, like the
+    site's settings version, is read once per `AI_SETTINGS_CHECK_INTERVAL`: out of this count."""
+    from django.test import Client
+
+    from integrations.models import APIToken
+    from tenancy.models import SiteMembership
+
+    from .api.calls import HOST, post
+    from .factories import SiteFactory, UserFactory, may_use_ai
+
+    settings.AI_SETTINGS_CHECK_INTERVAL = 3600
+    settings.ALLOWED_HOSTS = ["*"]
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
+    record = AIProviderSettingsFactory(
+        site=SiteFactory(domain=HOST),
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        monthly_budget=Decimal("100"),
+    )
+    user = may_use_ai(UserFactory(username="editor"))
+    SiteMembership.objects.create(user=user, site=record.site)
+    token = APIToken.issue(user, "storefront")[1]
+    client = Client()
+    body = {"prompt": "warm up", "model": "gpt-4o", "max_tokens": 20}
+    assert post(client, body, token).status_code == 200  # resolves the token, stamps its last use
+    assert usage.flush()
+    connection.ensure_connection()
+
+    responses: list = []
+    commands: list[str] = []
+
+    def call() -> None:
+        commands.extend(_commands_during(lambda: responses.append(post(client, {**body, "prompt": "counted"}, token))))
+
+    statements = _statements(call)
+
+    assert responses[0].status_code == 200, responses[0].content
+    assert statements == [], statements
+    names = [command.split()[0].upper() for command in commands]
+    assert names == ["SET", "EVALSHA", "MGET", "EVALSHA", "RPUSH", "EVALSHA"], commands
+    assert ":rl:" in commands[0] and ":rl:" in commands[1]  # the rate limit (django-ratelimit): add, then count
+    assert ":ai:budget:" in commands[3] and ":spent" in commands[5]  # the reservation, then the settlement
+    assert usage.flush()
+    assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2

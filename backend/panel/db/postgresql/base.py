@@ -46,6 +46,7 @@ def check_pooled(connection: Any) -> None:
     import psycopg
 
     if not _alive_without_query(connection):
+        connection.close()  # closed, the pool discards it and opens another (open, it would lend it again)
         raise psycopg.OperationalError("the server ended this pooled connection")
 
 
