@@ -108,33 +108,53 @@ def _statements(run) -> list[str]:
 
 @pytest.fixture(params=["pooled", "kept"])
 def connection_shape(request):
-    """The production shape's connections (a pool, `DATABASE_POOL` on: here of one connection, so the one lent
-    again is the one traced) or a kept connection per thread (`DATABASE_POOL=off`, `CONN_MAX_AGE`)."""
+    """The production shape's connections (handed from request to request, `DATABASE_POOL` on: here at most one
+    kept idle, so the one taken again is the one traced) or a kept connection per thread (`DATABASE_POOL=off`)."""
     if not _postgres():
         pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+    from panel.db.postgresql.base import close_idle
+
     db = connection.settings_dict
-    saved_options, saved_age = db["OPTIONS"], db["CONN_MAX_AGE"]
+    saved = {name: db.get(name) for name in ("CONN_MAX_AGE", "POOL_MAX_IDLE", "POOL_MAX_AGE")}
     connection.close()
-    connection.close_pool()
-    if request.param == "pooled":
-        db["OPTIONS"] = {**saved_options, "pool": {"min_size": 1, "max_size": 1, "timeout": 10}}
-        db["CONN_MAX_AGE"] = 0
-    else:
-        db["OPTIONS"] = {k: v for k, v in saved_options.items() if k != "pool"}
-        db["CONN_MAX_AGE"] = 60
+    close_idle()
+    pooled = request.param == "pooled"
+    db.update(CONN_MAX_AGE=0 if pooled else 60, POOL_MAX_IDLE=1 if pooled else 0, POOL_MAX_AGE=60)
     try:
         yield request.param
     finally:
         connection.close()
-        connection.close_pool()
-        db["OPTIONS"], db["CONN_MAX_AGE"] = saved_options, saved_age
+        close_idle()
+        db.update(saved)
 
 
-def test_production_settings_pool_postgresql_connections(settings):
+def test_production_settings_hand_postgresql_connections_on():
     """Under ASGI each request runs on a fresh thread: a kept per-thread connection was a new one per request."""
     if not _postgres():
         pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
-    assert connection.settings_dict["OPTIONS"].get("pool") and connection.settings_dict["CONN_MAX_AGE"] == 0
+    db = connection.settings_dict
+    assert db["POOL_MAX_IDLE"] and db["POOL_MAX_AGE"] and db["CONN_MAX_AGE"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_connections_are_handed_from_request_to_request_across_threads(connection_shape):
+    if connection_shape != "pooled":
+        pytest.skip("the production shape")
+    import threading
+
+    pids = []
+
+    def request() -> None:  # as Django under ASGI: a fresh thread per request, its connection closed at the end
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pids.append(cursor.fetchone()[0])
+        connection.close()
+
+    for _ in range(3):
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+    assert len(pids) == 3 and len(set(pids)) == 1, pids
 
 
 @pytest.mark.django_db(transaction=True)
@@ -161,6 +181,8 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_request_uses_
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
     kept = connection.connection
+    if connection_shape == "pooled":
+        close_old_connections()  # the request ends: its connection waits idle for the next one
     db = connection.settings_dict
     with psycopg.connect(
         host=db["HOST"] or "localhost",

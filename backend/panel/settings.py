@@ -95,14 +95,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The same backend with that check made without a query (one round trip less per request): panel/db/postgresql/.
     DATABASES["default"]["ENGINE"] = "panel.db.postgresql"
     if env.bool("DATABASE_POOL", default=True):
-        # A pool (psycopg_pool) per process: under ASGI each request runs on a fresh thread, so a per-thread kept
-        # connection (CONN_MAX_AGE) was a new connection per request. Requests borrow one and give it back.
+        # Under ASGI each request runs on a fresh thread, so a per-thread kept connection (CONN_MAX_AGE) was a new
+        # connection per request: each request hands its connection back instead, for the next one on any thread.
+        DATABASES["default"]["POOL_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]  # seconds one is reused
+        DATABASES["default"]["POOL_MAX_IDLE"] = env.int("DATABASE_POOL_MAX_IDLE", default=16)
         DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
-            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
-            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
-        }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Threads (batches, the dev server) write concurrently: wait for the lock instead of failing,
     # and take it at the start of a transaction so two writers never deadlock upgrading. WAL with
