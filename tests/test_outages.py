@@ -206,14 +206,12 @@ def database_down() -> Iterator[None]:
     else:
         settings_dict.update(HOST="127.0.0.1", PORT=str(_free_port()))
     connections.close_all()
-    connection.close_pool()  # PostgreSQL's pool (panel.settings) is made again from the unreachable address
     try:
         yield
     finally:
         settings_dict.clear()
         settings_dict.update(saved)
         connections.close_all()
-        connection.close_pool()
 
 
 @pytest.mark.django_db(transaction=True)
