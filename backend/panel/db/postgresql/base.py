@@ -89,6 +89,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                     _close_quietly(connection)
         connection = super().get_new_connection(conn_params)
         connection._panel_opened_at = time.monotonic()
+        connection._panel_idle_key = self._idle_key()  # where it goes back: the address it was opened to
         return connection
 
     def _close(self) -> None:
@@ -96,7 +97,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         limit = self._max_idle()
         if limit and connection is not None and self._reusable(connection):
             with _idle_lock:
-                idle = _idle.setdefault(self._idle_key(), [])
+                idle = _idle.setdefault(connection._panel_idle_key, [])
                 if len(idle) < limit:
                     idle.append((connection, getattr(connection, "_panel_opened_at", 0.0)))
                     return None
@@ -115,6 +116,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         opened = getattr(connection, "_panel_opened_at", None)
         return (
             opened is not None
+            and getattr(connection, "_panel_idle_key", None) is not None
             and (max_age is None or time.monotonic() - opened < max_age)
             and not connection.closed
             and not connection.broken
