@@ -12,6 +12,7 @@ from integrations.ai.providers import base as provider_base
 from integrations.ai.providers import openrouter_provider
 from integrations.ai.sites import site_config
 from integrations.ai.testing.upstream import Upstream
+from integrations.api import tokens as api_tokens
 
 
 def upstream_host(server: Upstream) -> str:
@@ -67,6 +68,7 @@ def _fresh_ai_caches():
     provider_base.clear_client_cache()
     site_config.clear_snapshots()
     openrouter_provider._models_cache.clear()
+    api_tokens.forget()
     yield
     cache.clear()
     provider_base.clear_client_cache()

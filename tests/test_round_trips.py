@@ -106,11 +106,60 @@ def _statements(run) -> list[str]:
         ]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_kept_connection_is_health_checked_without_a_query():
+@pytest.fixture(params=["pooled", "kept"])
+def connection_shape(request):
+    """The production shape's connections (handed from request to request, `DATABASE_POOL` on: here at most one
+    kept idle, so the one taken again is the one traced) or a kept connection per thread (`DATABASE_POOL=off`)."""
     if not _postgres():
         pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
-    assert connection.settings_dict["CONN_HEALTH_CHECKS"] and connection.settings_dict["CONN_MAX_AGE"]
+    from panel.db.postgresql.base import close_idle
+
+    db = connection.settings_dict
+    saved = {name: db.get(name) for name in ("CONN_MAX_AGE", "POOL_MAX_IDLE", "POOL_MAX_AGE")}
+    connection.close()
+    close_idle()
+    pooled = request.param == "pooled"
+    db.update(CONN_MAX_AGE=0 if pooled else 60, POOL_MAX_IDLE=1 if pooled else 0, POOL_MAX_AGE=60)
+    try:
+        yield request.param
+    finally:
+        connection.close()
+        close_idle()
+        db.update(saved)
+
+
+def test_production_settings_hand_postgresql_connections_on():
+    """Under ASGI each request runs on a fresh thread: a kept per-thread connection was a new one per request."""
+    if not _postgres():
+        pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+    db = connection.settings_dict
+    assert db["POOL_MAX_IDLE"] and db["POOL_MAX_AGE"] and db["CONN_MAX_AGE"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_connections_are_handed_from_request_to_request_across_threads(connection_shape):
+    if connection_shape != "pooled":
+        pytest.skip("the production shape")
+    import threading
+
+    pids = []
+
+    def request() -> None:  # as Django under ASGI: a fresh thread per request, its connection closed at the end
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pids.append(cursor.fetchone()[0])
+        connection.close()
+
+    for _ in range(3):
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+    assert len(pids) == 3 and len(set(pids)) == 1, pids
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_connection_a_request_uses_is_health_checked_without_a_query(connection_shape):
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"]
     connection.ensure_connection()
 
     def request() -> None:
@@ -120,20 +169,20 @@ def test_the_kept_connection_is_health_checked_without_a_query():
 
     statements = _statements(request)
 
-    assert connection.health_check_done
+    assert connection_shape == "pooled" or connection.health_check_done
     assert len(statements) == 1 and "SELECT 42" in statements[0], statements
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_connection_the_server_ended_is_replaced_before_the_next_request_uses_it():
-    if not _postgres():
-        pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+def test_a_connection_the_server_ended_is_replaced_before_the_next_request_uses_it(connection_shape):
     import psycopg
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
     kept = connection.connection
+    if connection_shape == "pooled":
+        close_old_connections()  # the request ends: its connection waits idle for the next one
     db = connection.settings_dict
     with psycopg.connect(
         host=db["HOST"] or "localhost",
@@ -167,3 +216,58 @@ def test_the_ledger_journal_directory_stays_the_one_of_djangos_postgresql_backen
     assert db["ENGINE"] == "panel.db.postgresql"
     stock = f"django.db.backends.postgresql|{db.get('HOST') or ''}|{db.get('PORT') or ''}|{db['NAME']}"
     assert journal._directory() == tmp_path / hashlib.sha256(stock.encode()).hexdigest()[:16]
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_a_warm_token_call_makes_no_query_and_only_the_calls_redis_commands(upstream, settings):
+    """`POST /api/ai/generate/` with a token this process has resolved: no SQL statement on the request's connection
+    (the token's answer is remembered: integrations.api.tokens; the ledger rows go through Redis to the drainer),
+    and in Redis the API's rate limit (two commands: django-ratelimit's add, then its count) plus the budgeted
+    call's four. The token version, like the
+    site's settings version, is read once per `AI_SETTINGS_CHECK_INTERVAL`: out of this count."""
+    from django.test import Client
+
+    from integrations.models import APIToken
+    from tenancy.models import SiteMembership
+
+    from .api.calls import HOST, post
+    from .factories import SiteFactory, UserFactory, may_use_ai
+
+    settings.AI_SETTINGS_CHECK_INTERVAL = 3600
+    settings.ALLOWED_HOSTS = ["*"]
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
+    record = AIProviderSettingsFactory(
+        site=SiteFactory(domain=HOST),
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        monthly_budget=Decimal("100"),
+    )
+    user = may_use_ai(UserFactory(username="editor"))
+    SiteMembership.objects.create(user=user, site=record.site)
+    token = APIToken.issue(user, "storefront")[1]
+    client = Client()
+    body = {"prompt": "warm up", "model": "gpt-4o", "max_tokens": 20}
+    assert post(client, body, token).status_code == 200  # resolves the token, stamps its last use
+    assert usage.flush()
+    connection.ensure_connection()
+
+    responses: list = []
+    commands: list[str] = []
+
+    def call() -> None:
+        commands.extend(_commands_during(lambda: responses.append(post(client, {**body, "prompt": "counted"}, token))))
+
+    statements = _statements(call)
+
+    assert responses[0].status_code == 200, responses[0].content
+    assert statements == [], statements
+    names = [command.split()[0].upper() for command in commands]
+    assert names == ["SET", "EVALSHA", "MGET", "EVALSHA", "RPUSH", "EVALSHA"], commands
+    assert ":rl:" in commands[0] and ":rl:" in commands[1]  # the rate limit (django-ratelimit): add, then count
+    assert ":ai:budget:" in commands[3] and ":spent" in commands[5]  # the reservation, then the settlement
+    assert usage.flush()
+    assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2

@@ -11,6 +11,7 @@ class IntegrationsConfig(AppConfig):
         from integrations.ai import observability, ports
         from integrations.ai.ledger import writer as ledger_writer
         from integrations.ai.runtime.conf import load_provider_specs
+        from integrations.api import tokens
         from integrations.api.v1 import admin as v1_admin  # noqa: F401  (the virtual keys' admin)
         from integrations.api.v1 import keys
         from integrations.jobs import admin as batch_admin  # noqa: F401  (the batch-job admin)
@@ -19,6 +20,7 @@ class IntegrationsConfig(AppConfig):
 
         ports.install(DjangoStore())  # the gateway's reads and writes of the database (integrations.ai.ports)
         keys.connect()  # a saved or revoked virtual key is re-read by every process
+        tokens.connect()  # so is an API token, or a user, membership or permission its answer holds
         load_provider_specs()  # providers a deployment adds by dotted path (AI_PROVIDER_SPECS)
 
         observability.configure()  # OTEL_* traces and metrics, Prometheus, the JSON call log (all off by default)

@@ -9,7 +9,10 @@ code. Both backends skip it.
 Redis (the production shape) also pays per round trip: each one gives up the interpreter lock and
 waits to take it back behind the other request threads. Django's `RedisCache.incr` makes two (an
 `EXISTS`, then `INCRBY`, with a gap between them in which the key can expire) and builds a new
-`redis.Redis` object for every operation. `FastRedisCache` keeps one client per connection pool and
+`redis.Redis` object for every operation. Its backends are per thread (per request under ASGI, where each
+request's sync code runs on a fresh thread) and each made its own connection pool: a new Redis connection (and
+handshake) per request in the production server. `FastRedisCache` shares one connection pool and client per
+server and options across the process (redis-py's pools are thread-safe and fork-aware), and
 runs `incr` as one Lua script (increment only a key that exists, else Django's `ValueError`): one
 round trip, and atomic. `incr_many` does the same for several counters at once (a budget settlement
 moves two), returning None for a counter that is gone.
@@ -77,20 +80,36 @@ class FastLocMemCache(LocMemCache):
         return None
 
 
+# (server URL, pool class, options) -> (pool, client): one of each per process, whichever thread asks
+_shared_pools: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_shared_pools_lock = threading.Lock()
+
+
 class _Client(RedisCacheClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[int, Any] = {}
         self._incr_existing: Any = None
         self._apply_versioned: Any = None
 
+    def _shared(self, write: bool) -> tuple[Any, Any]:
+        url = self._servers[self._get_connection_pool_index(write)]
+        key = (url, repr(self._pool_class), repr(sorted(self._pool_options.items())))
+        shared = _shared_pools.get(key)
+        if shared is None:
+            with _shared_pools_lock:
+                shared = _shared_pools.get(key)
+                if shared is None:
+                    pool = self._pool_class.from_url(url, **self._pool_options)
+                    shared = _shared_pools[key] = (pool, self._client(connection_pool=pool))
+        return shared
+
+    def _get_connection_pool(self, write: bool) -> Any:
+        """The process's pool for this server, not one per backend instance (that is, per thread)."""
+        return self._shared(write)[0]
+
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        """One `redis.Redis` per connection pool, kept (it is thread-safe: each command borrows a connection)."""
-        pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))
-        if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
-        return client
+        """The process's `redis.Redis` for this server (thread-safe: each command borrows a pooled connection)."""
+        return self._shared(write)[1]
 
     def incr_existing(self, keys: list[str], deltas: list[int]) -> list[int | None]:
         client = self.get_client(None, write=True)

@@ -91,9 +91,17 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 # A kept connection is checked before a request reuses it: after a database restart, a stale one is
 # replaced instead of failing the request with a 500.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
+# PostgreSQL connections kept idle per process between requests (panel/db/postgresql/); 0 or DATABASE_POOL=off: none
+DATABASE_POOL_MAX_IDLE = env.int("DATABASE_POOL_MAX_IDLE", default=16) if env.bool("DATABASE_POOL", default=True) else 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The same backend with that check made without a query (one round trip less per request): panel/db/postgresql/.
     DATABASES["default"]["ENGINE"] = "panel.db.postgresql"
+    if DATABASE_POOL_MAX_IDLE:
+        # Under ASGI each request runs on a fresh thread, so a per-thread kept connection (CONN_MAX_AGE) was a new
+        # connection per request: each request hands its connection back instead, for the next one on any thread.
+        DATABASES["default"]["POOL_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]  # seconds one is reused
+        DATABASES["default"]["POOL_MAX_IDLE"] = DATABASE_POOL_MAX_IDLE
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Threads (batches, the dev server) write concurrently: wait for the lock instead of failing,
     # and take it at the start of a transaction so two writers never deadlock upgrading. WAL with

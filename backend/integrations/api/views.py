@@ -7,19 +7,18 @@ expiring). Input is validated before any upstream call; every error is
 `{"error": {"code", "message"}}` with a stable code and a fitting status, including bodies too large
 or too deeply nested to parse and hosts with no site. Each user (all their tokens and their session
 together) may make `AI_API_RATE_LIMIT` requests per window, counted in the shared Django cache so all processes agree.
-While the database is unreachable, a token this process has seen keeps its last known answer (warm tokens go on
-serving); an error no view handled is JSON too (`server_error`: 503 during an outage, never an HTML page).
+A warm token costs no query (`integrations.api.tokens`: remembered per process, re-read when a change bumps
+its version); while the database is unreachable, a token this process has seen keeps its last known answer (warm
+tokens go on serving); an error no view handled is JSON too (`server_error`: 503 during an outage, never an HTML page).
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import sys
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -31,7 +30,7 @@ from integrations.ai.gateway.service import AIService
 from integrations.ai.providers import errors
 from integrations.ai.runtime import conf
 from integrations.ai.sites.callers import Editor, acting_for
-from integrations.api import targets
+from integrations.api import targets, tokens
 from integrations.models import APIToken
 from tenancy.access import can_manage
 
@@ -52,85 +51,12 @@ STATUS_FOR = [  # most specific first
 ]
 
 
-LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
-
-
 def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
-# What the token query last answered, per (token hash, site): used only while the database is unreachable,
-# so tokens this process has seen keep working through an outage (their expiry is still checked).
-_known_tokens: dict[tuple[str, int], tuple[Any, ...]] = {}
-MAX_KNOWN_TOKENS = 10_000
-_TOKEN_SQL: dict[str, str] = {}  # per database vendor, built once from the models' tables and columns
 USE_AI = ("integrations", "use_ai")
 CHANGE_PAGE = "pages.change_page"
-
-
-def _token_sql() -> str:
-    """One query for all a token request needs: the token and its scope, its user's flags, the site
-    membership, and whether the user holds `integrations.use_ai` (directly or through a group).
-
-    Why raw SQL: this runs on every API call, and the ORM spent ~0.5 ms of CPU compiling each of
-    the two queries it replaces (token with user, then the user's memberships) while the database
-    answered in microseconds; under load every query is also a GIL hand-off. Names come from the
-    models' metadata, parameters are bound, and the SQL is plain enough for SQLite and PostgreSQL.
-    """
-    sql = _TOKEN_SQL.get(connection.vendor)
-    if sql is None:
-        from django.contrib.auth import get_user_model
-        from django.contrib.auth.models import Group, Permission
-        from django.contrib.contenttypes.models import ContentType
-
-        from tenancy.models import SiteMembership
-
-        q = connection.ops.quote_name
-        User = get_user_model()
-        token, user, member = APIToken._meta, User._meta, SiteMembership._meta
-        user_perms = User.user_permissions.through._meta
-        user_groups = User.groups.through._meta
-        group_perms = Group.permissions.through._meta
-        permission, content_type = Permission._meta, ContentType._meta
-
-        def col(meta: Any, field: str) -> str:
-            return f"{q(meta.db_table)}.{q(meta.get_field(field).column)}"
-
-        # the use_ai permission by app label and codename (bound), not a cached id: ids change when
-        # permissions are recreated (a flushed test database, a restored dump)
-        use_ai = (
-            f"SELECT {col(permission, 'id')} FROM {q(permission.db_table)} "  # noqa: S608
-            f"INNER JOIN {q(content_type.db_table)} ON {col(permission, 'content_type')} = "
-            f"{col(content_type, 'id')} WHERE {col(content_type, 'app_label')} = %s "
-            f"AND {col(permission, 'codename')} = %s"
-        )
-
-        def holds(through: Any, owner: str, owner_value: str) -> str:
-            return (
-                f"SELECT 1 FROM {q(through.db_table)} WHERE {col(through, owner)} = {owner_value} "  # noqa: S608
-                f"AND {col(through, 'permission')} IN ({use_ai})"
-            )
-
-        group_ids = (
-            f"SELECT {col(user_groups, 'group')} FROM {q(user_groups.db_table)} "  # noqa: S608
-            f"WHERE {col(user_groups, 'user')} = {col(user, 'id')}"
-        )
-        # Names from the models' metadata, quoted; every value is a bound parameter.
-        sql = (
-            f"SELECT {col(token, 'id')}, {col(user, 'is_active')}, "  # noqa: S608
-            f"{col(user, 'is_staff')}, {col(user, 'is_superuser')}, "
-            f"EXISTS(SELECT 1 FROM {q(member.db_table)} WHERE {col(member, 'user')} = {col(user, 'id')} "
-            f"AND {col(member, 'site')} = %s), "
-            f"({col(token, 'last_used_at')} IS NULL OR {col(token, 'last_used_at')} < %s), "
-            f"{col(user, 'id')}, {col(token, 'site')}, {col(token, 'scopes')}, {col(token, 'expires_at')}, "
-            f"(EXISTS({holds(user_perms, 'user', col(user, 'id'))}) OR EXISTS("
-            f"SELECT 1 FROM {q(group_perms.db_table)} WHERE {col(group_perms, 'group')} IN ({group_ids}) "
-            f"AND {col(group_perms, 'permission')} IN ({use_ai}))) "
-            f"FROM {q(token.db_table)} INNER JOIN {q(user.db_table)} ON {col(token, 'user')} = {col(user, 'id')} "
-            f"WHERE {col(token, 'key_hash')} = %s"
-        )
-        _TOKEN_SQL[connection.vendor] = sql
-    return sql
 
 
 class Caller:
@@ -155,69 +81,29 @@ class Caller:
         return bool(self._user.has_perm(CHANGE_PAGE))
 
 
-def _scopes(raw: Any) -> tuple[str, ...]:
-    """The token's scopes column as the driver returns it (JSON text on SQLite, a list on PostgreSQL)."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return ()
-    return tuple(s for s in raw if isinstance(s, str)) if isinstance(raw, list) else ()
-
-
-def _expired(raw: Any, now: datetime.datetime) -> bool:
-    if raw is None:
-        return False
-    if isinstance(raw, str):  # SQLite returns the text
-        raw = datetime.datetime.fromisoformat(raw)
-    if timezone.is_naive(raw):
-        raw = timezone.make_aware(raw, datetime.UTC)
-    return raw <= now
-
-
 def _authorize(request: HttpRequest, site_id: int) -> JsonResponse | None:
     """None if the caller may generate for the site, else the 401/403. Sets `request.api_caller` (the rate
     limit's key: the user, whichever way they authenticate) and `request.api_scope` (a `Caller`)."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Token "):
         key_hash = APIToken.digest(header[6:].strip())
+        grant = tokens.grant_for(key_hash, site_id)  # no query for a token this process knows (integrations.api.tokens)
         now = timezone.now()
-        cutoff = connection.ops.adapt_datetimefield_value(now - LAST_USED_RESOLUTION)
-        offline = False
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(_token_sql(), [site_id, cutoff, *USE_AI, *USE_AI, key_hash])
-                row = cursor.fetchone()
-        except DatabaseError:  # the database is unreachable: a token this process saw keeps its last known answer
-            row = _known_tokens.get((key_hash, site_id))
-            if row is None:
-                raise
-            offline = True
-        else:
-            if row is not None:
-                if len(_known_tokens) >= MAX_KNOWN_TOKENS:
-                    _known_tokens.clear()
-                _known_tokens[key_hash, site_id] = row
-        if row is None or not row[1]:  # no such token, or its user is deactivated
+        if grant is None or grant.revoked or not grant.active:  # no such token, revoked, or its user deactivated
             return error(401, "invalid_token", "The API token is not valid.")
-        token_id, _active, is_staff, is_superuser, is_member, last_use_stale = row[:6]
-        user_id, token_site, scopes, expires_at, may_use_ai = row[6:]
-        if _expired(expires_at, now):
+        if grant.expired(now):
             return error(401, "token_expired", "The API token has expired; ask for a new one (manage.py ai_token).")
-        if not is_staff or not (is_superuser or is_member):
+        if not grant.is_staff or not (grant.is_superuser or grant.is_member):
             return error(403, "forbidden", "Staff access to this site is required.")
-        if token_site is not None and token_site != site_id:
+        if grant.token_site is not None and grant.token_site != site_id:
             return error(403, "forbidden", "This API token is for another site.")
-        scopes = _scopes(scopes)
-        if APIToken.SCOPE_GENERATE not in scopes:
+        if APIToken.SCOPE_GENERATE not in grant.scopes:
             return error(403, "forbidden", "This API token does not have the 'generate' scope.")
-        if not (is_superuser or may_use_ai):
+        if not (grant.is_superuser or grant.may_use_ai):
             return error(403, "forbidden", "The 'May use AI generation through the API' permission is required.")
-        if last_use_stale and not offline:
-            # A write per request would serialise every API call on the token's row: once a minute is enough.
-            APIToken.objects.filter(pk=token_id).update(last_used_at=now)
-        request.api_caller = f"user:{user_id}"  # one window per user, across their tokens and their session
-        request.api_scope = Caller(user_id, scopes, bool(is_superuser))
+        tokens.record_use(key_hash, site_id, grant, now)  # at most once a minute per process, never per request
+        request.api_caller = f"user:{grant.user_id}"  # one window per user, across their tokens and their session
+        request.api_scope = Caller(grant.user_id, grant.scopes, grant.is_superuser)
         return None
     if not request.user.is_authenticated:
         return error(401, "not_authenticated", "Log in or send 'Authorization: Token <token>'.")
