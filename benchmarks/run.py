@@ -472,6 +472,10 @@ class Emulator:
             args += ["--emulator-delay", str(delay)]
         if token_rate:
             args += ["--emulator-token-rate", str(token_rate), "--emulator-stream-words", str(stream_words)]
+        self._start(name, args, "the emulator")
+
+    def _start(self, name: str, args: list[str], what: str) -> None:
+        """Start `args` as this upstream's process; return once its port answers (or fail naming `what`)."""
         self.process = Process(name, args, ROOT / "var" / f"bench-{name}.log")
         deadline = time.monotonic() + 30
         while True:
@@ -480,7 +484,7 @@ class Emulator:
                 break
             except OSError:
                 if self.process.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the emulator did not start; see {self.process.log}") from None
+                    raise RuntimeError(f"{what} did not start; see {self.process.log}") from None
                 time.sleep(0.1)
 
     @property
@@ -499,16 +503,7 @@ class StreamUpstream(Emulator):
         self.port = free_port()
         script = Path(__file__).resolve().with_name("stream_upstream.py")
         args = [sys.executable, str(script), "--port", str(self.port), "--rate", str(rate), "--tokens", str(tokens)]
-        self.process = Process("stream-upstream", args, ROOT / "var" / "bench-stream-upstream.log")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if self.process.popen.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the stream upstream did not start; see {self.process.log}") from None
-                time.sleep(0.1)
+        self._start("stream-upstream", args, "the stream upstream")
 
 
 class Process:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -65,39 +66,48 @@ def _chunk(sdk: Any, response: Any, data: str) -> dict[str, Any] | None:
     return chunk
 
 
-def chunks(sdk: Any, response: Any) -> Iterator[dict[str, Any]]:
-    """The JSON chunks of an SDK stream's response (`stream.response`), until `[DONE]` or the body ends."""
+_DONE: dict[str, Any] = {}  # what `_read` returns at `data: [DONE]`
+
+
+def _read(decoder: _Decoder, sdk: Any, response: Any, line: str) -> dict[str, Any] | None:
+    """One line of the body: the chunk its event ends with, `_DONE`, or None (the event goes on)."""
+    event = decoder.line(line)
+    if event is None:
+        return None
+    chunk = _chunk(sdk, response, event[1])
+    return _DONE if chunk is None else chunk
+
+
+@contextmanager
+def _transport_errors(sdk: Any, request: Any) -> Iterator[None]:
+    """A transport failure while the body is read, raised as the SDK raises it."""
     import httpx2
 
-    decoder, request = _Decoder(), response.request
     try:
-        for line in response.iter_lines():
-            event = decoder.line(line)
-            if event is not None:
-                chunk = _chunk(sdk, response, event[1])
-                if chunk is None:
-                    return
-                yield chunk
+        yield
     except httpx2.TimeoutException as err:
         raise sdk.APITimeoutError(request=request) from err
     except httpx2.TransportError as err:
         raise sdk.APIConnectionError(request=request) from err
+
+
+def chunks(sdk: Any, response: Any) -> Iterator[dict[str, Any]]:
+    """The JSON chunks of an SDK stream's response (`stream.response`), until `[DONE]` or the body ends."""
+    decoder = _Decoder()
+    with _transport_errors(sdk, response.request):
+        for line in response.iter_lines():
+            if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+                return
+            if chunk is not None:
+                yield chunk
 
 
 async def achunks(sdk: Any, response: Any) -> AsyncIterator[dict[str, Any]]:
     """`chunks` for the SDK's async stream."""
-    import httpx2
-
-    decoder, request = _Decoder(), response.request
-    try:
+    decoder = _Decoder()
+    with _transport_errors(sdk, response.request):
         async for line in response.aiter_lines():
-            event = decoder.line(line)
-            if event is not None:
-                chunk = _chunk(sdk, response, event[1])
-                if chunk is None:
-                    return
+            if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+                return
+            if chunk is not None:
                 yield chunk
-    except httpx2.TimeoutException as err:
-        raise sdk.APITimeoutError(request=request) from err
-    except httpx2.TransportError as err:
-        raise sdk.APIConnectionError(request=request) from err
