@@ -111,6 +111,13 @@ def render_review(
     return TemplateResponse(request, "admin/pages/page/translation_review.html", context)
 
 
+def _check_may_translate(model_admin: Any, request: HttpRequest, page: Page, code: str) -> None:
+    """The first translation into `code` creates a page: it needs the add permission (PermissionDenied)."""
+    exists = PageTranslation.objects.filter(source=page, language=code).exists()
+    if not exists and not model_admin.has_add_permission(request):
+        raise PermissionDenied
+
+
 def translate_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpResponse:
     """Choose a language (and whether only stale fields), generate, then review. A GET with a token is the
     review step of a streamed translation (`translate_stream_view`'s `review_url`)."""
@@ -126,9 +133,7 @@ def translate_view(model_admin: Any, request: HttpRequest, pk: int) -> HttpRespo
         )
     if request.method == "POST" and form.is_valid():
         code = form.cleaned_data["language"]
-        exists = PageTranslation.objects.filter(source=page, language=code).exists()
-        if not exists and not model_admin.has_add_permission(request):
-            raise PermissionDenied  # the first translation creates a page
+        _check_may_translate(model_admin, request, page, code)
         try:
             proposal = translation.propose(page, code, only_stale=form.cleaned_data["only_stale"])
         except AIProviderError as exc:
@@ -167,9 +172,7 @@ def translate_stream_view(model_admin: Any, request: HttpRequest, pk: int) -> Ht
     if not form.is_valid():
         return JsonResponse({"error": {"code": "invalid_request", "message": form.errors.as_text()}}, status=400)
     code = form.cleaned_data["language"]
-    exists = PageTranslation.objects.filter(source=page, language=code).exists()
-    if not exists and not model_admin.has_add_permission(request):
-        raise PermissionDenied  # the first translation creates a page
+    _check_may_translate(model_admin, request, page, code)
     try:
         call = translation.call_for(page, code, only_stale=form.cleaned_data["only_stale"])
     except AIProviderError as exc:
