@@ -176,12 +176,17 @@ def _parse(request: HttpRequest) -> Any:
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """The project's 400 handler (`handler400`): JSON under /api/, Django's page elsewhere.
+    """The project's 400 handler (`handler400`): JSON under /api/ (and /v1/, in the client's dialect), Django's
+    page elsewhere.
 
     A request Django refuses before any view runs (a Host outside ALLOWED_HOSTS, a malformed cookie)
     reaches this, not `generate`; an API client must still get the endpoint's JSON shape.
     Never calls `request.get_host()`: that is what failed.
     """
+    if request.path_info.startswith("/v1/"):
+        from integrations.api.v1.views import refused_request
+
+        return refused_request(request)
     if request.path.startswith("/api/"):
         return error(
             400,

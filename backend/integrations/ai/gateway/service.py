@@ -309,42 +309,69 @@ class AIService:
     def execute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
         """The rest of the pipeline for a prepared call: guardrails -> cache -> budget -> chain -> guardrails
         -> ledger."""
-        prep = self.guarded(prep)
-        cache_key, hit = self._cached(prep, cache)
+        prep, cache_key, hit, admission = self._open(prep, cache)
         if hit is not None:
             return hit
-        admission = self._admit(prep)
+        assert admission is not None  # no hit: admitted
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             record.guardrails = list(prep.guardrails)
+            result: GenerationResult | None = None
             try:
                 result = self._run_chain(prep, failover, admission)
-                self.guard_answer(prep, record, result)
             finally:
-                self._settle(prep, admission, record)
-        return self._done(result, record, cache_key)
+                self._close(prep, admission, record, result, cache_key)
+        return result
 
     @observed.atraced_call
     async def aexecute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
         """`execute` driven on an event loop: the same steps; what may touch the cache or database runs off
         the loop (`offload`), and only the upstream request is awaited on it."""
-        prep = await offload(self.guarded, prep)  # a refusal is ledgered: off the loop
-        cache_key, hit = await offload(self._cached, prep, cache)
+        prep, cache_key, hit, admission = await offload(self._open, prep, cache)  # refusals are ledgered
         if hit is not None:
             return hit
-        admission = await offload(self._admit, prep)
+        assert admission is not None  # no hit: admitted
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             record.guardrails = list(prep.guardrails)
+            result: GenerationResult | None = None
             try:
                 result = await self._arun_chain(prep, failover, admission)
-                await offload(self.guard_answer, prep, record, result)  # moderation is an HTTP call
-            finally:
-                await offload(self._settle, prep, admission, record)
-        if cache_key is not None:
-            await offload(response_cache.put, cache_key, result)
-        result.attempts = len(record.attempts)
+            finally:  # moderation is an HTTP call, settling may write: off the loop, in one hop
+                await offload(self._close, prep, admission, record, result, cache_key)
         return result
 
     # -- the steps both drivers share ------------------------------------------------------------------
+    def _open(
+        self, prep: Prepared, cache: bool | None
+    ) -> tuple[Prepared, str | None, GenerationResult | None, governance.Admission | None]:
+        """Before the upstream request: the guardrails, the response cache, then the limits and the budget.
+        Returns the guarded call, its cache key, a cache hit (then nothing is admitted) and its admission.
+        One function, so the async driver leaves its event loop once for all of it."""
+        prep = self.guarded(prep)
+        cache_key, hit = self._cached(prep, cache)
+        if hit is not None:
+            return prep, cache_key, hit, None
+        return prep, cache_key, None, self._admit(prep)
+
+    def _close(
+        self,
+        prep: Prepared,
+        admission: governance.Admission,
+        record: usage.CallRecord,
+        result: GenerationResult | None,
+        cache_key: str | None,
+    ) -> None:
+        """After the upstream request (`result` None: the chain failed): the after-call guardrails, then the
+        ledger and the settlement whatever they decided, and an answer that passed them cached."""
+        try:
+            if result is not None:
+                self.guard_answer(prep, record, result)
+        finally:
+            self._settle(prep, admission, record)
+        if result is not None:
+            result.attempts = len(record.attempts)
+            if cache_key is not None:
+                response_cache.put(cache_key, result)
+
     def _cached(self, prep: Prepared, cache: bool | None) -> tuple[str | None, GenerationResult | None]:
         """The response cache's key for this call (None: not cached) and its hit, ledgered as one."""
         request = prep.request
@@ -374,13 +401,6 @@ class AIService:
         record.budget_settled = admission.settles_in_db
         usage.write_ledger(record, prep.snapshot.prices)
         admission.settle(record, prep.snapshot.prices)
-
-    @staticmethod
-    def _done(result: GenerationResult, record: usage.CallRecord, cache_key: str | None) -> GenerationResult:
-        result.attempts = len(record.attempts)
-        if cache_key is not None:
-            response_cache.put(cache_key, result)
-        return result
 
     @staticmethod
     def price_for(snapshot: SiteSnapshot, provider: BaseProvider, model: str) -> usage.Price | None:
@@ -469,7 +489,8 @@ class AIService:
             except FAILOVER_ERRORS as exc:
                 await offload(self._failed, chain, candidate, exc)
                 continue
-            await offload(pauses.record_success, self.site_id, candidate.name, failures)
+            if failures:  # a count to reset (a cache write): nothing to do, and no hop off the loop, without
+                await offload(pauses.record_success, self.site_id, candidate.name, failures)
             return result
         raise await offload(self._chain_exhausted, prep, chain)
 

@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from integrations.ai.gateway.factory import ProviderFactory
-from integrations.ai.gateway.service import AIService, GatewayStream
+from integrations.ai.gateway.service import AIService, GatewayStream, Prepared
 from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured
 from integrations.ai.providers.types import GenerationResult
 from integrations.ai.runtime.offload import offload
@@ -69,6 +69,22 @@ def failed(dialect: Dialect, failure: Failure) -> JsonResponse:
     return response
 
 
+def refused_request(request: HttpRequest) -> JsonResponse:
+    """`handler400` for /v1 (a Host outside ALLOWED_HOSTS, a malformed request Django refused before any
+    view ran): the dialect's JSON error, which both SDKs raise as `BadRequestError`, not Django's HTML page."""
+    dialect = ANTHROPIC if request.path_info.startswith("/v1/messages") else OPENAI
+    return failed(
+        dialect,
+        Failure(
+            400,
+            "The request was refused as malformed (for example, a Host header this server does not serve: "
+            "see DJANGO_ALLOWED_HOSTS).",
+            "bad_request",
+            should_retry=False,
+        ),
+    )
+
+
 def _raw_key(request: HttpRequest) -> str:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
@@ -93,8 +109,21 @@ async def messages(request: HttpRequest) -> HttpResponse:
     return await _serve(request, ANTHROPIC)
 
 
-def _admit_request(request: HttpRequest, dialect: Dialect) -> tuple[KeyScope, GatewayCall] | HttpResponse:
-    """The method, the virtual key (cache or database: run off the event loop) and the parsed body."""
+@dataclass
+class Admitted:
+    """A request past its first step: its key and parsed call, the service it runs on, and what that step
+    opened: a `GatewayStream` (admitted: limits, budget and policy decided), a `Prepared` plain call, or None
+    (a call `acomplete` prepares itself: structured output)."""
+
+    key: KeyScope
+    call: GatewayCall
+    service: AIService
+    opened: GatewayStream | Prepared | None
+
+
+def _admit_request(request: HttpRequest, dialect: Dialect) -> Admitted | HttpResponse:
+    """The method, the virtual key (cache or database), the parsed body, and the call prepared (a stream:
+    admitted), all in one step: the async driver leaves its event loop once for them."""
     if request.method != "POST":
         return failed(dialect, Failure(405, "Use POST.", "method_not_allowed"))
     key = _key(request, dialect)
@@ -109,9 +138,27 @@ def _admit_request(request: HttpRequest, dialect: Dialect) -> tuple[KeyScope, Ga
     except (ValueError, RecursionError):
         return failed(dialect, failure_for(BadField("The body must be valid JSON.")))
     try:
-        return key, dialect.parse(data)
+        call = dialect.parse(data)
     except AIProviderError as exc:
         return failed(dialect, failure_for(exc))
+    service = AIService(site=key.site_id, service=dialect.service)
+    opened: GatewayStream | Prepared | None = None
+    try:
+        with callers.acting_as(key):
+            if call.stream:
+                opened = service.stream_messages(call.messages, **call.kwargs())
+            elif call.options.get("response_schema") is None:
+                opened = service.prepare(call.messages, **call.kwargs())
+    except AIProviderError as exc:
+        return _refused(dialect, key, call, exc)
+    return Admitted(key, call, service, opened)
+
+
+def _refused(dialect: Dialect, key: KeyScope, call: GatewayCall, exc: AIProviderError) -> JsonResponse:
+    """A gateway error before any token, in the dialect (queries the site's snapshot: off the event loop)."""
+    if isinstance(exc, ProviderNotConfigured):
+        return failed(dialect, _not_served(key, call.model, exc))
+    return failed(dialect, failure_for(exc))
 
 
 async def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
@@ -122,20 +169,18 @@ async def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
     admitted = await offload(_admit_request, request, dialect)
     if isinstance(admitted, HttpResponse):
         return admitted
-    key, call = admitted
+    key, call, service, opened = admitted.key, admitted.call, admitted.service, admitted.opened
     try:
         with callers.acting_as(key):
-            service = AIService(site=key.site_id, service=dialect.service)
-            if not call.stream:
-                return _rendered(dialect, await service.acomplete(call.messages, **call.kwargs()))
-            stream = await service.astream(call.messages, **call.kwargs())
-            pieces = aiter(stream)
-            first = await anext(pieces, None)  # limits, budget, policy and failover all decide before this returns
-    except ProviderNotConfigured as exc:
-        return failed(dialect, await offload(_not_served, key, call.model, exc))
+            if not isinstance(opened, GatewayStream):
+                if opened is None:  # structured output: acomplete's own loop of attempts
+                    return _rendered(dialect, await service.acomplete(call.messages, **call.kwargs()))
+                return _rendered(dialect, await service.aexecute(opened))
+            pieces = aiter(opened)
+            first = await anext(pieces, None)  # failover and the first token decide before this returns
     except AIProviderError as exc:
-        return failed(dialect, failure_for(exc))
-    return _streaming(_aevents(dialect.writer(stream.prep.resolved, call), stream, pieces, first))
+        return await offload(_refused, dialect, key, call, exc)
+    return _streaming(_aevents(dialect.writer(opened.prep.resolved, call), opened, pieces, first))
 
 
 def _serve_sync(request: HttpRequest, dialect: Dialect) -> HttpResponse:
@@ -143,20 +188,18 @@ def _serve_sync(request: HttpRequest, dialect: Dialect) -> HttpResponse:
     admitted = _admit_request(request, dialect)
     if isinstance(admitted, HttpResponse):
         return admitted
-    key, call = admitted
+    key, call, service, opened = admitted.key, admitted.call, admitted.service, admitted.opened
     try:
         with callers.acting_as(key):
-            service = AIService(site=key.site_id, service=dialect.service)
-            if not call.stream:
-                return _rendered(dialect, service.complete(call.messages, **call.kwargs()))
-            stream = service.stream_messages(call.messages, **call.kwargs())
-            pieces = iter(stream)
+            if not isinstance(opened, GatewayStream):
+                if opened is None:
+                    return _rendered(dialect, service.complete(call.messages, **call.kwargs()))
+                return _rendered(dialect, service.execute(opened))
+            pieces = iter(opened)
             first = next(pieces, None)
-    except ProviderNotConfigured as exc:
-        return failed(dialect, _not_served(key, call.model, exc))
     except AIProviderError as exc:
-        return failed(dialect, failure_for(exc))
-    return _streaming(_events(dialect.writer(stream.prep.resolved, call), stream, pieces, first))
+        return _refused(dialect, key, call, exc)
+    return _streaming(_events(dialect.writer(opened.prep.resolved, call), opened, pieces, first))
 
 
 def _rendered(dialect: Dialect, result: GenerationResult) -> HttpResponse:

@@ -1,0 +1,116 @@
+"""The `/v1` endpoints' own request handler: the site's Django handler without its browser middleware.
+
+A `/v1` request is authenticated by its virtual key, which names the site and the caller: sessions,
+CSRF, the session user, messages, frame options and the host's site have nothing to do there. They
+are not free under ASGI either: one sync middleware anywhere in the chain makes Django run the
+whole chain on a thread and the async view back on the event loop (two hops per request), and an
+async chain of Django's own middleware costs a hop per `process_request`/`process_response`
+(`MiddlewareMixin.__acall__`). So `panel.asgi` and `panel.wsgi` hand `/v1/` paths to this handler,
+whose one middleware (`APIEdge`) keeps what a JSON API still needs, inline and without a hop: the
+Host header checked against ALLOWED_HOSTS (a foreign one is the JSON 400 of `handler400`), and
+SecurityMiddleware's HTTPS redirect and headers. Errors, signals (`request_started`/`finished`: the
+database connection handed back) and URL resolution are the base handler's, as for any request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import HttpRequest, HttpResponseBase
+from django.middleware.security import SecurityMiddleware
+
+PREFIX = "/v1/"
+
+
+def is_api_path(path: str, root_path: str = "") -> bool:
+    """True for a `/v1/...` request (below the deployment's script prefix, if any)."""
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    return path.startswith(PREFIX)
+
+
+class APIEdge:
+    """The only middleware of `/v1` requests: the Host check and SecurityMiddleware's work, inline (pure
+    computation on the request and the response: nothing here waits, so nothing leaves the event loop)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.security = SecurityMiddleware(get_response)
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self._acall(request)
+        refused = self._before(request)
+        if refused is not None:
+            return refused
+        return self.security.process_response(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        refused = self._before(request)
+        if refused is not None:
+            return refused
+        response = await self.get_response(request)
+        return self.security.process_response(request, response)
+
+    def _before(self, request: HttpRequest) -> HttpResponseBase | None:
+        request.get_host()  # DisallowedHost (a Host outside ALLOWED_HOSTS): handler400's JSON 400
+        request.site = None  # type: ignore[attr-defined]  # a key names the site, never the host
+        return self.security.process_request(request)  # SECURE_SSL_REDIRECT
+
+
+def _load(handler: Any, is_async: bool) -> None:
+    handler._view_middleware = []
+    handler._template_response_middleware = []
+    handler._exception_middleware = []
+    get_response = handler._get_response_async if is_async else handler._get_response
+    handler._middleware_chain = convert_exception_to_response(APIEdge(convert_exception_to_response(get_response)))
+
+
+class APIASGIHandler(ASGIHandler):
+    """`/v1` under ASGI (`panel.asgi`): an async view runs on the event loop from the first byte."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        _load(self, is_async)
+
+
+class APIWSGIHandler(WSGIHandler):
+    """`/v1` under WSGI (`panel.wsgi`): the same middleware, so both servers answer alike."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        _load(self, is_async)
+
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def asgi_router(site: ASGIApp, api: ASGIApp) -> ASGIApp:
+    """One ASGI application: `/v1/` paths to `api`, everything else (and lifespan, websockets) to `site`."""
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and is_api_path(scope["path"], scope.get("root_path", "")):
+            return await api(scope, receive, send)
+        return await site(scope, receive, send)
+
+    return application
+
+
+def wsgi_router(site: Callable[..., Any], api: Callable[..., Any]) -> Callable[..., Any]:
+    """`asgi_router` for WSGI."""
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        if is_api_path(environ.get("PATH_INFO", "")):
+            return api(environ, start_response)
+        return site(environ, start_response)
+
+    return application

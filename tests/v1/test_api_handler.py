@@ -1,0 +1,123 @@
+"""`/v1` requests go to their own handler (`panel.api_handler`) under both servers: no browser middleware
+(sessions, CSRF, messages, the host's site), only the Host check and SecurityMiddleware's work, inline.
+
+Driven through `panel.asgi.application` and `panel.wsgi.application` themselves (the objects bin/serve runs),
+with the requests an SDK sends.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
+
+from integrations.ai.ledger import usage
+from integrations.models import AIUsage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Name a bakery"}], "max_tokens": 20}
+
+
+def asgi(method: str, path: str, body: dict | None = None, headers: dict[str, str] | None = None):
+    """One request through panel.asgi.application: (status, headers, JSON body)."""
+    from panel.asgi import application
+
+    raw = json.dumps(body).encode() if body is not None else b""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (k.lower().encode(), v.encode()) for k, v in {"content-type": "application/json", **(headers or {})}.items()
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def run():
+        talk = ApplicationCommunicator(application, scope)
+        await talk.send_input({"type": "http.request", "body": raw, "more_body": False})
+        start = await talk.receive_output(30)
+        chunks = []
+        while True:
+            message = await talk.receive_output(30)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await talk.wait(5)
+        return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, b"".join(chunks)
+
+    status, response_headers, content = async_to_sync(run)()
+    return status, response_headers, json.loads(content) if content else None
+
+
+def wsgi(method: str, path: str, body: dict | None, headers: dict[str, str]):
+    from panel.wsgi import application
+
+    raw = json.dumps(body).encode() if body is not None else b""
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(raw)),
+        "wsgi.input": io.BytesIO(raw),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+        **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()},
+    }
+    started = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        started["status"] = int(status.split()[0])
+        started["headers"] = {k.lower(): v for k, v in response_headers}
+
+    content = b"".join(application(environ, start_response))
+    return started["status"], started["headers"], json.loads(content)
+
+
+def test_a_v1_call_through_the_asgi_app_is_served_governed_and_bare_of_browser_middleware(
+    emulated_site, make_key, upstream
+):
+    site = emulated_site("openai")
+    status, headers, body = asgi("POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {make_key(site)}"})
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"].startswith("Emulated openai reply")
+    assert headers["x-content-type-options"] == "nosniff"  # SecurityMiddleware's headers, applied inline
+    assert "set-cookie" not in headers and "x-frame-options" not in headers and "vary" not in headers
+    usage.flush()
+    assert list(AIUsage.objects.filter(site=site).values_list("service", "status")) == [("v1.chat", "ok")]
+
+
+@pytest.mark.parametrize("serve", [asgi, wsgi], ids=["asgi", "wsgi"])
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")],
+)
+def test_a_host_outside_allowed_hosts_is_the_dialects_json_400(serve, path, shape, emulated_site, make_key):
+    key = make_key(emulated_site("openai"))
+    status, _, body = serve("POST", path, CHAT, {"Authorization": f"Bearer {key}", "Host": "evil.example"})
+    assert status == 400
+    if shape == "openai":
+        assert body["error"]["code"] == "bad_request" and "DJANGO_ALLOWED_HOSTS" in body["error"]["message"]
+    else:
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+
+
+def test_other_paths_keep_the_sites_middleware(db):
+    status, headers, _ = asgi("GET", "/api/ai/generate/", None, {})
+    assert status == 405  # the site's handler: its middleware ran (frame options on every response)
+    assert headers["x-frame-options"] == "DENY"
