@@ -11,11 +11,12 @@ import io
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 
 from integrations.ai.ledger import usage
 from integrations.models import AIUsage
+
+from ..drivers import async_to_sync  # a thread of its own when Playwright left a loop running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Name a bakery"}], "max_tokens": 20}
