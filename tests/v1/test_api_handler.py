@@ -122,3 +122,10 @@ def test_other_paths_keep_the_sites_middleware(db):
     status, headers, _ = asgi("GET", "/api/ai/generate/", None, {})
     assert status == 405  # the site's handler: its middleware ran (frame options on every response)
     assert headers["x-frame-options"] == "DENY"
+
+
+def test_a_v1_call_through_the_wsgi_app_is_served_the_same(emulated_site, make_key, upstream):
+    site = emulated_site("openai")
+    status, headers, body = wsgi("POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {make_key(site)}"})
+    assert status == 200 and body["choices"][0]["message"]["content"].startswith("Emulated openai reply")
+    assert headers["x-content-type-options"] == "nosniff" and "x-frame-options" not in headers
