@@ -15,9 +15,10 @@ database connection handed back) and URL resolution are the base handler's, as f
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, markcoroutinefunction
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
@@ -77,11 +78,47 @@ def _load(handler: Any, is_async: bool) -> None:
     handler._middleware_chain = convert_exception_to_response(APIEdge(convert_exception_to_response(get_response)))
 
 
+class _Executors:
+    """The one-thread executors that run `/v1` requests' sync steps, kept between requests.
+
+    Django gives each ASGI request a `ThreadSensitiveContext`: a new thread for its sync steps, and at its
+    end one more thread to join the first, two thread starts per request. With asgiref's `executor=` a
+    request borrows a thread kept here instead (its steps still run in order, on one thread, with that
+    thread's database connection, which `request_finished` hands back as before). Only the event loop's
+    thread takes and returns them, so no lock; one per request at a time, at most `keep` idle."""
+
+    def __init__(self, keep: int = 64) -> None:
+        self.idle: list[ThreadPoolExecutor] = []
+        self.keep = keep
+
+    def take(self) -> ThreadPoolExecutor:
+        return self.idle.pop() if self.idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="v1-request")
+
+    def give(self, executor: ThreadPoolExecutor) -> None:
+        if len(self.idle) < self.keep:
+            self.idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
+
+
 class APIASGIHandler(ASGIHandler):
-    """`/v1` under ASGI (`panel.asgi`): an async view runs on the event loop from the first byte."""
+    """`/v1` under ASGI (`panel.asgi`): an async view runs on the event loop from the first byte, its sync
+    steps on a kept thread (`_Executors`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.executors = _Executors()
 
     def load_middleware(self, is_async: bool = False) -> None:
         _load(self, is_async)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        executor = self.executors.take()
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            self.executors.give(executor)
 
 
 class APIWSGIHandler(WSGIHandler):

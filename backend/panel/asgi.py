@@ -15,4 +15,5 @@ _site = get_asgi_application()  # django.setup() first: the API handler reads se
 
 from panel.api_handler import APIASGIHandler, asgi_router  # noqa: E402
 
-application = asgi_router(_site, APIASGIHandler())
+api = APIASGIHandler()
+application = asgi_router(_site, api)
