@@ -17,7 +17,7 @@ from integrations.ai.gateway.service import AIService
 from integrations.ai.governance import budget
 from integrations.ai.ledger import usage
 from integrations.ai.providers import errors
-from integrations.ai.runtime import stream_slots
+from integrations.ai.runtime import pauses, stream_slots
 from integrations.ai.runtime.shared_cache import cache
 from integrations.models import AIUsage, ModelPrice
 
@@ -128,3 +128,26 @@ def test_past_the_stream_cap_a_stream_is_refused_at_once_and_holds_nothing(cappe
     ]
     assert nothing_reserved(capped.site_id)
     assert stream_slots.held() == 0
+
+
+def test_a_stream_admitted_with_no_usable_provider_raises_at_its_first_step_and_holds_nothing(
+    capped, upstream, settings
+):
+    """The async driver walks the failover chain in the hop that admits a stream (`GatewayStream.prime`):
+    what the walk finds (here: the only provider cooling down) surfaces at the stream's first step, as on the
+    sync driver, and the reservation made at admission is released."""
+    settings.AI_COOLDOWN_AFTER_FAILURES = 1
+    pauses.record_failure(capped.site_id, "openai")
+    service = AIService(site=capped.site)
+    admitted = []
+
+    async def run() -> None:
+        stream = await service.astream(PROMPT, model="gpt-4o", max_tokens=20)
+        admitted.append(stream)
+        async for _ in stream:
+            pass
+
+    with pytest.raises(errors.ProviderUnavailable, match="cooling down"):
+        async_to_sync(run)()
+    assert admitted and upstream.requests == []  # admitted, then refused at the first step: no request made
+    assert nothing_reserved(capped.site_id)

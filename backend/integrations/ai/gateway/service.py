@@ -647,8 +647,15 @@ class AIService:
         the loop, then `async for` it. Everything that can refuse the call raises here, before any delta."""
         messages = self.messages_for(prompt) if isinstance(prompt, str) else prompt
         return await offload(
-            self.stream_messages, messages, provider, model, max_tokens, temperature, system_prompt, **kwargs
+            self.primed_stream, messages, provider, model, max_tokens, temperature, system_prompt, **kwargs
         )
+
+    def primed_stream(self, messages: list[dict[str, Any]], *args: Any, **kwargs: Any) -> GatewayStream:
+        """`stream_messages`, its chain walked to the first candidate (`GatewayStream.prime`): what an async
+        caller runs in its one hop off the event loop before iterating the stream there."""
+        stream = self.stream_messages(messages, *args, **kwargs)
+        stream.prime()
+        return stream
 
     # -- beyond text: structured output and embeddings (the same pipeline; see structured.py, embeddings.py) --
     def generate_json(self, prompt: str, schema: dict[str, Any], **kwargs: Any) -> Any:
@@ -750,6 +757,44 @@ class AIService:
                 reservation.settle_cost(spent)
 
 
+_UNWALKED: Any = object()  # a `_Walk` whose first candidate is still to be looked for
+
+
+@dataclass
+class _Walk:
+    """A stream's walk along the failover chain: its state, the candidates left, and the first one if
+    `GatewayStream.prime` looked for it already (None: none usable; an exception: the walk failed)."""
+
+    chain: ChainState
+    candidates: Iterator[tuple[BaseProvider, AIRequest, int]]
+    first: Any
+
+    def _primed(self) -> bool:
+        """True when `first` is a primed answer (it raises a kept failure)."""
+        if self.first is _UNWALKED:
+            return False
+        if isinstance(self.first, Exception):
+            raise self.first
+        return True
+
+    def remaining(self) -> Iterator[tuple[BaseProvider, AIRequest, int]]:
+        if self._primed():
+            if self.first is None:
+                return
+            yield self.first
+        yield from self.candidates
+
+    async def aremaining(self) -> AsyncIterator[tuple[BaseProvider, AIRequest, int]]:
+        """`remaining`, each further candidate looked for off the event loop (cooldowns and reservations are
+        read from the cache)."""
+        if self._primed():
+            if self.first is None:
+                return
+            yield self.first
+        while (found := await offload(next, self.candidates, None)) is not None:
+            yield found
+
+
 class GatewayStream:
     """A stream through the chain: retried and failed over until the first delta; ledgered when done.
 
@@ -768,6 +813,29 @@ class GatewayStream:
         self.admission = admission
         self.stream: StreamingResult | None = None
         self.record: usage.CallRecord | None = None
+        self._walk: _Walk | None = None  # the chain walked to its first candidate by `prime`
+
+    def prime(self) -> None:
+        """Walk the failover chain to its first usable candidate now, on this thread: the async driver calls
+        it in the same hop off its event loop that admitted the stream, so the stream's first step does not
+        leave the loop again for it. A failure of the walk is kept and raised where it would have been: at
+        the stream's first step, which settles the call."""
+        chain = ChainState()
+        candidates = self.service._usable(self.prep, self.failover, chain, self.admission)
+        first: tuple[BaseProvider, AIRequest, int] | Exception | None
+        try:
+            first = next(candidates, None)
+        except Exception as exc:
+            first = exc
+        self._walk = _Walk(chain, candidates, first)
+
+    def _walk_from_start(self) -> _Walk:
+        """The primed walk (once), else a new one not yet started."""
+        walk, self._walk = self._walk, None
+        if walk is not None:
+            return walk
+        chain = ChainState()
+        return _Walk(chain, self.service._usable(self.prep, self.failover, chain, self.admission), _UNWALKED)
 
     @property
     def result(self) -> GenerationResult | None:
@@ -878,8 +946,9 @@ class GatewayStream:
 
     def _through_chain(self) -> Generator[str, None, None]:
         service = self.service
-        chain = ChainState()
-        for candidate, request, failures in service._usable(self.prep, self.failover, chain, self.admission):
+        walk = self._walk_from_start()
+        chain = walk.chain
+        for candidate, request, failures in walk.remaining():
             attempt = 0
             while True:
                 attempt += 1
@@ -901,8 +970,9 @@ class GatewayStream:
 
     async def _athrough_chain(self) -> AsyncGenerator[str, None]:
         service = self.service
-        chain = ChainState()
-        async for candidate, request, failures in service._ausable(self.prep, self.failover, chain, self.admission):
+        walk = self._walk_from_start()
+        chain = walk.chain
+        async for candidate, request, failures in walk.aremaining():
             attempt = 0
             while True:
                 attempt += 1

@@ -146,7 +146,7 @@ def _admit_request(request: HttpRequest, dialect: Dialect) -> Admitted | HttpRes
     try:
         with callers.acting_as(key):
             if call.stream:
-                opened = service.stream_messages(call.messages, **call.kwargs())
+                opened = service.primed_stream(call.messages, **call.kwargs())
             elif call.options.get("response_schema") is None:
                 opened = service.prepare(call.messages, **call.kwargs())
     except AIProviderError as exc:
