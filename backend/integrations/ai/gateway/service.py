@@ -482,8 +482,9 @@ class AIService:
 
     async def _arun_chain(self, prep: Prepared, failover: bool, admission: governance.Admission) -> GenerationResult:
         """`_run_chain` with the candidate's request awaited; the chain's decisions are the same functions."""
-        chain = ChainState()
-        async for candidate, request, failures in self._ausable(prep, failover, chain, admission):
+        walk = _Walk.start(self, prep, failover, admission)
+        chain = walk.chain
+        async for candidate, request, failures in walk.aremaining():
             try:
                 result = await candidate.aexecute(request)
             except FAILOVER_ERRORS as exc:
@@ -493,15 +494,6 @@ class AIService:
                 await offload(pauses.record_success, self.site_id, candidate.name, failures)
             return result
         raise await offload(self._chain_exhausted, prep, chain)
-
-    async def _ausable(
-        self, prep: Prepared, failover: bool, chain: ChainState, admission: governance.Admission | None = None
-    ) -> AsyncIterator[tuple[BaseProvider, AIRequest, int]]:
-        """`_usable` walked off the event loop, one candidate at a time (cooldowns and reservations are read
-        from the cache)."""
-        candidates = self._usable(prep, failover, chain, admission)
-        while (found := await offload(next, candidates, None)) is not None:
-            yield found
 
     def _failed(self, chain: ChainState, candidate: BaseProvider, exc: AIProviderError) -> None:
         """A candidate failed after its retries: count it towards its cooldown; the next one is tried."""
@@ -762,12 +754,19 @@ _UNWALKED: Any = object()  # a `_Walk` whose first candidate is still to be look
 
 @dataclass
 class _Walk:
-    """A stream's walk along the failover chain: its state, the candidates left, and the first one if
-    `GatewayStream.prime` looked for it already (None: none usable; an exception: the walk failed)."""
+    """A call's walk along the failover chain (`AIService._usable`): its state, the candidates left, and the
+    first one if `GatewayStream.prime` looked for it already (None: none usable; an exception: the walk
+    failed)."""
 
     chain: ChainState
     candidates: Iterator[tuple[BaseProvider, AIRequest, int]]
     first: Any
+
+    @classmethod
+    def start(cls, service: AIService, prep: Prepared, failover: bool, admission: governance.Admission | None) -> _Walk:
+        """A walk not started yet."""
+        chain = ChainState()
+        return cls(chain, service._usable(prep, failover, chain, admission), _UNWALKED)
 
     def _primed(self) -> bool:
         """True when `first` is a primed answer (it raises a kept failure)."""
@@ -820,22 +819,17 @@ class GatewayStream:
         it in the same hop off its event loop that admitted the stream, so the stream's first step does not
         leave the loop again for it. A failure of the walk is kept and raised where it would have been: at
         the stream's first step, which settles the call."""
-        chain = ChainState()
-        candidates = self.service._usable(self.prep, self.failover, chain, self.admission)
-        first: tuple[BaseProvider, AIRequest, int] | Exception | None
+        walk = _Walk.start(self.service, self.prep, self.failover, self.admission)
         try:
-            first = next(candidates, None)
+            walk.first = next(walk.candidates, None)
         except Exception as exc:
-            first = exc
-        self._walk = _Walk(chain, candidates, first)
+            walk.first = exc
+        self._walk = walk
 
     def _walk_from_start(self) -> _Walk:
         """The primed walk (once), else a new one not yet started."""
         walk, self._walk = self._walk, None
-        if walk is not None:
-            return walk
-        chain = ChainState()
-        return _Walk(chain, self.service._usable(self.prep, self.failover, chain, self.admission), _UNWALKED)
+        return walk if walk is not None else _Walk.start(self.service, self.prep, self.failover, self.admission)
 
     @property
     def result(self) -> GenerationResult | None:
