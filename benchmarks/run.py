@@ -58,8 +58,10 @@ import time
 import tracemalloc
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "backend"))
@@ -540,6 +542,30 @@ class Process:
                 self.popen.wait()
         self._file.close()
 
+    def pause(self) -> None:
+        """Stop the whole group (SIGSTOP): while another contender is measured, this one's idle work (timers,
+        background tasks) takes none of the shared cores."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def alone(measured: Any, servers: list[Process]) -> Iterator[None]:
+    """Run a cell with every other server paused: each contender is measured with only itself, the upstream
+    and the load generator on the cores (the emulator, which every contender calls, always runs)."""
+    paused = [server for server in servers if server is not measured]
+    for server in paused:
+        server.pause()
+    try:
+        yield
+    finally:
+        for server in paused:
+            server.resume()
+
 
 def post(url: str, body: dict, headers: dict[str, str], timeout: float = 10) -> int:
     request = urllib.request.Request(
@@ -758,9 +784,11 @@ def streams_bench(quick: bool, with_litellm: bool, count: int | None = None) -> 
             f"{'ok':>7}{'errors':>8}{'RSS/stream':>12}"
         )
         results: dict[str, dict] = {}
+        servers = [c[1] for c in contenders if c[0] != "emulator direct"]
         for name, process, url, auth in contenders:
             pgid = None if name == "emulator direct" else process.popen.pid  # its own session: pgid == pid
-            results[name] = result = run_streams(url, chat, auth, streams, ramp, pgid)
+            with alone(process, servers):
+                results[name] = result = run_streams(url, chat, auth, streams, ramp, pgid)
             direct = results["emulator direct"]
             added = (
                 ("", "")
@@ -869,11 +897,13 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
             "ledger on, site with a monthly budget); LiteLLM proxy: 2 uvicorn workers, master key, no database"
         )
         print(f"{'conc.':>5}  {'contender':<26}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'added p50 ms':>14}{'errors':>8}")
+        servers = [server, *([proxy] if proxy is not None else [])]
         for concurrency in CONCURRENCIES:
             cell: dict[str, dict] = {}
-            for index, (name, _, url, body, auth) in enumerate(contenders):
-                wrk(f"c{index}", url, body, auth, concurrency, warm)
-                cell[name] = wrk(f"c{index}", url, body, auth, concurrency, seconds)
+            for index, (name, process, url, body, auth) in enumerate(contenders):
+                with alone(process, servers):
+                    wrk(f"c{index}", url, body, auth, concurrency, warm)
+                    cell[name] = wrk(f"c{index}", url, body, auth, concurrency, seconds)
             base = cell["emulator direct"]["p50"]
             for name, result in cell.items():
                 if not result["requests"]:
@@ -894,7 +924,9 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
                         f"= {ratio:.3f}"
                     )
         streamed = [
-            (name, url, {**body, "stream": True}, auth) for name, _, url, body, auth in contenders if body is chat
+            (name, process, url, {**body, "stream": True}, auth)
+            for name, process, url, body, auth in contenders
+            if body is chat
         ]
         print(
             f"\nhttp streamed: time to the first content chunk, same chat body with stream: true ({seconds} s per "
@@ -905,9 +937,10 @@ def http_bench(emulator_process: Emulator, quick: bool, with_litellm: bool) -> N
         )
         for concurrency in CONCURRENCIES:
             cell = {}
-            for name, url, body, auth in streamed:
-                ttft(url, body, auth, concurrency, warm)
-                cell[name] = ttft(url, body, auth, concurrency, seconds)
+            for name, process, url, body, auth in streamed:
+                with alone(process, servers):
+                    ttft(url, body, auth, concurrency, warm)
+                    cell[name] = ttft(url, body, auth, concurrency, seconds)
             base = cell["emulator direct"]["p50"]
             for name, result in cell.items():
                 if not result["requests"]:

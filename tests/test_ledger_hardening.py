@@ -115,7 +115,8 @@ def test_every_row_has_its_ledger_key_before_it_is_handed_over(upstream):
 
 @needs_redis
 @pytest.mark.django_db(transaction=True)
-def test_a_call_pushed_to_redis_and_also_written_directly_is_billed_once(upstream):
+def test_a_call_pushed_to_redis_and_also_written_directly_is_billed_once(upstream, settings):
+    settings.AI_LEDGER_QUEUE = "redis"
     record = openai_site(upstream)
     ModelPrice.objects.create(
         provider="openai", model_id="gpt-4o", prompt_per_million=Decimal(1), completion_per_million=Decimal(1)
@@ -126,3 +127,61 @@ def test_a_call_pushed_to_redis_and_also_written_directly_is_billed_once(upstrea
     ledger_writer._local.put((call, {}, None))  # ... and the caller wrote it itself
     assert usage.flush(timeout=30)
     assert AIUsage.objects.filter(service="both-paths").count() == 1
+
+
+def test_the_ledger_queue_setting_is_checked(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from integrations.ai.runtime import conf
+
+    settings.AI_LEDGER_QUEUE = "kafka"
+    with pytest.raises(ImproperlyConfigured, match="AI_LEDGER_QUEUE must be one of local, redis"):
+        conf.ledger_queue()
+    settings.AI_LEDGER_QUEUE = "redis"
+    settings.REDIS_URL = ""
+    with pytest.raises(ImproperlyConfigured, match="needs REDIS_URL"):
+        conf.ledger_queue()
+    settings.AI_LEDGER_QUEUE = " Local "
+    assert conf.ledger_queue() == "local"
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_calls_an_earlier_deployment_left_in_redis_are_written_once_at_start(upstream, settings):
+    """A deployment that queued through Redis (`AI_LEDGER_QUEUE=redis`), then switched back to the default,
+    still has calls in the shared list and in a stopped process's processing list: the next process to
+    start writes them, once each, and leaves both lists empty."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import redis
+
+    from integrations.ai.ledger import journal as ledger_journal
+
+    # a database of this Redis no drainer of an earlier test watches
+    parts = urlsplit(os.environ["REDIS_URL"])
+    settings.REDIS_URL = urlunsplit(parts._replace(path="/7"))
+    settings.AI_LEDGER_QUEUE = "redis"
+    record = openai_site(upstream)
+    ledger = ledger_writer._RedisLedger(settings.REDIS_URL)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()  # this test's own database: nothing an earlier run left
+    dead = f"{ledger.key}:processing:{ledger.host}:999999999:gone"
+    payloads = [
+        ledger_journal.encode(
+            ledger_journal.keyed(ledger_writer._fields_of((served(record.site_id, f"left-{n}"), {}, None)))
+        )
+        for n in range(3)
+    ]
+    client.rpush(ledger.key, payloads[0], payloads[1])
+    client.rpush(dead, payloads[2])
+
+    settings.AI_LEDGER_QUEUE = "local"
+    assert ledger_writer.drain_redis_leftovers() == 3
+    assert sorted(AIUsage.objects.filter(site=record.site).values_list("service", flat=True)) == [
+        "left-0",
+        "left-1",
+        "left-2",
+    ]
+    assert client.llen(ledger.key) == 0 and not client.exists(dead)
+    assert ledger_writer.drain_redis_leftovers() == 0  # nothing twice
+    assert AIUsage.objects.filter(site=record.site).count() == 3

@@ -6,8 +6,8 @@ answered, then the server stops and starts again. Every answer the clients got (
 be in the ledger. The writer is told to hold rows for a minute (`AI_LEDGER_FLUSH_INTERVAL=60`), so the
 killed worker certainly held unwritten rows: without the journal (or Redis) they would be lost.
 
-In-process mode (no Redis; on SQLite this is the embedded default) and, when REDIS_URL is set, the
-Redis ledger. Event-driven: the kill and the stop follow counts of answers, never a sleep.
+In-process mode (the default, `AI_LEDGER_QUEUE=local`) and, when REDIS_URL is set, the Redis ledger
+(`AI_LEDGER_QUEUE=redis`). Event-driven: the kill and the stop follow counts of answers, never a sleep.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def test_every_answered_call_is_in_the_ledger_after_a_worker_is_killed(upstream,
         "AI_LEDGER_FLUSH_INTERVAL": "60",
         "AI_LEDGER_BATCH_SIZE": "100000",
     }
-    if mode == "in-process":
-        env["REDIS_URL"] = ""
+    # in-process: the default queue, with Redis (if set) still holding the budget counters, as in production
+    env["AI_LEDGER_QUEUE"] = "local" if mode == "in-process" else "redis"
     answered: list[str] = []
     progress = threading.Condition()
     stop = threading.Event()

@@ -2,7 +2,7 @@
 
 The subprocess tests run a real second Python process against the test database and the loopback
 emulator, stop it (SIGTERM, or SIGKILL on the Redis path) and count rows against the requests the
-emulator recorded. Redis tests run only when REDIS_URL is set (CI's second pass).
+emulator recorded. Redis tests (`AI_LEDGER_QUEUE=redis`) run only when REDIS_URL is set (CI's second pass).
 """
 
 from __future__ import annotations
@@ -297,14 +297,21 @@ def ledger_table_locked():
 
 @needs_redis
 @pytest.mark.django_db(transaction=True)
-def test_killed_process_loses_no_row_pushed_to_redis(upstream):
+def test_killed_process_loses_no_row_pushed_to_redis(upstream, settings):
+    settings.AI_LEDGER_QUEUE = "redis"  # this process drains the list too
     record = openai_site(upstream)
     upstream.script(flavor="openai", status=500, times=3)
     # Rows the Redis path did not take would sit in the child's memory and die with it. While the ledger
     # table is locked, the child's drainer takes rows but cannot write them.
     with (
         running_child(
-            record.site_id, "linger", 6, CHILD_CALLS="6", AI_LEDGER_FLUSH_INTERVAL="600", AI_LEDGER_BATCH_SIZE="5"
+            record.site_id,
+            "linger",
+            6,
+            CHILD_CALLS="6",
+            AI_LEDGER_FLUSH_INTERVAL="600",
+            AI_LEDGER_BATCH_SIZE="5",
+            AI_LEDGER_QUEUE="redis",
         ) as child,
         ledger_table_locked(),
     ):

@@ -1,9 +1,9 @@
 """Daily roll-ups of the usage ledger (issue 14, item 2): kept by the ledger writer, built for old
 ledgers by a data migration, read by the dashboard; `seed_usage` for big ledgers.
 
-Every roll-up is checked against the raw rows it sums. Calls go through the emulator; with REDIS_URL
-set (CI's second pass) the same calls take the Redis ledger path, which writes through the same
-`write_rows`. Two writer processes share one group to show the roll-ups stay exact under contention.
+Every roll-up is checked against the raw rows it sums. Calls go through the emulator; the Redis ledger
+path (`AI_LEDGER_QUEUE=redis`) writes through the same `write_rows`. Two writer processes share one group
+to show the roll-ups stay exact under contention.
 """
 
 from __future__ import annotations

@@ -213,6 +213,7 @@ AI_UNPRICED = env.str("AI_UNPRICED", default="charge_estimate")  # or "refuse" (
 AI_UNPRICED_PRICE = env.str("AI_UNPRICED_PRICE", default="15,75")  # USD/M prompt,completion of unpriced calls
 AI_PII_PHONE_REGION = env.str("AI_PII_PHONE_REGION", default="US")  # national phone numbers PII masking finds
 AI_LEDGER_JOURNAL_DIR = env.str("AI_LEDGER_JOURNAL_DIR", default=str(BASE_DIR / "var" / "ledger-journal"))
+AI_LEDGER_QUEUE = env.str("AI_LEDGER_QUEUE", default="local")
 # Budget alerts (integrations.ai.governance.budget_windows) are e-mailed through Django's e-mail backend.
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="panel@localhost")

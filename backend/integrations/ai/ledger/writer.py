@@ -5,11 +5,13 @@ cached result) goes to an in-process bounded queue that a daemon thread drains, 
 there and handing each batch to the Django side's store (`integrations.ai.ports`), which inserts it with one
 prepared `executemany` (`integrations.usage.insert`).
 When the queue is full the caller writes its own rows
-(back-pressure, never a drop). With REDIS_URL set, the caller instead serialises the rows to JSON
-and pushes them onto a Redis list; that push is the acknowledgement, and a drainer thread in any
-process moves them to a per-process processing list (LMOVE), writes them, then deletes that list,
-so a killed process loses nothing it pushed: its processing list is re-queued by the next drainer.
-Each pushed row carries a unique `ledger_key`, so a batch drained twice (a drainer that died between
+(back-pressure, never a drop). A process's journal (`journal`) keeps what it holds across a kill -9; that is
+the default whatever the database (`AI_LEDGER_QUEUE=local`). With `AI_LEDGER_QUEUE=redis` (for web
+machines whose disk does not outlive them; it costs a round trip per call and a drainer), the caller
+instead serialises the rows to JSON and pushes them onto a Redis list; that push is the acknowledgement,
+and a drainer thread in any process moves them to a per-process processing list (LMOVE), writes them,
+then deletes that list, so a killed process loses nothing it pushed: its processing list is re-queued by the next
+drainer. Each pushed row carries a unique `ledger_key`, so a batch drained twice (a drainer that died between
 its commit and its acknowledgement) is written once: a crash never makes a site pay twice.
 If Redis is unreachable, rows take the in-process path.
 
@@ -71,8 +73,39 @@ def _rows_of(entry: Any) -> list[dict[str, Any]]:
 
 
 def start() -> None:
-    """Start this process's writer now (a server worker at boot): it first replays dead processes' journals."""
+    """Start this process's writer now (a server worker at boot): it first replays dead processes' journals,
+    then writes what an earlier deployment left in the shared Redis list (`drain_redis_leftovers`)."""
     _local._ensure()
+    drain_redis_leftovers()
+
+
+def drain_redis_leftovers() -> int:
+    """With REDIS_URL set and the ledger queue `local` (the default), write the calls an earlier deployment
+    that queued through Redis (`AI_LEDGER_QUEUE=redis`) left in the shared list, and those stopped processes
+    left in their processing lists, so switching queues loses nothing. Returns how many calls were written.
+
+    Living processes' processing lists are theirs (a rolling deploy); a row written twice is skipped by its
+    `ledger_key`. Never raises: a Redis or database error is logged and the list stays for the next start."""
+    url = conf.redis_url()
+    if not url or conf.ledger_queue() == "redis":
+        return 0
+    written = 0
+    try:
+        ledger = _RedisLedger(url)
+        ledger.recover()
+        while batch := ledger._take(conf.ledger_batch_size()):
+            write_or_set_aside(write_rows, [row for raw in batch for row in ledger.decode(raw)])
+            ledger.client.delete(ledger.processing)
+            written += len(batch)
+        ledger.pool.disconnect()
+    except Exception as exc:
+        logger.warning(
+            "could not write the AI usage calls left in Redis (%s); trying at the next start", _describe(exc)
+        )
+        return written
+    if written:
+        logger.warning("wrote %d AI usage call(s) an earlier deployment left in Redis", written)
+    return written
 
 
 def _describe(exc: BaseException) -> str:
@@ -532,7 +565,7 @@ _redis_lock = threading.Lock()
 def _redis_ledger() -> _RedisLedger | None:
     global _redis, _redis_url
     url = conf.redis_url()
-    if not url:
+    if not url or conf.ledger_queue() != "redis":
         return None
     if _redis is None or _redis_url != url:
         with _redis_lock:
@@ -592,7 +625,7 @@ def flush(timeout: float | None = None, *, include_held: bool = True) -> bool:
     deadline = time.monotonic() + (conf.ledger_flush_timeout() if timeout is None else timeout)
     if include_held:
         _write_held()
-    redis_ledger = _redis_ledger() if conf.redis_url() else None
+    redis_ledger = _redis_ledger()
     done = True
     if redis_ledger is not None:  # first: rows Redis lost are handed to the in-process writer
         done = redis_ledger.wait(deadline)

@@ -102,10 +102,11 @@ def settings_config(provider: str) -> ProviderConfig:
 
 
 def _clear(**kwargs: object) -> None:
-    global _redis_url
+    global _redis_url, _ledger_queue
     with _lock:
         _configs.clear()
         _redis_url = None
+        _ledger_queue = None
     load_provider_specs()
 
 
@@ -275,6 +276,28 @@ def redis_url() -> str:
     if _redis_url is None:
         _redis_url = str(_get("REDIS_URL", "") or "")
     return _redis_url
+
+
+_LEDGER_QUEUES = ("local", "redis")
+_ledger_queue: str | None = None
+
+
+def ledger_queue() -> str:
+    """How a call's ledger rows leave its process (`AI_LEDGER_QUEUE`): `local` (the default) or `redis`.
+
+    `local`: journaled to this process's file and written by its own writer thread in batches; a killed
+    process's journal is written by the next one on the machine. `redis` (needs REDIS_URL) also pushes
+    each call's rows onto a shared Redis list that any process drains, for web machines whose disk does
+    not outlive them: one more round trip per call and a drainer, so only where that is the case."""
+    global _ledger_queue
+    if _ledger_queue is None:
+        value = str(_get("AI_LEDGER_QUEUE", "local") or "local").strip().lower()
+        if value not in _LEDGER_QUEUES:
+            raise ImproperlyConfigured(f"AI_LEDGER_QUEUE must be one of {', '.join(_LEDGER_QUEUES)}; got {value!r}.")
+        if value == "redis" and not redis_url():
+            raise ImproperlyConfigured("AI_LEDGER_QUEUE=redis needs REDIS_URL (the shared list lives there).")
+        _ledger_queue = value
+    return _ledger_queue
 
 
 # -- observability (integrations.ai.observability; docs/observability.md) ---------------------------
