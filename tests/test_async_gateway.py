@@ -151,3 +151,37 @@ def test_a_stream_admitted_with_no_usable_provider_raises_at_its_first_step_and_
         async_to_sync(run)()
     assert admitted and upstream.requests == []  # admitted, then refused at the first step: no request made
     assert nothing_reserved(capped.site_id)
+
+
+def test_a_warm_plain_call_leaves_the_event_loop_twice(capped, upstream, monkeypatch):
+    """Before the upstream request, one hop off the loop: guardrails, cache, limits, budget and the walk to the
+    chain's first usable candidate (`_open_walked`); after it, one more (`_close`). Each hop is a thread hand-off
+    that costs a busy server more than the work it carries."""
+    from integrations.ai.gateway import service as gateway_service
+
+    hops: list[str] = []
+    real = gateway_service.offload
+
+    async def counted(func, *args, **kwargs):
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    service = AIService(site=capped.site)
+    async_to_sync(service.agenerate_content)("warm up", model="gpt-4o", max_tokens=20)
+    prep = service.prepare(service.messages_for(PROMPT), model="gpt-4o", max_tokens=20)  # /v1 does it in its own hop
+    monkeypatch.setattr(gateway_service, "offload", counted)
+    result = async_to_sync(service.aexecute)(prep, cache=False)
+    assert result.content
+    assert hops == ["_open_walked", "_close"], hops
+
+
+def test_a_plain_call_admitted_with_no_usable_provider_raises_and_holds_nothing(capped, upstream, settings):
+    """The walk made in the admitting hop finds the only provider cooling down: the call raises what the sync
+    driver raises, makes no request, and the reservation made at admission is released."""
+    settings.AI_COOLDOWN_AFTER_FAILURES = 1
+    pauses.record_failure(capped.site_id, "openai")
+    service = AIService(site=capped.site)
+    with pytest.raises(errors.ProviderUnavailable, match="cooling down"):
+        async_to_sync(service.agenerate_content)(PROMPT, model="gpt-4o", max_tokens=20)
+    assert upstream.requests == []
+    assert nothing_reserved(capped.site_id)

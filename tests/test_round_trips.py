@@ -59,14 +59,15 @@ def _commands_during(call) -> list[str]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "queue, expected",
-    [("local", ["MGET", "EVALSHA", "EVALSHA"]), ("redis", ["MGET", "EVALSHA", "RPUSH", "EVALSHA"])],
+    [("local", ["EVALSHA", "EVALSHA"]), ("redis", ["EVALSHA", "RPUSH", "EVALSHA"])],
 )
-def test_a_warm_budgeted_call_sends_three_redis_commands(upstream, settings, queue, expected):
-    """Read the provider's health with the model's overshoot ratio, reserve the worst case, settle: one command
-    each (Django's `incr` alone made two, an EXISTS and an INCRBY, so this call made eight; the ratio read on its
-    own, and once more for the primary as a failover candidate, made six). The ledger rows stay in the process
-    (journaled, written in batches) unless `AI_LEDGER_QUEUE=redis` pushes them: one command more. The site's
-    settings version is read once per `AI_SETTINGS_CHECK_INTERVAL`, not per call: out of this count."""
+def test_a_warm_budgeted_call_sends_two_redis_commands(upstream, settings, queue, expected):
+    """Reserve the worst case while reading the provider's health and the model's overshoot ratio, then settle:
+    one command each (Django's `incr` alone made two, an EXISTS and an INCRBY, so this call made eight; the ratio
+    read on its own, and once more for the primary as a failover candidate, made six; the read and the
+    reservation apart, three). The ledger rows stay in the process (journaled, written in batches) unless
+    `AI_LEDGER_QUEUE=redis` pushes them: one command more. The site's settings version is read once per
+    `AI_SETTINGS_CHECK_INTERVAL`, not per call: out of this count."""
     settings.AI_SETTINGS_CHECK_INTERVAL = 3600
     settings.AI_LEDGER_QUEUE = queue
     ModelPrice.objects.create(
@@ -86,8 +87,8 @@ def test_a_warm_budgeted_call_sends_three_redis_commands(upstream, settings, que
 
     names = [command.split()[0].upper() for command in commands]
     assert names == expected, commands
-    assert ":cooldown:" in commands[0] and ":ai:budget:overshoot:" in commands[0]  # health and ratio at once
-    assert ":ai:budget:" in commands[1] and ":used" in commands[1]  # the reservation
+    # the reservation, with the health and the ratio read in it
+    assert ":used" in commands[0] and ":cooldown:" in commands[0] and ":ai:budget:overshoot:" in commands[0]
     assert ":used" in commands[-1] and ":spent" in commands[-1]  # the settlement: both counters at once
     assert usage.flush()
     assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2
@@ -230,7 +231,7 @@ def test_a_warm_token_call_makes_no_query_and_only_the_calls_redis_commands(upst
     """`POST /api/ai/generate/` with a token this process has resolved: no SQL statement on the request's connection
     (the token's answer is remembered: integrations.api.tokens; the ledger rows go to the process's writer),
     and in Redis the API's rate limit (two commands: django-ratelimit's add, then its count) plus the budgeted
-    call's three. The token version, like the
+    call's two. The token version, like the
     site's settings version, is read once per `AI_SETTINGS_CHECK_INTERVAL`: out of this count."""
     from django.test import Client
 
@@ -272,8 +273,8 @@ def test_a_warm_token_call_makes_no_query_and_only_the_calls_redis_commands(upst
     assert responses[0].status_code == 200, responses[0].content
     assert statements == [], statements
     names = [command.split()[0].upper() for command in commands]
-    assert names == ["SET", "EVALSHA", "MGET", "EVALSHA", "EVALSHA"], commands
+    assert names == ["SET", "EVALSHA", "EVALSHA", "EVALSHA"], commands
     assert ":rl:" in commands[0] and ":rl:" in commands[1]  # the rate limit (django-ratelimit): add, then count
-    assert ":ai:budget:" in commands[3] and ":spent" in commands[4]  # the reservation, then the settlement
+    assert ":cooldown:" in commands[2] and ":spent" in commands[3]  # the reservation, then the settlement
     assert usage.flush()
     assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2

@@ -35,16 +35,21 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 logger = logging.getLogger("integrations.cache")
 
-# KEYS: counters; ARGV: their deltas. Each existing counter moves by its delta; the reply holds its new
-# value, or false (nil) for a counter that does not exist (never created: `incr` must not create one).
+# KEYS: counters, then keys to read; ARGV: the counters' deltas (one per counter: the KEYS past #ARGV are only
+# read). Each existing counter moves by its delta; the reply holds its new value, or false (nil) for a counter
+# that does not exist (never created: `incr` must not create one), then each read key's value (nil: missing).
 INCR_EXISTING = """
 local out = {}
-for i, key in ipairs(KEYS) do
+for i = 1, #ARGV do
+  local key = KEYS[i]
   if redis.call('EXISTS', key) == 1 then
     out[i] = redis.call('INCRBY', key, ARGV[i])
   else
     out[i] = false
   end
+end
+for i = #ARGV + 1, #KEYS do
+  out[i] = redis.call('GET', KEYS[i])
 end
 return out
 """
@@ -111,11 +116,14 @@ class _Client(RedisCacheClient):
         """The process's `redis.Redis` for this server (thread-safe: each command borrows a pooled connection)."""
         return self._shared(write)[1]
 
-    def incr_existing(self, keys: list[str], deltas: list[int]) -> list[int | None]:
+    def incr_existing(self, keys: list[str], deltas: list[int], read: list[str] | None = None) -> list[Any]:
+        """The counters' new values (None: missing), then the values of `read` (None: missing), in one script."""
         client = self.get_client(None, write=True)
         if self._incr_existing is None:
             self._incr_existing = client.register_script(INCR_EXISTING)
-        return list(self._incr_existing(keys=keys, args=deltas, client=client))
+        reply = list(self._incr_existing(keys=[*keys, *(read or ())], args=deltas, client=client))
+        counted = len(keys)
+        return [*reply[:counted], *(None if v is None else self._serializer.loads(v) for v in reply[counted:])]
 
     def apply_versioned(self, keys: list[str], args: list[int]) -> list[int]:
         client = self.get_client(None, write=True)
@@ -144,6 +152,17 @@ class FastRedisCache(RedisCache):
         made = [self.make_and_validate_key(key, version=version) for key in keys]
         values = self._cache.incr_existing(made, [deltas[key] for key in keys])
         return dict(zip(keys, values, strict=True))
+
+    def incr_many_reading(
+        self, deltas: dict[str, int], read: list[str], version: int | None = None
+    ) -> tuple[dict[str, int | None], dict[str, Any]]:
+        """`incr_many`, and the values of the `read` keys (missing ones left out), in the same round trip."""
+        keys = list(deltas)
+        made = [self.make_and_validate_key(key, version=version) for key in keys]
+        reads = [self.make_and_validate_key(key, version=version) for key in read]
+        reply = self._cache.incr_existing(made, [deltas[key] for key in keys], reads)
+        values = dict(zip(keys, reply[: len(keys)], strict=True))
+        return values, {key: value for key, value in zip(read, reply[len(keys) :], strict=True) if value is not None}
 
     def apply_versioned(
         self,
@@ -250,6 +269,9 @@ class ResilientRedisCache(FastRedisCache):
     def _locally(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if name == "apply_versioned":  # shared counters only: the caller keeps its events for later
             return None
+        if name == "incr_many_reading":
+            deltas, read, version = args
+            return self._locally("incr_many", deltas, version), self._local.get_many(read, version)
         if name == "incr_many":  # one `incr` per counter here, each recorded like a plain `incr`
             deltas, version = args[0], (args[1] if len(args) > 1 else None)
             values: dict[str, int | None] = {}
@@ -331,6 +353,11 @@ class ResilientRedisCache(FastRedisCache):
 
     def incr_many(self, deltas: dict[str, int], version: int | None = None) -> dict[str, int | None]:
         return self._call("incr_many", deltas, version)
+
+    def incr_many_reading(
+        self, deltas: dict[str, int], read: list[str], version: int | None = None
+    ) -> tuple[dict[str, int | None], dict[str, Any]]:
+        return self._call("incr_many_reading", deltas, read, version)
 
     def apply_versioned(
         self,

@@ -326,15 +326,16 @@ class AIService:
     async def aexecute(self, prep: Prepared, *, cache: bool | None = None, failover: bool = True) -> GenerationResult:
         """`execute` driven on an event loop: the same steps; what may touch the cache or database runs off
         the loop (`offload`), and only the upstream request is awaited on it."""
-        prep, cache_key, hit, admission = await offload(self._open, prep, cache)  # refusals are ledgered
+        # refusals are ledgered; the chain is walked to its first candidate in the same hop
+        prep, cache_key, hit, admission, walk = await offload(self._open_walked, prep, cache, failover)
         if hit is not None:
             return hit
-        assert admission is not None  # no hit: admitted
+        assert admission is not None and walk is not None  # no hit: admitted
         with usage.collecting(self.site_id, self.service, prep.requested, prep.request) as record:
             record.guardrails = list(prep.guardrails)
             result: GenerationResult | None = None
             try:
-                result = await self._arun_chain(prep, failover, admission)
+                result = await self._arun_chain(prep, failover, admission, walk)
             finally:  # moderation is an HTTP call, settling may write: off the loop, in one hop
                 await offload(self._close, prep, admission, record, result, cache_key)
         return result
@@ -351,6 +352,16 @@ class AIService:
         if hit is not None:
             return prep, cache_key, hit, None
         return prep, cache_key, None, self._admit(prep)
+
+    def _open_walked(
+        self, prep: Prepared, cache: bool | None, failover: bool
+    ) -> tuple[Prepared, str | None, GenerationResult | None, governance.Admission | None, _Walk | None]:
+        """`_open`, then (admitted) the failover chain walked to its first usable candidate on the same thread:
+        the async driver leaves its event loop once before the upstream request, not twice. A failure of the
+        walk is kept and raised at its first step, inside the call, which settles it (`_Walk.primed`)."""
+        prep, cache_key, hit, admission = self._open(prep, cache)
+        walk = None if admission is None else _Walk.primed(self, prep, failover, admission)
+        return prep, cache_key, hit, admission, walk
 
     def _close(
         self,
@@ -480,9 +491,12 @@ class AIService:
             return result
         raise self._chain_exhausted(prep, chain)
 
-    async def _arun_chain(self, prep: Prepared, failover: bool, admission: governance.Admission) -> GenerationResult:
-        """`_run_chain` with the candidate's request awaited; the chain's decisions are the same functions."""
-        walk = _Walk.start(self, prep, failover, admission)
+    async def _arun_chain(
+        self, prep: Prepared, failover: bool, admission: governance.Admission, walk: _Walk | None = None
+    ) -> GenerationResult:
+        """`_run_chain` with the candidate's request awaited; the chain's decisions are the same functions.
+        `walk`: the chain already walked to its first candidate (`_open_walked`), else walked from the start."""
+        walk = walk or _Walk.start(self, prep, failover, admission)
         chain = walk.chain
         async for candidate, request, failures in walk.aremaining():
             try:
@@ -768,6 +782,19 @@ class _Walk:
         chain = ChainState()
         return cls(chain, service._usable(prep, failover, chain, admission), _UNWALKED)
 
+    @classmethod
+    def primed(
+        cls, service: AIService, prep: Prepared, failover: bool, admission: governance.Admission | None
+    ) -> _Walk:
+        """A walk taken to its first usable candidate now, on this thread; a failure of the walk is kept and
+        raised at its first step (`remaining`/`aremaining`), where the caller settles the call."""
+        walk = cls.start(service, prep, failover, admission)
+        try:
+            walk.first = next(walk.candidates, None)
+        except Exception as exc:
+            walk.first = exc
+        return walk
+
     def _primed(self) -> bool:
         """True when `first` is a primed answer (it raises a kept failure)."""
         if self.first is _UNWALKED:
@@ -819,12 +846,7 @@ class GatewayStream:
         it in the same hop off its event loop that admitted the stream, so the stream's first step does not
         leave the loop again for it. A failure of the walk is kept and raised where it would have been: at
         the stream's first step, which settles the call."""
-        walk = _Walk.start(self.service, self.prep, self.failover, self.admission)
-        try:
-            walk.first = next(walk.candidates, None)
-        except Exception as exc:
-            walk.first = exc
-        self._walk = walk
+        self._walk = _Walk.primed(self.service, self.prep, self.failover, self.admission)
 
     def _walk_from_start(self) -> _Walk:
         """The primed walk (once), else a new one not yet started."""

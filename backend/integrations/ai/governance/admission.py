@@ -133,20 +133,65 @@ def admit(
             _unpriced_refusal(snapshot, provider, resolved)
             price = service.price_for(snapshot, provider, resolved)
             estimate = budget.estimate_cost(price, messages, system_prompt, max_tokens)
-            ratio_key = budget.overshoot_key(site_id, provider.name, resolved)
-            # read with the primary's health, which the chain reads next: one round trip for both
-            read = pauses.read_with_health(site_id, provider.name, ratio_key).get(ratio_key)
-            per_mille = int(read) if isinstance(read, int) else None
+            if snapshot.monthly_budget is not None:
+                per_mille, reserved = _reserve_reading(admission, service, snapshot, provider, resolved, estimate)
+            else:
+                ratio_key = budget.overshoot_key(site_id, provider.name, resolved)
+                # read with the primary's health, which the chain reads next: one round trip for both
+                read = pauses.read_with_health(site_id, provider.name, ratio_key).get(ratio_key)
+                per_mille = int(read) if isinstance(read, int) else None
+                reserved = budget.scaled(site_id, provider.name, resolved, estimate, per_mille)
+                _reserve_spend(admission, site_id, snapshot, service.service, reserved)
             admission.ratios[provider.name, resolved] = per_mille
-            reserved = budget.scaled(site_id, provider.name, resolved, estimate, per_mille)
             admission.estimates[provider.name, resolved] = (estimate, reserved != estimate)
-            _reserve_spend(admission, site_id, snapshot, service.service, reserved)
     except REFUSALS as exc:
         for ticket in (admission.ticket, admission.key_ticket, admission.editor_ticket):
             if ticket is not None:
                 ticket.settle(0)
         raise refuse(site_id, service.service, requested_model or resolved, provider.name, exc) from None
     return admission
+
+
+def _reserve_reading(
+    admission: Admission, service: Any, snapshot: Any, provider: Any, resolved: str, estimate: Decimal
+) -> tuple[int | None, Decimal]:
+    """Reserve a capped call's worst case in the round trip that also reads the primary's health (which the
+    chain reads next) and the model's overshoot ratio: one round trip with Redis where a read, then a
+    reservation made two. The reservation is made at the ratio this process last saw (`budget.known_ratio`)
+    and raised at once if the ratio read is larger (another process saw a dearer call since), so it is never
+    less than the read ratio's. Returns (that ratio, what is held)."""
+    site_id = admission.site_id
+    assert site_id is not None
+    ratio_key = budget.overshoot_key(site_id, provider.name, resolved)
+    reads: dict[str, object] = {}
+    known = budget.known_ratio(site_id, provider.name, resolved)
+    reserved = budget.scaled(site_id, provider.name, resolved, estimate, known)
+    _reserve_spend(
+        admission,
+        site_id,
+        snapshot,
+        service.service,
+        reserved,
+        read=[*pauses.health_keys(site_id, provider.name), ratio_key],
+        reads=reads,
+    )
+    if admission.reservation is not None and not admission.reservation.in_db:
+        pauses.note_health(site_id, provider.name, reads)
+        read = reads.get(ratio_key)
+    else:  # held in the database (Redis unreachable): nothing was read with it
+        read = pauses.read_with_health(site_id, provider.name, ratio_key).get(ratio_key)
+    per_mille = int(read) if isinstance(read, int) else None
+    budget.note_ratio(site_id, provider.name, resolved, per_mille)
+    fresh = budget.scaled(site_id, provider.name, resolved, estimate, per_mille)
+    if fresh > reserved:
+        try:
+            admission.cover(fresh)
+        except REFUSALS:  # the caps cannot hold what the vendor now charges: give back what was held
+            admission.settle_cost(Decimal(0))
+            admission.reservation = admission.windows = None
+            raise
+        reserved = fresh
+    return per_mille, reserved
 
 
 def worst_case(snapshot: Any, provider: Any, request: Any) -> Decimal:
@@ -211,14 +256,23 @@ def has_caps(snapshot: Any) -> bool:
     )
 
 
-def _reserve_spend(admission: Admission, site_id: int, snapshot: Any, service_name: str, estimate: Decimal) -> None:
-    """Reserve `estimate` in every budget window, then against the monthly cap; on a refusal give all back."""
+def _reserve_spend(
+    admission: Admission,
+    site_id: int,
+    snapshot: Any,
+    service_name: str,
+    estimate: Decimal,
+    read: list[str] | None = None,
+    reads: dict[str, object] | None = None,
+) -> None:
+    """Reserve `estimate` in every budget window, then against the monthly cap (reading `read` into `reads` in
+    that round trip: `budget.reserve`); on a refusal give all back."""
     windows = budget_windows.windows_for(snapshot.policy, snapshot.monthly_budget, service_name)
     if own := own_windows(snapshot):
         windows = [*windows, *own]
     try:
         admission.windows = budget_windows.reserve(site_id, windows, snapshot.policy, estimate)
-        admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate)
+        admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate, read, reads)
     except BudgetExceeded:
         if admission.windows is not None:
             admission.windows.settle(Decimal(0))

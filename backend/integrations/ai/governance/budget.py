@@ -127,6 +127,22 @@ def scaled(site_id: int | None, provider: str, model: str, estimate: Decimal, pe
     return estimate * per_mille / 1000 if per_mille else estimate
 
 
+# (site, provider, model) -> the overshoot ratio this process last read or wrote (None: none): a reservation made
+# in the round trip that reads the ratio is made at this one, and raised if the ratio read has grown
+_ratios: dict[tuple[int, str, str], int | None] = {}
+
+
+def known_ratio(site_id: int, provider: str, model: str) -> int | None:
+    """The overshoot ratio (per mille) this process last saw for this model on this site; None: none seen."""
+    return _ratios.get((site_id, provider, model))
+
+
+def note_ratio(site_id: int, provider: str, model: str, per_mille: int | None) -> None:
+    if len(_ratios) > 10_000:  # bounded: a process serving very many sites and models forgets, then reads again
+        _ratios.clear()
+    _ratios[site_id, provider, model] = per_mille
+
+
 def learn(
     site_id: int | None, provider: str, model: str, estimate: Decimal, actual: Decimal, *, scaled: bool = True
 ) -> None:
@@ -141,8 +157,10 @@ def learn(
     if actual > estimate:
         per_mille = int((actual * 1000 / estimate).to_integral_value(rounding=ROUND_CEILING))
         cache.set(key, per_mille, OVERSHOOT_TTL)
+        note_ratio(site_id, provider, model, per_mille)
     elif scaled:
         cache.delete(key)
+        note_ratio(site_id, provider, model, None)
 
 
 STAMP = 1_000_000  # a seed's stamp: the budget period's version times this, plus a random part
@@ -312,9 +330,18 @@ def forget(site_id: int) -> None:
     cache.delete_many([*keys, _stamp_key(keys)])
 
 
-def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Reservation | None:
+def reserve(
+    site_id: int | None,
+    cap: Decimal | None,
+    estimate: Decimal,
+    read: list[str] | None = None,
+    reads: dict[str, object] | None = None,
+) -> Reservation | None:
     """Reserve `estimate` against the site's cap, or raise BudgetExceeded (BudgetBusy when only calls in flight
     fill it). None when there is no cap.
+
+    `read`: cache keys to read in the same round trip, their values (missing ones left out) put in `reads`; read
+    only when the reservation is held in the shared counters (not `in_db`).
 
     In the shared counters; while Redis is unreachable, in the site's `BudgetPeriod` row instead (one
     conditional UPDATE), so the cap holds across processes during an outage too."""
@@ -325,7 +352,7 @@ def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Rese
     amount = micro(estimate)
     keys = counter_keys(site_id)
     if not _degraded():
-        stamp = _hold(site_id, keys, cap, amount, amount, 0, estimate)
+        stamp = _hold(site_id, keys, cap, amount, amount, 0, estimate, read, reads)
         if stamp is not OUTAGE:
             reservation = Reservation(site_id=site_id, amount=estimate, keys=keys, reserved=amount, cap=cap, gen=stamp)
             _register(reservation)
@@ -336,18 +363,32 @@ def reserve(site_id: int | None, cap: Decimal | None, estimate: Decimal) -> Rese
 
 
 def _hold(
-    site_id: int, keys: tuple[str, str], cap: Decimal, extra: int, amount: int, own: int, estimate: Decimal
+    site_id: int,
+    keys: tuple[str, str],
+    cap: Decimal,
+    extra: int,
+    amount: int,
+    own: int,
+    estimate: Decimal,
+    read: list[str] | None = None,
+    reads: dict[str, object] | None = None,
 ) -> Any:
     """Add `extra` micro-dollars to the month's `used` counter, or give it back and raise the refusal.
 
     `amount` is the whole reservation this call would then hold, `own` what it already held. Returns the
-    counters' seed stamp, or OUTAGE when Redis became unreachable (nothing held: reserve in the database)."""
-    from integrations.ai.runtime.shared_cache import cache, incr_many
+    counters' seed stamp, or OUTAGE when Redis became unreachable (nothing held: reserve in the database).
+    `read`: keys read in the same round trip (into `reads`)."""
+    from integrations.ai.runtime.shared_cache import cache, incr_many, incr_many_reading
 
     used_key, spent_key = keys
     stamp_key = _stamp_key(keys)
     limit = limit_of(cap)
-    values = incr_many({used_key: extra, stamp_key: 0})
+    if read:
+        values, got = incr_many_reading({used_key: extra, stamp_key: 0}, read)
+        if reads is not None:
+            reads.update(got)
+    else:
+        values = incr_many({used_key: extra, stamp_key: 0})
     if values[used_key] is None:  # cold
         if _degraded():
             return OUTAGE

@@ -87,6 +87,19 @@ def _health_keys(site_id: int | None, provider: str) -> list[str]:
     return [_cool_key(site_id, provider), _fail_key(site_id, provider), _pause_key(site_id, provider)]
 
 
+def health_keys(site_id: int | None, provider: str) -> list[str]:
+    """The cache keys `health()` reads for a provider: a caller that reads them in a round trip of its own
+    hands the values over with `note_health`."""
+    return _health_keys(site_id, provider)
+
+
+def note_health(site_id: int | None, provider: str, values: dict[str, object]) -> None:
+    """The provider's health keys just read (missing ones left out), for the `health()` that follows at once on
+    this thread: the budget reads them in the round trip that reserves spend (`governance.admission`)."""
+    keys = _health_keys(site_id, provider)
+    _read.health = (site_id, provider, time.monotonic(), {k: values.get(k) for k in keys})
+
+
 def read_with_health(site_id: int | None, provider: str, *keys: str) -> dict[str, object]:
     """The values of `keys` (missing ones left out), read in the same round trip as the provider's health,
     which the `health()` that follows at once on this thread then uses instead of asking the cache again.

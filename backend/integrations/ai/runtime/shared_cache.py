@@ -47,6 +47,15 @@ def incr_many(deltas: dict[str, int]) -> dict[str, int | None]:
     return values
 
 
+def incr_many_reading(deltas: dict[str, int], read: list[str]) -> tuple[dict[str, int | None], dict[str, Any]]:
+    """`incr_many`, and the values of the `read` keys (missing ones left out): one round trip with Redis
+    (`panel.cache.FastRedisCache.incr_many_reading`); elsewhere the counters, then one `get_many`."""
+    both = getattr(cache, "incr_many_reading", None)
+    if both is not None:
+        return both(deltas, read)
+    return incr_many(deltas), cache.get_many(read)
+
+
 def _reset(**kwargs: object) -> None:
     global _generation
     _generation += 1
