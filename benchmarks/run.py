@@ -1055,8 +1055,9 @@ def cpu_used(before: dict[str, dict[str, float]], after: dict[str, dict[str, flo
 
 def shape_worker(shape: str, emulator_base: str, quick: bool) -> None:
     """`run.py --http-shape SHAPE URL`: bin/serve on one deployment shape (its environment is this process's),
-    its database fresh and migrated, then `POST /api/ai/generate/` and `/v1/chat/completions` under wrk at
-    every concurrency; prints the cells as one JSON line."""
+    its database fresh and migrated; prints `READY` with the server's process group, then runs the cells the
+    parent asks for on stdin (`[endpoint index, concurrency]`, one JSON line each; `POST /api/ai/generate/` and
+    `/v1/chat/completions` under wrk), printing each as a `CELL` JSON line, until stdin closes."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "panel.settings"
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
@@ -1102,24 +1103,71 @@ def shape_worker(shape: str, emulator_base: str, quick: bool) -> None:
         ("/api/ai/generate/", f"http://127.0.0.1:{port}/api/ai/generate/", ours, f"Token {token}"),
         ("/v1/chat/completions", f"http://127.0.0.1:{port}/v1/chat/completions", chat, f"Bearer {virtual_key}"),
     ]
-    cells = []
     try:
         for _name, url, body, auth in endpoints:
             wait_ready(server, url, body, {"Authorization": auth}, 30)
         seconds, warm = (3, 1) if quick else (8, 2)
         database = str(connections["default"].settings_dict["NAME"])
-        for concurrency in CONCURRENCIES:
-            for index, (name, url, body, auth) in enumerate(endpoints):
-                wrk(f"shape{index}", url, body, auth, concurrency, warm)
-                before = cpu_by_part(server.popen.pid, database)
-                result = wrk(f"shape{index}", url, body, auth, concurrency, seconds)
-                after = cpu_by_part(server.popen.pid, database)
-                used = cpu_used(before, after)
-                result["cpu_ms"] = {part: seconds * 1000 / max(1, result["requests"]) for part, seconds in used.items()}
-                cells.append({"endpoint": name, "concurrency": concurrency, **result})
+        print("READY " + json.dumps({"group": server.popen.pid}), flush=True)
+        for line in sys.stdin:
+            index, concurrency = json.loads(line)
+            name, url, body, auth = endpoints[index]
+            wrk(f"shape{index}", url, body, auth, concurrency, warm)
+            before = cpu_by_part(server.popen.pid, database)
+            result = wrk(f"shape{index}", url, body, auth, concurrency, seconds)
+            after = cpu_by_part(server.popen.pid, database)
+            used = cpu_used(before, after)
+            result["cpu_ms"] = {part: seconds * 1000 / max(1, result["requests"]) for part, seconds in used.items()}
+            print("CELL " + json.dumps({"endpoint": name, "concurrency": concurrency, **result}), flush=True)
     finally:
         server.stop()
-    print("SHAPE " + json.dumps(cells), flush=True)
+
+
+class ShapeWorker:
+    """A `--http-shape` child: its server set up, its cells run one at a time when asked."""
+
+    def __init__(self, shape: str, env: dict[str, str], emulator_base: str, quick: bool) -> None:
+        self.shape = shape
+        self.log = (ROOT / "var" / f"bench-shape-{'sqlite' if shape == 'SQLite' else 'postgres'}.log").open("w")
+        self.popen = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--http-shape", shape, emulator_base]
+            + (["--quick"] if quick else []),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        self.group = int(json.loads(self._line("READY"))["group"])
+
+    def _line(self, prefix: str) -> str:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            if line.startswith(prefix + " "):
+                return line[len(prefix) + 1 :]
+        raise RuntimeError(f"http shape {self.shape} failed; see {self.log.name}")
+
+    def cell(self, endpoint: int, concurrency: int) -> dict:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(json.dumps([endpoint, concurrency]) + "\n")
+        self.popen.stdin.flush()
+        return json.loads(self._line("CELL"))
+
+    def pause(self) -> None:
+        os.killpg(self.group, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.group, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.popen.stdin is not None:
+            self.popen.stdin.close()
+        try:
+            self.popen.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+        self.log.close()
 
 
 def shape_cell(cell: dict | None) -> str:
@@ -1135,6 +1183,7 @@ def shapes_bench(emulator_process: Emulator, quick: bool) -> None:
         return
     results: dict[str, list[dict]] = {}
     redis = None
+    workers: list[ShapeWorker] = []
     try:
         for shape in SHAPES:
             env = dict(os.environ)
@@ -1149,25 +1198,30 @@ def shapes_bench(emulator_process: Emulator, quick: bool) -> None:
                 env.update(
                     DATABASE_URL=fresh_postgres(pg), REDIS_URL=redis.url, BENCH_REDIS_PID=str(redis.process.popen.pid)
                 )
-            out = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--http-shape", shape, emulator_process.openai_base_url]
-                + (["--quick"] if quick else []),
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env=env,
-            )
-            line = next((x for x in out.stdout.splitlines() if x.startswith("SHAPE ")), None)
-            if out.returncode != 0 or line is None:
-                raise RuntimeError(f"http shape {shape} failed: {out.stderr[-3000:]}")
-            results[shape] = json.loads(line[len("SHAPE ") :])
+            workers.append(ShapeWorker(shape, env, emulator_process.openai_base_url, quick))
+        # Cell by cell, the shapes in turn, the other shape's server paused (SIGSTOP): a machine whose speed drifts
+        # (shared cores) moves both columns of a row alike, instead of one shape's whole table.
+        for concurrency in CONCURRENCIES:
+            for index in range(2):
+                for worker in workers:
+                    others = [w for w in workers if w is not worker]
+                    for other in others:
+                        other.pause()
+                    try:
+                        results.setdefault(worker.shape, []).append(worker.cell(index, concurrency))
+                    finally:
+                        for other in others:
+                            other.resume()
     finally:
+        for worker in workers:
+            worker.stop()
         if redis is not None:
             redis.stop()
     seconds = 3 if quick else 8
     print(
         f"\nhttp shapes: bin/serve (2 workers x 16 threads) on SQLite + local-memory cache and on PostgreSQL + Redis "
-        f"(the production shape), each a fresh database; wrk, closed loop, {seconds} s per cell"
+        f"(the production shape), each a fresh database; wrk, closed loop, {seconds} s per cell, the shapes "
+        "in turn cell by cell (the other's server paused)"
     )
     print(f"{'conc.':>5}  {'endpoint':<22}" + "".join(f"{s + ' req/s':>28}" for s in SHAPES) + f"{'SQLite / PG':>13}")
     for concurrency in CONCURRENCIES:

@@ -185,3 +185,23 @@ def test_a_plain_call_admitted_with_no_usable_provider_raises_and_holds_nothing(
         async_to_sync(service.agenerate_content)(PROMPT, model="gpt-4o", max_tokens=20)
     assert upstream.requests == []
     assert nothing_reserved(capped.site_id)
+
+
+def test_a_finished_stream_leaves_its_upstream_connection_for_the_next_call(capped, upstream):
+    """A vendor's stream ends with `data: [DONE]` and then its chunked body's end: the reader reads that end
+    (`sse.drain`), so the connection goes back to the pool and the next stream starts without a new TCP (and,
+    to a vendor, TLS) handshake before its first token."""
+    upstream.script(flavor="openai", keep_alive=True, content="one two three", times=4)
+    service = AIService(site=capped.site)
+
+    async def four_streams() -> list[tuple[str, int]]:  # on one event loop: its clients' pool
+        done = []
+        for _ in range(4):
+            stream = await service.astream(PROMPT, model="gpt-4o", max_tokens=20)
+            done.append(("".join([piece async for piece in stream]), upstream.connections))
+        return done
+
+    done = async_to_sync(four_streams)()
+    assert [text for text, _ in done] == ["one two three"] * 4
+    opened = done[0][1]
+    assert [connections for _, connections in done[1:]] == [opened] * 3  # the later streams reused its connection

@@ -171,15 +171,22 @@ class OpenAIProvider(BaseProvider):
         self._read_extras(result, completion)
         return result
 
-    def _stream_request(self, ai: AIRequest, model: str) -> dict[str, Any]:
-        request = self._request(ai, model)
-        request["stream"] = True
-        request["stream_options"] = {"include_usage": True}
-        return request
+    def _stream_body(self, ai: AIRequest, model: str) -> dict[str, Any]:
+        return {**self._body(ai, model), "stream": True, "stream_options": {"include_usage": True}}
+
+    @staticmethod
+    def _stream_options(stream_cls: Any) -> dict[str, Any]:
+        """`client.post` as `chat.completions.create(stream=True)` calls it (see `_body`: no per-call transform)."""
+        sdk = _sdk()
+        return {
+            **OpenAIProvider._post_options(),
+            "stream": True,
+            "stream_cls": stream_cls[sdk.types.chat.ChatCompletionChunk],
+        }
 
     def _stream(self, ai: AIRequest, model: str) -> Iterator[Any]:
         reader = _ChunkReader(self, model)
-        stream = self.client.chat.completions.create(**self._stream_request(ai, model))
+        stream = self.client.post(self._path, body=self._stream_body(ai, model), **self._stream_options(_sdk().Stream))
         try:
             reader.result.request_id = stream.response.headers.get("x-request-id")
             for chunk in sse.chunks(self.sdk(), stream.response):  # the JSON, not the SDK's model of each chunk
@@ -191,7 +198,9 @@ class OpenAIProvider(BaseProvider):
 
     async def _astream(self, ai: AIRequest, model: str) -> AsyncIterator[Any]:
         reader = _ChunkReader(self, model)
-        stream = await self.aclient.chat.completions.create(**self._stream_request(ai, model))
+        stream = await self.aclient.post(
+            self._path, body=self._stream_body(ai, model), **self._stream_options(_sdk().AsyncStream)
+        )
         try:
             reader.result.request_id = stream.response.headers.get("x-request-id")
             async for chunk in sse.achunks(self.sdk(), stream.response):

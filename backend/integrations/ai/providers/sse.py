@@ -103,11 +103,36 @@ def chunks(sdk: Any, response: Any) -> Iterator[dict[str, Any]]:
 
 
 async def achunks(sdk: Any, response: Any) -> AsyncIterator[dict[str, Any]]:
-    """`chunks` for the SDK's async stream."""
+    """`chunks` for the SDK's async stream; after `[DONE]` the rest of the body is read (`drain`)."""
     decoder = _Decoder()
     with _transport_errors(sdk, response.request):
         async for line in response.aiter_lines():
             if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+                await drain(response)
                 return
             if chunk is not None:
                 yield chunk
+
+
+DRAIN_SECONDS = 0.1
+
+
+async def drain(response: Any) -> None:
+    """Read what follows `[DONE]` (an HTTP/1.1 chunked body's last, empty chunk) for at most DRAIN_SECONDS.
+
+    Why: the connection goes back to the pool for the next call only once its response was read to the end;
+    closed before that, it is dropped, and the next stream to the vendor pays a new TCP and TLS handshake
+    before its first token. The SDK's own stream does the same, with the same bound (a server that never
+    ends the body costs a tenth of a second, then the connection is dropped as before). Never raises."""
+    if response.is_closed or response.http_version != "HTTP/1.1":
+        return
+    import anyio
+    import httpx2
+    from anyio.lowlevel import checkpoint
+
+    try:
+        with anyio.move_on_after(DRAIN_SECONDS):
+            async for _ in response.stream:  # the raw body: nothing after [DONE] is decoded
+                await checkpoint()
+    except (httpx2.HTTPError, httpx2.StreamError):
+        pass  # reading the end failed: the connection is dropped, the answer already read stands

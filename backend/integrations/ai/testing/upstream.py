@@ -162,6 +162,9 @@ class Script:
     # OpenAI-format streams: after `cut_after` text deltas (default 1), an in-stream error chunk as OpenRouter
     # sends one when the model's provider fails mid-answer (`error` beside `finish_reason: "error"`), then the end
     stream_error: str | None = None
+    # OpenAI-format streams: sent chunked on a connection kept for the next request (as the vendors' APIs do),
+    # not ended by closing it: a client reuses it only once it has read the body to its end
+    keep_alive: bool = False
 
 
 def _words(text: str) -> list[str]:
@@ -466,6 +469,7 @@ class Upstream:
         tool_calls: list | None = None,
         token_rate: float | None = None,
         stream_error: str | None = None,
+        keep_alive: bool = False,
     ) -> None:
         """Queue how the next `times` matching generation requests are answered (FIFO)."""
         with self._lock:
@@ -487,6 +491,7 @@ class Upstream:
                     tool_calls,
                     token_rate,
                     stream_error,
+                    keep_alive,
                 )
             )
 
@@ -508,6 +513,7 @@ class Upstream:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     _token_gap = 0.0
+    _chunked = False  # a stream sent chunked on a kept connection (`Script.keep_alive`)
     _stream_error: str | None = None
     disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms ACK stalls
     server: _Server
@@ -672,6 +678,7 @@ class _Handler(BaseHTTPRequestHandler):
         script = self.server.upstream._take_script(flavor)
         self._cut_after = script.cut_after if script else None
         self._stream_error = script.stream_error if script else None
+        self._chunked = bool(script and script.keep_alive)
         if self._stream_error is not None and self._cut_after is None:
             self._cut_after = 1
         rate = script.token_rate if script and script.token_rate is not None else self.server.upstream.token_rate
@@ -1024,15 +1031,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        if self._chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.close_connection = True
+        self.close_connection = not self._chunked
 
     def _write(self, text: str) -> None:
-        self.wfile.write(text.encode())
+        data = text.encode()
+        if self._chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        self.wfile.write(data)
         self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        """After `data: [DONE]`: the chunked body's end (a kept connection); nothing when closing ends it."""
+        if self._chunked:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
     def _pace(self, index: int, count: int) -> None:
         """Between two text deltas of a stream, the scripted (or the emulator's) token rate's gap."""
@@ -1100,7 +1119,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if self._stream_error is not None:
                         failure = {"code": "server_error", "message": self._stream_error}
                         self._write(chunk({"content": ""}, "error", error=failure))
-                        return self._write("data: [DONE]\n\n")
+                        self._write("data: [DONE]\n\n")
+                        return self._end_stream()
                     return self._drop()
                 self._write(chunk({"content": piece}))
                 self._pace(index, len(words))
@@ -1118,6 +1138,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
                 self._write(f"data: {json.dumps(last)}\n\n")
             self._write("data: [DONE]\n\n")
+            self._end_stream()
         except (BrokenPipeError, ConnectionResetError):
             self._aborted()
 
