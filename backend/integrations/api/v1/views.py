@@ -238,9 +238,7 @@ async def _aevents(
     that goes away cancels this (ASGI) or closes it: the upstream request is closed at once and the call
     settled with what was streamed (its ledger row `cancelled`)."""
     try:
-        yield _opening(writer)
-        if first is not None:
-            yield writer.delta(first)
+        yield _opening(writer, first)
         async for piece in pieces:
             yield writer.delta(piece)
     except AIProviderError as exc:
@@ -254,9 +252,7 @@ async def _aevents(
 def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: str | None) -> Iterator[bytes]:
     """`_aevents` for the sync driver (WSGI)."""
     try:
-        yield _opening(writer)
-        if first is not None:
-            yield writer.delta(first)
+        yield _opening(writer, first)
         for piece in pieces:
             yield writer.delta(piece)
     except AIProviderError as exc:
@@ -269,8 +265,11 @@ def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: st
     yield writer.end(stream.result)
 
 
-def _opening(writer: Any) -> bytes:
-    return bytes(writer.first("") if isinstance(writer, openai_dialect.Chunks) else writer.first())
+def _opening(writer: Any, first: str | None) -> bytes:
+    """The dialect's opening event and the first delta in one piece: one write, so the client's first token
+    arrives with the response's first bytes (a write each cost a send and a read on both sides)."""
+    opening = bytes(writer.first("") if isinstance(writer, openai_dialect.Chunks) else writer.first())
+    return opening if first is None else opening + bytes(writer.delta(first))
 
 
 def model_ids(key: KeyScope) -> dict[str, str]:
