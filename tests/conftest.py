@@ -7,6 +7,7 @@ import os
 import pytest
 from django.core.cache import cache
 
+from integrations.ai.governance import budget
 from integrations.ai.ledger import writer as ledger_writer
 from integrations.ai.providers import base as provider_base
 from integrations.ai.providers import openrouter_provider
@@ -67,6 +68,7 @@ def upstream(_upstream_server, settings):
 def _fresh_ai_caches():
     """Every test starts with no cached clients, providers, snapshots or model listings."""
     cache.clear()
+    budget.forget_ratios()  # what this process saw of the cache's overshoot ratios
     provider_base.clear_client_cache()
     site_config.clear_snapshots()
     openrouter_provider._models_cache.clear()

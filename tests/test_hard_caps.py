@@ -208,7 +208,7 @@ def test_after_an_overshoot_calls_in_flight_together_reserve_what_the_vendor_cha
     admitted, busy = [], []
     for _ in range(10):
         if seen_by == "another process":
-            budget._ratios.clear()  # each call raises its reservation (or gives it back: refused) in its admission
+            budget.forget_ratios()  # each call raises its reservation (or gives it back: refused) in its admission
         try:
             admitted.append(service.generate_stream(PROMPT, model="openai/gpt-4o-mini", max_tokens=50))
         except errors.BudgetBusy as exc:

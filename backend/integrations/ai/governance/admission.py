@@ -159,7 +159,8 @@ def _reserve_reading(
     chain reads next) and the model's overshoot ratio: one round trip with Redis where a read, then a
     reservation made two. The reservation is made at the ratio this process last saw (`budget.known_ratio`)
     and raised at once if the ratio read is larger (another process saw a dearer call since), so it is never
-    less than the read ratio's. Returns (that ratio, what is held)."""
+    less than the read ratio's; one that fell since leaves this one call holding the larger amount until it
+    settles (conservative). Returns (that ratio, what is held)."""
     site_id = admission.site_id
     assert site_id is not None
     ratio_key = budget.overshoot_key(site_id, provider.name, resolved)

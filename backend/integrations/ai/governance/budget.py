@@ -143,6 +143,11 @@ def note_ratio(site_id: int, provider: str, model: str, per_mille: int | None) -
     _ratios[site_id, provider, model] = per_mille
 
 
+def forget_ratios() -> None:
+    """Forget the ratios this process saw (the shared cache was cleared: a test's fresh start)."""
+    _ratios.clear()
+
+
 def learn(
     site_id: int | None, provider: str, model: str, estimate: Decimal, actual: Decimal, *, scaled: bool = True
 ) -> None:
