@@ -119,8 +119,11 @@ def connection_shape(request):
     kept idle, so the one taken again is the one traced) or a kept connection per thread (`DATABASE_POOL=off`)."""
     if not _postgres():
         pytest.skip("PostgreSQL's backend (panel.db.postgresql)")
+    from integrations.ai.ledger import writer as ledger_writer
     from panel.db.postgresql.base import close_idle
 
+    # the ledger writer hands its connection to the same pool when it goes idle: idle before the test starts
+    assert ledger_writer.quiesce()
     db = connection.settings_dict
     saved = {name: db.get(name) for name in ("CONN_MAX_AGE", "POOL_MAX_IDLE", "POOL_MAX_AGE")}
     connection.close()
@@ -167,14 +170,17 @@ def test_connections_are_handed_from_request_to_request_across_threads(connectio
 @pytest.mark.django_db(transaction=True)
 def test_the_connection_a_request_uses_is_health_checked_without_a_query(connection_shape):
     assert connection.settings_dict["CONN_HEALTH_CHECKS"]
-    connection.ensure_connection()
 
     def request() -> None:
         close_old_connections()  # what Django does when a request starts: the next use checks the connection
         with connection.cursor() as cursor:
             cursor.execute("SELECT 42")
 
+    connection.ensure_connection()
+    traced = connection.connection
     statements = _statements(request)
+
+    assert connection.connection is traced  # the request reused it (no other thread handed one to the pool)
 
     assert connection_shape == "pooled" or connection.health_check_done
     assert len(statements) == 1 and "SELECT 42" in statements[0], statements

@@ -135,6 +135,7 @@ class _LocalWriter:
         self.items: collections.deque[Any] = collections.deque()
         self.arrived = threading.Event()  # rows are queued (set by the first put after the writer went idle)
         self.hurry = threading.Event()  # write now: a full batch, or a flush waiting
+        self.parked = threading.Event()  # idle, its database connection handed back (`quiesce`)
         self.thread: threading.Thread | None = None
         self.pid = 0
         self.maxsize = 0
@@ -150,6 +151,7 @@ class _LocalWriter:
                 if self.pid != os.getpid():  # new process (or fork): the parent writes what it queued
                     self.items = collections.deque()
                     self.arrived, self.hurry = threading.Event(), threading.Event()
+                    self.parked = threading.Event()
                     self.submitted = self.written = 0
                     self.pid = os.getpid()
                 self.maxsize, self.batch_size = conf.ledger_queue_size(), conf.ledger_batch_size()
@@ -231,7 +233,9 @@ class _LocalWriter:
             if not batch:
                 if not self.items:
                     db.release_connection()  # idle: hold no database connection (nor lock a test database's drop)
+                    self.parked.set()
                     self.arrived.wait()
+                    self.parked.clear()
                 self.arrived.clear()
                 if not self.items:
                     continue
@@ -311,6 +315,7 @@ class _RedisLedger:
         self.confirmed_at = 0.0
         self.drainer_down = False
         self.wake = threading.Event()  # set by wait(): a drainer backing off retries now
+        self.parked = threading.Event()  # a wait for the list found nothing: no database connection held (`quiesce`)
 
     def push(self, entry: Any) -> bool:
         """Push one call's rows; True is the acknowledgement, False means use the in-process path.
@@ -494,7 +499,9 @@ class _RedisLedger:
                     first = self.client.blmove(self.key, self.processing, 1, "LEFT", "RIGHT")
                     if first is None:
                         db.release_connection()  # idle for a second: hold no database connection
+                        self.parked.set()
                         continue
+                    self.parked.clear()
                     # Let a batch gather (the entry is safe in the processing list meanwhile), unless a
                     # flush asks: one write per interval instead of one per call under load.
                     size = conf.ledger_batch_size()
@@ -633,6 +640,24 @@ def flush(timeout: float | None = None, *, include_held: bool = True) -> bool:
     if not done:
         logger.error("the AI usage ledger was not fully written within the flush timeout; rows stay queued")
     return done
+
+
+def quiesce(timeout: float = 10.0) -> bool:
+    """`flush()`, then wait until this process's writer (and a Redis drainer, if one runs) is idle with its
+    database connection handed back: for a caller about to count or hand out connections (tests of the
+    connection pool). False if `timeout` passed first."""
+    deadline = time.monotonic() + timeout
+    drainer = _redis  # one an earlier `AI_LEDGER_QUEUE=redis` started runs on whatever the setting is now
+    if drainer is not None:
+        drainer.parked.clear()  # wait for a whole idle wait after the flush (at most a second)
+    if not flush(timeout):
+        return False
+    waits = []
+    if _local.thread is not None and _local.pid == os.getpid() and _local.thread.is_alive():
+        waits.append(_local.parked)
+    if drainer is not None and drainer.thread is not None and drainer.thread.is_alive():
+        waits.append(drainer.parked)
+    return all(event.wait(max(0.0, deadline - time.monotonic())) for event in waits)
 
 
 _exit_registered = False
