@@ -554,7 +554,7 @@ class Process:
 
 
 @contextlib.contextmanager
-def alone(measured: Any, servers: list[Process]) -> Iterator[None]:
+def alone(measured: Any, servers: list[Any]) -> Iterator[None]:
     """Run a cell with every other server paused: each contender is measured with only itself, the upstream
     and the load generator on the cores (the emulator, which every contender calls, always runs)."""
     paused = [server for server in servers if server is not measured]
@@ -1204,14 +1204,8 @@ def shapes_bench(emulator_process: Emulator, quick: bool) -> None:
         for concurrency in CONCURRENCIES:
             for index in range(2):
                 for worker in workers:
-                    others = [w for w in workers if w is not worker]
-                    for other in others:
-                        other.pause()
-                    try:
+                    with alone(worker, workers):
                         results.setdefault(worker.shape, []).append(worker.cell(index, concurrency))
-                    finally:
-                        for other in others:
-                            other.resume()
     finally:
         for worker in workers:
             worker.stop()

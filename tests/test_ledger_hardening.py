@@ -185,3 +185,27 @@ def test_calls_an_earlier_deployment_left_in_redis_are_written_once_at_start(ups
     assert client.llen(ledger.key) == 0 and not client.exists(dead)
     assert ledger_writer.drain_redis_leftovers() == 0  # nothing twice
     assert AIUsage.objects.filter(site=record.site).count() == 3
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"AI_LEDGER_QUEUE": "kafka"}, "must be one of"),
+        ({"AI_LEDGER_QUEUE": "redis", "REDIS_URL": ""}, "needs REDIS_URL"),
+    ],
+)
+def test_a_process_with_a_bad_ledger_queue_does_not_start(env, message):
+    """Checked when Django loads the app: met first by a call's ledger hand-off, the error would be logged and
+    that call's rows lost (`ledger_writer.submit` never raises)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = "import sys; sys.path.insert(0, 'backend'); import django; django.setup()"
+    child = {**os.environ, "DJANGO_SETTINGS_MODULE": "panel.settings_test", **env}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=child, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and message in done.stderr, done.stderr[-2000:]

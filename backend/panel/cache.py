@@ -148,10 +148,8 @@ class FastRedisCache(RedisCache):
 
     def incr_many(self, deltas: dict[str, int], version: int | None = None) -> dict[str, int | None]:
         """Add each delta to its counter, all in one round trip; None for a counter that does not exist."""
-        keys = list(deltas)
-        made = [self.make_and_validate_key(key, version=version) for key in keys]
-        values = self._cache.incr_existing(made, [deltas[key] for key in keys])
-        return dict(zip(keys, values, strict=True))
+        # this class's, not a subclass's override (ResilientRedisCache wraps each public call once)
+        return FastRedisCache.incr_many_reading(self, deltas, [], version)[0]
 
     def incr_many_reading(
         self, deltas: dict[str, int], read: list[str], version: int | None = None

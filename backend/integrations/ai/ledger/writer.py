@@ -90,19 +90,21 @@ def drain_redis_leftovers() -> int:
     if not url or conf.ledger_queue() == "redis":
         return 0
     written = 0
+    ledger: _RedisLedger | None = None
     try:
         ledger = _RedisLedger(url)
         ledger.recover()
         while batch := ledger._take(conf.ledger_batch_size()):
-            write_or_set_aside(write_rows, [row for raw in batch for row in ledger.decode(raw)])
-            ledger.client.delete(ledger.processing)
+            ledger._write_taken(batch)
             written += len(batch)
-        ledger.pool.disconnect()
     except Exception as exc:
         logger.warning(
             "could not write the AI usage calls left in Redis (%s); trying at the next start", _describe(exc)
         )
         return written
+    finally:
+        if ledger is not None:
+            ledger.pool.disconnect()
     if written:
         logger.warning("wrote %d AI usage call(s) an earlier deployment left in Redis", written)
     return written
@@ -469,6 +471,11 @@ class _RedisLedger:
     def decode(raw: bytes | str) -> list[dict[str, Any]]:
         return ledger_journal.decode(raw)  # the same JSON rows as a journal line
 
+    def _write_taken(self, items: list[Any]) -> None:
+        """Write entries moved to this process's processing list, then delete it: the acknowledgement."""
+        write_or_set_aside(write_rows, [row for raw in items for row in self.decode(raw)])
+        self.client.delete(self.processing)
+
     def _take(self, count: int) -> list[Any]:
         """Up to `count` entries moved from the list to this process's processing list, in one round trip."""
         if self.move is None:
@@ -511,8 +518,7 @@ class _RedisLedger:
                     full = len(items) >= size
                 unacknowledged = True
                 db.refresh_connections()
-                write_or_set_aside(write_rows, [row for raw in items for row in self.decode(raw)])
-                self.client.delete(self.processing)  # the acknowledgement: written
+                self._write_taken(items)
                 unacknowledged = False
                 backoff = 0.5
                 if self.drainer_down:
