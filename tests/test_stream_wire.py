@@ -8,6 +8,7 @@ Both drivers, against the emulator over HTTP.
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -84,3 +85,28 @@ def test_the_decoder_joins_multi_line_data_and_skips_comments_and_other_fields()
     ]
     events = [event for line in lines if (event := decoder.line(line)) is not None]
     assert events == [("message", '{"a":\n1}'), (None, "[DONE]")]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 64, 4096])
+def test_the_async_reader_splits_lines_as_httpx_does(size):
+    """`achunks` splits an unencoded body itself (`sse._Lines`): whatever the reads' sizes, the lines are
+    httpx's `aiter_lines`' (every line ending, a character cut between two reads, a final line unended)."""
+    import httpx2
+
+    body = (
+        'data: {"text":"crème brûlée 🍰"}\r\n\r\n: keep-alive\rdata: x\n\ndata: y\r\r\ndata: [DONE]\n\ndata: after'
+    ).encode() + b"\xff"
+    reads = [body[i : i + size] for i in range(0, len(body), size)]
+
+    async def theirs() -> list[str]:
+        async def chunks():
+            for part in reads:
+                yield part
+
+        response = httpx2.Response(200, content=chunks())
+        return [line async for line in response.aiter_lines()]
+
+    lines = sse._Lines()
+    ours = [line for part in reads for line in lines.feed(part)] + lines.end()
+    assert ours == asyncio.run(theirs())
+    assert 'data: {"text":"crème brûlée 🍰"}' in ours

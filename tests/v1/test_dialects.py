@@ -190,3 +190,12 @@ def test_gateway_errors_map_to_the_statuses_sdks_act_on(error, status, retry):
     assert failure.status == status and failure.headers().get("x-should-retry") == retry
     if isinstance(error, errors.RateLimited | errors.BudgetExceeded):
         assert int(failure.headers()["Retry-After"]) == math.ceil(error.retry_after)
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_a_delta_chunk_is_byte_for_byte_the_chunk_built_from_its_fields(include_usage):
+    """`Chunks.delta` reuses the stream's head and tail around the text; it must stay the chunk `_chunk` builds
+    (a model name with the marker's escape in it included)."""
+    chunks = openai_dialect.Chunks('odd"\x00', include_usage)  # its JSON holds the marker's: "\u0000"
+    for text in ["", "plain", 'a "quoted" \\ word', "crème 🍰", "\x00", "\n\n"]:
+        assert chunks.delta(text) == chunks._chunk(chunks._choice({"content": text}))

@@ -206,16 +206,23 @@ def collecting(
         _current.reset(token)
 
 
-@contextlib.contextmanager
-def recording(record: CallRecord) -> Iterator[CallRecord]:
+class recording:  # lower case: read as the function it replaced, `with usage.recording(record):`
     """Attempts made in the block go to `record` (set and reset in one context). A stream binds its record
     around each step it takes, so it records correctly whichever context resumes it (a WSGI server's
-    thread, an event loop's task) — `collecting` held across yields would not."""
-    token = _current.set(record)
-    try:
-        yield record
-    finally:
-        _current.reset(token)
+    thread, an event loop's task) — `collecting` held across yields would not. A class, not a generator
+    context manager: a stream enters it once per chunk."""
+
+    __slots__ = ("record", "token")
+
+    def __init__(self, record: CallRecord) -> None:
+        self.record = record
+
+    def __enter__(self) -> CallRecord:
+        self.token = _current.set(self.record)
+        return self.record
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self.token)
 
 
 def record_attempt(attempt: Attempt) -> None:

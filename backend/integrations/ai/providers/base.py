@@ -510,11 +510,16 @@ class BaseProvider(AIProviderInterface):
             await source.aclose()  # type: ignore[attr-defined]  # a cancelled stream closes its upstream now
 
     def async_http_client(self) -> Any:
-        """`http_client` for the SDK's async client (same TLS context and outbound policy)."""
+        """`http_client` for the SDK's async client (same TLS context and outbound policy), its connections on
+        asyncio's own transports (`aio_net`)."""
+        from . import aio_net
+
         policy = self.config.outbound
         if policy is None:
             default = getattr(self.sdk(), "DefaultAsyncHttpxClient", None)
-            return default(verify=shared_tls_context(trust_env=True)) if default is not None else None
+            if default is None:
+                return None
+            return aio_net.use_asyncio(default(verify=shared_tls_context(trust_env=True)))
         try:
             policy.check_url(self.config.base_url)
         except OutboundRefused as exc:
@@ -526,6 +531,7 @@ class BaseProvider(AIProviderInterface):
             policy,
             httpx2,
             httpcore2,
+            aio_net.AsyncioBackend(),
             verify=shared_tls_context(trust_env=False),
             limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
         )

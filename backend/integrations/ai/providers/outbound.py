@@ -239,12 +239,15 @@ class _GuardedBackend:
         self.inner.sleep(seconds)
 
 
-def guarded_async_transport(policy: OutboundPolicy, httpx: Any, httpcore: Any, **transport_kwargs: Any) -> Any:
+def guarded_async_transport(
+    policy: OutboundPolicy, httpx: Any, httpcore: Any, backend: Any = None, **transport_kwargs: Any
+) -> Any:
     """`guarded_transport` for the SDKs' async clients: the same check before every connection, the name
-    resolved off the event loop."""
+    resolved off the event loop. `backend`: the network backend that connects once the check passed (by
+    default httpcore's own)."""
     transport = httpx.AsyncHTTPTransport(trust_env=False, **transport_kwargs)
     pool = transport._pool
-    pool._network_backend = _GuardedAsyncBackend(policy, pool._network_backend, httpcore)
+    pool._network_backend = _GuardedAsyncBackend(policy, backend or pool._network_backend, httpcore)
     return transport
 
 

@@ -103,15 +103,59 @@ def chunks(sdk: Any, response: Any) -> Iterator[dict[str, Any]]:
 
 
 async def achunks(sdk: Any, response: Any) -> AsyncIterator[dict[str, Any]]:
-    """`chunks` for the SDK's async stream; after `[DONE]` the rest of the body is read (`drain`)."""
+    """`chunks` for the SDK's async stream; after `[DONE]` the rest of the body is read (`drain`).
+
+    A body sent as is (no `Content-Encoding`, a stream's usual case) is split into lines here, off the raw
+    byte stream (`response.stream`): httpx's `aiter_lines` puts four generators and two decoders between
+    the socket and each line, the largest cost of a chunk after the socket itself (issue 22)."""
     decoder = _Decoder()
     with _transport_errors(sdk, response.request):
-        async for line in response.aiter_lines():
+        if response.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
+            async for line in response.aiter_lines():
+                if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+                    await drain(response)
+                    return
+                if chunk is not None:
+                    yield chunk
+            return
+        lines = _Lines()
+        async for data in response.stream:
+            for line in lines.feed(data):
+                if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+                    await drain(response)
+                    return
+                if chunk is not None:
+                    yield chunk
+        for line in lines.end():
             if (chunk := _read(decoder, sdk, response, line)) is _DONE:
-                await drain(response)
                 return
             if chunk is not None:
                 yield chunk
+
+
+class _Lines:
+    """Bytes in, text lines out, as `aiter_lines` splits them: at `\n`, `\r\n` or `\r`, a line's UTF-8
+    decoded once it is whole (so a character split between two reads is never cut), undecodable bytes
+    replaced."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        if self.pending:
+            data = self.pending + data
+        parts = data.splitlines(keepends=True)
+        # the last part is whole only if it ends a line, and a final "\r" may be the first half of "\r\n"
+        if parts and parts[-1][-1:] != b"\n":
+            self.pending = parts.pop()
+        else:
+            self.pending = b""
+        return [part.rstrip(b"\r\n").decode("utf-8", "replace") for part in parts]
+
+    def end(self) -> list[str]:
+        """The last line, if the body did not end with a line break."""
+        rest, self.pending = self.pending, b""
+        return [rest.rstrip(b"\r\n").decode("utf-8", "replace")] if rest else []
 
 
 DRAIN_SECONDS = 0.1

@@ -264,6 +264,7 @@ class Chunks:
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self._delta_ends: tuple[bytes, bytes] | None = None  # `delta`'s bytes before and after the text
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         data = {
@@ -286,7 +287,16 @@ class Chunks:
         return self._chunk(self._choice({"role": "assistant", "content": text, "refusal": None}))
 
     def delta(self, text: str) -> bytes:
-        return self._chunk(self._choice({"content": text}))
+        """`_chunk(_choice({"content": text}))`, byte for byte, from the stream's fixed head and tail: nearly
+        every chunk of a stream is one, and building and encoding the whole dict was a tenth of a stream's
+        CPU at a thousand concurrent streams (issue 22)."""
+        ends = self._delta_ends
+        if ends is None:
+            marker = "\x00"
+            whole = self._chunk(self._choice({"content": marker}))
+            head, _, tail = whole.rpartition(json.dumps(marker).encode())  # the text comes last
+            ends = self._delta_ends = (head, tail)
+        return ends[0] + json.dumps(text).encode() + ends[1]
 
     def end(self, result: GenerationResult | None) -> bytes:
         out = b""
