@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -147,3 +148,37 @@ def test_v1_requests_borrow_a_kept_thread_instead_of_starting_two_each(emulated_
         assert status == 200
         kept.append(list(api.executors.idle))
     assert len(kept[0]) == 1 and kept[0] == kept[1] == kept[2]  # the same executor, lent three times
+
+
+def test_request_started_runs_on_the_requests_thread_before_its_first_query(emulated_site, make_key, upstream):
+    """`request_started` (Django's `close_old_connections`: a stale or broken connection is closed, a health
+    check armed) is queued on the request's kept thread, not awaited in a hop of its own: it still runs on the
+    thread whose connection the request uses, before the request's first query (here: a cold key's lookup,
+    on a fresh thread, so it is also the thread's first connection)."""
+    from django.core.signals import request_started
+    from django.db.backends.signals import connection_created
+
+    from panel.asgi import api
+
+    key = make_key(emulated_site("openai"))
+    for executor in api.executors.idle:
+        executor.shutdown(wait=True)
+    api.executors.idle.clear()
+    events: list[tuple[str, str]] = []
+
+    def on_started(**kwargs):
+        events.append(("started", threading.current_thread().name))
+
+    def on_connection(**kwargs):
+        events.append(("connection", threading.current_thread().name))
+
+    request_started.connect(on_started)
+    connection_created.connect(on_connection)
+    try:
+        status, _, _ = asgi("POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {key}"})
+    finally:
+        request_started.disconnect(on_started)
+        connection_created.disconnect(on_connection)
+    assert status == 200
+    assert [name for name, _ in events[:2]] == ["started", "connection"], events
+    assert events[0][1] == events[1][1] and events[0][1].startswith("v1-request"), events
