@@ -12,6 +12,8 @@ import datetime
 import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpcore2
 import pytest
@@ -28,6 +30,13 @@ from integrations.ai.providers.types import AIRequest, ProviderConfig
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+def run(main: Callable[[], Awaitable[Any]]) -> Any:
+    """`asyncio.run(main())` on a thread of its own: after the browser tests, Playwright leaves an event loop
+    running on the test's thread, where `asyncio.run` refuses to start."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(lambda: asyncio.run(main())).result()  # type: ignore[arg-type]
+
+
 def serve(handler: Handler, scenario: Callable[[int], Awaitable[None]], tls: ssl.SSLContext | None = None) -> None:
     """Run `scenario(port)` against a server on 127.0.0.1 that answers each connection with `handler`."""
 
@@ -38,7 +47,7 @@ def serve(handler: Handler, scenario: Callable[[int], Awaitable[None]], tls: ssl
         finally:
             server.close()
 
-    asyncio.run(main())
+    run(main)
 
 
 async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -125,7 +134,7 @@ def test_a_refused_connection_raises_connect_error():
         with pytest.raises(httpcore2.ConnectError):
             await aio_net.AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
 
-    asyncio.run(main())
+    run(main)
 
 
 def _certificate() -> tuple[bytes, bytes]:
@@ -210,4 +219,4 @@ def test_the_sdk_async_client_connects_through_this_backend(upstream, guarded):
         result = await provider.aexecute(request)
         return result.content
 
-    assert asyncio.run(call())
+    assert run(call)

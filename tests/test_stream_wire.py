@@ -8,7 +8,6 @@ Both drivers, against the emulator over HTTP.
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 import pytest
@@ -17,6 +16,8 @@ from integrations.ai.gateway.service import AIService
 from integrations.ai.ledger import usage
 from integrations.ai.providers import errors, sse
 from integrations.models import AIUsage
+
+from .drivers import async_to_sync  # a thread of its own when Playwright left a loop running
 
 PROMPT = "Write one sentence about tide pools."
 
@@ -108,5 +109,5 @@ def test_the_async_reader_splits_lines_as_httpx_does(size):
 
     lines = sse._Lines()
     ours = [line for part in reads for line in lines.feed(part)] + lines.end()
-    assert ours == asyncio.run(theirs())
+    assert ours == async_to_sync(theirs)()
     assert 'data: {"text":"crème brûlée 🍰"}' in ours
