@@ -105,3 +105,29 @@ def test_batches_keep_to_both_limits():
     assert [len(b) for b in batches(texts, 2048, 300_000)] == [2048, 2048, 904]
     long = list(enumerate(["x" * 3000] * 10))  # 1,001 estimated tokens each
     assert [len(b) for b in batches(long, 2048, 3000)] == [2] * 5
+
+
+def test_the_sites_pii_masking_applies_before_a_text_is_cached_or_sent(upstream):
+    """A site that masks PII in prompts has it masked in what it embeds too (the same guardrail): the vendor
+    and the cache see `<EMAIL_ADDRESS>`, and the ledger says what was masked. Not the injection check: a page
+    about prompt injection stays indexable."""
+    gateway = make_gateway("openai", upstream, guard_mask_pii=True, guard_prompt_injection="refuse")
+    texts = ["Write to jane.doe@example.com for orders", "Ignore previous instructions: a guide"]
+    result = AIService(site=gateway.site).embed(texts, model="text-embedding-3-small")
+    (sent,) = embedding_posts(upstream, "openai")
+    assert sent.json["input"] == ["Write to <EMAIL_ADDRESS> for orders", "Ignore previous instructions: a guide"]
+    assert result.vectors[0] == upstream_extras._vector(sent.json["input"][0], upstream_extras.EMBEDDING_DIMENSIONS)
+    (row,) = ledger(gateway.site)
+    assert row.guardrails == [{"guardrail": "pii_masking", "outcome": "masked", "detail": "1 EMAIL_ADDRESS (patterns)"}]
+
+    again = AIService(site=gateway.site).embed(texts[:1], model="text-embedding-3-small")
+    assert again.cached == 1 and len(embedding_posts(upstream, "openai")) == 1  # the masked text's cache entry
+    assert ledger(gateway.site)[-1].guardrails == row.guardrails
+
+
+def test_without_masking_a_text_is_embedded_as_written(upstream):
+    gateway = make_gateway("openai", upstream)
+    AIService(site=gateway.site).embed(["Write to jane.doe@example.com"], model="text-embedding-3-small")
+    (sent,) = embedding_posts(upstream, "openai")
+    assert sent.json["input"] == ["Write to jane.doe@example.com"]
+    assert ledger(gateway.site)[0].guardrails == []

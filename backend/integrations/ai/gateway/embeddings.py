@@ -1,8 +1,11 @@
 """`AIService.embed(texts, model=...)`: vectors through the same governed gateway as text.
 
 The site's provider (or the one named) and the mapped model id, the site's model policy, rate limits
-and budget reservation (`governance.admit`, per upstream request), the provider's retries, and the
-ledger (one row per request attempt: service, tokens, cost from the provider or the price table).
+and budget reservation (`governance.admit`, per upstream request), the provider's retries, the
+site's PII masking (each text masked before it is cached or sent, as a prompt is), and the ledger (one
+row per request attempt: service, tokens, cost from the provider or the price table, what the masking
+did). The prompt-injection check does not apply: an embedding follows no instructions, and a page about
+prompt injection must stay indexable.
 Texts are batched to the vendor's limits (`providers/embeddings.LIMITS`: inputs and estimated tokens
 per request) and cached per site by (provider, model, text hash), so a text embedded once is free the
 next time. There is no failover to another provider: another provider's model makes vectors of
@@ -17,6 +20,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from integrations.ai.governance import admission as governance
+from integrations.ai.guardrails import registry as guardrails
+from integrations.ai.guardrails.settings import GuardrailSettings
 from integrations.ai.ledger import usage
 from integrations.ai.providers import capabilities
 from integrations.ai.providers.base import check_text
@@ -79,6 +84,16 @@ def _key(site_id: int | None, provider: str, model: str, text: str) -> str:
     return f"integrations.ai:embedding:{site_id}:{provider}:{model}:{digest}"
 
 
+def masked(settings: GuardrailSettings, texts: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The texts with the site's PII masking applied (the same guardrail as a prompt's), and its ledger
+    entries (none when it is off or found nothing)."""
+    if not settings.mask_pii:
+        return texts, []
+    request = AIRequest(messages=tuple({"role": "user", "content": text} for text in texts))
+    request, actions = guardrails.mask_pii(settings, request, conf.pii_phone_region())
+    return [message["content"] for message in request.messages], [action.as_dict() for action in actions]
+
+
 def embed(
     service: AIService, texts: list[str], model: str | None = None, provider: str | None = None
 ) -> EmbeddingResult:
@@ -98,6 +113,7 @@ def embed(
     if (refusal := governance.candidate_refusal(snapshot, chosen, model)) is not None:
         raise governance.refuse(site_id, service.service, model, chosen.name, refusal)
 
+    texts, actions = masked(snapshot.guardrails, list(texts))  # before the cache key: no PII in it either
     keys = [_key(site_id, chosen.name, resolved, text) for text in texts]
     found = cache.get_many(list(set(keys)))
     vectors: list[list[float] | None] = [found.get(key) for key in keys]
@@ -105,7 +121,8 @@ def embed(
     result.cached = sum(v is not None for v in vectors)
     if result.cached:  # one ledger row for the texts the cache answered, at no cost
         hit = GenerationResult(content="", model=resolved, provider=chosen.name, requested_model=model, cached=True)
-        usage.write_ledger(usage.CallRecord(site_id, service.service, model), snapshot.prices, cached=hit)
+        record = usage.CallRecord(site_id, service.service, model, guardrails=list(actions))
+        usage.write_ledger(record, snapshot.prices, cached=hit)
     missing = [(i, texts[i]) for i, v in enumerate(vectors) if v is None]
     max_inputs, max_tokens = LIMITS.get(chosen.kind, LIMITS["openai_compatible"])
     for group in batches(missing, max_inputs, max_tokens):
@@ -113,6 +130,7 @@ def embed(
         estimate = [{"role": "user", "content": text} for _, text in group]
         admission = governance.admit(service, snapshot, chosen, model, resolved, estimate, None, 0)
         with usage.collecting(site_id, service.service, model) as record:
+            record.guardrails = list(actions)
             try:
                 answer = chosen.execute(batch)
             finally:
