@@ -174,6 +174,11 @@ def test_a_warm_plain_call_leaves_the_event_loop_twice(capped, upstream, monkeyp
     assert result.content
     assert hops == ["_open_walked", "_close"], hops
 
+    hops.clear()  # from a prompt: prepared in the same hop
+    result = async_to_sync(service.agenerate_content)(PROMPT, model="gpt-4o", max_tokens=20, cache=False)
+    assert result.content
+    assert hops == ["_prepared_open", "_close"], hops
+
 
 def test_a_plain_call_admitted_with_no_usable_provider_raises_and_holds_nothing(capped, upstream, settings):
     """The walk made in the admitting hop finds the only provider cooling down: the call raises what the sync

@@ -327,7 +327,16 @@ class AIService:
         """`execute` driven on an event loop: the same steps; what may touch the cache or database runs off
         the loop (`offload`), and only the upstream request is awaited on it."""
         # refusals are ledgered; the chain is walked to its first candidate in the same hop
-        prep, cache_key, hit, admission, walk = await offload(self._open_walked, prep, cache, failover)
+        return await self._arun_opened(await offload(self._open_walked, prep, cache, failover), failover)
+
+    async def _arun_opened(
+        self,
+        opened: tuple[Prepared, str | None, GenerationResult | None, governance.Admission | None, _Walk | None],
+        failover: bool,
+    ) -> GenerationResult:
+        """The rest of `aexecute` once the call was opened off the loop (`_open_walked`): the upstream request
+        on the loop, then the closing hop."""
+        prep, cache_key, hit, admission, walk = opened
         if hit is not None:
             return hit
         assert admission is not None and walk is not None  # no hit: admitted
@@ -636,8 +645,26 @@ class AIService:
                 failover=failover,
                 **kwargs,
             )
-        prep = await offload(self.prepare, messages, provider, model, max_tokens, temperature, system_prompt, **kwargs)
-        return await self.aexecute(prep, cache=cache, failover=failover)
+        call = (messages, provider, model, max_tokens, temperature, system_prompt)
+        opened = await offload(self._prepared_open, *call, cache, failover, kwargs)
+        return await self._arun_opened(opened, failover)
+
+    def _prepared_open(
+        self,
+        messages: list[dict[str, str]],
+        provider: str | None,
+        model: str | None,
+        max_tokens: int,
+        temperature: float,
+        system_prompt: str | None,
+        cache: bool | None,
+        failover: bool,
+        options: dict[str, Any],
+    ) -> tuple[Prepared, str | None, GenerationResult | None, governance.Admission | None, _Walk | None]:
+        """`prepare`, then `_open_walked`, on one thread: `acomplete` leaves its loop once before the upstream
+        request, as `aexecute` (given a prepared call) does."""
+        prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **options)
+        return self._open_walked(prep, cache, failover)
 
     async def astream(
         self,
