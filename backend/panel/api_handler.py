@@ -142,46 +142,51 @@ class APIASGIHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         context = contextvars.copy_context()
         started = executor.submit(context.run, signals.request_started.send, sender=self.__class__, scope=scope)
-        request, error_response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-            await self.send_response(error_response, send)
-            await sync_to_async(error_response.close)()
-            return
-
-        async def process_request(request: HttpRequest, send: Any) -> HttpResponseBase:
-            response = await self.run_get_response(request)
-            with contextlib.suppress(asyncio.CancelledError):  # the client left during the response
-                await self.send_response(response, send)
-            return response
-
-        # Django's own disconnect handling: whichever ends first, the other is cancelled
-        tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
-            asyncio.create_task(process_request(request, send)),
-        ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
-                    body_file.close()
-                    raise
-            else:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
         try:
-            response = tasks[1].result()
-        except asyncio.CancelledError:
-            await signals.request_finished.asend(sender=self.__class__)
-        else:
-            await sync_to_async(response.close)()
-        body_file.close()
-        await asyncio.wrap_future(started)  # long done: raises a receiver's failure, if any
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                body_file.close()
+                await self.send_response(error_response, send)
+                await sync_to_async(error_response.close)()
+                return
+
+            async def process_request(request: HttpRequest, send: Any) -> HttpResponseBase:
+                response = await self.run_get_response(request)
+                with contextlib.suppress(asyncio.CancelledError):  # the client left during the response
+                    await self.send_response(response, send)
+                return response
+
+            # Django's own disconnect handling: whichever ends first, the other is cancelled
+            tasks = [
+                asyncio.create_task(self.listen_for_disconnect(receive)),
+                asyncio.create_task(process_request(request, send)),
+            ]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done():
+                    try:
+                        task.result()
+                    except RequestAborted:
+                        pass
+                    except AssertionError:
+                        body_file.close()
+                        raise
+                else:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            try:
+                response = tasks[1].result()
+            except asyncio.CancelledError:
+                await signals.request_finished.asend(sender=self.__class__)
+            else:
+                await sync_to_async(response.close)()
+            body_file.close()
+        finally:  # a receiver's failure is raised, never lost (long done by now: no wait)
+            if started.done():
+                started.result()
+            else:
+                await asyncio.wrap_future(started)
 
 
 class APIWSGIHandler(WSGIHandler):

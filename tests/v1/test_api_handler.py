@@ -182,3 +182,20 @@ def test_request_started_runs_on_the_requests_thread_before_its_first_query(emul
     assert status == 200
     assert [name for name, _ in events[:2]] == ["started", "connection"], events
     assert events[0][1] == events[1][1] and events[0][1].startswith("v1-request"), events
+
+
+def test_a_failing_request_started_receiver_is_raised_not_lost(emulated_site, make_key, upstream):
+    """The receivers run without being awaited, but their failure still reaches the server (which logs it)."""
+    from django.core.signals import request_started
+
+    key = make_key(emulated_site("openai"))
+
+    def broken(**kwargs):
+        raise RuntimeError("receiver broke")
+
+    request_started.connect(broken)
+    try:
+        with pytest.raises(RuntimeError, match="receiver broke"):
+            asgi("POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {key}"})
+    finally:
+        request_started.disconnect(broken)
