@@ -17,6 +17,7 @@ from typing import Any
 
 import httpcore2
 import pytest
+import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,11 +31,32 @@ from integrations.ai.providers.types import AIRequest, ProviderConfig
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,  # the production server's (uvicorn picks it up)
+}
+_loop_factory = asyncio.new_event_loop
+
+
+@pytest.fixture(autouse=True, params=sorted(LOOPS))
+def event_loop_kind(request: pytest.FixtureRequest) -> Any:
+    """Every test on both event loops: asyncio's own and uvloop."""
+    global _loop_factory
+    _loop_factory = LOOPS[request.param]
+    yield request.param
+    _loop_factory = asyncio.new_event_loop
+
+
 def run(main: Callable[[], Awaitable[Any]]) -> Any:
-    """`asyncio.run(main())` on a thread of its own: after the browser tests, Playwright leaves an event loop
-    running on the test's thread, where `asyncio.run` refuses to start."""
+    """`main()` on a fresh loop of the test's kind, on a thread of its own: after the browser tests, Playwright
+    leaves an event loop running on the test's thread, where another refuses to start."""
+
+    def go() -> Any:
+        with asyncio.Runner(loop_factory=_loop_factory) as runner:
+            return runner.run(main())  # type: ignore[arg-type]
+
     with ThreadPoolExecutor(1) as thread:
-        return thread.submit(lambda: asyncio.run(main())).result()  # type: ignore[arg-type]
+        return thread.submit(go).result()
 
 
 def serve(handler: Handler, scenario: Callable[[int], Awaitable[None]], tls: ssl.SSLContext | None = None) -> None:
