@@ -177,7 +177,7 @@ def test_a_warm_plain_call_leaves_the_event_loop_twice(capped, upstream, monkeyp
     hops.clear()  # from a prompt: prepared in the same hop
     result = async_to_sync(service.agenerate_content)(PROMPT, model="gpt-4o", max_tokens=20, cache=False)
     assert result.content
-    assert hops == ["_prepared_open", "_close"], hops
+    assert hops == ["open_call", "_close"], hops
 
 
 def test_a_plain_call_admitted_with_no_usable_provider_raises_and_holds_nothing(capped, upstream, settings):

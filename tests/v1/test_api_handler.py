@@ -199,3 +199,25 @@ def test_a_failing_request_started_receiver_is_raised_not_lost(emulated_site, ma
             asgi("POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {key}"})
     finally:
         request_started.disconnect(broken)
+
+
+def test_a_plain_v1_call_leaves_the_event_loop_twice(emulated_site, make_key, upstream, monkeypatch):
+    """One hop before the upstream request (the key, the body, and the call prepared and opened: guardrails,
+    cache, limits, budget, the walk to the first candidate), one after it (`_close`); the key warm."""
+    from integrations.ai.gateway import service as gateway_service
+    from integrations.api.v1 import views
+
+    key = make_key(emulated_site("openai"))
+    assert asgi("POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {key}"})[0] == 200  # warm
+    hops: list[str] = []
+    real = gateway_service.offload
+
+    async def counted(func, *args, **kwargs):
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(gateway_service, "offload", counted)
+    monkeypatch.setattr(views, "offload", counted)
+    status, _, body = asgi("POST", "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {key}"})
+    assert status == 200 and body["choices"][0]["message"]["content"]
+    assert hops == ["_admit_request", "_close"], hops

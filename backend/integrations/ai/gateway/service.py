@@ -97,6 +97,19 @@ class BatchItem:
         return self.result is not None
 
 
+@dataclass
+class OpenedCall:
+    """A plain call opened off the event loop (`AIService.open_call`): prepared, guarded, admitted, its
+    failover chain walked to the first usable candidate; `aexecute_opened` runs the rest on the loop."""
+
+    state: tuple[Prepared, str | None, GenerationResult | None, governance.Admission | None, _Walk | None]
+    failover: bool
+
+    @property
+    def prep(self) -> Prepared:
+        return self.state[0]
+
+
 class AIService:
     """General text generation for one site (the current site when none is given)."""
 
@@ -646,25 +659,32 @@ class AIService:
                 **kwargs,
             )
         call = (messages, provider, model, max_tokens, temperature, system_prompt)
-        opened = await offload(self._prepared_open, *call, cache, failover, kwargs)
-        return await self._arun_opened(opened, failover)
+        opened = await offload(self.open_call, *call, cache=cache, failover=failover, **kwargs)
+        return await self.aexecute_opened(opened)
 
-    def _prepared_open(
+    def open_call(
         self,
         messages: list[dict[str, str]],
-        provider: str | None,
-        model: str | None,
-        max_tokens: int,
-        temperature: float,
-        system_prompt: str | None,
-        cache: bool | None,
-        failover: bool,
-        options: dict[str, Any],
-    ) -> tuple[Prepared, str | None, GenerationResult | None, governance.Admission | None, _Walk | None]:
-        """`prepare`, then `_open_walked`, on one thread: `acomplete` leaves its loop once before the upstream
-        request, as `aexecute` (given a prepared call) does."""
+        provider: str | None = None,
+        model: str | None = None,
+        max_tokens: int = 1000,
+        temperature: float = 0.7,
+        system_prompt: str | None = None,
+        *,
+        cache: bool | None = None,
+        failover: bool = True,
+        **options: Any,
+    ) -> OpenedCall:
+        """`prepare`, then the call opened (guardrails, response cache, limits, budget, the chain walked to its
+        first usable candidate) on one thread: what an async caller runs in its one hop off the event loop
+        before `aexecute_opened`. A refusal is recorded and raised here; once this returns, the call holds
+        its reservation until `aexecute_opened` settles it."""
         prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **options)
-        return self._open_walked(prep, cache, failover)
+        return OpenedCall(self._open_walked(prep, cache, failover), failover)
+
+    async def aexecute_opened(self, opened: OpenedCall) -> GenerationResult:
+        """The rest of a call `open_call` opened: the upstream request on the loop, then one hop to close it."""
+        return await self._arun_opened(opened.state, opened.failover)
 
     async def astream(
         self,

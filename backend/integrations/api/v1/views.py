@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from integrations.ai.gateway.factory import ProviderFactory
-from integrations.ai.gateway.service import AIService, GatewayStream, Prepared
+from integrations.ai.gateway.service import AIService, GatewayStream, OpenedCall, Prepared
 from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured
 from integrations.ai.providers.types import GenerationResult
 from integrations.ai.runtime.offload import offload
@@ -118,12 +118,13 @@ class Admitted:
     key: KeyScope
     call: GatewayCall
     service: AIService
-    opened: GatewayStream | Prepared | None
+    opened: GatewayStream | OpenedCall | Prepared | None
 
 
-def _admit_request(request: HttpRequest, dialect: Dialect) -> Admitted | HttpResponse:
+def _admit_request(request: HttpRequest, dialect: Dialect, *, opening: bool = False) -> Admitted | HttpResponse:
     """The method, the virtual key (cache or database), the parsed body, and the call prepared (a stream:
-    admitted), all in one step: the async driver leaves its event loop once for them."""
+    admitted; `opening`, the async driver's: a plain call opened, `AIService.open_call`), all in one step: the
+    async driver leaves its event loop once for them."""
     if request.method != "POST":
         return failed(dialect, Failure(405, "Use POST.", "method_not_allowed"))
     key = _key(request, dialect)
@@ -142,13 +143,14 @@ def _admit_request(request: HttpRequest, dialect: Dialect) -> Admitted | HttpRes
     except AIProviderError as exc:
         return failed(dialect, failure_for(exc))
     service = AIService(site=key.site_id, service=dialect.service)
-    opened: GatewayStream | Prepared | None = None
+    opened: GatewayStream | OpenedCall | Prepared | None = None
     try:
         with callers.acting_as(key):
             if call.stream:
                 opened = service.primed_stream(call.messages, **call.kwargs())
             elif call.options.get("response_schema") is None:
-                opened = service.prepare(call.messages, **call.kwargs())
+                prepare = service.open_call if opening else service.prepare
+                opened = prepare(call.messages, **call.kwargs())
     except AIProviderError as exc:
         return _refused(dialect, key, call, exc)
     return Admitted(key, call, service, opened)
@@ -166,7 +168,7 @@ async def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
     so a stream still streams (Django would buffer an async body to serve it over WSGI)."""
     if not isinstance(request, ASGIRequest):
         return await sync_to_async(_serve_sync)(request, dialect)
-    admitted = await offload(_admit_request, request, dialect)
+    admitted = await offload(_admit_request, request, dialect, opening=True)
     if isinstance(admitted, HttpResponse):
         return admitted
     key, call, service, opened = admitted.key, admitted.call, admitted.service, admitted.opened
@@ -175,7 +177,8 @@ async def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
             if not isinstance(opened, GatewayStream):
                 if opened is None:  # structured output: acomplete's own loop of attempts
                     return _rendered(dialect, await service.acomplete(call.messages, **call.kwargs()))
-                return _rendered(dialect, await service.aexecute(opened))
+                assert isinstance(opened, OpenedCall)
+                return _rendered(dialect, await service.aexecute_opened(opened))
             pieces = aiter(opened)
             first = await anext(pieces, None)  # failover and the first token decide before this returns
     except AIProviderError as exc:
@@ -194,6 +197,7 @@ def _serve_sync(request: HttpRequest, dialect: Dialect) -> HttpResponse:
             if not isinstance(opened, GatewayStream):
                 if opened is None:
                     return _rendered(dialect, service.complete(call.messages, **call.kwargs()))
+                assert isinstance(opened, Prepared)
                 return _rendered(dialect, service.execute(opened))
             pieces = iter(opened)
             first = next(pieces, None)
