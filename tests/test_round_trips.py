@@ -151,20 +151,24 @@ def test_connections_are_handed_from_request_to_request_across_threads(connectio
     if connection_shape != "pooled":
         pytest.skip("the production shape")
     import threading
+    import time
 
-    pids = []
+    reused: list[bool] = []  # per request: was the server connection it used opened before it started?
 
     def request() -> None:  # as Django under ASGI: a fresh thread per request, its connection closed at the end
+        started = time.monotonic()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            pids.append(cursor.fetchone()[0])
+            cursor.execute("SELECT 1")
+        reused.append(connection.connection._panel_opened_at < started)
         connection.close()
 
     for _ in range(3):
         thread = threading.Thread(target=request)
         thread.start()
         thread.join()
-    assert len(pids) == 3 and len(set(pids)) == 1, pids
+    # the second and third took the one handed back before them (another thread of the process, such as the
+    # ledger writer, may hand one back meanwhile: whichever it is, none is opened for them)
+    assert reused[1:] == [True, True], reused
 
 
 @pytest.mark.django_db(transaction=True)
