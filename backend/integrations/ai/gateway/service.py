@@ -340,16 +340,13 @@ class AIService:
         """`execute` driven on an event loop: the same steps; what may touch the cache or database runs off
         the loop (`offload`), and only the upstream request is awaited on it."""
         # refusals are ledgered; the chain is walked to its first candidate in the same hop
-        return await self._arun_opened(await offload(self._open_walked, prep, cache, failover), failover)
+        opened = OpenedCall(await offload(self._open_walked, prep, cache, failover), failover)
+        return await self.aexecute_opened(opened)
 
-    async def _arun_opened(
-        self,
-        opened: tuple[Prepared, str | None, GenerationResult | None, governance.Admission | None, _Walk | None],
-        failover: bool,
-    ) -> GenerationResult:
-        """The rest of `aexecute` once the call was opened off the loop (`_open_walked`): the upstream request
-        on the loop, then the closing hop."""
-        prep, cache_key, hit, admission, walk = opened
+    async def aexecute_opened(self, opened: OpenedCall) -> GenerationResult:
+        """The rest of a call opened off the loop (`open_call`, `_open_walked`): the upstream request on the
+        loop, then one hop to close it."""
+        (prep, cache_key, hit, admission, walk), failover = opened.state, opened.failover
         if hit is not None:
             return hit
         assert admission is not None and walk is not None  # no hit: admitted
@@ -681,10 +678,6 @@ class AIService:
         its reservation until `aexecute_opened` settles it."""
         prep = self.prepare(messages, provider, model, max_tokens, temperature, system_prompt, **options)
         return OpenedCall(self._open_walked(prep, cache, failover), failover)
-
-    async def aexecute_opened(self, opened: OpenedCall) -> GenerationResult:
-        """The rest of a call `open_call` opened: the upstream request on the loop, then one hop to close it."""
-        return await self._arun_opened(opened.state, opened.failover)
 
     async def astream(
         self,
