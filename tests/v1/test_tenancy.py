@@ -54,6 +54,22 @@ def test_messages_spend_on_the_keys_own_site(sites, make_key, ant, upstream):
     assert set(AIUsage.objects.values_list("site_id", flat=True)) == {site_a.pk}
 
 
+def test_embeddings_spend_on_the_keys_own_site_and_never_read_another_sites_cache(
+    sites, make_key, oai, upstream, settings
+):
+    settings.ALLOWED_HOSTS = ["*"]
+    site_a, site_b = sites
+    oai(make_key(site_b)).embeddings.create(model="text-embedding-3-small", input="our opening hours")
+    upstream.requests.clear()
+    client = oai(make_key(site_a), default_headers={"Host": site_b.domain})
+    client.embeddings.create(model="text-embedding-3-small", input="our opening hours")  # B has it cached; A not
+    assert [r.path.rsplit("/", 1)[-1] for r in upstream.requests] == ["embeddings"]
+    assert set(_vendor_keys(upstream)) == {f"Bearer {KEY_A}"}
+    usage.flush()
+    assert list(AIUsage.objects.filter(site=site_a).values_list("status", flat=True)) == ["ok"]
+    assert list(AIUsage.objects.filter(site=site_b).values_list("status", flat=True)) == ["ok"]
+
+
 def test_models_lists_only_the_keys_site(sites, make_key, oai, ant):
     site_a, site_b = sites
     assert "b-house-model" in {m.id for m in oai(make_key(site_b)).models.list()}

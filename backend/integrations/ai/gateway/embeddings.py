@@ -7,8 +7,8 @@ row per request attempt: service, tokens, cost from the provider or the price ta
 did). The prompt-injection check does not apply: an embedding follows no instructions, and a page about
 prompt injection must stay indexable.
 Texts are batched to the vendor's limits (`providers/embeddings.LIMITS`: inputs and estimated tokens
-per request) and cached per site by (provider, model, text hash), so a text embedded once is free the
-next time. There is no failover to another provider: another provider's model makes vectors of
+per request) and cached per site by (provider, model, dimensions, text hash), so a text embedded once is
+free the next time. There is no failover to another provider: another provider's model makes vectors of
 another space, which must never be mixed into one index.
 """
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from integrations.ai.gateway.service import AIService
 
 CHARS_PER_TOKEN = 3  # the estimators' conservative rule: batches never pass a vendor's token cap
+MAX_DIMENSIONS = 65_536  # a sanity bound; each model's own maximum is the vendor's to enforce
 
 
 @dataclass
@@ -79,9 +80,21 @@ def batches(texts: list[tuple[int, str]], max_inputs: int, max_tokens: int) -> l
     return groups
 
 
-def _key(site_id: int | None, provider: str, model: str, text: str) -> str:
+def _key(site_id: int | None, provider: str, model: str, dimensions: int | None, text: str) -> str:
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return f"integrations.ai:embedding:{site_id}:{provider}:{model}:{digest}"
+    shape = "" if dimensions is None else f"@{dimensions}"  # a shortened vector is another vector
+    return f"integrations.ai:embedding:{site_id}:{provider}:{model}{shape}:{digest}"
+
+
+def _dimensions(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DIMENSIONS:
+        raise InvalidRequest(
+            f"dimensions must be a whole number from 1 to {MAX_DIMENSIONS:,} (or left out for the model's own "
+            f"length); got {value!r}."
+        )
+    return value
 
 
 def masked(settings: GuardrailSettings, texts: list[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -95,7 +108,11 @@ def masked(settings: GuardrailSettings, texts: list[str]) -> tuple[list[str], li
 
 
 def embed(
-    service: AIService, texts: list[str], model: str | None = None, provider: str | None = None
+    service: AIService,
+    texts: list[str],
+    model: str | None = None,
+    provider: str | None = None,
+    dimensions: int | None = None,
 ) -> EmbeddingResult:
     if isinstance(texts, str) or not isinstance(texts, list | tuple) or not texts:
         raise InvalidRequest("texts must be a non-empty list of strings.")
@@ -103,18 +120,22 @@ def embed(
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequest(f"texts[{index}] is empty: give the text to embed.")
         check_text(text, f"texts[{index}]")
+    dimensions = _dimensions(dimensions)
     site_id = service.site_id
     snapshot = get_snapshot(site_id)
     chosen = service.provider_for(provider, model)
     model = model or DEFAULT_MODELS.get(chosen.kind) or chosen.config.default_model
     resolved = chosen.resolve_model(model)
-    request = AIRequest(messages=(), model=model, max_tokens=1, temperature=0.0, embed_input=tuple(texts))
+    options = {} if dimensions is None else {"dimensions": dimensions}
+    request = AIRequest(
+        messages=(), model=model, max_tokens=1, temperature=0.0, options=options, embed_input=tuple(texts)
+    )
     capabilities.require(chosen, request, resolved)
     if (refusal := governance.candidate_refusal(snapshot, chosen, model)) is not None:
         raise governance.refuse(site_id, service.service, model, chosen.name, refusal)
 
     texts, actions = masked(snapshot.guardrails, list(texts))  # before the cache key: no PII in it either
-    keys = [_key(site_id, chosen.name, resolved, text) for text in texts]
+    keys = [_key(site_id, chosen.name, resolved, dimensions, text) for text in texts]
     found = cache.get_many(list(set(keys)))
     vectors: list[list[float] | None] = [found.get(key) for key in keys]
     result = EmbeddingResult([], resolved, chosen.name, cost=Decimal(0))

@@ -713,18 +713,23 @@ class AIService:
         """`generate_json` on an event loop."""
         return (await self.agenerate_content(prompt, response_schema=schema, **kwargs)).parsed
 
-    async def aembed(self, texts: list[str], model: str | None = None, provider: str | None = None) -> Any:
+    async def aembed(
+        self, texts: list[str], model: str | None = None, provider: str | None = None, dimensions: int | None = None
+    ) -> Any:
         """`embed` for an event loop: the same pipeline run off the loop (`offload`: the request's thread under
         ASGI), upstream request included: embeddings do not stream, so an async client would only save a
         thread while the vendor answers."""
-        return await offload(self.embed, texts, model=model, provider=provider)
+        return await offload(self.embed, texts, model=model, provider=provider, dimensions=dimensions)
 
-    def embed(self, texts: list[str], model: str | None = None, provider: str | None = None) -> Any:
+    def embed(
+        self, texts: list[str], model: str | None = None, provider: str | None = None, dimensions: int | None = None
+    ) -> Any:
         """One vector per text, in order (`EmbeddingResult`), batched to the vendor's limits, cached per
-        site by (model, text), priced and ledgered like any call."""
+        site by (model, dimensions, text), priced and ledgered like any call. `dimensions`: shortened vectors,
+        for the models that can make them (OpenAI's text-embedding-3 family); None: the model's own length."""
         from integrations.ai.gateway.embeddings import embed
 
-        return embed(self, texts, model=model, provider=provider)
+        return embed(self, texts, model=model, provider=provider, dimensions=dimensions)
 
     # -- batches -----------------------------------------------------------------------------------
     def generate_batch(

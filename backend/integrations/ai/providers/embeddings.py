@@ -20,6 +20,8 @@ DEFAULT_MODELS = {"openai": "text-embedding-3-small", "openrouter": "openai/text
 
 def send_embeddings(provider: Any, ai: AIRequest, model: str) -> GenerationResult:
     body: dict[str, Any] = {"model": model, "input": list(ai.embed_input), "encoding_format": "float"}
+    if ai.options.get("dimensions") is not None:  # shortened vectors (OpenAI's text-embedding-3 family)
+        body["dimensions"] = ai.options["dimensions"]
     body.update(provider._extra_body({}) if provider.kind == "openrouter" else {})
     response = provider.client.post(
         "/embeddings",

@@ -1,4 +1,5 @@
-"""`POST /v1/chat/completions`, `POST /v1/messages`, `GET /v1/models`: a site's AI in OpenAI's and Anthropic's formats.
+"""`POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings`, `GET /v1/models`: a site's AI in
+OpenAI's and Anthropic's formats.
 
 The virtual key (`Authorization: Bearer <key>` or `x-api-key: <key>`) names the site: a key only
 ever reaches its own site, whatever host the request names. Each request is parsed by its
@@ -32,7 +33,7 @@ from integrations.ai.sites import callers
 from integrations.ai.sites.callers import KeyScope
 from integrations.ai.sites.site_config import get_snapshot
 
-from . import anthropic_dialect, keys, openai_dialect
+from . import anthropic_dialect, keys, openai_dialect, openai_embeddings
 from .calls import BadField, GatewayCall
 from .failures import Failure, failure_for, unauthenticated
 
@@ -109,6 +110,56 @@ async def messages(request: HttpRequest) -> HttpResponse:
     return await _serve(request, ANTHROPIC)
 
 
+@csrf_exempt
+async def embeddings(request: HttpRequest) -> HttpResponse:
+    """OpenAI's Embeddings endpoint: `AIService.embed` as the key, in one hop off the event loop (embeddings do
+    not stream, so the request's thread waits for the vendor; under WSGI, on the request's own thread)."""
+    if not isinstance(request, ASGIRequest):
+        return await sync_to_async(_embed)(request)
+    return await offload(_embed, request)
+
+
+def _embed(request: HttpRequest) -> HttpResponse:
+    admitted = _key_and_body(request, OPENAI)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    key, data = admitted
+    try:
+        call = openai_embeddings.parse(data)
+    except AIProviderError as exc:
+        return failed(OPENAI, failure_for(exc))
+    try:
+        with callers.acting_as(key):
+            result = AIService(site=key.site_id, service="v1.embeddings").embed(
+                call.texts, model=call.model, dimensions=call.dimensions
+            )
+    except ProviderNotConfigured as exc:
+        return failed(OPENAI, _not_served(key, call.model, exc))
+    except AIProviderError as exc:
+        return failed(OPENAI, failure_for(exc))
+    response = JsonResponse(openai_embeddings.embedding_list(result, call))
+    for name, value in _request_headers().items():
+        response[name] = value
+    return response
+
+
+def _key_and_body(request: HttpRequest, dialect: Dialect) -> tuple[KeyScope, Any] | HttpResponse:
+    """The method, the virtual key (cache or database) and the JSON body, or the dialect's error answer."""
+    if request.method != "POST":
+        return failed(dialect, Failure(405, "Use POST.", "method_not_allowed"))
+    key = _key(request, dialect)
+    if isinstance(key, HttpResponse):
+        return key
+    try:
+        return key, json.loads(request.body or b"null")
+    except RequestDataTooBig:
+        return failed(
+            dialect, Failure(413, "The request body is larger than this server accepts.", "request_too_large")
+        )
+    except (ValueError, RecursionError):
+        return failed(dialect, failure_for(BadField("The body must be valid JSON.")))
+
+
 @dataclass
 class Admitted:
     """A request past its first step: its key and parsed call, the service it runs on, and what that step
@@ -125,19 +176,10 @@ def _admit_request(request: HttpRequest, dialect: Dialect, *, opening: bool = Fa
     """The method, the virtual key (cache or database), the parsed body, and the call prepared (a stream:
     admitted; `opening`, the async driver's: a plain call opened, `AIService.open_call`), all in one step: the
     async driver leaves its event loop once for them."""
-    if request.method != "POST":
-        return failed(dialect, Failure(405, "Use POST.", "method_not_allowed"))
-    key = _key(request, dialect)
-    if isinstance(key, HttpResponse):
-        return key
-    try:
-        data = json.loads(request.body or b"null")
-    except RequestDataTooBig:
-        return failed(
-            dialect, Failure(413, "The request body is larger than this server accepts.", "request_too_large")
-        )
-    except (ValueError, RecursionError):
-        return failed(dialect, failure_for(BadField("The body must be valid JSON.")))
+    admitted = _key_and_body(request, dialect)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    key, data = admitted
     try:
         call = dialect.parse(data)
     except AIProviderError as exc:
