@@ -8,6 +8,7 @@ test_gateway.py (the `driver` fixture); these are the cases concurrency and canc
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
@@ -210,3 +211,32 @@ def test_a_finished_stream_leaves_its_upstream_connection_for_the_next_call(capp
     assert [text for text, _ in done] == ["one two three"] * 4
     opened = done[0][1]
     assert [connections for _, connections in done[1:]] == [opened] * 3  # the later streams reused its connection
+
+
+def test_a_finished_sync_stream_leaves_its_upstream_connection_for_the_next_call(capped, upstream):
+    """The sync driver's reader reads the body's end after `[DONE]` too (`sse.drain_sync`): a CMS view that
+    streams on a thread (and every stream under WSGI) reuses the vendor connection."""
+    upstream.script(flavor="openai", keep_alive=True, content="one two three", times=4)
+    service = AIService(site=capped.site)
+    done = []
+    for _ in range(4):
+        stream = service.generate_stream(PROMPT, model="gpt-4o", max_tokens=20)
+        done.append(("".join(stream), upstream.connections))
+    assert [text for text, _ in done] == ["one two three"] * 4
+    assert [connections for _, connections in done[1:]] == [done[0][1]] * 3
+
+
+def test_a_vendor_slow_to_end_its_body_is_waited_for_a_tenth_of_a_second_not_until_it_ends(capped, upstream, driver):
+    """A server that holds its body open after `[DONE]` costs the reader DRAIN_SECONDS, then the connection is
+    dropped (on either driver): the stream's end and its ledger row do not wait for the vendor."""
+    upstream.script(flavor="openai", keep_alive=True, content="one two three", end_delay=6)
+    upstream.script(flavor="openai", keep_alive=True, content="four five")
+    service = AIService(site=capped.site)
+    started = time.monotonic()
+    first = driver.stream(service, PROMPT, model="gpt-4o", max_tokens=20)
+    took = time.monotonic() - started
+    opened = upstream.connections
+    second = driver.stream(service, PROMPT, model="gpt-4o", max_tokens=20)
+    assert (first.result.content, second.result.content) == ("one two three", "four five")
+    assert upstream.connections == opened + 1  # the held connection was given up, not waited for and reused
+    assert took < 5  # the vendor ended its body only after 6 s

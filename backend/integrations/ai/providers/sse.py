@@ -17,6 +17,7 @@ directly and builds the SDK's model only for the rare ones (usage, tool calls).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -92,11 +93,13 @@ def _transport_errors(sdk: Any, request: Any) -> Iterator[None]:
 
 
 def chunks(sdk: Any, response: Any) -> Iterator[dict[str, Any]]:
-    """The JSON chunks of an SDK stream's response (`stream.response`), until `[DONE]` or the body ends."""
+    """The JSON chunks of an SDK stream's response (`stream.response`), until `[DONE]` or the body ends;
+    after `[DONE]` the rest of the body is read (`drain_sync`)."""
     decoder = _Decoder()
     with _transport_errors(sdk, response.request):
         for line in response.iter_lines():
             if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+                drain_sync(response)
                 return
             if chunk is not None:
                 yield chunk
@@ -180,3 +183,28 @@ async def drain(response: Any) -> None:
                 await checkpoint()
     except (httpx2.HTTPError, httpx2.StreamError):
         pass  # reading the end failed: the connection is dropped, the answer already read stands
+
+
+def drain_sync(response: Any) -> None:
+    """`drain` for the sync driver: the rest of the body, bounded by DRAIN_SECONDS in all. A blocking read has
+    no cancel scope, so the bound is the read timeout the transport (httpcore) takes from the request each time
+    the body is iterated: set to DRAIN_SECONDS for this read, and put back. Never raises."""
+    if response.is_closed or response.http_version != "HTTP/1.1":
+        return
+    import httpx2
+
+    extensions = response.request.extensions
+    timeouts = extensions.get("timeout")
+    extensions["timeout"] = {**(timeouts or {}), "read": DRAIN_SECONDS}
+    deadline = time.monotonic() + DRAIN_SECONDS
+    try:
+        for _ in response.stream:  # the raw body: nothing after [DONE] is decoded
+            if time.monotonic() > deadline:  # a server trickling bytes: bounded in all, not per read
+                break
+    except (httpx2.HTTPError, httpx2.StreamError):
+        pass  # not ended in time, or reading failed: the connection is dropped, the answer already read stands
+    finally:
+        if timeouts is None:
+            extensions.pop("timeout", None)
+        else:
+            extensions["timeout"] = timeouts

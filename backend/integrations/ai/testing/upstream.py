@@ -165,6 +165,7 @@ class Script:
     # OpenAI-format streams: sent chunked on a connection kept for the next request (as the vendors' APIs do),
     # not ended by closing it: a client reuses it only once it has read the body to its end
     keep_alive: bool = False
+    end_delay: float = 0.0  # kept-alive streams: seconds between `data: [DONE]` and the chunked body's end
 
 
 def _words(text: str) -> list[str]:
@@ -470,6 +471,7 @@ class Upstream:
         token_rate: float | None = None,
         stream_error: str | None = None,
         keep_alive: bool = False,
+        end_delay: float = 0.0,
     ) -> None:
         """Queue how the next `times` matching generation requests are answered (FIFO)."""
         with self._lock:
@@ -492,6 +494,7 @@ class Upstream:
                     token_rate,
                     stream_error,
                     keep_alive,
+                    end_delay,
                 )
             )
 
@@ -514,6 +517,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     _token_gap = 0.0
     _chunked = False  # a stream sent chunked on a kept connection (`Script.keep_alive`)
+    _end_delay = 0.0  # `Script.end_delay`
     _stream_error: str | None = None
     disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms ACK stalls
     server: _Server
@@ -679,6 +683,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._cut_after = script.cut_after if script else None
         self._stream_error = script.stream_error if script else None
         self._chunked = bool(script and script.keep_alive)
+        self._end_delay = script.end_delay if script else 0.0
         if self._stream_error is not None and self._cut_after is None:
             self._cut_after = 1
         rate = script.token_rate if script and script.token_rate is not None else self.server.upstream.token_rate
@@ -1050,6 +1055,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _end_stream(self) -> None:
         """After `data: [DONE]`: the chunked body's end (a kept connection); nothing when closing ends it."""
         if self._chunked:
+            if self._end_delay:  # a server slow to end its body (the reader waits for it only so long)
+                time.sleep(self._end_delay)
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
