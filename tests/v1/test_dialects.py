@@ -199,3 +199,9 @@ def test_a_delta_chunk_is_byte_for_byte_the_chunk_built_from_its_fields(include_
     chunks = openai_dialect.Chunks('odd"\x00', include_usage)  # its JSON holds the marker's: "\u0000"
     for text in ["", "plain", 'a "quoted" \\ word', "crème 🍰", "\x00", "\n\n"]:
         assert chunks.delta(text) == chunks._chunk(chunks._choice({"content": text}))
+
+
+def test_an_anthropic_delta_event_is_byte_for_byte_the_event_built_from_its_fields():
+    events = anthropic_dialect.Events("claude-3-5-haiku")
+    for text in ["", "plain", 'a "quoted" \\ word', "crème 🍰", "\x00", "\n\n", "</script>"]:
+        assert events.delta(text) == anthropic_dialect.delta_event(text)

@@ -261,6 +261,17 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+def delta_event(text: str) -> bytes:
+    """A text delta of content block 0, built from its fields (what `Events.delta` must equal)."""
+    return _event(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
+
+
+_DELTA_HEAD, _, _DELTA_TAIL = delta_event("\x00").rpartition(json.dumps("\x00").encode())  # the text comes last
+
+
 class Events:
     """The SSE events of one streamed message: `first()`, `delta(text)` per piece, then `end(result)`."""
 
@@ -285,10 +296,9 @@ class Events:
         )
 
     def delta(self, text: str) -> bytes:
-        return _event(
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-        )
+        """`delta_event(text)`, byte for byte, as the fixed head and tail around the text's JSON: nearly every
+        event of a stream is one (as `openai_dialect.Chunks.delta`, issue 22)."""
+        return _DELTA_HEAD + json.dumps(text).encode() + _DELTA_TAIL
 
     def end(self, result: GenerationResult | None) -> bytes:
         counts = usage(result) if result is not None else {"output_tokens": 0}
