@@ -84,6 +84,32 @@ def _load(handler: Any, is_async: bool) -> None:
     handler._middleware_chain = convert_exception_to_response(APIEdge(convert_exception_to_response(get_response)))
 
 
+class _RequestThread(ThreadPoolExecutor):
+    """A one-thread executor that knows whether a step is still queued or running on it: `submitted` is
+    counted on the event loop's thread (asgiref submits from there), `finished` on the worker's, so each
+    counter has one writer and a stale read can only say busy. (A step that ends before `submit` adds its
+    callback is counted on the loop's thread; a count lost that way also only says busy: the thread is
+    then not kept, and one more starts later.)"""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="v1-request")
+        self.submitted = 0
+        self.finished = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        future = super().submit(fn, *args, **kwargs)
+        self.submitted += 1
+        future.add_done_callback(self._one_finished)
+        return future
+
+    def _one_finished(self, _future: Any) -> None:
+        self.finished += 1
+
+    @property
+    def busy(self) -> bool:
+        return self.finished != self.submitted
+
+
 class _Executors:
     """The one-thread executors that run `/v1` requests' sync steps, kept between requests.
 
@@ -91,17 +117,20 @@ class _Executors:
     end one more thread to join the first, two thread starts per request. With asgiref's `executor=` a
     request borrows a thread kept here instead (its steps still run in order, on one thread, with that
     thread's database connection, which `request_finished` hands back as before). Only the event loop's
-    thread takes and returns them, so no lock; one per request at a time, at most `keep` idle."""
+    thread takes and returns them, so no lock; one per request at a time, at most `keep` idle.
+    A request cancelled while a step of it still runs (its client left during an embedding's upstream call,
+    say) gives back a busy thread: that one is not kept (it ends once its step does), so the next request
+    never queues behind another's leftover work."""
 
     def __init__(self, keep: int = 64) -> None:
-        self.idle: list[ThreadPoolExecutor] = []
+        self.idle: list[_RequestThread] = []
         self.keep = keep
 
-    def take(self) -> ThreadPoolExecutor:
-        return self.idle.pop() if self.idle else ThreadPoolExecutor(max_workers=1, thread_name_prefix="v1-request")
+    def take(self) -> _RequestThread:
+        return self.idle.pop() if self.idle else _RequestThread()
 
-    def give(self, executor: ThreadPoolExecutor) -> None:
-        if len(self.idle) < self.keep:
+    def give(self, executor: _RequestThread) -> None:
+        if len(self.idle) < self.keep and not executor.busy:
             self.idle.append(executor)
         else:
             executor.shutdown(wait=False)
@@ -126,7 +155,7 @@ class APIASGIHandler(ASGIHandler):
         finally:
             self.executors.give(executor)
 
-    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any, executor: ThreadPoolExecutor) -> None:
+    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any, executor: _RequestThread) -> None:
         """Django's `ASGIHandler.handle` (5.2), but `request_started` does not cost the request a hop.
 
         Django awaits the signal's receivers (`close_old_connections`, `reset_queries`: sync) on the request's

@@ -7,6 +7,8 @@ with the requests an SDK sends.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import threading
@@ -148,6 +150,75 @@ def test_v1_requests_borrow_a_kept_thread_instead_of_starting_two_each(emulated_
         assert status == 200
         kept.append(list(api.executors.idle))
     assert len(kept[0]) == 1 and kept[0] == kept[1] == kept[2]  # the same executor, lent three times
+
+
+def test_a_thread_still_running_a_cancelled_requests_step_is_not_lent_to_the_next_request(
+    emulated_site, make_key, upstream
+):
+    """A request whose task is cancelled while its step still runs (a server cancels its application's tasks
+    when it stops; here the step is an embedding waiting on the vendor, and a sync step cannot be interrupted)
+    gives its thread back busy: that thread finishes the step (its call is ledgered) and is not kept for the
+    next request, which would queue behind it. (A client that merely leaves does not get here: Django's
+    `request_finished` runs on the request's thread, after the step.)"""
+    from panel.asgi import api, application
+
+    site = emulated_site("openai")
+    key = make_key(site)
+    for executor in api.executors.idle:
+        executor.shutdown(wait=True)
+    api.executors.idle.clear()
+    upstream.script(flavor="embeddings", delay=3)
+    raw = json.dumps({"model": "text-embedding-3-small", "input": "hello"}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/embeddings",
+        "raw_path": b"/v1/embeddings",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def cancelled_mid_step():
+        talk = ApplicationCommunicator(application, scope)
+        await talk.send_input({"type": "http.request", "body": raw, "more_body": False})
+        for _ in range(1000):  # the step has reached the vendor, which holds its answer for 3 s
+            if upstream.requests_for("openai"):
+                break
+            await asyncio.sleep(0.01)
+        talk.future.cancel()  # as a stopping server cancels its application's tasks
+        with contextlib.suppress(asyncio.CancelledError):
+            await talk.future
+        return list(api.executors.idle)
+
+    assert async_to_sync(cancelled_mid_step)() == []  # the busy thread was not kept
+    for thread in threading.enumerate():
+        if thread.name.startswith("v1-request"):
+            thread.join(30)
+    usage.flush()
+    assert list(AIUsage.objects.filter(site=site).values_list("service", "status")) == [("v1.embeddings", "ok")]
+
+
+def test_an_idle_request_thread_is_kept_and_a_busy_one_is_not():
+    from panel.api_handler import _Executors
+
+    executors = _Executors()
+    idle = executors.take()
+    idle.submit(int).result()
+    executors.give(idle)
+    assert executors.idle == [idle]
+    busy = executors.take()
+    release = threading.Event()
+    step = busy.submit(release.wait)
+    executors.give(busy)
+    assert executors.idle == [] and executors.take() is not busy
+    release.set()
+    assert step.result(10)
 
 
 def test_request_started_runs_on_the_requests_thread_before_its_first_query(emulated_site, make_key, upstream):

@@ -717,6 +717,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _embeddings(self, flavor: str, request: RecordedRequest) -> None:
         if not self._authorised(flavor, request):
             return None
+        script = self.server.upstream._take_script("embeddings", exact=True)  # script(flavor="embeddings", ...)
+        if script is not None and script.delay:
+            time.sleep(script.delay)
         status, payload = extras.embeddings(flavor, request.json if isinstance(request.json, dict) else {})
         if status != 200:
             return self._error(flavor, status, payload["message"])
