@@ -15,7 +15,8 @@ handshake) per request in the production server. `FastRedisCache` shares one con
 server and options across the process (redis-py's pools are thread-safe and fork-aware), and
 runs `incr` as one Lua script (increment only a key that exists, else Django's `ValueError`): one
 round trip, and atomic. `incr_many` does the same for several counters at once (a budget settlement
-moves two), returning None for a counter that is gone.
+moves two), returning None for a counter that is gone. That script and `get_many` (the health read of every
+call) go over `_Lane`'s connections, without the pool's lock and per-borrow poll.
 
 `ResilientRedisCache` (the backend with `REDIS_URL`) is `FastRedisCache` that keeps answering from this
 process's memory while Redis is unreachable: see its docstring. `apply_versioned` moves two counters by the
@@ -24,9 +25,12 @@ events their seed does not hold yet (the budget's changes made in the database d
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -53,6 +57,9 @@ for i = #ARGV + 1, #KEYS do
 end
 return out
 """
+
+
+INCR_EXISTING_SHA = hashlib.sha1(INCR_EXISTING.encode(), usedforsecurity=False).hexdigest()  # the name Redis gives it
 
 
 # KEYS: two counters and the stamp of their seed (a version times ARGV[1], plus a random part: one per seed).
@@ -90,13 +97,74 @@ _shared_pools: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _shared_pools_lock = threading.Lock()
 
 
+class _Lane:
+    """Connections to one Redis server for the commands every AI call makes (the budget's counter script, the
+    health read), used without redis-py's pool.
+
+    Why: borrowing a pooled connection takes the pool's lock and polls the socket for stray data (~25 µs of
+    CPU), and redis-py's command layers (retries, callbacks, the script object) as much again: a capped call's
+    two scripts cost ~90 µs of CPU each where the round trip itself is ~20 µs, and under concurrency the pool's
+    lock is one more place the request threads queue. Here a connection is taken from a deque (atomic under
+    the GIL: no lock), the command is sent and its reply read, and the connection put back. What the pool's
+    poll guarded against (a reply left unread by a command that failed) cannot happen: a connection on which
+    anything but a clean error reply went wrong is closed, never put back. A kept connection the server closed
+    meanwhile (its idle `timeout`) is retried once on a new one; a new one that fails is the outage it reports
+    (`ResilientRedisCache`). Fork-aware: a child makes its own connections."""
+
+    KEEP = 64  # idle connections kept (threads beyond it make one and close it)
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.idle: deque[Any] = deque()
+        self.pid = os.getpid()
+
+    def _connection(self) -> tuple[Any, bool]:
+        if self.pid != os.getpid():  # forked: the parent's sockets are not this process's to use
+            self.idle, self.pid = deque(), os.getpid()
+        try:
+            return self.idle.pop(), False
+        except IndexError:
+            return self.pool.connection_class(**self.pool.connection_kwargs), True
+
+    def run(self, *command: Any) -> Any:
+        """`command`'s reply; an error reply raises redis-py's ResponseError (NoScriptError for EVALSHA's)."""
+        import redis
+
+        conn, fresh = self._connection()
+        packed = conn.pack_command(*command)
+        try:
+            try:
+                conn.send_packed_command(packed, check_health=False)
+                reply = conn.read_response()
+            except redis.exceptions.ConnectionError:
+                conn.disconnect()
+                if fresh:
+                    raise
+                conn, fresh = self.pool.connection_class(**self.pool.connection_kwargs), True  # closed while idle
+                conn.send_packed_command(packed, check_health=False)
+                reply = conn.read_response()
+        except redis.exceptions.ResponseError:
+            self._give(conn)  # an error reply: the connection is in step
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        self._give(conn)
+        return reply
+
+    def _give(self, conn: Any) -> None:
+        if len(self.idle) < self.KEEP:
+            self.idle.append(conn)
+        else:
+            conn.disconnect()
+
+
 class _Client(RedisCacheClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._incr_existing: Any = None
         self._apply_versioned: Any = None
 
-    def _shared(self, write: bool) -> tuple[Any, Any]:
+    def _shared(self, write: bool) -> tuple[Any, Any, _Lane]:
         url = self._servers[self._get_connection_pool_index(write)]
         key = (url, repr(self._pool_class), repr(sorted(self._pool_options.items())))
         shared = _shared_pools.get(key)
@@ -105,7 +173,7 @@ class _Client(RedisCacheClient):
                 shared = _shared_pools.get(key)
                 if shared is None:
                     pool = self._pool_class.from_url(url, **self._pool_options)
-                    shared = _shared_pools[key] = (pool, self._client(connection_pool=pool))
+                    shared = _shared_pools[key] = (pool, self._client(connection_pool=pool), _Lane(pool))
         return shared
 
     def _get_connection_pool(self, write: bool) -> Any:
@@ -116,12 +184,24 @@ class _Client(RedisCacheClient):
         """The process's `redis.Redis` for this server (thread-safe: each command borrows a pooled connection)."""
         return self._shared(write)[1]
 
+    def get_many(self, keys: Any) -> dict[Any, Any]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        values = self._shared(False)[2].run("MGET", *keys)
+        return {k: self._serializer.loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
     def incr_existing(self, keys: list[str], deltas: list[int], read: list[str] | None = None) -> list[Any]:
-        """The counters' new values (None: missing), then the values of `read` (None: missing), in one script."""
-        client = self.get_client(None, write=True)
-        if self._incr_existing is None:
-            self._incr_existing = client.register_script(INCR_EXISTING)
-        reply = list(self._incr_existing(keys=[*keys, *(read or ())], args=deltas, client=client))
+        """The counters' new values (None: missing), then the values of `read` (None: missing), in one script
+        (`EVALSHA` on the lane; the script's text once, when the server does not have it yet)."""
+        import redis
+
+        lane = self._shared(True)[2]
+        every = [*keys, *(read or ())]
+        try:
+            reply = list(lane.run("EVALSHA", INCR_EXISTING_SHA, len(every), *every, *deltas))
+        except redis.exceptions.NoScriptError:
+            reply = list(lane.run("EVAL", INCR_EXISTING, len(every), *every, *deltas))
         counted = len(keys)
         return [*reply[:counted], *(None if v is None else self._serializer.loads(v) for v in reply[counted:])]
 
