@@ -167,7 +167,8 @@ def test_a_thread_still_running_a_cancelled_requests_step_is_not_lent_to_the_nex
     for executor in api.executors.idle:
         executor.shutdown(wait=True)
     api.executors.idle.clear()
-    upstream.script(flavor="embeddings", delay=3)
+    answer = threading.Event()
+    upstream.script(flavor="embeddings", gate=answer)  # the vendor answers once the test says so
     raw = json.dumps({"model": "text-embedding-3-small", "input": "hello"}).encode()
     scope = {
         "type": "http",
@@ -187,7 +188,7 @@ def test_a_thread_still_running_a_cancelled_requests_step_is_not_lent_to_the_nex
     async def cancelled_mid_step():
         talk = ApplicationCommunicator(application, scope)
         await talk.send_input({"type": "http.request", "body": raw, "more_body": False})
-        for _ in range(1000):  # the step has reached the vendor, which holds its answer for 3 s
+        for _ in range(1000):  # the step has reached the vendor, which holds its answer
             if upstream.requests_for("openai"):
                 break
             await asyncio.sleep(0.01)
@@ -196,7 +197,10 @@ def test_a_thread_still_running_a_cancelled_requests_step_is_not_lent_to_the_nex
             await talk.future
         return list(api.executors.idle)
 
-    assert async_to_sync(cancelled_mid_step)() == []  # the busy thread was not kept
+    try:
+        assert async_to_sync(cancelled_mid_step)() == []  # the busy thread was not kept
+    finally:
+        answer.set()
     for thread in threading.enumerate():
         if thread.name.startswith("v1-request"):
             thread.join(30)

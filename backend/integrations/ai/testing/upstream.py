@@ -166,6 +166,7 @@ class Script:
     # not ended by closing it: a client reuses it only once it has read the body to its end
     keep_alive: bool = False
     end_delay: float = 0.0  # kept-alive streams: seconds between `data: [DONE]` and the chunked body's end
+    gate: threading.Event | None = None  # embeddings: answered once the test sets it (at most 60 s later)
 
 
 def _words(text: str) -> list[str]:
@@ -472,6 +473,7 @@ class Upstream:
         stream_error: str | None = None,
         keep_alive: bool = False,
         end_delay: float = 0.0,
+        gate: threading.Event | None = None,
     ) -> None:
         """Queue how the next `times` matching generation requests are answered (FIFO)."""
         with self._lock:
@@ -495,6 +497,7 @@ class Upstream:
                     stream_error,
                     keep_alive,
                     end_delay,
+                    gate,
                 )
             )
 
@@ -720,6 +723,8 @@ class _Handler(BaseHTTPRequestHandler):
         script = self.server.upstream._take_script("embeddings", exact=True)  # script(flavor="embeddings", ...)
         if script is not None and script.delay:
             time.sleep(script.delay)
+        if script is not None and script.gate is not None:
+            script.gate.wait(60)
         status, payload = extras.embeddings(flavor, request.json if isinstance(request.json, dict) else {})
         if status != 200:
             return self._error(flavor, status, payload["message"])
