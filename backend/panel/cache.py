@@ -92,8 +92,8 @@ class FastLocMemCache(LocMemCache):
         return None
 
 
-# (server URL, pool class, options) -> (pool, client): one of each per process, whichever thread asks
-_shared_pools: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+# (server URL, pool class, options) -> (pool, client, lane): one of each per process, whichever thread asks
+_shared_pools: dict[tuple[str, str, str], tuple[Any, Any, _Lane]] = {}
 _shared_pools_lock = threading.Lock()
 
 
@@ -119,12 +119,16 @@ class _Lane:
         self.pid = os.getpid()
 
     def _connection(self) -> tuple[Any, bool]:
+        """A kept connection (False), or a new one (True)."""
         if self.pid != os.getpid():  # forked: the parent's sockets are not this process's to use
             self.idle, self.pid = deque(), os.getpid()
         try:
             return self.idle.pop(), False
         except IndexError:
-            return self.pool.connection_class(**self.pool.connection_kwargs), True
+            return self._new(), True
+
+    def _new(self) -> Any:
+        return self.pool.connection_class(**self.pool.connection_kwargs)  # connects on its first command
 
     def run(self, *command: Any) -> Any:
         """`command`'s reply; an error reply raises redis-py's ResponseError (NoScriptError for EVALSHA's)."""
@@ -140,7 +144,7 @@ class _Lane:
                 conn.disconnect()
                 if fresh:
                     raise
-                conn, fresh = self.pool.connection_class(**self.pool.connection_kwargs), True  # closed while idle
+                conn = self._new()  # the kept one was closed while idle
                 conn.send_packed_command(packed, check_health=False)
                 reply = conn.read_response()
         except redis.exceptions.ResponseError:

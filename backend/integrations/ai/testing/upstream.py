@@ -720,9 +720,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _embeddings(self, flavor: str, request: RecordedRequest) -> None:
         if not self._authorised(flavor, request):
             return None
-        script = self.server.upstream._take_script("embeddings", exact=True)  # script(flavor="embeddings", ...)
-        if script is not None and script.delay:
-            time.sleep(script.delay)
+        script = self.server.upstream._take_script("embeddings", exact=True)  # script(flavor="embeddings", gate=...)
         if script is not None and script.gate is not None:
             script.gate.wait(60)
         status, payload = extras.embeddings(flavor, request.json if isinstance(request.json, dict) else {})

@@ -120,44 +120,43 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
 
 
 def _embed(request: HttpRequest) -> HttpResponse:
-    admitted = _key_and_body(request, OPENAI)
-    if isinstance(admitted, HttpResponse):
-        return admitted
-    key, data = admitted
-    try:
-        call = openai_embeddings.parse(data)
-    except AIProviderError as exc:
-        return failed(OPENAI, failure_for(exc))
+    parsed = _key_and_call(request, OPENAI, openai_embeddings.parse)
+    if isinstance(parsed, HttpResponse):
+        return parsed
+    key, call = parsed
     try:
         with callers.acting_as(key):
             result = AIService(site=key.site_id, service="v1.embeddings").embed(
                 call.texts, model=call.model, dimensions=call.dimensions
             )
-    except ProviderNotConfigured as exc:
-        return failed(OPENAI, _not_served(key, call.model, exc))
     except AIProviderError as exc:
-        return failed(OPENAI, failure_for(exc))
+        return _refused(OPENAI, key, call.model, exc)
     response = JsonResponse(openai_embeddings.embedding_list(result, call))
     for name, value in _request_headers().items():
         response[name] = value
     return response
 
 
-def _key_and_body(request: HttpRequest, dialect: Dialect) -> tuple[KeyScope, Any] | HttpResponse:
-    """The method, the virtual key (cache or database) and the JSON body, or the dialect's error answer."""
+def _key_and_call(request: HttpRequest, dialect: Dialect, parse: Any) -> tuple[KeyScope, Any] | HttpResponse:
+    """The method, the virtual key (cache or database) and the JSON body `parse`d into its call, or the
+    dialect's error answer."""
     if request.method != "POST":
         return failed(dialect, Failure(405, "Use POST.", "method_not_allowed"))
     key = _key(request, dialect)
     if isinstance(key, HttpResponse):
         return key
     try:
-        return key, json.loads(request.body or b"null")
+        data = json.loads(request.body or b"null")
     except RequestDataTooBig:
         return failed(
             dialect, Failure(413, "The request body is larger than this server accepts.", "request_too_large")
         )
     except (ValueError, RecursionError):
         return failed(dialect, failure_for(BadField("The body must be valid JSON.")))
+    try:
+        return key, parse(data)
+    except AIProviderError as exc:
+        return failed(dialect, failure_for(exc))
 
 
 @dataclass
@@ -176,14 +175,10 @@ def _admit_request(request: HttpRequest, dialect: Dialect, *, opening: bool = Fa
     """The method, the virtual key (cache or database), the parsed body, and the call prepared (a stream:
     admitted; `opening`, the async driver's: a plain call opened, `AIService.open_call`), all in one step: the
     async driver leaves its event loop once for them."""
-    admitted = _key_and_body(request, dialect)
-    if isinstance(admitted, HttpResponse):
-        return admitted
-    key, data = admitted
-    try:
-        call = dialect.parse(data)
-    except AIProviderError as exc:
-        return failed(dialect, failure_for(exc))
+    parsed = _key_and_call(request, dialect, dialect.parse)
+    if isinstance(parsed, HttpResponse):
+        return parsed
+    key, call = parsed
     service = AIService(site=key.site_id, service=dialect.service)
     opened: GatewayStream | OpenedCall | Prepared | None = None
     try:
@@ -194,14 +189,14 @@ def _admit_request(request: HttpRequest, dialect: Dialect, *, opening: bool = Fa
                 prepare = service.open_call if opening else service.prepare
                 opened = prepare(call.messages, **call.kwargs())
     except AIProviderError as exc:
-        return _refused(dialect, key, call, exc)
+        return _refused(dialect, key, call.model, exc)
     return Admitted(key, call, service, opened)
 
 
-def _refused(dialect: Dialect, key: KeyScope, call: GatewayCall, exc: AIProviderError) -> JsonResponse:
+def _refused(dialect: Dialect, key: KeyScope, model: str, exc: AIProviderError) -> JsonResponse:
     """A gateway error before any token, in the dialect (queries the site's snapshot: off the event loop)."""
     if isinstance(exc, ProviderNotConfigured):
-        return failed(dialect, _not_served(key, call.model, exc))
+        return failed(dialect, _not_served(key, model, exc))
     return failed(dialect, failure_for(exc))
 
 
@@ -224,7 +219,7 @@ async def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
             pieces = aiter(opened)
             first = await anext(pieces, None)  # failover and the first token decide before this returns
     except AIProviderError as exc:
-        return await offload(_refused, dialect, key, call, exc)
+        return await offload(_refused, dialect, key, call.model, exc)
     return _streaming(_aevents(dialect.writer(opened.prep.resolved, call), opened, pieces, first))
 
 
@@ -244,7 +239,7 @@ def _serve_sync(request: HttpRequest, dialect: Dialect) -> HttpResponse:
             pieces = iter(opened)
             first = next(pieces, None)
     except AIProviderError as exc:
-        return _refused(dialect, key, call, exc)
+        return _refused(dialect, key, call.model, exc)
     return _streaming(_events(dialect.writer(opened.prep.resolved, call), opened, pieces, first))
 
 
