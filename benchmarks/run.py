@@ -803,6 +803,12 @@ def streams_bench(quick: bool, with_litellm: bool, count: int | None = None) -> 
                 f"{name:<24}{result['p50']:>10.1f}{result['p99']:>10.1f}{added[0]:>9}{added[1]:>9}"
                 f"{result['peak']:>11}{result['completed']:>7}{result['errors']:>8}{rss:>12}"
             )
+        print("time to first token (p50 / p99 ms) by how many streams were open when it started")
+        highs = results["emulator direct"]["bands"]
+        print(f"{'contender':<24}" + "".join(f"{f'<= {high:,} open':>25}" for high in highs))
+        for name, result in results.items():
+            cells = (f"{p50:.1f} / {p99:.1f} ({n})" for p50, p99, n in result["bands"].values())
+            print(f"{name:<24}" + "".join(f"{cell:>25}" for cell in cells))
     finally:
         for process in reversed(processes):
             process.stop()

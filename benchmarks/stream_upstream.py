@@ -91,9 +91,13 @@ class Upstream:
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
 
         send(_chunk(gen_id, created, model, {"role": "assistant", "content": ""}))
+        # each word delta is this stream's fixed head and tail around the word's JSON: byte for byte what
+        # `_chunk` makes, without building and encoding the whole object 20,000 times a second
+        head, _, tail = _chunk(gen_id, created, model, {"content": ""}).partition(b'"content":""')
+        head, tail = head + b'"content":', tail
         for index in range(self.tokens):
             word = WORDS[index % len(WORDS)]
-            send(_chunk(gen_id, created, model, {"content": word if index == 0 else " " + word}))
+            send(head + json.dumps(word if index == 0 else " " + word).encode() + tail)
             await writer.drain()
             if self.gap and index < self.tokens - 1:
                 await asyncio.sleep(self.gap)
@@ -133,7 +137,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="word deltas a second per stream (0: unpaced)")
     parser.add_argument("--tokens", type=int, default=200, help="word deltas per stream")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.rate, args.tokens))
+    try:  # uvloop when installed (with Panel's dependencies): the upstream's own cost is not what is measured
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(args.port, args.rate, args.tokens))
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(args.port, args.rate, args.tokens))
 
 
 if __name__ == "__main__":
