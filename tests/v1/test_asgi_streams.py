@@ -68,3 +68,31 @@ def test_past_the_stream_cap_a_stream_is_a_503_with_retry_after_in_each_dialect(
     usage.flush()
     statuses = sorted(AIUsage.objects.filter(site=site).values_list("status", "error_class"))
     assert statuses == [("cancelled", "StreamCancelled"), ("refused", "Overloaded"), ("refused", "Overloaded")]
+
+
+def test_an_unpaced_stream_arrives_whole_and_in_order_in_each_dialect(emulated_site, make_key, upstream):
+    """The production server writes the events a step had ready at once in one write (`panel.coalesce`): an
+    upstream that sends its whole answer at once is where that happens, and nothing is lost, repeated or
+    reordered on the way, in either dialect."""
+    site = emulated_site("openai")
+    raw = make_key(site, "unpaced")
+    server = Server(GUNICORN_WORKERS="1")
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        upstream.script(flavor="openai", content=LONG)  # no token rate: every chunk at once
+        client = openai.OpenAI(api_key=raw, base_url=f"{base}/v1", max_retries=0)
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=HI, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = list(stream)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == LONG
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+        upstream.script(flavor="openai", content=LONG)
+        ant = anthropic.Anthropic(api_key=raw, base_url=base, max_retries=0)
+        with ant.messages.stream(model="gpt-4o-mini", max_tokens=500, messages=HI) as events:
+            assert "".join(events.text_stream) == LONG
+            assert events.get_final_message().stop_reason == "end_turn"
+    finally:
+        assert server.stop() == 0
+    usage.flush()
+    assert sorted(AIUsage.objects.filter(site=site).values_list("status", flat=True)) == ["ok", "ok"]

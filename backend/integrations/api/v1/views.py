@@ -252,6 +252,8 @@ def _rendered(dialect: Dialect, result: GenerationResult) -> HttpResponse:
 
 def _streaming(body: Iterator[bytes] | AsyncIterator[bytes]) -> HttpResponse:
     response = StreamingHttpResponse(body, content_type="text/event-stream")
+    if response.is_async:  # `panel.api_handler` sends it from this iterator, without Django's layers per part
+        response.asgi_body = body
     for name, value in {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_request_headers()}.items():
         response[name] = value
     return response
