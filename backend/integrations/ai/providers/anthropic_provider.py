@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
+from . import sse
 from .base import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -187,8 +188,8 @@ class AnthropicProvider(BaseProvider):
         stream = self.client.messages.create(**self._request(ai, model), stream=True)
         try:
             reader.result.request_id = stream.response.headers.get("request-id")
-            for event in stream:
-                if (text := reader.feed(event)) is not None:
+            for event in sse.chunks(self.sdk(), stream.response, sse.read_named):  # the JSON, not a model of it
+                if (text := reader.feed_json(event)) is not None:
                     yield text
         finally:
             stream.close()  # a caller that stopped reading closes the upstream request now
@@ -199,12 +200,22 @@ class AnthropicProvider(BaseProvider):
         stream = await self.aclient.messages.create(**self._request(ai, model), stream=True)
         try:
             reader.result.request_id = stream.response.headers.get("request-id")
-            async for event in stream:
-                if (text := reader.feed(event)) is not None:
+            async for event in sse.achunks(self.sdk(), stream.response, sse.read_named):
+                if (text := reader.feed_json(event)) is not None:
                     yield text
         finally:
             await stream.close()
         yield reader.finish()
+
+
+# the events `_EventReader.feed` reads, and the SDK's model of each (built only for these: a text delta is read
+# from its JSON, and the rest have nothing the reader needs)
+_EVENT_TYPES = {
+    "message_start": "RawMessageStartEvent",
+    "content_block_start": "RawContentBlockStartEvent",
+    "content_block_delta": "RawContentBlockDeltaEvent",
+    "message_delta": "RawMessageDeltaEvent",
+}
 
 
 class _EventReader:
@@ -216,6 +227,20 @@ class _EventReader:
         self.parts: list[str] = []
         self.calls = AnthropicToolStream(provider)
         self.finished = False
+
+    def feed_json(self, data: dict[str, Any]) -> str | None:
+        """One event as its JSON (`sse.read_named`): a text delta, nearly every event of a stream, is read here;
+        any other event through the SDK's model of it (`feed`)."""
+        kind, delta = data.get("type"), data.get("delta")
+        if kind == "content_block_delta" and type(delta) is dict and delta.get("type") == "text_delta":
+            text = delta.get("text")
+            if type(text) is str:
+                self.parts.append(text)
+                return text
+        event_type = _EVENT_TYPES.get(kind) if type(kind) is str else None
+        if event_type is None:  # an event this reader has no use for (content_block_stop, a future kind)
+            return None
+        return self.feed(getattr(_sdk().types, event_type).construct(**data))
 
     def feed(self, event: Any) -> str | None:
         result, kind = self.result, event.type

@@ -1,4 +1,4 @@
-"""OpenAI-format streams read straight off the SDK's HTTP response: lines -> events -> JSON chunks.
+"""Vendor streams read straight off the SDK's HTTP response: lines -> events -> JSON chunks.
 
 Why: the `openai` SDK makes a typed model of every chunk it streams (its lenient `construct`, ~70 µs a
 chunk, plus its byte-level event decoder), and a stream of 200 tokens is 200 chunks. At a thousand
@@ -12,13 +12,17 @@ JSON carries `error` raises the SDK's `APIError`. A transport failure while read
 
 The chunks come out as plain dicts; `openai_provider._ChunkReader` reads the common ones (a text delta)
 directly and builds the SDK's model only for the rare ones (usage, tool calls).
+
+Anthropic's streams are read the same way (`read=read_named`, by the `anthropic` SDK's rules for its named
+events): its SDK also made a typed model of every event, and read the body to its end after `message_stop`
+with no bound, so a server that held the body open held the call until the read timeout.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -79,6 +83,39 @@ def _read(decoder: _Decoder, sdk: Any, response: Any, line: str) -> dict[str, An
     return _DONE if chunk is None else chunk
 
 
+def read_named(decoder: _Decoder, sdk: Any, response: Any, line: str) -> dict[str, Any] | None:
+    """`_read` for Anthropic's format, by its SDK's rules: events are named; `ping`, unnamed and empty ones are
+    skipped; an `error` event raises the SDK's `APIError` (its own stream raised a status error with the
+    response's 200, which read as an unknown failure);
+    `message_stop` ends the stream (`_DONE`: the rest of the body is drained, never waited for)."""
+    event = decoder.line(line)
+    if event is None:
+        return None
+    name, data = event
+    if name is None or name == "ping" or not data:
+        return None
+    if name == "message_stop":
+        return _DONE
+    if name == "error":  # as OpenAI-format streams' error chunks: an `APIError` with no status (`ProviderUnavailable`)
+        try:
+            body: Any = json.loads(data)
+        except ValueError:
+            body = data
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        if not message or not isinstance(message, str):
+            message = "An error occurred during streaming"
+        raise sdk.APIError(message=message, request=response.request, body=error)
+    payload = json.loads(data)
+    if not isinstance(payload, dict):
+        message = "A stream event is not an object."
+        raise sdk.APIResponseValidationError(response=response, body=payload, message=message)
+    return payload
+
+
+Read = Callable[[_Decoder, Any, Any, str], "dict[str, Any] | None"]
+
+
 @contextmanager
 def _transport_errors(sdk: Any, request: Any) -> Iterator[None]:
     """A transport failure while the body is read, raised as the SDK raises it."""
@@ -92,20 +129,20 @@ def _transport_errors(sdk: Any, request: Any) -> Iterator[None]:
         raise sdk.APIConnectionError(request=request) from err
 
 
-def chunks(sdk: Any, response: Any) -> Iterator[dict[str, Any]]:
+def chunks(sdk: Any, response: Any, read: Read = _read) -> Iterator[dict[str, Any]]:
     """The JSON chunks of an SDK stream's response (`stream.response`), until `[DONE]` or the body ends;
-    after `[DONE]` the rest of the body is read (`drain_sync`)."""
+    after `[DONE]` the rest of the body is read (`drain_sync`). `read=read_named`: Anthropic's events."""
     decoder = _Decoder()
     with _transport_errors(sdk, response.request):
         for line in response.iter_lines():
-            if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+            if (chunk := read(decoder, sdk, response, line)) is _DONE:
                 drain_sync(response)
                 return
             if chunk is not None:
                 yield chunk
 
 
-async def achunks(sdk: Any, response: Any) -> AsyncIterator[dict[str, Any]]:
+async def achunks(sdk: Any, response: Any, read: Read = _read) -> AsyncIterator[dict[str, Any]]:
     """`chunks` for the SDK's async stream; after `[DONE]` the rest of the body is read (`drain`).
 
     A body sent as is (no `Content-Encoding`, a stream's usual case) is split into lines here, off the raw
@@ -115,7 +152,7 @@ async def achunks(sdk: Any, response: Any) -> AsyncIterator[dict[str, Any]]:
     with _transport_errors(sdk, response.request):
         if response.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
             async for line in response.aiter_lines():
-                if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+                if (chunk := read(decoder, sdk, response, line)) is _DONE:
                     await drain(response)
                     return
                 if chunk is not None:
@@ -124,13 +161,13 @@ async def achunks(sdk: Any, response: Any) -> AsyncIterator[dict[str, Any]]:
         lines = _Lines()
         async for data in response.stream:
             for line in lines.feed(data):
-                if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+                if (chunk := read(decoder, sdk, response, line)) is _DONE:
                     await drain(response)
                     return
                 if chunk is not None:
                     yield chunk
         for line in lines.end():
-            if (chunk := _read(decoder, sdk, response, line)) is _DONE:
+            if (chunk := read(decoder, sdk, response, line)) is _DONE:
                 return
             if chunk is not None:
                 yield chunk

@@ -159,13 +159,14 @@ class Script:
     cut_after: int | None = None  # streams: drop the connection after this many text deltas
     tool_calls: list | None = None  # [{"name", "arguments"}]: the calls the model makes when it has tools
     token_rate: float | None = None  # streams: text deltas per second (None: the emulator's `token_rate`)
-    # OpenAI-format streams: after `cut_after` text deltas (default 1), an in-stream error chunk as OpenRouter
-    # sends one when the model's provider fails mid-answer (`error` beside `finish_reason: "error"`), then the end
+    # Streams: after `cut_after` text deltas (default 1), an in-stream error as the vendor sends one when the
+    # answer fails midway, then the body's end: OpenAI format, a chunk with `error` beside `finish_reason: "error"`
+    # (OpenRouter); Anthropic, an `error` event (`overloaded_error`)
     stream_error: str | None = None
-    # OpenAI-format streams: sent chunked on a connection kept for the next request (as the vendors' APIs do),
-    # not ended by closing it: a client reuses it only once it has read the body to its end
+    # Streams: sent chunked on a connection kept for the next request (as the vendors' APIs do), not ended by
+    # closing it: a client reuses it only once it has read the body to its end
     keep_alive: bool = False
-    end_delay: float = 0.0  # kept-alive streams: seconds between `data: [DONE]` and the chunked body's end
+    end_delay: float = 0.0  # kept-alive streams: seconds between the last event and the chunked body's end
     gate: threading.Event | None = None  # embeddings: answered once the test sets it (at most 60 s later)
 
 
@@ -1203,6 +1204,10 @@ class _Handler(BaseHTTPRequestHandler):
             for index, word in enumerate(words):
                 piece = word if index == len(words) - 1 else word + " "
                 if self._cut_after is not None and index >= self._cut_after:
+                    if self._stream_error is not None:  # Anthropic's in-stream error event, then the body's end
+                        failure = {"type": "overloaded_error", "message": self._stream_error}
+                        self._write(event("error", {"type": "error", "error": failure}))
+                        return self._end_stream()
                     return self._drop()
                 self._write(
                     event(
@@ -1249,6 +1254,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             )
             self._write(event("message_stop", {"type": "message_stop"}))
+            self._end_stream()
         except (BrokenPipeError, ConnectionResetError):
             self._aborted()
 
