@@ -85,9 +85,9 @@ def _read(decoder: _Decoder, sdk: Any, response: Any, line: str) -> dict[str, An
 
 def read_named(decoder: _Decoder, sdk: Any, response: Any, line: str) -> dict[str, Any] | None:
     """`_read` for Anthropic's format, by its SDK's rules: events are named; `ping`, unnamed and empty ones are
-    skipped; an `error` event raises the SDK's `APIError` (its own stream raised a status error with the
-    response's 200, which read as an unknown failure);
-    `message_stop` ends the stream (`_DONE`: the rest of the body is drained, never waited for)."""
+    skipped; `message_stop` ends the stream (`_DONE`: the rest of the body is drained, never waited for); an
+    `error` event raises the SDK's `APIError` with the vendor's message (its own stream raised a status error
+    carrying the response's 200, which read as an unknown failure)."""
     event = decoder.line(line)
     if event is None:
         return None
@@ -96,7 +96,7 @@ def read_named(decoder: _Decoder, sdk: Any, response: Any, line: str) -> dict[st
         return None
     if name == "message_stop":
         return _DONE
-    if name == "error":  # as OpenAI-format streams' error chunks: an `APIError` with no status (`ProviderUnavailable`)
+    if name == "error":  # as an OpenAI-format stream's error chunk: no status, so a `ProviderUnavailable`
         try:
             body: Any = json.loads(data)
         except ValueError:
