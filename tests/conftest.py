@@ -160,3 +160,23 @@ def driver(request):
     from .drivers import Driver
 
     return Driver(request.param)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_leftover_database_sessions(django_db_setup, django_db_blocker):
+    """On PostgreSQL, end the sessions that threads of the tests left open, before the test database is dropped.
+
+    Threads a test starts (budget races, live servers' request threads, asgiref's executor) each open their own
+    connection, and one that is never closed stays idle on the server: `DROP DATABASE` then waited and failed
+    ("being accessed by other users"), leaving the database behind for the next run to drop. Runs after the
+    last test (a session fixture's teardown, before pytest-django's), so nothing of a test is cut off."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
