@@ -10,7 +10,7 @@ from django.core.cache import cache
 from integrations.ai.governance import budget
 from integrations.ai.ledger import writer as ledger_writer
 from integrations.ai.providers import base as provider_base
-from integrations.ai.providers import openrouter_provider
+from integrations.ai.providers import openai_compatible_provider, openrouter_provider
 from integrations.ai.sites import site_config
 from integrations.ai.testing.upstream import Upstream
 from integrations.api import tokens as api_tokens
@@ -72,6 +72,7 @@ def _fresh_ai_caches():
     provider_base.clear_client_cache()
     site_config.clear_snapshots()
     openrouter_provider._models_cache.clear()
+    openai_compatible_provider._models_cache.clear()
     api_tokens.forget()
     yield
     cache.clear()

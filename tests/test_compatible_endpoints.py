@@ -14,7 +14,7 @@ from django.urls import reverse
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService
 from integrations.ai.ledger import usage
-from integrations.ai.providers.errors import UnknownProvider
+from integrations.ai.providers.errors import ModelNotFound, UnknownProvider
 from integrations.models import AIUsage, ProviderCredential
 
 from .factories import AIProviderSettingsFactory, ProviderCredentialFactory, SuperUserFactory
@@ -245,3 +245,28 @@ def test_no_endpoint_without_its_base_url(ai_settings, allow_emulator):
     ProviderCredential.objects.create(settings=record, provider="openai_compatible", name="ollama")
     with pytest.raises(UnknownProvider, match="ollama"):
         ProviderFactory.create_provider("ollama", record.site)
+
+
+def test_a_model_the_endpoint_lists_is_routed_to_it_without_naming_the_provider(site_with_ollama, upstream):
+    """A call that names only the model (as a /v1 client does) goes to the endpoint whose own `GET /models` lists
+    it (or whose default model it is), when no direct provider's prefix claims it; the site's provider keeps the
+    rest, including a model nobody lists (taken on trust as before)."""
+    site = site_with_ollama.site
+    service = AIService(site=site)
+    assert service.generate_content("hi", model="qwen2.5").provider == "ollama"
+    assert service.generate_content("hi", model="mistral").provider == "ollama"  # a router family, listed here
+    assert service.generate_content("hi", model="gpt-4o-mini").provider == "openai"
+    with pytest.raises(ModelNotFound) as unlisted:  # nobody lists it: OpenAI's to take on trust (it refuses)
+        service.generate_content("hi", model="my-finetune")
+    assert unlisted.value.provider == "openai"
+    row = site_with_ollama.credentials.get(name="ollama")
+    row.default_model = "my-finetune"  # not listed by the server, but its default model
+    row.save()
+    assert AIService(site=site).generate_content("hi", model="my-finetune").provider == "ollama"
+    assert [(r.provider, r.served_model) for r in ledger(site)] == [
+        ("ollama", "qwen2.5"),
+        ("ollama", "mistral"),
+        ("openai", "gpt-4o-mini"),
+        ("openai", "my-finetune"),  # the refused call, ledgered as an error
+        ("ollama", "my-finetune"),
+    ]

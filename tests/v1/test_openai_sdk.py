@@ -199,6 +199,45 @@ def test_models_list_is_the_sites_models_the_key_may_call(emulated_site, make_ke
         oai(make_key(site, allowed_models=["*haiku*"])).models.retrieve("claude-sonnet-4")
 
 
+def test_models_list_has_what_an_openai_compatible_endpoint_serves(emulated_site, make_key, oai, upstream, settings):
+    """A local server (Ollama, vLLM) names its own models, so no table knows them: the list has what its own
+    `GET /models` lists (a client's model picker is filled from this), beside the site's other providers'
+    models, narrowed by the key's allowed models like any other. An endpoint that is down adds only its default
+    model, one the outbound policy refuses adds nothing, and the list still answers."""
+    import socket
+
+    from integrations.models import AIProviderSettings
+    from tests.factories import ProviderCredentialFactory
+
+    with socket.socket() as probe:  # a loopback port nothing listens on, allowlisted like the emulator's
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings.AI_OUTBOUND_ALLOWLIST = [*settings.AI_OUTBOUND_ALLOWLIST, f"127.0.0.1:{closed}"]
+    site = emulated_site("openai")
+    record = AIProviderSettings.objects.get(site=site)
+    for name, base_url, default in (
+        ("ollama", upstream.compatible_base_url, ""),
+        ("vllm", f"http://127.0.0.1:{closed}/v1", "served-model"),
+        ("lmstudio", "http://10.0.0.7:1234/v1", "refused-model"),
+    ):
+        ProviderCredentialFactory(
+            settings=record, provider="openai_compatible", name=name, base_url=base_url, default_model=default
+        )
+    key = make_key(site)
+
+    listed = {m.id: m.owned_by for m in oai(key).models.list()}
+    assert {m: listed.get(m) for m in ("llama3.1", "mistral", "qwen2.5")} == dict.fromkeys(
+        ("llama3.1", "mistral", "qwen2.5"), "ollama"
+    )
+    assert listed["gpt-4o-mini"] == "openai"
+    assert listed["served-model"] == "vllm"
+    assert "refused-model" not in listed and "lmstudio" not in listed.values()
+    assert oai(key).models.retrieve("qwen2.5").owned_by == "ollama"
+    assert {m.id for m in oai(make_key(site, allowed_models=["llama*"])).models.list()} == {"llama3.1"}
+    reply = oai(key).chat.completions.create(model="qwen2.5", messages=HELLO, max_tokens=20)
+    assert reply.choices[0].message.content.startswith("Emulated compatible reply (qwen2.5)")
+
+
 def test_a_model_outside_the_keys_allowed_models_is_permission_denied(emulated_site, make_key, oai, upstream):
     client = oai(make_key(emulated_site("openai"), allowed_models=["gpt-4o-mini"]))
     with pytest.raises(openai.PermissionDeniedError) as caught:

@@ -17,7 +17,7 @@ from typing import Any
 from integrations.ai.gateway.hooks import GATEWAY_HOOKS
 from integrations.ai.providers import registry
 from integrations.ai.providers.base import BaseProvider, ProviderConfig
-from integrations.ai.providers.errors import ProviderNotConfigured
+from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured
 from integrations.ai.providers.model_mapper import ModelMapper, vendor_of
 from integrations.ai.runtime.conf import preferred_provider, setting_name
 from integrations.ai.sites.context import site_id_of
@@ -131,9 +131,54 @@ class ProviderFactory:
             if routers:
                 return cls.create_provider(routers[0], site)
             raise cls._not_configured(direct.name, snapshot)
+        endpoint = cls.endpoint_for_model(model, site)
+        if endpoint is not None:  # a local server that names this model (GET /v1/models lists it)
+            return endpoint
         if vendor is not None and routers:  # gemini-…, llama-…: only a router serves them
             return cls.create_provider(routers[0], site)
         return cls.create_provider(None, site)
+
+    @classmethod
+    def endpoint_for_model(cls, model: str, site: Any = None) -> BaseProvider | None:
+        """The site's usable OpenAI-compatible endpoint (model ids go to it as written) that names `model`, a
+        model no direct provider's prefix claims (`llama3.1`, `mistral`, `my-finetune`; not `gpt-4o`, not a
+        router's `vendor/model`): as its default model, else in its own `GET /models` listing (cached a
+        minute). None when none does. Remembered per snapshot when every endpoint answered; an endpoint that
+        cannot be listed now is passed over and asked again next time."""
+        vendor = vendor_of(model)
+        if "/" in model or (vendor is not None and registry.for_vendor(vendor) is not None):
+            return None
+        snapshot = get_snapshot(site_id_of(site))
+        key = ("endpoint", model)
+        if key in snapshot.providers:
+            return snapshot.providers[key]
+        found, complete = cls._endpoint_serving(snapshot, model, site)
+        if complete:
+            snapshot.providers[key] = found
+        return found
+
+    @classmethod
+    def _endpoint_serving(cls, snapshot: SiteSnapshot, model: str, site: Any) -> tuple[BaseProvider | None, bool]:
+        endpoints: list[BaseProvider] = []
+        complete = True
+        for name in sorted(snapshot.usable()):
+            spec = registry.find(snapshot.kind_of(name) or name)
+            if spec is None or spec.model_ids != "passthrough":
+                continue
+            try:
+                provider = cls.create_provider(name, site)
+            except AIProviderError:
+                continue
+            if provider.config.default_model == model:
+                return provider, True
+            endpoints.append(provider)
+        for provider in endpoints:
+            try:
+                if any(info.id == model for info in provider.get_available_models()):
+                    return provider, True
+            except AIProviderError:
+                complete = False
+        return None, complete
 
     @classmethod
     def mapper_for_site(cls, site: Any = None) -> ModelMapper:

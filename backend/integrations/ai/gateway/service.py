@@ -148,6 +148,12 @@ class AIService:
         if chosen.spec.serves_any_model:
             return chosen
         if chosen.resolution is not None and not chosen.resolution.detected:
+            if chosen.spec.model_ids != "passthrough" and chosen.mapper.logical_name(model) is None:
+                # a model the provider would take on trust (no prefix, no mapping): a local endpoint of the
+                # site that names it serves it instead (ProviderFactory.endpoint_for_model)
+                endpoint = ProviderFactory.endpoint_for_model(model, self.site_id)
+                if endpoint is not None:
+                    return endpoint
             try:
                 chosen.resolve_model(model)
                 return chosen

@@ -12,6 +12,7 @@ from .base import ModelInfo
 from .openai_provider import ModelListCache, OpenAIProvider
 
 _models_cache = ModelListCache(ttl=60.0)
+LISTING_TIMEOUT = 10.0  # seconds
 
 
 class OpenAICompatibleProvider(OpenAIProvider):
@@ -24,4 +25,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
         return listed + [m for m in super().get_available_models() if m.id not in known]
 
     def _fetch_models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=model.id, name=model.id) for model in self.client.models.list()]
+        # a listing is small: an endpoint that takes longer is treated as down, not waited on for a whole
+        # generation's timeout (it is asked for on `GET /v1/models` and the admin's screens)
+        client = self.client.with_options(timeout=min(LISTING_TIMEOUT, self.config.timeout or LISTING_TIMEOUT))
+        return [ModelInfo(id=model.id, name=model.id) for model in client.models.list()]

@@ -276,24 +276,41 @@ class _ChunkReader:
 
 
 class ModelListCache:
-    """Per-provider-config cache of a fetched model listing, shared by threads."""
+    """Per-provider-config cache of a fetched model listing, shared by threads.
 
-    def __init__(self, ttl: float = 600.0) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, tuple[float, list[ModelInfo]]] = {}
+    One lock per config, so a slow or unreachable endpoint holds up only the callers asking for its own
+    listing; a failure is remembered for `failure_ttl` seconds and raised again, so a server that is down is
+    not asked again by every request meanwhile (`GET /v1/models` lists every endpoint of a site)."""
+
+    def __init__(self, ttl: float = 600.0, failure_ttl: float = 5.0) -> None:
+        self.ttl, self.failure_ttl = ttl, failure_ttl
+        self._entries: dict[str, tuple[float, list[ModelInfo] | BaseException]] = {}
+        self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str, fetch: Any) -> list[ModelInfo]:
+    def _fresh(self, key: str) -> list[ModelInfo] | BaseException | None:
         entry = self._entries.get(key)
-        if entry and time.monotonic() - entry[0] < self.ttl:
-            return entry[1]
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry and time.monotonic() - entry[0] < self.ttl:
-                return entry[1]
-            models = fetch()
-            self._entries[key] = (time.monotonic(), models)
-            return models
+        if entry is None:
+            return None
+        age, value = time.monotonic() - entry[0], entry[1]
+        return value if age < (self.failure_ttl if isinstance(value, BaseException) else self.ttl) else None
+
+    def get(self, key: str, fetch: Any) -> list[ModelInfo]:
+        found = self._fresh(key)
+        if found is None:
+            with self._lock:
+                lock = self._locks.setdefault(key, threading.Lock())
+            with lock:
+                found = self._fresh(key)
+                if found is None:
+                    try:
+                        found = fetch()
+                    except Exception as exc:
+                        found = exc
+                    self._entries[key] = (time.monotonic(), found)
+        if isinstance(found, BaseException):
+            raise found
+        return found
 
     def clear(self) -> None:
         with self._lock:

@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from integrations.ai.gateway.factory import ProviderFactory
 from integrations.ai.gateway.service import AIService, GatewayStream, OpenedCall, Prepared
-from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured
+from integrations.ai.providers.errors import AIProviderError, ProviderNotConfigured, URLNotAllowed
 from integrations.ai.providers.types import GenerationResult
 from integrations.ai.runtime.offload import offload
 from integrations.ai.sites import callers
@@ -320,6 +320,9 @@ def model_ids(key: KeyScope) -> dict[str, str]:
 
     The site's usable providers' mapped models (built-in table, global and site mappings), kept
     when the site's policy (allowed providers and models) and the key's allowed models admit them.
+    An endpoint that serves any model id it is given (OpenAI-compatible: Ollama, vLLM) adds what its
+    own `GET /models` lists (cached a minute) and its default model; one that cannot be listed now
+    (down, slow) adds its default model only, and one the outbound policy refuses adds nothing.
     """
     snapshot = get_snapshot(key.site_id)
     policy = snapshot.policy
@@ -331,10 +334,36 @@ def model_ids(key: KeyScope) -> dict[str, str]:
             provider = ProviderFactory.create_provider(name, key.site_id)
         except AIProviderError:
             continue
-        for logical, native in provider.mapper.models_for(provider.name):
+        pairs = provider.mapper.models_for(provider.name)
+        if provider.spec.model_ids == "passthrough":
+            pairs = pairs + _served(provider, key.site_id)
+        for logical, native in pairs:
             if policy.model_allowed(logical, native) and key.model_allowed(logical, native):
                 found.setdefault(logical, provider.name)
     return found
+
+
+def _served(provider: Any, site_id: int) -> list[tuple[str, str]]:
+    """An endpoint's own model ids (its live listing, its default model) that a call naming them is routed to it
+    for (`AIService.provider_for`: not when the site's provider is a router, which serves every model); its
+    default model alone when it cannot be listed now, nothing when the outbound policy refuses its address."""
+    listed: list[str] = []
+    try:
+        listed = [info.id for info in provider.get_available_models()]
+    except URLNotAllowed:
+        return []
+    except AIProviderError:
+        pass
+    default = provider.config.default_model
+    router = AIService(site=site_id)
+    served = []
+    for model in dict.fromkeys([*listed, *([default] if default else [])]):
+        try:
+            if router.provider_for(None, model).name == provider.name:
+                served.append((model, model))
+        except AIProviderError:
+            continue
+    return served
 
 
 @csrf_exempt
