@@ -200,3 +200,23 @@ def test_a_batch_that_crosses_a_monthly_threshold_sends_its_alert(emulated_site,
         ("month", 50),
         ("month", 100),
     }
+
+
+def test_a_window_that_refuses_gives_back_what_the_others_held(emulated_site, upstream):
+    """The windows are reserved together (one cache operation): when one refuses, the refusal names the first
+    window the call does not fit, and nothing stays held in any window; a settlement moves every window."""
+    from django.core.cache import cache
+
+    site = emulated_site("openai", daily_budget=PER_CALL * 10, weekly_budget=PER_CALL * 2, service_budgets={})
+    upstream.script(flavor="openai", usage=USAGE, times=10)
+    call(site)
+    call(site)
+    with pytest.raises(BudgetExceeded, match="weekly budget of"):
+        call(site)
+    counters = {
+        window.name: [cache.get(key) for key in window.keys(site.id)]
+        for window in budget_windows.windows_for(_policy(site), None, "general")
+    }
+    two_calls = int(PER_CALL * 2 * 1_000_000)
+    assert counters == {"day": [two_calls, two_calls], "week": [two_calls, two_calls]}  # used == spent: none held
+    assert len(upstream.requests) == 2

@@ -94,6 +94,39 @@ def test_a_warm_budgeted_call_sends_two_redis_commands(upstream, settings, queue
     assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2
 
 
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_budget_windows_add_one_command_each_way_however_many(upstream, settings):
+    """A daily and a weekly cap on top of the monthly one: the windows' reservations go in one command for all of
+    them, and their settlements in one (each window used to cost a command to reserve and two to settle: eight
+    commands for this call, now four)."""
+    settings.AI_SETTINGS_CHECK_INTERVAL = 3600
+    settings.AI_LEDGER_QUEUE = "local"
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
+    record = AIProviderSettingsFactory(
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        monthly_budget=Decimal("100"),
+        daily_budget=Decimal("10"),
+        weekly_budget=Decimal("50"),
+    )
+    service = AIService(site=record.site)
+    service.generate_content("warm up", model="gpt-4o", max_tokens=20)
+    assert usage.flush()
+
+    commands = _commands_during(lambda: service.generate_content("The counted call", model="gpt-4o", max_tokens=20))
+
+    assert [command.split()[0].upper() for command in commands] == ["EVALSHA"] * 4, commands
+    windows = [c for c in commands if ":ai:window:" in c]
+    assert len(windows) == 2  # the reservation in both windows, then the settlement of both
+    assert all(":day:" in c and ":week:" in c for c in windows)
+    assert usage.flush()
+    assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2
+
+
 def _statements(run) -> list[str]:
     """The statements the kept connection sent to the server while `run` ran (psycopg's protocol trace)."""
     import tempfile

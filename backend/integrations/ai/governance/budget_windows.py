@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from integrations.ai.governance.busy import busy, busy_error, limit_of
 from integrations.ai.governance.money import MILLION, micro, usd
@@ -188,26 +188,41 @@ class WindowReservation:
     def settle(self, actual: Decimal, month: tuple[int, int] | None = None) -> None:
         """Turn the reservations into the real spend, and send the alerts a crossing calls for.
 
-        `month` is the monthly cap's spend counter before and after this settlement (`budget.py`):
-        the month window has no counters of its own, its alerts read that one.
+        Every window's two counters move in one cache operation (one round trip with Redis, however many
+        windows: each used to cost two). `month` is the monthly cap's spend counter before and after this
+        settlement (`budget.py`): the month window has no counters of its own, its alerts read that one.
         """
-        from integrations.ai.runtime.shared_cache import cache
+        from integrations.ai.runtime.shared_cache import incr_many
 
         spent = micro(actual)
+        deltas: dict[str, int] = {}
+        for window, reserved in self.held:
+            if window.enforce:
+                used_key, spent_key = window.keys(self.site_id)
+                if spent != reserved:
+                    deltas[used_key] = spent - reserved
+                if spent:
+                    deltas[spent_key] = spent
+        values = incr_many(deltas) if deltas else {}
         for window, reserved in self.held:
             if not window.enforce:  # the calendar month: counted by budget.py
                 if month is not None:
                     crossed(self.site_id, window, self.policy, *month)
                 continue
-            try:
-                if spent != reserved:
-                    cache.incr(window.keys(self.site_id)[0], spent - reserved)
-                after = _incr(self.site_id, window, 1, spent) if spent else None
-            except ValueError:
+            used_key, spent_key = window.keys(self.site_id)
+            if spent != reserved and values.get(used_key) is None:
                 logger.warning("budget window counters of site %s vanished before a settlement", self.site_id)
                 continue
-            if after is not None:
-                crossed(self.site_id, window, self.policy, after - spent, after)
+            if not spent:
+                continue
+            after = values.get(spent_key)
+            if after is None:  # the spend counter alone went cold: seeded from the ledger, then moved
+                try:
+                    after = _incr(self.site_id, window, 1, spent)
+                except ValueError:
+                    logger.warning("budget window counters of site %s vanished before a settlement", self.site_id)
+                    continue
+            crossed(self.site_id, window, self.policy, after - spent, after)
 
 
 def _hold(site_id: int, window: Window, extra: int, amount: int, own: int, estimate: Decimal) -> None:
@@ -217,14 +232,26 @@ def _hold(site_id: int, window: Window, extra: int, amount: int, own: int, estim
     from integrations.ai.runtime.shared_cache import cache
 
     used = _incr(site_id, window, 0, extra)
-    limit = limit_of(window.cap)
-    if used <= limit and used - extra < limit:
+    if _fits(window, used, extra):
         return
     cache.decr(window.keys(site_id)[0], extra)
+    _refuse(site_id, window, used, extra, amount, own, estimate)
+
+
+def _fits(window: Window, used: int, extra: int) -> bool:
+    limit = limit_of(window.cap)
+    return used <= limit and used - extra < limit
+
+
+def _refuse(site_id: int, window: Window, used: int, extra: int, amount: int, own: int, estimate: Decimal) -> NoReturn:
+    """Raise the refusal of a window whose `used` counter reached `used` with this call's `extra` (already given
+    back): BudgetBusy when only calls in flight fill it, else BudgetExceeded naming the window."""
+    from integrations.ai.runtime.shared_cache import cache
+
     spent_micro = int(cache.get(window.keys(site_id)[1]) or 0)
     spent = Decimal(spent_micro) / MILLION
     in_flight = max(0, used - extra - spent_micro - own)
-    if busy(spent_micro, in_flight, amount, limit):
+    if busy(spent_micro, in_flight, amount, limit_of(window.cap)):
         raise busy_error(f"site's {window.label}", estimate, window.cap, spent, Decimal(in_flight) / MILLION)
     where = (
         "the key's settings (AI API keys)"
@@ -242,26 +269,27 @@ def _hold(site_id: int, window: Window, extra: int, amount: int, own: int, estim
 
 
 def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: Decimal) -> WindowReservation | None:
-    """Reserve `estimate` in every window, or give all back and raise BudgetExceeded naming the window
-    (BudgetBusy when only calls in flight fill it)."""
+    """Reserve `estimate` in every window, or give all back and raise BudgetExceeded naming the first window it
+    does not fit (BudgetBusy when only calls in flight fill it). Every window's `used` counter moves in one cache
+    operation (one round trip with Redis, however many windows); a cold window is seeded from the ledger."""
     if site_id is None or not windows:
         return None
-    from integrations.ai.runtime.shared_cache import cache
+    from integrations.ai.runtime.shared_cache import incr_many
 
     amount = micro(estimate)
     reservation = WindowReservation(site_id, policy)
-    for window in windows:
-        if not window.enforce:
-            reservation.held.append((window, 0))
-            continue
-        try:
-            _hold(site_id, window, amount, amount, 0, estimate)
-        except BudgetExceeded:
-            for held, reserved in reservation.held:
-                if reserved:
-                    cache.decr(held.keys(site_id)[0], reserved)
-            raise
-        reservation.held.append((window, amount))
+    enforced = [window for window in windows if window.enforce]
+    keys = [window.keys(site_id)[0] for window in enforced]
+    values = incr_many(dict.fromkeys(keys, amount)) if enforced else {}
+    used = [values.get(key) for key in keys]
+    for index, window in enumerate(enforced):
+        if used[index] is None:  # cold: seeded from the ledger (`add` keeps whichever seed came first), then held
+            used[index] = _incr(site_id, window, 0, amount)
+    refused = next((i for i, window in enumerate(enforced) if not _fits(window, used[i] or 0, amount)), None)
+    if refused is not None:
+        incr_many(dict.fromkeys(keys, -amount))
+        _refuse(site_id, enforced[refused], used[refused] or 0, amount, amount, 0, estimate)
+    reservation.held = [(window, amount if window.enforce else 0) for window in windows]
     return reservation
 
 
