@@ -143,24 +143,13 @@ class ProviderFactory:
         """The site's usable OpenAI-compatible endpoint (model ids go to it as written) that names `model`, a
         model no direct provider's prefix claims (`llama3.1`, `mistral`, `my-finetune`; not `gpt-4o`, not a
         router's `vendor/model`): as its default model, else in its own `GET /models` listing (cached a
-        minute). None when none does. Remembered per snapshot when every endpoint answered; an endpoint that
-        cannot be listed now is passed over and asked again next time."""
+        minute; an endpoint that cannot be listed now is passed over). None when none does. Not remembered per
+        model: any string a caller sends would be kept (the providers and listings it reads are cached)."""
         vendor = vendor_of(model)
         if "/" in model or (vendor is not None and registry.for_vendor(vendor) is not None):
             return None
         snapshot = get_snapshot(site_id_of(site))
-        key = ("endpoint", model)
-        if key in snapshot.providers:
-            return snapshot.providers[key]
-        found, complete = cls._endpoint_serving(snapshot, model, site)
-        if complete:
-            snapshot.providers[key] = found
-        return found
-
-    @classmethod
-    def _endpoint_serving(cls, snapshot: SiteSnapshot, model: str, site: Any) -> tuple[BaseProvider | None, bool]:
         endpoints: list[BaseProvider] = []
-        complete = True
         for name in sorted(snapshot.usable()):
             spec = registry.find(snapshot.kind_of(name) or name)
             if spec is None or spec.model_ids != "passthrough":
@@ -170,15 +159,15 @@ class ProviderFactory:
             except AIProviderError:
                 continue
             if provider.config.default_model == model:
-                return provider, True
+                return provider
             endpoints.append(provider)
         for provider in endpoints:
             try:
                 if any(info.id == model for info in provider.get_available_models()):
-                    return provider, True
+                    return provider
             except AIProviderError:
-                complete = False
-        return None, complete
+                continue
+        return None
 
     @classmethod
     def mapper_for_site(cls, site: Any = None) -> ModelMapper:
