@@ -103,6 +103,22 @@ def test_provider_for_model_names_the_missing_key(ai_settings, present, model, m
         ProviderFactory.get_provider_for_model(model)
 
 
+def test_routing_by_model_remembers_by_vendor_not_by_model_name(ai_settings):
+    """A /v1 caller may send any model string; routing keeps one entry per vendor prefix, not one per string
+    (each used to be kept for the settings snapshot's life: a slow leak any key holder could drive)."""
+    from integrations.ai.sites.site_config import get_snapshot
+
+    configure(ai_settings, {"openai", "openrouter"})
+    snapshot = get_snapshot(None)
+    router = ProviderFactory.get_provider_for_model("openai/gpt-4o")
+    claude = ProviderFactory.get_provider_for_model("claude-3-opus")
+    kept = len(snapshot.providers)
+    for n in range(50):
+        assert ProviderFactory.get_provider_for_model(f"openai/made-up-{n}") is router
+        assert ProviderFactory.get_provider_for_model(f"claude-made-up-{n}") is claude
+    assert len(snapshot.providers) == kept
+
+
 def test_providers_and_clients_are_reused(ai_settings):
     configure(ai_settings, {"openai"})
     first = ProviderFactory.create_provider()

@@ -106,18 +106,25 @@ class ProviderFactory:
     def get_provider_for_model(cls, model: str, site: Any = None) -> BaseProvider:
         """Routing by model name, for when the resolved provider can't serve the model: a `vendor/model`
         id goes to OpenRouter; gpt*/o1/o3 to OpenAI and claude* to Anthropic when that key is set, else
-        OpenRouter; other known families to OpenRouter; the rest to the default."""
+        OpenRouter; a model a site's OpenAI-compatible endpoint lists to that endpoint; other known families
+        to OpenRouter; the rest to the default."""
+        endpoint = cls.endpoint_for_model(model, site)  # a site's local server that lists it (not remembered)
+        if endpoint is not None:
+            return endpoint
         snapshot = get_snapshot(site_id_of(site))
-        provider = snapshot.providers.get(("model", model))
+        # remembered per snapshot by what decides it (a vendor prefix, a vendor), never by the model string:
+        # a caller's arbitrary model names would each have been kept for the snapshot's life
+        vendor = vendor_of(model)
+        key = ("route", "/" in model, vendor)
+        provider = snapshot.providers.get(key)
         if provider is None:
-            provider = snapshot.providers[("model", model)] = cls._provider_for_model(snapshot, model, site)
+            provider = snapshot.providers[key] = cls._provider_for_model(snapshot, model, vendor, site)
         return provider
 
     @classmethod
-    def _provider_for_model(cls, snapshot: SiteSnapshot, model: str, site: Any) -> BaseProvider:
+    def _provider_for_model(cls, snapshot: SiteSnapshot, model: str, vendor: str | None, site: Any) -> BaseProvider:
         usable = snapshot.usable()
         routers = [n for n in registry.auto_order() if registry.get(n).serves_any_model and n in usable]
-        vendor = vendor_of(model)
         direct = registry.for_vendor(vendor) if vendor else None
         if "/" in model:
             if routers:
@@ -131,9 +138,6 @@ class ProviderFactory:
             if routers:
                 return cls.create_provider(routers[0], site)
             raise cls._not_configured(direct.name, snapshot)
-        endpoint = cls.endpoint_for_model(model, site)
-        if endpoint is not None:  # a local server that names this model (GET /v1/models lists it)
-            return endpoint
         if vendor is not None and routers:  # gemini-…, llama-…: only a router serves them
             return cls.create_provider(routers[0], site)
         return cls.create_provider(None, site)
