@@ -220,3 +220,35 @@ def test_a_window_that_refuses_gives_back_what_the_others_held(emulated_site, up
     two_calls = int(PER_CALL * 2 * 1_000_000)
     assert counters == {"day": [two_calls, two_calls], "week": [two_calls, two_calls]}  # used == spent: none held
     assert len(upstream.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("monthly", "daily", "named"),
+    [
+        (PER_CALL * 2, PER_CALL * 2, "daily budget of"),
+        (PER_CALL * 2, PER_CALL * 10, "monthly AI budget of"),
+        (PER_CALL * 10, PER_CALL * 2, "daily budget of"),
+    ],
+    ids=["both-full", "only-the-month-full", "only-the-day-full"],
+)
+def test_a_refusal_with_the_monthly_cap_gives_every_hold_back_and_names_a_full_window_first(
+    emulated_site, upstream, monthly, daily, named
+):
+    """The windows' holds move in the monthly cap's own round trip. When the month refuses, a window that is full
+    too is the one named (as when the windows were reserved first), and neither the month nor any window keeps a
+    hold."""
+    from django.core.cache import cache
+
+    from integrations.ai.governance import budget
+
+    site = emulated_site("openai", monthly_budget=monthly, daily_budget=daily)
+    upstream.script(flavor="openai", usage=USAGE, times=10)
+    call(site)
+    call(site)
+    with pytest.raises(BudgetExceeded, match=named):
+        call(site)
+    two_calls = int(PER_CALL * 2 * 1_000_000)
+    day = next(w for w in budget_windows.windows_for(_policy(site), None, "general") if w.name == "day")
+    assert [cache.get(key) for key in day.keys(site.id)] == [two_calls, two_calls]
+    assert [cache.get(key) for key in budget.counter_keys(site.id)] == [two_calls, two_calls]
+    assert len(upstream.requests) == 2

@@ -96,10 +96,10 @@ def test_a_warm_budgeted_call_sends_two_redis_commands(upstream, settings, queue
 
 @needs_redis
 @pytest.mark.django_db(transaction=True)
-def test_budget_windows_add_one_command_each_way_however_many(upstream, settings):
-    """A daily and a weekly cap on top of the monthly one: the windows' reservations go in one command for all of
-    them, and their settlements in one (each window used to cost a command to reserve and two to settle: eight
-    commands for this call, now four)."""
+def test_budget_windows_move_in_the_monthly_caps_commands(upstream, settings):
+    """A daily and a weekly cap on top of the monthly one: the windows' holds move in the monthly cap's own
+    reservation command, and their settlements in its settlement (each window used to cost a command to reserve
+    and two to settle: eight commands for this call, then four with the windows batched, now two)."""
     settings.AI_SETTINGS_CHECK_INTERVAL = 3600
     settings.AI_LEDGER_QUEUE = "local"
     ModelPrice.objects.create(
@@ -119,10 +119,11 @@ def test_budget_windows_add_one_command_each_way_however_many(upstream, settings
 
     commands = _commands_during(lambda: service.generate_content("The counted call", model="gpt-4o", max_tokens=20))
 
-    assert [command.split()[0].upper() for command in commands] == ["EVALSHA"] * 4, commands
-    windows = [c for c in commands if ":ai:window:" in c]
-    assert len(windows) == 2  # the reservation in both windows, then the settlement of both
-    assert all(":day:" in c and ":week:" in c for c in windows)
+    assert [command.split()[0].upper() for command in commands] == ["EVALSHA"] * 2, commands
+    reservation, settlement = commands
+    assert ":ai:budget:" in reservation and ":cooldown:" in reservation  # the month's hold, the health read
+    assert all(":ai:window:" in c and ":day:" in c and ":week:" in c for c in commands)  # with both windows'
+    assert ":spent" in settlement
     assert usage.flush()
     assert AIUsage.objects.filter(site=record.site, status="ok").count() == 2
 

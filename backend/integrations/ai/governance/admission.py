@@ -81,10 +81,13 @@ class Admission:
                 ticket.settle(used)
 
     def settle_cost(self, cost: Decimal) -> None:
-        """Settle the monthly cap and the budget windows to `cost`; the month's alerts read the cap's counter."""
-        month = self.reservation.settle(cost) if self.reservation is not None else None
+        """Settle the monthly cap and the budget windows to `cost`, in one round trip with Redis (the windows'
+        counters move with the cap's); the month's alerts read the cap's counter."""
+        moves = self.windows.moves(cost) if self.windows is not None else None
+        applied: dict[str, int | None] = {}
+        month = self.reservation.settle(cost, moves, applied) if self.reservation is not None else None
         if self.windows is not None:
-            self.windows.settle(cost, month)
+            self.windows.settle(cost, month, applied)
 
 
 def refuse(
@@ -266,18 +269,30 @@ def _reserve_spend(
     read: list[str] | None = None,
     reads: dict[str, object] | None = None,
 ) -> None:
-    """Reserve `estimate` in every budget window, then against the monthly cap (reading `read` into `reads` in
-    that round trip: `budget.reserve`); on a refusal give all back."""
+    """Reserve `estimate` against the monthly cap and in every budget window, in one round trip with Redis (the
+    windows' holds move with the cap's, reading `read` into `reads` in it: `budget.reserve`); on a refusal give
+    all back. A window's refusal comes first, as when the windows were reserved before the cap."""
     windows = budget_windows.windows_for(snapshot.policy, snapshot.monthly_budget, service_name)
     if own := own_windows(snapshot):
         windows = [*windows, *own]
+    holds = budget_windows.holds(site_id, windows, estimate)
+    applied: dict[str, int | None] = {}
     try:
-        admission.windows = budget_windows.reserve(site_id, windows, snapshot.policy, estimate)
-        admission.reservation = budget.reserve(site_id, snapshot.monthly_budget, estimate, read, reads)
+        admission.reservation = budget.reserve(
+            site_id, snapshot.monthly_budget, estimate, read, reads, holds or None, applied
+        )
     except BudgetExceeded:
-        if admission.windows is not None:
-            admission.windows.settle(Decimal(0))
-            admission.windows = None
+        if applied:  # the windows' holds moved too: a window's own refusal is raised instead, else they go back
+            held = budget_windows.reserve(site_id, windows, snapshot.policy, estimate, applied)
+            if held is not None:
+                held.settle(Decimal(0))
+        raise
+    try:
+        admission.windows = budget_windows.reserve(site_id, windows, snapshot.policy, estimate, applied)
+    except BudgetExceeded:
+        if admission.reservation is not None:
+            admission.reservation.settle(Decimal(0))
+            admission.reservation = None
         raise
 
 

@@ -221,13 +221,19 @@ class Reservation:
         self.reserved = amount
         self.amount = estimate
 
-    def settle(self, actual: Decimal) -> tuple[int, int] | None:
+    def settle(
+        self, actual: Decimal, also: dict[str, int] | None = None, also_values: dict[str, int | None] | None = None
+    ) -> tuple[int, int] | None:
         """Turn the reservation into the real spend (zero if the call failed): both counters moved in one
         cache operation (one round trip with Redis); a reservation held in the database settles there.
 
         An actual cost above the reservation (overshoot) moves `used` by all of it, so the next
         reservation sees it. Returns the month's spend counter (micro-dollars) before and after, when it
         moved: the monthly alerts are read from it (`budget_windows`), so the month is counted once.
+
+        `also`: other counters (the budget windows') moved in the same round trip, their new values put in
+        `also_values` (None: a counter that does not exist); left empty when they were not moved (held in
+        the database), for the caller to move them itself.
         """
         if self.in_db:
             return _settle_db(self, actual)
@@ -240,11 +246,16 @@ class Reservation:
             deltas[used_key] = spent - self.reserved
         if spent:
             deltas[spent_key] = spent
-        if not deltas:
+        if not deltas and not also:
             _release(self, None)
             return None
         stamp_key = _stamp_key(self.keys)
-        values = incr_many({**deltas, stamp_key: 0})
+        values = incr_many({**deltas, stamp_key: 0, **(also or {})})
+        if also and also_values is not None:
+            also_values.update({key: values[key] for key in also})
+        if not deltas:
+            _release(self, None)
+            return None
         if any(values[key] is None for key in deltas):
             _release(self, None)
             if _degraded():  # Redis unreachable: carried into the counters it was held in when it answers
@@ -341,12 +352,17 @@ def reserve(
     estimate: Decimal,
     read: list[str] | None = None,
     reads: dict[str, object] | None = None,
+    also: dict[str, int] | None = None,
+    also_values: dict[str, int | None] | None = None,
 ) -> Reservation | None:
     """Reserve `estimate` against the site's cap, or raise BudgetExceeded (BudgetBusy when only calls in flight
     fill it). None when there is no cap.
 
     `read`: cache keys to read in the same round trip, their values (missing ones left out) put in `reads`; read
-    only when the reservation is held in the shared counters (not `in_db`).
+    only when the reservation is held in the shared counters (not `in_db`). `also`: other counters (the budget
+    windows' holds) moved in that same round trip, their new values put in `also_values` (None: a counter that
+    does not exist) once they moved, refused or not; left empty when they were not moved (no cap), for the
+    caller to move them itself.
 
     In the shared counters; while Redis is unreachable, in the site's `BudgetPeriod` row instead (one
     conditional UPDATE), so the cap holds across processes during an outage too."""
@@ -357,7 +373,7 @@ def reserve(
     amount = micro(estimate)
     keys = counter_keys(site_id)
     if not _degraded():
-        stamp = _hold(site_id, keys, cap, amount, amount, 0, estimate, read, reads)
+        stamp = _hold(site_id, keys, cap, amount, amount, 0, estimate, read, reads, also, also_values)
         if stamp is not OUTAGE:
             reservation = Reservation(site_id=site_id, amount=estimate, keys=keys, reserved=amount, cap=cap, gen=stamp)
             _register(reservation)
@@ -377,23 +393,28 @@ def _hold(
     estimate: Decimal,
     read: list[str] | None = None,
     reads: dict[str, object] | None = None,
+    also: dict[str, int] | None = None,
+    also_values: dict[str, int | None] | None = None,
 ) -> Any:
     """Add `extra` micro-dollars to the month's `used` counter, or give it back and raise the refusal.
 
     `amount` is the whole reservation this call would then hold, `own` what it already held. Returns the
     counters' seed stamp, or OUTAGE when Redis became unreachable (nothing held: reserve in the database).
-    `read`: keys read in the same round trip (into `reads`)."""
+    `read`: keys read in the same round trip (into `reads`); `also`: other counters moved in it (`reserve`)."""
     from integrations.ai.runtime.shared_cache import cache, incr_many, incr_many_reading
 
     used_key, spent_key = keys
     stamp_key = _stamp_key(keys)
     limit = limit_of(cap)
+    deltas = {used_key: extra, stamp_key: 0, **(also or {})}
     if read:
-        values, got = incr_many_reading({used_key: extra, stamp_key: 0}, read)
+        values, got = incr_many_reading(deltas, read)
         if reads is not None:
             reads.update(got)
     else:
-        values = incr_many({used_key: extra, stamp_key: 0})
+        values = incr_many(deltas)
+    if also and also_values is not None:
+        also_values.update({key: values[key] for key in also})
     if values[used_key] is None:  # cold
         if _degraded():
             return OUTAGE

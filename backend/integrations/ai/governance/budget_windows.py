@@ -185,15 +185,9 @@ class WindowReservation:
                 _hold(self.site_id, window, amount - reserved, amount, reserved, estimate)
                 self.held[index] = (window, amount)
 
-    def settle(self, actual: Decimal, month: tuple[int, int] | None = None) -> None:
-        """Turn the reservations into the real spend, and send the alerts a crossing calls for.
-
-        Every window's two counters move in one cache operation (one round trip with Redis, however many
-        windows: each used to cost two). `month` is the monthly cap's spend counter before and after this
-        settlement (`budget.py`): the month window has no counters of its own, its alerts read that one.
-        """
-        from integrations.ai.runtime.shared_cache import incr_many
-
+    def moves(self, actual: Decimal) -> dict[str, int]:
+        """The counter moves that settle the reservations to `actual`: each enforced window's `used` by the
+        difference from what it held, its `spent` by `actual`."""
         spent = micro(actual)
         deltas: dict[str, int] = {}
         for window, reserved in self.held:
@@ -203,7 +197,24 @@ class WindowReservation:
                     deltas[used_key] = spent - reserved
                 if spent:
                     deltas[spent_key] = spent
-        values = incr_many(deltas) if deltas else {}
+        return deltas
+
+    def settle(
+        self, actual: Decimal, month: tuple[int, int] | None = None, applied: dict[str, int | None] | None = None
+    ) -> None:
+        """Turn the reservations into the real spend, and send the alerts a crossing calls for.
+
+        Every window's two counters move in one cache operation (one round trip with Redis, however many
+        windows: each used to cost two), or already moved with the monthly cap's settlement: `applied` holds
+        their new values then (`budget.Reservation.settle`'s `also`). `month` is the monthly cap's spend
+        counter before and after this settlement (`budget.py`): the month window has no counters of its own,
+        its alerts read that one.
+        """
+        from integrations.ai.runtime.shared_cache import incr_many
+
+        spent = micro(actual)
+        deltas = self.moves(actual)
+        values = applied if applied else incr_many(deltas) if deltas else {}
         for window, reserved in self.held:
             if not window.enforce:  # the calendar month: counted by budget.py
                 if month is not None:
@@ -268,10 +279,25 @@ def _refuse(site_id: int, window: Window, used: int, extra: int, amount: int, ow
     )
 
 
-def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: Decimal) -> WindowReservation | None:
+def holds(site_id: int | None, windows: list[Window], estimate: Decimal) -> dict[str, int]:
+    """The counter moves that reserve `estimate` in every enforced window (`reserve`'s `applied`)."""
+    if site_id is None:
+        return {}
+    return {window.keys(site_id)[0]: micro(estimate) for window in windows if window.enforce}
+
+
+def reserve(
+    site_id: int | None,
+    windows: list[Window],
+    policy: Any,
+    estimate: Decimal,
+    applied: dict[str, int | None] | None = None,
+) -> WindowReservation | None:
     """Reserve `estimate` in every window, or give all back and raise BudgetExceeded naming the first window it
     does not fit (BudgetBusy when only calls in flight fill it). Every window's `used` counter moves in one cache
-    operation (one round trip with Redis, however many windows); a cold window is seeded from the ledger."""
+    operation (one round trip with Redis, however many windows), or already moved with the monthly cap's
+    reservation: `applied` holds their new values then (`holds`, `budget.reserve`'s `also`). A cold window is
+    seeded from the ledger."""
     if site_id is None or not windows:
         return None
     from integrations.ai.runtime.shared_cache import incr_many
@@ -280,7 +306,7 @@ def reserve(site_id: int | None, windows: list[Window], policy: Any, estimate: D
     reservation = WindowReservation(site_id, policy)
     enforced = [window for window in windows if window.enforce]
     keys = [window.keys(site_id)[0] for window in enforced]
-    values = incr_many(dict.fromkeys(keys, amount)) if enforced else {}
+    values = applied if applied else incr_many(dict.fromkeys(keys, amount)) if enforced else {}
     used = [values.get(key) for key in keys]
     for index, window in enumerate(enforced):
         if used[index] is None:  # cold: seeded from the ledger (`add` keeps whichever seed came first), then held
