@@ -282,7 +282,8 @@ def _reserve_spend(
             site_id, snapshot.monthly_budget, estimate, read, reads, holds or None, applied
         )
     except BudgetExceeded:
-        if applied:  # the windows' holds moved too: a window's own refusal is raised instead, else they go back
+        if holds:  # a full window's own refusal is raised instead (its holds moved with the cap's, or move now,
+            # in the database path); else they go back
             held = budget_windows.reserve(site_id, windows, snapshot.policy, estimate, applied)
             if held is not None:
                 held.settle(Decimal(0))
