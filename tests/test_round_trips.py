@@ -55,6 +55,31 @@ def _commands_during(call) -> list[str]:
     return seen
 
 
+def _warm_capped_service(upstream, settings, queue: str = "local", **caps) -> tuple[AIService, object]:
+    """A site on the upstream with a priced gpt-4o and the given caps (`monthly_budget` 100 unless given), its
+    service warmed by one call whose ledger row is written: what a counted call then sends is its own. The site's
+    settings version is read once per `AI_SETTINGS_CHECK_INTERVAL`, not per call: out of the count."""
+    settings.AI_SETTINGS_CHECK_INTERVAL = 3600
+    settings.AI_LEDGER_QUEUE = queue
+    _price_gpt_4o()
+    record = AIProviderSettingsFactory(
+        provider_type="openai",
+        openai_api_key=OAI_KEY,
+        openai_base_url=upstream.openai_base_url,
+        **{"monthly_budget": Decimal("100"), **caps},
+    )
+    service = AIService(site=record.site)
+    service.generate_content("warm up", model="gpt-4o", max_tokens=20)
+    assert usage.flush()
+    return service, record
+
+
+def _price_gpt_4o() -> None:
+    ModelPrice.objects.create(
+        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
+    )
+
+
 @needs_redis
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
@@ -66,22 +91,8 @@ def test_a_warm_budgeted_call_sends_two_redis_commands(upstream, settings, queue
     one command each (Django's `incr` alone made two, an EXISTS and an INCRBY, so this call made eight; the ratio
     read on its own, and once more for the primary as a failover candidate, made six; the read and the
     reservation apart, three). The ledger rows stay in the process (journaled, written in batches) unless
-    `AI_LEDGER_QUEUE=redis` pushes them: one command more. The site's settings version is read once per
-    `AI_SETTINGS_CHECK_INTERVAL`, not per call: out of this count."""
-    settings.AI_SETTINGS_CHECK_INTERVAL = 3600
-    settings.AI_LEDGER_QUEUE = queue
-    ModelPrice.objects.create(
-        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
-    )
-    record = AIProviderSettingsFactory(
-        provider_type="openai",
-        openai_api_key=OAI_KEY,
-        openai_base_url=upstream.openai_base_url,
-        monthly_budget=Decimal("100"),
-    )
-    service = AIService(site=record.site)
-    service.generate_content("warm up", model="gpt-4o", max_tokens=20)
-    assert usage.flush()
+    `AI_LEDGER_QUEUE=redis` pushes them: one command more."""
+    service, record = _warm_capped_service(upstream, settings, queue)
 
     commands = _commands_during(lambda: service.generate_content("The counted call", model="gpt-4o", max_tokens=20))
 
@@ -100,22 +111,7 @@ def test_budget_windows_move_in_the_monthly_caps_commands(upstream, settings):
     """A daily and a weekly cap on top of the monthly one: the windows' holds move in the monthly cap's own
     reservation command, and their settlements in its settlement (each window used to cost a command to reserve
     and two to settle: eight commands for this call, then four with the windows batched, now two)."""
-    settings.AI_SETTINGS_CHECK_INTERVAL = 3600
-    settings.AI_LEDGER_QUEUE = "local"
-    ModelPrice.objects.create(
-        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
-    )
-    record = AIProviderSettingsFactory(
-        provider_type="openai",
-        openai_api_key=OAI_KEY,
-        openai_base_url=upstream.openai_base_url,
-        monthly_budget=Decimal("100"),
-        daily_budget=Decimal("10"),
-        weekly_budget=Decimal("50"),
-    )
-    service = AIService(site=record.site)
-    service.generate_content("warm up", model="gpt-4o", max_tokens=20)
-    assert usage.flush()
+    service, record = _warm_capped_service(upstream, settings, daily_budget=Decimal("10"), weekly_budget=Decimal("50"))
 
     commands = _commands_during(lambda: service.generate_content("The counted call", model="gpt-4o", max_tokens=20))
 
@@ -287,9 +283,7 @@ def test_a_warm_token_call_makes_no_query_and_only_the_calls_redis_commands(upst
 
     settings.AI_SETTINGS_CHECK_INTERVAL = 3600
     settings.ALLOWED_HOSTS = ["*"]
-    ModelPrice.objects.create(
-        provider="openai", model_id="gpt-4o", prompt_per_million=Decimal("2.5"), completion_per_million=Decimal("10")
-    )
+    _price_gpt_4o()
     record = AIProviderSettingsFactory(
         site=SiteFactory(domain=HOST),
         provider_type="openai",

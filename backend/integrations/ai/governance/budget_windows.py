@@ -188,7 +188,9 @@ class WindowReservation:
     def moves(self, actual: Decimal) -> dict[str, int]:
         """The counter moves that settle the reservations to `actual`: each enforced window's `used` by the
         difference from what it held, its `spent` by `actual`."""
-        spent = micro(actual)
+        return self._moves(micro(actual))
+
+    def _moves(self, spent: int) -> dict[str, int]:
         deltas: dict[str, int] = {}
         for window, reserved in self.held:
             if window.enforce:
@@ -213,8 +215,11 @@ class WindowReservation:
         from integrations.ai.runtime.shared_cache import incr_many
 
         spent = micro(actual)
-        deltas = self.moves(actual)
-        values = applied if applied else incr_many(deltas) if deltas else {}
+        if applied:
+            values = applied
+        else:
+            deltas = self._moves(spent)
+            values = incr_many(deltas) if deltas else {}
         for window, reserved in self.held:
             if not window.enforce:  # the calendar month: counted by budget.py
                 if month is not None:
