@@ -205,3 +205,123 @@ def test_an_anthropic_delta_event_is_byte_for_byte_the_event_built_from_its_fiel
     events = anthropic_dialect.Events("claude-3-5-haiku")
     for text in ["", "plain", 'a "quoted" \\ word', "crème 🍰", "\x00", "\n\n", "</script>"]:
         assert events.delta(text) == anthropic_dialect.delta_event(text)
+
+
+def test_a_responses_request_becomes_one_gateway_call_in_the_neutral_shapes():
+    from integrations.api.v1 import responses_dialect
+
+    call = responses_dialect.parse(
+        {
+            "model": "gpt-4o-mini",
+            "instructions": "Be brief.",
+            "max_output_tokens": 77,
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "safety_identifier": "u-1",
+            "metadata": {"ticket": "42"},
+            "store": True,
+            "input": [
+                {"role": "developer", "content": "Answer in French."},
+                {"role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me look."}]},
+                {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": '{"city":"Lyon"}'},
+                {"type": "function_call", "call_id": "call_2", "name": "lookup", "arguments": '{"city":"Nice"}'},
+                {"type": "function_call_output", "call_id": "call_1", "output": "Chez Paul"},
+                {
+                    "type": "function_call_output",
+                    "call_id": "call_2",
+                    "output": [{"type": "input_text", "text": "Le Four"}],
+                },
+                {
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": "https://x.test/a.png", "detail": "low"}],
+                },
+            ],
+            "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object"}, "strict": True}],
+            "tool_choice": {"type": "function", "name": "lookup"},
+        }
+    )
+    calls = [
+        {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"city":"Lyon"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "lookup", "arguments": '{"city":"Nice"}'}},
+    ]
+    assert call.messages == [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "a\nb"},
+        {"role": "assistant", "content": "Let me look.", "tool_calls": calls},  # one assistant turn: text and calls
+        {"role": "tool", "tool_call_id": "call_1", "content": "Chez Paul"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "Le Four"},
+        {"role": "user", "content": [{"type": "image", "url": "https://x.test/a.png", "detail": "low"}]},
+    ]
+    assert (call.model, call.system_prompt, call.max_tokens, call.temperature) == ("gpt-4o-mini", "Be brief.", 77, 0.2)
+    assert call.options == {
+        "top_p": 0.9,
+        "user": "u-1",
+        "tools": [
+            {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}, "strict": True}}
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+    }
+    assert call.echo["metadata"] == {"ticket": "42"} and call.echo["instructions"] == "Be brief."
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"input": [{"type": "reasoning", "id": "rs_1"}]}, "input[0]"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]},
+            "input[0].content[0]",
+        ),
+        ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0]"),
+        ({"input": [{"type": "function_call", "name": "x", "arguments": "{}"}]}, "input[0].call_id"),
+        ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
+        ({"tools": [{"type": "function"}]}, "tools[0].name"),
+        ({"tools": [{"type": "file_search"}]}, "tools[0]"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "web_search"}}, "tool_choice"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
+        ({"text": {"verbosity": "low"}}, "text.verbosity"),
+        ({"metadata": {"n": 1}}, "metadata"),
+        ({"reasoning": {"effort": "low"}}, "reasoning"),
+        ({"truncation": "auto"}, "truncation"),
+        ({"background": True}, "background"),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+    ],
+)
+def test_a_responses_field_the_gateway_cannot_take_is_named(body, param):
+    from integrations.api.v1 import responses_dialect
+
+    with pytest.raises(BadField) as refused:
+        responses_dialect.parse({"model": "m", "input": "hi", **body})
+    assert refused.value.param == param
+
+
+def test_a_responses_result_renders_text_then_function_calls():
+    from integrations.ai.providers.tools import ToolCall
+    from integrations.api.v1 import responses_dialect
+
+    call = responses_dialect.parse({"model": "m", "input": "hi", "metadata": {"a": "b"}})
+    result = GenerationResult(
+        content="Looking.",
+        model="gpt-4o-mini",
+        provider="openai",
+        prompt_tokens=3,
+        completion_tokens=4,
+        finish_reason="tool_calls",
+        tool_calls=[ToolCall("call_9", "lookup", {"city": "Lyon"})],
+    )
+    body = responses_dialect.response(result, call)
+    message, function_call = body["output"]
+    assert message["content"][0] == {"type": "output_text", "text": "Looking.", "annotations": [], "logprobs": []}
+    assert (function_call["call_id"], function_call["name"], json.loads(function_call["arguments"])) == (
+        "call_9",
+        "lookup",
+        {"city": "Lyon"},
+    )
+    assert (body["status"], body["usage"]["total_tokens"], body["metadata"], body["store"]) == (
+        "completed",
+        7,
+        {"a": "b"},
+        False,
+    )

@@ -43,6 +43,18 @@ def test_chat_completions_spend_on_the_keys_own_site_whatever_the_host(sites, ma
     assert set(AIUsage.objects.values_list("site_id", flat=True)) == {site_a.pk}
 
 
+def test_responses_spend_on_the_keys_own_site_whatever_the_host(sites, make_key, oai, upstream, settings):
+    settings.ALLOWED_HOSTS = ["*"]
+    site_a, site_b = sites
+    client = oai(make_key(site_a), default_headers={"Host": site_b.domain})
+    client.responses.create(model="gpt-4o-mini", input="Name a bakery")
+    with pytest.raises(openai.NotFoundError):  # B's own model is not A's
+        client.responses.create(model="b-house-model", input="Name a bakery")
+    assert set(_vendor_keys(upstream)) == {f"Bearer {KEY_A}"}
+    usage.flush()
+    assert set(AIUsage.objects.values_list("site_id", flat=True)) == {site_a.pk}
+
+
 def test_messages_spend_on_the_keys_own_site(sites, make_key, ant, upstream):
     site_a, _site_b = sites
     client = ant(make_key(site_a))

@@ -44,6 +44,7 @@ class GatewayCall:
     options: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
+    echo: dict[str, Any] = field(default_factory=dict)  # request fields the dialect's answer repeats (Responses)
 
     def kwargs(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,5 @@
-"""`POST /v1/chat/completions`, `POST /v1/messages`, `POST /v1/embeddings`, `GET /v1/models`: a site's AI in
-OpenAI's and Anthropic's formats.
+"""`POST /v1/chat/completions`, `POST /v1/responses`, `POST /v1/messages`, `POST /v1/embeddings`, `GET /v1/models`:
+a site's AI in OpenAI's and Anthropic's formats.
 
 The virtual key (`Authorization: Bearer <key>` or `x-api-key: <key>`) names the site: a key only
 ever reaches its own site, whatever host the request names. Each request is parsed by its
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,28 +33,47 @@ from integrations.ai.sites import callers
 from integrations.ai.sites.callers import KeyScope
 from integrations.ai.sites.site_config import get_snapshot
 
-from . import anthropic_dialect, keys, openai_dialect, openai_embeddings
+from . import anthropic_dialect, keys, openai_dialect, openai_embeddings, responses_dialect
 from .calls import BadField, GatewayCall
 from .failures import Failure, failure_for, unauthenticated
 
 
 @dataclass(frozen=True)
 class Dialect:
+    """One wire format: how a body becomes a `GatewayCall`, how a result and a stream are written back, and
+    the shape of its errors."""
+
     name: str
     service: str  # the ledger's service name for calls in this dialect
-    parse: Any
-    render: Any
-    error_body: Any
-
-    def writer(self, model: str, call: GatewayCall) -> Any:
-        if self is OPENAI:
-            return openai_dialect.Chunks(model, call.include_usage)
-        return anthropic_dialect.Events(model)
+    parse: Callable[[Any], GatewayCall]
+    render: Callable[[GenerationResult, GatewayCall], dict[str, Any]]
+    writer: Callable[[str, GatewayCall], Any]  # (the resolved model, the call) -> the stream's event writer
+    error_body: Callable[[Failure], dict[str, Any]]
 
 
-OPENAI = Dialect("openai", "v1.chat", openai_dialect.parse, openai_dialect.completion, openai_dialect.error_body)
+OPENAI = Dialect(
+    "openai",
+    "v1.chat",
+    openai_dialect.parse,
+    lambda result, call: openai_dialect.completion(result),
+    lambda model, call: openai_dialect.Chunks(model, call.include_usage),
+    openai_dialect.error_body,
+)
 ANTHROPIC = Dialect(
-    "anthropic", "v1.messages", anthropic_dialect.parse, anthropic_dialect.message, anthropic_dialect.error_body
+    "anthropic",
+    "v1.messages",
+    anthropic_dialect.parse,
+    lambda result, call: anthropic_dialect.message(result),
+    lambda model, call: anthropic_dialect.Events(model),
+    anthropic_dialect.error_body,
+)
+RESPONSES = Dialect(
+    "responses",
+    "v1.responses",
+    responses_dialect.parse,
+    responses_dialect.response,
+    responses_dialect.Events,
+    responses_dialect.error_body,
 )
 
 
@@ -108,6 +127,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 async def messages(request: HttpRequest) -> HttpResponse:
     return await _serve(request, ANTHROPIC)
+
+
+@csrf_exempt
+async def responses(request: HttpRequest) -> HttpResponse:
+    return await _serve(request, RESPONSES)
 
 
 @csrf_exempt
@@ -213,9 +237,9 @@ async def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
         with callers.acting_as(key):
             if not isinstance(opened, GatewayStream):
                 if opened is None:  # structured output: acomplete's own loop of attempts
-                    return _rendered(dialect, await service.acomplete(call.messages, **call.kwargs()))
+                    return _rendered(dialect, call, await service.acomplete(call.messages, **call.kwargs()))
                 assert isinstance(opened, OpenedCall)
-                return _rendered(dialect, await service.aexecute_opened(opened))
+                return _rendered(dialect, call, await service.aexecute_opened(opened))
             pieces = aiter(opened)
             first = await anext(pieces, None)  # failover and the first token decide before this returns
     except AIProviderError as exc:
@@ -233,9 +257,9 @@ def _serve_sync(request: HttpRequest, dialect: Dialect) -> HttpResponse:
         with callers.acting_as(key):
             if not isinstance(opened, GatewayStream):
                 if opened is None:
-                    return _rendered(dialect, service.complete(call.messages, **call.kwargs()))
+                    return _rendered(dialect, call, service.complete(call.messages, **call.kwargs()))
                 assert isinstance(opened, Prepared)
-                return _rendered(dialect, service.execute(opened))
+                return _rendered(dialect, call, service.execute(opened))
             pieces = iter(opened)
             first = next(pieces, None)
     except AIProviderError as exc:
@@ -243,8 +267,8 @@ def _serve_sync(request: HttpRequest, dialect: Dialect) -> HttpResponse:
     return _streaming(_events(dialect.writer(opened.prep.resolved, call), opened, pieces, first))
 
 
-def _rendered(dialect: Dialect, result: GenerationResult) -> HttpResponse:
-    response = JsonResponse(dialect.render(result))
+def _rendered(dialect: Dialect, call: GatewayCall, result: GenerationResult) -> HttpResponse:
+    response = JsonResponse(dialect.render(result, call))
     for name, value in _request_headers().items():
         response[name] = value
     return response

@@ -1,0 +1,468 @@
+"""OpenAI's Responses wire format (`POST /v1/responses`), onto the gateway and back.
+
+The Responses API is what OpenAI's newer clients speak (`client.responses.create`, the Agents SDK,
+coding tools). `parse` turns a request (`input` as a string or a list of items: messages with
+`input_text`/`input_image`/`output_text` parts, `function_call` and `function_call_output` items;
+`instructions`; flat function `tools`; `text.format` for structured output) into a `GatewayCall` in
+the gateway's neutral shapes (`providers/conversation.py`), so any provider serves it; `response`
+renders a result as a `response` object (a `message` item, then one `function_call` item per call);
+`Events` renders a stream as the Responses SSE events, in the order the SDK's stream state machine
+checks (`response.created`, `response.in_progress`, the message item with its `output_text` deltas,
+each function call with its arguments, then `response.completed`, or `response.incomplete` when the
+output was cut). Errors are OpenAI's `{"error": {...}}` (`openai_dialect.error_body`).
+
+Panel keeps no responses: `previous_response_id`, `conversation` and `background` are a 400 naming
+them (send the whole conversation in `input`), and every response says `"store": false`. OpenAI's
+hosted tools (web search, file search, code interpreter, ...) are not the gateway's: a 400 naming
+the tool.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from integrations.ai.providers.types import FINISH_CONTENT_FILTER, FINISH_LENGTH, GenerationResult
+
+from .calls import (
+    DEFAULT_MAX_TOKENS,
+    BadField,
+    GatewayCall,
+    Unsupported,
+    need_bool,
+    need_int,
+    need_number,
+    need_str,
+)
+from .failures import Failure
+from .openai_dialect import error_body as error_body  # the same error shape as Chat Completions
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# Fields asking for what the gateway cannot give: refused with a 400 naming them, never ignored.
+UNSUPPORTED = {
+    "previous_response_id": "previous_response_id (Panel stores no responses: send the whole conversation in input)",
+    "conversation": "conversation (Panel stores no conversations: send the whole conversation in input)",
+    "background": "background responses",
+    "prompt": "stored prompts",
+    "reasoning": "reasoning settings",
+    "max_tool_calls": "max_tool_calls",
+    "top_logprobs": "top_logprobs",
+}
+TEXT_PARTS = ("input_text", "output_text")
+INCOMPLETE = {FINISH_LENGTH: "max_output_tokens", FINISH_CONTENT_FILTER: "content_filter"}
+
+
+def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
+    """A message's content: a string, text parts joined, or neutral text + image parts when images are in it."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not content:
+        raise BadField(f"{where} must be a string or a non-empty list of content parts.", where)
+    texts: list[str] = []
+    parts: list[dict[str, Any]] = []
+    for index, part in enumerate(content):
+        here = f"{where}[{index}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in TEXT_PARTS and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "refusal" and isinstance(part.get("refusal"), str):  # an earlier answer's refusal, as text
+            texts.append(part["refusal"])
+            parts.append({"type": "text", "text": part["refusal"]})
+        elif kind == "input_image":
+            url = part.get("image_url")
+            if part.get("file_id") and not url:
+                raise Unsupported(f"{here} names an uploaded file: send image_url (an https or data: URL).", here)
+            if not isinstance(url, str) or not url:
+                raise BadField(f"{here}.image_url must be an https or data: URL.", here)
+            neutral = {"type": "image", "url": url}  # the gateway's image part (providers/images.py)
+            if part.get("detail") and part["detail"] != "auto":
+                neutral["detail"] = part["detail"]
+            parts.append(neutral)
+        elif kind in ("input_file", "input_audio"):
+            raise Unsupported(f"{here} is {kind} content: this gateway takes text and image content only.", here)
+        else:
+            raise BadField(f'{here} must be an input_text part ({{"type": "input_text", "text": ...}}).', here)
+    return parts if len(parts) > len(texts) else "\n".join(texts)
+
+
+def _tool_output(output: Any, where: str) -> str:
+    """A function call's output: a string, or its input_text parts joined."""
+    if isinstance(output, str):
+        return output
+    content = _content(output, where)
+    if not isinstance(content, str):
+        raise BadField(f"{where} of a function call output must be text.", where)
+    return content
+
+
+def _input(value: Any) -> list[dict[str, Any]]:
+    """`input` as the gateway's neutral messages: a string is one user message; a function call joins the
+    assistant message before it (one assistant turn with text and calls, as Anthropic needs it)."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise BadField("input must be a non-empty string or a non-empty list of input items.", "input")
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise BadField("input must be a non-empty string or a non-empty list of input items.", "input")
+    messages: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        where = f"input[{index}]"
+        if not isinstance(item, dict):
+            raise BadField(f"{where} must be an object: a message, a function_call or a function_call_output.", where)
+        kind = item.get("type") or ("message" if "role" in item else None)
+        if kind == "message":
+            role = item.get("role")
+            if role not in ROLES:
+                raise BadField(f"{where}.role must be one of user, assistant, system, developer.", f"{where}.role")
+            messages.append({"role": ROLES[role], "content": _content(item.get("content"), f"{where}.content")})
+        elif kind == "function_call":
+            call_id, name = item.get("call_id"), item.get("name")
+            arguments = item.get("arguments", "{}")
+            if not isinstance(call_id, str) or not call_id:
+                raise BadField(f"{where}.call_id names the call.", f"{where}.call_id")
+            if not isinstance(name, str) or not name:
+                raise BadField(f"{where}.name names the function called.", f"{where}.name")
+            if not isinstance(arguments, str):
+                raise BadField(f"{where}.arguments must be the call's arguments as JSON text.", f"{where}.arguments")
+            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and isinstance(last["content"], str):
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        elif kind == "function_call_output":
+            call_id = item.get("call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise BadField(f"{where}.call_id names the call this output answers.", f"{where}.call_id")
+            text = _tool_output(item.get("output"), f"{where}.output")
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+        elif isinstance(kind, str):
+            raise Unsupported(
+                f"{where} is a {kind} item: this gateway takes message, function_call and function_call_output items.",
+                where,
+            )
+        else:
+            raise BadField(f"{where} must have a type (message, function_call, function_call_output).", where)
+    return messages
+
+
+def _tools(value: Any) -> list[dict[str, Any]] | None:
+    """Responses' flat function tools as Chat Completions' (`providers/tools.py` normalizes those)."""
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list):
+        raise BadField("tools must be a list of function tools.", "tools")
+    tools = []
+    for index, tool in enumerate(value):
+        where = f"tools[{index}]"
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind != "function":
+            if isinstance(kind, str):
+                raise Unsupported(f"{where} is OpenAI's hosted {kind} tool: this gateway takes function tools.", where)
+            raise BadField(f'{where} must be a function tool ({{"type": "function", "name": ...}}).', where)
+        assert isinstance(tool, dict)
+        if not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise BadField(f"{where}.name names the function.", f"{where}.name")
+        function: dict[str, Any] = {"name": tool["name"]}
+        for name in ("description", "parameters", "strict"):
+            if tool.get(name) is not None:
+                function[name] = tool[name]
+        tools.append({"type": "function", "function": function})
+    return tools
+
+
+def _tool_choice(value: Any, has_tools: bool) -> Any:
+    if value is None:
+        return None
+    if value in ("auto", "none", "required"):
+        if value == "required" and not has_tools:
+            raise BadField("tool_choice needs tools: give the tools it chooses among.", "tool_choice")
+        return value if has_tools else None
+    if isinstance(value, dict) and value.get("type") == "function":
+        if not has_tools:
+            raise BadField("tool_choice needs tools: give the tools it chooses among.", "tool_choice")
+        if not isinstance(value.get("name"), str) or not value["name"]:
+            raise BadField("tool_choice.name names the function to call.", "tool_choice.name")
+        return {"type": "function", "function": {"name": value["name"]}}
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        raise Unsupported(
+            f"tool_choice {value['type']!r} is not supported: use auto, none, required or a function.", "tool_choice"
+        )
+    raise BadField('tool_choice must be auto, none, required or {"type": "function", "name": ...}.', "tool_choice")
+
+
+def _text_format(text: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the response schema the gateway validates against, or None; `text` as the response echoes it)."""
+    if text is None:
+        return None, {"format": {"type": "text"}}
+    if not isinstance(text, dict):
+        raise BadField("text must be an object with a format.", "text")
+    if text.get("verbosity") is not None:
+        raise Unsupported("text.verbosity is not supported by this gateway yet; remove it.", "text.verbosity")
+    form = text.get("format") or {"type": "text"}
+    kind = form.get("type") if isinstance(form, dict) else None
+    if kind == "text":
+        return None, {"format": {"type": "text"}}
+    if kind == "json_object":
+        return {"type": "object"}, {"format": {"type": "json_object"}}
+    if kind == "json_schema":
+        if not isinstance(form.get("schema"), dict):
+            raise BadField("text.format.schema must be a JSON schema object.", "text.format.schema")
+        return form["schema"], {"format": form}
+    raise BadField("text.format.type must be text, json_object or json_schema.", "text.format")
+
+
+def parse(data: Any) -> GatewayCall:
+    """The gateway call a Responses request asks for; BadField/Unsupported name what to fix."""
+    if not isinstance(data, dict):
+        raise BadField("The body must be a JSON object.")
+    for name, feature in UNSUPPORTED.items():
+        if data.get(name):
+            raise Unsupported(f"{feature} is not supported by this gateway; remove {name}.", name)
+    if data.get("truncation") not in (None, "disabled"):
+        raise Unsupported("truncation 'auto' is not supported: send input that fits the model.", "truncation")
+    if data.get("include"):
+        raise Unsupported("include is not supported by this gateway yet; remove it.", "include")
+    if data.get("parallel_tool_calls") is False:
+        raise Unsupported(
+            "parallel_tool_calls false is not supported: the model may call several tools in one turn.",
+            "parallel_tool_calls",
+        )
+    model = need_str(data, "model", required=True)
+    assert model is not None
+    max_tokens = need_int(data, "max_output_tokens")
+    if max_tokens is not None and max_tokens < 1:
+        raise BadField("max_output_tokens must be at least 1.", "max_output_tokens")
+    temperature = need_number(data, "temperature")
+    instructions = need_str(data, "instructions")
+    options: dict[str, Any] = {}
+    if (top_p := need_number(data, "top_p")) is not None:
+        options["top_p"] = top_p
+    user = need_str(data, "safety_identifier") or need_str(data, "user")
+    if user is not None:
+        options["user"] = user
+    metadata = data.get("metadata")
+    if metadata is not None and (
+        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise BadField("metadata must be an object of string values.", "metadata")
+    stream = need_bool(data, "stream")
+    schema, text = _text_format(data.get("text"))
+    if schema is not None:
+        if stream:
+            raise Unsupported(
+                "text.format json_schema/json_object cannot be streamed here (the answer is validated before it "
+                "is sent): set stream to false.",
+                "text.format",
+            )
+        options["response_schema"] = schema
+    tools = _tools(data.get("tools"))
+    if tools:
+        options["tools"] = tools
+    if (choice := _tool_choice(data.get("tool_choice"), bool(tools))) is not None:
+        options["tool_choice"] = choice
+    temperature = 1.0 if temperature is None else temperature
+    echo = {
+        "instructions": instructions,
+        "max_output_tokens": max_tokens,
+        "metadata": metadata or {},
+        "temperature": temperature,
+        "text": text,
+        "tool_choice": data.get("tool_choice") or "auto",
+        "tools": data.get("tools") or [],
+        "top_p": options.get("top_p", 1.0),
+        "user": data.get("user"),
+        "safety_identifier": data.get("safety_identifier"),
+    }
+    return GatewayCall(
+        model=model,
+        messages=_input(data.get("input")),
+        max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
+        temperature=temperature,
+        system_prompt=instructions or None,
+        options=options,
+        stream=stream,
+        echo=echo,
+    )
+
+
+def new_id(prefix: str = "resp") -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def usage(result: GenerationResult) -> dict[str, Any]:
+    return {
+        "input_tokens": result.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": result.cached_tokens},
+        "output_tokens": result.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": result.reasoning_tokens},
+        "total_tokens": result.total_tokens or result.prompt_tokens + result.completion_tokens,
+    }
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    content = [] if status == "in_progress" else [output_text(text)]
+    return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
+
+
+def output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def call_items(result: GenerationResult | None) -> list[dict[str, Any]]:
+    """The result's tool calls as `function_call` items (arguments as JSON text)."""
+    return [
+        {
+            "id": new_id("fc"),
+            "type": "function_call",
+            "status": "completed",
+            "call_id": call.id,
+            "name": call.name,
+            "arguments": json.dumps(dict(call.arguments)),
+        }
+        for call in (result.tool_calls if result is not None else [])
+    ]
+
+
+def _status(result: GenerationResult | None) -> tuple[str, dict[str, str] | None]:
+    reason = INCOMPLETE.get(result.finish_reason) if result is not None else None
+    return ("incomplete", {"reason": reason}) if reason else ("completed", None)
+
+
+def _response(
+    response_id: str,
+    created: int,
+    echo: dict[str, Any],
+    model: str,
+    status: str,
+    output: list[dict[str, Any]],
+    counts: dict[str, Any] | None,
+    incomplete: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": incomplete,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": False,  # Panel keeps no responses: nothing to retrieve or continue from by id
+        "truncation": "disabled",
+        "usage": counts,
+        **echo,
+    }
+
+
+def response(result: GenerationResult, call: GatewayCall) -> dict[str, Any]:
+    """A `response` object for a finished call: its text as a message item, then its function calls."""
+    output = call_items(result)
+    if result.content or not output:
+        output.insert(0, message_item(new_id("msg"), result.content))
+    status, incomplete = _status(result)
+    return _response(new_id(), int(time.time()), call.echo, result.model, status, output, usage(result), incomplete)
+
+
+class Events:
+    """The SSE events of one streamed response: `first()`, `delta(text)` per piece, then `end(result)`.
+
+    Every event carries the next `sequence_number`. The message item opens with the first text (a reply
+    made only of function calls has none); the calls follow once the upstream's call is complete."""
+
+    def __init__(self, model: str, call: GatewayCall) -> None:
+        self.id = new_id()
+        self.created = int(time.time())
+        self.model = model
+        self.echo = call.echo
+        self.sequence = 0
+        self.item_id = new_id("msg")
+        self.pieces: list[str] | None = None  # the text sent, once the message item is open
+        self._delta_ends: tuple[bytes, bytes] | None = None
+
+    def _event(self, kind: str, payload: dict[str, Any]) -> bytes:
+        data = {"type": kind, "sequence_number": self.sequence, **payload}
+        self.sequence += 1
+        return f"event: {kind}\ndata: ".encode() + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+    def _snapshot(self, status: str, output: list[dict[str, Any]], counts: dict[str, Any] | None, **kw: Any) -> dict:
+        return _response(self.id, self.created, self.echo, self.model, status, output, counts, **kw)
+
+    def first(self) -> bytes:
+        snapshot = self._snapshot("in_progress", [], None)
+        return self._event("response.created", {"response": snapshot}) + self._event(
+            "response.in_progress", {"response": snapshot}
+        )
+
+    def _open(self) -> bytes:
+        self.pieces = []
+        where = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
+        return self._event(
+            "response.output_item.added", {"output_index": 0, "item": message_item(self.item_id, "", "in_progress")}
+        ) + self._event("response.content_part.added", {**where, "part": output_text("")})
+
+    def delta(self, text: str) -> bytes:
+        """An `output_text.delta` event, from its fixed head, the sequence number and the text's JSON (nearly
+        every event of a stream is one: as `openai_dialect.Chunks.delta`, issue 22)."""
+        opening = self._open() if self.pieces is None else b""
+        assert self.pieces is not None
+        self.pieces.append(text)
+        ends = self._delta_ends
+        if ends is None:
+            kind = "response.output_text.delta"
+            head = f'event: {kind}\ndata: {{"type":"{kind}","sequence_number":'.encode()
+            middle = json.dumps(
+                {"item_id": self.item_id, "output_index": 0, "content_index": 0, "logprobs": []}, separators=(",", ":")
+            )
+            ends = self._delta_ends = (head, b"," + middle[1:-1].encode() + b',"delta":')
+        number = self.sequence
+        self.sequence += 1
+        return opening + ends[0] + str(number).encode() + ends[1] + json.dumps(text).encode() + b"}\n\n"
+
+    def end(self, result: GenerationResult | None) -> bytes:
+        out = b""
+        calls = call_items(result)
+        output: list[dict[str, Any]] = []
+        if self.pieces is None and not calls:
+            out += self._open()  # an empty answer is still one (empty) message
+        if self.pieces is not None:
+            text = "".join(self.pieces)
+            where = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
+            item = message_item(self.item_id, text)
+            out += (
+                self._event("response.output_text.done", {**where, "text": text, "logprobs": []})
+                + self._event("response.content_part.done", {**where, "part": output_text(text)})
+                + self._event("response.output_item.done", {"output_index": 0, "item": item})
+            )
+            output.append(item)
+        for item in calls:
+            index = len(output)
+            opened = {**item, "status": "in_progress", "arguments": ""}
+            where = {"item_id": item["id"], "output_index": index}
+            out += (
+                self._event("response.output_item.added", {"output_index": index, "item": opened})
+                + self._event("response.function_call_arguments.delta", {**where, "delta": item["arguments"]})
+                + self._event(
+                    "response.function_call_arguments.done",
+                    {**where, "name": item["name"], "arguments": item["arguments"]},
+                )
+                + self._event("response.output_item.done", {"output_index": index, "item": item})
+            )
+            output.append(item)
+        status, incomplete = _status(result)
+        counts = usage(result) if result is not None else None
+        final = self._snapshot(status, output, counts, incomplete=incomplete)
+        return out + self._event(f"response.{status}", {"response": final})
+
+    def error(self, failure: Failure) -> bytes:
+        """Responses' `error` event after the stream started; its `error` object makes the SDK raise APIError."""
+        body = error_body(failure)
+        return self._event("error", {"code": failure.code, "message": failure.message, "param": failure.param, **body})

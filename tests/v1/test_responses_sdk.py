@@ -1,0 +1,252 @@
+"""The real `openai` SDK's Responses client (`client.responses.create`, `.stream`, `.parse`) against
+`POST /v1/responses`.
+
+Panel is the server (live_server: the sync driver; the last test runs the production ASGI server: the async
+driver), the emulator the vendors behind it; each site is served by a different upstream, and whatever
+served, the client reads the Responses format, which the SDK's stream state machine checks event by event.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import openai
+import pydantic
+import pytest
+
+from integrations.ai.ledger import usage
+from integrations.models import AIUsage, ModelPrice
+
+from ..test_server_config import Server
+from .conftest import MODEL_FOR
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PROVIDERS = ["openai", "anthropic", "openrouter"]
+TOOLS = [
+    {
+        "type": "function",
+        "name": "lookup",
+        "description": "Find a bakery",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_plain_response_from_each_upstream(emulated_site, make_key, oai, upstream, provider):
+    site = emulated_site(provider)
+    reply = oai(make_key(site)).responses.create(
+        model=MODEL_FOR[provider], instructions="Be brief.", input="Name a bakery", max_output_tokens=50
+    )
+
+    assert reply.object == "response" and reply.id.startswith("resp_") and reply.status == "completed"
+    assert reply.output_text.startswith(f"Emulated {provider} reply")
+    (item,) = reply.output
+    assert (item.type, item.role, item.status, item.content[0].type) == (
+        "message",
+        "assistant",
+        "completed",
+        "output_text",
+    )
+    assert reply.usage.total_tokens == reply.usage.input_tokens + reply.usage.output_tokens > 0
+    assert reply.usage.input_tokens_details.cached_tokens == 0
+    assert (reply.instructions, reply.max_output_tokens, reply.store) == ("Be brief.", 50, False)
+    sent = upstream.requests_for(provider)[-1].json
+    assert sent["max_tokens"] == 50 and "Be brief." in json.dumps(sent)  # instructions went as the system prompt
+    usage.flush()
+    row = AIUsage.objects.get()
+    assert (row.site_id, row.status, row.service, row.prompt_tokens, row.completion_tokens) == (
+        site.pk,
+        "ok",
+        "v1.responses",
+        reply.usage.input_tokens,
+        reply.usage.output_tokens,
+    )
+    assert row.api_key.site_id == site.pk
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_streamed_response_passes_the_sdks_state_machine(emulated_site, make_key, oai, provider):
+    site = emulated_site(provider)
+    with oai(make_key(site)).responses.stream(model=MODEL_FOR[provider], input="Name a bakery") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text.startswith(f"Emulated {provider} reply") and final.output_text == text
+    assert final.status == "completed" and final.usage.output_tokens == len(text.split())
+    assert len({e.response.id for e in events if hasattr(e, "response")}) == 1
+    usage.flush()
+    assert AIUsage.objects.get().completion_tokens == final.usage.output_tokens
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_two_step_function_call_conversation_on_each_upstream(emulated_site, make_key, oai, upstream, provider):
+    site = emulated_site(provider)
+    client = oai(make_key(site))
+    upstream.script(flavor=provider, tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    first = client.responses.create(model=MODEL_FOR[provider], input="Find a bakery in Lyon", tools=TOOLS)
+
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1 and (calls[0].name, json.loads(calls[0].arguments)) == ("lookup", {"city": "Lyon"})
+    history = [
+        {"role": "user", "content": "Find a bakery in Lyon"},
+        *[item.model_dump(exclude_none=True) for item in first.output],  # what the SDK's users send back
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "Chez Paul, rue Neuve"},
+    ]
+    final = client.responses.create(model=MODEL_FOR[provider], input=history, tools=TOOLS)
+    assert final.status == "completed" and final.output_text
+    sent = json.dumps(upstream.requests_for(provider)[-1].json)
+    assert (
+        "Chez Paul, rue Neuve" in sent and calls[0].call_id in sent
+    )  # the output reached the vendor, tied to its call
+    usage.flush()
+    rows = AIUsage.objects.filter(site=site)
+    assert rows.count() == 2 and all(r.api_key_id and r.cost > 0 for r in rows)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_streamed_function_call_assembled_by_the_sdk(emulated_site, make_key, oai, upstream, provider):
+    client = oai(make_key(emulated_site(provider)))
+    upstream.script(flavor=provider, tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    with client.responses.stream(model=MODEL_FOR[provider], input="Find a bakery in Lyon", tools=TOOLS) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    (call,) = [item for item in final.output if item.type == "function_call"]
+    assert (call.name, json.loads(call.arguments)) == ("lookup", {"city": "Lyon"})
+    assert "response.function_call_arguments.done" in kinds and kinds[-1] == "response.completed"
+
+
+class Bakery(pydantic.BaseModel):
+    name: str
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_text_format_parses_into_a_pydantic_model_on_each_upstream(emulated_site, make_key, oai, provider):
+    site = emulated_site(provider)
+    reply = oai(make_key(site)).responses.parse(model=MODEL_FOR[provider], input="Name a bakery", text_format=Bakery)
+    assert isinstance(reply.output_parsed, Bakery)
+    assert reply.text.format.type == "json_schema"
+    usage.flush()
+    assert AIUsage.objects.filter(site=site, status="ok").exists()
+
+
+PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQ"
+    "DwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+def test_an_input_image_reaches_the_vendor(emulated_site, make_key, oai, upstream):
+    content = [{"type": "input_text", "text": "Describe this"}, {"type": "input_image", "image_url": PNG}]
+    reply = oai(make_key(emulated_site("anthropic"))).responses.create(
+        model="claude-sonnet-4-20250514", input=[{"role": "user", "content": content}], max_output_tokens=50
+    )
+    assert reply.output_text
+    assert "iVBORw0KGgo" in json.dumps(upstream.requests_for("anthropic")[-1].json)  # in Anthropic's own format
+
+
+def test_a_response_cut_at_max_output_tokens_is_incomplete(emulated_site, make_key, oai, upstream):
+    client = oai(make_key(emulated_site("openai")))
+    upstream.script(flavor="openai", finish_reason="length")
+    reply = client.responses.create(model="gpt-4o-mini", input="Name a bakery", max_output_tokens=5)
+    assert reply.status == "incomplete" and reply.incomplete_details.reason == "max_output_tokens"
+    upstream.script(flavor="openai", finish_reason="length")
+    with client.responses.stream(model="gpt-4o-mini", input="Name a bakery", max_output_tokens=5) as stream:
+        kinds = [event.type for event in stream]
+    assert kinds[-1] == "response.incomplete"
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"previous_response_id": "resp_123"}, "previous_response_id"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
+        ({"input": ""}, "input"),
+        ({"max_output_tokens": 0}, "max_output_tokens"),
+        ({"text": {"format": {"type": "json_object"}}, "stream": True}, "text.format"),
+    ],
+)
+def test_what_the_gateway_cannot_take_is_a_400_naming_it(emulated_site, make_key, oai, upstream, extra, param):
+    client = oai(make_key(emulated_site("openai")))
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(**{"model": "gpt-4o-mini", "input": "Name a bakery", **extra})
+    assert refused.value.body["param"] == param, refused.value.body
+    assert upstream.requests_for("openai") == []  # refused before any vendor request
+    usage.flush()
+    assert not AIUsage.objects.exclude(status="refused").exists()
+
+
+def test_a_key_over_its_budget_gets_rate_limit_error_and_the_model_policy_holds(emulated_site, make_key, oai, upstream):
+    ModelPrice.objects.create(
+        provider="openai",
+        model_id="gpt-4o-mini",
+        prompt_per_million=Decimal(1000),
+        completion_per_million=Decimal(1000),
+    )
+    site = emulated_site("openai")
+    with pytest.raises(openai.RateLimitError) as refused:
+        oai(make_key(site, monthly_budget=Decimal("0.01"))).responses.create(model="gpt-4o-mini", input="Hi")
+    assert refused.value.body["code"] == "insufficient_quota"
+    with pytest.raises(openai.PermissionDeniedError):
+        oai(make_key(site, allowed_models=["gpt-4.1"])).responses.create(model="gpt-4o-mini", input="Hi")
+    with pytest.raises(openai.NotFoundError):
+        oai(make_key(site)).responses.create(model="claude-3-5-haiku", input="Hi")  # no Anthropic key on this site
+    assert upstream.requests_for("openai") == []
+    usage.flush()
+    assert set(AIUsage.objects.filter(site=site).values_list("service", "status")) == {("v1.responses", "refused")}
+
+
+def test_a_stream_broken_after_its_first_token_raises_in_the_sdk(emulated_site, make_key, oai, upstream):
+    upstream.script(flavor="openai", content="one two three four", cut_after=2)
+    client = oai(make_key(emulated_site("openai")))
+    with pytest.raises(openai.APIError), client.responses.stream(model="gpt-4o-mini", input="Hi") as stream:
+        for _ in stream:
+            pass
+
+
+def test_the_production_server_serves_responses_on_the_async_driver(emulated_site, make_key, upstream):
+    """gunicorn with uvicorn workers (`bin/serve`'s default): plain, streamed, a function call, and a client that
+    goes away mid-stream, whose call is ledgered `cancelled`."""
+    site = emulated_site("openai")
+    raw = make_key(site, "responder")
+    server = Server(GUNICORN_WORKERS="1")
+    try:
+        client = openai.OpenAI(api_key=raw, base_url=f"http://127.0.0.1:{server.port}/v1", max_retries=0)
+        assert client.responses.create(model="gpt-4o-mini", input="Hi").output_text.startswith("Emulated openai")
+        with client.responses.stream(model="gpt-4o-mini", input="Hi") as stream:
+            assert stream.get_final_response().output_text.startswith("Emulated openai")
+        upstream.script(flavor="openai", tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+        with client.responses.stream(model="gpt-4o-mini", input="Hi", tools=TOOLS) as stream:
+            (call,) = [i for i in stream.get_final_response().output if i.type == "function_call"]
+        assert json.loads(call.arguments) == {"city": "Lyon"}
+        upstream.script(flavor="openai", content=" ".join(f"w{n}" for n in range(200)), token_rate=10)
+        events = client.responses.create(model="gpt-4o-mini", input="Hi", stream=True)
+        deltas = 0
+        for event in events:
+            deltas += event.type == "response.output_text.delta"
+            if deltas == 3:
+                break
+        events.close()  # the client goes away
+        assert upstream.stream_aborted.wait(8), "the upstream stream outlived its client"
+    finally:
+        assert server.stop() == 0  # the worker's exit writes the ledger
+    usage.flush()
+    rows = sorted(AIUsage.objects.filter(site=site).values_list("service", "status"))
+    assert rows == [("v1.responses", "cancelled")] + [("v1.responses", "ok")] * 3
