@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import anthropic
 import openai
 import pydantic
 import pytest
@@ -250,3 +251,17 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
     usage.flush()
     rows = sorted(AIUsage.objects.filter(site=site).values_list("service", "status"))
     assert rows == [("v1.responses", "cancelled")] + [("v1.responses", "ok")] * 3
+
+
+def test_a_path_panel_does_not_serve_is_a_404_in_the_clients_dialect(emulated_site, make_key, oai, ant):
+    """`client.responses.retrieve` (Panel stores no responses), Anthropic's `count_tokens`: each SDK raises its
+    NotFoundError with a message naming what is served, never an HTML page in its body."""
+    key = make_key(emulated_site("openai"))
+    with pytest.raises(openai.NotFoundError) as missing:
+        oai(key).responses.retrieve("resp_123")
+    assert missing.value.body["code"] == "unknown_route" and "stores no responses" in missing.value.message
+    assert "/v1/responses" in missing.value.message
+    with pytest.raises(anthropic.NotFoundError) as missing_too:
+        ant(key).messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert missing_too.value.body["error"]["type"] == "not_found_error"
+    assert "/v1/messages/count_tokens is not served" in missing_too.value.message

@@ -1,6 +1,6 @@
 """The `/v1` routes (mounted at `v1/` by panel.urls)."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path("embeddings", views.embeddings, name="v1-embeddings"),
     path("models", views.models, name="v1-models"),
     path("models/<path:model>", views.models, name="v1-model"),
+    re_path(r"", views.unknown_route, name="v1-unknown"),  # any other path: a 404 in the client's dialect, never HTML
 ]

@@ -105,6 +105,31 @@ def refused_request(request: HttpRequest) -> JsonResponse:
     )
 
 
+ROUTES = "POST /v1/chat/completions, /v1/responses, /v1/messages and /v1/embeddings, GET /v1/models"
+
+
+@csrf_exempt
+def unknown_route(request: HttpRequest) -> JsonResponse:
+    """A /v1 path Panel does not serve (`client.responses.retrieve`, `messages.count_tokens`, files, ...): a 404 in
+    the client's dialect naming what is served, so the SDK raises NotFoundError with a message, not a page."""
+    dialect = (
+        ANTHROPIC if request.path_info.startswith("/v1/messages") or "anthropic-version" in request.headers else OPENAI
+    )
+    stored = (
+        " Panel stores no responses: each answer is returned once." if "/v1/responses/" in request.path_info else ""
+    )
+    return failed(
+        dialect,
+        Failure(
+            404,
+            f"{request.method} {request.path_info} is not served here; this gateway serves {ROUTES}.{stored}",
+            "unknown_route",
+            should_retry=False,
+            anthropic_type="not_found_error",
+        ),
+    )
+
+
 def _raw_key(request: HttpRequest) -> str:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
