@@ -265,3 +265,31 @@ def test_a_path_panel_does_not_serve_is_a_404_in_the_clients_dialect(emulated_si
         ant(key).messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
     assert missing_too.value.body["error"]["type"] == "not_found_error"
     assert "/v1/messages/count_tokens is not served" in missing_too.value.message
+
+
+def test_reasoning_effort_reaches_openrouter_and_is_a_400_where_the_provider_has_none(
+    emulated_site, make_key, oai, upstream
+):
+    """Responses' `reasoning.effort` and Chat Completions' `reasoning_effort` are the gateway's `reasoning` option:
+    OpenRouter's unified parameter (its reasoning tokens come back in the usage); a site on a provider without it
+    gets a 400 naming the option, never an answer that silently ignored it."""
+    routed = oai(make_key(emulated_site("openrouter")))
+    reply = routed.responses.create(
+        model="openai/o3-mini", input="Why?", reasoning={"effort": "low"}, max_output_tokens=400
+    )
+    assert upstream.requests_for("openrouter")[-1].json["reasoning"] == {"effort": "low"}
+    assert reply.usage.output_tokens_details.reasoning_tokens > 0 and reply.reasoning.effort == "low"
+    chat = routed.chat.completions.create(
+        model="openai/o3-mini", messages=[{"role": "user", "content": "Why?"}], reasoning_effort="high"
+    )
+    assert upstream.requests_for("openrouter")[-1].json["reasoning"] == {"effort": "high"}
+    assert chat.usage.completion_tokens_details.reasoning_tokens > 0
+    direct = oai(make_key(emulated_site("openai")))
+    with pytest.raises(openai.BadRequestError) as refused:
+        direct.responses.create(model="gpt-4o-mini", input="Why?", reasoning={"effort": "low"})
+    assert "reasoning" in refused.value.message
+    with pytest.raises(openai.BadRequestError):
+        direct.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Why?"}], reasoning_effort="low"
+        )
+    assert upstream.requests_for("openai") == []

@@ -148,6 +148,9 @@ def parse(data: Any) -> GatewayCall:
         options["stop"] = stop
     if (user := need_str(data, "user")) is not None:
         options["user"] = user
+    if (effort := need_str(data, "reasoning_effort")) is not None:
+        # the gateway's `reasoning` option: OpenRouter's unified parameter; a provider without it is a 400 naming it
+        options["reasoning"] = {"effort": effort}
     response_format = data.get("response_format")
     if response_format is not None:
         kind = response_format.get("type") if isinstance(response_format, dict) else None

@@ -46,7 +46,6 @@ UNSUPPORTED = {
     "conversation": "conversation (Panel stores no conversations: send the whole conversation in input)",
     "background": "background responses",
     "prompt": "stored prompts",
-    "reasoning": "reasoning settings",
     "max_tool_calls": "max_tool_calls",
     "top_logprobs": "top_logprobs",
 }
@@ -215,6 +214,26 @@ def _text_format(text: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     raise BadField("text.format.type must be text, json_object or json_schema.", "text.format")
 
 
+def _reasoning(value: Any) -> str | None:
+    """`reasoning.effort`: the gateway's `reasoning` option, which OpenRouter takes (its unified parameter, for the
+    models that reason); a provider without it refuses the call with a 400 naming the option. A summary of the
+    reasoning is not returned by the gateway: asking for one is a 400."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadField('reasoning must be an object, e.g. {"effort": "low"}.', "reasoning")
+    if value.get("summary") is not None or value.get("generate_summary") is not None:
+        raise Unsupported(
+            "reasoning summaries are not returned by this gateway; remove reasoning.summary.", "reasoning"
+        )
+    if unknown := sorted(set(value) - {"effort", "summary", "generate_summary"}):
+        raise BadField(f"Unknown reasoning field(s): {', '.join(unknown)}; use effort.", "reasoning")
+    effort = value.get("effort")
+    if effort is not None and (not isinstance(effort, str) or not effort):
+        raise BadField("reasoning.effort must be a string such as low, medium or high.", "reasoning.effort")
+    return effort
+
+
 def parse(data: Any) -> GatewayCall:
     """The gateway call a Responses request asks for; BadField/Unsupported name what to fix."""
     if not isinstance(data, dict):
@@ -250,6 +269,8 @@ def parse(data: Any) -> GatewayCall:
     ):
         raise BadField("metadata must be an object of string values.", "metadata")
     stream = need_bool(data, "stream")
+    if (effort := _reasoning(data.get("reasoning"))) is not None:
+        options["reasoning"] = {"effort": effort}
     schema, text = _text_format(data.get("text"))
     if schema is not None:
         if stream:
@@ -266,6 +287,7 @@ def parse(data: Any) -> GatewayCall:
         options["tool_choice"] = choice
     temperature = 1.0 if temperature is None else temperature
     echo = {
+        "reasoning": {"effort": options.get("reasoning", {}).get("effort"), "summary": None},
         "instructions": instructions,
         "max_output_tokens": max_tokens,
         "metadata": metadata or {},
@@ -354,7 +376,6 @@ def _response(
         "output": output,
         "parallel_tool_calls": True,
         "previous_response_id": None,
-        "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
         "store": False,  # Panel keeps no responses: nothing to retrieve or continue from by id
         "truncation": "disabled",
