@@ -74,6 +74,9 @@ def test_openai_request_becomes_one_gateway_call():
         ({"model": "m", "messages": USER, "temperature": "hot"}, "temperature", BadField),
         ({"model": "m", "messages": USER, "max_tokens": 1.5}, "max_tokens", BadField),
         ({"model": "m", "messages": USER, "response_format": {"type": "yaml"}}, "response_format", BadField),
+        ({"model": "m", "messages": USER, "parallel_tool_calls": False}, "parallel_tool_calls", Unsupported),
+        ({"model": "m", "messages": USER, "verbosity": "low"}, "verbosity", Unsupported),
+        ({"model": "m", "messages": USER, "reasoning_effort": 2}, "reasoning_effort", BadField),
     ],
 )
 def test_openai_request_errors_name_the_field(body, param, kind):

@@ -38,6 +38,7 @@ UNSUPPORTED = {
     "prediction": "predicted outputs",
     "top_logprobs": "top_logprobs",
     "web_search_options": "web search",
+    "verbosity": "verbosity",
 }
 OPTIONS = ("top_p", "seed", "presence_penalty", "frequency_penalty")
 FINISH = {FINISH_LENGTH: "length", FINISH_CONTENT_FILTER: "content_filter", FINISH_TOOL_CALLS: "tool_calls"}
@@ -131,6 +132,11 @@ def parse(data: Any) -> GatewayCall:
             raise Unsupported(f"{feature} is not supported by this gateway yet; remove {name}.", name)
     if data.get("logprobs"):
         raise Unsupported("logprobs are not supported by this gateway yet.", "logprobs")
+    if data.get("parallel_tool_calls") is False:
+        raise Unsupported(
+            "parallel_tool_calls false is not supported: the model may call several tools in one turn.",
+            "parallel_tool_calls",
+        )
     if data.get("n") not in (None, 1):
         raise Unsupported("Only one choice per request is supported (n must be 1).", "n")
     if "audio" in (data.get("modalities") or ()):
