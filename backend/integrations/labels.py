@@ -28,6 +28,7 @@ SERVICE_LABELS: dict[str, str] = {
     "v1.messages": "/v1 messages (Anthropic)",
     "v1.responses": "/v1 responses",
     "v1.embeddings": "/v1 embeddings",
+    "v1.count_tokens": "/v1 token counts",
     "batch.estimate": "Batch estimate",
     "cli.ai_test": "ai_test command",
     "general": "Other",

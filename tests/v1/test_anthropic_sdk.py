@@ -221,3 +221,44 @@ def test_a_stream_broken_after_its_first_token_ends_with_an_error_event(emulated
     assert caught.value.body["error"]["type"] == "api_error"
     usage.flush()
     assert AIUsage.objects.get().status == "error"
+
+
+TOOL = {"name": "lookup", "description": "Find a bakery", "input_schema": {"type": "object", "properties": {}}}
+
+
+def test_count_tokens_is_the_vendors_count_of_what_a_message_would_send(emulated_site, make_key, ant, upstream):
+    """`messages.count_tokens` (and the beta path Claude Code calls) answers the input tokens the same request is
+    billed as a message, counted by Anthropic; it spends nothing, takes no rate-limit ticket and writes no
+    usage row."""
+    site = emulated_site("anthropic", monthly_budget=Decimal("5"), requests_per_minute=1)
+    client = ant(make_key(site))
+    ask = {"model": "claude-3-5-haiku", "system": "Be brief.", "messages": ASK, "tools": [TOOL]}
+
+    counted = client.messages.count_tokens(**ask)
+    beta = client.beta.messages.count_tokens(**ask)  # POST /v1/messages/count_tokens?beta=true
+    sent = upstream.requests_for("anthropic")
+    assert [r.path.split("?")[0] for r in sent] == ["/anthropic/v1/messages/count_tokens"] * 2
+    assert "max_tokens" not in sent[0].json and sent[0].json["tools"][0]["name"] == "lookup"
+    usage.flush()
+    assert not AIUsage.objects.exists()  # a count is no call: the site's one request a minute is still free
+    billed = client.messages.create(**ask, max_tokens=50).usage.input_tokens
+    assert counted.input_tokens == beta.input_tokens == billed > 0
+
+
+def test_count_tokens_follows_the_sites_policy_masking_and_provider(emulated_site, make_key, ant, upstream):
+    site = emulated_site("anthropic", guard_mask_pii=True)
+    ant(make_key(site)).messages.count_tokens(
+        model="claude-3-5-haiku", messages=[{"role": "user", "content": "write to ana@example.com"}]
+    )
+    assert "<EMAIL_ADDRESS>" in json.dumps(upstream.requests_for("anthropic")[-1].json)  # masked before it is sent
+    with pytest.raises(anthropic.PermissionDeniedError):  # the key's allowed models hold for counts too
+        ant(make_key(site, allowed_models=["claude-sonnet-4"])).messages.count_tokens(
+            model="claude-3-5-haiku", messages=ASK
+        )
+    usage.flush()
+    assert list(AIUsage.objects.values_list("service", "status")) == [("v1.count_tokens", "refused")]
+    routed = emulated_site("openrouter")
+    with pytest.raises(anthropic.BadRequestError) as refused:  # no counting endpoint there: no guess either
+        ant(make_key(routed)).messages.count_tokens(model="anthropic/claude-3.5-haiku", messages=ASK)
+    assert "no token counting endpoint" in refused.value.message
+    assert upstream.requests_for("openrouter") == []

@@ -254,7 +254,7 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
 
 
 def test_a_path_panel_does_not_serve_is_a_404_in_the_clients_dialect(emulated_site, make_key, oai, ant):
-    """`client.responses.retrieve` (Panel stores no responses), Anthropic's `count_tokens`: each SDK raises its
+    """`client.responses.retrieve` (Panel stores no responses), Anthropic's message batches: each SDK raises its
     NotFoundError with a message naming what is served, never an HTML page in its body."""
     key = make_key(emulated_site("openai"))
     with pytest.raises(openai.NotFoundError) as missing:
@@ -262,9 +262,9 @@ def test_a_path_panel_does_not_serve_is_a_404_in_the_clients_dialect(emulated_si
     assert missing.value.body["code"] == "unknown_route" and "stores no responses" in missing.value.message
     assert "/v1/responses" in missing.value.message
     with pytest.raises(anthropic.NotFoundError) as missing_too:
-        ant(key).messages.count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+        ant(key).messages.batches.list()
     assert missing_too.value.body["error"]["type"] == "not_found_error"
-    assert "/v1/messages/count_tokens is not served" in missing_too.value.message
+    assert "GET /v1/messages/batches is not served" in missing_too.value.message
 
 
 def test_reasoning_effort_reaches_openrouter_and_is_a_400_where_the_provider_has_none(

@@ -104,3 +104,17 @@ def test_one_sites_spend_never_counts_against_another_sites_key(sites, make_key,
     usage.flush()
     AIUsage.objects.update(cost=Decimal("1"))  # site B's key spent far past A's cap
     assert oai(key_a).chat.completions.create(model="gpt-4o-mini", messages=ASK, max_tokens=10).choices
+
+
+def test_token_counts_use_the_keys_own_sites_vendor_key(emulated_site, make_key, ant, upstream, settings):
+    settings.ALLOWED_HOSTS = ["*"]
+    site_a = emulated_site("anthropic", anthropic_api_key="sk-ant-api03-" + "a1" * 40)
+    site_b = emulated_site("anthropic", anthropic_api_key="sk-ant-api03-" + "b2" * 40)
+    ModelMappingFactory(
+        site=site_b, logical_name="b-house-model", provider="anthropic", provider_model_id="claude-3-5-haiku-20241022"
+    )
+    client = ant(make_key(site_a), default_headers={"Host": site_b.domain})
+    client.messages.count_tokens(model="claude-3-5-haiku", messages=ASK)
+    with pytest.raises(anthropic.NotFoundError):  # B's own model is not A's
+        client.messages.count_tokens(model="b-house-model", messages=ASK)
+    assert {r.headers.get("x-api-key") for r in upstream.requests} == {"sk-ant-api03-" + "a1" * 40}

@@ -737,6 +737,20 @@ class AIService:
 
         return embed(self, texts, model=model, provider=provider, dimensions=dimensions)
 
+    def count_tokens(
+        self,
+        messages: list[dict[str, Any]],
+        model: str | None = None,
+        provider: str | None = None,
+        system_prompt: str | None = None,
+        **options: Any,
+    ) -> int:
+        """The input tokens a call of `messages` would be billed for, as the serving vendor counts them (free; no
+        budget, rate limit or ledger row: `gateway/counting.py`); NotSupported where the vendor cannot count."""
+        from integrations.ai.gateway.counting import count_tokens
+
+        return count_tokens(self, messages, model, provider, system_prompt, **options)
+
     # -- batches -----------------------------------------------------------------------------------
     def generate_batch(
         self,

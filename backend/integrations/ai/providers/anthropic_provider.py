@@ -36,6 +36,7 @@ from .tools import AnthropicToolStream, answer_of, anthropic_extras, anthropic_r
 
 LEGACY_API_VERSION = "2023-06-01"
 SAMPLING_REMOVED_IN = "2026-10-21"
+COUNTED = ("model", "messages", "system", "tools", "tool_choice")  # what `count_tokens` takes of a message request
 
 _FINISH = {
     "end_turn": FINISH_STOP,
@@ -160,6 +161,13 @@ class AnthropicProvider(BaseProvider):
         if sampling:
             request["extra_body"] = sampling
         return request
+
+    def count_tokens(self, request: AIRequest) -> int:
+        """Anthropic's `POST /v1/messages/count_tokens` (free): the request's messages, system prompt and tools as
+        a generation would send them (`_request`), less what a count does not take."""
+        model = self.resolve_model(request.model)
+        body = {k: v for k, v in self._request(request, model).items() if k in COUNTED}
+        return int(self._guard(lambda: self.client.messages.count_tokens(**body)).input_tokens)
 
     def _send(self, ai: AIRequest, model: str) -> GenerationResult:
         return self._read_message(self.client.messages.create(**self._request(ai, model)), ai, model)

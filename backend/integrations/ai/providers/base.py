@@ -462,6 +462,17 @@ class BaseProvider(AIProviderInterface):
         """`_stream` on the async client."""
         raise NotSupported(f"The {self.name} provider has no async client.", provider=self.name)
 
+    def count_tokens(self, request: AIRequest) -> int:
+        """The input tokens `request` would be billed for, as the vendor counts them (a validated request).
+
+        Only a vendor with a counting endpoint can say; the others raise NotSupported (an estimate would be
+        a guess presented as a count)."""
+        raise NotSupported(
+            f"The {self.name} provider has no token counting endpoint, so this gateway cannot count tokens for "
+            "the models it serves; count them on the client.",
+            provider=self.name,
+        )
+
     def _check_key(self) -> dict[str, Any]:
         """A cheap authenticated call that proves the key works: the models listing (both SDKs have it)."""
         return {"ok": True, "models_visible": len(list(self.client.models.list()))}

@@ -678,6 +678,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._embeddings(flavor, request)
         if flavor == "openai" and path == "/moderations":
             return self._moderations(request)
+        if flavor == "anthropic" and path == "/v1/messages/count_tokens":
+            return self._count_tokens(request)
         generation = (flavor in ("openai", "openrouter", "compatible") and path == "/chat/completions") or (
             flavor == "anthropic" and path == "/v1/messages"
         )
@@ -982,6 +984,28 @@ class _Handler(BaseHTTPRequestHandler):
             return json.loads(cms) if cms is not None else _instance(schema, " ".join(text.split()[:40]))
 
         return extras.tool_calls_for(flavor, body, messages, script.tool_calls if script else None, instance, last)
+
+    def _count_tokens(self, request: RecordedRequest) -> None:
+        """Anthropic's `POST /v1/messages/count_tokens`: the input tokens the same body would be billed as a
+        message request (this emulator's rule: words of the system prompt and messages, plus image tokens)."""
+        if not self._authorised("anthropic", request):
+            return
+        body = request.json if isinstance(request.json, dict) else {}
+        for extra in ("max_tokens", "stream", "temperature", "stop_sequences", "metadata"):
+            if extra in body:
+                return self._error("anthropic", 400, f"{extra}: Extra inputs are not permitted")
+        problem = self._validate("anthropic", {**body, "max_tokens": 1})  # the model, messages and tools as a message's
+        if problem:
+            return self._error("anthropic", problem[0], problem[1], model=str(body.get("model") or ""))
+        messages = body["messages"]
+        system = body.get("system") or ""
+        system_text = system if isinstance(system, str) else _text_of(system)
+        pictures = extras.images_in("anthropic", messages)
+        words = len(_words(system_text)) + sum(
+            len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict)
+        )
+        words += sum(extras.image_tokens("anthropic", str(body["model"]), p) for p in pictures)
+        self._send(200, {"input_tokens": max(words, 1)}, {"request-id": f"req_{uuid.uuid4().hex[:24]}"})
 
     def _anthropic(self, body: dict, script: Script | None) -> None:
         model = str(body["model"])

@@ -272,6 +272,15 @@ def delta_event(text: str) -> bytes:
 _DELTA_HEAD, _, _DELTA_TAIL = delta_event("\x00").rpartition(json.dumps("\x00").encode())  # the text comes last
 
 
+def parse_count(data: Any) -> GatewayCall:
+    """A `POST /v1/messages/count_tokens` body: a message request without `max_tokens` (a count generates nothing)."""
+    if not isinstance(data, dict):
+        raise BadField("The body must be a JSON object.")
+    if data.get("stream"):
+        raise BadField("A token count does not stream; remove stream.", "stream")
+    return parse({**data, "max_tokens": 1})
+
+
 class Events:
     """The SSE events of one streamed message: `first()`, `delta(text)` per piece, then `end(result)`."""
 

@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="v1-chat-completions"),
     path("messages", views.messages, name="v1-messages"),
+    path("messages/count_tokens", views.count_tokens, name="v1-count-tokens"),
     path("responses", views.responses, name="v1-responses"),
     path("embeddings", views.embeddings, name="v1-embeddings"),
     path("models", views.models, name="v1-models"),

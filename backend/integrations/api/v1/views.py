@@ -105,7 +105,10 @@ def refused_request(request: HttpRequest) -> JsonResponse:
     )
 
 
-ROUTES = "POST /v1/chat/completions, /v1/responses, /v1/messages and /v1/embeddings, GET /v1/models"
+ROUTES = (
+    "POST /v1/chat/completions, /v1/responses, /v1/messages, /v1/messages/count_tokens and /v1/embeddings, "
+    "GET /v1/models"
+)
 
 
 @csrf_exempt
@@ -157,6 +160,33 @@ async def messages(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 async def responses(request: HttpRequest) -> HttpResponse:
     return await _serve(request, RESPONSES)
+
+
+@csrf_exempt
+async def count_tokens(request: HttpRequest) -> HttpResponse:
+    """Anthropic's `POST /v1/messages/count_tokens`: `AIService.count_tokens` as the key, in one hop off the event
+    loop (the vendor's count is one short request; under WSGI, on the request's own thread)."""
+    if not isinstance(request, ASGIRequest):
+        return await sync_to_async(_count)(request)
+    return await offload(_count, request)
+
+
+def _count(request: HttpRequest) -> HttpResponse:
+    parsed = _key_and_call(request, ANTHROPIC, anthropic_dialect.parse_count)
+    if isinstance(parsed, HttpResponse):
+        return parsed
+    key, call = parsed
+    try:
+        with callers.acting_as(key):
+            tokens = AIService(site=key.site_id, service="v1.count_tokens").count_tokens(
+                call.messages, model=call.model, system_prompt=call.system_prompt, **call.options
+            )
+    except AIProviderError as exc:
+        return _refused(ANTHROPIC, key, call.model, exc)
+    response = JsonResponse({"input_tokens": tokens})
+    for name, value in _request_headers().items():
+        response[name] = value
+    return response
 
 
 @csrf_exempt

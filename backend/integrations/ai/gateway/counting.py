@@ -1,0 +1,38 @@
+"""`AIService.count_tokens`: the input tokens a call would be billed for, counted by the vendor that would serve it.
+
+Clients that manage a context window ask before they send (Anthropic's `count_tokens`, which Claude Code
+calls at start and as a conversation grows). The count is of the call as the gateway would make it: the
+site's provider and mappings (routing), the site's model policy and the calling key's allowed models (a
+refused model is refused here too, and ledgered as a refusal, as a call is), the site's PII masking (what is
+counted is what would be sent). Only a vendor with a counting endpoint can count (Anthropic, free); another
+raises NotSupported before any request: an estimate would be a guess presented as a count.
+
+A count generates and bills nothing, so it reserves no budget, takes no rate-limit ticket and writes no
+usage row: a client may ask dozens of times a minute, and each would otherwise take a generation's place
+in the site's requests per minute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from integrations.ai.governance import admission as governance
+
+if TYPE_CHECKING:
+    from integrations.ai.gateway.service import AIService
+
+
+def count_tokens(
+    service: AIService,
+    messages: list[dict[str, Any]],
+    model: str | None = None,
+    provider: str | None = None,
+    system_prompt: str | None = None,
+    **options: Any,
+) -> int:
+    """The input tokens of `messages` (with the system prompt and any tools in `options`) on the provider that
+    would serve `model`, as that vendor counts them."""
+    prep = service.guarded(service.prepare(messages, provider, model, 1, 1.0, system_prompt, **options))
+    if (refusal := governance.candidate_refusal(prep.snapshot, prep.primary, model)) is not None:
+        raise governance.refuse(service.site_id, service.service, prep.requested, prep.primary.name, refusal)
+    return prep.primary.count_tokens(prep.request)
