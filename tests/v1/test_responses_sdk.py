@@ -224,8 +224,8 @@ def test_a_stream_broken_after_its_first_token_raises_in_the_sdk(emulated_site, 
 
 def test_the_production_server_serves_responses_on_the_async_driver(emulated_site, make_key, upstream):
     """gunicorn with uvicorn workers (`bin/serve`'s default): plain, streamed, a function call, and a client that
-    goes away mid-stream, whose call is ledgered `cancelled`."""
-    site = emulated_site("openai")
+    goes away mid-stream, whose call is ledgered `cancelled`; and Anthropic's token count, on the same server."""
+    site = emulated_site("openai", also=("anthropic",))
     raw = make_key(site, "responder")
     server = Server(GUNICORN_WORKERS="1")
     try:
@@ -237,6 +237,9 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
         with client.responses.stream(model="gpt-4o-mini", input="Hi", tools=TOOLS) as stream:
             (call,) = [i for i in stream.get_final_response().output if i.type == "function_call"]
         assert json.loads(call.arguments) == {"city": "Lyon"}
+        ant = anthropic.Anthropic(api_key=raw, base_url=f"http://127.0.0.1:{server.port}", max_retries=0)
+        hi = [{"role": "user", "content": "Hi there"}]
+        assert ant.messages.count_tokens(model="claude-3-5-haiku", messages=hi).input_tokens == 2
         upstream.script(flavor="openai", content=" ".join(f"w{n}" for n in range(200)), token_rate=10)
         events = client.responses.create(model="gpt-4o-mini", input="Hi", stream=True)
         deltas = 0
