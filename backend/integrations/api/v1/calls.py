@@ -8,6 +8,7 @@ take. A feature the gateway lacks (tools, image input, several choices) is refus
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,3 +102,35 @@ def stop_sequences(value: Any, name: str) -> list[str] | None:
     if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items) or len(items) > 16:
         raise BadField(f"{name} must be a string or a list of non-empty strings.", name)
     return items or None
+
+
+def neutral_content(
+    content: Any, where: str, part_of: Callable[[Any, str], dict[str, Any]]
+) -> str | list[dict[str, Any]]:
+    """A message's content as the gateway takes it: a string; text parts joined into one; or neutral text and image
+    parts (`providers/images.py`) when images are in it. `part_of(part, where)` turns one of the dialect's parts
+    into a neutral one, or raises BadField/Unsupported naming it."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not content:
+        raise BadField(f"{where} must be a string or a non-empty list of content parts.", where)
+    parts = [part_of(part, f"{where}[{index}]") for index, part in enumerate(content)]
+    texts = [part["text"] for part in parts if part["type"] == "text"]
+    return parts if len(parts) > len(texts) else "\n".join(texts)
+
+
+def request_body(data: Any, unsupported: dict[str, str]) -> dict[str, Any]:
+    """The request's JSON object, refused with a 400 naming the first field it asks for that the gateway cannot
+    give (`unsupported`: field -> what it asks for), or `parallel_tool_calls: false` (the model may call several
+    tools in one turn: the gateway cannot hold it to one)."""
+    if not isinstance(data, dict):
+        raise BadField("The body must be a JSON object.")
+    for name, feature in unsupported.items():
+        if data.get(name):
+            raise Unsupported(f"{feature} is not supported by this gateway yet; remove {name}.", name)
+    if data.get("parallel_tool_calls") is False:
+        raise Unsupported(
+            "parallel_tool_calls false is not supported: the model may call several tools in one turn.",
+            "parallel_tool_calls",
+        )
+    return data

@@ -25,6 +25,8 @@ from .calls import (
     need_int,
     need_number,
     need_str,
+    neutral_content,
+    request_body,
     stop_sequences,
 )
 from .failures import Failure
@@ -52,37 +54,27 @@ ERROR_TYPES = {
 }
 
 
+def _part(part: Any, where: str) -> dict[str, Any]:
+    """One Chat Completions content part as the gateway's neutral text or image part."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text" and isinstance(part.get("text"), str):
+        return {"type": "text", "text": part["text"]}
+    if kind == "image_url":
+        image = part.get("image_url")
+        image = {"url": image} if isinstance(image, str) else image
+        if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+            raise BadField(f"{where}.image_url.url must be an https or data: URL.", where)
+        neutral = {"type": "image", "url": image["url"]}
+        if image.get("detail"):
+            neutral["detail"] = image["detail"]
+        return neutral
+    if kind in ("input_audio", "file"):
+        raise Unsupported(f"{where} is {kind} content: this gateway takes text and image content only.", where)
+    raise BadField(f'{where} must be a text part ({{"type": "text", "text": ...}}).', where)
+
+
 def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
-    """A message's content: a string, text parts joined, or neutral text + image parts when images are in it."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list) or not content:
-        raise BadField(f"{where} must be a string or a non-empty list of content parts.", where)
-    texts: list[str] = []
-    parts: list[dict[str, Any]] = []
-    for index, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-            parts.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
-            image = part.get("image_url")
-            image = {"url": image} if isinstance(image, str) else image
-            if not isinstance(image, dict) or not isinstance(image.get("url"), str):
-                raise BadField(f"{where}[{index}].image_url.url must be an https or data: URL.", f"{where}[{index}]")
-            neutral = {"type": "image", "url": image["url"]}  # the gateway's image part (providers/images.py)
-            if image.get("detail"):
-                neutral["detail"] = image["detail"]
-            parts.append(neutral)
-        elif kind in ("input_audio", "file"):
-            raise Unsupported(
-                f"{where}[{index}] is {kind} content: this gateway takes text content only.", f"{where}[{index}]"
-            )
-        else:
-            raise BadField(
-                f'{where}[{index}] must be a text part ({{"type": "text", "text": ...}}).', f"{where}[{index}]"
-            )
-    return parts if len(parts) > len(texts) else "\n".join(texts)
+    return neutral_content(content, where, _part)
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:
@@ -125,18 +117,9 @@ def _messages(value: Any) -> list[dict[str, Any]]:
 
 def parse(data: Any) -> GatewayCall:
     """The gateway call a Chat Completions request asks for; BadField/Unsupported name what to fix."""
-    if not isinstance(data, dict):
-        raise BadField("The body must be a JSON object.")
-    for name, feature in UNSUPPORTED.items():
-        if data.get(name):
-            raise Unsupported(f"{feature} is not supported by this gateway yet; remove {name}.", name)
+    data = request_body(data, UNSUPPORTED)
     if data.get("logprobs"):
         raise Unsupported("logprobs are not supported by this gateway yet.", "logprobs")
-    if data.get("parallel_tool_calls") is False:
-        raise Unsupported(
-            "parallel_tool_calls false is not supported: the model may call several tools in one turn.",
-            "parallel_tool_calls",
-        )
     if data.get("n") not in (None, 1):
         raise Unsupported("Only one choice per request is supported (n must be 1).", "n")
     if "audio" in (data.get("modalities") or ()):

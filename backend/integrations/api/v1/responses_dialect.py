@@ -35,11 +35,13 @@ from .calls import (
     need_int,
     need_number,
     need_str,
+    neutral_content,
+    request_body,
 )
 from .failures import Failure
+from .openai_dialect import ROLES
 from .openai_dialect import error_body as error_body  # the same error shape as Chat Completions
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Fields asking for what the gateway cannot give: refused with a 400 naming them, never ignored.
 UNSUPPORTED = {
     "previous_response_id": "previous_response_id (Panel stores no responses: send the whole conversation in input)",
@@ -53,38 +55,31 @@ TEXT_PARTS = ("input_text", "output_text")
 INCOMPLETE = {FINISH_LENGTH: "max_output_tokens", FINISH_CONTENT_FILTER: "content_filter"}
 
 
+def _part(part: Any, where: str) -> dict[str, Any]:
+    """One Responses content part as the gateway's neutral text or image part (an earlier answer's refusal as
+    text)."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind in TEXT_PARTS and isinstance(part.get("text"), str):
+        return {"type": "text", "text": part["text"]}
+    if kind == "refusal" and isinstance(part.get("refusal"), str):
+        return {"type": "text", "text": part["refusal"]}
+    if kind == "input_image":
+        url = part.get("image_url")
+        if part.get("file_id") and not url:
+            raise Unsupported(f"{where} names an uploaded file: send image_url (an https or data: URL).", where)
+        if not isinstance(url, str) or not url:
+            raise BadField(f"{where}.image_url must be an https or data: URL.", where)
+        neutral = {"type": "image", "url": url}
+        if part.get("detail") and part["detail"] != "auto":
+            neutral["detail"] = part["detail"]
+        return neutral
+    if kind in ("input_file", "input_audio"):
+        raise Unsupported(f"{where} is {kind} content: this gateway takes text and image content only.", where)
+    raise BadField(f'{where} must be an input_text part ({{"type": "input_text", "text": ...}}).', where)
+
+
 def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
-    """A message's content: a string, text parts joined, or neutral text + image parts when images are in it."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list) or not content:
-        raise BadField(f"{where} must be a string or a non-empty list of content parts.", where)
-    texts: list[str] = []
-    parts: list[dict[str, Any]] = []
-    for index, part in enumerate(content):
-        here = f"{where}[{index}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in TEXT_PARTS and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-            parts.append({"type": "text", "text": part["text"]})
-        elif kind == "refusal" and isinstance(part.get("refusal"), str):  # an earlier answer's refusal, as text
-            texts.append(part["refusal"])
-            parts.append({"type": "text", "text": part["refusal"]})
-        elif kind == "input_image":
-            url = part.get("image_url")
-            if part.get("file_id") and not url:
-                raise Unsupported(f"{here} names an uploaded file: send image_url (an https or data: URL).", here)
-            if not isinstance(url, str) or not url:
-                raise BadField(f"{here}.image_url must be an https or data: URL.", here)
-            neutral = {"type": "image", "url": url}  # the gateway's image part (providers/images.py)
-            if part.get("detail") and part["detail"] != "auto":
-                neutral["detail"] = part["detail"]
-            parts.append(neutral)
-        elif kind in ("input_file", "input_audio"):
-            raise Unsupported(f"{here} is {kind} content: this gateway takes text and image content only.", here)
-        else:
-            raise BadField(f'{here} must be an input_text part ({{"type": "input_text", "text": ...}}).', here)
-    return parts if len(parts) > len(texts) else "\n".join(texts)
+    return neutral_content(content, where, _part)
 
 
 def _tool_output(output: Any, where: str) -> str:
@@ -236,20 +231,11 @@ def _reasoning(value: Any) -> str | None:
 
 def parse(data: Any) -> GatewayCall:
     """The gateway call a Responses request asks for; BadField/Unsupported name what to fix."""
-    if not isinstance(data, dict):
-        raise BadField("The body must be a JSON object.")
-    for name, feature in UNSUPPORTED.items():
-        if data.get(name):
-            raise Unsupported(f"{feature} is not supported by this gateway; remove {name}.", name)
+    data = request_body(data, UNSUPPORTED)
     if data.get("truncation") not in (None, "disabled"):
         raise Unsupported("truncation 'auto' is not supported: send input that fits the model.", "truncation")
     if data.get("include"):
         raise Unsupported("include is not supported by this gateway yet; remove it.", "include")
-    if data.get("parallel_tool_calls") is False:
-        raise Unsupported(
-            "parallel_tool_calls false is not supported: the model may call several tools in one turn.",
-            "parallel_tool_calls",
-        )
     model = need_str(data, "model", required=True)
     assert model is not None
     max_tokens = need_int(data, "max_output_tokens")

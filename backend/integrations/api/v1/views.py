@@ -164,53 +164,52 @@ async def responses(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 async def count_tokens(request: HttpRequest) -> HttpResponse:
-    """Anthropic's `POST /v1/messages/count_tokens`: `AIService.count_tokens` as the key, in one hop off the event
-    loop (the vendor's count is one short request; under WSGI, on the request's own thread)."""
-    if not isinstance(request, ASGIRequest):
-        return await sync_to_async(_count)(request)
-    return await offload(_count, request)
+    """Anthropic's `POST /v1/messages/count_tokens`: `AIService.count_tokens` as the key."""
 
+    def count(key: KeyScope, call: GatewayCall) -> dict[str, Any]:
+        service = AIService(site=key.site_id, service="v1.count_tokens")
+        tokens = service.count_tokens(call.messages, model=call.model, system_prompt=call.system_prompt, **call.options)
+        return {"input_tokens": tokens}
 
-def _count(request: HttpRequest) -> HttpResponse:
-    parsed = _key_and_call(request, ANTHROPIC, anthropic_dialect.parse_count)
-    if isinstance(parsed, HttpResponse):
-        return parsed
-    key, call = parsed
-    try:
-        with callers.acting_as(key):
-            tokens = AIService(site=key.site_id, service="v1.count_tokens").count_tokens(
-                call.messages, model=call.model, system_prompt=call.system_prompt, **call.options
-            )
-    except AIProviderError as exc:
-        return _refused(ANTHROPIC, key, call.model, exc)
-    response = JsonResponse({"input_tokens": tokens})
-    for name, value in _request_headers().items():
-        response[name] = value
-    return response
+    return await _answer(request, ANTHROPIC, anthropic_dialect.parse_count, count)
 
 
 @csrf_exempt
 async def embeddings(request: HttpRequest) -> HttpResponse:
-    """OpenAI's Embeddings endpoint: `AIService.embed` as the key, in one hop off the event loop (embeddings do
-    not stream, so the request's thread waits for the vendor; under WSGI, on the request's own thread)."""
+    """OpenAI's Embeddings endpoint: `AIService.embed` as the key."""
+
+    def embed(key: KeyScope, call: Any) -> dict[str, Any]:
+        service = AIService(site=key.site_id, service="v1.embeddings")
+        return openai_embeddings.embedding_list(
+            service.embed(call.texts, model=call.model, dimensions=call.dimensions), call
+        )
+
+    return await _answer(request, OPENAI, openai_embeddings.parse, embed)
+
+
+async def _answer(
+    request: HttpRequest, dialect: Dialect, parse: Callable[[Any], Any], run: Callable[[KeyScope, Any], dict[str, Any]]
+) -> HttpResponse:
+    """A request answered with one JSON body (no stream): the key and the parsed call, then `run(key, call)` as the
+    key, in one hop off the event loop (the request's thread waits for the vendor; under WSGI, on its own thread)."""
     if not isinstance(request, ASGIRequest):
-        return await sync_to_async(_embed)(request)
-    return await offload(_embed, request)
+        return await sync_to_async(_answered)(request, dialect, parse, run)
+    return await offload(_answered, request, dialect, parse, run)
 
 
-def _embed(request: HttpRequest) -> HttpResponse:
-    parsed = _key_and_call(request, OPENAI, openai_embeddings.parse)
+def _answered(
+    request: HttpRequest, dialect: Dialect, parse: Callable[[Any], Any], run: Callable[[KeyScope, Any], dict[str, Any]]
+) -> HttpResponse:
+    parsed = _key_and_call(request, dialect, parse)
     if isinstance(parsed, HttpResponse):
         return parsed
     key, call = parsed
     try:
         with callers.acting_as(key):
-            result = AIService(site=key.site_id, service="v1.embeddings").embed(
-                call.texts, model=call.model, dimensions=call.dimensions
-            )
+            body = run(key, call)
     except AIProviderError as exc:
-        return _refused(OPENAI, key, call.model, exc)
-    response = JsonResponse(openai_embeddings.embedding_list(result, call))
+        return _refused(dialect, key, call.model, exc)
+    response = JsonResponse(body)
     for name, value in _request_headers().items():
         response[name] = value
     return response
