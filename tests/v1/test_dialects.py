@@ -329,3 +329,13 @@ def test_a_responses_result_renders_text_then_function_calls():
         {"a": "b"},
         False,
     )
+
+
+def test_anthropic_thinking_disabled_is_taken_and_enabled_is_named():
+    body = {"model": "m", "max_tokens": 10, "messages": USER}
+    assert anthropic_dialect.parse({**body, "thinking": {"type": "disabled"}}).messages == USER
+    with pytest.raises(Unsupported) as refused:
+        anthropic_dialect.parse({**body, "thinking": {"type": "enabled", "budget_tokens": 1024}})
+    assert refused.value.param == "thinking"
+    with pytest.raises(BadField):
+        anthropic_dialect.parse(["not", "an", "object"])

@@ -18,7 +18,17 @@ from typing import Any
 
 from integrations.ai.providers.types import FINISH_CONTENT_FILTER, FINISH_LENGTH, FINISH_TOOL_CALLS, GenerationResult
 
-from .calls import BadField, GatewayCall, Unsupported, need_bool, need_int, need_number, need_str, stop_sequences
+from .calls import (
+    BadField,
+    GatewayCall,
+    Unsupported,
+    need_bool,
+    need_int,
+    need_number,
+    need_str,
+    request_body,
+    stop_sequences,
+)
 from .failures import Failure
 
 UNSUPPORTED = {
@@ -168,11 +178,10 @@ def _tools(data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, Any]:
 
 def parse(data: Any) -> GatewayCall:
     """The gateway call a Messages request asks for; BadField/Unsupported name what to fix."""
-    if not isinstance(data, dict):
-        raise BadField("The body must be a JSON object.")
-    for name, feature in UNSUPPORTED.items():
-        if data.get(name):
-            raise Unsupported(f"{feature} is not supported by this gateway yet; remove {name}.", name)
+    thinking = data.get("thinking") if isinstance(data, dict) else None
+    if isinstance(thinking, dict) and thinking.get("type") == "disabled":
+        data = {k: v for k, v in data.items() if k != "thinking"}  # asks for what every answer here is: no thinking
+    data = request_body(data, UNSUPPORTED)
     tools, tool_choice = _tools(data)
     model = need_str(data, "model", required=True)
     max_tokens = need_int(data, "max_tokens")
