@@ -100,8 +100,8 @@ def test_a_streamed_tool_call_arrives_as_a_tool_use_block(emulated_site, make_ke
     upstream.script(flavor="openai", tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
     with client.messages.stream(model=MODEL_FOR["openai"], max_tokens=64, messages=ASK, tools=TOOLS) as stream:
         final = stream.get_final_message()
-    call = next(b for b in final.content if b.type == "tool_use")
-    assert (call.name, call.input, final.stop_reason) == ("lookup", {"city": "Lyon"}, "tool_use")
+    (call,) = final.content  # one tool_use block: no empty text block before it, as Anthropic sends none
+    assert (call.type, call.name, call.input, final.stop_reason) == ("tool_use", "lookup", {"city": "Lyon"}, "tool_use")
 
 
 def test_tool_choice_any_is_required_and_server_tools_are_refused(emulated_site, make_key, ant, upstream):

@@ -296,6 +296,7 @@ class Events:
     def __init__(self, model: str) -> None:
         self.id = new_id()
         self.model = model
+        self.text_open = False  # the text block opens with the first text: an answer of tool calls only has none
 
     def first(self) -> bytes:
         start: dict[str, Any] = {
@@ -308,20 +309,30 @@ class Events:
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }  # the real counts come in message_delta
-        return _event("message_start", {"type": "message_start", "message": start}) + _event(
+        return _event("message_start", {"type": "message_start", "message": start})
+
+    def _open_text(self) -> bytes:
+        self.text_open = True
+        return _event(
             "content_block_start",
             {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         )
 
     def delta(self, text: str) -> bytes:
         """`delta_event(text)`, byte for byte, as the fixed head and tail around the text's JSON: nearly every
-        event of a stream is one (as `openai_dialect.Chunks.delta`, issue 22)."""
-        return _DELTA_HEAD + json.dumps(text).encode() + _DELTA_TAIL
+        event of a stream is one (as `openai_dialect.Chunks.delta`, issue 22). The first opens the text block."""
+        opening = b"" if self.text_open else self._open_text()
+        return opening + _DELTA_HEAD + json.dumps(text).encode() + _DELTA_TAIL
 
     def end(self, result: GenerationResult | None) -> bytes:
         counts = usage(result) if result is not None else {"output_tokens": 0}
+        blocks = tool_use_blocks(result) if result is not None else []
+        text = b""
+        if self.text_open or not blocks:  # an empty answer is still one (empty) text block
+            opening = b"" if self.text_open else self._open_text()
+            text = opening + _event("content_block_stop", {"type": "content_block_stop", "index": 0})
         calls = b""  # each tool call as a tool_use block after the text: its input as one input_json_delta
-        for index, block in enumerate(tool_use_blocks(result) if result is not None else [], start=1):
+        for index, block in enumerate(blocks, start=1 if self.text_open else 0):
             calls += (
                 _event(
                     "content_block_start",
@@ -338,7 +349,7 @@ class Events:
                 + _event("content_block_stop", {"type": "content_block_stop", "index": index})
             )
         return (
-            _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            text
             + calls
             + _event(
                 "message_delta",
