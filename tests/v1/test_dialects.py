@@ -66,11 +66,6 @@ def test_openai_request_becomes_one_gateway_call():
             "messages[0].content[0]",
             BadField,
         ),
-        (
-            {"model": "m", "messages": USER, "stream": True, "response_format": {"type": "json_object"}},
-            "response_format",
-            Unsupported,
-        ),
         ({"model": "m", "messages": USER, "temperature": "hot"}, "temperature", BadField),
         ({"model": "m", "messages": USER, "max_tokens": 1.5}, "max_tokens", BadField),
         ({"model": "m", "messages": USER, "response_format": {"type": "yaml"}}, "response_format", BadField),

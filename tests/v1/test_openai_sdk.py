@@ -156,18 +156,26 @@ def test_json_schema_on_each_upstream_parses_into_a_pydantic_model(emulated_site
         model=MODEL_FOR[provider], messages=HELLO, response_format=Bakery
     )
     assert isinstance(reply.choices[0].message.parsed, Bakery)
+    assert reply.choices[0].finish_reason == "stop"  # Anthropic's forced answer tool is not a call to run
     usage.flush()
     assert AIUsage.objects.filter(site=site, status="ok").exists()
 
 
-def test_a_streamed_json_schema_is_a_400_naming_it(emulated_site, make_key, oai, upstream):
-    client = oai(make_key(emulated_site("anthropic")))
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
-            model="claude-3-5-haiku", messages=HELLO, response_format={"type": "json_object"}, stream=True
-        )
-    assert caught.value.body["param"] == "response_format" and "stream" in caught.value.message
-    assert upstream.requests_for("anthropic") == []
+def test_a_streamed_json_schema_arrives_validated_and_parses_in_the_sdks_stream(emulated_site, make_key, oai, upstream):
+    """Structured output asked for as a stream (clients that stream every call): the answer is validated first (a
+    stream cannot be, as it goes), then sent as the dialect's stream in one piece, which the SDK's stream helper
+    parses into the model."""
+    site = emulated_site("anthropic")
+    client = oai(make_key(site))
+    with client.beta.chat.completions.stream(
+        model="claude-3-5-haiku", messages=HELLO, response_format=Bakery
+    ) as stream:
+        chunks = list(stream)
+        final = stream.get_final_completion()
+    assert isinstance(final.choices[0].message.parsed, Bakery) and final.choices[0].finish_reason == "stop"
+    assert chunks and upstream.requests_for("anthropic")[-1].json["tool_choice"]["type"] == "tool"  # a forced tool
+    usage.flush()
+    assert AIUsage.objects.filter(site=site, status="ok", service="v1.chat").count() == 1
 
 
 PNG = (

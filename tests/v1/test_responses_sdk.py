@@ -147,6 +147,18 @@ def test_text_format_parses_into_a_pydantic_model_on_each_upstream(emulated_site
     assert AIUsage.objects.filter(site=site, status="ok").exists()
 
 
+def test_a_streamed_text_format_arrives_validated_and_parses_in_the_sdks_stream(emulated_site, make_key, oai):
+    """`responses.stream(text_format=...)` (the Agents SDK streams structured outputs too): validated first, then
+    sent as Responses' events in one piece, which the SDK's state machine takes and parses."""
+    client = oai(make_key(emulated_site("anthropic")))
+    with client.responses.stream(model="claude-3-5-haiku", input="Name a bakery", text_format=Bakery) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert (
+        isinstance(final.output_parsed, Bakery) and kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    )
+
+
 PNG = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQ"
     "DwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -181,7 +193,6 @@ def test_a_response_cut_at_max_output_tokens_is_incomplete(emulated_site, make_k
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
         ({"input": ""}, "input"),
         ({"max_output_tokens": 0}, "max_output_tokens"),
-        ({"text": {"format": {"type": "json_object"}}, "stream": True}, "text.format"),
     ],
 )
 def test_what_the_gateway_cannot_take_is_a_400_naming_it(emulated_site, make_key, oai, upstream, extra, param):
@@ -237,6 +248,10 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
         with client.responses.stream(model="gpt-4o-mini", input="Hi", tools=TOOLS) as stream:
             (call,) = [i for i in stream.get_final_response().output if i.type == "function_call"]
         assert json.loads(call.arguments) == {"city": "Lyon"}
+        with client.responses.stream(model="gpt-4o-mini", input="Name a bakery", text_format=Bakery) as stream:
+            assert isinstance(
+                stream.get_final_response().output_parsed, Bakery
+            )  # structured, streamed: validated first
         ant = anthropic.Anthropic(api_key=raw, base_url=f"http://127.0.0.1:{server.port}", max_retries=0)
         hi = [{"role": "user", "content": "Hi there"}]
         assert ant.messages.count_tokens(model="claude-3-5-haiku", messages=hi).input_tokens == 2
@@ -253,7 +268,7 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
         assert server.stop() == 0  # the worker's exit writes the ledger
     usage.flush()
     rows = sorted(AIUsage.objects.filter(site=site).values_list("service", "status"))
-    assert rows == [("v1.responses", "cancelled")] + [("v1.responses", "ok")] * 3
+    assert rows == [("v1.responses", "cancelled")] + [("v1.responses", "ok")] * 4
 
 
 def test_a_path_panel_does_not_serve_is_a_404_in_the_clients_dialect(emulated_site, make_key, oai, ant):

@@ -178,12 +178,15 @@ class AnthropicProvider(BaseProvider):
     def _read_message(self, message: Any, ai: AIRequest, model: str) -> GenerationResult:
         text, calls = anthropic_read(message.content, ai)
         usage = message.usage
+        finish = _FINISH.get(message.stop_reason, FINISH_OTHER)
+        if finish == FINISH_TOOL_CALLS and ai.response_schema is not None and not calls:
+            finish = FINISH_STOP  # the forced answer tool is how the answer came, not a call the caller must run
         result = GenerationResult(
             content=text,
             model=message.model or model,
             provider=self.name,
             completion_tokens=usage.output_tokens or 0,
-            finish_reason=_FINISH.get(message.stop_reason, FINISH_OTHER),
+            finish_reason=finish,
             request_id=getattr(message, "_request_id", None) or message.id,
             tool_calls=calls,
         )

@@ -152,13 +152,7 @@ def parse(data: Any) -> GatewayCall:
     stream = need_bool(data, "stream")
     if kind_of(response_format) in ("json_object", "json_schema"):
         # The gateway's structured output (structured.py): native on OpenAI/OpenRouter, through a forced
-        # tool on Anthropic, validated with one corrective retry. A stream cannot be validated first.
-        if stream:
-            raise Unsupported(
-                "response_format json_schema/json_object cannot be streamed here (the answer is validated "
-                "before it is sent): set stream to false.",
-                "response_format",
-            )
+        # tool on Anthropic, validated with one corrective retry; streamed, it is sent once validated (views).
         assert isinstance(response_format, dict)
         spec = response_format["json_schema"] if kind_of(response_format) == "json_schema" else {}
         options["response_schema"] = spec.get("schema") or {"type": "object"}

@@ -258,13 +258,7 @@ def parse(data: Any) -> GatewayCall:
     if (effort := _reasoning(data.get("reasoning"))) is not None:
         options["reasoning"] = {"effort": effort}
     schema, text = _text_format(data.get("text"))
-    if schema is not None:
-        if stream:
-            raise Unsupported(
-                "text.format json_schema/json_object cannot be streamed here (the answer is validated before it "
-                "is sent): set stream to false.",
-                "text.format",
-            )
+    if schema is not None:  # the gateway's structured output; streamed, it is sent once validated (views)
         options["response_schema"] = schema
     tools = _tools(data.get("tools"))
     if tools:

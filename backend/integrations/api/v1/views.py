@@ -261,9 +261,11 @@ def _admit_request(request: HttpRequest, dialect: Dialect, *, opening: bool = Fa
     opened: GatewayStream | OpenedCall | Prepared | None = None
     try:
         with callers.acting_as(key):
-            if call.stream:
+            if call.options.get("response_schema") is not None:
+                pass  # structured output: `complete`'s own rounds (validated, one corrective retry), streamed or not
+            elif call.stream:
                 opened = service.primed_stream(call.messages, **call.kwargs())
-            elif call.options.get("response_schema") is None:
+            else:
                 prepare = service.open_call if opening else service.prepare
                 opened = prepare(call.messages, **call.kwargs())
     except AIProviderError as exc:
@@ -291,7 +293,10 @@ async def _serve(request: HttpRequest, dialect: Dialect) -> HttpResponse:
         with callers.acting_as(key):
             if not isinstance(opened, GatewayStream):
                 if opened is None:  # structured output: acomplete's own loop of attempts
-                    return _rendered(dialect, call, await service.acomplete(call.messages, **call.kwargs()))
+                    result = await service.acomplete(call.messages, **call.kwargs())
+                    if call.stream:
+                        return _streaming(_avalidated(dialect.writer(result.model, call), result))
+                    return _rendered(dialect, call, result)
                 assert isinstance(opened, OpenedCall)
                 return _rendered(dialect, call, await service.aexecute_opened(opened))
             pieces = aiter(opened)
@@ -311,7 +316,10 @@ def _serve_sync(request: HttpRequest, dialect: Dialect) -> HttpResponse:
         with callers.acting_as(key):
             if not isinstance(opened, GatewayStream):
                 if opened is None:
-                    return _rendered(dialect, call, service.complete(call.messages, **call.kwargs()))
+                    result = service.complete(call.messages, **call.kwargs())
+                    if call.stream:
+                        return _streaming(iter([_validated(dialect.writer(result.model, call), result)]))
+                    return _rendered(dialect, call, result)
                 assert isinstance(opened, Prepared)
                 return _rendered(dialect, call, service.execute(opened))
             pieces = iter(opened)
@@ -384,6 +392,16 @@ def _events(writer: Any, stream: GatewayStream, pieces: Iterator[str], first: st
         if close is not None:  # a client that went away: the gateway still writes the ledger now
             close()
     yield writer.end(stream.result)
+
+
+def _validated(writer: Any, result: GenerationResult) -> bytes:
+    """A structured answer asked for as a stream: the dialect's whole stream in one piece, sent once the answer
+    passed its schema (a stream cannot be validated as it goes; clients that stream every call still work)."""
+    return _opening(writer, result.content or None) + bytes(writer.end(result))
+
+
+async def _avalidated(writer: Any, result: GenerationResult) -> AsyncIterator[bytes]:
+    yield _validated(writer, result)
 
 
 def _opening(writer: Any, first: str | None) -> bytes:
