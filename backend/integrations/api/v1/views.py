@@ -1,5 +1,5 @@
-"""`POST /v1/chat/completions`, `POST /v1/responses`, `POST /v1/messages`, `POST /v1/embeddings`, `GET /v1/models`:
-a site's AI in OpenAI's and Anthropic's formats.
+"""`POST /v1/chat/completions`, `/v1/responses`, `/v1/messages`, `/v1/messages/count_tokens`, `/v1/embeddings`,
+`GET /v1/models`: a site's AI in OpenAI's and Anthropic's formats.
 
 The virtual key (`Authorization: Bearer <key>` or `x-api-key: <key>`) names the site: a key only
 ever reaches its own site, whatever host the request names. Each request is parsed by its
@@ -113,7 +113,7 @@ ROUTES = (
 
 @csrf_exempt
 def unknown_route(request: HttpRequest) -> JsonResponse:
-    """A /v1 path Panel does not serve (`client.responses.retrieve`, `messages.count_tokens`, files, ...): a 404 in
+    """A /v1 path Panel does not serve (`client.responses.retrieve`, message batches, files, ...): a 404 in
     the client's dialect naming what is served, so the SDK raises NotFoundError with a message, not a page."""
     dialect = (
         ANTHROPIC if request.path_info.startswith("/v1/messages") or "anthropic-version" in request.headers else OPENAI
