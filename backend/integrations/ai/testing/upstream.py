@@ -517,6 +517,13 @@ class Upstream:
         return None
 
 
+def _prompt_tokens(flavor: str, model: str, system: str, messages: list, pictures: list) -> int:
+    """The input tokens this emulator bills (and counts) for a request: words of the system prompt and the
+    messages, plus each image's tokens by the vendor's rule."""
+    words = len(_words(system)) + sum(len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict))
+    return words + sum(extras.image_tokens(flavor, model, p) for p in pictures)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     _token_gap = 0.0
@@ -846,10 +853,7 @@ class _Handler(BaseHTTPRequestHandler):
         if long_stream and self._body.get("stream") and not (script and script.content is not None):
             head = f"Emulated {flavor} reply ({model}):".split(" ")
             content = " ".join(head + [f"w{n}" for n in range(max(long_stream - len(head), 0))])
-        prompt_words = len(_words(system)) + sum(
-            len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict)
-        )
-        prompt_words += sum(extras.image_tokens(flavor, model, p) for p in pictures)
+        prompt_words = _prompt_tokens(flavor, model, system, messages, pictures)
         words = _words(content)
         truncated = len(words) > max_tokens
         if truncated:
@@ -1001,11 +1005,8 @@ class _Handler(BaseHTTPRequestHandler):
         system = body.get("system") or ""
         system_text = system if isinstance(system, str) else _text_of(system)
         pictures = extras.images_in("anthropic", messages)
-        words = len(_words(system_text)) + sum(
-            len(_words(_text_of(m.get("content")))) for m in messages if isinstance(m, dict)
-        )
-        words += sum(extras.image_tokens("anthropic", str(body["model"]), p) for p in pictures)
-        self._send(200, {"input_tokens": max(words, 1)}, {"request-id": f"req_{uuid.uuid4().hex[:24]}"})
+        tokens = _prompt_tokens("anthropic", str(body["model"]), system_text, messages, pictures)
+        self._send(200, {"input_tokens": max(tokens, 1)}, {"request-id": f"req_{uuid.uuid4().hex[:24]}"})
 
     def _anthropic(self, body: dict, script: Script | None) -> None:
         model = str(body["model"])
