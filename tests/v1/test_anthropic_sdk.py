@@ -228,8 +228,8 @@ TOOL = {"name": "lookup", "description": "Find a bakery", "input_schema": {"type
 
 def test_count_tokens_is_the_vendors_count_of_what_a_message_would_send(emulated_site, make_key, ant, upstream):
     """`messages.count_tokens` (and the beta path Claude Code calls) answers the input tokens the same request is
-    billed as a message, counted by Anthropic; it spends nothing, takes no rate-limit ticket and writes no
-    usage row."""
+    billed as a message, counted by Anthropic; it spends nothing and takes no rate-limit ticket, and each count
+    is one free usage row."""
     site = emulated_site("anthropic", monthly_budget=Decimal("5"), requests_per_minute=1)
     client = ant(make_key(site))
     ask = {"model": "claude-3-5-haiku", "system": "Be brief.", "messages": ASK, "tools": [TOOL]}
@@ -239,10 +239,19 @@ def test_count_tokens_is_the_vendors_count_of_what_a_message_would_send(emulated
     sent = upstream.requests_for("anthropic")
     assert [r.path.split("?")[0] for r in sent] == ["/anthropic/v1/messages/count_tokens"] * 2
     assert "max_tokens" not in sent[0].json and sent[0].json["tools"][0]["name"] == "lookup"
-    usage.flush()
-    assert not AIUsage.objects.exists()  # a count is no call: the site's one request a minute is still free
-    billed = client.messages.create(**ask, max_tokens=50).usage.input_tokens
+    billed = client.messages.create(**ask, max_tokens=50).usage.input_tokens  # the one request a minute: still free
     assert counted.input_tokens == beta.input_tokens == billed > 0
+    usage.flush()
+    rows = AIUsage.objects.order_by("id")
+    assert [(r.service, r.status) for r in rows] == [("v1.count_tokens", "ok")] * 2 + [("v1.messages", "ok")]
+    count_row = rows[0]  # one row per upstream request: free, nothing billed, the key named
+    assert (count_row.cost, count_row.cost_source, count_row.prompt_tokens, count_row.completion_tokens) == (
+        0,
+        "free",
+        0,
+        0,
+    )
+    assert count_row.api_key_id and count_row.served_model == "claude-3-5-haiku-20241022"
 
 
 def test_count_tokens_follows_the_sites_policy_masking_and_provider(emulated_site, make_key, ant, upstream):
@@ -256,9 +265,25 @@ def test_count_tokens_follows_the_sites_policy_masking_and_provider(emulated_sit
             model="claude-3-5-haiku", messages=ASK
         )
     usage.flush()
-    assert list(AIUsage.objects.values_list("service", "status")) == [("v1.count_tokens", "refused")]
+    assert list(AIUsage.objects.order_by("id").values_list("service", "status")) == [
+        ("v1.count_tokens", "ok"),
+        ("v1.count_tokens", "refused"),
+    ]
     routed = emulated_site("openrouter")
     with pytest.raises(anthropic.BadRequestError) as refused:  # no counting endpoint there: no guess either
         ant(make_key(routed)).messages.count_tokens(model="anthropic/claude-3.5-haiku", messages=ASK)
     assert "no token counting endpoint" in refused.value.message
     assert upstream.requests_for("openrouter") == []
+    usage.flush()
+    assert not AIUsage.objects.filter(site=routed).exists()  # no request was made: no row
+
+
+def test_a_count_the_vendor_refuses_is_an_error_row(emulated_site, make_key, ant, upstream):
+    site = emulated_site("anthropic", anthropic_api_key="sk-ant-api03-invalid-" + "c3" * 30)
+    with pytest.raises(anthropic.InternalServerError) as failed:  # the site's key, not the client's: a 502
+        ant(make_key(site)).messages.count_tokens(model="claude-3-5-haiku", messages=ASK)
+    assert failed.value.status_code == 502 and "c3c3" not in failed.value.message
+    usage.flush()
+    row = AIUsage.objects.get(site=site)
+    assert (row.service, row.status, row.error_class) == ("v1.count_tokens", "error", "AuthenticationFailed")
+    assert row.cost is None  # as any upstream error that produced nothing

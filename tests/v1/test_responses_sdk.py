@@ -268,7 +268,7 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
         assert server.stop() == 0  # the worker's exit writes the ledger
     usage.flush()
     rows = sorted(AIUsage.objects.filter(site=site).values_list("service", "status"))
-    assert rows == [("v1.responses", "cancelled")] + [("v1.responses", "ok")] * 4
+    assert rows == [("v1.count_tokens", "ok"), ("v1.responses", "cancelled")] + [("v1.responses", "ok")] * 4
 
 
 def test_a_path_panel_does_not_serve_is_a_404_in_the_clients_dialect(emulated_site, make_key, oai, ant):

@@ -745,8 +745,9 @@ class AIService:
         system_prompt: str | None = None,
         **options: Any,
     ) -> int:
-        """The input tokens a call of `messages` would be billed for, as the serving vendor counts them (free; no
-        budget, rate limit or ledger row: `gateway/counting.py`); NotSupported where the vendor cannot count."""
+        """The input tokens a call of `messages` would be billed for, as the serving vendor counts them (free: no
+        budget or rate-limit ticket, one `free` ledger row; `gateway/counting.py`); NotSupported where the vendor
+        cannot count."""
         from integrations.ai.gateway.counting import count_tokens
 
         return count_tokens(self, messages, model, provider, system_prompt, **options)
