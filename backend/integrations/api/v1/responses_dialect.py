@@ -39,7 +39,7 @@ from .calls import (
     request_body,
 )
 from .failures import Failure
-from .openai_dialect import ROLES
+from .openai_dialect import ROLES, tool_calls
 from .openai_dialect import error_body as error_body  # the same error shape as Chat Completions
 
 # Fields asking for what the gateway cannot give: refused with a 400 naming them, never ignored.
@@ -267,7 +267,7 @@ def parse(data: Any) -> GatewayCall:
         options["tool_choice"] = choice
     temperature = 1.0 if temperature is None else temperature
     echo = {
-        "reasoning": {"effort": options.get("reasoning", {}).get("effort"), "summary": None},
+        "reasoning": {"effort": effort, "summary": None},
         "instructions": instructions,
         "max_output_tokens": max_tokens,
         "metadata": metadata or {},
@@ -315,17 +315,18 @@ def output_text(text: str) -> dict[str, Any]:
 
 
 def call_items(result: GenerationResult | None) -> list[dict[str, Any]]:
-    """The result's tool calls as `function_call` items (arguments as JSON text)."""
+    """The result's tool calls as `function_call` items (Chat Completions' calls, `openai_dialect.tool_calls`,
+    in Responses' flat shape: the same ids and arguments text)."""
     return [
         {
             "id": new_id("fc"),
             "type": "function_call",
             "status": "completed",
-            "call_id": call.id,
-            "name": call.name,
-            "arguments": json.dumps(dict(call.arguments)),
+            "call_id": call["id"],
+            "name": call["function"]["name"],
+            "arguments": call["function"]["arguments"],
         }
-        for call in (result.tool_calls if result is not None else [])
+        for call in (tool_calls(result) if result is not None else [])
     ]
 
 
