@@ -287,3 +287,82 @@ def test_a_count_the_vendor_refuses_is_an_error_row(emulated_site, make_key, ant
     row = AIUsage.objects.get(site=site)
     assert (row.service, row.status, row.error_class) == ("v1.count_tokens", "error", "AuthenticationFailed")
     assert row.cost is None  # as any upstream error that produced nothing
+
+
+THINK = {"type": "enabled", "budget_tokens": 1024}
+
+
+def test_extended_thinking_comes_back_signed_and_goes_back_through_a_tool_loop(emulated_site, make_key, ant, upstream):
+    """Claude Code's default: `thinking` on, its blocks given back in the next turn, signature intact (the emulator
+    refuses any other, as Anthropic does)."""
+    client = ant(make_key(emulated_site("anthropic")))
+    reply = client.messages.create(model="claude-3-5-haiku", max_tokens=2048, thinking=THINK, messages=ASK)
+    thought, text = reply.content
+    assert (thought.type, text.type) == ("thinking", "text") and thought.signature and thought.thinking
+    assert reply.usage.output_tokens == len(thought.thinking.split()) + len(text.text.split())
+    assert upstream.requests_for("anthropic")[-1].json["thinking"] == THINK
+
+    upstream.script(flavor="anthropic", tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    first = client.messages.create(model="claude-3-5-haiku", max_tokens=2048, thinking=THINK, messages=ASK, tools=TOOLS)
+    assert [b.type for b in first.content] == ["thinking", "tool_use"] and first.stop_reason == "tool_use"
+    call = first.content[1]
+    history = [
+        *ASK,
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Chez Paul"}]},
+    ]
+    final = client.messages.create(model="claude-3-5-haiku", max_tokens=2048, thinking=THINK, messages=history)
+    assert final.content[-1].type == "text" and final.stop_reason == "end_turn"
+    assert upstream.requests_for("anthropic")[-1].json["messages"][1]["content"][0] == first.content[0].model_dump()
+    tampered = [*history]
+    tampered[1] = {
+        "role": "assistant",
+        "content": [{**history[1]["content"][0], "thinking": "edited"}, history[1]["content"][1]],
+    }
+    with pytest.raises(anthropic.BadRequestError, match="Invalid `signature`"):  # the vendor's refusal, relayed
+        client.messages.create(model="claude-3-5-haiku", max_tokens=2048, thinking=THINK, messages=tampered)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openrouter"])
+def test_streamed_thinking_is_its_own_block_before_the_text(emulated_site, make_key, ant, provider):
+    """On Anthropic as it streams; on OpenRouter (the default provider) from its `reasoning_details` deltas."""
+    client = ant(make_key(emulated_site(provider)))
+    model = {"anthropic": "claude-3-5-haiku", "openrouter": "anthropic/claude-3.7-sonnet"}[provider]
+    with client.messages.stream(model=model, max_tokens=2048, thinking=THINK, messages=ASK) as stream:
+        events = list(stream)  # the SDK's own stream state: each delta must land on a block of its kind
+        final = stream.get_final_message()
+    thought, text = final.content
+    assert thought.type == "thinking" and thought.signature and thought.thinking.startswith("Emulated")
+    assert text.type == "text" and text.text.startswith(f"Emulated {provider} reply")
+    kinds = [(e.type, getattr(getattr(e, "delta", None), "type", None)) for e in events]
+    assert ("content_block_delta", "thinking_delta") in kinds and ("content_block_delta", "signature_delta") in kinds
+    assert [e.index for e in events if e.type == "content_block_start"] == [0, 1]
+    history = [*ASK, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in final.content]}]
+    again = client.messages.create(
+        model=model,
+        max_tokens=2048,
+        thinking=THINK,
+        messages=[*history, {"role": "user", "content": "More"}],
+    )
+    assert again.content[0].type == "thinking"  # the streamed block's signature held
+
+
+def test_thinking_is_refused_by_name_where_the_provider_cannot_think(emulated_site, make_key, ant, upstream):
+    client = ant(make_key(emulated_site("openai")))
+    with pytest.raises(anthropic.BadRequestError, match="thinking"):
+        client.messages.create(model=MODEL_FOR["openai"], max_tokens=2048, thinking=THINK, messages=ASK)
+    with pytest.raises(anthropic.BadRequestError, match="budget_tokens must be an integer of at least 1024"):
+        ant(make_key(emulated_site("anthropic"))).messages.create(
+            model="claude-3-5-haiku", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 10}, messages=ASK
+        )
+    assert upstream.requests_for("openai") == [] and upstream.requests_for("anthropic") == []
+    disabled = client.messages.create(
+        model=MODEL_FOR["openai"], max_tokens=64, thinking={"type": "disabled"}, messages=ASK
+    )
+    assert disabled.content[0].type == "text"
+
+
+def test_a_count_takes_the_thinking_config(emulated_site, make_key, ant, upstream):
+    client = ant(make_key(emulated_site("anthropic")))
+    counted = client.messages.count_tokens(model="claude-3-5-haiku", thinking=THINK, messages=ASK)
+    assert counted.input_tokens > 0 and upstream.requests_for("anthropic")[-1].json["thinking"] == THINK

@@ -107,7 +107,7 @@ def test_anthropic_request_becomes_one_gateway_call():
     [
         ({"model": "m", "messages": USER}, "max_tokens"),
         ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "s"}]}, "messages.0.role"),
-        ({"model": "m", "max_tokens": 5, "messages": USER, "thinking": {"type": "enabled"}}, "thinking"),
+        ({"model": "m", "max_tokens": 5, "messages": USER, "thinking": {"type": "sometimes"}}, "thinking"),
         (
             {
                 "model": "m",
@@ -200,10 +200,16 @@ def test_a_delta_chunk_is_byte_for_byte_the_chunk_built_from_its_fields(include_
 
 
 def test_an_anthropic_delta_event_is_byte_for_byte_the_event_built_from_its_fields():
+    from integrations.ai.providers.types import ThinkingDelta
+
     events = anthropic_dialect.Events("claude-3-5-haiku")
-    events.text_open = True  # past the first delta, which opens the text block
+    events.delta("opens the text block")
+    after_thinking = anthropic_dialect.Events("claude-3-5-haiku")  # the text block is then block 1
+    after_thinking.delta(ThinkingDelta(0, thinking="Hm", signature="sig"))
+    after_thinking.delta("opens it")
     for text in ["", "plain", 'a "quoted" \\ word', "crème 🍰", "\x00", "\n\n", "</script>"]:
         assert events.delta(text) == anthropic_dialect.delta_event(text)
+        assert after_thinking.delta(text) == anthropic_dialect.delta_event(text, 1)
 
 
 def test_a_responses_request_becomes_one_gateway_call_in_the_neutral_shapes():
@@ -327,11 +333,29 @@ def test_a_responses_result_renders_text_then_function_calls():
     )
 
 
-def test_anthropic_thinking_disabled_is_taken_and_enabled_is_named():
-    body = {"model": "m", "max_tokens": 10, "messages": USER}
-    assert anthropic_dialect.parse({**body, "thinking": {"type": "disabled"}}).messages == USER
-    with pytest.raises(Unsupported) as refused:
-        anthropic_dialect.parse({**body, "thinking": {"type": "enabled", "budget_tokens": 1024}})
-    assert refused.value.param == "thinking"
+def test_anthropic_thinking_is_the_gateways_option_and_its_blocks_stay_as_signed():
+    body = {"model": "m", "max_tokens": 2048, "messages": USER}
+    disabled = anthropic_dialect.parse({**body, "thinking": {"type": "disabled"}})
+    assert disabled.messages == USER and "thinking" not in disabled.options
+    think = {"type": "enabled", "budget_tokens": 1024}
+    assert anthropic_dialect.parse({**body, "thinking": think}).options["thinking"] == think
+    signed = {"type": "thinking", "thinking": "Hm", "signature": "c2ln"}
+    turn = {
+        "role": "assistant",
+        "content": [signed, {"type": "redacted_thinking", "data": "ZW5j"}, {"type": "text", "text": "Hi"}],
+    }
+    call = anthropic_dialect.parse({**body, "messages": [*USER, turn, *USER]})
+    assert call.messages[1] == {
+        "role": "assistant",
+        "content": "Hi",
+        "thinking": [signed, {"type": "redacted_thinking", "data": "ZW5j"}],
+    }
+    with pytest.raises(BadField) as unsigned:
+        anthropic_dialect.parse(
+            {**body, "messages": [*USER, {"role": "assistant", "content": [{"type": "thinking", "thinking": "Hm"}]}]}
+        )
+    assert unsigned.value.param == "messages.1.content[0]"
+    with pytest.raises(Unsupported):  # thinking is the model's: a user turn cannot carry it
+        anthropic_dialect.parse({**body, "messages": [{"role": "user", "content": [signed]}]})
     with pytest.raises(BadField):
         anthropic_dialect.parse(["not", "an", "object"])

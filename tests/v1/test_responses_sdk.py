@@ -235,7 +235,8 @@ def test_a_stream_broken_after_its_first_token_raises_in_the_sdk(emulated_site, 
 
 def test_the_production_server_serves_responses_on_the_async_driver(emulated_site, make_key, upstream):
     """gunicorn with uvicorn workers (`bin/serve`'s default): plain, streamed, a function call, and a client that
-    goes away mid-stream, whose call is ledgered `cancelled`; and Anthropic's token count, on the same server."""
+    goes away mid-stream, whose call is ledgered `cancelled`; and Anthropic's token count and a stream with
+    extended thinking, on the same server."""
     site = emulated_site("openai", also=("anthropic",))
     raw = make_key(site, "responder")
     server = Server(GUNICORN_WORKERS="1")
@@ -255,6 +256,10 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
         ant = anthropic.Anthropic(api_key=raw, base_url=f"http://127.0.0.1:{server.port}", max_retries=0)
         hi = [{"role": "user", "content": "Hi there"}]
         assert ant.messages.count_tokens(model="claude-3-5-haiku", messages=hi).input_tokens == 2
+        thinking = {"type": "enabled", "budget_tokens": 1024}  # extended thinking streamed on the async driver
+        with ant.messages.stream(model="claude-3-5-haiku", max_tokens=2048, thinking=thinking, messages=hi) as stream:
+            thought, text = stream.get_final_message().content
+        assert thought.type == "thinking" and thought.signature and text.text.startswith("Emulated anthropic")
         upstream.script(flavor="openai", content=" ".join(f"w{n}" for n in range(200)), token_rate=10)
         events = client.responses.create(model="gpt-4o-mini", input="Hi", stream=True)
         deltas = 0
@@ -268,7 +273,11 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
         assert server.stop() == 0  # the worker's exit writes the ledger
     usage.flush()
     rows = sorted(AIUsage.objects.filter(site=site).values_list("service", "status"))
-    assert rows == [("v1.count_tokens", "ok"), ("v1.responses", "cancelled")] + [("v1.responses", "ok")] * 4
+    assert (
+        rows
+        == [("v1.count_tokens", "ok"), ("v1.messages", "ok"), ("v1.responses", "cancelled")]
+        + [("v1.responses", "ok")] * 4
+    )
 
 
 def test_a_path_panel_does_not_serve_is_a_404_in_the_clients_dialect(emulated_site, make_key, oai, ant):
@@ -302,6 +311,14 @@ def test_reasoning_effort_reaches_openrouter_and_is_a_400_where_the_provider_has
     )
     assert upstream.requests_for("openrouter")[-1].json["reasoning"] == {"effort": "high"}
     assert chat.usage.completion_tokens_details.reasoning_tokens > 0
+    # an Anthropic model's signed reasoning_details (extended thinking) stay out of these dialects' streams
+    thinker = {"model": "anthropic/claude-3.7-sonnet", "max_output_tokens": 2048, "reasoning": {"effort": "low"}}
+    with routed.responses.stream(input="Why?", **thinker) as stream:
+        assert stream.get_final_response().output_text.startswith("Emulated openrouter reply")
+    chunks = routed.chat.completions.create(
+        model=thinker["model"], messages=[{"role": "user", "content": "Why?"}], reasoning_effort="low", stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).startswith("Emulated openrouter")
     direct = oai(make_key(emulated_site("openai")))
     with pytest.raises(openai.BadRequestError) as refused:
         direct.responses.create(model="gpt-4o-mini", input="Why?", reasoning={"effort": "low"})

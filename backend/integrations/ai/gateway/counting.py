@@ -38,7 +38,10 @@ def count_tokens(
 ) -> int:
     """The input tokens of `messages` (with the system prompt and any tools in `options`) on the provider that
     would serve `model`, as that vendor counts them."""
-    prep = service.guarded(service.prepare(messages, provider, model, 1, 1.0, system_prompt, **options))
+    thinking = options.get("thinking")  # a count generates nothing: max_tokens only has to admit a thinking budget
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    room = budget + 1 if type(budget) is int else 1
+    prep = service.guarded(service.prepare(messages, provider, model, room, 1.0, system_prompt, **options))
     if (refusal := governance.candidate_refusal(prep.snapshot, prep.primary, model)) is not None:
         raise governance.refuse(service.site_id, service.service, prep.requested, prep.primary.name, refusal)
     vendor = prep.primary

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
-from . import sse
+from . import sse, thinking
 from .base import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -26,6 +26,7 @@ from .base import (
     AIRequest,
     BaseProvider,
     GenerationResult,
+    ThinkingDelta,
     cached_async_client,
     cached_client,
     lazy_import,
@@ -36,7 +37,14 @@ from .tools import AnthropicToolStream, answer_of, anthropic_extras, anthropic_r
 
 LEGACY_API_VERSION = "2023-06-01"
 SAMPLING_REMOVED_IN = "2026-10-21"
-COUNTED = ("model", "messages", "system", "tools", "tool_choice")  # what `count_tokens` takes of a message request
+COUNTED = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+)  # what `count_tokens` takes of a message request
 
 _FINISH = {
     "end_turn": FINISH_STOP,
@@ -73,7 +81,11 @@ class AnthropicProvider(BaseProvider):
     temperature_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     # cache_system=True marks the system prompt for Anthropic's prompt cache (`cache_control`
     # ephemeral): later calls with the same system prompt read it at the cache-read price.
-    supported_options: ClassVar[frozenset[str]] = frozenset({"stop", "top_p", "top_k", "user", "cache_system"})
+    # thinking: extended thinking, Anthropic's own option (`providers/thinking.py`); its blocks come back on the
+    # result, and stream as `ThinkingDelta` pieces.
+    supported_options: ClassVar[frozenset[str]] = frozenset(
+        {"stop", "top_p", "top_k", "user", "cache_system", "thinking"}
+    )
 
     @property
     def api_version(self) -> str:
@@ -124,6 +136,9 @@ class AnthropicProvider(BaseProvider):
                 f"drop it or set ANTHROPIC_API_VERSION={LEGACY_API_VERSION}.",
                 provider=self.name,
             )
+        if clean.options.get("thinking") is not None:
+            options = {**clean.options, "thinking": thinking.check_option(clean.options["thinking"], clean, self.name)}
+            clean = clean.with_changes(options=options)
         return clean
 
     def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
@@ -158,6 +173,8 @@ class AnthropicProvider(BaseProvider):
             request["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
         if options.get("user"):
             request["metadata"] = {"user_id": str(options["user"])}
+        if options.get("thinking"):
+            request["thinking"] = dict(options["thinking"])
         if sampling:
             request["extra_body"] = sampling
         return request
@@ -189,6 +206,11 @@ class AnthropicProvider(BaseProvider):
             finish_reason=finish,
             request_id=getattr(message, "_request_id", None) or message.id,
             tool_calls=calls,
+            thinking=[
+                b.model_dump(include={"type", "thinking", "signature", "data"})
+                for b in message.content
+                if getattr(b, "type", None) in ("thinking", "redacted_thinking")
+            ],
         )
         _read_input(result, usage)
         result.total_tokens = result.prompt_tokens + result.completion_tokens
@@ -200,8 +222,8 @@ class AnthropicProvider(BaseProvider):
         try:
             reader.result.request_id = stream.response.headers.get("request-id")
             for event in sse.chunks(self.sdk(), stream.response, sse.read_named):  # the JSON, not a model of it
-                if (text := reader.feed_json(event)) is not None:
-                    yield text
+                if (piece := reader.feed_json(event)) is not None:
+                    yield piece
         finally:
             stream.close()  # a caller that stopped reading closes the upstream request now
         yield reader.finish()
@@ -212,8 +234,8 @@ class AnthropicProvider(BaseProvider):
         try:
             reader.result.request_id = stream.response.headers.get("request-id")
             async for event in sse.achunks(self.sdk(), stream.response, sse.read_named):
-                if (text := reader.feed_json(event)) is not None:
-                    yield text
+                if (piece := reader.feed_json(event)) is not None:
+                    yield piece
         finally:
             await stream.close()
         yield reader.finish()
@@ -230,7 +252,8 @@ _EVENT_TYPES = {
 
 
 class _EventReader:
-    """Reads an Anthropic message stream event by event (both drivers): text deltas out, the totals at the end."""
+    """Reads an Anthropic message stream event by event (both drivers): text deltas out (and the thinking's, as
+    `ThinkingDelta`s, when the call asked for it), the totals at the end."""
 
     def __init__(self, provider: str, ai: AIRequest, model: str) -> None:
         self.provider, self.ai, self.model = provider, ai, model
@@ -238,20 +261,56 @@ class _EventReader:
         self.parts: list[str] = []
         self.calls = AnthropicToolStream(provider)
         self.finished = False
+        self.thought = thinking.Assembler()
+        self.thinking_blocks: dict[int, int] = {}  # the stream's block index -> which thinking block it is
+        # thinking pieces go only to a call that asked for thinking (a model may think unasked: its blocks are kept
+        # on the result all the same, for the next turn)
+        self.wants_thinking = bool(ai.options.get("thinking"))
 
-    def feed_json(self, data: dict[str, Any]) -> str | None:
-        """One event as its JSON (`sse.read_named`): a text delta, nearly every event of a stream, is read here;
-        any other event through the SDK's model of it (`feed`)."""
+    def feed_json(self, data: dict[str, Any]) -> str | ThinkingDelta | None:
+        """One event as its JSON (`sse.read_named`): a text delta, nearly every event of a stream, is read here, and
+        the thinking's events; any other event through the SDK's model of it (`feed`)."""
         kind, delta = data.get("type"), data.get("delta")
-        if kind == "content_block_delta" and type(delta) is dict and delta.get("type") == "text_delta":
-            text = delta.get("text")
-            if type(text) is str:
-                self.parts.append(text)
-                return text
+        if kind == "content_block_delta" and type(delta) is dict:
+            if delta.get("type") == "text_delta":
+                text = delta.get("text")
+                if type(text) is str:
+                    self.parts.append(text)
+                    return text
+            elif delta.get("type") in ("thinking_delta", "signature_delta"):
+                return self._thinking(data.get("index"), delta)
+        elif kind == "content_block_start" and type(data.get("content_block")) is dict:
+            block = data["content_block"]
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                return self._thinking_opened(data.get("index"), block)
         event_type = _EVENT_TYPES.get(kind) if type(kind) is str else None
         if event_type is None:  # an event this reader has no use for (content_block_stop, a future kind)
             return None
         return self.feed(getattr(_sdk().types, event_type).construct(**data))
+
+    def _thinking_opened(self, index: Any, block: dict[str, Any]) -> ThinkingDelta | None:
+        ordinal = self.thinking_blocks.setdefault(index, len(self.thinking_blocks))
+        if block["type"] == "redacted_thinking":  # a whole block in its start event
+            piece = ThinkingDelta(ordinal, redacted=str(block.get("data") or ""))
+        elif block.get("thinking") or block.get("signature"):
+            piece = ThinkingDelta(
+                ordinal, thinking=str(block.get("thinking") or ""), signature=str(block.get("signature") or "")
+            )
+        else:
+            piece = ThinkingDelta(ordinal)  # opens the block: the client sees it start as the vendor's does
+        self.thought.add(piece)
+        return piece if self.wants_thinking else None
+
+    def _thinking(self, index: Any, delta: dict[str, Any]) -> ThinkingDelta | None:
+        ordinal = self.thinking_blocks.get(index)
+        if ordinal is None:  # a delta of a block never opened: nothing to attach it to
+            return None
+        if delta["type"] == "thinking_delta":
+            piece = ThinkingDelta(ordinal, thinking=str(delta.get("thinking") or ""))
+        else:
+            piece = ThinkingDelta(ordinal, signature=str(delta.get("signature") or ""))
+        self.thought.add(piece)
+        return piece if self.wants_thinking else None
 
     def feed(self, event: Any) -> str | None:
         result, kind = self.result, event.type
@@ -280,5 +339,6 @@ class _EventReader:
             )
         result = self.result
         result.content, result.tool_calls = answer_of("".join(self.parts), self.calls.calls(), self.ai)
+        result.thinking = self.thought.blocks
         result.total_tokens = result.prompt_tokens + result.completion_tokens
         return result

@@ -57,6 +57,7 @@ from .types import (  # noqa: F401  (re-exported: the provider API in one import
     ModelInfo,
     ProviderConfig,
     ProviderHooks,
+    ThinkingDelta,
 )
 
 logger = logging.getLogger("integrations.ai")
@@ -639,7 +640,8 @@ def _cause_named(exc: BaseException, name: str) -> bool:
 
 
 class StreamingResult:
-    """Iterate for text deltas; afterwards `.result` is the GenerationResult with the totals.
+    """Iterate for text deltas; afterwards `.result` is the GenerationResult with the totals. A call that asked
+    for `thinking` also gets its thinking as `ThinkingDelta` pieces among them (no other call does).
 
     `delivered` counts the deltas handed to the caller: a failure before the first one may fail
     over to another provider; after it, the caller has half an answer and gets the typed error.
@@ -654,6 +656,7 @@ class StreamingResult:
         self.result: GenerationResult | None = None
         self.delivered = 0
         self.partial: list[str] = []
+        self.thought = 0  # characters of thinking streamed (billed as output: a broken stream's estimate counts them)
         self.cancelled = False
         self._source: Any = None
         self._started = 0.0
@@ -663,10 +666,14 @@ class StreamingResult:
         self._started = self.provider.hooks.monotonic()
 
     # -- what both drivers share: each item, a failure, a cancellation, the end ---------------------------
-    def _take(self, item: str | GenerationResult) -> str | None:
+    def _take(self, item: str | ThinkingDelta | GenerationResult) -> Any:
         if isinstance(item, GenerationResult):
             self.result = item
             return None
+        if isinstance(item, ThinkingDelta):  # reached the caller as much as text does: no failover after it
+            self.delivered += 1
+            self.thought += len(item.thinking) + len(item.redacted)
+            return item
         if item:
             self.delivered += 1
             self.partial.append(item)
@@ -682,7 +689,7 @@ class StreamingResult:
             content=text,
             model=self.model,
             provider=self.provider.name,
-            completion_tokens=max(1, len(text) // 4),
+            completion_tokens=max(1, (len(text) + self.thought) // 4),
             finish_reason=FINISH_OTHER,
         )
         partial.total_tokens = partial.completion_tokens
@@ -723,7 +730,8 @@ class StreamingResult:
         self._ended()
 
     def text(self) -> str:
-        return "".join(self)
+        """The answer's text (its thinking, if asked for, is on `.result.thinking`)."""
+        return "".join(piece for piece in self if isinstance(piece, str))
 
 
 class AsyncStreamingResult(StreamingResult):
@@ -749,4 +757,4 @@ class AsyncStreamingResult(StreamingResult):
         self._ended()
 
     async def atext(self) -> str:
-        return "".join([piece async for piece in self])
+        return "".join([piece async for piece in self if isinstance(piece, str)])

@@ -6,7 +6,10 @@ Plain `{role, content: str}` messages go to every vendor as they are. Besides th
 - `{"role": "assistant", "content": "...", "tool_calls": [{"id", "name", "arguments": {...}}]}` — the
   model's calls (`result.as_message()` builds it from a result);
 - `{"role": "tool", "tool_call_id": "...", "content": "...", "is_error"?: bool}` — a tool's result
-  (`call.result(value)` builds it).
+  (`call.result(value)` builds it);
+- `"thinking": [blocks]` on an assistant message — the model's extended thinking of that turn, kept as the
+  vendor signed it (`providers/thinking.py`); Anthropic gets it back ahead of the turn's text, OpenAI's format
+  has no place for it and gets the turn without it.
 
 The history is kept neutral, so a conversation started on OpenAI continues on Anthropic and the
 reverse: OpenAI gets `tool_calls` and `role: tool` messages, Anthropic `tool_use` blocks in the
@@ -19,7 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from . import images
+from . import images, thinking
 from .errors import InvalidRequest
 from .tools import ToolCall
 
@@ -33,6 +36,7 @@ def is_plain(message: Any) -> bool:
         and isinstance(message.get("content"), str)
         and message.get("role") in ("system", "user", "assistant")
         and not message.get("tool_calls")
+        and not message.get("thinking")
     )
 
 
@@ -86,12 +90,16 @@ def check_message(message: Any, index: int, provider: str | None = None) -> dict
         clean["content"] = content or ""
     else:
         raise InvalidRequest(f"{where}.content must be text or a list of parts.", provider=provider)
+    if message.get("thinking"):
+        if role != "assistant":
+            raise InvalidRequest(f"{where}: only assistant messages carry thinking.", provider=provider)
+        clean["thinking"] = thinking.check_blocks(message["thinking"], f"{where}.thinking", provider)
     calls = message.get("tool_calls")
     if calls:
         if role != "assistant":
             raise InvalidRequest(f"{where}: only assistant messages carry tool_calls.", provider=provider)
         clean["tool_calls"] = [_call(c, f"{where}.tool_calls[{i}]", provider) for i, c in enumerate(calls)]
-    elif not clean["content"]:
+    elif not clean["content"] and not clean.get("thinking"):
         raise InvalidRequest(f"{where}.content is empty: give a prompt.", provider=provider)
     return clean
 
@@ -130,12 +138,16 @@ def text_of(message: Mapping[str, Any]) -> str:
     )
     for call in message.get("tool_calls") or ():
         text += f" {call['name']} {json.dumps(call['arguments'])}"
+    if message.get("thinking"):
+        text += " " + thinking.text_of(message["thinking"])
     return text
 
 
 # -- OpenAI / OpenRouter ----------------------------------------------------------------------------
-def openai_messages(messages: Any) -> list[dict[str, Any]]:
-    """The neutral history in OpenAI's format (plain messages unchanged, the same objects)."""
+def openai_messages(messages: Any, reasoning_details: bool = False) -> list[dict[str, Any]]:
+    """The neutral history in OpenAI's format (plain messages unchanged, the same objects). An assistant turn's
+    thinking goes as its `reasoning_details` when the vendor takes them back (`reasoning_details`: OpenRouter),
+    else not at all."""
     out: list[dict[str, Any]] = []
     for message in messages:
         if is_plain(message):
@@ -155,6 +167,8 @@ def openai_messages(messages: Any) -> list[dict[str, Any]]:
                 "role": message["role"],
                 "content": ([images.openai_part(p) for p in content] if isinstance(content, list) else content or None),
             }
+            if reasoning_details and message.get("thinking"):
+                wire["reasoning_details"] = thinking.to_details(message["thinking"])
             if message.get("tool_calls"):
                 wire["tool_calls"] = [
                     {
@@ -199,7 +213,8 @@ def anthropic_messages(messages: Any) -> list[dict[str, Any]]:
                 out.append({"role": "user", "content": [block], "_results": True})
             continue
         content = message.get("content")
-        blocks = (
+        blocks = [dict(b) for b in message.get("thinking") or ()]  # first, as the vendor gave them
+        blocks += (
             [images.anthropic_block(p) for p in content]
             if isinstance(content, list)
             else [{"type": "text", "text": content}]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from . import sse
+from . import sse, thinking
 from .base import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -53,6 +53,8 @@ class OpenAIProvider(BaseProvider):
     )
     # options `_extra_body` sends itself; every other supported option goes into the request body as given
     extra_body_options: ClassVar[frozenset[str]] = frozenset()
+    # whether an assistant turn's thinking goes back as its `reasoning_details` (OpenRouter), or is left out
+    takes_reasoning_details: ClassVar[bool] = False
 
     @property
     def body_options(self) -> frozenset[str]:
@@ -100,7 +102,11 @@ class OpenAIProvider(BaseProvider):
 
     # -- request building -------------------------------------------------------------------------
     def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
-        messages, max_tokens, options = openai_messages(ai.messages), ai.max_tokens, ai.options
+        messages, max_tokens, options = (
+            openai_messages(ai.messages, self.takes_reasoning_details),
+            ai.max_tokens,
+            ai.options,
+        )
         system_prompt = ai.system_prompt
         chat = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
         request: dict[str, Any] = {"model": model, "messages": chat}
@@ -166,6 +172,9 @@ class OpenAIProvider(BaseProvider):
             finish_reason=_FINISH.get(choice.finish_reason, FINISH_OTHER),
             request_id=getattr(completion, "_request_id", None) or completion.id,
             tool_calls=openai_calls(choice.message.tool_calls, self.name),
+            thinking=thinking.from_details(
+                (getattr(choice.message, "model_extra", None) or {}).get("reasoning_details")
+            ),
         )
         read_token_details(result, usage)
         self._read_extras(result, completion)
@@ -185,27 +194,34 @@ class OpenAIProvider(BaseProvider):
         }
 
     def _stream(self, ai: AIRequest, model: str) -> Iterator[Any]:
-        reader = _ChunkReader(self, model)
+        reader = _ChunkReader(self, model, wants_thinking=bool(ai.options.get("thinking")))
         stream = self.client.post(self._path, body=self._stream_body(ai, model), **self._stream_options(_sdk().Stream))
         try:
             reader.result.request_id = stream.response.headers.get("x-request-id")
             for chunk in sse.chunks(self.sdk(), stream.response):  # the JSON, not the SDK's model of each chunk
-                if (text := reader.feed_json(chunk)) is not None:
-                    yield text
+                if (piece := reader.feed_json(chunk)) is not None:
+                    if type(piece) is list:  # thinking pieces (and the chunk's text)
+                        yield from piece
+                    else:
+                        yield piece
         finally:
             stream.close()  # a caller that stopped reading closes the upstream request now
         yield reader.finish()
 
     async def _astream(self, ai: AIRequest, model: str) -> AsyncIterator[Any]:
-        reader = _ChunkReader(self, model)
+        reader = _ChunkReader(self, model, wants_thinking=bool(ai.options.get("thinking")))
         stream = await self.aclient.post(
             self._path, body=self._stream_body(ai, model), **self._stream_options(_sdk().AsyncStream)
         )
         try:
             reader.result.request_id = stream.response.headers.get("x-request-id")
             async for chunk in sse.achunks(self.sdk(), stream.response):
-                if (text := reader.feed_json(chunk)) is not None:
-                    yield text
+                if (piece := reader.feed_json(chunk)) is not None:
+                    if type(piece) is list:  # thinking pieces (and the chunk's text)
+                        for each in piece:
+                            yield each
+                    else:
+                        yield piece
         finally:
             await stream.close()
         yield reader.finish()
@@ -214,14 +230,18 @@ class OpenAIProvider(BaseProvider):
 class _ChunkReader:
     """Reads an OpenAI-format stream chunk by chunk (both drivers): text deltas out, the totals at the end."""
 
-    def __init__(self, provider: OpenAIProvider, model: str) -> None:
+    def __init__(self, provider: OpenAIProvider, model: str, wants_thinking: bool = False) -> None:
         self.provider = provider
+        # thinking pieces (OpenRouter's `reasoning_details`) go only to a call that asked for `thinking`; a call
+        # that asked for `reasoning` gets its blocks on the result only, for the next turn
+        self.wants_thinking = wants_thinking
         self.result = GenerationResult(content="", model=model, provider=provider.name, requested_model=model)
         self.parts: list[str] = []
         self.calls = OpenAIToolStream(provider.name)
         self.finished = False
+        self.thought = thinking.Assembler()
 
-    def feed_json(self, data: dict[str, Any]) -> str | None:
+    def feed_json(self, data: dict[str, Any]) -> Any:
         """One chunk as its JSON (`sse.chunks`): a plain text delta, nearly every chunk of a stream, is read
         here; anything else (usage, tool calls, several choices) through the SDK's model of it (`feed`)."""
         choices = data.get("choices")
@@ -229,7 +249,11 @@ class _ChunkReader:
             choice = choices[0]
             delta = choice.get("delta")
             content = delta.get("content") if type(delta) is dict else 0
-            if (content is None or type(content) is str) and not delta.get("tool_calls"):  # type: ignore[union-attr]
+            if (
+                (content is None or type(content) is str)
+                and not delta.get("tool_calls")  # type: ignore[union-attr]
+                and not delta.get("reasoning_details")  # type: ignore[union-attr]
+            ):
                 result = self.result
                 result.model = data.get("model") or result.model
                 result.request_id = result.request_id or data.get("id")
@@ -242,13 +266,20 @@ class _ChunkReader:
         chunk_type = self.provider.sdk().types.chat.ChatCompletionChunk
         return self.feed(chunk_type.construct(**data))
 
-    def feed(self, chunk: Any) -> str | None:
-        """One chunk as the SDK's model of it."""
+    def feed(self, chunk: Any) -> Any:
+        """One chunk as the SDK's model of it: its text, its thinking pieces (a list, with the text last), or None."""
         result, text = self.result, None
         result.model = chunk.model or result.model
         result.request_id = result.request_id or chunk.id
+        thought: list[Any] = []
         if chunk.choices:
             choice = chunk.choices[0]
+            details = (getattr(choice.delta, "model_extra", None) or {}).get("reasoning_details")
+            if details:  # OpenRouter's thinking (`providers/thinking.py`)
+                for piece in thinking.delta_pieces(details):
+                    self.thought.add(piece)
+                    if self.wants_thinking:
+                        thought.append(piece)
             if choice.delta and choice.delta.content:
                 text = choice.delta.content
                 self.parts.append(text)
@@ -263,6 +294,8 @@ class _ChunkReader:
             result.total_tokens = chunk.usage.total_tokens or 0
             read_token_details(result, chunk.usage)
             self.provider._read_extras(result, chunk)
+        if thought:
+            return [*thought, text] if text else thought
         return text
 
     def finish(self) -> GenerationResult:
@@ -272,6 +305,8 @@ class _ChunkReader:
             )
         self.result.content = "".join(self.parts)
         self.result.tool_calls = self.calls.calls()
+        if self.thought.blocks:
+            self.result.thinking = self.thought.blocks
         return self.result
 
 

@@ -3,7 +3,8 @@
 What differs from OpenAI: `vendor/model` ids, attribution headers (`HTTP-Referer`, `X-Title`),
 usage accounting (`usage: {include: true}` makes the response carry its cost), the native
 `models` fallback list and `provider` routing preferences, the `reasoning` and `cache_control`
-controls (checked in `openrouter_options`), and a live model catalogue with prices at `GET /models`.
+controls (checked in `openrouter_options`), Anthropic's `thinking` sent as `reasoning` with the signed blocks
+coming and going as `reasoning_details` (`thinking`), and a live model catalogue with prices at `GET /models`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from . import openrouter_options
+from . import openrouter_options, thinking
 from .base import AIRequest, GenerationResult, ModelInfo, header_safe
+from .errors import InvalidRequest
 from .openai_provider import ModelListCache, OpenAIProvider, to_decimal
 
 _models_cache = ModelListCache(ttl=600.0)
@@ -27,11 +29,13 @@ class OpenRouterProvider(OpenAIProvider):
         "route",
         "reasoning",
         "cache_control",
+        "thinking",
     }
-    # sent by `_extra_body` (reasoning) or on the system message (cache_control), not as given
+    # sent by `_extra_body` (reasoning, thinking as reasoning) or on the system message (cache_control), not as given
     extra_body_options: ClassVar[frozenset[str]] = frozenset(
-        {"models", "provider", "transforms", "route", "reasoning", "cache_control"}
+        {"models", "provider", "transforms", "route", "reasoning", "cache_control", "thinking"}
     )
+    takes_reasoning_details = True  # a signed thinking block goes back to the model that wrote it
 
     def validate_request(self, request: AIRequest) -> AIRequest:
         """The base checks, then `reasoning` and `cache_control` (`openrouter_options`), normalised."""
@@ -41,6 +45,14 @@ class OpenRouterProvider(OpenAIProvider):
             options["reasoning"] = openrouter_options.check_reasoning(
                 options["reasoning"], request.max_tokens, self.name
             )
+        if options.get("thinking") is not None:  # Anthropic's option, sent as OpenRouter's `reasoning`
+            if options.get("reasoning") is not None:
+                raise InvalidRequest("Give thinking or reasoning, not both.", provider=self.name)
+            options["thinking"] = thinking.check_option(options["thinking"], request, self.name)
+            if "display" in options["thinking"]:
+                raise InvalidRequest(
+                    "thinking.display is not available through openrouter; remove it.", provider=self.name
+                )
         if "cache_control" in options:
             options["cache_control"] = openrouter_options.check_cache_control(
                 options["cache_control"], request.system_prompt, self.name
@@ -76,6 +88,9 @@ class OpenRouterProvider(OpenAIProvider):
         for key in ("provider", "transforms", "route", "reasoning"):
             if options.get(key) is not None:
                 body[key] = options[key]
+        if options.get("thinking"):  # a thinking budget is reasoning's max_tokens; adaptive, the model's own
+            budget = options["thinking"].get("budget_tokens")
+            body["reasoning"] = {"max_tokens": budget} if budget else {"enabled": True}
         return body
 
     def _read_extras(self, result: GenerationResult, payload: Any) -> None:

@@ -105,6 +105,10 @@ class GenerationResult:
     tool_calls: list[Any] = field(default_factory=list)
     parsed: Any = None
     embeddings: list[list[float]] | None = None
+    # The model's extended thinking when the call asked for it (`thinking` option, Anthropic): its blocks as the
+    # vendor gave them, `{"type": "thinking", "thinking", "signature"}` or `{"type": "redacted_thinking", "data"}`.
+    # They go back unchanged in the next turn (`as_message`): the vendor checks each signature.
+    thinking: list[dict[str, Any]] = field(default_factory=list)
     # Every call that produced this answer, in order, when there was more than one (a structured answer's
     # corrective retry); each has its own ledger rows. Empty for a single call: `steps_or_self()`.
     steps: list[GenerationResult] = field(default_factory=list, repr=False)
@@ -145,11 +149,32 @@ class GenerationResult:
     def as_message(self) -> dict[str, Any]:
         """This answer as the neutral assistant message that continues the conversation (tool calls included)."""
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.thinking:
+            message["thinking"] = [dict(block) for block in self.thinking]
         if self.tool_calls:
             message["tool_calls"] = [
                 {"id": c.id, "name": c.name, "arguments": dict(c.arguments)} for c in self.tool_calls
             ]
         return message
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """A piece of a streamed answer's extended thinking, among its text pieces (only when the call asked for
+    `thinking`: no other caller ever sees one). `block` counts the answer's thinking blocks from 0: a piece of
+    a new block opens it. A `thinking` block arrives as text pieces, then its `signature` in a piece of its own;
+    a `redacted_thinking` block as one piece holding its `redacted` data."""
+
+    block: int
+    thinking: str = ""
+    signature: str = ""
+    redacted: str = ""
+
+    def as_block(self) -> dict[str, Any]:
+        """A whole block given in one piece (a redacted one) in the vendor's shape."""
+        if self.redacted:
+            return {"type": "redacted_thinking", "data": self.redacted}
+        return {"type": "thinking", "thinking": self.thinking, "signature": self.signature}
 
 
 @dataclass(frozen=True)

@@ -795,7 +795,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return 400, f"{sampling[0]}: Extra inputs are not permitted"
             if model not in ANTHROPIC_MODELS and not (self.server.upstream.dated and model in ANTHROPIC_ALIASES):
                 return 404, f"model: {model}"
-            problem = extras.anthropic_problem(body) or extras.image_problem(str(model), messages, flavor)
+            problem = (
+                extras.anthropic_problem(body)
+                or extras.thinking_problem(body)
+                or extras.image_problem(str(model), messages, flavor)
+            )
             if problem:
                 return 400, problem
         elif flavor == "compatible":
@@ -879,6 +883,9 @@ class _Handler(BaseHTTPRequestHandler):
             if problem:
                 return self._send(400, {"error": {"code": 400, "message": problem}})
             thinking = extras.reasoning_tokens(model, body["reasoning"], max_tokens)
+        if flavor == "openrouter" and (problem := extras.openrouter_thinking_problem(body, model)):
+            return self._send(400, {"error": {"code": 400, "message": problem}})
+        details = extras.openrouter_details(model, body, thinking) if flavor == "openrouter" else []
         content, prompt_tokens, completion_tokens, truncated = self._reply(
             flavor, model, system, chat, max(max_tokens - thinking, 0), script
         )
@@ -940,7 +947,16 @@ class _Handler(BaseHTTPRequestHandler):
                 flavor == "openrouter" and bool((body.get("usage") or {}).get("include"))
             )
             return self._chat_stream(
-                flavor, gen_id, created, model, content, finish, usage if include_usage else None, headers, calls
+                flavor,
+                gen_id,
+                created,
+                model,
+                content,
+                finish,
+                usage if include_usage else None,
+                headers,
+                calls,
+                details,
             )
         choice: dict[str, Any] = {
             "index": 0,
@@ -960,6 +976,8 @@ class _Handler(BaseHTTPRequestHandler):
             choice["native_finish_reason"] = finish
             if thinking and not (body.get("reasoning") or {}).get("exclude"):
                 choice["message"]["reasoning"] = f"Emulated reasoning of {thinking} tokens."
+            if details:
+                choice["message"]["reasoning_details"] = details
         payload = {
             "id": gen_id,
             "object": "chat.completion",
@@ -998,7 +1016,9 @@ class _Handler(BaseHTTPRequestHandler):
         for extra in ("max_tokens", "stream", "temperature", "stop_sequences", "metadata"):
             if extra in body:
                 return self._error("anthropic", 400, f"{extra}: Extra inputs are not permitted")
-        problem = self._validate("anthropic", {**body, "max_tokens": 1})  # the model, messages and tools as a message's
+        budget = (body.get("thinking") or {}).get("budget_tokens") if isinstance(body.get("thinking"), dict) else None
+        room = budget + 1 if isinstance(budget, int) else 1  # a count has no max_tokens: room for the thinking's budget
+        problem = self._validate("anthropic", {**body, "max_tokens": room})  # the model, messages, tools as a message's
         if problem:
             return self._error("anthropic", problem[0], problem[1], model=str(body.get("model") or ""))
         messages = body["messages"]
@@ -1016,8 +1036,11 @@ class _Handler(BaseHTTPRequestHandler):
             model = script.served_model
         system = body.get("system") or ""
         system_text = system if isinstance(system, str) else _text_of(system)
+        users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        thinking = extras.thinking_blocks(body, _text_of(users[-1].get("content")) if users else "")
+        thought = extras.thinking_tokens(thinking)  # billed as output, inside max_tokens
         content, prompt_tokens, completion_tokens, truncated = self._reply(
-            "anthropic", model, system_text, body["messages"], int(body["max_tokens"]), script
+            "anthropic", model, system_text, body["messages"], max(int(body["max_tokens"]) - thought, 1), script
         )
         stop = script.finish_reason if script and script.finish_reason else ("max_tokens" if truncated else "end_turn")
         calls = self._calls("anthropic", body, body["messages"], script)
@@ -1025,6 +1048,7 @@ class _Handler(BaseHTTPRequestHandler):
             content = ""
             completion_tokens = sum(len(_words(json.dumps(args))) for _, _, args in calls)
             stop = script.finish_reason if script and script.finish_reason else "tool_use"
+        completion_tokens += thought
         written = read = 0
         cached_prefix = _cached_prefix(system)
         if cached_prefix:  # prompt caching: the marked system blocks are written once, then read
@@ -1045,8 +1069,9 @@ class _Handler(BaseHTTPRequestHandler):
         msg_id = f"msg_{uuid.uuid4().hex[:24]}"
         headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}", **(script.headers if script else {})}
         if body.get("stream"):
-            return self._anthropic_stream(msg_id, model, content, stop, usage, headers, calls)
-        blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content or not calls else []
+            return self._anthropic_stream(msg_id, model, content, stop, usage, headers, calls, thinking)
+        blocks: list[dict[str, Any]] = list(thinking)
+        blocks += [{"type": "text", "text": content}] if content or not calls else []
         blocks += [{"type": "tool_use", "id": i, "name": n, "input": a} for i, n, a in calls or ()]
         self._send(
             200,
@@ -1114,6 +1139,7 @@ class _Handler(BaseHTTPRequestHandler):
         usage: dict | None,
         headers: dict[str, str],
         calls: list | None = None,
+        thinking: list | None = None,
     ) -> None:
         self._start_stream(headers)
 
@@ -1132,6 +1158,11 @@ class _Handler(BaseHTTPRequestHandler):
             if flavor == "openrouter":
                 self._write(": OPENROUTER PROCESSING\n\n")
             self._write(chunk({"role": "assistant", "content": ""}))
+            for detail in thinking or ():  # OpenRouter's reasoning first: its text, then its signature alone
+                text = {k: v for k, v in detail.items() if k != "signature"}
+                self._write(chunk({"reasoning": detail["text"], "reasoning_details": [text]}))
+                signed = {"type": detail["type"], "signature": detail["signature"], "index": detail["index"]}
+                self._write(chunk({"reasoning": "", "reasoning_details": [{**signed, "format": detail["format"]}]}))
             for index, (call_id, name, arguments) in enumerate(calls or ()):
                 self._write(
                     chunk(
@@ -1190,6 +1221,7 @@ class _Handler(BaseHTTPRequestHandler):
         usage: dict,
         headers: dict[str, str],
         calls: list | None = None,
+        thinking: list | None = None,
     ) -> None:
         self._start_stream(headers)
 
@@ -1216,12 +1248,15 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             )
+            for at, block in enumerate(thinking or ()):  # the thinking first, each block closed before the next
+                self._write(self._thinking_events(event, at, block))
+            first = len(thinking or ())  # the text block's index
             text_block = bool(content) or not calls  # a reply of tool calls only has no text block
             if text_block:
                 self._write(
                     event(
                         "content_block_start",
-                        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                        {"type": "content_block_start", "index": first, "content_block": {"type": "text", "text": ""}},
                     )
                 )
             self._write(event("ping", {"type": "ping"}))
@@ -1237,13 +1272,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write(
                     event(
                         "content_block_delta",
-                        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                        {"type": "content_block_delta", "index": first, "delta": {"type": "text_delta", "text": piece}},
                     )
                 )
                 self._pace(index, len(words))
             if text_block:
-                self._write(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-            for index, (call_id, name, arguments) in enumerate(calls or (), start=int(text_block)):
+                self._write(event("content_block_stop", {"type": "content_block_stop", "index": first}))
+            for index, (call_id, name, arguments) in enumerate(calls or (), start=first + int(text_block)):
                 self._write(
                     event(
                         "content_block_start",
@@ -1282,6 +1317,32 @@ class _Handler(BaseHTTPRequestHandler):
             self._end_stream()
         except (BrokenPipeError, ConnectionResetError):
             self._aborted()
+
+    @staticmethod
+    def _thinking_events(event: Any, index: int, block: dict[str, Any]) -> str:
+        """A thinking block as Anthropic streams it: opened empty, its text in word deltas, then its signature
+        in a delta of its own; a redacted block whole in its start event."""
+        if block["type"] == "redacted_thinking":
+            opened = {"type": "content_block_start", "index": index, "content_block": block}
+            return event("content_block_start", opened) + event(
+                "content_block_stop", {"type": "content_block_stop", "index": index}
+            )
+        out = event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+            },
+        )
+        words = block["thinking"].split(" ")
+        for at, word in enumerate(words):
+            text = word if at == len(words) - 1 else word + " "
+            delta = {"type": "thinking_delta", "thinking": text}
+            out += event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        signed = {"type": "signature_delta", "signature": block["signature"]}
+        out += event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": signed})
+        return out + event("content_block_stop", {"type": "content_block_stop", "index": index})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -415,3 +415,132 @@ def translation_answer(system: str, last: str, schema: dict | None) -> str | Non
             text = re.sub(rf"\b{re.escape(term)}\b", fixed, text, flags=re.IGNORECASE)
         answer[key] = f"[{target.group(1)}] {text}"
     return json.dumps(answer, ensure_ascii=False)
+
+
+# -- extended thinking (Anthropic) --------------------------------------------------------------------
+# Anthropic's documented test string: a request holding it is answered with a redacted_thinking block.
+REDACTED_TRIGGER = (
+    "ANTHROPIC_MAGIC_STRING_TRIGGER_REDACTED_THINKING_46C9A13E193C177646C7398A98432ECCCE4C1253D5E2D82641AC0E52CC2876CB"
+)
+_SIGNING_KEY = b"upstream-emulator-thinking"
+
+
+def thinking_signature(text: str) -> str:
+    """The emulator's signature of a thinking text (the vendor's is opaque too): what it checks when the block
+    comes back, so a block edited, re-created or moved between answers is refused as the vendor refuses it."""
+    import hmac
+
+    return base64.b64encode(hmac.new(_SIGNING_KEY, text.encode(), hashlib.sha256).digest()).decode()
+
+
+def thinking_budget(body: dict) -> int | None:
+    """The thinking a request asks for: its budget in tokens (adaptive: a quarter of max_tokens), None when off."""
+    config = body.get("thinking")
+    if not isinstance(config, dict) or config.get("type") in (None, "disabled"):
+        return None
+    if config.get("type") == "adaptive":
+        return max(1, int(body.get("max_tokens") or 0) // 4)
+    return int(config.get("budget_tokens") or 0)
+
+
+def thinking_problem(body: dict) -> str | None:
+    """What Anthropic answers 400 for in a request's thinking (its config, the blocks given back), else None."""
+    config = body.get("thinking")
+    if config is not None:
+        kind = config.get("type") if isinstance(config, dict) else None
+        if kind not in ("enabled", "adaptive", "disabled"):
+            return "thinking: Input tag does not match any of the expected tags: 'enabled', 'adaptive', 'disabled'"
+        if kind == "enabled":
+            budget = config.get("budget_tokens")
+            if not isinstance(budget, int) or budget < 1024:
+                return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            if budget >= int(body.get("max_tokens") or 0):
+                return "`max_tokens` must be greater than `thinking.budget_tokens`."
+    on = thinking_budget(body) is not None
+    if on:
+        if "temperature" in body and body["temperature"] != 1:
+            return "`temperature` may only be set to 1 when thinking is enabled or in adaptive mode."
+        if "top_k" in body:
+            return "`top_k` must be unset when thinking is enabled or in adaptive mode."
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+            return "Thinking may not be enabled when tool_choice forces tool use."
+    messages = body.get("messages") or ()
+    for index, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for place, block in enumerate(content if isinstance(content, list) else []):
+            kind = block.get("type") if isinstance(block, dict) else None
+            where = f"messages.{index}.content.{place}"
+            if kind == "thinking" and block.get("signature") != thinking_signature(str(block.get("thinking"))):
+                return f"{where}: Invalid `signature` in `thinking` block"
+            if kind == "redacted_thinking" and not _redacted_ok(str(block.get("data"))):
+                return f"{where}: Invalid `data` in `redacted_thinking` block"
+    if on and messages:  # a tool loop going on: the assistant turn it continues must open with its thinking
+        last = messages[-1]
+        blocks = last.get("content") if isinstance(last.get("content"), list) else []
+        if any(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks) and len(messages) > 1:
+            turn = messages[-2].get("content")
+            first = turn[0] if isinstance(turn, list) and turn else None
+            if not isinstance(first, dict) or first.get("type") not in ("thinking", "redacted_thinking"):
+                found = first.get("type") if isinstance(first, dict) else "text"
+                return (
+                    f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, but "
+                    f"found `{found}`. When `thinking` is enabled, a final `assistant` message must start with a "
+                    "thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks)."
+                )
+    return None
+
+
+def _redacted_ok(data: str) -> bool:
+    head, _, signature = data.rpartition(".")
+    return bool(head) and signature == thinking_signature(head)
+
+
+def thinking_blocks(body: dict, about: str) -> list[dict[str, Any]]:
+    """The thinking blocks of an answer to `body` (none when it asks for none): one signed block whose length
+    stays within the budget, or a redacted one when the request holds Anthropic's test string."""
+    budget = thinking_budget(body)
+    if budget is None:
+        return []
+    if REDACTED_TRIGGER in json.dumps(body.get("messages")):
+        secret = base64.b64encode(f"emulated encrypted thinking {uuid.uuid4().hex}".encode()).decode()
+        return [{"type": "redacted_thinking", "data": f"{secret}.{thinking_signature(secret)}"}]
+    words = f"Emulated thinking before answering: {' '.join(about.split()[:12])}".split()[:budget]
+    text = " ".join(words)
+    return [{"type": "thinking", "thinking": text, "signature": thinking_signature(text)}]
+
+
+def thinking_tokens(blocks: list[dict[str, Any]]) -> int:
+    """Output tokens the thinking is billed (a word each; a redacted block as 8)."""
+    return sum(len(str(b.get("thinking", "")).split()) if b["type"] == "thinking" else 8 for b in blocks)
+
+
+def openrouter_details(model: str, body: dict, thinking: int) -> list[dict[str, Any]]:
+    """The `reasoning_details` of an OpenRouter answer: a signed `reasoning.text` for an Anthropic model that
+    reasoned (what OpenRouter relays of Anthropic's thinking), none otherwise or when excluded."""
+    if not thinking or not model.startswith("anthropic/") or (body.get("reasoning") or {}).get("exclude"):
+        return []
+    text = f"Emulated reasoning of {thinking} tokens."
+    signed = {"type": "reasoning.text", "text": text, "signature": thinking_signature(text)}
+    return [{**signed, "format": "anthropic-claude-v1", "index": 0}]
+
+
+def openrouter_thinking_problem(body: dict, model: str) -> str | None:
+    """What OpenRouter relays of Anthropic's 400s for reasoning given back: a detail whose signature does not
+    hold, or a tool loop of a reasoning Anthropic model whose assistant turn came back without its reasoning."""
+    messages = body.get("messages") or ()
+    for index, message in enumerate(messages):
+        for place, detail in enumerate(message.get("reasoning_details") or () if isinstance(message, dict) else ()):
+            signature = detail.get("signature") if isinstance(detail, dict) else None
+            if signature is not None and signature != thinking_signature(str(detail.get("text"))):
+                return f"messages.{index}.reasoning_details.{place}: Invalid `signature` in `thinking` block"
+    reasoning = body.get("reasoning")
+    on = isinstance(reasoning, dict) and reasoning.get("enabled") is not False and model.startswith("anthropic/")
+    if on and messages and messages[-1].get("role") == "tool":
+        turn = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
+        if turn is not None and turn.get("tool_calls") and not turn.get("reasoning_details"):
+            return (
+                "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+                "(preceeding the lastmost set of `tool_use` and `tool_result` blocks)."
+            )
+    return None

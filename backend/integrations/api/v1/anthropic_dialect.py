@@ -1,13 +1,14 @@
 """Anthropic's Messages wire format, onto the gateway and back.
 
 `parse` turns a `POST /v1/messages` body (top-level `system`, alternating user/assistant
-`messages` of text, image, `tool_use` and `tool_result` blocks, `tools` and `tool_choice`, required
-`max_tokens`) into a `GatewayCall` in the gateway's neutral shapes (`providers/conversation.py`: image
-parts, assistant `tool_calls`, `role: tool` results), so any provider can serve it; `message` renders a
-result as a `message` object (text and `tool_use` blocks); `Events` renders a stream as Anthropic's SSE
-events (`message_start`, text `content_block_delta`s, each tool call as a `tool_use` block with its
-`input_json_delta`, `message_delta` with the stop reason and usage, `message_stop`); `error_body` is
-`{"type": "error", "error": {type, message}}`. Whichever provider served, the client sees this.
+`messages` of text, image, `tool_use`, `tool_result` and thinking blocks, `tools` and `tool_choice`, `thinking`,
+required `max_tokens`) into a `GatewayCall` in the gateway's neutral shapes (`providers/conversation.py`: image
+parts, assistant `tool_calls` and `thinking`, `role: tool` results), so any provider can serve it (extended
+thinking: one that thinks, `providers/thinking.py`); `message` renders a result as a `message` object (thinking,
+text and `tool_use` blocks); `Events` renders a stream as Anthropic's SSE events (`message_start`, each thinking
+block with its `thinking_delta`s and `signature_delta`, text `content_block_delta`s, each tool call as a
+`tool_use` block with its `input_json_delta`, `message_delta` with the stop reason and usage, `message_stop`);
+`error_body` is `{"type": "error", "error": {type, message}}`. Whichever provider served, the client sees this.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import json
 import uuid
 from typing import Any
 
-from integrations.ai.providers.types import FINISH_CONTENT_FILTER, FINISH_LENGTH, FINISH_TOOL_CALLS, GenerationResult
+from integrations.ai.providers.types import (
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_TOOL_CALLS,
+    GenerationResult,
+    ThinkingDelta,
+)
 
 from .calls import (
     BadField,
@@ -32,7 +39,6 @@ from .calls import (
 from .failures import Failure
 
 UNSUPPORTED = {
-    "thinking": "extended thinking",
     "mcp_servers": "MCP servers",
     "container": "code execution containers",
 }
@@ -107,11 +113,17 @@ def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
+    thought: list[dict[str, Any]] = []
     for index, block in enumerate(content):
         here = f"{where}[{index}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text" and isinstance(block.get("text"), str):
             parts.append({"type": "text", "text": block["text"]})
+        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+            fields = ("thinking", "signature") if kind == "thinking" else ("data",)
+            if not all(isinstance(block.get(name), str) for name in fields):
+                raise BadField(f"{here} needs {' and '.join(fields)} as the answer gave them.", here)
+            thought.append({"type": kind, **{name: block[name] for name in fields}})  # kept as signed
         elif kind == "image" and role == "user":
             parts.append(_image(block, here))
         elif kind == "tool_result" and role == "user":
@@ -137,7 +149,12 @@ def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
             raise BadField(f"{here} must be a text, image, tool_use or tool_result block.", here)
     if role == "assistant":
         text = "\n".join(p["text"] for p in parts)
-        return [{"role": "assistant", "content": text, **({"tool_calls": calls} if calls else {})}]
+        turn: dict[str, Any] = {"role": "assistant", "content": text}
+        if thought:
+            turn["thinking"] = thought
+        if calls:
+            turn["tool_calls"] = calls
+        return [turn]
     out = list(results)
     if parts:
         plain = all(p["type"] == "text" for p in parts)
@@ -176,12 +193,21 @@ def _tools(data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, Any]:
     return tools, mapped if mapped is not None else {"name": choice.get("name")}
 
 
+def _thinking(data: dict[str, Any]) -> dict[str, Any] | None:
+    """`thinking` as the gateway's option (the provider checks it against max_tokens and the sampling); None when
+    off. Only a provider that thinks takes it (Anthropic, OpenRouter): elsewhere it is a 400 naming the option."""
+    thinking = data.get("thinking")
+    if thinking is None:
+        return None
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive", "disabled"):
+        raise BadField('thinking must be {"type": "enabled", "budget_tokens"}, "adaptive" or "disabled".', "thinking")
+    return None if thinking["type"] == "disabled" else thinking
+
+
 def parse(data: Any) -> GatewayCall:
     """The gateway call a Messages request asks for; BadField/Unsupported name what to fix."""
-    thinking = data.get("thinking") if isinstance(data, dict) else None
-    if isinstance(thinking, dict) and thinking.get("type") == "disabled":
-        data = {k: v for k, v in data.items() if k != "thinking"}  # asks for what every answer here is: no thinking
     data = request_body(data, UNSUPPORTED)
+    thinking = _thinking(data)
     tools, tool_choice = _tools(data)
     model = need_str(data, "model", required=True)
     max_tokens = need_int(data, "max_tokens")
@@ -210,6 +236,8 @@ def parse(data: Any) -> GatewayCall:
         options["top_k"] = top_k
     if (stop := stop_sequences(data.get("stop_sequences"), "stop_sequences")) is not None:
         options["stop"] = stop
+    if thinking is not None:
+        options["thinking"] = thinking
     metadata = data.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
@@ -259,7 +287,7 @@ def message(result: GenerationResult) -> dict[str, Any]:
         "type": "message",
         "role": "assistant",
         "model": result.model,
-        "content": text + tool_use_blocks(result),
+        "content": [dict(b) for b in result.thinking] + text + tool_use_blocks(result),
         "stop_reason": stop_reason(result),
         "stop_sequence": None,
         "usage": usage(result),
@@ -270,11 +298,11 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def delta_event(text: str) -> bytes:
-    """A text delta of content block 0, built from its fields (what `Events.delta` must equal)."""
+def delta_event(text: str, index: int = 0) -> bytes:
+    """A text delta of content block `index`, built from its fields (what `Events.delta` must equal)."""
     return _event(
         "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+        {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}},
     )
 
 
@@ -291,12 +319,23 @@ def parse_count(data: Any) -> GatewayCall:
 
 
 class Events:
-    """The SSE events of one streamed message: `first()`, `delta(text)` per piece, then `end(result)`."""
+    """The SSE events of one streamed message: `first()`, `delta(piece)` per piece, then `end(result)`.
+
+    Blocks are numbered as they open: the thinking's blocks (when the call asked for it) as their pieces come,
+    then the text block with the first text, then the tool calls' blocks at the end."""
 
     def __init__(self, model: str) -> None:
         self.id = new_id()
         self.model = model
-        self.text_open = False  # the text block opens with the first text: an answer of tool calls only has none
+        self.blocks = 0  # blocks opened so far: the next one's index
+        self.open: str | None = None  # the kind of the block open now (thinking, text), closed when the next opens
+        self.thinking_at: dict[int, int] = {}  # which thinking block of the answer -> its index in this stream
+        self.text_index: int | None = None  # the text block opens with the first text: tool calls only have none
+        self._head = _DELTA_HEAD
+
+    @property
+    def text_open(self) -> bool:
+        return self.text_index is not None
 
     def first(self) -> bytes:
         start: dict[str, Any] = {
@@ -311,33 +350,63 @@ class Events:
         }  # the real counts come in message_delta
         return _event("message_start", {"type": "message_start", "message": start})
 
-    def _open_text(self) -> bytes:
-        self.text_open = True
-        return _event(
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    def _close(self) -> bytes:
+        if self.open is None:
+            return b""
+        self.open = None
+        return _event("content_block_stop", {"type": "content_block_stop", "index": self.blocks - 1})
+
+    def _start(self, kind: str, block: dict[str, Any]) -> bytes:
+        closing = self._close()
+        self.open = kind
+        self.blocks += 1
+        return closing + _event(
+            "content_block_start", {"type": "content_block_start", "index": self.blocks - 1, "content_block": block}
         )
 
-    def delta(self, text: str) -> bytes:
-        """`delta_event(text)`, byte for byte, as the fixed head and tail around the text's JSON: nearly every
-        event of a stream is one (as `openai_dialect.Chunks.delta`, issue 22). The first opens the text block."""
-        opening = b"" if self.text_open else self._open_text()
-        return opening + _DELTA_HEAD + json.dumps(text).encode() + _DELTA_TAIL
+    def _open_text(self) -> bytes:
+        opening = self._start("text", {"type": "text", "text": ""})
+        self.text_index = self.blocks - 1
+        if self.text_index:  # after thinking blocks: the fixed head names the block's own index
+            self._head = delta_event("\x00", self.text_index).rpartition(json.dumps("\x00").encode())[0]
+        return opening
+
+    def delta(self, piece: str | ThinkingDelta) -> bytes:
+        """A text piece is `delta_event(text)`, byte for byte, as the fixed head and tail around the text's JSON:
+        nearly every event of a stream is one (as `openai_dialect.Chunks.delta`, issue 22). The first opens the
+        text block. A thinking piece is its block's `thinking_delta` or `signature_delta`."""
+        if type(piece) is not str:
+            return self._thinking(piece)  # type: ignore[arg-type]
+        opening = b"" if self.open == "text" else self._open_text()
+        return opening + self._head + json.dumps(piece).encode() + _DELTA_TAIL
+
+    def _thinking(self, piece: ThinkingDelta) -> bytes:
+        opening = b""
+        index = self.thinking_at.get(piece.block)
+        if index is None:
+            if piece.redacted:
+                return self._start("redacted_thinking", piece.as_block()) + self._close()
+            opening = self._start("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            index = self.thinking_at[piece.block] = self.blocks - 1
+        out = opening
+        for kind, field in (("thinking_delta", "thinking"), ("signature_delta", "signature")):
+            if value := getattr(piece, field):
+                delta = {"type": kind, field: value}
+                out += _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        return out
 
     def end(self, result: GenerationResult | None) -> bytes:
         counts = usage(result) if result is not None else {"output_tokens": 0}
         blocks = tool_use_blocks(result) if result is not None else []
         text = b""
-        if self.text_open or not blocks:  # an empty answer is still one (empty) text block
-            opening = b"" if self.text_open else self._open_text()
-            text = opening + _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        if not self.text_open and not blocks:  # an answer without text or tool calls still has one (empty) text block
+            text = self._open_text()
+        text += self._close()
         calls = b""  # each tool call as a tool_use block after the text: its input as one input_json_delta
-        for index, block in enumerate(blocks, start=1 if self.text_open else 0):
+        for block in blocks:
+            index = self.blocks
             calls += (
-                _event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
-                )
+                self._start("tool_use", {**block, "input": {}})
                 + _event(
                     "content_block_delta",
                     {
@@ -346,7 +415,7 @@ class Events:
                         "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])},
                     },
                 )
-                + _event("content_block_stop", {"type": "content_block_stop", "index": index})
+                + self._close()
             )
         return (
             text
