@@ -188,6 +188,9 @@ def test_anthropic_finish_reasons(all_keys, upstream, native, normalised):
         ("openrouter", "gpt-4o", "openai/gpt-4o"),
         ("openrouter", "claude-3-5-sonnet", "anthropic/claude-3.5-sonnet"),
         ("openrouter", "claude-3-5-sonnet-20241022", "anthropic/claude-3.5-sonnet"),
+        ("openrouter", "claude-haiku-4-5-20251001", "anthropic/claude-haiku-4.5"),
+        ("openrouter", "claude-3-7-sonnet-latest", "anthropic/claude-3.7-sonnet"),  # Anthropic's alias, by rule
+        ("openrouter", "claude-opus-4-1", "anthropic/claude-opus-4.1"),
         ("openrouter", "meta-llama/llama-3.1-70b-instruct", "meta-llama/llama-3.1-70b-instruct"),
         ("openai", "openai/gpt-4o", "gpt-4o"),
         ("openai", "gpt-4.1-mini", "gpt-4.1-mini"),
@@ -196,6 +199,7 @@ def test_anthropic_finish_reasons(all_keys, upstream, native, normalised):
     ],
 )
 def test_model_names_are_normalised_per_provider(all_keys, upstream, provider, model, sent):
+    """Each vendor's own id; Anthropic's ids, what Claude Code sends, by OpenRouter's names on OpenRouter."""
     ProviderFactory.create_provider(provider).generate_content(MESSAGES, model=model)
     assert upstream.requests[0].json["model"] == sent
 

@@ -366,3 +366,22 @@ def test_a_count_takes_the_thinking_config(emulated_site, make_key, ant, upstrea
     client = ant(make_key(emulated_site("anthropic")))
     counted = client.messages.count_tokens(model="claude-3-5-haiku", thinking=THINK, messages=ASK)
     assert counted.input_tokens > 0 and upstream.requests_for("anthropic")[-1].json["thinking"] == THINK
+
+
+@pytest.mark.parametrize(
+    ("provider", "sent_as"), [("anthropic", "claude-sonnet-4-6"), ("openrouter", "anthropic/claude-sonnet-4.6")]
+)
+def test_claude_codes_own_model_ids_reach_either_provider(emulated_site, make_key, ant, upstream, provider, sent_as):
+    """Claude Code names Anthropic's ids (and thinks by default, adaptively on current models): an OpenRouter site
+    routes them by OpenRouter's names (a rule: no mapping row needed), an Anthropic site sends them as they are."""
+    client = ant(make_key(emulated_site(provider)))
+    adaptive = {"type": "adaptive"}
+    with client.messages.stream(model="claude-sonnet-4-6", max_tokens=4096, thinking=adaptive, messages=ASK) as stream:
+        thought, text = stream.get_final_message().content
+    assert thought.type == "thinking" and text.text.startswith(f"Emulated {provider} reply")
+    sent = upstream.requests_for(provider)[-1].json
+    assert sent["model"] == sent_as
+    assert sent.get("thinking", sent.get("reasoning")) == (adaptive if provider == "anthropic" else {"enabled": True})
+    client.messages.create(model="claude-haiku-4-5-20251001", max_tokens=64, messages=ASK)  # its small fast model
+    expected = "claude-haiku-4-5-20251001" if provider == "anthropic" else "anthropic/claude-haiku-4.5"
+    assert upstream.requests_for(provider)[-1].json["model"] == expected

@@ -8,6 +8,7 @@ extends it without a deploy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from . import registry
@@ -59,6 +60,20 @@ def vendor_of(model: str) -> str | None:
         if lowered.startswith(prefix):
             return vendor
     return None
+
+
+_ANTHROPIC_SUFFIX = re.compile(r"-(\d{8}|latest)$")  # a dated snapshot or the -latest alias
+_ANTHROPIC_VERSION = re.compile(r"(?<=-)(\d)-(\d)(?=-|$)")  # 4-5 in claude-sonnet-4-5
+
+
+def router_id(vendor: str, model: str) -> str:
+    """`model` as routers (OpenRouter) name it: `vendor/model`. Anthropic's own ids, what its clients (Claude
+    Code) send, lose their date or `-latest` and dot their version: `claude-sonnet-4-6` is
+    `anthropic/claude-sonnet-4.6`, `claude-haiku-4-5-20251001` is `anthropic/claude-haiku-4.5`; a rule, so a
+    model released after this table needs no row."""
+    if vendor == "anthropic":
+        model = _ANTHROPIC_VERSION.sub(r"\1.\2", _ANTHROPIC_SUFFIX.sub("", model))
+    return f"{vendor}/{model}"
 
 
 def check_provider(provider: str) -> str:
@@ -114,7 +129,7 @@ class ModelMapper:
                     f"{spec.label} needs a vendor/model id (e.g. openai/gpt-4o); {model!r} has no known vendor.",
                     provider=provider,
                 )
-            return f"{vendor}/{model}"
+            return router_id(vendor, model)
         own = spec.vendor or spec.name
         if vendor is not None and vendor != own:
             raise ModelNotFound(

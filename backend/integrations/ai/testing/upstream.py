@@ -40,6 +40,9 @@ ANTHROPIC_MODELS = (
     "claude-opus-4-20250514",
     "claude-3-opus-20240229",
     "claude-3-haiku-20240307",
+    "claude-opus-4-1-20250805",
+    "claude-haiku-4-5-20251001",
+    "claude-sonnet-4-6",
 )
 # id -> (USD per prompt token, per completion token, context length)
 OPENROUTER_MODELS: dict[str, tuple[str, str, int]] = {
@@ -55,6 +58,9 @@ OPENROUTER_MODELS: dict[str, tuple[str, str, int]] = {
     "anthropic/claude-sonnet-4": ("0.000003", "0.000015", 200000),
     "anthropic/claude-opus-4": ("0.000015", "0.000075", 200000),
     "anthropic/claude-3-haiku": ("0.00000025", "0.00000125", 200000),
+    "anthropic/claude-opus-4.1": ("0.000015", "0.000075", 200000),
+    "anthropic/claude-haiku-4.5": ("0.000001", "0.000005", 200000),
+    "anthropic/claude-sonnet-4.6": ("0.000003", "0.000015", 1000000),
     "meta-llama/llama-3.1-70b-instruct": ("0.0000001", "0.00000028", 131072),
     "google/gemini-2.0-flash-001": ("0.0000001", "0.0000004", 1048576),
     "mistralai/mistral-large": ("0.000002", "0.000006", 128000),

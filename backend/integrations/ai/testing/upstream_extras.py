@@ -52,6 +52,9 @@ REASONING_MODELS = (
     "anthropic/claude-3.7-sonnet",
     "anthropic/claude-sonnet-4",
     "anthropic/claude-opus-4",
+    "anthropic/claude-opus-4.1",
+    "anthropic/claude-haiku-4.5",
+    "anthropic/claude-sonnet-4.6",
 )
 # OpenRouter's effort levels as a share of max_tokens spent reasoning (its documented mapping)
 EFFORT_SHARE = {"xhigh": 0.95, "high": 0.8, "medium": 0.5, "low": 0.2, "minimal": 0.1, "none": 0.0}
