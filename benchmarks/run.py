@@ -1112,7 +1112,7 @@ def shape_worker(shape: str, emulator_base: str, quick: bool) -> None:
     try:
         for _name, url, body, auth in endpoints:
             wait_ready(server, url, body, {"Authorization": auth}, 30)
-        seconds, warm = (3, 1) if quick else (8, 2)
+        seconds, warm = (3, 1) if quick else (5, 2)
         database = str(connections["default"].settings_dict["NAME"])
         print("READY " + json.dumps({"group": server.popen.pid}), flush=True)
         for line in sys.stdin:
@@ -1183,11 +1183,15 @@ def shape_cell(cell: dict | None) -> str:
     return f"{cell['rps']:.0f}{errors}"
 
 
+SHAPE_ROUNDS = 3  # each cell this many times, the shapes alternating: the ratio is the median of the rounds
+
+
 def shapes_bench(emulator_process: Emulator, quick: bool) -> None:
     """The same server (bin/serve) on SQLite + local memory and on PostgreSQL + Redis, side by side."""
     if not shutil.which("wrk"):
         return
-    results: dict[str, list[dict]] = {}
+    rounds = 2 if quick else SHAPE_ROUNDS
+    results: dict[tuple[str, str, int], list[dict]] = {}  # (shape, endpoint, concurrency) -> its cell, per round
     redis = None
     workers: list[ShapeWorker] = []
     try:
@@ -1206,55 +1210,68 @@ def shapes_bench(emulator_process: Emulator, quick: bool) -> None:
                 )
             workers.append(ShapeWorker(shape, env, emulator_process.openai_base_url, quick))
         # Cell by cell, the shapes in turn, the other shape's server paused (SIGSTOP): a machine whose speed drifts
-        # (shared cores) moves both columns of a row alike, instead of one shape's whole table.
-        for concurrency in CONCURRENCIES:
-            for index in range(2):
-                for worker in workers:
-                    with alone(worker, workers):
-                        results.setdefault(worker.shape, []).append(worker.cell(index, concurrency))
+        # (shared cores) moves both columns of a row alike, instead of one shape's whole table. The whole table
+        # runs `rounds` times: one pair of cells moves by +-20% from run to run on this machine, so a ratio is the
+        # median of the rounds' ratios, each from two cells run back to back.
+        for _ in range(rounds):
+            for concurrency in CONCURRENCIES:
+                for index in range(2):
+                    for worker in workers:
+                        with alone(worker, workers):
+                            cell = worker.cell(index, concurrency)
+                        results.setdefault((worker.shape, cell["endpoint"], concurrency), []).append(cell)
     finally:
         for worker in workers:
             worker.stop()
         if redis is not None:
             redis.stop()
-    seconds = 3 if quick else 8
+    seconds = 3 if quick else 5
     print(
         f"\nhttp shapes: bin/serve (2 workers x 16 threads) on SQLite + local-memory cache and on PostgreSQL + Redis "
         f"(the production shape), each a fresh database; wrk, closed loop, {seconds} s per cell, the shapes "
-        "in turn cell by cell (the other's server paused)"
+        f"in turn cell by cell (the other's server paused), the table {rounds} times: req/s the median of the "
+        "rounds, the ratio the median of the rounds' ratios (each round's in brackets)"
     )
-    print(f"{'conc.':>5}  {'endpoint':<22}" + "".join(f"{s + ' req/s':>28}" for s in SHAPES) + f"{'SQLite / PG':>13}")
+    print(f"{'conc.':>5}  {'endpoint':<22}" + "".join(f"{s + ' req/s':>28}" for s in SHAPES) + f"{'SQLite / PG':>26}")
+    endpoints = ("/api/ai/generate/", "/v1/chat/completions")
     for concurrency in CONCURRENCIES:
-        for endpoint in ("/api/ai/generate/", "/v1/chat/completions"):
-            row = []
-            for shape in SHAPES:
-                cell = next(
-                    (
-                        c
-                        for c in results.get(shape, [])
-                        if c["endpoint"] == endpoint and c["concurrency"] == concurrency
-                    ),
-                    None,
-                )
-                row.append(cell)
-            text = "".join(f"{shape_cell(c):>28}" for c in row)
-            ratio = f"{row[0]['rps'] / row[1]['rps']:.2f}" if all(row) and row[1]["rps"] else ""
-            print(f"{concurrency:>5}  {endpoint:<22}{text}{ratio:>13}")
+        for endpoint in endpoints:
+            row = [results.get((shape, endpoint, concurrency), []) for shape in SHAPES]
+            text = "".join(f"{shape_cell(_median_cell(cells)):>28}" for cells in row)
+            ratio = ""
+            if all(row):
+                ratios = [a["rps"] / b["rps"] for a, b in zip(*row, strict=False) if b["rps"]]
+                each = " ".join(f"{r:.2f}" for r in ratios)
+                ratio = f"{statistics.median(ratios):.2f} ({each})" if ratios else ""
+            print(f"{concurrency:>5}  {endpoint:<22}{text}{ratio:>26}")
     print(
         "CPU ms per request, by process (a machine shared with other work is measured fairly by this, not by req/s): "
-        "server = gunicorn's workers (request threads and ledger writer), redis, postgres = its backends"
+        "server = gunicorn's workers (request threads and ledger writer), redis, postgres = its backends; "
+        "the median of the rounds"
     )
     print(f"{'conc.':>5}  {'endpoint':<22}{'shape':<20}{'server':>9}{'redis':>9}{'postgres':>10}{'total':>9}")
     for concurrency in CONCURRENCIES:
-        for endpoint in ("/api/ai/generate/", "/v1/chat/completions"):
+        for endpoint in endpoints:
             for shape in SHAPES:
-                for cell in results.get(shape, []):
-                    if cell["endpoint"] == endpoint and cell["concurrency"] == concurrency:
-                        cpu = cell["cpu_ms"]
-                        print(
-                            f"{concurrency:>5}  {endpoint:<22}{shape:<20}{cpu['server']:>9.2f}{cpu['redis']:>9.2f}"
-                            f"{cpu['postgres']:>10.2f}{sum(cpu.values()):>9.2f}"
-                        )
+                cells = results.get((shape, endpoint, concurrency))
+                if not cells:
+                    continue
+                cpu = {
+                    part: statistics.median(c["cpu_ms"][part] for c in cells)
+                    for part in ("server", "redis", "postgres")
+                }
+                total = statistics.median(sum(c["cpu_ms"].values()) for c in cells)
+                print(
+                    f"{concurrency:>5}  {endpoint:<22}{shape:<20}{cpu['server']:>9.2f}{cpu['redis']:>9.2f}"
+                    f"{cpu['postgres']:>10.2f}{total:>9.2f}"
+                )
+
+
+def _median_cell(cells: list[dict]) -> dict | None:
+    """The round whose throughput is the median (its errors shown with it); None when the cell never ran."""
+    if not cells:
+        return None
+    return sorted(cells, key=lambda c: c["rps"])[len(cells) // 2]
 
 
 # -- the rest ------------------------------------------------------------------------------------------
