@@ -8,13 +8,13 @@ import pytest
 
 from integrations.ai.gateway.service import AIService
 from integrations.ai.ledger import usage
-from integrations.ai.providers.errors import InvalidRequest
+from integrations.ai.providers.errors import InvalidRequest, NotSupported
 from integrations.ai.providers.types import ThinkingDelta
 from integrations.ai.testing.upstream_extras import REDACTED_TRIGGER, thinking_signature
 from integrations.models import AIUsage
 
 pytestmark = pytest.mark.django_db
-MODEL = "claude-3-5-haiku"
+MODEL = "claude-sonnet-4"
 THINKERS = {"anthropic": MODEL, "openrouter": "anthropic/claude-3.7-sonnet"}  # OpenRouter: as `reasoning_details`
 ASK = [{"role": "user", "content": "Name a bakery"}]
 THINK = {"type": "enabled", "budget_tokens": 1024}
@@ -177,3 +177,18 @@ def test_reasoning_unasked_for_thinking_streams_text_only_and_keeps_its_blocks(e
     history = [*ASK, stream.result.as_message(), {"role": "user", "content": "Another?"}]
     driver.complete(AIService(site=site), history, **options)
     assert sent(upstream, "openrouter")[-1]["messages"][1]["reasoning_details"][0]["signature"] == block["signature"]
+
+
+def test_a_model_that_cannot_think_is_refused_before_any_request(emulated_site, upstream):
+    """Extended thinking came with Claude 3.7 Sonnet (`providers/capabilities.py`): an earlier model is a typed
+    NotSupported naming it, not the vendor's 400; on OpenRouter, its catalogue's `reasoning` parameter decides."""
+    site = emulated_site("anthropic")
+    with pytest.raises(NotSupported, match="claude-3-5-haiku-20241022 does not support extended thinking"):
+        AIService(site=site).complete(ASK, model="claude-3-5-haiku", max_tokens=2048, temperature=1, thinking=THINK)
+    assert sent(upstream) == []
+    routed = emulated_site("openrouter")
+    with pytest.raises(NotSupported, match=r"anthropic/claude-3\.5-haiku does not support extended thinking"):
+        AIService(site=routed).complete(
+            ASK, model="anthropic/claude-3.5-haiku", max_tokens=2048, temperature=1, thinking=THINK
+        )
+    assert sent(upstream, "openrouter") == []

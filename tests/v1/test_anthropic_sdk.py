@@ -296,14 +296,14 @@ def test_extended_thinking_comes_back_signed_and_goes_back_through_a_tool_loop(e
     """Claude Code's default: `thinking` on, its blocks given back in the next turn, signature intact (the emulator
     refuses any other, as Anthropic does)."""
     client = ant(make_key(emulated_site("anthropic")))
-    reply = client.messages.create(model="claude-3-5-haiku", max_tokens=2048, thinking=THINK, messages=ASK)
+    reply = client.messages.create(model="claude-sonnet-4", max_tokens=2048, thinking=THINK, messages=ASK)
     thought, text = reply.content
     assert (thought.type, text.type) == ("thinking", "text") and thought.signature and thought.thinking
     assert reply.usage.output_tokens == len(thought.thinking.split()) + len(text.text.split())
     assert upstream.requests_for("anthropic")[-1].json["thinking"] == THINK
 
     upstream.script(flavor="anthropic", tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
-    first = client.messages.create(model="claude-3-5-haiku", max_tokens=2048, thinking=THINK, messages=ASK, tools=TOOLS)
+    first = client.messages.create(model="claude-sonnet-4", max_tokens=2048, thinking=THINK, messages=ASK, tools=TOOLS)
     assert [b.type for b in first.content] == ["thinking", "tool_use"] and first.stop_reason == "tool_use"
     call = first.content[1]
     history = [
@@ -311,7 +311,7 @@ def test_extended_thinking_comes_back_signed_and_goes_back_through_a_tool_loop(e
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Chez Paul"}]},
     ]
-    final = client.messages.create(model="claude-3-5-haiku", max_tokens=2048, thinking=THINK, messages=history)
+    final = client.messages.create(model="claude-sonnet-4", max_tokens=2048, thinking=THINK, messages=history)
     assert final.content[-1].type == "text" and final.stop_reason == "end_turn"
     assert upstream.requests_for("anthropic")[-1].json["messages"][1]["content"][0] == first.content[0].model_dump()
     tampered = [*history]
@@ -320,14 +320,14 @@ def test_extended_thinking_comes_back_signed_and_goes_back_through_a_tool_loop(e
         "content": [{**history[1]["content"][0], "thinking": "edited"}, history[1]["content"][1]],
     }
     with pytest.raises(anthropic.BadRequestError, match="Invalid `signature`"):  # the vendor's refusal, relayed
-        client.messages.create(model="claude-3-5-haiku", max_tokens=2048, thinking=THINK, messages=tampered)
+        client.messages.create(model="claude-sonnet-4", max_tokens=2048, thinking=THINK, messages=tampered)
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openrouter"])
 def test_streamed_thinking_is_its_own_block_before_the_text(emulated_site, make_key, ant, provider):
     """On Anthropic as it streams; on OpenRouter (the default provider) from its `reasoning_details` deltas."""
     client = ant(make_key(emulated_site(provider)))
-    model = {"anthropic": "claude-3-5-haiku", "openrouter": "anthropic/claude-3.7-sonnet"}[provider]
+    model = {"anthropic": "claude-sonnet-4", "openrouter": "anthropic/claude-3.7-sonnet"}[provider]
     with client.messages.stream(model=model, max_tokens=2048, thinking=THINK, messages=ASK) as stream:
         events = list(stream)  # the SDK's own stream state: each delta must land on a block of its kind
         final = stream.get_final_message()
@@ -353,7 +353,7 @@ def test_thinking_is_refused_by_name_where_the_provider_cannot_think(emulated_si
         client.messages.create(model=MODEL_FOR["openai"], max_tokens=2048, thinking=THINK, messages=ASK)
     with pytest.raises(anthropic.BadRequestError, match="budget_tokens must be an integer of at least 1024"):
         ant(make_key(emulated_site("anthropic"))).messages.create(
-            model="claude-3-5-haiku", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 10}, messages=ASK
+            model="claude-sonnet-4", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 10}, messages=ASK
         )
     assert upstream.requests_for("openai") == [] and upstream.requests_for("anthropic") == []
     disabled = client.messages.create(
@@ -364,7 +364,7 @@ def test_thinking_is_refused_by_name_where_the_provider_cannot_think(emulated_si
 
 def test_a_count_takes_the_thinking_config(emulated_site, make_key, ant, upstream):
     client = ant(make_key(emulated_site("anthropic")))
-    counted = client.messages.count_tokens(model="claude-3-5-haiku", thinking=THINK, messages=ASK)
+    counted = client.messages.count_tokens(model="claude-sonnet-4", thinking=THINK, messages=ASK)
     assert counted.input_tokens > 0 and upstream.requests_for("anthropic")[-1].json["thinking"] == THINK
 
 

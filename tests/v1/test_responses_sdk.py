@@ -257,7 +257,7 @@ def test_the_production_server_serves_responses_on_the_async_driver(emulated_sit
         hi = [{"role": "user", "content": "Hi there"}]
         assert ant.messages.count_tokens(model="claude-3-5-haiku", messages=hi).input_tokens == 2
         thinking = {"type": "enabled", "budget_tokens": 1024}  # extended thinking streamed on the async driver
-        with ant.messages.stream(model="claude-3-5-haiku", max_tokens=2048, thinking=thinking, messages=hi) as stream:
+        with ant.messages.stream(model="claude-sonnet-4", max_tokens=2048, thinking=thinking, messages=hi) as stream:
             thought, text = stream.get_final_message().content
         assert thought.type == "thinking" and thought.signature and text.text.startswith("Emulated anthropic")
         upstream.script(flavor="openai", content=" ".join(f"w{n}" for n in range(200)), token_rate=10)

@@ -1,5 +1,5 @@
 """What each provider's models can do, asked before any request: tools, json_schema, images,
-embeddings, streaming.
+embeddings, streaming, extended thinking.
 
 One table per provider kind, first matching `fnmatch` pattern of the provider's model id wins
 (OpenRouter's `vendor/model` ids are read by the vendor's table, dots as dashes, unless its live
@@ -20,9 +20,10 @@ from . import conversation, images
 from .errors import AIProviderError, InvalidRequest, NotSupported
 from .tools import check_schema, normalize_choice, normalize_tools
 
-FEATURES = ("tools", "json_schema", "images", "embeddings", "streaming")
+FEATURES = ("tools", "json_schema", "images", "embeddings", "streaming", "thinking")
 CHAT = frozenset({"tools", "json_schema", "streaming"})
 VISION = CHAT | {"images"}
+THINKING = VISION | {"thinking"}  # the `thinking` option (`providers/thinking.py`)
 EMBEDDINGS = frozenset({"embeddings"})
 LABELS = {
     "tools": "tool calling",
@@ -30,6 +31,7 @@ LABELS = {
     "images": "images",
     "embeddings": "embeddings",
     "streaming": "streaming",
+    "thinking": "extended thinking",
 }
 
 Rules = list[tuple[str, frozenset[str]]]
@@ -46,7 +48,14 @@ _OPENAI: Rules = [
     ("o4*", VISION),
     ("*", CHAT),
 ]
-_ANTHROPIC: Rules = [("claude-3-5-haiku*", CHAT), ("claude-*", VISION), ("*", CHAT)]
+# extended thinking came with Claude 3.7 Sonnet: every later model thinks, no earlier one does
+_ANTHROPIC: Rules = [
+    ("claude-3-5-haiku*", CHAT),
+    ("claude-3-7-*", THINKING),
+    ("claude-3-*", VISION),
+    ("claude-*", THINKING),
+    ("*", CHAT),
+]
 TABLE: dict[str, Rules] = {
     "openai": _OPENAI,
     "anthropic": _ANTHROPIC,
@@ -112,6 +121,8 @@ def _listed(provider: Any, model: str) -> frozenset[str] | None:
         features.add("json_schema")
     if "image" in info.input_modalities:
         features.add("images")
+    if "reasoning" in params:
+        features.add("thinking")
     return frozenset(features)
 
 
@@ -140,6 +151,8 @@ def needed(request: Any, streaming: bool = False) -> set[str]:
         need.add("streaming")
     if images.has_images(request.messages):
         need.add("images")
+    if request.options.get("thinking"):
+        need.add("thinking")
     return need
 
 
