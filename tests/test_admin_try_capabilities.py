@@ -82,3 +82,27 @@ def test_another_sites_screen_is_a_404(client, two_sites, upstream):  # noqa: F8
     url = reverse("admin:integrations_aiprovidersettings_test", args=[record_b.pk])
     assert client.post(url, {**BASE, "prompt": "x", "tool": json.dumps(WEATHER)}).status_code == 404
     assert upstream.requests == []
+
+
+def test_a_thinking_budget_shows_the_models_signed_thinking(client, two_sites, upstream):  # noqa: F811
+    _, record = two_sites
+    client.force_login(site_admin_for(record.site))
+    thinker = {"model": "claude-sonnet-4", "max_tokens": 2048, "temperature": 1, "thinking_budget": 1024}
+    html = post(client, record, prompt="Name a bakery", **thinker)
+    assert '<div id="result-thinking">' in html and "Emulated thinking before answering" in html
+    assert "Signed by the vendor." in html and '<pre id="answer"' in html
+    assert upstream.requests[-1].json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert_no_key(html)
+    before = len(upstream.requests)
+    assert "Extended thinking takes temperature 1" in post(
+        client, record, prompt="Hi", **{**thinker, "temperature": 0.5}
+    )
+    assert "Keep the thinking budget below max tokens (1,024)" in post(
+        client, record, prompt="Hi", **{**thinker, "max_tokens": 1024}
+    )
+    assert "A thinking budget is at least 1,024 tokens" in post(
+        client, record, prompt="Hi", **{**thinker, "thinking_budget": 100}
+    )
+    refused = post(client, record, prompt="Hi", **{**thinker, "model": "claude-3-5-haiku"})
+    assert "does not support extended thinking" in refused and "<code>not_supported</code>" in refused
+    assert len(upstream.requests) == before  # the form's checks and the capability table send nothing

@@ -294,6 +294,16 @@ class ProviderTestForm(forms.Form):
         help_text=admin_try.SCHEMA_HELP,
     )
     image = forms.FileField(required=False, help_text="An image sent with the prompt (PNG, JPEG, GIF or WebP).")
+    thinking_budget = forms.IntegerField(
+        required=False,
+        min_value=1024,
+        max_value=127_999,
+        label="Thinking budget (tokens)",
+        error_messages={"min_value": "A thinking budget is at least 1,024 tokens (the vendor's smallest)."},
+        help_text="Extended thinking, on models that think (Claude 3.7 Sonnet and later, on Anthropic or OpenRouter): "
+        "the model may think up to this many tokens before it answers, billed as output. At least 1,024 and below "
+        "max tokens; temperature must be 1. Empty: no thinking. The Stream button sends the prompt alone.",
+    )
     use_chain = forms.BooleanField(
         required=False,
         label="Use the site's fallback chain",
@@ -309,6 +319,20 @@ class ProviderTestForm(forms.Form):
 
     def clean_image(self) -> Any:
         return admin_try.image_part(self.cleaned_data.get("image"))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        budget = data.get("thinking_budget")
+        if budget:
+            if data.get("temperature") not in (None, 1):
+                self.add_error("temperature", "Extended thinking takes temperature 1 (the vendor's rule).")
+            if data.get("max_tokens") and budget >= data["max_tokens"]:
+                self.add_error(
+                    "thinking_budget",
+                    f"Keep the thinking budget below max tokens ({data['max_tokens']:,}): the thinking counts "
+                    "toward them.",
+                )
+        return data
 
     def __init__(self, *args: Any, providers: list[tuple[str, str]], models: list[Any], **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""The admin test screen's beyond-text inputs: a tool definition, a JSON schema and an image upload.
+"""The admin test screen's beyond-text inputs: a tool definition, a JSON schema, an image upload, a thinking budget.
 
 Parsed and checked in the form (a clear error per field), then sent through the same
 `AIService.complete` every caller uses, so the site's policy, budget, capability table and ledger
@@ -62,7 +62,7 @@ COST_SOURCES = {
 
 
 def run(site_id: int, data: dict[str, Any]) -> Any:
-    """The test prompt through the gateway, with the form's tool, schema and image when given."""
+    """The test prompt through the gateway, with the form's tool, schema, image and thinking budget when given."""
     content: Any = data["prompt"]
     if data.get("image"):
         content = [{"type": "text", "text": data["prompt"]}, data["image"]]
@@ -71,6 +71,8 @@ def run(site_id: int, data: dict[str, Any]) -> Any:
         extra["tools"] = [data["tool"]]
     if data.get("schema"):
         extra["response_schema"] = data["schema"]
+    if data.get("thinking_budget"):
+        extra["thinking"] = {"type": "enabled", "budget_tokens": data["thinking_budget"]}
     return AIService(site=site_id, service="admin.test").complete(
         [{"role": "user", "content": content}],
         provider=data["provider"] or None,
