@@ -385,3 +385,77 @@ def test_claude_codes_own_model_ids_reach_either_provider(emulated_site, make_ke
     client.messages.create(model="claude-haiku-4-5-20251001", max_tokens=64, messages=ASK)  # its small fast model
     expected = "claude-haiku-4-5-20251001" if provider == "anthropic" else "anthropic/claude-haiku-4.5"
     assert upstream.requests_for(provider)[-1].json["model"] == expected
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_system_message_mid_conversation_is_taken(emulated_site, make_key, ant, upstream, provider):
+    """Claude Code appends system messages inside `messages`: an OpenAI-format vendor gets it in place, Anthropic
+    (on the pinned API version) as part of the system prompt; never a 400."""
+    client = ant(make_key(emulated_site(provider)))
+    history = [*ASK, {"role": "assistant", "content": "Chez Paul"}, {"role": "system", "content": "Answer in French."}]
+    reply = client.messages.create(
+        model=MODEL_FOR[provider], max_tokens=64, system="Be brief.", messages=[*history, *ASK]
+    )
+    assert reply.content[0].text.startswith(f"Emulated {provider} reply")
+    sent = upstream.requests_for(provider)[-1].json
+    if provider == "anthropic":
+        assert sent["system"] == "Be brief.\n\nAnswer in French." and all(
+            m["role"] != "system" for m in sent["messages"]
+        )
+    else:
+        assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "system", "user"]
+        assert sent["messages"][3]["content"] == "Answer in French."
+
+
+@pytest.mark.parametrize(
+    ("provider", "sent"),
+    [
+        ("anthropic", {"output_config": {"effort": "max"}, "thinking": {"type": "adaptive"}}),
+        ("openrouter", {"reasoning": {"effort": "xhigh"}}),  # OpenRouter's highest level
+    ],
+)
+def test_claude_codes_effort_reaches_the_vendor(emulated_site, make_key, ant, upstream, provider, sent):
+    """Claude Code sends `output_config.effort` with adaptive thinking by default: Anthropic gets it as it is,
+    OpenRouter as its reasoning effort; a provider without one refuses it by name, never drops it."""
+    client = ant(make_key(emulated_site(provider)))
+    model = {"anthropic": "claude-sonnet-4-6", "openrouter": "claude-sonnet-4-6"}[provider]
+    reply = client.messages.create(
+        model=model, max_tokens=4096, thinking={"type": "adaptive"}, output_config={"effort": "max"}, messages=ASK
+    )
+    assert reply.content[-1].text.startswith(f"Emulated {provider} reply")
+    body = upstream.requests_for(provider)[-1].json
+    assert {key: body.get(key) for key in sent} == sent
+    with pytest.raises(anthropic.BadRequestError, match="effort"):
+        ant(make_key(emulated_site("openai"))).messages.create(
+            model="gpt-4o-mini", max_tokens=64, output_config={"effort": "high"}, messages=ASK
+        )
+    with pytest.raises(anthropic.BadRequestError, match=r"output_config\.effort must be one of"):
+        client.messages.create(model=model, max_tokens=64, output_config={"effort": "extreme"}, messages=ASK)
+    assert upstream.requests_for("openai") == []
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai", "openrouter"])
+def test_output_config_format_is_a_validated_json_answer_on_each_upstream(emulated_site, make_key, ant, provider):
+    """`output_config.format` (Anthropic's structured outputs) is the gateway's structured output: never dropped,
+    so the text block is JSON valid against the schema whichever vendor served it."""
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    client = ant(make_key(emulated_site(provider)))
+    reply = client.messages.create(
+        model=MODEL_FOR[provider],
+        max_tokens=200,
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+        messages=ASK,
+    )
+    (block,) = reply.content
+    assert isinstance(json.loads(block.text)["name"], str) and reply.stop_reason == "end_turn"
+    with client.messages.stream(
+        model=MODEL_FOR[provider],
+        max_tokens=200,
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+        messages=ASK,
+    ) as stream:  # validated first, then sent as one stream
+        assert "name" in json.loads(stream.get_final_message().content[0].text)
+    with pytest.raises(anthropic.BadRequestError, match=r"output_config\.format must be"):
+        client.messages.create(
+            model=MODEL_FOR[provider], max_tokens=64, output_config={"format": {"type": "xml"}}, messages=ASK
+        )

@@ -106,7 +106,7 @@ def test_anthropic_request_becomes_one_gateway_call():
     ("body", "param"),
     [
         ({"model": "m", "messages": USER}, "max_tokens"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "s"}]}, "messages.0.role"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "s"}]}, "messages.0.role"),
         ({"model": "m", "max_tokens": 5, "messages": USER, "thinking": {"type": "sometimes"}}, "thinking"),
         (
             {

@@ -82,9 +82,9 @@ class AnthropicProvider(BaseProvider):
     # cache_system=True marks the system prompt for Anthropic's prompt cache (`cache_control`
     # ephemeral): later calls with the same system prompt read it at the cache-read price.
     # thinking: extended thinking, Anthropic's own option (`providers/thinking.py`); its blocks come back on the
-    # result, and stream as `ThinkingDelta` pieces.
+    # result, and stream as `ThinkingDelta` pieces. effort: `output_config.effort`, as it is.
     supported_options: ClassVar[frozenset[str]] = frozenset(
-        {"stop", "top_p", "top_k", "user", "cache_system", "thinking"}
+        {"stop", "top_p", "top_k", "user", "cache_system", "thinking", "effort"}
     )
 
     @property
@@ -136,6 +136,8 @@ class AnthropicProvider(BaseProvider):
                 f"drop it or set ANTHROPIC_API_VERSION={LEGACY_API_VERSION}.",
                 provider=self.name,
             )
+        if clean.options.get("effort") is not None:
+            thinking.check_effort(clean.options["effort"], self.name)
         if clean.options.get("thinking") is not None:
             options = {**clean.options, "thinking": thinking.check_option(clean.options["thinking"], clean, self.name)}
             clean = clean.with_changes(options=options)
@@ -175,6 +177,8 @@ class AnthropicProvider(BaseProvider):
             request["metadata"] = {"user_id": str(options["user"])}
         if options.get("thinking"):
             request["thinking"] = dict(options["thinking"])
+        if options.get("effort"):
+            request["output_config"] = {"effort": options["effort"]}
         if sampling:
             request["extra_body"] = sampling
         return request

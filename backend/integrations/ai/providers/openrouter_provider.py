@@ -30,10 +30,11 @@ class OpenRouterProvider(OpenAIProvider):
         "reasoning",
         "cache_control",
         "thinking",
+        "effort",
     }
     # sent by `_extra_body` (reasoning, thinking as reasoning) or on the system message (cache_control), not as given
     extra_body_options: ClassVar[frozenset[str]] = frozenset(
-        {"models", "provider", "transforms", "route", "reasoning", "cache_control", "thinking"}
+        {"models", "provider", "transforms", "route", "reasoning", "cache_control", "thinking", "effort"}
     )
     takes_reasoning_details = True  # a signed thinking block goes back to the model that wrote it
 
@@ -52,6 +53,13 @@ class OpenRouterProvider(OpenAIProvider):
             if "display" in options["thinking"]:
                 raise InvalidRequest(
                     "thinking.display is not available through openrouter; remove it.", provider=self.name
+                )
+        if options.get("effort") is not None:  # Anthropic's effort, sent as reasoning.effort
+            thinking.check_effort(options["effort"], self.name)
+            if options.get("reasoning") is not None or (options.get("thinking") or {}).get("budget_tokens"):
+                raise InvalidRequest(
+                    "Give an effort or a thinking budget (or reasoning), not both, through openrouter.",
+                    provider=self.name,
                 )
         if "cache_control" in options:
             options["cache_control"] = openrouter_options.check_cache_control(
@@ -91,6 +99,8 @@ class OpenRouterProvider(OpenAIProvider):
         if options.get("thinking"):  # a thinking budget is reasoning's max_tokens; adaptive, the model's own
             budget = options["thinking"].get("budget_tokens")
             body["reasoning"] = {"max_tokens": budget} if budget else {"enabled": True}
+        if options.get("effort"):  # OpenRouter's highest level is xhigh: Anthropic's max goes as that
+            body["reasoning"] = {"effort": {"max": "xhigh"}.get(options["effort"], options["effort"])}
         return body
 
     def _read_extras(self, result: GenerationResult, payload: Any) -> None:

@@ -82,6 +82,16 @@ def check_option(value: Any, request: Any, provider: str) -> dict[str, Any]:
     return clean
 
 
+EFFORTS = ("low", "medium", "high", "xhigh", "max")  # Anthropic's `output_config.effort` levels
+
+
+def check_effort(value: Any, provider: str) -> str:
+    """The `effort` option (how much the model may spend on an answer, thinking included), or InvalidRequest."""
+    if value not in EFFORTS:
+        raise InvalidRequest(f"effort must be one of {', '.join(EFFORTS)}, got {value!r}.", provider=provider)
+    return str(value)
+
+
 def check_blocks(blocks: Any, where: str, provider: str | None) -> list[dict[str, Any]]:
     """An assistant message's `thinking` blocks, checked and copied as given (their signatures untouched)."""
     if not isinstance(blocks, list | tuple):

@@ -447,7 +447,11 @@ def thinking_budget(body: dict) -> int | None:
 
 
 def thinking_problem(body: dict) -> str | None:
-    """What Anthropic answers 400 for in a request's thinking (its config, the blocks given back), else None."""
+    """What Anthropic answers 400 for in a request's thinking (its config, the blocks given back, its effort), else
+    None."""
+    effort = (body.get("output_config") or {}).get("effort") if isinstance(body.get("output_config"), dict) else None
+    if effort is not None and effort not in ("low", "medium", "high", "xhigh", "max"):
+        return "output_config.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
     config = body.get("thinking")
     if config is not None:
         kind = config.get("type") if isinstance(config, dict) else None

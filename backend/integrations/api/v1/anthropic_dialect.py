@@ -204,6 +204,35 @@ def _thinking(data: dict[str, Any]) -> dict[str, Any] | None:
     return None if thinking["type"] == "disabled" else thinking
 
 
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
+def _output_config(data: dict[str, Any], options: dict[str, Any]) -> None:
+    """`output_config`: `effort` (how much the model may spend; Claude Code sends it by default) is the gateway's
+    `effort` option, `format` (a JSON schema the answer must match) its structured output, on every provider."""
+    config = data.get("output_config")
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise BadField("output_config must be an object of effort and format.", "output_config")
+    for name in sorted(set(config) - {"effort", "format"}):
+        raise Unsupported(f"output_config.{name} is not supported by this gateway; remove it.", f"output_config.{name}")
+    if (effort := config.get("effort")) is not None:
+        if effort not in EFFORTS:
+            raise BadField(f"output_config.effort must be one of {', '.join(EFFORTS)}.", "output_config.effort")
+        options["effort"] = effort
+    if (shape := config.get("format")) is not None:
+        if (
+            not isinstance(shape, dict)
+            or shape.get("type") != "json_schema"
+            or not isinstance(shape.get("schema"), dict)
+        ):
+            raise BadField(
+                'output_config.format must be {"type": "json_schema", "schema": {...}}.', "output_config.format"
+            )
+        options["response_schema"] = shape["schema"]  # validated, one corrective retry (gateway/structured.py)
+
+
 def parse(data: Any) -> GatewayCall:
     """The gateway call a Messages request asks for; BadField/Unsupported name what to fix."""
     data = request_body(data, UNSUPPORTED)
@@ -220,8 +249,13 @@ def parse(data: Any) -> GatewayCall:
     for index, message in enumerate(raw):
         where = f"messages.{index}"
         role = message.get("role") if isinstance(message, dict) else None
+        # an instruction mid-conversation (Claude Code appends them): in place in the neutral history, where
+        # OpenAI-format vendors get it; Anthropic's provider joins it to the system prompt
+        if role == "system":
+            messages.append({"role": "system", "content": _text(message.get("content"), f"{where}.content")})
+            continue
         if role not in ("user", "assistant"):
-            raise BadField(f"{where}.role must be user or assistant (system is a top-level field).", f"{where}.role")
+            raise BadField(f"{where}.role must be user, assistant or system.", f"{where}.role")
         messages += _turn(role, message.get("content"), f"{where}.content")
     system = data.get("system")
     system_prompt = None if system is None else _text(system, "system")
@@ -238,6 +272,7 @@ def parse(data: Any) -> GatewayCall:
         options["stop"] = stop
     if thinking is not None:
         options["thinking"] = thinking
+    _output_config(data, options)
     metadata = data.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
