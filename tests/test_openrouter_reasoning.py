@@ -103,3 +103,22 @@ def test_the_page_services_give_a_reasoning_model_a_budget_and_the_answer_its_ro
     page = PageFactory(site=site, title="Spring sale", meta_title="", meta_description="")
     PagesAI(site).generate_meta_for_page(page, model=THINKER)
     assert posts(upstream)[-1].json["reasoning"]["max_tokens"] == REASONING_BUDGET
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+def test_a_cache_mark_is_taken_and_checked_on_the_other_vendors_too(emulated_site, upstream, vendor):
+    """`cache_control` on the system prompt (what `/v1/messages` maps Anthropic's mark to): Anthropic marks its
+    system block, OpenAI caches by itself and is sent nothing; either checks the mark as OpenRouter does."""
+    site = emulated_site(vendor)
+    model = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku"}[vendor]
+    mark = {"type": "ephemeral", "ttl": "5m"}
+    AIService(site=site).complete(ASK, model=model, max_tokens=50, system_prompt="Be brief.", cache_control=mark)
+    body = posts(upstream)[-1].json
+    if vendor == "anthropic":
+        assert body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": mark}]
+    else:
+        assert "cache_control" not in str(body)
+    with pytest.raises(InvalidRequest, match=r"cache_control must be"):
+        AIService(site=site).complete(ASK, model=model, system_prompt="Be brief.", cache_control={"type": "forever"})
+    with pytest.raises(InvalidRequest, match=r"give a system_prompt to cache"):
+        AIService(site=site).complete(ASK, model=model, cache_control=mark)

@@ -459,3 +459,24 @@ def test_output_config_format_is_a_validated_json_answer_on_each_upstream(emulat
         client.messages.create(
             model=MODEL_FOR[provider], max_tokens=64, output_config={"format": {"type": "xml"}}, messages=ASK
         )
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openrouter", "openai"])
+def test_the_system_prompts_cache_mark_is_kept_on_each_vendor(emulated_site, make_key, ant, upstream, provider):
+    """Claude Code marks its system prompt (with the tools before it) as a cache breakpoint: Anthropic gets the mark
+    on the system block, OpenRouter on the system message, OpenAI nothing (it caches long prompts itself); the
+    second call reads the cache where the vendor keeps one, billed at the cache-read price."""
+    client = ant(make_key(emulated_site(provider)))
+    mark = {"type": "ephemeral", "ttl": "1h"}
+    system = [{"type": "text", "text": "You are a careful baker. " * 40, "cache_control": mark}]
+    first = client.messages.create(model=MODEL_FOR[provider], max_tokens=64, system=system, messages=ASK)
+    second = client.messages.create(model=MODEL_FOR[provider], max_tokens=64, system=system, messages=ASK)
+    sent = upstream.requests_for(provider)[-1].json
+    if provider == "anthropic":
+        assert sent["system"][0]["cache_control"] == mark
+    elif provider == "openrouter":
+        assert sent["messages"][0]["content"][0]["cache_control"] == mark
+    else:
+        assert "cache_control" not in json.dumps(sent)
+    if provider != "openai":
+        assert first.usage.cache_creation_input_tokens > 0 and second.usage.cache_read_input_tokens > 0

@@ -33,6 +33,7 @@ from .base import (
 )
 from .conversation import anthropic_messages
 from .errors import InvalidRequest, ProviderUnavailable
+from .openrouter_options import check_cache_control
 from .tools import AnthropicToolStream, answer_of, anthropic_extras, anthropic_read
 
 LEGACY_API_VERSION = "2023-06-01"
@@ -82,9 +83,10 @@ class AnthropicProvider(BaseProvider):
     # cache_system=True marks the system prompt for Anthropic's prompt cache (`cache_control`
     # ephemeral): later calls with the same system prompt read it at the cache-read price.
     # thinking: extended thinking, Anthropic's own option (`providers/thinking.py`); its blocks come back on the
-    # result, and stream as `ThinkingDelta` pieces. effort: `output_config.effort`, as it is.
+    # result, and stream as `ThinkingDelta` pieces. effort: `output_config.effort`, as it is. cache_control: the
+    # system prompt's cache breakpoint as OpenRouter's option spells it (`{"type": "ephemeral", "ttl"?}`).
     supported_options: ClassVar[frozenset[str]] = frozenset(
-        {"stop", "top_p", "top_k", "user", "cache_system", "thinking", "effort"}
+        {"stop", "top_p", "top_k", "user", "cache_system", "thinking", "effort", "cache_control"}
     )
 
     @property
@@ -136,6 +138,9 @@ class AnthropicProvider(BaseProvider):
                 f"drop it or set ANTHROPIC_API_VERSION={LEGACY_API_VERSION}.",
                 provider=self.name,
             )
+        if clean.options.get("cache_control") is not None:
+            control = check_cache_control(clean.options["cache_control"], clean.system_prompt, self.name)
+            clean = clean.with_changes(options={**clean.options, "cache_control": control})
         if clean.options.get("effort") is not None:
             thinking.check_effort(clean.options["effort"], self.name)
         if clean.options.get("thinking") is not None:
@@ -165,10 +170,9 @@ class AnthropicProvider(BaseProvider):
             sampling.update({k: options[k] for k in ("top_p", "top_k") if options.get(k) is not None})
         if system_parts:
             system = "\n\n".join(system_parts)
+            control = options.get("cache_control") or ({"type": "ephemeral"} if options.get("cache_system") else None)
             request["system"] = (
-                [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
-                if options.get("cache_system")
-                else system
+                [{"type": "text", "text": system, "cache_control": dict(control)}] if control else system
             )
         if options.get("stop"):
             stop = options["stop"]

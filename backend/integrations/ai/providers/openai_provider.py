@@ -29,6 +29,7 @@ from .base import (
 )
 from .conversation import openai_messages
 from .errors import EmptyResponse, ProviderUnavailable
+from .openrouter_options import check_cache_control
 from .tools import OpenAIToolStream, openai_calls, openai_extras
 
 _FINISH = {
@@ -48,17 +49,27 @@ _sdk = lazy_import("openai")  # the SDK, imported on first use
 class OpenAIProvider(BaseProvider):
     kind = "openai"
     sdk = staticmethod(_sdk)
+    # cache_control (a cache breakpoint on the system prompt, as Anthropic's clients mark it) is taken and not sent:
+    # OpenAI caches every prompt of 1,024 tokens or more by itself, what the mark asks for (OpenRouter sends it)
     supported_options: ClassVar[frozenset[str]] = frozenset(
-        {"stop", "top_p", "user", "seed", "presence_penalty", "frequency_penalty", "response_format"}
+        {"stop", "top_p", "user", "seed", "presence_penalty", "frequency_penalty", "response_format", "cache_control"}
     )
-    # options `_extra_body` sends itself; every other supported option goes into the request body as given
-    extra_body_options: ClassVar[frozenset[str]] = frozenset()
+    # options `_extra_body` sends itself (or, cache_control here, none); every other goes into the body as given
+    extra_body_options: ClassVar[frozenset[str]] = frozenset({"cache_control"})
     # whether an assistant turn's thinking goes back as its `reasoning_details` (OpenRouter), or is left out
     takes_reasoning_details: ClassVar[bool] = False
 
     @property
     def body_options(self) -> frozenset[str]:
         return self.supported_options - self.extra_body_options
+
+    def validate_request(self, request: AIRequest) -> AIRequest:
+        """The base checks, then a `cache_control` mark checked as OpenRouter checks it (needs a system prompt)."""
+        request = super().validate_request(request)
+        if request.options.get("cache_control") is not None:
+            control = check_cache_control(request.options["cache_control"], request.system_prompt, self.name)
+            request = request.with_changes(options={**request.options, "cache_control": control})
+        return request
 
     @property
     def client(self) -> Any:

@@ -259,7 +259,14 @@ def parse(data: Any) -> GatewayCall:
         messages += _turn(role, message.get("content"), f"{where}.content")
     system = data.get("system")
     system_prompt = None if system is None else _text(system, "system")
+    marks = (
+        [b["cache_control"] for b in system if isinstance(b, dict) and b.get("cache_control")]
+        if isinstance(system, list)
+        else []
+    )
     options: dict[str, Any] = {}
+    if marks and system_prompt:  # the system prompt's cache breakpoint (Claude Code marks it), on vendors that cache
+        options["cache_control"] = marks[-1]
     if tools:
         options["tools"] = tools  # providers/tools.py takes Anthropic's {name, description, input_schema}
     if tool_choice is not None:
