@@ -122,3 +122,26 @@ def test_a_cache_mark_is_taken_and_checked_on_the_other_vendors_too(emulated_sit
         AIService(site=site).complete(ASK, model=model, system_prompt="Be brief.", cache_control={"type": "forever"})
     with pytest.raises(InvalidRequest, match=r"give a system_prompt to cache"):
         AIService(site=site).complete(ASK, model=model, cache_control=mark)
+
+
+def test_a_messages_cache_mark_goes_on_its_last_block_and_is_checked(emulated_site, upstream):
+    """A neutral message's `cache_control` (a breakpoint after it): a tool result's block on Anthropic; a mark
+    that is not Anthropic's shape is a typed error naming the message, before any request."""
+    site = emulated_site("anthropic")
+    mark = {"type": "ephemeral", "ttl": "1h"}
+    call = {"id": "toolu_1", "name": "lookup", "arguments": {"city": "Lyon"}}
+    history = [
+        *ASK,
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "Chez Paul", "cache_control": mark},
+    ]
+    tool = {"name": "lookup", "description": "Find", "parameters": {"type": "object", "properties": {}}}
+    AIService(site=site).complete(history, model="claude-3-5-haiku", max_tokens=50, tools=[tool])
+    (result,) = posts(upstream)[-1].json["messages"][-1]["content"]
+    assert (result["type"], result["cache_control"]) == ("tool_result", mark)
+    before = len(posts(upstream))
+    with pytest.raises(InvalidRequest, match=r"messages\[0\]\.cache_control must be"):
+        AIService(site=site).complete(
+            [{"role": "user", "content": "Hi", "cache_control": {"type": "forever"}}], model="claude-3-5-haiku"
+        )
+    assert len(posts(upstream)) == before

@@ -480,3 +480,28 @@ def test_the_system_prompts_cache_mark_is_kept_on_each_vendor(emulated_site, mak
         assert "cache_control" not in json.dumps(sent)
     if provider != "openai":
         assert first.usage.cache_creation_input_tokens > 0 and second.usage.cache_read_input_tokens > 0
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openrouter", "openai"])
+def test_a_conversations_cache_mark_is_kept_on_each_vendor(emulated_site, make_key, ant, upstream, provider):
+    """Claude Code marks the last block of the conversation so far, so the next turn reads it from the cache:
+    Anthropic gets the mark on that block, OpenRouter on the message's text, OpenAI nothing (it caches by itself)."""
+    client = ant(make_key(emulated_site(provider)))
+    mark = {"type": "ephemeral"}
+    long = "Our bakery sells bread, tarts and cakes. " * 40
+    history = [
+        {"role": "user", "content": long},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": [{"type": "text", "text": "Name it.", "cache_control": mark}]},
+    ]
+    first = client.messages.create(model=MODEL_FOR[provider], max_tokens=64, messages=history)
+    second = client.messages.create(model=MODEL_FOR[provider], max_tokens=64, messages=history)
+    last = upstream.requests_for(provider)[-1].json["messages"][-1]
+    if provider == "anthropic":
+        assert last["content"][-1] == {"type": "text", "text": "Name it.", "cache_control": mark}
+    elif provider == "openrouter":
+        assert last["content"] == [{"type": "text", "text": "Name it.", "cache_control": mark}]
+    else:
+        assert last == {"role": "user", "content": "Name it."}
+    if provider != "openai":
+        assert first.usage.cache_creation_input_tokens > 0 and second.usage.cache_read_input_tokens > 0

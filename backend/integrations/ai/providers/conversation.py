@@ -9,7 +9,10 @@ Plain `{role, content: str}` messages go to every vendor as they are. Besides th
   (`call.result(value)` builds it);
 - `"thinking": [blocks]` on an assistant message — the model's extended thinking of that turn, kept as the
   vendor signed it (`providers/thinking.py`); Anthropic gets it back ahead of the turn's text, OpenAI's format
-  has no place for it and gets the turn without it.
+  has no place for it and gets the turn without it;
+- `"cache_control": {"type": "ephemeral", "ttl"?}` on any message — a prompt-cache breakpoint after it (what
+  Anthropic's clients put on a turn's last block to cache the conversation so far): Anthropic gets it on the
+  turn's last block, OpenRouter on the message's text, OpenAI (which caches long prompts by itself) nothing.
 
 The history is kept neutral, so a conversation started on OpenAI continues on Anthropic and the
 reverse: OpenAI gets `tool_calls` and `role: tool` messages, Anthropic `tool_use` blocks in the
@@ -37,6 +40,7 @@ def is_plain(message: Any) -> bool:
         and message.get("role") in ("system", "user", "assistant")
         and not message.get("tool_calls")
         and not message.get("thinking")
+        and not message.get("cache_control")
     )
 
 
@@ -78,7 +82,7 @@ def check_message(message: Any, index: int, provider: str | None = None) -> dict
         clean: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": text}
         if message.get("is_error"):
             clean["is_error"] = True
-        return clean
+        return _marked(clean, message, where, provider)
     clean = {"role": role}
     if isinstance(content, list):
         if not content:
@@ -101,7 +105,19 @@ def check_message(message: Any, index: int, provider: str | None = None) -> dict
         clean["tool_calls"] = [_call(c, f"{where}.tool_calls[{i}]", provider) for i, c in enumerate(calls)]
     elif not clean["content"] and not clean.get("thinking"):
         raise InvalidRequest(f"{where}.content is empty: give a prompt.", provider=provider)
-    return clean
+    return _marked(clean, message, where, provider)
+
+
+def _marked(clean: dict[str, Any], message: Any, where: str, provider: str | None) -> dict[str, Any]:
+    """`clean` with the message's cache breakpoint, checked (`{"type": "ephemeral", "ttl"?}`), when it has one."""
+    mark = message.get("cache_control")
+    if mark is None:
+        return clean
+    if not isinstance(mark, Mapping) or mark.get("type") != "ephemeral" or set(mark) - {"type", "ttl"}:
+        raise InvalidRequest(f'{where}.cache_control must be {{"type": "ephemeral", "ttl"?}}.', provider=provider)
+    if mark.get("ttl") not in (None, "5m", "1h"):
+        raise InvalidRequest(f"{where}.cache_control.ttl must be 5m or 1h.", provider=provider)
+    return {**clean, "cache_control": dict(mark)}
 
 
 def check_conversation(messages: list[dict[str, Any]], provider: str | None = None) -> None:
@@ -144,10 +160,11 @@ def text_of(message: Mapping[str, Any]) -> str:
 
 
 # -- OpenAI / OpenRouter ----------------------------------------------------------------------------
-def openai_messages(messages: Any, reasoning_details: bool = False) -> list[dict[str, Any]]:
+def openai_messages(messages: Any, reasoning_details: bool = False, cache_marks: bool = False) -> list[dict[str, Any]]:
     """The neutral history in OpenAI's format (plain messages unchanged, the same objects). An assistant turn's
     thinking goes as its `reasoning_details` when the vendor takes them back (`reasoning_details`: OpenRouter),
-    else not at all."""
+    else not at all; a cache breakpoint on the message's last text part where the vendor takes one (`cache_marks`:
+    OpenRouter; not on a tool result, whose content is a string there), else not at all."""
     out: list[dict[str, Any]] = []
     for message in messages:
         if is_plain(message):
@@ -169,6 +186,17 @@ def openai_messages(messages: Any, reasoning_details: bool = False) -> list[dict
             }
             if reasoning_details and message.get("thinking"):
                 wire["reasoning_details"] = thinking.to_details(message["thinking"])
+            if cache_marks and message.get("cache_control") and wire["content"]:
+                parts = (
+                    wire["content"]
+                    if isinstance(wire["content"], list)
+                    else [{"type": "text", "text": wire["content"]}]
+                )
+                texts = [i for i, part in enumerate(parts) if part.get("type") == "text"]
+                if texts:
+                    parts = [dict(part) for part in parts]
+                    parts[texts[-1]]["cache_control"] = dict(message["cache_control"])
+                    wire["content"] = parts
             if message.get("tool_calls"):
                 wire["tool_calls"] = [
                     {
@@ -207,6 +235,8 @@ def anthropic_messages(messages: Any) -> list[dict[str, Any]]:
             }
             if message.get("is_error"):
                 block["is_error"] = True
+            if message.get("cache_control"):
+                block["cache_control"] = dict(message["cache_control"])
             if out and out[-1].get("_results"):
                 out[-1]["content"].append(block)
             else:
@@ -225,6 +255,8 @@ def anthropic_messages(messages: Any) -> list[dict[str, Any]]:
             {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["arguments"]}
             for c in message.get("tool_calls") or ()
         ]
+        if message.get("cache_control") and blocks:  # the breakpoint after the turn: on its last block
+            blocks[-1] = {**blocks[-1], "cache_control": dict(message["cache_control"])}
         if role == "user" and out and out[-1].get("_results"):
             out[-1]["content"] += blocks
             out[-1]["_results"] = False

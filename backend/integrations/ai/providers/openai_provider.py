@@ -58,6 +58,8 @@ class OpenAIProvider(BaseProvider):
     extra_body_options: ClassVar[frozenset[str]] = frozenset({"cache_control"})
     # whether an assistant turn's thinking goes back as its `reasoning_details` (OpenRouter), or is left out
     takes_reasoning_details: ClassVar[bool] = False
+    # whether a message's cache breakpoint goes on its text (OpenRouter), or is left out (OpenAI caches by itself)
+    takes_cache_marks: ClassVar[bool] = False
 
     @property
     def body_options(self) -> frozenset[str]:
@@ -114,7 +116,7 @@ class OpenAIProvider(BaseProvider):
     # -- request building -------------------------------------------------------------------------
     def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
         messages, max_tokens, options = (
-            openai_messages(ai.messages, self.takes_reasoning_details),
+            openai_messages(ai.messages, self.takes_reasoning_details, self.takes_cache_marks),
             ai.max_tokens,
             ai.options,
         )

@@ -37,6 +37,7 @@ class OpenRouterProvider(OpenAIProvider):
         {"models", "provider", "transforms", "route", "reasoning", "cache_control", "thinking", "effort"}
     )
     takes_reasoning_details = True  # a signed thinking block goes back to the model that wrote it
+    takes_cache_marks = True  # passed on to the vendors that cache on request (Anthropic, Gemini)
 
     def validate_request(self, request: AIRequest) -> AIRequest:
         """The base checks, then `reasoning` and `cache_control` (`openrouter_options`), normalised."""

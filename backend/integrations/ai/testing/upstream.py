@@ -353,12 +353,18 @@ def _parts(content: Any) -> list:
     return content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
 
 
-def _cached_prefix(system: Any) -> str:
-    """The text of the system blocks up to the last one marked `cache_control` (Anthropic caches a prefix)."""
-    if not isinstance(system, list):
-        return ""
-    marked = [i for i, block in enumerate(system) if isinstance(block, dict) and block.get("cache_control")]
-    return _text_of(system[: marked[-1] + 1]) if marked else ""
+def _cached_prefix(system: Any, messages: Any = ()) -> str:
+    """The text up to the last block marked `cache_control` (Anthropic caches a prefix): the system's blocks, then
+    the messages' (a string content is one unmarked block)."""
+    blocks = [b for b in system if isinstance(b, dict)] if isinstance(system, list) else [{"text": system or ""}]
+    for message in messages or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in _parts(content):
+            if isinstance(block, dict):
+                text = block.get("text") if "text" in block else block.get("content")
+                blocks.append({**block, "text": text if isinstance(text, str) else _text_of(text)})
+    marked = [i for i, block in enumerate(blocks) if block.get("cache_control")]
+    return _text_of(blocks[: marked[-1] + 1]) if marked else ""
 
 
 def _mask(key: str) -> str:
@@ -919,7 +925,7 @@ class _Handler(BaseHTTPRequestHandler):
             cost = Decimal(price[0]) * prompt_tokens + Decimal(price[1]) * completion_tokens
             read = written = 0
             system_parts = [p for m in messages if m.get("role") == "system" for p in _parts(m.get("content"))]
-            cached_prefix = _cached_prefix(system_parts)
+            cached_prefix = _cached_prefix(system_parts, [m for m in messages if m.get("role") != "system"])
             if cached_prefix:  # `cache_control` on the system prompt: written once, then read
                 key = (model, cached_prefix)
                 cached = min(len(_words(cached_prefix)), prompt_tokens)
@@ -1056,8 +1062,8 @@ class _Handler(BaseHTTPRequestHandler):
             stop = script.finish_reason if script and script.finish_reason else "tool_use"
         completion_tokens += thought
         written = read = 0
-        cached_prefix = _cached_prefix(system)
-        if cached_prefix:  # prompt caching: the marked system blocks are written once, then read
+        cached_prefix = _cached_prefix(system, body["messages"])
+        if cached_prefix:  # prompt caching: the prefix up to the last marked block is written once, then read
             key = (model, cached_prefix)
             cached_tokens = min(len(_words(cached_prefix)), prompt_tokens)
             with self.server.upstream._lock:

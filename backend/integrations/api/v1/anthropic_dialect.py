@@ -114,6 +114,7 @@ def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     thought: list[dict[str, Any]] = []
+    marks = [b["cache_control"] for b in content if isinstance(b, dict) and b.get("cache_control")]
     for index, block in enumerate(content):
         here = f"{where}[{index}]"
         kind = block.get("type") if isinstance(block, dict) else None
@@ -154,11 +155,14 @@ def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
             turn["thinking"] = thought
         if calls:
             turn["tool_calls"] = calls
-        return [turn]
-    out = list(results)
-    if parts:
-        plain = all(p["type"] == "text" for p in parts)
-        out.append({"role": "user", "content": "\n".join(p["text"] for p in parts) if plain else parts})
+        out = [turn]
+    else:
+        out = list(results)
+        if parts:
+            plain = all(p["type"] == "text" for p in parts)
+            out.append({"role": "user", "content": "\n".join(p["text"] for p in parts) if plain else parts})
+    if marks and out:  # a cache breakpoint in the turn (Claude Code's, on its last block): after the turn
+        out[-1] = {**out[-1], "cache_control": marks[-1]}
     return out
 
 
