@@ -27,6 +27,7 @@ from typing import Any
 
 from . import images, thinking
 from .errors import InvalidRequest
+from .openrouter_options import check_mark
 from .tools import ToolCall
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -113,11 +114,7 @@ def _marked(clean: dict[str, Any], message: Any, where: str, provider: str | Non
     mark = message.get("cache_control")
     if mark is None:
         return clean
-    if not isinstance(mark, Mapping) or mark.get("type") != "ephemeral" or set(mark) - {"type", "ttl"}:
-        raise InvalidRequest(f'{where}.cache_control must be {{"type": "ephemeral", "ttl"?}}.', provider=provider)
-    if mark.get("ttl") not in (None, "5m", "1h"):
-        raise InvalidRequest(f"{where}.cache_control.ttl must be 5m or 1h.", provider=provider)
-    return {**clean, "cache_control": dict(mark)}
+    return {**clean, "cache_control": check_mark(mark, f"{where}.cache_control", provider)}
 
 
 def check_conversation(messages: list[dict[str, Any]], provider: str | None = None) -> None:

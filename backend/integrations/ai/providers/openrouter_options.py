@@ -86,22 +86,29 @@ def check_reasoning(value: Any, max_tokens: int, provider: str | None = None) ->
     return clean
 
 
-def check_cache_control(value: Any, system_prompt: str | None, provider: str | None = None) -> dict[str, Any]:
-    """The `cache_control` option checked and copied; it needs a system prompt to mark."""
+def check_mark(value: Any, where: str, provider: str | None = None) -> dict[str, Any]:
+    """A prompt-cache breakpoint (`{"type": "ephemeral"}`, optionally with a `ttl`) checked and copied: the system
+    prompt's (`cache_control` option) and a message's (`conversation`) alike."""
     if not isinstance(value, Mapping) or value.get("type") != "ephemeral":
         raise InvalidRequest(
-            'cache_control must be {"type": "ephemeral"} (optionally with "ttl": "5m" or "1h").', provider=provider
+            f'{where} must be {{"type": "ephemeral"}} (optionally with "ttl": "5m" or "1h").', provider=provider
         )
     unknown = sorted(str(k) for k in value if k not in ("type", "ttl"))
     if unknown:
-        raise InvalidRequest(f"Unknown cache_control field(s) {', '.join(unknown)}; use type, ttl.", provider=provider)
+        raise InvalidRequest(f"Unknown {where} field(s) {', '.join(unknown)}; use type, ttl.", provider=provider)
     clean: dict[str, Any] = {"type": "ephemeral"}
     if "ttl" in value:
         if value["ttl"] not in CACHE_TTLS:
             raise InvalidRequest(
-                f"cache_control.ttl must be one of {', '.join(CACHE_TTLS)}, got {value['ttl']!r}.", provider=provider
+                f"{where}.ttl must be one of {', '.join(CACHE_TTLS)}, got {value['ttl']!r}.", provider=provider
             )
         clean["ttl"] = value["ttl"]
+    return clean
+
+
+def check_cache_control(value: Any, system_prompt: str | None, provider: str | None = None) -> dict[str, Any]:
+    """The `cache_control` option checked and copied; it needs a system prompt to mark."""
+    clean = check_mark(value, "cache_control", provider)
     if not system_prompt:
         raise InvalidRequest(
             "cache_control marks the system prompt as a cache breakpoint: give a system_prompt to cache.",
