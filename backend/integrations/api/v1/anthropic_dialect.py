@@ -1,10 +1,11 @@
 """Anthropic's Messages wire format, onto the gateway and back.
 
 `parse` turns a `POST /v1/messages` body (top-level `system`, alternating user/assistant
-`messages` of text, image, `tool_use`, `tool_result` and thinking blocks, `tools` and `tool_choice`, `thinking`,
-required `max_tokens`) into a `GatewayCall` in the gateway's neutral shapes (`providers/conversation.py`: image
-parts, assistant `tool_calls` and `thinking`, `role: tool` results), so any provider can serve it (extended
-thinking: one that thinks, `providers/thinking.py`); `message` renders a result as a `message` object (thinking,
+`messages` of text, image, `tool_use`, `tool_result` and thinking blocks, and system messages, `tools` and
+`tool_choice`, `thinking`, `output_config`, `cache_control` marks, required `max_tokens`) into a `GatewayCall` in
+the gateway's neutral shapes (`providers/conversation.py`: image parts, assistant `tool_calls` and `thinking`,
+`role: tool` results, a message's cache mark), so any provider can serve it (extended thinking: one that thinks,
+`providers/thinking.py`); `message` renders a result as a `message` object (thinking,
 text and `tool_use` blocks); `Events` renders a stream as Anthropic's SSE events (`message_start`, each thinking
 block with its `thinking_delta`s and `signature_delta`, text `content_block_delta`s, each tool call as a
 `tool_use` block with its `input_json_delta`, `message_delta` with the stop reason and usage, `message_stop`);
@@ -17,6 +18,7 @@ import json
 import uuid
 from typing import Any
 
+from integrations.ai.providers.thinking import EFFORTS
 from integrations.ai.providers.types import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -208,9 +210,6 @@ def _thinking(data: dict[str, Any]) -> dict[str, Any] | None:
     return None if thinking["type"] == "disabled" else thinking
 
 
-EFFORTS = ("low", "medium", "high", "xhigh", "max")
-
-
 def _output_config(data: dict[str, Any], options: dict[str, Any]) -> None:
     """`output_config`: `effort` (how much the model may spend; Claude Code sends it by default) is the gateway's
     `effort` option, `format` (a JSON schema the answer must match) its structured output, on every provider."""
@@ -222,7 +221,7 @@ def _output_config(data: dict[str, Any], options: dict[str, Any]) -> None:
     for name in sorted(set(config) - {"effort", "format"}):
         raise Unsupported(f"output_config.{name} is not supported by this gateway; remove it.", f"output_config.{name}")
     if (effort := config.get("effort")) is not None:
-        if effort not in EFFORTS:
+        if effort not in EFFORTS:  # the provider checks it again: one list, `providers/thinking.py`
             raise BadField(f"output_config.effort must be one of {', '.join(EFFORTS)}.", "output_config.effort")
         options["effort"] = effort
     if (shape := config.get("format")) is not None:
