@@ -505,3 +505,36 @@ def test_a_conversations_cache_mark_is_kept_on_each_vendor(emulated_site, make_k
         assert last == {"role": "user", "content": "Name it."}
     if provider != "openai":
         assert first.usage.cache_creation_input_tokens > 0 and second.usage.cache_read_input_tokens > 0
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai", "openrouter"])
+def test_an_image_in_a_tool_result_reaches_each_vendor(emulated_site, make_key, ant, upstream, provider):
+    """Claude Code's Read tool returns an image file as an image block inside the `tool_result`: Anthropic gets it
+    there, OpenAI's format (text only in a tool message) right after the tool results, in a user message."""
+    client = ant(make_key(emulated_site(provider)))
+    model = {"anthropic": "claude-sonnet-4", "openai": "gpt-4o-mini", "openrouter": "gpt-4o-mini"}[provider]
+    picture = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    history = [
+        *ASK,
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_read1", "name": "lookup", "input": {}}]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_read1",
+                    "content": [{"type": "text", "text": "logo.png"}, picture],
+                }
+            ],
+        },
+    ]
+    reply = client.messages.create(model=model, max_tokens=64, messages=history, tools=TOOLS)
+    assert reply.content and reply.stop_reason in ("end_turn", "tool_use")  # answered: not the 400 it was
+    sent = upstream.requests_for(provider)[-1].json["messages"]
+    if provider == "anthropic":
+        (result,) = sent[-1]["content"]
+        assert result["type"] == "tool_result" and result["content"][1]["source"]["data"] == PNG
+    else:
+        tool, after = sent[-2], sent[-1]
+        assert (tool["role"], tool["content"]) == ("tool", "logo.png")
+        assert after["role"] == "user" and after["content"][1]["image_url"]["url"].endswith(PNG)

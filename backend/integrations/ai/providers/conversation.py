@@ -6,7 +6,9 @@ Plain `{role, content: str}` messages go to every vendor as they are. Besides th
 - `{"role": "assistant", "content": "...", "tool_calls": [{"id", "name", "arguments": {...}}]}` — the
   model's calls (`result.as_message()` builds it from a result);
 - `{"role": "tool", "tool_call_id": "...", "content": "...", "is_error"?: bool}` — a tool's result
-  (`call.result(value)` builds it);
+  (`call.result(value)` builds it); its content may be text and image parts (a screenshot, a file the tool
+  read): Anthropic takes them in the `tool_result`, OpenAI's format takes text only there, so its images follow
+  the tool results in a user message;
 - `"thinking": [blocks]` on an assistant message — the model's extended thinking of that turn, kept as the
   vendor signed it (`providers/thinking.py`); Anthropic gets it back ahead of the turn's text, OpenAI's format
   has no place for it and gets the turn without it;
@@ -79,8 +81,11 @@ def check_message(message: Any, index: int, provider: str | None = None) -> dict
         call_id = message.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:
             raise InvalidRequest(f"{where}.tool_call_id names the call this result answers.", provider=provider)
-        text = content if isinstance(content, str) else json.dumps(content)
-        clean: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": text}
+        if isinstance(content, list) and any(images.is_image(p) for p in content):
+            result: Any = [images.normalize_part(p, f"{where}.content[{i}]", provider) for i, p in enumerate(content)]
+        else:
+            result = content if isinstance(content, str) else json.dumps(content)
+        clean: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": result}
         if message.get("is_error"):
             clean["is_error"] = True
         return _marked(clean, message, where, provider)
@@ -163,11 +168,18 @@ def openai_messages(messages: Any, reasoning_details: bool = False, cache_marks:
     else not at all; a cache breakpoint on the message's last text part where the vendor takes one (`cache_marks`:
     OpenRouter; not on a tool result, whose content is a string there), else not at all."""
     out: list[dict[str, Any]] = []
+    pictures: list[dict[str, Any]] = []  # images of the tool results just written, for the user message after them
     for message in messages:
+        if pictures and message["role"] != "tool":
+            out.append(_tool_images(pictures))
+            pictures = []
         if is_plain(message):
             out.append(message)
         elif message["role"] == "tool":
             text = message["content"]
+            if isinstance(text, list):  # text and images: the text here, the images after the results
+                pictures += [images.openai_part(p) for p in text if images.is_image(p)]
+                text = "\n".join(p["text"] for p in text if p["type"] == "text") or "(the result is the images below)"
             out.append(
                 {
                     "role": "tool",
@@ -204,7 +216,17 @@ def openai_messages(messages: Any, reasoning_details: bool = False, cache_marks:
                     for c in message["tool_calls"]
                 ]
             out.append(wire)
+    if pictures:
+        out.append(_tool_images(pictures))
     return out
+
+
+def _tool_images(pictures: list[dict[str, Any]]) -> dict[str, Any]:
+    """The user message that carries tool results' images in OpenAI's format (a tool message takes text only)."""
+    return {
+        "role": "user",
+        "content": [{"type": "text", "text": "The images the tool results above returned:"}, *pictures],
+    }
 
 
 # -- Anthropic ----------------------------------------------------------------------------------------
@@ -225,10 +247,11 @@ def anthropic_messages(messages: Any) -> list[dict[str, Any]]:
                 out.append(message)
             continue
         if role == "tool":
+            result = message["content"]
             block: dict[str, Any] = {
                 "type": "tool_result",
                 "tool_use_id": message["tool_call_id"],
-                "content": message["content"],
+                "content": [images.anthropic_block(p) for p in result] if isinstance(result, list) else result,
             }
             if message.get("is_error"):
                 block["is_error"] = True

@@ -134,8 +134,7 @@ def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
             if not isinstance(call_id, str) or not call_id:
                 raise BadField(f"{here}.tool_use_id names the tool_use this result answers.", f"{here}.tool_use_id")
             inner = block.get("content", "")
-            text = "" if inner in ("", None) else _text(inner, f"{here}.content")
-            result: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": text}
+            result: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": _result(inner, here)}
             if block.get("is_error"):
                 result["is_error"] = True
             results.append(result)
@@ -166,6 +165,27 @@ def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
     if marks and out:  # a cache breakpoint in the turn (Claude Code's, on its last block): after the turn
         out[-1] = {**out[-1], "cache_control": marks[-1]}
     return out
+
+
+def _result(inner: Any, where: str) -> Any:
+    """A `tool_result`'s content: its text, or text and image parts when it holds images (a screenshot, an image
+    file the tool read: Claude Code's Read tool returns them so)."""
+    if inner in ("", None):
+        return ""
+    blocks = inner if isinstance(inner, list) else []
+    if not any(isinstance(b, dict) and b.get("type") == "image" for b in blocks):
+        return _text(inner, f"{where}.content")
+    parts = []
+    for index, block in enumerate(blocks):
+        here = f"{where}.content[{index}]"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "image":
+            parts.append(_image(block, here))
+        elif kind == "text" and isinstance(block.get("text"), str):
+            parts.append({"type": "text", "text": block["text"]})
+        else:
+            raise BadField(f"{here} must be a text or image block.", here)
+    return parts
 
 
 def _tools(data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, Any]:
