@@ -33,19 +33,12 @@ from .base import (
 )
 from .conversation import anthropic_messages
 from .errors import InvalidRequest, ProviderUnavailable
-from .openrouter_options import check_cache_control
 from .tools import AnthropicToolStream, answer_of, anthropic_extras, anthropic_read
 
 LEGACY_API_VERSION = "2023-06-01"
 SAMPLING_REMOVED_IN = "2026-10-21"
-COUNTED = (
-    "model",
-    "messages",
-    "system",
-    "tools",
-    "tool_choice",
-    "thinking",
-)  # what `count_tokens` takes of a message request
+# what `count_tokens` takes of a message request
+COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
 _FINISH = {
     "end_turn": FINISH_STOP,
@@ -138,14 +131,6 @@ class AnthropicProvider(BaseProvider):
                 f"drop it or set ANTHROPIC_API_VERSION={LEGACY_API_VERSION}.",
                 provider=self.name,
             )
-        if clean.options.get("cache_control") is not None:
-            control = check_cache_control(clean.options["cache_control"], clean.system_prompt, self.name)
-            clean = clean.with_changes(options={**clean.options, "cache_control": control})
-        if clean.options.get("effort") is not None:
-            thinking.check_effort(clean.options["effort"], self.name)
-        if clean.options.get("thinking") is not None:
-            options = {**clean.options, "thinking": thinking.check_option(clean.options["thinking"], clean, self.name)}
-            clean = clean.with_changes(options=options)
         return clean
 
     def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:

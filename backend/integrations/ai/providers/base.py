@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from . import conversation, images, registry
+from . import conversation, images, openrouter_options, registry, thinking
 from .capabilities import beyond_text
 from .errors import (
     AIProviderError,
@@ -398,7 +398,27 @@ class BaseProvider(AIProviderInterface):
             clean.append({"role": role, "content": content})
         if not any(m["role"] == "user" for m in clean):
             raise InvalidRequest("messages must contain at least one user message.", provider=self.name)
-        return beyond_text(request.with_changes(messages=tuple(clean), options=dict(options)), self.name)
+        return self._shared_options(
+            beyond_text(request.with_changes(messages=tuple(clean), options=dict(options)), self.name)
+        )
+
+    def _shared_options(self, request: AIRequest) -> AIRequest:
+        """The options several vendors take in one shape, checked and normalised here once for whichever provider
+        supports them (an unsupported one was refused above): `thinking` and `effort` (`providers/thinking.py`),
+        `cache_control` (the system prompt's cache mark, `openrouter_options.check_cache_control`)."""
+        options = request.options
+        if not options.keys() & {"thinking", "effort", "cache_control"}:
+            return request
+        options = dict(options)
+        if options.get("cache_control") is not None:
+            options["cache_control"] = openrouter_options.check_cache_control(
+                options["cache_control"], request.system_prompt, self.name
+            )
+        if options.get("effort") is not None:
+            thinking.check_effort(options["effort"], self.name)
+        if options.get("thinking") is not None:
+            options["thinking"] = thinking.check_option(options["thinking"], request, self.name)
+        return request.with_changes(options=options)
 
     def _not_text(self, index: int, role: Any, content: Any) -> str:
         """What is wrong with a system message whose content is not a string (parts, an image...)."""

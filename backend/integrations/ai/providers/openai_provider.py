@@ -29,7 +29,6 @@ from .base import (
 )
 from .conversation import openai_messages
 from .errors import EmptyResponse, ProviderUnavailable
-from .openrouter_options import check_cache_control
 from .tools import OpenAIToolStream, openai_calls, openai_extras
 
 _FINISH = {
@@ -64,14 +63,6 @@ class OpenAIProvider(BaseProvider):
     @property
     def body_options(self) -> frozenset[str]:
         return self.supported_options - self.extra_body_options
-
-    def validate_request(self, request: AIRequest) -> AIRequest:
-        """The base checks, then a `cache_control` mark checked as OpenRouter checks it (needs a system prompt)."""
-        request = super().validate_request(request)
-        if request.options.get("cache_control") is not None:
-            control = check_cache_control(request.options["cache_control"], request.system_prompt, self.name)
-            request = request.with_changes(options={**request.options, "cache_control": control})
-        return request
 
     @property
     def client(self) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from . import openrouter_options, thinking
+from . import openrouter_options
 from .base import AIRequest, GenerationResult, ModelInfo, header_safe
 from .errors import InvalidRequest
 from .openai_provider import ModelListCache, OpenAIProvider, to_decimal
@@ -40,7 +40,8 @@ class OpenRouterProvider(OpenAIProvider):
     takes_cache_marks = True  # passed on to the vendors that cache on request (Anthropic, Gemini)
 
     def validate_request(self, request: AIRequest) -> AIRequest:
-        """The base checks, then `reasoning` and `cache_control` (`openrouter_options`), normalised."""
+        """The base checks (`thinking`, `effort` and `cache_control` among them), then `reasoning`
+        (`openrouter_options`) and how Anthropic's options combine with it here."""
         request = super().validate_request(request)
         options = dict(request.options)
         if "reasoning" in options:
@@ -50,21 +51,14 @@ class OpenRouterProvider(OpenAIProvider):
         if options.get("thinking") is not None:  # Anthropic's option, sent as OpenRouter's `reasoning`
             if options.get("reasoning") is not None:
                 raise InvalidRequest("Give thinking or reasoning, not both.", provider=self.name)
-            options["thinking"] = thinking.check_option(options["thinking"], request, self.name)
             if "display" in options["thinking"]:
                 raise InvalidRequest(
                     "thinking.display is not available through openrouter; remove it.", provider=self.name
                 )
-        if options.get("effort") is not None:  # Anthropic's effort, sent as reasoning.effort
-            thinking.check_effort(options["effort"], self.name)
-            if options.get("reasoning") is not None or (options.get("thinking") or {}).get("budget_tokens"):
-                raise InvalidRequest(
-                    "Give an effort or a thinking budget (or reasoning), not both, through openrouter.",
-                    provider=self.name,
-                )
-        if "cache_control" in options:
-            options["cache_control"] = openrouter_options.check_cache_control(
-                options["cache_control"], request.system_prompt, self.name
+        effort_with = options.get("reasoning") is not None or (options.get("thinking") or {}).get("budget_tokens")
+        if options.get("effort") is not None and effort_with:  # Anthropic's effort is sent as reasoning.effort
+            raise InvalidRequest(
+                "Give an effort or a thinking budget (or reasoning), not both, through openrouter.", provider=self.name
             )
         return request.with_changes(options=options)
 
