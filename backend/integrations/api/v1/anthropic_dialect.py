@@ -116,7 +116,7 @@ def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     thought: list[dict[str, Any]] = []
-    marks = [b["cache_control"] for b in content if isinstance(b, dict) and b.get("cache_control")]
+    mark = _mark(content)
     for index, block in enumerate(content):
         here = f"{where}[{index}]"
         kind = block.get("type") if isinstance(block, dict) else None
@@ -162,9 +162,17 @@ def _turn(role: str, content: Any, where: str) -> list[dict[str, Any]]:
         if parts:
             plain = all(p["type"] == "text" for p in parts)
             out.append({"role": "user", "content": "\n".join(p["text"] for p in parts) if plain else parts})
-    if marks and out:  # a cache breakpoint in the turn (Claude Code's, on its last block): after the turn
-        out[-1] = {**out[-1], "cache_control": marks[-1]}
+    if mark and out:  # a cache breakpoint in the turn (Claude Code's, on its last block): after the turn
+        out[-1] = {**out[-1], "cache_control": mark}
     return out
+
+
+def _mark(blocks: Any) -> Any:
+    """The last `cache_control` among content blocks (where a client puts a prompt-cache breakpoint), or None."""
+    if not isinstance(blocks, list):  # a string: no block to mark
+        return None
+    marks = [b["cache_control"] for b in blocks if isinstance(b, dict) and b.get("cache_control")]
+    return marks[-1] if marks else None
 
 
 def _result(inner: Any, where: str) -> Any:
@@ -282,14 +290,9 @@ def parse(data: Any) -> GatewayCall:
         messages += _turn(role, message.get("content"), f"{where}.content")
     system = data.get("system")
     system_prompt = None if system is None else _text(system, "system")
-    marks = (
-        [b["cache_control"] for b in system if isinstance(b, dict) and b.get("cache_control")]
-        if isinstance(system, list)
-        else []
-    )
     options: dict[str, Any] = {}
-    if marks and system_prompt:  # the system prompt's cache breakpoint (Claude Code marks it), on vendors that cache
-        options["cache_control"] = marks[-1]
+    if (mark := _mark(system)) and system_prompt:  # the system prompt's cache breakpoint (Claude Code marks it)
+        options["cache_control"] = mark
     if tools:
         options["tools"] = tools  # providers/tools.py takes Anthropic's {name, description, input_schema}
     if tool_choice is not None:
