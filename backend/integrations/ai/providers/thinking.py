@@ -123,7 +123,6 @@ class Assembler:
 
     def __init__(self) -> None:
         self.blocks: list[dict[str, Any]] = []
-        self.characters = 0  # of thinking text streamed (a broken stream's estimate counts it)
 
     def add(self, piece: ThinkingDelta) -> None:
         while len(self.blocks) <= piece.block:
@@ -134,7 +133,6 @@ class Assembler:
             return
         block["thinking"] += piece.thinking
         block["signature"] += piece.signature
-        self.characters += len(piece.thinking)
 
 
 # -- OpenRouter: the same blocks as `reasoning_details` -----------------------------------------------------
@@ -163,8 +161,9 @@ def from_detail(detail: Any) -> dict[str, Any] | None:
 
 def from_details(details: Any) -> list[dict[str, Any]]:
     """An answer's `reasoning_details` as thinking blocks, in order."""
-    blocks = [from_detail(d) for d in details or () if isinstance(details, list | tuple)]
-    return [b for b in blocks if b is not None]
+    if not isinstance(details, list | tuple):
+        return []
+    return [block for block in map(from_detail, details) if block is not None]
 
 
 def to_details(blocks: Any) -> list[dict[str, Any]]:
@@ -187,13 +186,16 @@ def delta_pieces(details: Any) -> list[ThinkingDelta]:
     """A stream chunk's `reasoning_details` as thinking pieces (a block is its detail's `index`)."""
     pieces = []
     for detail in details if isinstance(details, list | tuple) else ():
-        if not isinstance(detail, Mapping):
+        block = from_detail(detail)  # the same reading as a whole answer's
+        if block is None:
             continue
         index = detail.get("index")
-        block = index if isinstance(index, int) else 0
-        if detail.get("type") == "reasoning.encrypted":
-            pieces.append(ThinkingDelta(block, redacted=str(detail.get("data") or "")))
-        elif detail.get("type") in ("reasoning.text", "reasoning.summary"):
-            text = detail.get("text") if detail.get("type") == "reasoning.text" else detail.get("summary")
-            pieces.append(ThinkingDelta(block, thinking=str(text or ""), signature=str(detail.get("signature") or "")))
+        pieces.append(
+            ThinkingDelta(
+                index if isinstance(index, int) else 0,
+                thinking=block.get("thinking", ""),
+                signature=block.get("signature", ""),
+                redacted=block.get("data", ""),
+            )
+        )
     return pieces
