@@ -483,6 +483,45 @@ def test_the_system_prompts_cache_mark_is_kept_on_each_vendor(emulated_site, mak
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openrouter", "openai"])
+def test_claude_codes_billing_line_is_dropped_so_its_prompt_cache_hits(
+    emulated_site, make_key, ant, upstream, provider
+):
+    """Claude Code opens its system prompt with a billing line whose `cch` changes every request: left in, each
+    prompt starts differently and the vendor's cache never matches. It is dropped (its own block, or the first line
+    of a block), so the second turn reads the system prompt from the cache."""
+    client = ant(make_key(emulated_site(provider)))
+    mark = {"type": "ephemeral"}
+    instructions = "You are a careful baker. " * 40
+
+    def system(cch: str, own_block: bool) -> list[dict[str, object]]:
+        line = f"x-anthropic-billing-header: cc_version=2.1.117.48f; cc_entrypoint=cli; cch={cch};"
+        if own_block:
+            return [{"type": "text", "text": line}, {"type": "text", "text": instructions, "cache_control": mark}]
+        return [{"type": "text", "text": f"{line}\n{instructions}", "cache_control": mark}]
+
+    for own_block in (True, False):
+        first = client.messages.create(
+            model=MODEL_FOR[provider], max_tokens=64, system=system("71fea", own_block), messages=ASK
+        )
+        second = client.messages.create(
+            model=MODEL_FOR[provider], max_tokens=64, system=system("0aaa9", own_block), messages=ASK
+        )
+        sent = json.dumps(upstream.requests_for(provider)[-1].json)
+        assert "billing" not in sent and "You are a careful baker." in sent
+        if provider != "openai":
+            assert second.usage.cache_read_input_tokens > 0, own_block
+            assert first.usage.cache_creation_input_tokens > 0 or first.usage.cache_read_input_tokens > 0
+    only_the_line = "x-anthropic-billing-header: cc_version=2.1.117.48f; cc_entrypoint=cli; cch=71fea;"
+    client.messages.create(model=MODEL_FOR[provider], max_tokens=64, system=only_the_line, messages=ASK)
+    sent = upstream.requests_for(provider)[-1].json
+    assert "billing" not in json.dumps(sent)
+    if provider == "anthropic":
+        assert "system" not in sent
+    else:
+        assert sent["messages"][0]["role"] == "user"
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openrouter", "openai"])
 def test_a_conversations_cache_mark_is_kept_on_each_vendor(emulated_site, make_key, ant, upstream, provider):
     """Claude Code marks the last block of the conversation so far, so the next turn reads it from the cache:
     Anthropic gets the mark on that block, OpenRouter on the message's text, OpenAI nothing (it caches by itself)."""

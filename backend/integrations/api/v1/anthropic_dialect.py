@@ -175,6 +175,38 @@ def _mark(blocks: Any) -> Any:
     return marks[-1] if marks else None
 
 
+BILLING_HEADER = "x-anthropic-billing-header:"
+
+
+def _without_billing_header(system: Any) -> Any:
+    """The system prompt without Claude Code's billing line.
+
+    Claude Code (2.1 and later) opens its system prompt with a line such as
+    `x-anthropic-billing-header: cc_version=2.1.117.48f; cc_entrypoint=cli; cch=71fea;`. It is attribution for
+    Anthropic's own subscriptions, not an instruction, and its `cch` changes with every request. Left in, it starts
+    every prompt differently, so no vendor's prompt cache (Anthropic's breakpoints, OpenAI's and OpenRouter's
+    prefix caches) ever matches the prompt behind it. Panel calls the vendor with the site's API key, which needs
+    no such line, so it is dropped wherever it opens a system block (the block too when nothing else is in it)."""
+    if isinstance(system, str):
+        return _drop_billing_line(system) if system.startswith(BILLING_HEADER) else system
+    if not isinstance(system, list):
+        return system  # `_text` names what is wrong with it
+    kept = []
+    for block in system:
+        text = block.get("text") if isinstance(block, dict) else None
+        if isinstance(text, str) and text.startswith(BILLING_HEADER):
+            rest = _drop_billing_line(text)
+            if not rest.strip():
+                continue
+            block = {**block, "text": rest}
+        kept.append(block)
+    return kept or ""  # only the billing line: no system prompt
+
+
+def _drop_billing_line(text: str) -> str:
+    return text.partition("\n")[2].lstrip("\n")
+
+
 def _result(inner: Any, where: str) -> Any:
     """A `tool_result`'s content: its text, or text and image parts when it holds images (a screenshot, an image
     file the tool read: Claude Code's Read tool returns them so)."""
@@ -289,7 +321,7 @@ def parse(data: Any) -> GatewayCall:
             raise BadField(f"{where}.role must be user, assistant or system.", f"{where}.role")
         messages += _turn(role, message.get("content"), f"{where}.content")
     system = data.get("system")
-    system_prompt = None if system is None else _text(system, "system")
+    system_prompt = None if system is None else _text(_without_billing_header(system), "system")
     options: dict[str, Any] = {}
     if (mark := _mark(system)) and system_prompt:  # the system prompt's cache breakpoint (Claude Code marks it)
         options["cache_control"] = mark
