@@ -522,6 +522,28 @@ def test_claude_codes_billing_line_is_dropped_so_its_prompt_cache_hits(
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openrouter", "openai"])
+def test_disable_parallel_tool_use_holds_the_model_to_one_call_on_each_vendor(
+    emulated_site, make_key, ant, upstream, provider
+):
+    client = ant(make_key(emulated_site(provider)))
+    two = [{"name": "lookup", "arguments": {"city": "Lyon"}}, {"name": "lookup", "arguments": {"city": "Nice"}}]
+    upstream.script(flavor=provider, tool_calls=two)
+    reply = client.messages.create(
+        model=MODEL_FOR[provider],
+        max_tokens=64,
+        messages=ASK,
+        tools=TOOLS,
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+    )
+    assert [b.type for b in reply.content].count("tool_use") == 1
+    sent = upstream.requests_for(provider)[-1].json
+    if provider == "anthropic":
+        assert sent["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    else:
+        assert sent["parallel_tool_calls"] is False and sent["tool_choice"] == "required"
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openrouter", "openai"])
 def test_a_conversations_cache_mark_is_kept_on_each_vendor(emulated_site, make_key, ant, upstream, provider):
     """Claude Code marks the last block of the conversation so far, so the next turn reads it from the cache:
     Anthropic gets the mark on that block, OpenRouter on the message's text, OpenAI nothing (it caches by itself)."""

@@ -69,8 +69,8 @@ def test_openai_request_becomes_one_gateway_call():
         ({"model": "m", "messages": USER, "temperature": "hot"}, "temperature", BadField),
         ({"model": "m", "messages": USER, "max_tokens": 1.5}, "max_tokens", BadField),
         ({"model": "m", "messages": USER, "response_format": {"type": "yaml"}}, "response_format", BadField),
-        ({"model": "m", "messages": USER, "parallel_tool_calls": False}, "parallel_tool_calls", Unsupported),
-        ({"model": "m", "messages": USER, "verbosity": "low"}, "verbosity", Unsupported),
+        ({"model": "m", "messages": USER, "parallel_tool_calls": "no"}, "parallel_tool_calls", BadField),
+        ({"model": "m", "messages": USER, "verbosity": 2}, "verbosity", BadField),
         ({"model": "m", "messages": USER, "reasoning_effort": 2}, "reasoning_effort", BadField),
     ],
 )
@@ -286,13 +286,13 @@ def test_a_responses_request_becomes_one_gateway_call_in_the_neutral_shapes():
         ({"tool_choice": "required"}, "tool_choice"),
         ({"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "web_search"}}, "tool_choice"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
-        ({"text": {"verbosity": "low"}}, "text.verbosity"),
+        ({"text": {"verbosity": 2}}, "verbosity"),
         ({"metadata": {"n": 1}}, "metadata"),
         ({"reasoning": {"summary": "auto"}}, "reasoning"),
         ({"reasoning": {"effort": 3}}, "reasoning.effort"),
         ({"truncation": "auto"}, "truncation"),
         ({"background": True}, "background"),
-        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"parallel_tool_calls": "no"}, "parallel_tool_calls"),
     ],
 )
 def test_a_responses_field_the_gateway_cannot_take_is_named(body, param):

@@ -104,6 +104,32 @@ TOOLS = [
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
+def test_parallel_tool_calls_false_holds_the_model_to_one_call_on_each_upstream(
+    emulated_site, make_key, oai, upstream, provider
+):
+    """`parallel_tool_calls: false` (Codex sends it for most models) reaches each vendor in its own shape, and the
+    model makes one call a turn; without it, both calls the model wants come back."""
+    client = oai(make_key(emulated_site(provider)))
+    two = [{"name": "lookup", "arguments": {"city": "Lyon"}}, {"name": "lookup", "arguments": {"city": "Nice"}}]
+    ask = [{"role": "user", "content": "Find bakeries in Lyon and Nice"}]
+    upstream.script(flavor=provider, tool_calls=two)
+    both = client.chat.completions.create(model=MODEL_FOR[provider], messages=ask, tools=TOOLS)
+    upstream.script(flavor=provider, tool_calls=two)
+    one = client.chat.completions.create(
+        model=MODEL_FOR[provider], messages=ask, tools=TOOLS, parallel_tool_calls=False
+    )
+    assert len(both.choices[0].message.tool_calls) == 2 and len(one.choices[0].message.tool_calls) == 1
+    sent = upstream.requests_for(provider)[-1].json
+    if provider == "anthropic":
+        assert sent["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    else:
+        assert sent["parallel_tool_calls"] is False
+    plain = client.chat.completions.create(model=MODEL_FOR[provider], messages=ask, parallel_tool_calls=False)
+    assert plain.choices[0].message.content  # no tools: nothing to hold to one call, and nothing sent for it
+    assert "parallel_tool_calls" not in upstream.requests_for(provider)[-1].json
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "openrouter"])
 def test_a_two_step_tool_conversation_on_each_upstream(emulated_site, make_key, oai, upstream, provider):
     site = emulated_site(provider)
     client = oai(make_key(site))

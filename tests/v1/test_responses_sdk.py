@@ -328,3 +328,24 @@ def test_reasoning_effort_reaches_openrouter_and_is_a_400_where_the_provider_has
             model="gpt-4o-mini", messages=[{"role": "user", "content": "Why?"}], reasoning_effort="low"
         )
     assert upstream.requests_for("openai") == []
+
+
+def test_verbosity_and_one_call_a_turn_reach_the_vendor_or_are_refused_by_name(emulated_site, make_key, oai, upstream):
+    """`text.verbosity` (GPT-5's answer length) goes to OpenAI as `verbosity`; a provider without it is a 400 naming
+    it. `parallel_tool_calls: false` holds the model to one call a turn and is echoed."""
+    client = oai(make_key(emulated_site("openai")))
+    two = [{"name": "lookup", "arguments": {"city": "Lyon"}}, {"name": "lookup", "arguments": {"city": "Nice"}}]
+    upstream.script(flavor="openai", tool_calls=two)
+    reply = client.responses.create(
+        model="gpt-4o-mini", input="Lyon and Nice?", tools=TOOLS, parallel_tool_calls=False, text={"verbosity": "low"}
+    )
+    sent = upstream.requests_for("openai")[-1].json
+    assert sent["verbosity"] == "low" and sent["parallel_tool_calls"] is False
+    assert [item.type for item in reply.output].count("function_call") == 1
+    assert reply.parallel_tool_calls is False and reply.text.verbosity == "low"
+    with pytest.raises(openai.BadRequestError, match="verbosity must be one of low, medium, high"):
+        client.responses.create(model="gpt-4o-mini", input="Hi", text={"verbosity": "terse"})
+    other = oai(make_key(emulated_site("anthropic")))
+    with pytest.raises(openai.BadRequestError, match="verbosity"):
+        other.responses.create(model=MODEL_FOR["anthropic"], input="Hi", text={"verbosity": "low"})
+    assert upstream.requests_for("anthropic") == []

@@ -78,8 +78,9 @@ class AnthropicProvider(BaseProvider):
     # thinking: extended thinking, Anthropic's own option (`providers/thinking.py`); its blocks come back on the
     # result, and stream as `ThinkingDelta` pieces. effort: `output_config.effort`, as it is. cache_control: the
     # system prompt's cache breakpoint as OpenRouter's option spells it (`{"type": "ephemeral", "ttl"?}`).
+    # parallel_tool_calls: False is sent as tool_choice's `disable_parallel_tool_use` (`tools.anthropic_extras`).
     supported_options: ClassVar[frozenset[str]] = frozenset(
-        {"stop", "top_p", "top_k", "user", "cache_system", "thinking", "effort", "cache_control"}
+        {"stop", "top_p", "top_k", "user", "cache_system", "thinking", "effort", "cache_control", "parallel_tool_calls"}
     )
 
     @property

@@ -61,6 +61,7 @@ from .types import (  # noqa: F401  (re-exported: the provider API in one import
 )
 
 logger = logging.getLogger("integrations.ai")
+VERBOSITY = ("low", "medium", "high")  # the `verbosity` option: GPT-5's answer length (OpenAI, OpenRouter)
 
 
 def lazy_import(name: str) -> Callable[[], Any]:
@@ -405,11 +406,20 @@ class BaseProvider(AIProviderInterface):
     def _shared_options(self, request: AIRequest) -> AIRequest:
         """The options several vendors take in one shape, checked and normalised here once for whichever provider
         supports them (an unsupported one was refused above): `thinking` and `effort` (`providers/thinking.py`),
-        `cache_control` (the system prompt's cache mark, `openrouter_options.check_cache_control`)."""
+        `cache_control` (the system prompt's cache mark, `openrouter_options.check_cache_control`),
+        `parallel_tool_calls` (a bool; each vendor's wire shape in `providers/tools.py`), `verbosity`."""
         options = request.options
-        if not options.keys() & {"thinking", "effort", "cache_control"}:
+        if not options.keys() & {"thinking", "effort", "cache_control", "parallel_tool_calls", "verbosity"}:
             return request
         options = dict(options)
+        if "verbosity" in options and options["verbosity"] not in VERBOSITY:
+            raise InvalidRequest(
+                f"verbosity must be one of {', '.join(VERBOSITY)}, got {options['verbosity']!r}.", provider=self.name
+            )
+        if "parallel_tool_calls" in options and not isinstance(options["parallel_tool_calls"], bool):
+            raise InvalidRequest(
+                "parallel_tool_calls must be true or false (false: at most one tool call a turn).", provider=self.name
+            )
         if options.get("cache_control") is not None:
             options["cache_control"] = openrouter_options.check_cache_control(
                 options["cache_control"], request.system_prompt, self.name

@@ -50,11 +50,25 @@ class OpenAIProvider(BaseProvider):
     sdk = staticmethod(_sdk)
     # cache_control (a cache breakpoint on the system prompt, as Anthropic's clients mark it) is taken and not sent:
     # OpenAI caches every prompt of 1,024 tokens or more by itself, what the mark asks for (OpenRouter sends it)
+    # parallel_tool_calls: False holds the model to one tool call a turn (sent with the tools, `openai_extras`);
+    # verbosity: GPT-5's answer length (low, medium, high), sent as it is (OpenRouter takes it too)
     supported_options: ClassVar[frozenset[str]] = frozenset(
-        {"stop", "top_p", "user", "seed", "presence_penalty", "frequency_penalty", "response_format", "cache_control"}
+        {
+            "stop",
+            "top_p",
+            "user",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "response_format",
+            "cache_control",
+            "parallel_tool_calls",
+            "verbosity",
+        }
     )
-    # options `_extra_body` sends itself (or, cache_control here, none); every other goes into the body as given
-    extra_body_options: ClassVar[frozenset[str]] = frozenset({"cache_control"})
+    # options sent some other way (`_extra_body`, with the tools) or, cache_control here, not at all; every other
+    # goes into the body as given
+    extra_body_options: ClassVar[frozenset[str]] = frozenset({"cache_control", "parallel_tool_calls"})
     # whether an assistant turn's thinking goes back as its `reasoning_details` (OpenRouter), or is left out
     takes_reasoning_details: ClassVar[bool] = False
     # whether a message's cache breakpoint goes on its text (OpenRouter), or is left out (OpenAI caches by itself)

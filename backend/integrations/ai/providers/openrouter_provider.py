@@ -33,9 +33,16 @@ class OpenRouterProvider(OpenAIProvider):
         "effort",
     }
     # sent by `_extra_body` (reasoning, thinking as reasoning) or on the system message (cache_control), not as given
-    extra_body_options: ClassVar[frozenset[str]] = frozenset(
-        {"models", "provider", "transforms", "route", "reasoning", "cache_control", "thinking", "effort"}
-    )
+    extra_body_options: ClassVar[frozenset[str]] = OpenAIProvider.extra_body_options | {
+        "models",
+        "provider",
+        "transforms",
+        "route",
+        "reasoning",
+        "cache_control",
+        "thinking",
+        "effort",
+    }
     takes_reasoning_details = True  # a signed thinking block goes back to the model that wrote it
     takes_cache_marks = True  # passed on to the vendors that cache on request (Anthropic, Gemini)
 

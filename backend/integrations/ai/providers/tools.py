@@ -3,7 +3,8 @@
 Callers describe a tool once — `{"name", "description", "parameters": <JSON schema>}` (OpenAI's
 `{"type": "function", "function": {...}}` and Anthropic's `{"name", "input_schema"}` are accepted
 too) — and get calls back as `ToolCall(id, name, arguments)` with the arguments parsed. `tool_choice`
-is "auto", "none", "required" or `{"name": ...}` (that tool, forced). A structured-output request
+is "auto", "none", "required" or `{"name": ...}` (that tool, forced); the `parallel_tool_calls` option, False,
+holds the model to one call a turn (OpenAI's flag, Anthropic's `disable_parallel_tool_use`). A structured-output request
 (`response_schema`) is sent by each vendor's strongest mechanism: OpenAI/OpenRouter
 `response_format: json_schema` (strict when the schema allows it), Anthropic a forced tool whose
 `input_schema` is the schema.
@@ -147,6 +148,8 @@ def openai_extras(body: dict[str, Any], ai: Any) -> None:
         body["tool_choice"] = (
             choice if isinstance(choice, str) else {"type": "function", "function": {"name": choice["name"]}}
         )
+    if ai.tools and ai.options.get("parallel_tool_calls") is False:  # the vendor refuses the flag without tools
+        body["parallel_tool_calls"] = False
     if ai.response_schema is not None:
         schema = dict(ai.response_schema)
         body["response_format"] = {
@@ -202,6 +205,9 @@ def anthropic_extras(body: dict[str, Any], ai: Any) -> None:
             if isinstance(choice, Mapping)
             else {"type": {"auto": "auto", "none": "none", "required": "any"}[choice]}
         )
+    if ai.tools and ai.options.get("parallel_tool_calls") is False and choice != "none":
+        # Anthropic's way to hold the model to one tool call a turn: a flag on tool_choice (auto when not given)
+        body["tool_choice"] = {**body.get("tool_choice", {"type": "auto"}), "disable_parallel_tool_use": True}
     if ai.response_schema is not None:
         body["tools"] = [
             {

@@ -101,6 +101,10 @@ def openai_problem(body: dict) -> str | None:
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or tool.get("type") != "function" or not function.get("name"):
             return "Invalid 'tools': each tool needs type 'function' and function.name."
+    if "parallel_tool_calls" in body and not body.get("tools"):
+        return (
+            "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified."
+        )
     open_calls: list[str] = []
     for message in body.get("messages") or ():
         role = message.get("role")
@@ -148,6 +152,9 @@ def anthropic_problem(body: dict) -> str | None:
         schema = (tool.get("input_schema") or {}) if isinstance(tool, dict) else {}
         if not isinstance(tool, dict) or not tool.get("name") or schema.get("type") != "object":
             return "tools.0.input_schema: Input should be a valid JSON schema of type object"
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and "disable_parallel_tool_use" in choice and choice.get("type") == "none":
+        return "tool_choice.none.disable_parallel_tool_use: Extra inputs are not permitted"
     previous: list[str] = []
     for index, message in enumerate(body.get("messages") or ()):
         role = message.get("role")
@@ -225,7 +232,12 @@ def tool_calls_for(
         return None  # the results are in: answer them
     prefix = "toolu_" if flavor == "anthropic" else "call_"
     if scripted:
-        return [(f"{prefix}{uuid.uuid4().hex[:20]}", c["name"], c.get("arguments") or {}) for c in scripted]
+        # one call per turn when the caller turned parallel calls off (OpenAI's flag, Anthropic's tool_choice one)
+        one = body.get("parallel_tool_calls") is False or (
+            isinstance(choice, dict) and choice.get("disable_parallel_tool_use")
+        )
+        calls = scripted[:1] if one else scripted
+        return [(f"{prefix}{uuid.uuid4().hex[:20]}", c["name"], c.get("arguments") or {}) for c in calls]
     name = forced or names[0]
     return [(f"{prefix}{uuid.uuid4().hex[:20]}", name, instance(schemas.get(name) or {}, text))]
 

@@ -249,8 +249,6 @@ def _tools(data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, Any]:
         raise BadField(
             'tool_choice must be {"type": "auto" | "any" | "none"} or {"type": "tool", "name"}.', "tool_choice"
         )
-    if choice.get("disable_parallel_tool_use"):
-        raise Unsupported("disable_parallel_tool_use is not supported by this gateway; remove it.", "tool_choice")
     if not tools:
         if choice["type"] in ("auto", "none"):
             return None, None
@@ -329,6 +327,12 @@ def parse(data: Any) -> GatewayCall:
         options["tools"] = tools  # providers/tools.py takes Anthropic's {name, description, input_schema}
     if tool_choice is not None:
         options["tool_choice"] = tool_choice
+    if tools and isinstance(data.get("tool_choice"), dict):
+        disable = data["tool_choice"].get("disable_parallel_tool_use")
+        if disable is not None and not isinstance(disable, bool):
+            raise BadField("tool_choice.disable_parallel_tool_use must be true or false.", "tool_choice")
+        if disable:  # at most one tool call a turn: the gateway's parallel_tool_calls option, on any provider
+            options["parallel_tool_calls"] = False
     if (top_p := need_number(data, "top_p")) is not None:
         options["top_p"] = top_p
     if (top_k := need_int(data, "top_k")) is not None:

@@ -121,16 +121,24 @@ def neutral_content(
 
 def request_body(data: Any, unsupported: dict[str, str]) -> dict[str, Any]:
     """The request's JSON object, refused with a 400 naming the first field it asks for that the gateway cannot
-    give (`unsupported`: field -> what it asks for), or `parallel_tool_calls: false` (the model may call several
-    tools in one turn: the gateway cannot hold it to one)."""
+    give (`unsupported`: field -> what it asks for)."""
     if not isinstance(data, dict):
         raise BadField("The body must be a JSON object.")
     for name, feature in unsupported.items():
         if data.get(name):
             raise Unsupported(f"{feature} is not supported by this gateway yet; remove {name}.", name)
-    if data.get("parallel_tool_calls") is False:
-        raise Unsupported(
-            "parallel_tool_calls false is not supported: the model may call several tools in one turn.",
-            "parallel_tool_calls",
-        )
     return data
+
+
+def parallel_tool_calls(data: dict[str, Any], options: dict[str, Any]) -> bool:
+    """OpenAI's `parallel_tool_calls` (Chat Completions and Responses): false is the gateway's option of that name,
+    which holds the model to one tool call a turn on every provider (Codex sends it for most models). Returns the
+    value the response echoes."""
+    value = data.get("parallel_tool_calls")
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise BadField("parallel_tool_calls must be true or false.", "parallel_tool_calls")
+    if value is False:
+        options["parallel_tool_calls"] = False
+    return value

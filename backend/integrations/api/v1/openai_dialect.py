@@ -26,6 +26,7 @@ from .calls import (
     need_number,
     need_str,
     neutral_content,
+    parallel_tool_calls,
     request_body,
     stop_sequences,
 )
@@ -40,7 +41,6 @@ UNSUPPORTED = {
     "prediction": "predicted outputs",
     "top_logprobs": "top_logprobs",
     "web_search_options": "web search",
-    "verbosity": "verbosity",
 }
 OPTIONS = ("top_p", "seed", "presence_penalty", "frequency_penalty")
 FINISH = {FINISH_LENGTH: "length", FINISH_CONTENT_FILTER: "content_filter", FINISH_TOOL_CALLS: "tool_calls"}
@@ -164,6 +164,9 @@ def parse(data: Any) -> GatewayCall:
                 raise BadField("tool_choice needs tools: give the tools it chooses among.", "tool_choice")
         else:
             options["tool_choice"] = data["tool_choice"]
+    parallel_tool_calls(data, options)
+    if (verbosity := need_str(data, "verbosity")) is not None:
+        options["verbosity"] = verbosity  # GPT-5's answer length: OpenAI and OpenRouter take it, others refuse it
     stream_options = data.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
         raise BadField("stream_options must be an object.", "stream_options")

@@ -36,6 +36,7 @@ from .calls import (
     need_number,
     need_str,
     neutral_content,
+    parallel_tool_calls,
     request_body,
 )
 from .failures import Failure
@@ -194,8 +195,6 @@ def _text_format(text: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         return None, {"format": {"type": "text"}}
     if not isinstance(text, dict):
         raise BadField("text must be an object with a format.", "text")
-    if text.get("verbosity") is not None:
-        raise Unsupported("text.verbosity is not supported by this gateway yet; remove it.", "text.verbosity")
     form = text.get("format") or {"type": "text"}
     kind = form.get("type") if isinstance(form, dict) else None
     if kind == "text":
@@ -258,6 +257,9 @@ def parse(data: Any) -> GatewayCall:
     if (effort := _reasoning(data.get("reasoning"))) is not None:
         options["reasoning"] = {"effort": effort}
     schema, text = _text_format(data.get("text"))
+    if isinstance(data.get("text"), dict) and (verbosity := need_str(data["text"], "verbosity")) is not None:
+        options["verbosity"] = verbosity  # GPT-5's answer length: OpenAI and OpenRouter take it, others refuse it
+        text = {**text, "verbosity": verbosity}
     if schema is not None:  # the gateway's structured output; streamed, it is sent once validated (views)
         options["response_schema"] = schema
     tools = _tools(data.get("tools"))
@@ -265,12 +267,14 @@ def parse(data: Any) -> GatewayCall:
         options["tools"] = tools
     if (choice := _tool_choice(data.get("tool_choice"), bool(tools))) is not None:
         options["tool_choice"] = choice
+    parallel = parallel_tool_calls(data, options)
     temperature = 1.0 if temperature is None else temperature
     echo = {
         "reasoning": {"effort": effort, "summary": None},
         "instructions": instructions,
         "max_output_tokens": max_tokens,
         "metadata": metadata or {},
+        "parallel_tool_calls": parallel,
         "temperature": temperature,
         "text": text,
         "tool_choice": data.get("tool_choice") or "auto",
@@ -355,7 +359,6 @@ def _response(
         "incomplete_details": incomplete,
         "model": model,
         "output": output,
-        "parallel_tool_calls": True,
         "previous_response_id": None,
         "service_tier": "default",
         "store": False,  # Panel keeps no responses: nothing to retrieve or continue from by id
