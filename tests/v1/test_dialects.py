@@ -273,7 +273,14 @@ def test_a_responses_request_becomes_one_gateway_call_in_the_neutral_shapes():
 @pytest.mark.parametrize(
     "body, param",
     [
-        ({"input": [{"type": "reasoning", "id": "rs_1"}]}, "input[0]"),
+        ({"input": [{"type": "item_reference", "id": "rs_1"}]}, "input[0]"),
+        ({"input": [{"type": "reasoning", "id": "rs_1", "summary": []}]}, "input"),  # nothing left to send
+        (
+            {"input": [{"type": "reasoning", "encrypted_content": "gAAAA-another-servers"}, *USER]},
+            "input[0].encrypted_content",
+        ),
+        ({"include": ["file_search_call.results"]}, "include"),
+        ({"include": "reasoning.encrypted_content"}, "include"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]},
             "input[0].content[0]",
@@ -288,7 +295,7 @@ def test_a_responses_request_becomes_one_gateway_call_in_the_neutral_shapes():
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
         ({"text": {"verbosity": 2}}, "verbosity"),
         ({"metadata": {"n": 1}}, "metadata"),
-        ({"reasoning": {"summary": "auto"}}, "reasoning"),
+        ({"reasoning": {"summary": "long"}}, "reasoning.summary"),
         ({"reasoning": {"effort": 3}}, "reasoning.effort"),
         ({"truncation": "auto"}, "truncation"),
         ({"background": True}, "background"),

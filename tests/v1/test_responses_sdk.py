@@ -349,3 +349,61 @@ def test_verbosity_and_one_call_a_turn_reach_the_vendor_or_are_refused_by_name(e
     with pytest.raises(openai.BadRequestError, match="verbosity"):
         other.responses.create(model=MODEL_FOR["anthropic"], input="Hi", text={"verbosity": "low"})
     assert upstream.requests_for("anthropic") == []
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_reasoning_comes_back_signed_and_carries_a_tool_loop_as_codex_runs_it(
+    emulated_site, make_key, oai, upstream, streamed
+):
+    """What Codex sends (`reasoning.summary`, `include: ["reasoning.encrypted_content"]`, `parallel_tool_calls:
+    false`, the whole history each turn, store false): an Anthropic model on OpenRouter thinks, the response carries
+    a reasoning item (its summary the thinking, its encrypted content the signed blocks), and that item sent back
+    with the tool's output gives the vendor its thinking again, which a tool loop with thinking requires."""
+    client = oai(make_key(emulated_site("openrouter")))
+    ask = {
+        "model": "anthropic/claude-sonnet-4",
+        "instructions": "You are a coding agent.",
+        "tools": TOOLS,
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "extra_body": {"prompt_cache_key": "3f1c0d5e-conversation"},
+        "max_output_tokens": 2048,
+    }
+    history: list = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Lyon?"}]}]
+    upstream.script(flavor="openrouter", tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    if streamed:
+        with client.responses.stream(input=history, **ask) as stream:
+            first = stream.get_final_response()
+    else:
+        first = client.responses.create(input=history, **ask)
+    kinds = [item.type for item in first.output]
+    assert sorted(kinds) == ["function_call", "reasoning"]
+    (reasoning,) = [item for item in first.output if item.type == "reasoning"]
+    assert reasoning.summary[0].text.startswith("Emulated reasoning") and reasoning.encrypted_content
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "Chez Paul"}
+    turn = [item.model_dump(exclude_none=True) for item in first.output]  # as the client got them
+    final = client.responses.create(input=[*history, *turn, output], **ask)
+    assert final.status == "completed" and final.output_text
+    sent = upstream.requests_for("openrouter")[-1].json
+    assert sent["messages"][-2]["reasoning_details"][0]["signature"]  # the vendor got its thinking back
+    # without the reasoning item the vendor refuses the loop; a changed one is refused before any vendor request
+    without = [item for item in turn if item["type"] != "reasoning"]
+    with pytest.raises(openai.BadRequestError, match="must start with a thinking block"):
+        client.responses.create(input=[*history, *without, output], **ask)
+    sent_before = len(upstream.requests_for("openrouter"))
+    forged = [
+        {**item, "encrypted_content": item["encrypted_content"][:-2] + "xx"} if item["type"] == "reasoning" else item
+        for item in turn
+    ]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(input=[*history, *forged, output], **ask)
+    assert refused.value.body["param"].endswith(".encrypted_content")
+    assert len(upstream.requests_for("openrouter")) == sent_before
+    # another server's reasoning item (no encrypted content) carries nothing a vendor could take: left out
+    foreign = {"type": "reasoning", "summary": [{"type": "summary_text", "text": "hm"}], "encrypted_content": None}
+    plain = client.responses.create(model="gpt-4o-mini", input=[*history, foreign], include=ask["include"])
+    assert plain.output_text and [item.type for item in plain.output] == ["message"]  # no thinking, no item

@@ -46,6 +46,7 @@ class GatewayCall:
     stream: bool = False
     include_usage: bool = False
     echo: dict[str, Any] = field(default_factory=dict)  # request fields the dialect's answer repeats (Responses)
+    include_reasoning: bool = False  # Responses' include reasoning.encrypted_content: the thinking comes back signed
 
     def kwargs(self) -> dict[str, Any]:
         return {

@@ -15,6 +15,14 @@ Panel keeps no responses: `previous_response_id`, `conversation` and `background
 them (send the whole conversation in `input`), and every response says `"store": false`. OpenAI's
 hosted tools (web search, file search, code interpreter, ...) are not the gateway's: a 400 naming
 the tool.
+
+Reasoning, statelessly (what Codex asks for: `reasoning.summary` and `include: ["reasoning.encrypted_content"]`):
+when the model's answer carries its thinking (`GenerationResult.thinking`: Anthropic's signed blocks, directly or
+through OpenRouter), the response opens with a `reasoning` item, its `summary` the thinking's text (when a summary
+was asked for) and its `encrypted_content` the blocks themselves, signed by Panel (when it was included). A client
+that sends that item back in the next `input` gives the vendor its own thinking again, as a tool loop with extended
+thinking requires; a reasoning item without Panel's content (another server's, or none) carries nothing a vendor
+could take and is left out.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ import time
 import uuid
 from typing import Any
 
+from django.core import signing
+
+from integrations.ai.providers import thinking
 from integrations.ai.providers.types import FINISH_CONTENT_FILTER, FINISH_LENGTH, GenerationResult
 
 from .calls import (
@@ -53,6 +64,9 @@ UNSUPPORTED = {
     "top_logprobs": "top_logprobs",
 }
 TEXT_PARTS = ("input_text", "output_text")
+SUMMARIES = ("auto", "concise", "detailed")
+INCLUDABLE = ("reasoning.encrypted_content",)
+REASONING_SALT = "integrations.api.v1.responses.reasoning"  # what Panel signs a reasoning item's content with
 INCOMPLETE = {FINISH_LENGTH: "max_output_tokens", FINISH_CONTENT_FILTER: "content_filter"}
 
 
@@ -103,16 +117,27 @@ def _input(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise BadField("input must be a non-empty string or a non-empty list of input items.", "input")
     messages: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []  # thinking read from a reasoning item, for the assistant turn it belongs to
     for index, item in enumerate(value):
         where = f"input[{index}]"
         if not isinstance(item, dict):
             raise BadField(f"{where} must be an object: a message, a function_call or a function_call_output.", where)
         kind = item.get("type") or ("message" if "role" in item else None)
+        if kind == "reasoning":
+            blocks = _reasoning_blocks(item, where)
+            last = messages[-1] if messages else None
+            if blocks and last is not None and last["role"] == "assistant" and not last.get("thinking"):
+                last["thinking"] = blocks  # after its turn's text or calls (a stream renders it last)
+            else:
+                pending += blocks  # before them (a whole response renders it first)
+            continue
         if kind == "message":
             role = item.get("role")
             if role not in ROLES:
                 raise BadField(f"{where}.role must be one of user, assistant, system, developer.", f"{where}.role")
             messages.append({"role": ROLES[role], "content": _content(item.get("content"), f"{where}.content")})
+            if pending and ROLES[role] == "assistant":
+                messages[-1]["thinking"], pending = pending, []
         elif kind == "function_call":
             call_id, name = item.get("call_id"), item.get("name")
             arguments = item.get("arguments", "{}")
@@ -128,6 +153,8 @@ def _input(value: Any) -> list[dict[str, Any]]:
                 last.setdefault("tool_calls", []).append(call)
             else:
                 messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+                if pending:
+                    messages[-1]["thinking"], pending = pending, []
         elif kind == "function_call_output":
             call_id = item.get("call_id")
             if not isinstance(call_id, str) or not call_id:
@@ -136,12 +163,64 @@ def _input(value: Any) -> list[dict[str, Any]]:
             messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
         elif isinstance(kind, str):
             raise Unsupported(
-                f"{where} is a {kind} item: this gateway takes message, function_call and function_call_output items.",
+                f"{where} is a {kind} item: this gateway takes message, reasoning, function_call and "
+                "function_call_output items.",
                 where,
             )
         else:
             raise BadField(f"{where} must have a type (message, function_call, function_call_output).", where)
+    if not messages:
+        raise BadField("input must hold at least one message.", "input")
     return messages
+
+
+def _reasoning_blocks(item: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The thinking blocks a reasoning item carries back: its `encrypted_content` as Panel signed it (`[]`: none)."""
+    content = item.get("encrypted_content")
+    if content is None:
+        return []  # a summary alone, or another server's reasoning: nothing a vendor can take back
+    if not isinstance(content, str):
+        raise BadField(f"{where}.encrypted_content must be the string Panel returned.", f"{where}.encrypted_content")
+    try:
+        blocks = signing.loads(content, salt=REASONING_SALT)
+    except signing.BadSignature:
+        raise BadField(
+            f"{where}.encrypted_content is not reasoning Panel returned (or it was changed); send it back as it came, "
+            "or leave the reasoning item out.",
+            f"{where}.encrypted_content",
+        ) from None
+    return blocks if isinstance(blocks, list) else []
+
+
+def reasoning_item(result: GenerationResult | None, call: GatewayCall) -> dict[str, Any] | None:
+    """The response's `reasoning` item, when the answer carries thinking and the request asked for its summary or
+    its encrypted content; else None."""
+    if result is None:
+        return None
+    summary, encrypted = call.echo["reasoning"]["summary"], call.include_reasoning
+    if not result.thinking or not (summary or encrypted):
+        return None
+    text = thinking.text_of(result.thinking)
+    return {
+        "id": new_id("rs"),
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": text}] if summary and text else [],
+        "encrypted_content": signing.dumps(list(result.thinking), salt=REASONING_SALT, compress=True)
+        if encrypted
+        else None,
+    }
+
+
+def _include(value: Any) -> bool:
+    """`include`: only `reasoning.encrypted_content` (True: asked for); anything else is a 400 naming it."""
+    if value is None:
+        return False
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadField("include must be a list of strings.", "include")
+    for name in value:
+        if name not in INCLUDABLE:
+            raise Unsupported(f"include {name!r} is not supported by this gateway; remove it.", "include")
+    return "reasoning.encrypted_content" in value
 
 
 def _tools(value: Any) -> list[dict[str, Any]] | None:
@@ -208,24 +287,24 @@ def _text_format(text: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     raise BadField("text.format.type must be text, json_object or json_schema.", "text.format")
 
 
-def _reasoning(value: Any) -> str | None:
-    """`reasoning.effort`: the gateway's `reasoning` option, which OpenRouter takes (its unified parameter, for the
-    models that reason); a provider without it refuses the call with a 400 naming the option. A summary of the
-    reasoning is not returned by the gateway: asking for one is a 400."""
+def _reasoning(value: Any) -> tuple[str | None, str | None]:
+    """(`reasoning.effort`, `reasoning.summary`). The effort is the gateway's `reasoning` option, which OpenRouter
+    takes (its unified parameter, for the models that reason); a provider without it refuses the call with a 400
+    naming the option. The summary (auto, concise or detailed; `generate_summary` is its older name) asks for the
+    answer's thinking as a reasoning item's summary, when the model returns its thinking."""
     if value is None:
-        return None
+        return None, None
     if not isinstance(value, dict):
         raise BadField('reasoning must be an object, e.g. {"effort": "low"}.', "reasoning")
-    if value.get("summary") is not None or value.get("generate_summary") is not None:
-        raise Unsupported(
-            "reasoning summaries are not returned by this gateway; remove reasoning.summary.", "reasoning"
-        )
     if unknown := sorted(set(value) - {"effort", "summary", "generate_summary"}):
-        raise BadField(f"Unknown reasoning field(s): {', '.join(unknown)}; use effort.", "reasoning")
+        raise BadField(f"Unknown reasoning field(s): {', '.join(unknown)}; use effort and summary.", "reasoning")
     effort = value.get("effort")
     if effort is not None and (not isinstance(effort, str) or not effort):
         raise BadField("reasoning.effort must be a string such as low, medium or high.", "reasoning.effort")
-    return effort
+    summary = value.get("summary") if value.get("summary") is not None else value.get("generate_summary")
+    if summary is not None and summary not in SUMMARIES:
+        raise BadField(f"reasoning.summary must be one of {', '.join(SUMMARIES)}.", "reasoning.summary")
+    return effort, summary
 
 
 def parse(data: Any) -> GatewayCall:
@@ -233,8 +312,7 @@ def parse(data: Any) -> GatewayCall:
     data = request_body(data, UNSUPPORTED)
     if data.get("truncation") not in (None, "disabled"):
         raise Unsupported("truncation 'auto' is not supported: send input that fits the model.", "truncation")
-    if data.get("include"):
-        raise Unsupported("include is not supported by this gateway yet; remove it.", "include")
+    include_encrypted = _include(data.get("include"))
     model = need_str(data, "model", required=True)
     assert model is not None
     max_tokens = need_int(data, "max_output_tokens")
@@ -254,7 +332,8 @@ def parse(data: Any) -> GatewayCall:
     ):
         raise BadField("metadata must be an object of string values.", "metadata")
     stream = need_bool(data, "stream")
-    if (effort := _reasoning(data.get("reasoning"))) is not None:
+    effort, summary = _reasoning(data.get("reasoning"))
+    if effort is not None:
         options["reasoning"] = {"effort": effort}
     schema, text = _text_format(data.get("text"))
     if isinstance(data.get("text"), dict) and (verbosity := need_str(data["text"], "verbosity")) is not None:
@@ -270,7 +349,7 @@ def parse(data: Any) -> GatewayCall:
     parallel = parallel_tool_calls(data, options)
     temperature = 1.0 if temperature is None else temperature
     echo = {
-        "reasoning": {"effort": effort, "summary": None},
+        "reasoning": {"effort": effort, "summary": summary},
         "instructions": instructions,
         "max_output_tokens": max_tokens,
         "metadata": metadata or {},
@@ -292,6 +371,7 @@ def parse(data: Any) -> GatewayCall:
         options=options,
         stream=stream,
         echo=echo,
+        include_reasoning=include_encrypted,
     )
 
 
@@ -373,6 +453,8 @@ def response(result: GenerationResult, call: GatewayCall) -> dict[str, Any]:
     output = call_items(result)
     if result.content or not output:
         output.insert(0, message_item(new_id("msg"), result.content))
+    if (reasoning := reasoning_item(result, call)) is not None:
+        output.insert(0, reasoning)  # as OpenAI orders them: the reasoning, then what it led to
     status, incomplete = _status(result)
     return _response(new_id(), int(time.time()), call.echo, result.model, status, output, usage(result), incomplete)
 
@@ -387,6 +469,7 @@ class Events:
         self.id = new_id()
         self.created = int(time.time())
         self.model = model
+        self.call = call
         self.echo = call.echo
         self.sequence = 0
         self.item_id = new_id("msg")
@@ -462,6 +545,14 @@ class Events:
                 + self._event("response.output_item.done", {"output_index": index, "item": item})
             )
             output.append(item)
+        if (reasoning := reasoning_item(result, self.call)) is not None:
+            # the thinking is known once the answer is (a stream's thinking pieces are not sent in this format), so
+            # its item comes after the answer's; sent back, it joins the same assistant turn (`_input`)
+            index = len(output)
+            out += self._event(
+                "response.output_item.added", {"output_index": index, "item": {**reasoning, "summary": []}}
+            ) + self._event("response.output_item.done", {"output_index": index, "item": reasoning})
+            output.append(reasoning)
         status, incomplete = _status(result)
         counts = usage(result) if result is not None else None
         final = self._snapshot(status, output, counts, incomplete=incomplete)
