@@ -104,5 +104,5 @@ def test_a_thinking_budget_shows_the_models_signed_thinking(client, two_sites, u
         client, record, prompt="Hi", **{**thinker, "thinking_budget": 100}
     )
     refused = post(client, record, prompt="Hi", **{**thinker, "model": "claude-3-5-haiku"})
-    assert "does not support extended thinking" in refused and "<code>not_supported</code>" in refused
+    assert "does not support reasoning (extended thinking)" in refused and "<code>not_supported</code>" in refused
     assert len(upstream.requests) == before  # the form's checks and the capability table send nothing

@@ -8,7 +8,7 @@ import pytest
 
 from integrations.ai.gateway.service import AIService
 from integrations.ai.ledger import usage
-from integrations.ai.providers.errors import InvalidRequest
+from integrations.ai.providers.errors import InvalidRequest, NotSupported
 from integrations.models import AIUsage
 from pages.services.ai_service import AIService as PagesAI
 from pages.services.reasoning import REASONING_BUDGET
@@ -85,9 +85,16 @@ def test_cache_control_marks_the_system_prompt_written_once_then_read(emulated_s
 
 
 def test_other_providers_still_refuse_the_options_by_name(emulated_site, upstream):
-    site = emulated_site("openai")
-    with pytest.raises(InvalidRequest, match=r"Unsupported option\(s\) for openai: reasoning"):
-        AIService(site=site).complete(ASK, model="gpt-4o", reasoning={"effort": "low"})
+    """Anthropic has no `reasoning` option (its own is `thinking`); OpenAI takes its effort for a model that reasons
+    only, and a model that does not is refused before any request (OpenAI would 400 on reasoning_effort)."""
+    with pytest.raises(InvalidRequest, match=r"Unsupported option\(s\) for anthropic: reasoning"):
+        AIService(site=emulated_site("anthropic")).complete(ASK, model="claude-3-5-haiku", reasoning={"effort": "low"})
+    openai_site = emulated_site("openai")
+    with pytest.raises(NotSupported, match=r"gpt-4o does not support reasoning"):
+        AIService(site=openai_site).complete(ASK, model="gpt-4o", reasoning={"effort": "low"})
+    with pytest.raises(InvalidRequest, match=r"takes reasoning.effort only"):
+        AIService(site=openai_site).complete(ASK, model="gpt-5", reasoning={"max_tokens": 100})
+    assert upstream.requests_for("openai") == []
 
 
 def test_the_page_services_give_a_reasoning_model_a_budget_and_the_answer_its_room(emulated_site, upstream):
@@ -145,3 +152,22 @@ def test_a_messages_cache_mark_goes_on_its_last_block_and_is_checked(emulated_si
             [{"role": "user", "content": "Hi", "cache_control": {"type": "forever"}}], model="claude-3-5-haiku"
         )
     assert len(posts(upstream)) == before
+
+
+def test_gpt5_on_openai_gets_max_completion_tokens_its_effort_and_the_page_services_their_room(emulated_site, upstream):
+    """GPT-5 reasons: OpenAI refuses `max_tokens` and any temperature but 1 for it, and takes `reasoning_effort`
+    (the `reasoning` option's effort). The page services give it room to think and a low effort, so a 60-token
+    title is not spent on reasoning; its chat variant does not reason and is called as any chat model."""
+    site = emulated_site("openai")
+    answer = AIService(site=site).complete(ASK, model="gpt-5", temperature=0.7, reasoning={"effort": "minimal"})
+    body = upstream.requests_for("openai")[-1].json
+    assert body["max_completion_tokens"] and "max_tokens" not in body and "temperature" not in body
+    assert body["reasoning_effort"] == "minimal" and answer.content and answer.reasoning_tokens > 0
+    PagesAI(site).generate_meta_title("Spring sale", "Twenty percent off", model="gpt-5-mini")
+    body = upstream.requests_for("openai")[-1].json
+    assert body["reasoning_effort"] == "low" and body["max_completion_tokens"] == 60 + REASONING_BUDGET
+    AIService(site=site).complete(ASK, model="gpt-5-chat-latest", temperature=0.7)
+    body = upstream.requests_for("openai")[-1].json
+    assert body["max_tokens"] and body["temperature"] == 0.7 and "reasoning_effort" not in body
+    usage.flush()
+    assert AIUsage.objects.filter(site=site, status="ok").count() == 3

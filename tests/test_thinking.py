@@ -183,11 +183,11 @@ def test_a_model_that_cannot_think_is_refused_before_any_request(emulated_site, 
     """Extended thinking came with Claude 3.7 Sonnet (`providers/capabilities.py`): an earlier model is a typed
     NotSupported naming it, not the vendor's 400; on OpenRouter, its catalogue's `reasoning` parameter decides."""
     site = emulated_site("anthropic")
-    with pytest.raises(NotSupported, match="claude-3-5-haiku-20241022 does not support extended thinking"):
+    with pytest.raises(NotSupported, match=r"claude-3-5-haiku-20241022 does not support reasoning \(extended"):
         AIService(site=site).complete(ASK, model="claude-3-5-haiku", max_tokens=2048, temperature=1, thinking=THINK)
     assert sent(upstream) == []
     routed = emulated_site("openrouter")
-    with pytest.raises(NotSupported, match=r"anthropic/claude-3\.5-haiku does not support extended thinking"):
+    with pytest.raises(NotSupported, match=r"anthropic/claude-3\.5-haiku does not support reasoning \(extended"):
         AIService(site=routed).complete(
             ASK, model="anthropic/claude-3.5-haiku", max_tokens=2048, temperature=1, thinking=THINK
         )

@@ -31,21 +31,23 @@ LABELS = {
     "images": "images",
     "embeddings": "embeddings",
     "streaming": "streaming",
-    "thinking": "extended thinking",
+    "thinking": "reasoning (extended thinking)",
 }
 
 Rules = list[tuple[str, frozenset[str]]]
+# "thinking" here: the model reasons, so it takes the `reasoning` option's effort (`reasoning_effort`)
 _OPENAI: Rules = [
     ("text-embedding-*", EMBEDDINGS),
     ("gpt-3.5-turbo*", frozenset({"tools", "streaming"})),
-    ("o1-mini*", frozenset({"streaming"})),
-    ("o3-mini*", CHAT),
+    ("o1-mini*", frozenset({"streaming", "thinking"})),
+    ("o3-mini*", CHAT | {"thinking"}),
     ("gpt-4o*", VISION),
     ("gpt-4.1*", VISION),
-    ("gpt-5*", VISION),
-    ("o1*", VISION),
-    ("o3*", VISION),
-    ("o4*", VISION),
+    ("gpt-5-chat*", VISION),
+    ("gpt-5*", THINKING),
+    ("o1*", THINKING),
+    ("o3*", THINKING),
+    ("o4*", THINKING),
     ("*", CHAT),
 ]
 # extended thinking came with Claude 3.7 Sonnet: every later model thinks, no earlier one does
@@ -163,6 +165,8 @@ def refusal(provider: Any, request: Any, model: str, streaming: bool = False) ->
             f"{model} is an embedding model: use AIService.embed(), or choose a chat model.", provider=provider.name
         )
     need = needed(request, streaming)
+    if request.options.get("reasoning") and provider.kind == "openai":
+        need.add("thinking")  # OpenAI refuses reasoning_effort to a model that does not reason (a router ignores it)
     if not need - {"streaming"}:
         return None
     have = features_of(provider, model)

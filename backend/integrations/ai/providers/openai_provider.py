@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from . import sse, thinking
+from . import openrouter_options, sse, thinking
 from .base import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -28,7 +28,7 @@ from .base import (
     lazy_import,
 )
 from .conversation import openai_messages
-from .errors import EmptyResponse, ProviderUnavailable
+from .errors import EmptyResponse, InvalidRequest, ProviderUnavailable
 from .tools import OpenAIToolStream, openai_calls, openai_extras
 
 _FINISH = {
@@ -39,7 +39,13 @@ _FINISH = {
     "function_call": FINISH_TOOL_CALLS,
     None: FINISH_STOP,
 }
-_REASONING_PREFIXES = ("o1", "o3", "o4")
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+
+def reasoning_model(model: str) -> bool:
+    """Whether an OpenAI model reasons (o-series, GPT-5 and later but its chat variant): it takes
+    `max_completion_tokens` (a 400 for `max_tokens`), only its default temperature, and `reasoning_effort`."""
+    return model.startswith(_REASONING_PREFIXES) and not model.startswith("gpt-5-chat")
 
 
 _sdk = lazy_import("openai")  # the SDK, imported on first use
@@ -51,7 +57,8 @@ class OpenAIProvider(BaseProvider):
     # cache_control (a cache breakpoint on the system prompt, as Anthropic's clients mark it) is taken and not sent:
     # OpenAI caches every prompt of 1,024 tokens or more by itself, what the mark asks for (OpenRouter sends it)
     # parallel_tool_calls: False holds the model to one tool call a turn (sent with the tools, `openai_extras`);
-    # verbosity: GPT-5's answer length (low, medium, high), sent as it is (OpenRouter takes it too)
+    # verbosity: GPT-5's answer length (low, medium, high), sent as it is (OpenRouter takes it too); reasoning:
+    # OpenRouter's unified option, of which a reasoning model here takes the effort (`reasoning_effort`)
     supported_options: ClassVar[frozenset[str]] = frozenset(
         {
             "stop",
@@ -64,15 +71,36 @@ class OpenAIProvider(BaseProvider):
             "cache_control",
             "parallel_tool_calls",
             "verbosity",
+            "reasoning",
         }
     )
     # options sent some other way (`_extra_body`, with the tools) or, cache_control here, not at all; every other
     # goes into the body as given
-    extra_body_options: ClassVar[frozenset[str]] = frozenset({"cache_control", "parallel_tool_calls"})
+    extra_body_options: ClassVar[frozenset[str]] = frozenset({"cache_control", "parallel_tool_calls", "reasoning"})
     # whether an assistant turn's thinking goes back as its `reasoning_details` (OpenRouter), or is left out
     takes_reasoning_details: ClassVar[bool] = False
     # whether a message's cache breakpoint goes on its text (OpenRouter), or is left out (OpenAI caches by itself)
     takes_cache_marks: ClassVar[bool] = False
+
+    def validate_request(self, request: AIRequest) -> AIRequest:
+        """The base checks, then `reasoning`: OpenAI's format takes its effort only (OpenRouter, which takes all of
+        OpenRouter's option, checks it itself)."""
+        request = super().validate_request(request)
+        reasoning = request.options.get("reasoning")
+        if reasoning is not None and self.kind != "openrouter":
+            clean = openrouter_options.check_reasoning(reasoning, request.max_tokens, self.name)
+            if set(clean) - {"effort"}:
+                raise InvalidRequest(
+                    f"{self.name} takes reasoning.effort only (as reasoning_effort); remove "
+                    f"{', '.join(sorted(set(clean) - {'effort'}))}.",
+                    provider=self.name,
+                )
+            request = request.with_changes(options={**request.options, "reasoning": clean})
+        return request
+
+    def reasons(self, model: str) -> bool:
+        """Whether `model` is a reasoning model (OpenAI's o-series and GPT-5; a local server's: not known)."""
+        return self.kind == "openai" and reasoning_model(model)
 
     @property
     def body_options(self) -> frozenset[str]:
@@ -128,12 +156,14 @@ class OpenAIProvider(BaseProvider):
         system_prompt = ai.system_prompt
         chat = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
         request: dict[str, Any] = {"model": model, "messages": chat}
-        if self.kind == "openai" and model.startswith(_REASONING_PREFIXES):
+        if self.kind == "openai" and reasoning_model(model):
             # Reasoning models take max_completion_tokens and only their default temperature.
             request["max_completion_tokens"] = max_tokens
         else:
             request["max_tokens"] = max_tokens
             request["temperature"] = ai.temperature
+        if self.kind != "openrouter" and (options.get("reasoning") or {}).get("effort") is not None:
+            request["reasoning_effort"] = options["reasoning"]["effort"]  # OpenAI's (and local servers') spelling
         # the subclass's options, except those its `_extra_body` sends (OpenRouter's `models`, `provider`, ...)
         passthrough = {k: v for k, v in options.items() if k in self.body_options}
         request.update(passthrough)

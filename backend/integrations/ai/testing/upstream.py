@@ -31,7 +31,20 @@ from urllib.parse import parse_qsl, urlsplit
 from . import upstream_extras as extras
 from . import upstream_moderation as moderation
 
-OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3-mini", "gpt-3.5-turbo")
+OPENAI_MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o1",
+    "o3-mini",
+    "gpt-3.5-turbo",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+    "gpt-5-chat-latest",
+)
 ANTHROPIC_MODELS = (
     "claude-3-5-sonnet-20241022",
     "claude-3-5-haiku-20241022",
@@ -824,6 +837,8 @@ class _Handler(BaseHTTPRequestHandler):
                     f"The model `{model}` does not exist or you do not have access to it.",
                     {"code": "model_not_found"},
                 )
+            if refused := extras.openai_reasoning_problem(str(model), body):
+                return 400, refused[0], {"code": refused[1], "param": refused[2]}
         else:
             candidates = [model, *(body.get("models") or [])]
             if not any(c in OPENROUTER_MODELS for c in candidates):
@@ -897,6 +912,8 @@ class _Handler(BaseHTTPRequestHandler):
             thinking = extras.reasoning_tokens(model, body["reasoning"], max_tokens)
         if flavor == "openrouter" and (problem := extras.openrouter_thinking_problem(body, model)):
             return self._send(400, {"error": {"code": 400, "message": problem}})
+        if flavor == "openai":  # a reasoning model thinks inside max_completion_tokens, at its effort
+            thinking = extras.openai_reasoning_tokens(model, body, max_tokens)
         details = extras.openrouter_details(model, body, thinking) if flavor == "openrouter" else []
         content, prompt_tokens, completion_tokens, truncated = self._reply(
             flavor, model, system, chat, max(max_tokens - thinking, 0), script
@@ -916,7 +933,7 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": thinking, "audio_tokens": 0},
         }
         gen_id = f"gen-{uuid.uuid4().hex[:20]}" if flavor == "openrouter" else f"chatcmpl-{uuid.uuid4().hex[:24]}"
         extra: dict[str, Any] = {}

@@ -69,6 +69,47 @@ def supported_parameters(model: str) -> list[str]:
     return [*params, "reasoning", "include_reasoning"] if model in REASONING_MODELS else params
 
 
+def openai_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning models (o-series, GPT-5 but its chat variant)."""
+    return model.startswith(("o1", "o3", "o4", "gpt-5")) and not model.startswith("gpt-5-chat")
+
+
+def openai_reasoning_problem(model: str, body: dict) -> tuple[str, str, str] | None:
+    """(message, code, param) of OpenAI's 400 for a reasoning parameter a chat model does not take, else None."""
+    if openai_reasoning_model(model):
+        if "max_tokens" in body:
+            return (
+                "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' "
+                "instead.",
+                "unsupported_parameter",
+                "max_tokens",
+            )
+        if body.get("temperature", 1) != 1:
+            return (
+                f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. Only the "
+                "default (1) value is supported.",
+                "unsupported_value",
+                "temperature",
+            )
+        effort = body.get("reasoning_effort")
+        if effort is not None and effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+            return f"Invalid value: '{effort}'.", "invalid_value", "reasoning_effort"
+    elif "reasoning_effort" in body:
+        return (
+            "Unrecognized request argument supplied: reasoning_effort",
+            "unsupported_parameter",
+            "reasoning_effort",
+        )
+    return None
+
+
+def openai_reasoning_tokens(model: str, body: dict, max_tokens: int) -> int:
+    """The tokens an OpenAI reasoning model spends thinking: its effort's share of max_completion_tokens."""
+    if not openai_reasoning_model(model):
+        return 0
+    return int(max_tokens * EFFORT_SHARE.get(body.get("reasoning_effort") or "medium", 0.5))
+
+
 def reasoning_problem(reasoning: object) -> str | None:
     """What OpenRouter answers 400 for in a `reasoning` object, else None."""
     if not isinstance(reasoning, dict):
