@@ -290,6 +290,15 @@ def test_a_responses_request_becomes_one_gateway_call_in_the_neutral_shapes():
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
         ({"tools": [{"type": "file_search"}]}, "tools[0]"),
+        (
+            {
+                "tools": [
+                    {"type": "custom", "name": "p", "format": {"type": "grammar", "syntax": "ebnf", "definition": "x"}}
+                ]
+            },
+            "tools[0].format",
+        ),
+        ({"input": [{"type": "custom_tool_call", "call_id": "c", "name": "p", "input": 3}]}, "input[0].input"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "web_search"}}, "tool_choice"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),

@@ -407,3 +407,79 @@ def test_reasoning_comes_back_signed_and_carries_a_tool_loop_as_codex_runs_it(
     foreign = {"type": "reasoning", "summary": [{"type": "summary_text", "text": "hm"}], "encrypted_content": None}
     plain = client.responses.create(model="gpt-4o-mini", input=[*history, foreign], include=ask["include"])
     assert plain.output_text and [item.type for item in plain.output] == ["message"]  # no thinking, no item
+
+
+APPLY_PATCH = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files with a patch.",
+    "format": {
+        "type": "grammar",
+        "syntax": "lark",
+        "definition": 'start: "*** Begin Patch" /(.|\\n)*/ "*** End Patch"',
+    },
+}
+
+
+@pytest.mark.parametrize("provider, streamed", [("openai", False), ("anthropic", True), ("openrouter", False)])
+def test_a_custom_tool_is_called_with_free_text_on_each_upstream(
+    emulated_site, make_key, oai, upstream, provider, streamed
+):
+    """Codex gives GPT-5 its `apply_patch` as a custom tool (free-form input, a Lark grammar): each vendor gets it as a
+    function of one string with the grammar in its description; the call comes back as a `custom_tool_call` with
+    the text, and the call and its output sent back reach the vendor as that function's call and result."""
+    client = oai(make_key(emulated_site(provider)))
+    patch = "*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** End Patch"
+    upstream.script(flavor=provider, tool_calls=[{"name": "apply_patch", "arguments": {"input": patch}}])
+    ask = {"model": MODEL_FOR[provider], "tools": [APPLY_PATCH], "parallel_tool_calls": False}
+    if streamed:
+        with client.responses.stream(input="Add hello.txt", **ask) as stream:
+            kinds = [event.type for event in stream]
+            first = stream.get_final_response()
+        assert "response.custom_tool_call_input.delta" in kinds
+    else:
+        first = client.responses.create(input="Add hello.txt", **ask)
+    (call,) = first.output
+    assert (call.type, call.name, call.input) == ("custom_tool_call", "apply_patch", patch)
+    tool = upstream.requests_for(provider)[-1].json["tools"][0]
+    schema = tool["input_schema"] if provider == "anthropic" else tool["function"]["parameters"]
+    description = tool["description"] if provider == "anthropic" else tool["function"]["description"]
+    assert schema["required"] == ["input"] and "*** Begin Patch" in description
+    history = [
+        {"role": "user", "content": "Add hello.txt"},
+        call.model_dump(exclude_none=True),
+        {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done: added hello.txt"},
+    ]
+    final = client.responses.create(input=history, **ask)
+    assert final.output_text
+    sent = json.dumps(upstream.requests_for(provider)[-1].json)
+    assert "Done: added hello.txt" in sent and call.call_id in sent and "Add File: hello.txt" in sent
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_an_image_in_a_function_call_output_reaches_the_vendor(emulated_site, make_key, oai, upstream, provider):
+    """A tool's output may hold images (a screenshot): Anthropic gets them in the tool result, OpenAI's format in a
+    user message right after the results."""
+    client = oai(make_key(emulated_site(provider)))
+    model = {"anthropic": "claude-sonnet-4", "openai": "gpt-4o-mini"}[provider]
+    history = [
+        {"role": "user", "content": "What is on screen?"},
+        {"type": "function_call", "call_id": "call_shot1", "name": "lookup", "arguments": "{}"},
+        {
+            "type": "function_call_output",
+            "call_id": "call_shot1",
+            "output": [
+                {"type": "input_text", "text": "screen.png"},
+                {"type": "input_image", "image_url": PNG},
+            ],
+        },
+    ]
+    reply = client.responses.create(model=model, input=history, tools=TOOLS)
+    assert reply.output_text
+    sent = upstream.requests_for(provider)[-1].json["messages"]
+    if provider == "anthropic":
+        result = sent[-1]["content"][0]
+        assert result["type"] == "tool_result" and [b["type"] for b in result["content"]] == ["text", "image"]
+    else:
+        assert sent[-2]["role"] == "tool" and sent[-1]["role"] == "user"
+        assert sent[-1]["content"][-1]["type"] == "image_url"

@@ -238,6 +238,8 @@ def tool_result_text(flavor: str, messages: list) -> str | None:
         texts = [b["content"] if isinstance(b.get("content"), str) else json.dumps(b.get("content")) for b in results]
         return "; ".join(texts) if results else None
     tail: list[str] = []
+    if len(messages) > 1 and last.get("role") == "user" and messages[-2].get("role") == "tool":
+        messages = messages[:-1]  # the results' images, in the user message right after them (OpenAI's format)
     for message in reversed(messages):
         if message.get("role") != "tool":
             break

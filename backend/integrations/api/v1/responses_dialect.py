@@ -16,6 +16,12 @@ them (send the whole conversation in `input`), and every response says `"store":
 hosted tools (web search, file search, code interpreter, ...) are not the gateway's: a 400 naming
 the tool.
 
+Custom (free-form) tools, which take one text input instead of JSON arguments (Codex's `apply_patch` for GPT-5):
+each is served as a function tool with one string parameter, `input`, on every provider, its grammar (when given)
+quoted in the description for the model to follow (no vendor's Chat Completions can hold a model to it); a call of
+it comes back as a `custom_tool_call` item with that input, and `custom_tool_call` / `custom_tool_call_output`
+items in `input` go back to the vendor as that function's call and result.
+
 Reasoning, statelessly (what Codex asks for: `reasoning.summary` and `include: ["reasoning.encrypted_content"]`):
 when the model's answer carries its thinking (`GenerationResult.thinking`: Anthropic's signed blocks, directly or
 through OpenRouter), the response opens with a `reasoning` item, its `summary` the thinking's text (when a summary
@@ -97,14 +103,12 @@ def _content(content: Any, where: str) -> str | list[dict[str, Any]]:
     return neutral_content(content, where, _part)
 
 
-def _tool_output(output: Any, where: str) -> str:
-    """A function call's output: a string, or its input_text parts joined."""
+def _tool_output(output: Any, where: str) -> str | list[dict[str, Any]]:
+    """A function call's output: a string, its input_text parts joined, or text and image parts (a tool that
+    returns a screenshot or an image file: the neutral tool result carries them, `providers/conversation.py`)."""
     if isinstance(output, str):
         return output
-    content = _content(output, where)
-    if not isinstance(content, str):
-        raise BadField(f"{where} of a function call output must be text.", where)
-    return content
+    return _content(output, where)
 
 
 def _input(value: Any) -> list[dict[str, Any]]:
@@ -123,6 +127,12 @@ def _input(value: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise BadField(f"{where} must be an object: a message, a function_call or a function_call_output.", where)
         kind = item.get("type") or ("message" if "role" in item else None)
+        if kind == "custom_tool_call":  # a custom tool's call: its function's, the input as its one argument
+            if not isinstance(item.get("input"), str):
+                raise BadField(f"{where}.input must be the call's input text.", f"{where}.input")
+            item, kind = {**item, "arguments": json.dumps({"input": item["input"]})}, "function_call"
+        elif kind == "custom_tool_call_output":
+            kind = "function_call_output"
         if kind == "reasoning":
             blocks = _reasoning_blocks(item, where)
             last = messages[-1] if messages else None
@@ -163,8 +173,8 @@ def _input(value: Any) -> list[dict[str, Any]]:
             messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
         elif isinstance(kind, str):
             raise Unsupported(
-                f"{where} is a {kind} item: this gateway takes message, reasoning, function_call and "
-                "function_call_output items.",
+                f"{where} is a {kind} item: this gateway takes message, reasoning, function_call, "
+                "function_call_output and custom tool call items.",
                 where,
             )
         else:
@@ -223,8 +233,43 @@ def _include(value: Any) -> bool:
     return "reasoning.encrypted_content" in value
 
 
+def _custom_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    """A custom tool as a function tool whose one parameter, `input`, is the free-form text; its grammar, if any,
+    quoted in the description."""
+    description = tool.get("description") or ""
+    if not isinstance(description, str):
+        raise BadField(f"{where}.description must be text.", f"{where}.description")
+    form = tool.get("format") or {"type": "text"}
+    kind = form.get("type") if isinstance(form, dict) else None
+    if kind == "grammar":
+        definition, syntax = form.get("definition"), form.get("syntax")
+        if not isinstance(definition, str) or not definition.strip() or syntax not in ("lark", "regex"):
+            raise BadField(
+                f"{where}.format must be {{type: grammar, syntax: lark or regex, definition: ...}}.", f"{where}.format"
+            )
+        description += f"\n\nThe input is free-form text that must match this {syntax} grammar:\n{definition}".lstrip()
+    elif kind != "text":
+        raise BadField(f"{where}.format.type must be text or grammar.", f"{where}.format")
+    parameters = {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": "The tool's whole input, as free-form text."}},
+        "required": ["input"],
+        "additionalProperties": False,
+    }
+    function = {"name": tool["name"], "description": description, "parameters": parameters}
+    return {"type": "function", "function": function}
+
+
+def custom_names(call: GatewayCall) -> frozenset[str]:
+    """The names of the request's custom tools (their calls are rendered as `custom_tool_call` items)."""
+    return frozenset(
+        t["name"] for t in call.echo.get("tools") or () if isinstance(t, dict) and t.get("type") == "custom"
+    )
+
+
 def _tools(value: Any) -> list[dict[str, Any]] | None:
-    """Responses' flat function tools as Chat Completions' (`providers/tools.py` normalizes those)."""
+    """Responses' flat function tools as Chat Completions' (`providers/tools.py` normalizes those), custom tools as
+    function tools of one string (`_custom_tool`)."""
     if value is None or value == []:
         return None
     if not isinstance(value, list):
@@ -233,13 +278,18 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
     for index, tool in enumerate(value):
         where = f"tools[{index}]"
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind != "function":
+        if kind not in ("function", "custom"):
             if isinstance(kind, str):
-                raise Unsupported(f"{where} is OpenAI's hosted {kind} tool: this gateway takes function tools.", where)
+                raise Unsupported(
+                    f"{where} is OpenAI's hosted {kind} tool: this gateway takes function and custom tools.", where
+                )
             raise BadField(f'{where} must be a function tool ({{"type": "function", "name": ...}}).', where)
         assert isinstance(tool, dict)
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             raise BadField(f"{where}.name names the function.", f"{where}.name")
+        if kind == "custom":
+            tools.append(_custom_tool(tool, where))
+            continue
         function: dict[str, Any] = {"name": tool["name"]}
         for name in ("description", "parameters", "strict"):
             if tool.get(name) is not None:
@@ -255,7 +305,7 @@ def _tool_choice(value: Any, has_tools: bool) -> Any:
         if value == "required" and not has_tools:
             raise BadField("tool_choice needs tools: give the tools it chooses among.", "tool_choice")
         return value if has_tools else None
-    if isinstance(value, dict) and value.get("type") == "function":
+    if isinstance(value, dict) and value.get("type") in ("function", "custom"):
         if not has_tools:
             raise BadField("tool_choice needs tools: give the tools it chooses among.", "tool_choice")
         if not isinstance(value.get("name"), str) or not value["name"]:
@@ -398,20 +448,22 @@ def output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def call_items(result: GenerationResult | None) -> list[dict[str, Any]]:
+def call_items(result: GenerationResult | None, custom: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The result's tool calls as `function_call` items (Chat Completions' calls, `openai_dialect.tool_calls`,
-    in Responses' flat shape: the same ids and arguments text)."""
-    return [
-        {
-            "id": new_id("fc"),
-            "type": "function_call",
-            "status": "completed",
-            "call_id": call["id"],
-            "name": call["function"]["name"],
-            "arguments": call["function"]["arguments"],
-        }
-        for call in (tool_calls(result) if result is not None else [])
-    ]
+    in Responses' flat shape: the same ids and arguments text); a call of a custom tool (`custom`: their names) as a
+    `custom_tool_call` item with its input text."""
+    if result is None:
+        return []
+    items = []
+    for made, call in zip(result.tool_calls, tool_calls(result), strict=True):
+        item = {"type": "function_call", "status": "completed", "call_id": made.id, "name": made.name}
+        if made.name in custom:
+            text = made.arguments.get("input")
+            item.update(id=new_id("ctc"), type="custom_tool_call", input=text if isinstance(text, str) else "")
+        else:
+            item.update(id=new_id("fc"), arguments=call["function"]["arguments"])
+        items.append(item)
+    return items
 
 
 def _status(result: GenerationResult | None) -> tuple[str, dict[str, str] | None]:
@@ -450,7 +502,7 @@ def _response(
 
 def response(result: GenerationResult, call: GatewayCall) -> dict[str, Any]:
     """A `response` object for a finished call: its text as a message item, then its function calls."""
-    output = call_items(result)
+    output = call_items(result, custom_names(call))
     if result.content or not output:
         output.insert(0, message_item(new_id("msg"), result.content))
     if (reasoning := reasoning_item(result, call)) is not None:
@@ -517,7 +569,7 @@ class Events:
 
     def end(self, result: GenerationResult | None) -> bytes:
         out = b""
-        calls = call_items(result)
+        calls = call_items(result, custom_names(self.call))
         output: list[dict[str, Any]] = []
         if self.pieces is None and not calls:
             out += self._open()  # an empty answer is still one (empty) message
@@ -533,15 +585,21 @@ class Events:
             output.append(item)
         for item in calls:
             index = len(output)
-            opened = {**item, "status": "in_progress", "arguments": ""}
             where = {"item_id": item["id"], "output_index": index}
-            out += (
-                self._event("response.output_item.added", {"output_index": index, "item": opened})
-                + self._event("response.function_call_arguments.delta", {**where, "delta": item["arguments"]})
-                + self._event(
+            if item["type"] == "custom_tool_call":
+                opened = {**item, "status": "in_progress", "input": ""}
+                body = self._event("response.custom_tool_call_input.delta", {**where, "delta": item["input"]})
+                body += self._event("response.custom_tool_call_input.done", {**where, "input": item["input"]})
+            else:
+                opened = {**item, "status": "in_progress", "arguments": ""}
+                body = self._event("response.function_call_arguments.delta", {**where, "delta": item["arguments"]})
+                body += self._event(
                     "response.function_call_arguments.done",
                     {**where, "name": item["name"], "arguments": item["arguments"]},
                 )
+            out += (
+                self._event("response.output_item.added", {"output_index": index, "item": opened})
+                + body
                 + self._event("response.output_item.done", {"output_index": index, "item": item})
             )
             output.append(item)
