@@ -483,3 +483,46 @@ def test_an_image_in_a_function_call_output_reaches_the_vendor(emulated_site, ma
     else:
         assert sent[-2]["role"] == "tool" and sent[-1]["role"] == "user"
         assert sent[-1]["content"][-1]["type"] == "image_url"
+
+
+def test_a_namespaces_tools_are_called_by_name_and_namespace(emulated_site, make_key, oai, upstream):
+    """Codex groups its sub-agent tools in a `namespace` tool: the vendor gets each as its own function,
+    `<namespace>__<name>`, and the call comes back under its name with its namespace, and goes back so."""
+    client = oai(make_key(emulated_site("openrouter")))
+    agents = {
+        "type": "namespace",
+        "name": "multi_agent_v1",
+        "description": "Tools for sub-agents.",
+        "tools": [
+            {
+                "type": "function",
+                "name": "spawn_agent",
+                "description": "Start one.",
+                "parameters": {"type": "object", "properties": {"task": {"type": "string"}}, "required": ["task"]},
+            }
+        ],
+    }
+    upstream.script(
+        flavor="openrouter", tool_calls=[{"name": "multi_agent_v1__spawn_agent", "arguments": {"task": "t"}}]
+    )
+    first = client.responses.create(model="gpt-4o-mini", input="Delegate", tools=[*TOOLS, agents])
+    (call,) = first.output
+    assert (call.type, call.name, call.namespace, json.loads(call.arguments)) == (
+        "function_call",
+        "spawn_agent",
+        "multi_agent_v1",
+        {"task": "t"},
+    )
+    offered = upstream.requests_for("openrouter")[-1].json["tools"]
+    assert [t["function"]["name"] for t in offered] == ["lookup", "multi_agent_v1__spawn_agent"]
+    assert offered[1]["function"]["description"] == "Tools for sub-agents. Start one."
+    history = [
+        {"role": "user", "content": "Delegate"},
+        call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "agent 7 started"},
+    ]
+    assert client.responses.create(model="gpt-4o-mini", input=history, tools=[*TOOLS, agents]).output_text
+    turn = upstream.requests_for("openrouter")[-1].json["messages"][-2]
+    assert turn["tool_calls"][0]["function"]["name"] == "multi_agent_v1__spawn_agent"
+    with pytest.raises(openai.BadRequestError, match=r'web_search = \\"disabled\\"|web_search = "disabled"'):
+        client.responses.create(model="gpt-4o-mini", input="Hi", tools=[{"type": "web_search"}])

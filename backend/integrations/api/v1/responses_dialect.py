@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.core import signing
@@ -131,6 +132,8 @@ def _input(value: Any) -> list[dict[str, Any]]:
             if not isinstance(item.get("input"), str):
                 raise BadField(f"{where}.input must be the call's input text.", f"{where}.input")
             item, kind = {**item, "arguments": json.dumps({"input": item["input"]})}, "function_call"
+        if kind == "function_call" and isinstance(item.get("namespace"), str) and item["namespace"]:
+            item = {**item, "name": f"{item['namespace']}{NAMESPACE_JOIN}{item.get('name')}"}  # as the vendor knows it
         elif kind == "custom_tool_call_output":
             kind = "function_call_output"
         if kind == "reasoning":
@@ -260,16 +263,39 @@ def _custom_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def custom_names(call: GatewayCall) -> frozenset[str]:
-    """The names of the request's custom tools (their calls are rendered as `custom_tool_call` items)."""
-    return frozenset(
-        t["name"] for t in call.echo.get("tools") or () if isinstance(t, dict) and t.get("type") == "custom"
-    )
+NAMESPACE_JOIN = "__"  # a namespace's tool goes to the vendor as `<namespace>__<name>`
+
+
+@dataclass(frozen=True)
+class Served:
+    """How a tool the vendor was given is answered in this dialect: its name and namespace, and whether it is a
+    custom tool (a `custom_tool_call` with input text) or a function (a `function_call`)."""
+
+    name: str
+    namespace: str | None = None
+    custom: bool = False
+
+
+def served_tools(call: GatewayCall) -> dict[str, Served]:
+    """The request's custom and namespaced tools by the name the vendor knows them by (`_tools`); a plain function
+    tool is not in it (its calls are rendered as they come)."""
+    served: dict[str, Served] = {}
+    for tool in call.echo.get("tools") or ():
+        if not isinstance(tool, dict):
+            continue
+        if tool.get("type") == "custom":
+            served[tool["name"]] = Served(tool["name"], custom=True)
+        elif tool.get("type") == "namespace":
+            for inner in tool.get("tools") or ():
+                flat = f"{tool['name']}{NAMESPACE_JOIN}{inner['name']}"
+                served[flat] = Served(inner["name"], tool["name"], inner.get("type") == "custom")
+    return served
 
 
 def _tools(value: Any) -> list[dict[str, Any]] | None:
     """Responses' flat function tools as Chat Completions' (`providers/tools.py` normalizes those), custom tools as
-    function tools of one string (`_custom_tool`)."""
+    function tools of one string (`_custom_tool`), a namespace's tools each as its own, named
+    `<namespace>__<name>` and its description led by the namespace's (Codex groups its sub-agent tools so)."""
     if value is None or value == []:
         return None
     if not isinstance(value, list):
@@ -277,25 +303,54 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
     tools = []
     for index, tool in enumerate(value):
         where = f"tools[{index}]"
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind not in ("function", "custom"):
-            if isinstance(kind, str):
-                raise Unsupported(
-                    f"{where} is OpenAI's hosted {kind} tool: this gateway takes function and custom tools.", where
-                )
-            raise BadField(f'{where} must be a function tool ({{"type": "function", "name": ...}}).', where)
-        assert isinstance(tool, dict)
-        if not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise BadField(f"{where}.name names the function.", f"{where}.name")
-        if kind == "custom":
-            tools.append(_custom_tool(tool, where))
-            continue
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            tools += _namespace(tool, where)
+        else:
+            tools.append(_tool(tool, where))
+    return tools
+
+
+def _tool(tool: Any, where: str, namespace: str | None = None) -> dict[str, Any]:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if kind not in ("function", "custom"):
+        if isinstance(kind, str):
+            raise Unsupported(
+                f"{where} is OpenAI's hosted {kind} tool: this gateway takes function, custom and namespace tools "
+                '(Codex: web_search = "disabled" in config.toml).',
+                where,
+            )
+        raise BadField(f'{where} must be a function tool ({{"type": "function", "name": ...}}).', where)
+    assert isinstance(tool, dict)
+    if not isinstance(tool.get("name"), str) or not tool["name"]:
+        raise BadField(f"{where}.name names the function.", f"{where}.name")
+    if kind == "custom":
+        made = _custom_tool(tool, where)
+    else:
         function: dict[str, Any] = {"name": tool["name"]}
         for name in ("description", "parameters", "strict"):
             if tool.get(name) is not None:
                 function[name] = tool[name]
-        tools.append({"type": "function", "function": function})
-    return tools
+        made = {"type": "function", "function": function}
+    if namespace is not None:  # the vendor knows it by its namespace and name (`served_tools` reads it back)
+        made["function"]["name"] = f"{namespace}{NAMESPACE_JOIN}{made['function']['name']}"
+    return made
+
+
+def _namespace(tool: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    name, inner = tool.get("name"), tool.get("tools")
+    if not isinstance(name, str) or not name:
+        raise BadField(f"{where}.name names the namespace.", f"{where}.name")
+    if not isinstance(inner, list) or not inner:
+        raise BadField(f"{where}.tools must be a non-empty list of function tools.", f"{where}.tools")
+    description = tool.get("description") or ""
+    return [
+        _tool(
+            {**t, "description": f"{description} {t.get('description') or ''}".strip()} if isinstance(t, dict) else t,
+            f"{where}.tools[{index}]",
+            name,
+        )
+        for index, t in enumerate(inner)
+    ]
 
 
 def _tool_choice(value: Any, has_tools: bool) -> Any:
@@ -448,20 +503,24 @@ def output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def call_items(result: GenerationResult | None, custom: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def call_items(result: GenerationResult | None, served: dict[str, Served] | None = None) -> list[dict[str, Any]]:
     """The result's tool calls as `function_call` items (Chat Completions' calls, `openai_dialect.tool_calls`,
-    in Responses' flat shape: the same ids and arguments text); a call of a custom tool (`custom`: their names) as a
-    `custom_tool_call` item with its input text."""
+    in Responses' flat shape: the same ids and arguments text); a call of a custom tool as a `custom_tool_call`
+    item with its input text, and a namespace's tool under its own name with its `namespace` (`served_tools`)."""
     if result is None:
         return []
     items = []
     for made, call in zip(result.tool_calls, tool_calls(result), strict=True):
-        item = {"type": "function_call", "status": "completed", "call_id": made.id, "name": made.name}
-        if made.name in custom:
+        tool = (served or {}).get(made.name) or Served(made.name)
+        item: dict[str, Any] = {"id": new_id("fc"), "type": "function_call", "status": "completed"}
+        item.update(call_id=made.id, name=tool.name)
+        if tool.namespace is not None:
+            item["namespace"] = tool.namespace
+        if tool.custom:
             text = made.arguments.get("input")
             item.update(id=new_id("ctc"), type="custom_tool_call", input=text if isinstance(text, str) else "")
         else:
-            item.update(id=new_id("fc"), arguments=call["function"]["arguments"])
+            item["arguments"] = call["function"]["arguments"]
         items.append(item)
     return items
 
@@ -502,7 +561,7 @@ def _response(
 
 def response(result: GenerationResult, call: GatewayCall) -> dict[str, Any]:
     """A `response` object for a finished call: its text as a message item, then its function calls."""
-    output = call_items(result, custom_names(call))
+    output = call_items(result, served_tools(call))
     if result.content or not output:
         output.insert(0, message_item(new_id("msg"), result.content))
     if (reasoning := reasoning_item(result, call)) is not None:
@@ -569,7 +628,7 @@ class Events:
 
     def end(self, result: GenerationResult | None) -> bytes:
         out = b""
-        calls = call_items(result, custom_names(self.call))
+        calls = call_items(result, served_tools(self.call))
         output: list[dict[str, Any]] = []
         if self.pieces is None and not calls:
             out += self._open()  # an empty answer is still one (empty) message
