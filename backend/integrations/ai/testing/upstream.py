@@ -203,6 +203,10 @@ def _text_of(content: Any) -> str:
 
 def _instance(schema: dict, text: str) -> Any:
     """A minimal value that satisfies a JSON schema (structured outputs), its strings taken from `text`."""
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]  # a model picks one of the values it is given
     kind = schema.get("type")
     if kind == "object":
         return {name: _instance(sub, f"{name}: {text}") for name, sub in (schema.get("properties") or {}).items()}
