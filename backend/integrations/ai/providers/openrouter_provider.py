@@ -22,27 +22,13 @@ _models_cache = ModelListCache(ttl=600.0)
 
 class OpenRouterProvider(OpenAIProvider):
     kind = "openrouter"
-    supported_options: ClassVar[frozenset[str]] = OpenAIProvider.supported_options | {
-        "models",
-        "provider",
-        "transforms",
-        "route",
-        "reasoning",
-        "cache_control",
-        "thinking",
-        "effort",
-    }
-    # sent by `_extra_body` (reasoning, thinking as reasoning) or on the system message (cache_control), not as given
-    extra_body_options: ClassVar[frozenset[str]] = OpenAIProvider.extra_body_options | {
-        "models",
-        "provider",
-        "transforms",
-        "route",
-        "reasoning",
-        "cache_control",
-        "thinking",
-        "effort",
-    }
+    # its own options, all sent by `_extra_body` (reasoning, thinking as reasoning) or on the system message
+    # (cache_control), not as given
+    _own: ClassVar[frozenset[str]] = frozenset(
+        {"models", "provider", "transforms", "route", "reasoning", "cache_control", "thinking", "effort"}
+    )
+    supported_options: ClassVar[frozenset[str]] = OpenAIProvider.supported_options | _own
+    extra_body_options: ClassVar[frozenset[str]] = OpenAIProvider.extra_body_options | _own
     takes_reasoning_details = True  # a signed thinking block goes back to the model that wrote it
     takes_cache_marks = True  # passed on to the vendors that cache on request (Anthropic, Gemini)
 
