@@ -85,10 +85,8 @@ def test_cache_control_marks_the_system_prompt_written_once_then_read(emulated_s
 
 
 def test_other_providers_still_refuse_the_options_by_name(emulated_site, upstream):
-    """Anthropic has no `reasoning` option (its own is `thinking`); OpenAI takes its effort for a model that reasons
-    only, and a model that does not is refused before any request (OpenAI would 400 on reasoning_effort)."""
-    with pytest.raises(InvalidRequest, match=r"Unsupported option\(s\) for anthropic: reasoning"):
-        AIService(site=emulated_site("anthropic")).complete(ASK, model="claude-3-5-haiku", reasoning={"effort": "low"})
+    """OpenAI takes the effort for a model that reasons only, and a model that does not is refused before any request
+    (OpenAI would 400 on reasoning_effort)."""
     openai_site = emulated_site("openai")
     with pytest.raises(NotSupported, match=r"gpt-4o does not support reasoning"):
         AIService(site=openai_site).complete(ASK, model="gpt-4o", reasoning={"effort": "low"})
@@ -171,3 +169,33 @@ def test_gpt5_on_openai_gets_max_completion_tokens_its_effort_and_the_page_servi
     assert body["max_tokens"] and body["temperature"] == 0.7 and "reasoning_effort" not in body
     usage.flush()
     assert AIUsage.objects.filter(site=site, status="ok").count() == 3
+
+
+def test_reasoning_on_anthropic_is_extended_thinking_as_openrouter_serves_it(emulated_site, upstream):
+    """What OpenAI-speaking clients send (Codex's reasoning effort) reaches Claude as extended thinking with the
+    effort's share of max_tokens as its budget (OpenRouter's mapping), the vendor's thinking rules checked first; the
+    signed blocks come back on the result, and a model that cannot think is refused before any request."""
+    site = emulated_site("anthropic")
+    service = AIService(site=site)
+    answer = service.complete(
+        ASK, model="claude-sonnet-4", max_tokens=4000, temperature=1, reasoning={"effort": "high"}
+    )
+    assert upstream.requests_for("anthropic")[-1].json["thinking"] == {"type": "enabled", "budget_tokens": 3200}
+    assert answer.thinking and answer.thinking[0]["signature"]
+    service.complete(
+        ASK, model="claude-sonnet-4", max_tokens=2000, temperature=1, reasoning={"effort": "minimal", "exclude": True}
+    )
+    sent = upstream.requests_for("anthropic")[-1].json["thinking"]
+    assert sent == {"type": "enabled", "budget_tokens": 1024, "display": "omitted"}  # never below Anthropic's least
+    service.complete(ASK, model="claude-sonnet-4", reasoning={"effort": "none"})
+    assert "thinking" not in upstream.requests_for("anthropic")[-1].json
+    before = len(upstream.requests_for("anthropic"))
+    with pytest.raises(InvalidRequest, match="reasoning is sent to anthropic as extended thinking, so: temperature"):
+        service.complete(ASK, model="claude-sonnet-4", max_tokens=4000, temperature=0.5, reasoning={"effort": "low"})
+    with pytest.raises(NotSupported, match="claude-3-5-haiku-20241022 does not support reasoning"):
+        service.complete(ASK, model="claude-3-5-haiku", max_tokens=2000, temperature=1, reasoning={"effort": "low"})
+    with pytest.raises(InvalidRequest, match="Give thinking or reasoning, not both"):
+        service.complete(
+            ASK, model="claude-sonnet-4", temperature=1, reasoning={"effort": "low"}, thinking={"type": "adaptive"}
+        )
+    assert len(upstream.requests_for("anthropic")) == before

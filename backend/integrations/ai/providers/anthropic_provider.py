@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
-from . import sse, thinking
+from . import openrouter_options, sse, thinking
 from .base import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -79,8 +79,22 @@ class AnthropicProvider(BaseProvider):
     # result, and stream as `ThinkingDelta` pieces. effort: `output_config.effort`, as it is. cache_control: the
     # system prompt's cache breakpoint as OpenRouter's option spells it (`{"type": "ephemeral", "ttl"?}`).
     # parallel_tool_calls: False is sent as tool_choice's `disable_parallel_tool_use` (`tools.anthropic_extras`).
+    # reasoning: OpenRouter's unified option (what OpenAI-speaking clients send: Codex's reasoning effort), served as
+    # extended thinking as OpenRouter serves it to Claude (`openrouter_options.as_thinking`); its blocks come back on
+    # the result, not as stream pieces (those go to a call that asked for `thinking`).
     supported_options: ClassVar[frozenset[str]] = frozenset(
-        {"stop", "top_p", "top_k", "user", "cache_system", "thinking", "effort", "cache_control", "parallel_tool_calls"}
+        {
+            "stop",
+            "top_p",
+            "top_k",
+            "user",
+            "cache_system",
+            "thinking",
+            "effort",
+            "cache_control",
+            "parallel_tool_calls",
+            "reasoning",
+        }
     )
 
     @property
@@ -125,6 +139,8 @@ class AnthropicProvider(BaseProvider):
 
     def validate_request(self, request: AIRequest) -> AIRequest:
         clean = super().validate_request(request)
+        if clean.options.get("reasoning") is not None:
+            clean = self._reasoning(clean)
         refused = {"top_p", "top_k"} & {k for k, v in request.options.items() if v is not None}
         if refused and not self.accepts_sampling:
             raise InvalidRequest(
@@ -133,6 +149,22 @@ class AnthropicProvider(BaseProvider):
                 provider=self.name,
             )
         return clean
+
+    def _reasoning(self, request: AIRequest) -> AIRequest:
+        """The `reasoning` option checked as OpenRouter's, then as the thinking it is sent as (the vendor's rules:
+        temperature 1, a budget below max_tokens, ...), each mistake an InvalidRequest naming it."""
+        if request.options.get("thinking") is not None:
+            raise InvalidRequest("Give thinking or reasoning, not both.", provider=self.name)
+        reasoning = openrouter_options.check_reasoning(request.options["reasoning"], request.max_tokens, self.name)
+        as_thinking = openrouter_options.as_thinking(reasoning, request.max_tokens)
+        if as_thinking is not None:
+            try:
+                thinking.check_option(as_thinking, request, self.name)
+            except InvalidRequest as exc:
+                raise InvalidRequest(
+                    f"reasoning is sent to {self.name} as extended thinking, so: {exc.message}", provider=self.name
+                ) from None
+        return request.with_changes(options={**request.options, "reasoning": reasoning})
 
     def _request(self, ai: AIRequest, model: str) -> dict[str, Any]:
         messages, max_tokens, temperature, system_prompt, options = (
@@ -167,6 +199,10 @@ class AnthropicProvider(BaseProvider):
             request["metadata"] = {"user_id": str(options["user"])}
         if options.get("thinking"):
             request["thinking"] = dict(options["thinking"])
+        elif options.get("reasoning") and (
+            as_thinking := openrouter_options.as_thinking(options["reasoning"], max_tokens)
+        ):
+            request["thinking"] = as_thinking
         if options.get("effort"):
             request["output_config"] = {"effort": options["effort"]}
         if sampling:

@@ -165,8 +165,8 @@ def refusal(provider: Any, request: Any, model: str, streaming: bool = False) ->
             f"{model} is an embedding model: use AIService.embed(), or choose a chat model.", provider=provider.name
         )
     need = needed(request, streaming)
-    if request.options.get("reasoning") and provider.kind == "openai":
-        need.add("thinking")  # OpenAI refuses reasoning_effort to a model that does not reason (a router ignores it)
+    if request.options.get("reasoning") and provider.kind in ("openai", "anthropic"):
+        need.add("thinking")  # the vendor refuses it to a model that does not reason (a router ignores it)
     if not need - {"streaming"}:
         return None
     have = features_of(provider, model)

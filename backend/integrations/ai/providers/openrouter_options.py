@@ -22,6 +22,8 @@ from typing import Any
 from .errors import InvalidRequest
 
 EFFORTS = ("xhigh", "high", "medium", "low", "minimal", "none")
+# the share of max_tokens an effort gives Anthropic's thinking budget (OpenRouter's documented mapping)
+EFFORT_SHARE = {"xhigh": 0.95, "high": 0.8, "medium": 0.5, "low": 0.2, "minimal": 0.1, "none": 0.0}
 REASONING_KEYS = ("effort", "max_tokens", "exclude", "enabled")
 CACHE_TTLS = ("5m", "1h")
 # OpenRouter model ids that think before they answer (their catalogue lists the `reasoning` parameter):
@@ -115,3 +117,19 @@ def check_cache_control(value: Any, system_prompt: str | None, provider: str | N
             provider=provider,
         )
     return clean
+
+
+def as_thinking(reasoning: Mapping[str, Any], max_tokens: int) -> dict[str, Any] | None:
+    """A checked `reasoning` option as Anthropic's extended thinking, the way OpenRouter serves it to Claude
+    (None: no thinking). A budget is `reasoning.max_tokens`, or the effort's share of `max_tokens` (medium when
+    neither is given), never below Anthropic's smallest (1,024); `exclude` keeps the thinking out of the answer
+    (`display: omitted`, its signature still given back)."""
+    if reasoning.get("enabled") is False or reasoning.get("effort") == "none":
+        return None
+    budget = reasoning.get("max_tokens")
+    if budget is None:
+        budget = int(max_tokens * EFFORT_SHARE[reasoning.get("effort") or "medium"])
+    thinking: dict[str, Any] = {"type": "enabled", "budget_tokens": max(int(budget), 1024)}
+    if reasoning.get("exclude"):
+        thinking["display"] = "omitted"
+    return thinking
