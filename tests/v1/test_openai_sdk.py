@@ -411,3 +411,22 @@ def test_each_keys_budget_counts_its_own_spend_only(emulated_site, make_key, oai
     with pytest.raises(openai.RateLimitError):
         oai(spender).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10)
     assert oai(saver).chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=10).choices
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_the_emulated_model_fills_an_enum_argument_with_one_of_its_values(emulated_site, make_key, oai, provider):
+    """The emulator stands in for a model: a tool argument with an enum gets one of its values (Codex rejects a call
+    whose `sandbox_permissions` is anything else), whichever prompt it answers."""
+    mode = {"type": "string", "enum": ["use_default", "require_escalated"]}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "exec_command",
+            "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}, "mode": mode}},
+        },
+    }
+    reply = oai(make_key(emulated_site(provider))).chat.completions.create(
+        model=MODEL_FOR[provider], messages=[{"role": "user", "content": "List the files"}], tools=[tool]
+    )
+    (call,) = reply.choices[0].message.tool_calls
+    assert json.loads(call.function.arguments)["mode"] == "use_default"

@@ -290,6 +290,8 @@ def _clip(text: str, limit: int) -> str:
 
 def _plausible(name: str, schema: dict, topic: str, about: str, index: int = 0) -> Any:
     """A value for field `name` about `topic` that a person would accept as a first draft."""
+    if "const" in schema or (isinstance(schema.get("enum"), list) and schema["enum"]):
+        return _instance(schema, topic)  # one of the values it is given
     kind = schema.get("type")
     if kind == "object":
         return {key: _plausible(key, sub, topic, about, index) for key, sub in (schema.get("properties") or {}).items()}
