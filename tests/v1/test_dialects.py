@@ -375,3 +375,29 @@ def test_anthropic_thinking_is_the_gateways_option_and_its_blocks_stay_as_signed
         anthropic_dialect.parse({**body, "messages": [{"role": "user", "content": [signed]}]})
     with pytest.raises(BadField):
         anthropic_dialect.parse(["not", "an", "object"])
+
+
+def test_a_prompt_cache_key_marks_the_conversation_in_both_openai_dialects():
+    """`prompt_cache_key` is the gateway's option of that name, and the conversation gets breakpoints: after the last
+    message, and after the last text turn when the last is a tool's result; a client's own marks are kept as given."""
+    history = [
+        {"role": "user", "content": "Find a bakery"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "Chez Paul"},
+    ]
+    call = openai_dialect.parse({"model": "m", "messages": history, "prompt_cache_key": "k"})
+    assert call.options["prompt_cache_key"] == "k"
+    assert [bool(m.get("cache_control")) for m in call.messages] == [True, False, True]
+    plain = openai_dialect.parse({"model": "m", "messages": history})
+    assert not any(m.get("cache_control") for m in plain.messages) and "prompt_cache_key" not in plain.options
+    from integrations.api.v1 import responses_dialect
+
+    call = responses_dialect.parse({"model": "m", "input": "hi", "prompt_cache_key": "k"})
+    assert call.messages == [{"role": "user", "content": "hi", "cache_control": {"type": "ephemeral"}}]
+    with pytest.raises(BadField) as refused:
+        responses_dialect.parse({"model": "m", "input": "hi", "prompt_cache_key": 7})
+    assert refused.value.param == "prompt_cache_key"

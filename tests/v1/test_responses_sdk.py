@@ -531,3 +531,34 @@ def test_a_namespaces_tools_are_called_by_name_and_namespace(emulated_site, make
     assert turn["tool_calls"][0]["function"]["name"] == "multi_agent_v1__spawn_agent"
     with pytest.raises(openai.BadRequestError, match=r'web_search = \\"disabled\\"|web_search = "disabled"'):
         client.responses.create(model="gpt-4o-mini", input="Hi", tools=[{"type": "web_search"}])
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openrouter", "openai"])
+def test_a_conversation_with_a_prompt_cache_key_reads_the_cache_turn_after_turn(
+    emulated_site, make_key, oai, upstream, provider
+):
+    """Codex sends its conversation's id as `prompt_cache_key` and no breakpoints: OpenAI gets the key (it caches by
+    itself); a vendor that caches only where asked gets breakpoints after the conversation so far, so each turn of a
+    tool loop reads what the turn before wrote. Without the key, nothing is marked."""
+    client = oai(make_key(emulated_site(provider)))
+    model = {"anthropic": "claude-sonnet-4", "openrouter": "anthropic/claude-sonnet-4", "openai": "gpt-4o-mini"}
+    developer = {"role": "developer", "content": "You are a coding agent. Follow the repository's rules. " * 30}
+    history: list = [developer, {"role": "user", "content": "Find a bakery in Lyon"}]
+    ask = {"model": model[provider], "tools": TOOLS, "extra_body": {"prompt_cache_key": "conversation-42"}}
+    upstream.script(flavor=provider, tool_calls=[{"name": "lookup", "arguments": {"city": "Lyon"}}])
+    first = client.responses.create(input=history, **ask)
+    (call,) = first.output
+    history += [
+        call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "Chez Paul"},
+    ]
+    second = client.responses.create(input=history, **ask)
+    sent = upstream.requests_for(provider)[-1].json
+    if provider == "openai":
+        assert sent["prompt_cache_key"] == "conversation-42" and "cache_control" not in json.dumps(sent)
+        return
+    assert first.usage.input_tokens_details.cached_tokens == 0
+    assert second.usage.input_tokens_details.cached_tokens > 100  # the developer prompt and the first turn
+    bare = {**ask, "extra_body": {}}
+    client.responses.create(input=history, **bare)
+    assert "cache_control" not in json.dumps(upstream.requests_for(provider)[-1].json)

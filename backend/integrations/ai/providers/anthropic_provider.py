@@ -81,7 +81,8 @@ class AnthropicProvider(BaseProvider):
     # parallel_tool_calls: False is sent as tool_choice's `disable_parallel_tool_use` (`tools.anthropic_extras`).
     # reasoning: OpenRouter's unified option (what OpenAI-speaking clients send: Codex's reasoning effort), served as
     # extended thinking as OpenRouter serves it to Claude (`openrouter_options.as_thinking`); its blocks come back on
-    # the result, not as stream pieces (those go to a call that asked for `thinking`).
+    # the result, not as stream pieces (those go to a call that asked for `thinking`). prompt_cache_key: OpenAI's
+    # routing key for its cache, taken and not sent (Anthropic caches at the breakpoints the call carries).
     supported_options: ClassVar[frozenset[str]] = frozenset(
         {
             "stop",
@@ -94,6 +95,7 @@ class AnthropicProvider(BaseProvider):
             "cache_control",
             "parallel_tool_calls",
             "reasoning",
+            "prompt_cache_key",
         }
     )
 

@@ -407,11 +407,22 @@ class BaseProvider(AIProviderInterface):
         """The options several vendors take in one shape, checked and normalised here once for whichever provider
         supports them (an unsupported one was refused above): `thinking` and `effort` (`providers/thinking.py`),
         `cache_control` (the system prompt's cache mark, `openrouter_options.check_cache_control`),
-        `parallel_tool_calls` (a bool; each vendor's wire shape in `providers/tools.py`), `verbosity`."""
+        `parallel_tool_calls` (a bool; each vendor's wire shape in `providers/tools.py`), `verbosity`,
+        `prompt_cache_key`."""
         options = request.options
-        if not options.keys() & {"thinking", "effort", "cache_control", "parallel_tool_calls", "verbosity"}:
+        if not options.keys() & {
+            "thinking",
+            "effort",
+            "cache_control",
+            "parallel_tool_calls",
+            "verbosity",
+            "prompt_cache_key",
+        }:
             return request
         options = dict(options)
+        key = options.get("prompt_cache_key")
+        if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 1024):
+            raise InvalidRequest("prompt_cache_key must be a string of 1 to 1,024 characters.", provider=self.name)
         if "verbosity" in options and options["verbosity"] not in VERBOSITY:
             raise InvalidRequest(
                 f"verbosity must be one of {', '.join(VERBOSITY)}, got {options['verbosity']!r}.", provider=self.name

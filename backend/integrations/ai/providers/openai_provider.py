@@ -58,7 +58,8 @@ class OpenAIProvider(BaseProvider):
     # OpenAI caches every prompt of 1,024 tokens or more by itself, what the mark asks for (OpenRouter sends it)
     # parallel_tool_calls: False holds the model to one tool call a turn (sent with the tools, `openai_extras`);
     # verbosity: GPT-5's answer length (low, medium, high), sent as it is (OpenRouter takes it too); reasoning:
-    # OpenRouter's unified option, of which a reasoning model here takes the effort (`reasoning_effort`)
+    # OpenRouter's unified option, of which a reasoning model here takes the effort (`reasoning_effort`);
+    # prompt_cache_key: what OpenAI routes a conversation's requests by, to hit its prompt cache (sent as it is)
     supported_options: ClassVar[frozenset[str]] = frozenset(
         {
             "stop",
@@ -72,6 +73,7 @@ class OpenAIProvider(BaseProvider):
             "parallel_tool_calls",
             "verbosity",
             "reasoning",
+            "prompt_cache_key",
         }
     )
     # options sent some other way (`_extra_body`, with the tools) or, cache_control here, not at all; every other

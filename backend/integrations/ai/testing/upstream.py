@@ -372,9 +372,9 @@ def _parts(content: Any) -> list:
     return content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
 
 
-def _cached_prefix(system: Any, messages: Any = ()) -> str:
-    """The text up to the last block marked `cache_control` (Anthropic caches a prefix): the system's blocks, then
-    the messages' (a string content is one unmarked block)."""
+def _cached_prefixes(system: Any, messages: Any = ()) -> list[str]:
+    """The text up to each block marked `cache_control` (Anthropic caches the prefix at each breakpoint), shortest
+    first: the system's blocks, then the messages' (a string content is one unmarked block)."""
     blocks = [b for b in system if isinstance(b, dict)] if isinstance(system, list) else [{"text": system or ""}]
     for message in messages or ():
         content = message.get("content") if isinstance(message, dict) else None
@@ -382,8 +382,7 @@ def _cached_prefix(system: Any, messages: Any = ()) -> str:
             if isinstance(block, dict):
                 text = block.get("text") if "text" in block else block.get("content")
                 blocks.append({**block, "text": text if isinstance(text, str) else _text_of(text)})
-    marked = [i for i, block in enumerate(blocks) if block.get("cache_control")]
-    return _text_of(blocks[: marked[-1] + 1]) if marked else ""
+    return [_text_of(blocks[: i + 1]) for i, block in enumerate(blocks) if block.get("cache_control")]
 
 
 def _mask(key: str) -> str:
@@ -535,6 +534,18 @@ class Upstream:
 
     def requests_for(self, flavor: str) -> list[RecordedRequest]:
         return [r for r in list(self.requests) if r.flavor == flavor]
+
+    def cache_use(self, model: str, prefixes: list[str], prompt_tokens: int) -> tuple[int, int]:
+        """(tokens read from the prompt cache, tokens written to it) for a request whose marked blocks end these
+        prefixes (`_cached_prefixes`), as Anthropic counts them: the longest prefix written before is read, the rest
+        up to the last breakpoint written; every breakpoint's prefix is kept."""
+        if not prefixes:
+            return 0, 0
+        with self._lock:
+            hits = [p for p in prefixes if (model, p) in self._prompt_cache]
+            self._prompt_cache.update((model, p) for p in prefixes)
+        read = min(len(_words(max(hits, key=len))) if hits else 0, prompt_tokens)
+        return read, min(len(_words(prefixes[-1])), prompt_tokens) - read
 
     def _take_script(self, flavor: str, exact: bool = False) -> Script | None:
         """The next script for `flavor` (or for any flavour, unless `exact`: `moderation` takes only its own)."""
@@ -948,14 +959,8 @@ class _Handler(BaseHTTPRequestHandler):
             cost = Decimal(price[0]) * prompt_tokens + Decimal(price[1]) * completion_tokens
             read = written = 0
             system_parts = [p for m in messages if m.get("role") == "system" for p in _parts(m.get("content"))]
-            cached_prefix = _cached_prefix(system_parts, [m for m in messages if m.get("role") != "system"])
-            if cached_prefix:  # `cache_control` on the system prompt: written once, then read
-                key = (model, cached_prefix)
-                cached = min(len(_words(cached_prefix)), prompt_tokens)
-                with self.server.upstream._lock:
-                    hit = key in self.server.upstream._prompt_cache
-                    self.server.upstream._prompt_cache.add(key)
-                read, written = (cached, 0) if hit else (0, cached)
+            prefixes = _cached_prefixes(system_parts, [m for m in messages if m.get("role") != "system"])
+            read, written = self.server.upstream.cache_use(model, prefixes, prompt_tokens)
             usage.update(
                 {
                     "cost": float(cost),
@@ -1084,15 +1089,8 @@ class _Handler(BaseHTTPRequestHandler):
             completion_tokens = sum(len(_words(json.dumps(args))) for _, _, args in calls)
             stop = script.finish_reason if script and script.finish_reason else "tool_use"
         completion_tokens += thought
-        written = read = 0
-        cached_prefix = _cached_prefix(system, body["messages"])
-        if cached_prefix:  # prompt caching: the prefix up to the last marked block is written once, then read
-            key = (model, cached_prefix)
-            cached_tokens = min(len(_words(cached_prefix)), prompt_tokens)
-            with self.server.upstream._lock:
-                hit = key in self.server.upstream._prompt_cache
-                self.server.upstream._prompt_cache.add(key)
-            read, written = (cached_tokens, 0) if hit else (0, cached_tokens)
+        # prompt caching: the prefix at each marked block is written once, then read
+        read, written = self.server.upstream.cache_use(model, _cached_prefixes(system, body["messages"]), prompt_tokens)
         usage = {
             "input_tokens": prompt_tokens - read - written,
             "output_tokens": completion_tokens,

@@ -143,3 +143,30 @@ def parallel_tool_calls(data: dict[str, Any], options: dict[str, Any]) -> bool:
     if value is False:
         options["parallel_tool_calls"] = False
     return value
+
+
+CACHE_MARK = {"type": "ephemeral"}
+
+
+def prompt_cache(data: dict[str, Any], messages: list[dict[str, Any]], options: dict[str, Any]) -> None:
+    """OpenAI's `prompt_cache_key` (Chat Completions and Responses; Codex sends its conversation's id): the client
+    keeps a conversation going and wants its prefix cached. OpenAI caches by itself and routes by the key (the
+    gateway's `prompt_cache_key` option, sent to OpenAI-format vendors). A vendor that caches only where asked
+    (Anthropic, directly or through OpenRouter) gets breakpoints, as Claude Code sets them: after the last message,
+    and, when that is a tool's result, after the last text turn before it (a router marks text only), unless the
+    client marked messages itself. The next turn then reads the conversation so far from the cache."""
+    key = data.get("prompt_cache_key")
+    if key is None:
+        return
+    if not isinstance(key, str) or not key.strip():
+        raise BadField("prompt_cache_key must be a non-empty string.", "prompt_cache_key")
+    options["prompt_cache_key"] = key
+    if not messages or any(m.get("cache_control") for m in messages):
+        return
+    messages[-1] = {**messages[-1], "cache_control": dict(CACHE_MARK)}
+    if messages[-1]["role"] == "tool":
+        for index in range(len(messages) - 2, -1, -1):
+            message = messages[index]
+            if message["role"] in ("user", "assistant") and message.get("content"):
+                messages[index] = {**message, "cache_control": dict(CACHE_MARK)}
+                break

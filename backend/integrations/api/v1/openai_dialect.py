@@ -27,6 +27,7 @@ from .calls import (
     need_str,
     neutral_content,
     parallel_tool_calls,
+    prompt_cache,
     request_body,
     stop_sequences,
 )
@@ -171,9 +172,11 @@ def parse(data: Any) -> GatewayCall:
     if stream_options is not None and not isinstance(stream_options, dict):
         raise BadField("stream_options must be an object.", "stream_options")
     include_usage = bool((stream_options or {}).get("include_usage")) and stream
+    messages = _messages(data.get("messages"))
+    prompt_cache(data, messages, options)
     return GatewayCall(
         model=model,
-        messages=_messages(data.get("messages")),
+        messages=messages,
         max_tokens=max_tokens,
         temperature=1.0 if temperature is None else temperature,
         options=options,

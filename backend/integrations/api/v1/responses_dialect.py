@@ -55,6 +55,7 @@ from .calls import (
     need_str,
     neutral_content,
     parallel_tool_calls,
+    prompt_cache,
     request_body,
 )
 from .failures import Failure
@@ -467,9 +468,11 @@ def parse(data: Any) -> GatewayCall:
         "user": data.get("user"),
         "safety_identifier": data.get("safety_identifier"),
     }
+    messages = _input(data.get("input"))
+    prompt_cache(data, messages, options)
     return GatewayCall(
         model=model,
-        messages=_input(data.get("input")),
+        messages=messages,
         max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
         temperature=temperature,
         system_prompt=instructions or None,
