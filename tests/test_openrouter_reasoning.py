@@ -199,3 +199,26 @@ def test_reasoning_on_anthropic_is_extended_thinking_as_openrouter_serves_it(emu
             ASK, model="claude-sonnet-4", temperature=1, reasoning={"effort": "low"}, thinking={"type": "adaptive"}
         )
     assert len(upstream.requests_for("anthropic")) == before
+
+
+def test_a_failover_candidate_keeps_reasoning_only_where_it_can_serve_it(emulated_site):
+    """Failover fits a request to the next provider without validating again (`adapt`): the `reasoning` the page
+    services send OpenRouter stays for a Claude model when the thinking rules hold and is dropped when they do not (a
+    temperature of 0.7, a model that cannot think), and OpenAI keeps only an effort, for a model that reasons."""
+    from integrations.ai.gateway.factory import ProviderFactory
+    from integrations.ai.providers.types import AIRequest
+
+    anthropic = ProviderFactory.create_provider("anthropic", emulated_site("anthropic"))
+    openai = ProviderFactory.create_provider("openai", emulated_site("openai"))
+
+    def kept(provider, model, temperature, reasoning):
+        ask = AIRequest.of(ASK, model, 4000, temperature, None, reasoning=reasoning)
+        return "reasoning" in provider.adapt(ask).options
+
+    budget = {"max_tokens": 1024, "exclude": True}
+    assert kept(anthropic, "claude-sonnet-4", 1.0, budget)
+    assert not kept(anthropic, "claude-sonnet-4", 0.7, budget)  # thinking needs temperature 1: dropped, as before
+    assert not kept(anthropic, "claude-3-5-haiku", 1.0, budget)  # cannot think
+    assert kept(openai, "gpt-5", 1.0, {"effort": "low"})
+    assert not kept(openai, "gpt-5", 1.0, budget)  # no field for a budget
+    assert not kept(openai, "gpt-4o", 1.0, {"effort": "low"})  # does not reason

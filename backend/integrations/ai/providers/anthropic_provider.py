@@ -31,8 +31,9 @@ from .base import (
     cached_client,
     lazy_import,
 )
+from .capabilities import features_of
 from .conversation import anthropic_messages
-from .errors import InvalidRequest, ProviderUnavailable
+from .errors import AIProviderError, InvalidRequest, ProviderUnavailable
 from .tools import AnthropicToolStream, answer_of, anthropic_extras, anthropic_read
 
 LEGACY_API_VERSION = "2023-06-01"
@@ -151,6 +152,13 @@ class AnthropicProvider(BaseProvider):
                 provider=self.name,
             )
         return clean
+
+    def _keeps_reasoning(self, request: AIRequest) -> bool:
+        try:
+            self._reasoning(request)
+            return "thinking" in features_of(self, self.resolve_model(request.model))
+        except AIProviderError:
+            return False
 
     def _reasoning(self, request: AIRequest) -> AIRequest:
         """The `reasoning` option checked as OpenRouter's, then as the thinking it is sent as (the vendor's rules:

@@ -469,7 +469,16 @@ class BaseProvider(AIProviderInterface):
         temperature clamped to this vendor's range, options it does not take dropped (failover)."""
         low, high = self.temperature_range
         options = {k: v for k, v in request.options.items() if k in self.supported_options}
-        return request.with_changes(temperature=min(max(request.temperature, low), high), options=options)
+        adapted = request.with_changes(temperature=min(max(request.temperature, low), high), options=options)
+        if options.get("reasoning") is not None and not self._keeps_reasoning(adapted):
+            adapted = adapted.with_changes(options={k: v for k, v in options.items() if k != "reasoning"})
+        return adapted
+
+    def _keeps_reasoning(self, request: AIRequest) -> bool:
+        """Whether a failover candidate serves another provider's `reasoning` option as it is (a router passes it to
+        any model), or drops it, as a candidate drops any option it does not take (OpenAI's chat models, a Claude
+        call that breaks the thinking rules it would be sent as)."""
+        return True
 
     # -- retries -----------------------------------------------------------------------------
     def _retry_delay(self, exc: AIProviderError, attempt: int) -> float | None:

@@ -28,7 +28,7 @@ from .base import (
     lazy_import,
 )
 from .conversation import openai_messages
-from .errors import EmptyResponse, InvalidRequest, ProviderUnavailable
+from .errors import AIProviderError, EmptyResponse, InvalidRequest, ProviderUnavailable
 from .tools import OpenAIToolStream, openai_calls, openai_extras
 
 _FINISH = {
@@ -99,6 +99,16 @@ class OpenAIProvider(BaseProvider):
                 )
             request = request.with_changes(options={**request.options, "reasoning": clean})
         return request
+
+    def _keeps_reasoning(self, request: AIRequest) -> bool:
+        if self.kind == "openrouter":
+            return True
+        reasoning = request.options["reasoning"]
+        effort_only = isinstance(reasoning, dict) and set(reasoning) == {"effort"}
+        try:
+            return effort_only and (self.kind != "openai" or reasoning_model(self.resolve_model(request.model)))
+        except AIProviderError:
+            return False
 
     def reasons(self, model: str) -> bool:
         """Whether `model` is a reasoning model (OpenAI's o-series and GPT-5; a local server's: not known)."""

@@ -315,9 +315,10 @@ def _tool(tool: Any, where: str, namespace: str | None = None) -> dict[str, Any]
     kind = tool.get("type") if isinstance(tool, dict) else None
     if kind not in ("function", "custom"):
         if isinstance(kind, str):
+            codex = ' (Codex: web_search = "disabled" in config.toml)' if kind.startswith("web_search") else ""
             raise Unsupported(
-                f"{where} is OpenAI's hosted {kind} tool: this gateway takes function, custom and namespace tools "
-                '(Codex: web_search = "disabled" in config.toml).',
+                f"{where} is OpenAI's hosted {kind} tool: this gateway takes function, custom and namespace "
+                f"tools{codex}.",
                 where,
             )
         raise BadField(f'{where} must be a function tool ({{"type": "function", "name": ...}}).', where)
