@@ -31,9 +31,8 @@ from .base import (
     cached_client,
     lazy_import,
 )
-from .capabilities import features_of
 from .conversation import anthropic_messages
-from .errors import AIProviderError, InvalidRequest, ProviderUnavailable
+from .errors import InvalidRequest, ProviderUnavailable
 from .tools import AnthropicToolStream, answer_of, anthropic_extras, anthropic_read
 
 LEGACY_API_VERSION = "2023-06-01"
@@ -141,9 +140,7 @@ class AnthropicProvider(BaseProvider):
         return cached_async_client(self.kind, self.config, build)
 
     def validate_request(self, request: AIRequest) -> AIRequest:
-        clean = super().validate_request(request)
-        if clean.options.get("reasoning") is not None:
-            clean = self._reasoning(clean)
+        clean = self._reasoning(super().validate_request(request))
         refused = {"top_p", "top_k"} & {k for k, v in request.options.items() if v is not None}
         if refused and not self.accepts_sampling:
             raise InvalidRequest(
@@ -153,16 +150,11 @@ class AnthropicProvider(BaseProvider):
             )
         return clean
 
-    def _keeps_reasoning(self, request: AIRequest) -> bool:
-        try:
-            self._reasoning(request)
-            return "thinking" in features_of(self, self.resolve_model(request.model))
-        except AIProviderError:
-            return False
-
     def _reasoning(self, request: AIRequest) -> AIRequest:
         """The `reasoning` option checked as OpenRouter's, then as the thinking it is sent as (the vendor's rules:
         temperature 1, a budget below max_tokens, ...), each mistake an InvalidRequest naming it."""
+        if request.options.get("reasoning") is None:
+            return request
         if request.options.get("thinking") is not None:
             raise InvalidRequest("Give thinking or reasoning, not both.", provider=self.name)
         reasoning = openrouter_options.check_reasoning(request.options["reasoning"], request.max_tokens, self.name)

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import Any, ClassVar
 
 from . import conversation, images, openrouter_options, registry, thinking
-from .capabilities import beyond_text
+from .capabilities import beyond_text, features_of, refuses_reasoning
 from .errors import (
     AIProviderError,
     InvalidRequest,
@@ -475,10 +475,19 @@ class BaseProvider(AIProviderInterface):
         return adapted
 
     def _keeps_reasoning(self, request: AIRequest) -> bool:
-        """Whether a failover candidate serves another provider's `reasoning` option as it is (a router passes it to
-        any model), or drops it, as a candidate drops any option it does not take (OpenAI's chat models, a Claude
-        call that breaks the thinking rules it would be sent as)."""
-        return True
+        """Whether a failover candidate can serve another provider's `reasoning` option: it passes this provider's
+        checks of it (`_reasoning`) and, where the vendor refuses it to a model that does not reason, the model
+        reasons (the capability table). Else it is dropped, as a candidate drops any option it does not take."""
+        try:
+            self._reasoning(request)
+            return not refuses_reasoning(self) or "thinking" in features_of(self, self.resolve_model(request.model))
+        except AIProviderError:
+            return False
+
+    def _reasoning(self, request: AIRequest) -> AIRequest:
+        """The `reasoning` option checked as this provider serves it, or InvalidRequest naming what to fix (none
+        here: a provider that takes it says how)."""
+        return request
 
     # -- retries -----------------------------------------------------------------------------
     def _retry_delay(self, exc: AIProviderError, attempt: int) -> float | None:

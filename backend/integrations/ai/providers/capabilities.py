@@ -81,6 +81,7 @@ def register(kind: str, pattern: str, features: Iterable[str]) -> None:
         raise ValueError(f"Unknown capabilities {sorted(unknown)}; choose among {', '.join(FEATURES)}.")
     TABLE.setdefault(kind, []).insert(0, (pattern, frozenset(features)))
     _embedding_only.cache_clear()
+    table_reasons.cache_clear()
 
 
 def _first(rules: Rules, model: str) -> frozenset[str] | None:
@@ -129,6 +130,19 @@ def _listed(provider: Any, model: str) -> frozenset[str] | None:
 
 
 @functools.lru_cache(maxsize=4096)
+def table_reasons(kind: str, model: str) -> bool:
+    """Whether the table says `kind`'s `model` reasons ("thinking"), memoised: OpenAI's request shape for a reasoning
+    model (`openai_provider.reasoning_model`) asks on every call."""
+    return "thinking" in _match(TABLE.get(kind) or [("*", CHAT)], model)
+
+
+def refuses_reasoning(provider: Any) -> bool:
+    """Whether `provider`'s vendor refuses the `reasoning` option to a model that does not reason (OpenAI's
+    `reasoning_effort`, Anthropic's thinking), so the table must say the model reasons; a router ignores it."""
+    return provider.kind in ("openai", "anthropic")
+
+
+@functools.lru_cache(maxsize=4096)
 def _embedding_only(kind: str, model: str) -> bool:
     """Whether the table says `model` only embeds (no catalogue lookup, memoised: every plain call asks)."""
     rules = TABLE.get(kind) or []
@@ -165,8 +179,8 @@ def refusal(provider: Any, request: Any, model: str, streaming: bool = False) ->
             f"{model} is an embedding model: use AIService.embed(), or choose a chat model.", provider=provider.name
         )
     need = needed(request, streaming)
-    if request.options.get("reasoning") and provider.kind in ("openai", "anthropic"):
-        need.add("thinking")  # the vendor refuses it to a model that does not reason (a router ignores it)
+    if request.options.get("reasoning") and refuses_reasoning(provider):
+        need.add("thinking")
     if not need - {"streaming"}:
         return None
     have = features_of(provider, model)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from . import openrouter_options, sse, thinking
+from . import capabilities, openrouter_options, sse, thinking
 from .base import (
     FINISH_CONTENT_FILTER,
     FINISH_LENGTH,
@@ -28,7 +28,7 @@ from .base import (
     lazy_import,
 )
 from .conversation import openai_messages
-from .errors import AIProviderError, EmptyResponse, InvalidRequest, ProviderUnavailable
+from .errors import EmptyResponse, InvalidRequest, ProviderUnavailable
 from .tools import OpenAIToolStream, openai_calls, openai_extras
 
 _FINISH = {
@@ -39,13 +39,13 @@ _FINISH = {
     "function_call": FINISH_TOOL_CALLS,
     None: FINISH_STOP,
 }
-_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 
 def reasoning_model(model: str) -> bool:
-    """Whether an OpenAI model reasons (o-series, GPT-5 and later but its chat variant): it takes
-    `max_completion_tokens` (a 400 for `max_tokens`), only its default temperature, and `reasoning_effort`."""
-    return model.startswith(_REASONING_PREFIXES) and not model.startswith("gpt-5-chat")
+    """Whether an OpenAI model reasons, as the capability table says (o-series, GPT-5 and later but its chat
+    variant): it takes `max_completion_tokens` (a 400 for `max_tokens`), only its default temperature, and
+    `reasoning_effort`."""
+    return capabilities.table_reasons("openai", model)
 
 
 _sdk = lazy_import("openai")  # the SDK, imported on first use
@@ -85,30 +85,22 @@ class OpenAIProvider(BaseProvider):
     takes_cache_marks: ClassVar[bool] = False
 
     def validate_request(self, request: AIRequest) -> AIRequest:
-        """The base checks, then `reasoning`: OpenAI's format takes its effort only (OpenRouter, which takes all of
-        OpenRouter's option, checks it itself)."""
-        request = super().validate_request(request)
-        reasoning = request.options.get("reasoning")
-        if reasoning is not None and self.kind != "openrouter":
-            clean = openrouter_options.check_reasoning(reasoning, request.max_tokens, self.name)
-            if set(clean) - {"effort"}:
-                raise InvalidRequest(
-                    f"{self.name} takes reasoning.effort only (as reasoning_effort); remove "
-                    f"{', '.join(sorted(set(clean) - {'effort'}))}.",
-                    provider=self.name,
-                )
-            request = request.with_changes(options={**request.options, "reasoning": clean})
-        return request
+        """The base checks, then `reasoning` (`_reasoning`)."""
+        return self._reasoning(super().validate_request(request))
 
-    def _keeps_reasoning(self, request: AIRequest) -> bool:
-        if self.kind == "openrouter":
-            return True
-        reasoning = request.options["reasoning"]
-        effort_only = isinstance(reasoning, dict) and set(reasoning) == {"effort"}
-        try:
-            return effort_only and (self.kind != "openai" or reasoning_model(self.resolve_model(request.model)))
-        except AIProviderError:
-            return False
+    def _reasoning(self, request: AIRequest) -> AIRequest:
+        """`reasoning` as OpenAI's format takes it: its effort only (as `reasoning_effort`)."""
+        reasoning = request.options.get("reasoning")
+        if reasoning is None:
+            return request
+        clean = openrouter_options.check_reasoning(reasoning, request.max_tokens, self.name)
+        if set(clean) - {"effort"}:
+            raise InvalidRequest(
+                f"{self.name} takes reasoning.effort only (as reasoning_effort); remove "
+                f"{', '.join(sorted(set(clean) - {'effort'}))}.",
+                provider=self.name,
+            )
+        return request.with_changes(options={**request.options, "reasoning": clean})
 
     def reasons(self, model: str) -> bool:
         """Whether `model` is a reasoning model (OpenAI's o-series and GPT-5; a local server's: not known)."""

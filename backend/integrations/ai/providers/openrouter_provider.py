@@ -32,6 +32,10 @@ class OpenRouterProvider(OpenAIProvider):
     takes_reasoning_details = True  # a signed thinking block goes back to the model that wrote it
     takes_cache_marks = True  # passed on to the vendors that cache on request (Anthropic, Gemini)
 
+    def _reasoning(self, request: AIRequest) -> AIRequest:
+        """OpenRouter takes all of its `reasoning` option, checked with its other options (`validate_request`)."""
+        return request
+
     def validate_request(self, request: AIRequest) -> AIRequest:
         """The base checks (`thinking`, `effort` and `cache_control` among them), then `reasoning`
         (`openrouter_options`) and how Anthropic's options combine with it here."""
